@@ -1,0 +1,102 @@
+# kmm - the Boruix kernel memory manager. GNU make.
+#
+#   make            build/hosted/libkmm.a and build/kernel/libkmm.a (gcc) and the boot stub
+#   make run        the main job: the hosted demo (initialises kmm on a real machine's map)
+#   make test       everything CI runs: lint, gcc and clang builds, sanitizers, QEMU boot
+#   make check      the quick inner loop: gcc + ASan/UBSan hosted tests only
+#   make lint       format check, cppcheck, clang-tidy
+#   make format     reformat every source file
+#   make compile_commands.json
+#
+# Each variant (compiler x world x sanitizer) builds into its own directory
+# through mk/variant.mk, so variants never overwrite each other:
+#   build/hosted  build/kernel          gcc, plain
+#   build/clang/hosted  build/clang/kernel
+#   build/asan  build/clang/asan        ASan + UBSan (hosted tests)
+#   build/tsan                          ThreadSanitizer (hosted tests)
+
+MAKEFLAGS += --no-print-directory
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+VARIANT = $(MAKE) -f mk/variant.mk -j$(JOBS)
+
+.PHONY: all deps lib kernel run test check lint format format-check cppcheck clang-tidy \
+        hosted-tests kernel-images clean
+
+all: lib kernel
+
+deps:
+	@tools/deps.sh
+
+lib:
+	$(VARIANT) O=build/hosted CC=gcc WORLD=hosted lib
+	$(VARIANT) O=build/kernel CC=gcc WORLD=kernel lib
+
+kernel:
+	$(VARIANT) O=build/kernel CC=gcc WORLD=kernel kernel-image
+
+# --- the main job ------------------------------------------------------------
+run: deps
+	$(VARIANT) O=build/hosted CC=gcc WORLD=hosted demo
+	build/hosted/kmm-demo
+
+# --- tests -------------------------------------------------------------------
+# Every variant's tests, and the boot stub built by each compiler, in one
+# prove run: one summary, and prove's exit status is the verdict.
+TEST_VARIANTS := build/hosted:gcc: build/clang/hosted:clang: build/asan:gcc:asan \
+                 build/clang/asan:clang:asan build/tsan:gcc:tsan
+KERNEL_VARIANTS := build/kernel:gcc build/clang/kernel:clang
+
+hosted-tests:
+	@set -e; for v in $(TEST_VARIANTS); do \
+	  IFS=: read o cc san <<< "$$v"; \
+	  $(VARIANT) O=$$o CC=$$cc WORLD=hosted SAN=$$san lib tests demo; \
+	done
+
+kernel-images:
+	@set -e; for v in $(KERNEL_VARIANTS); do \
+	  IFS=: read o cc <<< "$$v"; \
+	  $(VARIANT) O=$$o CC=$$cc WORLD=kernel lib kernel-image; \
+	done
+
+test: SHELL := /bin/bash
+test: deps lint hosted-tests kernel-images
+	tools/run-tests.sh $(foreach v,$(TEST_VARIANTS),$(firstword $(subst :, ,$(v)))) \
+	  --kernel $(foreach v,$(KERNEL_VARIANTS),$(firstword $(subst :, ,$(v))))
+
+hosted-tests kernel-images: SHELL := /bin/bash
+
+check:
+	$(VARIANT) O=build/asan CC=gcc WORLD=hosted SAN=asan tests
+	tools/run-tests.sh build/asan
+
+# --- lint ----------------------------------------------------------------------
+FORMAT_FILES = $(shell git ls-files -co --exclude-standard '*.c' '*.h' 2>/dev/null)
+LINT_SRCS = $(shell git ls-files -co --exclude-standard 'src/*.c' 'port/*.c' 'tests/*.c' \
+              'tools/*.c' 2>/dev/null)
+
+lint: format-check cppcheck clang-tidy
+
+format:
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_FILES)
+
+cppcheck:
+	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,style,performance,portability \
+	  --inline-suppr --suppress=missingIncludeSystem --suppressions-list=tools/cppcheck.supp \
+	  -Iinclude -Iport/hosted -Itests/ktest -D__x86_64__ $(LINT_SRCS)
+
+clang-tidy: compile_commands.json
+	clang-tidy --quiet -p . $(LINT_SRCS) 2>&1 | { grep -v '^[0-9]* warnings generated' || true; }; \
+	  test $${PIPESTATUS[0]} -eq 0
+
+clang-tidy: SHELL := /bin/bash
+
+# compile_commands.json for editors and clang-tidy: every C file with the
+# flags of the world it is built in (kernel/ freestanding, the rest hosted).
+compile_commands.json: Makefile mk/variant.mk
+	tools/compile-commands.sh > $@
+
+clean:
+	rm -rf build compile_commands.json

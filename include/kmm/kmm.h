@@ -1,0 +1,120 @@
+/*
+ * kmm/kmm.h - the kmm instance: creating it, tearing it down, error values.
+ *
+ * One struct kmm holds all of the library's state; there is no other global.
+ * A kernel creates one at boot. Tests create, use and tear down as many as
+ * they like, one after the other or side by side on separate simulated
+ * machines.
+ *
+ * Errors: every call that can fail returns an int, 0 (KMM_OK) on success and a
+ * negative KMM_E* value otherwise, or NULL / 0 where the contract says so. A
+ * caller mistake is rejected with KMM_EINVAL (or a more specific value),
+ * counted, logged once through the port with the caller's address, and leaves
+ * every structure as it was. Running out of memory returns KMM_ENOMEM. The
+ * library panics (kmm_port_panic) only when it finds its own invariants broken.
+ */
+#ifndef KMM_KMM_H
+#define KMM_KMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <kmm/memmap.h>
+
+struct kmm;
+struct kmm_port;
+
+/* Error values. Negative, so that "if (err < 0)" reads naturally. */
+#define KMM_OK     0
+#define KMM_ENOMEM (-1) /* out of memory: nothing was allocated */
+#define KMM_EINVAL (-2) /* a malformed argument: nothing was changed */
+#define KMM_ERANGE (-3) /* an address outside what the library manages */
+#define KMM_EBUSY  (-4) /* the target is in use (mapped, allocated) */
+#define KMM_ENOENT (-5) /* nothing there (not mapped, not allocated) */
+#define KMM_ESTATE (-6) /* the object is in the wrong state (double free) */
+
+/* A short name for an error value ("ENOMEM"); "E?" for an unknown one. */
+const char *kmm_strerror(int err);
+
+/* The most CPUs and NUMA nodes an instance can describe. */
+#define KMM_MAX_CPUS  256
+#define KMM_MAX_NODES 16
+
+/* The page size the library manages physical memory in. */
+#define KMM_PAGE_SHIFT 12
+#define KMM_PAGE_SIZE  ((uint64_t)1 << KMM_PAGE_SHIFT)
+
+/* Everything kmm_init() needs to know about the machine. */
+struct kmm_config {
+    /* The host's port context (kmm/port.h). Must outlive the instance. */
+    struct kmm_port *port;
+    /* The firmware's memory map: any order, overlaps and unaligned edges
+     * allowed (kmm/memmap.h says how they are resolved). Copied; the caller
+     * may free it after kmm_init() returns. */
+    const struct kmm_region *regions;
+    size_t region_count;
+    /* Ranges the host already uses (kernel image, modules, boot information,
+     * framebuffer): regions whose type wins over usable memory. Copied. */
+    const struct kmm_region *reserved;
+    size_t reserved_count;
+    /* The most CPUs that will ever call the library: 1 .. KMM_MAX_CPUS. Per-CPU
+     * state is sized for this many and kmm_port_cpu_id() must stay below it. */
+    unsigned cpu_count;
+};
+
+/*
+ * kmm_init - create an instance that manages the machine described by cfg.
+ *
+ * Resolves the memory map (kmm/memmap.h) and places the instance itself in
+ * usable memory: the first usable range (lowest address first) above 1 MiB
+ * with room for it, at that range's end. That memory is then accounted as
+ * KMM_MEM_KMM_META, never handed out.
+ *
+ * Returns KMM_OK and stores the instance in *out, or:
+ *   KMM_EINVAL  cfg, out or cfg->port is NULL; cpu_count is 0 or above
+ *               KMM_MAX_CPUS; a region list is NULL with a non-zero count;
+ *               the map is invalid (kmm_memmap_validate() says which entry);
+ *   KMM_ENOMEM  no usable range can hold the instance.
+ * Nothing is written to memory on failure. IRQs on; init-time only; O(n^2) in
+ * the number of regions (n <= KMM_MAX_REGIONS).
+ */
+int kmm_init(const struct kmm_config *cfg, struct kmm **out);
+
+/*
+ * kmm_fini - tear an instance down. The memory it managed goes back to being
+ * plain memory of the host; every pointer the instance handed out becomes
+ * invalid. k may be NULL (nothing happens). IRQs on.
+ */
+void kmm_fini(struct kmm *k);
+
+/* The port context an instance was created with. Any context. */
+struct kmm_port *kmm_port_of(const struct kmm *k);
+
+/*
+ * kmm_memory_map - the resolved physical memory map the instance manages,
+ * lowest address first; *count receives the number of ranges. The instance's
+ * own pages appear as one KMM_MEM_KMM_META range. Valid until kmm_fini().
+ * Any context.
+ */
+const struct kmm_region *kmm_memory_map(const struct kmm *k, size_t *count);
+
+/*
+ * Where reports go: write() is called with pieces of text (not NUL-terminated,
+ * lines end in '\n'). It must not call back into the library.
+ */
+struct kmm_sink {
+    void (*write)(void *ctx, const char *text, size_t len);
+    void *ctx;
+};
+
+/*
+ * kmm_report - write a human-readable report of the instance to sink: the
+ * resolved memory map and its totals. Later layers add their sections (buddy,
+ * page tables, heap). Takes no locks beyond those of the statistics it reads.
+ */
+void kmm_report(const struct kmm *k, const struct kmm_sink *sink);
+
+/* The library's version, "MAJOR.MINOR.PATCH". */
+const char *kmm_version(void);
+
+#endif /* KMM_KMM_H */

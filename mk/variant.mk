@@ -1,0 +1,82 @@
+# mk/variant.mk - build one variant of kmm. Called by the top-level Makefile:
+#
+#   make -f mk/variant.mk O=<dir> CC=<gcc|clang> WORLD=<hosted|kernel> SAN=<|asan|tsan> <target>
+#
+# hosted: $(O)/libkmm.a (core + hosted port), one test executable per suite
+#         ($(O)/tests/<suite>.t), the hosted demo.
+# kernel: $(O)/libkmm.a (core only, freestanding) and the boot-stub image.
+
+O ?= build/hosted
+CC ?= gcc
+WORLD ?= hosted
+SAN ?=
+AR ?= ar
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wundef \
+        -Wvla -Wwrite-strings -Wpointer-arith -Wimplicit-fallthrough -Wformat=2
+CORE_SRCS := $(sort $(wildcard src/*.c src/*/*.c src/*/*/*.c))
+# The shared tests: run hosted and in the kernel.
+SHARED_TEST_SRCS := $(sort $(wildcard tests/test_*.c))
+KTEST_SRCS := tests/ktest/ktest.c $(SHARED_TEST_SRCS)
+
+ifeq ($(WORLD),kernel)
+# Freestanding: no libc headers at all (-nostdinc), only the compiler's own
+# (stdint.h, stddef.h, ...). A core file that includes a libc header fails here.
+KERNEL_CFLAGS := -std=c11 -O2 -g $(WARN) -ffreestanding -nostdinc \
+        -isystem $(shell $(CC) -print-file-name=include) \
+        -mno-red-zone -mcmodel=kernel -mgeneral-regs-only -fno-pic -fno-pie \
+        -fno-stack-protector -nostdlib -fno-asynchronous-unwind-tables \
+        -Iinclude -Isrc -Ikernel/port -Itests/ktest -MMD -MP
+CFLAGS := $(KERNEL_CFLAGS)
+LIB_SRCS := $(CORE_SRCS)
+else
+SAN_FLAGS_asan := -fsanitize=address,undefined -fno-sanitize-recover=all
+SAN_FLAGS_tsan := -fsanitize=thread
+OPT := $(if $(SAN),-O1,-O2)
+CFLAGS := -std=c11 $(OPT) -g -fno-omit-frame-pointer $(WARN) $(SAN_FLAGS_$(SAN)) \
+        -Iinclude -Isrc -Iport/hosted -Itests/ktest -MMD -MP
+LDFLAGS := $(SAN_FLAGS_$(SAN)) -pthread
+LIB_SRCS := $(CORE_SRCS) $(sort $(wildcard port/hosted/*.c))
+HOSTED_TEST_SRCS := $(sort $(wildcard tests/hosted/test_*.c))
+TEST_SUPPORT_SRCS := tests/ktest/ktest.c tests/ktest/main_hosted.c tests/ktest/env_hosted.c
+endif
+
+LIBKMM := $(O)/libkmm.a
+obj = $(patsubst %.c,$(O)/obj/%.o,$(1))
+LIB_OBJS := $(call obj,$(LIB_SRCS))
+
+.PHONY: lib tests demo kernel-image
+lib: $(LIBKMM)
+
+$(LIBKMM): $(LIB_OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(O)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+ifeq ($(WORLD),kernel)
+include kernel/kernel.mk
+kernel-image: $(KERNEL_ELF32)
+else
+# One executable per test file; prove runs each and reads its KTAP.
+# (Test file names are unique across tests/ and tests/hosted/.)
+TEST_EXES := $(patsubst test_%.c,$(O)/tests/%.t,$(notdir $(SHARED_TEST_SRCS) $(HOSTED_TEST_SRCS)))
+SUPPORT_OBJS := $(call obj,$(TEST_SUPPORT_SRCS))
+tests: $(TEST_EXES)
+
+$(O)/tests/%.t: $(O)/obj/tests/test_%.o $(SUPPORT_OBJS) $(LIBKMM)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^
+
+$(O)/tests/%.t: $(O)/obj/tests/hosted/test_%.o $(SUPPORT_OBJS) $(LIBKMM)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^
+
+demo: $(O)/kmm-demo
+$(O)/kmm-demo: $(O)/obj/tools/hosted_demo.o $(LIBKMM)
+	$(CC) $(LDFLAGS) -o $@ $^
+endif
+
+-include $(shell find $(O) -name '*.d' 2>/dev/null)

@@ -1,0 +1,73 @@
+/*
+ * report.c - the human-readable report (kmm_report).
+ *
+ * Each layer contributes one section. Text is formatted into a small buffer
+ * and handed to the sink a line at a time, so a report needs no allocation
+ * and works in any context where the sink does.
+ */
+#include "internal.h"
+
+#include <kmm/fmt.h>
+
+static void sink_printf(const struct kmm_sink *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void sink_printf(const struct kmm_sink *s, const char *fmt, ...)
+{
+    char line[160];
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = kmm_vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    s->write(s->ctx, line, n < sizeof(line) ? n : sizeof(line) - 1);
+}
+
+/* "1023.9 MiB": bytes in the largest unit that keeps the number >= 1, with
+ * one decimal (truncated, so the figure never overstates). */
+static void format_size(char *buf, size_t size, uint64_t bytes)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    unsigned u = 0;
+    uint64_t scale = 1;
+    while (u + 1 < sizeof(units) / sizeof(units[0]) && bytes / scale >= 1024) {
+        scale *= 1024;
+        u++;
+    }
+    uint64_t whole = bytes / scale;
+    uint64_t tenth = (bytes % scale) * 10 / scale;
+    if (u == 0)
+        kmm_snprintf(buf, size, "%llu B", (unsigned long long)whole);
+    else
+        kmm_snprintf(buf, size, "%llu.%llu %s", (unsigned long long)whole,
+                     (unsigned long long)tenth, units[u]);
+}
+
+static void report_memmap(const struct kmm *k, const struct kmm_sink *s)
+{
+    char sz[32];
+    sink_printf(s, "Physical memory map (%zu ranges)\n", k->map_count);
+    for (size_t i = 0; i < k->map_count; i++) {
+        const struct kmm_region *r = &k->map[i];
+        format_size(sz, sizeof(sz), r->length);
+        sink_printf(s, "  [0x%016llx-0x%016llx] %-22s %12s\n", (unsigned long long)r->base,
+                    (unsigned long long)(r->base + r->length - 1), kmm_mem_type_name(r->type), sz);
+    }
+    sink_printf(s, "Totals by type\n");
+    for (uint32_t t = 1; t < KMM_MEM_TYPE_LIMIT; t++) {
+        if (!k->totals.bytes[t])
+            continue;
+        format_size(sz, sizeof(sz), k->totals.bytes[t]);
+        sink_printf(s, "  %-22s %12s\n", kmm_mem_type_name(t), sz);
+    }
+    format_size(sz, sizeof(sz), k->totals.phys_end);
+    sink_printf(s, "  usable pages %llu, highest address %s, instance %llu KiB at 0x%llx\n",
+                (unsigned long long)k->totals.usable_pages, sz,
+                (unsigned long long)(k->meta_size >> 10), (unsigned long long)k->meta_base);
+}
+
+void kmm_report(const struct kmm *k, const struct kmm_sink *sink)
+{
+    KMM_ASSERT(k->port, k->canary == KMM_INSTANCE_CANARY);
+    sink_printf(sink, "kmm %s, %u CPUs\n", kmm_version(), k->cpu_count);
+    report_memmap(k, sink);
+}

@@ -1,0 +1,151 @@
+/*
+ * init.c - creating and tearing down an instance.
+ *
+ * kmm_init validates everything before it writes a byte (seL4's habit): the
+ * config, the map, and that the instance fits somewhere. Only then does it
+ * carve the instance out of usable memory and fill it in, with code that
+ * cannot fail.
+ */
+#include "internal.h"
+
+#include <kmm/fmt.h>
+
+/* Checks one region list (kmm_memmap_validate) and logs its first bad entry. */
+static bool list_is_valid(struct kmm_port *p, const struct kmm_region *list, size_t count,
+                          const char *which)
+{
+    long bad = kmm_memmap_validate(list, count);
+    if (bad < 0)
+        return true;
+    if (list && (size_t)bad < count) {
+        const struct kmm_region *r = &list[bad];
+        kmm_logf(p, KMM_LOG_ERR, "kmm_init: %s %ld invalid: base 0x%llx length 0x%llx type %u",
+                 which, bad, (unsigned long long)r->base, (unsigned long long)r->length, r->type);
+    } else {
+        kmm_logf(p, KMM_LOG_ERR, "kmm_init: %zu entries in the %s list", count, which);
+    }
+    return false;
+}
+
+static bool config_is_valid(const struct kmm_config *cfg, struct kmm_port *p)
+{
+    if (!cfg->port) {
+        kmm_logf(p, KMM_LOG_ERR, "kmm_init: config has no port");
+        return false;
+    }
+    if (cfg->cpu_count == 0 || cfg->cpu_count > KMM_MAX_CPUS) {
+        kmm_logf(p, KMM_LOG_ERR, "kmm_init: cpu_count %u outside 1..%u", cfg->cpu_count,
+                 KMM_MAX_CPUS);
+        return false;
+    }
+    if ((!cfg->regions && cfg->region_count) || (!cfg->reserved && cfg->reserved_count)) {
+        kmm_logf(p, KMM_LOG_ERR, "kmm_init: NULL region list with a non-zero count");
+        return false;
+    }
+    /* Two comparisons, not a sum: the sum of two huge counts could wrap. */
+    if (cfg->region_count > KMM_MAX_REGIONS ||
+        cfg->reserved_count > KMM_MAX_REGIONS - cfg->region_count) {
+        kmm_logf(p, KMM_LOG_ERR, "kmm_init: %zu regions and %zu reserved ranges, at most %u in all",
+                 cfg->region_count, cfg->reserved_count, KMM_MAX_REGIONS);
+        return false;
+    }
+    return list_is_valid(p, cfg->regions, cfg->region_count, "region") &&
+           list_is_valid(p, cfg->reserved, cfg->reserved_count, "reserved range");
+}
+
+/* Finds where the instance goes: the end of the first usable range above
+ * KMM_META_MIN_ADDR with room for size bytes. Returns false if none. */
+static bool place_instance(const struct kmm_memmap_input *in, uint64_t size, uint64_t *where)
+{
+    uint64_t cursor = 0;
+    struct kmm_region r;
+    while (kmm_memmap_next(in, &cursor, &r)) {
+        if (r.type != KMM_MEM_USABLE)
+            continue;
+        uint64_t start = r.base < KMM_META_MIN_ADDR ? KMM_META_MIN_ADDR : r.base;
+        uint64_t end = r.base + r.length;
+        if (end > start && end - start >= size) {
+            *where = end - size;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Resolves the map into k->map and marks the instance's own pages as
+ * KMM_MEM_KMM_META by splitting the usable range that ends with them. */
+static void build_map(struct kmm *k, const struct kmm_memmap_input *in)
+{
+    uint64_t cursor = 0;
+    struct kmm_region r;
+    size_t n = 0;
+    while (kmm_memmap_next(in, &cursor, &r)) {
+        KMM_ASSERT(k->port, n + 2 <= KMM_MAP_CAP);
+        bool holds_meta = r.type == KMM_MEM_USABLE &&
+                          r.base + r.length == k->meta_base + k->meta_size &&
+                          k->meta_base >= r.base;
+        if (holds_meta) {
+            if (k->meta_base > r.base)
+                k->map[n++] = (struct kmm_region){r.base, k->meta_base - r.base, KMM_MEM_USABLE};
+            r = (struct kmm_region){k->meta_base, k->meta_size, KMM_MEM_KMM_META};
+        }
+        k->map[n++] = r;
+    }
+    k->map_count = n;
+}
+
+int kmm_init(const struct kmm_config *cfg, struct kmm **out)
+{
+    struct kmm_port *p = cfg ? cfg->port : NULL;
+    if (!cfg || !out || !config_is_valid(cfg, p)) {
+        if (!cfg || !out)
+            kmm_logf(p, KMM_LOG_ERR, "kmm_init: NULL %s", cfg ? "out" : "config");
+        return KMM_EINVAL;
+    }
+    struct kmm_memmap_input in = {cfg->regions, cfg->region_count, cfg->reserved,
+                                  cfg->reserved_count};
+    uint64_t size = kmm_align_up(sizeof(struct kmm), KMM_PAGE_SIZE);
+    uint64_t where;
+    if (!place_instance(&in, size, &where)) {
+        kmm_logf(p, KMM_LOG_ERR, "kmm_init: no usable range above 1 MiB holds %llu bytes",
+                 (unsigned long long)size);
+        return KMM_ENOMEM;
+    }
+
+    /* Nothing below can fail. */
+    uintptr_t direct_map = kmm_port_direct_map(p);
+    struct kmm *k = (struct kmm *)(direct_map + (uintptr_t)where);
+    __builtin_memset(k, 0, sizeof(*k));
+    k->port = p;
+    k->direct_map = direct_map;
+    k->cpu_count = cfg->cpu_count;
+    k->meta_base = where;
+    k->meta_size = size;
+    build_map(k, &in);
+    kmm_memmap_totals(k->map, k->map_count, &k->totals);
+    k->canary = KMM_INSTANCE_CANARY;
+    kmm_logf(p, KMM_LOG_INFO, "kmm %s: %llu usable pages in %zu ranges, instance at 0x%llx",
+             kmm_version(), (unsigned long long)k->totals.usable_pages, k->map_count,
+             (unsigned long long)where);
+    *out = k;
+    return KMM_OK;
+}
+
+void kmm_fini(struct kmm *k)
+{
+    if (!k)
+        return;
+    KMM_ASSERT(k->port, k->canary == KMM_INSTANCE_CANARY);
+    k->canary = 0;
+}
+
+struct kmm_port *kmm_port_of(const struct kmm *k)
+{
+    return k->port;
+}
+
+const struct kmm_region *kmm_memory_map(const struct kmm *k, size_t *count)
+{
+    *count = k->map_count;
+    return k->map;
+}

@@ -1,0 +1,100 @@
+/*
+ * internal.h - the instance structure and helpers shared by every layer.
+ * Private to src/: nothing here is part of the public interface.
+ */
+#ifndef KMM_INTERNAL_H
+#define KMM_INTERNAL_H
+
+#include <kmm/kmm.h>
+#include <kmm/port.h>
+
+#include <stdalign.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdnoreturn.h>
+
+/* "kmm-inst": a live instance starts with this; kmm_fini() clears it. */
+#define KMM_INSTANCE_CANARY UINT64_C(0x6b6d6d2d696e7374)
+
+/* A resolved map of n input regions has at most 2n - 1 ranges; the
+ * instance's own metadata may split one more. */
+#define KMM_MAP_CAP ((size_t)2 * KMM_MAX_REGIONS)
+
+/* Where the instance is placed: never below this physical address, so that
+ * low memory stays free for real-mode trampolines and legacy DMA. */
+#define KMM_META_MIN_ADDR (UINT64_C(1) << 20)
+
+/*
+ * The instance. Lives in usable memory it manages (kmm_init carves it out).
+ *
+ * Invariants (kmm_report and the tests rely on them):
+ *   - canary == KMM_INSTANCE_CANARY while the instance is alive;
+ *   - map[0 .. map_count) is sorted, disjoint, and exactly one range has
+ *     type KMM_MEM_KMM_META: [meta_base, meta_base + meta_size);
+ *   - totals is kmm_memmap_totals() of that map.
+ */
+struct kmm {
+    uint64_t canary;
+    struct kmm_port *port;
+    uintptr_t direct_map; /* kmm_port_direct_map(), read once */
+    unsigned cpu_count;
+    uint64_t meta_base; /* physical address of this structure */
+    uint64_t meta_size; /* bytes reserved for it, page multiple */
+    size_t map_count;
+    struct kmm_region map[KMM_MAP_CAP];
+    struct kmm_memmap_totals totals;
+};
+
+/* The direct-map address of physical address pa. */
+static inline void *kmm_phys_to_virt(const struct kmm *k, uint64_t pa)
+{
+    return (void *)(k->direct_map + (uintptr_t)pa);
+}
+
+static inline uint64_t kmm_align_down(uint64_t v, uint64_t a)
+{
+    return v & ~(a - 1);
+}
+
+static inline uint64_t kmm_align_up(uint64_t v, uint64_t a)
+{
+    return (v + a - 1) & ~(a - 1);
+}
+
+/* Formats one log line and hands it to the port. p may be NULL before an
+ * instance exists, in which case the line is dropped. */
+void kmm_logf(struct kmm_port *p, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Formats a message and panics through the port. Never returns. */
+noreturn void kmm_panicf(struct kmm_port *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* A broken internal invariant: panic with the function's name. Always on:
+ * the checks guard structure integrity, which is worth a compare. */
+#define KMM_ASSERT(port, cond)                                                                     \
+    do {                                                                                           \
+        if (__builtin_expect(!(cond), 0))                                                          \
+            kmm_panicf((port), "%s: assertion failed: %s (%s:%d)", __func__, #cond, __FILE__,      \
+                       __LINE__);                                                                  \
+    } while (0)
+
+/* Input of the map resolver: the firmware list and the host's reservations,
+ * read as one list. */
+struct kmm_memmap_input {
+    const struct kmm_region *a;
+    size_t na;
+    const struct kmm_region *b;
+    size_t nb;
+};
+
+/*
+ * kmm_memmap_next - the resolver as an iterator. *cursor starts at 0; each
+ * call stores the next resolved range in *out and returns true, or returns
+ * false at the end. The input must be valid (kmm_memmap_validate).
+ */
+bool kmm_memmap_next(const struct kmm_memmap_input *in, uint64_t *cursor, struct kmm_region *out);
+
+#endif /* KMM_INTERNAL_H */

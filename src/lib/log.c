@@ -1,0 +1,58 @@
+/*
+ * log.c - formatted logging and panics through the port, error names.
+ */
+#include "internal.h"
+
+#include <kmm/fmt.h>
+
+/* Longest log line; longer ones are cut (the formatter never overflows). */
+#define KMM_LOG_LINE 256
+
+void kmm_logf(struct kmm_port *p, int level, const char *fmt, ...)
+{
+    if (!p)
+        return;
+    char line[KMM_LOG_LINE];
+    va_list ap;
+    va_start(ap, fmt);
+    kmm_vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    kmm_port_log(p, level, line);
+}
+
+noreturn void kmm_panicf(struct kmm_port *p, const char *fmt, ...)
+{
+    char msg[KMM_LOG_LINE];
+    va_list ap;
+    va_start(ap, fmt);
+    kmm_vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    kmm_port_panic(p, msg);
+}
+
+const char *kmm_strerror(int err)
+{
+    switch (err) {
+    case KMM_OK:
+        return "OK";
+    case KMM_ENOMEM:
+        return "ENOMEM";
+    case KMM_EINVAL:
+        return "EINVAL";
+    case KMM_ERANGE:
+        return "ERANGE";
+    case KMM_EBUSY:
+        return "EBUSY";
+    case KMM_ENOENT:
+        return "ENOENT";
+    case KMM_ESTATE:
+        return "ESTATE";
+    default:
+        return "E?";
+    }
+}
+
+const char *kmm_version(void)
+{
+    return "0.1.0";
+}

@@ -1,0 +1,334 @@
+/*
+ * test_hosted_port.c - the hosted port keeps its promises (port/hosted/hosted.h).
+ *
+ * Hosted only: it uses threads, signals and mmap. These tests prove the
+ * approach of SPEC §4 "Hosted build": simulated RAM in a memfd, mappings
+ * mirrored into the test process so that what the library maps is usable at
+ * its address, and protection faults as real SIGSEGVs.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hosted.h"
+#include "ktest.h"
+
+#include <kmm/kmm.h>
+
+#define MIB (UINT64_C(1) << 20)
+#define GIB (UINT64_C(1) << 30)
+
+/* --- catching faults --------------------------------------------------------- */
+
+static sigjmp_buf fault_jmp;
+static volatile sig_atomic_t fault_armed;
+static volatile uintptr_t fault_addr;
+
+static void on_fault(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig;
+    (void)uc;
+    if (!fault_armed)
+        abort();
+    fault_addr = (uintptr_t)si->si_addr;
+    siglongjmp(fault_jmp, 1);
+}
+
+/* Writes (write=true) or reads one byte at p; returns true if that faulted. */
+static bool access_faults(volatile uint8_t *p, bool write)
+{
+    struct sigaction sa = {0}, old_segv, old_bus;
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigaction(SIGSEGV, &sa, &old_segv);
+    sigaction(SIGBUS, &sa, &old_bus);
+    bool faulted = true;
+    fault_armed = 1;
+    if (sigsetjmp(fault_jmp, 1) == 0) {
+        if (write)
+            *p = 0x5a;
+        else
+            (void)*p;
+        faulted = false;
+    }
+    fault_armed = 0;
+    sigaction(SIGSEGV, &old_segv, NULL);
+    sigaction(SIGBUS, &old_bus, NULL);
+    return faulted;
+}
+
+static void *phys(struct hosted_machine *m, uint64_t pa)
+{
+    return (void *)(hosted_machine_direct_map(m) + pa);
+}
+
+/* --- RAM ------------------------------------------------------------------- */
+
+KTEST(hosted_port, a_sparse_256_gib_machine_costs_only_what_is_touched)
+{
+    /* 3 GiB low, a hole up to 4 GiB, then 253 GiB: a big server's layout. */
+    const struct kmm_region ram[] = {
+        {0, 3 * GIB, KMM_MEM_USABLE},
+        {4 * GIB, 253 * GIB, KMM_MEM_USABLE},
+    };
+    struct hosted_machine *m = hosted_machine_from_map(ram, 2, 0);
+    KT_ASSERT(t, m != NULL);
+    KT_EXPECT_EQ(t, hosted_machine_phys_end(m), 257 * GIB);
+    KT_EXPECT_EQ(t, hosted_machine_direct_map(m) % GIB, 0);
+    uint8_t *last = phys(m, 257 * GIB - 1);
+    uint8_t *first = phys(m, 0x1000);
+    *last = 7;
+    *first = 9;
+    KT_EXPECT_EQ(t, *last, 7);
+    KT_EXPECT_EQ(t, *first, 9);
+    /* The hole between 3 and 4 GiB is not RAM: touching it faults. */
+    KT_EXPECT(t, access_faults(phys(m, 3 * GIB + 0x1000), false));
+    KT_EXPECT(t, !access_faults(phys(m, 3 * GIB - 1), false));
+    hosted_machine_destroy(m);
+}
+
+KTEST(hosted_port, non_ram_ranges_of_a_firmware_map_fault_when_touched)
+{
+    const struct kmm_region map[] = {
+        {0, 0x9fc00, KMM_MEM_USABLE},          {0x9fc00, 0x400, KMM_MEM_RESERVED},
+        {0xf0000, 0x10000, KMM_MEM_RESERVED},  {1 * MIB, 15 * MIB, KMM_MEM_USABLE},
+        {16 * MIB, 1 * MIB, KMM_MEM_ACPI_NVS}, {17 * MIB, 1 * MIB, KMM_MEM_ACPI_RECLAIMABLE},
+    };
+    struct hosted_machine *m = hosted_machine_from_map(map, 6, 0);
+    KT_ASSERT(t, m != NULL);
+    KT_EXPECT(t, !access_faults(phys(m, 0x1000), true));
+    KT_EXPECT(t, access_faults(phys(m, 0xf0000), false));  /* BIOS area */
+    KT_EXPECT(t, access_faults(phys(m, 16 * MIB), false)); /* ACPI NVS */
+    KT_EXPECT(t, !access_faults(phys(m, 17 * MIB), true)); /* reclaimable is RAM */
+    KT_EXPECT(t, !access_faults(phys(m, 16 * MIB - 1), true));
+    hosted_machine_destroy(m);
+}
+
+/* --- mirroring ------------------------------------------------------------- */
+
+static void mirror(struct hosted_machine *m, uint64_t va, uint64_t pa, uint64_t len, unsigned prot)
+{
+    struct kmm_port_mapping map = {.root = 0x1000, .va = va, .len = len, .pa = pa, .prot = prot};
+    kmm_port_mapping_changed(hosted_machine_port(m), &map);
+}
+
+KTEST(hosted_port, a_mirrored_mapping_aliases_physical_memory_both_ways)
+{
+    const struct kmm_region ram[] = {{0, 64 * MIB, KMM_MEM_USABLE}};
+    struct hosted_machine *m = hosted_machine_from_map(ram, 1, 16 * MIB);
+    KT_ASSERT(t, m != NULL);
+    uint64_t win, size;
+    hosted_machine_mirror_window(m, &win, &size);
+    KT_ASSERT_EQ(t, size, 16 * MIB);
+    KT_EXPECT_EQ(t, win % (2 * MIB), 0);
+
+    /* Unmapped window: a fault, as an unmapped kernel address would be. */
+    KT_EXPECT(t, access_faults((uint8_t *)(uintptr_t)win, false));
+
+    /* Map two scattered frames at consecutive virtual pages. */
+    mirror(m, win, 5 * MIB, 4096, KMM_PORT_PROT_READ | KMM_PORT_PROT_WRITE);
+    mirror(m, win + 4096, 9 * MIB, 4096, KMM_PORT_PROT_READ | KMM_PORT_PROT_WRITE);
+    uint8_t *va = (uint8_t *)(uintptr_t)win;
+    memset(va, 0x11, 8192);
+    KT_EXPECT_EQ(t, *(uint8_t *)phys(m, 5 * MIB + 4095), 0x11);
+    KT_EXPECT_EQ(t, *(uint8_t *)phys(m, 9 * MIB), 0x11);
+    *(uint8_t *)phys(m, 9 * MIB + 7) = 0x22;
+    KT_EXPECT_EQ(t, va[4096 + 7], 0x22);
+    KT_EXPECT_EQ(t, hosted_machine_mirror_ignored(m), 0);
+    hosted_machine_destroy(m);
+}
+
+KTEST(hosted_port, a_write_to_a_read_only_mirror_is_a_real_sigsegv)
+{
+    const struct kmm_region ram[] = {{0, 64 * MIB, KMM_MEM_USABLE}};
+    struct hosted_machine *m = hosted_machine_from_map(ram, 1, 16 * MIB);
+    KT_ASSERT(t, m != NULL);
+    uint64_t win, size;
+    hosted_machine_mirror_window(m, &win, &size);
+    uint8_t *va = (uint8_t *)(uintptr_t)(win + 2 * MIB);
+
+    mirror(m, win + 2 * MIB, 3 * MIB, 4096, KMM_PORT_PROT_READ);
+    *(uint8_t *)phys(m, 3 * MIB) = 0x33;
+    KT_EXPECT(t, !access_faults(va, false));
+    KT_EXPECT_EQ(t, va[0], 0x33);
+    KT_EXPECT(t, access_faults(va, true));
+    KT_EXPECT_EQ(t, fault_addr, (uintptr_t)va);
+    KT_EXPECT_EQ(t, *(uint8_t *)phys(m, 3 * MIB), 0x33); /* the write did not land */
+
+    /* Upgrade to writable, then unmap: the page faults again. */
+    mirror(m, win + 2 * MIB, 3 * MIB, 4096, KMM_PORT_PROT_READ | KMM_PORT_PROT_WRITE);
+    KT_EXPECT(t, !access_faults(va, true));
+    mirror(m, win + 2 * MIB, 0, 4096, 0);
+    KT_EXPECT(t, access_faults(va, false));
+    KT_EXPECT_EQ(t, *(uint8_t *)phys(m, 3 * MIB), 0x5a); /* the frame kept the data */
+    hosted_machine_destroy(m);
+}
+
+KTEST(hosted_port, mappings_outside_the_window_are_counted_and_ignored)
+{
+    const struct kmm_region ram[] = {{0, 16 * MIB, KMM_MEM_USABLE}};
+    struct hosted_machine *m = hosted_machine_from_map(ram, 1, 2 * MIB);
+    KT_ASSERT(t, m != NULL);
+    uint64_t win, size;
+    hosted_machine_mirror_window(m, &win, &size);
+    mirror(m, UINT64_C(0xffffffff90000000), MIB, 4096, KMM_PORT_PROT_READ);
+    mirror(m, win + size - 4096, MIB, 8192, KMM_PORT_PROT_READ); /* runs past the end */
+    KT_EXPECT_EQ(t, hosted_machine_mirror_ignored(m), 2);
+    hosted_machine_destroy(m);
+}
+
+/* --- TLB log --------------------------------------------------------------- */
+
+KTEST(hosted_port, tlb_requests_are_logged_in_order_with_their_arguments)
+{
+    const struct kmm_region ram[] = {{0, 16 * MIB, KMM_MEM_USABLE}};
+    struct hosted_machine *m = hosted_machine_from_map(ram, 1, 0);
+    KT_ASSERT(t, m != NULL);
+    struct kmm_port *p = hosted_machine_port(m);
+    kmm_port_tlb_flush_page(p, 0x400000);
+    uint64_t mark = hosted_machine_seq(m);
+    kmm_port_tlb_flush_range(p, 0x800000, UINT64_C(3) * 4096);
+    kmm_port_tlb_flush_all(p, true);
+    kmm_port_tlb_shootdown(p, 0x5000, 0x400000, 4096, false);
+    kmm_port_load_root(p, 0x5000);
+
+    KT_ASSERT_EQ(t, hosted_tlb_log_count(m), 5);
+    struct hosted_tlb_event e[5];
+    for (size_t i = 0; i < 5; i++)
+        e[i] = hosted_tlb_log_get(m, i);
+    KT_EXPECT_EQ(t, e[0].op, HOSTED_TLB_FLUSH_PAGE);
+    KT_EXPECT_EQ(t, e[0].va, 0x400000);
+    KT_EXPECT(t, e[0].seq < mark && mark < e[1].seq);
+    KT_EXPECT_EQ(t, e[1].op, HOSTED_TLB_FLUSH_RANGE);
+    KT_EXPECT_EQ(t, e[1].len, UINT64_C(3) * 4096);
+    KT_EXPECT_EQ(t, e[2].op, HOSTED_TLB_FLUSH_ALL);
+    KT_EXPECT(t, e[2].global);
+    KT_EXPECT_EQ(t, e[3].op, HOSTED_TLB_SHOOTDOWN);
+    KT_EXPECT_EQ(t, e[3].root, 0x5000);
+    KT_EXPECT_EQ(t, e[4].op, HOSTED_TLB_LOAD_ROOT);
+    for (size_t i = 1; i < 5; i++)
+        KT_EXPECT(t, e[i - 1].seq < e[i].seq);
+    hosted_tlb_log_clear(m);
+    KT_EXPECT_EQ(t, hosted_tlb_log_count(m), 0);
+    hosted_machine_destroy(m);
+}
+
+/* --- CPUs and locks -------------------------------------------------------- */
+
+/* One lock and the counter it protects, shared by every worker. */
+struct lock_shared {
+    kmm_lock_t lock;
+    unsigned long counter; /* protected by lock */
+};
+
+/* One worker thread acting as one CPU; written only by its own thread. */
+struct lock_worker {
+    struct lock_shared *shared;
+    unsigned cpu;
+    bool entered;
+    bool cpu_id_stable;
+    bool irqs_off_inside;
+};
+
+#define LOCK_ROUNDS 20000
+
+static void *lock_worker(void *arg)
+{
+    struct lock_worker *w = arg;
+    w->entered = hosted_cpu_enter(w->cpu);
+    w->cpu_id_stable = true;
+    w->irqs_off_inside = true;
+    for (int i = 0; i < LOCK_ROUNDS; i++) {
+        kmm_irqstate_t s = kmm_lock_irqsave(&w->shared->lock);
+        w->irqs_off_inside &= !hosted_irqs_enabled;
+        w->shared->counter++; /* a lost update (and a TSan report) unless the lock works */
+        kmm_unlock_irqrestore(&w->shared->lock, s);
+        w->irqs_off_inside &= hosted_irqs_enabled; /* restored after unlock */
+        w->cpu_id_stable &= kmm_port_cpu_id() == w->cpu;
+    }
+    hosted_cpu_exit();
+    return NULL;
+}
+
+KTEST(hosted_port, threads_act_as_cpus_and_locks_exclude_them)
+{
+    enum { THREADS = 4 };
+    static struct lock_shared shared;
+    struct lock_worker workers[THREADS];
+    pthread_t th[THREADS];
+    kmm_lock_init(&shared.lock);
+    shared.counter = 0;
+    for (unsigned i = 0; i < THREADS; i++) {
+        workers[i] = (struct lock_worker){.shared = &shared, .cpu = i + 1};
+        pthread_create(&th[i], NULL, lock_worker, &workers[i]);
+    }
+    for (unsigned i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    for (unsigned i = 0; i < THREADS; i++) {
+        KT_EXPECT(t, workers[i].entered);
+        KT_EXPECT(t, workers[i].cpu_id_stable);
+        KT_EXPECT(t, workers[i].irqs_off_inside);
+    }
+    KT_EXPECT_EQ(t, shared.counter, (unsigned long)THREADS * LOCK_ROUNDS);
+    KT_EXPECT(t, hosted_irqs_enabled); /* the main thread's IF is untouched */
+}
+
+static void *try_cpu(void *arg)
+{
+    unsigned cpu = *(unsigned *)arg;
+    return (void *)(uintptr_t)hosted_cpu_enter(cpu);
+}
+
+KTEST(hosted_port, two_threads_cannot_be_the_same_cpu)
+{
+    KT_ASSERT(t, hosted_cpu_enter(7));
+    KT_EXPECT_EQ(t, kmm_port_cpu_id(), 7);
+    unsigned cpu = 7;
+    pthread_t th;
+    void *got;
+    pthread_create(&th, NULL, try_cpu, &cpu);
+    pthread_join(th, &got);
+    KT_EXPECT(t, got == NULL);
+    hosted_cpu_exit();
+    KT_EXPECT_EQ(t, kmm_port_cpu_id(), 0);
+    pthread_create(&th, NULL, try_cpu, &cpu); /* free again; the thread exits holding it */
+    pthread_join(th, &got);
+    KT_EXPECT(t, got != NULL);
+    KT_EXPECT(t, !hosted_cpu_enter(KMM_MAX_CPUS));
+}
+
+/* --- log and panic ---------------------------------------------------------- */
+
+KTEST(hosted_port, library_errors_are_logged_with_their_text)
+{
+    const struct kmm_region ram[] = {{0, 16 * MIB, KMM_MEM_USABLE}};
+    struct hosted_machine *m = hosted_machine_from_map(ram, 1, 0);
+    KT_ASSERT(t, m != NULL);
+    struct kmm_config cfg = {.port = hosted_machine_port(m), .regions = ram, .region_count = 1};
+    struct kmm *k;
+    KT_EXPECT_EQ(t, kmm_init(&cfg, &k), KMM_EINVAL); /* cpu_count 0 */
+    KT_EXPECT_EQ(t, hosted_log_count(m, KMM_LOG_ERR), 1);
+    KT_EXPECT(t, strstr(hosted_log_last_error(m), "cpu_count 0") != NULL);
+    hosted_machine_destroy(m);
+}
+
+KTEST(hosted_port, a_panic_can_be_caught_by_a_test)
+{
+    const struct kmm_region ram[] = {{0, 16 * MIB, KMM_MEM_USABLE}};
+    struct hosted_machine *m = hosted_machine_from_map(ram, 1, 0);
+    KT_ASSERT(t, m != NULL);
+    jmp_buf env;
+    volatile bool caught = false;
+    hosted_panic_catch(m, &env);
+    if (setjmp(env) == 0)
+        kmm_port_panic(hosted_machine_port(m), "broken invariant");
+    else
+        caught = true;
+    hosted_panic_catch(m, NULL);
+    KT_EXPECT(t, caught);
+    KT_EXPECT_STREQ(t, hosted_panic_message(m), "broken invariant");
+    hosted_machine_destroy(m);
+}

@@ -1,0 +1,180 @@
+/*
+ * ktest.c - the KTAP runner. Freestanding: the same object runs hosted and in
+ * the kernel. Output goes through a kmm_sink; formatting through kmm_fmt.
+ */
+#include "ktest.h"
+
+#include <stdarg.h>
+
+#include <kmm/fmt.h>
+
+/* The section the KTEST macro fills; the linker defines its bounds (the
+ * demo kernel's linker script does so explicitly). */
+extern const struct ktest_case __start_ktest_cases[];
+extern const struct ktest_case __stop_ktest_cases[];
+
+#define KTEST_MAX_CASES 4096
+
+struct ktest {
+    const struct kmm_sink *out;
+    bool failed;
+    bool skipped;
+    char skip_reason[96];
+};
+
+static void put(const struct kmm_sink *out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void put(const struct kmm_sink *out, const char *fmt, ...)
+{
+    char line[320];
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = kmm_vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    out->write(out->ctx, line, n < sizeof(line) ? n : sizeof(line) - 1);
+}
+
+bool ktest_streq(const char *a, const char *b)
+{
+    if (!a || !b)
+        return a == b;
+    while (*a && *a == *b) {
+        a++;
+        b++;
+    }
+    return *a == *b;
+}
+
+static int str_cmp(const char *a, const char *b)
+{
+    while (*a && *a == *b) {
+        a++;
+        b++;
+    }
+    return (unsigned char)*a - (unsigned char)*b;
+}
+
+static bool starts_with(const char *s, const char *prefix)
+{
+    while (*prefix)
+        if (*s++ != *prefix++)
+            return false;
+    return true;
+}
+
+void ktest_fail_at(struct ktest *t, const char *file, int line, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    kmm_vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    put(t->out, "    # %s:%d: %s\n", file, line, msg);
+    t->failed = true;
+}
+
+void ktest_skip(struct ktest *t, const char *reason)
+{
+    t->skipped = true;
+    kmm_snprintf(t->skip_reason, sizeof(t->skip_reason), "%s", reason);
+}
+
+void ktest_diag(struct ktest *t, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    kmm_vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    put(t->out, "    # %s\n", msg);
+}
+
+bool ktest_failed(const struct ktest *t)
+{
+    return t->failed;
+}
+
+/* Source order: by file name, then line. */
+static bool before(const struct ktest_case *a, const struct ktest_case *b)
+{
+    int c = str_cmp(a->file, b->file);
+    return c < 0 || (c == 0 && a->line < b->line);
+}
+
+static bool selected(const struct ktest_case *c, const char *filter)
+{
+    if (!filter || !*filter)
+        return true;
+    char full[160];
+    kmm_snprintf(full, sizeof(full), "%s.%s", c->suite, c->name);
+    return starts_with(full, filter) || starts_with(filter, full);
+}
+
+/* Sorts the selected cases into order[]; returns how many. */
+static size_t collect(const struct ktest_case **order, const char *filter)
+{
+    /* The bounds are two linker symbols around one section: count the entries
+     * by address rather than compare pointers to what C sees as two objects. */
+    size_t total = ((uintptr_t)__stop_ktest_cases - (uintptr_t)__start_ktest_cases) /
+                   sizeof(struct ktest_case);
+    size_t n = 0;
+    for (size_t k = 0; k < total; k++) {
+        const struct ktest_case *c = &__start_ktest_cases[k];
+        if (!selected(c, filter) || n == KTEST_MAX_CASES)
+            continue;
+        size_t i = n++;
+        while (i > 0 && before(c, order[i - 1])) {
+            order[i] = order[i - 1];
+            i--;
+        }
+        order[i] = c;
+    }
+    return n;
+}
+
+static size_t suite_length(const struct ktest_case **order, size_t from, size_t n)
+{
+    size_t i = from;
+    while (i < n && ktest_streq(order[i]->suite, order[from]->suite))
+        i++;
+    return i - from;
+}
+
+int ktest_run(const char *filter, const struct kmm_sink *out)
+{
+    static const struct ktest_case *order[KTEST_MAX_CASES];
+    size_t n = collect(order, filter);
+    size_t suites = 0;
+    for (size_t i = 0; i < n; i += suite_length(order, i, n))
+        suites++;
+
+    put(out, "KTAP version 1\n1..%zu\n", suites);
+    int failed = 0;
+    size_t suite_no = 0;
+    for (size_t i = 0; i < n;) {
+        size_t len = suite_length(order, i, n);
+        const char *suite = order[i]->suite;
+        put(out, "    KTAP version 1\n    # Subtest: %s\n    1..%zu\n", suite, len);
+        int suite_failed = 0;
+        for (size_t j = 0; j < len; j++) {
+            const struct ktest_case *c = order[i + j];
+            struct ktest t = {.out = out};
+            c->run(&t);
+            if (t.failed) {
+                suite_failed++;
+                put(out, "    not ok %zu %s\n", j + 1, c->name);
+            } else if (t.skipped) {
+                put(out, "    ok %zu %s # SKIP %s\n", j + 1, c->name, t.skip_reason);
+            } else {
+                put(out, "    ok %zu %s\n", j + 1, c->name);
+            }
+        }
+        failed += suite_failed;
+        put(out, "%s %zu %s\n", suite_failed ? "not ok" : "ok", ++suite_no, suite);
+        i += len;
+    }
+    if (n == 0)
+        put(out, "# no tests matched\n");
+    return failed;
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# tools/deps.sh - install the Debian packages kmm's build and tests need, if
+# any are missing. Safe to run again: it does nothing when all are present.
+set -euo pipefail
+
+packages=(
+    make gcc clang lld binutils      # the two compilers, ld and objcopy
+    clang-format clang-tidy cppcheck # lint
+    perl                             # prove
+    qemu-system-x86                  # boots the kernel image under TCG
+    grub-pc-bin grub-common xorriso mtools # the demo kernel's GRUB ISO
+    git
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}" >&2
+sudo=
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+    sudo=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

@@ -1,0 +1,88 @@
+/*
+ * hosted_demo.c - "make run" until the demo kernel exists: bring kmm up on a
+ * simulated machine with a real PC's memory map and print its report.
+ *
+ * The map is the e820 table QEMU's SeaBIOS gives a q35 machine with 8 GiB of
+ * RAM (RAM split around the 32-bit PCI hole, so 6 GiB sit above 4 GiB), plus
+ * the reservations a kernel makes for itself (its image, an initrd module and
+ * a framebuffer). kmm resolves it, places its instance, and reports.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <kmm/kmm.h>
+
+#include "hosted.h"
+
+static const struct kmm_region qemu_q35_8g[] = {
+    {0x0000000000000000, 0x000000000009fc00, KMM_MEM_USABLE},
+    {0x000000000009fc00, 0x0000000000000400, KMM_MEM_RESERVED},
+    {0x00000000000f0000, 0x0000000000010000, KMM_MEM_RESERVED},
+    {0x0000000000100000, 0x000000007fedf000, KMM_MEM_USABLE},
+    {0x000000007ffdf000, 0x0000000000021000, KMM_MEM_RESERVED},
+    {0x00000000b0000000, 0x0000000010000000, KMM_MEM_RESERVED}, /* PCIe ECAM */
+    {0x00000000fed1c000, 0x0000000000004000, KMM_MEM_RESERVED},
+    {0x00000000feffc000, 0x0000000000004000, KMM_MEM_RESERVED},
+    {0x00000000fffc0000, 0x0000000000040000, KMM_MEM_RESERVED},
+    {0x0000000100000000, 0x0000000180000000, KMM_MEM_USABLE},
+    {0x000000fd00000000, 0x0000000300000000, KMM_MEM_RESERVED},
+};
+
+/* What a kernel reserves for itself before handing the map over. */
+static const struct kmm_region kernel_reserved[] = {
+    {0x0000000000100000, 0x0000000000400000, KMM_MEM_KERNEL},   /* image, 4 MiB */
+    {0x0000000000500000, 0x0000000000200000, KMM_MEM_KERNEL},   /* initrd module */
+    {0x0000000000008000, 0x0000000000001000, KMM_MEM_RESERVED}, /* AP trampoline */
+};
+
+static void write_stdout(void *ctx, const char *text, size_t len)
+{
+    (void)ctx;
+    fwrite(text, 1, len, stdout);
+}
+
+int main(void)
+{
+    size_t n = sizeof(qemu_q35_8g) / sizeof(qemu_q35_8g[0]);
+    struct hosted_machine_config mc = {.ram = qemu_q35_8g, .ram_count = n, .echo_log = true};
+    /* Back only the usable ranges with RAM: the library must not touch the rest. */
+    struct kmm_region ram[sizeof(qemu_q35_8g) / sizeof(qemu_q35_8g[0])];
+    size_t nram = 0;
+    for (size_t i = 0; i < n; i++)
+        if (qemu_q35_8g[i].type == KMM_MEM_USABLE)
+            ram[nram++] = qemu_q35_8g[i];
+    mc.ram = ram;
+    mc.ram_count = nram;
+    struct hosted_machine *m = hosted_machine_create(&mc);
+    if (!m) {
+        perror("kmm-demo: cannot create the simulated machine");
+        return EXIT_FAILURE;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0); /* keep the log (stderr) in order with the report */
+    printf("kmm hosted demo: a QEMU q35 machine with 8 GiB of RAM, simulated in a sparse memfd\n"
+           "direct-mapped at %p (RAM up to %llu GiB)\n\n",
+           (void *)hosted_machine_direct_map(m),
+           (unsigned long long)(hosted_machine_phys_end(m) >> 30));
+
+    struct kmm_config cfg = {
+        .port = hosted_machine_port(m),
+        .regions = qemu_q35_8g,
+        .region_count = n,
+        .reserved = kernel_reserved,
+        .reserved_count = sizeof(kernel_reserved) / sizeof(kernel_reserved[0]),
+        .cpu_count = 2,
+    };
+    struct kmm *k;
+    int err = kmm_init(&cfg, &k);
+    if (err) {
+        fprintf(stderr, "kmm-demo: kmm_init failed: %s\n", kmm_strerror(err));
+        hosted_machine_destroy(m);
+        return EXIT_FAILURE;
+    }
+    struct kmm_sink out = {write_stdout, NULL};
+    printf("\n");
+    kmm_report(k, &out);
+    kmm_fini(k);
+    hosted_machine_destroy(m);
+    return EXIT_SUCCESS;
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# tools/run-tests.sh VARIANT_DIR... [--kernel KERNEL_DIR...]
+#
+# Runs, under one prove, every hosted test executable (VARIANT_DIR/tests/*.t)
+# and a boot of each kernel variant's test image under QEMU (its serial output
+# is KTAP, read by prove like the hosted tests). Exit status: prove's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+files=()
+kernel=0
+for arg in "$@"; do
+    if [ "$arg" = --kernel ]; then
+        kernel=1
+        continue
+    fi
+    if [ "$kernel" = 0 ]; then
+        files+=("$arg"/tests/*.t)
+    else
+        wrapper="$arg/boot.t"
+        printf '#!/bin/sh\nexec tools/boot-test.sh %s/kmm-test.elf32\n' "$arg" > "$wrapper"
+        chmod +x "$wrapper"
+        files+=("$wrapper")
+    fi
+done
+
+# ASan: leaks are real failures; TSan: fail the test on the first report.
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}"
+exec prove --exec '' --jobs "$(nproc)" "${files[@]}"
