@@ -85,7 +85,7 @@ format-check:
 cppcheck:
 	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,style,performance,portability \
 	  --inline-suppr --suppress=missingIncludeSystem --suppressions-list=tools/cppcheck.supp \
-	  -Iinclude -Iport/hosted -Itests/ktest -D__x86_64__ $(LINT_SRCS)
+	  -Iinclude -Isrc -Iport/hosted -Itests/ktest -D__x86_64__ $(LINT_SRCS)
 
 clang-tidy: compile_commands.json
 	clang-tidy --quiet -p . $(LINT_SRCS) 2>&1 | { grep -v '^[0-9]* warnings generated' || true; }; \

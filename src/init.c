@@ -53,12 +53,15 @@ static bool config_is_valid(const struct kmm_config *cfg, struct kmm_port *p)
            list_is_valid(p, cfg->reserved, cfg->reserved_count, "reserved range");
 }
 
-/* Finds where the instance goes: the end of the first usable range above
- * KMM_META_MIN_ADDR with room for size bytes. Returns false if none. */
-static bool place_instance(const struct kmm_memmap_input *in, uint64_t size, uint64_t *where)
+/* Finds where the metadata block (instance and frame database) goes: the
+ * end of the highest usable range above KMM_META_MIN_ADDR with room for size
+ * bytes. High memory first keeps the DMA zones for devices. Returns false if
+ * no range is large enough. */
+static bool place_metadata(const struct kmm_memmap_input *in, uint64_t size, uint64_t *where)
 {
     uint64_t cursor = 0;
     struct kmm_region r;
+    bool found = false;
     while (kmm_memmap_next(in, &cursor, &r)) {
         if (r.type != KMM_MEM_USABLE)
             continue;
@@ -66,10 +69,10 @@ static bool place_instance(const struct kmm_memmap_input *in, uint64_t size, uin
         uint64_t end = r.base + r.length;
         if (end > start && end - start >= size) {
             *where = end - size;
-            return true;
+            found = true;
         }
     }
-    return false;
+    return found;
 }
 
 /* Resolves the map into k->map and marks the instance's own pages as
@@ -104,11 +107,15 @@ int kmm_init(const struct kmm_config *cfg, struct kmm **out)
     }
     struct kmm_memmap_input in = {cfg->regions, cfg->region_count, cfg->reserved,
                                   cfg->reserved_count};
-    uint64_t size = kmm_align_up(sizeof(struct kmm), KMM_PAGE_SIZE);
+    struct pmm_layout lay;
+    pmm_plan(&in, &lay);
+    uint64_t instance_bytes = kmm_align_up(sizeof(struct kmm), 64);
+    uint64_t size = kmm_align_up(instance_bytes + lay.bytes, KMM_PAGE_SIZE);
     uint64_t where;
-    if (!place_instance(&in, size, &where)) {
-        kmm_logf(p, KMM_LOG_ERR, "kmm_init: no usable range above 1 MiB holds %llu bytes",
-                 (unsigned long long)size);
+    if (!place_metadata(&in, size, &where)) {
+        kmm_logf(p, KMM_LOG_ERR,
+                 "kmm_init: no usable range above 1 MiB holds the %llu KiB of metadata",
+                 (unsigned long long)(size >> 10));
         return KMM_ENOMEM;
     }
 
@@ -123,10 +130,14 @@ int kmm_init(const struct kmm_config *cfg, struct kmm **out)
     k->meta_size = size;
     build_map(k, &in);
     kmm_memmap_totals(k->map, k->map_count, &k->totals);
+    pmm_setup(k, &lay, (char *)k + instance_bytes);
+    if (lay.clamped)
+        kmm_logf(p, KMM_LOG_WARN, "kmm_init: usable memory above %llu TiB is left unmanaged",
+                 (unsigned long long)((KMM_PAGE_PFN_LIMIT << KMM_PAGE_SHIFT) >> 40));
     k->canary = KMM_INSTANCE_CANARY;
-    kmm_logf(p, KMM_LOG_INFO, "kmm %s: %llu usable pages in %zu ranges, instance at 0x%llx",
-             kmm_version(), (unsigned long long)k->totals.usable_pages, k->map_count,
-             (unsigned long long)where);
+    kmm_logf(p, KMM_LOG_INFO, "kmm %s: %llu pages managed, %llu KiB of metadata at 0x%llx",
+             kmm_version(), (unsigned long long)k->pmm.managed_pages,
+             (unsigned long long)(size >> 10), (unsigned long long)where);
     *out = k;
     return KMM_OK;
 }

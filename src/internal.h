@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <stdnoreturn.h>
 
+#include "pmm/pmm.h"
+
 /* "kmm-inst": a live instance starts with this; kmm_fini() clears it. */
 #define KMM_INSTANCE_CANARY UINT64_C(0x6b6d6d2d696e7374)
 
@@ -33,7 +35,8 @@
  *   - canary == KMM_INSTANCE_CANARY while the instance is alive;
  *   - map[0 .. map_count) is sorted, disjoint, and exactly one range has
  *     type KMM_MEM_KMM_META: [meta_base, meta_base + meta_size);
- *   - totals is kmm_memmap_totals() of that map.
+ *   - totals is kmm_memmap_totals() of that map;
+ *   - pmm's invariants (src/pmm/pmm.h, src/pmm/frame.h).
  */
 struct kmm {
     uint64_t canary;
@@ -45,6 +48,7 @@ struct kmm {
     size_t map_count;
     struct kmm_region map[KMM_MAP_CAP];
     struct kmm_memmap_totals totals;
+    struct kmm_pmm pmm;
 };
 
 /* The direct-map address of physical address pa. */
@@ -80,6 +84,13 @@ noreturn void kmm_panicf(struct kmm_port *p, const char *fmt, ...)
             kmm_panicf((port), "%s: assertion failed: %s (%s:%d)", __func__, #cond, __FILE__,      \
                        __LINE__);                                                                  \
     } while (0)
+
+struct kmm_check_result;
+
+/* Records one finding of kmm_check: counts it, keeps the first one's text,
+ * and raises the verdict to status if it is worse. */
+void kmm_check_problem(struct kmm_check_result *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Input of the map resolver: the firmware list and the host's reservations,
  * read as one list. */

@@ -33,6 +33,12 @@ struct kmm_port;
 #define KMM_ENOENT (-5) /* nothing there (not mapped, not allocated) */
 #define KMM_ESTATE (-6) /* the object is in the wrong state (double free) */
 
+/* Log levels of the lines the library writes through the port. */
+#define KMM_LOG_ERR   0 /* a misuse was rejected, or memory ran out */
+#define KMM_LOG_WARN  1 /* something the host should look at */
+#define KMM_LOG_INFO  2 /* one-off facts: init, memory added */
+#define KMM_LOG_DEBUG 3 /* chatty; only at debug level 3 */
+
 /* A short name for an error value ("ENOMEM"); "E?" for an unknown one. */
 const char *kmm_strerror(int err);
 
@@ -65,18 +71,20 @@ struct kmm_config {
 /*
  * kmm_init - create an instance that manages the machine described by cfg.
  *
- * Resolves the memory map (kmm/memmap.h) and places the instance itself in
- * usable memory: the first usable range (lowest address first) above 1 MiB
- * with room for it, at that range's end. That memory is then accounted as
- * KMM_MEM_KMM_META, never handed out.
+ * Resolves the memory map (kmm/memmap.h), places the library's metadata (the
+ * instance and the page frame database, 16 bytes per page of usable RAM
+ * rounded to 128 MiB sections) in usable memory, and hands every other usable
+ * page to the page allocator (kmm/page.h). The metadata goes at the end of the
+ * highest usable range above 1 MiB with room for it (high memory first, so
+ * the DMA zones stay for devices); it is accounted as KMM_MEM_KMM_META.
  *
  * Returns KMM_OK and stores the instance in *out, or:
  *   KMM_EINVAL  cfg, out or cfg->port is NULL; cpu_count is 0 or above
  *               KMM_MAX_CPUS; a region list is NULL with a non-zero count;
  *               the map is invalid (kmm_memmap_validate() says which entry);
- *   KMM_ENOMEM  no usable range can hold the instance.
+ *   KMM_ENOMEM  no usable range can hold the metadata.
  * Nothing is written to memory on failure. IRQs on; init-time only; O(n^2) in
- * the number of regions (n <= KMM_MAX_REGIONS).
+ * the number of regions (n <= KMM_MAX_REGIONS) plus O(pages).
  */
 int kmm_init(const struct kmm_config *cfg, struct kmm **out);
 

@@ -95,11 +95,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Log levels for kmm_port_log(). */
-#define KMM_LOG_ERR   0 /* a misuse was rejected, or memory ran out */
-#define KMM_LOG_WARN  1 /* something the host should look at */
-#define KMM_LOG_INFO  2 /* one-off facts: init, memory added */
-#define KMM_LOG_DEBUG 3 /* chatty; only at debug level 3 */
+#include <kmm/kmm.h> /* KMM_LOG_* levels */
 
 /* Protection bits in kmm_port_mapping.prot (the library's own, not x86 bits). */
 #define KMM_PORT_PROT_READ  0x1u

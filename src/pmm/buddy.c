@@ -1,0 +1,305 @@
+/*
+ * buddy.c - the buddy allocator: allocating, freeing and merging blocks.
+ *
+ * Each zone of each node keeps one doubly linked free list per order,
+ * threaded through the frame descriptors by frame number, and a bitmask of
+ * the orders whose lists are not empty, so finding a block is one
+ * count-trailing-zeros, and allocation is O(KMM_PAGE_MAX_ORDER) splits at
+ * most. A freed block merges with its buddy (the block whose frame number
+ * differs in bit `order`) for as long as that buddy is a free block of the
+ * same order, zone and node.
+ *
+ * Locking: one lock per zone (a leaf). The frame's zone and node never
+ * change, and ABSENT and RESERVED frames never change state, so a free can
+ * find the zone and reject those two cases before it takes the lock; every
+ * other state is read and changed under the zone lock. Misuse is decided
+ * under the lock and reported after it is released.
+ */
+#include "internal.h"
+
+#include "pmm/pmm.h"
+
+/* --- free lists (zone lock held) -------------------------------------------------- */
+
+static void list_push(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsigned order)
+{
+    struct kmm_frame *f = pmm_frame(pm, pfn);
+    uint32_t head = z->free_head[order];
+    f->next = head;
+    f->prev = KMM_PFN_NONE;
+    f->state = FRAME_FREE;
+    f->order = (uint8_t)order;
+    if (head != KMM_PFN_NONE)
+        pmm_frame(pm, head)->prev = (uint32_t)pfn;
+    z->free_head[order] = (uint32_t)pfn;
+    z->nonempty |= 1u << order;
+    z->free_blocks[order]++;
+}
+
+static void list_remove(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsigned order)
+{
+    struct kmm_frame *f = pmm_frame(pm, pfn);
+    if (f->prev != KMM_PFN_NONE)
+        pmm_frame(pm, f->prev)->next = f->next;
+    else
+        z->free_head[order] = f->next;
+    if (f->next != KMM_PFN_NONE)
+        pmm_frame(pm, f->next)->prev = f->prev;
+    if (z->free_head[order] == KMM_PFN_NONE)
+        z->nonempty &= ~(1u << order);
+    z->free_blocks[order]--;
+}
+
+void pmm_free_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsigned order)
+{
+    while (order < KMM_PAGE_MAX_ORDER) {
+        uint64_t buddy_pfn = pfn ^ (UINT64_C(1) << order);
+        struct kmm_frame *buddy = pmm_frame_lookup(pm, buddy_pfn);
+        if (!buddy || buddy->state != FRAME_FREE || buddy->order != order || buddy->zone != z->id ||
+            buddy->node != z->node)
+            break;
+        list_remove(pm, z, buddy_pfn, order);
+        /* The lower of the two heads the merged block; the other is inside it. */
+        if (buddy_pfn < pfn) {
+            pmm_frame(pm, pfn)->state = FRAME_INTERIOR;
+            pfn = buddy_pfn;
+        } else {
+            buddy->state = FRAME_INTERIOR;
+        }
+        order++;
+    }
+    list_push(pm, z, pfn, order);
+}
+
+/* Takes a block of the order from z, splitting a larger one if needed.
+ * Returns its frame number, or KMM_PFN_NONE if z has none large enough. */
+static uint64_t take_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, unsigned order)
+{
+    uint32_t fits = z->nonempty >> order;
+    if (!fits)
+        return KMM_PFN_NONE;
+    unsigned have = order + (unsigned)__builtin_ctz(fits);
+    uint64_t pfn = z->free_head[have];
+    list_remove(pm, z, pfn, have);
+    /* Give back the upper halves, largest first. */
+    while (have > order) {
+        have--;
+        list_push(pm, z, pfn + (UINT64_C(1) << have), have);
+    }
+    struct kmm_frame *f = pmm_frame(pm, pfn);
+    f->state = FRAME_ALLOCATED;
+    f->order = (uint8_t)order;
+    f->count = 1;
+    z->free_pages -= UINT64_C(1) << order;
+    z->alloc_calls++;
+    return pfn;
+}
+
+/* --- misuse ---------------------------------------------------------------------- */
+
+static const char *const misuse_text[KMM_MISUSE_COUNT] = {
+    [KMM_MISUSE_BAD_ORDER] = "order or count out of range",
+    [KMM_MISUSE_BAD_FLAGS] = "unknown or conflicting flags",
+    [KMM_MISUSE_UNALIGNED] = "address not page aligned",
+    [KMM_MISUSE_OUTSIDE] = "address outside managed memory",
+    [KMM_MISUSE_RESERVED] = "a reserved page",
+    [KMM_MISUSE_DOUBLE_FREE] = "already free (double free)",
+    [KMM_MISUSE_NOT_BLOCK] = "not the start of an allocated block",
+    [KMM_MISUSE_WRONG_ORDER] = "wrong size for this block",
+};
+
+static const int misuse_error[KMM_MISUSE_COUNT] = {
+    [KMM_MISUSE_BAD_ORDER] = KMM_EINVAL, [KMM_MISUSE_BAD_FLAGS] = KMM_EINVAL,
+    [KMM_MISUSE_UNALIGNED] = KMM_EINVAL, [KMM_MISUSE_OUTSIDE] = KMM_ERANGE,
+    [KMM_MISUSE_RESERVED] = KMM_EINVAL,  [KMM_MISUSE_DOUBLE_FREE] = KMM_ESTATE,
+    [KMM_MISUSE_NOT_BLOCK] = KMM_EINVAL, [KMM_MISUSE_WRONG_ORDER] = KMM_EINVAL,
+};
+
+/* A rejected call: count it, log one line naming the call and its caller,
+ * and return the error value for the kind. actual >= 0 is the order the
+ * block really has (for KMM_MISUSE_WRONG_ORDER). */
+static int misuse(struct kmm *k, enum kmm_page_misuse kind, const char *fn, uint64_t pa,
+                  unsigned order, int actual, const void *caller)
+{
+    atomic_fetch_add_explicit(&k->pmm.misuse[kind], 1, memory_order_relaxed);
+    if (actual >= 0)
+        kmm_logf(k->port, KMM_LOG_ERR, "%s(0x%llx, order %u): %s: allocated as order %d, caller %p",
+                 fn, (unsigned long long)pa, order, misuse_text[kind], actual, caller);
+    else
+        kmm_logf(k->port, KMM_LOG_ERR, "%s(0x%llx, order %u): %s, caller %p", fn,
+                 (unsigned long long)pa, order, misuse_text[kind], caller);
+    return misuse_error[kind];
+}
+
+/* --- allocation ---------------------------------------------------------------------- */
+
+static unsigned top_zone(kmm_gfp_t flags)
+{
+    if (flags & KMM_GFP_DMA)
+        return KMM_ZONE_DMA;
+    if (flags & KMM_GFP_DMA32)
+        return KMM_ZONE_DMA32;
+    return KMM_ZONE_NORMAL;
+}
+
+static bool flags_valid(kmm_gfp_t flags)
+{
+    return !(flags & ~KMM_GFP_VALID) &&
+           (flags & (KMM_GFP_DMA | KMM_GFP_DMA32)) != (KMM_GFP_DMA | KMM_GFP_DMA32);
+}
+
+/* Allocates a block from the first zone of the CPU's zone list that has one. */
+static uint64_t alloc_block(struct kmm *k, unsigned order, kmm_gfp_t flags)
+{
+    struct kmm_pmm *pm = &k->pmm;
+    unsigned node = 0;
+    if (pm->node_count > 1) {
+        node = kmm_port_node_of_cpu(k->port, kmm_port_cpu_id());
+        if (node >= pm->node_count)
+            node = 0;
+    }
+    unsigned top = top_zone(flags);
+    const uint8_t *list = pm->zonelist[node][top];
+    for (unsigned i = 0; i < pm->zonelist_len[node][top]; i++) {
+        struct kmm_zone *z = &pm->zones[0][0] + list[i];
+        kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
+        uint64_t pfn = take_block_locked(pm, z, order);
+        kmm_unlock_irqrestore(&z->lock, s);
+        if (pfn != KMM_PFN_NONE) {
+            uint64_t pa = pfn << KMM_PAGE_SHIFT;
+            if (flags & KMM_GFP_ZERO)
+                __builtin_memset(kmm_phys_to_virt(k, pa), 0, KMM_PAGE_SIZE << order);
+            return pa;
+        }
+    }
+    atomic_fetch_add_explicit(&pm->failed_allocs, 1, memory_order_relaxed);
+    return 0;
+}
+
+static uint64_t page_alloc(struct kmm *k, unsigned order, kmm_gfp_t flags, const char *fn,
+                           const void *caller)
+{
+    if (order > KMM_PAGE_MAX_ORDER) {
+        misuse(k, KMM_MISUSE_BAD_ORDER, fn, 0, order, -1, caller);
+        return 0;
+    }
+    if (!flags_valid(flags)) {
+        misuse(k, KMM_MISUSE_BAD_FLAGS, fn, 0, order, -1, caller);
+        return 0;
+    }
+    return alloc_block(k, order, flags);
+}
+
+uint64_t kmm_page_alloc(struct kmm *k, unsigned order, kmm_gfp_t flags)
+{
+    return page_alloc(k, order, flags, "kmm_page_alloc", __builtin_return_address(0));
+}
+
+unsigned kmm_order_for_count(size_t count)
+{
+    unsigned order = 0;
+    while (order < 63 && (UINT64_C(1) << order) < count)
+        order++;
+    return order;
+}
+
+uint64_t kmm_pages_alloc(struct kmm *k, size_t count, kmm_gfp_t flags)
+{
+    /* count 0 gets an impossible order, so it is rejected as malformed. */
+    unsigned order = count ? kmm_order_for_count(count) : KMM_PAGE_MAX_ORDER + 1;
+    return page_alloc(k, order, flags, "kmm_pages_alloc", __builtin_return_address(0));
+}
+
+/* --- freeing ------------------------------------------------------------------------ */
+
+/* What the allocated block at pa must look like for a free or a get. Checks
+ * the states that never change without the lock; returns the frame, or NULL
+ * after reporting the misuse in *err. */
+static struct kmm_frame *find_block(struct kmm *k, uint64_t pa, unsigned order, const char *fn,
+                                    const void *caller, int *err)
+{
+    enum kmm_page_misuse kind;
+    struct kmm_frame *f = NULL;
+    if (order > KMM_PAGE_MAX_ORDER)
+        kind = KMM_MISUSE_BAD_ORDER;
+    else if (pa & (KMM_PAGE_SIZE - 1))
+        kind = KMM_MISUSE_UNALIGNED;
+    else if (!(f = pmm_frame_lookup(&k->pmm, pa >> KMM_PAGE_SHIFT)) || f->state == FRAME_ABSENT)
+        kind = KMM_MISUSE_OUTSIDE;
+    else if (f->state == FRAME_RESERVED)
+        kind = KMM_MISUSE_RESERVED;
+    else
+        return f;
+    *err = misuse(k, kind, fn, pa, order, -1, caller);
+    return NULL;
+}
+
+/* The misuse a free or get of the block at f with this order would be,
+ * judged under the zone lock; KMM_MISUSE_COUNT if none. */
+static enum kmm_page_misuse judge_locked(const struct kmm_frame *f, unsigned order,
+                                         bool check_order)
+{
+    if (f->state == FRAME_FREE)
+        return KMM_MISUSE_DOUBLE_FREE;
+    if (f->state != FRAME_ALLOCATED)
+        return KMM_MISUSE_NOT_BLOCK;
+    if (check_order && f->order != order)
+        return KMM_MISUSE_WRONG_ORDER;
+    return KMM_MISUSE_COUNT;
+}
+
+static int page_free(struct kmm *k, uint64_t pa, unsigned order, const char *fn, const void *caller)
+{
+    int err;
+    struct kmm_frame *f = find_block(k, pa, order, fn, caller, &err);
+    if (!f)
+        return err;
+    struct kmm_pmm *pm = &k->pmm;
+    struct kmm_zone *z = pmm_zone_of(pm, f);
+    kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
+    enum kmm_page_misuse kind = judge_locked(f, order, true);
+    int actual = f->order;
+    if (kind == KMM_MISUSE_COUNT) {
+        KMM_ASSERT(k->port, f->count > 0);
+        if (--f->count == 0) {
+            z->free_pages += UINT64_C(1) << order;
+            z->free_calls++;
+            pmm_free_block_locked(pm, z, pa >> KMM_PAGE_SHIFT, order);
+        }
+    }
+    kmm_unlock_irqrestore(&z->lock, s);
+    if (kind != KMM_MISUSE_COUNT)
+        return misuse(k, kind, fn, pa, order, kind == KMM_MISUSE_WRONG_ORDER ? actual : -1, caller);
+    return KMM_OK;
+}
+
+int kmm_page_free(struct kmm *k, uint64_t pa, unsigned order)
+{
+    return page_free(k, pa, order, "kmm_page_free", __builtin_return_address(0));
+}
+
+int kmm_pages_free(struct kmm *k, uint64_t pa, size_t count)
+{
+    unsigned order = count ? kmm_order_for_count(count) : KMM_PAGE_MAX_ORDER + 1;
+    return page_free(k, pa, order, "kmm_pages_free", __builtin_return_address(0));
+}
+
+int kmm_page_get(struct kmm *k, uint64_t pa)
+{
+    const void *caller = __builtin_return_address(0);
+    int err;
+    struct kmm_frame *f = find_block(k, pa, 0, "kmm_page_get", caller, &err);
+    if (!f)
+        return err;
+    struct kmm_zone *z = pmm_zone_of(&k->pmm, f);
+    kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
+    enum kmm_page_misuse kind = judge_locked(f, 0, false);
+    if (kind == KMM_MISUSE_COUNT) {
+        KMM_ASSERT(k->port, f->count > 0 && f->count < UINT32_MAX);
+        f->count++;
+    }
+    kmm_unlock_irqrestore(&z->lock, s);
+    if (kind != KMM_MISUSE_COUNT)
+        return misuse(k, kind, "kmm_page_get", pa, 0, -1, caller);
+    return KMM_OK;
+}

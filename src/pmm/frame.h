@@ -1,0 +1,66 @@
+/*
+ * frame.h - the page frame database: one 16-byte descriptor per 4 KiB frame.
+ *
+ *    0               4               8       9       10      11      12              16
+ *    +---------------+---------------+-------+-------+-------+-------+---------------+
+ *    | next          | prev          | state | order | zone  | node  | count         |
+ *    +---------------+---------------+-------+-------+-------+-------+---------------+
+ *
+ *  next, prev  Frame numbers of the neighbours on a list, KMM_PFN_NONE at the
+ *              ends. FREE: the buddy free list of (zone, node, order). Later
+ *              layers reuse them while they own the frame (SLAB: the cache's
+ *              slab lists; PCP: the per-CPU cache list).
+ *  state       enum frame_state below.
+ *  order       FREE and ALLOCATED heads: the block's order (0..10).
+ *  zone, node  Fixed at init for every RAM frame: enum kmm_zone_id and the
+ *              NUMA node. Two buddies merge only if both match.
+ *  count       ALLOCATED: the reference count. SLAB: the owning cache's id.
+ *              PAGETABLE: the number of present entries in the table.
+ *
+ * Invariants (kmm_check verifies every one):
+ *  - every frame of a block other than its head is INTERIOR; a block of
+ *    order k is aligned to 2^k frames and never crosses a section, zone or
+ *    node boundary;
+ *  - a FREE head is on exactly the free list of its zone, node and order;
+ *  - ABSENT (no RAM) and RESERVED (RAM the allocator never hands out) frames
+ *    never change state after init.
+ *
+ * Frames are grouped in sections of 2^15 frames (128 MiB). The frames of a
+ * section are one array; a section with no usable RAM has none (NULL), so a
+ * sparse physical address space costs descriptors only where RAM is.
+ */
+#ifndef KMM_PMM_FRAME_H
+#define KMM_PMM_FRAME_H
+
+#include <stdint.h>
+
+enum frame_state {
+    FRAME_ABSENT = 0, /* not RAM (a hole inside a section): all-zero descriptor */
+    FRAME_RESERVED,   /* RAM the allocator never hands out */
+    FRAME_FREE,       /* the head of a free block */
+    FRAME_INTERIOR,   /* inside a block, not its head */
+    FRAME_ALLOCATED,  /* the head of an allocated block */
+};
+
+struct kmm_frame {
+    uint32_t next;
+    uint32_t prev;
+    uint8_t state;
+    uint8_t order;
+    uint8_t zone;
+    uint8_t node;
+    uint32_t count;
+};
+
+_Static_assert(sizeof(struct kmm_frame) == 16, "a frame descriptor is 16 bytes");
+_Static_assert(_Alignof(struct kmm_frame) == 4, "frame arrays need only 4-byte alignment");
+
+/* The end of a list. Frame numbers stop below it (KMM_PAGE_PFN_LIMIT). */
+#define KMM_PFN_NONE UINT32_MAX
+
+#define KMM_SECTION_SHIFT  15 /* frames per section: 2^15 = 128 MiB */
+#define KMM_SECTION_FRAMES (UINT64_C(1) << KMM_SECTION_SHIFT)
+#define KMM_SECTION_MASK   (KMM_SECTION_FRAMES - 1)
+#define KMM_SECTION_BYTES  (KMM_SECTION_FRAMES * sizeof(struct kmm_frame))
+
+#endif /* KMM_PMM_FRAME_H */

@@ -1,0 +1,61 @@
+/*
+ * stats.c - the page allocator's statistics (kmm_page_stats) and the
+ * figures derived from them.
+ */
+#include "internal.h"
+
+#include "pmm/pmm.h"
+
+const char *kmm_zone_name(unsigned zone)
+{
+    static const char *const names[KMM_ZONE_COUNT] = {"DMA", "DMA32", "Normal"};
+    return zone < KMM_ZONE_COUNT ? names[zone] : "?";
+}
+
+void kmm_page_stats(struct kmm *k, struct kmm_page_stats *out)
+{
+    const struct kmm_pmm *pm = &k->pmm;
+    *out = (struct kmm_page_stats){
+        .total_pages = pm->total_pages,
+        .usable_pages = pm->usable_pages,
+        .metadata_pages = pm->metadata_pages,
+        .managed_pages = pm->managed_pages,
+        .frame_db_bytes = pm->frame_db_bytes,
+        .failed_allocs = atomic_load_explicit(&pm->failed_allocs, memory_order_relaxed),
+    };
+    for (unsigned i = 0; i < KMM_MISUSE_COUNT; i++)
+        out->misuse[i] = atomic_load_explicit(&pm->misuse[i], memory_order_relaxed);
+    for (uint32_t t = 1; t < KMM_MEM_TYPE_LIMIT; t++)
+        if (t != KMM_MEM_USABLE && t != KMM_MEM_KMM_META)
+            out->reserved_bytes[t] = k->totals.bytes[t];
+
+    for (unsigned n = 0; n < k->pmm.node_count; n++) {
+        for (unsigned zi = 0; zi < KMM_ZONE_COUNT; zi++) {
+            struct kmm_zone *z = &k->pmm.zones[n][zi];
+            struct kmm_zone_stats *o = &out->zones[zi];
+            kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
+            o->managed_pages += z->managed_pages;
+            o->free_pages += z->free_pages;
+            o->alloc_calls += z->alloc_calls;
+            o->free_calls += z->free_calls;
+            for (unsigned ord = 0; ord < KMM_PAGE_ORDERS; ord++)
+                o->free_blocks[ord] += z->free_blocks[ord];
+            kmm_unlock_irqrestore(&z->lock, s);
+        }
+    }
+    for (unsigned zi = 0; zi < KMM_ZONE_COUNT; zi++)
+        out->free_pages += out->zones[zi].free_pages;
+    out->allocated_pages = out->managed_pages - out->free_pages;
+}
+
+unsigned kmm_unusable_index(const struct kmm_zone_stats *z, unsigned order)
+{
+    if (z->free_pages == 0)
+        return 0;
+    if (order > KMM_PAGE_MAX_ORDER)
+        return 1000;
+    uint64_t suitable = 0;
+    for (unsigned o = order; o < KMM_PAGE_ORDERS; o++)
+        suitable += z->free_blocks[o] << o;
+    return (unsigned)((z->free_pages - suitable) * 1000 / z->free_pages);
+}
