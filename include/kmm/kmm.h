@@ -117,10 +117,12 @@ struct kmm_sink {
 
 /*
  * kmm_report - write a human-readable report of the instance to sink: the
- * resolved memory map and its totals. Later layers add their sections (buddy,
- * page tables, heap). Takes no locks beyond those of the statistics it reads.
+ * resolved memory map and its totals, the page allocator's figures, and free
+ * blocks per order with the unusable free space index of each (buddyinfo).
+ * Later layers add their sections (page tables, heap). Takes each zone lock
+ * in turn while it reads the statistics. IRQs on.
  */
-void kmm_report(const struct kmm *k, const struct kmm_sink *sink);
+void kmm_report(struct kmm *k, const struct kmm_sink *sink);
 
 /* The library's version, "MAJOR.MINOR.PATCH". */
 const char *kmm_version(void);

@@ -8,6 +8,7 @@
 #include "internal.h"
 
 #include <kmm/fmt.h>
+#include <kmm/page.h>
 
 static void sink_printf(const struct kmm_sink *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -60,14 +61,60 @@ static void report_memmap(const struct kmm *k, const struct kmm_sink *s)
         sink_printf(s, "  %-22s %12s\n", kmm_mem_type_name(t), sz);
     }
     format_size(sz, sizeof(sz), k->totals.phys_end);
-    sink_printf(s, "  usable pages %llu, highest address %s, instance %llu KiB at 0x%llx\n",
+    sink_printf(s, "  usable pages %llu, highest address %s, kmm metadata %llu KiB at 0x%llx\n",
                 (unsigned long long)k->totals.usable_pages, sz,
                 (unsigned long long)(k->meta_size >> 10), (unsigned long long)k->meta_base);
 }
 
-void kmm_report(const struct kmm *k, const struct kmm_sink *sink)
+/* Like /proc/meminfo: where the pages are. */
+static void report_meminfo(const struct kmm_page_stats *ps, const struct kmm_sink *s)
+{
+    char a[32], b[32], c[32];
+    sink_printf(s, "Page allocator\n");
+    format_size(a, sizeof(a), ps->managed_pages << KMM_PAGE_SHIFT);
+    format_size(b, sizeof(b), ps->free_pages << KMM_PAGE_SHIFT);
+    format_size(c, sizeof(c), ps->allocated_pages << KMM_PAGE_SHIFT);
+    sink_printf(s, "  managed %s, free %s, allocated %s\n", a, b, c);
+    format_size(a, sizeof(a), ps->metadata_pages << KMM_PAGE_SHIFT);
+    format_size(b, sizeof(b), ps->frame_db_bytes);
+    sink_printf(s, "  kmm metadata %s (frame database %s, 16 bytes per page)\n", a, b);
+    uint64_t misuse = 0;
+    for (unsigned i = 0; i < KMM_MISUSE_COUNT; i++)
+        misuse += ps->misuse[i];
+    sink_printf(s, "  failed allocations %llu, rejected misuse %llu\n",
+                (unsigned long long)ps->failed_allocs, (unsigned long long)misuse);
+}
+
+/* Like /proc/buddyinfo, with the unusable free space index per order. */
+static void report_buddyinfo(const struct kmm_page_stats *ps, const struct kmm_sink *s)
+{
+    sink_printf(s, "Free blocks per order (buddyinfo)\n  %-7s", "zone");
+    for (unsigned o = 0; o < KMM_PAGE_ORDERS; o++)
+        sink_printf(s, " %6u", o);
+    sink_printf(s, "\n");
+    for (unsigned z = 0; z < KMM_ZONE_COUNT; z++) {
+        const struct kmm_zone_stats *zs = &ps->zones[z];
+        if (!zs->managed_pages)
+            continue;
+        sink_printf(s, "  %-7s", kmm_zone_name(z));
+        for (unsigned o = 0; o < KMM_PAGE_ORDERS; o++)
+            sink_printf(s, " %6llu", (unsigned long long)zs->free_blocks[o]);
+        sink_printf(s, "\n  %-7s", "unusbl");
+        for (unsigned o = 0; o < KMM_PAGE_ORDERS; o++) {
+            unsigned u = kmm_unusable_index(zs, o);
+            sink_printf(s, "  %u.%03u", u / 1000, u % 1000);
+        }
+        sink_printf(s, "\n");
+    }
+}
+
+void kmm_report(struct kmm *k, const struct kmm_sink *sink)
 {
     KMM_ASSERT(k->port, k->canary == KMM_INSTANCE_CANARY);
     sink_printf(sink, "kmm %s, %u CPUs\n", kmm_version(), k->cpu_count);
     report_memmap(k, sink);
+    struct kmm_page_stats ps;
+    kmm_page_stats(k, &ps);
+    report_meminfo(&ps, sink);
+    report_buddyinfo(&ps, sink);
 }

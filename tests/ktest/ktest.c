@@ -46,6 +46,20 @@ bool ktest_streq(const char *a, const char *b)
     return *a == *b;
 }
 
+bool ktest_contains(const char *hay, const char *needle)
+{
+    for (; *hay; hay++) {
+        const char *h = hay, *n = needle;
+        while (*n && *h == *n) {
+            h++;
+            n++;
+        }
+        if (!*n)
+            return true;
+    }
+    return !*needle;
+}
+
 static int str_cmp(const char *a, const char *b)
 {
     while (*a && *a == *b) {

@@ -100,6 +100,8 @@ bool ktest_failed(const struct ktest *t);
     } while (0)
 
 bool ktest_streq(const char *a, const char *b);
+/* Whether needle occurs in hay. */
+bool ktest_contains(const char *hay, const char *needle);
 
 /*
  * ktest_run - run every registered test whose "suite" or "suite.name" starts
