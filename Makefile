@@ -2,6 +2,7 @@
 #
 #   make            build/hosted/libkmm.a and build/kernel/libkmm.a (gcc) and the boot stub
 #   make run        the main job: the hosted demo (initialises kmm on a real machine's map)
+#   make bench      the benchmarks of WORKLOADS.md, hosted: a table and build/bench/results.json
 #   make test       everything CI runs: lint, gcc and clang builds, sanitizers, QEMU boot
 #   make check      the quick inner loop: gcc + ASan/UBSan hosted tests only
 #   make lint       format check, cppcheck, clang-tidy
@@ -20,7 +21,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 VARIANT = $(MAKE) -f mk/variant.mk -j$(JOBS)
 
 .PHONY: all deps lib kernel run test check lint format format-check cppcheck clang-tidy \
-        hosted-tests kernel-images clean
+        hosted-tests kernel-images clean bench
 
 all: lib kernel
 
@@ -38,6 +39,12 @@ kernel:
 run: deps
 	$(VARIANT) O=build/hosted CC=gcc WORLD=hosted demo
 	build/hosted/kmm-demo
+
+# --- benchmarks (docs/performance.md) ------------------------------------------
+bench: deps
+	$(VARIANT) O=build/hosted CC=gcc WORLD=hosted bench
+	@mkdir -p build/bench
+	build/hosted/kmm-bench -o build/bench/results.json
 
 # --- tests -------------------------------------------------------------------
 # Every variant's tests, and the boot stub built by each compiler, in one
@@ -59,7 +66,7 @@ kernel-images:
 	done
 
 test: SHELL := /bin/bash
-test: deps lint hosted-tests kernel-images
+test: deps lint hosted-tests kernel-images bench
 	tools/run-tests.sh $(foreach v,$(TEST_VARIANTS),$(firstword $(subst :, ,$(v)))) \
 	  --kernel $(foreach v,$(KERNEL_VARIANTS),$(firstword $(subst :, ,$(v))))
 
@@ -72,7 +79,7 @@ check:
 # --- lint ----------------------------------------------------------------------
 FORMAT_FILES = $(shell git ls-files -co --exclude-standard '*.c' '*.h' 2>/dev/null)
 LINT_SRCS = $(shell git ls-files -co --exclude-standard 'src/*.c' 'port/*.c' 'tests/*.c' \
-              'tools/*.c' 2>/dev/null)
+              'tools/*.c' 'bench/*.c' 2>/dev/null)
 
 lint: format-check cppcheck clang-tidy
 
@@ -88,7 +95,7 @@ cppcheck:
 	  -Iinclude -Isrc -Iport/hosted -Itests/ktest -D__x86_64__ $(LINT_SRCS)
 
 clang-tidy: compile_commands.json
-	clang-tidy --quiet -p . $(LINT_SRCS) 2>&1 | { grep -v '^[0-9]* warnings generated' || true; }; \
+	clang-tidy --quiet -p . $(LINT_SRCS) 2>&1 | { grep -Ev '^[0-9]+ warnings? generated' || true; }; \
 	  test $${PIPESTATUS[0]} -eq 0
 
 clang-tidy: SHELL := /bin/bash

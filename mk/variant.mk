@@ -3,7 +3,7 @@
 #   make -f mk/variant.mk O=<dir> CC=<gcc|clang> WORLD=<hosted|kernel> SAN=<|asan|tsan> <target>
 #
 # hosted: $(O)/libkmm.a (core + hosted port), one test executable per suite
-#         ($(O)/tests/<suite>.t), the hosted demo.
+#         ($(O)/tests/<suite>.t), the hosted demo, the benchmarks ($(O)/kmm-bench).
 # kernel: $(O)/libkmm.a (core only, freestanding) and the boot-stub image.
 
 O ?= build/hosted
@@ -39,13 +39,14 @@ LDFLAGS := $(SAN_FLAGS_$(SAN)) -pthread
 LIB_SRCS := $(CORE_SRCS) $(sort $(wildcard port/hosted/*.c))
 HOSTED_TEST_SRCS := $(sort $(wildcard tests/hosted/test_*.c))
 TEST_SUPPORT_SRCS := tests/ktest/ktest.c tests/ktest/main_hosted.c tests/ktest/env_hosted.c
+BENCH_SRCS := $(sort $(wildcard bench/*.c))
 endif
 
 LIBKMM := $(O)/libkmm.a
 obj = $(patsubst %.c,$(O)/obj/%.o,$(1))
 LIB_OBJS := $(call obj,$(LIB_SRCS))
 
-.PHONY: lib tests demo kernel-image
+.PHONY: lib tests demo kernel-image bench
 lib: $(LIBKMM)
 
 $(LIBKMM): $(LIB_OBJS)
@@ -76,6 +77,10 @@ $(O)/tests/%.t: $(O)/obj/tests/hosted/test_%.o $(SUPPORT_OBJS) $(LIBKMM)
 
 demo: $(O)/kmm-demo
 $(O)/kmm-demo: $(O)/obj/tools/hosted_demo.o $(LIBKMM)
+	$(CC) $(LDFLAGS) -o $@ $^
+
+bench: $(O)/kmm-bench
+$(O)/kmm-bench: $(call obj,$(BENCH_SRCS)) $(LIBKMM)
 	$(CC) $(LDFLAGS) -o $@ $^
 endif
 

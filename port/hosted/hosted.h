@@ -49,6 +49,11 @@ struct hosted_machine_config {
     size_t cpu_node_count;
     /* Echo log lines to stderr (the demo does; tests keep quiet). */
     bool echo_log;
+    /* RAM as anonymous private memory (MAP_PRIVATE | MAP_ANONYMOUS, with
+     * MADV_HUGEPAGE) instead of the memfd, so that it can get transparent huge
+     * pages where shmem THP is off (benchmarks). There is then no mirror window:
+     * mirror_size must be 0, else hosted_machine_create fails with EINVAL. */
+    bool anonymous;
 };
 
 /* Creates a machine. Returns NULL (with errno set) if the host refuses. */

@@ -28,8 +28,9 @@ static _Thread_local bool cpu_entered;
 
 struct hosted_machine {
     struct kmm_port port;
-    int fd;            /* the memfd holding physical memory */
-    uint64_t phys_end; /* the memfd's size */
+    int fd;            /* the memfd holding physical memory, -1 if anonymous */
+    bool anonymous;    /* RAM is anonymous private memory (no memfd, no mirror) */
+    uint64_t phys_end; /* end of simulated physical memory (the memfd's size) */
     void *reserve;     /* the direct-map reservation as mmap returned it */
     size_t reserve_len;
     uintptr_t mirror; /* the mirror window, 0 if none */
@@ -75,6 +76,15 @@ static bool map_ram(struct hosted_machine *m, uint64_t base, uint64_t end)
     if (end <= base)
         return true;
     void *want = (void *)(m->port.direct_map + base);
+    if (m->anonymous) {
+        void *got = mmap(want, end - base, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+        if (got != want)
+            return false;
+        /* A hint: without THP the RAM is only slower. */
+        (void)madvise(want, end - base, MADV_HUGEPAGE);
+        return true;
+    }
     void *got = mmap(want, end - base, PROT_READ | PROT_WRITE,
                      MAP_SHARED | MAP_FIXED | MAP_NORESERVE, m->fd, (off_t)base);
     return got == want;
@@ -106,6 +116,7 @@ struct hosted_machine *hosted_machine_create(const struct hosted_machine_config 
     pthread_mutex_init(&m->tlb_lock, NULL);
     pthread_mutex_init(&m->log_lock, NULL);
     m->echo_log = cfg->echo_log;
+    m->anonymous = cfg->anonymous;
     m->port.machine = m;
     for (size_t i = 0; i < cfg->ram_count; i++) {
         uint64_t end = cfg->ram[i].base + cfg->ram[i].length;
@@ -119,9 +130,15 @@ struct hosted_machine *hosted_machine_create(const struct hosted_machine_config 
     if (!m->tlb_log || !setup_numa(m, cfg))
         goto fail;
 
-    m->fd = memfd_create("kmm-physical-memory", MFD_CLOEXEC);
-    if (m->fd < 0 || ftruncate(m->fd, (off_t)m->phys_end) != 0)
+    if (m->anonymous && cfg->mirror_size) {
+        errno = EINVAL; /* the mirror window maps the memfd, which there is not */
         goto fail;
+    }
+    if (!m->anonymous) {
+        m->fd = memfd_create("kmm-physical-memory", MFD_CLOEXEC);
+        if (m->fd < 0 || ftruncate(m->fd, (off_t)m->phys_end) != 0)
+            goto fail;
+    }
     /* The window covers [0, phys_end) rounded to 1 GiB and is itself 1 GiB
      * aligned, so physical and direct-map addresses share their low 30 bits
      * (as a kernel's direct map with 1 GiB pages would). */

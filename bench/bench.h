@@ -1,0 +1,142 @@
+/*
+ * bench.h - the benchmark harness (make bench): the workloads of
+ * WORKLOADS.md, the tools they share (splitmix64, FNV-1a-64, a monotonic
+ * clock, medians) and where their figures go (a table on stdout and one
+ * JSON file written at the end).
+ *
+ * A workload is one function in a bench_*.c file, listed in bench.c's
+ * workload table. It generates its traces before any timing, runs
+ * BENCH_RUNS times, and hands its figures to the results: a table row, and
+ * its own object in results.json:
+ *
+ *     {"P1": {"ns": 23.45, "floor_ns": 3.21}, "P2": {"ns": 45.67}, ...}
+ *
+ * Everything here is single-threaded.
+ */
+#ifndef KMM_BENCH_H
+#define KMM_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Runs per workload; the reported figure is their median (WORKLOADS.md). */
+#define BENCH_RUNS 5u
+
+/* --- splitmix64, exactly as WORKLOADS.md ----------------------------------- */
+
+struct bench_rng {
+    uint64_t s; /* starts as the seed */
+};
+
+static inline uint64_t bench_rng_next(struct bench_rng *r)
+{
+    r->s += UINT64_C(0x9e3779b97f4a7c15);
+    uint64_t z = r->s;
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+/* A draw in [0, n): (next() * n) >> 64 with the full 128-bit product, no
+ * rejection. */
+static inline uint64_t bench_rng_below(struct bench_rng *r, uint64_t n)
+{
+    return (uint64_t)(((unsigned __int128)bench_rng_next(r) * n) >> 64);
+}
+
+/* --- FNV-1a-64 over little-endian bytes ------------------------------------ */
+
+#define BENCH_FNV_BASIS UINT64_C(0xcbf29ce484222325)
+#define BENCH_FNV_PRIME UINT64_C(0x100000001b3)
+
+/* Hashes the low `bytes` bytes of v, least significant first, into h. */
+static inline uint64_t bench_fnv_le(uint64_t h, uint64_t v, unsigned bytes)
+{
+    for (unsigned i = 0; i < bytes; i++) {
+        h ^= (v >> (8 * i)) & 0xff;
+        h *= BENCH_FNV_PRIME;
+    }
+    return h;
+}
+
+static inline uint64_t bench_fnv_i32(uint64_t h, int32_t v)
+{
+    return bench_fnv_le(h, (uint32_t)v, 4);
+}
+
+/* --- time and statistics ----------------------------------------------------- */
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t bench_now_ns(void);
+
+/* The median of v[0..n) (1 <= n <= BENCH_MEDIAN_MAX; the mean of the middle
+ * two if n is even). v is left as it is. */
+#define BENCH_MEDIAN_MAX 64
+double bench_median(const double *v, size_t n);
+
+/* AnonHugePages of this process in KiB (/proc/self/smaps_rollup), or -1 if
+ * it cannot be read: shows whether the arenas got transparent huge pages. */
+long bench_thp_kb(void);
+
+/* Prints "name runs: a b c d e  median m" (ns per op, two decimals). */
+void bench_print_runs(const char *name, const double *runs, size_t n, double median);
+
+/* --- results --------------------------------------------------------------- */
+
+#define BENCH_MAX_ROWS    16
+#define BENCH_MAX_OBJECTS 16
+#define BENCH_MAX_FIELDS  8
+
+/* One line of the table. floor_ns < 0: the workload has no floor. */
+struct bench_row {
+    const char *workload; /* "P1" */
+    const char *unit;     /* what one op is: "ns/pair", "ns/step" */
+    double ns;            /* kmm's median */
+    double floor_ns;      /* the bare data-structure operation's median, or < 0 */
+    const char *peers;    /* WORKLOADS.md's figures for the same trace */
+};
+
+struct bench_field {
+    const char *key;
+    double value;
+};
+
+/* A workload's object in results.json. */
+struct bench_object {
+    const char *name;
+    size_t nfields;
+    struct bench_field fields[BENCH_MAX_FIELDS];
+};
+
+struct bench_results {
+    size_t nrows;
+    struct bench_row rows[BENCH_MAX_ROWS];
+    size_t nobjects;
+    struct bench_object objects[BENCH_MAX_OBJECTS];
+};
+
+/* Adds a table row. Returns false if the table is full. */
+bool bench_add_row(struct bench_results *r, const struct bench_row *row);
+
+/* Sets object.key = value in results.json (the object is created on first
+ * use, fields keep their order). Returns false if there is no room. */
+bool bench_add_field(struct bench_results *r, const char *object, const char *key, double value);
+
+/* Prints the table of every row added so far. */
+void bench_print_table(const struct bench_results *r, FILE *out);
+
+/* Writes every object as one JSON document to path (numbers with two
+ * decimals). Returns false (with a message on stderr) if it cannot. */
+bool bench_write_json(const struct bench_results *r, const char *path);
+
+/* --- the workloads ------------------------------------------------------------ */
+
+/* Each runs one workload and adds its figures to r. Returns 0, or non-zero
+ * if the workload could not run or its trace or results are wrong (the
+ * message is on stderr). */
+int bench_pmm_p1(struct bench_results *r);
+int bench_pmm_p2(struct bench_results *r);
+
+#endif /* KMM_BENCH_H */
