@@ -21,7 +21,7 @@
 
 /* --- free lists (zone lock held) -------------------------------------------------- */
 
-static void list_push(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsigned order)
+void pmm_list_push(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsigned order)
 {
     struct kmm_frame *f = pmm_frame(pm, pfn);
     uint32_t head = z->free_head[order];
@@ -36,7 +36,7 @@ static void list_push(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsi
     z->free_blocks[order]++;
 }
 
-static void list_remove(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsigned order)
+void pmm_list_remove(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsigned order)
 {
     struct kmm_frame *f = pmm_frame(pm, pfn);
     if (f->prev != KMM_PFN_NONE)
@@ -58,7 +58,7 @@ void pmm_free_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn,
         if (!buddy || buddy->state != FRAME_FREE || buddy->order != order || buddy->zone != z->id ||
             buddy->node != z->node)
             break;
-        list_remove(pm, z, buddy_pfn, order);
+        pmm_list_remove(pm, z, buddy_pfn, order);
         /* The lower of the two heads the merged block; the other is inside it. */
         if (buddy_pfn < pfn) {
             pmm_frame(pm, pfn)->state = FRAME_INTERIOR;
@@ -68,7 +68,7 @@ void pmm_free_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn,
         }
         order++;
     }
-    list_push(pm, z, pfn, order);
+    pmm_list_push(pm, z, pfn, order);
 }
 
 /* Takes a block of the order from z, splitting a larger one if needed.
@@ -80,11 +80,11 @@ static uint64_t take_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, unsign
         return KMM_PFN_NONE;
     unsigned have = order + (unsigned)__builtin_ctz(fits);
     uint64_t pfn = z->free_head[have];
-    list_remove(pm, z, pfn, have);
+    pmm_list_remove(pm, z, pfn, have);
     /* Give back the upper halves, largest first. */
     while (have > order) {
         have--;
-        list_push(pm, z, pfn + (UINT64_C(1) << have), have);
+        pmm_list_push(pm, z, pfn + (UINT64_C(1) << have), have);
     }
     struct kmm_frame *f = pmm_frame(pm, pfn);
     f->state = FRAME_ALLOCATED;

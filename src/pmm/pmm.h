@@ -110,6 +110,12 @@ void pmm_setup(struct kmm *k, const struct pmm_layout *lay, void *meta);
 
 /* --- buddy (buddy.c) ---------------------------------------------------------- */
 
+/* Free-list primitives (zone lock held). push marks the frame a FREE head of
+ * the order and puts it first on its list; remove takes a FREE head off its
+ * list and leaves its state for the caller to set. Neither merges. */
+void pmm_list_push(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsigned order);
+void pmm_list_remove(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsigned order);
+
 /* Puts the block at pfn (order, FREE-marked by the caller's accounting) on its
  * zone's free list, merging with free buddies. Zone lock held. */
 void pmm_free_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsigned order);
