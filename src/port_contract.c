@@ -20,6 +20,8 @@ noreturn void kmm_port_contract(struct kmm_port *p)
     kmm_lock_init(&lock);
     kmm_irqstate_t s = kmm_lock_irqsave(&lock);
     kmm_unlock_irqrestore(&lock, s);
+    kmm_irqstate_t irq = kmm_irq_save();
+    kmm_irq_restore(irq);
     kmm_preempt_disable();
     unsigned cpu = kmm_port_cpu_id();
     kmm_preempt_enable();

@@ -29,7 +29,10 @@ struct kmm_check_result {
  * kmm_check - walk every structure of k and fill *r. Returns r->status.
  * Takes every zone lock (in the documented order) for the walk, so other
  * CPUs' allocations wait: O(frames), for tests and debugging, not hot paths.
- * IRQs on.
+ * The per-CPU page caches belong to their CPUs and take no lock: the walk
+ * is exact when no other CPU allocates or frees single pages meanwhile (a
+ * test's quiet point, a debug shell); otherwise it may report a cache
+ * mismatch that is only a race. IRQs on.
  */
 int kmm_check(struct kmm *k, struct kmm_check_result *r);
 

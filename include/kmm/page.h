@@ -17,9 +17,28 @@
  * out, so 0 is free to mean "no memory". The direct map (kmm/port.h) gives
  * the virtual address of a page.
  *
- * Context: every call here may be made with IRQs off and from an interrupt
- * handler; none sleeps. Locks are taken with IRQs disabled (docs/architecture.md
- * gives the order). Time bounds assume no contention on the zone lock.
+ * Per-CPU caches: each CPU keeps a bounded cache of free single pages for
+ * each zone of its node. An order-0 allocation or free touches only the
+ * current CPU's cache, with interrupts and preemption off and no lock (no
+ * atomic instruction); a cache refills from its zone, or gives back to it,
+ * in batches under the zone lock. A cache holds at most 1/8 of its zone
+ * divided among the CPUs (at least four batches, at most 8192 pages).
+ * When memory runs short, the allocating CPU empties its own caches at once
+ * and raises a flag in every other CPU that holds cached pages; each empties
+ * its caches at its next allocator call. A host whose CPUs may stay away
+ * from the allocator for long (idle, offline) calls kmm_page_drain_cpu from
+ * its IPI, idle or CPU-offline path; kmm_page_drain_pending says when.
+ *
+ * Context rules:
+ *  - Every call here may be made with IRQs off and from an interrupt
+ *    handler, provided the allocation flags include KMM_GFP_ATOMIC: such a
+ *    request never runs the shrinkers and never waits, and fails instead.
+ *  - Without KMM_GFP_ATOMIC an allocation that finds no memory calls the
+ *    registered shrinkers (reclaim hooks), with no kmm lock held, before it
+ *    fails: call it with IRQs on, from a context where the shrinkers may run.
+ *  - Frees and kmm_page_get never reclaim and are safe in any context.
+ * Locks are taken with IRQs disabled; docs/architecture.md gives the order.
+ * Time bounds assume no contention on the zone lock.
  *
  * Misuse (freeing what is not allocated, with the wrong size, or outside
  * managed memory) is rejected with an error value, counted in
@@ -29,6 +48,7 @@
 #ifndef KMM_PAGE_H
 #define KMM_PAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,10 +60,11 @@
 
 /* Allocation flags (Linux's GFP in spirit). Zone flags are exclusive. */
 typedef unsigned kmm_gfp_t;
-#define KMM_GFP_ZERO  0x1u /* fill the block with zeroes before returning it */
-#define KMM_GFP_DMA   0x2u /* from zone DMA only */
-#define KMM_GFP_DMA32 0x4u /* from DMA32, falling back to DMA */
-#define KMM_GFP_VALID (KMM_GFP_ZERO | KMM_GFP_DMA | KMM_GFP_DMA32)
+#define KMM_GFP_ZERO   0x1u /* fill the block with zeroes before returning it */
+#define KMM_GFP_DMA    0x2u /* from zone DMA only */
+#define KMM_GFP_DMA32  0x4u /* from DMA32, falling back to DMA */
+#define KMM_GFP_ATOMIC 0x8u /* never reclaim or wait: safe with IRQs off, fails sooner */
+#define KMM_GFP_VALID  (KMM_GFP_ZERO | KMM_GFP_DMA | KMM_GFP_DMA32 | KMM_GFP_ATOMIC)
 
 enum kmm_zone_id { KMM_ZONE_DMA, KMM_ZONE_DMA32, KMM_ZONE_NORMAL, KMM_ZONE_COUNT };
 
@@ -97,6 +118,24 @@ unsigned kmm_order_for_count(size_t count);
  */
 int kmm_page_get(struct kmm *k, uint64_t pa);
 
+/*
+ * kmm_page_drain_cpu - give every page in the current CPU's caches back to
+ * the zones (and clear a pending drain request). Any context; O(cached pages).
+ */
+void kmm_page_drain_cpu(struct kmm *k);
+
+/* Whether another CPU has asked the current CPU to drain its caches. Any
+ * context; O(1). */
+bool kmm_page_drain_pending(struct kmm *k);
+
+/*
+ * kmm_page_drain_offline_cpu - drain the caches of CPU cpu, which must not
+ * be running kmm code now or until this returns (it is offline, or parked
+ * by the caller). For CPU hot-unplug. Returns KMM_OK, or KMM_EINVAL for a
+ * cpu not below the instance's cpu_count.
+ */
+int kmm_page_drain_offline_cpu(struct kmm *k, unsigned cpu);
+
 /* Misuse kinds, the index of kmm_page_stats.misuse[]. */
 enum kmm_page_misuse {
     KMM_MISUSE_BAD_ORDER,   /* order above the maximum, or count 0 / too large */
@@ -113,10 +152,11 @@ enum kmm_page_misuse {
 /* One zone's figures, summed over NUMA nodes. */
 struct kmm_zone_stats {
     uint64_t managed_pages;                /* pages the zone hands out; fixed after init */
-    uint64_t free_pages;                   /* free now */
+    uint64_t free_pages;                   /* free now, including pages in CPU caches */
+    uint64_t pcp_pages;                    /* of those, pages in the CPUs' caches */
     uint64_t free_blocks[KMM_PAGE_ORDERS]; /* free blocks per order, like /proc/buddyinfo */
-    uint64_t alloc_calls;                  /* successful allocations here; never decreases */
-    uint64_t free_calls;                   /* blocks returned here; never decreases */
+    uint64_t alloc_calls; /* successful allocations here (CPU caches included); never decreases */
+    uint64_t free_calls;  /* blocks returned here (CPU caches included); never decreases */
 };
 
 /* The page allocator's figures. Pages are 4 KiB. */

@@ -41,6 +41,10 @@
  *       Take the lock with local interrupts disabled; release it and restore
  *       the interrupt state saved by the matching irqsave. Not recursive. Any
  *       context. The library never sleeps while holding one.
+ *   kmm_irqstate_t kmm_irq_save(void), void kmm_irq_restore(kmm_irqstate_t s)
+ *       Disable local interrupts and return the previous state; restore it.
+ *       No lock: this is what the per-CPU page caches use, so that their
+ *       common path costs no atomic instruction. Nests. Any context.
  *   void kmm_preempt_disable(void), void kmm_preempt_enable(void)
  *       Pin the caller to its CPU; nests. Any context.
  *   unsigned kmm_port_cpu_id(void)

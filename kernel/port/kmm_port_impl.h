@@ -86,6 +86,19 @@ static inline void kmm_unlock_irqrestore(kmm_lock_t *l, kmm_irqstate_t s)
     __asm__ volatile("pushq %0\n\tpopfq" : : "r"(s) : "memory", "cc");
 }
 
+/* Interrupts off on this CPU, with no lock: the per-CPU caches' guard. */
+static inline kmm_irqstate_t kmm_irq_save(void)
+{
+    kmm_irqstate_t flags;
+    __asm__ volatile("pushfq\n\tpopq %0\n\tcli" : "=r"(flags) : : "memory");
+    return flags;
+}
+
+static inline void kmm_irq_restore(kmm_irqstate_t s)
+{
+    __asm__ volatile("pushq %0\n\tpopfq" : : "r"(s) : "memory", "cc");
+}
+
 /* With no scheduler nothing can move the caller to another CPU, so pinning is
  * free; the barrier keeps per-CPU accesses inside the pinned section as the
  * contract's callers expect. */

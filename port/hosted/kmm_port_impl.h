@@ -71,6 +71,18 @@ static inline void kmm_unlock_irqrestore(kmm_lock_t *l, kmm_irqstate_t s)
     hosted_irqs_enabled = s;
 }
 
+static inline kmm_irqstate_t kmm_irq_save(void)
+{
+    kmm_irqstate_t s = hosted_irqs_enabled;
+    hosted_irqs_enabled = 0;
+    return s;
+}
+
+static inline void kmm_irq_restore(kmm_irqstate_t s)
+{
+    hosted_irqs_enabled = s;
+}
+
 static inline void kmm_preempt_disable(void)
 {
     hosted_preempt_depth++;

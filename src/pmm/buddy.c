@@ -9,11 +9,22 @@
  * differs in bit `order`) for as long as that buddy is a free block of the
  * same order, zone and node.
  *
+ * Single pages go through the per-CPU caches first (pcp.c); this file is
+ * the zones behind them and the slow path when they run dry:
+ *
+ *   kmm_page_alloc: cache of this CPU (order 0) -> zone list, locked ->
+ *                   slow path: grow (deferred or added memory), drain the
+ *                   caches, run the shrinkers (not for KMM_GFP_ATOMIC), retry
+ *   kmm_page_free:  cache of this CPU (order 0, one reference) -> locked path,
+ *                   which also judges every misuse exactly
+ *
  * Locking: one lock per zone (a leaf). The frame's zone and node never
  * change, and ABSENT and RESERVED frames never change state, so a free can
  * find the zone and reject those two cases before it takes the lock; every
- * other state is read and changed under the zone lock. Misuse is decided
- * under the lock and reported after it is released.
+ * other state is changed under the zone lock, except the FREE <-> PCP and
+ * ALLOCATED <-> PCP moves a CPU makes on its own pages (frame.h). Misuse is
+ * decided under the lock and reported after it is released. The slow path
+ * holds no lock while it grows, drains or reclaims.
  */
 #include "internal.h"
 
@@ -27,7 +38,7 @@ void pmm_list_push(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsigne
     uint32_t head = z->free_head[order];
     f->next = head;
     f->prev = KMM_PFN_NONE;
-    f->state = FRAME_FREE;
+    frame_state_set(f, FRAME_FREE);
     f->order = (uint8_t)order;
     if (head != KMM_PFN_NONE)
         pmm_frame(pm, head)->prev = (uint32_t)pfn;
@@ -55,25 +66,23 @@ void pmm_free_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn,
     while (order < KMM_PAGE_MAX_ORDER) {
         uint64_t buddy_pfn = pfn ^ (UINT64_C(1) << order);
         struct kmm_frame *buddy = pmm_frame_lookup(pm, buddy_pfn);
-        if (!buddy || buddy->state != FRAME_FREE || buddy->order != order || buddy->zone != z->id ||
-            buddy->node != z->node)
+        if (!buddy || frame_state_get(buddy) != FRAME_FREE || buddy->order != order ||
+            buddy->zone != z->id || buddy->node != z->node)
             break;
         pmm_list_remove(pm, z, buddy_pfn, order);
         /* The lower of the two heads the merged block; the other is inside it. */
         if (buddy_pfn < pfn) {
-            pmm_frame(pm, pfn)->state = FRAME_INTERIOR;
+            frame_state_set(pmm_frame(pm, pfn), FRAME_INTERIOR);
             pfn = buddy_pfn;
         } else {
-            buddy->state = FRAME_INTERIOR;
+            frame_state_set(buddy, FRAME_INTERIOR);
         }
         order++;
     }
     pmm_list_push(pm, z, pfn, order);
 }
 
-/* Takes a block of the order from z, splitting a larger one if needed.
- * Returns its frame number, or KMM_PFN_NONE if z has none large enough. */
-static uint64_t take_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, unsigned order)
+uint64_t pmm_take_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, unsigned order)
 {
     uint32_t fits = z->nonempty >> order;
     if (!fits)
@@ -86,11 +95,20 @@ static uint64_t take_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, unsign
         have--;
         pmm_list_push(pm, z, pfn + (UINT64_C(1) << have), have);
     }
+    z->free_pages -= UINT64_C(1) << order;
+    return pfn;
+}
+
+/* Takes a block for a caller: an ALLOCATED head with one reference. */
+static uint64_t take_allocated_locked(struct kmm_pmm *pm, struct kmm_zone *z, unsigned order)
+{
+    uint64_t pfn = pmm_take_block_locked(pm, z, order);
+    if (pfn == KMM_PFN_NONE)
+        return pfn;
     struct kmm_frame *f = pmm_frame(pm, pfn);
-    f->state = FRAME_ALLOCATED;
+    frame_state_set(f, FRAME_ALLOCATED);
     f->order = (uint8_t)order;
     f->count = 1;
-    z->free_pages -= UINT64_C(1) << order;
     z->alloc_calls++;
     return pfn;
 }
@@ -115,11 +133,8 @@ static const int misuse_error[KMM_MISUSE_COUNT] = {
     [KMM_MISUSE_NOT_BLOCK] = KMM_EINVAL, [KMM_MISUSE_WRONG_ORDER] = KMM_EINVAL,
 };
 
-/* A rejected call: count it, log one line naming the call and its caller,
- * and return the error value for the kind. actual >= 0 is the order the
- * block really has (for KMM_MISUSE_WRONG_ORDER). */
-static int misuse(struct kmm *k, enum kmm_page_misuse kind, const char *fn, uint64_t pa,
-                  unsigned order, int actual, const void *caller)
+int pmm_misuse(struct kmm *k, enum kmm_page_misuse kind, const char *fn, uint64_t pa,
+               unsigned order, int actual, const void *caller)
 {
     atomic_fetch_add_explicit(&k->pmm.misuse[kind], 1, memory_order_relaxed);
     if (actual >= 0)
@@ -133,61 +148,91 @@ static int misuse(struct kmm *k, enum kmm_page_misuse kind, const char *fn, uint
 
 /* --- allocation ---------------------------------------------------------------------- */
 
-static unsigned top_zone(kmm_gfp_t flags)
-{
-    if (flags & KMM_GFP_DMA)
-        return KMM_ZONE_DMA;
-    if (flags & KMM_GFP_DMA32)
-        return KMM_ZONE_DMA32;
-    return KMM_ZONE_NORMAL;
-}
-
 static bool flags_valid(kmm_gfp_t flags)
 {
     return !(flags & ~KMM_GFP_VALID) &&
            (flags & (KMM_GFP_DMA | KMM_GFP_DMA32)) != (KMM_GFP_DMA | KMM_GFP_DMA32);
 }
 
-/* Allocates a block from the first zone of the CPU's zone list that has one. */
+/* The node whose zone list a request starts from: the current CPU's. */
+static unsigned request_node(struct kmm *k)
+{
+    struct kmm_pmm *pm = &k->pmm;
+    if (pm->node_count == 1)
+        return 0;
+    unsigned cpu = kmm_port_cpu_id();
+    return cpu < pm->cpu_count ? pm->pcp[cpu].node : 0;
+}
+
+/* Allocates a block from the first zone of the CPU's zone list that has one.
+ * Returns its frame number or KMM_PFN_NONE. */
 static uint64_t alloc_block(struct kmm *k, unsigned order, kmm_gfp_t flags)
 {
     struct kmm_pmm *pm = &k->pmm;
-    unsigned node = 0;
-    if (pm->node_count > 1) {
-        node = kmm_port_node_of_cpu(k->port, kmm_port_cpu_id());
-        if (node >= pm->node_count)
-            node = 0;
-    }
-    unsigned top = top_zone(flags);
+    unsigned node = request_node(k), top = pmm_top_zone(flags);
     const uint8_t *list = pm->zonelist[node][top];
     for (unsigned i = 0; i < pm->zonelist_len[node][top]; i++) {
         struct kmm_zone *z = &pm->zones[0][0] + list[i];
         kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
-        uint64_t pfn = take_block_locked(pm, z, order);
+        uint64_t pfn = take_allocated_locked(pm, z, order);
         kmm_unlock_irqrestore(&z->lock, s);
-        if (pfn != KMM_PFN_NONE) {
-            uint64_t pa = pfn << KMM_PAGE_SHIFT;
-            if (flags & KMM_GFP_ZERO)
-                __builtin_memset(kmm_phys_to_virt(k, pa), 0, KMM_PAGE_SIZE << order);
-            return pa;
-        }
+        if (pfn != KMM_PFN_NONE)
+            return pfn;
     }
-    atomic_fetch_add_explicit(&pm->failed_allocs, 1, memory_order_relaxed);
-    return 0;
+    return KMM_PFN_NONE;
+}
+
+/* How many times the slow path tries to make progress before it gives up:
+ * enough for growth, a drain and a few rounds of shrinkers. */
+#define KMM_SLOW_PASSES 8
+
+/*
+ * Nothing was free: make memory available and try again, holding no lock.
+ * Each pass grows the zones (deferred or added memory), drains this CPU's
+ * caches (asking the other CPUs to drain theirs), and, unless the request
+ * is atomic, calls the shrinkers. It stops when a pass makes no progress.
+ */
+static uint64_t alloc_slow(struct kmm *k, unsigned order, kmm_gfp_t flags)
+{
+    for (unsigned pass = 0; pass < KMM_SLOW_PASSES; pass++) {
+        bool progress = pmm_grow(k, order, flags);
+        progress |= pmm_pcp_drain_for_shortage(k);
+        if (!(flags & KMM_GFP_ATOMIC))
+            progress |= pmm_reclaim(k, order, flags) > 0;
+        if (!progress)
+            break;
+        uint64_t pfn = alloc_block(k, order, flags);
+        if (pfn != KMM_PFN_NONE)
+            return pfn;
+    }
+    return KMM_PFN_NONE;
 }
 
 static uint64_t page_alloc(struct kmm *k, unsigned order, kmm_gfp_t flags, const char *fn,
                            const void *caller)
 {
     if (order > KMM_PAGE_MAX_ORDER) {
-        misuse(k, KMM_MISUSE_BAD_ORDER, fn, 0, order, -1, caller);
+        pmm_misuse(k, KMM_MISUSE_BAD_ORDER, fn, 0, order, -1, caller);
         return 0;
     }
     if (!flags_valid(flags)) {
-        misuse(k, KMM_MISUSE_BAD_FLAGS, fn, 0, order, -1, caller);
+        pmm_misuse(k, KMM_MISUSE_BAD_FLAGS, fn, 0, order, -1, caller);
         return 0;
     }
-    return alloc_block(k, order, flags);
+    uint64_t pa = order == 0 ? pmm_pcp_alloc(k, flags) : 0;
+    if (!pa) {
+        uint64_t pfn = alloc_block(k, order, flags);
+        if (pfn == KMM_PFN_NONE)
+            pfn = alloc_slow(k, order, flags);
+        if (pfn == KMM_PFN_NONE) {
+            atomic_fetch_add_explicit(&k->pmm.failed_allocs, 1, memory_order_relaxed);
+            return 0;
+        }
+        pa = pfn << KMM_PAGE_SHIFT;
+    }
+    if (flags & KMM_GFP_ZERO)
+        __builtin_memset(kmm_phys_to_virt(k, pa), 0, KMM_PAGE_SIZE << order);
+    return pa;
 }
 
 uint64_t kmm_page_alloc(struct kmm *k, unsigned order, kmm_gfp_t flags)
@@ -224,13 +269,14 @@ static struct kmm_frame *find_block(struct kmm *k, uint64_t pa, unsigned order, 
         kind = KMM_MISUSE_BAD_ORDER;
     else if (pa & (KMM_PAGE_SIZE - 1))
         kind = KMM_MISUSE_UNALIGNED;
-    else if (!(f = pmm_frame_lookup(&k->pmm, pa >> KMM_PAGE_SHIFT)) || f->state == FRAME_ABSENT)
+    else if (!(f = pmm_frame_lookup(&k->pmm, pa >> KMM_PAGE_SHIFT)) ||
+             frame_state_get(f) == FRAME_ABSENT)
         kind = KMM_MISUSE_OUTSIDE;
-    else if (f->state == FRAME_RESERVED)
+    else if (frame_state_get(f) == FRAME_RESERVED)
         kind = KMM_MISUSE_RESERVED;
     else
         return f;
-    *err = misuse(k, kind, fn, pa, order, -1, caller);
+    *err = pmm_misuse(k, kind, fn, pa, order, -1, caller);
     return NULL;
 }
 
@@ -239,9 +285,10 @@ static struct kmm_frame *find_block(struct kmm *k, uint64_t pa, unsigned order, 
 static enum kmm_page_misuse judge_locked(const struct kmm_frame *f, unsigned order,
                                          bool check_order)
 {
-    if (f->state == FRAME_FREE)
+    uint8_t state = frame_state_get(f);
+    if (state == FRAME_FREE || state == FRAME_PCP)
         return KMM_MISUSE_DOUBLE_FREE;
-    if (f->state != FRAME_ALLOCATED)
+    if (state != FRAME_ALLOCATED)
         return KMM_MISUSE_NOT_BLOCK;
     if (check_order && f->order != order)
         return KMM_MISUSE_WRONG_ORDER;
@@ -254,14 +301,18 @@ static int page_free(struct kmm *k, uint64_t pa, unsigned order, const char *fn,
     struct kmm_frame *f = find_block(k, pa, order, fn, caller, &err);
     if (!f)
         return err;
+    if (order == 0 && pmm_pcp_free(k, f, pa >> KMM_PAGE_SHIFT))
+        return KMM_OK;
     struct kmm_pmm *pm = &k->pmm;
     struct kmm_zone *z = pmm_zone_of(pm, f);
     kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
     enum kmm_page_misuse kind = judge_locked(f, order, true);
     int actual = f->order;
     if (kind == KMM_MISUSE_COUNT) {
-        KMM_ASSERT(k->port, f->count > 0);
-        if (--f->count == 0) {
+        uint32_t refs = __atomic_load_n(&f->count, __ATOMIC_RELAXED);
+        KMM_ASSERT(k->port, refs > 0);
+        __atomic_store_n(&f->count, refs - 1, __ATOMIC_RELAXED);
+        if (refs == 1) {
             z->free_pages += UINT64_C(1) << order;
             z->free_calls++;
             pmm_free_block_locked(pm, z, pa >> KMM_PAGE_SHIFT, order);
@@ -269,7 +320,8 @@ static int page_free(struct kmm *k, uint64_t pa, unsigned order, const char *fn,
     }
     kmm_unlock_irqrestore(&z->lock, s);
     if (kind != KMM_MISUSE_COUNT)
-        return misuse(k, kind, fn, pa, order, kind == KMM_MISUSE_WRONG_ORDER ? actual : -1, caller);
+        return pmm_misuse(k, kind, fn, pa, order, kind == KMM_MISUSE_WRONG_ORDER ? actual : -1,
+                          caller);
     return KMM_OK;
 }
 
@@ -295,11 +347,12 @@ int kmm_page_get(struct kmm *k, uint64_t pa)
     kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
     enum kmm_page_misuse kind = judge_locked(f, 0, false);
     if (kind == KMM_MISUSE_COUNT) {
-        KMM_ASSERT(k->port, f->count > 0 && f->count < UINT32_MAX);
-        f->count++;
+        uint32_t refs = __atomic_load_n(&f->count, __ATOMIC_RELAXED);
+        KMM_ASSERT(k->port, refs > 0 && refs < UINT32_MAX);
+        __atomic_store_n(&f->count, refs + 1, __ATOMIC_RELAXED);
     }
     kmm_unlock_irqrestore(&z->lock, s);
     if (kind != KMM_MISUSE_COUNT)
-        return misuse(k, kind, "kmm_page_get", pa, 0, -1, caller);
+        return pmm_misuse(k, kind, "kmm_page_get", pa, 0, -1, caller);
     return KMM_OK;
 }

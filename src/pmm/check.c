@@ -12,6 +12,7 @@
 struct recount {
     uint64_t free_heads[KMM_MAX_NODES][KMM_ZONE_COUNT];
     uint64_t free_pages[KMM_MAX_NODES][KMM_ZONE_COUNT];
+    uint64_t cached[KMM_MAX_NODES][KMM_ZONE_COUNT]; /* frames in state PCP */
 };
 
 /* Follows one free list; every entry must be a FREE head of this order,
@@ -47,6 +48,33 @@ static void check_list(struct kmm_pmm *pm, struct kmm_zone *z, unsigned order,
                           "zone %s node %u order %u: list holds %llu blocks, counter says %llu",
                           kmm_zone_name(z->id), z->node, order, (unsigned long long)count,
                           (unsigned long long)z->free_blocks[order]);
+}
+
+/* Follows one CPU's cache of one zone: every entry a PCP frame of that zone
+ * and of the CPU's node, as many as the cache counts. */
+static void check_cache(const struct kmm_pmm *pm, unsigned cpu, unsigned zone,
+                        struct kmm_check_result *r)
+{
+    const struct kmm_pcp_cpu *pc = &pm->pcp[cpu];
+    const struct kmm_pcp *p = &pc->zone[zone];
+    uint64_t want = atomic_load_explicit(&p->count, memory_order_relaxed), n = 0;
+    for (uint32_t pfn = p->head; pfn != KMM_PFN_NONE; pfn = pmm_frame(pm, pfn)->next) {
+        const struct kmm_frame *f = pmm_frame_lookup(pm, pfn);
+        if (!f || n >= want || f->state != FRAME_PCP || f->zone != zone || f->node != pc->node) {
+            kmm_check_problem(r, KMM_CHECK_CORRUPT, "cpu %u zone %s cache: %s at frame 0x%x", cpu,
+                              kmm_zone_name(zone),
+                              !f          ? "leaves the database"
+                              : n >= want ? "longer than its count"
+                                          : "bad entry",
+                              pfn);
+            return;
+        }
+        r->blocks_walked++;
+        n++;
+    }
+    if (n != want)
+        kmm_check_problem(r, KMM_CHECK_CORRUPT, "cpu %u zone %s cache: %llu pages, count %llu", cpu,
+                          kmm_zone_name(zone), (unsigned long long)n, (unsigned long long)want);
 }
 
 /* Checks the block whose head is f at pfn: aligned, inside its section and
@@ -91,6 +119,15 @@ static void recount_frames(const struct kmm_pmm *pm, struct recount *c, struct k
             const struct kmm_frame *f = pmm_frame(pm, pfn);
             r->frames_walked++;
             if (f->state == FRAME_ABSENT || f->state == FRAME_RESERVED) {
+                i++;
+                continue;
+            }
+            if (f->state == FRAME_PCP) {
+                if (f->order != 0 || f->node >= KMM_MAX_NODES || f->zone >= KMM_ZONE_COUNT)
+                    kmm_check_problem(r, KMM_CHECK_CORRUPT, "frame 0x%llx: cached with order %u",
+                                      (unsigned long long)pfn, f->order);
+                else
+                    c->cached[f->node][f->zone]++;
                 i++;
                 continue;
             }
@@ -141,6 +178,12 @@ static void compare_zones(const struct kmm_pmm *pm, const struct recount *c,
                                   (unsigned long long)listed, (unsigned long long)listed_pages,
                                   (unsigned long long)z->free_pages,
                                   (unsigned long long)z->managed_pages);
+            uint64_t cached = pmm_pcp_pages(pm, n, zi);
+            if (c->cached[n][zi] != cached)
+                kmm_check_problem(r, KMM_CHECK_CORRUPT,
+                                  "zone %s node %u: %llu frames cached, the CPU caches count %llu",
+                                  kmm_zone_name(zi), n, (unsigned long long)c->cached[n][zi],
+                                  (unsigned long long)cached);
             managed += z->managed_pages;
         }
     }
@@ -163,6 +206,11 @@ void pmm_check(struct kmm *k, struct kmm_check_result *r)
         for (unsigned zi = 0; zi < KMM_ZONE_COUNT; zi++)
             for (unsigned o = 0; o < KMM_PAGE_ORDERS; o++)
                 check_list(pm, &pm->zones[n][zi], o, r);
+    /* The CPU caches are read without their owners' cooperation: the walk
+     * is exact only while no other CPU allocates or frees single pages. */
+    for (unsigned cpu = 0; cpu < pm->cpu_count; cpu++)
+        for (unsigned zi = 0; zi < KMM_ZONE_COUNT; zi++)
+            check_cache(pm, cpu, zi, r);
     struct recount c;
     __builtin_memset(&c, 0, sizeof(c));
     recount_frames(pm, &c, r);

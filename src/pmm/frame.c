@@ -188,6 +188,7 @@ void pmm_setup(struct kmm *k, const struct pmm_layout *lay, void *meta)
         pm->managed_pages += end - first;
     }
     build_zonelists(pm);
+    pmm_pcp_setup(k, k->cpu_count);
 
     for (size_t i = 0; i < k->map_count; i++) {
         const struct kmm_region *r = &k->map[i];

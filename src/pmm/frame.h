@@ -8,8 +8,8 @@
  *
  *  next, prev  Frame numbers of the neighbours on a list, KMM_PFN_NONE at the
  *              ends. FREE: the buddy free list of (zone, node, order). Later
- *              layers reuse them while they own the frame (SLAB: the cache's
- *              slab lists; PCP: the per-CPU cache list).
+ *              layers reuse them while they own the frame (PCP: the per-CPU
+ *              cache's list; SLAB: the cache's slab lists).
  *  state       enum frame_state below.
  *  order       FREE and ALLOCATED heads: the block's order (0..10).
  *  zone, node  Fixed at init for every RAM frame: enum kmm_zone_id and the
@@ -23,7 +23,12 @@
  *    node boundary;
  *  - a FREE head is on exactly the free list of its zone, node and order;
  *  - ABSENT (no RAM) and RESERVED (RAM the allocator never hands out) frames
- *    never change state after init.
+ *    never change state after init;
+ *  - a PCP frame is on exactly one CPU's cache list for its zone.
+ *
+ * `state` is read by other CPUs without the owner's lock (a buddy merge looks
+ * at its neighbour, which a CPU may be moving into its cache), so it is
+ * accessed with relaxed atomics where that can happen (frame_state_get/set).
  *
  * Frames are grouped in sections of 2^15 frames (128 MiB). The frames of a
  * section are one array; a section with no usable RAM has none (NULL), so a
@@ -40,6 +45,7 @@ enum frame_state {
     FRAME_FREE,       /* the head of a free block */
     FRAME_INTERIOR,   /* inside a block, not its head */
     FRAME_ALLOCATED,  /* the head of an allocated block */
+    FRAME_PCP,        /* a free single page in a CPU's cache (order 0) */
 };
 
 struct kmm_frame {
@@ -54,6 +60,16 @@ struct kmm_frame {
 
 _Static_assert(sizeof(struct kmm_frame) == 16, "a frame descriptor is 16 bytes");
 _Static_assert(_Alignof(struct kmm_frame) == 4, "frame arrays need only 4-byte alignment");
+
+static inline uint8_t frame_state_get(const struct kmm_frame *f)
+{
+    return __atomic_load_n(&f->state, __ATOMIC_RELAXED);
+}
+
+static inline void frame_state_set(struct kmm_frame *f, enum frame_state s)
+{
+    __atomic_store_n(&f->state, (uint8_t)s, __ATOMIC_RELAXED);
+}
 
 /* The end of a list. Frame numbers stop below it (KMM_PAGE_PFN_LIMIT). */
 #define KMM_PFN_NONE UINT32_MAX

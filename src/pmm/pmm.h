@@ -34,8 +34,31 @@ struct kmm_zone {
     uint64_t managed_pages; /* set at init, never changes */
     uint64_t alloc_calls;
     uint64_t free_calls;
-    uint8_t id; /* enum kmm_zone_id */
+    uint32_t pcp_high;  /* a CPU cache holding more than this gives back a batch */
+    uint32_t pcp_batch; /* pages moved between the zone and a cache at a time */
+    uint8_t id;         /* enum kmm_zone_id */
     uint8_t node;
+};
+
+/*
+ * One CPU's cache of free single pages of one zone of that CPU's node.
+ * Owned by the CPU: only it changes head and the list, with preemption and
+ * interrupts off, and no lock. Other CPUs read count and the counters
+ * (statistics), which the owner therefore stores with relaxed atomics
+ * (single writer: a plain store, no locked instruction).
+ */
+struct kmm_pcp {
+    uint32_t head;       /* first cached page, linked through frame.next */
+    atomic_uint count;   /* pages on the list */
+    atomic_ulong allocs; /* pages handed out from the cache; never decreases */
+    atomic_ulong frees;  /* pages freed into the cache; never decreases */
+};
+
+/* A CPU's caches, one cache line apart from the next CPU's. */
+struct kmm_pcp_cpu {
+    alignas(64) struct kmm_pcp zone[KMM_ZONE_COUNT];
+    atomic_uint drain; /* set by another CPU short of memory: empty your caches */
+    uint8_t node;      /* the CPU's node (kmm_port_node_of_cpu at init) */
 };
 
 /* Zone lists: for each NUMA node and highest allowed zone, the zones to try
@@ -45,6 +68,8 @@ struct kmm_zone {
 struct kmm_pmm {
     /* First, so that its 64-byte alignment costs no padding. */
     struct kmm_zone zones[KMM_MAX_NODES][KMM_ZONE_COUNT];
+    struct kmm_pcp_cpu pcp[KMM_MAX_CPUS];
+    unsigned cpu_count;
     struct kmm_frame **sections; /* [nsections]: a section's frames, or NULL */
     uint64_t nsections;
     uint64_t pfn_end; /* frames exist below this frame number */
@@ -116,11 +141,75 @@ void pmm_setup(struct kmm *k, const struct pmm_layout *lay, void *meta);
 void pmm_list_push(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsigned order);
 void pmm_list_remove(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsigned order);
 
+/* Takes a block of the order off z's lists, splitting a larger one if
+ * needed, and subtracts it from z->free_pages. Returns its frame number, or
+ * KMM_PFN_NONE if z has none. The caller sets the frame's state. */
+uint64_t pmm_take_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, unsigned order);
+
 /* Puts the block at pfn (order, FREE-marked by the caller's accounting) on its
  * zone's free list, merging with free buddies. Zone lock held. */
 void pmm_free_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsigned order);
 
-/* --- integrity (check.c) ------------------------------------------------------ */
+/* --- per-CPU caches (pcp.c) ---------------------------------------------------- */
+
+/* Sets each zone's cache bounds and each CPU's node; at init, after the
+ * zones are filled. */
+void pmm_pcp_setup(struct kmm *k, unsigned cpu_count);
+
+/* The common path of a single-page allocation: a page from this CPU's
+ * cache of the first local zone the flags allow, refilling it from the zone
+ * if empty. Returns 0 if the local zones have nothing (the caller goes on). */
+uint64_t pmm_pcp_alloc(struct kmm *k, kmm_gfp_t flags);
+
+/* The common path of a single-page free: if f (at pfn) is an allocated
+ * order-0 page of this CPU's node with one reference, put it in this CPU's
+ * cache and return true. Otherwise return false and change nothing: the
+ * caller takes the locked path, which judges misuse exactly. */
+bool pmm_pcp_free(struct kmm *k, struct kmm_frame *f, uint64_t pfn);
+
+/* Memory is short: empty this CPU's caches into the zones now and ask every
+ * other CPU with cached pages to do the same at its next allocator call.
+ * Returns true if this CPU gave any pages back. */
+bool pmm_pcp_drain_for_shortage(struct kmm *k);
+
+/* Adds the pages every CPU's cache of one zone handed out and took back. */
+void pmm_pcp_calls(const struct kmm_pmm *pm, unsigned node, unsigned zone, uint64_t *allocs,
+                   uint64_t *frees);
+
+/* Pages in every CPU's caches for one zone (statistics, racy by nature). */
+uint64_t pmm_pcp_pages(const struct kmm_pmm *pm, unsigned node, unsigned zone);
+
+/* --- growth and reclaim (grow.c, reclaim.c) --------------------------------------- */
+
+/* Brings memory that is not in the zones yet (deferred descriptors, added
+ * ranges) online for a request of this order and flags. Returns true if any
+ * page was added to a zone the request may use. No kmm lock held. */
+bool pmm_grow(struct kmm *k, unsigned order, kmm_gfp_t flags);
+
+/* Calls the reclaim hooks (shrinkers) for a request that found nothing,
+ * with no kmm lock held. Returns the pages they report freed. Never called
+ * for KMM_GFP_ATOMIC requests. */
+uint64_t pmm_reclaim(struct kmm *k, unsigned order, kmm_gfp_t flags);
+
+/* --- misuse (buddy.c) ----------------------------------------------------------- */
+
+/* A rejected call: counts it, logs one line naming the call, the address,
+ * the order and the caller, and returns the error value for the kind.
+ * actual >= 0 is the order the block really has (KMM_MISUSE_WRONG_ORDER). */
+int pmm_misuse(struct kmm *k, enum kmm_page_misuse kind, const char *fn, uint64_t pa,
+               unsigned order, int actual, const void *caller);
+
+/* The highest zone the flags allow. */
+static inline unsigned pmm_top_zone(kmm_gfp_t flags)
+{
+    if (flags & KMM_GFP_DMA)
+        return KMM_ZONE_DMA;
+    if (flags & KMM_GFP_DMA32)
+        return KMM_ZONE_DMA32;
+    return KMM_ZONE_NORMAL;
+}
+
+/* --- integrity (check.c) ---------------------------------------------------------- */
 
 struct kmm_check_result;
 void pmm_check(struct kmm *k, struct kmm_check_result *r);

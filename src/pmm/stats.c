@@ -34,10 +34,13 @@ void kmm_page_stats(struct kmm *k, struct kmm_page_stats *out)
             struct kmm_zone *z = &k->pmm.zones[n][zi];
             struct kmm_zone_stats *o = &out->zones[zi];
             kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
+            uint64_t cached = pmm_pcp_pages(&k->pmm, n, zi);
             o->managed_pages += z->managed_pages;
-            o->free_pages += z->free_pages;
+            o->free_pages += z->free_pages + cached;
+            o->pcp_pages += cached;
             o->alloc_calls += z->alloc_calls;
             o->free_calls += z->free_calls;
+            pmm_pcp_calls(&k->pmm, n, zi, &o->alloc_calls, &o->free_calls);
             for (unsigned ord = 0; ord < KMM_PAGE_ORDERS; ord++)
                 o->free_blocks[ord] += z->free_blocks[ord];
             kmm_unlock_irqrestore(&z->lock, s);

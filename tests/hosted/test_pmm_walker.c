@@ -49,24 +49,32 @@ static void expect_ok(struct ktest *t, struct kmm *k, int line)
         ktest_fail_at(t, __FILE__, line, "after repair: %s", r.first);
 }
 
-/* Leaves two free single pages that cannot merge on the order-0 list: three
- * consecutive pages allocated, the outer two freed. Returns the first. */
-static uint64_t two_free_singles(struct kmm *k)
+/* Fragments the DMA32 zone (64 single pages allocated, every other one
+ * freed, the CPU cache drained) so that its order-0 free list holds at least
+ * two pages that cannot merge. Returns that zone; *second is the list's
+ * second entry. */
+static struct kmm_zone *fragment(struct kmm *k, uint32_t *second)
 {
-    uint64_t a = kmm_page_alloc(k, 0, 0);
-    kmm_page_alloc(k, 0, 0); /* b stays allocated between them */
-    uint64_t c = kmm_page_alloc(k, 0, 0);
-    kmm_page_free(k, a, 0);
-    kmm_page_free(k, c, 0);
-    return a;
+    uint64_t pages[64];
+    for (unsigned i = 0; i < 64; i++)
+        pages[i] = kmm_page_alloc(k, 0, KMM_GFP_DMA32);
+    for (unsigned i = 0; i < 64; i += 2)
+        kmm_page_free(k, pages[i], 0);
+    kmm_page_drain_cpu(k);
+    struct kmm_zone *z = &k->pmm.zones[0][KMM_ZONE_DMA32];
+    *second =
+        z->free_head[0] == KMM_PFN_NONE ? KMM_PFN_NONE : pmm_frame(&k->pmm, z->free_head[0])->next;
+    return z;
 }
 
 KTEST(pmm_walker, a_broken_back_link_is_found)
 {
     struct fixture f;
     KT_ASSERT(t, setup(t, &f));
-    uint64_t a = two_free_singles(f.k);
-    struct kmm_frame *fa = pmm_frame(&f.k->pmm, a >> 12);
+    uint32_t second;
+    fragment(f.k, &second);
+    KT_ASSERT(t, second != KMM_PFN_NONE);
+    struct kmm_frame *fa = pmm_frame(&f.k->pmm, second);
     uint32_t saved = fa->prev;
     fa->prev = 12345;
     expect_corrupt(t, f.k, "bad entry", __LINE__);
@@ -115,13 +123,15 @@ KTEST(pmm_walker, a_free_list_cycle_is_found_without_hanging)
 {
     struct fixture f;
     KT_ASSERT(t, setup(t, &f));
-    uint64_t a = two_free_singles(f.k);
-    /* Point a's successor back at a itself: a list that never ends. The
-     * walk stops at the list's count (so it cannot hang) and reports the
+    uint32_t second;
+    struct kmm_zone *z = fragment(f.k, &second);
+    KT_ASSERT(t, second != KMM_PFN_NONE);
+    /* Point the second entry back at the first: a list that never ends.
+     * The walk stops at the list's count (so it cannot hang) and reports the
      * first inconsistency it meets on the order-0 list. */
-    struct kmm_frame *fa = pmm_frame(&f.k->pmm, a >> 12);
+    struct kmm_frame *fa = pmm_frame(&f.k->pmm, second);
     uint32_t saved = fa->next;
-    fa->next = (uint32_t)(a >> 12);
+    fa->next = z->free_head[0];
     expect_corrupt(t, f.k, "order 0", __LINE__);
     fa->next = saved;
     expect_ok(t, f.k, __LINE__);

@@ -1,0 +1,282 @@
+/*
+ * pcp.c - per-CPU caches of free single pages.
+ *
+ * The common case of the page allocator is one page allocated and soon
+ * freed on the same CPU. Each CPU therefore keeps, for each zone of its
+ * node, a LIFO list of free pages it alone touches: taking or putting a page
+ * costs a few loads and stores with interrupts and preemption off, no lock
+ * and no atomic read-modify-write. A cache refills from its zone, and gives
+ * back to it, in batches under the zone lock, so the lock's cost is shared
+ * by a batch of pages.
+ *
+ * Bounds (set at init, per zone): batch = min(64, max(1, managed / 1024));
+ * high = managed / (8 * CPUs), at least 4 * batch, at most 8192. So all the
+ * caches together hold at most about 1/8 of a zone, and a CPU that frees
+ * more than high pages gives back a batch at a time.
+ *
+ * Draining: a CPU short of memory empties its own caches at once and sets
+ * the drain flag of every other CPU with cached pages; a CPU checks its flag
+ * (one relaxed load) on every cache operation and empties its caches when it
+ * is set. kmm_page_drain_cpu lets a host do it from an IPI or idle path.
+ *
+ * A page in a cache is in state PCP: to the zone it is allocated, to callers
+ * it is free (a free of it is a double free, judged on the locked path).
+ */
+#include "internal.h"
+
+#include "pmm/pmm.h"
+
+#define PCP_BATCH_MAX 64
+#define PCP_HIGH_MAX  8192
+
+void pmm_pcp_setup(struct kmm *k, unsigned cpu_count)
+{
+    struct kmm_pmm *pm = &k->pmm;
+    pm->cpu_count = cpu_count;
+    for (unsigned n = 0; n < pm->node_count; n++) {
+        for (unsigned zi = 0; zi < KMM_ZONE_COUNT; zi++) {
+            struct kmm_zone *z = &pm->zones[n][zi];
+            uint64_t batch = z->managed_pages / 1024;
+            batch = batch < 1 ? 1 : batch > PCP_BATCH_MAX ? PCP_BATCH_MAX : batch;
+            uint64_t high = z->managed_pages / (8 * (uint64_t)cpu_count);
+            high = high < 4 * batch ? 4 * batch : high > PCP_HIGH_MAX ? PCP_HIGH_MAX : high;
+            z->pcp_batch = (uint32_t)batch;
+            z->pcp_high = (uint32_t)high;
+        }
+    }
+    for (unsigned c = 0; c < cpu_count; c++) {
+        struct kmm_pcp_cpu *pc = &pm->pcp[c];
+        unsigned node = kmm_port_node_of_cpu(k->port, c);
+        pc->node = (uint8_t)(node < pm->node_count ? node : 0);
+        atomic_init(&pc->drain, 0);
+        for (unsigned zi = 0; zi < KMM_ZONE_COUNT; zi++) {
+            pc->zone[zi].head = KMM_PFN_NONE;
+            atomic_init(&pc->zone[zi].count, 0);
+            atomic_init(&pc->zone[zi].allocs, 0);
+            atomic_init(&pc->zone[zi].frees, 0);
+        }
+    }
+}
+
+/* Single-writer counters: the owner adds with a plain load and store. */
+static inline void own_add(atomic_uint *v, unsigned d)
+{
+    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + d,
+                          memory_order_relaxed);
+}
+
+static inline void own_inc(atomic_ulong *v)
+{
+    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+static inline unsigned pcp_count(const struct kmm_pcp *p)
+{
+    return atomic_load_explicit(&p->count, memory_order_relaxed);
+}
+
+/* The current CPU's caches. Preemption off. */
+static struct kmm_pcp_cpu *this_cpu(struct kmm *k)
+{
+    unsigned cpu = kmm_port_cpu_id();
+    KMM_ASSERT(k->port, cpu < k->pmm.cpu_count);
+    return &k->pmm.pcp[cpu];
+}
+
+/* The batch paths below are out of line and cold, so that the common path
+ * (a page taken from or put on a non-empty cache) stays a short leaf. */
+#define PCP_SLOW __attribute__((noinline, cold))
+
+/* Gives up to n pages of cache p (of zone z) back to the zone. Returns how
+ * many. The cache's owner, interrupts off. */
+static PCP_SLOW unsigned give_back(struct kmm_pmm *pm, struct kmm_zone *z, struct kmm_pcp *p,
+                                   unsigned n)
+{
+    unsigned moved = 0;
+    kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
+    while (moved < n && p->head != KMM_PFN_NONE) {
+        uint32_t pfn = p->head;
+        p->head = pmm_frame(pm, pfn)->next;
+        z->free_pages++;
+        pmm_free_block_locked(pm, z, pfn, 0);
+        moved++;
+    }
+    kmm_unlock_irqrestore(&z->lock, s);
+    own_add(&p->count, -moved);
+    return moved;
+}
+
+/* Empties every cache of CPU pc. Its owner (or nobody runs on it). */
+static PCP_SLOW unsigned drain_cpu(struct kmm_pmm *pm, struct kmm_pcp_cpu *pc)
+{
+    unsigned moved = 0;
+    atomic_store_explicit(&pc->drain, 0, memory_order_relaxed);
+    for (unsigned zi = 0; zi < KMM_ZONE_COUNT; zi++)
+        if (pcp_count(&pc->zone[zi]))
+            moved += give_back(pm, &pm->zones[pc->node][zi], &pc->zone[zi], UINT32_MAX);
+    return moved;
+}
+
+/* Honours another CPU's drain request. Cheap when there is none. */
+static inline void check_drain(struct kmm_pmm *pm, struct kmm_pcp_cpu *pc)
+{
+    if (__builtin_expect(atomic_load_explicit(&pc->drain, memory_order_relaxed) != 0, 0))
+        drain_cpu(pm, pc);
+}
+
+/* Fills cache p from zone z with up to one batch. Returns pages moved. */
+static PCP_SLOW unsigned refill(struct kmm_pmm *pm, struct kmm_zone *z, struct kmm_pcp *p)
+{
+    unsigned moved = 0;
+    kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
+    while (moved < z->pcp_batch) {
+        uint64_t pfn = pmm_take_block_locked(pm, z, 0);
+        if (pfn == KMM_PFN_NONE)
+            break;
+        struct kmm_frame *f = pmm_frame(pm, pfn);
+        frame_state_set(f, FRAME_PCP);
+        f->order = 0;
+        f->count = 0;
+        f->next = p->head;
+        p->head = (uint32_t)pfn;
+        moved++;
+    }
+    kmm_unlock_irqrestore(&z->lock, s);
+    own_add(&p->count, moved);
+    return moved;
+}
+
+uint64_t pmm_pcp_alloc(struct kmm *k, kmm_gfp_t flags)
+{
+    struct kmm_pmm *pm = &k->pmm;
+    uint64_t pa = 0;
+    kmm_preempt_disable();
+    kmm_irqstate_t s = kmm_irq_save();
+    struct kmm_pcp_cpu *pc = this_cpu(k);
+    check_drain(pm, pc);
+    unsigned top = pmm_top_zone(flags);
+    const uint8_t *list = pm->zonelist[pc->node][top];
+    for (unsigned i = 0; i < pm->zonelist_len[pc->node][top]; i++) {
+        struct kmm_zone *z = &pm->zones[0][0] + list[i];
+        if (z->node != pc->node)
+            break; /* remote zones come next: the locked path takes them in order */
+        struct kmm_pcp *p = &pc->zone[z->id];
+        if (!pcp_count(p) && !refill(pm, z, p))
+            continue;
+        uint32_t pfn = p->head;
+        struct kmm_frame *f = pmm_frame(pm, pfn);
+        p->head = f->next;
+        own_add(&p->count, -1u);
+        own_inc(&p->allocs);
+        f->count = 1;
+        frame_state_set(f, FRAME_ALLOCATED);
+        pa = (uint64_t)pfn << KMM_PAGE_SHIFT;
+        break;
+    }
+    kmm_irq_restore(s);
+    kmm_preempt_enable();
+    return pa;
+}
+
+bool pmm_pcp_free(struct kmm *k, struct kmm_frame *f, uint64_t pfn)
+{
+    struct kmm_pmm *pm = &k->pmm;
+    bool cached = false;
+    kmm_preempt_disable();
+    kmm_irqstate_t s = kmm_irq_save();
+    struct kmm_pcp_cpu *pc = this_cpu(k);
+    check_drain(pm, pc);
+    /* Only a page the caller owns outright takes the fast path; anything
+     * else (shared, larger, remote, or not allocated at all) is judged on
+     * the locked path. */
+    if (f->node == pc->node && frame_state_get(f) == FRAME_ALLOCATED && f->order == 0 &&
+        __atomic_load_n(&f->count, __ATOMIC_RELAXED) == 1) {
+        struct kmm_pcp *p = &pc->zone[f->zone];
+        f->count = 0;
+        frame_state_set(f, FRAME_PCP);
+        f->next = p->head;
+        p->head = (uint32_t)pfn;
+        own_add(&p->count, 1);
+        own_inc(&p->frees);
+        struct kmm_zone *z = &pm->zones[pc->node][f->zone];
+        if (pcp_count(p) > z->pcp_high)
+            give_back(pm, z, p, z->pcp_batch);
+        cached = true;
+    }
+    kmm_irq_restore(s);
+    kmm_preempt_enable();
+    return cached;
+}
+
+bool pmm_pcp_drain_for_shortage(struct kmm *k)
+{
+    struct kmm_pmm *pm = &k->pmm;
+    kmm_preempt_disable();
+    kmm_irqstate_t s = kmm_irq_save();
+    struct kmm_pcp_cpu *self = this_cpu(k);
+    unsigned moved = drain_cpu(pm, self);
+    kmm_irq_restore(s);
+    kmm_preempt_enable();
+    for (unsigned c = 0; c < pm->cpu_count; c++) {
+        struct kmm_pcp_cpu *pc = &pm->pcp[c];
+        if (pc == self)
+            continue;
+        for (unsigned zi = 0; zi < KMM_ZONE_COUNT; zi++) {
+            if (pcp_count(&pc->zone[zi])) {
+                atomic_store_explicit(&pc->drain, 1, memory_order_relaxed);
+                break;
+            }
+        }
+    }
+    return moved > 0;
+}
+
+void pmm_pcp_calls(const struct kmm_pmm *pm, unsigned node, unsigned zone, uint64_t *allocs,
+                   uint64_t *frees)
+{
+    for (unsigned c = 0; c < pm->cpu_count; c++) {
+        if (pm->pcp[c].node != node)
+            continue;
+        *allocs += atomic_load_explicit(&pm->pcp[c].zone[zone].allocs, memory_order_relaxed);
+        *frees += atomic_load_explicit(&pm->pcp[c].zone[zone].frees, memory_order_relaxed);
+    }
+}
+
+uint64_t pmm_pcp_pages(const struct kmm_pmm *pm, unsigned node, unsigned zone)
+{
+    uint64_t n = 0;
+    for (unsigned c = 0; c < pm->cpu_count; c++)
+        if (pm->pcp[c].node == node)
+            n += pcp_count(&pm->pcp[c].zone[zone]);
+    return n;
+}
+
+void kmm_page_drain_cpu(struct kmm *k)
+{
+    kmm_preempt_disable();
+    kmm_irqstate_t s = kmm_irq_save();
+    drain_cpu(&k->pmm, this_cpu(k));
+    kmm_irq_restore(s);
+    kmm_preempt_enable();
+}
+
+bool kmm_page_drain_pending(struct kmm *k)
+{
+    kmm_preempt_disable();
+    bool pending = atomic_load_explicit(&this_cpu(k)->drain, memory_order_relaxed) != 0;
+    kmm_preempt_enable();
+    return pending;
+}
+
+int kmm_page_drain_offline_cpu(struct kmm *k, unsigned cpu)
+{
+    if (cpu >= k->pmm.cpu_count) {
+        kmm_logf(k->port, KMM_LOG_ERR,
+                 "kmm_page_drain_offline_cpu(%u): no such CPU (%u), caller %p", cpu,
+                 k->pmm.cpu_count, __builtin_return_address(0));
+        return KMM_EINVAL;
+    }
+    drain_cpu(&k->pmm, &k->pmm.pcp[cpu]);
+    return KMM_OK;
+}
