@@ -33,7 +33,10 @@ else
 SAN_FLAGS_asan := -fsanitize=address,undefined -fno-sanitize-recover=all
 SAN_FLAGS_tsan := -fsanitize=thread
 OPT := $(if $(SAN),-O1,-O2)
-CFLAGS := -std=c11 $(OPT) -g -fno-omit-frame-pointer $(WARN) $(SAN_FLAGS_$(SAN)) \
+# Frame pointers only where sanitizer stack traces need them: the plain
+# build matches the kernel build (and the benchmark peers' -O2) in omitting them.
+FP_FLAGS := $(if $(SAN),-fno-omit-frame-pointer)
+CFLAGS := -std=c11 $(OPT) -g $(FP_FLAGS) $(WARN) $(SAN_FLAGS_$(SAN)) \
         -Iinclude -Isrc -Iport/hosted -Itests/ktest -MMD -MP
 LDFLAGS := $(SAN_FLAGS_$(SAN)) -pthread
 LIB_SRCS := $(CORE_SRCS) $(sort $(wildcard port/hosted/*.c))

@@ -28,6 +28,7 @@
  */
 #include "internal.h"
 
+#include "pmm/pcp.h"
 #include "pmm/pmm.h"
 
 /* --- free lists (zone lock held) -------------------------------------------------- */
@@ -208,8 +209,10 @@ static uint64_t alloc_slow(struct kmm *k, unsigned order, kmm_gfp_t flags)
     return KMM_PFN_NONE;
 }
 
-static uint64_t page_alloc(struct kmm *k, unsigned order, kmm_gfp_t flags, const char *fn,
-                           const void *caller)
+/* The full allocation path: validation, the caches, the zones, the slow
+ * path. Out of line so that kmm_page_alloc's cache hit stays a short leaf. */
+static __attribute__((noinline)) uint64_t page_alloc(struct kmm *k, unsigned order, kmm_gfp_t flags,
+                                                     const char *fn, const void *caller)
 {
     if (order > KMM_PAGE_MAX_ORDER) {
         pmm_misuse(k, KMM_MISUSE_BAD_ORDER, fn, 0, order, -1, caller);
@@ -237,6 +240,13 @@ static uint64_t page_alloc(struct kmm *k, unsigned order, kmm_gfp_t flags, const
 
 uint64_t kmm_page_alloc(struct kmm *k, unsigned order, kmm_gfp_t flags)
 {
+    /* The common case first: one page, valid non-zeroing flags, a hit in
+     * this CPU's cache. Anything else takes the full path. */
+    if (order == 0 && !(flags & ~(KMM_GFP_VALID & ~KMM_GFP_ZERO)) && flags_valid(flags)) {
+        uint64_t pa = pmm_pcp_alloc_fast(k, flags);
+        if (pa)
+            return pa;
+    }
     return page_alloc(k, order, flags, "kmm_page_alloc", __builtin_return_address(0));
 }
 
@@ -295,7 +305,10 @@ static enum kmm_page_misuse judge_locked(const struct kmm_frame *f, unsigned ord
     return KMM_MISUSE_COUNT;
 }
 
-static int page_free(struct kmm *k, uint64_t pa, unsigned order, const char *fn, const void *caller)
+/* The full free path: validation, the caches, the zone under its lock,
+ * exact misuse judgement. Out of line, like page_alloc. */
+static __attribute__((noinline)) int page_free(struct kmm *k, uint64_t pa, unsigned order,
+                                               const char *fn, const void *caller)
 {
     int err;
     struct kmm_frame *f = find_block(k, pa, order, fn, caller, &err);
@@ -327,6 +340,18 @@ static int page_free(struct kmm *k, uint64_t pa, unsigned order, const char *fn,
 
 int kmm_page_free(struct kmm *k, uint64_t pa, unsigned order)
 {
+    /* The common case first: a page this CPU can cache (pmm_pcp_free checks
+     * it is an allocated single page with one reference). Anything else,
+     * misuse included, takes the full path, which judges it exactly. */
+    if (order == 0 && !(pa & (KMM_PAGE_SIZE - 1))) {
+        struct kmm_frame *f = pmm_frame_lookup(&k->pmm, pa >> KMM_PAGE_SHIFT);
+        int cached = f ? pmm_pcp_free_fast(k, f, pa >> KMM_PAGE_SHIFT) : 0;
+        if (cached) {
+            if (cached == 2)
+                pmm_pcp_trim(k);
+            return KMM_OK;
+        }
+    }
     return page_free(k, pa, order, "kmm_page_free", __builtin_return_address(0));
 }
 

@@ -140,6 +140,7 @@ static void build_zonelists(struct kmm_pmm *pm)
             pm->zonelist_len[n][top] = len;
         }
     }
+    pmm_pcp_zonelists_changed(pm);
 }
 
 static void init_zones(struct kmm_pmm *pm)

@@ -24,6 +24,7 @@
  */
 #include "internal.h"
 
+#include "pmm/pcp.h"
 #include "pmm/pmm.h"
 
 #define PCP_BATCH_MAX 64
@@ -54,34 +55,10 @@ void pmm_pcp_setup(struct kmm *k, unsigned cpu_count)
             atomic_init(&pc->zone[zi].count, 0);
             atomic_init(&pc->zone[zi].allocs, 0);
             atomic_init(&pc->zone[zi].frees, 0);
+            pc->zone[zi].high = pm->zones[pc->node][zi].pcp_high;
         }
     }
-}
-
-/* Single-writer counters: the owner adds with a plain load and store. */
-static inline void own_add(atomic_uint *v, unsigned d)
-{
-    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + d,
-                          memory_order_relaxed);
-}
-
-static inline void own_inc(atomic_ulong *v)
-{
-    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-}
-
-static inline unsigned pcp_count(const struct kmm_pcp *p)
-{
-    return atomic_load_explicit(&p->count, memory_order_relaxed);
-}
-
-/* The current CPU's caches. Preemption off. */
-static struct kmm_pcp_cpu *this_cpu(struct kmm *k)
-{
-    unsigned cpu = kmm_port_cpu_id();
-    KMM_ASSERT(k->port, cpu < k->pmm.cpu_count);
-    return &k->pmm.pcp[cpu];
+    pmm_pcp_zonelists_changed(pm);
 }
 
 /* The batch paths below are out of line and cold, so that the common path
@@ -103,7 +80,7 @@ static PCP_SLOW unsigned give_back(struct kmm_pmm *pm, struct kmm_zone *z, struc
         moved++;
     }
     kmm_unlock_irqrestore(&z->lock, s);
-    own_add(&p->count, -moved);
+    pcp_own_add(&p->count, -moved);
     return moved;
 }
 
@@ -143,66 +120,83 @@ static PCP_SLOW unsigned refill(struct kmm_pmm *pm, struct kmm_zone *z, struct k
         moved++;
     }
     kmm_unlock_irqrestore(&z->lock, s);
-    own_add(&p->count, moved);
+    pcp_own_add(&p->count, moved);
     return moved;
 }
 
-uint64_t pmm_pcp_alloc(struct kmm *k, kmm_gfp_t flags)
+void pmm_pcp_zonelists_changed(struct kmm_pmm *pm)
 {
-    struct kmm_pmm *pm = &k->pmm;
-    uint64_t pa = 0;
-    kmm_preempt_disable();
-    kmm_irqstate_t s = kmm_irq_save();
-    struct kmm_pcp_cpu *pc = this_cpu(k);
-    check_drain(pm, pc);
-    unsigned top = pmm_top_zone(flags);
+    for (unsigned c = 0; c < pm->cpu_count; c++) {
+        struct kmm_pcp_cpu *pc = &pm->pcp[c];
+        for (unsigned top = 0; top < KMM_ZONE_COUNT; top++) {
+            uint8_t first = PCP_NO_ZONE;
+            if (pm->zonelist_len[pc->node][top]) {
+                const struct kmm_zone *z = &pm->zones[0][0] + pm->zonelist[pc->node][top][0];
+                if (z->node == pc->node)
+                    first = z->id;
+            }
+            atomic_store_explicit(&pc->first[top], first, memory_order_relaxed);
+        }
+    }
+}
+
+/* The first cache was empty: walk the local zones of the zone list,
+ * refilling caches from their zones. Returns 0 if they are all empty. */
+static PCP_SLOW uint64_t alloc_refill(struct kmm_pmm *pm, struct kmm_pcp_cpu *pc, unsigned top)
+{
     const uint8_t *list = pm->zonelist[pc->node][top];
     for (unsigned i = 0; i < pm->zonelist_len[pc->node][top]; i++) {
         struct kmm_zone *z = &pm->zones[0][0] + list[i];
         if (z->node != pc->node)
             break; /* remote zones come next: the locked path takes them in order */
         struct kmm_pcp *p = &pc->zone[z->id];
-        if (!pcp_count(p) && !refill(pm, z, p))
-            continue;
-        uint32_t pfn = p->head;
-        struct kmm_frame *f = pmm_frame(pm, pfn);
-        p->head = f->next;
-        own_add(&p->count, -1u);
-        own_inc(&p->allocs);
-        f->count = 1;
-        frame_state_set(f, FRAME_ALLOCATED);
-        pa = (uint64_t)pfn << KMM_PAGE_SHIFT;
-        break;
+        if (pcp_count(p) || refill(pm, z, p))
+            return pcp_pop(pm, p);
     }
+    return 0;
+}
+
+uint64_t pmm_pcp_alloc(struct kmm *k, kmm_gfp_t flags)
+{
+    struct kmm_pmm *pm = &k->pmm;
+    kmm_preempt_disable();
+    kmm_irqstate_t s = kmm_irq_save();
+    struct kmm_pcp_cpu *pc = pcp_this_cpu(k);
+    check_drain(pm, pc);
+    uint64_t pa = alloc_refill(pm, pc, pmm_top_zone(flags));
     kmm_irq_restore(s);
     kmm_preempt_enable();
     return pa;
 }
 
+/* Gives back a batch from every cache of this CPU that is over its bound. */
+void pmm_pcp_trim(struct kmm *k)
+{
+    struct kmm_pmm *pm = &k->pmm;
+    kmm_preempt_disable();
+    kmm_irqstate_t s = kmm_irq_save();
+    struct kmm_pcp_cpu *pc = pcp_this_cpu(k);
+    for (unsigned zi = 0; zi < KMM_ZONE_COUNT; zi++) {
+        struct kmm_zone *z = &pm->zones[pc->node][zi];
+        if (pcp_count(&pc->zone[zi]) > z->pcp_high)
+            give_back(pm, z, &pc->zone[zi], z->pcp_batch);
+    }
+    kmm_irq_restore(s);
+    kmm_preempt_enable();
+}
+
 bool pmm_pcp_free(struct kmm *k, struct kmm_frame *f, uint64_t pfn)
 {
     struct kmm_pmm *pm = &k->pmm;
-    bool cached = false;
+    bool over = false;
     kmm_preempt_disable();
     kmm_irqstate_t s = kmm_irq_save();
-    struct kmm_pcp_cpu *pc = this_cpu(k);
+    struct kmm_pcp_cpu *pc = pcp_this_cpu(k);
     check_drain(pm, pc);
-    /* Only a page the caller owns outright takes the fast path; anything
-     * else (shared, larger, remote, or not allocated at all) is judged on
-     * the locked path. */
-    if (f->node == pc->node && frame_state_get(f) == FRAME_ALLOCATED && f->order == 0 &&
-        __atomic_load_n(&f->count, __ATOMIC_RELAXED) == 1) {
-        struct kmm_pcp *p = &pc->zone[f->zone];
-        f->count = 0;
-        frame_state_set(f, FRAME_PCP);
-        f->next = p->head;
-        p->head = (uint32_t)pfn;
-        own_add(&p->count, 1);
-        own_inc(&p->frees);
+    bool cached = pcp_cache_page(pc, f, pfn, &over);
+    if (over) {
         struct kmm_zone *z = &pm->zones[pc->node][f->zone];
-        if (pcp_count(p) > z->pcp_high)
-            give_back(pm, z, p, z->pcp_batch);
-        cached = true;
+        give_back(pm, z, &pc->zone[f->zone], z->pcp_batch);
     }
     kmm_irq_restore(s);
     kmm_preempt_enable();
@@ -214,7 +208,7 @@ bool pmm_pcp_drain_for_shortage(struct kmm *k)
     struct kmm_pmm *pm = &k->pmm;
     kmm_preempt_disable();
     kmm_irqstate_t s = kmm_irq_save();
-    struct kmm_pcp_cpu *self = this_cpu(k);
+    struct kmm_pcp_cpu *self = pcp_this_cpu(k);
     unsigned moved = drain_cpu(pm, self);
     kmm_irq_restore(s);
     kmm_preempt_enable();
@@ -256,7 +250,7 @@ void kmm_page_drain_cpu(struct kmm *k)
 {
     kmm_preempt_disable();
     kmm_irqstate_t s = kmm_irq_save();
-    drain_cpu(&k->pmm, this_cpu(k));
+    drain_cpu(&k->pmm, pcp_this_cpu(k));
     kmm_irq_restore(s);
     kmm_preempt_enable();
 }
@@ -264,7 +258,7 @@ void kmm_page_drain_cpu(struct kmm *k)
 bool kmm_page_drain_pending(struct kmm *k)
 {
     kmm_preempt_disable();
-    bool pending = atomic_load_explicit(&this_cpu(k)->drain, memory_order_relaxed) != 0;
+    bool pending = atomic_load_explicit(&pcp_this_cpu(k)->drain, memory_order_relaxed) != 0;
     kmm_preempt_enable();
     return pending;
 }

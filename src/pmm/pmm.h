@@ -52,6 +52,7 @@ struct kmm_pcp {
     atomic_uint count;   /* pages on the list */
     atomic_ulong allocs; /* pages handed out from the cache; never decreases */
     atomic_ulong frees;  /* pages freed into the cache; never decreases */
+    uint32_t high;       /* copy of the zone's pcp_high, next to count for the free path */
 };
 
 /* A CPU's caches, one cache line apart from the next CPU's. */
@@ -59,7 +60,13 @@ struct kmm_pcp_cpu {
     alignas(64) struct kmm_pcp zone[KMM_ZONE_COUNT];
     atomic_uint drain; /* set by another CPU short of memory: empty your caches */
     uint8_t node;      /* the CPU's node (kmm_port_node_of_cpu at init) */
+    /* For each highest allowed zone, the zone whose cache serves the request
+     * first: the first entry of the zone list if it is on this node, else
+     * PCP_NO_ZONE. Derived from the zone lists (pmm_pcp_zonelists_changed). */
+    _Atomic uint8_t first[KMM_ZONE_COUNT];
 };
+
+#define PCP_NO_ZONE 0xffu
 
 /* Zone lists: for each NUMA node and highest allowed zone, the zones to try
  * in order, as indexes into zones[][] (node * KMM_ZONE_COUNT + zone). */
@@ -156,9 +163,12 @@ void pmm_free_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn,
  * zones are filled. */
 void pmm_pcp_setup(struct kmm *k, unsigned cpu_count);
 
-/* The common path of a single-page allocation: a page from this CPU's
- * cache of the first local zone the flags allow, refilling it from the zone
- * if empty. Returns 0 if the local zones have nothing (the caller goes on). */
+/* Recomputes each CPU's first[] after the zone lists changed. */
+void pmm_pcp_zonelists_changed(struct kmm_pmm *pm);
+
+/* The full cache path: honours a drain request, then takes a page from the
+ * first local zone's cache, refilling caches from their zones. Returns 0 if
+ * the local zones have nothing (the caller goes on to the zone lists). */
 uint64_t pmm_pcp_alloc(struct kmm *k, kmm_gfp_t flags);
 
 /* The common path of a single-page free: if f (at pfn) is an allocated
@@ -166,6 +176,11 @@ uint64_t pmm_pcp_alloc(struct kmm *k, kmm_gfp_t flags);
  * cache and return true. Otherwise return false and change nothing: the
  * caller takes the locked path, which judges misuse exactly. */
 bool pmm_pcp_free(struct kmm *k, struct kmm_frame *f, uint64_t pfn);
+
+/* (The common paths, pmm_pcp_alloc_fast and pmm_pcp_free_fast, are inline
+ * in pmm/pcp.h.) Gives back a batch from each of this CPU's caches that is
+ * over its bound. */
+void pmm_pcp_trim(struct kmm *k);
 
 /* Memory is short: empty this CPU's caches into the zones now and ask every
  * other CPU with cached pages to do the same at its next allocator call.

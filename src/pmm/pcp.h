@@ -1,0 +1,110 @@
+/*
+ * pcp.h - the per-CPU caches' common paths, inline so that the allocator's
+ * entry points (buddy.c) run them without a call. Private to src/pmm/.
+ * The batch paths and the rules are in pcp.c.
+ */
+#ifndef KMM_PMM_PCP_H
+#define KMM_PMM_PCP_H
+
+#include "internal.h"
+
+#include "pmm/pmm.h"
+
+/* Single-writer counters: the owner adds with a plain load and store. */
+static inline void pcp_own_add(atomic_uint *v, unsigned d)
+{
+    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + d,
+                          memory_order_relaxed);
+}
+
+static inline void pcp_own_inc(atomic_ulong *v)
+{
+    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+static inline unsigned pcp_count(const struct kmm_pcp *p)
+{
+    return atomic_load_explicit(&p->count, memory_order_relaxed);
+}
+
+/* The current CPU's caches. Preemption off. */
+static inline struct kmm_pcp_cpu *pcp_this_cpu(struct kmm *k)
+{
+    unsigned cpu = kmm_port_cpu_id();
+    KMM_ASSERT(k->port, cpu < k->pmm.cpu_count);
+    return &k->pmm.pcp[cpu];
+}
+
+/* Takes the first page of cache p. The owner, IRQs off, p not empty. */
+static inline uint64_t pcp_pop(struct kmm_pmm *pm, struct kmm_pcp *p)
+{
+    uint32_t pfn = p->head;
+    struct kmm_frame *f = pmm_frame(pm, pfn);
+    p->head = f->next;
+    pcp_own_add(&p->count, -1u);
+    pcp_own_inc(&p->allocs);
+    f->count = 1;
+    frame_state_set(f, FRAME_ALLOCATED);
+    return (uint64_t)pfn << KMM_PAGE_SHIFT;
+}
+
+/* The fast functions below are leaves: they call nothing, so a cache hit
+ * costs no register saves. Whatever needs a batch move (an empty cache, a
+ * cache over its bound, a drain request) is left to the full functions. */
+
+static inline uint64_t pmm_pcp_alloc_fast(struct kmm *k, kmm_gfp_t flags)
+{
+    struct kmm_pmm *pm = &k->pmm;
+    uint64_t pa = 0;
+    kmm_preempt_disable();
+    kmm_irqstate_t s = kmm_irq_save();
+    struct kmm_pcp_cpu *pc = pcp_this_cpu(k);
+    unsigned first = atomic_load_explicit(&pc->first[pmm_top_zone(flags)], memory_order_relaxed);
+    if (__builtin_expect(first != PCP_NO_ZONE && pcp_count(&pc->zone[first]) != 0 &&
+                             !atomic_load_explicit(&pc->drain, memory_order_relaxed),
+                         1))
+        pa = pcp_pop(pm, &pc->zone[first]);
+    kmm_irq_restore(s);
+    kmm_preempt_enable();
+    return pa;
+}
+
+/* Puts f (at pfn) on this CPU's cache if it may go there; returns true if
+ * it did. *over is set when the cache now holds more than its bound. */
+static inline bool pcp_cache_page(struct kmm_pcp_cpu *pc, struct kmm_frame *f, uint64_t pfn,
+                                  bool *over)
+{
+    /* Only a page the caller owns outright goes to the cache; anything else
+     * (shared, larger, remote, or not allocated at all) is judged on the
+     * locked path. */
+    if (f->node != pc->node || frame_state_get(f) != FRAME_ALLOCATED || f->order != 0 ||
+        __atomic_load_n(&f->count, __ATOMIC_RELAXED) != 1)
+        return false;
+    struct kmm_pcp *p = &pc->zone[f->zone];
+    f->count = 0;
+    frame_state_set(f, FRAME_PCP);
+    f->next = p->head;
+    p->head = (uint32_t)pfn;
+    pcp_own_add(&p->count, 1);
+    pcp_own_inc(&p->frees);
+    *over = pcp_count(p) > p->high;
+    return true;
+}
+
+static inline int pmm_pcp_free_fast(struct kmm *k, struct kmm_frame *f, uint64_t pfn)
+{
+    int result = 0;
+    bool over = false;
+    kmm_preempt_disable();
+    kmm_irqstate_t s = kmm_irq_save();
+    struct kmm_pcp_cpu *pc = pcp_this_cpu(k);
+    if (!atomic_load_explicit(&pc->drain, memory_order_relaxed) &&
+        pcp_cache_page(pc, f, pfn, &over))
+        result = over ? 2 : 1;
+    kmm_irq_restore(s);
+    kmm_preempt_enable();
+    return result;
+}
+
+#endif /* KMM_PMM_PCP_H */
