@@ -23,6 +23,8 @@ static const struct {
 } workloads[] = {
     {"P1", bench_pmm_p1},
     {"P2", bench_pmm_p2},
+    {"init", bench_init},
+    {"M1", bench_vm_m1},
 };
 
 #define NWORKLOADS (sizeof(workloads) / sizeof(workloads[0]))

@@ -138,5 +138,9 @@ bool bench_write_json(const struct bench_results *r, const char *path);
  * message is on stderr). */
 int bench_pmm_p1(struct bench_results *r);
 int bench_pmm_p2(struct bench_results *r);
+/* The init workload (bench_init.c): ready and full init time of 1, 16 and
+ * 256 GiB machines; results.json's "init" object. */
+int bench_init(struct bench_results *r);
+int bench_vm_m1(struct bench_results *r);
 
 #endif /* KMM_BENCH_H */

@@ -17,7 +17,9 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes 
 CORE_SRCS := $(sort $(wildcard src/*.c src/*/*.c src/*/*/*.c))
 # The shared tests: run hosted and in the kernel.
 SHARED_TEST_SRCS := $(sort $(wildcard tests/test_*.c))
-KTEST_SRCS := tests/ktest/ktest.c $(SHARED_TEST_SRCS)
+# The test framework's freestanding parts, built into both worlds.
+KTEST_LIB_SRCS := tests/ktest/ktest.c tests/ktest/soft_mmu.c tests/ktest/fixture.c
+KTEST_SRCS := $(KTEST_LIB_SRCS) $(SHARED_TEST_SRCS)
 
 ifeq ($(WORLD),kernel)
 # Freestanding: no libc headers at all (-nostdinc), only the compiler's own
@@ -41,7 +43,7 @@ CFLAGS := -std=c11 $(OPT) -g $(FP_FLAGS) $(WARN) $(SAN_FLAGS_$(SAN)) \
 LDFLAGS := $(SAN_FLAGS_$(SAN)) -pthread
 LIB_SRCS := $(CORE_SRCS) $(sort $(wildcard port/hosted/*.c))
 HOSTED_TEST_SRCS := $(sort $(wildcard tests/hosted/test_*.c))
-TEST_SUPPORT_SRCS := tests/ktest/ktest.c tests/ktest/main_hosted.c tests/ktest/env_hosted.c
+TEST_SUPPORT_SRCS := $(KTEST_LIB_SRCS) tests/ktest/main_hosted.c tests/ktest/env_hosted.c
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
 endif
 

@@ -33,6 +33,10 @@ static bool config_is_valid(const struct kmm_config *cfg, struct kmm_port *p)
         kmm_logf(p, KMM_LOG_ERR, "kmm_init: config has no port");
         return false;
     }
+    if (cfg->paging_levels != 0 && cfg->paging_levels != 4 && cfg->paging_levels != 5) {
+        kmm_logf(p, KMM_LOG_ERR, "kmm_init: paging_levels %u, not 4 or 5", cfg->paging_levels);
+        return false;
+    }
     if (cfg->cpu_count == 0 || cfg->cpu_count > KMM_MAX_CPUS) {
         kmm_logf(p, KMM_LOG_ERR, "kmm_init: cpu_count %u outside 1..%u", cfg->cpu_count,
                  KMM_MAX_CPUS);
@@ -40,6 +44,12 @@ static bool config_is_valid(const struct kmm_config *cfg, struct kmm_port *p)
     }
     if ((!cfg->regions && cfg->region_count) || (!cfg->reserved && cfg->reserved_count)) {
         kmm_logf(p, KMM_LOG_ERR, "kmm_init: NULL region list with a non-zero count");
+        return false;
+    }
+    if (cfg->hotplug_limit >> KMM_PAGE_SHIFT > KMM_PAGE_PFN_LIMIT) {
+        kmm_logf(p, KMM_LOG_ERR, "kmm_init: hotplug_limit 0x%llx above the %llu TiB frame limit",
+                 (unsigned long long)cfg->hotplug_limit,
+                 (unsigned long long)((KMM_PAGE_PFN_LIMIT << KMM_PAGE_SHIFT) >> 40));
         return false;
     }
     /* Two comparisons, not a sum: the sum of two huge counts could wrap. */
@@ -108,10 +118,19 @@ int kmm_init(const struct kmm_config *cfg, struct kmm **out)
     struct kmm_memmap_input in = {cfg->regions, cfg->region_count, cfg->reserved,
                                   cfg->reserved_count};
     struct pmm_layout lay;
-    pmm_plan(&in, &lay);
+    pmm_plan(&in, cfg->hotplug_limit, &lay);
     uint64_t instance_bytes = kmm_align_up(sizeof(struct kmm), 64);
     uint64_t size = kmm_align_up(instance_bytes + lay.bytes, KMM_PAGE_SIZE);
     uint64_t where;
+    uint64_t vm_pages = vmm_init_pages();
+    if (lay.usable_pages < (size >> KMM_PAGE_SHIFT) + vm_pages) {
+        kmm_logf(p, KMM_LOG_ERR,
+                 "kmm_init: %llu usable pages cannot hold %llu KiB of metadata and the %llu "
+                 "pages of the kernel address space",
+                 (unsigned long long)lay.usable_pages, (unsigned long long)(size >> 10),
+                 (unsigned long long)vm_pages);
+        return KMM_ENOMEM;
+    }
     if (!place_metadata(&in, size, &where)) {
         kmm_logf(p, KMM_LOG_ERR,
                  "kmm_init: no usable range above 1 MiB holds the %llu KiB of metadata",
@@ -131,12 +150,16 @@ int kmm_init(const struct kmm_config *cfg, struct kmm **out)
     build_map(k, &in);
     kmm_memmap_totals(k->map, k->map_count, &k->totals);
     pmm_setup(k, &lay, (char *)k + instance_bytes);
+    pmm_reclaim_init(&k->pmm);
+    vmm_init(k, cfg->paging_levels ? cfg->paging_levels : 4);
     if (lay.clamped)
         kmm_logf(p, KMM_LOG_WARN, "kmm_init: usable memory above %llu TiB is left unmanaged",
                  (unsigned long long)((KMM_PAGE_PFN_LIMIT << KMM_PAGE_SHIFT) >> 40));
     k->canary = KMM_INSTANCE_CANARY;
-    kmm_logf(p, KMM_LOG_INFO, "kmm %s: %llu pages managed, %llu KiB of metadata at 0x%llx",
-             kmm_version(), (unsigned long long)k->pmm.managed_pages,
+    uint64_t deferred = atomic_load_explicit(&k->pmm.grow.deferred_total, memory_order_relaxed);
+    kmm_logf(p, KMM_LOG_INFO,
+             "kmm %s: %llu pages managed, %llu deferred, %llu KiB of metadata at 0x%llx",
+             kmm_version(), (unsigned long long)k->pmm.managed_pages, (unsigned long long)deferred,
              (unsigned long long)(size >> 10), (unsigned long long)where);
     *out = k;
     return KMM_OK;

@@ -16,6 +16,7 @@
 #include <stdnoreturn.h>
 
 #include "pmm/pmm.h"
+#include "vmm/vmm.h"
 
 /* "kmm-inst": a live instance starts with this; kmm_fini() clears it. */
 #define KMM_INSTANCE_CANARY UINT64_C(0x6b6d6d2d696e7374)
@@ -33,8 +34,12 @@
  *
  * Invariants (kmm_report and the tests rely on them):
  *   - canary == KMM_INSTANCE_CANARY while the instance is alive;
- *   - map[0 .. map_count) is sorted, disjoint, and exactly one range has
- *     type KMM_MEM_KMM_META: [meta_base, meta_base + meta_size);
+ *   - map[0 .. map_count) is sorted, disjoint and merged (adjacent ranges
+ *     of one type are one range, except KMM_MEM_KMM_META ranges: each is one
+ *     block); exactly one range is [meta_base, meta_base + meta_size), of type
+ *     KMM_MEM_KMM_META; the others of that type hold the frame arrays of
+ *     added memory (src/pmm/grow.c). After init the map changes only under
+ *     the growth lock (kmm_page_add_memory);
  *   - totals is kmm_memmap_totals() of that map;
  *   - pmm's invariants (src/pmm/pmm.h, src/pmm/frame.h).
  */
@@ -49,6 +54,7 @@ struct kmm {
     struct kmm_region map[KMM_MAP_CAP];
     struct kmm_memmap_totals totals;
     struct kmm_pmm pmm;
+    struct kmm_vm vm;
 };
 
 /* The direct-map address of physical address pa. */

@@ -4,6 +4,7 @@
  */
 #include "ktest.h"
 #include "env.h"
+#include "fixture.h"
 
 #include <kmm/kmm.h>
 #include <kmm/port.h>
@@ -210,20 +211,6 @@ KTEST(init, two_instances_on_two_machines_are_independent)
     kt_machine_destroy(b);
 }
 
-/* Collects report text into a buffer. */
-struct text {
-    char buf[8192];
-    size_t len;
-};
-
-static void collect(void *ctx, const char *s, size_t n)
-{
-    struct text *tx = ctx;
-    for (size_t i = 0; i < n && tx->len + 1 < sizeof(tx->buf); i++)
-        tx->buf[tx->len++] = s[i];
-    tx->buf[tx->len] = '\0';
-}
-
 KTEST(init, the_report_shows_the_map_and_its_totals)
 {
     struct kt_machine *m = kt_machine_create(t, small_pc, N(small_pc));
@@ -232,9 +219,9 @@ KTEST(init, the_report_shows_the_map_and_its_totals)
     struct kmm_config cfg = config_for(m, small_pc, N(small_pc));
     struct kmm *k;
     KT_ASSERT_EQ(t, kmm_init(&cfg, &k), KMM_OK);
-    static struct text tx;
+    static struct kt_text tx;
     tx.len = 0;
-    struct kmm_sink sink = {collect, &tx};
+    struct kmm_sink sink = {kt_text_write, &tx};
     kmm_report(k, &sink);
     KT_EXPECT(t, ktest_contains(tx.buf, "Physical memory map (6 ranges)"));
     KT_EXPECT(t, ktest_contains(tx.buf, "[0x0000000000001000-0x000000000009efff] usable"));

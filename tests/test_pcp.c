@@ -4,6 +4,7 @@
  */
 #include "ktest.h"
 #include "env.h"
+#include "fixture.h"
 
 #include <kmm/check.h>
 #include <kmm/kmm.h>
@@ -15,31 +16,6 @@
 /* 32 MiB: DMA below 16 MiB, DMA32 above. */
 static const struct kmm_region pc32[] = {{1 * MIB, 31 * MIB, KMM_MEM_USABLE}};
 
-struct fixture {
-    struct kt_machine *m;
-    struct kmm *k;
-};
-
-static bool setup(struct ktest *t, struct fixture *f, unsigned cpus)
-{
-    f->m = kt_machine_create(t, pc32, N(pc32));
-    if (!f->m)
-        return false;
-    struct kmm_config cfg = {
-        .port = kt_machine_port(f->m), .regions = pc32, .region_count = N(pc32), .cpu_count = cpus};
-    if (kmm_init(&cfg, &f->k) != KMM_OK) {
-        kt_machine_destroy(f->m);
-        return false;
-    }
-    return true;
-}
-
-static void teardown(struct fixture *f)
-{
-    kmm_fini(f->k);
-    kt_machine_destroy(f->m);
-}
-
 static uint64_t cached(struct kmm *k)
 {
     struct kmm_page_stats s;
@@ -50,31 +26,24 @@ static uint64_t cached(struct kmm *k)
     return n;
 }
 
-static void expect_healthy(struct ktest *t, struct kmm *k, int line)
-{
-    struct kmm_check_result r;
-    if (kmm_check(k, &r) != KMM_CHECK_OK)
-        ktest_fail_at(t, __FILE__, line, "kmm_check: %s", r.first);
-}
-
 KTEST(pcp, a_freed_page_is_the_next_page_handed_out_on_this_cpu)
 {
-    struct fixture f;
-    KT_ASSERT(t, setup(t, &f, 1));
+    struct kt_kmm f;
+    KT_ASSERT(t, kt_kmm_up(t, &f, pc32, N(pc32), 1, 0));
     uint64_t a = kmm_page_alloc(f.k, 0, 0);
     KT_ASSERT(t, a != 0);
     KT_EXPECT(t, cached(f.k) > 0); /* the first allocation refilled a batch */
     KT_ASSERT_EQ(t, kmm_page_free(f.k, a, 0), KMM_OK);
     KT_EXPECT_EQ(t, kmm_page_alloc(f.k, 0, 0), a); /* LIFO: still warm */
     KT_ASSERT_EQ(t, kmm_page_free(f.k, a, 0), KMM_OK);
-    expect_healthy(t, f.k, __LINE__);
-    teardown(&f);
+    KT_EXPECT_HEALTHY(t, f.k);
+    kt_kmm_down(&f);
 }
 
 KTEST(pcp, cached_pages_count_as_free_and_drain_back_to_the_buddy)
 {
-    struct fixture f;
-    KT_ASSERT(t, setup(t, &f, 1));
+    struct kt_kmm f;
+    KT_ASSERT(t, kt_kmm_up(t, &f, pc32, N(pc32), 1, 0));
     struct kmm_page_stats before, s;
     kmm_page_stats(f.k, &before);
     uint64_t p[10];
@@ -92,14 +61,14 @@ KTEST(pcp, cached_pages_count_as_free_and_drain_back_to_the_buddy)
     for (unsigned z = 0; z < KMM_ZONE_COUNT; z++)
         for (unsigned o = 0; o < KMM_PAGE_ORDERS; o++)
             KT_EXPECT_EQ(t, s.zones[z].free_blocks[o], before.zones[z].free_blocks[o]);
-    expect_healthy(t, f.k, __LINE__);
-    teardown(&f);
+    KT_EXPECT_HEALTHY(t, f.k);
+    kt_kmm_down(&f);
 }
 
 KTEST(pcp, a_cache_never_grows_beyond_its_bound)
 {
-    struct fixture f;
-    KT_ASSERT(t, setup(t, &f, 1));
+    struct kt_kmm f;
+    KT_ASSERT(t, kt_kmm_up(t, &f, pc32, N(pc32), 1, 0));
     static uint64_t p[4096];
     for (unsigned i = 0; i < N(p); i++)
         KT_ASSERT(t, (p[i] = kmm_page_alloc(f.k, 0, KMM_GFP_DMA32)) != 0);
@@ -110,14 +79,14 @@ KTEST(pcp, a_cache_never_grows_beyond_its_bound)
     kmm_page_stats(f.k, &s);
     KT_EXPECT(t, s.zones[KMM_ZONE_DMA32].pcp_pages <= s.zones[KMM_ZONE_DMA32].managed_pages / 8);
     KT_EXPECT(t, s.zones[KMM_ZONE_DMA32].pcp_pages > 0);
-    expect_healthy(t, f.k, __LINE__);
-    teardown(&f);
+    KT_EXPECT_HEALTHY(t, f.k);
+    kt_kmm_down(&f);
 }
 
 KTEST(pcp, memory_short_drains_this_cpus_cache_before_failing)
 {
-    struct fixture f;
-    KT_ASSERT(t, setup(t, &f, 1));
+    struct kt_kmm f;
+    KT_ASSERT(t, kt_kmm_up(t, &f, pc32, N(pc32), 1, 0));
     /* Take every page as order-0, then free a pair of buddies: they sit in
      * the cache, where an order-1 request cannot see them until the slow
      * path drains it and they merge. */
@@ -144,14 +113,14 @@ KTEST(pcp, memory_short_drains_this_cpus_cache_before_failing)
     for (size_t i = 0; i < n; i++)
         if (p[i])
             KT_ASSERT_EQ(t, kmm_page_free(f.k, p[i], 0), KMM_OK);
-    expect_healthy(t, f.k, __LINE__);
-    teardown(&f);
+    KT_EXPECT_HEALTHY(t, f.k);
+    kt_kmm_down(&f);
 }
 
 KTEST(pcp, misuse_of_a_cached_page_is_still_caught)
 {
-    struct fixture f;
-    KT_ASSERT(t, setup(t, &f, 1));
+    struct kt_kmm f;
+    KT_ASSERT(t, kt_kmm_up(t, &f, pc32, N(pc32), 1, 0));
     uint64_t a = kmm_page_alloc(f.k, 0, 0);
     KT_ASSERT_EQ(t, kmm_page_free(f.k, a, 0), KMM_OK); /* now in the cache */
     unsigned long errors = kt_machine_log_count(f.m, KMM_LOG_ERR);
@@ -162,14 +131,14 @@ KTEST(pcp, misuse_of_a_cached_page_is_still_caught)
     struct kmm_page_stats s;
     kmm_page_stats(f.k, &s);
     KT_EXPECT_EQ(t, s.misuse[KMM_MISUSE_DOUBLE_FREE], 3);
-    expect_healthy(t, f.k, __LINE__);
-    teardown(&f);
+    KT_EXPECT_HEALTHY(t, f.k);
+    kt_kmm_down(&f);
 }
 
 KTEST(pcp, a_shared_page_skips_the_cache_until_its_last_reference)
 {
-    struct fixture f;
-    KT_ASSERT(t, setup(t, &f, 1));
+    struct kt_kmm f;
+    KT_ASSERT(t, kt_kmm_up(t, &f, pc32, N(pc32), 1, 0));
     uint64_t a = kmm_page_alloc(f.k, 0, 0);
     uint64_t before = cached(f.k);
     KT_ASSERT_EQ(t, kmm_page_get(f.k, a), KMM_OK);
@@ -179,14 +148,14 @@ KTEST(pcp, a_shared_page_skips_the_cache_until_its_last_reference)
     KT_ASSERT_EQ(t, kmm_page_free(f.k, a, 0), KMM_OK);
     KT_ASSERT_EQ(t, kmm_page_free(f.k, a, 0), KMM_OK); /* the last one: cached now */
     KT_EXPECT_EQ(t, cached(f.k), before + 1);
-    expect_healthy(t, f.k, __LINE__);
-    teardown(&f);
+    KT_EXPECT_HEALTHY(t, f.k);
+    kt_kmm_down(&f);
 }
 
 KTEST(pcp, atomic_requests_are_served_and_an_offline_cpu_can_be_drained)
 {
-    struct fixture f;
-    KT_ASSERT(t, setup(t, &f, 4));
+    struct kt_kmm f;
+    KT_ASSERT(t, kt_kmm_up(t, &f, pc32, N(pc32), 4, 0));
     uint64_t a = kmm_page_alloc(f.k, 0, KMM_GFP_ATOMIC | KMM_GFP_ZERO);
     KT_EXPECT(t, a != 0);
     KT_EXPECT_EQ(t, kmm_page_free(f.k, a, 0), KMM_OK);
@@ -195,6 +164,6 @@ KTEST(pcp, atomic_requests_are_served_and_an_offline_cpu_can_be_drained)
     unsigned long errors = kt_machine_log_count(f.m, KMM_LOG_ERR);
     KT_EXPECT_EQ(t, kmm_page_drain_offline_cpu(f.k, 4), KMM_EINVAL);
     KT_EXPECT_EQ(t, kt_machine_log_count(f.m, KMM_LOG_ERR), errors + 1);
-    expect_healthy(t, f.k, __LINE__);
-    teardown(&f);
+    KT_EXPECT_HEALTHY(t, f.k);
+    kt_kmm_down(&f);
 }

@@ -66,6 +66,16 @@ struct kmm_config {
     /* The most CPUs that will ever call the library: 1 .. KMM_MAX_CPUS. Per-CPU
      * state is sized for this many and kmm_port_cpu_id() must stay below it. */
     unsigned cpu_count;
+    /* Paging levels of every address space: 4, or 5 for LA57 (the boot code
+     * must have enabled it; it cannot change later). 0 means 4. */
+    unsigned paging_levels;
+    /* Memory hot-add (kmm_page_add_memory): the highest physical address,
+     * exclusive, that RAM added after init may reach. kmm_init sizes the
+     * section table for it (8 bytes per 128 MiB of address space, plus 16
+     * for the growth record). 0: no hot-add beyond the initial map's end
+     * (its usable and reclaimable RAM). Rounded down to a page; at most
+     * KMM_PAGE_PFN_LIMIT pages (16 TiB). */
+    uint64_t hotplug_limit;
 };
 
 /*
@@ -73,18 +83,26 @@ struct kmm_config {
  *
  * Resolves the memory map (kmm/memmap.h), places the library's metadata (the
  * instance and the page frame database, 16 bytes per page of usable RAM
- * rounded to 128 MiB sections) in usable memory, and hands every other usable
- * page to the page allocator (kmm/page.h). The metadata goes at the end of the
- * highest usable range above 1 MiB with room for it (high memory first, so
- * the DMA zones stay for devices); it is accounted as KMM_MEM_KMM_META.
+ * rounded to 128 MiB sections) in usable memory, and hands the other usable
+ * pages to the page allocator (kmm/page.h). The metadata goes at the end of
+ * the highest usable range above 1 MiB with room for it (high memory first,
+ * so the DMA zones stay for devices); it is accounted as KMM_MEM_KMM_META.
+ * Descriptors are written now only for all memory below 4 GiB and the first
+ * 1 GiB of each node's memory above it; the rest is deferred (kmm/page.h,
+ * kmm_page_init_deferred), so a large machine is ready in milliseconds.
  *
  * Returns KMM_OK and stores the instance in *out, or:
  *   KMM_EINVAL  cfg, out or cfg->port is NULL; cpu_count is 0 or above
- *               KMM_MAX_CPUS; a region list is NULL with a non-zero count;
+ *               KMM_MAX_CPUS; paging_levels is not 0, 4 or 5; a region
+ *               list is NULL with a non-zero count; hotplug_limit above
+ *               KMM_PAGE_PFN_LIMIT pages;
  *               the map is invalid (kmm_memmap_validate() says which entry);
- *   KMM_ENOMEM  no usable range can hold the metadata.
+ *   KMM_ENOMEM  no usable range can hold the metadata, or too little memory
+ *               remains for the kernel address space (kmm/vm.h: 257 pages
+ *               of tables).
  * Nothing is written to memory on failure. IRQs on; init-time only; O(n^2) in
- * the number of regions (n <= KMM_MAX_REGIONS) plus O(pages).
+ * the number of regions (n <= KMM_MAX_REGIONS) plus O(sections) plus
+ * O(pages initialised now).
  */
 int kmm_init(const struct kmm_config *cfg, struct kmm **out);
 

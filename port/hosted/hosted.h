@@ -54,6 +54,10 @@ struct hosted_machine_config {
      * pages where shmem THP is off (benchmarks). There is then no mirror window:
      * mirror_size must be 0, else hosted_machine_create fails with EINVAL. */
     bool anonymous;
+    /* Do not record TLB requests (benchmarks: user space has no invlpg, and
+     * the log's lock would be measured instead of the library). The hooks
+     * are still called. */
+    bool no_tlb_log;
 };
 
 /* Creates a machine. Returns NULL (with errno set) if the host refuses. */
@@ -113,6 +117,12 @@ size_t hosted_tlb_log_count(const struct hosted_machine *m);
 struct hosted_tlb_event hosted_tlb_log_get(const struct hosted_machine *m, size_t i);
 unsigned long hosted_tlb_log_dropped(const struct hosted_machine *m);
 void hosted_tlb_log_clear(struct hosted_machine *m);
+
+/* Calls fn(ctx, event) after each TLB event is recorded, outside the log's
+ * lock, on the thread that caused it (NULL removes it). A test uses it to
+ * look at the world at the moment of an invalidation. */
+void hosted_tlb_observe(struct hosted_machine *m,
+                        void (*fn)(void *ctx, const struct hosted_tlb_event *e), void *ctx);
 
 /* A machine-wide sequence number: every TLB event takes the next one, and a
  * test may take one to mark when something else happened. */

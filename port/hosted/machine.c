@@ -30,6 +30,7 @@ struct hosted_machine {
     struct kmm_port port;
     int fd;            /* the memfd holding physical memory, -1 if anonymous */
     bool anonymous;    /* RAM is anonymous private memory (no memfd, no mirror) */
+    bool no_tlb_log;   /* TLB requests are not recorded */
     uint64_t phys_end; /* end of simulated physical memory (the memfd's size) */
     void *reserve;     /* the direct-map reservation as mmap returned it */
     size_t reserve_len;
@@ -47,6 +48,8 @@ struct hosted_machine {
     struct hosted_tlb_event *tlb_log; /* HOSTED_TLB_LOG_MAX entries */
     size_t tlb_count;
     unsigned long tlb_dropped;
+    void (*tlb_observer)(void *ctx, const struct hosted_tlb_event *e);
+    void *tlb_observer_ctx;
 
     pthread_mutex_t log_lock;
     bool echo_log;
@@ -117,6 +120,7 @@ struct hosted_machine *hosted_machine_create(const struct hosted_machine_config 
     pthread_mutex_init(&m->log_lock, NULL);
     m->echo_log = cfg->echo_log;
     m->anonymous = cfg->anonymous;
+    m->no_tlb_log = cfg->no_tlb_log;
     m->port.machine = m;
     for (size_t i = 0; i < cfg->ram_count; i++) {
         uint64_t end = cfg->ram[i].base + cfg->ram[i].length;
@@ -271,17 +275,33 @@ static void tlb_record(struct kmm_port *p, enum hosted_tlb_op op, uint64_t root,
                        uint64_t len, bool global)
 {
     struct hosted_machine *m = p->machine;
+    if (m->no_tlb_log)
+        return;
+    struct hosted_tlb_event e = {.seq = hosted_machine_seq(m),
+                                 .cpu = hosted_cpu,
+                                 .op = op,
+                                 .root = root,
+                                 .va = va,
+                                 .len = len,
+                                 .global = global};
     pthread_mutex_lock(&m->tlb_lock);
     if (m->tlb_count < HOSTED_TLB_LOG_MAX)
-        m->tlb_log[m->tlb_count++] = (struct hosted_tlb_event){.seq = hosted_machine_seq(m),
-                                                               .cpu = hosted_cpu,
-                                                               .op = op,
-                                                               .root = root,
-                                                               .va = va,
-                                                               .len = len,
-                                                               .global = global};
+        m->tlb_log[m->tlb_count++] = e;
     else
         m->tlb_dropped++;
+    void (*fn)(void *, const struct hosted_tlb_event *) = m->tlb_observer;
+    void *ctx = m->tlb_observer_ctx;
+    pthread_mutex_unlock(&m->tlb_lock);
+    if (fn)
+        fn(ctx, &e);
+}
+
+void hosted_tlb_observe(struct hosted_machine *m,
+                        void (*fn)(void *ctx, const struct hosted_tlb_event *e), void *ctx)
+{
+    pthread_mutex_lock(&m->tlb_lock);
+    m->tlb_observer = fn;
+    m->tlb_observer_ctx = ctx;
     pthread_mutex_unlock(&m->tlb_lock);
 }
 
@@ -347,7 +367,9 @@ void hosted_tlb_log_clear(struct hosted_machine *m)
 void kmm_port_mapping_changed(struct kmm_port *p, const struct kmm_port_mapping *map)
 {
     struct hosted_machine *m = p->machine;
-    if (!m->mirror || map->va < m->mirror || map->len > m->mirror_size ||
+    if (!m->mirror)
+        return; /* no window: nothing to mirror, nothing to count */
+    if (map->va < m->mirror || map->len > m->mirror_size ||
         map->va - m->mirror > m->mirror_size - map->len) {
         atomic_fetch_add(&m->mirror_ignored, 1);
         return;

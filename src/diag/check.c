@@ -35,7 +35,10 @@ static void check_instance(const struct kmm *k, struct kmm_check_result *r)
         if (i > 0 && m->base < k->map[i - 1].base + k->map[i - 1].length)
             kmm_check_problem(r, KMM_CHECK_CORRUPT, "memory map range %zu overlaps its predecessor",
                               i);
-        if (m->type == KMM_MEM_KMM_META)
+        /* Other metadata ranges (descriptors of added memory) are checked
+         * against the pmm's count (pmm_grow_check). */
+        if (m->type == KMM_MEM_KMM_META && m->base <= k->meta_base &&
+            k->meta_base < m->base + m->length)
             meta += m->base == k->meta_base && m->length == k->meta_size ? 1 : 100;
     }
     if (meta != 1)
@@ -46,7 +49,9 @@ int kmm_check(struct kmm *k, struct kmm_check_result *r)
 {
     *r = (struct kmm_check_result){.status = KMM_CHECK_OK};
     check_instance(k, r);
-    if (r->status == KMM_CHECK_OK)
+    if (r->status == KMM_CHECK_OK) {
         pmm_check(k, r);
+        vmm_check(k, r);
+    }
     return r->status;
 }

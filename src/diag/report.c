@@ -75,6 +75,10 @@ static void report_meminfo(const struct kmm_page_stats *ps, const struct kmm_sin
     format_size(b, sizeof(b), ps->free_pages << KMM_PAGE_SHIFT);
     format_size(c, sizeof(c), ps->allocated_pages << KMM_PAGE_SHIFT);
     sink_printf(s, "  managed %s, free %s, allocated %s\n", a, b, c);
+    if (ps->deferred_pages) { /* descriptors not written yet (kmm_page_init_deferred) */
+        format_size(a, sizeof(a), ps->deferred_pages << KMM_PAGE_SHIFT);
+        sink_printf(s, "  deferred %s (usable, initialised when needed)\n", a);
+    }
     format_size(a, sizeof(a), ps->metadata_pages << KMM_PAGE_SHIFT);
     format_size(b, sizeof(b), ps->frame_db_bytes);
     sink_printf(s, "  kmm metadata %s (frame database %s, 16 bytes per page)\n", a, b);
@@ -108,6 +112,36 @@ static void report_buddyinfo(const struct kmm_page_stats *ps, const struct kmm_s
     }
 }
 
+/* The shrinkers and what they gave back; then, on a NUMA machine, one line
+ * per node (like numastat). */
+static void report_reclaim_numa(struct kmm *k, const struct kmm_page_stats *ps,
+                                const struct kmm_sink *s)
+{
+    sink_printf(s, "Reclaim: %llu shrinkers, %llu reclaim calls, %llu shrinker calls, %llu pages\n",
+                (unsigned long long)ps->shrinkers, (unsigned long long)ps->reclaim_calls,
+                (unsigned long long)ps->shrinker_calls, (unsigned long long)ps->reclaimed_pages);
+    struct pmm_shrinker_info info = {0};
+    while (pmm_shrinker_info(&k->pmm, info.seq, &info))
+        sink_printf(s, "  shrinker \"%s\": %llu calls, %llu pages\n", info.name,
+                    (unsigned long long)info.calls, (unsigned long long)info.freed);
+    unsigned nodes = kmm_page_node_count(k);
+    if (nodes < 2)
+        return;
+    sink_printf(s, "NUMA nodes (%u)\n", nodes);
+    for (unsigned n = 0; n < nodes; n++) {
+        struct kmm_node_stats ns;
+        char a[32], b[32];
+        kmm_page_node_stats(k, n, &ns);
+        format_size(a, sizeof(a), ns.managed_pages << KMM_PAGE_SHIFT);
+        format_size(b, sizeof(b), ns.free_pages << KMM_PAGE_SHIFT);
+        sink_printf(s,
+                    "  node %u: %llu CPUs, managed %s, free %s; allocations local %llu, "
+                    "remote %llu, lent %llu\n",
+                    n, (unsigned long long)ns.cpus, a, b, (unsigned long long)ns.alloc_local,
+                    (unsigned long long)ns.alloc_remote, (unsigned long long)ns.alloc_lent);
+    }
+}
+
 void kmm_report(struct kmm *k, const struct kmm_sink *sink)
 {
     KMM_ASSERT(k->port, k->canary == KMM_INSTANCE_CANARY);
@@ -117,4 +151,5 @@ void kmm_report(struct kmm *k, const struct kmm_sink *sink)
     kmm_page_stats(k, &ps);
     report_meminfo(&ps, sink);
     report_buddyinfo(&ps, sink);
+    report_reclaim_numa(k, &ps, sink);
 }

@@ -155,53 +155,44 @@ static bool flags_valid(kmm_gfp_t flags)
            (flags & (KMM_GFP_DMA | KMM_GFP_DMA32)) != (KMM_GFP_DMA | KMM_GFP_DMA32);
 }
 
-/* The node whose zone list a request starts from: the current CPU's. */
-static unsigned request_node(struct kmm *k)
-{
-    struct kmm_pmm *pm = &k->pmm;
-    if (pm->node_count == 1)
-        return 0;
-    unsigned cpu = kmm_port_cpu_id();
-    return cpu < pm->cpu_count ? pm->pcp[cpu].node : 0;
-}
-
 /* Allocates a block from the first zone of the CPU's zone list that has one.
  * Returns its frame number or KMM_PFN_NONE. */
 static uint64_t alloc_block(struct kmm *k, unsigned order, kmm_gfp_t flags)
 {
     struct kmm_pmm *pm = &k->pmm;
-    unsigned node = request_node(k), top = pmm_top_zone(flags);
+    unsigned node = pmm_request_node(pm), top = pmm_top_zone(flags);
     const uint8_t *list = pm->zonelist[node][top];
     for (unsigned i = 0; i < pm->zonelist_len[node][top]; i++) {
         struct kmm_zone *z = &pm->zones[0][0] + list[i];
-        kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
-        uint64_t pfn = take_allocated_locked(pm, z, order);
-        kmm_unlock_irqrestore(&z->lock, s);
+        uint64_t pfn;
+        do {
+            kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
+            pfn = take_allocated_locked(pm, z, order);
+            pmm_numa_count_locked(pm, z, node, pfn);
+            kmm_unlock_irqrestore(&z->lock, s);
+            /* A zone with deferred memory grows before the request falls
+             * back to the next (lower) zone (grow.c). */
+        } while (pfn == KMM_PFN_NONE && pmm_grow_zone(k, pm, z));
         if (pfn != KMM_PFN_NONE)
             return pfn;
     }
     return KMM_PFN_NONE;
 }
 
-/* How many times the slow path tries to make progress before it gives up:
- * enough for growth, a drain and a few rounds of shrinkers. */
-#define KMM_SLOW_PASSES 8
+bool pmm_slow_pass(struct kmm *k, unsigned order, kmm_gfp_t flags)
+{
+    bool progress = pmm_grow(k, order, flags);
+    progress |= pmm_pcp_drain_for_shortage(k);
+    if (!(flags & KMM_GFP_ATOMIC))
+        progress |= pmm_reclaim(k, order, flags) > 0;
+    return progress;
+}
 
-/*
- * Nothing was free: make memory available and try again, holding no lock.
- * Each pass grows the zones (deferred or added memory), drains this CPU's
- * caches (asking the other CPUs to drain theirs), and, unless the request
- * is atomic, calls the shrinkers. It stops when a pass makes no progress.
- */
+/* Nothing was free: make memory available and try again (pmm_slow_pass),
+ * while a pass makes progress. */
 static uint64_t alloc_slow(struct kmm *k, unsigned order, kmm_gfp_t flags)
 {
-    for (unsigned pass = 0; pass < KMM_SLOW_PASSES; pass++) {
-        bool progress = pmm_grow(k, order, flags);
-        progress |= pmm_pcp_drain_for_shortage(k);
-        if (!(flags & KMM_GFP_ATOMIC))
-            progress |= pmm_reclaim(k, order, flags) > 0;
-        if (!progress)
-            break;
+    for (unsigned pass = 0; pass < KMM_SLOW_PASSES && pmm_slow_pass(k, order, flags); pass++) {
         uint64_t pfn = alloc_block(k, order, flags);
         if (pfn != KMM_PFN_NONE)
             return pfn;

@@ -9,7 +9,10 @@
  *  next, prev  Frame numbers of the neighbours on a list, KMM_PFN_NONE at the
  *              ends. FREE: the buddy free list of (zone, node, order). Later
  *              layers reuse them while they own the frame (PCP: the per-CPU
- *              cache's list; SLAB: the cache's slab lists).
+ *              cache's list; SLAB: the cache's slab lists). ALLOCATED head
+ *              of a contiguous run's first block (run.c): next = its own
+ *              frame number and prev = the run's last frame, the tag that
+ *              lets kmm_run_free reject any count but the right one.
  *  state       enum frame_state below.
  *  order       FREE and ALLOCATED heads: the block's order (0..10).
  *  zone, node  Fixed at init for every RAM frame: enum kmm_zone_id and the
@@ -23,7 +26,8 @@
  *    node boundary;
  *  - a FREE head is on exactly the free list of its zone, node and order;
  *  - ABSENT (no RAM) and RESERVED (RAM the allocator never hands out) frames
- *    never change state after init;
+ *    change state only when kmm_page_add_memory makes them usable (grow.c,
+ *    under the growth lock and their zone's lock on every node);
  *  - a PCP frame is on exactly one CPU's cache list for its zone.
  *
  * `state` is read by other CPUs without the owner's lock (a buddy merge looks
@@ -32,7 +36,9 @@
  *
  * Frames are grouped in sections of 2^15 frames (128 MiB). The frames of a
  * section are one array; a section with no usable RAM has none (NULL), so a
- * sparse physical address space costs descriptors only where RAM is.
+ * sparse physical address space costs descriptors only where RAM is. A
+ * section whose descriptors are deferred (grow.c) has an array assigned but
+ * not written, and is NULL in the table until it is initialised.
  */
 #ifndef KMM_PMM_FRAME_H
 #define KMM_PMM_FRAME_H
@@ -46,6 +52,7 @@ enum frame_state {
     FRAME_INTERIOR,   /* inside a block, not its head */
     FRAME_ALLOCATED,  /* the head of an allocated block */
     FRAME_PCP,        /* a free single page in a CPU's cache (order 0) */
+    FRAME_PAGETABLE,  /* a page table (order 0): count = its present entries */
 };
 
 struct kmm_frame {

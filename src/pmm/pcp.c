@@ -30,21 +30,27 @@
 #define PCP_BATCH_MAX 64
 #define PCP_HIGH_MAX  8192
 
+void pmm_pcp_bounds(struct kmm_zone *z, unsigned cpu_count)
+{
+    uint64_t batch = z->managed_pages / 1024;
+    batch = batch < 1 ? 1 : batch > PCP_BATCH_MAX ? PCP_BATCH_MAX : batch;
+    uint64_t high = z->managed_pages / (8 * (uint64_t)cpu_count);
+    high = high < 4 * batch ? 4 * batch : high > PCP_HIGH_MAX ? PCP_HIGH_MAX : high;
+    /* A zone that grows changes its bounds while CPUs read them: store only
+     * a changed value, atomically. */
+    if (z->pcp_batch != batch)
+        __atomic_store_n(&z->pcp_batch, (uint32_t)batch, __ATOMIC_RELAXED);
+    if (z->pcp_high != high)
+        __atomic_store_n(&z->pcp_high, (uint32_t)high, __ATOMIC_RELAXED);
+}
+
 void pmm_pcp_setup(struct kmm *k, unsigned cpu_count)
 {
     struct kmm_pmm *pm = &k->pmm;
     pm->cpu_count = cpu_count;
-    for (unsigned n = 0; n < pm->node_count; n++) {
-        for (unsigned zi = 0; zi < KMM_ZONE_COUNT; zi++) {
-            struct kmm_zone *z = &pm->zones[n][zi];
-            uint64_t batch = z->managed_pages / 1024;
-            batch = batch < 1 ? 1 : batch > PCP_BATCH_MAX ? PCP_BATCH_MAX : batch;
-            uint64_t high = z->managed_pages / (8 * (uint64_t)cpu_count);
-            high = high < 4 * batch ? 4 * batch : high > PCP_HIGH_MAX ? PCP_HIGH_MAX : high;
-            z->pcp_batch = (uint32_t)batch;
-            z->pcp_high = (uint32_t)high;
-        }
-    }
+    for (unsigned n = 0; n < pm->node_count; n++)
+        for (unsigned zi = 0; zi < KMM_ZONE_COUNT; zi++)
+            pmm_pcp_bounds(&pm->zones[n][zi], cpu_count);
     for (unsigned c = 0; c < cpu_count; c++) {
         struct kmm_pcp_cpu *pc = &pm->pcp[c];
         unsigned node = kmm_port_node_of_cpu(k->port, c);
@@ -53,12 +59,24 @@ void pmm_pcp_setup(struct kmm *k, unsigned cpu_count)
         for (unsigned zi = 0; zi < KMM_ZONE_COUNT; zi++) {
             pc->zone[zi].head = KMM_PFN_NONE;
             atomic_init(&pc->zone[zi].count, 0);
-            atomic_init(&pc->zone[zi].allocs, 0);
+            atomic_init(&pc->zone[zi].refilled, 0);
+            atomic_init(&pc->zone[zi].returned, 0);
             atomic_init(&pc->zone[zi].frees, 0);
             pc->zone[zi].high = pm->zones[pc->node][zi].pcp_high;
         }
     }
     pmm_pcp_zonelists_changed(pm);
+}
+
+/* A zone's cache bounds change while CPUs read them (when it grows). */
+static inline uint32_t zone_batch(const struct kmm_zone *z)
+{
+    return __atomic_load_n(&z->pcp_batch, __ATOMIC_RELAXED);
+}
+
+static inline uint32_t zone_high(const struct kmm_zone *z)
+{
+    return __atomic_load_n(&z->pcp_high, __ATOMIC_RELAXED);
 }
 
 /* The batch paths below are out of line and cold, so that the common path
@@ -81,6 +99,7 @@ static PCP_SLOW unsigned give_back(struct kmm_pmm *pm, struct kmm_zone *z, struc
     }
     kmm_unlock_irqrestore(&z->lock, s);
     pcp_own_add(&p->count, -moved);
+    pcp_own_addl(&p->returned, moved);
     return moved;
 }
 
@@ -107,7 +126,8 @@ static PCP_SLOW unsigned refill(struct kmm_pmm *pm, struct kmm_zone *z, struct k
 {
     unsigned moved = 0;
     kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
-    while (moved < z->pcp_batch) {
+    uint32_t batch = zone_batch(z);
+    while (moved < batch) {
         uint64_t pfn = pmm_take_block_locked(pm, z, 0);
         if (pfn == KMM_PFN_NONE)
             break;
@@ -121,6 +141,7 @@ static PCP_SLOW unsigned refill(struct kmm_pmm *pm, struct kmm_zone *z, struct k
     }
     kmm_unlock_irqrestore(&z->lock, s);
     pcp_own_add(&p->count, moved);
+    pcp_own_addl(&p->refilled, moved);
     return moved;
 }
 
@@ -142,15 +163,18 @@ void pmm_pcp_zonelists_changed(struct kmm_pmm *pm)
 
 /* The first cache was empty: walk the local zones of the zone list,
  * refilling caches from their zones. Returns 0 if they are all empty. */
-static PCP_SLOW uint64_t alloc_refill(struct kmm_pmm *pm, struct kmm_pcp_cpu *pc, unsigned top)
+static PCP_SLOW uint64_t alloc_refill(struct kmm *k, struct kmm_pcp_cpu *pc, unsigned top)
 {
+    struct kmm_pmm *pm = &k->pmm;
     const uint8_t *list = pm->zonelist[pc->node][top];
     for (unsigned i = 0; i < pm->zonelist_len[pc->node][top]; i++) {
         struct kmm_zone *z = &pm->zones[0][0] + list[i];
         if (z->node != pc->node)
             break; /* remote zones come next: the locked path takes them in order */
         struct kmm_pcp *p = &pc->zone[z->id];
-        if (pcp_count(p) || refill(pm, z, p))
+        /* An empty zone with deferred memory grows before the request
+         * falls back to a lower zone (as kmm_page_alloc's zone walk does). */
+        if (pcp_count(p) || refill(pm, z, p) || (pmm_grow_zone(k, pm, z) && refill(pm, z, p)))
             return pcp_pop(pm, p);
     }
     return 0;
@@ -163,7 +187,7 @@ uint64_t pmm_pcp_alloc(struct kmm *k, kmm_gfp_t flags)
     kmm_irqstate_t s = kmm_irq_save();
     struct kmm_pcp_cpu *pc = pcp_this_cpu(k);
     check_drain(pm, pc);
-    uint64_t pa = alloc_refill(pm, pc, pmm_top_zone(flags));
+    uint64_t pa = alloc_refill(k, pc, pmm_top_zone(flags));
     kmm_irq_restore(s);
     kmm_preempt_enable();
     return pa;
@@ -178,8 +202,8 @@ void pmm_pcp_trim(struct kmm *k)
     struct kmm_pcp_cpu *pc = pcp_this_cpu(k);
     for (unsigned zi = 0; zi < KMM_ZONE_COUNT; zi++) {
         struct kmm_zone *z = &pm->zones[pc->node][zi];
-        if (pcp_count(&pc->zone[zi]) > z->pcp_high)
-            give_back(pm, z, &pc->zone[zi], z->pcp_batch);
+        if (pcp_count(&pc->zone[zi]) > zone_high(z))
+            give_back(pm, z, &pc->zone[zi], zone_batch(z));
     }
     kmm_irq_restore(s);
     kmm_preempt_enable();
@@ -196,7 +220,7 @@ bool pmm_pcp_free(struct kmm *k, struct kmm_frame *f, uint64_t pfn)
     bool cached = pcp_cache_page(pc, f, pfn, &over);
     if (over) {
         struct kmm_zone *z = &pm->zones[pc->node][f->zone];
-        give_back(pm, z, &pc->zone[f->zone], z->pcp_batch);
+        give_back(pm, z, &pc->zone[f->zone], zone_batch(z));
     }
     kmm_irq_restore(s);
     kmm_preempt_enable();
@@ -226,14 +250,22 @@ bool pmm_pcp_drain_for_shortage(struct kmm *k)
     return moved > 0;
 }
 
+/* A cache's allocations are not counted on the fast path: every page that
+ * left a cache either was handed out or was given back, so
+ *     handed out = refilled + freed in - given back - still cached.
+ * Exact when the owner is quiet; a racing read may be a little off. */
 void pmm_pcp_calls(const struct kmm_pmm *pm, unsigned node, unsigned zone, uint64_t *allocs,
                    uint64_t *frees)
 {
     for (unsigned c = 0; c < pm->cpu_count; c++) {
         if (pm->pcp[c].node != node)
             continue;
-        *allocs += atomic_load_explicit(&pm->pcp[c].zone[zone].allocs, memory_order_relaxed);
-        *frees += atomic_load_explicit(&pm->pcp[c].zone[zone].frees, memory_order_relaxed);
+        const struct kmm_pcp *p = &pm->pcp[c].zone[zone];
+        uint64_t in = atomic_load_explicit(&p->refilled, memory_order_relaxed) +
+                      atomic_load_explicit(&p->frees, memory_order_relaxed);
+        uint64_t out = atomic_load_explicit(&p->returned, memory_order_relaxed) + pcp_count(p);
+        *allocs += in > out ? in - out : 0;
+        *frees += atomic_load_explicit(&p->frees, memory_order_relaxed);
     }
 }
 

@@ -17,6 +17,12 @@ static inline void pcp_own_add(atomic_uint *v, unsigned d)
                           memory_order_relaxed);
 }
 
+static inline void pcp_own_addl(atomic_ulong *v, unsigned long d)
+{
+    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + d,
+                          memory_order_relaxed);
+}
+
 static inline void pcp_own_inc(atomic_ulong *v)
 {
     atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + 1,
@@ -42,8 +48,7 @@ static inline uint64_t pcp_pop(struct kmm_pmm *pm, struct kmm_pcp *p)
     uint32_t pfn = p->head;
     struct kmm_frame *f = pmm_frame(pm, pfn);
     p->head = f->next;
-    pcp_own_add(&p->count, -1u);
-    pcp_own_inc(&p->allocs);
+    pcp_own_add(&p->count, -1u); /* no counter here: allocations are derived (pcp.c) */
     f->count = 1;
     frame_state_set(f, FRAME_ALLOCATED);
     return (uint64_t)pfn << KMM_PAGE_SHIFT;
@@ -88,7 +93,7 @@ static inline bool pcp_cache_page(struct kmm_pcp_cpu *pc, struct kmm_frame *f, u
     p->head = (uint32_t)pfn;
     pcp_own_add(&p->count, 1);
     pcp_own_inc(&p->frees);
-    *over = pcp_count(p) > p->high;
+    *over = pcp_count(p) > __atomic_load_n(&p->high, __ATOMIC_RELAXED);
     return true;
 }
 

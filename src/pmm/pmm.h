@@ -3,6 +3,10 @@
  *
  * Lock order inside the pmm: zone locks are leaves; a function that holds
  * more than one (kmm_check) takes them in ascending (node, zone) order.
+ * The shrinker list lock (reclaim.c) is a leaf too, never held together
+ * with a zone lock, and never while a shrinker runs. The growth lock
+ * (grow.c) comes before the zone locks: taken with none held, it takes
+ * them inside.
  */
 #ifndef KMM_PMM_PMM_H
 #define KMM_PMM_PMM_H
@@ -31,13 +35,14 @@ struct kmm_zone {
     uint32_t free_head[KMM_PAGE_ORDERS];
     uint64_t free_blocks[KMM_PAGE_ORDERS];
     uint64_t free_pages;
-    uint64_t managed_pages; /* set at init, never changes */
+    uint64_t managed_pages; /* pages handed to the zone; grows (grow.c), never shrinks */
     uint64_t alloc_calls;
     uint64_t free_calls;
     uint32_t pcp_high;  /* a CPU cache holding more than this gives back a batch */
     uint32_t pcp_batch; /* pages moved between the zone and a cache at a time */
     uint8_t id;         /* enum kmm_zone_id */
     uint8_t node;
+    uint64_t lent_calls; /* of alloc_calls, blocks for CPUs of other nodes (numa.c) */
 };
 
 /*
@@ -48,11 +53,12 @@ struct kmm_zone {
  * (single writer: a plain store, no locked instruction).
  */
 struct kmm_pcp {
-    uint32_t head;       /* first cached page, linked through frame.next */
-    atomic_uint count;   /* pages on the list */
-    atomic_ulong allocs; /* pages handed out from the cache; never decreases */
-    atomic_ulong frees;  /* pages freed into the cache; never decreases */
-    uint32_t high;       /* copy of the zone's pcp_high, next to count for the free path */
+    uint32_t head;         /* first cached page, linked through frame.next */
+    atomic_uint count;     /* pages on the list */
+    atomic_ulong refilled; /* pages moved in from the zone; never decreases */
+    atomic_ulong returned; /* pages given back to the zone; never decreases */
+    atomic_ulong frees;    /* pages freed into the cache; never decreases */
+    uint32_t high;         /* copy of the zone's pcp_high, next to count for the free path */
 };
 
 /* A CPU's caches, one cache line apart from the next CPU's. */
@@ -72,22 +78,74 @@ struct kmm_pcp_cpu {
  * in order, as indexes into zones[][] (node * KMM_ZONE_COUNT + zone). */
 #define KMM_ZONELIST_MAX (KMM_MAX_NODES * KMM_ZONE_COUNT)
 
+/* --- growth state (grow.c): deferred descriptors and added memory ---------------- */
+
+/* What a section's descriptors are. Changes only under the growth lock, and
+ * only EMPTY -> DEFERRED -> READY (or EMPTY -> READY). */
+enum pmm_section_state {
+    PMM_SECTION_EMPTY = 0, /* no frame array: no RAM the instance knows of */
+    PMM_SECTION_DEFERRED,  /* a frame array is assigned; its descriptors are not written */
+    PMM_SECTION_READY,     /* descriptors written; kmm_pmm.sections[] points at them */
+};
+
+/* One section's growth record. A DEFERRED section's usable pages all lie in
+ * one zone of one node (a section that would mix is initialised at once). */
+struct pmm_section {
+    struct kmm_frame *frames; /* the assigned array (NULL iff EMPTY) */
+    uint32_t deferred;        /* DEFERRED: its usable pages, all still waiting */
+    uint8_t state;            /* enum pmm_section_state */
+    uint8_t node, zone;       /* DEFERRED with deferred > 0: where its pages go */
+};
+
+/*
+ * The growth lock and what it protects: every section's state, the deferred
+ * counters, the instance's memory map (kmm.map, kmm.totals) after init, and
+ * the figures of kmm_pmm that change after init (total, usable, metadata,
+ * managed, frame_db). Taken with no zone lock held; it takes zone locks
+ * inside (docs/architecture.md, "Lock order").
+ */
+struct pmm_grow {
+    kmm_lock_t lock;
+    struct pmm_section *sections;                     /* [nsections] */
+    uint64_t deferred[KMM_MAX_NODES][KMM_ZONE_COUNT]; /* pages in its DEFERRED sections */
+    uint64_t hint[KMM_MAX_NODES][KMM_ZONE_COUNT];     /* no DEFERRED section of it lies below */
+    uint64_t first_deferred;                          /* no DEFERRED section lies below */
+    /* The sum of deferred[][], read without the lock by pmm_grow. */
+    atomic_uint_fast64_t deferred_total;
+    /* kmm_page_add_memory calls rejected; only grows, without the lock. */
+    atomic_uint_fast64_t add_rejected;
+};
+
 struct kmm_pmm {
     /* First, so that its 64-byte alignment costs no padding. */
     struct kmm_zone zones[KMM_MAX_NODES][KMM_ZONE_COUNT];
     struct kmm_pcp_cpu pcp[KMM_MAX_CPUS];
     unsigned cpu_count;
-    struct kmm_frame **sections; /* [nsections]: a section's frames, or NULL */
+    /* [nsections]: a READY section's frames, NULL for any other (grow.c
+     * publishes a section when its descriptors are written). */
+    struct kmm_frame **sections;
     uint64_t nsections;
-    uint64_t pfn_end; /* frames exist below this frame number */
-    /* Figures fixed at init. */
+    uint64_t pfn_end; /* frames may exist below this frame number (fixed at init) */
+    /* Figures set at init that grow with deferred sections and added memory,
+     * under grow.lock (managed_pages also under the zone locks it changes in). */
     uint64_t total_pages, usable_pages, metadata_pages, managed_pages, frame_db_bytes;
+    struct pmm_grow grow;
     /* Counters that only grow; updated without a lock. */
     atomic_uint_fast64_t failed_allocs;
     atomic_uint_fast64_t misuse[KMM_MISUSE_COUNT];
     unsigned node_count;
     uint8_t zonelist_len[KMM_MAX_NODES][KMM_ZONE_COUNT];
     uint8_t zonelist[KMM_MAX_NODES][KMM_ZONE_COUNT][KMM_ZONELIST_MAX];
+    /* Reclaim hooks (reclaim.c): the list and its figures, under
+     * shrinker_lock, a leaf never held while a shrinker runs. */
+    kmm_lock_t shrinker_lock;
+    struct kmm_shrinker *shrinker_head, *shrinker_tail;
+    uint64_t shrinker_seq, shrinker_count;
+    uint64_t reclaim_calls, shrinker_calls, reclaimed_pages;
+    atomic_uint_fast64_t shrinker_misuse;
+    /* NUMA (numa.c): allocations by each node's CPUs that another node
+     * served; only grows. */
+    atomic_uint_fast64_t node_remote[KMM_MAX_NODES];
 };
 
 /* The frame of frame number pfn; pfn must be below pfn_end in a present
@@ -97,7 +155,8 @@ static inline struct kmm_frame *pmm_frame(const struct kmm_pmm *pm, uint64_t pfn
     return pm->sections[pfn >> KMM_SECTION_SHIFT] + (pfn & KMM_SECTION_MASK);
 }
 
-/* The frame of frame number pfn, or NULL if the database has none there. */
+/* The frame of frame number pfn, or NULL if the database has none there
+ * (no RAM, or a section whose descriptors are deferred: not managed yet). */
 static inline struct kmm_frame *pmm_frame_lookup(const struct kmm_pmm *pm, uint64_t pfn)
 {
     if (pfn >= pm->pfn_end || !pm->sections[pfn >> KMM_SECTION_SHIFT])
@@ -124,21 +183,30 @@ static inline unsigned pmm_zone_of_addr(uint64_t pa)
  * memory is touched. */
 struct pmm_layout {
     bool clamped; /* usable memory above KMM_PAGE_PFN_LIMIT was left out */
+    /* The reach of the section table: the end of usable and reclaimable
+     * RAM, or of the hot-add limit if that is higher (kmm_config). */
     uint64_t pfn_end;
+    uint64_t usable_pages; /* whole usable pages in the map */
     uint64_t nsections;
     uint64_t present_sections;
-    uint64_t bytes; /* section table + frame arrays */
+    uint64_t bytes; /* section table + growth records + frame arrays */
 };
 
 struct kmm_memmap_input;
 
-/* pmm_plan - size the frame database for the map in. Pure. */
-void pmm_plan(const struct kmm_memmap_input *in, struct pmm_layout *out);
+/* pmm_plan - size the frame database for the map in, with a section table
+ * that reaches hotplug_limit (bytes; 0: the map's end). Pure. */
+void pmm_plan(const struct kmm_memmap_input *in, uint64_t hotplug_limit, struct pmm_layout *out);
 
 /* pmm_setup - build the frame database in memory at meta (direct-map
- * address, 16-byte aligned, lay->bytes long) for k->map, and hand every usable
- * page to the buddy allocator. Cannot fail. */
+ * address, 16-byte aligned, lay->bytes long) for k->map, and hand the usable
+ * pages of the sections initialised at once to the buddy allocator (the
+ * rest are deferred, grow.c). Cannot fail. */
 void pmm_setup(struct kmm *k, const struct pmm_layout *lay, void *meta);
+
+/* Sets total_pages and usable_pages from k->map (at init, and after
+ * kmm_page_add_memory changed the map, under the growth lock). */
+void pmm_count_map(struct kmm *k);
 
 /* --- buddy (buddy.c) ---------------------------------------------------------- */
 
@@ -162,6 +230,11 @@ void pmm_free_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn,
 /* Sets each zone's cache bounds and each CPU's node; at init, after the
  * zones are filled. */
 void pmm_pcp_setup(struct kmm *k, unsigned cpu_count);
+
+/* Sets z's cache bounds (pcp_batch, pcp_high) from its managed_pages: at
+ * init, and when the zone grows (grow.c, zone lock held). Stores a bound
+ * only when it changes, with a relaxed atomic store. */
+void pmm_pcp_bounds(struct kmm_zone *z, unsigned cpu_count);
 
 /* Recomputes each CPU's first[] after the zone lists changed. */
 void pmm_pcp_zonelists_changed(struct kmm_pmm *pm);
@@ -201,10 +274,84 @@ uint64_t pmm_pcp_pages(const struct kmm_pmm *pm, unsigned node, unsigned zone);
  * page was added to a zone the request may use. No kmm lock held. */
 bool pmm_grow(struct kmm *k, unsigned order, kmm_gfp_t flags);
 
+/* Zone z had no block for a request: initialise one of its deferred
+ * sections, if it has any, so that the request need not fall back to a
+ * lower zone. Returns true if pages were added to z. No kmm lock held; one
+ * relaxed load when nothing is deferred. */
+bool pmm_grow_zone_slow(struct kmm *k, struct kmm_zone *z);
+static inline bool pmm_grow_zone(struct kmm *k, struct kmm_pmm *pm, struct kmm_zone *z)
+{
+    if (!atomic_load_explicit(&pm->grow.deferred_total, memory_order_relaxed))
+        return false;
+    return pmm_grow_zone_slow(k, z);
+}
+
+/* Growth at init (pmm_setup, single-threaded): every section with a frame
+ * array starts DEFERRED; this initialises the budget (grow.c says which)
+ * and leaves the rest deferred. */
+void pmm_grow_setup(struct kmm *k);
+
+/* Zone lists from present memory (managed or deferred): at init, and again
+ * under the growth lock when added memory brings a zone its first pages. */
+void pmm_build_zonelists(struct kmm_pmm *pm);
+
+/* Whether zone (node, zone) has or will have pages. Growth lock held (or init). */
+static inline bool pmm_zone_present(const struct kmm_pmm *pm, unsigned node, unsigned zone)
+{
+    return pm->zones[node][zone].managed_pages || pm->grow.deferred[node][zone];
+}
+
+/* The changeable figures of *out (kmm_page_stats): total, usable, metadata,
+ * frame database, reserved bytes, deferred pages, rejected adds. Takes the
+ * growth lock. */
+void pmm_grow_stats(struct kmm *k, struct kmm_page_stats *out);
+
+struct kmm_check_result;
+
+/* kmm_check's part for growth: section states against kmm_pmm.sections[],
+ * deferred counters recounted from the map, the metadata in the map. The
+ * growth lock and every zone lock held. */
+void pmm_grow_check(struct kmm *k, struct kmm_check_result *r);
+
 /* Calls the reclaim hooks (shrinkers) for a request that found nothing,
  * with no kmm lock held. Returns the pages they report freed. Never called
  * for KMM_GFP_ATOMIC requests. */
 uint64_t pmm_reclaim(struct kmm *k, unsigned order, kmm_gfp_t flags);
+
+/* --- reclaim and NUMA figures (reclaim.c, numa.c, stats.c) ------------------------ */
+
+/* Sets up the shrinker list; at init. */
+void pmm_reclaim_init(struct kmm_pmm *pm);
+
+/* Fills the reclaim fields of *out (kmm_page_stats). */
+void pmm_reclaim_stats(struct kmm_pmm *pm, struct kmm_page_stats *out);
+
+/* One registered shrinker as the report shows it. */
+struct pmm_shrinker_info {
+    uint64_t seq, calls, freed;
+    char name[32]; /* truncated; "?" for a NULL name */
+};
+
+/* The first registered shrinker with a registration number above after_seq
+ * (0 for the first): copies it to *out and returns true, or returns false
+ * at the end of the list. Takes the shrinker lock. */
+bool pmm_shrinker_info(struct kmm_pmm *pm, uint64_t after_seq, struct pmm_shrinker_info *out);
+
+/* Counts a block that a request of a CPU on node `node` took from zone z
+ * (zone lock held; pfn KMM_PFN_NONE: nothing taken, nothing counted). */
+static inline void pmm_numa_count_locked(struct kmm_pmm *pm, struct kmm_zone *z, unsigned node,
+                                         uint64_t pfn)
+{
+    if (pfn != KMM_PFN_NONE && z->node != node) {
+        z->lent_calls++;
+        atomic_fetch_add_explicit(&pm->node_remote[node], 1, memory_order_relaxed);
+    }
+}
+
+/* Adds zone (node, zone)'s figures to *o, under its lock, CPU caches
+ * included. Returns how many of its allocations went to other nodes' CPUs
+ * (lent_calls), read under the same lock. */
+uint64_t pmm_zone_stats_add(struct kmm *k, unsigned node, unsigned zone, struct kmm_zone_stats *o);
 
 /* --- misuse (buddy.c) ----------------------------------------------------------- */
 
@@ -213,6 +360,27 @@ uint64_t pmm_reclaim(struct kmm *k, unsigned order, kmm_gfp_t flags);
  * actual >= 0 is the order the block really has (KMM_MISUSE_WRONG_ORDER). */
 int pmm_misuse(struct kmm *k, enum kmm_page_misuse kind, const char *fn, uint64_t pa,
                unsigned order, int actual, const void *caller);
+
+/* The node whose zone list a request starts from: the current CPU's. */
+static inline unsigned pmm_request_node(const struct kmm_pmm *pm)
+{
+    if (pm->node_count == 1)
+        return 0;
+    kmm_preempt_disable();
+    unsigned cpu = kmm_port_cpu_id();
+    kmm_preempt_enable();
+    return cpu < pm->cpu_count ? pm->pcp[cpu].node : 0;
+}
+
+/* How many passes an allocation's slow path makes before it gives up:
+ * enough for growth, a drain and a few rounds of shrinkers. */
+#define KMM_SLOW_PASSES 8
+
+/* One pass of an allocation's slow path, with no lock held: grow the zones
+ * (deferred or added memory), drain this CPU's caches (asking the others to
+ * drain theirs), and unless the request is atomic run the shrinkers.
+ * Returns whether any of it made memory available (buddy.c). */
+bool pmm_slow_pass(struct kmm *k, unsigned order, kmm_gfp_t flags);
 
 /* The highest zone the flags allow. */
 static inline unsigned pmm_top_zone(kmm_gfp_t flags)
@@ -223,6 +391,26 @@ static inline unsigned pmm_top_zone(kmm_gfp_t flags)
         return KMM_ZONE_DMA32;
     return KMM_ZONE_NORMAL;
 }
+
+/* --- page-table pages (table.c), for the vmm ----------------------------------- */
+
+/* A zeroed single page for a page table: state PAGETABLE, entry count 0.
+ * Returns its physical address or 0. flags as kmm_page_alloc (zone flags
+ * ignored). */
+uint64_t pmm_table_alloc(struct kmm *k, kmm_gfp_t flags);
+
+/* Returns a table page (entry count 0) to the page allocator. */
+void pmm_table_free(struct kmm *k, uint64_t pa);
+
+/* The present-entry count of the table page at pa (its descriptor's count). */
+static inline uint32_t *pmm_table_entries(struct kmm_pmm *pm, uint64_t pa)
+{
+    return &pmm_frame(pm, pa >> KMM_PAGE_SHIFT)->count;
+}
+
+/* Whether pa is the start of an allocated single page (what an owned
+ * mapping may reference). Racy by nature: for validation before a get. */
+bool pmm_is_allocated_page(struct kmm *k, uint64_t pa);
 
 /* --- integrity (check.c) ---------------------------------------------------------- */
 

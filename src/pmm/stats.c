@@ -12,42 +12,45 @@ const char *kmm_zone_name(unsigned zone)
     return zone < KMM_ZONE_COUNT ? names[zone] : "?";
 }
 
+uint64_t pmm_zone_stats_add(struct kmm *k, unsigned node, unsigned zone, struct kmm_zone_stats *o)
+{
+    struct kmm_zone *z = &k->pmm.zones[node][zone];
+    kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
+    uint64_t cached = pmm_pcp_pages(&k->pmm, node, zone);
+    o->managed_pages += z->managed_pages;
+    o->free_pages += z->free_pages + cached;
+    o->pcp_pages += cached;
+    o->alloc_calls += z->alloc_calls;
+    o->free_calls += z->free_calls;
+    pmm_pcp_calls(&k->pmm, node, zone, &o->alloc_calls, &o->free_calls);
+    for (unsigned ord = 0; ord < KMM_PAGE_ORDERS; ord++)
+        o->free_blocks[ord] += z->free_blocks[ord];
+    uint64_t lent = z->lent_calls;
+    kmm_unlock_irqrestore(&z->lock, s);
+    return lent;
+}
+
 void kmm_page_stats(struct kmm *k, struct kmm_page_stats *out)
 {
     const struct kmm_pmm *pm = &k->pmm;
     *out = (struct kmm_page_stats){
-        .total_pages = pm->total_pages,
-        .usable_pages = pm->usable_pages,
-        .metadata_pages = pm->metadata_pages,
-        .managed_pages = pm->managed_pages,
-        .frame_db_bytes = pm->frame_db_bytes,
         .failed_allocs = atomic_load_explicit(&pm->failed_allocs, memory_order_relaxed),
     };
     for (unsigned i = 0; i < KMM_MISUSE_COUNT; i++)
         out->misuse[i] = atomic_load_explicit(&pm->misuse[i], memory_order_relaxed);
-    for (uint32_t t = 1; t < KMM_MEM_TYPE_LIMIT; t++)
-        if (t != KMM_MEM_USABLE && t != KMM_MEM_KMM_META)
-            out->reserved_bytes[t] = k->totals.bytes[t];
+    /* The map and the figures that grow with it (grow.c, under its lock). */
+    pmm_grow_stats(k, out);
 
-    for (unsigned n = 0; n < k->pmm.node_count; n++) {
-        for (unsigned zi = 0; zi < KMM_ZONE_COUNT; zi++) {
-            struct kmm_zone *z = &k->pmm.zones[n][zi];
-            struct kmm_zone_stats *o = &out->zones[zi];
-            kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
-            uint64_t cached = pmm_pcp_pages(&k->pmm, n, zi);
-            o->managed_pages += z->managed_pages;
-            o->free_pages += z->free_pages + cached;
-            o->pcp_pages += cached;
-            o->alloc_calls += z->alloc_calls;
-            o->free_calls += z->free_calls;
-            pmm_pcp_calls(&k->pmm, n, zi, &o->alloc_calls, &o->free_calls);
-            for (unsigned ord = 0; ord < KMM_PAGE_ORDERS; ord++)
-                o->free_blocks[ord] += z->free_blocks[ord];
-            kmm_unlock_irqrestore(&z->lock, s);
-        }
-    }
-    for (unsigned zi = 0; zi < KMM_ZONE_COUNT; zi++)
+    for (unsigned n = 0; n < k->pmm.node_count; n++)
+        for (unsigned zi = 0; zi < KMM_ZONE_COUNT; zi++)
+            pmm_zone_stats_add(k, n, zi, &out->zones[zi]);
+    pmm_reclaim_stats(&k->pmm, out);
+    /* managed from the zones, each read with its free pages under one lock,
+     * so that a zone growing meanwhile cannot make allocated negative. */
+    for (unsigned zi = 0; zi < KMM_ZONE_COUNT; zi++) {
+        out->managed_pages += out->zones[zi].managed_pages;
         out->free_pages += out->zones[zi].free_pages;
+    }
     out->allocated_pages = out->managed_pages - out->free_pages;
 }
 

@@ -1,0 +1,192 @@
+/*
+ * kmm/vm.h - address spaces and the page-table engine (x86_64).
+ *
+ * An address space is a tree of page tables. The kernel space exists from
+ * kmm_init on; user spaces are created and destroyed at will. The upper
+ * (kernel) half is the same in every space: kmm_init creates every table of
+ * the level below the top for the kernel half once, and each user space
+ * links to them, so a kernel mapping made later appears in every space
+ * without touching any of them. Those tables are never freed.
+ *
+ * Ranges: map, unmap and protect act on [va, va + size) in whole 4 KiB
+ * pages. Every call validates all of its input and everything it would
+ * change first; a call that fails changes nothing (no entry, no table, no
+ * reference). Intermediate tables are created on demand and freed when
+ * their last entry goes.
+ *
+ * Ownership: by default a mapping does not own its frame: unmapping it
+ * leaves the frame to the caller (kmm_vm_translate before unmapping tells
+ * which one it was). With KMM_MAP_OWNED, mapping takes a reference on each
+ * frame (an allocated single page, kmm/page.h) and unmapping drops it.
+ *
+ * TLB: a change that removes or weakens a mapping is followed by the
+ * invalidation it needs: per page up to KMM_TLB_PAGE_LIMIT pages, the whole
+ * TLB beyond (global entries too when the kernel space changed), on this
+ * CPU and, through the port's shootdown, on the others. Frames and table
+ * pages an operation releases go back to the page allocator only after
+ * those invalidations are complete. The *_g variants collect the work in a
+ * caller's kmm_tlb_gather instead; it completes at kmm_tlb_finish.
+ *
+ * Context: every call takes the space's lock (IRQs disabled) and may
+ * allocate table pages; call with IRQs on (the allocation may reclaim).
+ */
+#ifndef KMM_VM_H
+#define KMM_VM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <kmm/kmm.h>
+
+struct kmm_aspace;
+
+/* Protections. Every present page is readable (x86 has no write-only or
+ * execute-only pages); KMM_PROT_READ alone means read-only, no execute. */
+#define KMM_PROT_READ   0x01u
+#define KMM_PROT_WRITE  0x02u
+#define KMM_PROT_EXEC   0x04u
+#define KMM_PROT_USER   0x08u /* accessible from user mode */
+#define KMM_PROT_GLOBAL 0x10u /* survives address-space switches (kernel only) */
+#define KMM_PROT_MASK   0x1fu
+
+/* Mapping flags, or-ed with the protection in kmm_vm_map. */
+#define KMM_MAP_OWNED   0x100u /* take a reference on each frame; unmap drops it */
+#define KMM_MAP_REPLACE 0x200u /* replace existing mappings instead of failing */
+
+/* Above this many pages, one invalidation of the whole TLB is cheaper. */
+#define KMM_TLB_PAGE_LIMIT 32
+
+/* --- address spaces ------------------------------------------------------------ */
+
+/* The kernel space (created by kmm_init). Any context. */
+struct kmm_aspace *kmm_kernel_aspace(struct kmm *k);
+
+/*
+ * kmm_aspace_create - a new user space: an empty lower half and the shared
+ * kernel half. Returns KMM_OK and *out, or KMM_ENOMEM (nothing allocated).
+ */
+int kmm_aspace_create(struct kmm *k, struct kmm_aspace **out);
+
+/*
+ * kmm_aspace_destroy - unmap everything in the lower half (dropping owned
+ * frames' references), free every table and the space itself. The space
+ * must not be active on any CPU. The kernel space cannot be destroyed
+ * (KMM_EINVAL). Returns KMM_OK.
+ */
+int kmm_aspace_destroy(struct kmm_aspace *as);
+
+/* Makes as the current space of this CPU (the port loads its root). */
+void kmm_aspace_activate(struct kmm_aspace *as);
+
+/* The physical address of the top-level table (what CR3 holds). */
+uint64_t kmm_aspace_root(const struct kmm_aspace *as);
+
+/* --- ranges ------------------------------------------------------------------------ */
+
+/*
+ * kmm_vm_map - map [va, va + size) to [pa, pa + size) with flags (KMM_PROT_*
+ * | KMM_MAP_*). Returns KMM_OK, or with nothing changed:
+ *   KMM_EINVAL  va, pa or size not page aligned; size 0; the range wraps,
+ *               is not canonical, or crosses from one half to the other; a
+ *               user space asked to map in the kernel half; unknown flags;
+ *               KMM_PROT_GLOBAL in a user space or with KMM_PROT_USER;
+ *   KMM_ERANGE  the physical range is not entirely RAM (device memory needs
+ *               a cache mode, kmm/vm.h after issue 6), or for OWNED not
+ *               managed single pages;
+ *   KMM_EBUSY   a page of the range is mapped already (without REPLACE);
+ *   KMM_ESTATE  OWNED and a frame is not an allocated single page;
+ *   KMM_ENOMEM  no memory for the tables.
+ * O(pages + tables).
+ */
+int kmm_vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, unsigned flags);
+
+/*
+ * kmm_vm_unmap - unmap [va, va + size). Every page of the range must be
+ * mapped. Returns KMM_OK, or with nothing changed KMM_EINVAL (alignment,
+ * canonical, halves, size) or KMM_ENOENT (a page of the range is not mapped).
+ */
+int kmm_vm_unmap(struct kmm_aspace *as, uint64_t va, uint64_t size);
+
+/*
+ * kmm_vm_protect - set the protection of [va, va + size) (KMM_PROT_* only;
+ * ownership does not change). Every page must be mapped. Errors as
+ * kmm_vm_unmap, plus KMM_EINVAL for flags as in kmm_vm_map.
+ */
+int kmm_vm_protect(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned prot);
+
+/* What one address translates to. */
+struct kmm_vm_translation {
+    uint64_t pa;        /* the physical address of va (with its page offset) */
+    unsigned prot;      /* KMM_PROT_* of the mapping */
+    uint64_t page_size; /* 4096 (2 MiB and 1 GiB pages come with issue 6) */
+    bool owned;         /* the mapping holds a reference on its frame */
+};
+
+/* kmm_vm_translate - fill *out for va. Returns KMM_OK, KMM_ENOENT if va is
+ * not mapped, KMM_EINVAL if it is not canonical. O(levels). */
+int kmm_vm_translate(struct kmm_aspace *as, uint64_t va, struct kmm_vm_translation *out);
+
+/*
+ * kmm_vm_query - describe the mapping state from va up to limit: *out gets
+ * the longest run starting at va of pages that are all unmapped, or all
+ * mapped with the same protection and ownership to consecutive frames.
+ * Returns KMM_OK (run in *out; out->mapped says which kind), KMM_EINVAL.
+ */
+struct kmm_vm_run {
+    uint64_t va, size;
+    bool mapped;
+    uint64_t pa; /* when mapped: the first page's frame */
+    unsigned prot;
+    bool owned;
+};
+int kmm_vm_query(struct kmm_aspace *as, uint64_t va, uint64_t limit, struct kmm_vm_run *out);
+
+/* --- TLB batching ---------------------------------------------------------------- */
+
+#define KMM_TLB_GATHER_FREES 64
+
+/*
+ * A gather: the invalidations and releases of one or more operations on one
+ * space, done together at kmm_tlb_finish. Fields are private.
+ */
+struct kmm_tlb_gather {
+    struct kmm_aspace *as;
+    unsigned npages;                     /* pages recorded in pages[] */
+    bool all;                            /* more than KMM_TLB_PAGE_LIMIT: flush everything */
+    bool global;                         /* kernel mappings changed */
+    uint64_t start, end;                 /* the span of the changes */
+    uint64_t pages[KMM_TLB_PAGE_LIMIT];  /* pages to invalidate one by one */
+    unsigned nfree;                      /* frames and tables waiting */
+    uint64_t free[KMM_TLB_GATHER_FREES]; /* their addresses; bit 0 set: a table */
+};
+
+/* Start a gather on as. */
+void kmm_tlb_gather_init(struct kmm_tlb_gather *g, struct kmm_aspace *as);
+
+/* Do the invalidations collected (locally and on other CPUs), then release
+ * the frames and tables waiting. The gather can be used again. */
+void kmm_tlb_finish(struct kmm_tlb_gather *g);
+
+/* kmm_vm_unmap and kmm_vm_protect whose invalidations and releases go to g
+ * (whose space must be as); they complete at kmm_tlb_finish(g). A gather
+ * that fills up completes what it has early, so memory is never held
+ * back unboundedly. */
+int kmm_vm_unmap_g(struct kmm_aspace *as, uint64_t va, uint64_t size, struct kmm_tlb_gather *g);
+int kmm_vm_protect_g(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned prot,
+                     struct kmm_tlb_gather *g);
+
+/* --- statistics ------------------------------------------------------------------ */
+
+struct kmm_vm_stats {
+    uint64_t tables[6];    /* page tables per level (index 1 = PT ... 5 = PML5) */
+    uint64_t mapped_pages; /* 4 KiB leaves present */
+    uint64_t owned_pages;  /* of those, holding a frame reference */
+    uint64_t table_bytes;  /* memory in page tables */
+};
+
+/* kmm_vm_stats - the figures of one space (the kernel space's count its
+ * shared kernel-half tables; a user space's count only its own). */
+void kmm_vm_stats(struct kmm_aspace *as, struct kmm_vm_stats *out);
+
+#endif /* KMM_VM_H */

@@ -1,0 +1,431 @@
+/*
+ * run.c - runs: any number of physically contiguous pages, aligned, below a
+ * limit (DMA buffers, 1 GiB huge pages). The contracts are in kmm/page.h.
+ *
+ * A run is not a new kind of object. It is carved out of free buddy blocks
+ * and handed out as the ordinary allocated blocks of its maximal aligned
+ * decomposition: [s, e) split greedily, from s upwards, into the largest
+ * naturally aligned power-of-two blocks (at most KMM_PAGE_MAX_ORDER) that fit.
+ * Each is an ALLOCATED head with its order and reference count 1, every
+ * other frame INTERIOR, so kmm_check needs nothing new. 5 pages at frame 8:
+ *
+ *     frame   8    9    10   11   12   13   14   15
+ *           +-------------------+----+
+ *           | order 2           | 0  |     [8, 13): heads 8 (order 2), 12 (order 0)
+ *           +-------------------+----+
+ *
+ * Implementation subtleties:
+ *  - The run's first head carries a tag, so that kmm_run_free knows the
+ *    run's exact length and refuses any other count, a block inside a run,
+ *    and a plain block of kmm_page_alloc: next = its own frame number (a
+ *    self link, which no list ever holds) and prev = the run's last frame.
+ *    Every other head of the run has next = prev = KMM_PFN_NONE. ALLOCATED
+ *    frames use next and prev for nothing else, and every path that makes a
+ *    frame an ALLOCATED head wrote them last (a free-list push, a CPU cache,
+ *    or this file), so no other block carries the tag. (frame.h should say
+ *    so in its layout; until then this is the place.)
+ *  - The blocks of a run stay ordinary blocks to the rest of the allocator:
+ *    kmm_page_get and kmm_page_free work on each (a run freed block by block
+ *    that way is then refused by kmm_run_free, as partly free).
+ *  - Finding a run walks the zone's frames in frame-number order through the
+ *    present sections, from block head to block head. A block never crosses
+ *    a section, a zone or a node, so from a section start, or from a frame
+ *    of another zone or node, the next frame of this zone and node is a head
+ *    (or ABSENT, RESERVED, PCP, ...). Frames of other zones and nodes are
+ *    under other locks and change under us: the walk steps over them one at
+ *    a time and reads only their zone and node. Those are written before a
+ *    frame joins a zone, and a section is published in sections[] holding
+ *    its zone's lock on every node (grow.c), so under this zone's lock the
+ *    walk sees this zone's sections whole or not at all. Any state but FREE
+ *    is "not free"; a FREE or ALLOCATED head of this zone is stepped over by
+ *    its order, any other state by one frame.
+ *  - The walk keeps the current stretch of consecutive FREE blocks. The
+ *    lowest aligned start in a stretch is fixed by its first frame, and a
+ *    stretch only grows, so the first fit is found as soon as the stretch is
+ *    long enough: lowest address first, which suits DMA limits.
+ *  - Carving: the run's start is always the head of a free block (see
+ *    run_carve_locked), so the free blocks from s on leave their lists until
+ *    e is covered, [s, e) is marked as the run's blocks, and only then is the
+ *    part of the last free block beyond e given back (pmm_free_block_locked):
+ *    it may merge with its buddies, never with the run.
+ *  - Freeing validates every block of the run under the zone lock before it
+ *    changes anything (seL4's decode, then invoke), so a rejected free leaves
+ *    everything as it was.
+ *  - Counters: a run is one allocation (zone alloc_calls + 1) and its free
+ *    one return (free_calls + 1), whatever the number of its blocks.
+ *
+ * Cost: finding a run is O(frames in the address span of each zone tried),
+ * under that zone's lock, so interrupts stay off for up to a walk of the
+ * zone. That is fine for what runs are for (boot-time DMA buffers, huge
+ * pages), not for a hot path. Marking and freeing cost O(count / 2^10 +
+ * KMM_PAGE_MAX_ORDER) blocks; zeroing is O(count) with no lock held.
+ *
+ * Locking: one zone lock at a time, as in buddy.c; the slow path (growth,
+ * cache drain, shrinkers) runs with no lock held.
+ */
+#include "internal.h"
+
+#include <kmm/fmt.h>
+
+#include "pmm/pmm.h"
+
+/* --- decomposition -------------------------------------------------------------- */
+
+/* The order of the block of the maximal aligned decomposition of [pfn, end)
+ * that starts at pfn: as large as pfn's alignment and the room left allow. */
+static unsigned run_block_order(uint64_t pfn, uint64_t end)
+{
+    unsigned order = KMM_PAGE_MAX_ORDER;
+    if (pfn) {
+        unsigned align = (unsigned)__builtin_ctzll(pfn);
+        if (align < order)
+            order = align;
+    }
+    unsigned room = 63u - (unsigned)__builtin_clzll(end - pfn); /* end > pfn */
+    return room < order ? room : order;
+}
+
+/* Gives [pfn, end) back to z as the blocks of its decomposition, merging
+ * with free buddies. The frames are INTERIOR and counted in z->free_pages.
+ * Zone lock held. */
+static void run_give_back_locked(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, uint64_t end)
+{
+    while (pfn < end) {
+        unsigned order = run_block_order(pfn, end);
+        pmm_free_block_locked(pm, z, pfn, order);
+        pfn += UINT64_C(1) << order;
+    }
+}
+
+/* --- finding --------------------------------------------------------------------- */
+
+/* A request in frames. */
+struct run_request {
+    uint64_t count;
+    uint64_t align; /* a power of two */
+    uint64_t limit; /* the run must end at or below this frame */
+};
+
+/* The frames a zone can hold: its address range, in frame numbers. */
+static void run_zone_span(const struct kmm_pmm *pm, unsigned zone, uint64_t *lo, uint64_t *hi)
+{
+    static const uint64_t bound[KMM_ZONE_COUNT + 1] = {
+        0, KMM_ZONE_DMA_END >> KMM_PAGE_SHIFT, KMM_ZONE_DMA32_END >> KMM_PAGE_SHIFT, UINT64_MAX};
+    *lo = bound[zone];
+    *hi = bound[zone + 1] < pm->pfn_end ? bound[zone + 1] : pm->pfn_end;
+}
+
+/* The lowest first frame in z for the request, or KMM_PFN_NONE. Zone lock
+ * held. */
+static uint64_t run_find_locked(const struct kmm_pmm *pm, const struct kmm_zone *z,
+                                const struct run_request *req)
+{
+    uint64_t pfn, hi;
+    run_zone_span(pm, z->id, &pfn, &hi);
+    if (hi > req->limit)
+        hi = req->limit; /* a block starting below the limit may still hold a run */
+    uint64_t stretch = KMM_PFN_NONE;
+    while (pfn < hi) {
+        uint64_t section = pfn >> KMM_SECTION_SHIFT;
+        if (!pm->sections[section]) {
+            stretch = KMM_PFN_NONE;
+            pfn = (section + 1) << KMM_SECTION_SHIFT;
+            continue;
+        }
+        const struct kmm_frame *f = pmm_frame(pm, pfn);
+        uint64_t step = 1;
+        bool free = false;
+        if (f->zone == z->id && f->node == z->node) {
+            uint8_t state = frame_state_get(f);
+            if ((state == FRAME_FREE || state == FRAME_ALLOCATED) && f->order <= KMM_PAGE_MAX_ORDER)
+                step = UINT64_C(1) << f->order;
+            free = state == FRAME_FREE;
+        }
+        if (!free) {
+            stretch = KMM_PFN_NONE;
+            pfn += step;
+            continue;
+        }
+        if (stretch == KMM_PFN_NONE)
+            stretch = pfn;
+        uint64_t end = pfn + step;
+        uint64_t start = kmm_align_up(stretch, req->align);
+        uint64_t top = end < req->limit ? end : req->limit;
+        if (start < top && req->count <= top - start)
+            return start;
+        pfn = end;
+    }
+    return KMM_PFN_NONE;
+}
+
+/* --- carving --------------------------------------------------------------------- */
+
+/* Marks [s, e) as the run's blocks, the first one tagged. The frames are
+ * INTERIOR and off every list. Zone lock held. */
+static void run_mark_locked(struct kmm_pmm *pm, uint64_t s, uint64_t e)
+{
+    for (uint64_t pfn = s; pfn < e;) {
+        unsigned order = run_block_order(pfn, e);
+        struct kmm_frame *f = pmm_frame(pm, pfn);
+        f->order = (uint8_t)order;
+        f->count = 1;
+        f->next = KMM_PFN_NONE;
+        f->prev = KMM_PFN_NONE;
+        frame_state_set(f, FRAME_ALLOCATED);
+        pfn += UINT64_C(1) << order;
+    }
+    struct kmm_frame *first = pmm_frame(pm, s);
+    first->next = (uint32_t)s;
+    first->prev = (uint32_t)(e - 1);
+}
+
+/* Takes [s, e) out of z's free blocks and hands it out as one run. s is
+ * the head of a free block: s is the lowest multiple of the alignment in its
+ * stretch, so a free block holding s and starting below it would start at
+ * an even larger alignment, inside the stretch and below s, which cannot
+ * be. Only the last block may reach beyond e; that part is given back. */
+static void run_carve_locked(struct kmm *k, struct kmm_zone *z, uint64_t s, uint64_t e)
+{
+    struct kmm_pmm *pm = &k->pmm;
+    uint64_t pfn = s;
+    while (pfn < e) {
+        struct kmm_frame *f = pmm_frame(pm, pfn);
+        KMM_ASSERT(k->port, frame_state_get(f) == FRAME_FREE && f->zone == z->id);
+        unsigned order = f->order;
+        pmm_list_remove(pm, z, pfn, order);
+        frame_state_set(f, FRAME_INTERIOR);
+        pfn += UINT64_C(1) << order;
+    }
+    run_mark_locked(pm, s, e);
+    run_give_back_locked(pm, z, e, pfn);
+    z->free_pages -= e - s;
+    z->alloc_calls++;
+}
+
+/* --- allocation ------------------------------------------------------------------- */
+
+/* Tries the zones of the request's zone list in order, as kmm_page_alloc
+ * does (alloc_block): a zone with deferred memory grows before the request
+ * falls back to the next one. Returns the run's first frame or
+ * KMM_PFN_NONE. */
+static uint64_t run_alloc_zones(struct kmm *k, const struct run_request *req, kmm_gfp_t flags)
+{
+    struct kmm_pmm *pm = &k->pmm;
+    unsigned node = pmm_request_node(&k->pmm), top = pmm_top_zone(flags);
+    const uint8_t *list = pm->zonelist[node][top];
+    for (unsigned i = 0; i < pm->zonelist_len[node][top]; i++) {
+        struct kmm_zone *z = &pm->zones[0][0] + list[i];
+        uint64_t lo, hi, pfn;
+        run_zone_span(pm, z->id, &lo, &hi);
+        if (lo >= req->limit)
+            continue; /* all of it above the limit: not worth the lock */
+        do {
+            kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
+            pfn = run_find_locked(pm, z, req);
+            if (pfn != KMM_PFN_NONE)
+                run_carve_locked(k, z, pfn, pfn + req->count);
+            pmm_numa_count_locked(pm, z, node, pfn);
+            kmm_unlock_irqrestore(&z->lock, s);
+        } while (pfn == KMM_PFN_NONE && pmm_grow_zone(k, pm, z));
+        if (pfn != KMM_PFN_NONE)
+            return pfn;
+    }
+    return KMM_PFN_NONE;
+}
+
+/* As buddy.c's slow path: pmm_slow_pass, then another search, while a pass
+ * makes progress. */
+static uint64_t run_alloc_slow(struct kmm *k, const struct run_request *req, kmm_gfp_t flags)
+{
+    unsigned order = kmm_order_for_count(req->count);
+    if (order > KMM_PAGE_MAX_ORDER)
+        order = KMM_PAGE_MAX_ORDER;
+    for (unsigned pass = 0; pass < KMM_SLOW_PASSES && pmm_slow_pass(k, order, flags); pass++) {
+        uint64_t pfn = run_alloc_zones(k, req, flags);
+        if (pfn != KMM_PFN_NONE)
+            return pfn;
+    }
+    return KMM_PFN_NONE;
+}
+
+/* --- misuse ------------------------------------------------------------------------- */
+
+/* Counts a rejected call in the page allocator's misuse[] and logs one line
+ * in buddy.c's shape, "call(arguments): what, caller". A run speaks in page
+ * counts rather than orders, hence a reporter of its own. */
+static void run_count_misuse(struct kmm *k, enum kmm_page_misuse kind)
+{
+    atomic_fetch_add_explicit(&k->pmm.misuse[kind], 1, memory_order_relaxed);
+}
+
+static const char *run_plural(uint64_t n)
+{
+    return n == 1 ? "" : "s";
+}
+
+static void run_alloc_misuse(struct kmm *k, enum kmm_page_misuse kind, const char *what,
+                             size_t count, uint64_t align, uint64_t limit, kmm_gfp_t flags,
+                             const void *caller)
+{
+    run_count_misuse(k, kind);
+    kmm_logf(k->port, KMM_LOG_ERR,
+             "kmm_run_alloc(%llu page%s, align 0x%llx, limit 0x%llx, flags 0x%x): %s, caller %p",
+             (unsigned long long)count, run_plural(count), (unsigned long long)align,
+             (unsigned long long)limit, flags, what, caller);
+}
+
+/* Why a free is refused: the kind counted, the error returned, what the log
+ * says, where (the frame concerned) and, for a wrong count, the real one. */
+struct run_verdict {
+    enum kmm_page_misuse kind; /* KMM_MISUSE_COUNT: none */
+    int err;
+    const char *what;
+    uint64_t at;
+    uint64_t actual; /* pages the run has; 0: not known */
+};
+
+static int run_free_misuse(struct kmm *k, const struct run_verdict *v, uint64_t pa, size_t count,
+                           const void *caller)
+{
+    run_count_misuse(k, v->kind);
+    char detail[48] = "";
+    if (v->actual)
+        kmm_snprintf(detail, sizeof(detail), ": allocated as %llu page%s",
+                     (unsigned long long)v->actual, run_plural(v->actual));
+    else if (v->at != pa >> KMM_PAGE_SHIFT)
+        kmm_snprintf(detail, sizeof(detail), " at 0x%llx",
+                     (unsigned long long)v->at << KMM_PAGE_SHIFT);
+    kmm_logf(k->port, KMM_LOG_ERR, "kmm_run_free(0x%llx, %llu page%s): %s%s, caller %p",
+             (unsigned long long)pa, (unsigned long long)count, run_plural(count), v->what, detail,
+             caller);
+    return v->err;
+}
+
+static bool run_flags_valid(kmm_gfp_t flags)
+{
+    return !(flags & ~KMM_GFP_VALID) &&
+           (flags & (KMM_GFP_DMA | KMM_GFP_DMA32)) != (KMM_GFP_DMA | KMM_GFP_DMA32);
+}
+
+uint64_t kmm_run_alloc(struct kmm *k, size_t count, uint64_t align, uint64_t limit, kmm_gfp_t flags)
+{
+    const void *caller = __builtin_return_address(0);
+    uint64_t a = align ? align : KMM_PAGE_SIZE;
+    const char *bad = count == 0 ? "count 0"
+                      : (a & (a - 1)) != 0 || a < KMM_PAGE_SIZE
+                          ? "alignment not a power of two >= 4096"
+                      : limit != 0 && limit < KMM_PAGE_SIZE ? "limit below 4096"
+                                                            : NULL;
+    if (bad) {
+        run_alloc_misuse(k, KMM_MISUSE_BAD_ORDER, bad, count, align, limit, flags, caller);
+        return 0;
+    }
+    if (!run_flags_valid(flags)) {
+        run_alloc_misuse(k, KMM_MISUSE_BAD_FLAGS, "unknown or conflicting flags", count, align,
+                         limit, flags, caller);
+        return 0;
+    }
+    struct run_request req = {.count = count,
+                              .align = a >> KMM_PAGE_SHIFT,
+                              .limit = limit ? limit >> KMM_PAGE_SHIFT : UINT64_MAX};
+    uint64_t pfn = run_alloc_zones(k, &req, flags);
+    if (pfn == KMM_PFN_NONE)
+        pfn = run_alloc_slow(k, &req, flags);
+    if (pfn == KMM_PFN_NONE) {
+        atomic_fetch_add_explicit(&k->pmm.failed_allocs, 1, memory_order_relaxed);
+        return 0;
+    }
+    uint64_t pa = pfn << KMM_PAGE_SHIFT;
+    if (flags & KMM_GFP_ZERO)
+        __builtin_memset(kmm_phys_to_virt(k, pa), 0, (size_t)count << KMM_PAGE_SHIFT);
+    return pa;
+}
+
+/* --- freeing ------------------------------------------------------------------------ */
+
+/* Judges the free of count pages at pfn, whose first frame f is of zone z,
+ * without changing anything. Zone lock held. */
+static struct run_verdict run_judge_locked(const struct kmm_pmm *pm, const struct kmm_zone *z,
+                                           const struct kmm_frame *f, uint64_t pfn, uint64_t count)
+{
+    struct run_verdict v = {.kind = KMM_MISUSE_COUNT, .err = KMM_OK, .at = pfn};
+    uint8_t state = frame_state_get(f);
+    if (state == FRAME_FREE || state == FRAME_PCP)
+        return (struct run_verdict){KMM_MISUSE_DOUBLE_FREE, KMM_ESTATE,
+                                    "already free (double free)", pfn, 0};
+    if (state != FRAME_ALLOCATED || f->next != pfn || f->prev < pfn)
+        return (struct run_verdict){KMM_MISUSE_NOT_BLOCK, KMM_EINVAL,
+                                    "not the start of an allocated run", pfn, 0};
+    uint64_t length = (uint64_t)f->prev - pfn + 1; /* from the tag */
+    if (length != count)
+        return (struct run_verdict){KMM_MISUSE_WRONG_ORDER, KMM_EINVAL,
+                                    "wrong page count for this run", pfn, length};
+    /* Every block of the decomposition must still be the run's. */
+    uint64_t end = pfn + count;
+    for (uint64_t p = pfn; p < end;) {
+        unsigned order = run_block_order(p, end);
+        const struct kmm_frame *b = pmm_frame_lookup(pm, p);
+        uint8_t bs = b ? frame_state_get(b) : FRAME_ABSENT;
+        if (!b || b->zone != z->id || b->node != z->node ||
+            (bs != FRAME_FREE && bs != FRAME_PCP && (bs != FRAME_ALLOCATED || b->order != order)))
+            return (struct run_verdict){KMM_MISUSE_NOT_BLOCK, KMM_EINVAL,
+                                        "part of the run is no longer allocated as such", p, 0};
+        if (bs != FRAME_ALLOCATED)
+            return (struct run_verdict){KMM_MISUSE_DOUBLE_FREE, KMM_ESTATE,
+                                        "part of the run is free already", p, 0};
+        if (__atomic_load_n(&b->count, __ATOMIC_RELAXED) != 1)
+            return (struct run_verdict){KMM_MISUSE_NOT_BLOCK, KMM_EBUSY,
+                                        "a block of the run has other references", p, 0};
+        p += UINT64_C(1) << order;
+    }
+    return v;
+}
+
+/* Returns every block of the judged run at [pfn, pfn + count) to z, merging
+ * with free buddies. Zone lock held. */
+static void run_release_locked(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, uint64_t count)
+{
+    struct kmm_frame *first = pmm_frame(pm, pfn);
+    first->next = KMM_PFN_NONE; /* the tag goes */
+    first->prev = KMM_PFN_NONE;
+    uint64_t end = pfn + count;
+    for (uint64_t p = pfn; p < end;) {
+        unsigned order = run_block_order(p, end);
+        __atomic_store_n(&pmm_frame(pm, p)->count, 0, __ATOMIC_RELAXED);
+        pmm_free_block_locked(pm, z, p, order);
+        p += UINT64_C(1) << order;
+    }
+    z->free_pages += count;
+    z->free_calls++;
+}
+
+int kmm_run_free(struct kmm *k, uint64_t pa, size_t count)
+{
+    const void *caller = __builtin_return_address(0);
+    struct kmm_pmm *pm = &k->pmm;
+    uint64_t pfn = pa >> KMM_PAGE_SHIFT;
+    struct run_verdict v = {.kind = KMM_MISUSE_COUNT, .at = pfn};
+    const struct kmm_frame *f = NULL;
+    if (count == 0)
+        v = (struct run_verdict){KMM_MISUSE_BAD_ORDER, KMM_EINVAL, "count 0", pfn, 0};
+    else if (pa & (KMM_PAGE_SIZE - 1))
+        v = (struct run_verdict){KMM_MISUSE_UNALIGNED, KMM_EINVAL, "address not page aligned", pfn,
+                                 0};
+    else if (!(f = pmm_frame_lookup(pm, pfn)) || frame_state_get(f) == FRAME_ABSENT)
+        v = (struct run_verdict){KMM_MISUSE_OUTSIDE, KMM_ERANGE, "address outside managed memory",
+                                 pfn, 0};
+    else if (frame_state_get(f) == FRAME_RESERVED)
+        v = (struct run_verdict){KMM_MISUSE_RESERVED, KMM_EINVAL, "a reserved page", pfn, 0};
+    if (v.kind != KMM_MISUSE_COUNT)
+        return run_free_misuse(k, &v, pa, count, caller);
+
+    struct kmm_zone *z = pmm_zone_of(pm, f);
+    kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
+    v = run_judge_locked(pm, z, f, pfn, count);
+    if (v.kind == KMM_MISUSE_COUNT)
+        run_release_locked(pm, z, pfn, count);
+    kmm_unlock_irqrestore(&z->lock, s);
+    if (v.kind != KMM_MISUSE_COUNT)
+        return run_free_misuse(k, &v, pa, count, caller);
+    return KMM_OK;
+}

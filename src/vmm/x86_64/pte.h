@@ -1,0 +1,153 @@
+/*
+ * pte.h - everything that knows the x86_64 page-table entry format.
+ * The only arch-specific header of the library: src/vmm/ talks to it
+ * through the few inline functions below.
+ *
+ * A virtual address (4-level paging; 5-level adds PML5 above, bits 56..48):
+ *
+ *   63        48 47     39 38     30 29     21 20     12 11          0
+ *  +------------+---------+---------+---------+---------+-------------+
+ *  | sign ext.  | PML4    | PDPT    | PD      | PT      | offset      |
+ *  +------------+---------+---------+---------+---------+-------------+
+ *                  level 4   level 3   level 2   level 1
+ *
+ * Each table is one 4 KiB page of 512 eight-byte entries. Levels count up
+ * from the leaf: level 1 (PT) maps 4 KiB pages, a level-2 (PD) entry with PS
+ * maps 2 MiB, a level-3 (PDPT) entry with PS maps 1 GiB. An address is
+ * canonical when bits 63..47 (63..56 with LA57) are all equal.
+ *
+ * An entry:
+ *   bit 0 P present       bit 1 RW writable      bit 2 US user
+ *   bit 3 PWT             bit 4 PCD              bit 5 A accessed
+ *   bit 6 D dirty         bit 7 PS (levels 2, 3) / PAT (level 1)
+ *   bit 8 G global        bits 12..51 frame      bit 63 XD execute-disable
+ * Access rights combine across levels: user needs US everywhere, write
+ * needs RW everywhere, XD anywhere forbids execution.
+ */
+#ifndef KMM_VMM_X86_64_PTE_H
+#define KMM_VMM_X86_64_PTE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef uint64_t pte_t;
+
+#define PTE_P     (UINT64_C(1) << 0)
+#define PTE_RW    (UINT64_C(1) << 1)
+#define PTE_US    (UINT64_C(1) << 2)
+#define PTE_PWT   (UINT64_C(1) << 3)
+#define PTE_PCD   (UINT64_C(1) << 4)
+#define PTE_A     (UINT64_C(1) << 5)
+#define PTE_D     (UINT64_C(1) << 6)
+#define PTE_PS    (UINT64_C(1) << 7)
+#define PTE_G     (UINT64_C(1) << 8)
+#define PTE_XD    (UINT64_C(1) << 63)
+#define PTE_FRAME UINT64_C(0x000ffffffffff000) /* bits 12..51 */
+
+#define PTE_ENTRIES     512
+#define PTE_LEVEL_SHIFT 9
+
+/* The lowest address bit a level's index covers: 12, 21, 30, 39, 48. */
+static inline unsigned pte_level_shift(unsigned level)
+{
+    return 12 + PTE_LEVEL_SHIFT * (level - 1);
+}
+
+/* The index of va in a table of the level (1 = PT ... 5 = PML5). */
+static inline unsigned pte_index(uint64_t va, unsigned level)
+{
+    return (unsigned)(va >> pte_level_shift(level)) & (PTE_ENTRIES - 1);
+}
+
+/* Bytes one entry of the level covers: 4 KiB, 2 MiB, 1 GiB, 512 GiB, 256 TiB. */
+static inline uint64_t pte_level_size(unsigned level)
+{
+    return UINT64_C(1) << pte_level_shift(level);
+}
+
+/* Whether va is canonical for the number of levels (4 or 5). */
+static inline bool pte_canonical(uint64_t va, unsigned levels)
+{
+    unsigned bits = levels == 5 ? 57 : 48;
+    uint64_t top = va >> (bits - 1);
+    return top == 0 || top == (UINT64_MAX >> (bits - 1));
+}
+
+/* The first address of the upper (kernel) half: sign-extended bit 47 (56). */
+static inline uint64_t pte_kernel_half(unsigned levels)
+{
+    return levels == 5 ? UINT64_C(0xff00000000000000) : UINT64_C(0xffff800000000000);
+}
+
+static inline bool pte_present(pte_t e)
+{
+    return (e & PTE_P) != 0;
+}
+
+static inline uint64_t pte_frame(pte_t e)
+{
+    return e & PTE_FRAME;
+}
+
+/* Library protections (kmm/vm.h KMM_PROT_*) to entry bits, and back. */
+#define PTE_PROT_READ   0x1u
+#define PTE_PROT_WRITE  0x2u
+#define PTE_PROT_EXEC   0x4u
+#define PTE_PROT_USER   0x8u
+#define PTE_PROT_GLOBAL 0x10u
+
+/* The entry of a 4 KiB leaf mapping pa with prot. Readable is implied by
+ * present: x86 has no write-only or execute-only pages. */
+static inline pte_t pte_leaf(uint64_t pa, unsigned prot)
+{
+    pte_t e = (pa & PTE_FRAME) | PTE_P;
+    if (prot & PTE_PROT_WRITE)
+        e |= PTE_RW;
+    if (prot & PTE_PROT_USER)
+        e |= PTE_US;
+    if (prot & PTE_PROT_GLOBAL)
+        e |= PTE_G;
+    if (!(prot & PTE_PROT_EXEC))
+        e |= PTE_XD;
+    return e;
+}
+
+/* The protection of a leaf entry. */
+static inline unsigned pte_prot(pte_t e)
+{
+    unsigned prot = PTE_PROT_READ;
+    if (e & PTE_RW)
+        prot |= PTE_PROT_WRITE;
+    if (e & PTE_US)
+        prot |= PTE_PROT_USER;
+    if (e & PTE_G)
+        prot |= PTE_PROT_GLOBAL;
+    if (!(e & PTE_XD))
+        prot |= PTE_PROT_EXEC;
+    return prot;
+}
+
+/* The entry linking to a lower table. Intermediate entries grant writing
+ * and execution, so the leaf alone decides and changing one page's
+ * protection never touches the upper levels. They grant user access only in
+ * the user half: a kernel leaf that wrongly carried US would still be
+ * closed to user mode by its tables. */
+static inline pte_t pte_table(uint64_t table_pa, bool user_half)
+{
+    return (table_pa & PTE_FRAME) | PTE_P | PTE_RW | (user_half ? PTE_US : 0);
+}
+
+/* Whether going from old to new takes a right away (a TLB entry of the old
+ * one would allow something the new one does not): the cases that need an
+ * invalidation before the change is safe. Adding rights needs none. */
+static inline bool pte_downgrade(pte_t old, pte_t new)
+{
+    if (!pte_present(old))
+        return false;
+    if (!pte_present(new) || pte_frame(old) != pte_frame(new))
+        return true;
+    return ((old & PTE_RW) && !(new &PTE_RW)) || ((old & PTE_US) && !(new &PTE_US)) ||
+           (!(old & PTE_XD) && (new &PTE_XD)) || ((old & PTE_G) != (new &PTE_G));
+}
+
+#endif /* KMM_VMM_X86_64_PTE_H */

@@ -1,0 +1,59 @@
+/*
+ * fixture.c - the shared test fixture (fixture.h). Freestanding: it runs in
+ * the hosted runner and in the kernel.
+ */
+#include "fixture.h"
+
+#include <kmm/check.h>
+
+bool kt_kmm_up(struct ktest *t, struct kt_kmm *f, const struct kmm_region *map, size_t n,
+               unsigned cpus, unsigned levels)
+{
+    f->m = kt_machine_create(t, map, n);
+    if (!f->m)
+        return false;
+    struct kmm_config cfg = {.port = kt_machine_port(f->m),
+                             .regions = map,
+                             .region_count = n,
+                             .cpu_count = cpus,
+                             .paging_levels = levels};
+    int err = kmm_init(&cfg, &f->k);
+    if (err) {
+        ktest_fail_at(t, __FILE__, __LINE__, "kmm_init: %s", kmm_strerror(err));
+        kt_machine_destroy(f->m);
+        return false;
+    }
+    kmm_page_drain_cpu(f->k);
+    return true;
+}
+
+void kt_kmm_down(struct kt_kmm *f)
+{
+    kmm_fini(f->k);
+    kt_machine_destroy(f->m);
+}
+
+void kt_expect_healthy_at(struct ktest *t, struct kmm *k, const char *file, int line)
+{
+    struct kmm_check_result r;
+    if (kmm_check(k, &r) != KMM_CHECK_OK)
+        ktest_fail_at(t, file, line, "kmm_check: status %d, %lu problems, first: %s", r.status,
+                      r.problems, r.first);
+}
+
+void kt_text_write(void *ctx, const char *s, size_t n)
+{
+    struct kt_text *tx = ctx;
+    for (size_t i = 0; i < n && tx->len + 1 < sizeof(tx->buf); i++)
+        tx->buf[tx->len++] = s[i];
+    tx->buf[tx->len] = '\0';
+}
+
+bool kt_same_buddyinfo(const struct kmm_page_stats *a, const struct kmm_page_stats *b)
+{
+    for (unsigned z = 0; z < KMM_ZONE_COUNT; z++)
+        for (unsigned o = 0; o < KMM_PAGE_ORDERS; o++)
+            if (a->zones[z].free_blocks[o] != b->zones[z].free_blocks[o])
+                return false;
+    return a->free_pages == b->free_pages;
+}

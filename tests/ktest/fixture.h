@@ -1,0 +1,54 @@
+/*
+ * fixture.h - what most test suites start from: an instance of the library
+ * on a test machine of its own, plus the checks every suite makes. Written
+ * once here so the suites carry only their own questions.
+ */
+#ifndef KTEST_FIXTURE_H
+#define KTEST_FIXTURE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <kmm/kmm.h>
+#include <kmm/page.h>
+
+#include "env.h"
+#include "ktest.h"
+
+/* An instance on its own machine. */
+struct kt_kmm {
+    struct kt_machine *m;
+    struct kmm *k;
+};
+
+/*
+ * kt_kmm_up - create the machine for map[0..n) and an instance on it with
+ * cpus CPUs and `levels` paging levels (0: 4), then empty this CPU's page
+ * cache, which kmm_init's own allocations leave non-empty, so a test starts
+ * from a quiet allocator. Returns false when this world cannot provide the
+ * machine (the test is marked skipped) or kmm_init failed (the test is
+ * marked failed); nothing is left to tear down then.
+ */
+bool kt_kmm_up(struct ktest *t, struct kt_kmm *f, const struct kmm_region *map, size_t n,
+               unsigned cpus, unsigned levels);
+
+/* Tear down what kt_kmm_up made. */
+void kt_kmm_down(struct kt_kmm *f);
+
+/* Fails the test at file:line unless kmm_check finds nothing wrong. */
+void kt_expect_healthy_at(struct ktest *t, struct kmm *k, const char *file, int line);
+#define KT_EXPECT_HEALTHY(t, k) kt_expect_healthy_at((t), (k), __FILE__, __LINE__)
+
+/* Whether two statistics have the same free pages and free blocks per
+ * order in every zone (the buddyinfo). */
+bool kt_same_buddyinfo(const struct kmm_page_stats *a, const struct kmm_page_stats *b);
+
+/* Text a kmm_sink collected: kt_text_write keeps what is written,
+ * NUL-terminated, cut at the buffer's size. Start with len 0. */
+struct kt_text {
+    char buf[8192];
+    size_t len;
+};
+void kt_text_write(void *ctx, const char *s, size_t n);
+
+#endif /* KTEST_FIXTURE_H */

@@ -1,0 +1,400 @@
+/*
+ * test_vm.c - address spaces and range operations: what gets mapped, what
+ * every bad input does, tables created and freed, ownership, sharing of the
+ * kernel half, and both paging modes.
+ */
+#include "ktest.h"
+#include "env.h"
+#include "fixture.h"
+
+#include <kmm/check.h>
+#include <kmm/kmm.h>
+#include <kmm/page.h>
+#include <kmm/vm.h>
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+#define KIB  UINT64_C(1024)
+#define MIB  (UINT64_C(1) << 20)
+#define PAGE UINT64_C(4096)
+#define HEAP UINT64_C(0xffffffff90000000) /* the Boruix heap window */
+#define USER UINT64_C(0x0000000000400000)
+
+static const struct kmm_region map32[] = {
+    {1 * MIB, 31 * MIB, KMM_MEM_USABLE},
+    {32 * MIB, 1 * MIB, KMM_MEM_RESERVED}, /* device memory, say */
+};
+
+struct fixture {
+    struct kt_machine *m;
+    struct kmm *k;
+    struct kmm_aspace *ks;
+};
+
+static bool setup_levels(struct ktest *t, struct fixture *f, unsigned levels)
+{
+    f->m = kt_machine_create(t, map32, N(map32));
+    if (!f->m)
+        return false;
+    struct kmm_config cfg = {.port = kt_machine_port(f->m),
+                             .regions = map32,
+                             .region_count = N(map32),
+                             .cpu_count = 1,
+                             .paging_levels = levels};
+    if (kmm_init(&cfg, &f->k) != KMM_OK) {
+        kt_machine_destroy(f->m);
+        return false;
+    }
+    f->ks = kmm_kernel_aspace(f->k);
+    return true;
+}
+
+static bool setup(struct ktest *t, struct fixture *f)
+{
+    return setup_levels(t, f, 4);
+}
+
+static void teardown(struct fixture *f)
+{
+    kmm_fini(f->k);
+    kt_machine_destroy(f->m);
+}
+
+static uint64_t free_pages(struct kmm *k)
+{
+    struct kmm_page_stats s;
+    kmm_page_stats(k, &s);
+    return s.free_pages;
+}
+
+static uint64_t tables(struct kmm_aspace *as)
+{
+    struct kmm_vm_stats s;
+    kmm_vm_stats(as, &s);
+    return s.table_bytes / PAGE;
+}
+
+KTEST(vm, the_kernel_space_starts_with_its_shared_kernel_half)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup(t, &f));
+    struct kmm_vm_stats s;
+    kmm_vm_stats(f.ks, &s);
+    KT_EXPECT_EQ(t, s.tables[4], 1);
+    KT_EXPECT_EQ(t, s.tables[3], 256);
+    KT_EXPECT_EQ(t, s.mapped_pages, 0);
+    KT_EXPECT(t, kmm_aspace_root(f.ks) != 0);
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+}
+
+KTEST(vm, a_mapped_page_translates_and_its_tables_go_when_it_is_unmapped)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup(t, &f));
+    uint64_t base_tables = tables(f.ks), before = free_pages(f.k);
+    uint64_t pa = kmm_page_alloc(f.k, 0, 0);
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, pa, PAGE, KMM_PROT_READ | KMM_PROT_WRITE), KMM_OK);
+    struct kmm_vm_translation tr;
+    KT_ASSERT_EQ(t, kmm_vm_translate(f.ks, HEAP + 0x123, &tr), KMM_OK);
+    KT_EXPECT_EQ(t, tr.pa, pa + 0x123);
+    KT_EXPECT_EQ(t, tr.prot, KMM_PROT_READ | KMM_PROT_WRITE);
+    KT_EXPECT_EQ(t, tr.page_size, PAGE);
+    KT_EXPECT(t, !tr.owned);
+    KT_EXPECT_EQ(t, tables(f.ks), base_tables + 2); /* a PD and a PT */
+    KT_EXPECT_HEALTHY(t, f.k);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, HEAP, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_translate(f.ks, HEAP, &tr), KMM_ENOENT);
+    KT_EXPECT_EQ(t, tables(f.ks), base_tables);
+    /* Not owned: the frame is still the caller's. */
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
+    kmm_page_drain_cpu(f.k);
+    KT_EXPECT_EQ(t, free_pages(f.k), before);
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+}
+
+KTEST(vm, a_range_across_table_boundaries_maps_every_page_in_order)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup(t, &f));
+    uint64_t va = HEAP + 2 * MIB - 8 * PAGE, size = 2 * MIB + 16 * PAGE; /* spans 3 PTs */
+    uint64_t pa = kmm_pages_alloc(f.k, 1024, 0);
+    KT_ASSERT(t, pa != 0);
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, va, pa, size, KMM_PROT_READ), KMM_OK);
+    bool ok = true;
+    for (uint64_t off = 0; off < size; off += PAGE) {
+        struct kmm_vm_translation tr;
+        ok &= kmm_vm_translate(f.ks, va + off, &tr) == KMM_OK && tr.pa == pa + off;
+    }
+    KT_EXPECT(t, ok);
+    struct kmm_vm_run run;
+    KT_ASSERT_EQ(t, kmm_vm_query(f.ks, va, va + 4 * MIB, &run), KMM_OK);
+    KT_EXPECT(t, run.mapped);
+    KT_EXPECT_EQ(t, run.size, size);
+    KT_EXPECT_EQ(t, run.pa, pa);
+    KT_ASSERT_EQ(t, kmm_vm_query(f.ks, va + size, va + 4 * MIB, &run), KMM_OK);
+    KT_EXPECT(t, !run.mapped);
+    KT_EXPECT_EQ(t, run.size, 4 * MIB - size);
+    /* A hole in the middle splits the run. */
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, va + 100 * PAGE, PAGE), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_query(f.ks, va, va + size, &run), KMM_OK);
+    KT_EXPECT_EQ(t, run.size, 100 * PAGE);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, va, 100 * PAGE), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, va + 101 * PAGE, size - 101 * PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, tables(f.ks), 257);
+    KT_EXPECT_EQ(t, kmm_pages_free(f.k, pa, 1024), KMM_OK);
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+}
+
+KTEST(vm, protect_changes_rights_and_keeps_frames)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup(t, &f));
+    uint64_t pa = kmm_pages_alloc(f.k, 4, 0);
+    unsigned rw = KMM_PROT_READ | KMM_PROT_WRITE;
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, pa, 4 * PAGE, rw | KMM_PROT_EXEC), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_protect(f.ks, HEAP + PAGE, 2 * PAGE, KMM_PROT_READ), KMM_OK);
+    struct kmm_vm_translation tr;
+    KT_ASSERT_EQ(t, kmm_vm_translate(f.ks, HEAP + PAGE, &tr), KMM_OK);
+    KT_EXPECT_EQ(t, tr.prot, KMM_PROT_READ);
+    KT_EXPECT_EQ(t, tr.pa, pa + PAGE);
+    KT_ASSERT_EQ(t, kmm_vm_translate(f.ks, HEAP, &tr), KMM_OK);
+    KT_EXPECT_EQ(t, tr.prot, rw | KMM_PROT_EXEC);
+    KT_ASSERT_EQ(t, kmm_vm_protect(f.ks, HEAP, 4 * PAGE, rw | KMM_PROT_GLOBAL), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_translate(f.ks, HEAP + 3 * PAGE, &tr), KMM_OK);
+    KT_EXPECT_EQ(t, tr.prot, rw | KMM_PROT_GLOBAL);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, HEAP, 4 * PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_pages_free(f.k, pa, 4), KMM_OK);
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+}
+
+KTEST(vm, an_owned_mapping_keeps_its_frame_until_unmapped)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup(t, &f));
+    uint64_t pa = kmm_page_alloc(f.k, 0, 0);
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, pa, PAGE, KMM_PROT_READ | KMM_MAP_OWNED), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK); /* our reference */
+    struct kmm_vm_translation tr;
+    KT_ASSERT_EQ(t, kmm_vm_translate(f.ks, HEAP, &tr), KMM_OK);
+    KT_EXPECT(t, tr.owned);
+    KT_EXPECT_EQ(t, kmm_page_get(f.k, pa), KMM_OK); /* still allocated: the mapping holds it */
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, HEAP, PAGE), KMM_OK); /* drops the last reference */
+    KT_EXPECT_EQ(t, kmm_page_get(f.k, pa), KMM_ESTATE);      /* free now */
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+}
+
+KTEST(vm, replace_swaps_frames_and_releases_owned_ones)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup(t, &f));
+    uint64_t a = kmm_page_alloc(f.k, 0, 0), b = kmm_page_alloc(f.k, 0, 0);
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, a, PAGE, KMM_PROT_READ | KMM_MAP_OWNED), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_page_free(f.k, a, 0), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_map(f.ks, HEAP, b, PAGE, KMM_PROT_READ), KMM_EBUSY);
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, b, PAGE, KMM_PROT_READ | KMM_MAP_REPLACE), KMM_OK);
+    struct kmm_vm_translation tr;
+    KT_ASSERT_EQ(t, kmm_vm_translate(f.ks, HEAP, &tr), KMM_OK);
+    KT_EXPECT_EQ(t, tr.pa, b);
+    KT_EXPECT(t, !tr.owned);
+    KT_EXPECT_EQ(t, kmm_page_get(f.k, a), KMM_ESTATE); /* a went back */
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, HEAP, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, b, 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+}
+
+/* One bad call: the error, one log line, nothing changed, check clean. */
+static void expect_rejected(struct ktest *t, struct fixture *f, int got, int want, const char *what,
+                            uint64_t tables_before, unsigned long errors)
+{
+    if (got != want)
+        ktest_fail_at(t, __FILE__, __LINE__, "%s: %s, want %s", what, kmm_strerror(got),
+                      kmm_strerror(want));
+    if (kt_machine_log_count(f->m, KMM_LOG_ERR) != errors + 1)
+        ktest_fail_at(t, __FILE__, __LINE__, "%s: %lu error lines", what,
+                      kt_machine_log_count(f->m, KMM_LOG_ERR) - errors);
+    if (tables(f->ks) != tables_before)
+        ktest_fail_at(t, __FILE__, __LINE__, "%s: tables changed", what);
+    struct kmm_check_result r;
+    if (kmm_check(f->k, &r) != KMM_CHECK_OK)
+        ktest_fail_at(t, __FILE__, __LINE__, "%s: kmm_check: %s", what, r.first);
+}
+
+KTEST(vm, every_bad_input_is_rejected_and_changes_nothing)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup(t, &f));
+    struct kmm_aspace *us;
+    KT_ASSERT_EQ(t, kmm_aspace_create(f.k, &us), KMM_OK);
+    uint64_t pa = kmm_page_alloc(f.k, 0, 0), other = kmm_page_alloc(f.k, 0, 0);
+    uint64_t freed = kmm_page_alloc(f.k, 0, 0);
+    KT_ASSERT_EQ(t, kmm_page_free(f.k, freed, 0), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, pa, PAGE, KMM_PROT_READ), KMM_OK);
+    unsigned r = KMM_PROT_READ;
+#define REJECT(call, want, what)                                                                   \
+    do {                                                                                           \
+        uint64_t tb_ = tables(f.ks);                                                               \
+        unsigned long e_ = kt_machine_log_count(f.m, KMM_LOG_ERR);                                 \
+        int got_ = (call);                                                                         \
+        expect_rejected(t, &f, got_, (want), (what), tb_, e_);                                     \
+    } while (0)
+    REJECT(kmm_vm_map(f.ks, HEAP + 1, other, PAGE, r), KMM_EINVAL, "unaligned va");
+    REJECT(kmm_vm_map(f.ks, HEAP + PAGE, other + 8, PAGE, r), KMM_EINVAL, "unaligned pa");
+    REJECT(kmm_vm_map(f.ks, HEAP + PAGE, other, 100, r), KMM_EINVAL, "unaligned size");
+    REJECT(kmm_vm_map(f.ks, HEAP + PAGE, other, 0, r), KMM_EINVAL, "size 0");
+    REJECT(kmm_vm_map(f.ks, UINT64_C(0x0000800000000000), other, PAGE, r), KMM_EINVAL,
+           "non-canonical");
+    REJECT(kmm_vm_map(f.ks, UINT64_C(0xfffffffffffff000), other, 2 * PAGE, r), KMM_EINVAL, "wraps");
+    REJECT(kmm_vm_map(f.ks, UINT64_C(0x00007ffffffff000), other, 2 * PAGE, r), KMM_EINVAL,
+           "crosses the halves");
+    REJECT(kmm_vm_map(us, HEAP + PAGE, other, PAGE, r), KMM_EINVAL, "user space, kernel half");
+    REJECT(kmm_vm_map(us, USER, other, PAGE, r | KMM_PROT_GLOBAL), KMM_EINVAL,
+           "global in a user space");
+    REJECT(kmm_vm_map(f.ks, HEAP + PAGE, other, PAGE, r | KMM_PROT_USER), KMM_EINVAL,
+           "user access in the kernel half");
+    REJECT(kmm_vm_map(f.ks, HEAP + PAGE, other, PAGE, r | 0x8000), KMM_EINVAL, "unknown flag");
+    REJECT(kmm_vm_map(f.ks, HEAP + PAGE, 32 * MIB, PAGE, r), KMM_ERANGE, "reserved (device)");
+    REJECT(kmm_vm_map(f.ks, HEAP + PAGE, 64 * MIB, PAGE, r), KMM_ERANGE, "beyond RAM");
+    REJECT(kmm_vm_map(f.ks, HEAP + PAGE, 0, PAGE, r), KMM_ERANGE, "page 0 (a hole)");
+    REJECT(kmm_vm_map(f.ks, HEAP + PAGE, freed, PAGE, r | KMM_MAP_OWNED), KMM_ESTATE,
+           "owned frame not allocated");
+    REJECT(kmm_vm_map(f.ks, HEAP, other, PAGE, r), KMM_EBUSY, "already mapped");
+    REJECT(kmm_vm_map(f.ks, HEAP - PAGE, other, 2 * PAGE, r), KMM_EBUSY,
+           "range covering a mapping");
+    REJECT(kmm_vm_unmap(f.ks, HEAP, 2 * PAGE), KMM_ENOENT, "unmap beyond the mapping");
+    REJECT(kmm_vm_unmap(f.ks, HEAP + 3, PAGE), KMM_EINVAL, "unmap unaligned");
+    REJECT(kmm_vm_protect(f.ks, HEAP + PAGE, PAGE, r), KMM_ENOENT, "protect unmapped");
+    REJECT(kmm_vm_protect(f.ks, HEAP, PAGE, r | KMM_PROT_USER), KMM_EINVAL,
+           "protect to user in the kernel half");
+#undef REJECT
+    struct kmm_vm_translation tr;
+    KT_EXPECT_EQ(t, kmm_vm_translate(f.ks, UINT64_C(0x0000800000000000), &tr), KMM_EINVAL);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(f.ks), KMM_EINVAL); /* the kernel space stays */
+    KT_ASSERT_EQ(t, kmm_vm_translate(f.ks, HEAP, &tr), KMM_OK);
+    KT_EXPECT_EQ(t, tr.pa, pa);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, HEAP, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(us), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, other, 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+}
+
+KTEST(vm, a_kernel_mapping_made_later_appears_in_every_user_space)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup(t, &f));
+    struct kmm_aspace *a, *b;
+    KT_ASSERT_EQ(t, kmm_aspace_create(f.k, &a), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_aspace_create(f.k, &b), KMM_OK);
+    uint64_t pa = kmm_page_alloc(f.k, 0, 0);
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, pa, PAGE, KMM_PROT_READ | KMM_PROT_GLOBAL), KMM_OK);
+    struct kmm_vm_translation tr;
+    KT_ASSERT_EQ(t, kmm_vm_translate(a, HEAP, &tr), KMM_OK);
+    KT_EXPECT_EQ(t, tr.pa, pa);
+    KT_ASSERT_EQ(t, kmm_vm_translate(b, HEAP, &tr), KMM_OK);
+    KT_EXPECT_EQ(t, tr.pa, pa);
+    /* User mappings stay private. */
+    KT_ASSERT_EQ(t, kmm_vm_map(a, USER, pa, PAGE, KMM_PROT_READ | KMM_PROT_USER), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_translate(b, USER, &tr), KMM_ENOENT);
+    KT_EXPECT_EQ(t, kmm_vm_translate(f.ks, USER, &tr), KMM_ENOENT);
+    KT_EXPECT_HEALTHY(t, f.k);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(a), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(b), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_translate(f.ks, HEAP, &tr), KMM_OK); /* the kernel half lives on */
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, HEAP, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+}
+
+KTEST(vm, destroying_a_user_space_frees_its_tables_and_owned_frames)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup(t, &f));
+    kmm_page_drain_cpu(f.k);
+    uint64_t before = free_pages(f.k);
+    struct kmm_aspace *us;
+    KT_ASSERT_EQ(t, kmm_aspace_create(f.k, &us), KMM_OK);
+    for (unsigned i = 0; i < 40; i++) {
+        uint64_t pa = kmm_page_alloc(f.k, 0, 0);
+        uint64_t va = USER + (uint64_t)i * 3 * MIB; /* scattered: many tables */
+        KT_ASSERT_EQ(t,
+                     kmm_vm_map(us, va, pa, PAGE,
+                                KMM_PROT_READ | KMM_PROT_WRITE | KMM_PROT_USER | KMM_MAP_OWNED),
+                     KMM_OK);
+        KT_ASSERT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK); /* the space owns it now */
+    }
+    struct kmm_vm_stats s;
+    kmm_vm_stats(us, &s);
+    KT_EXPECT_EQ(t, s.mapped_pages, 40);
+    KT_EXPECT_EQ(t, s.owned_pages, 40);
+    KT_EXPECT_HEALTHY(t, f.k);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(us), KMM_OK);
+    kmm_page_drain_cpu(f.k);
+    KT_EXPECT_EQ(t, free_pages(f.k), before);
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+}
+
+KTEST(vm, five_level_paging_maps_57_bit_addresses)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup_levels(t, &f, 5));
+    struct kmm_vm_stats s;
+    kmm_vm_stats(f.ks, &s);
+    KT_EXPECT_EQ(t, s.tables[5], 1);
+    KT_EXPECT_EQ(t, s.tables[4], 256);
+    struct kmm_aspace *us;
+    KT_ASSERT_EQ(t, kmm_aspace_create(f.k, &us), KMM_OK);
+    uint64_t high = UINT64_C(0x00fe000000000000); /* above 2^48: 5-level only */
+    uint64_t pa = kmm_page_alloc(f.k, 0, 0);
+    KT_ASSERT_EQ(t, kmm_vm_map(us, high, pa, PAGE, KMM_PROT_READ | KMM_PROT_USER), KMM_OK);
+    struct kmm_vm_translation tr;
+    KT_ASSERT_EQ(t, kmm_vm_translate(us, high, &tr), KMM_OK);
+    KT_EXPECT_EQ(t, tr.pa, pa);
+    uint64_t khigh = UINT64_C(0xff10000000000000); /* kernel half of 5-level */
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, khigh, pa, PAGE, KMM_PROT_READ), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_translate(us, khigh, &tr), KMM_OK);
+    KT_EXPECT_HEALTHY(t, f.k);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, khigh, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(us), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+
+    /* The same address is not canonical with 4 levels. */
+    KT_ASSERT(t, setup(t, &f));
+    KT_ASSERT_EQ(t, kmm_aspace_create(f.k, &us), KMM_OK);
+    pa = kmm_page_alloc(f.k, 0, 0);
+    KT_EXPECT_EQ(t, kmm_vm_map(us, high, pa, PAGE, KMM_PROT_READ), KMM_EINVAL);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(us), KMM_OK);
+    teardown(&f);
+}
+
+KTEST(vm, a_map_that_cannot_get_its_tables_changes_nothing)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup(t, &f));
+    /* Take every page, so no table can be allocated. */
+    static uint64_t p[8192];
+    size_t n = 0;
+    while (n < N(p) && (p[n] = kmm_page_alloc(f.k, 0, 0)) != 0)
+        n++;
+    KT_ASSERT(t, n < N(p) && n > 0);
+    uint64_t before = tables(f.ks);
+    KT_EXPECT_EQ(t, kmm_vm_map(f.ks, HEAP, p[0], PAGE, KMM_PROT_READ), KMM_ENOMEM);
+    KT_EXPECT_EQ(t, tables(f.ks), before);
+    struct kmm_vm_translation tr;
+    KT_EXPECT_EQ(t, kmm_vm_translate(f.ks, HEAP, &tr), KMM_ENOENT);
+    KT_EXPECT_HEALTHY(t, f.k);
+    for (size_t i = 0; i < n; i++)
+        KT_ASSERT_EQ(t, kmm_page_free(f.k, p[i], 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+}
