@@ -164,6 +164,8 @@ static uint64_t alloc_block(struct kmm *k, unsigned order, kmm_gfp_t flags)
     const uint8_t *list = pm->zonelist[node][top];
     for (unsigned i = 0; i < pm->zonelist_len[node][top]; i++) {
         struct kmm_zone *z = &pm->zones[0][0] + list[i];
+        if (!pmm_zone_populated(z))
+            continue;
         uint64_t pfn;
         do {
             kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);

@@ -618,7 +618,7 @@ static void add_commit_locked(struct kmm *k, const struct add_plan *p)
         section_defer(k, s, &sc); /* initialised after the lock is dropped */
     }
     if (present_zones(pm) != present)
-        pmm_build_zonelists(pm);
+        pmm_mark_populated(pm);
 }
 
 /* A rejected add: counted, logged once with the caller. */

@@ -150,11 +150,15 @@ void pmm_pcp_zonelists_changed(struct kmm_pmm *pm)
     for (unsigned c = 0; c < pm->cpu_count; c++) {
         struct kmm_pcp_cpu *pc = &pm->pcp[c];
         for (unsigned top = 0; top < KMM_ZONE_COUNT; top++) {
+            /* The first populated zone of the list, if it is this node's. */
             uint8_t first = PCP_NO_ZONE;
-            if (pm->zonelist_len[pc->node][top]) {
-                const struct kmm_zone *z = &pm->zones[0][0] + pm->zonelist[pc->node][top][0];
+            for (unsigned i = 0; i < pm->zonelist_len[pc->node][top]; i++) {
+                const struct kmm_zone *z = &pm->zones[0][0] + pm->zonelist[pc->node][top][i];
+                if (!pmm_zone_populated(z))
+                    continue;
                 if (z->node == pc->node)
                     first = z->id;
+                break;
             }
             atomic_store_explicit(&pc->first[top], first, memory_order_relaxed);
         }
@@ -171,6 +175,8 @@ static PCP_SLOW uint64_t alloc_refill(struct kmm *k, struct kmm_pcp_cpu *pc, uns
         struct kmm_zone *z = &pm->zones[0][0] + list[i];
         if (z->node != pc->node)
             break; /* remote zones come next: the locked path takes them in order */
+        if (!pmm_zone_populated(z))
+            continue;
         struct kmm_pcp *p = &pc->zone[z->id];
         /* An empty zone with deferred memory grows before the request
          * falls back to a lower zone (as kmm_page_alloc's zone walk does). */

@@ -38,9 +38,10 @@ struct kmm_zone {
     uint64_t managed_pages; /* pages handed to the zone; grows (grow.c), never shrinks */
     uint64_t alloc_calls;
     uint64_t free_calls;
-    uint32_t pcp_high;  /* a CPU cache holding more than this gives back a batch */
-    uint32_t pcp_batch; /* pages moved between the zone and a cache at a time */
-    uint8_t id;         /* enum kmm_zone_id */
+    uint32_t pcp_high;     /* a CPU cache holding more than this gives back a batch */
+    uint32_t pcp_batch;    /* pages moved between the zone and a cache at a time */
+    atomic_bool populated; /* has memory, now or deferred: set once, never cleared */
+    uint8_t id;            /* enum kmm_zone_id */
     uint8_t node;
     uint64_t lent_calls; /* of alloc_calls, blocks for CPUs of other nodes (numa.c) */
 };
@@ -296,6 +297,18 @@ void pmm_grow_setup(struct kmm *k);
 void pmm_build_zonelists(struct kmm_pmm *pm);
 
 /* Whether zone (node, zone) has or will have pages. Growth lock held (or init). */
+/* Whether a zone has ever had memory. The zone lists hold every zone and
+ * never change after init (so no walker races a rebuild); walkers skip the
+ * zones this says are empty. */
+static inline bool pmm_zone_populated(const struct kmm_zone *z)
+{
+    return atomic_load_explicit(&z->populated, memory_order_relaxed);
+}
+
+/* Marks every zone that has memory now as populated, and refreshes the
+ * CPUs' first cache choices. Init, and the growth lock held afterwards. */
+void pmm_mark_populated(struct kmm_pmm *pm);
+
 static inline bool pmm_zone_present(const struct kmm_pmm *pm, unsigned node, unsigned zone)
 {
     return pm->zones[node][zone].managed_pages || pm->grow.deferred[node][zone];

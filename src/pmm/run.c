@@ -215,6 +215,8 @@ static uint64_t run_alloc_zones(struct kmm *k, const struct run_request *req, km
     const uint8_t *list = pm->zonelist[node][top];
     for (unsigned i = 0; i < pm->zonelist_len[node][top]; i++) {
         struct kmm_zone *z = &pm->zones[0][0] + list[i];
+        if (!pmm_zone_populated(z))
+            continue;
         uint64_t lo, hi, pfn;
         run_zone_span(pm, z->id, &lo, &hi);
         if (lo >= req->limit)
