@@ -249,13 +249,26 @@ static pte_t *make_leaf(struct kmm_aspace *as, uint64_t va, struct stash *s, uin
 
 /* Removes the leaf of va (present) and every table that empties, recording
  * the invalidation and the releases in g. */
+static void drop_leaf_at(struct kmm_aspace *as, uint64_t va, const struct path *pp,
+                         struct kmm_tlb_gather *g);
+
 static void drop_leaf(struct kmm_aspace *as, uint64_t va, struct kmm_tlb_gather *g)
 {
-    struct kmm *k = as->k;
     struct path p;
     unsigned l = walk(as, va, &p);
-    KMM_ASSERT(k->port, l == 1);
-    pte_t *e = &table(k, p.table[1])[pte_index(va, 1)];
+    KMM_ASSERT(as->k->port, l == 1);
+    drop_leaf_at(as, va, &p, g);
+}
+
+/* drop_leaf with the walk to va done already (p reaches the page table). */
+static void drop_leaf_at(struct kmm_aspace *as, uint64_t va, const struct path *pp,
+                         struct kmm_tlb_gather *g)
+{
+    /* Read through pp, not a copy: the walk just stored it, and a copy's wider
+     * loads would stall on store forwarding. */
+    struct kmm *k = as->k;
+    const struct path *p = pp;
+    pte_t *e = &table(k, p->table[1])[pte_index(va, 1)];
     pte_t old = *e;
     *e = 0;
     as->mapped--;
@@ -266,15 +279,15 @@ static void drop_leaf(struct kmm_aspace *as, uint64_t va, struct kmm_tlb_gather 
     }
     /* Free the tables this leaves empty, bottom up. */
     for (unsigned lvl = 1; lvl < levels(as); lvl++) {
-        uint32_t *count = pmm_table_entries(&k->pmm, p.table[lvl]);
+        uint32_t *count = pmm_table_entries(&k->pmm, p->table[lvl]);
         KMM_ASSERT(k->port, *count > 0);
         if (--*count > 0 || table_is_pinned(as, va, lvl))
             break;
-        table(k, p.table[lvl + 1])[pte_index(va, lvl + 1)] = 0;
+        table(k, p->table[lvl + 1])[pte_index(va, lvl + 1)] = 0;
         as->tables[lvl]--;
-        vmm_gather_free(g, p.table[lvl], true);
+        vmm_gather_free(g, p->table[lvl], true);
         if (lvl + 1 == levels(as)) { /* the root keeps its count too */
-            (*pmm_table_entries(&k->pmm, p.table[lvl + 1]))--;
+            (*pmm_table_entries(&k->pmm, p->table[lvl + 1]))--;
             break;
         }
     }
@@ -358,6 +371,29 @@ int kmm_vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, u
         stash_release(k, &s);
         return KMM_ENOMEM;
     }
+    if (size == KMM_PAGE_SIZE && !replace) {
+        /* One page whose page table exists: validate and change in one walk. */
+        irq = kmm_lock_irqsave(&as->lock);
+        struct path p;
+        if (walk(as, va, &p) == 1) {
+            pte_t *e = &table(k, p.table[1])[pte_index(va, 1)];
+            if (pte_present(*e)) {
+                kmm_unlock_irqrestore(&as->lock, irq);
+                return vm_misuse(k, KMM_EBUSY, "kmm_vm_map", va, size,
+                                 "a page of the range is mapped already", caller);
+            }
+            if (owned)
+                KMM_ASSERT(k->port, kmm_page_get(k, pa) == KMM_OK);
+            *e = pte_leaf(pa, prot) | (owned ? PTE_SW_OWNED : 0);
+            (*pmm_table_entries(&k->pmm, p.table[1]))++;
+            as->mapped++;
+            as->owned += owned;
+            mirror(as, va, size, pa, prot | KMM_PROT_READ);
+            kmm_unlock_irqrestore(&as->lock, irq);
+            return KMM_OK;
+        }
+        kmm_unlock_irqrestore(&as->lock, irq);
+    }
     for (;;) {
         irq = kmm_lock_irqsave(&as->lock);
         bool busy;
@@ -436,6 +472,20 @@ static int unmap(struct kmm_aspace *as, uint64_t va, uint64_t size, struct kmm_t
                    ? vm_misuse(as->k, KMM_EINVAL, fn, va, size, why, caller)
                    : KMM_EINVAL;
     kmm_irqstate_t irq = kmm_lock_irqsave(&as->lock);
+    if (size == KMM_PAGE_SIZE && vmm_gather_room(g, levels(as))) {
+        /* One page: validate and change in one walk. */
+        struct path p;
+        const pte_t *e = walk(as, va, &p) == 1 ? &table(as->k, p.table[1])[pte_index(va, 1)] : 0;
+        if (!e || !pte_present(*e)) {
+            kmm_unlock_irqrestore(&as->lock, irq);
+            return vm_misuse(as->k, KMM_ENOENT, fn, va, size, "a page of the range is not mapped",
+                             caller);
+        }
+        drop_leaf_at(as, va, &p, g);
+        mirror(as, va, size, 0, 0);
+        kmm_unlock_irqrestore(&as->lock, irq);
+        return KMM_OK;
+    }
     if (!all_mapped(as, va, size)) {
         kmm_unlock_irqrestore(&as->lock, irq);
         return vm_misuse(as->k, KMM_ENOENT, fn, va, size, "a page of the range is not mapped",
