@@ -54,7 +54,7 @@ void vmm_init(struct kmm *k, unsigned levels)
     for (unsigned i = KERNEL_HALF_FIRST; i < PTE_ENTRIES; i++) {
         uint64_t t = pmm_table_alloc(k, 0);
         KMM_ASSERT(k->port, t != 0);
-        top[i] = pte_table(t, false);
+        pte_set(&top[i], pte_table(t, false));
     }
     *pmm_table_entries(&k->pmm, root) = PTE_ENTRIES - KERNEL_HALF_FIRST;
     vm->kernel.tables[levels - 1] = PTE_ENTRIES - KERNEL_HALF_FIRST;
@@ -82,7 +82,7 @@ int kmm_aspace_create(struct kmm *k, struct kmm_aspace **out)
     const pte_t *kernel_top = table(k, k->vm.kernel.root);
     pte_t *top = table(k, root);
     for (unsigned i = KERNEL_HALF_FIRST; i < PTE_ENTRIES; i++)
-        top[i] = kernel_top[i];
+        pte_set(&top[i], kernel_top[i]);
     *pmm_table_entries(&k->pmm, root) = PTE_ENTRIES - KERNEL_HALF_FIRST;
     kmm_irqstate_t s = kmm_lock_irqsave(&k->vm.list_lock);
     as->next = k->vm.spaces;
@@ -110,7 +110,7 @@ static void free_subtree(struct kmm_aspace *as, uint64_t t, unsigned level)
             int err = kmm_page_free(k, pte_frame(e[i]), 0);
             KMM_ASSERT(k->port, err == KMM_OK);
         }
-        e[i] = 0;
+        pte_set(&e[i], 0);
     }
 }
 
@@ -134,7 +134,7 @@ int kmm_aspace_destroy(struct kmm_aspace *as)
         free_subtree(as, pte_frame(top[i]), levels - 1);
         *pmm_table_entries(&k->pmm, pte_frame(top[i])) = 0;
         pmm_table_free(k, pte_frame(top[i]));
-        top[i] = 0;
+        pte_set(&top[i], 0);
     }
     *pmm_table_entries(&k->pmm, as->root) = 0;
     pmm_table_free(k, as->root);

@@ -237,7 +237,7 @@ static pte_t *make_leaf(struct kmm_aspace *as, uint64_t va, struct stash *s, uin
         pte_t *e = &table(k, t)[pte_index(va, l)];
         if (!pte_present(*e)) {
             uint64_t nt = stash_pop(k, s);
-            *e = pte_table(nt, user_half);
+            pte_set(e, pte_table(nt, user_half));
             (*pmm_table_entries(&k->pmm, t))++;
             as->tables[l - 1]++;
         }
@@ -270,7 +270,7 @@ static void drop_leaf_at(struct kmm_aspace *as, uint64_t va, const struct path *
     const struct path *p = pp;
     pte_t *e = &table(k, p->table[1])[pte_index(va, 1)];
     pte_t old = *e;
-    *e = 0;
+    pte_set(e, 0);
     as->mapped--;
     vmm_gather_page(g, va, (old & PTE_G) != 0 || in_kernel_half(as, va));
     if (old & PTE_SW_OWNED) {
@@ -283,7 +283,7 @@ static void drop_leaf_at(struct kmm_aspace *as, uint64_t va, const struct path *
         KMM_ASSERT(k->port, *count > 0);
         if (--*count > 0 || table_is_pinned(as, va, lvl))
             break;
-        table(k, p->table[lvl + 1])[pte_index(va, lvl + 1)] = 0;
+        pte_set(&table(k, p->table[lvl + 1])[pte_index(va, lvl + 1)], 0);
         as->tables[lvl]--;
         vmm_gather_free(g, p->table[lvl], true);
         if (lvl + 1 == levels(as)) { /* the root keeps its count too */
@@ -384,7 +384,7 @@ int kmm_vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, u
             }
             if (owned)
                 KMM_ASSERT(k->port, kmm_page_get(k, pa) == KMM_OK);
-            *e = pte_leaf(pa, prot) | (owned ? PTE_SW_OWNED : 0);
+            pte_set(e, pte_leaf(pa, prot) | (owned ? PTE_SW_OWNED : 0));
             (*pmm_table_entries(&k->pmm, p.table[1]))++;
             as->mapped++;
             as->owned += owned;
@@ -440,7 +440,7 @@ int kmm_vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, u
             (*pmm_table_entries(&k->pmm, pt))++;
             as->mapped++;
         }
-        *e = bits | ((pa + off) & PTE_FRAME);
+        pte_set(e, bits | ((pa + off) & PTE_FRAME));
         as->owned += owned;
     }
     mirror(as, va, size, pa, prot | KMM_PROT_READ);
@@ -546,7 +546,7 @@ static int protect(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned p
         pte_t new = bits | (*e & (PTE_FRAME | PTE_SW_OWNED));
         if (pte_downgrade(*e, new))
             vmm_gather_page(g, at, (*e & PTE_G) || in_kernel_half(as, at));
-        *e = new;
+        pte_set(e, new);
         mirror(as, at, KMM_PAGE_SIZE, pte_frame(new), prot | KMM_PROT_READ);
     }
     kmm_unlock_irqrestore(&as->lock, irq);

@@ -79,6 +79,14 @@ static inline uint64_t pte_kernel_half(unsigned levels)
     return levels == 5 ? UINT64_C(0xff00000000000000) : UINT64_C(0xffff800000000000);
 }
 
+/* Writes an entry with one 8-byte store: the CPU's page walker may read it
+ * at any moment, and must never see half of an old and half of a new entry
+ * (a plain assignment leaves the compiler free to split or repeat it). */
+static inline void pte_set(pte_t *e, pte_t v)
+{
+    __atomic_store_n(e, v, __ATOMIC_RELAXED);
+}
+
 static inline bool pte_present(pte_t e)
 {
     return (e & PTE_P) != 0;

@@ -1,0 +1,154 @@
+/*
+ * test_vm_threads.c - the page-table engine with threads acting as CPUs:
+ * concurrent range operations on one address space (non-overlapping
+ * ranges that share their upper tables) keep every mapping exact and every
+ * count right. Hosted; meant to run under ThreadSanitizer as well.
+ */
+#include <pthread.h>
+
+#include "fixture.h"
+#include "hosted.h"
+#include "ktest.h"
+
+#include <kmm/check.h>
+#include <kmm/kmm.h>
+#include <kmm/page.h>
+#include <kmm/vm.h>
+
+#define MIB         (UINT64_C(1) << 20)
+#define PAGE        UINT64_C(4096)
+#define THREADS     4
+#define SLICE_PAGES 768 /* 3 MiB per thread: they share page directories */
+#define STEPS       3000
+
+static const struct kmm_region ram[] = {{1 * MIB, 63 * MIB, KMM_MEM_USABLE}};
+
+struct worker {
+    struct kmm *k;
+    struct kmm_aspace *as;
+    unsigned cpu;
+    uint64_t base;
+    uint64_t seed;
+    uint64_t pa[SLICE_PAGES]; /* the shadow: 0 unmapped */
+    unsigned prot[SLICE_PAGES];
+    unsigned long wrong; /* operations whose result differed from the shadow */
+};
+
+static uint64_t rng(uint64_t *s)
+{
+    uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+static void *work(void *arg)
+{
+    struct worker *w = arg;
+    if (!hosted_cpu_enter(w->cpu)) {
+        w->wrong++;
+        return NULL;
+    }
+    for (int step = 0; step < STEPS; step++) {
+        unsigned i = (unsigned)(rng(&w->seed) % SLICE_PAGES);
+        uint64_t va = w->base + (uint64_t)i * PAGE;
+        unsigned prot = KMM_PROT_READ | (unsigned)(rng(&w->seed) % 2) * KMM_PROT_WRITE;
+        switch (rng(&w->seed) % 4) {
+        case 0: /* map an owned page of our own */
+        case 1: {
+            uint64_t pa = kmm_page_alloc(w->k, 0, 0);
+            if (!pa)
+                break;
+            int err = kmm_vm_map(w->as, va, pa, PAGE, prot | KMM_MAP_OWNED);
+            w->wrong += err != (w->pa[i] ? KMM_EBUSY : KMM_OK);
+            kmm_page_free(w->k, pa, 0); /* the mapping holds it, or it goes back */
+            if (err == KMM_OK) {
+                w->pa[i] = pa;
+                w->prot[i] = prot;
+            }
+            break;
+        }
+        case 2:
+            w->wrong += kmm_vm_unmap(w->as, va, PAGE) != (w->pa[i] ? KMM_OK : KMM_ENOENT);
+            w->pa[i] = 0;
+            break;
+        default:
+            w->wrong += kmm_vm_protect(w->as, va, PAGE, prot) != (w->pa[i] ? KMM_OK : KMM_ENOENT);
+            if (w->pa[i])
+                w->prot[i] = prot;
+            break;
+        }
+        /* Our own pages translate as we left them, whatever the others do. */
+        unsigned j = (unsigned)(rng(&w->seed) % SLICE_PAGES);
+        struct kmm_vm_translation tr;
+        int err = kmm_vm_translate(w->as, w->base + (uint64_t)j * PAGE, &tr);
+        if (w->pa[j])
+            w->wrong += err != KMM_OK || tr.pa != w->pa[j] || tr.prot != w->prot[j] || !tr.owned;
+        else
+            w->wrong += err != KMM_ENOENT;
+    }
+    for (unsigned i = 0; i < SLICE_PAGES; i++)
+        if (w->pa[i])
+            w->wrong += kmm_vm_unmap(w->as, w->base + (uint64_t)i * PAGE, PAGE) != KMM_OK;
+    kmm_page_drain_cpu(w->k);
+    hosted_cpu_exit();
+    return NULL;
+}
+
+static void run(struct ktest *t, bool user_space)
+{
+    struct hosted_machine *m = hosted_machine_from_map(ram, 1, 0);
+    KT_ASSERT(t, m != NULL);
+    struct kmm_config cfg = {.port = hosted_machine_port(m),
+                             .regions = ram,
+                             .region_count = 1,
+                             .cpu_count = THREADS + 1};
+    struct kmm *k;
+    KT_ASSERT_EQ(t, kmm_init(&cfg, &k), KMM_OK);
+    kmm_page_drain_cpu(k);
+    struct kmm_page_stats p0, p1;
+    kmm_page_stats(k, &p0); /* before the user space: it is destroyed again */
+    struct kmm_aspace *as = kmm_kernel_aspace(k);
+    if (user_space)
+        KT_ASSERT_EQ(t, kmm_aspace_create(k, &as), KMM_OK);
+    struct kmm_vm_stats before, after;
+    kmm_vm_stats(as, &before);
+
+    static struct worker w[THREADS];
+    pthread_t th[THREADS];
+    uint64_t base = user_space ? UINT64_C(0x0000000040000000) : UINT64_C(0xffffffff90000000);
+    for (unsigned i = 0; i < THREADS; i++) {
+        w[i] = (struct worker){.k = k,
+                               .as = as,
+                               .cpu = i + 1,
+                               .base = base + (uint64_t)i * SLICE_PAGES * PAGE,
+                               .seed = 0x7e57 + i};
+        pthread_create(&th[i], NULL, work, &w[i]);
+    }
+    for (unsigned i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    for (unsigned i = 0; i < THREADS; i++)
+        KT_EXPECT_EQ(t, w[i].wrong, 0);
+
+    kmm_vm_stats(as, &after);
+    KT_EXPECT_EQ(t, after.mapped_pages, 0);
+    KT_EXPECT_EQ(t, after.table_bytes, before.table_bytes); /* every table freed again */
+    if (user_space)
+        KT_EXPECT_EQ(t, kmm_aspace_destroy(as), KMM_OK);
+    kmm_page_drain_cpu(k);
+    kmm_page_stats(k, &p1);
+    KT_EXPECT_EQ(t, p1.free_pages, p0.free_pages);
+    KT_EXPECT_HEALTHY(t, k);
+    kmm_fini(k);
+    hosted_machine_destroy(m);
+}
+
+KTEST(vm_threads, four_cpus_changing_the_kernel_half_at_once_stay_exact)
+{
+    run(t, false);
+}
+
+KTEST(vm_threads, four_cpus_changing_one_user_space_at_once_stay_exact)
+{
+    run(t, true);
+}
