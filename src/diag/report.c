@@ -9,6 +9,7 @@
 
 #include <kmm/fmt.h>
 #include <kmm/page.h>
+#include <kmm/vm.h>
 
 static void sink_printf(const struct kmm_sink *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -142,6 +143,36 @@ static void report_reclaim_numa(struct kmm *k, const struct kmm_page_stats *ps,
     }
 }
 
+/* The page tables: the kernel space's figures and how many user spaces
+ * exist and what their tables take. */
+static void report_page_tables(struct kmm *k, const struct kmm_sink *s)
+{
+    struct kmm_vm_stats ks;
+    kmm_vm_stats(kmm_kernel_aspace(k), &ks);
+    unsigned levels = k->vm.levels;
+    sink_printf(s,
+                "Page tables (%u levels)\n  kernel space: %llu pages mapped (%llu owned), tables",
+                levels, (unsigned long long)ks.mapped_pages, (unsigned long long)ks.owned_pages);
+    for (unsigned l = levels; l >= 1; l--)
+        sink_printf(s, " L%u %llu", l, (unsigned long long)ks.tables[l]);
+    char sz[32];
+    format_size(sz, sizeof(sz), ks.table_bytes);
+    sink_printf(s, ", %s\n", sz);
+    uint64_t spaces = 0, mapped = 0, bytes = 0;
+    kmm_irqstate_t irq = kmm_lock_irqsave(&k->vm.list_lock);
+    for (struct kmm_aspace *as = k->vm.spaces; as; as = as->next) {
+        struct kmm_vm_stats us;
+        kmm_vm_stats(as, &us);
+        spaces++;
+        mapped += us.mapped_pages;
+        bytes += us.table_bytes;
+    }
+    kmm_unlock_irqrestore(&k->vm.list_lock, irq);
+    format_size(sz, sizeof(sz), bytes);
+    sink_printf(s, "  user spaces: %llu, %llu pages mapped, tables %s\n",
+                (unsigned long long)spaces, (unsigned long long)mapped, sz);
+}
+
 void kmm_report(struct kmm *k, const struct kmm_sink *sink)
 {
     KMM_ASSERT(k->port, k->canary == KMM_INSTANCE_CANARY);
@@ -152,4 +183,5 @@ void kmm_report(struct kmm *k, const struct kmm_sink *sink)
     report_meminfo(&ps, sink);
     report_buddyinfo(&ps, sink);
     report_reclaim_numa(k, &ps, sink);
+    report_page_tables(k, sink);
 }
