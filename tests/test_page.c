@@ -198,25 +198,6 @@ KTEST(page, a_block_with_two_references_is_freed_by_the_second_free)
 
 /* --- misuse: each is an error, counted, logged once, and changes nothing --- */
 
-static void expect_misuse(struct ktest *t, struct kt_kmm *f, int got, int want_err, int kind,
-                          const struct kmm_page_stats *before, const char *what)
-{
-    struct kmm_page_stats after;
-    kmm_page_stats(f->k, &after);
-    if (got != want_err)
-        ktest_fail_at(t, __FILE__, __LINE__, "%s: returned %s, want %s", what, kmm_strerror(got),
-                      kmm_strerror(want_err));
-    if (after.misuse[kind] != before->misuse[kind] + 1)
-        ktest_fail_at(t, __FILE__, __LINE__, "%s: misuse[%d] went %llu -> %llu", what, kind,
-                      (unsigned long long)before->misuse[kind],
-                      (unsigned long long)after.misuse[kind]);
-    if (!kt_same_buddyinfo(before, &after))
-        ktest_fail_at(t, __FILE__, __LINE__, "%s: the free lists changed", what);
-    struct kmm_check_result r;
-    if (kmm_check(f->k, &r) != KMM_CHECK_OK)
-        ktest_fail_at(t, __FILE__, __LINE__, "%s: kmm_check: %s", what, r.first);
-}
-
 KTEST(page, every_misuse_is_rejected_counted_logged_and_harmless)
 {
     struct kt_kmm f;
@@ -233,7 +214,7 @@ KTEST(page, every_misuse_is_rejected_counted_logged_and_harmless)
     do {                                                                                           \
         kmm_page_stats(f.k, &s);                                                                   \
         int got_ = (call);                                                                         \
-        expect_misuse(t, &f, got_, (err), (kind), &s, (what));                                     \
+        kt_expect_misuse(t, &f, got_, (err), (kind), &s, (what), "kmm_page");                      \
     } while (0)
 
     MISUSE(kmm_page_free(f.k, freed, 0), KMM_ESTATE, KMM_MISUSE_DOUBLE_FREE, "double free");

@@ -556,29 +556,6 @@ KTEST(run, a_run_larger_than_any_free_stretch_fails_and_changes_nothing)
 
 /* --- misuse: each is an error, counted, logged once, and changes nothing --- */
 
-static void expect_misuse(struct ktest *t, struct kt_kmm *f, int got, int want_err, int kind,
-                          const struct kmm_page_stats *before, const char *what)
-{
-    struct kmm_page_stats after;
-    kmm_page_stats(f->k, &after);
-    if (got != want_err)
-        ktest_fail_at(t, __FILE__, __LINE__, "%s: returned %s, want %s", what, kmm_strerror(got),
-                      kmm_strerror(want_err));
-    for (int i = 0; i < KMM_MISUSE_COUNT; i++)
-        if (after.misuse[i] != before->misuse[i] + (i == kind))
-            ktest_fail_at(t, __FILE__, __LINE__, "%s: misuse[%d] went %llu -> %llu", what, i,
-                          (unsigned long long)before->misuse[i],
-                          (unsigned long long)after.misuse[i]);
-    if (!kt_same_buddyinfo(before, &after) || after.allocated_pages != before->allocated_pages)
-        ktest_fail_at(t, __FILE__, __LINE__, "%s: the free lists changed", what);
-    if (!ktest_contains(kt_machine_last_error(f->m), "kmm_run_"))
-        ktest_fail_at(t, __FILE__, __LINE__, "%s: logged \"%s\"", what,
-                      kt_machine_last_error(f->m));
-    struct kmm_check_result r;
-    if (kmm_check(f->k, &r) != KMM_CHECK_OK)
-        ktest_fail_at(t, __FILE__, __LINE__, "%s: kmm_check: %s", what, r.first);
-}
-
 /* Where kmm put its metadata (reserved to callers). */
 static uint64_t meta_base(struct kmm *k)
 {
@@ -619,7 +596,7 @@ KTEST(run, every_misuse_is_rejected_counted_logged_and_harmless)
     do {                                                                                           \
         kmm_page_stats(f.k, &s);                                                                   \
         int got_ = (call);                                                                         \
-        expect_misuse(t, &f, got_, (err), (kind), &s, (what));                                     \
+        kt_expect_misuse(t, &f, got_, (err), (kind), &s, (what), "kmm_run_");                      \
         calls++;                                                                                   \
     } while (0)
 #define ALLOC(call) ((call) ? 1 : KMM_EINVAL)

@@ -41,6 +41,29 @@ void kt_expect_healthy_at(struct ktest *t, struct kmm *k, const char *file, int 
                       r.problems, r.first);
 }
 
+void kt_expect_misuse_at(struct ktest *t, struct kt_kmm *f, int got, int want_err, int kind,
+                         const struct kmm_page_stats *before, const char *what,
+                         const char *log_needle, const char *file, int line)
+{
+    struct kmm_page_stats after;
+    kmm_page_stats(f->k, &after);
+    if (got != want_err)
+        ktest_fail_at(t, file, line, "%s: returned %s, want %s", what, kmm_strerror(got),
+                      kmm_strerror(want_err));
+    for (int i = 0; i < KMM_MISUSE_COUNT; i++)
+        if (after.misuse[i] != before->misuse[i] + (i == kind))
+            ktest_fail_at(t, file, line, "%s: misuse[%d] went %llu -> %llu", what, i,
+                          (unsigned long long)before->misuse[i],
+                          (unsigned long long)after.misuse[i]);
+    if (!kt_same_buddyinfo(before, &after) || after.allocated_pages != before->allocated_pages)
+        ktest_fail_at(t, file, line, "%s: the free lists changed", what);
+    if (!ktest_contains(kt_machine_last_error(f->m), log_needle))
+        ktest_fail_at(t, file, line, "%s: logged \"%s\"", what, kt_machine_last_error(f->m));
+    struct kmm_check_result r;
+    if (kmm_check(f->k, &r) != KMM_CHECK_OK)
+        ktest_fail_at(t, file, line, "%s: kmm_check: %s", what, r.first);
+}
+
 void kt_text_write(void *ctx, const char *s, size_t n)
 {
     struct kt_text *tx = ctx;

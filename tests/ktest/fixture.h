@@ -43,6 +43,19 @@ void kt_expect_healthy_at(struct ktest *t, struct kmm *k, const char *file, int 
  * order in every zone (the buddyinfo). */
 bool kt_same_buddyinfo(const struct kmm_page_stats *a, const struct kmm_page_stats *b);
 
+/*
+ * kt_expect_misuse_at - the checks SPEC §9 asks of a rejected call: it
+ * returned want_err; misuse counter `kind` went up by one and no other one
+ * moved; the free lists and the allocated count are as in *before; the last
+ * error line contains log_needle (the call's name); kmm_check is clean.
+ */
+void kt_expect_misuse_at(struct ktest *t, struct kt_kmm *f, int got, int want_err, int kind,
+                         const struct kmm_page_stats *before, const char *what,
+                         const char *log_needle, const char *file, int line);
+#define kt_expect_misuse(t, f, got, want_err, kind, before, what, needle)                          \
+    kt_expect_misuse_at((t), (f), (got), (want_err), (kind), (before), (what), (needle), __FILE__, \
+                        __LINE__)
+
 /* Text a kmm_sink collected: kt_text_write keeps what is written,
  * NUL-terminated, cut at the buffer's size. Start with len 0. */
 struct kt_text {
