@@ -6,7 +6,8 @@
 #   O              the variant's output directory (build/kernel, ...)
 #   KERNEL_CFLAGS  the freestanding flags, with -Iinclude -Ikernel/port -Itests/ktest
 #   LIBKMM         $(O)/libkmm.a, built with KERNEL_CFLAGS
-#   KTEST_SRCS     tests/ktest/ktest.c and tests/test_*.c
+#   KTEST_SRCS     the test framework's freestanding parts (ktest.c, soft_mmu.c,
+#                  fixture.c) and the shared tests (tests/test_*.c)
 # and gets:
 #   KERNEL_ELF     $(O)/kmm-test.elf    ELF64, for debuggers (gdb, addr2line)
 #   KERNEL_ELF32   $(O)/kmm-test.elf32  the same image as ELF32, for QEMU -kernel

@@ -14,6 +14,9 @@
 #include <kmm/kmm.h>
 
 #include "kernel.h"
+
+/* The test arena starts on a 2 MiB boundary (a large-page boundary). */
+#define ARENA_ALIGN (UINT64_C(2) << 20)
 #include "ktest.h"
 
 /* --- Port I/O and the serial console --------------------------------------- */
@@ -301,7 +304,7 @@ static struct span clip_unusable(const struct mb_info *mbi, struct span s)
         if (e->type == MB_MMAP_USABLE || re <= s.start || rs >= s.end)
             continue;
         struct span below = {s.start, align_down(rs, KMM_PAGE_SIZE)};
-        struct span above = {align_up(re, 2 * 1024 * 1024), s.end};
+        struct span above = {align_up(re, ARENA_ALIGN), s.end};
         s = span_size(below) >= span_size(above) ? below : above;
     }
     return s;
@@ -320,7 +323,7 @@ static struct span find_arena(const struct mb_info *mbi, uint64_t floor)
             continue;
         uint64_t end = e->addr + min_u64(e->len, UINT64_MAX - e->addr);
         struct span s = {
-            align_up(max_u64(e->addr, floor), 2 * 1024 * 1024),
+            align_up(max_u64(e->addr, floor), ARENA_ALIGN),
             align_down(min_u64(end, KERNEL_MAPPED_PHYS), KMM_PAGE_SIZE),
         };
         s = clip_unusable(mbi, s);
@@ -364,9 +367,9 @@ noreturn void kmain(uint32_t magic, uint32_t info_phys)
     say("# kmm boot stub: kernel 0x%llx - 0x%llx, boot data up to 0x%llx\n",
         (unsigned long long)(uintptr_t)__kernel_phys_start, (unsigned long long)kernel_end,
         (unsigned long long)floor);
+    uint64_t arena_end = arena.start + kernel_arena_size;
     say("# kmm boot stub: arena 0x%llx - 0x%llx (%llu MiB)\n", (unsigned long long)arena.start,
-        (unsigned long long)(arena.start + kernel_arena_size),
-        (unsigned long long)(kernel_arena_size >> 20));
+        (unsigned long long)arena_end, (unsigned long long)(kernel_arena_size >> 20));
     say("# kmm boot stub: %d test(s) failed\n", failed);
     kernel_exit(failed ? KERNEL_EXIT_FAIL : KERNEL_EXIT_PASS);
 }
