@@ -572,14 +572,6 @@ int kmm_vm_protect(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned p
 
 /* --- translate and query -------------------------------------------------------- */
 
-static unsigned prot_of(pte_t e)
-{
-    unsigned p = pte_prot(e);
-    return (p & PTE_PROT_WRITE ? KMM_PROT_WRITE : 0) | (p & PTE_PROT_EXEC ? KMM_PROT_EXEC : 0) |
-           (p & PTE_PROT_USER ? KMM_PROT_USER : 0) | (p & PTE_PROT_GLOBAL ? KMM_PROT_GLOBAL : 0) |
-           KMM_PROT_READ;
-}
-
 int kmm_vm_translate(struct kmm_aspace *as, uint64_t va, struct kmm_vm_translation *out)
 {
     if (!as || as->canary != KMM_ASPACE_CANARY || !pte_canonical(va, levels(as)))
@@ -591,7 +583,7 @@ int kmm_vm_translate(struct kmm_aspace *as, uint64_t va, struct kmm_vm_translati
     if (!pte_present(v))
         return KMM_ENOENT;
     out->pa = pte_frame(v) | (va & (KMM_PAGE_SIZE - 1));
-    out->prot = prot_of(v);
+    out->prot = pte_prot(v);
     out->page_size = KMM_PAGE_SIZE;
     out->owned = (v & PTE_SW_OWNED) != 0;
     return KMM_OK;
@@ -613,10 +605,10 @@ int kmm_vm_query(struct kmm_aspace *as, uint64_t va, uint64_t limit, struct kmm_
         if (at == va) {
             out->mapped = mapped;
             out->pa = pte_frame(e);
-            out->prot = mapped ? prot_of(e) : 0;
+            out->prot = mapped ? pte_prot(e) : 0;
             out->owned = (e & PTE_SW_OWNED) != 0;
         } else if (mapped != out->mapped ||
-                   (mapped && (pte_frame(e) != out->pa + (at - va) || prot_of(e) != out->prot ||
+                   (mapped && (pte_frame(e) != out->pa + (at - va) || pte_prot(e) != out->prot ||
                                ((e & PTE_SW_OWNED) != 0) != out->owned))) {
             break;
         }

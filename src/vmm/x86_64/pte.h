@@ -30,6 +30,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <kmm/vm.h> /* KMM_PROT_* */
+
 typedef uint64_t pte_t;
 
 #define PTE_P     (UINT64_C(1) << 0)
@@ -97,41 +99,34 @@ static inline uint64_t pte_frame(pte_t e)
     return e & PTE_FRAME;
 }
 
-/* Library protections (kmm/vm.h KMM_PROT_*) to entry bits, and back. */
-#define PTE_PROT_READ   0x1u
-#define PTE_PROT_WRITE  0x2u
-#define PTE_PROT_EXEC   0x4u
-#define PTE_PROT_USER   0x8u
-#define PTE_PROT_GLOBAL 0x10u
-
-/* The entry of a 4 KiB leaf mapping pa with prot. Readable is implied by
+/* The entry of a 4 KiB leaf mapping pa with prot (KMM_PROT_*). Readable is implied by
  * present: x86 has no write-only or execute-only pages. */
 static inline pte_t pte_leaf(uint64_t pa, unsigned prot)
 {
     pte_t e = (pa & PTE_FRAME) | PTE_P;
-    if (prot & PTE_PROT_WRITE)
+    if (prot & KMM_PROT_WRITE)
         e |= PTE_RW;
-    if (prot & PTE_PROT_USER)
+    if (prot & KMM_PROT_USER)
         e |= PTE_US;
-    if (prot & PTE_PROT_GLOBAL)
+    if (prot & KMM_PROT_GLOBAL)
         e |= PTE_G;
-    if (!(prot & PTE_PROT_EXEC))
+    if (!(prot & KMM_PROT_EXEC))
         e |= PTE_XD;
     return e;
 }
 
-/* The protection of a leaf entry. */
+/* The protection (KMM_PROT_*) of a leaf entry. */
 static inline unsigned pte_prot(pte_t e)
 {
-    unsigned prot = PTE_PROT_READ;
+    unsigned prot = KMM_PROT_READ;
     if (e & PTE_RW)
-        prot |= PTE_PROT_WRITE;
+        prot |= KMM_PROT_WRITE;
     if (e & PTE_US)
-        prot |= PTE_PROT_USER;
+        prot |= KMM_PROT_USER;
     if (e & PTE_G)
-        prot |= PTE_PROT_GLOBAL;
+        prot |= KMM_PROT_GLOBAL;
     if (!(e & PTE_XD))
-        prot |= PTE_PROT_EXEC;
+        prot |= KMM_PROT_EXEC;
     return prot;
 }
 
