@@ -157,28 +157,14 @@ static bool flags_valid(kmm_gfp_t flags)
 
 /* Allocates a block from the first zone of the CPU's zone list that has one.
  * Returns its frame number or KMM_PFN_NONE. */
+static uint64_t take_for_alloc(struct kmm *k, struct kmm_zone *z, const void *ctx)
+{
+    return take_allocated_locked(&k->pmm, z, *(const unsigned *)ctx);
+}
+
 static uint64_t alloc_block(struct kmm *k, unsigned order, kmm_gfp_t flags)
 {
-    struct kmm_pmm *pm = &k->pmm;
-    unsigned node = pmm_request_node(pm), top = pmm_top_zone(flags);
-    const uint8_t *list = pm->zonelist[node][top];
-    for (unsigned i = 0; i < pm->zonelist_len[node][top]; i++) {
-        struct kmm_zone *z = &pm->zones[0][0] + list[i];
-        if (!pmm_zone_populated(z))
-            continue;
-        uint64_t pfn;
-        do {
-            kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
-            pfn = take_allocated_locked(pm, z, order);
-            pmm_numa_count_locked(pm, z, node, pfn);
-            kmm_unlock_irqrestore(&z->lock, s);
-            /* A zone with deferred memory grows before the request falls
-             * back to the next (lower) zone (grow.c). */
-        } while (pfn == KMM_PFN_NONE && pmm_grow_zone(k, pm, z));
-        if (pfn != KMM_PFN_NONE)
-            return pfn;
-    }
-    return KMM_PFN_NONE;
+    return pmm_zonelist_take(k, &k->pmm, flags, take_for_alloc, NULL, &order);
 }
 
 bool pmm_slow_pass(struct kmm *k, unsigned order, kmm_gfp_t flags)

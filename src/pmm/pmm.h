@@ -395,7 +395,6 @@ static inline unsigned pmm_request_node(const struct kmm_pmm *pm)
  * Returns whether any of it made memory available (buddy.c). */
 bool pmm_slow_pass(struct kmm *k, unsigned order, kmm_gfp_t flags);
 
-/* The highest zone the flags allow. */
 static inline unsigned pmm_top_zone(kmm_gfp_t flags)
 {
     if (flags & KMM_GFP_DMA)
@@ -403,6 +402,41 @@ static inline unsigned pmm_top_zone(kmm_gfp_t flags)
     if (flags & KMM_GFP_DMA32)
         return KMM_ZONE_DMA32;
     return KMM_ZONE_NORMAL;
+}
+
+/*
+ * pmm_zonelist_take - walk (pm is k's page allocator) the request's zone list (this CPU's node, the
+ * flags' highest zone, populated zones only) and return the first frame
+ * number take() finds, KMM_PFN_NONE if none. For each zone that wanted()
+ * accepts (NULL: every zone), take() runs under the zone lock; a zone where
+ * it finds nothing grows first, if it has deferred memory, before the walk
+ * falls back to the next zone (grow.c). Allocations are counted for the
+ * NUMA statistics. Inline, so a constant take() becomes a direct call.
+ */
+static inline uint64_t pmm_zonelist_take(struct kmm *k, struct kmm_pmm *pm, kmm_gfp_t flags,
+                                         uint64_t (*take)(struct kmm *k, struct kmm_zone *z,
+                                                          const void *ctx),
+                                         bool (*wanted)(const struct kmm_pmm *pm,
+                                                        const struct kmm_zone *z, const void *ctx),
+                                         const void *ctx)
+{
+    unsigned node = pmm_request_node(pm), top = pmm_top_zone(flags);
+    const uint8_t *list = pm->zonelist[node][top];
+    for (unsigned i = 0; i < pm->zonelist_len[node][top]; i++) {
+        struct kmm_zone *z = &pm->zones[0][0] + list[i];
+        if (!pmm_zone_populated(z) || (wanted && !wanted(pm, z, ctx)))
+            continue;
+        uint64_t pfn;
+        do {
+            kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
+            pfn = take(k, z, ctx);
+            pmm_numa_count_locked(pm, z, node, pfn);
+            kmm_unlock_irqrestore(&z->lock, s);
+        } while (pfn == KMM_PFN_NONE && pmm_grow_zone(k, pm, z));
+        if (pfn != KMM_PFN_NONE)
+            return pfn;
+    }
+    return KMM_PFN_NONE;
 }
 
 /* --- page-table pages (table.c), for the vmm ----------------------------------- */

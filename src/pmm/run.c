@@ -208,31 +208,28 @@ static void run_carve_locked(struct kmm *k, struct kmm_zone *z, uint64_t s, uint
  * does (alloc_block): a zone with deferred memory grows before the request
  * falls back to the next one. Returns the run's first frame or
  * KMM_PFN_NONE. */
+/* A zone worth locking: some of it lies below the request's limit. */
+static bool run_zone_wanted(const struct kmm_pmm *pm, const struct kmm_zone *z, const void *ctx)
+{
+    const struct run_request *req = ctx;
+    uint64_t lo, hi;
+    run_zone_span(pm, z->id, &lo, &hi);
+    return lo < req->limit;
+}
+
+/* Finds and carves the run in z (zone lock held). */
+static uint64_t run_take_locked(struct kmm *k, struct kmm_zone *z, const void *ctx)
+{
+    const struct run_request *req = ctx;
+    uint64_t pfn = run_find_locked(&k->pmm, z, req);
+    if (pfn != KMM_PFN_NONE)
+        run_carve_locked(k, z, pfn, pfn + req->count);
+    return pfn;
+}
+
 static uint64_t run_alloc_zones(struct kmm *k, const struct run_request *req, kmm_gfp_t flags)
 {
-    struct kmm_pmm *pm = &k->pmm;
-    unsigned node = pmm_request_node(&k->pmm), top = pmm_top_zone(flags);
-    const uint8_t *list = pm->zonelist[node][top];
-    for (unsigned i = 0; i < pm->zonelist_len[node][top]; i++) {
-        struct kmm_zone *z = &pm->zones[0][0] + list[i];
-        if (!pmm_zone_populated(z))
-            continue;
-        uint64_t lo, hi, pfn;
-        run_zone_span(pm, z->id, &lo, &hi);
-        if (lo >= req->limit)
-            continue; /* all of it above the limit: not worth the lock */
-        do {
-            kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
-            pfn = run_find_locked(pm, z, req);
-            if (pfn != KMM_PFN_NONE)
-                run_carve_locked(k, z, pfn, pfn + req->count);
-            pmm_numa_count_locked(pm, z, node, pfn);
-            kmm_unlock_irqrestore(&z->lock, s);
-        } while (pfn == KMM_PFN_NONE && pmm_grow_zone(k, pm, z));
-        if (pfn != KMM_PFN_NONE)
-            return pfn;
-    }
-    return KMM_PFN_NONE;
+    return pmm_zonelist_take(k, &k->pmm, flags, run_take_locked, run_zone_wanted, req);
 }
 
 /* As buddy.c's slow path: pmm_slow_pass, then another search, while a pass
