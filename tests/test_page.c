@@ -350,14 +350,6 @@ KTEST(page, a_sparse_machine_pays_descriptors_only_where_ram_is)
 
 /* --- randomised against a shadow model --- */
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
-
 #define SHADOW_PAGES (64 * MIB / PAGE)
 static uint8_t shadow[SHADOW_PAGES]; /* 1: the page is allocated */
 
@@ -374,10 +366,10 @@ KTEST(page, random_allocs_and_frees_match_a_shadow_model_at_every_step)
     struct kmm_page_stats s0, s;
     kmm_page_stats(f.k, &s0);
     for (int step = 0; step < 3000 && !ktest_failed(t); step++) {
-        bool alloc = live == 0 || (live < N(live_pa) && rng_next(&seed) % 100 < 55);
+        bool alloc = live == 0 || (live < N(live_pa) && kt_rng(&seed) % 100 < 55);
         if (alloc) {
-            unsigned order = (unsigned)(rng_next(&seed) % 6);
-            uint64_t pa = kmm_page_alloc(f.k, order, rng_next(&seed) % 4 == 0 ? KMM_GFP_DMA : 0);
+            unsigned order = (unsigned)(kt_rng(&seed) % 6);
+            uint64_t pa = kmm_page_alloc(f.k, order, kt_rng(&seed) % 4 == 0 ? KMM_GFP_DMA : 0);
             if (!pa)
                 continue;
             KT_ASSERT(t, pa % (PAGE << order) == 0 && pa + (PAGE << order) <= 64 * MIB);
@@ -389,7 +381,7 @@ KTEST(page, random_allocs_and_frees_match_a_shadow_model_at_every_step)
             live_pa[live] = pa;
             live_order[live++] = order;
         } else {
-            size_t i = (size_t)(rng_next(&seed) % live);
+            size_t i = (size_t)(kt_rng(&seed) % live);
             KT_ASSERT_EQ(t, kmm_page_free(f.k, live_pa[i], live_order[i]), KMM_OK);
             for (uint64_t p = live_pa[i] / PAGE;
                  p < live_pa[i] / PAGE + (UINT64_C(1) << live_order[i]); p++)

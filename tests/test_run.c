@@ -657,14 +657,6 @@ KTEST(run, every_misuse_is_rejected_counted_logged_and_harmless)
 
 /* --- randomised against the model ------------------------------------------ */
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
-
 struct live {
     uint64_t pa;
     uint64_t pages;
@@ -699,23 +691,23 @@ KTEST(run, random_runs_and_blocks_match_a_shadow_model_at_every_step)
     struct kmm_page_stats s0, s;
     snapshot(f.k, &s0);
     for (int step = 0; step < 2000 && !ktest_failed(t); step++) {
-        unsigned op = (unsigned)(rng_next(&seed) % 100);
+        unsigned op = (unsigned)(kt_rng(&seed) % 100);
         if (nlive == 0 || (nlive < N(live) && op < 35)) {
             /* A run: mostly small, some large, assorted alignment and limits. */
-            unsigned size_class = (unsigned)(rng_next(&seed) % 20);
-            uint64_t count = 1 + rng_next(&seed) % (size_class < 12   ? 8
-                                                    : size_class < 18 ? 300
-                                                                      : 1500);
-            uint64_t align = rng_next(&seed) % 2 ? 1 : UINT64_C(1) << (rng_next(&seed) % 11);
-            uint64_t limit = rng_next(&seed) % 4 ? 0 : PAGE + rng_next(&seed) % (64 * MIB);
-            unsigned pick = (unsigned)(rng_next(&seed) % 8);
+            unsigned size_class = (unsigned)(kt_rng(&seed) % 20);
+            uint64_t count = 1 + kt_rng(&seed) % (size_class < 12   ? 8
+                                                  : size_class < 18 ? 300
+                                                                    : 1500);
+            uint64_t align = kt_rng(&seed) % 2 ? 1 : UINT64_C(1) << (kt_rng(&seed) % 11);
+            uint64_t limit = kt_rng(&seed) % 4 ? 0 : PAGE + kt_rng(&seed) % (64 * MIB);
+            unsigned pick = (unsigned)(kt_rng(&seed) % 8);
             kmm_gfp_t flags = pick < 2 ? KMM_GFP_DMA : pick < 3 ? KMM_GFP_DMA32 : 0;
-            if (rng_next(&seed) % 16 == 0)
+            if (kt_rng(&seed) % 16 == 0)
                 flags |= KMM_GFP_ZERO;
             /* With this CPU's cache empty the model is exact. Otherwise cached
              * pages may push the first search higher; the slow path (which
              * drains) must still find a run wherever the model has one. */
-            bool drained = rng_next(&seed) % 2;
+            bool drained = kt_rng(&seed) % 2;
             if (drained)
                 kmm_page_drain_cpu(f.k);
             uint64_t want = model_run(count, align, limit, flags & KMM_GFP_DMA);
@@ -750,8 +742,8 @@ KTEST(run, random_runs_and_blocks_match_a_shadow_model_at_every_step)
             live[nlive++] = (struct live){pa, count, true};
             used += count;
         } else if (nlive < N(live) && op < 60) {
-            unsigned order = (unsigned)(rng_next(&seed) % 6);
-            uint64_t pa = kmm_page_alloc(f.k, order, rng_next(&seed) % 4 == 0 ? KMM_GFP_DMA : 0);
+            unsigned order = (unsigned)(kt_rng(&seed) % 6);
+            uint64_t pa = kmm_page_alloc(f.k, order, kt_rng(&seed) % 4 == 0 ? KMM_GFP_DMA : 0);
             if (!pa)
                 continue;
             uint64_t pages = UINT64_C(1) << order;
@@ -761,9 +753,9 @@ KTEST(run, random_runs_and_blocks_match_a_shadow_model_at_every_step)
             live[nlive++] = (struct live){pa, pages, false};
             used += pages;
         } else {
-            size_t i = (size_t)(rng_next(&seed) % nlive);
+            size_t i = (size_t)(kt_rng(&seed) % nlive);
             struct live l = live[i];
-            if (l.run && l.pages > 1 && rng_next(&seed) % 32 == 0) /* a wrong count first */
+            if (l.run && l.pages > 1 && kt_rng(&seed) % 32 == 0) /* a wrong count first */
                 KT_ASSERT_EQ(t, kmm_run_free(f.k, l.pa, (size_t)l.pages - 1), KMM_EINVAL);
             KT_ASSERT_EQ(t, free_live(f.k, &l), KMM_OK);
             model_mark(l.pa, l.pages, 0);

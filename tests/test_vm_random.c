@@ -7,6 +7,7 @@
  */
 #include "ktest.h"
 #include "env.h"
+#include "fixture.h"
 #include "soft_mmu.h"
 
 #include <kmm/check.h>
@@ -26,14 +27,6 @@ static struct {
     unsigned prot[WINDOW_PAGES];
     bool owned[WINDOW_PAGES];
 } shadow;
-
-static uint64_t rng(uint64_t *s)
-{
-    uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
 
 static const void *phys(void *ctx, uint64_t pa)
 {
@@ -101,27 +94,27 @@ static void run_random(struct ktest *t, unsigned levels, bool user_space, uint64
         KT_ASSERT((t), (pool[i] = kmm_page_alloc(k, 0, 0)) != 0);
 
     for (int step = 0; step < STEPS && !ktest_failed(t); step++) {
-        unsigned i = (unsigned)(rng(&seed) % WINDOW_PAGES);
-        unsigned n = 1 + (unsigned)(rng(&seed) % 24);
+        unsigned i = (unsigned)(kt_rng(&seed) % WINDOW_PAGES);
+        unsigned n = 1 + (unsigned)(kt_rng(&seed) % 24);
         if (i + n > WINDOW_PAGES)
             n = WINDOW_PAGES - i;
         uint64_t va = base + (uint64_t)i * PAGE;
         unsigned mapped = 0;
         for (unsigned j = 0; j < n; j++)
             mapped += shadow.pa[i + j] != 0;
-        unsigned op = (unsigned)(rng(&seed) % 3);
-        unsigned prot = KMM_PROT_READ | user | (unsigned)(rng(&seed) % 2) * KMM_PROT_WRITE |
-                        (unsigned)(rng(&seed) % 2) * KMM_PROT_EXEC;
-        if (!user_space && rng(&seed) % 4 == 0)
+        unsigned op = (unsigned)(kt_rng(&seed) % 3);
+        unsigned prot = KMM_PROT_READ | user | (unsigned)(kt_rng(&seed) % 2) * KMM_PROT_WRITE |
+                        (unsigned)(kt_rng(&seed) % 2) * KMM_PROT_EXEC;
+        if (!user_space && kt_rng(&seed) % 4 == 0)
             prot |= KMM_PROT_GLOBAL;
         if (op == 0) { /* map a run of consecutive pool frames */
-            unsigned from = (unsigned)(rng(&seed) % (256 - n + 1));
+            unsigned from = (unsigned)(kt_rng(&seed) % (256 - n + 1));
             bool contiguous = true;
             for (unsigned j = 1; j < n; j++)
                 contiguous &= pool[from + j] == pool[from] + j * PAGE;
             if (!contiguous)
                 n = 1;
-            bool owned = rng(&seed) % 2;
+            bool owned = kt_rng(&seed) % 2;
             int err = kmm_vm_map(as, va, pool[from], (uint64_t)n * PAGE,
                                  prot | (owned ? KMM_MAP_OWNED : 0));
             bool busy = false;

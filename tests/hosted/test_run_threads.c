@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "fixture.h"
 #include "hosted.h"
 #include "ktest.h"
 
@@ -29,14 +30,6 @@ struct worker {
     uint64_t seed;
     unsigned long wrong;
 };
-
-static uint64_t rng(uint64_t *s)
-{
-    uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
 
 /* Marks every page of [pa, pa + n pages) with tag, first checking that no
  * other holder's tag is there (0 means free). */
@@ -72,7 +65,7 @@ static void *work(void *arg)
     }
     uint64_t tag = UINT64_C(0x5100000000) + w->cpu;
     for (int step = 0; step < STEPS; step++) {
-        unsigned slot = (unsigned)(rng(&w->seed) % HELD);
+        unsigned slot = (unsigned)(kt_rng(&w->seed) % HELD);
         if (held_pa[slot]) {
             w->wrong += !release(w->m, held_pa[slot], held_n[slot], tag);
             int err = w->runs ? kmm_run_free(w->k, held_pa[slot], held_n[slot])
@@ -83,12 +76,12 @@ static void *work(void *arg)
         }
         uint64_t n, pa;
         if (w->runs) {
-            n = 1 + rng(&w->seed) % 300;
-            uint64_t align = PAGE << (rng(&w->seed) % 6);
+            n = 1 + kt_rng(&w->seed) % 300;
+            uint64_t align = PAGE << (kt_rng(&w->seed) % 6);
             pa = kmm_run_alloc(w->k, n, align, 0, KMM_GFP_ATOMIC);
             w->wrong += pa && (pa % align) != 0;
         } else {
-            n = UINT64_C(1) << (rng(&w->seed) % 4); /* 1, 2, 4 or 8 pages */
+            n = UINT64_C(1) << (kt_rng(&w->seed) % 4); /* 1, 2, 4 or 8 pages */
             pa = kmm_pages_alloc(w->k, n, KMM_GFP_ATOMIC);
         }
         if (!pa)

@@ -34,14 +34,6 @@ struct worker {
     unsigned long wrong; /* operations whose result differed from the shadow */
 };
 
-static uint64_t rng(uint64_t *s)
-{
-    uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
-
 static void *work(void *arg)
 {
     struct worker *w = arg;
@@ -50,10 +42,10 @@ static void *work(void *arg)
         return NULL;
     }
     for (int step = 0; step < STEPS; step++) {
-        unsigned i = (unsigned)(rng(&w->seed) % SLICE_PAGES);
+        unsigned i = (unsigned)(kt_rng(&w->seed) % SLICE_PAGES);
         uint64_t va = w->base + (uint64_t)i * PAGE;
-        unsigned prot = KMM_PROT_READ | (unsigned)(rng(&w->seed) % 2) * KMM_PROT_WRITE;
-        switch (rng(&w->seed) % 4) {
+        unsigned prot = KMM_PROT_READ | (unsigned)(kt_rng(&w->seed) % 2) * KMM_PROT_WRITE;
+        switch (kt_rng(&w->seed) % 4) {
         case 0: /* map an owned page of our own */
         case 1: {
             uint64_t pa = kmm_page_alloc(w->k, 0, 0);
@@ -79,7 +71,7 @@ static void *work(void *arg)
             break;
         }
         /* Our own pages translate as we left them, whatever the others do. */
-        unsigned j = (unsigned)(rng(&w->seed) % SLICE_PAGES);
+        unsigned j = (unsigned)(kt_rng(&w->seed) % SLICE_PAGES);
         struct kmm_vm_translation tr;
         int err = kmm_vm_translate(w->as, w->base + (uint64_t)j * PAGE, &tr);
         if (w->pa[j])

@@ -64,6 +64,14 @@ void kt_expect_misuse_at(struct ktest *t, struct kt_kmm *f, int got, int want_er
         ktest_fail_at(t, file, line, "%s: kmm_check: %s", what, r.first);
 }
 
+uint64_t kt_rng(uint64_t *state)
+{
+    uint64_t z = (*state += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
 void kt_text_write(void *ctx, const char *s, size_t n)
 {
     struct kt_text *tx = ctx;

@@ -56,6 +56,10 @@ void kt_expect_misuse_at(struct ktest *t, struct kt_kmm *f, int got, int want_er
     kt_expect_misuse_at((t), (f), (got), (want_err), (kind), (before), (what), (needle), __FILE__, \
                         __LINE__)
 
+/* splitmix64: the next number of the stream whose state is *state (seed it
+ * with any value). The tests' one random generator. */
+uint64_t kt_rng(uint64_t *state);
+
 /* Text a kmm_sink collected: kt_text_write keeps what is written,
  * NUL-terminated, cut at the buffer's size. Start with len 0. */
 struct kt_text {
