@@ -14,6 +14,16 @@
  * reference). Intermediate tables are created on demand and freed when
  * their last entry goes.
  *
+ * Huge pages: with KMM_MAP_HUGE (KMM_MAP_HUGE_1G), map uses a 2 MiB (1 GiB)
+ * page for each part of the range where va and pa are both aligned to it
+ * and the range covers it whole, and 4 KiB pages elsewhere. Owned mappings
+ * always use 4 KiB pages (a reference is per single page). An unmap or
+ * protect (or a replacing map) that covers only part of a huge page first
+ * splits it into a table of the next smaller size, every other byte keeping
+ * its frame, protection and cache mode; the tables a split needs are
+ * allocated before anything changes, and without them the call fails with
+ * KMM_ENOMEM and nothing changed.
+ *
  * Ownership: by default a mapping does not own its frame: unmapping it
  * leaves the frame to the caller (kmm_vm_translate before unmapping tells
  * which one it was). With KMM_MAP_OWNED, mapping takes a reference on each
@@ -51,8 +61,39 @@ struct kmm_aspace;
 #define KMM_PROT_MASK   0x1fu
 
 /* Mapping flags, or-ed with the protection in kmm_vm_map. */
-#define KMM_MAP_OWNED   0x100u /* take a reference on each frame; unmap drops it */
-#define KMM_MAP_REPLACE 0x200u /* replace existing mappings instead of failing */
+#define KMM_MAP_OWNED   0x100u  /* take a reference on each frame; unmap drops it */
+#define KMM_MAP_REPLACE 0x200u  /* replace existing mappings instead of failing */
+#define KMM_MAP_HUGE    0x400u  /* 2 MiB pages where va and pa are 2 MiB aligned */
+#define KMM_MAP_HUGE_1G 0x800u  /* 1 GiB pages where aligned (and 2 MiB ones where not) */
+#define KMM_MAP_ALIAS   0x1000u /* RAM in a cache mode other than write-back (see below) */
+
+/*
+ * Cache modes (memory types), one of them or-ed into kmm_vm_map's flags.
+ * Without one, a mapping of RAM is write-back and a mapping of anything
+ * else is refused (device memory must say how it is cached). RAM mapped in
+ * another mode than write-back would alias the direct map's write-back
+ * mapping of the same frames, which the CPU does not keep coherent: it
+ * needs KMM_MAP_ALIAS as well, saying the caller has dealt with that.
+ *
+ * The entries select a PAT entry (PWT, PCD and the PAT bit: bit 7 of a 4 KiB
+ * entry, bit 12 of a 2 MiB or 1 GiB one). The kernel programs IA32_PAT (MSR
+ * 0x277) with KMM_PAT_VALUE on every CPU before using KMM_CACHE_WC:
+ *   PAT0 WB  PAT1 WT  PAT2 UC-  PAT3 UC  PAT4 WC  PAT5 WT  PAT6 UC-  PAT7 UC
+ * Entries 0..3 are the power-on default, so write-back, write-through and
+ * uncached mean the same before it is programmed; WC is PAT4, which is
+ * write-back until then.
+ */
+#define KMM_CACHE_WB   (1u << 16) /* write-back: ordinary memory */
+#define KMM_CACHE_WT   (2u << 16) /* write-through */
+#define KMM_CACHE_UC   (3u << 16) /* uncached (strong): device registers */
+#define KMM_CACHE_WC   (4u << 16) /* write-combining: frame buffers */
+#define KMM_CACHE_MASK (7u << 16)
+#define KMM_PAT_VALUE  UINT64_C(0x0007040100070406)
+
+/* Page sizes a mapping can have. */
+#define KMM_PAGE_4K UINT64_C(0x1000)
+#define KMM_PAGE_2M UINT64_C(0x200000)
+#define KMM_PAGE_1G UINT64_C(0x40000000)
 
 /* Above this many pages, one invalidation of the whole TLB is cheaper. */
 #define KMM_TLB_PAGE_LIMIT 32
@@ -89,11 +130,12 @@ uint64_t kmm_aspace_root(const struct kmm_aspace *as);
  * | KMM_MAP_*). Returns KMM_OK, or with nothing changed:
  *   KMM_EINVAL  va, pa or size not page aligned; size 0; the range wraps,
  *               is not canonical, or crosses from one half to the other; a
- *               user space asked to map in the kernel half; unknown flags;
- *               KMM_PROT_GLOBAL in a user space or with KMM_PROT_USER;
- *   KMM_ERANGE  the physical range is not entirely RAM (device memory needs
- *               a cache mode, kmm/vm.h after issue 6), or for OWNED not
- *               managed single pages;
+ *               user space asked to map in the kernel half; unknown flags
+ *               or cache mode; KMM_PROT_GLOBAL in a user space or with
+ *               KMM_PROT_USER; a cache mode other than KMM_CACHE_WB for
+ *               RAM without KMM_MAP_ALIAS;
+ *   KMM_ERANGE  no cache mode and the physical range is not entirely RAM
+ *               (device memory needs one), or OWNED and it is not RAM;
  *   KMM_EBUSY   a page of the range is mapped already (without REPLACE);
  *   KMM_ESTATE  OWNED and a frame is not an allocated single page;
  *   KMM_ENOMEM  no memory for the tables.
@@ -104,14 +146,16 @@ int kmm_vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, u
 /*
  * kmm_vm_unmap - unmap [va, va + size). Every page of the range must be
  * mapped. Returns KMM_OK, or with nothing changed KMM_EINVAL (alignment,
- * canonical, halves, size) or KMM_ENOENT (a page of the range is not mapped).
+ * canonical, halves, size), KMM_ENOENT (a page of the range is not mapped)
+ * or KMM_ENOMEM (a huge page must be split and there is no memory for the
+ * table).
  */
 int kmm_vm_unmap(struct kmm_aspace *as, uint64_t va, uint64_t size);
 
 /*
  * kmm_vm_protect - set the protection of [va, va + size) (KMM_PROT_* only;
- * ownership does not change). Every page must be mapped. Errors as
- * kmm_vm_unmap, plus KMM_EINVAL for flags as in kmm_vm_map.
+ * ownership and cache mode do not change). Every page must be mapped.
+ * Errors as kmm_vm_unmap, plus KMM_EINVAL for flags as in kmm_vm_map.
  */
 int kmm_vm_protect(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned prot);
 
@@ -119,7 +163,8 @@ int kmm_vm_protect(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned p
 struct kmm_vm_translation {
     uint64_t pa;        /* the physical address of va (with its page offset) */
     unsigned prot;      /* KMM_PROT_* of the mapping */
-    uint64_t page_size; /* 4096 (2 MiB and 1 GiB pages come with issue 6) */
+    unsigned cache;     /* its KMM_CACHE_* mode */
+    uint64_t page_size; /* KMM_PAGE_4K, KMM_PAGE_2M or KMM_PAGE_1G */
     bool owned;         /* the mapping holds a reference on its frame */
 };
 
@@ -130,14 +175,16 @@ int kmm_vm_translate(struct kmm_aspace *as, uint64_t va, struct kmm_vm_translati
 /*
  * kmm_vm_query - describe the mapping state from va up to limit: *out gets
  * the longest run starting at va of pages that are all unmapped, or all
- * mapped with the same protection and ownership to consecutive frames.
- * Returns KMM_OK (run in *out; out->mapped says which kind), KMM_EINVAL.
+ * mapped with the same protection, cache mode and ownership to consecutive
+ * frames (whatever their page sizes). Returns KMM_OK (run in *out;
+ * out->mapped says which kind), KMM_EINVAL.
  */
 struct kmm_vm_run {
     uint64_t va, size;
     bool mapped;
-    uint64_t pa; /* when mapped: the first page's frame */
+    uint64_t pa; /* when mapped: the physical address of va */
     unsigned prot;
+    unsigned cache; /* KMM_CACHE_* */
     bool owned;
 };
 int kmm_vm_query(struct kmm_aspace *as, uint64_t va, uint64_t limit, struct kmm_vm_run *out);
@@ -155,7 +202,7 @@ struct kmm_tlb_gather {
     unsigned npages;                     /* pages recorded in pages[] */
     bool all;                            /* more than KMM_TLB_PAGE_LIMIT: flush everything */
     bool global;                         /* kernel mappings changed */
-    uint64_t start, end;                 /* the span of the changes */
+    uint64_t start, last;                /* the span of the changes (inclusive) */
     uint64_t pages[KMM_TLB_PAGE_LIMIT];  /* pages to invalidate one by one */
     unsigned nfree;                      /* frames and tables waiting */
     uint64_t free[KMM_TLB_GATHER_FREES]; /* their addresses; bit 0 set: a table */
@@ -181,7 +228,9 @@ int kmm_vm_protect_g(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned
 struct kmm_vm_stats {
     uint64_t tables[6];    /* page tables per level (index 1 = PT ... 5 = PML5) */
     uint64_t mapped_pages; /* 4 KiB leaves present */
-    uint64_t owned_pages;  /* of those, holding a frame reference */
+    uint64_t mapped_2m;    /* 2 MiB leaves present */
+    uint64_t mapped_1g;    /* 1 GiB leaves present */
+    uint64_t owned_pages;  /* 4 KiB leaves holding a frame reference */
     uint64_t table_bytes;  /* memory in page tables */
 };
 

@@ -102,7 +102,7 @@ static void free_subtree(struct kmm_aspace *as, uint64_t t, unsigned level)
     for (unsigned i = 0; i < PTE_ENTRIES; i++) {
         if (!pte_present(e[i]))
             continue;
-        if (level > 1) {
+        if (!pte_is_leaf(e[i], level)) {
             free_subtree(as, pte_frame(e[i]), level - 1);
             *pmm_table_entries(&k->pmm, pte_frame(e[i])) = 0;
             pmm_table_free(k, pte_frame(e[i]));
@@ -156,7 +156,10 @@ uint64_t kmm_aspace_root(const struct kmm_aspace *as)
 void kmm_vm_stats(struct kmm_aspace *as, struct kmm_vm_stats *out)
 {
     kmm_irqstate_t s = kmm_lock_irqsave(&as->lock);
-    *out = (struct kmm_vm_stats){.mapped_pages = as->mapped, .owned_pages = as->owned};
+    *out = (struct kmm_vm_stats){.mapped_pages = as->leaves[1],
+                                 .mapped_2m = as->leaves[2],
+                                 .mapped_1g = as->leaves[3],
+                                 .owned_pages = as->owned};
     uint64_t n = 0;
     for (unsigned l = 1; l <= 5; l++) {
         out->tables[l] = as->tables[l];
@@ -170,7 +173,7 @@ void kmm_vm_stats(struct kmm_aspace *as, struct kmm_vm_stats *out)
 
 struct vm_count {
     uint64_t tables[6];
-    uint64_t mapped, owned;
+    uint64_t leaves[4], owned;
 };
 
 /* Recounts the table at t (level `level`) and everything below it. */
@@ -193,11 +196,18 @@ static void check_table(struct kmm_aspace *as, uint64_t t, unsigned level, uint6
             continue;
         present++;
         uint64_t sub = va | ((uint64_t)i << pte_level_shift(level));
-        if (level > 1) {
+        if (!pte_is_leaf(e[i], level)) {
             check_table(as, pte_frame(e[i]), level - 1, sub, c, r);
             continue;
         }
-        c->mapped++;
+        if (level <= PTE_MAX_LEAF_LEVEL)
+            c->leaves[level]++;
+        if (level > PTE_MAX_LEAF_LEVEL ||
+            (level > 1 &&
+             (e[i] & (PTE_SW_OWNED | (PTE_FRAME & (pte_level_size(level) - 1) & ~PTE_PATPS)))))
+            kmm_check_problem(r, KMM_CHECK_CORRUPT,
+                              "space %p: level-%u leaf at 0x%llx is malformed (0x%llx)", (void *)as,
+                              level, (unsigned long long)sub, (unsigned long long)e[i]);
         if (e[i] & PTE_SW_OWNED) {
             c->owned++;
             if (!pmm_is_allocated_page(k, pte_frame(e[i])))
@@ -219,7 +229,7 @@ static void check_space(struct kmm_aspace *as, struct kmm_check_result *r)
 {
     struct kmm *k = as->k;
     unsigned levels = k->vm.levels;
-    struct vm_count c = {{0}, 0, 0};
+    struct vm_count c = {{0}, {0}, 0};
     c.tables[levels] = 1;
     const pte_t *top = table(k, as->root);
     const pte_t *kernel_top = table(k, k->vm.kernel.root);
@@ -244,14 +254,20 @@ static void check_space(struct kmm_aspace *as, struct kmm_check_result *r)
     const struct kmm_frame *rf = pmm_frame_lookup(&k->pmm, as->root >> KMM_PAGE_SHIFT);
     if (!rf || rf->count != present)
         kmm_check_problem(r, KMM_CHECK_CORRUPT, "space %p: root counts wrong", (void *)as);
-    bool same = c.mapped == as->mapped && c.owned == as->owned;
+    bool same = c.owned == as->owned;
+    for (unsigned l = 1; l <= PTE_MAX_LEAF_LEVEL; l++)
+        same &= c.leaves[l] == as->leaves[l];
     for (unsigned l = 1; l <= levels; l++)
         same &= c.tables[l] == as->tables[l];
     if (!same)
         kmm_check_problem(r, KMM_CHECK_CORRUPT,
-                          "space %p: tables hold %llu pages (%llu owned), counters say %llu (%llu)",
-                          (void *)as, (unsigned long long)c.mapped, (unsigned long long)c.owned,
-                          (unsigned long long)as->mapped, (unsigned long long)as->owned);
+                          "space %p: tables hold %llu/%llu/%llu leaves of 4K/2M/1G (%llu owned), "
+                          "counters say %llu/%llu/%llu (%llu)",
+                          (void *)as, (unsigned long long)c.leaves[1],
+                          (unsigned long long)c.leaves[2], (unsigned long long)c.leaves[3],
+                          (unsigned long long)c.owned, (unsigned long long)as->leaves[1],
+                          (unsigned long long)as->leaves[2], (unsigned long long)as->leaves[3],
+                          (unsigned long long)as->owned);
 }
 
 void vmm_check(struct kmm *k, struct kmm_check_result *r)

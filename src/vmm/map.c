@@ -4,10 +4,18 @@
  *
  * Every operation first validates, under the space's lock, everything it
  * will change (arguments, the physical range, that the pages are mapped or
- * not, how many tables it must create), then changes entries with code that
- * cannot fail. Table pages it may need are allocated before the change:
- * with KMM_GFP_ATOMIC under the lock, or, if that fails, outside it with
- * reclaim allowed, after which the count is taken again.
+ * not, how many tables it must create or split), then changes entries with
+ * code that cannot fail. Table pages it may need are allocated before the
+ * change: with KMM_GFP_ATOMIC under the lock, or, if that fails, outside it
+ * with reclaim allowed, after which the count is taken again.
+ *
+ * Leaves come in three sizes: 4 KiB entries of a page table (level 1), and
+ * 2 MiB and 1 GiB entries with PS in a directory (level 2) or directory
+ * pointer table (level 3). A range is cut into pieces, each one leaf: the
+ * largest size the flags allow that va and pa are both aligned to and the
+ * range covers whole (piece_level). An unmap or protect whose range cuts
+ * through a huge leaf splits that leaf first (split_cut), so the work proper
+ * only ever meets leaves entirely inside its range.
  *
  * Invalidations and releases go through a TLB gather (tlb.c) that is
  * finished after the lock is dropped, because a shootdown may wait for
@@ -43,14 +51,25 @@ static inline bool in_kernel_half(const struct kmm_aspace *as, uint64_t va)
     return va >= as->k->vm.kernel_half;
 }
 
+/* The first address of the level-`level` entry's span that holds va. */
+static inline uint64_t level_base(uint64_t va, unsigned level)
+{
+    return va & ~(pte_level_size(level) - 1);
+}
+
 /* The tables on the way from the root to va: path[l] is the level-l table,
- * for l from the top down to the lowest level that exists. */
+ * for l from the top down to the level where the walk stopped. */
 struct path {
     uint64_t table[6];
 };
 
-/* Walks towards va. Returns the lowest level whose table exists (1 when the
- * page table is there). */
+/*
+ * Walks towards va and stops at the first entry that is not present or is
+ * a leaf. Returns that entry's level l: p->table[l] is the table holding it
+ * (slot(as, p, l, va)). So l == 1 means the page table exists (its entry
+ * may be empty); l > 1 with a present entry means a huge leaf maps va; l >
+ * 1 with an empty entry means nothing below level l exists.
+ */
 static unsigned walk(const struct kmm_aspace *as, uint64_t va, struct path *p)
 {
     struct kmm *k = as->k;
@@ -59,7 +78,7 @@ static unsigned walk(const struct kmm_aspace *as, uint64_t va, struct path *p)
     p->table[l] = t;
     while (l > 1) {
         pte_t e = table(k, t)[pte_index(va, l)];
-        if (!pte_present(e))
+        if (!pte_present(e) || pte_is_leaf(e, l))
             return l;
         t = pte_frame(e);
         p->table[--l] = t;
@@ -67,13 +86,11 @@ static unsigned walk(const struct kmm_aspace *as, uint64_t va, struct path *p)
     return 1;
 }
 
-/* The leaf entry of va, or NULL when its page table does not exist. */
-static pte_t *leaf_of(const struct kmm_aspace *as, uint64_t va)
+/* The entry of va in the level-l table of the path. */
+static inline pte_t *slot(const struct kmm_aspace *as, const struct path *p, unsigned l,
+                          uint64_t va)
 {
-    struct path p;
-    if (walk(as, va, &p) != 1)
-        return 0;
-    return &table(as->k, p.table[1])[pte_index(va, 1)];
+    return &table(as->k, p->table[l])[pte_index(va, l)];
 }
 
 /* A table that must never be freed: the root, and in the kernel half the
@@ -81,6 +98,12 @@ static pte_t *leaf_of(const struct kmm_aspace *as, uint64_t va)
 static bool table_is_pinned(const struct kmm_aspace *as, uint64_t va, unsigned level)
 {
     return level == levels(as) || (level == levels(as) - 1 && in_kernel_half(as, va));
+}
+
+/* Whether the TLB may hold a global translation for a leaf of the space. */
+static inline bool leaf_global(const struct kmm_aspace *as, uint64_t va, pte_t e)
+{
+    return (e & PTE_G) != 0 || in_kernel_half(as, va);
 }
 
 /* --- misuse ------------------------------------------------------------------ */
@@ -132,25 +155,22 @@ static bool is_ram_type(uint32_t type)
            type == KMM_MEM_BOOTLOADER_RECLAIMABLE;
 }
 
-/* Whether [pa, pa + size) is RAM by the memory map, without gaps. */
-static bool range_is_ram(const struct kmm *k, uint64_t pa, uint64_t size)
+/* How many bytes of [pa, pa + size) are RAM by the memory map (sorted,
+ * without overlaps). */
+static uint64_t ram_bytes(const struct kmm *k, uint64_t pa, uint64_t size)
 {
-    uint64_t at = pa, end = pa + size;
-    if (end < pa)
-        return false;
-    for (size_t i = 0; i < k->map_count && at < end; i++) {
+    uint64_t end = pa + size < pa ? UINT64_MAX : pa + size, n = 0;
+    for (size_t i = 0; i < k->map_count; i++) {
         const struct kmm_region *r = &k->map[i];
-        uint64_t r_end = r->base + r->length;
-        if (r_end <= at)
-            continue;
-        if (r->base > at || !is_ram_type(r->type))
-            return false;
-        at = r_end;
+        uint64_t lo = r->base > pa ? r->base : pa;
+        uint64_t hi = r->base + r->length < end ? r->base + r->length : end;
+        if (lo < hi && is_ram_type(r->type))
+            n += hi - lo;
     }
-    return at >= end;
+    return n;
 }
 
-/* --- tables ------------------------------------------------------------------- */
+/* --- table stash -------------------------------------------------------------- */
 
 /* Table pages set aside for one operation, linked through their first word
  * (they are zeroed again when used). */
@@ -196,94 +216,155 @@ static bool stash_fill(struct kmm *k, struct stash *s, unsigned need, kmm_gfp_t 
     return true;
 }
 
-/* Counts the tables mapping [va, va + size) would create, and whether any
- * page of it is mapped already. */
-static unsigned count_missing(const struct kmm_aspace *as, uint64_t va, uint64_t size, bool *busy)
+/*
+ * Takes the space's lock with the stash holding what `count` says the
+ * operation needs: count runs under the lock and returns the tables needed,
+ * or a negative error that ends the operation (the lock is dropped, the
+ * stash emptied). Tables are taken atomically under the lock; if that fails
+ * the lock is dropped, the tables allocated with reclaim allowed, and the
+ * count taken again, since the tables may have changed meanwhile. Returns
+ * KMM_OK with the lock held and *irq set, or the error (lock not held).
+ */
+typedef int (*count_fn)(const struct kmm_aspace *as, const void *op);
+
+static int lock_with_tables(struct kmm_aspace *as, struct stash *s, count_fn count, const void *op,
+                            kmm_irqstate_t *irq)
 {
-    uint64_t last_prefix[6] = {UINT64_MAX, UINT64_MAX, UINT64_MAX,
-                               UINT64_MAX, UINT64_MAX, UINT64_MAX};
-    unsigned missing = 0;
-    *busy = false;
-    for (uint64_t at = va; at - va < size;) {
-        struct path p;
-        unsigned l = walk(as, at, &p);
-        uint64_t chunk_end = (at | (pte_level_size(2) - 1)) + 1; /* the PT's end */
-        if (l == 1) {
-            const pte_t *pt = table(as->k, p.table[1]);
-            for (uint64_t a = at; a < chunk_end && a - va < size; a += KMM_PAGE_SIZE)
-                *busy |= pte_present(pt[pte_index(a, 1)]);
-        } else {
-            /* Tables of levels l-1 .. 1 are missing for this address. */
-            for (unsigned m = 1; m < l; m++) {
-                uint64_t prefix = at >> pte_level_shift(m + 1);
-                if (prefix != last_prefix[m]) {
-                    last_prefix[m] = prefix;
-                    missing++;
-                }
-            }
+    for (;;) {
+        *irq = kmm_lock_irqsave(&as->lock);
+        int need = count(as, op);
+        if (need < 0) {
+            kmm_unlock_irqrestore(&as->lock, *irq);
+            stash_release(as->k, s);
+            return need;
         }
-        at = chunk_end;
+        if (stash_fill(as->k, s, (unsigned)need, KMM_GFP_ATOMIC))
+            return KMM_OK;
+        kmm_unlock_irqrestore(&as->lock, *irq);
+        if (!stash_fill(as->k, s, (unsigned)need, 0)) {
+            stash_release(as->k, s);
+            return KMM_ENOMEM;
+        }
     }
-    return missing;
 }
 
-/* The leaf entry for va, creating missing tables from the stash. */
-static pte_t *make_leaf(struct kmm_aspace *as, uint64_t va, struct stash *s, uint64_t *pt_pa)
+/* Creates the missing tables on the way to va's level-`level` entry, from
+ * the stash, and returns the level-`level` table. Nothing on the way is a
+ * leaf (the caller split or checked). */
+static uint64_t make_path(struct kmm_aspace *as, uint64_t va, unsigned level, struct stash *s)
 {
     struct kmm *k = as->k;
     uint64_t t = as->root;
     bool user_half = !in_kernel_half(as, va);
-    for (unsigned l = levels(as); l > 1; l--) {
+    for (unsigned l = levels(as); l > level; l--) {
         pte_t *e = &table(k, t)[pte_index(va, l)];
         if (!pte_present(*e)) {
             uint64_t nt = stash_pop(k, s);
-            pte_set(e, pte_table(nt, user_half));
+            pte_publish(e, pte_table(nt, user_half));
             (*pmm_table_entries(&k->pmm, t))++;
             as->tables[l - 1]++;
         }
+        KMM_ASSERT(k->port, !pte_is_leaf(*e, l));
         t = pte_frame(*e);
     }
-    *pt_pa = t;
-    return &table(k, t)[pte_index(va, 1)];
+    return t;
 }
 
-/* Removes the leaf of va (present) and every table that empties, recording
- * the invalidation and the releases in g. */
-static void drop_leaf_at(struct kmm_aspace *as, uint64_t va, const struct path *pp,
-                         struct kmm_tlb_gather *g);
+/* --- splitting ------------------------------------------------------------------ */
 
-static void drop_leaf(struct kmm_aspace *as, uint64_t va, struct kmm_tlb_gather *g)
+/*
+ * Replaces the huge leaf at level l of p (the one holding va) by a table of
+ * 512 leaves one level down that map the same bytes with the same rights
+ * and cache mode. The new table is filled before it is linked, so a walker
+ * sees either the huge leaf or the complete table. The TLB may still hold
+ * the huge translation, and a later change to one small leaf must not be
+ * shadowed by it: the huge page's invalidation is recorded in g.
+ */
+static void split_leaf(struct kmm_aspace *as, const struct path *p, unsigned l, uint64_t va,
+                       struct stash *s, struct kmm_tlb_gather *g)
+{
+    struct kmm *k = as->k;
+    pte_t *e = slot(as, p, l, va);
+    pte_t old = *e;
+    uint64_t nt = stash_pop(k, s);
+    pte_t *child = table(k, nt);
+    pte_t first = pte_split_first(old, l);
+    uint64_t step = pte_level_size(l - 1);
+    for (unsigned i = 0; i < PTE_ENTRIES; i++)
+        pte_set(&child[i], first + i * step);
+    *pmm_table_entries(&k->pmm, nt) = PTE_ENTRIES;
+    pte_publish(e, pte_table(nt, !in_kernel_half(as, va)));
+    as->tables[l - 1]++;
+    as->leaves[l]--;
+    as->leaves[l - 1] += PTE_ENTRIES;
+    vmm_gather_range(g, level_base(va, l), pte_level_size(l), leaf_global(as, va, old));
+}
+
+/* The tables splitting needs so that a leaf boundary falls at address c:
+ * one for the leaf holding c and one more for each smaller size c is not
+ * aligned to. */
+static unsigned cut_tables(const struct kmm_aspace *as, uint64_t c)
 {
     struct path p;
-    unsigned l = walk(as, va, &p);
-    KMM_ASSERT(as->k->port, l == 1);
-    drop_leaf_at(as, va, &p, g);
+    unsigned l = walk(as, c, &p);
+    if (l == 1 || !pte_present(*slot(as, &p, l, c)))
+        return 0;
+    unsigned n = 0;
+    for (unsigned j = l; j > 1; j--)
+        n += (c & (pte_level_size(j) - 1)) != 0;
+    return n;
 }
 
-/* drop_leaf with the walk to va done already (p reaches the page table). */
-static void drop_leaf_at(struct kmm_aspace *as, uint64_t va, const struct path *pp,
-                         struct kmm_tlb_gather *g)
+/* Splits huge leaves until a leaf boundary falls at c (tables from s). */
+static void split_cut(struct kmm_aspace *as, uint64_t c, struct stash *s, struct kmm_tlb_gather *g)
 {
-    /* Read through pp, not a copy: the walk just stored it, and a copy's wider
-     * loads would stall on store forwarding. */
+    for (;;) {
+        struct path p;
+        unsigned l = walk(as, c, &p);
+        if (l == 1 || !pte_present(*slot(as, &p, l, c)) || level_base(c, l) == c)
+            return;
+        split_leaf(as, &p, l, c, s, g);
+    }
+}
+
+/* The tables that cutting [va, va + size) out of its huge leaves needs. The
+ * end is no cut when the range reaches the top of the address space. */
+static unsigned range_cut_tables(const struct kmm_aspace *as, uint64_t va, uint64_t size)
+{
+    return cut_tables(as, va) + (va + size != 0 ? cut_tables(as, va + size) : 0);
+}
+
+static void split_range_ends(struct kmm_aspace *as, uint64_t va, uint64_t size, struct stash *s,
+                             struct kmm_tlb_gather *g)
+{
+    split_cut(as, va, s, g);
+    if (va + size != 0)
+        split_cut(as, va + size, s, g);
+}
+
+/* Removes the leaf of level l at va (its first address, present) and every
+ * table that empties, recording the invalidation and the releases in g.
+ * Emptied tables are kept when keep_tables (a replacing map refills them). */
+static void drop_leaf(struct kmm_aspace *as, uint64_t va, const struct path *p, unsigned l,
+                      struct kmm_tlb_gather *g, bool keep_tables)
+{
     struct kmm *k = as->k;
-    const struct path *p = pp;
-    pte_t *e = &table(k, p->table[1])[pte_index(va, 1)];
+    pte_t *e = slot(as, p, l, va);
     pte_t old = *e;
     pte_set(e, 0);
-    as->mapped--;
-    vmm_gather_page(g, va, (old & PTE_G) != 0 || in_kernel_half(as, va));
+    as->leaves[l]--;
+    vmm_gather_range(g, va, pte_level_size(l), leaf_global(as, va, old));
     if (old & PTE_SW_OWNED) {
         as->owned--;
         vmm_gather_free(g, pte_frame(old), false);
     }
     /* Free the tables this leaves empty, bottom up. */
-    for (unsigned lvl = 1; lvl < levels(as); lvl++) {
+    for (unsigned lvl = l; lvl < levels(as); lvl++) {
         uint32_t *count = pmm_table_entries(&k->pmm, p->table[lvl]);
         KMM_ASSERT(k->port, *count > 0);
-        if (--*count > 0 || table_is_pinned(as, va, lvl))
+        if (--*count > 0 || keep_tables || table_is_pinned(as, va, lvl))
             break;
-        pte_set(&table(k, p->table[lvl + 1])[pte_index(va, lvl + 1)], 0);
+        pte_set(slot(as, p, lvl + 1, va), 0);
         as->tables[lvl]--;
         vmm_gather_free(g, p->table[lvl], true);
         if (lvl + 1 == levels(as)) { /* the root keeps its count too */
@@ -310,17 +391,27 @@ static void mirror(struct kmm_aspace *as, uint64_t va, uint64_t size, uint64_t p
 
 /* --- map ----------------------------------------------------------------------- */
 
-#define MAP_FLAGS (KMM_PROT_MASK | KMM_MAP_OWNED | KMM_MAP_REPLACE)
+#define MAP_FLAGS                                                                                  \
+    (KMM_PROT_MASK | KMM_MAP_OWNED | KMM_MAP_REPLACE | KMM_MAP_HUGE | KMM_MAP_HUGE_1G |            \
+     KMM_MAP_ALIAS | KMM_CACHE_MASK)
+
+/* The largest physical address an entry can hold (MAXPHYADDR at most 52). */
+#define PHYS_LIMIT (UINT64_C(1) << 52)
 
 /* Checks everything about a map that does not depend on the tables. */
 static int check_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, unsigned flags,
                      const void *caller)
 {
+    unsigned cache = flags & KMM_CACHE_MASK;
     const char *why = bad_range(as, va, size);
     if (!why && (pa & (KMM_PAGE_SIZE - 1)))
         why = "physical address not page aligned";
+    if (!why && (pa >= PHYS_LIMIT || size > PHYS_LIMIT - pa))
+        why = "physical range beyond 52 bits";
     if (!why && (flags & ~MAP_FLAGS))
         why = "unknown flags";
+    if (!why && cache > KMM_CACHE_WC)
+        why = "unknown cache mode";
     if (!why)
         why = bad_prot(as, va, flags & KMM_PROT_MASK);
     struct kmm *k = as && as->canary == KMM_ASPACE_CANARY ? as->k : 0;
@@ -329,9 +420,17 @@ static int check_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t s
             return KMM_EINVAL;
         return vm_misuse(k, KMM_EINVAL, "kmm_vm_map", va, size, why, caller);
     }
-    if (!range_is_ram(k, pa, size))
+    uint64_t ram = ram_bytes(k, pa, size);
+    if (!cache && ram != size)
         return vm_misuse(k, KMM_ERANGE, "kmm_vm_map", va, size,
                          "physical range is not RAM (device memory needs a cache mode)", caller);
+    if ((flags & KMM_MAP_OWNED) && ram != size)
+        return vm_misuse(k, KMM_ERANGE, "kmm_vm_map", va, size, "owned frames must be RAM", caller);
+    if (cache && cache != KMM_CACHE_WB && ram && !(flags & KMM_MAP_ALIAS))
+        return vm_misuse(k, KMM_EINVAL, "kmm_vm_map", va, size,
+                         "RAM in a cache mode other than write-back aliases the direct map "
+                         "(KMM_MAP_ALIAS accepts that)",
+                         caller);
     if (flags & KMM_MAP_OWNED) {
         for (uint64_t off = 0; off < size; off += KMM_PAGE_SIZE)
             if (!pmm_is_allocated_page(k, pa + off))
@@ -353,6 +452,120 @@ static unsigned tables_bound(const struct kmm_aspace *as, uint64_t va, uint64_t 
     return n;
 }
 
+struct map_op {
+    uint64_t va, pa, size;
+    unsigned top;   /* the largest leaf level the flags allow */
+    unsigned prot;  /* KMM_PROT_* */
+    unsigned cache; /* KMM_CACHE_*, 0 for write-back */
+    pte_t owned;    /* PTE_SW_OWNED or 0 */
+};
+
+/* The level of the leaf that maps the piece at `at` (physical address
+ * phys, rem bytes left in the range): the largest up to top whose size
+ * both addresses are aligned to and the range covers. */
+static unsigned piece_level(uint64_t at, uint64_t phys, uint64_t rem, unsigned top)
+{
+    for (unsigned l = top; l > 1; l--) {
+        uint64_t size = pte_level_size(l);
+        if (!((at | phys) & (size - 1)) && rem >= size)
+            return l;
+    }
+    return 1;
+}
+
+/* The leaf of level l for the piece at `at`. */
+static inline pte_t piece_leaf(const struct map_op *op, uint64_t at, unsigned l)
+{
+    return pte_make_leaf(op->pa + (at - op->va), op->prot, op->cache, l) | op->owned;
+}
+
+/* For a map without REPLACE (count_fn): KMM_EBUSY if any page of the range
+ * is mapped, else the tables its pieces need. A table below a piece's entry
+ * would hold something mapped inside the piece: tables do not stay empty. */
+static int count_map(const struct kmm_aspace *as, const void *opv)
+{
+    const struct map_op *op = opv;
+    uint64_t last_prefix[6] = {UINT64_MAX, UINT64_MAX, UINT64_MAX,
+                               UINT64_MAX, UINT64_MAX, UINT64_MAX};
+    unsigned missing = 0;
+    for (uint64_t at = op->va; at - op->va < op->size;) {
+        unsigned piece = piece_level(at, op->pa + (at - op->va), op->size - (at - op->va), op->top);
+        struct path p;
+        unsigned l = walk(as, at, &p);
+        if (l < piece || pte_present(*slot(as, &p, l, at)))
+            return KMM_EBUSY;
+        /* Tables of levels piece .. l-1 are missing; count each once. */
+        for (unsigned m = piece; m < l; m++) {
+            uint64_t prefix = at >> pte_level_shift(m + 1);
+            if (prefix != last_prefix[m]) {
+                last_prefix[m] = prefix;
+                missing++;
+            }
+        }
+        at += pte_level_size(piece);
+    }
+    return (int)missing;
+}
+
+/* Maps the pieces of a range that count_map found free. Cannot fail. */
+static void map_free_range(struct kmm_aspace *as, const struct map_op *op, struct stash *s)
+{
+    struct kmm *k = as->k;
+    for (uint64_t at = op->va; at - op->va < op->size;) {
+        unsigned piece = piece_level(at, op->pa + (at - op->va), op->size - (at - op->va), op->top);
+        uint64_t t = make_path(as, at, piece, s);
+        pte_set(&table(k, t)[pte_index(at, piece)], piece_leaf(op, at, piece));
+        (*pmm_table_entries(&k->pmm, t))++;
+        as->leaves[piece]++;
+        at += pte_level_size(piece);
+    }
+}
+
+/*
+ * Maps a range over whatever is there (REPLACE). Huge leaves larger than a
+ * piece are split (only those cut by the range's ends stay split: the
+ * others are overwritten piece by piece), a piece shrinks to the level
+ * where tables already exist, and replaced leaves are invalidated and, if
+ * owned, released through g. No table is freed, so the stash's upper bound
+ * holds. Drops the lock between chunks when g fills; cannot fail.
+ */
+static void map_over_range(struct kmm_aspace *as, const struct map_op *op, struct stash *s,
+                           struct kmm_tlb_gather *g, kmm_irqstate_t *irq)
+{
+    struct kmm *k = as->k;
+    for (uint64_t at = op->va; at - op->va < op->size;) {
+        if (!vmm_gather_room(g, 1)) {
+            kmm_unlock_irqrestore(&as->lock, *irq);
+            kmm_tlb_finish(g);
+            *irq = kmm_lock_irqsave(&as->lock);
+        }
+        unsigned piece = piece_level(at, op->pa + (at - op->va), op->size - (at - op->va), op->top);
+        struct path p;
+        unsigned l = walk(as, at, &p);
+        while (l > piece && pte_present(*slot(as, &p, l, at))) {
+            split_leaf(as, &p, l, at, s, g);
+            l = walk(as, at, &p);
+        }
+        if (l < piece)
+            piece = l; /* tables below: fill them instead */
+        uint64_t t = l > piece ? make_path(as, at, piece, s) : p.table[piece];
+        pte_t *e = &table(k, t)[pte_index(at, piece)];
+        pte_t old = *e;
+        if (pte_present(old)) {
+            vmm_gather_range(g, at, pte_level_size(piece), leaf_global(as, at, old));
+            if (old & PTE_SW_OWNED) {
+                as->owned--;
+                vmm_gather_free(g, pte_frame(old), false);
+            }
+        } else {
+            (*pmm_table_entries(&k->pmm, t))++;
+            as->leaves[piece]++;
+        }
+        pte_set(e, piece_leaf(op, at, piece));
+        at += pte_level_size(piece);
+    }
+}
+
 int kmm_vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, unsigned flags)
 {
     const void *caller = __builtin_return_address(0);
@@ -362,31 +575,34 @@ int kmm_vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, u
     struct kmm *k = as->k;
     bool replace = (flags & KMM_MAP_REPLACE) != 0, owned = (flags & KMM_MAP_OWNED) != 0;
     unsigned prot = flags & KMM_PROT_MASK;
-    struct stash s = {0};
+    struct map_op op = {.va = va,
+                        .pa = pa,
+                        .size = size,
+                        .top = owned                     ? 1
+                               : flags & KMM_MAP_HUGE_1G ? 3
+                               : flags & KMM_MAP_HUGE    ? 2
+                                                         : 1,
+                        .prot = prot,
+                        .cache = flags & KMM_CACHE_MASK,
+                        .owned = owned ? PTE_SW_OWNED : 0};
     kmm_irqstate_t irq;
-    /* A replacing map may drop the lock between chunks, where another
-     * operation could free a table it counted on: it sets aside the most
-     * it could need. */
-    if (replace && !stash_fill(k, &s, tables_bound(as, va, size), 0)) {
-        stash_release(k, &s);
-        return KMM_ENOMEM;
-    }
     if (size == KMM_PAGE_SIZE && !replace) {
         /* One page whose page table exists: validate and change in one walk. */
         irq = kmm_lock_irqsave(&as->lock);
         struct path p;
-        if (walk(as, va, &p) == 1) {
-            pte_t *e = &table(k, p.table[1])[pte_index(va, 1)];
-            if (pte_present(*e)) {
-                kmm_unlock_irqrestore(&as->lock, irq);
-                return vm_misuse(k, KMM_EBUSY, "kmm_vm_map", va, size,
-                                 "a page of the range is mapped already", caller);
-            }
+        unsigned l = walk(as, va, &p);
+        pte_t *e = slot(as, &p, l, va);
+        if (pte_present(*e)) {
+            kmm_unlock_irqrestore(&as->lock, irq);
+            return vm_misuse(k, KMM_EBUSY, "kmm_vm_map", va, size,
+                             "a page of the range is mapped already", caller);
+        }
+        if (l == 1) {
             if (owned)
                 KMM_ASSERT(k->port, kmm_page_get(k, pa) == KMM_OK);
-            pte_set(e, pte_leaf(pa, prot) | (owned ? PTE_SW_OWNED : 0));
+            pte_set(e, piece_leaf(&op, va, 1));
             (*pmm_table_entries(&k->pmm, p.table[1]))++;
-            as->mapped++;
+            as->leaves[1]++;
             as->owned += owned;
             mirror(as, va, size, pa, prot | KMM_PROT_READ);
             kmm_unlock_irqrestore(&as->lock, irq);
@@ -394,55 +610,37 @@ int kmm_vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, u
         }
         kmm_unlock_irqrestore(&as->lock, irq);
     }
-    for (;;) {
-        irq = kmm_lock_irqsave(&as->lock);
-        bool busy;
-        unsigned need = count_missing(as, va, size, &busy);
-        if (busy && !replace) {
-            kmm_unlock_irqrestore(&as->lock, irq);
-            stash_release(k, &s);
-            return vm_misuse(k, KMM_EBUSY, "kmm_vm_map", va, size,
-                             "a page of the range is mapped already", caller);
-        }
-        if (stash_fill(k, &s, need, KMM_GFP_ATOMIC))
-            break;
-        kmm_unlock_irqrestore(&as->lock, irq);
-        if (!stash_fill(k, &s, need, 0)) {
+
+    struct stash s = {0};
+    if (replace) {
+        /* A replacing map may drop the lock between chunks, where another
+         * operation could free a table it counted on: it sets aside the
+         * most it could need (every table the range touches). */
+        if (!stash_fill(k, &s, tables_bound(as, va, size), 0)) {
             stash_release(k, &s);
             return KMM_ENOMEM;
         }
+        irq = kmm_lock_irqsave(&as->lock);
+    } else {
+        err = lock_with_tables(as, &s, count_map, &op, &irq);
+        if (err == KMM_EBUSY)
+            return vm_misuse(k, KMM_EBUSY, "kmm_vm_map", va, size,
+                             "a page of the range is mapped already", caller);
+        if (err)
+            return err;
     }
 
     /* Nothing below fails. */
     if (owned)
         for (uint64_t off = 0; off < size; off += KMM_PAGE_SIZE)
             KMM_ASSERT(k->port, kmm_page_get(k, pa + off) == KMM_OK);
+    as->owned += owned ? size / KMM_PAGE_SIZE : 0;
     struct kmm_tlb_gather g;
     kmm_tlb_gather_init(&g, as);
-    pte_t bits = pte_leaf(0, prot) | (owned ? PTE_SW_OWNED : 0);
-    for (uint64_t off = 0; off < size; off += KMM_PAGE_SIZE) {
-        if (replace && !vmm_gather_room(&g, levels(as))) {
-            /* Chunk: finish what the gather holds with the lock dropped. */
-            kmm_unlock_irqrestore(&as->lock, irq);
-            kmm_tlb_finish(&g);
-            irq = kmm_lock_irqsave(&as->lock);
-        }
-        uint64_t pt;
-        pte_t *e = make_leaf(as, va + off, &s, &pt);
-        pte_t old = *e;
-        if (pte_present(old)) {
-            vmm_gather_page(&g, va + off, (old & PTE_G) || in_kernel_half(as, va));
-            if (old & PTE_SW_OWNED) {
-                as->owned--;
-                vmm_gather_free(&g, pte_frame(old), false);
-            }
-        } else {
-            (*pmm_table_entries(&k->pmm, pt))++;
-            as->mapped++;
-        }
-        pte_set(e, bits | ((pa + off) & PTE_FRAME));
-        as->owned += owned;
-    }
+    if (replace)
+        map_over_range(as, &op, &s, &g, &irq);
+    else
+        map_free_range(as, &op, &s);
     mirror(as, va, size, pa, prot | KMM_PROT_READ);
     kmm_unlock_irqrestore(&as->lock, irq);
     stash_release(k, &s);
@@ -452,15 +650,51 @@ int kmm_vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, u
 
 /* --- unmap and protect -------------------------------------------------------- */
 
-/* Checks that every page of [va, va + size) is mapped (lock held). */
-static bool all_mapped(const struct kmm_aspace *as, uint64_t va, uint64_t size)
+struct range_op {
+    uint64_t va, size;
+};
+
+/* The address after the leaf of level l that holds at; 0 past the top. */
+static inline uint64_t leaf_end(uint64_t at, unsigned l)
 {
-    for (uint64_t at = va; at - va < size; at += KMM_PAGE_SIZE) {
-        const pte_t *e = leaf_of(as, at);
-        if (!e || !pte_present(*e))
-            return false;
+    return level_base(at, l) + pte_level_size(l);
+}
+
+/* For unmap and protect (count_fn): KMM_ENOENT if a page of the range is
+ * not mapped, else the tables that splitting the huge leaves cut by its
+ * ends needs. */
+static int count_cuts(const struct kmm_aspace *as, const void *opv)
+{
+    const struct range_op *op = opv;
+    for (uint64_t at = op->va; at - op->va < op->size;) {
+        struct path p;
+        unsigned l = walk(as, at, &p);
+        if (!pte_present(*slot(as, &p, l, at)))
+            return KMM_ENOENT;
+        at = leaf_end(at, l);
+        if (at == 0)
+            break; /* the top of the address space */
     }
-    return true;
+    return (int)range_cut_tables(as, op->va, op->size);
+}
+
+/* Takes the lock with the range validated for unmap or protect and its
+ * ends split. Returns KMM_OK (lock held), KMM_ENOENT (reported as misuse)
+ * or KMM_ENOMEM. */
+static int lock_and_cut(struct kmm_aspace *as, uint64_t va, uint64_t size, struct kmm_tlb_gather *g,
+                        const char *fn, const void *caller, kmm_irqstate_t *irq)
+{
+    struct stash s = {0};
+    struct range_op op = {va, size};
+    int err = lock_with_tables(as, &s, count_cuts, &op, irq);
+    if (err == KMM_ENOENT)
+        return vm_misuse(as->k, KMM_ENOENT, fn, va, size, "a page of the range is not mapped",
+                         caller);
+    if (err)
+        return err;
+    split_range_ends(as, va, size, &s, g);
+    stash_release(as->k, &s); /* a split both ends share was counted twice */
+    return KMM_OK;
 }
 
 static int unmap(struct kmm_aspace *as, uint64_t va, uint64_t size, struct kmm_tlb_gather *g,
@@ -475,31 +709,40 @@ static int unmap(struct kmm_aspace *as, uint64_t va, uint64_t size, struct kmm_t
     if (size == KMM_PAGE_SIZE && vmm_gather_room(g, levels(as))) {
         /* One page: validate and change in one walk. */
         struct path p;
-        const pte_t *e = walk(as, va, &p) == 1 ? &table(as->k, p.table[1])[pte_index(va, 1)] : 0;
-        if (!e || !pte_present(*e)) {
+        unsigned l = walk(as, va, &p);
+        if (!pte_present(*slot(as, &p, l, va))) {
             kmm_unlock_irqrestore(&as->lock, irq);
             return vm_misuse(as->k, KMM_ENOENT, fn, va, size, "a page of the range is not mapped",
                              caller);
         }
-        drop_leaf_at(as, va, &p, g);
-        mirror(as, va, size, 0, 0);
-        kmm_unlock_irqrestore(&as->lock, irq);
-        return KMM_OK;
+        if (l == 1) {
+            drop_leaf(as, va, &p, 1, g, false);
+            mirror(as, va, size, 0, 0);
+            kmm_unlock_irqrestore(&as->lock, irq);
+            return KMM_OK;
+        }
     }
-    if (!all_mapped(as, va, size)) {
-        kmm_unlock_irqrestore(&as->lock, irq);
-        return vm_misuse(as->k, KMM_ENOENT, fn, va, size, "a page of the range is not mapped",
-                         caller);
-    }
-    for (uint64_t at = va; at - va < size; at += KMM_PAGE_SIZE) {
+    kmm_unlock_irqrestore(&as->lock, irq); /* a huge page to split, or many pages */
+    int err = lock_and_cut(as, va, size, g, fn, caller, &irq);
+    if (err)
+        return err;
+    for (uint64_t at = va; at - va < size;) {
         if (!vmm_gather_room(g, levels(as))) {
             kmm_unlock_irqrestore(&as->lock, irq);
             kmm_tlb_finish(g);
             irq = kmm_lock_irqsave(&as->lock);
         }
-        const pte_t *e = leaf_of(as, at);
-        if (e && pte_present(*e)) /* gone only if someone broke the rule above */
-            drop_leaf(as, at, g);
+        struct path p;
+        unsigned l = walk(as, at, &p);
+        if (!pte_present(*slot(as, &p, l, at))) { /* only if someone broke the rule above */
+            at = leaf_end(at, 1);
+            continue;
+        }
+        KMM_ASSERT(as->k->port, level_base(at, l) == at);
+        drop_leaf(as, at, &p, l, g, false);
+        at += pte_level_size(l);
+        if (at == 0)
+            break;
     }
     mirror(as, va, size, 0, 0);
     kmm_unlock_irqrestore(&as->lock, irq);
@@ -534,20 +777,22 @@ static int protect(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned p
         return as && as->canary == KMM_ASPACE_CANARY
                    ? vm_misuse(as->k, KMM_EINVAL, "kmm_vm_protect", va, size, why, caller)
                    : KMM_EINVAL;
-    kmm_irqstate_t irq = kmm_lock_irqsave(&as->lock);
-    if (!all_mapped(as, va, size)) {
-        kmm_unlock_irqrestore(&as->lock, irq);
-        return vm_misuse(as->k, KMM_ENOENT, "kmm_vm_protect", va, size,
-                         "a page of the range is not mapped", caller);
-    }
-    pte_t bits = pte_leaf(0, prot);
-    for (uint64_t at = va; at - va < size; at += KMM_PAGE_SIZE) {
-        pte_t *e = leaf_of(as, at);
-        pte_t new = bits | (*e & (PTE_FRAME | PTE_SW_OWNED));
+    kmm_irqstate_t irq;
+    int err = lock_and_cut(as, va, size, g, "kmm_vm_protect", caller, &irq);
+    if (err)
+        return err;
+    for (uint64_t at = va; at - va < size;) {
+        struct path p;
+        unsigned l = walk(as, at, &p);
+        pte_t *e = slot(as, &p, l, at);
+        pte_t new = pte_with_prot(*e, prot);
         if (pte_downgrade(*e, new))
-            vmm_gather_page(g, at, (*e & PTE_G) || in_kernel_half(as, at));
+            vmm_gather_range(g, at, pte_level_size(l), leaf_global(as, at, *e));
         pte_set(e, new);
-        mirror(as, at, KMM_PAGE_SIZE, pte_frame(new), prot | KMM_PROT_READ);
+        mirror(as, at, pte_level_size(l), pte_leaf_frame(new, l), prot | KMM_PROT_READ);
+        at += pte_level_size(l);
+        if (at == 0)
+            break;
     }
     kmm_unlock_irqrestore(&as->lock, irq);
     return KMM_OK;
@@ -577,15 +822,18 @@ int kmm_vm_translate(struct kmm_aspace *as, uint64_t va, struct kmm_vm_translati
     if (!as || as->canary != KMM_ASPACE_CANARY || !pte_canonical(va, levels(as)))
         return KMM_EINVAL;
     kmm_irqstate_t irq = kmm_lock_irqsave(&as->lock);
-    const pte_t *e = leaf_of(as, va & ~(KMM_PAGE_SIZE - 1));
-    pte_t v = e ? *e : 0;
+    struct path p;
+    unsigned l = walk(as, va, &p);
+    pte_t e = *slot(as, &p, l, va);
     kmm_unlock_irqrestore(&as->lock, irq);
-    if (!pte_present(v))
+    if (!pte_present(e))
         return KMM_ENOENT;
-    out->pa = pte_frame(v) | (va & (KMM_PAGE_SIZE - 1));
-    out->prot = pte_prot(v);
-    out->page_size = KMM_PAGE_SIZE;
-    out->owned = (v & PTE_SW_OWNED) != 0;
+    uint64_t size = pte_level_size(l);
+    out->pa = pte_leaf_frame(e, l) | (va & (size - 1));
+    out->prot = pte_prot(e);
+    out->cache = pte_cache(e, l);
+    out->page_size = size;
+    out->owned = (e & PTE_SW_OWNED) != 0;
     return KMM_OK;
 }
 
@@ -600,21 +848,24 @@ int kmm_vm_query(struct kmm_aspace *as, uint64_t va, uint64_t limit, struct kmm_
     while (at < limit) {
         struct path p;
         unsigned l = walk(as, at, &p);
-        pte_t e = l == 1 ? table(as->k, p.table[1])[pte_index(at, 1)] : 0;
-        bool mapped = pte_present(e);
+        pte_t e = *slot(as, &p, l, at);
+        struct kmm_vm_run here = {.mapped = pte_present(e)};
+        if (here.mapped) {
+            here.pa = pte_leaf_frame(e, l) + (at - level_base(at, l));
+            here.prot = pte_prot(e);
+            here.cache = pte_cache(e, l);
+            here.owned = (e & PTE_SW_OWNED) != 0;
+        }
         if (at == va) {
-            out->mapped = mapped;
-            out->pa = pte_frame(e);
-            out->prot = mapped ? pte_prot(e) : 0;
-            out->owned = (e & PTE_SW_OWNED) != 0;
-        } else if (mapped != out->mapped ||
-                   (mapped && (pte_frame(e) != out->pa + (at - va) || pte_prot(e) != out->prot ||
-                               ((e & PTE_SW_OWNED) != 0) != out->owned))) {
+            here.va = va;
+            *out = here;
+        } else if (here.mapped != out->mapped ||
+                   (here.mapped && (here.pa != out->pa + (at - va) || here.prot != out->prot ||
+                                    here.cache != out->cache || here.owned != out->owned))) {
             break;
         }
-        /* An unmapped run skips whole missing tables at once. */
-        uint64_t step = mapped || l == 1 ? KMM_PAGE_SIZE : pte_level_size(l);
-        uint64_t next = (at & ~(step - 1)) + step;
+        /* A leaf, or an entry with nothing below it, is passed whole. */
+        uint64_t next = leaf_end(at, l);
         at = next < at ? limit : next; /* the top of the address space */
     }
     out->size = (at < limit ? at : limit) - va;

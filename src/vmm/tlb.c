@@ -29,11 +29,14 @@ void kmm_tlb_gather_init(struct kmm_tlb_gather *g, struct kmm_aspace *as)
     g->all = false;
     g->global = false;
     g->start = UINT64_MAX;
-    g->end = 0;
+    g->last = 0;
     g->nfree = 0;
 }
 
-void vmm_gather_page(struct kmm_tlb_gather *g, uint64_t va, bool global)
+/* Records the invalidation of one leaf: [va, va + size) is a 4 KiB, 2 MiB
+ * or 1 GiB page. One INVLPG of its first address drops it whatever its size
+ * (the TLB holds a huge page as one entry), so it takes one slot. */
+void vmm_gather_range(struct kmm_tlb_gather *g, uint64_t va, uint64_t size, bool global)
 {
     if (g->npages < KMM_TLB_PAGE_LIMIT)
         g->pages[g->npages++] = va;
@@ -41,8 +44,8 @@ void vmm_gather_page(struct kmm_tlb_gather *g, uint64_t va, bool global)
         g->all = true;
     if (va < g->start)
         g->start = va;
-    if (va + KMM_PAGE_SIZE > g->end)
-        g->end = va + KMM_PAGE_SIZE;
+    if (va + (size - 1) > g->last)
+        g->last = va + (size - 1); /* inclusive: the top page's end wraps to 0 */
     g->global |= global;
 }
 
@@ -66,7 +69,7 @@ void kmm_tlb_finish(struct kmm_tlb_gather *g)
     } else if (g->npages) {
         for (unsigned i = 0; i < g->npages; i++)
             kmm_port_tlb_flush_page(p, g->pages[i]);
-        kmm_port_tlb_shootdown(p, as->root, g->start, g->end - g->start, g->global);
+        kmm_port_tlb_shootdown(p, as->root, g->start, g->last - g->start + 1, g->global);
     }
     /* Only now may the memory go back. */
     for (unsigned i = 0; i < g->nfree; i++) {

@@ -30,7 +30,9 @@ struct kmm;
  * kernel half, shared by every space) and its figures.
  * Invariants (kmm_check): every table reachable from root is a PAGETABLE
  * frame whose count is its number of present entries; tables[l] counts the
- * space's own tables of level l; mapped and owned count its present leaves.
+ * space's own tables of level l; leaves[l] its present leaves of level l
+ * (PS set at levels 2 and 3; never above) and owned those with PTE_SW_OWNED,
+ * which only 4 KiB leaves carry.
  */
 struct kmm_aspace {
     uint64_t canary;
@@ -40,8 +42,8 @@ struct kmm_aspace {
     uint64_t self_pa; /* the page holding this structure (user spaces), else 0 */
     kmm_lock_t lock;
     uint64_t tables[6];      /* own tables per level (1 = PT ... 5 = PML5) */
-    uint64_t mapped;         /* present 4 KiB leaves */
-    uint64_t owned;          /* of those, holding a frame reference */
+    uint64_t leaves[4];      /* present leaves per level (1: 4 KiB, 2: 2 MiB, 3: 1 GiB) */
+    uint64_t owned;          /* 4 KiB leaves holding a frame reference */
     struct kmm_aspace *next; /* on the space list */
 };
 
@@ -60,7 +62,7 @@ void vmm_init(struct kmm *k, unsigned levels);
 unsigned vmm_init_pages(void);
 
 /* The gather's internals (tlb.c), used by map.c. */
-void vmm_gather_page(struct kmm_tlb_gather *g, uint64_t va, bool global);
+void vmm_gather_range(struct kmm_tlb_gather *g, uint64_t va, uint64_t size, bool global);
 void vmm_gather_free(struct kmm_tlb_gather *g, uint64_t pa, bool table);
 bool vmm_gather_room(const struct kmm_tlb_gather *g, unsigned frees);
 

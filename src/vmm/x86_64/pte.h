@@ -21,8 +21,13 @@
  *   bit 3 PWT             bit 4 PCD              bit 5 A accessed
  *   bit 6 D dirty         bit 7 PS (levels 2, 3) / PAT (level 1)
  *   bit 8 G global        bits 12..51 frame      bit 63 XD execute-disable
- * Access rights combine across levels: user needs US everywhere, write
- * needs RW everywhere, XD anywhere forbids execution.
+ * A leaf with PS (a 2 MiB or 1 GiB page) has its PAT bit at 12 instead, and
+ * its frame from bit 21 (30) up. Access rights combine across levels: user
+ * needs US everywhere, write needs RW everywhere, XD anywhere forbids
+ * execution.
+ *
+ * Cache modes pick one of the eight IA32_PAT entries with PAT:PCD:PWT
+ * (KMM_PAT_VALUE in kmm/vm.h): WB 0, WT 1 (PWT), UC 3 (PCD PWT), WC 4 (PAT).
  */
 #ifndef KMM_VMM_X86_64_PTE_H
 #define KMM_VMM_X86_64_PTE_H
@@ -44,6 +49,8 @@ typedef uint64_t pte_t;
 #define PTE_PS    (UINT64_C(1) << 7)
 #define PTE_G     (UINT64_C(1) << 8)
 #define PTE_XD    (UINT64_C(1) << 63)
+#define PTE_PAT4K (UINT64_C(1) << 7)           /* PAT in a 4 KiB leaf (where PS is elsewhere) */
+#define PTE_PATPS (UINT64_C(1) << 12)          /* PAT in a 2 MiB or 1 GiB leaf */
 #define PTE_FRAME UINT64_C(0x000ffffffffff000) /* bits 12..51 */
 
 #define PTE_ENTRIES     512
@@ -81,6 +88,9 @@ static inline uint64_t pte_kernel_half(unsigned levels)
     return levels == 5 ? UINT64_C(0xff00000000000000) : UINT64_C(0xffff800000000000);
 }
 
+/* The level of the largest leaf: 3 (1 GiB pages). */
+#define PTE_MAX_LEAF_LEVEL 3
+
 /* Writes an entry with one 8-byte store: the CPU's page walker may read it
  * at any moment, and must never see half of an old and half of a new entry
  * (a plain assignment leaves the compiler free to split or repeat it). */
@@ -89,14 +99,60 @@ static inline void pte_set(pte_t *e, pte_t v)
     __atomic_store_n(e, v, __ATOMIC_RELAXED);
 }
 
+/* Links a table that was just filled: a release store, so that a CPU (or
+ * a lockless reader) that sees the link also sees the table's entries. */
+static inline void pte_publish(pte_t *e, pte_t v)
+{
+    __atomic_store_n(e, v, __ATOMIC_RELEASE);
+}
+
 static inline bool pte_present(pte_t e)
 {
     return (e & PTE_P) != 0;
 }
 
+/* The frame of a 4 KiB leaf or of a table entry. */
 static inline uint64_t pte_frame(pte_t e)
 {
     return e & PTE_FRAME;
+}
+
+/* Whether a present entry of the level maps memory (rather than a table). */
+static inline bool pte_is_leaf(pte_t e, unsigned level)
+{
+    return level == 1 || (e & PTE_PS) != 0;
+}
+
+/* The first physical address of a leaf of the level. */
+static inline uint64_t pte_leaf_frame(pte_t e, unsigned level)
+{
+    return e & PTE_FRAME & ~(pte_level_size(level) - 1);
+}
+
+/* The PAT:PCD:PWT bits of a cache mode in a leaf of the level. */
+static inline pte_t pte_cache_bits(unsigned cache, unsigned level)
+{
+    switch (cache) {
+    case KMM_CACHE_WT:
+        return PTE_PWT;
+    case KMM_CACHE_UC:
+        return PTE_PCD | PTE_PWT;
+    case KMM_CACHE_WC:
+        return level == 1 ? PTE_PAT4K : PTE_PATPS;
+    default:
+        return 0;
+    }
+}
+
+/* The cache mode (KMM_CACHE_*) of a leaf of the level, read back through
+ * KMM_PAT_VALUE: entries 5..7 repeat 1..3, and UC- (2, 6) counts as UC. */
+static inline unsigned pte_cache(pte_t e, unsigned level)
+{
+    unsigned pat = (e & (level == 1 ? PTE_PAT4K : PTE_PATPS)) != 0;
+    unsigned index = pat << 2 | (unsigned)((e & PTE_PCD) != 0) << 1 | ((e & PTE_PWT) != 0);
+    static const unsigned mode[8] = {KMM_CACHE_WB, KMM_CACHE_WT, KMM_CACHE_UC, KMM_CACHE_UC,
+                                     KMM_CACHE_WC, KMM_CACHE_WT, KMM_CACHE_UC, KMM_CACHE_UC};
+    return mode[index];
 }
 
 /* The entry of a 4 KiB leaf mapping pa with prot (KMM_PROT_*). Readable is implied by
@@ -113,6 +169,34 @@ static inline pte_t pte_leaf(uint64_t pa, unsigned prot)
     if (!(prot & KMM_PROT_EXEC))
         e |= PTE_XD;
     return e;
+}
+
+/* A leaf of the level (1: 4 KiB, 2: 2 MiB, 3: 1 GiB) mapping pa with prot
+ * and cache mode (KMM_CACHE_*). pa must be aligned to the leaf's size. */
+static inline pte_t pte_make_leaf(uint64_t pa, unsigned prot, unsigned cache, unsigned level)
+{
+    return pte_leaf(pa, prot) | pte_cache_bits(cache, level) | (level > 1 ? PTE_PS : 0);
+}
+
+/* A leaf with its rights (RW, US, G, XD) replaced by prot's: frame, size,
+ * cache mode and software bits stay. */
+static inline pte_t pte_with_prot(pte_t e, unsigned prot)
+{
+    return (e & ~(PTE_RW | PTE_US | PTE_G | PTE_XD)) | (pte_leaf(0, prot) & ~PTE_P);
+}
+
+/* The first of the 512 entries a leaf of the level splits into (level - 1
+ * leaves with the same rights and cache mode; entry i adds i times their
+ * size): a 4 KiB leaf has no PS and its PAT bit at 7, not 12. */
+static inline pte_t pte_split_first(pte_t e, unsigned level)
+{
+    pte_t child = e;
+    if (level == 2) {
+        child &= ~(PTE_PS | PTE_PATPS);
+        if (e & PTE_PATPS)
+            child |= PTE_PAT4K;
+    }
+    return child;
 }
 
 /* The protection (KMM_PROT_*) of a leaf entry. */
@@ -147,8 +231,9 @@ static inline bool pte_downgrade(pte_t old, pte_t new)
 {
     if (!pte_present(old))
         return false;
-    if (!pte_present(new) || pte_frame(old) != pte_frame(new))
-        return true;
+    const pte_t kept = PTE_FRAME | PTE_PS | PTE_PCD | PTE_PWT; /* PS is PAT4K at level 1 */
+    if (!pte_present(new) || (old & kept) != (new &kept))
+        return true; /* another frame, size or cache mode */
     return ((old & PTE_RW) && !(new &PTE_RW)) || ((old & PTE_US) && !(new &PTE_US)) ||
            (!(old & PTE_XD) && (new &PTE_XD)) || ((old & PTE_G) != (new &PTE_G));
 }
