@@ -12,6 +12,7 @@
 
 #include <kmm/fmt.h>
 #include <kmm/kmm.h>
+#include <kmm/vm.h>
 
 #include "kernel.h"
 
@@ -168,6 +169,27 @@ noreturn void kernel_trap(uint64_t vector, uint64_t error, uint64_t rip, uint64_
         (unsigned long long)vector, (unsigned long long)error, (unsigned long long)rip,
         (unsigned long long)cr2);
     kernel_exit(KERNEL_EXIT_FAIL);
+}
+
+/* --- PAT ---------------------------------------------------------------------------- */
+
+#define MSR_IA32_PAT   0x277u
+#define CPUID1_EDX_PAT (1u << 16)
+
+/* Programs IA32_PAT with the library's layout (kmm/vm.h), which a kernel must
+ * do on every CPU before mapping anything write-combining. Returns whether
+ * the CPU has a PAT (every x86_64 CPU does; QEMU's too). */
+static bool pat_init(void)
+{
+    uint32_t a = 1, b, c = 0, d;
+    __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
+    if (!(d & CPUID1_EDX_PAT))
+        return false;
+    uint64_t v = KMM_PAT_VALUE;
+    __asm__ volatile("wrmsr" : : "c"(MSR_IA32_PAT), "a"((uint32_t)v), "d"((uint32_t)(v >> 32)));
+    uint32_t lo, hi;
+    __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(MSR_IA32_PAT));
+    return ((uint64_t)hi << 32 | lo) == v;
 }
 
 /* --- Multiboot1 information ------------------------------------------------------- */
@@ -349,6 +371,8 @@ noreturn void kmain(uint32_t magic, uint32_t info_phys)
 {
     serial_init();
     idt_init();
+    if (!pat_init())
+        kernel_panic("kmain: IA32_PAT missing or not taking KMM_PAT_VALUE");
     if (magic != MB_BOOT_MAGIC)
         kernel_panic("kmain: not started by a Multiboot1 loader");
     const struct mb_info *mbi = boot_ptr(info_phys, sizeof(*mbi));

@@ -151,26 +151,31 @@ static void report_page_tables(struct kmm *k, const struct kmm_sink *s)
     kmm_vm_stats(kmm_kernel_aspace(k), &ks);
     unsigned levels = k->vm.levels;
     sink_printf(s,
-                "Page tables (%u levels)\n  kernel space: %llu pages mapped (%llu owned), tables",
-                levels, (unsigned long long)ks.mapped_pages, (unsigned long long)ks.owned_pages);
+                "Page tables (%u levels)\n  kernel space: mapped 4K %llu (%llu owned), 2M %llu, "
+                "1G %llu; tables",
+                levels, (unsigned long long)ks.mapped_pages, (unsigned long long)ks.owned_pages,
+                (unsigned long long)ks.mapped_2m, (unsigned long long)ks.mapped_1g);
     for (unsigned l = levels; l >= 1; l--)
         sink_printf(s, " L%u %llu", l, (unsigned long long)ks.tables[l]);
     char sz[32];
     format_size(sz, sizeof(sz), ks.table_bytes);
     sink_printf(s, ", %s\n", sz);
-    uint64_t spaces = 0, mapped = 0, bytes = 0;
+    uint64_t spaces = 0, mapped[3] = {0, 0, 0}, bytes = 0;
     kmm_irqstate_t irq = kmm_lock_irqsave(&k->vm.list_lock);
     for (struct kmm_aspace *as = k->vm.spaces; as; as = as->next) {
         struct kmm_vm_stats us;
         kmm_vm_stats(as, &us);
         spaces++;
-        mapped += us.mapped_pages;
+        mapped[0] += us.mapped_pages;
+        mapped[1] += us.mapped_2m;
+        mapped[2] += us.mapped_1g;
         bytes += us.table_bytes;
     }
     kmm_unlock_irqrestore(&k->vm.list_lock, irq);
     format_size(sz, sizeof(sz), bytes);
-    sink_printf(s, "  user spaces: %llu, %llu pages mapped, tables %s\n",
-                (unsigned long long)spaces, (unsigned long long)mapped, sz);
+    sink_printf(s, "  user spaces: %llu, mapped 4K %llu, 2M %llu, 1G %llu; tables %s\n",
+                (unsigned long long)spaces, (unsigned long long)mapped[0],
+                (unsigned long long)mapped[1], (unsigned long long)mapped[2], sz);
 }
 
 void kmm_report(struct kmm *k, const struct kmm_sink *sink)
