@@ -300,18 +300,18 @@ static void split_leaf(struct kmm_aspace *as, const struct path *p, unsigned l, 
     vmm_gather_range(g, level_base(va, l), pte_level_size(l), leaf_global(as, va, old));
 }
 
-/* The tables splitting needs so that a leaf boundary falls at address c:
- * one for the leaf holding c and one more for each smaller size c is not
- * aligned to. */
-static unsigned cut_tables(const struct kmm_aspace *as, uint64_t c)
+/* The splits that make a leaf boundary fall at address c: the huge leaf
+ * holding c, then the smaller leaf holding c in what it splits into, as
+ * long as c is not aligned to it. Stores the first address of each leaf to
+ * split and returns how many there are (0 .. PTE_MAX_LEAF_LEVEL - 1). */
+static unsigned cut_splits(const struct kmm_aspace *as, uint64_t c, uint64_t base[])
 {
     struct path p;
-    unsigned l = walk(as, c, &p);
+    unsigned l = walk(as, c, &p), n = 0;
     if (l == 1 || !pte_present(*slot(as, &p, l, c)))
         return 0;
-    unsigned n = 0;
-    for (unsigned j = l; j > 1; j--)
-        n += (c & (pte_level_size(j) - 1)) != 0;
+    for (unsigned j = l; j > 1 && level_base(c, j) != c; j--)
+        base[n++] = level_base(c, j) | j; /* the level in the low bits */
     return n;
 }
 
@@ -327,11 +327,21 @@ static void split_cut(struct kmm_aspace *as, uint64_t c, struct stash *s, struct
     }
 }
 
-/* The tables that cutting [va, va + size) out of its huge leaves needs. The
- * end is no cut when the range reaches the top of the address space. */
+/* The tables that cutting [va, va + size) out of its huge leaves needs: one
+ * per split, and the two ends may share one (a range inside a 1 GiB page).
+ * The end is no cut when the range reaches the top of the address space. */
 static unsigned range_cut_tables(const struct kmm_aspace *as, uint64_t va, uint64_t size)
 {
-    return cut_tables(as, va) + (va + size != 0 ? cut_tables(as, va + size) : 0);
+    uint64_t first[PTE_MAX_LEAF_LEVEL], last[PTE_MAX_LEAF_LEVEL];
+    unsigned nf = cut_splits(as, va, first);
+    unsigned nl = va + size != 0 ? cut_splits(as, va + size, last) : 0, n = nf;
+    for (unsigned i = 0; i < nl; i++) {
+        bool shared = false;
+        for (unsigned j = 0; j < nf; j++)
+            shared |= last[i] == first[j];
+        n += !shared;
+    }
+    return n;
 }
 
 static void split_range_ends(struct kmm_aspace *as, uint64_t va, uint64_t size, struct stash *s,
@@ -440,18 +450,6 @@ static int check_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t s
     return KMM_OK;
 }
 
-/* The upper bound of tables a range can need: every table of every level
- * below the top that it touches. */
-static unsigned tables_bound(const struct kmm_aspace *as, uint64_t va, uint64_t size)
-{
-    unsigned n = 0;
-    for (unsigned l = 1; l < levels(as); l++) {
-        unsigned shift = pte_level_shift(l + 1);
-        n += (unsigned)(((va + size - 1) >> shift) - (va >> shift) + 1);
-    }
-    return n;
-}
-
 struct map_op {
     uint64_t va, pa, size;
     unsigned top;   /* the largest leaf level the flags allow */
@@ -477,6 +475,31 @@ static unsigned piece_level(uint64_t at, uint64_t phys, uint64_t rem, unsigned t
 static inline pte_t piece_leaf(const struct map_op *op, uint64_t at, unsigned l)
 {
     return pte_make_leaf(op->pa + (at - op->va), op->prot, op->cache, l) | op->owned;
+}
+
+/* For a replacing map: the most tables it can create, whatever is mapped
+ * now (it may drop the lock between chunks, where other operations change
+ * the tables). Each piece needs at most the tables on its path down to its
+ * leaf's level; a huge leaf split on the way becomes one of those; and no
+ * table is freed during the replacement, so each is counted once. */
+static unsigned replace_bound(const struct kmm_aspace *as, const struct map_op *op)
+{
+    uint64_t last_prefix[6] = {UINT64_MAX, UINT64_MAX, UINT64_MAX,
+                               UINT64_MAX, UINT64_MAX, UINT64_MAX};
+    /* In the kernel half the tables below the top always exist. */
+    unsigned below_top = in_kernel_half(as, op->va) ? levels(as) - 2 : levels(as) - 1, n = 0;
+    for (uint64_t at = op->va; at - op->va < op->size;) {
+        unsigned piece = piece_level(at, op->pa + (at - op->va), op->size - (at - op->va), op->top);
+        for (unsigned m = piece; m <= below_top; m++) {
+            uint64_t prefix = at >> pte_level_shift(m + 1);
+            if (prefix != last_prefix[m]) {
+                last_prefix[m] = prefix;
+                n++;
+            }
+        }
+        at += pte_level_size(piece);
+    }
+    return n;
 }
 
 /* For a map without REPLACE (count_fn): KMM_EBUSY if any page of the range
@@ -615,8 +638,8 @@ int kmm_vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, u
     if (replace) {
         /* A replacing map may drop the lock between chunks, where another
          * operation could free a table it counted on: it sets aside the
-         * most it could need (every table the range touches). */
-        if (!stash_fill(k, &s, tables_bound(as, va, size), 0)) {
+         * most it could need. */
+        if (!stash_fill(k, &s, replace_bound(as, &op), 0)) {
             stash_release(k, &s);
             return KMM_ENOMEM;
         }
@@ -693,7 +716,7 @@ static int lock_and_cut(struct kmm_aspace *as, uint64_t va, uint64_t size, struc
     if (err)
         return err;
     split_range_ends(as, va, size, &s, g);
-    stash_release(as->k, &s); /* a split both ends share was counted twice */
+    stash_release(as->k, &s); /* more than needed if the count fell on a retry */
     return KMM_OK;
 }
 
