@@ -5,7 +5,8 @@
  * The map is the e820 table QEMU's SeaBIOS gives a q35 machine with 8 GiB of
  * RAM (RAM split around the 32-bit PCI hole, so 6 GiB sit above 4 GiB), plus
  * the reservations a kernel makes for itself (its image, an initrd module and
- * a framebuffer). kmm resolves it, places its instance, and reports.
+ * a framebuffer). kmm resolves it, places its instance, maps RAM and the
+ * frame buffer in the kernel space as a kernel would, and reports.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <kmm/check.h>
 #include <kmm/kmm.h>
 #include <kmm/page.h>
+#include <kmm/vm.h>
 
 #include "hosted.h"
 
@@ -36,6 +38,39 @@ static const struct kmm_region kernel_reserved[] = {
     {0x0000000000500000, 0x0000000000200000, KMM_MEM_KERNEL},   /* initrd module */
     {0x0000000000008000, 0x0000000000001000, KMM_MEM_RESERVED}, /* AP trampoline */
 };
+
+/* Where a kernel would put its direct map of RAM (Linux's base). */
+#define DIRECT_MAP  UINT64_C(0xffff888000000000)
+#define FRAMEBUFFER UINT64_C(0x000000fd00000000) /* 8 MiB of the reserved PCI window */
+#define FB_VA       UINT64_C(0xffffc90000000000)
+
+/* What a kernel does first with the engine: map all RAM at DIRECT_MAP with
+ * the largest pages that fit (1 GiB above 4 GiB, 2 MiB and 4 KiB around the
+ * holes below), and a frame buffer write-combining. The report then shows
+ * the page sizes used. */
+static int map_kernel_view(struct kmm *k)
+{
+    struct kmm_aspace *ks = kmm_kernel_aspace(k);
+    size_t n;
+    const struct kmm_region *r = kmm_memory_map(k, &n);
+    for (size_t i = 0; i < n; i++) {
+        if (r[i].type == KMM_MEM_RESERVED || r[i].type == KMM_MEM_BAD)
+            continue;
+        int err = kmm_vm_map(ks, DIRECT_MAP + r[i].base, r[i].base, r[i].length,
+                             KMM_PROT_READ | KMM_PROT_WRITE | KMM_PROT_GLOBAL | KMM_MAP_HUGE_1G);
+        if (err) {
+            fprintf(stderr, "kmm-demo: direct map of [%#llx, +%#llx): %s\n",
+                    (unsigned long long)r[i].base, (unsigned long long)r[i].length,
+                    kmm_strerror(err));
+            return err;
+        }
+    }
+    int err = kmm_vm_map(ks, FB_VA, FRAMEBUFFER, 8u << 20,
+                         KMM_PROT_READ | KMM_PROT_WRITE | KMM_CACHE_WC | KMM_MAP_HUGE);
+    if (err)
+        fprintf(stderr, "kmm-demo: frame buffer: %s\n", kmm_strerror(err));
+    return err;
+}
 
 static void write_stdout(void *ctx, const char *text, size_t len)
 {
@@ -82,6 +117,11 @@ int main(void)
         return EXIT_FAILURE;
     }
     struct kmm_sink out = {write_stdout, NULL};
+    if (map_kernel_view(k) != KMM_OK) {
+        kmm_fini(k);
+        hosted_machine_destroy(m);
+        return EXIT_FAILURE;
+    }
     printf("\n");
     kmm_report(k, &out);
 
