@@ -80,7 +80,9 @@ uint64_t hosted_machine_phys_end(const struct hosted_machine *m);
 
 /* The mirror window [*base, *base + *size); *size is 0 if there is none. */
 void hosted_machine_mirror_window(const struct hosted_machine *m, uint64_t *base, uint64_t *size);
-/* How many mapping_changed calls fell outside the window (and were ignored). */
+/* How many mapping_changed calls fell outside the window (and were ignored),
+ * or mapped physical addresses beyond the simulated RAM (device memory: the
+ * window keeps such a range inaccessible). */
 unsigned long hosted_machine_mirror_ignored(const struct hosted_machine *m);
 
 /* --- CPUs ------------------------------------------------------------------ */

@@ -385,9 +385,15 @@ void kmm_port_mapping_changed(struct kmm_port *p, const struct kmm_port_mapping 
             prot |= PROT_WRITE;
         if (map->prot & KMM_PORT_PROT_EXEC)
             prot |= PROT_EXEC;
-        if (map->pa > m->phys_end || map->len > m->phys_end - map->pa)
-            kmm_port_panic(p, "hosted: mapping_changed beyond simulated RAM");
-        got = mmap(va, map->len, prot, MAP_SHARED | MAP_FIXED, m->fd, (off_t)map->pa);
+        if (map->pa > m->phys_end || map->len > m->phys_end - map->pa) {
+            /* Device memory beyond the simulated RAM: there is nothing to
+             * show, so the window keeps the range inaccessible. */
+            atomic_fetch_add(&m->mirror_ignored, 1);
+            got = mmap(va, map->len, PROT_NONE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+        } else {
+            got = mmap(va, map->len, prot, MAP_SHARED | MAP_FIXED, m->fd, (off_t)map->pa);
+        }
     }
     if (got != va)
         kmm_port_panic(p, "hosted: mirroring mmap failed");
