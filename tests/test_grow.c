@@ -618,3 +618,38 @@ KTEST(grow, every_invalid_add_is_rejected_counted_logged_and_changes_nothing)
     KT_EXPECT_HEALTHY(t, k);
     teardown(&f);
 }
+
+KTEST(grow, a_hot_add_the_memory_map_has_no_room_for_is_rejected_and_changes_nothing)
+{
+    /* One page at a time into a hole, every other page, so each add is a
+     * range of its own, until the map cannot take another. */
+    static const struct kmm_region machine[] = {{1 * MIB, 63 * MIB, KMM_MEM_USABLE}};
+    static const struct kmm_region init[] = {{1 * MIB, 7 * MIB, KMM_MEM_USABLE}};
+    struct fixture f;
+    if (!setup_with(t, &f, machine, N(machine), init, N(init), 64 * MIB))
+        return;
+    uint64_t at = 16 * MIB, added = 0;
+    int err;
+    size_t n;
+    for (;;) {
+        kmm_memory_map(f.k, &n);
+        if (n + 3 > 2 * KMM_MAX_REGIONS)
+            break; /* the next add may need up to three ranges */
+        err = kmm_page_add_memory(f.k, at, PAGE, KMM_MEM_USABLE);
+        KT_ASSERT_EQ(t, err, KMM_OK);
+        at += 2 * PAGE;
+        added++;
+    }
+    KT_EXPECT(t, added > KMM_MAX_REGIONS);
+    EXPECT_REJECTED(t, &f, kmm_page_add_memory(f.k, at, PAGE, KMM_MEM_USABLE), KMM_ENOMEM,
+                    "a hot-add with the memory map full");
+    /* Memory already added stays usable: every added page can be taken. */
+    struct kmm_page_stats s = stats(f.k);
+    bool unused;
+    take_all(t, f.k, &unused);
+    KT_EXPECT_EQ(t, held_in(16 * MIB, at), added);
+    KT_EXPECT(t, give_all(f.k));
+    KT_EXPECT_EQ(t, stats(f.k).free_pages, s.free_pages);
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+}
