@@ -477,6 +477,22 @@ static inline pte_t piece_leaf(const struct map_op *op, uint64_t at, unsigned l)
     return pte_make_leaf(op->pa + (at - op->va), op->prot, op->cache, l) | op->owned;
 }
 
+/* Counts the tables of levels [from, to) on the way to at that the pieces
+ * before it (lower addresses: pieces go up) did not count already:
+ * last_prefix[m] is the address prefix of the last level-m table counted. */
+static unsigned new_tables(uint64_t last_prefix[6], uint64_t at, unsigned from, unsigned to)
+{
+    unsigned n = 0;
+    for (unsigned m = from; m < to; m++) {
+        uint64_t prefix = at >> pte_level_shift(m + 1);
+        if (prefix != last_prefix[m]) {
+            last_prefix[m] = prefix;
+            n++;
+        }
+    }
+    return n;
+}
+
 /* For a replacing map: the most tables it can create, whatever is mapped
  * now (it may drop the lock between chunks, where other operations change
  * the tables). Each piece needs at most the tables on its path down to its
@@ -490,13 +506,7 @@ static unsigned replace_bound(const struct kmm_aspace *as, const struct map_op *
     unsigned below_top = in_kernel_half(as, op->va) ? levels(as) - 2 : levels(as) - 1, n = 0;
     for (uint64_t at = op->va; at - op->va < op->size;) {
         unsigned piece = piece_level(at, op->pa + (at - op->va), op->size - (at - op->va), op->top);
-        for (unsigned m = piece; m <= below_top; m++) {
-            uint64_t prefix = at >> pte_level_shift(m + 1);
-            if (prefix != last_prefix[m]) {
-                last_prefix[m] = prefix;
-                n++;
-            }
-        }
+        n += new_tables(last_prefix, at, piece, below_top + 1);
         at += pte_level_size(piece);
     }
     return n;
@@ -517,14 +527,7 @@ static int count_map(const struct kmm_aspace *as, const void *opv)
         unsigned l = walk(as, at, &p);
         if (l < piece || pte_present(*slot(as, &p, l, at)))
             return KMM_EBUSY;
-        /* Tables of levels piece .. l-1 are missing; count each once. */
-        for (unsigned m = piece; m < l; m++) {
-            uint64_t prefix = at >> pte_level_shift(m + 1);
-            if (prefix != last_prefix[m]) {
-                last_prefix[m] = prefix;
-                missing++;
-            }
-        }
+        missing += new_tables(last_prefix, at, piece, l); /* levels piece .. l-1 are missing */
         at += pte_level_size(piece);
     }
     return (int)missing;
