@@ -629,14 +629,12 @@ KTEST(grow, a_hot_add_the_memory_map_has_no_room_for_is_rejected_and_changes_not
     if (!setup_with(t, &f, machine, N(machine), init, N(init), 64 * MIB))
         return;
     uint64_t at = 16 * MIB, added = 0;
-    int err;
-    size_t n;
     for (;;) {
+        size_t n;
         kmm_memory_map(f.k, &n);
-        if (n + 3 > 2 * KMM_MAX_REGIONS)
+        if (n + 3 > (size_t)2 * KMM_MAX_REGIONS)
             break; /* the next add may need up to three ranges */
-        err = kmm_page_add_memory(f.k, at, PAGE, KMM_MEM_USABLE);
-        KT_ASSERT_EQ(t, err, KMM_OK);
+        KT_ASSERT_EQ(t, kmm_page_add_memory(f.k, at, PAGE, KMM_MEM_USABLE), KMM_OK);
         at += 2 * PAGE;
         added++;
     }

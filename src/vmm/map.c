@@ -483,7 +483,7 @@ static inline pte_t piece_leaf(const struct map_op *op, uint64_t at, unsigned l)
 static unsigned new_tables(uint64_t last_prefix[6], uint64_t at, unsigned from, unsigned to)
 {
     unsigned n = 0;
-    for (unsigned m = from; m < to; m++) {
+    for (unsigned m = from; m < to && m < 5; m++) { /* tables are of levels 1 .. 4 */
         uint64_t prefix = at >> pte_level_shift(m + 1);
         if (prefix != last_prefix[m]) {
             last_prefix[m] = prefix;
