@@ -46,6 +46,8 @@ static bool config_is_valid(const struct kmm_config *cfg, struct kmm_port *p)
         kmm_logf(p, KMM_LOG_ERR, "kmm_init: NULL region list with a non-zero count");
         return false;
     }
+    if (!kva_config_valid(cfg, cfg->paging_levels == 5 ? 5 : 4, p))
+        return false;
     if (cfg->hotplug_limit >> KMM_PAGE_SHIFT > KMM_PAGE_PFN_LIMIT) {
         kmm_logf(p, KMM_LOG_ERR, "kmm_init: hotplug_limit 0x%llx above the %llu TiB frame limit",
                  (unsigned long long)cfg->hotplug_limit,
@@ -152,6 +154,7 @@ int kmm_init(const struct kmm_config *cfg, struct kmm **out)
     pmm_setup(k, &lay, (char *)k + instance_bytes);
     pmm_reclaim_init(&k->pmm);
     vmm_init(k, cfg->paging_levels ? cfg->paging_levels : 4);
+    kva_init(k, cfg);
     if (lay.clamped)
         kmm_logf(p, KMM_LOG_WARN, "kmm_init: usable memory above %llu TiB is left unmanaged",
                  (unsigned long long)((KMM_PAGE_PFN_LIMIT << KMM_PAGE_SHIFT) >> 40));

@@ -16,6 +16,7 @@
 #include <stdnoreturn.h>
 
 #include "pmm/pmm.h"
+#include "vmm/kva.h"
 #include "vmm/vmm.h"
 
 /* "kmm-inst": a live instance starts with this; kmm_fini() clears it. */
@@ -55,6 +56,7 @@ struct kmm {
     struct kmm_memmap_totals totals;
     struct kmm_pmm pmm;
     struct kmm_vm vm;
+    struct kmm_kva kva; /* kernel virtual areas (src/vmm/kva.h) */
 };
 
 /* The direct-map address of physical address pa. */

@@ -76,6 +76,16 @@ struct kmm_config {
      * (its usable and reclaimable RAM). Rounded down to a page; at most
      * KMM_PAGE_PFN_LIMIT pages (16 TiB). */
     uint64_t hotplug_limit;
+    /* The window of kernel virtual areas (kmm/vmalloc.h: vmalloc, vmap,
+     * kmm_kva_alloc): [kva_base, kva_base + kva_size). Both 0: the default,
+     * KMM_KVA_DEFAULT_BASE 0xffffffff90000000 and 256 MiB (the Boruix heap
+     * window). Otherwise both page aligned, kva_size from 2 pages to
+     * KMM_KVA_MAX_SIZE (64 GiB), the range canonical, inside one half of the
+     * address space, not holding address 0 and ending below 2^64. Mappings
+     * the kernel makes inside the window itself are allowed: areas avoid
+     * them. Hosted tests put it inside the hosted port's mirror window. */
+    uint64_t kva_base;
+    uint64_t kva_size;
 };
 
 /*
@@ -95,7 +105,8 @@ struct kmm_config {
  *   KMM_EINVAL  cfg, out or cfg->port is NULL; cpu_count is 0 or above
  *               KMM_MAX_CPUS; paging_levels is not 0, 4 or 5; a region
  *               list is NULL with a non-zero count; hotplug_limit above
- *               KMM_PAGE_PFN_LIMIT pages;
+ *               KMM_PAGE_PFN_LIMIT pages; a kva_base / kva_size window
+ *               that breaks the rules above;
  *               the map is invalid (kmm_memmap_validate() says which entry);
  *   KMM_ENOMEM  no usable range can hold the metadata, or too little memory
  *               remains for the kernel address space (kmm/vm.h: 257 pages
@@ -137,8 +148,9 @@ struct kmm_sink {
  * kmm_report - write a human-readable report of the instance to sink: the
  * resolved memory map and its totals, the page allocator's figures, and free
  * blocks per order with the unusable free space index of each (buddyinfo).
- * Later layers add their sections (page tables, heap). Takes each zone lock
- * in turn while it reads the statistics. IRQs on.
+ * Later layers add their sections (page tables, kernel virtual areas as
+ * /proc/vmallocinfo shows them, heap). Takes each zone lock in turn while it
+ * reads the statistics. IRQs on.
  */
 void kmm_report(struct kmm *k, const struct kmm_sink *sink);
 

@@ -52,6 +52,7 @@ int kmm_check(struct kmm *k, struct kmm_check_result *r)
     if (r->status == KMM_CHECK_OK) {
         pmm_check(k, r);
         vmm_check(k, r);
+        kva_check(k, r);
     }
     return r->status;
 }

@@ -10,6 +10,7 @@
 #include <kmm/fmt.h>
 #include <kmm/page.h>
 #include <kmm/vm.h>
+#include <kmm/vmalloc.h>
 
 static void sink_printf(const struct kmm_sink *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -178,6 +179,49 @@ static void report_page_tables(struct kmm *k, const struct kmm_sink *s)
                 (unsigned long long)mapped[1], (unsigned long long)mapped[2], sz);
 }
 
+/* The most areas the report lists one by one (/proc/vmallocinfo lists all). */
+#define REPORT_AREAS 16
+
+/* Kernel virtual areas: the window's totals (VmallocTotal, VmallocUsed,
+ * VmallocChunk), then the first areas as /proc/vmallocinfo shows them. */
+static void report_vmalloc(struct kmm *k, const struct kmm_sink *s)
+{
+    struct kmm_vmalloc_stats vs;
+    kmm_vmalloc_stats(k, &vs);
+    char a[32], b[32], c[32];
+    format_size(a, sizeof(a), vs.window_size);
+    sink_printf(s, "Kernel virtual areas: window [0x%016llx-0x%016llx] %s\n",
+                (unsigned long long)vs.window_base,
+                (unsigned long long)(vs.window_base + vs.window_size - 1), a);
+    format_size(a, sizeof(a), vs.used_pages << KMM_PAGE_SHIFT);
+    format_size(b, sizeof(b), vs.largest_free_pages << KMM_PAGE_SHIFT);
+    format_size(c, sizeof(c), vs.foreign_pages << KMM_PAGE_SHIFT);
+    sink_printf(s,
+                "  areas %llu (vmalloc %llu, vmap %llu, raw %llu), used %s with guard pages, "
+                "largest free %s, mapped by others %s\n",
+                (unsigned long long)vs.areas, (unsigned long long)vs.vmalloc_areas,
+                (unsigned long long)vs.vmap_areas, (unsigned long long)vs.raw_areas, a, b, c);
+    format_size(a, sizeof(a), vs.vmalloc_pages << KMM_PAGE_SHIFT);
+    sink_printf(s,
+                "  vmalloc pages %llu (%s), vmap pages %llu, record pages %llu; failed %llu, "
+                "rejected misuse %llu\n",
+                (unsigned long long)vs.vmalloc_pages, a, (unsigned long long)vs.vmap_pages,
+                (unsigned long long)vs.metadata_pages, (unsigned long long)vs.failed_allocs,
+                (unsigned long long)vs.misuse);
+    struct kmm_kva_area area;
+    uint64_t from = vs.window_base, listed = 0;
+    while (listed < REPORT_AREAS && kva_next_area(k, &from, &area)) {
+        uint64_t end = area.va + area.size;
+        sink_printf(s, "  0x%016llx-0x%016llx %10llu %-7s pages=%llu caller %p\n",
+                    (unsigned long long)area.va, (unsigned long long)end,
+                    (unsigned long long)area.size, kva_kind_name(area.kind),
+                    (unsigned long long)(area.size >> KMM_PAGE_SHIFT), area.caller);
+        listed++;
+    }
+    if (vs.areas > listed)
+        sink_printf(s, "  ... %llu more areas\n", (unsigned long long)(vs.areas - listed));
+}
+
 void kmm_report(struct kmm *k, const struct kmm_sink *sink)
 {
     KMM_ASSERT(k->port, k->canary == KMM_INSTANCE_CANARY);
@@ -189,4 +233,5 @@ void kmm_report(struct kmm *k, const struct kmm_sink *sink)
     report_buddyinfo(&ps, sink);
     report_reclaim_numa(k, &ps, sink);
     report_page_tables(k, sink);
+    report_vmalloc(k, sink);
 }

@@ -155,9 +155,7 @@ static bool is_ram_type(uint32_t type)
            type == KMM_MEM_BOOTLOADER_RECLAIMABLE;
 }
 
-/* How many bytes of [pa, pa + size) are RAM by the memory map (sorted,
- * without overlaps). */
-static uint64_t ram_bytes(const struct kmm *k, uint64_t pa, uint64_t size)
+uint64_t vmm_ram_bytes(const struct kmm *k, uint64_t pa, uint64_t size)
 {
     uint64_t end = pa + size < pa ? UINT64_MAX : pa + size, n = 0;
     for (size_t i = 0; i < k->map_count; i++) {
@@ -430,7 +428,7 @@ static int check_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t s
             return KMM_EINVAL;
         return vm_misuse(k, KMM_EINVAL, "kmm_vm_map", va, size, why, caller);
     }
-    uint64_t ram = ram_bytes(k, pa, size);
+    uint64_t ram = vmm_ram_bytes(k, pa, size);
     if (!cache && ram != size)
         return vm_misuse(k, KMM_ERANGE, "kmm_vm_map", va, size,
                          "physical range is not RAM (device memory needs a cache mode)", caller);

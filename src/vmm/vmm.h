@@ -61,6 +61,11 @@ struct kmm_vm {
 void vmm_init(struct kmm *k, unsigned levels);
 unsigned vmm_init_pages(void);
 
+/* How many bytes of [pa, pa + size) are RAM by the memory map (usable,
+ * kernel, kmm metadata, ACPI and boot-loader memory): what may be mapped
+ * without a cache mode. map.c; any context. */
+uint64_t vmm_ram_bytes(const struct kmm *k, uint64_t pa, uint64_t size);
+
 /* The gather's internals (tlb.c), used by map.c. */
 void vmm_gather_range(struct kmm_tlb_gather *g, uint64_t va, uint64_t size, bool global);
 void vmm_gather_free(struct kmm_tlb_gather *g, uint64_t pa, bool table);

@@ -36,6 +36,16 @@ struct kmm_port *kt_machine_port(struct kt_machine *m);
  * direct map). pa must lie in RAM. */
 void *kt_machine_phys(struct kt_machine *m, uint64_t pa);
 
+/*
+ * kt_machine_live_window - the virtual range [*base, *base + *size) where
+ * the test program can use memory the library maps in the machine's
+ * kernel space at the same addresses (hosted: the port's mirror window, in
+ * the lower half). *size is 0 where a test machine's mappings are never
+ * live (the kernel's test machines): read and write through
+ * kmm_vm_translate and kt_machine_phys there.
+ */
+void kt_machine_live_window(struct kt_machine *m, uint64_t *base, uint64_t *size);
+
 /* How many lines the library logged through this machine's port at a level. */
 unsigned long kt_machine_log_count(struct kt_machine *m, int level);
 

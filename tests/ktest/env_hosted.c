@@ -41,6 +41,11 @@ void *kt_machine_phys(struct kt_machine *m, uint64_t pa)
     return (void *)(hosted_machine_direct_map(m->hm) + (uintptr_t)pa);
 }
 
+void kt_machine_live_window(struct kt_machine *m, uint64_t *base, uint64_t *size)
+{
+    hosted_machine_mirror_window(m->hm, base, size);
+}
+
 unsigned long kt_machine_log_count(struct kt_machine *m, int level)
 {
     return hosted_log_count(m->hm, level);

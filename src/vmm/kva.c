@@ -1,0 +1,721 @@
+/*
+ * kva.c - kernel virtual areas: the range allocator of the window, its
+ * figures and its part of kmm_check. The mapping half (vmalloc, vmap) is
+ * vmalloc.c; the contracts are in kmm/vmalloc.h.
+ *
+ * The window's areas, and the foreign runs (pages the kernel mapped inside
+ * the window itself), are records in one array sorted by address (kva.h
+ * lists the invariants):
+ *
+ *   window pages  0                                                    pages
+ *                 |==A====|g|  |==B==|g|FFFFFFFF|==C===========|g|        |
+ *   records       [A: first 0, pages 6] [B: 9, 4] [F: 13, 8] [C: 21, 15]
+ *
+ * Finding room is first fit over the gaps between records, a lookup is a
+ * binary search, adding or removing a record moves the array's tail: all
+ * O(records), under the window lock.
+ *
+ * Implementation subtleties:
+ *  - The window lock (order 2) comes after the address space locks (1), so
+ *    it is never held while the kernel space's tables are read. Reserving
+ *    (kva_reserve) is therefore three steps: under the lock, the first gap
+ *    with room for the area and its guard page gets a SETUP record; without
+ *    it, kmm_vm_query looks the range up; if a page of it is mapped, the
+ *    mapped stretch that starts there is measured, and under the lock the
+ *    SETUP record is replaced by a foreign record for the stretch (cut at
+ *    the next record), so later searches step over it without looking it
+ *    up again. Then the search starts over.
+ *  - A SETUP record keeps its range to itself while it is looked up and
+ *    mapped, so the first mapped page found in it is still in a gap when
+ *    the record goes.
+ *  - Foreign records are hints about somebody else's mappings, which may go
+ *    away. When no gap has room, they are all forgotten and the search runs
+ *    once more; they go too when the last area does. Only the table lookup
+ *    decides that a range is unmapped.
+ *  - The array is a run of the page allocator that doubles when full: the
+ *    lock is dropped for the allocation (which may reclaim), and the larger
+ *    array replaces the current one only if it is still larger when the
+ *    lock is back. It goes back to the allocator when no area is left, so
+ *    an idle window holds no memory.
+ */
+#include "internal.h"
+
+#include <kmm/check.h>
+#include <kmm/page.h>
+#include <kmm/vm.h>
+#include <kmm/vmalloc.h>
+
+#include "vmm/kva.h"
+
+#define RECS_PER_PAGE ((uint32_t)(KMM_PAGE_SIZE / sizeof(struct kva_rec)))
+
+_Static_assert(sizeof(struct kva_rec) == 24, "a record is 24 bytes");
+_Static_assert((KMM_KVA_MAX_SIZE >> KMM_PAGE_SHIFT) <= UINT32_MAX / 2,
+               "page indexes and counts of a window fit in 32 bits");
+
+static inline uint64_t rec_end(const struct kva_rec *r)
+{
+    return (uint64_t)r->first + r->pages;
+}
+
+static inline bool is_area(const struct kva_rec *r)
+{
+    return r->kind != KVA_FOREIGN;
+}
+
+static inline uint64_t page_va(const struct kmm_kva *v, uint64_t page)
+{
+    return v->base + (page << KMM_PAGE_SHIFT);
+}
+
+/* Whether va lies in the window; if so, *page is its page index. */
+static bool window_page(const struct kmm_kva *v, uint64_t va, uint64_t *page)
+{
+    if (va < v->base || (va - v->base) >> KMM_PAGE_SHIFT >= v->pages)
+        return false;
+    *page = (va - v->base) >> KMM_PAGE_SHIFT;
+    return true;
+}
+
+/* --- the window: configuration and init ------------------------------------------ */
+
+/* Why [base, base + size) cannot be the window, or NULL if it can. */
+static const char *bad_window(uint64_t base, uint64_t size, unsigned levels)
+{
+    if (size == 0)
+        return base ? "kva_base without kva_size" : 0;
+    if ((base | size) & (KMM_PAGE_SIZE - 1))
+        return "not page aligned";
+    if (size < 2 * KMM_PAGE_SIZE)
+        return "smaller than two pages (an area and its guard page)";
+    if (size > KMM_KVA_MAX_SIZE)
+        return "larger than KMM_KVA_MAX_SIZE";
+    if (base == 0)
+        return "holds address 0 (an area there would be NULL)";
+    if (base > UINT64_MAX - size)
+        return "wraps around (or ends at the top of the address space)";
+    uint64_t last = base + size - 1, half = pte_kernel_half(levels);
+    if (!pte_canonical(base, levels) || !pte_canonical(last, levels))
+        return "not canonical";
+    if ((base >= half) != (last >= half))
+        return "crosses between the halves";
+    return 0;
+}
+
+bool kva_config_valid(const struct kmm_config *cfg, unsigned levels, struct kmm_port *p)
+{
+    const char *why = bad_window(cfg->kva_base, cfg->kva_size, levels);
+    if (why)
+        kmm_logf(p, KMM_LOG_ERR, "kmm_init: kernel virtual area window 0x%llx size 0x%llx: %s",
+                 (unsigned long long)cfg->kva_base, (unsigned long long)cfg->kva_size, why);
+    return !why;
+}
+
+void kva_init(struct kmm *k, const struct kmm_config *cfg)
+{
+    struct kmm_kva *v = &k->kva;
+    bool dflt = cfg->kva_size == 0;
+    __builtin_memset(v, 0, sizeof(*v));
+    v->base = dflt ? KMM_KVA_DEFAULT_BASE : cfg->kva_base;
+    v->pages = (dflt ? KMM_KVA_DEFAULT_SIZE : cfg->kva_size) >> KMM_PAGE_SHIFT;
+    kmm_lock_init(&v->lock);
+    atomic_init(&v->failed, 0);
+    atomic_init(&v->misuse, 0);
+    v->canary = KMM_KVA_CANARY;
+}
+
+uint64_t kva_pages_for(const struct kmm *k, uint64_t size)
+{
+    uint64_t room = k->kva.pages - 1; /* one page is always a guard page */
+    if (size == 0 || size > room << KMM_PAGE_SHIFT)
+        return 0;
+    return (size + KMM_PAGE_SIZE - 1) >> KMM_PAGE_SHIFT;
+}
+
+int kva_misuse(struct kmm *k, int err, const char *fn, uint64_t va, uint64_t size, const char *why,
+               const void *caller)
+{
+    atomic_fetch_add_explicit(&k->kva.misuse, 1, memory_order_relaxed);
+    kmm_logf(k->port, KMM_LOG_ERR, "%s(0x%llx, size 0x%llx): %s, caller %p", fn,
+             (unsigned long long)va, (unsigned long long)size, why, caller);
+    return err;
+}
+
+/* --- records ----------------------------------------------------------------------- */
+
+/* The index of the first record that ends after page: the one holding page
+ * if there is one, else the first one after it (count if none). */
+static uint32_t search_locked(const struct kmm_kva *v, uint64_t page)
+{
+    uint32_t lo = 0, hi = v->count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (rec_end(&v->recs[mid]) <= page)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* The record holding page, or NULL. */
+static struct kva_rec *holding_locked(struct kmm_kva *v, uint64_t page)
+{
+    uint32_t i = search_locked(v, page);
+    return i < v->count && v->recs[i].first <= page ? &v->recs[i] : 0;
+}
+
+/* The area that starts at va, or NULL. */
+static struct kva_rec *area_at_locked(struct kmm_kva *v, uint64_t va)
+{
+    uint64_t page;
+    if (!window_page(v, va, &page))
+        return 0;
+    struct kva_rec *r = holding_locked(v, page);
+    return r && is_area(r) && r->first == page ? r : 0;
+}
+
+/* Adds (or with remove, takes away) r's share of the counters. */
+static void account_locked(struct kmm_kva *v, const struct kva_rec *r, bool remove)
+{
+    uint64_t pages = r->pages, backed = is_area(r) ? pages - 1 : 0;
+    if (remove) {
+        v->nrec[r->kind]--;
+        *(is_area(r) ? &v->used_pages : &v->foreign_pages) -= pages;
+        v->backed[r->kind] -= backed;
+    } else {
+        v->nrec[r->kind]++;
+        *(is_area(r) ? &v->used_pages : &v->foreign_pages) += pages;
+        v->backed[r->kind] += backed;
+    }
+}
+
+static void insert_locked(struct kmm *k, uint32_t at, struct kva_rec r)
+{
+    struct kmm_kva *v = &k->kva;
+    KMM_ASSERT(k->port, v->count < v->cap && at <= v->count);
+    __builtin_memmove(&v->recs[at + 1], &v->recs[at], (v->count - at) * sizeof(r));
+    v->recs[at] = r;
+    v->count++;
+    account_locked(v, &r, false);
+}
+
+static void remove_locked(struct kmm *k, uint32_t at)
+{
+    struct kmm_kva *v = &k->kva;
+    KMM_ASSERT(k->port, at < v->count);
+    account_locked(v, &v->recs[at], true);
+    __builtin_memmove(&v->recs[at], &v->recs[at + 1], (v->count - at - 1) * sizeof(v->recs[0]));
+    v->count--;
+}
+
+/* Forgets every foreign record. Returns whether there was one. */
+static bool forget_foreign_locked(struct kmm_kva *v)
+{
+    if (!v->nrec[KVA_FOREIGN])
+        return false;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < v->count; i++) {
+        if (is_area(&v->recs[i]))
+            v->recs[n++] = v->recs[i];
+        else
+            account_locked(v, &v->recs[i], true);
+    }
+    v->count = n;
+    return true;
+}
+
+/* A record array taken out of the window, to free once the lock is dropped. */
+struct detached {
+    uint64_t pa;
+    uint32_t pages;
+};
+
+/* When no area is left, forgets the foreign hints and takes the array out
+ * (an idle window holds no memory). */
+static struct detached detach_if_idle_locked(struct kmm_kva *v)
+{
+    struct detached d = {0, 0};
+    if (!v->recs || v->nrec[KVA_RAW] + v->nrec[KVA_VMALLOC] + v->nrec[KVA_VMAP])
+        return d;
+    forget_foreign_locked(v);
+    d = (struct detached){v->recs_pa, v->run_pages};
+    v->recs = 0;
+    v->recs_pa = 0;
+    v->run_pages = 0;
+    v->cap = 0;
+    return d;
+}
+
+static void free_detached(struct kmm *k, struct detached d)
+{
+    if (d.pa)
+        KMM_ASSERT(k->port, kmm_run_free(k, d.pa, d.pages) == KMM_OK);
+}
+
+/*
+ * Replaces the record array by one twice as large (one page at first).
+ * Takes and drops the lock itself; the allocation runs without it, as it
+ * may reclaim. Returns false if the page allocator has no such run.
+ */
+static bool grow(struct kmm *k)
+{
+    struct kmm_kva *v = &k->kva;
+    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    uint32_t pages = v->run_pages ? 2 * v->run_pages : 1;
+    kmm_unlock_irqrestore(&v->lock, irq);
+    uint64_t pa = kmm_run_alloc(k, pages, 0, 0, 0);
+    if (!pa)
+        return false;
+    struct detached old = {pa, pages}; /* the smaller of the two goes */
+    irq = kmm_lock_irqsave(&v->lock);
+    if (v->run_pages < pages) {
+        struct kva_rec *recs = kmm_phys_to_virt(k, pa);
+        if (v->count)
+            __builtin_memcpy(recs, v->recs, v->count * sizeof(*recs));
+        old = (struct detached){v->recs_pa, v->run_pages};
+        v->recs = recs;
+        v->recs_pa = pa;
+        v->run_pages = pages;
+        v->cap = pages * RECS_PER_PAGE;
+    }
+    kmm_unlock_irqrestore(&v->lock, irq);
+    free_detached(k, old);
+    return true;
+}
+
+/* --- reserving a range ------------------------------------------------------------- */
+
+/* First fit: the lowest page where need pages lie between two records (or
+ * the window's ends); *at gets the index to insert its record at. */
+static bool find_gap_locked(const struct kmm_kva *v, uint64_t need, uint64_t *first, uint32_t *at)
+{
+    uint64_t from = 0;
+    for (uint32_t i = 0; i <= v->count; i++) {
+        uint64_t to = i < v->count ? v->recs[i].first : v->pages;
+        if (to - from >= need) {
+            *first = from;
+            *at = i;
+            return true;
+        }
+        if (i < v->count)
+            from = rec_end(&v->recs[i]);
+    }
+    return false;
+}
+
+/* The longest gap between records, in pages. */
+static uint64_t largest_gap_locked(const struct kmm_kva *v)
+{
+    uint64_t from = 0, best = 0;
+    for (uint32_t i = 0; i <= v->count; i++) {
+        uint64_t to = i < v->count ? v->recs[i].first : v->pages;
+        if (to - from > best)
+            best = to - from;
+        if (i < v->count)
+            from = rec_end(&v->recs[i]);
+    }
+    return best;
+}
+
+/*
+ * Looks the window pages [first, first + need) up in the kernel space (no
+ * lock held). Returns true if none is mapped. Otherwise stores the mapped
+ * stretch that begins at the first mapped page of the range, to the next
+ * unmapped page or the window's end, in [*m0, *m1).
+ */
+static bool range_unmapped(struct kmm *k, uint64_t first, uint64_t need, uint64_t *m0, uint64_t *m1)
+{
+    struct kmm_kva *v = &k->kva;
+    struct kmm_aspace *ks = kmm_kernel_aspace(k);
+    uint64_t va = page_va(v, first), limit = page_va(v, first + need);
+    uint64_t end = page_va(v, v->pages);
+    struct kmm_vm_run run;
+    KMM_ASSERT(k->port, kmm_vm_query(ks, va, limit, &run) == KMM_OK);
+    if (!run.mapped && run.size == limit - va)
+        return true;
+    uint64_t at = run.mapped ? va : va + run.size;
+    *m0 = (at - v->base) >> KMM_PAGE_SHIFT;
+    while (at < end) {
+        KMM_ASSERT(k->port, kmm_vm_query(ks, at, end, &run) == KMM_OK);
+        if (!run.mapped)
+            break;
+        at += run.size;
+    }
+    *m1 = (at - v->base) >> KMM_PAGE_SHIFT;
+    return false;
+}
+
+/*
+ * Replaces the SETUP record at page first by a foreign record for the
+ * mapped stretch [m0, m1) that begins inside it, cut at the next record and
+ * merged with foreign neighbours. Never needs more room than it frees.
+ */
+static void note_foreign_locked(struct kmm *k, uint64_t first, uint64_t m0, uint64_t m1)
+{
+    struct kmm_kva *v = &k->kva;
+    uint32_t at = search_locked(v, first);
+    KMM_ASSERT(k->port, at < v->count && v->recs[at].first == first &&
+                            v->recs[at].state == KVA_SETUP && m0 >= first &&
+                            m0 < rec_end(&v->recs[at]));
+    remove_locked(k, at);
+    at = search_locked(v, m0); /* m0 was ours, so it is in a gap: recs[at] starts after it */
+    KMM_ASSERT(k->port, at == v->count || v->recs[at].first > m0);
+    uint64_t lo = m0, hi = at < v->count && v->recs[at].first < m1 ? v->recs[at].first : m1;
+    if (at < v->count && v->recs[at].first == hi && !is_area(&v->recs[at])) {
+        hi = rec_end(&v->recs[at]);
+        remove_locked(k, at);
+    }
+    if (at > 0 && rec_end(&v->recs[at - 1]) == lo && !is_area(&v->recs[at - 1])) {
+        lo = v->recs[--at].first;
+        remove_locked(k, at);
+    }
+    insert_locked(k, at,
+                  (struct kva_rec){.first = (uint32_t)lo,
+                                   .pages = (uint32_t)(hi - lo),
+                                   .kind = KVA_FOREIGN,
+                                   .state = KVA_READY});
+}
+
+/* Outcome of one pass of the search under the lock. */
+enum pass { PASS_RESERVED, PASS_GROW, PASS_RETRY, PASS_FULL };
+
+/* One search under the lock: reserve the first gap with room (its first
+ * page in *first), or say why not. */
+static enum pass reserve_pass_locked(struct kmm *k, uint64_t need, struct kva_rec proto,
+                                     bool *forgot, uint64_t *first)
+{
+    struct kmm_kva *v = &k->kva;
+    if (v->count == v->cap)
+        return PASS_GROW;
+    uint32_t at;
+    if (!find_gap_locked(v, need, first, &at)) {
+        if (!*forgot && forget_foreign_locked(v)) {
+            *forgot = true; /* the kernel may have unmapped them since: look again */
+            return PASS_RETRY;
+        }
+        return PASS_FULL;
+    }
+    proto.first = (uint32_t)*first;
+    insert_locked(k, at, proto);
+    return PASS_RESERVED;
+}
+
+/* Ends a reservation that failed; an array left holding only foreign hints
+ * goes back (full: the window had no room, which is counted). */
+static int reserve_failed(struct kmm *k, bool full)
+{
+    struct kmm_kva *v = &k->kva;
+    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    struct detached d = detach_if_idle_locked(v);
+    kmm_unlock_irqrestore(&v->lock, irq);
+    free_detached(k, d);
+    if (full)
+        atomic_fetch_add_explicit(&v->failed, 1, memory_order_relaxed);
+    return KMM_ENOMEM;
+}
+
+int kva_reserve(struct kmm *k, uint64_t pages, enum kva_kind kind, const void *caller, uint64_t *va)
+{
+    struct kmm_kva *v = &k->kva;
+    uint64_t need = pages + 1; /* and the guard page */
+    struct kva_rec proto = {.caller = (uint64_t)(uintptr_t)caller,
+                            .pages = (uint32_t)need,
+                            .kind = (uint8_t)kind,
+                            .state = KVA_SETUP};
+    bool forgot = false;
+    for (;;) {
+        uint64_t first = 0, m0, m1;
+        kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+        enum pass p = reserve_pass_locked(k, need, proto, &forgot, &first);
+        kmm_unlock_irqrestore(&v->lock, irq);
+        if (p == PASS_FULL)
+            return reserve_failed(k, true);
+        if (p == PASS_GROW && !grow(k))
+            return reserve_failed(k, false);
+        if (p != PASS_RESERVED)
+            continue;
+        if (range_unmapped(k, first, need, &m0, &m1)) {
+            *va = page_va(v, first);
+            return KMM_OK;
+        }
+        irq = kmm_lock_irqsave(&v->lock);
+        note_foreign_locked(k, first, m0, m1);
+        kmm_unlock_irqrestore(&v->lock, irq);
+    }
+}
+
+/* --- an area's life after its reservation ----------------------------------------- */
+
+void kva_publish(struct kmm *k, uint64_t va)
+{
+    struct kmm_kva *v = &k->kva;
+    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    struct kva_rec *r = area_at_locked(v, va);
+    KMM_ASSERT(k->port, r && r->state == KVA_SETUP);
+    r->state = KVA_READY;
+    kmm_unlock_irqrestore(&v->lock, irq);
+}
+
+void kva_release(struct kmm *k, uint64_t va)
+{
+    struct kmm_kva *v = &k->kva;
+    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    struct kva_rec *r = area_at_locked(v, va);
+    KMM_ASSERT(k->port, r && r->state != KVA_READY);
+    remove_locked(k, (uint32_t)(r - v->recs));
+    struct detached d = detach_if_idle_locked(v);
+    kmm_unlock_irqrestore(&v->lock, irq);
+    free_detached(k, d);
+}
+
+static const char *const kind_text[KVA_KINDS] = {
+    [KVA_FOREIGN] = "foreign",
+    [KVA_RAW] = "raw",
+    [KVA_VMALLOC] = "vmalloc",
+    [KVA_VMAP] = "vmap",
+};
+
+static const char *const wrong_kind_text[KVA_KINDS] = {
+    [KVA_RAW] = "a raw area: free it with kmm_kva_free",
+    [KVA_VMALLOC] = "a vmalloc area: free it with kmm_vfree",
+    [KVA_VMAP] = "a vmap area: free it with kmm_vunmap",
+};
+
+/* Judges a free of the area at page of kind: NULL if it may go (then it is
+ * marked DYING and *pages set), else why not, with the error in *err. */
+static const char *judge_free_locked(struct kmm_kva *v, uint64_t page, enum kva_kind kind, int *err,
+                                     uint64_t *pages)
+{
+    struct kva_rec *r = holding_locked(v, page);
+    *err = KMM_EINVAL;
+    if (!r || !is_area(r) || r->state == KVA_SETUP) {
+        *err = KMM_ENOENT;
+        return "no area starts here (never allocated, or freed already)";
+    }
+    if (r->first != page)
+        return page - r->first < r->pages - 1u ? "inside an area, not its start"
+                                               : "the guard page of an area";
+    if (r->state == KVA_DYING) {
+        *err = KMM_ESTATE;
+        return "the area is being freed already (double free)";
+    }
+    if (r->kind != kind)
+        return wrong_kind_text[r->kind];
+    r->state = KVA_DYING;
+    *pages = r->pages - 1u;
+    return 0;
+}
+
+int kva_begin_free(struct kmm *k, uint64_t va, enum kva_kind kind, const char *fn,
+                   const void *caller, uint64_t *pages)
+{
+    struct kmm_kva *v = &k->kva;
+    uint64_t page;
+    if (!window_page(v, va, &page))
+        return kva_misuse(k, KMM_ERANGE, fn, va, 0, "not in the kernel virtual area window",
+                          caller);
+    if (va & (KMM_PAGE_SIZE - 1))
+        return kva_misuse(k, KMM_EINVAL, fn, va, 0, "not page aligned: not an area's start",
+                          caller);
+    int err;
+    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    const char *why = judge_free_locked(v, page, kind, &err, pages);
+    kmm_unlock_irqrestore(&v->lock, irq);
+    return why ? kva_misuse(k, err, fn, va, 0, why, caller) : KMM_OK;
+}
+
+void kva_abort_free(struct kmm *k, uint64_t va)
+{
+    struct kmm_kva *v = &k->kva;
+    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    struct kva_rec *r = area_at_locked(v, va);
+    KMM_ASSERT(k->port, r && r->state == KVA_DYING);
+    r->state = KVA_READY;
+    kmm_unlock_irqrestore(&v->lock, irq);
+}
+
+/* --- lookup and figures -------------------------------------------------------------- */
+
+static void describe(const struct kmm_kva *v, const struct kva_rec *r, struct kmm_kva_area *out)
+{
+    out->va = page_va(v, r->first);
+    out->size = ((uint64_t)r->pages - 1) << KMM_PAGE_SHIFT;
+    out->kind = (enum kmm_kva_kind)r->kind;
+    out->caller = (const void *)(uintptr_t)r->caller;
+}
+
+int kmm_kva_lookup(struct kmm *k, uint64_t addr, struct kmm_kva_area *out)
+{
+    struct kmm_kva *v = &k->kva;
+    uint64_t page;
+    if (!window_page(v, addr, &page))
+        return KMM_ENOENT;
+    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    const struct kva_rec *r = holding_locked(v, page);
+    bool found = r && is_area(r) && r->state == KVA_READY;
+    if (found)
+        describe(v, r, out);
+    kmm_unlock_irqrestore(&v->lock, irq);
+    return found ? KMM_OK : KMM_ENOENT;
+}
+
+bool kva_next_area(struct kmm *k, uint64_t *from, struct kmm_kva_area *out)
+{
+    struct kmm_kva *v = &k->kva;
+    uint64_t page = *from < v->base ? 0 : (*from - v->base) >> KMM_PAGE_SHIFT;
+    bool found = false;
+    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    for (uint32_t i = search_locked(v, page); i < v->count && !found; i++) {
+        const struct kva_rec *r = &v->recs[i];
+        if (r->first >= page && is_area(r) && r->state == KVA_READY) {
+            describe(v, r, out);
+            *from = page_va(v, rec_end(r));
+            found = true;
+        }
+    }
+    kmm_unlock_irqrestore(&v->lock, irq);
+    return found;
+}
+
+const char *kva_kind_name(unsigned kind)
+{
+    return kind < KVA_KINDS ? kind_text[kind] : "?";
+}
+
+void kmm_vmalloc_stats(struct kmm *k, struct kmm_vmalloc_stats *out)
+{
+    struct kmm_kva *v = &k->kva;
+    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    *out = (struct kmm_vmalloc_stats){
+        .window_base = v->base,
+        .window_size = v->pages << KMM_PAGE_SHIFT,
+        .areas = v->nrec[KVA_RAW] + v->nrec[KVA_VMALLOC] + v->nrec[KVA_VMAP],
+        .vmalloc_areas = v->nrec[KVA_VMALLOC],
+        .vmap_areas = v->nrec[KVA_VMAP],
+        .raw_areas = v->nrec[KVA_RAW],
+        .used_pages = v->used_pages,
+        .vmalloc_pages = v->backed[KVA_VMALLOC],
+        .vmap_pages = v->backed[KVA_VMAP],
+        .foreign_pages = v->foreign_pages,
+        .largest_free_pages = largest_gap_locked(v),
+        .metadata_pages = v->run_pages,
+    };
+    kmm_unlock_irqrestore(&v->lock, irq);
+    out->failed_allocs = atomic_load_explicit(&v->failed, memory_order_relaxed);
+    out->misuse = atomic_load_explicit(&v->misuse, memory_order_relaxed);
+}
+
+/* --- kmm_check's part ------------------------------------------------------------------ */
+
+/* The record array's shape: storage, order, bounds, kinds and states. */
+static void check_array_locked(const struct kmm_kva *v, struct kmm_check_result *r)
+{
+    if (!v->recs) {
+        if (v->count || v->cap || v->run_pages)
+            kmm_check_problem(r, KMM_CHECK_CORRUPT, "kva: no record array but %u records",
+                              v->count);
+        return;
+    }
+    if (v->count > v->cap || v->cap != v->run_pages * RECS_PER_PAGE)
+        kmm_check_problem(r, KMM_CHECK_CORRUPT, "kva: %u records, room %u in %u pages", v->count,
+                          v->cap, v->run_pages);
+    uint64_t prev_end = 0;
+    bool prev_foreign = false;
+    for (uint32_t i = 0; i < v->count; i++) {
+        const struct kva_rec *x = &v->recs[i];
+        bool area = is_area(x);
+        if (x->kind >= KVA_KINDS || x->state < KVA_SETUP || x->state > KVA_DYING ||
+            (!area && x->state != KVA_READY) || x->pages < (area ? 2u : 1u) ||
+            rec_end(x) > v->pages || x->first < prev_end ||
+            (!area && prev_foreign && x->first == prev_end)) {
+            kmm_check_problem(r, KMM_CHECK_CORRUPT,
+                              "kva: record %u (page %u, %u pages, kind %u, state %u) is malformed "
+                              "or out of order",
+                              i, x->first, x->pages, x->kind, x->state);
+            return;
+        }
+        prev_end = rec_end(x);
+        prev_foreign = !area;
+    }
+}
+
+/* The counters against a recount of the records. */
+static void check_counters_locked(const struct kmm_kva *v, struct kmm_check_result *r)
+{
+    uint64_t nrec[KVA_KINDS] = {0}, backed[KVA_KINDS] = {0}, used = 0, foreign = 0;
+    for (uint32_t i = 0; v->recs && i < v->count; i++) {
+        const struct kva_rec *x = &v->recs[i];
+        nrec[x->kind]++;
+        *(is_area(x) ? &used : &foreign) += x->pages;
+        backed[x->kind] += is_area(x) ? x->pages - 1u : 0;
+    }
+    bool same = used == v->used_pages && foreign == v->foreign_pages;
+    for (unsigned kd = 0; kd < KVA_KINDS; kd++)
+        same &= nrec[kd] == v->nrec[kd] && backed[kd] == v->backed[kd];
+    if (!same)
+        kmm_check_problem(r, KMM_CHECK_CORRUPT,
+                          "kva: counters (used %llu, foreign %llu) differ from the records (used "
+                          "%llu, foreign %llu)",
+                          (unsigned long long)v->used_pages, (unsigned long long)v->foreign_pages,
+                          (unsigned long long)used, (unsigned long long)foreign);
+    if (v->recs && nrec[KVA_RAW] + nrec[KVA_VMALLOC] + nrec[KVA_VMAP] == 0)
+        kmm_check_problem(r, KMM_CHECK_LEAK, "kva: a record array of %u pages and no area",
+                          v->run_pages);
+}
+
+/* Whether [va, va + size) is all mapped with ownership `owned` (and, for
+ * vmalloc, its protection); else reports the first page that is not. */
+static void check_mapped(struct kmm *k, const struct kmm_kva_area *a, struct kmm_check_result *r)
+{
+    struct kmm_aspace *ks = kmm_kernel_aspace(k);
+    bool owned = a->kind == KMM_KVA_VMALLOC;
+    for (uint64_t at = a->va, end = a->va + a->size; at < end;) {
+        struct kmm_vm_run run;
+        KMM_ASSERT(k->port, kmm_vm_query(ks, at, end, &run) == KMM_OK);
+        if (!run.mapped || run.owned != owned || (owned && run.prot != KMM_VMALLOC_PROT)) {
+            kmm_check_problem(r, KMM_CHECK_CORRUPT, "kva: %s area 0x%llx: page 0x%llx is %s",
+                              kva_kind_name(a->kind), (unsigned long long)a->va,
+                              (unsigned long long)at,
+                              !run.mapped ? "not mapped" : "mapped otherwise than it made it");
+            return;
+        }
+        at += run.size;
+    }
+}
+
+/* A ready area's pages against the kernel space's tables, and its guard
+ * page, which nobody may map. Runs without the window lock (order). */
+static void check_area_tables(struct kmm *k, const struct kmm_kva_area *a,
+                              struct kmm_check_result *r)
+{
+    if (a->kind != KMM_KVA_RAW)
+        check_mapped(k, a, r);
+    struct kmm_vm_translation tr;
+    if (kmm_vm_translate(kmm_kernel_aspace(k), a->va + a->size, &tr) != KMM_ENOENT)
+        kmm_check_problem(r, KMM_CHECK_CORRUPT, "kva: the guard page of area 0x%llx is mapped",
+                          (unsigned long long)a->va);
+}
+
+void kva_check(struct kmm *k, struct kmm_check_result *r)
+{
+    struct kmm_kva *v = &k->kva;
+    if (v->canary != KMM_KVA_CANARY) {
+        kmm_check_problem(r, KMM_CHECK_CORRUPT, "kva: window canary overwritten: 0x%llx",
+                          (unsigned long long)v->canary);
+        return;
+    }
+    unsigned long before = r->problems;
+    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    check_array_locked(v, r);
+    if (r->problems == before)
+        check_counters_locked(v, r);
+    kmm_unlock_irqrestore(&v->lock, irq);
+    if (r->problems != before)
+        return;
+    /* One area at a time, the lock dropped for the table walk: exact at a
+     * quiet point, as the rest of kmm_check. */
+    struct kmm_kva_area a;
+    for (uint64_t from = v->base; kva_next_area(k, &from, &a);)
+        check_area_tables(k, &a, r);
+}

@@ -1,0 +1,143 @@
+/*
+ * kva.h - kernel virtual areas: the window's range allocator (kva.c) and
+ * what the mapping half (vmalloc.c) needs from it. Contracts of the public
+ * calls: kmm/vmalloc.h.
+ *
+ * Lock order (docs/architecture.md): the window lock is order 2, after the
+ * address space locks (1). It is never held while the kernel space's
+ * tables are read or changed (kmm_vm_query, kmm_vm_map, kmm_vm_unmap take
+ * the space's lock), nor while pages are allocated with reclaim: a range is
+ * reserved under the lock, the lock dropped, then the range is looked up
+ * and mapped, and on failure its reservation is removed again.
+ */
+#ifndef KMM_VMM_KVA_H
+#define KMM_VMM_KVA_H
+
+#include <kmm/port.h>
+#include <kmm/vmalloc.h>
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct kmm;
+struct kmm_config;
+struct kmm_check_result;
+
+/* "kmm-kvaw": a live window starts with this. */
+#define KMM_KVA_CANARY UINT64_C(0x6b6d6d2d6b766177)
+
+/* What a record describes. FOREIGN: pages found mapped by someone else, a
+ * hint; the others are areas (enum kmm_kva_kind's values). */
+enum kva_kind { KVA_FOREIGN = 0, KVA_RAW = 1, KVA_VMALLOC = 2, KVA_VMAP = 3, KVA_KINDS = 4 };
+
+/* An area's life: reserved and being looked up or mapped (SETUP), handed
+ * out (READY), being unmapped (DYING). Foreign records are always READY. */
+enum kva_state { KVA_SETUP = 1, KVA_READY = 2, KVA_DYING = 3 };
+
+/*
+ * One record: a run of window pages [first, first + pages), in page
+ * indexes from the window's base. An area's run ends with its guard page,
+ * so it has pages - 1 usable pages; a foreign run has no guard page.
+ */
+struct kva_rec {
+    uint64_t caller; /* who allocated the area (0 for foreign runs) */
+    uint32_t first;  /* first page index */
+    uint32_t pages;  /* pages covered, guard page included */
+    uint8_t kind;    /* enum kva_kind */
+    uint8_t state;   /* enum kva_state */
+};
+
+/*
+ * The window and its records.
+ *
+ * Invariants (kva_check):
+ *   - recs[0 .. count) is sorted by first and disjoint, every record lies
+ *     inside [0, pages), an area has at least 2 pages, a foreign run at
+ *     least 1, and two foreign runs never touch (they merge);
+ *   - recs is NULL and count == cap == 0 iff no area exists: the array
+ *     (a run of run_pages pages of the page allocator, cap records) goes
+ *     back when the last area does, and the foreign hints with it;
+ *   - nrec[kind] counts the records of each kind; used_pages is the sum of
+ *     the areas' pages (guards included), foreign_pages of the foreign
+ *     runs' pages, backed[VMALLOC] of vmalloc areas' pages - 1, backed[VMAP]
+ *     of vmap areas' pages - 1;
+ *   - no two areas share a page, so an area's pages and guard page are
+ *     mapped only by their owner: at a quiet point, a READY vmalloc area's
+ *     pages are mapped and owned, a READY vmap area's mapped and not owned,
+ *     and every READY area's guard page is unmapped.
+ * Everything but base, pages and the counters read atomically is under
+ * lock.
+ */
+struct kmm_kva {
+    uint64_t canary;
+    uint64_t base;  /* the window's first address */
+    uint64_t pages; /* its size in pages: at most 2^24 */
+    kmm_lock_t lock;
+    struct kva_rec *recs; /* NULL while no area exists */
+    uint64_t recs_pa;     /* the record array's run (kmm_run_alloc) */
+    uint32_t run_pages;   /* its pages */
+    uint32_t count, cap;  /* records held / room */
+    uint64_t nrec[KVA_KINDS];
+    uint64_t used_pages;
+    uint64_t foreign_pages;
+    uint64_t backed[KVA_KINDS];
+    atomic_uint_fast64_t failed; /* allocations that found no room; never decreases */
+    atomic_uint_fast64_t misuse; /* rejected calls; never decreases */
+};
+
+/* kmm_init's part: whether cfg's window is valid for `levels` paging
+ * levels (logs why not), and setting the window up (allocates nothing). */
+bool kva_config_valid(const struct kmm_config *cfg, unsigned levels, struct kmm_port *p);
+void kva_init(struct kmm *k, const struct kmm_config *cfg);
+
+/*
+ * kva_reserve - reserve `pages` pages plus a guard page that are all
+ * unmapped in the kernel space, as an area of kind in state SETUP, for
+ * caller. Returns KMM_OK and *va, or KMM_ENOMEM (no room: counted in
+ * failed; or no memory for the records). IRQs on.
+ */
+int kva_reserve(struct kmm *k, uint64_t pages, enum kva_kind kind, const void *caller,
+                uint64_t *va);
+
+/* kva_publish - the area at va (SETUP) is handed out: READY. */
+void kva_publish(struct kmm *k, uint64_t va);
+
+/* kva_release - remove the area at va (SETUP or DYING), whose pages and
+ * guard page are unmapped, and free the records' array if it was the last. */
+void kva_release(struct kmm *k, uint64_t va);
+
+/*
+ * kva_begin_free - the first step of freeing the area at va that fn's
+ * caller says is of kind: marks it DYING and stores its usable page count
+ * in *pages. Returns KMM_OK, or a misuse error (counted and logged with fn
+ * and caller; nothing changed) as kmm_vfree lists.
+ */
+int kva_begin_free(struct kmm *k, uint64_t va, enum kva_kind kind, const char *fn,
+                   const void *caller, uint64_t *pages);
+
+/* kva_abort_free - the free of the DYING area at va is refused after all:
+ * READY again. */
+void kva_abort_free(struct kmm *k, uint64_t va);
+
+/* kva_misuse - count a rejected call, log one line with fn, the address,
+ * the size, why and the caller. Returns err. */
+int kva_misuse(struct kmm *k, int err, const char *fn, uint64_t va, uint64_t size, const char *why,
+               const void *caller);
+
+/* How many usable pages a request of size bytes needs, or 0 if it cannot
+ * fit in the window (size 0 or larger than the window minus a guard page). */
+uint64_t kva_pages_for(const struct kmm *k, uint64_t size);
+
+/* The first ready area at or after *from (a window address), for walks
+ * that take the lock once per area (kmm_report, kmm_check). Returns false
+ * at the end; else fills *out and moves *from past the area's guard page. */
+bool kva_next_area(struct kmm *k, uint64_t *from, struct kmm_kva_area *out);
+
+/* "raw", "vmalloc", "vmap" ("foreign" for 0; "?" if unknown). */
+const char *kva_kind_name(unsigned kind);
+
+/* kmm_check's part. */
+void kva_check(struct kmm *k, struct kmm_check_result *r);
+
+#endif /* KMM_VMM_KVA_H */

@@ -1,0 +1,295 @@
+/*
+ * vmalloc.c - the mapping half of kernel virtual areas: vmalloc and vfree,
+ * vmap and vunmap, raw ranges. Contracts in kmm/vmalloc.h; the range
+ * allocator (records, the window lock) is kva.c.
+ *
+ * Every call checks all of its arguments first (a misuse changes nothing),
+ * then reserves a range (kva_reserve), maps it with the window lock dropped
+ * (lock order: the kernel space's lock, taken by kmm_vm_map, comes before
+ * the window lock), and publishes the area. A failure part-way unmaps what
+ * was mapped, frees what was allocated and releases the range: nothing is
+ * left half-done. A free marks the area DYING under the lock, so a second
+ * free of it is refused, unmaps it without the lock, then releases it.
+ *
+ * vmalloc's pages are single pages mapped with KMM_MAP_OWNED: the mapping
+ * takes a reference on each frame and the allocation's own reference is
+ * dropped right after, so the mapping holds the only one and the unmap in
+ * kmm_vfree frees the pages, once the TLB invalidations are complete.
+ */
+#include "internal.h"
+
+#include <kmm/page.h>
+#include <kmm/vm.h>
+#include <kmm/vmalloc.h>
+
+#include "vmm/kva.h"
+#include "vmm/vmm.h"
+
+#define PAGE        KMM_PAGE_SIZE
+#define VMALLOC_GFP (KMM_GFP_ZERO | KMM_GFP_DMA | KMM_GFP_DMA32)
+#define VMAP_PROT   (KMM_PROT_READ | KMM_PROT_WRITE | KMM_PROT_EXEC | KMM_PROT_GLOBAL)
+
+static inline void *to_ptr(uint64_t va)
+{
+    return (void *)(uintptr_t)va;
+}
+
+static inline uint64_t from_ptr(const void *p)
+{
+    return (uint64_t)(uintptr_t)p;
+}
+
+/* --- mapping and unmapping an area ------------------------------------------------- */
+
+/* Maps n consecutive frames from pa at va, owned, then drops the
+ * allocation's own reference on each: the mappings hold the only ones.
+ * Returns kmm_vm_map's error (nothing mapped, the frames still ours). */
+static int map_owned_run(struct kmm *k, uint64_t va, uint64_t pa, uint64_t n)
+{
+    int err = kmm_vm_map(kmm_kernel_aspace(k), va, pa, n * PAGE, KMM_VMALLOC_PROT | KMM_MAP_OWNED);
+    for (uint64_t i = 0; !err && i < n; i++)
+        KMM_ASSERT(k->port, kmm_page_free(k, pa + i * PAGE, 0) == KMM_OK);
+    return err;
+}
+
+/*
+ * Backs the n pages at va with single pages from the page allocator (gfp),
+ * mapping each run of consecutive frames with one call. Returns KMM_OK, or
+ * an error with nothing mapped and nothing allocated.
+ */
+static int back_with_pages(struct kmm *k, uint64_t va, uint64_t n, kmm_gfp_t gfp)
+{
+    uint64_t done = 0;              /* pages mapped */
+    uint64_t run_pa = 0, run_n = 0; /* allocated, not mapped yet: consecutive frames */
+    int err = KMM_OK;
+    while (!err && done + run_n < n) {
+        uint64_t pa = kmm_page_alloc(k, 0, gfp);
+        if (!pa) {
+            err = KMM_ENOMEM;
+        } else if (run_n && pa == run_pa + run_n * PAGE) {
+            run_n++;
+        } else {
+            err = run_n ? map_owned_run(k, va + done * PAGE, run_pa, run_n) : KMM_OK;
+            if (err) {
+                KMM_ASSERT(k->port, kmm_page_free(k, pa, 0) == KMM_OK);
+                break;
+            }
+            done += run_n;
+            run_pa = pa;
+            run_n = 1;
+        }
+    }
+    if (!err && run_n) {
+        err = map_owned_run(k, va + done * PAGE, run_pa, run_n);
+        if (!err) {
+            done += run_n;
+            run_n = 0;
+        }
+    }
+    if (!err)
+        return KMM_OK;
+    for (uint64_t i = 0; i < run_n; i++)
+        KMM_ASSERT(k->port, kmm_page_free(k, run_pa + i * PAGE, 0) == KMM_OK);
+    if (done)
+        KMM_ASSERT(k->port, kmm_vm_unmap(kmm_kernel_aspace(k), va, done * PAGE) == KMM_OK);
+    return err;
+}
+
+/* Maps pages[0 .. n) at va with prot, each run of consecutive frames with
+ * one call. Returns KMM_OK, or an error with nothing mapped. */
+static int map_pages(struct kmm *k, uint64_t va, const uint64_t *pages, uint64_t n, unsigned prot)
+{
+    struct kmm_aspace *ks = kmm_kernel_aspace(k);
+    for (uint64_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && pages[j] == pages[i] + (j - i) * PAGE; j++)
+            ;
+        int err = kmm_vm_map(ks, va + i * PAGE, pages[i], (j - i) * PAGE, prot);
+        if (err) {
+            if (i)
+                KMM_ASSERT(k->port, kmm_vm_unmap(ks, va, i * PAGE) == KMM_OK);
+            return err;
+        }
+    }
+    return KMM_OK;
+}
+
+/*
+ * Unmaps the n pages of the area at va. An area whose pages someone else
+ * unmapped (or remapped in huge pages) behind the allocator's back is
+ * unmapped run by run, whatever is still mapped, with a warning: the range
+ * is released either way, and a page still mapped then is found again by
+ * the next reservation's table lookup.
+ */
+static void unmap_area(struct kmm *k, uint64_t va, uint64_t n, const char *fn)
+{
+    struct kmm_aspace *ks = kmm_kernel_aspace(k);
+    if (kmm_vm_unmap(ks, va, n * PAGE) == KMM_OK)
+        return;
+    uint64_t end = va + n * PAGE;
+    struct kmm_vm_run run;
+    unsigned long left = 0;
+    for (uint64_t at = va; at < end; at += run.size) {
+        KMM_ASSERT(k->port, kmm_vm_query(ks, at, end, &run) == KMM_OK);
+        if (run.mapped && kmm_vm_unmap(ks, at, run.size) != KMM_OK)
+            left++;
+    }
+    kmm_logf(k->port, KMM_LOG_WARN,
+             "%s(0x%llx): the area's mappings were changed behind its back (%lu runs left "
+             "mapped)",
+             fn, (unsigned long long)va, left);
+}
+
+/* --- vmalloc ------------------------------------------------------------------------ */
+
+static void *vmalloc_from(struct kmm *k, size_t size, kmm_gfp_t flags, const void *caller)
+{
+    const char *why = 0;
+    uint64_t pages = kva_pages_for(k, size);
+    if (size == 0)
+        why = "size 0";
+    else if (!pages)
+        why = "larger than the kernel virtual area window";
+    else if (flags & KMM_GFP_ATOMIC)
+        why = "KMM_GFP_ATOMIC: vmalloc maps pages and may reclaim";
+    else if (flags & ~VMALLOC_GFP)
+        why = "unknown flags";
+    else if ((flags & KMM_GFP_DMA) && (flags & KMM_GFP_DMA32))
+        why = "two zone flags";
+    if (why) {
+        kva_misuse(k, KMM_EINVAL, "kmm_vmalloc", 0, size, why, caller);
+        return 0;
+    }
+    uint64_t va;
+    if (kva_reserve(k, pages, KVA_VMALLOC, caller, &va) != KMM_OK)
+        return 0;
+    if (back_with_pages(k, va, pages, flags) != KMM_OK) {
+        kva_release(k, va);
+        return 0;
+    }
+    kva_publish(k, va);
+    return to_ptr(va);
+}
+
+void *kmm_vmalloc(struct kmm *k, size_t size, kmm_gfp_t flags)
+{
+    return vmalloc_from(k, size, flags, __builtin_return_address(0));
+}
+
+void *kmm_vzalloc(struct kmm *k, size_t size)
+{
+    return vmalloc_from(k, size, KMM_GFP_ZERO, __builtin_return_address(0));
+}
+
+/* The common free: judge (kva_begin_free), unmap unless raw, release. */
+static int free_area(struct kmm *k, uint64_t va, enum kva_kind kind, const char *fn,
+                     const void *caller)
+{
+    uint64_t pages;
+    int err = kva_begin_free(k, va, kind, fn, caller, &pages);
+    if (err)
+        return err;
+    if (kind != KVA_RAW)
+        unmap_area(k, va, pages, fn);
+    kva_release(k, va);
+    return KMM_OK;
+}
+
+int kmm_vfree(struct kmm *k, const void *addr)
+{
+    if (!addr)
+        return KMM_OK;
+    return free_area(k, from_ptr(addr), KVA_VMALLOC, "kmm_vfree", __builtin_return_address(0));
+}
+
+/* --- vmap ---------------------------------------------------------------------------- */
+
+/* Why a vmap request is malformed (and its error in *err), or NULL. */
+static const char *bad_vmap(const struct kmm *k, const uint64_t *pages, size_t count, unsigned prot,
+                            int *err)
+{
+    *err = KMM_EINVAL;
+    if (!pages)
+        return "NULL page array";
+    if (count == 0)
+        return "count 0";
+    if (count > k->kva.pages - 1)
+        return "more pages than the kernel virtual area window holds";
+    if (!(prot & KMM_PROT_READ) || (prot & ~VMAP_PROT))
+        return "protection is not KMM_PROT_READ with optional WRITE, EXEC and GLOBAL";
+    for (size_t i = 0; i < count; i++) {
+        if (pages[i] & (PAGE - 1))
+            return "a page address is not page aligned";
+        if (vmm_ram_bytes(k, pages[i], PAGE) != PAGE) {
+            *err = KMM_ERANGE;
+            return "a page is not RAM (map device memory with kmm_kva_alloc and kmm_vm_map)";
+        }
+    }
+    return 0;
+}
+
+void *kmm_vmap(struct kmm *k, const uint64_t *pages, size_t count, unsigned prot)
+{
+    const void *caller = __builtin_return_address(0);
+    int err;
+    const char *why = bad_vmap(k, pages, count, prot, &err);
+    if (why) {
+        kva_misuse(k, err, "kmm_vmap", 0, (uint64_t)count * PAGE, why, caller);
+        return 0;
+    }
+    uint64_t va;
+    if (kva_reserve(k, count, KVA_VMAP, caller, &va) != KMM_OK)
+        return 0;
+    if (map_pages(k, va, pages, count, prot) != KMM_OK) {
+        kva_release(k, va);
+        return 0;
+    }
+    kva_publish(k, va);
+    return to_ptr(va);
+}
+
+int kmm_vunmap(struct kmm *k, const void *addr)
+{
+    if (!addr)
+        return KMM_OK;
+    return free_area(k, from_ptr(addr), KVA_VMAP, "kmm_vunmap", __builtin_return_address(0));
+}
+
+/* --- raw ranges ------------------------------------------------------------------------ */
+
+int kmm_kva_alloc(struct kmm *k, uint64_t size, uint64_t *va)
+{
+    const void *caller = __builtin_return_address(0);
+    uint64_t pages = kva_pages_for(k, size);
+    if (!va || !pages)
+        return kva_misuse(k, KMM_EINVAL, "kmm_kva_alloc", 0, size,
+                          !va     ? "NULL result pointer"
+                          : !size ? "size 0"
+                                  : "larger than the kernel virtual area window",
+                          caller);
+    uint64_t at;
+    int err = kva_reserve(k, pages, KVA_RAW, caller, &at);
+    if (err)
+        return err;
+    kva_publish(k, at);
+    *va = at;
+    return KMM_OK;
+}
+
+int kmm_kva_free(struct kmm *k, uint64_t va)
+{
+    const void *caller = __builtin_return_address(0);
+    uint64_t pages;
+    int err = kva_begin_free(k, va, KVA_RAW, "kmm_kva_free", caller, &pages);
+    if (err)
+        return err;
+    struct kmm_vm_run run;
+    uint64_t end = va + (pages + 1) * PAGE; /* the guard page too */
+    KMM_ASSERT(k->port, kmm_vm_query(kmm_kernel_aspace(k), va, end, &run) == KMM_OK);
+    if (run.mapped || run.size != end - va) {
+        kva_abort_free(k, va);
+        return kva_misuse(k, KMM_EBUSY, "kmm_kva_free", va, pages * PAGE,
+                          "a page of the area or its guard page is still mapped", caller);
+    }
+    kva_release(k, va);
+    return KMM_OK;
+}

@@ -1,0 +1,745 @@
+/*
+ * test_vmalloc.c - kernel virtual areas: vmalloc memory is usable page by
+ * page, areas never overlap and never take a page someone mapped, guard
+ * pages stay unmapped, the window fills and refills to the same count,
+ * vmap leaves its pages to the caller, every bad input is refused and
+ * counted, and nothing leaks.
+ *
+ * Hosted, the window is the machine's live (mirror) window, so the tests
+ * also use areas at their own addresses; in the kernel a test machine's
+ * tables are never live, and memory is reached through kmm_vm_translate
+ * and the machine's direct map in both worlds.
+ */
+#include "ktest.h"
+#include "env.h"
+#include "fixture.h"
+
+#include <kmm/check.h>
+#include <kmm/kmm.h>
+#include <kmm/page.h>
+#include <kmm/vm.h>
+#include <kmm/vmalloc.h>
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+#define MIB  (UINT64_C(1) << 20)
+#define PAGE UINT64_C(4096)
+
+static const struct kmm_region map32[] = {
+    {1 * MIB, 31 * MIB, KMM_MEM_USABLE},
+    {32 * MIB, 1 * MIB, KMM_MEM_RESERVED}, /* device memory, say */
+};
+
+struct fixture {
+    struct kt_kmm f;
+    struct kmm_aspace *ks;
+    uint64_t base, size; /* the window */
+    bool live;           /* areas are usable at their addresses */
+};
+
+/*
+ * An instance on map32 whose window is `size` bytes (0: the default
+ * window): at the start of the live window where the world has one, else
+ * at the default base.
+ */
+static bool setup(struct ktest *t, struct fixture *x, uint64_t size)
+{
+    x->f.m = kt_machine_create(t, map32, N(map32));
+    if (!x->f.m)
+        return false;
+    uint64_t live_base, live_size;
+    kt_machine_live_window(x->f.m, &live_base, &live_size);
+    x->live = size && size <= live_size;
+    x->base = x->live ? live_base : size ? KMM_KVA_DEFAULT_BASE : 0;
+    x->size = size;
+    struct kmm_config cfg = {.port = kt_machine_port(x->f.m),
+                             .regions = map32,
+                             .region_count = N(map32),
+                             .cpu_count = 1,
+                             .kva_base = x->base,
+                             .kva_size = size};
+    int err = kmm_init(&cfg, &x->f.k);
+    if (err) {
+        ktest_fail_at(t, __FILE__, __LINE__, "kmm_init: %s", kmm_strerror(err));
+        kt_machine_destroy(x->f.m);
+        return false;
+    }
+    kmm_page_drain_cpu(x->f.k);
+    x->ks = kmm_kernel_aspace(x->f.k);
+    if (!size) {
+        x->base = KMM_KVA_DEFAULT_BASE;
+        x->size = KMM_KVA_DEFAULT_SIZE;
+    }
+    return true;
+}
+
+static void teardown(struct fixture *x)
+{
+    kt_kmm_down(&x->f);
+}
+
+static struct kmm_vmalloc_stats vstats(struct fixture *x)
+{
+    struct kmm_vmalloc_stats s;
+    kmm_vmalloc_stats(x->f.k, &s);
+    return s;
+}
+
+static struct kmm_page_stats pstats(struct fixture *x)
+{
+    struct kmm_page_stats s;
+    kmm_page_drain_cpu(x->f.k);
+    kmm_page_stats(x->f.k, &s);
+    return s;
+}
+
+static inline uint64_t va_of(const void *p)
+{
+    return (uint64_t)(uintptr_t)p;
+}
+
+/* Where the test reads and writes the page that va maps (the machine's
+ * direct map), or NULL if va is not mapped. */
+static uint8_t *backing(struct fixture *x, uint64_t va)
+{
+    struct kmm_vm_translation tr;
+    if (kmm_vm_translate(x->ks, va, &tr) != KMM_OK)
+        return 0;
+    return kt_machine_phys(x->f.m, tr.pa);
+}
+
+/*
+ * Writes a pattern into the first and last byte of every page of [va, va +
+ * size) (at va itself where areas are live), then reads all of it back
+ * through the tables (and at va). True iff every page holds its own
+ * pattern: the pages are mapped, and to distinct frames.
+ */
+static bool pages_hold_their_own_bytes(struct fixture *x, uint64_t va, uint64_t size, uint8_t seed)
+{
+    for (uint64_t off = 0; off < size; off += PAGE) {
+        uint8_t want = (uint8_t)(seed + off / PAGE);
+        uint8_t *b = backing(x, va + off);
+        if (!b)
+            return false;
+        volatile uint8_t *p = x->live ? (volatile uint8_t *)(uintptr_t)(va + off) : b;
+        p[0] = want;
+        p[PAGE - 1] = (uint8_t)~want;
+    }
+    for (uint64_t off = 0; off < size; off += PAGE) {
+        uint8_t want = (uint8_t)(seed + off / PAGE), last = (uint8_t)~want;
+        uint8_t *b = backing(x, va + off);
+        if (b[0] != want || b[PAGE - 1] != last)
+            return false;
+        if (x->live && ((volatile uint8_t *)(uintptr_t)(va + off))[0] != want)
+            return false;
+    }
+    return true;
+}
+
+/* Whether the page at va is unmapped. */
+static bool unmapped(struct fixture *x, uint64_t va)
+{
+    struct kmm_vm_translation tr;
+    return kmm_vm_translate(x->ks, va, &tr) == KMM_ENOENT;
+}
+
+/* --- the window ------------------------------------------------------------------- */
+
+KTEST(vmalloc, the_default_window_is_the_boruix_heap_window)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 0));
+    struct kmm_vmalloc_stats s = vstats(&x);
+    KT_EXPECT_EQ(t, s.window_base, UINT64_C(0xffffffff90000000));
+    KT_EXPECT_EQ(t, s.window_size, 256 * MIB);
+    KT_EXPECT_EQ(t, s.largest_free_pages, 256 * MIB / PAGE);
+    KT_EXPECT_EQ(t, s.metadata_pages, 0); /* nothing held before the first area */
+    void *p = kmm_vmalloc(x.f.k, 3 * PAGE, 0);
+    KT_ASSERT(t, p != NULL);
+    KT_EXPECT_EQ(t, va_of(p), KMM_KVA_DEFAULT_BASE);
+    KT_EXPECT(t, pages_hold_their_own_bytes(&x, va_of(p), 3 * PAGE, 1));
+    KT_EXPECT(t, unmapped(&x, va_of(p) + 3 * PAGE));
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    KT_EXPECT_EQ(t, kmm_vfree(x.f.k, p), KMM_OK);
+    KT_EXPECT_EQ(t, vstats(&x).areas, 0);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    teardown(&x);
+}
+
+KTEST(vmalloc, kmm_init_refuses_a_window_that_breaks_the_rules)
+{
+    static const struct {
+        uint64_t base, size;
+    } bad[] = {
+        {KMM_KVA_DEFAULT_BASE + 1, 16 * MIB},                 /* base unaligned */
+        {KMM_KVA_DEFAULT_BASE, 16 * MIB + 8},                 /* size unaligned */
+        {KMM_KVA_DEFAULT_BASE, PAGE},                         /* no room for a guard page */
+        {UINT64_C(0xffff800000000000), KMM_KVA_MAX_SIZE * 2}, /* too large */
+        {0, 16 * MIB},                                        /* holds NULL */
+        {KMM_KVA_DEFAULT_BASE, 0},                            /* base without a size */
+        {UINT64_C(0x0000800000000000), 16 * MIB},             /* not canonical */
+        {UINT64_C(0x00007ffffff00000), 2 * MIB},              /* runs off the lower half */
+        {UINT64_C(0xfffffffffff00000), 1 * MIB},              /* ends at 2^64 */
+        {UINT64_C(0xfffffffffff00000), 2 * MIB},              /* wraps */
+    };
+    struct kt_machine *m = kt_machine_create(t, map32, N(map32));
+    if (!m)
+        return;
+    for (size_t i = 0; i < N(bad); i++) {
+        struct kmm_config cfg = {.port = kt_machine_port(m),
+                                 .regions = map32,
+                                 .region_count = N(map32),
+                                 .cpu_count = 1,
+                                 .kva_base = bad[i].base,
+                                 .kva_size = bad[i].size};
+        struct kmm *k = NULL;
+        if (kmm_init(&cfg, &k) != KMM_EINVAL || k != NULL)
+            ktest_fail_at(t, __FILE__, __LINE__, "window %zu (0x%llx, 0x%llx) accepted", i,
+                          (unsigned long long)bad[i].base, (unsigned long long)bad[i].size);
+        KT_EXPECT(t, ktest_contains(kt_machine_last_error(m), "kernel virtual area window"));
+    }
+    kt_machine_destroy(m);
+}
+
+/* --- vmalloc ----------------------------------------------------------------------- */
+
+KTEST(vmalloc, every_page_of_an_area_is_its_own_writable_owned_page)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 4 * MIB));
+    struct kmm_page_stats before = pstats(&x);
+    void *p = kmm_vmalloc(x.f.k, 5 * PAGE + 100, 0); /* six pages */
+    KT_ASSERT(t, p != NULL);
+    uint64_t va = va_of(p);
+    KT_EXPECT(t, va >= x.base && va + 7 * PAGE <= x.base + x.size);
+    KT_EXPECT(t, pages_hold_their_own_bytes(&x, va, 6 * PAGE, 0x40));
+    for (uint64_t off = 0; off < 6 * PAGE; off += PAGE) {
+        struct kmm_vm_translation tr;
+        KT_ASSERT_EQ(t, kmm_vm_translate(x.ks, va + off, &tr), KMM_OK);
+        KT_EXPECT(t, tr.owned);
+        KT_EXPECT_EQ(t, tr.prot, KMM_VMALLOC_PROT);
+        KT_EXPECT_EQ(t, tr.page_size, PAGE);
+    }
+    KT_EXPECT(t, unmapped(&x, va + 6 * PAGE)); /* the guard page */
+    struct kmm_vmalloc_stats s = vstats(&x);
+    KT_EXPECT_EQ(t, s.areas, 1);
+    KT_EXPECT_EQ(t, s.vmalloc_areas, 1);
+    KT_EXPECT_EQ(t, s.vmalloc_pages, 6);
+    KT_EXPECT_EQ(t, s.used_pages, 7);
+    struct kmm_page_stats during = pstats(&x);
+    /* Six pages, the records and the tables of the window; nothing else. */
+    KT_EXPECT(t, during.allocated_pages >= before.allocated_pages + 6 + s.metadata_pages);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    KT_ASSERT_EQ(t, kmm_vfree(x.f.k, p), KMM_OK);
+    KT_EXPECT(t, unmapped(&x, va));
+    struct kmm_page_stats after = pstats(&x);
+    KT_EXPECT(t, kt_same_buddyinfo(&before, &after));
+    KT_EXPECT_EQ(t, after.allocated_pages, before.allocated_pages);
+    KT_EXPECT_EQ(t, vstats(&x).metadata_pages, 0);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    teardown(&x);
+}
+
+KTEST(vmalloc, vzalloc_hands_out_zeroed_pages_even_after_dirty_ones_were_freed)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 4 * MIB));
+    void *dirty = kmm_vmalloc(x.f.k, 8 * PAGE, 0);
+    KT_ASSERT(t, dirty != NULL);
+    for (uint64_t off = 0; off < 8 * PAGE; off += PAGE)
+        kt_fill(backing(&x, va_of(dirty) + off), 0xa5, PAGE);
+    KT_ASSERT_EQ(t, kmm_vfree(x.f.k, dirty), KMM_OK);
+    uint8_t *z = kmm_vzalloc(x.f.k, 8 * PAGE);
+    KT_ASSERT(t, z != NULL);
+    static const uint8_t zero[4096];
+    bool all_zero = true;
+    for (uint64_t off = 0; off < 8 * PAGE; off += PAGE)
+        all_zero &= kt_cmp(backing(&x, va_of(z) + off), zero, PAGE) == 0;
+    KT_EXPECT(t, all_zero);
+    KT_EXPECT_EQ(t, kmm_vfree(x.f.k, z), KMM_OK);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    teardown(&x);
+}
+
+KTEST(vmalloc, areas_never_overlap_and_each_ends_in_an_unmapped_guard_page)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 4 * MIB));
+    static const uint64_t sizes[] = {1, PAGE, 3 * PAGE, 5000, 17 * PAGE, 2 * PAGE, 1};
+    void *p[N(sizes)];
+    for (size_t i = 0; i < N(sizes); i++) {
+        p[i] = kmm_vmalloc(x.f.k, sizes[i], 0);
+        KT_ASSERT(t, p[i] != NULL);
+    }
+    /* Free one in the middle and allocate into the hole again. */
+    KT_ASSERT_EQ(t, kmm_vfree(x.f.k, p[3]), KMM_OK);
+    p[3] = kmm_vmalloc(x.f.k, PAGE, 0);
+    KT_ASSERT(t, p[3] != NULL);
+    uint64_t len[N(sizes)];
+    for (size_t i = 0; i < N(sizes); i++)
+        len[i] = (i == 3 ? PAGE : (sizes[i] + PAGE - 1) / PAGE * PAGE) + PAGE; /* and guard */
+    for (size_t i = 0; i < N(sizes); i++) {
+        uint64_t a = va_of(p[i]);
+        KT_EXPECT(t, unmapped(&x, a + len[i] - PAGE));
+        KT_EXPECT(t, pages_hold_their_own_bytes(&x, a, len[i] - PAGE, (uint8_t)(i * 16)));
+        for (size_t j = 0; j < i; j++) {
+            uint64_t b = va_of(p[j]);
+            if (a < b + len[j] && b < a + len[i])
+                ktest_fail_at(t, __FILE__, __LINE__, "areas %zu and %zu overlap", i, j);
+        }
+    }
+    /* The patterns survived all the other writes: no page is shared. */
+    bool intact = true;
+    for (size_t i = 0; i < N(sizes); i++)
+        intact &= backing(&x, va_of(p[i]))[0] == (uint8_t)(i * 16);
+    KT_EXPECT(t, intact);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    for (size_t i = 0; i < N(sizes); i++)
+        KT_EXPECT_EQ(t, kmm_vfree(x.f.k, p[i]), KMM_OK);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    teardown(&x);
+}
+
+KTEST(vmalloc, areas_step_over_pages_the_kernel_mapped_itself_in_the_window)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 1 * MIB));
+    struct kmm_page_stats before = pstats(&x);
+    /* Raw mappings at window pages 1 and 6, as Boruix makes them. */
+    uint64_t a = kmm_page_alloc(x.f.k, 0, 0), b = kmm_page_alloc(x.f.k, 0, 0);
+    KT_ASSERT(t, a && b);
+    KT_ASSERT_EQ(t, kmm_vm_map(x.ks, x.base + PAGE, a, PAGE, KMM_PROT_READ | KMM_PROT_WRITE),
+                 KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_map(x.ks, x.base + 6 * PAGE, b, PAGE, KMM_PROT_READ), KMM_OK);
+    /* Three pages and a guard fit exactly between them. */
+    void *p = kmm_vmalloc(x.f.k, 3 * PAGE, 0);
+    KT_ASSERT(t, p != NULL);
+    KT_EXPECT_EQ(t, va_of(p), x.base + 2 * PAGE);
+    KT_EXPECT(t, unmapped(&x, va_of(p) + 3 * PAGE));
+    void *q = kmm_vmalloc(x.f.k, 3 * PAGE, 0);
+    KT_ASSERT(t, q != NULL);
+    KT_EXPECT(t, va_of(q) >= x.base + 7 * PAGE);
+    KT_EXPECT_EQ(t, vstats(&x).foreign_pages, 2);
+    /* The raw mappings are as the kernel left them. */
+    struct kmm_vm_translation tr;
+    KT_EXPECT(t, kmm_vm_translate(x.ks, x.base + PAGE, &tr) == KMM_OK && tr.pa == a && !tr.owned);
+    KT_EXPECT(t, kmm_vm_translate(x.ks, x.base + 6 * PAGE, &tr) == KMM_OK && tr.pa == b);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    /* Once the kernel unmaps them and the window is idle, they are free again. */
+    KT_EXPECT_EQ(t, kmm_vfree(x.f.k, p), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vfree(x.f.k, q), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(x.ks, x.base + PAGE, PAGE), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(x.ks, x.base + 6 * PAGE, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, vstats(&x).foreign_pages, 0);
+    p = kmm_vmalloc(x.f.k, 3 * PAGE, 0);
+    KT_EXPECT_EQ(t, va_of(p), x.base);
+    KT_EXPECT_EQ(t, kmm_vfree(x.f.k, p), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(x.f.k, a, 0), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(x.f.k, b, 0), KMM_OK);
+    struct kmm_page_stats after = pstats(&x);
+    KT_EXPECT(t, kt_same_buddyinfo(&before, &after));
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    teardown(&x);
+}
+
+KTEST(vmalloc, a_window_mapped_by_the_kernel_everywhere_has_no_room)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 64 * PAGE));
+    /* Every other page mapped: no two unmapped pages in a row anywhere. */
+    uint64_t pa = kmm_page_alloc(x.f.k, 0, 0);
+    KT_ASSERT(t, pa != 0);
+    for (uint64_t i = 0; i < 64; i += 2)
+        KT_ASSERT_EQ(t, kmm_vm_map(x.ks, x.base + i * PAGE, pa, PAGE, KMM_PROT_READ), KMM_OK);
+    uint64_t failed = vstats(&x).failed_allocs, va = 0;
+    KT_EXPECT(t, kmm_vmalloc(x.f.k, PAGE, 0) == NULL);
+    KT_EXPECT_EQ(t, kmm_kva_alloc(x.f.k, PAGE, &va), KMM_ENOMEM);
+    KT_EXPECT_EQ(t, vstats(&x).failed_allocs, failed + 2);
+    KT_EXPECT_EQ(t, vstats(&x).metadata_pages, 0); /* the hints went with the failure */
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    /* Half of it unmapped again: room for areas of one page and a guard. */
+    for (uint64_t i = 32; i < 64; i += 2)
+        KT_ASSERT_EQ(t, kmm_vm_unmap(x.ks, x.base + i * PAGE, PAGE), KMM_OK);
+    void *p = kmm_vmalloc(x.f.k, PAGE, 0);
+    KT_ASSERT(t, p != NULL);
+    KT_EXPECT(t, va_of(p) >= x.base + 31 * PAGE); /* page 31 was never mapped */
+    KT_EXPECT_EQ(t, kmm_vfree(x.f.k, p), KMM_OK);
+    for (uint64_t i = 0; i < 32; i += 2)
+        KT_ASSERT_EQ(t, kmm_vm_unmap(x.ks, x.base + i * PAGE, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(x.f.k, pa, 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    teardown(&x);
+}
+
+#define FILL_WINDOW (1 * MIB) /* 256 pages: 128 one-page areas with their guards */
+#define FILL_MAX    128
+
+/* Allocates one-page areas until the window is full; returns how many. */
+static size_t fill(struct fixture *x, void **p)
+{
+    size_t n = 0;
+    while (n < FILL_MAX + 1 && (p[n] = kmm_vmalloc(x->f.k, PAGE, 0)) != NULL)
+        n++;
+    return n;
+}
+
+KTEST(vmalloc, a_full_window_fails_cleanly_and_refills_to_the_same_count)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, FILL_WINDOW));
+    struct kmm_page_stats before = pstats(&x);
+    static void *p[FILL_MAX + 1];
+    size_t n = fill(&x, p);
+    KT_EXPECT_EQ(t, n, FILL_MAX);
+    struct kmm_vmalloc_stats s = vstats(&x);
+    KT_EXPECT_EQ(t, s.failed_allocs, 1);
+    KT_EXPECT_EQ(t, s.used_pages, FILL_WINDOW / PAGE);
+    KT_EXPECT_EQ(t, s.largest_free_pages, 0);
+    KT_EXPECT_EQ(t, s.vmalloc_pages, n);
+    /* A full window still refuses cleanly: nothing allocated for the try. */
+    struct kmm_page_stats full = pstats(&x);
+    KT_EXPECT(t, kmm_vmalloc(x.f.k, PAGE, 0) == NULL);
+    struct kmm_page_stats full2 = pstats(&x);
+    KT_EXPECT(t, kt_same_buddyinfo(&full, &full2));
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    for (size_t i = 0; i < n; i++)
+        KT_ASSERT_EQ(t, kmm_vfree(x.f.k, p[i]), KMM_OK);
+    struct kmm_page_stats after = pstats(&x);
+    KT_EXPECT(t, kt_same_buddyinfo(&before, &after));
+    KT_EXPECT_EQ(t, after.allocated_pages, before.allocated_pages);
+    KT_EXPECT_EQ(t, fill(&x, p), n);
+    for (size_t i = 0; i < n; i++)
+        KT_ASSERT_EQ(t, kmm_vfree(x.f.k, p[i]), KMM_OK);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    teardown(&x);
+}
+
+KTEST(vmalloc, a_vmalloc_that_runs_out_of_pages_leaves_nothing_behind)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 0)); /* 256 MiB of window, 31 MiB of RAM */
+    struct kmm_page_stats before = pstats(&x);
+    struct kmm_vmalloc_stats vs = vstats(&x);
+    KT_EXPECT(t, kmm_vmalloc(x.f.k, 64 * MIB, 0) == NULL);
+    struct kmm_page_stats after = pstats(&x);
+    KT_EXPECT(t, kt_same_buddyinfo(&before, &after));
+    KT_EXPECT_EQ(t, after.allocated_pages, before.allocated_pages);
+    struct kmm_vmalloc_stats vs2 = vstats(&x);
+    KT_EXPECT_EQ(t, vs2.areas, 0);
+    KT_EXPECT_EQ(t, vs2.failed_allocs, vs.failed_allocs); /* the window had room */
+    struct kmm_vm_stats ks;
+    kmm_vm_stats(x.ks, &ks);
+    KT_EXPECT_EQ(t, ks.mapped_pages, 0);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    /* And the memory it gave back serves the next request. */
+    void *p = kmm_vmalloc(x.f.k, 8 * MIB, KMM_GFP_ZERO);
+    KT_EXPECT(t, p != NULL);
+    KT_EXPECT_EQ(t, kmm_vfree(x.f.k, p), KMM_OK);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    teardown(&x);
+}
+
+/* --- vmap and raw areas -------------------------------------------------------------- */
+
+KTEST(vmalloc, vmap_maps_the_callers_pages_and_vunmap_leaves_them_allocated)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 4 * MIB));
+    struct kmm_page_stats before = pstats(&x);
+    uint64_t pg[3];
+    for (int i = 0; i < 3; i++) {
+        pg[i] = kmm_page_alloc(x.f.k, 0, 0);
+        KT_ASSERT(t, pg[i] != 0);
+        kt_fill(kt_machine_phys(x.f.m, pg[i]), (uint8_t)(0x10 + i), PAGE);
+    }
+    const uint64_t order[3] = {pg[2], pg[0], pg[1]};
+    uint8_t *v = kmm_vmap(x.f.k, order, 3, KMM_PROT_READ | KMM_PROT_WRITE);
+    KT_ASSERT(t, v != NULL);
+    for (int i = 0; i < 3; i++) {
+        struct kmm_vm_translation tr;
+        KT_ASSERT_EQ(t, kmm_vm_translate(x.ks, va_of(v) + (uint64_t)i * PAGE, &tr), KMM_OK);
+        KT_EXPECT_EQ(t, tr.pa, order[i]);
+        KT_EXPECT(t, !tr.owned);
+        KT_EXPECT_EQ(t, tr.prot, KMM_PROT_READ | KMM_PROT_WRITE);
+        if (x.live)
+            KT_EXPECT_EQ(t, v[(uint64_t)i * PAGE + 7],
+                         *(uint8_t *)kt_machine_phys(x.f.m, order[i]));
+    }
+    KT_EXPECT(t, unmapped(&x, va_of(v) + 3 * PAGE));
+    struct kmm_vmalloc_stats s = vstats(&x);
+    KT_EXPECT_EQ(t, s.vmap_areas, 1);
+    KT_EXPECT_EQ(t, s.vmap_pages, 3);
+    KT_EXPECT_EQ(t, s.vmalloc_pages, 0);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    KT_ASSERT_EQ(t, kmm_vunmap(x.f.k, v), KMM_OK);
+    KT_EXPECT(t, unmapped(&x, va_of(v)));
+    /* Still the caller's: contents intact, and each frees exactly once. */
+    for (int i = 0; i < 3; i++) {
+        KT_EXPECT_EQ(t, *(uint8_t *)kt_machine_phys(x.f.m, pg[i]), 0x10 + i);
+        KT_EXPECT_EQ(t, kmm_page_free(x.f.k, pg[i], 0), KMM_OK);
+    }
+    struct kmm_page_stats after = pstats(&x);
+    KT_EXPECT(t, kt_same_buddyinfo(&before, &after));
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    teardown(&x);
+}
+
+KTEST(vmalloc, a_raw_area_is_unmapped_and_must_be_unmapped_again_before_it_is_freed)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 4 * MIB));
+    uint64_t va = 0;
+    KT_ASSERT_EQ(t, kmm_kva_alloc(x.f.k, 3 * PAGE - 5, &va), KMM_OK);
+    KT_EXPECT(t, unmapped(&x, va) && unmapped(&x, va + 2 * PAGE) && unmapped(&x, va + 3 * PAGE));
+    struct kmm_kva_area area;
+    KT_ASSERT_EQ(t, kmm_kva_lookup(x.f.k, va + PAGE + 12, &area), KMM_OK);
+    KT_EXPECT_EQ(t, area.va, va);
+    KT_EXPECT_EQ(t, area.size, 3 * PAGE);
+    KT_EXPECT_EQ(t, area.kind, KMM_KVA_RAW);
+    uint64_t pa = kmm_page_alloc(x.f.k, 0, 0);
+    KT_ASSERT_EQ(t, kmm_vm_map(x.ks, va + PAGE, pa, PAGE, KMM_PROT_READ | KMM_PROT_WRITE), KMM_OK);
+    KT_EXPECT(t, pages_hold_their_own_bytes(&x, va + PAGE, PAGE, 9));
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    uint64_t misuse = vstats(&x).misuse;
+    KT_EXPECT_EQ(t, kmm_kva_free(x.f.k, va), KMM_EBUSY);
+    KT_EXPECT_EQ(t, vstats(&x).misuse, misuse + 1);
+    KT_EXPECT(t, ktest_contains(kt_machine_last_error(x.f.m), "still mapped"));
+    KT_EXPECT_EQ(t, vstats(&x).raw_areas, 1);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(x.ks, va + PAGE, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_kva_free(x.f.k, va), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_kva_lookup(x.f.k, va, &area), KMM_ENOENT);
+    KT_EXPECT_EQ(t, kmm_page_free(x.f.k, pa, 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    teardown(&x);
+}
+
+KTEST(vmalloc, kva_lookup_names_the_area_and_its_guard_page)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 4 * MIB));
+    void *p = kmm_vmalloc(x.f.k, 2 * PAGE, 0);
+    KT_ASSERT(t, p != NULL);
+    struct kmm_kva_area a;
+    KT_ASSERT_EQ(t, kmm_kva_lookup(x.f.k, va_of(p) + 2 * PAGE + 5, &a), KMM_OK);
+    KT_EXPECT_EQ(t, a.va, va_of(p));
+    KT_EXPECT_EQ(t, a.size, 2 * PAGE); /* so the address is in its guard page */
+    KT_EXPECT_EQ(t, a.kind, KMM_KVA_VMALLOC);
+    KT_EXPECT(t, a.caller != NULL);
+    KT_EXPECT_EQ(t, kmm_kva_lookup(x.f.k, va_of(p) + 3 * PAGE, &a), KMM_ENOENT);
+    KT_EXPECT_EQ(t, kmm_kva_lookup(x.f.k, x.base - PAGE, &a), KMM_ENOENT);
+    KT_EXPECT_EQ(t, kmm_vfree(x.f.k, p), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_kva_lookup(x.f.k, va_of(p), &a), KMM_ENOENT);
+    teardown(&x);
+}
+
+/* --- bad input (SPEC §9) -------------------------------------------------------------- */
+
+/* The checks of a refused call: the error, one more kva misuse, no change
+ * to the areas or the page allocator (kt_expect_misuse: no page misuse,
+ * same free lists, the log line, kmm_check clean). */
+static void expect_refused_at(struct ktest *t, struct fixture *x, int got, int want,
+                              const struct kmm_page_stats *before,
+                              const struct kmm_vmalloc_stats *vbefore, const char *what,
+                              const char *needle, int line)
+{
+    kt_expect_misuse_at(t, &x->f, got, want, -1, before, what, needle, __FILE__, line);
+    struct kmm_vmalloc_stats v = vstats(x);
+    if (v.misuse != vbefore->misuse + 1 || v.areas != vbefore->areas ||
+        v.used_pages != vbefore->used_pages || v.vmalloc_pages != vbefore->vmalloc_pages)
+        ktest_fail_at(t, __FILE__, line, "%s: misuse %llu -> %llu, areas %llu -> %llu", what,
+                      (unsigned long long)vbefore->misuse, (unsigned long long)v.misuse,
+                      (unsigned long long)vbefore->areas, (unsigned long long)v.areas);
+}
+
+/* Runs call (an int expression) and checks it was refused with want. */
+#define REFUSED(t, x, call, want, needle)                                                          \
+    do {                                                                                           \
+        struct kmm_page_stats b_ = pstats(x);                                                      \
+        struct kmm_vmalloc_stats vb_ = vstats(x);                                                  \
+        int got_ = (call);                                                                         \
+        expect_refused_at((t), (x), got_, (want), &b_, &vb_, #call, (needle), __LINE__);           \
+    } while (0)
+
+/* A pointer-returning call as an int: KMM_OK if it returned an area. */
+#define PTR_ERR(p, err) ((p) ? KMM_OK : (err))
+
+KTEST(vmalloc, every_bad_input_is_refused_counted_logged_and_changes_nothing)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 1 * MIB));
+    struct kmm *k = x.f.k;
+    uint8_t *p = kmm_vmalloc(k, 2 * PAGE, 0);
+    uint64_t pg = kmm_page_alloc(k, 0, 0);
+    void *v = kmm_vmap(k, &pg, 1, KMM_PROT_READ);
+    uint64_t raw = 0;
+    KT_ASSERT(t, p && pg && v && kmm_kva_alloc(k, PAGE, &raw) == KMM_OK);
+    const uint64_t unaligned = pg + 8, device = 32 * MIB, big[2] = {pg, pg};
+
+    REFUSED(t, &x, PTR_ERR(kmm_vmalloc(k, 0, 0), KMM_EINVAL), KMM_EINVAL, "size 0");
+    REFUSED(t, &x, PTR_ERR(kmm_vmalloc(k, 1 * MIB, 0), KMM_EINVAL), KMM_EINVAL, "larger");
+    REFUSED(t, &x, PTR_ERR(kmm_vmalloc(k, (size_t)-1, 0), KMM_EINVAL), KMM_EINVAL, "larger");
+    REFUSED(t, &x, PTR_ERR(kmm_vmalloc(k, PAGE, KMM_GFP_ATOMIC), KMM_EINVAL), KMM_EINVAL, "ATOMIC");
+    REFUSED(t, &x, PTR_ERR(kmm_vmalloc(k, PAGE, 0x100), KMM_EINVAL), KMM_EINVAL, "unknown flags");
+    REFUSED(t, &x, PTR_ERR(kmm_vmalloc(k, PAGE, KMM_GFP_DMA | KMM_GFP_DMA32), KMM_EINVAL),
+            KMM_EINVAL, "zone flags");
+
+    REFUSED(t, &x, kmm_vfree(k, p + PAGE), KMM_EINVAL, "inside an area");
+    REFUSED(t, &x, kmm_vfree(k, p + 2 * PAGE), KMM_EINVAL, "guard page");
+    REFUSED(t, &x, kmm_vfree(k, p + 1), KMM_EINVAL, "not page aligned");
+    REFUSED(t, &x, kmm_vfree(k, (void *)(uintptr_t)(x.base + x.size)), KMM_ERANGE, "window");
+    REFUSED(t, &x, kmm_vfree(k, (void *)(uintptr_t)(x.base + x.size - PAGE)), KMM_ENOENT,
+            "no area starts here");
+    REFUSED(t, &x, kmm_vfree(k, v), KMM_EINVAL, "kmm_vunmap");
+    REFUSED(t, &x, kmm_vfree(k, (void *)(uintptr_t)raw), KMM_EINVAL, "kmm_kva_free");
+    REFUSED(t, &x, kmm_vunmap(k, p), KMM_EINVAL, "kmm_vfree");
+    REFUSED(t, &x, kmm_kva_free(k, va_of(p)), KMM_EINVAL, "kmm_vfree");
+
+    REFUSED(t, &x, PTR_ERR(kmm_vmap(k, NULL, 1, KMM_PROT_READ), KMM_EINVAL), KMM_EINVAL, "NULL");
+    REFUSED(t, &x, PTR_ERR(kmm_vmap(k, &pg, 0, KMM_PROT_READ), KMM_EINVAL), KMM_EINVAL, "count 0");
+    REFUSED(t, &x, PTR_ERR(kmm_vmap(k, big, (size_t)-1, KMM_PROT_READ), KMM_EINVAL), KMM_EINVAL,
+            "more pages");
+    REFUSED(t, &x, PTR_ERR(kmm_vmap(k, &pg, 1, 0), KMM_EINVAL), KMM_EINVAL, "protection");
+    REFUSED(t, &x, PTR_ERR(kmm_vmap(k, &pg, 1, KMM_PROT_READ | KMM_PROT_USER), KMM_EINVAL),
+            KMM_EINVAL, "protection");
+    REFUSED(t, &x, PTR_ERR(kmm_vmap(k, &unaligned, 1, KMM_PROT_READ), KMM_EINVAL), KMM_EINVAL,
+            "aligned");
+    REFUSED(t, &x, PTR_ERR(kmm_vmap(k, &device, 1, KMM_PROT_READ), KMM_ERANGE), KMM_ERANGE,
+            "not RAM");
+
+    uint64_t out = 0;
+    REFUSED(t, &x, kmm_kva_alloc(k, PAGE, NULL), KMM_EINVAL, "NULL");
+    REFUSED(t, &x, kmm_kva_alloc(k, 0, &out), KMM_EINVAL, "size 0");
+    REFUSED(t, &x, kmm_kva_alloc(k, UINT64_MAX, &out), KMM_EINVAL, "larger");
+    KT_EXPECT_EQ(t, out, 0);
+
+    /* Double frees, once the areas are gone. */
+    KT_ASSERT_EQ(t, kmm_vfree(k, p), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vunmap(k, v), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_kva_free(k, raw), KMM_OK);
+    REFUSED(t, &x, kmm_vfree(k, p), KMM_ENOENT, "freed already");
+    REFUSED(t, &x, kmm_vunmap(k, v), KMM_ENOENT, "freed already");
+    REFUSED(t, &x, kmm_kva_free(k, raw), KMM_ENOENT, "freed already");
+    /* NULL is no area and no mistake. */
+    KT_EXPECT_EQ(t, kmm_vfree(k, NULL), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vunmap(k, NULL), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(k, pg, 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, k);
+    teardown(&x);
+}
+
+/* --- accounting, the check and the report --------------------------------------------- */
+
+KTEST(vmalloc, page_accounting_is_exact_after_a_random_mix_is_freed)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 4 * MIB));
+    struct kmm_page_stats before = pstats(&x);
+    struct kmm_vm_stats kbefore;
+    kmm_vm_stats(x.ks, &kbefore);
+    enum { SLOTS = 24 };
+    struct {
+        void *p;
+        uint64_t va, pg; /* raw: va; vmap: its one page */
+        int kind;        /* 0 empty, 1 vmalloc, 2 vmap, 3 raw */
+    } s[SLOTS] = {{0}};
+    uint64_t seed = 0x5eed;
+    for (int step = 0; step < 600; step++) {
+        unsigned i = (unsigned)(kt_rng(&seed) % SLOTS);
+        if (s[i].kind == 1)
+            KT_ASSERT_EQ(t, kmm_vfree(x.f.k, s[i].p), KMM_OK);
+        else if (s[i].kind == 2)
+            KT_ASSERT(t, kmm_vunmap(x.f.k, s[i].p) == KMM_OK &&
+                             kmm_page_free(x.f.k, s[i].pg, 0) == KMM_OK);
+        else if (s[i].kind == 3)
+            KT_ASSERT_EQ(t, kmm_kva_free(x.f.k, s[i].va), KMM_OK);
+        if (s[i].kind) {
+            s[i].kind = 0;
+            continue;
+        }
+        unsigned kind = 1 + (unsigned)(kt_rng(&seed) % 3);
+        uint64_t size = 1 + kt_rng(&seed) % (12 * PAGE);
+        if (kind == 1) {
+            s[i].p = kmm_vmalloc(x.f.k, size, 0);
+            KT_ASSERT(t, s[i].p != NULL);
+            KT_ASSERT(t, pages_hold_their_own_bytes(&x, va_of(s[i].p), PAGE, (uint8_t)step));
+        } else if (kind == 2) {
+            s[i].pg = kmm_page_alloc(x.f.k, 0, 0);
+            KT_ASSERT(t, s[i].pg != 0);
+            s[i].p = kmm_vmap(x.f.k, &s[i].pg, 1, KMM_PROT_READ);
+            KT_ASSERT(t, s[i].p != NULL);
+        } else {
+            KT_ASSERT_EQ(t, kmm_kva_alloc(x.f.k, size, &s[i].va), KMM_OK);
+        }
+        s[i].kind = (int)kind;
+        if (step % 50 == 0)
+            KT_EXPECT_HEALTHY(t, x.f.k);
+    }
+    for (unsigned i = 0; i < SLOTS; i++) {
+        if (s[i].kind == 1)
+            KT_EXPECT_EQ(t, kmm_vfree(x.f.k, s[i].p), KMM_OK);
+        if (s[i].kind == 2)
+            KT_EXPECT(t, kmm_vunmap(x.f.k, s[i].p) == KMM_OK &&
+                             kmm_page_free(x.f.k, s[i].pg, 0) == KMM_OK);
+        if (s[i].kind == 3)
+            KT_EXPECT_EQ(t, kmm_kva_free(x.f.k, s[i].va), KMM_OK);
+    }
+    struct kmm_page_stats after = pstats(&x);
+    KT_EXPECT(t, kt_same_buddyinfo(&before, &after));
+    KT_EXPECT_EQ(t, after.allocated_pages, before.allocated_pages);
+    struct kmm_vm_stats kafter;
+    kmm_vm_stats(x.ks, &kafter);
+    KT_EXPECT_EQ(t, kafter.mapped_pages, kbefore.mapped_pages);
+    KT_EXPECT_EQ(t, kafter.owned_pages, kbefore.owned_pages);
+    KT_EXPECT_EQ(t, kafter.table_bytes, kbefore.table_bytes);
+    struct kmm_vmalloc_stats v = vstats(&x);
+    KT_EXPECT_EQ(t, v.areas + v.used_pages + v.vmalloc_pages + v.vmap_pages + v.metadata_pages, 0);
+    KT_EXPECT_EQ(t, v.misuse, 0);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    teardown(&x);
+}
+
+KTEST(vmalloc, kmm_check_reports_a_guard_page_someone_mapped)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 4 * MIB));
+    void *p = kmm_vmalloc(x.f.k, 2 * PAGE, 0);
+    KT_ASSERT(t, p != NULL);
+    uint64_t pa = kmm_page_alloc(x.f.k, 0, 0);
+    KT_ASSERT_EQ(t, kmm_vm_map(x.ks, va_of(p) + 2 * PAGE, pa, PAGE, KMM_PROT_READ), KMM_OK);
+    struct kmm_check_result r;
+    KT_EXPECT_EQ(t, kmm_check(x.f.k, &r), KMM_CHECK_CORRUPT);
+    KT_EXPECT(t, ktest_contains(r.first, "guard page"));
+    KT_ASSERT_EQ(t, kmm_vm_unmap(x.ks, va_of(p) + 2 * PAGE, PAGE), KMM_OK);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    /* So is a vmalloc page someone unmapped behind the allocator's back. */
+    KT_ASSERT_EQ(t, kmm_vm_unmap(x.ks, va_of(p) + PAGE, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_check(x.f.k, &r), KMM_CHECK_CORRUPT);
+    KT_EXPECT(t, ktest_contains(r.first, "not mapped"));
+    /* vfree copes: it unmaps what is left, warns, and releases the area. */
+    KT_EXPECT_EQ(t, kmm_vfree(x.f.k, p), KMM_OK);
+    KT_EXPECT_EQ(t, vstats(&x).areas, 0);
+    KT_EXPECT_EQ(t, kmm_page_free(x.f.k, pa, 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    teardown(&x);
+}
+
+KTEST(vmalloc, the_report_lists_the_window_and_its_areas)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 4 * MIB));
+    void *p = kmm_vmalloc(x.f.k, 3 * PAGE, 0);
+    uint64_t pg = kmm_page_alloc(x.f.k, 0, 0);
+    void *v = kmm_vmap(x.f.k, &pg, 1, KMM_PROT_READ);
+    KT_ASSERT(t, p && v);
+    static struct kt_text tx;
+    tx.len = 0;
+    kmm_report(x.f.k, &(struct kmm_sink){kt_text_write, &tx});
+    KT_EXPECT(t, ktest_contains(tx.buf, "Kernel virtual areas: window"));
+    KT_EXPECT(t, ktest_contains(tx.buf, "areas 2 (vmalloc 1, vmap 1, raw 0)"));
+    KT_EXPECT(t, ktest_contains(tx.buf, "vmalloc pages 3"));
+    KT_EXPECT(t, ktest_contains(tx.buf, "vmalloc pages=3"));
+    KT_EXPECT(t, ktest_contains(tx.buf, "vmap    pages=1"));
+    KT_EXPECT_EQ(t, kmm_vfree(x.f.k, p), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vunmap(x.f.k, v), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(x.f.k, pg, 0), KMM_OK);
+    teardown(&x);
+}
