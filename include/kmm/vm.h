@@ -232,6 +232,7 @@ struct kmm_vm_stats {
     uint64_t mapped_1g;    /* 1 GiB leaves present */
     uint64_t owned_pages;  /* 4 KiB leaves holding a frame reference */
     uint64_t table_bytes;  /* memory in page tables */
+    uint64_t misuse;       /* calls rejected on any space of the instance; never decreases */
 };
 
 /* kmm_vm_stats - the figures of one space (the kernel space's count its

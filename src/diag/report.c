@@ -177,6 +177,7 @@ static void report_page_tables(struct kmm *k, const struct kmm_sink *s)
     sink_printf(s, "  user spaces: %llu, mapped 4K %llu, 2M %llu, 1G %llu; tables %s\n",
                 (unsigned long long)spaces, (unsigned long long)mapped[0],
                 (unsigned long long)mapped[1], (unsigned long long)mapped[2], sz);
+    sink_printf(s, "  rejected misuse %llu\n", (unsigned long long)ks.misuse);
 }
 
 /* The most areas the report lists one by one (/proc/vmallocinfo lists all). */

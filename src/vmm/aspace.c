@@ -159,7 +159,9 @@ void kmm_vm_stats(struct kmm_aspace *as, struct kmm_vm_stats *out)
     *out = (struct kmm_vm_stats){.mapped_pages = as->leaves[1],
                                  .mapped_2m = as->leaves[2],
                                  .mapped_1g = as->leaves[3],
-                                 .owned_pages = as->owned};
+                                 .owned_pages = as->owned,
+                                 .misuse =
+                                     atomic_load_explicit(&as->k->vm.misuse, memory_order_relaxed)};
     uint64_t n = 0;
     for (unsigned l = 1; l <= 5; l++) {
         out->tables[l] = as->tables[l];
