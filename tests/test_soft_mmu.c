@@ -612,6 +612,58 @@ KTEST(soft_mmu, pat_index_comes_from_pwt_pcd_and_bit_7_or_bit_12)
     teardown(&f);
 }
 
+/* An IA32_PAT value from its eight entries, PAT0 first (§11.12.2). */
+static uint64_t pat_msr(const uint8_t type[8])
+{
+    uint64_t v = 0;
+    for (unsigned i = 0; i < 8; i++)
+        v |= (uint64_t)type[i] << (8 * i);
+    return v;
+}
+
+KTEST(soft_mmu, the_memory_type_is_the_pat_entry_the_leaf_selects)
+{
+    struct fx f;
+    if (!setup(t, &f, false))
+        return;
+    /* Power-on IA32_PAT (f.m.pat 0): WB WT UC- UC, twice. */
+    static const unsigned power_on[8] = {SMMU_MT_WB, SMMU_MT_WT, SMMU_MT_UC_MINUS, SMMU_MT_UC,
+                                         SMMU_MT_WB, SMMU_MT_WT, SMMU_MT_UC_MINUS, SMMU_MT_UC};
+    /* A programmed one with every type, each at another index. */
+    static const uint8_t programmed[8] = {SMMU_MT_UC,       SMMU_MT_WB, SMMU_MT_WC, SMMU_MT_WT,
+                                          SMMU_MT_UC_MINUS, SMMU_MT_WP, SMMU_MT_WB, SMMU_MT_WC};
+    KT_EXPECT_EQ(t, pat_msr((const uint8_t[8]){6, 4, 7, 0, 6, 4, 7, 0}), SMMU_PAT_DEFAULT);
+    for (unsigned i = 0; i < 8; i++) {
+        uint64_t cache = ((i & 1) ? PWT : 0) | ((i & 2) ? PCD : 0);
+        uint64_t va4 = 0x200000 + i * PAGE, va2 = MIB * 2 * (4 + i), va1 = GIB * (2 + i);
+        map(&f, va4, 1, 0x8000 | P | cache | ((i & 4) ? PAT4K : 0));
+        map(&f, va2, 2, 0x1000000 | PS | P | cache | ((i & 4) ? PATBIG : 0));
+        map(&f, va1, 3, 8 * GIB | PS | P | cache | ((i & 4) ? PATBIG : 0));
+        f.m.pat = 0;
+        KT_EXPECT_EQ(t, tr(&f, va4, SMMU_READ, false).memtype, power_on[i]);
+        KT_EXPECT_EQ(t, tr(&f, va2, SMMU_READ, false).memtype, power_on[i]);
+        KT_EXPECT_EQ(t, tr(&f, va1, SMMU_READ, false).memtype, power_on[i]);
+        f.m.pat = SMMU_PAT_DEFAULT; /* the same, written out */
+        KT_EXPECT_EQ(t, tr(&f, va1 + 0x1234, SMMU_READ, false).memtype, power_on[i]);
+        f.m.pat = pat_msr(programmed);
+        KT_EXPECT_EQ(t, tr(&f, va4, SMMU_READ, false).memtype, programmed[i]);
+        KT_EXPECT_EQ(t, tr(&f, va2 + 0x1fffff, SMMU_READ, false).memtype, programmed[i]);
+        KT_EXPECT_EQ(t, tr(&f, va1, SMMU_WRITE, false).memtype, programmed[i]); /* faults, typed */
+        KT_EXPECT_EQ(t, tr(&f, va1, SMMU_WRITE, false).fault, SMMU_FAULT_PROTECTION);
+    }
+    /* A 4 KiB leaf's bit 12 is an address bit and a huge leaf's bit 7 is PS:
+     * neither selects the upper half of the PAT. */
+    f.m.pat = pat_msr(programmed);
+    map(&f, 0x301000, 1, 0x9000 | P | PWT);
+    KT_EXPECT_EQ(t, tr(&f, 0x301000, SMMU_READ, false).memtype, programmed[1]);
+    /* A fault before the leaf reports no type. */
+    struct smmu_result r = tr(&f, 0x7000000000, SMMU_READ, false);
+    KT_EXPECT_EQ(t, r.fault, SMMU_FAULT_NOT_PRESENT);
+    KT_EXPECT_EQ(t, r.memtype, 0);
+    KT_EXPECT_EQ(t, r.page_size, 0);
+    teardown(&f);
+}
+
 KTEST(soft_mmu, address_bits_at_or_above_maxphyaddr_are_reserved)
 {
     struct fx f;
@@ -777,6 +829,54 @@ KTEST(soft_mmu, collect_finds_scattered_leaves_of_every_size_in_address_order)
     KT_EXPECT_EQ(t, collect(&f, 0x1000, 0x1000, &l), 0);
     KT_EXPECT_EQ(t, collect(&f, 0x2000, 0x1000, &l), 0);
     KT_EXPECT_EQ(t, l.n, 0);
+    teardown(&f);
+}
+
+struct typed {
+    uint64_t va, size;
+    unsigned pat_index, memtype;
+};
+
+struct typed_log {
+    struct typed s[8];
+    unsigned n;
+};
+
+static void record_type(void *ctx, uint64_t va, const struct smmu_result *r)
+{
+    struct typed_log *l = ctx;
+    if (l->n < sizeof(l->s) / sizeof(l->s[0]))
+        l->s[l->n] = (struct typed){va, r->page_size, r->pat_index, r->memtype};
+    l->n++;
+}
+
+KTEST(soft_mmu, collect_reports_each_leaf_with_its_size_and_memory_type)
+{
+    struct fx f;
+    if (!setup(t, &f, false))
+        return;
+    static const uint8_t types[8] = {SMMU_MT_WB, SMMU_MT_WT, SMMU_MT_UC_MINUS, SMMU_MT_UC,
+                                     SMMU_MT_WC, SMMU_MT_WT, SMMU_MT_UC_MINUS, SMMU_MT_UC};
+    f.m.pat = pat_msr(types);
+    map(&f, 0x1000, 1, 0x4000 | P | PAT4K);                 /* index 4 */
+    map(&f, 0x2000, 1, 0x5000 | P | PCD | PWT);             /* index 3 */
+    map(&f, 0x400000, 2, 0x400000 | PS | P | PWT);          /* index 1 */
+    map(&f, 0x600000, 2, 0x600000 | PS | P | PATBIG | PCD); /* index 6 */
+    map(&f, GIB, 3, 4 * GIB | PS | P | PATBIG);             /* index 4 */
+    map(&f, 2 * GIB, 3, 5 * GIB | PS | P);                  /* index 0 */
+    struct typed_log l = {.n = 0};
+    KT_ASSERT_EQ(t, smmu_collect(&f.m, f.root, 0, 4 * GIB, record_type, &l), 6);
+    static const struct typed want[6] = {
+        {0x1000, PAGE, 4, SMMU_MT_WC},      {0x2000, PAGE, 3, SMMU_MT_UC},
+        {0x400000, 2 * MIB, 1, SMMU_MT_WT}, {0x600000, 2 * MIB, 6, SMMU_MT_UC_MINUS},
+        {GIB, GIB, 4, SMMU_MT_WC},          {2 * GIB, GIB, 0, SMMU_MT_WB},
+    };
+    for (unsigned i = 0; i < 6; i++) {
+        KT_EXPECT_EQ(t, l.s[i].va, want[i].va);
+        KT_EXPECT_EQ(t, l.s[i].size, want[i].size);
+        KT_EXPECT_EQ(t, l.s[i].pat_index, want[i].pat_index);
+        KT_EXPECT_EQ(t, l.s[i].memtype, want[i].memtype);
+    }
     teardown(&f);
 }
 

@@ -1,11 +1,12 @@
 /*
  * test_vm.c - address spaces and range operations: what gets mapped, what
  * every bad input does, tables created and freed, ownership, sharing of the
- * kernel half, and both paging modes.
+ * kernel half. Every test runs with 4 and with 5 paging levels.
  */
 #include "ktest.h"
 #include "env.h"
 #include "fixture.h"
+#include "ktest_levels.h"
 
 #include <kmm/check.h>
 #include <kmm/kmm.h>
@@ -59,6 +60,12 @@ static void teardown(struct fixture *f)
     kt_machine_destroy(f->m);
 }
 
+/* The first address above the lower half: not canonical. */
+static uint64_t noncanonical(unsigned levels)
+{
+    return levels == 5 ? UINT64_C(0x0100000000000000) : UINT64_C(0x0000800000000000);
+}
+
 static uint64_t free_pages(struct kmm *k)
 {
     struct kmm_page_stats s;
@@ -73,24 +80,25 @@ static uint64_t tables(struct kmm_aspace *as)
     return s.table_bytes / PAGE;
 }
 
-KTEST(vm, the_kernel_space_starts_with_its_shared_kernel_half)
+KTEST_LEVELS(vm, the_kernel_space_starts_with_its_shared_kernel_half)
 {
     struct fixture f;
-    KT_ASSERT(t, setup(t, &f));
+    KT_ASSERT(t, setup_levels(t, &f, levels));
     struct kmm_vm_stats s;
     kmm_vm_stats(f.ks, &s);
-    KT_EXPECT_EQ(t, s.tables[4], 1);
-    KT_EXPECT_EQ(t, s.tables[3], 256);
-    KT_EXPECT_EQ(t, s.mapped_pages, 0);
+    for (unsigned l = 1; l <= 5; l++) /* the root, and the kernel half's tables below it */
+        KT_EXPECT_EQ(t, s.tables[l], l == levels ? 1 : l == levels - 1 ? 256 : 0);
+    KT_EXPECT_EQ(t, s.table_bytes, 257 * PAGE);
+    KT_EXPECT_EQ(t, s.mapped_pages + s.mapped_2m + s.mapped_1g, 0);
     KT_EXPECT(t, kmm_aspace_root(f.ks) != 0);
     KT_EXPECT_HEALTHY(t, f.k);
     teardown(&f);
 }
 
-KTEST(vm, a_mapped_page_translates_and_its_tables_go_when_it_is_unmapped)
+KTEST_LEVELS(vm, a_mapped_page_translates_and_its_tables_go_when_it_is_unmapped)
 {
     struct fixture f;
-    KT_ASSERT(t, setup(t, &f));
+    KT_ASSERT(t, setup_levels(t, &f, levels));
     uint64_t base_tables = tables(f.ks), before = free_pages(f.k);
     uint64_t pa = kmm_page_alloc(f.k, 0, 0);
     KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, pa, PAGE, KMM_PROT_READ | KMM_PROT_WRITE), KMM_OK);
@@ -100,7 +108,7 @@ KTEST(vm, a_mapped_page_translates_and_its_tables_go_when_it_is_unmapped)
     KT_EXPECT_EQ(t, tr.prot, KMM_PROT_READ | KMM_PROT_WRITE);
     KT_EXPECT_EQ(t, tr.page_size, PAGE);
     KT_EXPECT(t, !tr.owned);
-    KT_EXPECT_EQ(t, tables(f.ks), base_tables + 2); /* a PD and a PT */
+    KT_EXPECT_EQ(t, tables(f.ks), base_tables + levels - 2); /* a PD and a PT (and a PDPT) */
     KT_EXPECT_HEALTHY(t, f.k);
     KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, HEAP, PAGE), KMM_OK);
     KT_EXPECT_EQ(t, kmm_vm_translate(f.ks, HEAP, &tr), KMM_ENOENT);
@@ -113,10 +121,10 @@ KTEST(vm, a_mapped_page_translates_and_its_tables_go_when_it_is_unmapped)
     teardown(&f);
 }
 
-KTEST(vm, a_range_across_table_boundaries_maps_every_page_in_order)
+KTEST_LEVELS(vm, a_range_across_table_boundaries_maps_every_page_in_order)
 {
     struct fixture f;
-    KT_ASSERT(t, setup(t, &f));
+    KT_ASSERT(t, setup_levels(t, &f, levels));
     uint64_t va = HEAP + 2 * MIB - 8 * PAGE, size = 2 * MIB + 16 * PAGE; /* spans 3 PTs */
     uint64_t pa = kmm_pages_alloc(f.k, 1024, 0);
     KT_ASSERT(t, pa != 0);
@@ -147,10 +155,10 @@ KTEST(vm, a_range_across_table_boundaries_maps_every_page_in_order)
     teardown(&f);
 }
 
-KTEST(vm, protect_changes_rights_and_keeps_frames)
+KTEST_LEVELS(vm, protect_changes_rights_and_keeps_frames)
 {
     struct fixture f;
-    KT_ASSERT(t, setup(t, &f));
+    KT_ASSERT(t, setup_levels(t, &f, levels));
     uint64_t pa = kmm_pages_alloc(f.k, 4, 0);
     unsigned rw = KMM_PROT_READ | KMM_PROT_WRITE;
     KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, pa, 4 * PAGE, rw | KMM_PROT_EXEC), KMM_OK);
@@ -170,10 +178,10 @@ KTEST(vm, protect_changes_rights_and_keeps_frames)
     teardown(&f);
 }
 
-KTEST(vm, an_owned_mapping_keeps_its_frame_until_unmapped)
+KTEST_LEVELS(vm, an_owned_mapping_keeps_its_frame_until_unmapped)
 {
     struct fixture f;
-    KT_ASSERT(t, setup(t, &f));
+    KT_ASSERT(t, setup_levels(t, &f, levels));
     uint64_t pa = kmm_page_alloc(f.k, 0, 0);
     KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, pa, PAGE, KMM_PROT_READ | KMM_MAP_OWNED), KMM_OK);
     KT_ASSERT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK); /* our reference */
@@ -188,10 +196,10 @@ KTEST(vm, an_owned_mapping_keeps_its_frame_until_unmapped)
     teardown(&f);
 }
 
-KTEST(vm, replace_swaps_frames_and_releases_owned_ones)
+KTEST_LEVELS(vm, replace_swaps_frames_and_releases_owned_ones)
 {
     struct fixture f;
-    KT_ASSERT(t, setup(t, &f));
+    KT_ASSERT(t, setup_levels(t, &f, levels));
     uint64_t a = kmm_page_alloc(f.k, 0, 0), b = kmm_page_alloc(f.k, 0, 0);
     KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, a, PAGE, KMM_PROT_READ | KMM_MAP_OWNED), KMM_OK);
     KT_ASSERT_EQ(t, kmm_page_free(f.k, a, 0), KMM_OK);
@@ -210,7 +218,7 @@ KTEST(vm, replace_swaps_frames_and_releases_owned_ones)
 
 /* One bad call: the error, one log line, nothing changed, check clean. */
 static void expect_rejected(struct ktest *t, struct fixture *f, int got, int want, const char *what,
-                            uint64_t tables_before, unsigned long errors)
+                            uint64_t tables_before, unsigned long errors, uint64_t misuse_before)
 {
     if (got != want)
         ktest_fail_at(t, __FILE__, __LINE__, "%s: %s, want %s", what, kmm_strerror(got),
@@ -220,15 +228,20 @@ static void expect_rejected(struct ktest *t, struct fixture *f, int got, int wan
                       kt_machine_log_count(f->m, KMM_LOG_ERR) - errors);
     if (tables(f->ks) != tables_before)
         ktest_fail_at(t, __FILE__, __LINE__, "%s: tables changed", what);
+    struct kmm_vm_stats vs;
+    kmm_vm_stats(f->ks, &vs);
+    if (vs.misuse != misuse_before + 1)
+        ktest_fail_at(t, __FILE__, __LINE__, "%s: misuse counted %llu times", what,
+                      (unsigned long long)(vs.misuse - misuse_before));
     struct kmm_check_result r;
     if (kmm_check(f->k, &r) != KMM_CHECK_OK)
         ktest_fail_at(t, __FILE__, __LINE__, "%s: kmm_check: %s", what, r.first);
 }
 
-KTEST(vm, every_bad_input_is_rejected_and_changes_nothing)
+KTEST_LEVELS(vm, every_bad_input_is_rejected_and_changes_nothing)
 {
     struct fixture f;
-    KT_ASSERT(t, setup(t, &f));
+    KT_ASSERT(t, setup_levels(t, &f, levels));
     struct kmm_aspace *us;
     KT_ASSERT_EQ(t, kmm_aspace_create(f.k, &us), KMM_OK);
     uint64_t pa = kmm_page_alloc(f.k, 0, 0), other = kmm_page_alloc(f.k, 0, 0);
@@ -240,17 +253,18 @@ KTEST(vm, every_bad_input_is_rejected_and_changes_nothing)
     do {                                                                                           \
         uint64_t tb_ = tables(f.ks);                                                               \
         unsigned long e_ = kt_machine_log_count(f.m, KMM_LOG_ERR);                                 \
+        struct kmm_vm_stats vs_;                                                                   \
+        kmm_vm_stats(f.ks, &vs_);                                                                  \
         int got_ = (call);                                                                         \
-        expect_rejected(t, &f, got_, (want), (what), tb_, e_);                                     \
+        expect_rejected(t, &f, got_, (want), (what), tb_, e_, vs_.misuse);                         \
     } while (0)
     REJECT(kmm_vm_map(f.ks, HEAP + 1, other, PAGE, r), KMM_EINVAL, "unaligned va");
     REJECT(kmm_vm_map(f.ks, HEAP + PAGE, other + 8, PAGE, r), KMM_EINVAL, "unaligned pa");
     REJECT(kmm_vm_map(f.ks, HEAP + PAGE, other, 100, r), KMM_EINVAL, "unaligned size");
     REJECT(kmm_vm_map(f.ks, HEAP + PAGE, other, 0, r), KMM_EINVAL, "size 0");
-    REJECT(kmm_vm_map(f.ks, UINT64_C(0x0000800000000000), other, PAGE, r), KMM_EINVAL,
-           "non-canonical");
+    REJECT(kmm_vm_map(f.ks, noncanonical(levels), other, PAGE, r), KMM_EINVAL, "non-canonical");
     REJECT(kmm_vm_map(f.ks, UINT64_C(0xfffffffffffff000), other, 2 * PAGE, r), KMM_EINVAL, "wraps");
-    REJECT(kmm_vm_map(f.ks, UINT64_C(0x00007ffffffff000), other, 2 * PAGE, r), KMM_EINVAL,
+    REJECT(kmm_vm_map(f.ks, noncanonical(levels) - PAGE, other, 2 * PAGE, r), KMM_EINVAL,
            "crosses the halves");
     REJECT(kmm_vm_map(us, HEAP + PAGE, other, PAGE, r), KMM_EINVAL, "user space, kernel half");
     REJECT(kmm_vm_map(us, USER, other, PAGE, r | KMM_PROT_GLOBAL), KMM_EINVAL,
@@ -273,7 +287,7 @@ KTEST(vm, every_bad_input_is_rejected_and_changes_nothing)
            "protect to user in the kernel half");
 #undef REJECT
     struct kmm_vm_translation tr;
-    KT_EXPECT_EQ(t, kmm_vm_translate(f.ks, UINT64_C(0x0000800000000000), &tr), KMM_EINVAL);
+    KT_EXPECT_EQ(t, kmm_vm_translate(f.ks, noncanonical(levels), &tr), KMM_EINVAL);
     KT_EXPECT_EQ(t, kmm_aspace_destroy(f.ks), KMM_EINVAL); /* the kernel space stays */
     KT_ASSERT_EQ(t, kmm_vm_translate(f.ks, HEAP, &tr), KMM_OK);
     KT_EXPECT_EQ(t, tr.pa, pa);
@@ -285,10 +299,10 @@ KTEST(vm, every_bad_input_is_rejected_and_changes_nothing)
     teardown(&f);
 }
 
-KTEST(vm, a_kernel_mapping_made_later_appears_in_every_user_space)
+KTEST_LEVELS(vm, a_kernel_mapping_made_later_appears_in_every_user_space)
 {
     struct fixture f;
-    KT_ASSERT(t, setup(t, &f));
+    KT_ASSERT(t, setup_levels(t, &f, levels));
     struct kmm_aspace *a, *b;
     KT_ASSERT_EQ(t, kmm_aspace_create(f.k, &a), KMM_OK);
     KT_ASSERT_EQ(t, kmm_aspace_create(f.k, &b), KMM_OK);
@@ -313,10 +327,10 @@ KTEST(vm, a_kernel_mapping_made_later_appears_in_every_user_space)
     teardown(&f);
 }
 
-KTEST(vm, destroying_a_user_space_frees_its_tables_and_owned_frames)
+KTEST_LEVELS(vm, destroying_a_user_space_frees_its_tables_and_owned_frames)
 {
     struct fixture f;
-    KT_ASSERT(t, setup(t, &f));
+    KT_ASSERT(t, setup_levels(t, &f, levels));
     kmm_page_drain_cpu(f.k);
     uint64_t before = free_pages(f.k);
     struct kmm_aspace *us;
@@ -377,10 +391,10 @@ KTEST(vm, five_level_paging_maps_57_bit_addresses)
     teardown(&f);
 }
 
-KTEST(vm, a_map_that_cannot_get_its_tables_changes_nothing)
+KTEST_LEVELS(vm, a_map_that_cannot_get_its_tables_changes_nothing)
 {
     struct fixture f;
-    KT_ASSERT(t, setup(t, &f));
+    KT_ASSERT(t, setup_levels(t, &f, levels));
     /* Take every page, so no table can be allocated. */
     static uint64_t p[8192];
     size_t n = 0;

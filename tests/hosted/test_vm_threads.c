@@ -2,13 +2,15 @@
  * test_vm_threads.c - the page-table engine with threads acting as CPUs:
  * concurrent range operations on one address space (non-overlapping
  * ranges that share their upper tables) keep every mapping exact and every
- * count right. Hosted; meant to run under ThreadSanitizer as well.
+ * count right, with 4 and with 5 paging levels. Hosted; meant to run under
+ * ThreadSanitizer as well.
  */
 #include <pthread.h>
 
 #include "fixture.h"
 #include "hosted.h"
 #include "ktest.h"
+#include "ktest_levels.h"
 
 #include <kmm/check.h>
 #include <kmm/kmm.h>
@@ -87,14 +89,15 @@ static void *work(void *arg)
     return NULL;
 }
 
-static void run(struct ktest *t, bool user_space)
+static void run(struct ktest *t, bool user_space, unsigned levels)
 {
     struct hosted_machine *m = hosted_machine_from_map(ram, 1, 0);
     KT_ASSERT(t, m != NULL);
     struct kmm_config cfg = {.port = hosted_machine_port(m),
                              .regions = ram,
                              .region_count = 1,
-                             .cpu_count = THREADS + 1};
+                             .cpu_count = THREADS + 1,
+                             .paging_levels = levels};
     struct kmm *k;
     KT_ASSERT_EQ(t, kmm_init(&cfg, &k), KMM_OK);
     kmm_page_drain_cpu(k);
@@ -135,12 +138,12 @@ static void run(struct ktest *t, bool user_space)
     hosted_machine_destroy(m);
 }
 
-KTEST(vm_threads, four_cpus_changing_the_kernel_half_at_once_stay_exact)
+KTEST_LEVELS(vm_threads, four_cpus_changing_the_kernel_half_at_once_stay_exact)
 {
-    run(t, false);
+    run(t, false, levels);
 }
 
-KTEST(vm_threads, four_cpus_changing_one_user_space_at_once_stay_exact)
+KTEST_LEVELS(vm_threads, four_cpus_changing_one_user_space_at_once_stay_exact)
 {
-    run(t, true);
+    run(t, true, levels);
 }

@@ -2,8 +2,10 @@
  * test_vm_tlb.c - TLB correctness of the page-table engine, read from the
  * hosted port's TLB-event log: every unmap and downgrade is followed by the
  * invalidation it needs, no frame or table reaches the page allocator before
- * the invalidation that covers it, and mapped memory is usable at its
- * address (the hosted mirror window). Hosted only.
+ * the invalidation that covers it, huge pages are invalidated as one page
+ * each (removed, weakened or split), and mapped memory is usable at its
+ * address (the hosted mirror window). Every test runs with 4 and with 5
+ * paging levels. Hosted only.
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -13,6 +15,7 @@
 
 #include "hosted.h"
 #include "ktest.h"
+#include "ktest_levels.h"
 
 #include <kmm/check.h>
 #include <kmm/kmm.h>
@@ -32,13 +35,16 @@ struct fixture {
     struct kmm_aspace *ks;
 };
 
-static bool setup(struct fixture *f)
+static bool setup(struct fixture *f, unsigned levels)
 {
     f->m = hosted_machine_from_map(ram, 1, 16 * MIB);
     if (!f->m)
         return false;
-    struct kmm_config cfg = {
-        .port = hosted_machine_port(f->m), .regions = ram, .region_count = 1, .cpu_count = 1};
+    struct kmm_config cfg = {.port = hosted_machine_port(f->m),
+                             .regions = ram,
+                             .region_count = 1,
+                             .cpu_count = 1,
+                             .paging_levels = levels};
     if (kmm_init(&cfg, &f->k) != KMM_OK)
         return false;
     f->ks = kmm_kernel_aspace(f->k);
@@ -93,10 +99,10 @@ static void on_event(void *ctx, const struct hosted_tlb_event *e)
         w->free_at_first = free_pages(w->k);
 }
 
-KTEST(vm_tlb, an_unmap_invalidates_before_its_frame_and_tables_are_freed)
+KTEST_LEVELS(vm_tlb, an_unmap_invalidates_before_its_frame_and_tables_are_freed)
 {
     struct fixture f;
-    KT_ASSERT(t, setup(&f));
+    KT_ASSERT(t, setup(&f, levels));
     uint64_t pa = kmm_page_alloc(f.k, 0, 0);
     KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, pa, PAGE, KMM_PROT_READ | KMM_MAP_OWNED), KMM_OK);
     KT_ASSERT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK); /* the mapping owns it */
@@ -110,15 +116,16 @@ KTEST(vm_tlb, an_unmap_invalidates_before_its_frame_and_tables_are_freed)
     KT_EXPECT(t, invalidated(f.m, from, HEAP, &global));
     KT_EXPECT(t, global); /* a kernel-half mapping */
     KT_EXPECT(t, w.events >= 2);
-    KT_EXPECT_EQ(t, w.free_at_first, before);         /* nothing freed before the flush */
-    KT_EXPECT_EQ(t, free_pages(f.k), before + 1 + 2); /* the frame, a PT and a PD after */
+    KT_EXPECT_EQ(t, w.free_at_first, before); /* nothing freed before the flush */
+    /* After it: the frame, a PT, a PD (and with 5 levels a PDPT). */
+    KT_EXPECT_EQ(t, free_pages(f.k), before + 1 + (levels - 2));
     teardown(&f);
 }
 
-KTEST(vm_tlb, a_downgrade_invalidates_and_an_upgrade_does_not)
+KTEST_LEVELS(vm_tlb, a_downgrade_invalidates_and_an_upgrade_does_not)
 {
     struct fixture f;
-    KT_ASSERT(t, setup(&f));
+    KT_ASSERT(t, setup(&f, levels));
     uint64_t pa = kmm_page_alloc(f.k, 0, 0);
     KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, pa, PAGE, KMM_PROT_READ), KMM_OK);
     size_t from = hosted_tlb_log_count(f.m);
@@ -136,10 +143,10 @@ KTEST(vm_tlb, a_downgrade_invalidates_and_an_upgrade_does_not)
     teardown(&f);
 }
 
-KTEST(vm_tlb, a_large_unmap_flushes_everything_once)
+KTEST_LEVELS(vm_tlb, a_large_unmap_flushes_everything_once)
 {
     struct fixture f;
-    KT_ASSERT(t, setup(&f));
+    KT_ASSERT(t, setup(&f, levels));
     uint64_t pa = kmm_pages_alloc(f.k, 64, 0);
     KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, pa, 64 * PAGE, KMM_PROT_READ), KMM_OK);
     size_t from = hosted_tlb_log_count(f.m);
@@ -158,10 +165,10 @@ KTEST(vm_tlb, a_large_unmap_flushes_everything_once)
     teardown(&f);
 }
 
-KTEST(vm_tlb, a_user_space_unmap_shoots_down_its_own_root_without_globals)
+KTEST_LEVELS(vm_tlb, a_user_space_unmap_shoots_down_its_own_root_without_globals)
 {
     struct fixture f;
-    KT_ASSERT(t, setup(&f));
+    KT_ASSERT(t, setup(&f, levels));
     struct kmm_aspace *us;
     KT_ASSERT_EQ(t, kmm_aspace_create(f.k, &us), KMM_OK);
     kmm_aspace_activate(us);
@@ -183,10 +190,10 @@ KTEST(vm_tlb, a_user_space_unmap_shoots_down_its_own_root_without_globals)
     teardown(&f);
 }
 
-KTEST(vm_tlb, a_callers_gather_holds_frames_until_it_is_finished)
+KTEST_LEVELS(vm_tlb, a_callers_gather_holds_frames_until_it_is_finished)
 {
     struct fixture f;
-    KT_ASSERT(t, setup(&f));
+    KT_ASSERT(t, setup(&f, levels));
     uint64_t a = kmm_page_alloc(f.k, 0, 0), b = kmm_page_alloc(f.k, 0, 0);
     unsigned fl = KMM_PROT_READ | KMM_MAP_OWNED;
     KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, a, PAGE, fl), KMM_OK);
@@ -204,7 +211,281 @@ KTEST(vm_tlb, a_callers_gather_holds_frames_until_it_is_finished)
     kmm_tlb_finish(&g);
     KT_EXPECT(t, invalidated(f.m, from, HEAP, NULL));
     KT_EXPECT(t, invalidated(f.m, from, HEAP + 8 * PAGE, NULL));
-    KT_EXPECT_EQ(t, free_pages(f.k), before + 2 + 2);
+    KT_EXPECT_EQ(t, free_pages(f.k), before + 2 + (levels - 2));
+    struct kmm_check_result r;
+    KT_EXPECT_EQ(t, kmm_check(f.k, &r), KMM_CHECK_OK);
+    teardown(&f);
+}
+
+/* --- huge pages ------------------------------------------------------------ */
+
+#define M2   (UINT64_C(1) << 21)
+#define G1   (UINT64_C(1) << 30)
+#define KVA  UINT64_C(0xffffc00000000000) /* kernel half, 1 GiB aligned, both modes */
+#define MMIO (UINT64_C(4) << 30)          /* beyond RAM: device memory */
+
+/* What the log says since index from about the page [base, base + size). */
+struct huge_log {
+    unsigned flush_pages; /* FLUSH_PAGE events, anywhere */
+    unsigned inside;      /* ... at an address inside the page */
+    unsigned flush_other; /* FLUSH_RANGE and FLUSH_ALL events */
+    unsigned shootdowns;  /* SHOOTDOWN events */
+    bool covered;         /* a shootdown covering the whole page, after a local
+                           * invalidation inside it (or of everything) */
+    bool global;          /* that shootdown includes global entries */
+};
+
+static struct huge_log huge_log(struct hosted_machine *m, size_t from, uint64_t base, uint64_t size)
+{
+    struct huge_log l = {0};
+    bool local = false;
+    for (size_t i = from; i < hosted_tlb_log_count(m); i++) {
+        struct hosted_tlb_event e = hosted_tlb_log_get(m, i);
+        bool inside = e.va >= base && e.va - base < size;
+        switch (e.op) {
+        case HOSTED_TLB_FLUSH_PAGE:
+            l.flush_pages++;
+            l.inside += inside;
+            local |= inside;
+            break;
+        case HOSTED_TLB_FLUSH_RANGE:
+        case HOSTED_TLB_FLUSH_ALL:
+            l.flush_other++;
+            local |= e.op == HOSTED_TLB_FLUSH_ALL || (e.va <= base && e.va + e.len >= base + size);
+            break;
+        case HOSTED_TLB_SHOOTDOWN:
+            l.shootdowns++;
+            if (local &&
+                (e.len == 0 || (e.va <= base && e.va + (e.len - 1) >= base + (size - 1)))) {
+                l.covered = true;
+                l.global |= e.global;
+            }
+            break;
+        default:
+            break;
+        }
+    }
+    return l;
+}
+
+/* Exactly one per-page invalidation, inside the huge page, and a shootdown
+ * over all of it. */
+static void one_invalidation_at(struct ktest *t, struct hosted_machine *m, size_t from,
+                                uint64_t base, uint64_t size, int line)
+{
+    struct huge_log l = huge_log(m, from, base, size);
+    if (l.flush_pages != 1 || l.inside != 1 || l.flush_other || l.shootdowns != 1 || !l.covered)
+        ktest_fail_at(t, __FILE__, line,
+                      "page 0x%llx size 0x%llx: %u page flushes (%u inside), %u other flushes, "
+                      "%u shootdowns, covered %d; want one inside and a shootdown of all of it",
+                      (unsigned long long)base, (unsigned long long)size, l.flush_pages, l.inside,
+                      l.flush_other, l.shootdowns, (int)l.covered);
+}
+#define ONE_INVALIDATION(t, m, from, base, size)                                                   \
+    one_invalidation_at((t), (m), (from), (base), (size), __LINE__)
+
+/* An invalidation inside the huge page that was split, and a shootdown over
+ * all of it (other pages may be invalidated too). */
+static void split_invalidated_at(struct ktest *t, struct hosted_machine *m, size_t from,
+                                 uint64_t base, uint64_t size, int line)
+{
+    struct huge_log l = huge_log(m, from, base, size);
+    if (!l.covered)
+        ktest_fail_at(t, __FILE__, line,
+                      "split page 0x%llx size 0x%llx: %u page flushes (%u inside), %u other, %u "
+                      "shootdowns; no invalidation of all of it",
+                      (unsigned long long)base, (unsigned long long)size, l.flush_pages, l.inside,
+                      l.flush_other, l.shootdowns);
+}
+#define SPLIT_INVALIDATED(t, m, from, base, size)                                                  \
+    split_invalidated_at((t), (m), (from), (base), (size), __LINE__)
+
+KTEST_LEVELS(vm_tlb, a_huge_unmap_invalidates_one_address_and_shoots_down_the_whole_page)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup(&f, levels));
+    uint64_t p = kmm_run_alloc(f.k, M2 / PAGE, M2, 0, 0);
+    KT_ASSERT(t, p != 0);
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, KVA + M2, p, M2, KMM_PROT_READ | KMM_MAP_HUGE), KMM_OK);
+    KT_ASSERT_EQ(
+        t, kmm_vm_map(f.ks, KVA + G1, MMIO, G1, KMM_PROT_READ | KMM_CACHE_UC | KMM_MAP_HUGE_1G),
+        KMM_OK);
+    /* The 2 MiB page: its directory (and with 5 levels its PDPT) empties. */
+    kmm_page_drain_cpu(f.k);
+    uint64_t before = free_pages(f.k);
+    struct watch w = {.k = f.k};
+    hosted_tlb_observe(f.m, on_event, &w);
+    size_t from = hosted_tlb_log_count(f.m);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, KVA + M2, M2), KMM_OK);
+    hosted_tlb_observe(f.m, NULL, NULL);
+    ONE_INVALIDATION(t, f.m, from, KVA + M2, M2);
+    KT_EXPECT(t, huge_log(f.m, from, KVA + M2, M2).global); /* a kernel-half page */
+    KT_EXPECT_EQ(t, w.free_at_first, before); /* nothing released before the invalidation */
+    kmm_page_drain_cpu(f.k);
+    KT_EXPECT_EQ(t, free_pages(f.k), before + 1);
+    KT_EXPECT_EQ(t, kmm_page_get(f.k, p), KMM_OK); /* not owned: the frames stay allocated */
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, p, 9), KMM_OK);
+    /* The 1 GiB page, through a caller's gather: nothing before the finish. */
+    struct kmm_tlb_gather g;
+    kmm_tlb_gather_init(&g, f.ks);
+    from = hosted_tlb_log_count(f.m);
+    before = free_pages(f.k);
+    KT_ASSERT_EQ(t, kmm_vm_unmap_g(f.ks, KVA + G1, G1, &g), KMM_OK);
+    KT_EXPECT_EQ(t, hosted_tlb_log_count(f.m), from);
+    KT_EXPECT_EQ(t, free_pages(f.k), before);
+    kmm_tlb_finish(&g);
+    ONE_INVALIDATION(t, f.m, from, KVA + G1, G1);
+    KT_EXPECT_EQ(t, free_pages(f.k), before + (levels == 5)); /* the PDPT, with 5 levels */
+    KT_EXPECT_EQ(t, kmm_run_free(f.k, p, M2 / PAGE), KMM_OK);
+    struct kmm_check_result r;
+    KT_EXPECT_EQ(t, kmm_check(f.k, &r), KMM_CHECK_OK);
+    teardown(&f);
+}
+
+KTEST_LEVELS(vm_tlb, a_huge_downgrade_invalidates_one_address_and_an_upgrade_nothing)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup(&f, levels));
+    uint64_t p = kmm_run_alloc(f.k, M2 / PAGE, M2, 0, 0);
+    KT_ASSERT(t, p != 0);
+    unsigned rw = KMM_PROT_READ | KMM_PROT_WRITE, rx = KMM_PROT_READ | KMM_PROT_EXEC;
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, KVA + M2, p, M2, rw | KMM_MAP_HUGE), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, KVA + G1, MMIO, G1, rx | KMM_CACHE_WC | KMM_MAP_HUGE_1G),
+                 KMM_OK);
+    size_t from = hosted_tlb_log_count(f.m);
+    KT_ASSERT_EQ(t, kmm_vm_protect(f.ks, KVA + M2, M2, KMM_PROT_READ), KMM_OK); /* no write */
+    ONE_INVALIDATION(t, f.m, from, KVA + M2, M2);
+    from = hosted_tlb_log_count(f.m);
+    KT_ASSERT_EQ(t, kmm_vm_protect(f.ks, KVA + G1, G1, KMM_PROT_READ), KMM_OK); /* no exec */
+    ONE_INVALIDATION(t, f.m, from, KVA + G1, G1);
+    from = hosted_tlb_log_count(f.m);
+    KT_ASSERT_EQ(t, kmm_vm_protect(f.ks, KVA + M2, M2, rw), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_protect(f.ks, KVA + G1, G1, rx), KMM_OK);
+    KT_EXPECT_EQ(t, hosted_tlb_log_count(f.m), from); /* adding rights needs nothing */
+    struct kmm_vm_translation tr;
+    KT_ASSERT_EQ(t, kmm_vm_translate(f.ks, KVA + G1, &tr), KMM_OK);
+    KT_EXPECT_EQ(t, tr.page_size, G1); /* protected as a unit: still one page */
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, KVA + M2, M2), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, KVA + G1, G1), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_run_free(f.k, p, M2 / PAGE), KMM_OK);
+    teardown(&f);
+}
+
+KTEST_LEVELS(vm_tlb, a_split_invalidates_the_huge_page_even_when_rights_only_grow)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup(&f, levels));
+    uint64_t p = kmm_run_alloc(f.k, 2 * M2 / PAGE, M2, 0, 0);
+    KT_ASSERT(t, p != 0);
+    unsigned r = KMM_PROT_READ, rw = KMM_PROT_READ | KMM_PROT_WRITE;
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, KVA + M2, p, 2 * M2, r | KMM_MAP_HUGE), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, KVA + G1, MMIO, G1, r | KMM_CACHE_UC | KMM_MAP_HUGE_1G),
+                 KMM_OK);
+    /* Unmapping one page inside a 2 MiB page. */
+    size_t from = hosted_tlb_log_count(f.m);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, KVA + M2 + 5 * PAGE, PAGE), KMM_OK);
+    SPLIT_INVALIDATED(t, f.m, from, KVA + M2, M2);
+    KT_EXPECT(t, invalidated(f.m, from, KVA + M2 + 5 * PAGE, NULL));
+    /* Write added to one page of the other: only the split needs the flush. */
+    from = hosted_tlb_log_count(f.m);
+    KT_ASSERT_EQ(t, kmm_vm_protect(f.ks, KVA + 2 * M2 + 9 * PAGE, PAGE, rw), KMM_OK);
+    SPLIT_INVALIDATED(t, f.m, from, KVA + 2 * M2, M2);
+    /* One page of the 1 GiB page: split to 2 MiB, that one to 4 KiB. */
+    from = hosted_tlb_log_count(f.m);
+    KT_ASSERT_EQ(t, kmm_vm_protect(f.ks, KVA + G1 + 7 * M2, PAGE, rw), KMM_OK);
+    SPLIT_INVALIDATED(t, f.m, from, KVA + G1, G1);
+    /* A 2 MiB-aligned unmap inside it: split to 2 MiB only. */
+    from = hosted_tlb_log_count(f.m);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, KVA + G1 + 20 * M2, M2), KMM_OK);
+    ONE_INVALIDATION(t, f.m, from, KVA + G1 + 20 * M2, M2); /* the split flushed before */
+    struct kmm_check_result cr;
+    KT_EXPECT_EQ(t, kmm_check(f.k, &cr), KMM_CHECK_OK);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, KVA + M2, 5 * PAGE), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, KVA + M2 + 6 * PAGE, 2 * M2 - 6 * PAGE), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, KVA + G1, 20 * M2), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, KVA + G1 + 21 * M2, G1 - 21 * M2), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_run_free(f.k, p, 2 * M2 / PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_check(f.k, &cr), KMM_CHECK_OK);
+    teardown(&f);
+}
+
+KTEST_LEVELS(vm_tlb, a_split_unmap_releases_frames_and_tables_only_after_the_invalidation)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup(&f, levels));
+    uint64_t p = kmm_run_alloc(f.k, M2 / PAGE, M2, 0, 0), a = kmm_page_alloc(f.k, 0, 0);
+    KT_ASSERT(t, p && a);
+    /* An owned page alone in its page table, right before a 2 MiB page. */
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, KVA + M2 - PAGE, a, PAGE, KMM_PROT_READ | KMM_MAP_OWNED),
+                 KMM_OK);
+    KT_ASSERT_EQ(t, kmm_page_free(f.k, a, 0), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, KVA + M2, p, M2, KMM_PROT_READ | KMM_MAP_HUGE), KMM_OK);
+    kmm_page_drain_cpu(f.k);
+    uint64_t before = free_pages(f.k);
+    struct watch w = {.k = f.k};
+    hosted_tlb_observe(f.m, on_event, &w);
+    size_t from = hosted_tlb_log_count(f.m);
+    /* Cuts the 2 MiB page (a new page table) and frees the owned page and its table. */
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, KVA + M2 - PAGE, 2 * PAGE), KMM_OK);
+    hosted_tlb_observe(f.m, NULL, NULL);
+    SPLIT_INVALIDATED(t, f.m, from, KVA + M2, M2);
+    KT_EXPECT(t, invalidated(f.m, from, KVA + M2 - PAGE, NULL));
+    KT_EXPECT(t, w.events >= 2);
+    KT_EXPECT_EQ(t, w.free_at_first, before - 1); /* only the split's table taken */
+    kmm_page_drain_cpu(f.k);
+    KT_EXPECT_EQ(t, free_pages(f.k), before - 1 + 2); /* then the frame and the old table */
+    struct kmm_vm_translation tr;
+    KT_ASSERT_EQ(t, kmm_vm_translate(f.ks, KVA + M2 + PAGE, &tr), KMM_OK);
+    KT_EXPECT_EQ(t, tr.page_size, PAGE);
+    KT_EXPECT_EQ(t, tr.pa, p + PAGE);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, KVA + M2 + PAGE, M2 - PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_run_free(f.k, p, M2 / PAGE), KMM_OK);
+    struct kmm_check_result r;
+    KT_EXPECT_EQ(t, kmm_check(f.k, &r), KMM_CHECK_OK);
+    teardown(&f);
+}
+
+KTEST_LEVELS(vm_tlb, replacing_a_huge_page_invalidates_the_old_one_first)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup(&f, levels));
+    uint64_t p = kmm_run_alloc(f.k, 2 * M2 / PAGE, M2, 0, 0);
+    KT_ASSERT(t, p != 0);
+    unsigned rw = KMM_PROT_READ | KMM_PROT_WRITE;
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, KVA + M2, p, M2, rw | KMM_MAP_HUGE), KMM_OK);
+    size_t from = hosted_tlb_log_count(f.m);
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, KVA + M2, p + M2, M2, rw | KMM_MAP_HUGE | KMM_MAP_REPLACE),
+                 KMM_OK);
+    ONE_INVALIDATION(t, f.m, from, KVA + M2, M2);
+    /* A replacing map of a few pages inside it splits it. */
+    from = hosted_tlb_log_count(f.m);
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, KVA + M2 + 8 * PAGE, p, 2 * PAGE, rw | KMM_MAP_REPLACE),
+                 KMM_OK);
+    SPLIT_INVALIDATED(t, f.m, from, KVA + M2, M2);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, KVA + M2, M2), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_run_free(f.k, p, 2 * M2 / PAGE), KMM_OK);
+    struct kmm_check_result r;
+    KT_EXPECT_EQ(t, kmm_check(f.k, &r), KMM_CHECK_OK);
+    teardown(&f);
+}
+
+KTEST_LEVELS(vm_tlb, a_huge_page_at_the_top_of_the_address_space_is_invalidated_whole)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup(&f, levels));
+    const uint64_t top = UINT64_C(0xffffffffc0000000);
+    unsigned fl = KMM_PROT_READ | KMM_PROT_WRITE | KMM_CACHE_UC | KMM_MAP_HUGE_1G;
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, top, MMIO, G1, fl), KMM_OK);
+    size_t from = hosted_tlb_log_count(f.m);
+    KT_ASSERT_EQ(t, kmm_vm_protect(f.ks, top, G1, KMM_PROT_READ), KMM_OK);
+    ONE_INVALIDATION(t, f.m, from, top, G1);
+    from = hosted_tlb_log_count(f.m);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, top + G1 - PAGE, PAGE), KMM_OK);
+    SPLIT_INVALIDATED(t, f.m, from, top, G1);
+    from = hosted_tlb_log_count(f.m);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, top + G1 - M2, M2 - PAGE), KMM_OK);
+    KT_EXPECT(t, huge_log(f.m, from, top + G1 - M2, M2 - PAGE).covered);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, top, G1 - M2), KMM_OK);
     struct kmm_check_result r;
     KT_EXPECT_EQ(t, kmm_check(f.k, &r), KMM_CHECK_OK);
     teardown(&f);
@@ -240,10 +521,10 @@ static bool write_faults(volatile uint8_t *p)
     return faulted;
 }
 
-KTEST(vm_tlb, kernel_mappings_in_the_mirror_window_are_real_memory)
+KTEST_LEVELS(vm_tlb, kernel_mappings_in_the_mirror_window_are_real_memory)
 {
     struct fixture f;
-    KT_ASSERT(t, setup(&f));
+    KT_ASSERT(t, setup(&f, levels));
     uint64_t win, size;
     hosted_machine_mirror_window(f.m, &win, &size);
     KT_ASSERT(t, size > 0);

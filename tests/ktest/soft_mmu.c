@@ -9,7 +9,8 @@
  *    must be set at every level, XD at any level denies execution).
  *  - Bit 7 means PS at levels 3 and 2, is reserved at 5 and 4, and is PAT
  *    at level 1; a huge leaf's PAT is bit 12, which is why the reserved
- *    address bits of a huge leaf start at 13.
+ *    address bits of a huge leaf start at 13. The PAT index picks a byte of
+ *    IA32_PAT; its memory type is reported as the byte holds it.
  *  - smmu_collect walks in "u-space": the address with the sign extension
  *    stripped (bits w-1..0, w = 48 or 57), where the two canonical halves are
  *    contiguous and a table's region is [base, base + 512 * span). The
@@ -107,6 +108,8 @@ static struct smmu_result leaf_result(const struct smmu *m, const struct path *p
     r.global = (e & E_G) != 0;
     uint64_t pat = level == SMMU_PT ? E_PAT_4K : E_PAT_HUGE;
     r.pat_index = ((e & pat) ? 4u : 0u) | ((e & E_PCD) ? 2u : 0u) | ((e & E_PWT) ? 1u : 0u);
+    uint64_t msr = m->pat ? m->pat : SMMU_PAT_DEFAULT;
+    r.memtype = (unsigned)(msr >> (8 * r.pat_index)) & 0xffu;
     return r;
 }
 

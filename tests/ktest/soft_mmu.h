@@ -23,6 +23,12 @@
  *   MAXPHYADDR-1..12 the frame or table address, 51..MAXPHYADDR reserved,
  *   63 XD (reserved when EFER.NXE is clear). Bits 62..52 are ignored
  *   (protection keys are not modelled: CR4.PKE is taken as clear).
+ *
+ * Memory types (§11.12.3): a leaf's PAT, PCD and PWT bits select one of the
+ * eight entries of IA32_PAT (the PAT index); that entry's memory type is the
+ * page's. MTRRs are not modelled (as if they said write-back everywhere, so
+ * the PAT type is the effective one), nor are PWT/PCD of CR3 and of the
+ * tables above the leaf (they only type the table reads).
  */
 #ifndef KTEST_SOFT_MMU_H
 #define KTEST_SOFT_MMU_H
@@ -47,6 +53,20 @@ struct smmu {
     bool smap;           /* CR4.SMAP (EFLAGS.AC is taken as clear) */
     bool wp;             /* CR0.WP */
     unsigned maxphyaddr; /* physical address width, 12 < M <= 52; 0 means 52 */
+    uint64_t pat;        /* IA32_PAT (MSR 0x277); 0 means its power-on value, SMMU_PAT_DEFAULT */
+};
+
+/* IA32_PAT at power-on (§11.12.4): PAT0..7 = WB WT UC- UC WB WT UC- UC. */
+#define SMMU_PAT_DEFAULT UINT64_C(0x0007040600070406)
+
+/* Memory types, as IA32_PAT encodes them (§11.12.2; 2 and 3 are reserved). */
+enum {
+    SMMU_MT_UC = 0,       /* uncacheable (strong) */
+    SMMU_MT_WC = 1,       /* write-combining */
+    SMMU_MT_WT = 4,       /* write-through */
+    SMMU_MT_WP = 5,       /* write-protected */
+    SMMU_MT_WB = 6,       /* write-back */
+    SMMU_MT_UC_MINUS = 7, /* UC-: uncacheable, MTRR WC may override */
 };
 
 enum smmu_access { SMMU_READ, SMMU_WRITE, SMMU_EXEC };
@@ -77,6 +97,7 @@ struct smmu_result {
     bool executable;     /* NXE clear, or XD clear at every level (SMEP not applied) */
     bool global;         /* G of the leaf entry (ignored above it) */
     unsigned pat_index;  /* PAT*4 + PCD*2 + PWT of the leaf: the IA32_PAT entry (0..7) */
+    unsigned memtype;    /* that entry of m->pat (byte pat_index, as it is: SMMU_MT_*) */
     uint64_t entries[5]; /* the entries read, top level first */
 };
 
@@ -123,7 +144,7 @@ bool smmu_is_canonical(uint64_t va, bool la57);
  * reported once, with its own base va (which may lie below va_start for a
  * huge page straddling it) and a result as smmu_translate gives for that va,
  * without the access check: ok, pa = the frame base, page_size, the
- * effective rights, pat_index, entries.
+ * effective rights, pat_index, memtype, entries.
  *
  * A present entry with a reserved bit set, and a table phys() cannot read,
  * is reported instead through fn with ok false, the fault and its level (va
