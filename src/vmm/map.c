@@ -78,12 +78,34 @@ static unsigned walk(const struct kmm_aspace *as, uint64_t va, struct path *p)
     p->table[l] = t;
     while (l > 1) {
         pte_t e = table(k, t)[pte_index(va, l)];
-        if (!pte_present(e) || pte_is_leaf(e, l))
+        if ((e & (PTE_P | PTE_PS)) != PTE_P) /* empty, or a leaf (PS above level 1) */
             return l;
         t = pte_frame(e);
         p->table[--l] = t;
     }
     return 1;
+}
+
+/*
+ * walk's answer without the path, for the calls that need only where the
+ * walk ends: the entry's address (in *table the table holding it, in
+ * *level its level). Kept apart from walk so that translate and the
+ * single-page map neither store nor reload a path.
+ */
+static inline pte_t *find_entry(const struct kmm_aspace *as, uint64_t va, uint64_t *table_pa,
+                                unsigned *level)
+{
+    struct kmm *k = as->k;
+    uint64_t t = as->root;
+    for (unsigned l = levels(as);; l--) {
+        pte_t *e = &table(k, t)[pte_index(va, l)];
+        if (l == 1 || (*e & (PTE_P | PTE_PS)) != PTE_P) {
+            *table_pa = t;
+            *level = l;
+            return e;
+        }
+        t = pte_frame(*e);
+    }
 }
 
 /* The entry of va in the level-l table of the path. */
@@ -155,17 +177,28 @@ static bool is_ram_type(uint32_t type)
            type == KMM_MEM_BOOTLOADER_RECLAIMABLE;
 }
 
-uint64_t vmm_ram_bytes(const struct kmm *k, uint64_t pa, uint64_t size)
+/* The map is sorted and without overlaps; the common case, one range
+ * holding all of [pa, pa + size), ends the loop at once. */
+static inline uint64_t ram_bytes(const struct kmm *k, uint64_t pa, uint64_t size)
 {
     uint64_t end = pa + size < pa ? UINT64_MAX : pa + size, n = 0;
     for (size_t i = 0; i < k->map_count; i++) {
         const struct kmm_region *r = &k->map[i];
+        if (r->base >= end)
+            break;
         uint64_t lo = r->base > pa ? r->base : pa;
         uint64_t hi = r->base + r->length < end ? r->base + r->length : end;
         if (lo < hi && is_ram_type(r->type))
             n += hi - lo;
+        if (n == size)
+            break;
     }
     return n;
+}
+
+uint64_t vmm_ram_bytes(const struct kmm *k, uint64_t pa, uint64_t size)
+{
+    return ram_bytes(k, pa, size);
 }
 
 /* --- table stash -------------------------------------------------------------- */
@@ -428,7 +461,7 @@ static int check_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t s
             return KMM_EINVAL;
         return vm_misuse(k, KMM_EINVAL, "kmm_vm_map", va, size, why, caller);
     }
-    uint64_t ram = vmm_ram_bytes(k, pa, size);
+    uint64_t ram = ram_bytes(k, pa, size);
     if (!cache && ram != size)
         return vm_misuse(k, KMM_ERANGE, "kmm_vm_map", va, size,
                          "physical range is not RAM (device memory needs a cache mode)", caller);
@@ -613,9 +646,9 @@ int kmm_vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, u
     if (size == KMM_PAGE_SIZE && !replace) {
         /* One page whose page table exists: validate and change in one walk. */
         irq = kmm_lock_irqsave(&as->lock);
-        struct path p;
-        unsigned l = walk(as, va, &p);
-        pte_t *e = slot(as, &p, l, va);
+        uint64_t pt;
+        unsigned l;
+        pte_t *e = find_entry(as, va, &pt, &l);
         if (pte_present(*e)) {
             kmm_unlock_irqrestore(&as->lock, irq);
             return vm_misuse(k, KMM_EBUSY, "kmm_vm_map", va, size,
@@ -625,7 +658,7 @@ int kmm_vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, u
             if (owned)
                 KMM_ASSERT(k->port, kmm_page_get(k, pa) == KMM_OK);
             pte_set(e, piece_leaf(&op, va, 1));
-            (*pmm_table_entries(&k->pmm, p.table[1]))++;
+            (*pmm_table_entries(&k->pmm, pt))++;
             as->leaves[1]++;
             as->owned += owned;
             mirror(as, va, size, pa, prot | KMM_PROT_READ);
@@ -846,17 +879,23 @@ int kmm_vm_translate(struct kmm_aspace *as, uint64_t va, struct kmm_vm_translati
     if (!as || as->canary != KMM_ASPACE_CANARY || !pte_canonical(va, levels(as)))
         return KMM_EINVAL;
     kmm_irqstate_t irq = kmm_lock_irqsave(&as->lock);
-    struct path p;
-    unsigned l = walk(as, va, &p);
-    pte_t e = *slot(as, &p, l, va);
+    uint64_t t;
+    unsigned l;
+    pte_t e = *find_entry(as, va, &t, &l);
     kmm_unlock_irqrestore(&as->lock, irq);
     if (!pte_present(e))
         return KMM_ENOENT;
-    uint64_t size = pte_level_size(l);
-    out->pa = pte_leaf_frame(e, l) | (va & (size - 1));
+    if (l == 1) { /* the common case, with the level a constant */
+        out->pa = pte_leaf_frame(e, 1) | (va & (KMM_PAGE_SIZE - 1));
+        out->cache = pte_cache(e, 1);
+        out->page_size = KMM_PAGE_SIZE;
+    } else {
+        uint64_t size = pte_level_size(l);
+        out->pa = pte_leaf_frame(e, l) | (va & (size - 1));
+        out->cache = pte_cache(e, l);
+        out->page_size = size;
+    }
     out->prot = pte_prot(e);
-    out->cache = pte_cache(e, l);
-    out->page_size = size;
     out->owned = (e & PTE_SW_OWNED) != 0;
     return KMM_OK;
 }
