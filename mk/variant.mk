@@ -43,7 +43,8 @@ CFLAGS := -std=c11 $(OPT) -g $(FP_FLAGS) $(WARN) $(SAN_FLAGS_$(SAN)) \
 LDFLAGS := $(SAN_FLAGS_$(SAN)) -pthread
 LIB_SRCS := $(CORE_SRCS) $(sort $(wildcard port/hosted/*.c))
 HOSTED_TEST_SRCS := $(sort $(wildcard tests/hosted/test_*.c))
-TEST_SUPPORT_SRCS := $(KTEST_LIB_SRCS) tests/ktest/main_hosted.c tests/ktest/env_hosted.c
+TEST_SUPPORT_SRCS := $(KTEST_LIB_SRCS) tests/ktest/main_hosted.c tests/ktest/env_hosted.c \
+        tests/ktest/faults_hosted.c
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
 endif
 

@@ -8,11 +8,10 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
-#include <setjmp.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "faults_hosted.h"
 #include "hosted.h"
 #include "ktest.h"
 
@@ -22,43 +21,6 @@
 #define GIB (UINT64_C(1) << 30)
 
 /* --- catching faults --------------------------------------------------------- */
-
-static sigjmp_buf fault_jmp;
-static volatile sig_atomic_t fault_armed;
-static volatile uintptr_t fault_addr;
-
-static void on_fault(int sig, siginfo_t *si, void *uc)
-{
-    (void)sig;
-    (void)uc;
-    if (!fault_armed)
-        abort();
-    fault_addr = (uintptr_t)si->si_addr;
-    siglongjmp(fault_jmp, 1);
-}
-
-/* Writes (write=true) or reads one byte at p; returns true if that faulted. */
-static bool access_faults(volatile uint8_t *p, bool write)
-{
-    struct sigaction sa = {0}, old_segv, old_bus;
-    sa.sa_sigaction = on_fault;
-    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-    sigaction(SIGSEGV, &sa, &old_segv);
-    sigaction(SIGBUS, &sa, &old_bus);
-    bool faulted = true;
-    fault_armed = 1;
-    if (sigsetjmp(fault_jmp, 1) == 0) {
-        if (write)
-            *p = 0x5a;
-        else
-            (void)*p;
-        faulted = false;
-    }
-    fault_armed = 0;
-    sigaction(SIGSEGV, &old_segv, NULL);
-    sigaction(SIGBUS, &old_bus, NULL);
-    return faulted;
-}
 
 static void *phys(struct hosted_machine *m, uint64_t pa)
 {
@@ -85,8 +47,8 @@ KTEST(hosted_port, a_sparse_256_gib_machine_costs_only_what_is_touched)
     KT_EXPECT_EQ(t, *last, 7);
     KT_EXPECT_EQ(t, *first, 9);
     /* The hole between 3 and 4 GiB is not RAM: touching it faults. */
-    KT_EXPECT(t, access_faults(phys(m, 3 * GIB + 0x1000), false));
-    KT_EXPECT(t, !access_faults(phys(m, 3 * GIB - 1), false));
+    KT_EXPECT(t, kt_access_faults(phys(m, 3 * GIB + 0x1000), false));
+    KT_EXPECT(t, !kt_access_faults(phys(m, 3 * GIB - 1), false));
     hosted_machine_destroy(m);
 }
 
@@ -99,11 +61,11 @@ KTEST(hosted_port, non_ram_ranges_of_a_firmware_map_fault_when_touched)
     };
     struct hosted_machine *m = hosted_machine_from_map(map, 6, 0);
     KT_ASSERT(t, m != NULL);
-    KT_EXPECT(t, !access_faults(phys(m, 0x1000), true));
-    KT_EXPECT(t, access_faults(phys(m, 0xf0000), false));  /* BIOS area */
-    KT_EXPECT(t, access_faults(phys(m, 16 * MIB), false)); /* ACPI NVS */
-    KT_EXPECT(t, !access_faults(phys(m, 17 * MIB), true)); /* reclaimable is RAM */
-    KT_EXPECT(t, !access_faults(phys(m, 16 * MIB - 1), true));
+    KT_EXPECT(t, !kt_access_faults(phys(m, 0x1000), true));
+    KT_EXPECT(t, kt_access_faults(phys(m, 0xf0000), false));  /* BIOS area */
+    KT_EXPECT(t, kt_access_faults(phys(m, 16 * MIB), false)); /* ACPI NVS */
+    KT_EXPECT(t, !kt_access_faults(phys(m, 17 * MIB), true)); /* reclaimable is RAM */
+    KT_EXPECT(t, !kt_access_faults(phys(m, 16 * MIB - 1), true));
     hosted_machine_destroy(m);
 }
 
@@ -126,7 +88,7 @@ KTEST(hosted_port, a_mirrored_mapping_aliases_physical_memory_both_ways)
     KT_EXPECT_EQ(t, win % (2 * MIB), 0);
 
     /* Unmapped window: a fault, as an unmapped kernel address would be. */
-    KT_EXPECT(t, access_faults((uint8_t *)(uintptr_t)win, false));
+    KT_EXPECT(t, kt_access_faults((uint8_t *)(uintptr_t)win, false));
 
     /* Map two scattered frames at consecutive virtual pages. */
     mirror(m, win, 5 * MIB, 4096, KMM_PORT_PROT_READ | KMM_PORT_PROT_WRITE);
@@ -152,17 +114,17 @@ KTEST(hosted_port, a_write_to_a_read_only_mirror_is_a_real_sigsegv)
 
     mirror(m, win + 2 * MIB, 3 * MIB, 4096, KMM_PORT_PROT_READ);
     *(uint8_t *)phys(m, 3 * MIB) = 0x33;
-    KT_EXPECT(t, !access_faults(va, false));
+    KT_EXPECT(t, !kt_access_faults(va, false));
     KT_EXPECT_EQ(t, va[0], 0x33);
-    KT_EXPECT(t, access_faults(va, true));
-    KT_EXPECT_EQ(t, fault_addr, (uintptr_t)va);
+    KT_EXPECT(t, kt_access_faults(va, true));
+    KT_EXPECT_EQ(t, kt_last_fault_addr(), (uintptr_t)va);
     KT_EXPECT_EQ(t, *(uint8_t *)phys(m, 3 * MIB), 0x33); /* the write did not land */
 
     /* Upgrade to writable, then unmap: the page faults again. */
     mirror(m, win + 2 * MIB, 3 * MIB, 4096, KMM_PORT_PROT_READ | KMM_PORT_PROT_WRITE);
-    KT_EXPECT(t, !access_faults(va, true));
+    KT_EXPECT(t, !kt_access_faults(va, true));
     mirror(m, win + 2 * MIB, 0, 4096, 0);
-    KT_EXPECT(t, access_faults(va, false));
+    KT_EXPECT(t, kt_access_faults(va, false));
     KT_EXPECT_EQ(t, *(uint8_t *)phys(m, 3 * MIB), 0x5a); /* the frame kept the data */
     hosted_machine_destroy(m);
 }

@@ -8,11 +8,10 @@
  * paging levels. Hosted only.
  */
 #define _GNU_SOURCE
-#include <setjmp.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "faults_hosted.h"
 #include "hosted.h"
 #include "ktest.h"
 #include "ktest_levels.h"
@@ -493,34 +492,6 @@ KTEST_LEVELS(vm_tlb, a_huge_page_at_the_top_of_the_address_space_is_invalidated_
 
 /* --- the mirror window: what the library maps is usable at its address ---- */
 
-static sigjmp_buf fault_jmp;
-static volatile sig_atomic_t armed;
-
-static void on_fault(int sig)
-{
-    (void)sig;
-    if (!armed)
-        abort();
-    siglongjmp(fault_jmp, 1);
-}
-
-static bool write_faults(volatile uint8_t *p)
-{
-    struct sigaction sa = {0}, old;
-    sa.sa_handler = on_fault;
-    sa.sa_flags = SA_NODEFER;
-    sigaction(SIGSEGV, &sa, &old);
-    bool faulted = true;
-    armed = 1;
-    if (sigsetjmp(fault_jmp, 1) == 0) {
-        *p = 1;
-        faulted = false;
-    }
-    armed = 0;
-    sigaction(SIGSEGV, &old, NULL);
-    return faulted;
-}
-
 KTEST_LEVELS(vm_tlb, kernel_mappings_in_the_mirror_window_are_real_memory)
 {
     struct fixture f;
@@ -538,10 +509,10 @@ KTEST_LEVELS(vm_tlb, kernel_mappings_in_the_mirror_window_are_real_memory)
     KT_EXPECT_EQ(t, da[0], 0x77);
     KT_EXPECT_EQ(t, db[PAGE - 1], 0x77);
     KT_ASSERT_EQ(t, kmm_vm_protect(f.ks, win, PAGE, KMM_PROT_READ), KMM_OK);
-    KT_EXPECT(t, write_faults(va));
-    KT_EXPECT(t, !write_faults(va + PAGE));
+    KT_EXPECT(t, kt_write_faults(va));
+    KT_EXPECT(t, !kt_write_faults(va + PAGE));
     KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, win, 2 * PAGE), KMM_OK);
-    KT_EXPECT(t, write_faults(va + PAGE));
+    KT_EXPECT(t, kt_write_faults(va + PAGE));
     KT_EXPECT_EQ(t, kmm_page_free(f.k, a, 0), KMM_OK);
     KT_EXPECT_EQ(t, kmm_page_free(f.k, b, 0), KMM_OK);
     teardown(&f);

@@ -7,12 +7,11 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
-#include <setjmp.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fixture.h"
+#include "faults_hosted.h"
 #include "hosted.h"
 #include "ktest.h"
 
@@ -60,35 +59,6 @@ static void teardown(struct fixture *f)
     hosted_machine_destroy(f->m);
 }
 
-static sigjmp_buf fault_jmp;
-static volatile sig_atomic_t armed;
-
-static void on_fault(int sig)
-{
-    (void)sig;
-    if (!armed)
-        abort();
-    siglongjmp(fault_jmp, 1);
-}
-
-/* Whether writing one byte at p raises SIGSEGV. */
-static bool write_faults(volatile uint8_t *p)
-{
-    struct sigaction sa = {0}, old;
-    sa.sa_handler = on_fault;
-    sa.sa_flags = SA_NODEFER;
-    sigaction(SIGSEGV, &sa, &old);
-    bool faulted = true;
-    armed = 1;
-    if (sigsetjmp(fault_jmp, 1) == 0) {
-        *p = 1;
-        faulted = false;
-    }
-    armed = 0;
-    sigaction(SIGSEGV, &old, NULL);
-    return faulted;
-}
-
 KTEST(vmalloc_guard, writing_one_byte_past_a_vmalloc_area_faults)
 {
     struct fixture f;
@@ -97,13 +67,13 @@ KTEST(vmalloc_guard, writing_one_byte_past_a_vmalloc_area_faults)
     KT_ASSERT(t, p != NULL);
     memset(p, 0x5a, 2 * PAGE); /* the whole area is real memory */
     KT_EXPECT_EQ(t, p[2 * PAGE - 1], 0x5a);
-    KT_EXPECT(t, !write_faults(p + 2 * PAGE - 1));
-    KT_EXPECT(t, write_faults(p + 2 * PAGE)); /* the guard page */
+    KT_EXPECT(t, !kt_write_faults(p + 2 * PAGE - 1));
+    KT_EXPECT(t, kt_write_faults(p + 2 * PAGE)); /* the guard page */
     /* The next area starts after the guard: an overrun never reaches it. */
     uint8_t *q = kmm_vmalloc(f.k, PAGE, 0);
     KT_ASSERT(t, q != NULL);
     KT_EXPECT(t, q >= p + 3 * PAGE);
-    KT_EXPECT(t, write_faults(q + PAGE));
+    KT_EXPECT(t, kt_write_faults(q + PAGE));
     struct kmm_kva_area a;
     KT_ASSERT_EQ(t, kmm_kva_lookup(f.k, (uint64_t)(uintptr_t)(p + 2 * PAGE), &a), KMM_OK);
     KT_EXPECT_EQ(t, a.va, (uint64_t)(uintptr_t)p);
@@ -120,10 +90,10 @@ KTEST(vmalloc_guard, an_area_faults_after_it_is_freed)
     KT_ASSERT(t, setup(&f, 4 * MIB, 1));
     uint8_t *p = kmm_vzalloc(f.k, 3 * PAGE);
     KT_ASSERT(t, p != NULL);
-    KT_EXPECT(t, !write_faults(p + PAGE));
+    KT_EXPECT(t, !kt_write_faults(p + PAGE));
     KT_ASSERT_EQ(t, kmm_vfree(f.k, p), KMM_OK);
-    KT_EXPECT(t, write_faults(p));
-    KT_EXPECT(t, write_faults(p + 2 * PAGE));
+    KT_EXPECT(t, kt_write_faults(p));
+    KT_EXPECT(t, kt_write_faults(p + 2 * PAGE));
     teardown(&f);
 }
 
