@@ -384,10 +384,9 @@ static void split_range_ends(struct kmm_aspace *as, uint64_t va, uint64_t size, 
 }
 
 /* Removes the leaf of level l at va (its first address, present) and every
- * table that empties, recording the invalidation and the releases in g.
- * Emptied tables are kept when keep_tables (a replacing map refills them). */
+ * table that empties, recording the invalidation and the releases in g. */
 static void drop_leaf(struct kmm_aspace *as, uint64_t va, const struct path *p, unsigned l,
-                      struct kmm_tlb_gather *g, bool keep_tables)
+                      struct kmm_tlb_gather *g)
 {
     struct kmm *k = as->k;
     pte_t *e = slot(as, p, l, va);
@@ -403,7 +402,7 @@ static void drop_leaf(struct kmm_aspace *as, uint64_t va, const struct path *p, 
     for (unsigned lvl = l; lvl < levels(as); lvl++) {
         uint32_t *count = pmm_table_entries(&k->pmm, p->table[lvl]);
         KMM_ASSERT(k->port, *count > 0);
-        if (--*count > 0 || keep_tables || table_is_pinned(as, va, lvl))
+        if (--*count > 0 || table_is_pinned(as, va, lvl))
             break;
         pte_set(slot(as, p, lvl + 1, va), 0);
         as->tables[lvl]--;
@@ -773,7 +772,7 @@ static int unmap(struct kmm_aspace *as, uint64_t va, uint64_t size, struct kmm_t
                              caller);
         }
         if (l == 1) {
-            drop_leaf(as, va, &p, 1, g, false);
+            drop_leaf(as, va, &p, 1, g);
             mirror(as, va, size, 0, 0);
             kmm_unlock_irqrestore(&as->lock, irq);
             return KMM_OK;
@@ -796,7 +795,7 @@ static int unmap(struct kmm_aspace *as, uint64_t va, uint64_t size, struct kmm_t
             continue;
         }
         KMM_ASSERT(as->k->port, level_base(at, l) == at);
-        drop_leaf(as, at, &p, l, g, false);
+        drop_leaf(as, at, &p, l, g);
         at += pte_level_size(l);
         if (at == 0)
             break;
