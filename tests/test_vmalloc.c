@@ -13,6 +13,7 @@
 #include "ktest.h"
 #include "env.h"
 #include "fixture.h"
+#include "ktest_levels.h"
 
 #include <kmm/check.h>
 #include <kmm/kmm.h>
@@ -37,11 +38,11 @@ struct fixture {
 };
 
 /*
- * An instance on map32 whose window is `size` bytes (0: the default
- * window): at the start of the live window where the world has one, else
- * at the default base.
+ * An instance on map32 with `levels` paging levels whose window is `size`
+ * bytes (0: the default window): at the start of the live window where the
+ * world has one, else at the default base.
  */
-static bool setup(struct ktest *t, struct fixture *x, uint64_t size)
+static bool setup(struct ktest *t, struct fixture *x, uint64_t size, unsigned levels)
 {
     x->f.m = kt_machine_create(t, map32, N(map32));
     if (!x->f.m)
@@ -55,6 +56,7 @@ static bool setup(struct ktest *t, struct fixture *x, uint64_t size)
                              .regions = map32,
                              .region_count = N(map32),
                              .cpu_count = 1,
+                             .paging_levels = levels,
                              .kva_base = x->base,
                              .kva_size = size};
     int err = kmm_init(&cfg, &x->f.k);
@@ -144,10 +146,10 @@ static bool unmapped(struct fixture *x, uint64_t va)
 
 /* --- the window ------------------------------------------------------------------- */
 
-KTEST(vmalloc, the_default_window_is_the_boruix_heap_window)
+KTEST_LEVELS(vmalloc, the_default_window_is_the_boruix_heap_window)
 {
     struct fixture x;
-    KT_ASSERT(t, setup(t, &x, 0));
+    KT_ASSERT(t, setup(t, &x, 0, levels));
     struct kmm_vmalloc_stats s = vstats(&x);
     KT_EXPECT_EQ(t, s.window_base, UINT64_C(0xffffffff90000000));
     KT_EXPECT_EQ(t, s.window_size, 256 * MIB);
@@ -202,10 +204,10 @@ KTEST(vmalloc, kmm_init_refuses_a_window_that_breaks_the_rules)
 
 /* --- vmalloc ----------------------------------------------------------------------- */
 
-KTEST(vmalloc, every_page_of_an_area_is_its_own_writable_owned_page)
+KTEST_LEVELS(vmalloc, every_page_of_an_area_is_its_own_writable_owned_page)
 {
     struct fixture x;
-    KT_ASSERT(t, setup(t, &x, 4 * MIB));
+    KT_ASSERT(t, setup(t, &x, 4 * MIB, levels));
     struct kmm_page_stats before = pstats(&x);
     void *p = kmm_vmalloc(x.f.k, 5 * PAGE + 100, 0); /* six pages */
     KT_ASSERT(t, p != NULL);
@@ -239,10 +241,10 @@ KTEST(vmalloc, every_page_of_an_area_is_its_own_writable_owned_page)
     teardown(&x);
 }
 
-KTEST(vmalloc, vzalloc_hands_out_zeroed_pages_even_after_dirty_ones_were_freed)
+KTEST_LEVELS(vmalloc, vzalloc_hands_out_zeroed_pages_even_after_dirty_ones_were_freed)
 {
     struct fixture x;
-    KT_ASSERT(t, setup(t, &x, 4 * MIB));
+    KT_ASSERT(t, setup(t, &x, 4 * MIB, levels));
     void *dirty = kmm_vmalloc(x.f.k, 8 * PAGE, 0);
     KT_ASSERT(t, dirty != NULL);
     for (uint64_t off = 0; off < 8 * PAGE; off += PAGE)
@@ -260,10 +262,10 @@ KTEST(vmalloc, vzalloc_hands_out_zeroed_pages_even_after_dirty_ones_were_freed)
     teardown(&x);
 }
 
-KTEST(vmalloc, areas_never_overlap_and_each_ends_in_an_unmapped_guard_page)
+KTEST_LEVELS(vmalloc, areas_never_overlap_and_each_ends_in_an_unmapped_guard_page)
 {
     struct fixture x;
-    KT_ASSERT(t, setup(t, &x, 4 * MIB));
+    KT_ASSERT(t, setup(t, &x, 4 * MIB, levels));
     static const uint64_t sizes[] = {1, PAGE, 3 * PAGE, 5000, 17 * PAGE, 2 * PAGE, 1};
     void *p[N(sizes)];
     for (size_t i = 0; i < N(sizes); i++) {
@@ -299,10 +301,10 @@ KTEST(vmalloc, areas_never_overlap_and_each_ends_in_an_unmapped_guard_page)
     teardown(&x);
 }
 
-KTEST(vmalloc, areas_step_over_pages_the_kernel_mapped_itself_in_the_window)
+KTEST_LEVELS(vmalloc, areas_step_over_pages_the_kernel_mapped_itself_in_the_window)
 {
     struct fixture x;
-    KT_ASSERT(t, setup(t, &x, 1 * MIB));
+    KT_ASSERT(t, setup(t, &x, 1 * MIB, levels));
     struct kmm_page_stats before = pstats(&x);
     /* Raw mappings at window pages 1 and 6, as Boruix makes them. */
     uint64_t a = kmm_page_alloc(x.f.k, 0, 0), b = kmm_page_alloc(x.f.k, 0, 0);
@@ -341,10 +343,10 @@ KTEST(vmalloc, areas_step_over_pages_the_kernel_mapped_itself_in_the_window)
     teardown(&x);
 }
 
-KTEST(vmalloc, a_window_mapped_by_the_kernel_everywhere_has_no_room)
+KTEST_LEVELS(vmalloc, a_window_mapped_by_the_kernel_everywhere_has_no_room)
 {
     struct fixture x;
-    KT_ASSERT(t, setup(t, &x, 64 * PAGE));
+    KT_ASSERT(t, setup(t, &x, 64 * PAGE, levels));
     /* Every other page mapped: no two unmapped pages in a row anywhere. */
     uint64_t pa = kmm_page_alloc(x.f.k, 0, 0);
     KT_ASSERT(t, pa != 0);
@@ -382,10 +384,10 @@ static size_t fill(struct fixture *x, void **p)
     return n;
 }
 
-KTEST(vmalloc, a_full_window_fails_cleanly_and_refills_to_the_same_count)
+KTEST_LEVELS(vmalloc, a_full_window_fails_cleanly_and_refills_to_the_same_count)
 {
     struct fixture x;
-    KT_ASSERT(t, setup(t, &x, FILL_WINDOW));
+    KT_ASSERT(t, setup(t, &x, FILL_WINDOW, levels));
     struct kmm_page_stats before = pstats(&x);
     static void *p[FILL_MAX + 1];
     size_t n = fill(&x, p);
@@ -413,10 +415,10 @@ KTEST(vmalloc, a_full_window_fails_cleanly_and_refills_to_the_same_count)
     teardown(&x);
 }
 
-KTEST(vmalloc, a_vmalloc_that_runs_out_of_pages_leaves_nothing_behind)
+KTEST_LEVELS(vmalloc, a_vmalloc_that_runs_out_of_pages_leaves_nothing_behind)
 {
     struct fixture x;
-    KT_ASSERT(t, setup(t, &x, 0)); /* 256 MiB of window, 31 MiB of RAM */
+    KT_ASSERT(t, setup(t, &x, 0, levels)); /* 256 MiB of window, 31 MiB of RAM */
     struct kmm_page_stats before = pstats(&x);
     struct kmm_vmalloc_stats vs = vstats(&x);
     KT_EXPECT(t, kmm_vmalloc(x.f.k, 64 * MIB, 0) == NULL);
@@ -440,10 +442,10 @@ KTEST(vmalloc, a_vmalloc_that_runs_out_of_pages_leaves_nothing_behind)
 
 /* --- vmap and raw areas -------------------------------------------------------------- */
 
-KTEST(vmalloc, vmap_maps_the_callers_pages_and_vunmap_leaves_them_allocated)
+KTEST_LEVELS(vmalloc, vmap_maps_the_callers_pages_and_vunmap_leaves_them_allocated)
 {
     struct fixture x;
-    KT_ASSERT(t, setup(t, &x, 4 * MIB));
+    KT_ASSERT(t, setup(t, &x, 4 * MIB, levels));
     struct kmm_page_stats before = pstats(&x);
     uint64_t pg[3];
     for (int i = 0; i < 3; i++) {
@@ -483,10 +485,10 @@ KTEST(vmalloc, vmap_maps_the_callers_pages_and_vunmap_leaves_them_allocated)
     teardown(&x);
 }
 
-KTEST(vmalloc, a_raw_area_is_unmapped_and_must_be_unmapped_again_before_it_is_freed)
+KTEST_LEVELS(vmalloc, a_raw_area_is_unmapped_and_must_be_unmapped_again_before_it_is_freed)
 {
     struct fixture x;
-    KT_ASSERT(t, setup(t, &x, 4 * MIB));
+    KT_ASSERT(t, setup(t, &x, 4 * MIB, levels));
     uint64_t va = 0;
     KT_ASSERT_EQ(t, kmm_kva_alloc(x.f.k, 3 * PAGE - 5, &va), KMM_OK);
     KT_EXPECT(t, unmapped(&x, va) && unmapped(&x, va + 2 * PAGE) && unmapped(&x, va + 3 * PAGE));
@@ -512,10 +514,10 @@ KTEST(vmalloc, a_raw_area_is_unmapped_and_must_be_unmapped_again_before_it_is_fr
     teardown(&x);
 }
 
-KTEST(vmalloc, kva_lookup_names_the_area_and_its_guard_page)
+KTEST_LEVELS(vmalloc, kva_lookup_names_the_area_and_its_guard_page)
 {
     struct fixture x;
-    KT_ASSERT(t, setup(t, &x, 4 * MIB));
+    KT_ASSERT(t, setup(t, &x, 4 * MIB, levels));
     void *p = kmm_vmalloc(x.f.k, 2 * PAGE, 0);
     KT_ASSERT(t, p != NULL);
     struct kmm_kva_area a;
@@ -562,10 +564,10 @@ static void expect_refused_at(struct ktest *t, struct fixture *x, int got, int w
 /* A pointer-returning call as an int: KMM_OK if it returned an area. */
 #define PTR_ERR(p, err) ((p) ? KMM_OK : (err))
 
-KTEST(vmalloc, every_bad_input_is_refused_counted_logged_and_changes_nothing)
+KTEST_LEVELS(vmalloc, every_bad_input_is_refused_counted_logged_and_changes_nothing)
 {
     struct fixture x;
-    KT_ASSERT(t, setup(t, &x, 1 * MIB));
+    KT_ASSERT(t, setup(t, &x, 1 * MIB, levels));
     struct kmm *k = x.f.k;
     uint8_t *p = kmm_vmalloc(k, 2 * PAGE, 0);
     uint64_t pg = kmm_page_alloc(k, 0, 0);
@@ -628,10 +630,10 @@ KTEST(vmalloc, every_bad_input_is_refused_counted_logged_and_changes_nothing)
 
 /* --- accounting, the check and the report --------------------------------------------- */
 
-KTEST(vmalloc, page_accounting_is_exact_after_a_random_mix_is_freed)
+KTEST_LEVELS(vmalloc, page_accounting_is_exact_after_a_random_mix_is_freed)
 {
     struct fixture x;
-    KT_ASSERT(t, setup(t, &x, 4 * MIB));
+    KT_ASSERT(t, setup(t, &x, 4 * MIB, levels));
     struct kmm_page_stats before = pstats(&x);
     struct kmm_vm_stats kbefore;
     kmm_vm_stats(x.ks, &kbefore);
@@ -697,10 +699,10 @@ KTEST(vmalloc, page_accounting_is_exact_after_a_random_mix_is_freed)
     teardown(&x);
 }
 
-KTEST(vmalloc, kmm_check_reports_a_guard_page_someone_mapped)
+KTEST_LEVELS(vmalloc, kmm_check_reports_a_guard_page_someone_mapped)
 {
     struct fixture x;
-    KT_ASSERT(t, setup(t, &x, 4 * MIB));
+    KT_ASSERT(t, setup(t, &x, 4 * MIB, levels));
     void *p = kmm_vmalloc(x.f.k, 2 * PAGE, 0);
     KT_ASSERT(t, p != NULL);
     uint64_t pa = kmm_page_alloc(x.f.k, 0, 0);
@@ -722,10 +724,10 @@ KTEST(vmalloc, kmm_check_reports_a_guard_page_someone_mapped)
     teardown(&x);
 }
 
-KTEST(vmalloc, the_report_lists_the_window_and_its_areas)
+KTEST_LEVELS(vmalloc, the_report_lists_the_window_and_its_areas)
 {
     struct fixture x;
-    KT_ASSERT(t, setup(t, &x, 4 * MIB));
+    KT_ASSERT(t, setup(t, &x, 4 * MIB, levels));
     void *p = kmm_vmalloc(x.f.k, 3 * PAGE, 0);
     uint64_t pg = kmm_page_alloc(x.f.k, 0, 0);
     void *v = kmm_vmap(x.f.k, &pg, 1, KMM_PROT_READ);
