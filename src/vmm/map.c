@@ -573,6 +573,7 @@ static void map_free_range(struct kmm_aspace *as, const struct map_op *op, struc
         pte_set(&table(k, t)[pte_index(at, piece)], piece_leaf(op, at, piece));
         (*pmm_table_entries(&k->pmm, t))++;
         as->leaves[piece]++;
+        as->owned += op->owned != 0; /* owned pieces are single pages */
         at += pte_level_size(piece);
     }
 }
@@ -618,6 +619,7 @@ static void map_over_range(struct kmm_aspace *as, const struct map_op *op, struc
             as->leaves[piece]++;
         }
         pte_set(e, piece_leaf(op, at, piece));
+        as->owned += op->owned != 0; /* kept exact: the lock may drop between chunks */
         at += pte_level_size(piece);
     }
 }
@@ -690,7 +692,6 @@ int kmm_vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, u
     if (owned)
         for (uint64_t off = 0; off < size; off += KMM_PAGE_SIZE)
             KMM_ASSERT(k->port, kmm_page_get(k, pa + off) == KMM_OK);
-    as->owned += owned ? size / KMM_PAGE_SIZE : 0;
     struct kmm_tlb_gather g;
     kmm_tlb_gather_init(&g, as);
     if (replace)
