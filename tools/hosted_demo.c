@@ -15,6 +15,7 @@
 #include <kmm/kmm.h>
 #include <kmm/page.h>
 #include <kmm/vm.h>
+#include <kmm/vmalloc.h>
 
 #include "hosted.h"
 
@@ -139,8 +140,18 @@ int main(void)
     }
     for (int i = 0; i < BLOCKS; i += 2)
         kmm_page_free(k, pa[i], order[i]);
-    printf("\nAfter allocating %d blocks of orders 0-3 and freeing every other one:\n\n", BLOCKS);
+    /* And three vmalloc areas in the kernel heap window, which the report
+     * lists as /proc/vmallocinfo does. */
+    static const size_t area_bytes[] = {1u << 20, 64u << 10, 12u << 10};
+    void *area[3];
+    for (int i = 0; i < 3; i++)
+        area[i] = kmm_vmalloc(k, area_bytes[i], 0);
+    printf("\nAfter allocating %d blocks of orders 0-3, freeing every other one, and three "
+           "vmalloc areas:\n\n",
+           BLOCKS);
     kmm_report(k, &out);
+    for (int i = 0; i < 3; i++)
+        kmm_vfree(k, area[i]);
     for (int i = 1; i < BLOCKS; i += 2)
         kmm_page_free(k, pa[i], order[i]);
     struct kmm_check_result r;
