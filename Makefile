@@ -5,6 +5,7 @@
 #   make bench      the benchmarks of WORKLOADS.md, hosted: a table and build/bench/results.json
 #   make test       everything CI runs: lint, gcc and clang builds, sanitizers, QEMU boot
 #   make check      the quick inner loop: gcc + ASan/UBSan hosted tests only
+#   make fuzz       the libFuzzer targets for FUZZ_SECONDS each (600; make test runs 45)
 #   make lint       format check, cppcheck, clang-tidy
 #   make format     reformat every source file
 #   make compile_commands.json
@@ -15,13 +16,14 @@
 #   build/clang/hosted  build/clang/kernel
 #   build/asan  build/clang/asan        ASan + UBSan (hosted tests)
 #   build/tsan                          ThreadSanitizer (hosted tests)
+#   build/fuzz                          libFuzzer targets (clang, ASan + UBSan)
 
 MAKEFLAGS += --no-print-directory
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 VARIANT = $(MAKE) -f mk/variant.mk -j$(JOBS)
 
 .PHONY: all deps lib kernel run test check lint format format-check cppcheck clang-tidy \
-        hosted-tests kernel-images clean bench
+        hosted-tests kernel-images clean bench fuzz fuzz-targets
 
 all: lib kernel
 
@@ -66,9 +68,17 @@ kernel-images:
 	done
 
 test: SHELL := /bin/bash
-test: deps lint hosted-tests kernel-images bench
+test: deps lint hosted-tests kernel-images fuzz-targets bench
 	tools/run-tests.sh $(foreach v,$(TEST_VARIANTS),$(firstword $(subst :, ,$(v)))) \
-	  --kernel $(foreach v,$(KERNEL_VARIANTS),$(firstword $(subst :, ,$(v))))
+	  --kernel $(foreach v,$(KERNEL_VARIANTS),$(firstword $(subst :, ,$(v)))) --fuzz build/fuzz
+
+# libFuzzer targets (tests/fuzz/), clang + ASan + UBSan. `make test` runs each
+# for FUZZ_SECONDS (45); `make fuzz FUZZ_SECONDS=3600` for a longer hunt.
+fuzz-targets:
+	$(VARIANT) O=build/fuzz CC=clang WORLD=hosted SAN=fuzz fuzz
+
+fuzz: deps fuzz-targets
+	FUZZ_SECONDS=$(or $(FUZZ_SECONDS),600) tools/run-tests.sh --fuzz build/fuzz
 
 hosted-tests kernel-images: SHELL := /bin/bash
 

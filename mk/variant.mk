@@ -1,9 +1,10 @@
 # mk/variant.mk - build one variant of kmm. Called by the top-level Makefile:
 #
-#   make -f mk/variant.mk O=<dir> CC=<gcc|clang> WORLD=<hosted|kernel> SAN=<|asan|tsan> <target>
+#   make -f mk/variant.mk O=<dir> CC=<gcc|clang> WORLD=<hosted|kernel> SAN=<|asan|tsan|fuzz> <target>
 #
 # hosted: $(O)/libkmm.a (core + hosted port), one test executable per suite
-#         ($(O)/tests/<suite>.t), the hosted demo, the benchmarks ($(O)/kmm-bench).
+#         ($(O)/tests/<suite>.t), the hosted demo, the benchmarks ($(O)/kmm-bench),
+#         the fuzz targets ($(O)/fuzz-<name>, SAN=fuzz with clang).
 # kernel: $(O)/libkmm.a (core only, freestanding) and the boot-stub image.
 
 O ?= build/hosted
@@ -34,6 +35,9 @@ LIB_SRCS := $(CORE_SRCS)
 else
 SAN_FLAGS_asan := -fsanitize=address,undefined -fno-sanitize-recover=all
 SAN_FLAGS_tsan := -fsanitize=thread
+# libFuzzer (clang only): instrumented objects; the fuzz targets link the
+# fuzzer's own main.
+SAN_FLAGS_fuzz := -fsanitize=fuzzer-no-link -fsanitize=address,undefined -fno-sanitize-recover=all
 OPT := $(if $(SAN),-O1,-O2)
 # Frame pointers only where sanitizer stack traces need them: the plain
 # build matches the kernel build (and the benchmark peers' -O2) in omitting them.
@@ -52,7 +56,7 @@ LIBKMM := $(O)/libkmm.a
 obj = $(patsubst %.c,$(O)/obj/%.o,$(1))
 LIB_OBJS := $(call obj,$(LIB_SRCS))
 
-.PHONY: lib tests demo kernel-image bench
+.PHONY: lib tests demo kernel-image bench fuzz
 lib: $(LIBKMM)
 
 $(LIBKMM): $(LIB_OBJS)
@@ -88,6 +92,20 @@ $(O)/kmm-demo: $(O)/obj/tools/hosted_demo.o $(LIBKMM)
 bench: $(O)/kmm-bench
 $(O)/kmm-bench: $(call obj,$(BENCH_SRCS)) $(LIBKMM)
 	$(CC) $(LDFLAGS) -o $@ $^
+
+# Fuzz targets (SAN=fuzz, CC=clang): tests/fuzz/fuzz_<name>.c with the test
+# file it drives (tests/test_<name>_random.c) and the test support, without
+# the test runner's main.
+FUZZ_SUPPORT_OBJS := $(call obj,$(KTEST_LIB_SRCS) tests/ktest/env_hosted.c)
+fuzz: $(O)/fuzz-vm
+# Coverage guides the fuzzer through the page-table engine only: the tests'
+# own loops (the shadow model, the software MMU) and the page allocator's
+# init and check walks over every frame would drown it and slow every run.
+NO_COVERAGE_CFLAGS := $(filter-out -fsanitize=fuzzer-no-link,$(CFLAGS))
+$(O)/obj/tests/%.o $(O)/obj/src/pmm/%.o $(O)/obj/src/diag/%.o: CFLAGS := $(NO_COVERAGE_CFLAGS)
+$(O)/fuzz-vm: $(call obj,tests/fuzz/fuzz_vm.c tests/test_vm_random.c) $(FUZZ_SUPPORT_OBJS) \
+        $(LIBKMM)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^
 endif
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)

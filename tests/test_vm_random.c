@@ -8,6 +8,7 @@
 #include "ktest.h"
 #include "env.h"
 #include "fixture.h"
+#include "fuzz_input.h"
 #include "ktest_levels.h"
 #include "soft_mmu.h"
 
@@ -246,6 +247,11 @@ struct mixer {
     uint64_t ram; /* MIX_RAM bytes at a 2 MiB boundary */
     uint64_t pool[MIX_POOL];
     uint64_t seed;
+    /* Where the choices come from: kt_rng(seed), or, when bytes is set, the
+     * bytes (a fuzzer's input), four per choice, until they run out. */
+    const uint8_t *bytes;
+    size_t len, at;
+    bool ended;
     int step;
     /* What the run exercised: splits of 1 GiB and 2 MiB leaves in the
      * shadow, steps that saw 1 GiB and 2 MiB leaves, refused calls. */
@@ -260,7 +266,17 @@ static const void *phys64(void *ctx, uint64_t pa)
 
 static uint64_t rnd(struct mixer *x, uint64_t n)
 {
-    return kt_rng(&x->seed) % n;
+    if (!x->bytes)
+        return kt_rng(&x->seed) % n;
+    uint32_t v = 0;
+    for (unsigned i = 0; i < 4; i++) {
+        if (x->at == x->len) {
+            x->ended = true;
+            break;
+        }
+        v = v << 8 | x->bytes[x->at++];
+    }
+    return v % n;
 }
 
 static uint64_t level_size(unsigned level)
@@ -680,13 +696,16 @@ static bool mix_protect(struct mixer *x, uint64_t i, uint64_t n, unsigned prot)
     return true;
 }
 
-static void run_mixed(struct ktest *t, unsigned levels, bool user, uint64_t seed)
+/* One mixed run of MIX_STEPS steps whose choices come from seed, or, with
+ * bytes, of as many steps as the bytes last. */
+static void run_mixed(struct ktest *t, unsigned levels, bool user, uint64_t seed,
+                      const uint8_t *bytes, size_t len)
 {
     struct kt_kmm f;
     if (!kt_kmm_up(t, &f, map64, 1, 1, levels))
         return;
     static struct mixer x;
-    x = (struct mixer){.t = t, .k = f.k, .user = user, .seed = seed};
+    x = (struct mixer){.t = t, .k = f.k, .user = user, .seed = seed, .bytes = bytes, .len = len};
     struct kmm_page_stats ps0, ps;
     kmm_page_stats(f.k, &ps0);
     x.as = kmm_kernel_aspace(f.k);
@@ -710,7 +729,7 @@ static void run_mixed(struct ktest *t, unsigned levels, bool user, uint64_t seed
     x.dirty_lo = MIX_PAGES;
     unsigned counts[3] = {0};
 
-    for (x.step = 0; x.step < MIX_STEPS && !ktest_failed(t); x.step++) {
+    for (x.step = 0; x.step < MIX_STEPS && !ktest_failed(t) && !x.ended; x.step++) {
         uint64_t i, n;
         unsigned scale = pick_range(&x, &i, &n);
         unsigned op = (unsigned)rnd(&x, 20);
@@ -754,6 +773,7 @@ static void run_mixed(struct ktest *t, unsigned levels, bool user, uint64_t seed
         }
     }
     KT_ASSERT(t, !ktest_failed(t));
+    KT_ASSERT(t, mix_matches(&x, 0, MIX_PAGES));
     /* Unmap what is left, run by run: every table and owned frame must come back. */
     for (uint64_t i = 0; i < MIX_PAGES;) {
         uint64_t j = i;
@@ -775,9 +795,12 @@ static void run_mixed(struct ktest *t, unsigned levels, bool user, uint64_t seed
         "splits of 2M %u, of 1G %u",
         counts[0], counts[1], counts[2], x.refused, x.saw[1], x.saw[2], x.saw[3], x.split[2],
         x.split[3]);
-    KT_EXPECT(t, x.saw[2] > MIX_STEPS / 40 && x.saw[3] > 0 && x.split[2] > 10 && x.split[3] > 0);
-    KT_EXPECT(t,
-              counts[0] > MIX_STEPS / 8 && counts[1] > MIX_STEPS / 8 && counts[2] > MIX_STEPS / 8);
+    if (!bytes) { /* a fuzzer's input may do anything, or little */
+        KT_EXPECT(t,
+                  x.saw[2] > MIX_STEPS / 40 && x.saw[3] > 0 && x.split[2] > 10 && x.split[3] > 0);
+        KT_EXPECT(t, counts[0] > MIX_STEPS / 8 && counts[1] > MIX_STEPS / 8 &&
+                         counts[2] > MIX_STEPS / 8);
+    }
     for (unsigned i = 0; i < MIX_POOL; i++)
         KT_ASSERT_EQ(t, kmm_page_free(f.k, x.pool[i], 0), KMM_OK);
     KT_EXPECT_EQ(t, kmm_run_free(f.k, x.ram, MIX_RAM / PAGE), KMM_OK);
@@ -792,10 +815,40 @@ static void run_mixed(struct ktest *t, unsigned levels, bool user, uint64_t seed
 
 KTEST_LEVELS(vm_random, mixed_page_sizes_in_the_kernel_half_match_the_shadow_at_every_step)
 {
-    run_mixed(t, levels, false, 0x3b1 + levels);
+    run_mixed(t, levels, false, 0x3b1 + levels, NULL, 0);
 }
 
 KTEST_LEVELS(vm_random, mixed_page_sizes_in_a_user_space_match_the_shadow_at_every_step)
 {
-    run_mixed(t, levels, true, 0x3b2 + levels);
+    run_mixed(t, levels, true, 0x3b2 + levels, NULL, 0);
+}
+
+/* --- the same run driven by bytes: the fuzz target's ------------------------------------- */
+
+/*
+ * kt_fuzz_input (fuzz_input.h): set by the fuzz target (tests/fuzz/fuzz_vm.c)
+ * before it runs this test; its first byte picks the paging mode and
+ * the space, the rest make the mixed run's choices. Without one, the test
+ * replays a fixed input, so the byte-driven path is itself tested in every
+ * world.
+ */
+const uint8_t *kt_fuzz_input;
+size_t kt_fuzz_input_len;
+
+KTEST(vm_random, mixed_page_sizes_driven_by_bytes_match_the_shadow)
+{
+    static uint8_t fixed[1024];
+    const uint8_t *in = kt_fuzz_input;
+    size_t len = kt_fuzz_input_len;
+    if (!in) {
+        uint64_t seed = 0xb17e5;
+        for (size_t i = 0; i < sizeof(fixed); i++)
+            fixed[i] = (uint8_t)kt_rng(&seed);
+        fixed[0] = 3; /* 5 levels, a user space */
+        in = fixed;
+        len = sizeof(fixed);
+    }
+    if (len == 0)
+        return; /* nothing to run: the fuzzer's empty input */
+    run_mixed(t, in[0] & 1 ? 5 : 4, (in[0] & 2) != 0, 0, in + 1, len - 1);
 }

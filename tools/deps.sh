@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
     make gcc clang lld binutils      # the two compilers, ld and objcopy
+    libclang-rt-dev                  # clang's sanitizer and libFuzzer runtimes
     clang-format clang-tidy cppcheck # lint
     perl                             # prove
     qemu-system-x86                  # boots the kernel image under TCG

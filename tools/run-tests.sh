@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# tools/run-tests.sh VARIANT_DIR... [--kernel KERNEL_DIR...]
+# tools/run-tests.sh VARIANT_DIR... [--kernel KERNEL_DIR...] [--fuzz FUZZ_DIR]
 #
-# Runs, under one prove, every hosted test executable (VARIANT_DIR/tests/*.t)
-# and a boot of each kernel variant's test image under QEMU (its serial output
-# is KTAP, read by prove like the hosted tests). Exit status: prove's.
+# Runs, under one prove, every hosted test executable (VARIANT_DIR/tests/*.t),
+# a boot of each kernel variant's test image under QEMU (its serial output
+# is KTAP, read by prove like the hosted tests), and each fuzz target in
+# FUZZ_DIR (fuzz-*) for FUZZ_SECONDS (default 45) through tools/fuzz-test.sh.
+# Exit status: prove's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +16,18 @@ for arg in "$@"; do
         kernel=1
         continue
     fi
-    if [ "$kernel" = 0 ]; then
+    if [ "$arg" = --fuzz ]; then
+        kernel=2
+        continue
+    fi
+    if [ "$kernel" = 2 ]; then
+        for bin in "$arg"/fuzz-*; do
+            [ -x "$bin" ] && [ "${bin%.t}" = "$bin" ] && [ "${bin%.log}" = "$bin" ] || continue
+            printf '#!/bin/sh\nexec tools/fuzz-test.sh %s %s\n' "$bin" "${FUZZ_SECONDS:-45}" > "$bin.t"
+            chmod +x "$bin.t"
+            files+=("$bin.t")
+        done
+    elif [ "$kernel" = 0 ]; then
         files+=("$arg"/tests/*.t)
     else
         wrapper="$arg/boot.t"
