@@ -94,17 +94,18 @@ $(O)/kmm-bench: $(call obj,$(BENCH_SRCS)) $(LIBKMM)
 	$(CC) $(LDFLAGS) -o $@ $^
 
 # Fuzz targets (SAN=fuzz, CC=clang): tests/fuzz/fuzz_<name>.c with the test
-# file it drives (tests/test_<name>_random.c) and the test support, without
-# the test runner's main.
+# file whose randomised run it drives and the test support, without the test
+# runner's main.
 FUZZ_SUPPORT_OBJS := $(call obj,$(KTEST_LIB_SRCS) tests/ktest/env_hosted.c)
-fuzz: $(O)/fuzz-vm
-# Coverage guides the fuzzer through the page-table engine only: the tests'
-# own loops (the shadow model, the software MMU) and the page allocator's
-# init and check walks over every frame would drown it and slow every run.
+fuzz: $(O)/fuzz-vm $(O)/fuzz-page
+# Coverage guides the fuzzer through the library only: the tests' own loops
+# (the shadow models, the software MMU) and kmm_check's walks over every
+# frame would drown it and slow every run.
 NO_COVERAGE_CFLAGS := $(filter-out -fsanitize=fuzzer-no-link,$(CFLAGS))
-$(O)/obj/tests/%.o $(O)/obj/src/pmm/%.o $(O)/obj/src/diag/%.o: CFLAGS := $(NO_COVERAGE_CFLAGS)
-$(O)/fuzz-vm: $(call obj,tests/fuzz/fuzz_vm.c tests/test_vm_random.c) $(FUZZ_SUPPORT_OBJS) \
-        $(LIBKMM)
+$(O)/obj/tests/%.o $(O)/obj/src/diag/%.o: CFLAGS := $(NO_COVERAGE_CFLAGS)
+$(O)/fuzz-vm: $(call obj,tests/fuzz/fuzz_vm.c tests/test_vm_random.c)
+$(O)/fuzz-page: $(call obj,tests/fuzz/fuzz_page.c tests/test_page.c)
+$(O)/fuzz-%: $(FUZZ_SUPPORT_OBJS) $(LIBKMM)
 	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^
 endif
 

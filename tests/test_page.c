@@ -5,6 +5,7 @@
 #include "ktest.h"
 #include "env.h"
 #include "fixture.h"
+#include "fuzz_input.h"
 
 #include <kmm/check.h>
 #include <kmm/kmm.h>
@@ -353,7 +354,29 @@ KTEST(page, a_sparse_machine_pays_descriptors_only_where_ram_is)
 #define SHADOW_PAGES (64 * MIB / PAGE)
 static uint8_t shadow[SHADOW_PAGES]; /* 1: the page is allocated */
 
-KTEST(page, random_allocs_and_frees_match_a_shadow_model_at_every_step)
+/* Whether every page of the block is marked `want` in the shadow. */
+static bool shadow_is(uint64_t pa, unsigned order, uint8_t want)
+{
+    for (uint64_t p = pa / PAGE; p < pa / PAGE + (UINT64_C(1) << order); p++)
+        if (shadow[p] != want)
+            return false;
+    return true;
+}
+
+static void shadow_set(uint64_t pa, unsigned order, uint8_t v)
+{
+    for (uint64_t p = pa / PAGE; p < pa / PAGE + (UINT64_C(1) << order); p++)
+        shadow[p] = v;
+}
+
+/*
+ * Allocations of orders 0-9 from any zone (some zeroed, checked), frees,
+ * and frees that are wrong (the wrong order, a block freed already), whose
+ * choices come from c; after every step the allocated count must match
+ * the shadow and kmm_check must pass. At most `steps` steps, fewer if c's
+ * bytes run out. Then everything is freed and the buddyinfo must be back.
+ */
+static void run_page_random(struct ktest *t, struct kt_chooser *c, int steps)
 {
     struct kt_kmm f;
     if (!kt_kmm_up(t, &f, pc64, N(pc64), 1, 0))
@@ -362,33 +385,44 @@ KTEST(page, random_allocs_and_frees_match_a_shadow_model_at_every_step)
     static uint64_t live_pa[512];
     static unsigned live_order[512];
     size_t live = 0;
-    uint64_t seed = 0x5eed, shadow_used = 0;
+    uint64_t shadow_used = 0, gone_pa = 0;
+    unsigned gone_order = 0;
     struct kmm_page_stats s0, s;
     kmm_page_stats(f.k, &s0);
-    for (int step = 0; step < 3000 && !ktest_failed(t); step++) {
-        bool alloc = live == 0 || (live < N(live_pa) && kt_rng(&seed) % 100 < 55);
-        if (alloc) {
-            unsigned order = (unsigned)(kt_rng(&seed) % 6);
-            uint64_t pa = kmm_page_alloc(f.k, order, kt_rng(&seed) % 4 == 0 ? KMM_GFP_DMA : 0);
+    for (int step = 0; step < steps && !ktest_failed(t) && !c->ended; step++) {
+        unsigned op = (unsigned)kt_choose(c, 100);
+        if (live == 0 || (live < N(live_pa) && op < 55)) {
+            unsigned order = (unsigned)kt_choose(c, 10);
+            static const kmm_gfp_t zone[4] = {0, 0, KMM_GFP_DMA, KMM_GFP_DMA32};
+            kmm_gfp_t gfp = zone[kt_choose(c, 4)] | (kt_choose(c, 8) == 0 ? KMM_GFP_ZERO : 0);
+            uint64_t pa = kmm_page_alloc(f.k, order, gfp);
             if (!pa)
                 continue;
             KT_ASSERT(t, pa % (PAGE << order) == 0 && pa + (PAGE << order) <= 64 * MIB);
-            for (uint64_t p = pa / PAGE; p < pa / PAGE + (UINT64_C(1) << order); p++) {
-                KT_ASSERT(t, !shadow[p]); /* never hand out a page twice */
-                shadow[p] = 1;
+            KT_ASSERT(t, shadow_is(pa, order, 0)); /* never hand out a page twice */
+            if (gfp & KMM_GFP_ZERO) {
+                const uint8_t *b = kt_machine_phys(f.m, pa);
+                KT_ASSERT(t, b[0] == 0 && b[(PAGE << order) - 1] == 0);
             }
+            shadow_set(pa, order, 1);
             shadow_used += UINT64_C(1) << order;
             live_pa[live] = pa;
             live_order[live++] = order;
-        } else {
-            size_t i = (size_t)(kt_rng(&seed) % live);
+        } else if (op < 95) {
+            size_t i = (size_t)kt_choose(c, live);
             KT_ASSERT_EQ(t, kmm_page_free(f.k, live_pa[i], live_order[i]), KMM_OK);
-            for (uint64_t p = live_pa[i] / PAGE;
-                 p < live_pa[i] / PAGE + (UINT64_C(1) << live_order[i]); p++)
-                shadow[p] = 0;
+            shadow_set(live_pa[i], live_order[i], 0);
             shadow_used -= UINT64_C(1) << live_order[i];
+            gone_pa = live_pa[i];
+            gone_order = live_order[i];
             live_pa[i] = live_pa[--live];
             live_order[i] = live_order[live];
+        } else if (op < 98) { /* the wrong order: refused, nothing changes */
+            size_t i = (size_t)kt_choose(c, live);
+            unsigned wrong = live_order[i] ? live_order[i] - 1 : 1;
+            KT_ASSERT(t, kmm_page_free(f.k, live_pa[i], wrong) != KMM_OK);
+        } else if (gone_pa && shadow_is(gone_pa, gone_order, 0)) { /* a double free */
+            KT_ASSERT(t, kmm_page_free(f.k, gone_pa, gone_order) != KMM_OK);
         }
         kmm_page_stats(f.k, &s);
         KT_ASSERT_EQ(t, s.allocated_pages, s0.allocated_pages + shadow_used);
@@ -407,6 +441,28 @@ KTEST(page, random_allocs_and_frees_match_a_shadow_model_at_every_step)
     KT_EXPECT(t, kt_same_buddyinfo(&s0, &s));
     KT_EXPECT_HEALTHY(t, f.k);
     kt_kmm_down(&f);
+}
+
+KTEST(page, random_allocs_and_frees_match_a_shadow_model_at_every_step)
+{
+    struct kt_chooser c = {.seed = 0x5eed};
+    run_page_random(t, &c, 3000);
+}
+
+/* The same driven by bytes: a fuzzer's input (tests/fuzz/fuzz_page.c), or
+ * a fixed one, so the byte-driven path is tested in every world. */
+KTEST(page, random_allocs_and_frees_driven_by_bytes_match_a_shadow_model)
+{
+    static uint8_t fixed[2048];
+    struct kt_chooser c = {.bytes = kt_fuzz_input, .len = kt_fuzz_input_len};
+    if (!c.bytes) {
+        uint64_t seed = 0xb17e6;
+        for (size_t i = 0; i < sizeof(fixed); i++)
+            fixed[i] = (uint8_t)kt_rng(&seed);
+        c.bytes = fixed;
+        c.len = sizeof(fixed);
+    }
+    run_page_random(t, &c, 3000);
 }
 
 KTEST(page, the_check_finds_a_corrupted_free_list)

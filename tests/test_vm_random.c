@@ -246,12 +246,7 @@ struct mixer {
     bool user;
     uint64_t ram; /* MIX_RAM bytes at a 2 MiB boundary */
     uint64_t pool[MIX_POOL];
-    uint64_t seed;
-    /* Where the choices come from: kt_rng(seed), or, when bytes is set, the
-     * bytes (a fuzzer's input), four per choice, until they run out. */
-    const uint8_t *bytes;
-    size_t len, at;
-    bool ended;
+    struct kt_chooser choice; /* a seed's stream, or a fuzzer's bytes */
     int step;
     /* What the run exercised: splits of 1 GiB and 2 MiB leaves in the
      * shadow, steps that saw 1 GiB and 2 MiB leaves, refused calls. */
@@ -266,17 +261,7 @@ static const void *phys64(void *ctx, uint64_t pa)
 
 static uint64_t rnd(struct mixer *x, uint64_t n)
 {
-    if (!x->bytes)
-        return kt_rng(&x->seed) % n;
-    uint32_t v = 0;
-    for (unsigned i = 0; i < 4; i++) {
-        if (x->at == x->len) {
-            x->ended = true;
-            break;
-        }
-        v = v << 8 | x->bytes[x->at++];
-    }
-    return v % n;
+    return kt_choose(&x->choice, n);
 }
 
 static uint64_t level_size(unsigned level)
@@ -705,7 +690,8 @@ static void run_mixed(struct ktest *t, unsigned levels, bool user, uint64_t seed
     if (!kt_kmm_up(t, &f, map64, 1, 1, levels))
         return;
     static struct mixer x;
-    x = (struct mixer){.t = t, .k = f.k, .user = user, .seed = seed, .bytes = bytes, .len = len};
+    x = (struct mixer){
+        .t = t, .k = f.k, .user = user, .choice = {.seed = seed, .bytes = bytes, .len = len}};
     struct kmm_page_stats ps0, ps;
     kmm_page_stats(f.k, &ps0);
     x.as = kmm_kernel_aspace(f.k);
@@ -729,7 +715,7 @@ static void run_mixed(struct ktest *t, unsigned levels, bool user, uint64_t seed
     x.dirty_lo = MIX_PAGES;
     unsigned counts[3] = {0};
 
-    for (x.step = 0; x.step < MIX_STEPS && !ktest_failed(t) && !x.ended; x.step++) {
+    for (x.step = 0; x.step < MIX_STEPS && !ktest_failed(t) && !x.choice.ended; x.step++) {
         uint64_t i, n;
         unsigned scale = pick_range(&x, &i, &n);
         unsigned op = (unsigned)rnd(&x, 20);
@@ -832,9 +818,6 @@ KTEST_LEVELS(vm_random, mixed_page_sizes_in_a_user_space_match_the_shadow_at_eve
  * replays a fixed input, so the byte-driven path is itself tested in every
  * world.
  */
-const uint8_t *kt_fuzz_input;
-size_t kt_fuzz_input_len;
-
 KTEST(vm_random, mixed_page_sizes_driven_by_bytes_match_the_shadow)
 {
     static uint8_t fixed[1024];

@@ -3,6 +3,7 @@
  * the hosted runner and in the kernel.
  */
 #include "fixture.h"
+#include "fuzz_input.h"
 
 #include <kmm/check.h>
 
@@ -70,6 +71,25 @@ uint64_t kt_rng(uint64_t *state)
     z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
     z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
     return z ^ (z >> 31);
+}
+
+/* fuzz_input.h: NULL unless a fuzz target set it. */
+const uint8_t *kt_fuzz_input;
+size_t kt_fuzz_input_len;
+
+uint64_t kt_choose(struct kt_chooser *c, uint64_t n)
+{
+    if (!c->bytes)
+        return kt_rng(&c->seed) % n;
+    uint32_t v = 0;
+    for (unsigned i = 0; i < 4; i++) {
+        if (c->at == c->len) {
+            c->ended = true;
+            break;
+        }
+        v = v << 8 | c->bytes[c->at++];
+    }
+    return v % n;
 }
 
 void kt_text_write(void *ctx, const char *s, size_t n)

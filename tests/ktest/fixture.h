@@ -60,6 +60,22 @@ void kt_expect_misuse_at(struct ktest *t, struct kt_kmm *f, int got, int want_er
  * with any value). The tests' one random generator. */
 uint64_t kt_rng(uint64_t *state);
 
+/*
+ * Where a randomised test takes its choices from: kt_rng's stream from seed
+ * (bytes NULL), or a fuzzer's input, four bytes per choice, until it runs
+ * out (ended is then set and further choices are 0). The same test body
+ * thus runs from a seed or from fuzz_input.h's bytes.
+ */
+struct kt_chooser {
+    uint64_t seed;
+    const uint8_t *bytes;
+    size_t len, at;
+    bool ended;
+};
+
+/* A choice in [0, n), n > 0. */
+uint64_t kt_choose(struct kt_chooser *c, uint64_t n);
+
 /* Text a kmm_sink collected: kt_text_write keeps what is written,
  * NUL-terminated, cut at the buffer's size. Start with len 0. */
 struct kt_text {
