@@ -73,7 +73,7 @@ test: deps lint hosted-tests kernel-images fuzz-targets bench
 	  --kernel $(foreach v,$(KERNEL_VARIANTS),$(firstword $(subst :, ,$(v)))) --fuzz build/fuzz
 
 # libFuzzer targets (tests/fuzz/), clang + ASan + UBSan. `make test` runs each
-# for FUZZ_SECONDS (45); `make fuzz FUZZ_SECONDS=3600` for a longer hunt.
+# for FUZZ_SECONDS (30); `make fuzz FUZZ_SECONDS=3600` for a longer hunt.
 fuzz-targets:
 	$(VARIANT) O=build/fuzz CC=clang WORLD=hosted SAN=fuzz fuzz
 

@@ -97,7 +97,7 @@ $(O)/kmm-bench: $(call obj,$(BENCH_SRCS)) $(LIBKMM)
 # file whose randomised run it drives and the test support, without the test
 # runner's main.
 FUZZ_SUPPORT_OBJS := $(call obj,$(KTEST_LIB_SRCS) tests/ktest/env_hosted.c)
-fuzz: $(O)/fuzz-vm $(O)/fuzz-page
+fuzz: $(O)/fuzz-vm $(O)/fuzz-page $(O)/fuzz-vmalloc
 # Coverage guides the fuzzer through the library only: the tests' own loops
 # (the shadow models, the software MMU) and kmm_check's walks over every
 # frame would drown it and slow every run.
@@ -105,8 +105,9 @@ NO_COVERAGE_CFLAGS := $(filter-out -fsanitize=fuzzer-no-link,$(CFLAGS))
 $(O)/obj/tests/%.o $(O)/obj/src/diag/%.o: CFLAGS := $(NO_COVERAGE_CFLAGS)
 $(O)/fuzz-vm: $(call obj,tests/fuzz/fuzz_vm.c tests/test_vm_random.c)
 $(O)/fuzz-page: $(call obj,tests/fuzz/fuzz_page.c tests/test_page.c)
+$(O)/fuzz-vmalloc: $(call obj,tests/fuzz/fuzz_vmalloc.c tests/test_vmalloc.c)
 $(O)/fuzz-%: $(FUZZ_SUPPORT_OBJS) $(LIBKMM)
-	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $(filter-out $(LIBKMM),$^) $(LIBKMM)
 endif
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)

@@ -13,6 +13,7 @@
 #include "ktest.h"
 #include "env.h"
 #include "fixture.h"
+#include "fuzz_input.h"
 #include "ktest_levels.h"
 
 #include <kmm/check.h>
@@ -630,7 +631,33 @@ KTEST_LEVELS(vmalloc, every_bad_input_is_refused_counted_logged_and_changes_noth
 
 /* --- accounting, the check and the report --------------------------------------------- */
 
-KTEST_LEVELS(vmalloc, page_accounting_is_exact_after_a_random_mix_is_freed)
+/* One slot of the random mix: an area and what it needs to be freed. */
+struct mix_slot {
+    void *p;
+    uint64_t va, pg; /* raw: va; vmap: its one page */
+    uint64_t span;   /* bytes of the area with its guard page */
+    int kind;        /* 0 empty, 1 vmalloc, 2 vmap, 3 raw */
+};
+
+/* Whether the live slots' areas, guard pages included, are all disjoint. */
+static bool mix_disjoint(const struct mix_slot *s, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        for (unsigned j = i + 1; j < n; j++)
+            if (s[i].kind && s[j].kind && s[i].va < s[j].va + s[j].span &&
+                s[j].va < s[i].va + s[i].span)
+                return false;
+    return true;
+}
+
+/*
+ * vmalloc, vmap and raw areas of random sizes allocated and freed in 24
+ * slots, choices from c (a seed or a fuzzer's bytes), for at most `steps`
+ * steps: every area lands in the window, never overlaps another one or its
+ * guard page, and its first page holds its own bytes; at the end every
+ * page, table and record is back.
+ */
+static void run_vmalloc_random(struct ktest *t, unsigned levels, struct kt_chooser *c, int steps)
 {
     struct fixture x;
     KT_ASSERT(t, setup(t, &x, 4 * MIB, levels));
@@ -638,14 +665,9 @@ KTEST_LEVELS(vmalloc, page_accounting_is_exact_after_a_random_mix_is_freed)
     struct kmm_vm_stats kbefore;
     kmm_vm_stats(x.ks, &kbefore);
     enum { SLOTS = 24 };
-    struct {
-        void *p;
-        uint64_t va, pg; /* raw: va; vmap: its one page */
-        int kind;        /* 0 empty, 1 vmalloc, 2 vmap, 3 raw */
-    } s[SLOTS] = {{0}};
-    uint64_t seed = 0x5eed;
-    for (int step = 0; step < 600; step++) {
-        unsigned i = (unsigned)(kt_rng(&seed) % SLOTS);
+    struct mix_slot s[SLOTS] = {{0}};
+    for (int step = 0; step < steps && !c->ended; step++) {
+        unsigned i = (unsigned)kt_choose(c, SLOTS);
         if (s[i].kind == 1)
             KT_ASSERT_EQ(t, kmm_vfree(x.f.k, s[i].p), KMM_OK);
         else if (s[i].kind == 2)
@@ -657,21 +679,28 @@ KTEST_LEVELS(vmalloc, page_accounting_is_exact_after_a_random_mix_is_freed)
             s[i].kind = 0;
             continue;
         }
-        unsigned kind = 1 + (unsigned)(kt_rng(&seed) % 3);
-        uint64_t size = 1 + kt_rng(&seed) % (12 * PAGE);
+        unsigned kind = 1 + (unsigned)kt_choose(c, 3);
+        uint64_t size = 1 + kt_choose(c, 12 * PAGE);
+        uint64_t pages = (size + PAGE - 1) / PAGE;
         if (kind == 1) {
             s[i].p = kmm_vmalloc(x.f.k, size, 0);
             KT_ASSERT(t, s[i].p != NULL);
-            KT_ASSERT(t, pages_hold_their_own_bytes(&x, va_of(s[i].p), PAGE, (uint8_t)step));
+            s[i].va = va_of(s[i].p);
+            KT_ASSERT(t, pages_hold_their_own_bytes(&x, s[i].va, PAGE, (uint8_t)step));
         } else if (kind == 2) {
             s[i].pg = kmm_page_alloc(x.f.k, 0, 0);
             KT_ASSERT(t, s[i].pg != 0);
             s[i].p = kmm_vmap(x.f.k, &s[i].pg, 1, KMM_PROT_READ);
             KT_ASSERT(t, s[i].p != NULL);
+            s[i].va = va_of(s[i].p);
+            pages = 1;
         } else {
             KT_ASSERT_EQ(t, kmm_kva_alloc(x.f.k, size, &s[i].va), KMM_OK);
         }
+        s[i].span = (pages + 1) * PAGE;
         s[i].kind = (int)kind;
+        KT_ASSERT(t, s[i].va >= x.base && s[i].va + s[i].span <= x.base + x.size);
+        KT_ASSERT(t, mix_disjoint(s, SLOTS));
         if (step % 50 == 0)
             KT_EXPECT_HEALTHY(t, x.f.k);
     }
@@ -697,6 +726,33 @@ KTEST_LEVELS(vmalloc, page_accounting_is_exact_after_a_random_mix_is_freed)
     KT_EXPECT_EQ(t, v.misuse, 0);
     KT_EXPECT_HEALTHY(t, x.f.k);
     teardown(&x);
+}
+
+KTEST_LEVELS(vmalloc, page_accounting_is_exact_after_a_random_mix_is_freed)
+{
+    struct kt_chooser c = {.seed = 0x5eed};
+    run_vmalloc_random(t, levels, &c, 600);
+}
+
+/* The same driven by bytes: a fuzzer's input (tests/fuzz/fuzz_vmalloc.c;
+ * its first byte picks the paging mode), or a fixed one. */
+KTEST(vmalloc, a_random_mix_driven_by_bytes_stays_disjoint_and_exact)
+{
+    static uint8_t fixed[1024];
+    struct kt_chooser c = {.bytes = kt_fuzz_input, .len = kt_fuzz_input_len};
+    if (!c.bytes) {
+        uint64_t seed = 0xb17e7;
+        for (size_t i = 0; i < sizeof(fixed); i++)
+            fixed[i] = (uint8_t)kt_rng(&seed);
+        c.bytes = fixed;
+        c.len = sizeof(fixed);
+    }
+    if (c.len == 0)
+        return; /* the fuzzer's empty input: nothing to run */
+    unsigned levels = c.bytes[0] & 1 ? 5 : 4;
+    c.bytes++;
+    c.len--;
+    run_vmalloc_random(t, levels, &c, 600);
 }
 
 KTEST_LEVELS(vmalloc, kmm_check_reports_a_guard_page_someone_mapped)

@@ -4,7 +4,7 @@
 # Runs, under one prove, every hosted test executable (VARIANT_DIR/tests/*.t),
 # a boot of each kernel variant's test image under QEMU (its serial output
 # is KTAP, read by prove like the hosted tests), and each fuzz target in
-# FUZZ_DIR (fuzz-*) for FUZZ_SECONDS (default 45) through tools/fuzz-test.sh.
+# FUZZ_DIR (fuzz-*) for FUZZ_SECONDS (default 30) through tools/fuzz-test.sh.
 # Exit status: prove's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +23,7 @@ for arg in "$@"; do
     if [ "$kernel" = 2 ]; then
         for bin in "$arg"/fuzz-*; do
             [ -x "$bin" ] && [ "${bin%.t}" = "$bin" ] && [ "${bin%.log}" = "$bin" ] || continue
-            printf '#!/bin/sh\nexec tools/fuzz-test.sh %s %s\n' "$bin" "${FUZZ_SECONDS:-45}" > "$bin.t"
+            printf '#!/bin/sh\nexec tools/fuzz-test.sh %s %s\n' "$bin" "${FUZZ_SECONDS:-30}" > "$bin.t"
             chmod +x "$bin.t"
             files+=("$bin.t")
         done
