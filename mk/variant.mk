@@ -63,6 +63,10 @@ $(LIBKMM): $(LIB_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
+# Test objects are intermediate to make's pattern chains; keep them, or every
+# run deletes and rebuilds them.
+.SECONDARY:
+
 $(O)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@

@@ -454,14 +454,7 @@ KTEST(page, random_allocs_and_frees_match_a_shadow_model_at_every_step)
 KTEST(page, random_allocs_and_frees_driven_by_bytes_match_a_shadow_model)
 {
     static uint8_t fixed[2048];
-    struct kt_chooser c = {.bytes = kt_fuzz_input, .len = kt_fuzz_input_len};
-    if (!c.bytes) {
-        uint64_t seed = 0xb17e6;
-        for (size_t i = 0; i < sizeof(fixed); i++)
-            fixed[i] = (uint8_t)kt_rng(&seed);
-        c.bytes = fixed;
-        c.len = sizeof(fixed);
-    }
+    struct kt_chooser c = kt_fuzz_chooser(fixed, sizeof(fixed), 0xb17e6);
     run_page_random(t, &c, 3000);
 }
 

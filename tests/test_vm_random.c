@@ -681,17 +681,15 @@ static bool mix_protect(struct mixer *x, uint64_t i, uint64_t n, unsigned prot)
     return true;
 }
 
-/* One mixed run of MIX_STEPS steps whose choices come from seed, or, with
- * bytes, of as many steps as the bytes last. */
-static void run_mixed(struct ktest *t, unsigned levels, bool user, uint64_t seed,
-                      const uint8_t *bytes, size_t len)
+/* One mixed run whose choices come from c: MIX_STEPS steps from a seed, or
+ * as many as a byte-driven chooser's bytes last. */
+static void run_mixed(struct ktest *t, unsigned levels, bool user, const struct kt_chooser *c)
 {
     struct kt_kmm f;
     if (!kt_kmm_up(t, &f, map64, 1, 1, levels))
         return;
     static struct mixer x;
-    x = (struct mixer){
-        .t = t, .k = f.k, .user = user, .choice = {.seed = seed, .bytes = bytes, .len = len}};
+    x = (struct mixer){.t = t, .k = f.k, .user = user, .choice = *c};
     struct kmm_page_stats ps0, ps;
     kmm_page_stats(f.k, &ps0);
     x.as = kmm_kernel_aspace(f.k);
@@ -781,7 +779,7 @@ static void run_mixed(struct ktest *t, unsigned levels, bool user, uint64_t seed
         "splits of 2M %u, of 1G %u",
         counts[0], counts[1], counts[2], x.refused, x.saw[1], x.saw[2], x.saw[3], x.split[2],
         x.split[3]);
-    if (!bytes) { /* a fuzzer's input may do anything, or little */
+    if (!c->bytes) { /* a byte-driven run may do anything, or little */
         KT_EXPECT(t,
                   x.saw[2] > MIX_STEPS / 40 && x.saw[3] > 0 && x.split[2] > 10 && x.split[3] > 0);
         KT_EXPECT(t, counts[0] > MIX_STEPS / 8 && counts[1] > MIX_STEPS / 8 &&
@@ -801,37 +799,27 @@ static void run_mixed(struct ktest *t, unsigned levels, bool user, uint64_t seed
 
 KTEST_LEVELS(vm_random, mixed_page_sizes_in_the_kernel_half_match_the_shadow_at_every_step)
 {
-    run_mixed(t, levels, false, 0x3b1 + levels, NULL, 0);
+    run_mixed(t, levels, false, &(struct kt_chooser){.seed = 0x3b1 + levels});
 }
 
 KTEST_LEVELS(vm_random, mixed_page_sizes_in_a_user_space_match_the_shadow_at_every_step)
 {
-    run_mixed(t, levels, true, 0x3b2 + levels, NULL, 0);
+    run_mixed(t, levels, true, &(struct kt_chooser){.seed = 0x3b2 + levels});
 }
 
 /* --- the same run driven by bytes: the fuzz target's ------------------------------------- */
 
 /*
  * kt_fuzz_input (fuzz_input.h): set by the fuzz target (tests/fuzz/fuzz_vm.c)
- * before it runs this test; its first byte picks the paging mode and
+ * before it runs this test; its first choice picks the paging mode and
  * the space, the rest make the mixed run's choices. Without one, the test
  * replays a fixed input, so the byte-driven path is itself tested in every
  * world.
  */
 KTEST(vm_random, mixed_page_sizes_driven_by_bytes_match_the_shadow)
 {
-    static uint8_t fixed[1024];
-    const uint8_t *in = kt_fuzz_input;
-    size_t len = kt_fuzz_input_len;
-    if (!in) {
-        uint64_t seed = 0xb17e5;
-        for (size_t i = 0; i < sizeof(fixed); i++)
-            fixed[i] = (uint8_t)kt_rng(&seed);
-        fixed[0] = 3; /* 5 levels, a user space */
-        in = fixed;
-        len = sizeof(fixed);
-    }
-    if (len == 0)
-        return; /* nothing to run: the fuzzer's empty input */
-    run_mixed(t, in[0] & 1 ? 5 : 4, (in[0] & 2) != 0, 0, in + 1, len - 1);
+    static uint8_t fixed[2048];
+    struct kt_chooser c = kt_fuzz_chooser(fixed, sizeof(fixed), 0xb17e5);
+    unsigned mode = (unsigned)kt_choose(&c, 4); /* bit 0: 5 levels; bit 1: a user space */
+    run_mixed(t, mode & 1 ? 5 : 4, (mode & 2) != 0, &c);
 }

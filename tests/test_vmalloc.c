@@ -735,23 +735,12 @@ KTEST_LEVELS(vmalloc, page_accounting_is_exact_after_a_random_mix_is_freed)
 }
 
 /* The same driven by bytes: a fuzzer's input (tests/fuzz/fuzz_vmalloc.c;
- * its first byte picks the paging mode), or a fixed one. */
+ * its first choice picks the paging mode), or a fixed one. */
 KTEST(vmalloc, a_random_mix_driven_by_bytes_stays_disjoint_and_exact)
 {
     static uint8_t fixed[1024];
-    struct kt_chooser c = {.bytes = kt_fuzz_input, .len = kt_fuzz_input_len};
-    if (!c.bytes) {
-        uint64_t seed = 0xb17e7;
-        for (size_t i = 0; i < sizeof(fixed); i++)
-            fixed[i] = (uint8_t)kt_rng(&seed);
-        c.bytes = fixed;
-        c.len = sizeof(fixed);
-    }
-    if (c.len == 0)
-        return; /* the fuzzer's empty input: nothing to run */
-    unsigned levels = c.bytes[0] & 1 ? 5 : 4;
-    c.bytes++;
-    c.len--;
+    struct kt_chooser c = kt_fuzz_chooser(fixed, sizeof(fixed), 0xb17e7);
+    unsigned levels = kt_choose(&c, 2) ? 5 : 4;
     run_vmalloc_random(t, levels, &c, 600);
 }
 

@@ -92,6 +92,15 @@ uint64_t kt_choose(struct kt_chooser *c, uint64_t n)
     return v % n;
 }
 
+struct kt_chooser kt_fuzz_chooser(uint8_t *fixed, size_t len, uint64_t seed)
+{
+    if (kt_fuzz_input)
+        return (struct kt_chooser){.bytes = kt_fuzz_input, .len = kt_fuzz_input_len};
+    for (size_t i = 0; i < len; i++)
+        fixed[i] = (uint8_t)kt_rng(&seed);
+    return (struct kt_chooser){.bytes = fixed, .len = len};
+}
+
 void kt_text_write(void *ctx, const char *s, size_t n)
 {
     struct kt_text *tx = ctx;

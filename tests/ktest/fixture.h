@@ -76,6 +76,14 @@ struct kt_chooser {
 /* A choice in [0, n), n > 0. */
 uint64_t kt_choose(struct kt_chooser *c, uint64_t n);
 
+/*
+ * kt_fuzz_chooser - the chooser of a byte-driven test: over the fuzz
+ * target's input (fuzz_input.h) when there is one, else over `fixed`, len
+ * bytes the function fills from seed, so the byte-driven path runs (and is
+ * checked) in every world.
+ */
+struct kt_chooser kt_fuzz_chooser(uint8_t *fixed, size_t len, uint64_t seed);
+
 /* Text a kmm_sink collected: kt_text_write keeps what is written,
  * NUL-terminated, cut at the buffer's size. Start with len 0. */
 struct kt_text {
