@@ -149,6 +149,7 @@ int kmm_init(const struct kmm_config *cfg, struct kmm **out)
     k->cpu_count = cfg->cpu_count;
     k->meta_base = where;
     k->meta_size = size;
+    kmm_misuse_init(&k->misuse);
     build_map(k, &in);
     kmm_memmap_totals(k->map, k->map_count, &k->totals);
     pmm_setup(k, &lay, (char *)k + instance_bytes);

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdnoreturn.h>
 
+#include "lib/misuse.h"
 #include "pmm/pmm.h"
 #include "vmm/kva.h"
 #include "vmm/vmm.h"
@@ -56,7 +57,8 @@ struct kmm {
     struct kmm_memmap_totals totals;
     struct kmm_pmm pmm;
     struct kmm_vm vm;
-    struct kmm_kva kva; /* kernel virtual areas (src/vmm/kva.h) */
+    struct kmm_kva kva;             /* kernel virtual areas (src/vmm/kva.h) */
+    struct kmm_misuse_table misuse; /* rejected calls by layer and class (lib/misuse.h) */
 };
 
 /* The direct-map address of physical address pa. */

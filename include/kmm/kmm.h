@@ -9,7 +9,8 @@
  * Errors: every call that can fail returns an int, 0 (KMM_OK) on success and a
  * negative KMM_E* value otherwise, or NULL / 0 where the contract says so. A
  * caller mistake is rejected with KMM_EINVAL (or a more specific value),
- * counted, logged once through the port with the caller's address, and leaves
+ * counted in one table by layer and class (kmm/misuse.h: kmm_misuse_stats),
+ * logged once through the port with the caller's address, and leaves
  * every structure as it was. Running out of memory returns KMM_ENOMEM. The
  * library panics (kmm_port_panic) only when it finds its own invariants broken.
  */

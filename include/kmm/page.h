@@ -44,9 +44,10 @@
  * Time bounds assume no contention on the zone lock.
  *
  * Misuse (freeing what is not allocated, with the wrong size, or outside
- * managed memory) is rejected with an error value, counted in
- * kmm_page_stats.misuse[], logged once with the caller's address, and leaves
- * every structure as it was. kmm_check() passes afterwards.
+ * managed memory) is rejected with an error value, counted in the misuse
+ * table (kmm/misuse.h; kmm_page_stats.misuse[] is its page row), logged once
+ * with the caller's address, and leaves every structure as it was.
+ * kmm_check() passes afterwards.
  */
 #ifndef KMM_PAGE_H
 #define KMM_PAGE_H
@@ -56,6 +57,7 @@
 #include <stdint.h>
 
 #include <kmm/kmm.h>
+#include <kmm/misuse.h>
 
 /* The largest block: 2^10 pages = 4 MiB. */
 #define KMM_PAGE_MAX_ORDER 10
@@ -135,22 +137,11 @@ bool kmm_page_drain_pending(struct kmm *k);
  * kmm_page_drain_offline_cpu - drain the caches of CPU cpu, which must not
  * be running kmm code now or until this returns (it is offline, or parked
  * by the caller). For CPU hot-unplug. Returns KMM_OK, or KMM_EINVAL for a
- * cpu not below the instance's cpu_count.
+ * cpu not below the instance's cpu_count (misuse: counted and logged).
  */
 int kmm_page_drain_offline_cpu(struct kmm *k, unsigned cpu);
 
-/* Misuse kinds, the index of kmm_page_stats.misuse[]. */
-enum kmm_page_misuse {
-    KMM_MISUSE_BAD_ORDER,   /* order above the maximum, or count 0 / too large */
-    KMM_MISUSE_BAD_FLAGS,   /* unknown flags or two zone flags */
-    KMM_MISUSE_UNALIGNED,   /* address not page aligned */
-    KMM_MISUSE_OUTSIDE,     /* address outside managed memory */
-    KMM_MISUSE_RESERVED,    /* a reserved page (firmware, kernel, kmm metadata) */
-    KMM_MISUSE_DOUBLE_FREE, /* the block is already free */
-    KMM_MISUSE_NOT_BLOCK,   /* inside a block, not at its start (or never allocated) */
-    KMM_MISUSE_WRONG_ORDER, /* freed with another size than allocated */
-    KMM_MISUSE_COUNT
-};
+/* Misuse kinds: enum kmm_misuse (kmm/misuse.h) indexes kmm_page_stats.misuse[]. */
 
 /* One zone's figures, summed over NUMA nodes. */
 struct kmm_zone_stats {
@@ -176,7 +167,7 @@ struct kmm_page_stats {
     uint64_t reserved_bytes[KMM_MEM_TYPE_LIMIT]; /* non-usable memory by type (the reason) */
     uint64_t frame_db_bytes;                     /* the frame database alone (16 bytes per page) */
     uint64_t failed_allocs;            /* allocations that found no memory; never decreases */
-    uint64_t misuse[KMM_MISUSE_COUNT]; /* rejected calls by kind; never decreases */
+    uint64_t misuse[KMM_MISUSE_COUNT]; /* rejected calls by class (the table's page row) */
     struct kmm_zone_stats zones[KMM_ZONE_COUNT];
     /* Reclaim (kmm_shrinker_register; src/pmm/reclaim.c). */
     uint64_t reclaim_calls;   /* times an allocation ran the shrinker list; never decreases */

@@ -8,6 +8,7 @@
 #include "internal.h"
 
 #include <kmm/fmt.h>
+#include <kmm/misuse.h>
 #include <kmm/page.h>
 #include <kmm/vm.h>
 #include <kmm/vmalloc.h>
@@ -223,6 +224,23 @@ static void report_vmalloc(struct kmm *k, const struct kmm_sink *s)
         sink_printf(s, "  ... %llu more areas\n", (unsigned long long)(vs.areas - listed));
 }
 
+/* Rejected calls: the misuse table's non-zero cells, by layer and class. */
+static void report_misuse(struct kmm *k, const struct kmm_sink *s)
+{
+    struct kmm_misuse_stats ms;
+    kmm_misuse_stats(k, &ms);
+    sink_printf(s, "Rejected calls (misuse): %llu\n", (unsigned long long)ms.total);
+    for (unsigned l = 0; l < KMM_LAYER_COUNT; l++) {
+        if (!ms.layer_total[l])
+            continue;
+        sink_printf(s, "  %-8s %llu:", kmm_layer_name(l), (unsigned long long)ms.layer_total[l]);
+        for (unsigned m = 0; m < KMM_MISUSE_COUNT; m++)
+            if (ms.count[l][m])
+                sink_printf(s, " %s %llu", kmm_misuse_name(m), (unsigned long long)ms.count[l][m]);
+        sink_printf(s, "\n");
+    }
+}
+
 void kmm_report(struct kmm *k, const struct kmm_sink *sink)
 {
     KMM_ASSERT(k->port, k->canary == KMM_INSTANCE_CANARY);
@@ -235,4 +253,5 @@ void kmm_report(struct kmm *k, const struct kmm_sink *sink)
     report_reclaim_numa(k, &ps, sink);
     report_page_tables(k, sink);
     report_vmalloc(k, sink);
+    report_misuse(k, sink);
 }

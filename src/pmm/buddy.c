@@ -134,17 +134,16 @@ static const int misuse_error[KMM_MISUSE_COUNT] = {
     [KMM_MISUSE_NOT_BLOCK] = KMM_EINVAL, [KMM_MISUSE_WRONG_ORDER] = KMM_EINVAL,
 };
 
-int pmm_misuse(struct kmm *k, enum kmm_page_misuse kind, const char *fn, uint64_t pa,
-               unsigned order, int actual, const void *caller)
+int pmm_misuse(struct kmm *k, enum kmm_misuse kind, const char *fn, uint64_t pa, unsigned order,
+               int actual, const void *caller)
 {
-    atomic_fetch_add_explicit(&k->pmm.misuse[kind], 1, memory_order_relaxed);
     if (actual >= 0)
-        kmm_logf(k->port, KMM_LOG_ERR, "%s(0x%llx, order %u): %s: allocated as order %d, caller %p",
-                 fn, (unsigned long long)pa, order, misuse_text[kind], actual, caller);
-    else
-        kmm_logf(k->port, KMM_LOG_ERR, "%s(0x%llx, order %u): %s, caller %p", fn,
-                 (unsigned long long)pa, order, misuse_text[kind], caller);
-    return misuse_error[kind];
+        return kmm_misuse(k, KMM_LAYER_PAGE, kind, misuse_error[kind], caller,
+                          "%s(0x%llx, order %u): %s: allocated as order %d", fn,
+                          (unsigned long long)pa, order, misuse_text[kind], actual);
+    return kmm_misuse(k, KMM_LAYER_PAGE, kind, misuse_error[kind], caller,
+                      "%s(0x%llx, order %u): %s", fn, (unsigned long long)pa, order,
+                      misuse_text[kind]);
 }
 
 /* --- allocation ---------------------------------------------------------------------- */
@@ -252,7 +251,7 @@ uint64_t kmm_pages_alloc(struct kmm *k, size_t count, kmm_gfp_t flags)
 static struct kmm_frame *find_block(struct kmm *k, uint64_t pa, unsigned order, const char *fn,
                                     const void *caller, int *err)
 {
-    enum kmm_page_misuse kind;
+    enum kmm_misuse kind;
     struct kmm_frame *f = NULL;
     if (order > KMM_PAGE_MAX_ORDER)
         kind = KMM_MISUSE_BAD_ORDER;
@@ -271,8 +270,7 @@ static struct kmm_frame *find_block(struct kmm *k, uint64_t pa, unsigned order, 
 
 /* The misuse a free or get of the block at f with this order would be,
  * judged under the zone lock; KMM_MISUSE_COUNT if none. */
-static enum kmm_page_misuse judge_locked(const struct kmm_frame *f, unsigned order,
-                                         bool check_order)
+static enum kmm_misuse judge_locked(const struct kmm_frame *f, unsigned order, bool check_order)
 {
     uint8_t state = frame_state_get(f);
     if (state == FRAME_FREE || state == FRAME_PCP)
@@ -298,7 +296,7 @@ static __attribute__((noinline)) int page_free(struct kmm *k, uint64_t pa, unsig
     struct kmm_pmm *pm = &k->pmm;
     struct kmm_zone *z = pmm_zone_of(pm, f);
     kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
-    enum kmm_page_misuse kind = judge_locked(f, order, true);
+    enum kmm_misuse kind = judge_locked(f, order, true);
     int actual = f->order;
     if (kind == KMM_MISUSE_COUNT) {
         uint32_t refs = __atomic_load_n(&f->count, __ATOMIC_RELAXED);
@@ -349,7 +347,7 @@ int kmm_page_get(struct kmm *k, uint64_t pa)
         return err;
     struct kmm_zone *z = pmm_zone_of(&k->pmm, f);
     kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
-    enum kmm_page_misuse kind = judge_locked(f, 0, false);
+    enum kmm_misuse kind = judge_locked(f, 0, false);
     if (kind == KMM_MISUSE_COUNT) {
         uint32_t refs = __atomic_load_n(&f->count, __ATOMIC_RELAXED);
         KMM_ASSERT(k->port, refs > 0 && refs < UINT32_MAX);

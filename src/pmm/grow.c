@@ -621,11 +621,19 @@ static void add_commit_locked(struct kmm *k, const struct add_plan *p)
         pmm_mark_populated(pm);
 }
 
-/* A rejected add: counted, logged once with the caller. */
+/*
+ * A rejected add: counted in add_rejected, logged once with the caller. A
+ * malformed or conflicting range is the caller's mistake and goes through
+ * the misuse table too; a map with no room left (ENOMEM) is not.
+ */
 static int add_reject(struct kmm *k, const struct add_plan *p, const char *why, uint64_t base,
                       uint64_t length, uint32_t type, const void *caller)
 {
     atomic_fetch_add_explicit(&k->pmm.grow.add_rejected, 1, memory_order_relaxed);
+    if (p->err != KMM_ENOMEM)
+        return kmm_misuse(k, KMM_LAYER_GROW, kmm_misuse_of_error(p->err), p->err, caller,
+                          "kmm_page_add_memory(0x%llx, 0x%llx, %s): %s", (unsigned long long)base,
+                          (unsigned long long)length, kmm_mem_type_name(type), why);
     kmm_logf(k->port, KMM_LOG_ERR, "kmm_page_add_memory(0x%llx, 0x%llx, %s): %s, caller %p",
              (unsigned long long)base, (unsigned long long)length, kmm_mem_type_name(type), why,
              caller);

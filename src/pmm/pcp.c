@@ -303,12 +303,10 @@ bool kmm_page_drain_pending(struct kmm *k)
 
 int kmm_page_drain_offline_cpu(struct kmm *k, unsigned cpu)
 {
-    if (cpu >= k->pmm.cpu_count) {
-        kmm_logf(k->port, KMM_LOG_ERR,
-                 "kmm_page_drain_offline_cpu(%u): no such CPU (%u), caller %p", cpu,
-                 k->pmm.cpu_count, __builtin_return_address(0));
-        return KMM_EINVAL;
-    }
+    if (cpu >= k->pmm.cpu_count)
+        return kmm_misuse(
+            k, KMM_LAYER_PAGE, KMM_MISUSE_ABSENT, KMM_EINVAL, __builtin_return_address(0),
+            "kmm_page_drain_offline_cpu(%u): no such CPU (%u)", cpu, k->pmm.cpu_count);
     drain_cpu(&k->pmm, &k->pmm.pcp[cpu]);
     return KMM_OK;
 }

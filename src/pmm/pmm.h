@@ -133,7 +133,6 @@ struct kmm_pmm {
     struct pmm_grow grow;
     /* Counters that only grow; updated without a lock. */
     atomic_uint_fast64_t failed_allocs;
-    atomic_uint_fast64_t misuse[KMM_MISUSE_COUNT];
     unsigned node_count;
     uint8_t zonelist_len[KMM_MAX_NODES][KMM_ZONE_COUNT];
     uint8_t zonelist[KMM_MAX_NODES][KMM_ZONE_COUNT][KMM_ZONELIST_MAX];
@@ -143,7 +142,6 @@ struct kmm_pmm {
     struct kmm_shrinker *shrinker_head, *shrinker_tail;
     uint64_t shrinker_seq, shrinker_count;
     uint64_t reclaim_calls, shrinker_calls, reclaimed_pages;
-    atomic_uint_fast64_t shrinker_misuse;
     /* NUMA (numa.c): allocations by each node's CPUs that another node
      * served; only grows. */
     atomic_uint_fast64_t node_remote[KMM_MAX_NODES];
@@ -371,8 +369,8 @@ uint64_t pmm_zone_stats_add(struct kmm *k, unsigned node, unsigned zone, struct 
 /* A rejected call: counts it, logs one line naming the call, the address,
  * the order and the caller, and returns the error value for the kind.
  * actual >= 0 is the order the block really has (KMM_MISUSE_WRONG_ORDER). */
-int pmm_misuse(struct kmm *k, enum kmm_page_misuse kind, const char *fn, uint64_t pa,
-               unsigned order, int actual, const void *caller);
+int pmm_misuse(struct kmm *k, enum kmm_misuse kind, const char *fn, uint64_t pa, unsigned order,
+               int actual, const void *caller);
 
 /* The node whose zone list a request starts from: the current CPU's. */
 static inline unsigned pmm_request_node(const struct kmm_pmm *pm)

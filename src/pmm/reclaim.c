@@ -47,7 +47,6 @@ void pmm_reclaim_init(struct kmm_pmm *pm)
     pm->shrinker_head = pm->shrinker_tail = NULL;
     pm->shrinker_seq = 0;
     pm->shrinker_count = 0;
-    atomic_init(&pm->shrinker_misuse, 0);
 }
 
 /* s, or the first shrinker after it that is not running; NULL if none. */
@@ -116,15 +115,14 @@ uint64_t pmm_reclaim(struct kmm *k, unsigned order, kmm_gfp_t flags)
 /* A rejected register or unregister: counted, logged, error returned.
  * name is read only from a structure the caller evidently still owns. */
 static int shrinker_misuse(struct kmm *k, const char *fn, const struct kmm_shrinker *s,
-                           const char *name, int err, const char *what, const void *caller)
+                           const char *name, enum kmm_misuse what, int err, const char *why,
+                           const void *caller)
 {
-    atomic_fetch_add_explicit(&k->pmm.shrinker_misuse, 1, memory_order_relaxed);
     if (name)
-        kmm_logf(k->port, KMM_LOG_ERR, "%s(%p \"%s\"): %s, caller %p", fn, (const void *)s, name,
-                 what, caller);
-    else
-        kmm_logf(k->port, KMM_LOG_ERR, "%s(%p): %s, caller %p", fn, (const void *)s, what, caller);
-    return err;
+        return kmm_misuse(k, KMM_LAYER_RECLAIM, what, err, caller, "%s(%p \"%s\"): %s", fn,
+                          (const void *)s, name, why);
+    return kmm_misuse(k, KMM_LAYER_RECLAIM, what, err, caller, "%s(%p): %s", fn, (const void *)s,
+                      why);
 }
 
 int kmm_shrinker_register(struct kmm *k, struct kmm_shrinker *s)
@@ -132,7 +130,8 @@ int kmm_shrinker_register(struct kmm *k, struct kmm_shrinker *s)
     const void *caller = __builtin_return_address(0);
     struct kmm_pmm *pm = &k->pmm;
     if (!s || !s->scan)
-        return shrinker_misuse(k, "kmm_shrinker_register", s, s ? s->name : NULL, KMM_EINVAL,
+        return shrinker_misuse(k, "kmm_shrinker_register", s, s ? s->name : NULL,
+                               KMM_MISUSE_BAD_ARG, KMM_EINVAL,
                                s ? "no scan function" : "NULL shrinker", caller);
     struct kmm_shrinker *prev;
     kmm_irqstate_t st = kmm_lock_irqsave(&pm->shrinker_lock);
@@ -153,7 +152,7 @@ int kmm_shrinker_register(struct kmm *k, struct kmm_shrinker *s)
     }
     kmm_unlock_irqrestore(&pm->shrinker_lock, st);
     if (dup)
-        return shrinker_misuse(k, "kmm_shrinker_register", s, s->name, KMM_ESTATE,
+        return shrinker_misuse(k, "kmm_shrinker_register", s, s->name, KMM_MISUSE_BUSY, KMM_ESTATE,
                                "registered already", caller);
     return KMM_OK;
 }
@@ -178,8 +177,8 @@ int kmm_shrinker_unregister(struct kmm *k, struct kmm_shrinker *s)
     const void *caller = __builtin_return_address(0);
     struct kmm_pmm *pm = &k->pmm;
     if (!s)
-        return shrinker_misuse(k, "kmm_shrinker_unregister", s, NULL, KMM_EINVAL, "NULL shrinker",
-                               caller);
+        return shrinker_misuse(k, "kmm_shrinker_unregister", s, NULL, KMM_MISUSE_BAD_ARG,
+                               KMM_EINVAL, "NULL shrinker", caller);
     struct kmm_shrinker *prev;
     kmm_irqstate_t st = kmm_lock_irqsave(&pm->shrinker_lock);
     bool found = find_locked(pm, s, &prev);
@@ -195,8 +194,8 @@ int kmm_shrinker_unregister(struct kmm *k, struct kmm_shrinker *s)
     }
     kmm_unlock_irqrestore(&pm->shrinker_lock, st);
     if (!found)
-        return shrinker_misuse(k, "kmm_shrinker_unregister", s, NULL, KMM_ENOENT, "not registered",
-                               caller);
+        return shrinker_misuse(k, "kmm_shrinker_unregister", s, NULL, KMM_MISUSE_ABSENT, KMM_ENOENT,
+                               "not registered", caller);
     wait_until_idle(pm, s);
     return KMM_OK;
 }
@@ -209,7 +208,6 @@ void pmm_reclaim_stats(struct kmm_pmm *pm, struct kmm_page_stats *out)
     out->reclaimed_pages = pm->reclaimed_pages;
     out->shrinkers = pm->shrinker_count;
     kmm_unlock_irqrestore(&pm->shrinker_lock, st);
-    out->shrinker_misuse = atomic_load_explicit(&pm->shrinker_misuse, memory_order_relaxed);
 }
 
 bool pmm_shrinker_info(struct kmm_pmm *pm, uint64_t after_seq, struct pmm_shrinker_info *out)

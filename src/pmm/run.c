@@ -249,34 +249,28 @@ static uint64_t run_alloc_slow(struct kmm *k, const struct run_request *req, kmm
 
 /* --- misuse ------------------------------------------------------------------------- */
 
-/* Counts a rejected call in the page allocator's misuse[] and logs one line
- * in buddy.c's shape, "call(arguments): what, caller". A run speaks in page
- * counts rather than orders, hence a reporter of its own. */
-static void run_count_misuse(struct kmm *k, enum kmm_page_misuse kind)
-{
-    atomic_fetch_add_explicit(&k->pmm.misuse[kind], 1, memory_order_relaxed);
-}
+/* Rejected run calls are counted in the page layer's row and logged in
+ * buddy.c's shape, "call(arguments): what, caller". A run speaks in page
+ * counts rather than orders, hence texts of its own. */
 
 static const char *run_plural(uint64_t n)
 {
     return n == 1 ? "" : "s";
 }
 
-static void run_alloc_misuse(struct kmm *k, enum kmm_page_misuse kind, const char *what,
-                             size_t count, uint64_t align, uint64_t limit, kmm_gfp_t flags,
-                             const void *caller)
+static void run_alloc_misuse(struct kmm *k, enum kmm_misuse kind, const char *what, size_t count,
+                             uint64_t align, uint64_t limit, kmm_gfp_t flags, const void *caller)
 {
-    run_count_misuse(k, kind);
-    kmm_logf(k->port, KMM_LOG_ERR,
-             "kmm_run_alloc(%llu page%s, align 0x%llx, limit 0x%llx, flags 0x%x): %s, caller %p",
-             (unsigned long long)count, run_plural(count), (unsigned long long)align,
-             (unsigned long long)limit, flags, what, caller);
+    kmm_misuse(k, KMM_LAYER_PAGE, kind, KMM_EINVAL, caller,
+               "kmm_run_alloc(%llu page%s, align 0x%llx, limit 0x%llx, flags 0x%x): %s",
+               (unsigned long long)count, run_plural(count), (unsigned long long)align,
+               (unsigned long long)limit, flags, what);
 }
 
 /* Why a free is refused: the kind counted, the error returned, what the log
  * says, where (the frame concerned) and, for a wrong count, the real one. */
 struct run_verdict {
-    enum kmm_page_misuse kind; /* KMM_MISUSE_COUNT: none */
+    enum kmm_misuse kind; /* KMM_MISUSE_COUNT: none */
     int err;
     const char *what;
     uint64_t at;
@@ -286,7 +280,6 @@ struct run_verdict {
 static int run_free_misuse(struct kmm *k, const struct run_verdict *v, uint64_t pa, size_t count,
                            const void *caller)
 {
-    run_count_misuse(k, v->kind);
     char detail[48] = "";
     if (v->actual)
         kmm_snprintf(detail, sizeof(detail), ": allocated as %llu page%s",
@@ -294,10 +287,9 @@ static int run_free_misuse(struct kmm *k, const struct run_verdict *v, uint64_t 
     else if (v->at != pa >> KMM_PAGE_SHIFT)
         kmm_snprintf(detail, sizeof(detail), " at 0x%llx",
                      (unsigned long long)v->at << KMM_PAGE_SHIFT);
-    kmm_logf(k->port, KMM_LOG_ERR, "kmm_run_free(0x%llx, %llu page%s): %s%s, caller %p",
-             (unsigned long long)pa, (unsigned long long)count, run_plural(count), v->what, detail,
-             caller);
-    return v->err;
+    return kmm_misuse(k, KMM_LAYER_PAGE, v->kind, v->err, caller,
+                      "kmm_run_free(0x%llx, %llu page%s): %s%s", (unsigned long long)pa,
+                      (unsigned long long)count, run_plural(count), v->what, detail);
 }
 
 static bool run_flags_valid(kmm_gfp_t flags)

@@ -37,7 +37,9 @@ void kmm_page_stats(struct kmm *k, struct kmm_page_stats *out)
         .failed_allocs = atomic_load_explicit(&pm->failed_allocs, memory_order_relaxed),
     };
     for (unsigned i = 0; i < KMM_MISUSE_COUNT; i++)
-        out->misuse[i] = atomic_load_explicit(&pm->misuse[i], memory_order_relaxed);
+        out->misuse[i] =
+            atomic_load_explicit(&k->misuse.count[KMM_LAYER_PAGE][i], memory_order_relaxed);
+    out->shrinker_misuse = kmm_misuse_layer_total(k, KMM_LAYER_RECLAIM);
     /* The map and the figures that grow with it (grow.c, under its lock). */
     pmm_grow_stats(k, out);
 

@@ -46,7 +46,6 @@ void vmm_init(struct kmm *k, unsigned levels)
     vm->kernel_half = pte_kernel_half(levels);
     kmm_lock_init(&vm->list_lock);
     vm->spaces = 0;
-    atomic_init(&vm->misuse, 0);
     uint64_t root = pmm_table_alloc(k, 0);
     KMM_ASSERT(k->port, root != 0);
     aspace_init(&vm->kernel, k, root, true);
@@ -160,8 +159,7 @@ void kmm_vm_stats(struct kmm_aspace *as, struct kmm_vm_stats *out)
                                  .mapped_2m = as->leaves[2],
                                  .mapped_1g = as->leaves[3],
                                  .owned_pages = as->owned,
-                                 .misuse =
-                                     atomic_load_explicit(&as->k->vm.misuse, memory_order_relaxed)};
+                                 .misuse = kmm_misuse_layer_total(as->k, KMM_LAYER_VM)};
     uint64_t n = 0;
     for (unsigned l = 1; l <= 5; l++) {
         out->tables[l] = as->tables[l];

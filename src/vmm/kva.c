@@ -120,7 +120,6 @@ void kva_init(struct kmm *k, const struct kmm_config *cfg)
     v->pages = (dflt ? KMM_KVA_DEFAULT_SIZE : cfg->kva_size) >> KMM_PAGE_SHIFT;
     kmm_lock_init(&v->lock);
     atomic_init(&v->failed, 0);
-    atomic_init(&v->misuse, 0);
     v->canary = KMM_KVA_CANARY;
 }
 
@@ -135,10 +134,9 @@ uint64_t kva_pages_for(const struct kmm *k, uint64_t size)
 int kva_misuse(struct kmm *k, int err, const char *fn, uint64_t va, uint64_t size, const char *why,
                const void *caller)
 {
-    atomic_fetch_add_explicit(&k->kva.misuse, 1, memory_order_relaxed);
-    kmm_logf(k->port, KMM_LOG_ERR, "%s(0x%llx, size 0x%llx): %s, caller %p", fn,
-             (unsigned long long)va, (unsigned long long)size, why, caller);
-    return err;
+    return kmm_misuse(k, KMM_LAYER_KVA, kmm_misuse_of_error(err), err, caller,
+                      "%s(0x%llx, size 0x%llx): %s", fn, (unsigned long long)va,
+                      (unsigned long long)size, why);
 }
 
 /* --- records ----------------------------------------------------------------------- */
@@ -603,7 +601,7 @@ void kmm_vmalloc_stats(struct kmm *k, struct kmm_vmalloc_stats *out)
     };
     kmm_unlock_irqrestore(&v->lock, irq);
     out->failed_allocs = atomic_load_explicit(&v->failed, memory_order_relaxed);
-    out->misuse = atomic_load_explicit(&v->misuse, memory_order_relaxed);
+    out->misuse = kmm_misuse_layer_total(k, KMM_LAYER_KVA);
 }
 
 /* --- kmm_check's part ------------------------------------------------------------------ */

@@ -83,7 +83,6 @@ struct kmm_kva {
     uint64_t foreign_pages;
     uint64_t backed[KVA_KINDS];
     atomic_uint_fast64_t failed; /* allocations that found no room; never decreases */
-    atomic_uint_fast64_t misuse; /* rejected calls; never decreases */
 };
 
 /* kmm_init's part: whether cfg's window is valid for `levels` paging

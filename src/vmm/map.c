@@ -133,10 +133,9 @@ static inline bool leaf_global(const struct kmm_aspace *as, uint64_t va, pte_t e
 static int vm_misuse(struct kmm *k, int err, const char *fn, uint64_t va, uint64_t size,
                      const char *why, const void *caller)
 {
-    atomic_fetch_add_explicit(&k->vm.misuse, 1, memory_order_relaxed);
-    kmm_logf(k->port, KMM_LOG_ERR, "%s(0x%llx, size 0x%llx): %s, caller %p", fn,
-             (unsigned long long)va, (unsigned long long)size, why, caller);
-    return err;
+    return kmm_misuse(k, KMM_LAYER_VM, kmm_misuse_of_error(err), err, caller,
+                      "%s(0x%llx, size 0x%llx): %s", fn, (unsigned long long)va,
+                      (unsigned long long)size, why);
 }
 
 /* Checks a range's shape; returns NULL if valid, else why not. */

@@ -48,11 +48,10 @@ struct kmm_aspace {
 };
 
 struct kmm_vm {
-    unsigned levels;             /* 4, or 5 with LA57 */
-    uint64_t kernel_half;        /* the first kernel-half address */
-    kmm_lock_t list_lock;        /* the space list */
-    struct kmm_aspace *spaces;   /* every user space, newest first */
-    atomic_uint_fast64_t misuse; /* rejected calls; never decreases */
+    unsigned levels;           /* 4, or 5 with LA57 */
+    uint64_t kernel_half;      /* the first kernel-half address */
+    kmm_lock_t list_lock;      /* the space list */
+    struct kmm_aspace *spaces; /* every user space, newest first */
     struct kmm_aspace kernel;
 };
 

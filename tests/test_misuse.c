@@ -1,0 +1,169 @@
+/*
+ * test_misuse.c - the one misuse service: every layer's rejected call is
+ * counted once in its (layer, class) cell, logged once with the call and the
+ * caller, shown by the per-layer figures and the report, and changes nothing.
+ */
+#include "ktest.h"
+#include "env.h"
+#include "fixture.h"
+
+#include <kmm/check.h>
+#include <kmm/kmm.h>
+#include <kmm/misuse.h>
+#include <kmm/page.h>
+#include <kmm/vm.h>
+#include <kmm/vmalloc.h>
+
+#define MIB (UINT64_C(1) << 20)
+
+static const struct kmm_region map64[] = {{1 * MIB, 63 * MIB, KMM_MEM_USABLE}};
+
+/*
+ * Expects the call that returned got to have been rejected with err,
+ * counted once in cell (layer, what) and nowhere else, and logged in exactly
+ * one error line that contains needle and names the caller; kmm_check clean.
+ */
+static void expect_cell_at(struct ktest *t, struct kt_kmm *f, const struct kmm_misuse_stats *before,
+                           unsigned long lines_before, int got, int err, unsigned layer,
+                           unsigned what, const char *needle, const char *file, int line)
+{
+    struct kmm_misuse_stats after;
+    kmm_misuse_stats(f->k, &after);
+    if (got != err)
+        ktest_fail_at(t, file, line, "returned %s, want %s", kmm_strerror(got), kmm_strerror(err));
+    for (unsigned l = 0; l < KMM_LAYER_COUNT; l++)
+        for (unsigned m = 0; m < KMM_MISUSE_COUNT; m++)
+            if (after.count[l][m] != before->count[l][m] + (l == layer && m == what))
+                ktest_fail_at(t, file, line, "cell %s/%s went %llu -> %llu", kmm_layer_name(l),
+                              kmm_misuse_name(m), (unsigned long long)before->count[l][m],
+                              (unsigned long long)after.count[l][m]);
+    if (after.total != before->total + 1 ||
+        after.layer_total[layer] != before->layer_total[layer] + 1)
+        ktest_fail_at(t, file, line, "totals went %llu -> %llu", (unsigned long long)before->total,
+                      (unsigned long long)after.total);
+    unsigned long lines = kt_machine_log_count(f->m, KMM_LOG_ERR) - lines_before;
+    if (lines != 1)
+        ktest_fail_at(t, file, line, "%lu error lines, want 1", lines);
+    const char *last = kt_machine_last_error(f->m);
+    if (!ktest_contains(last, needle) || !ktest_contains(last, ", caller "))
+        ktest_fail_at(t, file, line, "logged \"%s\", want \"%s\" and the caller", last, needle);
+    kt_expect_healthy_at(t, f->k, file, line);
+}
+
+/* Runs call and checks it as expect_cell_at says. */
+#define EXPECT_CELL(t, f, call, err, layer, what, needle)                                          \
+    do {                                                                                           \
+        struct kmm_misuse_stats b_;                                                                \
+        kmm_misuse_stats((f)->k, &b_);                                                             \
+        unsigned long l_ = kt_machine_log_count((f)->m, KMM_LOG_ERR);                              \
+        int got_ = (call);                                                                         \
+        expect_cell_at((t), (f), &b_, l_, got_, (err), (layer), (what), (needle), __FILE__,        \
+                       __LINE__);                                                                  \
+    } while (0)
+
+static uint64_t no_scan(struct kmm *k, void *ctx, uint64_t want, kmm_gfp_t flags)
+{
+    (void)k;
+    (void)ctx;
+    (void)want;
+    (void)flags;
+    return 0;
+}
+
+KTEST(misuse, each_layer_counts_its_rejections_in_its_own_cell_once)
+{
+    struct kt_kmm f;
+    if (!kt_kmm_up(t, &f, map64, 1, 2, 0))
+        return;
+    EXPECT_CELL(t, &f, kmm_page_free(f.k, 8 * MIB + 1, 0), KMM_EINVAL, KMM_LAYER_PAGE,
+                KMM_MISUSE_UNALIGNED, "kmm_page_free");
+    EXPECT_CELL(t, &f, kmm_pages_free(f.k, 8 * MIB, 0), KMM_EINVAL, KMM_LAYER_PAGE,
+                KMM_MISUSE_BAD_ORDER, "kmm_pages_free");
+    EXPECT_CELL(t, &f, kmm_page_drain_offline_cpu(f.k, 2), KMM_EINVAL, KMM_LAYER_PAGE,
+                KMM_MISUSE_ABSENT, "kmm_page_drain_offline_cpu(2)");
+    EXPECT_CELL(t, &f, kmm_page_add_memory(f.k, 8 * MIB, 4096, KMM_MEM_USABLE), KMM_EBUSY,
+                KMM_LAYER_GROW, KMM_MISUSE_BUSY, "kmm_page_add_memory");
+    EXPECT_CELL(t, &f, kmm_shrinker_register(f.k, NULL), KMM_EINVAL, KMM_LAYER_RECLAIM,
+                KMM_MISUSE_BAD_ARG, "kmm_shrinker_register");
+    struct kmm_shrinker s = {.name = "never-registered", .scan = no_scan};
+    EXPECT_CELL(t, &f, kmm_shrinker_unregister(f.k, &s), KMM_ENOENT, KMM_LAYER_RECLAIM,
+                KMM_MISUSE_ABSENT, "not registered");
+    struct kmm_aspace *ks = kmm_kernel_aspace(f.k);
+    EXPECT_CELL(t, &f, kmm_vm_map(ks, UINT64_C(0xffff800000001001), 8 * MIB, 4096, KMM_PROT_READ),
+                KMM_EINVAL, KMM_LAYER_VM, KMM_MISUSE_BAD_ARG, "kmm_vm_map");
+    EXPECT_CELL(t, &f, kmm_kva_free(f.k, 0x1000), KMM_ERANGE, KMM_LAYER_KVA, KMM_MISUSE_OUTSIDE,
+                "kmm_kva_free");
+    kt_kmm_down(&f);
+}
+
+KTEST(misuse, the_layers_figures_are_their_rows_of_the_table)
+{
+    struct kt_kmm f;
+    if (!kt_kmm_up(t, &f, map64, 1, 1, 0))
+        return;
+    kmm_page_free(f.k, 8 * MIB + 1, 0);
+    kmm_page_free(f.k, 8 * MIB + 2, 0);
+    kmm_shrinker_unregister(f.k, NULL);
+    kmm_vm_unmap(kmm_kernel_aspace(f.k), 0x1001, 4096);
+    kmm_vfree(f.k, (void *)0x1000);
+    struct kmm_misuse_stats ms;
+    kmm_misuse_stats(f.k, &ms);
+    struct kmm_page_stats ps;
+    kmm_page_stats(f.k, &ps);
+    uint64_t page = 0;
+    for (unsigned m = 0; m < KMM_MISUSE_COUNT; m++) {
+        KT_EXPECT_EQ(t, ps.misuse[m], ms.count[KMM_LAYER_PAGE][m]);
+        page += ps.misuse[m];
+    }
+    KT_EXPECT_EQ(t, page, 2);
+    KT_EXPECT_EQ(t, ms.layer_total[KMM_LAYER_PAGE], 2);
+    KT_EXPECT_EQ(t, ps.shrinker_misuse, ms.layer_total[KMM_LAYER_RECLAIM]);
+    KT_EXPECT_EQ(t, ps.shrinker_misuse, 1);
+    struct kmm_vm_stats vs;
+    kmm_vm_stats(kmm_kernel_aspace(f.k), &vs);
+    KT_EXPECT_EQ(t, vs.misuse, ms.layer_total[KMM_LAYER_VM]);
+    KT_EXPECT_EQ(t, vs.misuse, 1);
+    struct kmm_vmalloc_stats ks;
+    kmm_vmalloc_stats(f.k, &ks);
+    KT_EXPECT_EQ(t, ks.misuse, ms.layer_total[KMM_LAYER_KVA]);
+    KT_EXPECT_EQ(t, ks.misuse, 1);
+    KT_EXPECT_EQ(t, ms.total, 5);
+    kt_kmm_down(&f);
+}
+
+KTEST(misuse, the_report_shows_each_layer_with_its_classes)
+{
+    struct kt_kmm f;
+    if (!kt_kmm_up(t, &f, map64, 1, 1, 0))
+        return;
+    static struct kt_text tx;
+    const char *buf = tx.buf;
+    kmm_report(f.k, &(struct kmm_sink){kt_text_write, &tx});
+    KT_EXPECT(t, ktest_contains(buf, "Rejected calls (misuse): 0\n"));
+    kmm_page_free(f.k, 8 * MIB + 1, 0);
+    kmm_page_free(f.k, 8 * MIB + 1, 0);
+    kmm_shrinker_register(f.k, NULL);
+    tx.len = 0;
+    kmm_report(f.k, &(struct kmm_sink){kt_text_write, &tx});
+    KT_EXPECT(t, ktest_contains(buf, "Rejected calls (misuse): 3\n"));
+    KT_EXPECT(t, ktest_contains(buf, "  page     2: unaligned 2\n"));
+    KT_EXPECT(t, ktest_contains(buf, "  reclaim  1: bad-arg 1\n"));
+    KT_EXPECT(t, !ktest_contains(buf, "  vm "));
+    kt_kmm_down(&f);
+}
+
+KTEST(misuse, every_layer_and_class_has_its_own_name)
+{
+    for (unsigned a = 0; a < KMM_LAYER_COUNT; a++) {
+        KT_EXPECT(t, kmm_layer_name(a)[0] != '?');
+        for (unsigned b = a + 1; b < KMM_LAYER_COUNT; b++)
+            KT_EXPECT(t, !ktest_streq(kmm_layer_name(a), kmm_layer_name(b)));
+    }
+    for (unsigned a = 0; a < KMM_MISUSE_COUNT; a++) {
+        KT_EXPECT(t, kmm_misuse_name(a)[0] != '?');
+        for (unsigned b = a + 1; b < KMM_MISUSE_COUNT; b++)
+            KT_EXPECT(t, !ktest_streq(kmm_misuse_name(a), kmm_misuse_name(b)));
+    }
+    KT_EXPECT(t, kmm_layer_name(KMM_LAYER_COUNT)[0] == '?');
+    KT_EXPECT(t, kmm_misuse_name(KMM_MISUSE_COUNT)[0] == '?');
+}
