@@ -35,13 +35,16 @@ LIB_SRCS := $(CORE_SRCS)
 else
 SAN_FLAGS_asan := -fsanitize=address,undefined -fno-sanitize-recover=all
 SAN_FLAGS_tsan := -fsanitize=thread
+# Not a sanitizer: the library with its assertions compiled out through the
+# hosted port's glue header, to show that none of them has a side effect.
+SAN_FLAGS_noassert := -DKMM_HOSTED_NO_ASSERT
 # libFuzzer (clang only): instrumented objects; the fuzz targets link the
 # fuzzer's own main.
 SAN_FLAGS_fuzz := -fsanitize=fuzzer-no-link -fsanitize=address,undefined -fno-sanitize-recover=all
-OPT := $(if $(SAN),-O1,-O2)
+OPT := $(if $(filter-out noassert,$(SAN)),-O1,-O2)
 # Frame pointers only where sanitizer stack traces need them: the plain
 # build matches the kernel build (and the benchmark peers' -O2) in omitting them.
-FP_FLAGS := $(if $(SAN),-fno-omit-frame-pointer)
+FP_FLAGS := $(if $(filter-out noassert,$(SAN)),-fno-omit-frame-pointer)
 CFLAGS := -std=c11 $(OPT) -g $(FP_FLAGS) $(WARN) $(SAN_FLAGS_$(SAN)) \
         -Iinclude -Isrc -Iport/hosted -Itests/ktest -MMD -MP
 LDFLAGS := $(SAN_FLAGS_$(SAN)) -pthread

@@ -86,13 +86,35 @@ void kmm_logf(struct kmm_port *p, int level, const char *fmt, ...)
 noreturn void kmm_panicf(struct kmm_port *p, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* A broken internal invariant: panic with the function's name. Always on:
- * the checks guard structure integrity, which is worth a compare. */
+/*
+ * KMM_ASSERT(port, cond) - a broken internal invariant: panic with the
+ * function's name. On by default: the checks guard structure integrity,
+ * which is worth a compare. A port may define KMM_ASSERT in its glue header
+ * to route or compile them out (kmm/port.h, KMM_ASSERT_OFF), so cond must
+ * have no side effect: the library must behave the same without it. Caller
+ * mistakes are never asserted: they are rejected (lib/misuse.h).
+ */
+#ifndef KMM_ASSERT
 #define KMM_ASSERT(port, cond)                                                                     \
     do {                                                                                           \
         if (__builtin_expect(!(cond), 0))                                                          \
             kmm_panicf((port), "%s: assertion failed: %s (%s:%d)", __func__, #cond, __FILE__,      \
                        __LINE__);                                                                  \
+    } while (0)
+#endif
+
+/*
+ * KMM_MUST(port, call) - make a call that, by the library's own invariants,
+ * cannot fail (releasing what it just took, querying its own window), and
+ * panic if it returned anything but KMM_OK. Unlike an assertion the call is
+ * always made, exactly once, whatever the port does with KMM_ASSERT.
+ */
+#define KMM_MUST(port, call)                                                                       \
+    do {                                                                                           \
+        int kmm_must_err_ = (call);                                                                \
+        if (__builtin_expect(kmm_must_err_ != KMM_OK, 0))                                          \
+            kmm_panicf((port), "%s: %s failed: %s (%s:%d)", __func__, #call,                       \
+                       kmm_strerror(kmm_must_err_), __FILE__, __LINE__);                           \
     } while (0)
 
 struct kmm_check_result;

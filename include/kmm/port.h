@@ -88,6 +88,13 @@
  *       p may be NULL when no instance exists yet.
  *   uint64_t kmm_port_cycles(void)
  *       A monotonic cycle counter (RDTSC). Any context.
+ *   KMM_ASSERT(port, cond)                                       (optional)
+ *       The library's internal invariant checks. Left undefined, a failed
+ *       one panics through kmm_port_panic with the function's name. A glue
+ *       header may define it to route the checks elsewhere, or as
+ *       KMM_ASSERT_OFF(port, cond) (below) to compile them out: no check
+ *       has a side effect, so the library behaves the same without them.
+ *       Caller mistakes are never assertions; they are rejected with errors.
  *
  * Besides the hooks, the host links memcpy, memmove, memset and memcmp, which
  * C compilers may call even in freestanding code.
@@ -114,6 +121,10 @@ struct kmm_port_mapping {
     uint64_t pa;   /* first physical address, valid when prot != 0 */
     unsigned prot; /* KMM_PORT_PROT_* ; 0 means "no longer mapped" */
 };
+
+/* An assertion compiled out: evaluates nothing, yet names its operands so
+ * that a variable only an assertion reads does not become "unused". */
+#define KMM_ASSERT_OFF(port, cond) ((void)sizeof(port), (void)sizeof((cond) ? 1 : 0))
 
 #include <kmm_port_impl.h>
 

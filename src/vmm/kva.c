@@ -248,7 +248,7 @@ static struct detached detach_if_idle_locked(struct kmm_kva *v)
 static void free_detached(struct kmm *k, struct detached d)
 {
     if (d.pa)
-        KMM_ASSERT(k->port, kmm_run_free(k, d.pa, d.pages) == KMM_OK);
+        KMM_MUST(k->port, kmm_run_free(k, d.pa, d.pages));
 }
 
 /*
@@ -329,13 +329,13 @@ static bool range_unmapped(struct kmm *k, uint64_t first, uint64_t need, uint64_
     uint64_t va = page_va(v, first), limit = page_va(v, first + need);
     uint64_t end = page_va(v, v->pages);
     struct kmm_vm_run run;
-    KMM_ASSERT(k->port, kmm_vm_query(ks, va, limit, &run) == KMM_OK);
+    KMM_MUST(k->port, kmm_vm_query(ks, va, limit, &run));
     if (!run.mapped && run.size == limit - va)
         return true;
     uint64_t at = run.mapped ? va : va + run.size;
     *m0 = (at - v->base) >> KMM_PAGE_SHIFT;
     while (at < end) {
-        KMM_ASSERT(k->port, kmm_vm_query(ks, at, end, &run) == KMM_OK);
+        KMM_MUST(k->port, kmm_vm_query(ks, at, end, &run));
         if (!run.mapped)
             break;
         at += run.size;
@@ -670,7 +670,7 @@ static void check_mapped(struct kmm *k, const struct kmm_kva_area *a, struct kmm
     bool owned = a->kind == KMM_KVA_VMALLOC;
     for (uint64_t at = a->va, end = a->va + a->size; at < end;) {
         struct kmm_vm_run run;
-        KMM_ASSERT(k->port, kmm_vm_query(ks, at, end, &run) == KMM_OK);
+        KMM_MUST(k->port, kmm_vm_query(ks, at, end, &run));
         if (!run.mapped || run.owned != owned || (owned && run.prot != KMM_VMALLOC_PROT)) {
             kmm_check_problem(r, KMM_CHECK_CORRUPT, "kva: %s area 0x%llx: page 0x%llx is %s",
                               kva_kind_name(a->kind), (unsigned long long)a->va,

@@ -48,7 +48,7 @@ static int map_owned_run(struct kmm *k, uint64_t va, uint64_t pa, uint64_t n)
 {
     int err = kmm_vm_map(kmm_kernel_aspace(k), va, pa, n * PAGE, KMM_VMALLOC_PROT | KMM_MAP_OWNED);
     for (uint64_t i = 0; !err && i < n; i++)
-        KMM_ASSERT(k->port, kmm_page_free(k, pa + i * PAGE, 0) == KMM_OK);
+        KMM_MUST(k->port, kmm_page_free(k, pa + i * PAGE, 0));
     return err;
 }
 
@@ -71,7 +71,7 @@ static int back_with_pages(struct kmm *k, uint64_t va, uint64_t n, kmm_gfp_t gfp
         } else {
             err = run_n ? map_owned_run(k, va + done * PAGE, run_pa, run_n) : KMM_OK;
             if (err) {
-                KMM_ASSERT(k->port, kmm_page_free(k, pa, 0) == KMM_OK);
+                KMM_MUST(k->port, kmm_page_free(k, pa, 0));
                 break;
             }
             done += run_n;
@@ -89,9 +89,9 @@ static int back_with_pages(struct kmm *k, uint64_t va, uint64_t n, kmm_gfp_t gfp
     if (!err)
         return KMM_OK;
     for (uint64_t i = 0; i < run_n; i++)
-        KMM_ASSERT(k->port, kmm_page_free(k, run_pa + i * PAGE, 0) == KMM_OK);
+        KMM_MUST(k->port, kmm_page_free(k, run_pa + i * PAGE, 0));
     if (done)
-        KMM_ASSERT(k->port, kmm_vm_unmap(kmm_kernel_aspace(k), va, done * PAGE) == KMM_OK);
+        KMM_MUST(k->port, kmm_vm_unmap(kmm_kernel_aspace(k), va, done * PAGE));
     return err;
 }
 
@@ -106,7 +106,7 @@ static int map_pages(struct kmm *k, uint64_t va, const uint64_t *pages, uint64_t
         int err = kmm_vm_map(ks, va + i * PAGE, pages[i], (j - i) * PAGE, prot);
         if (err) {
             if (i)
-                KMM_ASSERT(k->port, kmm_vm_unmap(ks, va, i * PAGE) == KMM_OK);
+                KMM_MUST(k->port, kmm_vm_unmap(ks, va, i * PAGE));
             return err;
         }
     }
@@ -129,7 +129,7 @@ static void unmap_area(struct kmm *k, uint64_t va, uint64_t n, const char *fn)
     struct kmm_vm_run run;
     unsigned long left = 0;
     for (uint64_t at = va; at < end; at += run.size) {
-        KMM_ASSERT(k->port, kmm_vm_query(ks, at, end, &run) == KMM_OK);
+        KMM_MUST(k->port, kmm_vm_query(ks, at, end, &run));
         if (run.mapped && kmm_vm_unmap(ks, at, run.size) != KMM_OK)
             left++;
     }
@@ -284,7 +284,7 @@ int kmm_kva_free(struct kmm *k, uint64_t va)
         return err;
     struct kmm_vm_run run;
     uint64_t end = va + (pages + 1) * PAGE; /* the guard page too */
-    KMM_ASSERT(k->port, kmm_vm_query(kmm_kernel_aspace(k), va, end, &run) == KMM_OK);
+    KMM_MUST(k->port, kmm_vm_query(kmm_kernel_aspace(k), va, end, &run));
     if (run.mapped || run.size != end - va) {
         kva_abort_free(k, va);
         return kva_misuse(k, KMM_EBUSY, "kmm_kva_free", va, pages * PAGE,
