@@ -5,7 +5,8 @@
 #   make bench      the benchmarks of WORKLOADS.md, hosted: a table and build/bench/results.json
 #   make test       everything CI runs: lint, gcc and clang builds, sanitizers, QEMU boot
 #   make check      the quick inner loop: gcc + ASan/UBSan hosted tests only
-#   make fuzz       the libFuzzer targets for FUZZ_SECONDS each (600; make test runs 45)
+#   make fuzz       the libFuzzer targets for FUZZ_SECONDS each (600; make test runs 30)
+#   make install    the hosted library, public headers, hosted port and kmm.pc under PREFIX
 #   make lint       format check, cppcheck, clang-tidy
 #   make format     reformat every source file
 #   make compile_commands.json
@@ -23,7 +24,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 VARIANT = $(MAKE) -f mk/variant.mk -j$(JOBS)
 
 .PHONY: all deps lib kernel run test check lint format format-check cppcheck clang-tidy \
-        hosted-tests kernel-images clean bench fuzz fuzz-targets
+        hosted-tests kernel-images clean bench fuzz fuzz-targets install
 
 all: lib kernel
 
@@ -69,7 +70,8 @@ kernel-images:
 
 test: SHELL := /bin/bash
 test: deps lint hosted-tests kernel-images fuzz-targets bench
-	tools/run-tests.sh $(foreach v,$(TEST_VARIANTS),$(firstword $(subst :, ,$(v)))) \
+	tools/run-tests.sh tools/readme-test.t \
+	  $(foreach v,$(TEST_VARIANTS),$(firstword $(subst :, ,$(v)))) \
 	  --kernel $(foreach v,$(KERNEL_VARIANTS),$(firstword $(subst :, ,$(v)))) --fuzz build/fuzz
 
 # libFuzzer targets (tests/fuzz/), clang + ASan + UBSan. `make test` runs each
@@ -82,7 +84,7 @@ fuzz: deps fuzz-targets
 
 hosted-tests kernel-images: SHELL := /bin/bash
 
-check:
+check: deps
 	$(VARIANT) O=build/asan CC=gcc WORLD=hosted SAN=asan tests
 	tools/run-tests.sh build/asan
 
@@ -120,6 +122,23 @@ clang-tidy: SHELL := /bin/bash
 # flags of the world it is built in (kernel/ freestanding, the rest hosted).
 compile_commands.json: Makefile mk/variant.mk
 	tools/compile-commands.sh > $@
+
+# --- install -------------------------------------------------------------------
+# The hosted build, for programs that use kmm in user space (tests, tools,
+# simulations): $(PREFIX)/lib/libkmm.a, the public headers in
+# $(PREFIX)/include/kmm/, the hosted port's headers in
+# $(PREFIX)/include/kmm/hosted/ and $(PREFIX)/lib/pkgconfig/kmm.pc, so that
+#   cc prog.c $$(pkg-config --cflags --libs kmm)
+# builds. A kernel builds src/ with its own glue header instead (docs/porting.md).
+PREFIX ?= /usr/local
+install:
+	$(VARIANT) O=build/hosted CC=gcc WORLD=hosted lib
+	install -d $(DESTDIR)$(PREFIX)/include/kmm/hosted $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 include/kmm/*.h $(DESTDIR)$(PREFIX)/include/kmm/
+	install -m 644 port/hosted/kmm_port_impl.h port/hosted/hosted.h \
+	  $(DESTDIR)$(PREFIX)/include/kmm/hosted/
+	install -m 644 build/hosted/libkmm.a $(DESTDIR)$(PREFIX)/lib/
+	sed 's|@PREFIX@|$(PREFIX)|' tools/kmm.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/kmm.pc
 
 clean:
 	rm -rf build compile_commands.json

@@ -8,6 +8,7 @@ packages=(
     libclang-rt-dev                  # clang's sanitizer and libFuzzer runtimes
     clang-format clang-tidy cppcheck # lint
     perl                             # prove
+    pkg-config                       # the README example builds against `make install`
     qemu-system-x86                  # boots the kernel image under TCG
     grub-pc-bin grub-common xorriso mtools # the demo kernel's GRUB ISO
     git

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# tools/run-tests.sh VARIANT_DIR... [--kernel KERNEL_DIR...] [--fuzz FUZZ_DIR]
+# tools/run-tests.sh [SCRIPT.t | VARIANT_DIR]... [--kernel KERNEL_DIR...] [--fuzz FUZZ_DIR]
 #
 # Runs, under one prove, every hosted test executable (VARIANT_DIR/tests/*.t),
 # a boot of each kernel variant's test image under QEMU (its serial output
 # is KTAP, read by prove like the hosted tests), and each fuzz target in
 # FUZZ_DIR (fuzz-*) for FUZZ_SECONDS (default 30) through tools/fuzz-test.sh.
+# A SCRIPT.t (a file, e.g. tools/readme-test.t) is a TAP script run as it is.
 # Exit status: prove's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,8 @@ for arg in "$@"; do
             chmod +x "$bin.t"
             files+=("$bin.t")
         done
+    elif [ "$kernel" = 0 ] && [ -f "$arg" ]; then
+        files+=("$arg")
     elif [ "$kernel" = 0 ]; then
         files+=("$arg"/tests/*.t)
     else
