@@ -15,7 +15,7 @@ static bool list_is_valid(struct kmm_port *p, const struct kmm_region *list, siz
                           const char *which)
 {
     long bad = kmm_memmap_validate(list, count);
-    if (bad < 0)
+    if (bad == KMM_MEMMAP_VALID)
         return true;
     if (list && (size_t)bad < count) {
         const struct kmm_region *r = &list[bad];
@@ -169,12 +169,14 @@ int kmm_init(const struct kmm_config *cfg, struct kmm **out)
     return KMM_OK;
 }
 
-void kmm_fini(struct kmm *k)
+int kmm_fini(struct kmm *k)
 {
     if (!k)
-        return;
-    KMM_ASSERT(k->port, k->canary == KMM_INSTANCE_CANARY);
+        return KMM_OK;
+    if (k->canary != KMM_INSTANCE_CANARY)
+        return KMM_ESTATE;
     k->canary = 0;
+    return KMM_OK;
 }
 
 struct kmm_port *kmm_port_of(const struct kmm *k)

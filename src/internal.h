@@ -23,9 +23,8 @@
 /* "kmm-inst": a live instance starts with this; kmm_fini() clears it. */
 #define KMM_INSTANCE_CANARY UINT64_C(0x6b6d6d2d696e7374)
 
-/* A resolved map of n input regions has at most 2n - 1 ranges; the
- * instance's own metadata may split one more. */
-#define KMM_MAP_CAP ((size_t)2 * KMM_MAX_REGIONS)
+/* Room in the instance for its map (kmm/memmap.h says why this much). */
+#define KMM_MAP_CAP ((size_t)KMM_MAX_MAP_RANGES)
 
 /* Where the instance is placed: never below this physical address, so that
  * low memory stays free for real-mode trampolines and legacy DMA. */

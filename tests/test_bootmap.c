@@ -629,7 +629,7 @@ KTEST(bootmap, entries_past_the_physical_limit_are_clamped_or_dropped)
         fill_sentinel(out, N(out));
         long n = convert(t, (enum encoding)enc, in, N(in), out, N(out));
         expect_regions(t, __LINE__, encoding_name[enc], n, out, N(out), want, N(want));
-        KT_EXPECT_EQ(t, kmm_memmap_validate(out, n > 0 ? (size_t)n : 0), -1);
+        KT_EXPECT_EQ(t, kmm_memmap_validate(out, n > 0 ? (size_t)n : 0), KMM_MEMMAP_VALID);
     }
 }
 
@@ -763,7 +763,7 @@ KTEST(bootmap, qemu_pc_128m_map_resolves_without_page_zero_and_with_page_aligned
         fill_sentinel(regions, N(regions));
         long n = convert(t, (enum encoding)enc, qemu_pc_128m, N(qemu_pc_128m), regions, N(regions));
         KT_ASSERT_EQ(t, n, N(qemu_pc_128m));
-        KT_EXPECT_EQ(t, kmm_memmap_validate(regions, (size_t)n), -1);
+        KT_EXPECT_EQ(t, kmm_memmap_validate(regions, (size_t)n), KMM_MEMMAP_VALID);
         fill_sentinel(map, N(map));
         size_t m = kmm_memmap_resolve(regions, (size_t)n, map, N(map));
         expect_regions(t, __LINE__, encoding_name[enc], (long)m, map, N(map), want, N(want));

@@ -181,6 +181,25 @@ KTEST(init, an_instance_can_be_created_and_torn_down_many_times)
     kt_machine_destroy(m);
 }
 
+KTEST(init, a_second_fini_is_refused_and_a_null_one_does_nothing)
+{
+    struct kt_machine *m = kt_machine_create(t, small_pc, N(small_pc));
+    if (!m)
+        return;
+    struct kmm_config cfg = config_for(m, small_pc, N(small_pc));
+    struct kmm *k;
+    KT_ASSERT_EQ(t, kmm_init(&cfg, &k), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_fini(k), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_fini(k), KMM_ESTATE); /* not a panic: a caller's mistake */
+    KT_EXPECT_EQ(t, kmm_fini(NULL), KMM_OK);
+    /* The memory is plain memory again: a new instance takes the same place. */
+    struct kmm *again;
+    KT_ASSERT_EQ(t, kmm_init(&cfg, &again), KMM_OK);
+    KT_EXPECT(t, again == k);
+    KT_EXPECT_EQ(t, kmm_fini(again), KMM_OK);
+    kt_machine_destroy(m);
+}
+
 KTEST(init, two_instances_on_two_machines_are_independent)
 {
     static const struct kmm_region other[] = {{0, 64 * MIB, KMM_MEM_USABLE}};

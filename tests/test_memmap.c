@@ -137,8 +137,8 @@ KTEST(memmap, resolve_reports_the_count_when_out_is_too_small)
 KTEST(memmap, validate_names_the_first_bad_entry)
 {
     const struct kmm_region ok[] = {{0, 4 * KIB, KMM_MEM_USABLE}};
-    KT_EXPECT_EQ(t, kmm_memmap_validate(ok, N(ok)), -1);
-    KT_EXPECT_EQ(t, kmm_memmap_validate(ok, 0), -1);
+    KT_EXPECT_EQ(t, kmm_memmap_validate(ok, N(ok)), KMM_MEMMAP_VALID);
+    KT_EXPECT_EQ(t, kmm_memmap_validate(ok, 0), KMM_MEMMAP_VALID);
 
     const struct kmm_region bad_type[] = {{0, 1, KMM_MEM_USABLE}, {0, 1, 0}};
     KT_EXPECT_EQ(t, kmm_memmap_validate(bad_type, N(bad_type)), 1);

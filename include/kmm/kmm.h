@@ -119,18 +119,27 @@ struct kmm_config {
 int kmm_init(const struct kmm_config *cfg, struct kmm **out);
 
 /*
- * kmm_fini - tear an instance down. The memory it managed goes back to being
- * plain memory of the host; every pointer the instance handed out becomes
- * invalid. k may be NULL (nothing happens). IRQs on.
+ * kmm_fini - tear an instance down. The memory it managed, its own metadata
+ * included, goes back to being plain memory of the host. Nothing is walked
+ * or freed: pages still allocated, address spaces, kernel virtual areas and
+ * registered shrinkers cease to exist with the instance, and every pointer
+ * and address it handed out becomes the host's to forget. The caller must
+ * make sure that no other CPU is inside a kmm call and none will be, and
+ * that no address space of the instance is loaded on a CPU if its memory is
+ * to be reused (kmm_check before kmm_fini finds what is still held).
+ * Returns KMM_OK; KMM_OK for NULL (nothing happens); KMM_ESTATE, with
+ * nothing done, if k is not a live instance (a second kmm_fini): there is
+ * no instance left to count or log the mistake in. IRQs on; O(1).
  */
-void kmm_fini(struct kmm *k);
+int kmm_fini(struct kmm *k);
 
 /* The port context an instance was created with. Any context. */
 struct kmm_port *kmm_port_of(const struct kmm *k);
 
 /*
  * kmm_memory_map - the resolved physical memory map the instance manages,
- * lowest address first; *count receives the number of ranges. The instance's
+ * lowest address first; *count receives the number of ranges, at most
+ * KMM_MAX_MAP_RANGES (kmm/memmap.h). The instance's
  * own pages appear as one KMM_MEM_KMM_META range. Valid until kmm_fini().
  * Any context.
  */

@@ -46,9 +46,17 @@ struct kmm_region {
     uint32_t type;   /* enum kmm_mem_type */
 };
 
-/* The most regions an input map (regions plus reserved ranges) may hold, and
- * the most ranges a resolved map may hold. */
+/* The most regions an input map (regions plus reserved ranges) may hold. */
 #define KMM_MAX_REGIONS 256
+
+/* The most ranges an instance's map (kmm_memory_map) holds. Resolving n
+ * input regions gives at most 2n - 1 ranges (a range that others cut in
+ * the middle splits in two), and the instance's own metadata may split one
+ * more; memory added later (kmm_page_add_memory) fills the rest. */
+#define KMM_MAX_MAP_RANGES (2 * KMM_MAX_REGIONS)
+
+/* kmm_memmap_validate's answer for a map with no bad entry. */
+#define KMM_MEMMAP_VALID (-1L)
 
 /* The highest physical address x86_64 can have (MAXPHYADDR = 52), exclusive. */
 #define KMM_PHYS_LIMIT ((uint64_t)1 << 52)
@@ -58,7 +66,8 @@ const char *kmm_mem_type_name(uint32_t type);
 
 /*
  * kmm_memmap_validate - check an input map without changing anything.
- * Returns -1 if the map is valid, else the index of the first bad entry: a
+ * Returns KMM_MEMMAP_VALID (-1) if the map is valid, else the index of the
+ * first bad entry: a
  * type outside 1..7 (KMM_MEM_KMM_META is the library's own), or an entry that
  * ends above KMM_PHYS_LIMIT or wraps around. count above KMM_MAX_REGIONS makes
  * index KMM_MAX_REGIONS bad. Pure; any context; O(n).
@@ -68,8 +77,8 @@ long kmm_memmap_validate(const struct kmm_region *regions, size_t count);
 /*
  * kmm_memmap_resolve - resolve a valid input map (the rules above) into out,
  * which has room for cap ranges, lowest address first.
- * Returns the number of resolved ranges; if that is more than cap, only the
- * first cap were written (call again with more room). Pure; any context;
+ * Returns the number of resolved ranges, at most 2 * count - 1; if that is
+ * more than cap, only the first cap were written (call again with more room). Pure; any context;
  * O(n^2) in count, no scratch memory.
  */
 size_t kmm_memmap_resolve(const struct kmm_region *regions, size_t count, struct kmm_region *out,

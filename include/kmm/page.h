@@ -105,10 +105,16 @@ uint64_t kmm_page_alloc(struct kmm *k, unsigned order, kmm_gfp_t flags);
 int kmm_page_free(struct kmm *k, uint64_t pa, unsigned order);
 
 /*
- * kmm_pages_alloc / kmm_pages_free - the same by page count: count is
- * rounded up to a power of two (so 3 pages take an order-2 block) and the
- * free must give the same count. count 0 or above 2^KMM_PAGE_MAX_ORDER is
- * malformed (0 returned / KMM_EINVAL).
+ * kmm_pages_alloc / kmm_pages_free - kmm_page_alloc and kmm_page_free by
+ * page count. count is rounded up to a power of two: 3 pages take an
+ * order-2 block, whose fourth page is the caller's too and goes back with
+ * the block. The free must give a count that rounds to the block's order
+ * (3 or 4 for that block; anything else is KMM_EINVAL, wrong order).
+ * count 0 or above 2^KMM_PAGE_MAX_ORDER is malformed: kmm_pages_alloc
+ * returns 0 and kmm_pages_free KMM_EINVAL, both counted and logged as
+ * misuse (KMM_MISUSE_BAD_ORDER). Otherwise each returns exactly what
+ * kmm_page_alloc / kmm_page_free return for that order, in the same
+ * contexts and time. kmm_run_alloc (below) takes exactly count pages.
  */
 uint64_t kmm_pages_alloc(struct kmm *k, size_t count, kmm_gfp_t flags);
 int kmm_pages_free(struct kmm *k, uint64_t pa, size_t count);
@@ -177,8 +183,15 @@ struct kmm_page_stats {
     uint64_t shrinkers;       /* registered now */
 };
 
-/* kmm_page_stats - fill *out. Takes each zone lock in turn; the figures of
- * different zones may be from slightly different moments. */
+/*
+ * kmm_page_stats - fill *out with the figures above. Takes each zone lock
+ * in turn, then the growth and shrinker locks, one at a time and each with
+ * IRQs off: any context, shrinkers included (they run with no kmm lock
+ * held), but not from the port's log hook. The figures
+ * of different zones may be from slightly different moments; within a zone
+ * they agree. Counters marked "never decreases" are read without a lock.
+ * O(nodes x zones x (orders + CPUs)).
+ */
 void kmm_page_stats(struct kmm *k, struct kmm_page_stats *out);
 
 /*
@@ -214,21 +227,27 @@ const char *kmm_zone_name(unsigned zone);
  * without KMM_GFP_ATOMIC) skips it. So scan need not be reentrant, and
  * reclaim nests at most as deep as the list is long.
  *
- * The caller sets scan, ctx and name; the rest belongs to kmm from register
- * until unregister returns, and the structure must stay valid (and be
- * registered with one instance at a time) until then.
+ * The caller sets scan, ctx and name; `state` belongs to kmm from register
+ * until unregister returns (the caller neither reads nor writes it), and the
+ * structure must stay valid (and be registered with one instance at a time)
+ * until then. The figures it keeps are read through the report.
  */
-struct kmm_shrinker {
-    uint64_t (*scan)(struct kmm *k, void *ctx, uint64_t want_pages, kmm_gfp_t flags);
-    void *ctx;
-    const char *name; /* shown in the report and log lines; may be NULL */
-    /* private: kmm's, under the instance's shrinker lock */
+struct kmm_shrinker_state {
     struct kmm_shrinker *next;
     uint64_t seq;   /* registration number; the list is in ascending order */
     uint64_t calls; /* scan calls made */
     uint64_t freed; /* pages scan reported freed */
     bool linked;    /* on the list */
     bool running;   /* a reclaim is inside scan */
+};
+
+struct kmm_shrinker {
+    /* The caller's. */
+    uint64_t (*scan)(struct kmm *k, void *ctx, uint64_t want_pages, kmm_gfp_t flags);
+    void *ctx;
+    const char *name; /* shown in the report and log lines; may be NULL */
+    /* kmm's, under the instance's shrinker lock: private. */
+    struct kmm_shrinker_state state;
 };
 
 /* The least a shrinker is asked for: reclaim frees pages in batches, so that
@@ -387,7 +406,7 @@ uint64_t kmm_page_init_deferred(struct kmm *k, uint64_t max_pages);
  *   KMM_ERANGE  the range ends above KMM_PHYS_LIMIT or the table's reach;
  *   KMM_EBUSY   a hot-add overlapping memory the map describes;
  *   KMM_ENOMEM  the range cannot hold its own descriptors, or the map has
- *               no room for more ranges (KMM_MAX_REGIONS * 2).
+ *               no room for more ranges (KMM_MAX_MAP_RANGES).
  * IRQs on; O(map ranges + sections + pages added): the pages of sections
  * initialised before are handed over under the growth lock (IRQs off),
  * the new sections one at a time as kmm_page_init_deferred does. Do not

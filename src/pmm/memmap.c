@@ -50,7 +50,7 @@ long kmm_memmap_validate(const struct kmm_region *regions, size_t count)
         if (r->base > KMM_PHYS_LIMIT || r->length > KMM_PHYS_LIMIT - r->base)
             return (long)i;
     }
-    return -1;
+    return KMM_MEMMAP_VALID;
 }
 
 static const struct kmm_region *input_at(const struct kmm_memmap_input *in, size_t i)

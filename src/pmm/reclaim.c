@@ -52,8 +52,8 @@ void pmm_reclaim_init(struct kmm_pmm *pm)
 /* s, or the first shrinker after it that is not running; NULL if none. */
 static struct kmm_shrinker *idle_from_locked(struct kmm_shrinker *s)
 {
-    while (s && s->running)
-        s = s->next;
+    while (s && s->state.running)
+        s = s->state.next;
     return s;
 }
 
@@ -61,8 +61,8 @@ static struct kmm_shrinker *idle_from_locked(struct kmm_shrinker *s)
 static struct kmm_shrinker *first_after_locked(struct kmm_pmm *pm, uint64_t seq)
 {
     struct kmm_shrinker *s = pm->shrinker_head;
-    while (s && s->seq <= seq)
-        s = s->next;
+    while (s && s->state.seq <= seq)
+        s = s->state.next;
     return s;
 }
 
@@ -71,7 +71,7 @@ static bool find_locked(struct kmm_pmm *pm, const struct kmm_shrinker *s,
                         struct kmm_shrinker **prev)
 {
     struct kmm_shrinker *p = NULL;
-    for (struct kmm_shrinker *it = pm->shrinker_head; it; p = it, it = it->next) {
+    for (struct kmm_shrinker *it = pm->shrinker_head; it; p = it, it = it->state.next) {
         if (it == s) {
             *prev = p;
             return true;
@@ -92,19 +92,20 @@ uint64_t pmm_reclaim(struct kmm *k, unsigned order, kmm_gfp_t flags)
     pm->reclaim_calls++;
     struct kmm_shrinker *sh = idle_from_locked(pm->shrinker_head);
     while (sh) {
-        sh->running = true;
+        sh->state.running = true;
         uint64_t (*scan)(struct kmm *, void *, uint64_t, kmm_gfp_t) = sh->scan;
         void *ctx = sh->ctx;
         kmm_unlock_irqrestore(&pm->shrinker_lock, s);
         uint64_t got = scan(k, ctx, want, flags);
         s = kmm_lock_irqsave(&pm->shrinker_lock);
-        sh->running = false;
-        sh->calls++;
-        sh->freed += got;
+        sh->state.running = false;
+        sh->state.calls++;
+        sh->state.freed += got;
         pm->shrinker_calls++;
         pm->reclaimed_pages += got;
         total += got;
-        sh = idle_from_locked(sh->linked ? sh->next : first_after_locked(pm, sh->seq));
+        sh = idle_from_locked(sh->state.linked ? sh->state.next
+                                               : first_after_locked(pm, sh->state.seq));
     }
     kmm_unlock_irqrestore(&pm->shrinker_lock, s);
     if (total)
@@ -137,14 +138,14 @@ int kmm_shrinker_register(struct kmm *k, struct kmm_shrinker *s)
     kmm_irqstate_t st = kmm_lock_irqsave(&pm->shrinker_lock);
     bool dup = find_locked(pm, s, &prev);
     if (!dup) {
-        s->next = NULL;
-        s->seq = ++pm->shrinker_seq;
-        s->calls = 0;
-        s->freed = 0;
-        s->linked = true;
-        s->running = false;
+        s->state.next = NULL;
+        s->state.seq = ++pm->shrinker_seq;
+        s->state.calls = 0;
+        s->state.freed = 0;
+        s->state.linked = true;
+        s->state.running = false;
         if (pm->shrinker_tail)
-            pm->shrinker_tail->next = s;
+            pm->shrinker_tail->state.next = s;
         else
             pm->shrinker_head = s;
         pm->shrinker_tail = s;
@@ -163,7 +164,7 @@ static void wait_until_idle(struct kmm_pmm *pm, const struct kmm_shrinker *s)
 {
     for (;;) {
         kmm_irqstate_t st = kmm_lock_irqsave(&pm->shrinker_lock);
-        bool running = s->running;
+        bool running = s->state.running;
         kmm_unlock_irqrestore(&pm->shrinker_lock, st);
         if (!running)
             return;
@@ -184,12 +185,12 @@ int kmm_shrinker_unregister(struct kmm *k, struct kmm_shrinker *s)
     bool found = find_locked(pm, s, &prev);
     if (found) {
         if (prev)
-            prev->next = s->next;
+            prev->state.next = s->state.next;
         else
-            pm->shrinker_head = s->next;
+            pm->shrinker_head = s->state.next;
         if (pm->shrinker_tail == s)
             pm->shrinker_tail = prev;
-        s->linked = false;
+        s->state.linked = false;
         pm->shrinker_count--;
     }
     kmm_unlock_irqrestore(&pm->shrinker_lock, st);
@@ -222,9 +223,9 @@ bool pmm_shrinker_info(struct kmm_pmm *pm, uint64_t after_seq, struct pmm_shrink
         for (; i + 1 < sizeof(out->name) && name[i]; i++)
             out->name[i] = name[i];
         out->name[i] = '\0';
-        out->seq = s->seq;
-        out->calls = s->calls;
-        out->freed = s->freed;
+        out->seq = s->state.seq;
+        out->calls = s->state.calls;
+        out->freed = s->state.freed;
     }
     kmm_unlock_irqrestore(&pm->shrinker_lock, st);
     return s != NULL;
