@@ -39,7 +39,7 @@ static bool memory_is(struct kt_machine *m, uint64_t pa, uint64_t len, uint8_t b
     return true;
 }
 
-KTEST(init, instance_sits_at_the_end_of_the_first_usable_range_above_1mib)
+KTEST(init, instance_sits_at_the_end_of_the_highest_usable_range_above_1mib)
 {
     struct kt_machine *m = kt_machine_create(t, small_pc, N(small_pc));
     if (!m)

@@ -18,11 +18,15 @@
  *   kmm_page_free:  cache of this CPU (order 0, one reference) -> locked path,
  *                   which also judges every misuse exactly
  *
- * Locking: one lock per zone (a leaf). The frame's zone and node never
- * change, and ABSENT and RESERVED frames never change state, so a free can
- * find the zone and reject those two cases before it takes the lock; every
- * other state is changed under the zone lock, except the FREE <-> PCP and
- * ALLOCATED <-> PCP moves a CPU makes on its own pages (frame.h). Misuse is
+ * Locking: one lock per zone (a leaf). A RAM frame's zone and node never
+ * change, so a free finds its zone before it takes the lock. ABSENT and
+ * RESERVED frames change state only when kmm_page_add_memory makes them
+ * usable (grow.c, under the growth lock and the zone locks), and a page in
+ * one of those states was never handed out, so a free rejects both before
+ * the lock, whether or not memory is being added meanwhile. Every other
+ * state changes under the zone lock, except the ALLOCATED <-> PCP moves a
+ * CPU makes on its own cache (pcp.h; the batch moves between a cache and
+ * its zone take the zone lock). Misuse is
  * decided under the lock and reported after it is released. The slow path
  * holds no lock while it grows, drains or reclaims.
  */

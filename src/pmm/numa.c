@@ -8,18 +8,15 @@
  * then the others in ascending order after it). Here the figures are
  * gathered:
  *
- *   alloc_lent    per zone, under its lock, on the locked path (buddy.c's
- *                 alloc_block through pmm_numa_count_locked): blocks of the
- *                 zone handed to a CPU of another node;
+ *   alloc_lent    per zone, under its lock, on the locked path (the zone-list
+ *                 walk pmm_zonelist_take, for blocks and runs alike, through
+ *                 pmm_numa_count_locked): blocks of the zone handed to a CPU
+ *                 of another node;
  *   alloc_remote  per requesting node, a relaxed atomic bumped at the same
  *                 moment: that node's requests another node served;
  *   alloc_local   the rest of the node's allocations: its zones' alloc_calls
  *                 (CPU cache hits included, which are always local) minus
  *                 alloc_lent, both read under the same zone lock.
- *
- * Runs (kmm_run_alloc, run.c) count in their zone's alloc_calls but do not
- * call pmm_numa_count_locked yet, so a run taken from another node counts
- * as local there.
  */
 #include "internal.h"
 

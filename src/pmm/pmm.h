@@ -294,7 +294,6 @@ void pmm_grow_setup(struct kmm *k);
  * under the growth lock when added memory brings a zone its first pages. */
 void pmm_build_zonelists(struct kmm_pmm *pm);
 
-/* Whether zone (node, zone) has or will have pages. Growth lock held (or init). */
 /* Whether a zone has ever had memory. The zone lists hold every zone and
  * never change after init (so no walker races a rebuild); walkers skip the
  * zones this says are empty. */

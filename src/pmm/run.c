@@ -22,8 +22,8 @@
  *    Every other head of the run has next = prev = KMM_PFN_NONE. ALLOCATED
  *    frames use next and prev for nothing else, and every path that makes a
  *    frame an ALLOCATED head wrote them last (a free-list push, a CPU cache,
- *    or this file), so no other block carries the tag. (frame.h should say
- *    so in its layout; until then this is the place.)
+ *    or this file), so no other block carries the tag (frame.h's layout
+ *    says the same).
  *  - The blocks of a run stay ordinary blocks to the rest of the allocator:
  *    kmm_page_get and kmm_page_free work on each (a run freed block by block
  *    that way is then refused by kmm_run_free, as partly free).
@@ -204,10 +204,6 @@ static void run_carve_locked(struct kmm *k, struct kmm_zone *z, uint64_t s, uint
 
 /* --- allocation ------------------------------------------------------------------- */
 
-/* Tries the zones of the request's zone list in order, as kmm_page_alloc
- * does (alloc_block): a zone with deferred memory grows before the request
- * falls back to the next one. Returns the run's first frame or
- * KMM_PFN_NONE. */
 /* A zone worth locking: some of it lies below the request's limit. */
 static bool run_zone_wanted(const struct kmm_pmm *pm, const struct kmm_zone *z, const void *ctx)
 {
