@@ -74,6 +74,11 @@ $(O)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# The library core also rejects implicit narrowing and sign changes: a frame
+# number, an order or a count silently cut is a corrupted structure.
+CORE_WARN := -Wconversion -Wsign-conversion
+$(call obj,$(CORE_SRCS)): CFLAGS += $(CORE_WARN)
+
 ifeq ($(WORLD),kernel)
 include kernel/kernel.mk
 kernel-image: $(KERNEL_ELF32)
