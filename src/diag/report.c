@@ -4,6 +4,10 @@
  * Each layer contributes one section. Text is formatted into a small buffer
  * and handed to the sink a line at a time, so a report needs no allocation
  * and works in any context where the sink does.
+ *
+ * Lock order (docs/architecture.md, "Lock order"): 0 space list lock -> 1
+ * each user space's lock (kmm_vm_stats) while the list is walked. Every
+ * other section takes one lock at a time through the layers' stats calls.
  */
 #include "internal.h"
 

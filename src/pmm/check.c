@@ -1,6 +1,9 @@
 /*
  * check.c - the page allocator's part of kmm_check: every free list walked
  * link by link, every frame descriptor recounted against the zone counters.
+ *
+ * Lock order (docs/architecture.md, "Lock order"): 5 growth lock -> 6 every
+ * zone lock, in ascending (node, zone) order, all held for the walk.
  */
 #include "internal.h"
 

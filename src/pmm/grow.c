@@ -55,7 +55,8 @@
  * taken with no zone lock held, with IRQs off, for one section at a time
  * (writing 2^15 descriptors: about 0.1 ms), and takes zone locks inside:
  *
- *     growth lock  ->  zone locks, in ascending (node, zone) order
+ * Lock order (the numbers of docs/architecture.md, "Lock order"):
+ *     5 growth lock  ->  6 zone locks, in ascending (node, zone) order
  */
 #include "internal.h"
 

@@ -21,6 +21,11 @@
  *
  * A page in a cache is in state PCP: to the zone it is allocated, to callers
  * it is free (a free of it is a double free, judged on the locked path).
+ *
+ * Lock order (docs/architecture.md, "Lock order"): 4 this CPU's caches (not
+ * a lock: IRQs and preemption off) -> 6 the zone lock of a batch move; and
+ * 4 -> 5 growth lock -> 6 when a refill finds its zone empty and grows it
+ * (alloc_refill), with IRQs still off.
  */
 #include "internal.h"
 
