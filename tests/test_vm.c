@@ -238,6 +238,17 @@ static void expect_rejected(struct ktest *t, struct fixture *f, int got, int wan
         ktest_fail_at(t, __FILE__, __LINE__, "%s: kmm_check: %s", what, r.first);
 }
 
+/* Runs call (a bad one) on fixture f and checks it with expect_rejected. */
+#define REJECT(call, want, what)                                                                   \
+    do {                                                                                           \
+        uint64_t tb_ = tables(f.ks);                                                               \
+        unsigned long e_ = kt_machine_log_count(f.m, KMM_LOG_ERR);                                 \
+        struct kmm_vm_stats vs_;                                                                   \
+        kmm_vm_stats(f.ks, &vs_);                                                                  \
+        int got_ = (call);                                                                         \
+        expect_rejected(t, &f, got_, (want), (what), tb_, e_, vs_.misuse);                         \
+    } while (0)
+
 KTEST_LEVELS(vm, every_bad_input_is_rejected_and_changes_nothing)
 {
     struct fixture f;
@@ -249,15 +260,6 @@ KTEST_LEVELS(vm, every_bad_input_is_rejected_and_changes_nothing)
     KT_ASSERT_EQ(t, kmm_page_free(f.k, freed, 0), KMM_OK);
     KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, pa, PAGE, KMM_PROT_READ), KMM_OK);
     unsigned r = KMM_PROT_READ;
-#define REJECT(call, want, what)                                                                   \
-    do {                                                                                           \
-        uint64_t tb_ = tables(f.ks);                                                               \
-        unsigned long e_ = kt_machine_log_count(f.m, KMM_LOG_ERR);                                 \
-        struct kmm_vm_stats vs_;                                                                   \
-        kmm_vm_stats(f.ks, &vs_);                                                                  \
-        int got_ = (call);                                                                         \
-        expect_rejected(t, &f, got_, (want), (what), tb_, e_, vs_.misuse);                         \
-    } while (0)
     REJECT(kmm_vm_map(f.ks, HEAP + 1, other, PAGE, r), KMM_EINVAL, "unaligned va");
     REJECT(kmm_vm_map(f.ks, HEAP + PAGE, other + 8, PAGE, r), KMM_EINVAL, "unaligned pa");
     REJECT(kmm_vm_map(f.ks, HEAP + PAGE, other, 100, r), KMM_EINVAL, "unaligned size");
@@ -285,7 +287,6 @@ KTEST_LEVELS(vm, every_bad_input_is_rejected_and_changes_nothing)
     REJECT(kmm_vm_protect(f.ks, HEAP + PAGE, PAGE, r), KMM_ENOENT, "protect unmapped");
     REJECT(kmm_vm_protect(f.ks, HEAP, PAGE, r | KMM_PROT_USER), KMM_EINVAL,
            "protect to user in the kernel half");
-#undef REJECT
     struct kmm_vm_translation tr;
     KT_EXPECT_EQ(t, kmm_vm_translate(f.ks, noncanonical(levels), &tr), KMM_EINVAL);
     KT_EXPECT_EQ(t, kmm_aspace_destroy(f.ks), KMM_EINVAL); /* the kernel space stays */
@@ -295,6 +296,43 @@ KTEST_LEVELS(vm, every_bad_input_is_rejected_and_changes_nothing)
     KT_EXPECT_EQ(t, kmm_aspace_destroy(us), KMM_OK);
     KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
     KT_EXPECT_EQ(t, kmm_page_free(f.k, other, 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+}
+
+KTEST_LEVELS(vm, a_gather_begun_on_another_space_or_no_gather_is_refused)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup_levels(t, &f, levels));
+    struct kmm_aspace *us;
+    KT_ASSERT_EQ(t, kmm_aspace_create(f.k, &us), KMM_OK);
+    uint64_t pa = kmm_page_alloc(f.k, 0, 0);
+    unsigned r = KMM_PROT_READ, rw = KMM_PROT_READ | KMM_PROT_WRITE;
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, pa, PAGE, rw), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_map(us, USER, pa, PAGE, rw | KMM_PROT_USER), KMM_OK);
+    /* A gather names the space whose root its shootdown goes to: one begun
+     * on us must not collect the kernel space's invalidations. */
+    struct kmm_tlb_gather g;
+    kmm_tlb_gather_init(&g, us);
+    REJECT(kmm_vm_unmap_g(f.ks, HEAP, PAGE, &g), KMM_EINVAL, "unmap with another space's gather");
+    KT_EXPECT(t, ktest_contains(kt_machine_last_error(f.m), "kmm_vm_unmap"));
+    REJECT(kmm_vm_protect_g(f.ks, HEAP, PAGE, r, &g), KMM_EINVAL,
+           "protect with another space's gather");
+    KT_EXPECT(t, ktest_contains(kt_machine_last_error(f.m), "kmm_vm_protect"));
+    REJECT(kmm_vm_unmap_g(f.ks, HEAP, PAGE, NULL), KMM_EINVAL, "unmap without a gather");
+    REJECT(kmm_vm_protect_g(f.ks, HEAP, PAGE, r, NULL), KMM_EINVAL, "protect without a gather");
+    kmm_tlb_finish(&g); /* holds nothing */
+    struct kmm_vm_translation tr;
+    KT_ASSERT_EQ(t, kmm_vm_translate(f.ks, HEAP, &tr), KMM_OK);
+    KT_EXPECT_EQ(t, tr.prot, rw); /* untouched */
+    /* The gather serves its own space. */
+    KT_EXPECT_EQ(t, kmm_vm_protect_g(us, USER, PAGE, r | KMM_PROT_USER, &g), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_unmap_g(us, USER, PAGE, &g), KMM_OK);
+    kmm_tlb_finish(&g);
+    KT_EXPECT_EQ(t, kmm_vm_translate(us, USER, &tr), KMM_ENOENT);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, HEAP, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(us), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
     KT_EXPECT_HEALTHY(t, f.k);
     teardown(&f);
 }

@@ -218,7 +218,9 @@ void kmm_tlb_finish(struct kmm_tlb_gather *g);
 /* kmm_vm_unmap and kmm_vm_protect whose invalidations and releases go to g
  * (whose space must be as); they complete at kmm_tlb_finish(g). A gather
  * that fills up completes what it has early, so memory is never held
- * back unboundedly. */
+ * back unboundedly. Errors as kmm_vm_unmap and kmm_vm_protect, and
+ * KMM_EINVAL (nothing changed, counted and logged) when g is NULL or was
+ * begun on another space. */
 int kmm_vm_unmap_g(struct kmm_aspace *as, uint64_t va, uint64_t size, struct kmm_tlb_gather *g);
 int kmm_vm_protect_g(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned prot,
                      struct kmm_tlb_gather *g);

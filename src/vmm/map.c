@@ -159,6 +159,19 @@ static const char *bad_range(const struct kmm_aspace *as, uint64_t va, uint64_t 
     return 0;
 }
 
+/* Checks the gather of an unmap or protect; returns NULL if valid. A gather
+ * names the space whose root its shootdown goes to, and the frames it
+ * releases are this space's: one begun on another space would invalidate
+ * the wrong TLB entries before this space's tables are freed. */
+static const char *bad_gather(const struct kmm_aspace *as, const struct kmm_tlb_gather *g)
+{
+    if (!g)
+        return "no gather (NULL)";
+    if (g->as != as)
+        return "the gather was begun on another address space";
+    return 0;
+}
+
 /* Checks a protection for the range; returns NULL if valid. */
 static const char *bad_prot(const struct kmm_aspace *as, uint64_t va, unsigned prot)
 {
@@ -757,6 +770,8 @@ static int unmap(struct kmm_aspace *as, uint64_t va, uint64_t size, struct kmm_t
                  const char *fn, const void *caller)
 {
     const char *why = bad_range(as, va, size);
+    if (!why)
+        why = bad_gather(as, g);
     if (why)
         return as && as->canary == KMM_ASPACE_CANARY
                    ? vm_misuse(as->k, KMM_EINVAL, fn, va, size, why, caller)
@@ -829,6 +844,8 @@ static int protect(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned p
         why = "unknown protection bits";
     if (!why)
         why = bad_prot(as, va, prot);
+    if (!why)
+        why = bad_gather(as, g);
     if (why)
         return as && as->canary == KMM_ASPACE_CANARY
                    ? vm_misuse(as->k, KMM_EINVAL, "kmm_vm_protect", va, size, why, caller)
