@@ -337,6 +337,79 @@ KTEST_LEVELS(vm, a_gather_begun_on_another_space_or_no_gather_is_refused)
     teardown(&f);
 }
 
+/* The first address of the kernel half. */
+static uint64_t kernel_half(unsigned levels)
+{
+    return levels == 5 ? UINT64_C(0xff00000000000000) : UINT64_C(0xffff800000000000);
+}
+
+KTEST_LEVELS(vm, a_query_that_leaves_its_half_is_refused)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup_levels(t, &f, levels));
+    struct kmm_aspace *us;
+    KT_ASSERT_EQ(t, kmm_aspace_create(f.k, &us), KMM_OK);
+    /* A kernel page whose table indexes match the first non-canonical
+     * addresses above the lower half: a walk that strays there finds it. */
+    uint64_t pa = kmm_page_alloc(f.k, 0, 0), kpage = kernel_half(levels) + MIB;
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, kpage, pa, PAGE, KMM_PROT_READ), KMM_OK);
+    uint64_t lower_end = noncanonical(levels);
+    struct kmm_vm_run run;
+    REJECT(kmm_vm_query(us, lower_end - 16 * PAGE, kpage + MIB, &run), KMM_EINVAL,
+           "query from the lower half into the kernel half");
+    KT_EXPECT(t, ktest_contains(kt_machine_last_error(f.m), "kmm_vm_query"));
+    REJECT(kmm_vm_query(us, UINT64_C(0x7fff00000000), UINT64_MAX, &run), KMM_EINVAL,
+           "query from the lower half to the top");
+    REJECT(kmm_vm_query(f.ks, lower_end - PAGE, kernel_half(levels) + PAGE, &run), KMM_EINVAL,
+           "kernel space, across the hole");
+    /* Each half up to its very end is fine. */
+    KT_ASSERT_EQ(t, kmm_vm_query(us, lower_end - 16 * PAGE, lower_end, &run), KMM_OK);
+    KT_EXPECT(t, !run.mapped);
+    KT_EXPECT_EQ(t, run.size, 16 * PAGE);
+    KT_ASSERT_EQ(t, kmm_vm_query(us, kernel_half(levels), UINT64_MAX, &run), KMM_OK);
+    KT_EXPECT(t, !run.mapped);
+    KT_EXPECT_EQ(t, run.size, MIB);
+    KT_ASSERT_EQ(t, kmm_vm_query(us, kpage + PAGE, UINT64_MAX, &run), KMM_OK);
+    KT_EXPECT(t, !run.mapped);
+    KT_EXPECT_EQ(t, run.size, UINT64_MAX - (kpage + PAGE));
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, kpage, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(us), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+}
+
+KTEST_LEVELS(vm, translate_and_query_count_and_log_what_they_refuse)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup_levels(t, &f, levels));
+    uint64_t pa = kmm_page_alloc(f.k, 0, 0);
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, pa, PAGE, KMM_PROT_READ), KMM_OK);
+    struct kmm_vm_translation tr;
+    struct kmm_vm_run run;
+    REJECT(kmm_vm_translate(f.ks, noncanonical(levels), &tr), KMM_EINVAL,
+           "translate, not canonical");
+    KT_EXPECT(t, ktest_contains(kt_machine_last_error(f.m), "kmm_vm_translate"));
+    REJECT(kmm_vm_translate(f.ks, HEAP, NULL), KMM_EINVAL, "translate, no result");
+    REJECT(kmm_vm_query(f.ks, HEAP + 8, HEAP + MIB, &run), KMM_EINVAL, "query, unaligned");
+    KT_EXPECT(t, ktest_contains(kt_machine_last_error(f.m), "kmm_vm_query"));
+    REJECT(kmm_vm_query(f.ks, HEAP, HEAP, &run), KMM_EINVAL, "query, empty range");
+    REJECT(kmm_vm_query(f.ks, HEAP, HEAP - PAGE, &run), KMM_EINVAL, "query, limit below va");
+    REJECT(kmm_vm_query(f.ks, noncanonical(levels), noncanonical(levels) + MIB, &run), KMM_EINVAL,
+           "query, not canonical");
+    REJECT(kmm_vm_query(f.ks, HEAP, HEAP + MIB, NULL), KMM_EINVAL, "query, no result");
+    /* Probing an unmapped page is an answer, not a mistake. */
+    struct kmm_vm_stats before, after;
+    kmm_vm_stats(f.ks, &before);
+    KT_EXPECT_EQ(t, kmm_vm_translate(f.ks, HEAP + PAGE, &tr), KMM_ENOENT);
+    kmm_vm_stats(f.ks, &after);
+    KT_EXPECT_EQ(t, after.misuse, before.misuse);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, HEAP, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+}
+
 KTEST_LEVELS(vm, a_kernel_mapping_made_later_appears_in_every_user_space)
 {
     struct fixture f;

@@ -169,7 +169,9 @@ struct kmm_vm_translation {
 };
 
 /* kmm_vm_translate - fill *out for va. Returns KMM_OK, KMM_ENOENT if va is
- * not mapped, KMM_EINVAL if it is not canonical. O(levels). */
+ * not mapped (an answer, not a mistake: not counted), KMM_EINVAL if va is
+ * not canonical or out is NULL (counted in kmm_vm_stats.misuse and logged
+ * with the caller). O(levels). */
 int kmm_vm_translate(struct kmm_aspace *as, uint64_t va, struct kmm_vm_translation *out);
 
 /*
@@ -177,7 +179,12 @@ int kmm_vm_translate(struct kmm_aspace *as, uint64_t va, struct kmm_vm_translati
  * the longest run starting at va of pages that are all unmapped, or all
  * mapped with the same protection, cache mode and ownership to consecutive
  * frames (whatever their page sizes). Returns KMM_OK (run in *out;
- * out->mapped says which kind), KMM_EINVAL.
+ * out->mapped says which kind), or KMM_EINVAL (counted and logged; *out
+ * untouched) when out is NULL, va is not page aligned, limit <= va, va or
+ * limit - 1 is not canonical, or the two lie in different halves (a range
+ * never spans the non-canonical hole). Time: O(levels) per table the run
+ * crosses and per leaf it holds; an unmapped stretch costs one step per
+ * absent entry or empty table, never one per page.
  */
 struct kmm_vm_run {
     uint64_t va, size;

@@ -138,6 +138,18 @@ static int vm_misuse(struct kmm *k, int err, const char *fn, uint64_t va, uint64
                       (unsigned long long)size, why);
 }
 
+/* A refused call on as: counted and logged when as is a space (otherwise
+ * there is no instance to count it in). Out of line and cold, so that the
+ * callers' common path stays short. */
+static __attribute__((noinline, cold)) int refuse(const struct kmm_aspace *as, const char *fn,
+                                                  uint64_t va, uint64_t size, const char *why,
+                                                  const void *caller)
+{
+    if (!as || as->canary != KMM_ASPACE_CANARY)
+        return KMM_EINVAL;
+    return vm_misuse(as->k, KMM_EINVAL, fn, va, size, why, caller);
+}
+
 /* Checks a range's shape; returns NULL if valid, else why not. */
 static const char *bad_range(const struct kmm_aspace *as, uint64_t va, uint64_t size)
 {
@@ -892,8 +904,12 @@ int kmm_vm_protect(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned p
 
 int kmm_vm_translate(struct kmm_aspace *as, uint64_t va, struct kmm_vm_translation *out)
 {
-    if (!as || as->canary != KMM_ASPACE_CANARY || !pte_canonical(va, levels(as)))
-        return KMM_EINVAL;
+    if (!as || as->canary != KMM_ASPACE_CANARY || !out || !pte_canonical(va, levels(as)))
+        return refuse(as, "kmm_vm_translate", va, KMM_PAGE_SIZE,
+                      !as || as->canary != KMM_ASPACE_CANARY ? "not an address space"
+                      : !out                                 ? "NULL result pointer"
+                                                             : "address not canonical",
+                      __builtin_return_address(0));
     kmm_irqstate_t irq = kmm_lock_irqsave(&as->lock);
     uint64_t t;
     unsigned l;
@@ -916,11 +932,45 @@ int kmm_vm_translate(struct kmm_aspace *as, uint64_t va, struct kmm_vm_translati
     return KMM_OK;
 }
 
+/* Checks a query's arguments; returns NULL if valid, else why not. Both
+ * ends in one canonical half: a walk across the hole between the halves
+ * would index the other half's tables with non-canonical addresses. */
+static const char *bad_query(const struct kmm_aspace *as, uint64_t va, uint64_t limit,
+                             const struct kmm_vm_run *out)
+{
+    if (!as || as->canary != KMM_ASPACE_CANARY)
+        return "not an address space";
+    if (!out)
+        return "NULL result pointer";
+    if (va & (KMM_PAGE_SIZE - 1))
+        return "address not page aligned";
+    if (limit <= va)
+        return "limit not above the address";
+    if (!pte_canonical(va, levels(as)) || !pte_canonical(limit - 1, levels(as)))
+        return "address not canonical";
+    if (in_kernel_half(as, va) != in_kernel_half(as, limit - 1))
+        return "range crosses between the halves";
+    return 0;
+}
+
+/* The address after the part of the address space that the walk's stop at
+ * `at` (level l, p) says nothing about beyond one entry: the leaf or empty
+ * entry's span, or an empty table's whole span. Only the shared kernel-half
+ * tables stay when empty (the others are freed), so a query over nothing
+ * takes one step per such table, never one per entry or page. */
+static uint64_t query_step_end(const struct kmm_aspace *as, const struct path *p, unsigned l,
+                               uint64_t at, bool mapped)
+{
+    if (!mapped && l < levels(as) && *pmm_table_entries(&as->k->pmm, p->table[l]) == 0)
+        l++;
+    return leaf_end(at, l);
+}
+
 int kmm_vm_query(struct kmm_aspace *as, uint64_t va, uint64_t limit, struct kmm_vm_run *out)
 {
-    if (!as || as->canary != KMM_ASPACE_CANARY || (va & (KMM_PAGE_SIZE - 1)) || limit <= va ||
-        !pte_canonical(va, levels(as)) || !pte_canonical(limit - 1, levels(as)))
-        return KMM_EINVAL;
+    const char *why = bad_query(as, va, limit, out);
+    if (why)
+        return refuse(as, "kmm_vm_query", va, limit - va, why, __builtin_return_address(0));
     kmm_irqstate_t irq = kmm_lock_irqsave(&as->lock);
     *out = (struct kmm_vm_run){.va = va};
     uint64_t at = va;
@@ -943,8 +993,7 @@ int kmm_vm_query(struct kmm_aspace *as, uint64_t va, uint64_t limit, struct kmm_
                                     here.cache != out->cache || here.owned != out->owned))) {
             break;
         }
-        /* A leaf, or an entry with nothing below it, is passed whole. */
-        uint64_t next = leaf_end(at, l);
+        uint64_t next = query_step_end(as, &p, l, at, here.mapped);
         at = next < at ? limit : next; /* the top of the address space */
     }
     out->size = (at < limit ? at : limit) - va;
