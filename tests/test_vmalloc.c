@@ -744,6 +744,86 @@ KTEST(vmalloc, a_random_mix_driven_by_bytes_stays_disjoint_and_exact)
     run_vmalloc_random(t, levels, &c, 600);
 }
 
+static uint64_t vm_misuse(struct fixture *x)
+{
+    struct kmm_vm_stats s;
+    kmm_vm_stats(x->ks, &s);
+    return s.misuse;
+}
+
+/* A plain kmm_vm_map into pages the window keeps: refused with KMM_EBUSY,
+ * counted, logged, and nothing mapped. */
+static void expect_map_refused_at(struct ktest *t, struct fixture *x, uint64_t va, uint64_t pa,
+                                  uint64_t size, unsigned flags, int line)
+{
+    uint64_t misuse = vm_misuse(x);
+    struct kmm_vm_run before, after;
+    KT_ASSERT_EQ(t, kmm_vm_query(x->ks, va, va + size, &before), KMM_OK);
+    int err = kmm_vm_map(x->ks, va, pa, size, flags);
+    KT_ASSERT_EQ(t, kmm_vm_query(x->ks, va, va + size, &after), KMM_OK);
+    if (err != KMM_EBUSY || vm_misuse(x) != misuse + 1 ||
+        !ktest_contains(kt_machine_last_error(x->f.m), "kmm_vm_map") ||
+        before.mapped != after.mapped || before.size != after.size || before.pa != after.pa)
+        ktest_fail_at(t, __FILE__, line,
+                      "map at 0x%llx, 0x%llx bytes: %s (want EBUSY), misuse +%llu, "
+                      "last error \"%s\"",
+                      (unsigned long long)va, (unsigned long long)size, kmm_strerror(err),
+                      (unsigned long long)(vm_misuse(x) - misuse), kt_machine_last_error(x->f.m));
+    KT_EXPECT_HEALTHY(t, x->f.k);
+}
+#define EXPECT_MAP_REFUSED(t, x, va, pa, size, flags)                                              \
+    expect_map_refused_at((t), (x), (va), (pa), (size), (flags), __LINE__)
+
+KTEST_LEVELS(vmalloc, a_plain_map_over_an_areas_pages_or_guard_page_is_refused)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 4 * MIB, levels));
+    void *p = kmm_vmalloc(x.f.k, 2 * PAGE, 0);
+    uint64_t pg = kmm_page_alloc(x.f.k, 0, 0), pa = kmm_page_alloc(x.f.k, 0, 0), raw = 0;
+    void *v = kmm_vmap(x.f.k, &pg, 1, KMM_PROT_READ);
+    KT_ASSERT(t, p && v && pa);
+    KT_ASSERT_EQ(t, kmm_kva_alloc(x.f.k, 2 * PAGE, &raw), KMM_OK);
+    unsigned r = KMM_PROT_READ;
+    /* Guard pages are the window's to keep, whatever kind of area. */
+    EXPECT_MAP_REFUSED(t, &x, va_of(p) + 2 * PAGE, pa, PAGE, r);
+    EXPECT_MAP_REFUSED(t, &x, va_of(v) + PAGE, pa, PAGE, r);
+    EXPECT_MAP_REFUSED(t, &x, raw + 2 * PAGE, pa, PAGE, r);
+    EXPECT_MAP_REFUSED(t, &x, raw + 2 * PAGE, pa, PAGE, r | KMM_MAP_REPLACE);
+    EXPECT_MAP_REFUSED(t, &x, raw + PAGE, pa, 2 * PAGE, r); /* a raw page and its guard */
+    /* So are the pages vmalloc and vmap mapped, even with REPLACE. */
+    EXPECT_MAP_REFUSED(t, &x, va_of(p), pa, PAGE, r | KMM_MAP_REPLACE);
+    EXPECT_MAP_REFUSED(t, &x, va_of(v), pa, PAGE, r | KMM_MAP_REPLACE);
+    /* A raw area's own pages are its caller's to map. */
+    KT_EXPECT_EQ(t, kmm_vm_map(x.ks, raw, pa, PAGE, r), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_map(x.ks, raw + PAGE, pa, PAGE, r), KMM_OK);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(x.ks, raw, 2 * PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_kva_free(x.f.k, raw), KMM_OK);
+    /* Once the area is gone, its range is anybody's again. */
+    KT_EXPECT_EQ(t, kmm_vm_map(x.ks, raw + 2 * PAGE, pa, PAGE, r), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(x.ks, raw + 2 * PAGE, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vfree(x.f.k, p), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vunmap(x.f.k, v), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(x.f.k, pg, 0), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(x.f.k, pa, 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    teardown(&x);
+}
+
+/* The 4 KiB entry that maps va in the kernel space, whose page table must
+ * exist: the tables read through the machine's direct map, as a CPU walks
+ * them (the x86_64 format, independent of the library's code). */
+static uint64_t *pte_of(struct fixture *x, uint64_t va, unsigned levels)
+{
+    const uint64_t frame = UINT64_C(0x000ffffffffff000);
+    uint64_t table = kmm_aspace_root(x->ks);
+    for (unsigned l = levels; l > 1; l--) {
+        const uint64_t *e = kt_machine_phys(x->f.m, table);
+        table = e[(va >> (12 + 9 * (l - 1))) & 511] & frame;
+    }
+    return &((uint64_t *)kt_machine_phys(x->f.m, table))[(va >> 12) & 511];
+}
+
 KTEST_LEVELS(vmalloc, kmm_check_reports_a_guard_page_someone_mapped)
 {
     struct fixture x;
@@ -751,11 +831,23 @@ KTEST_LEVELS(vmalloc, kmm_check_reports_a_guard_page_someone_mapped)
     void *p = kmm_vmalloc(x.f.k, 2 * PAGE, 0);
     KT_ASSERT(t, p != NULL);
     uint64_t pa = kmm_page_alloc(x.f.k, 0, 0);
-    KT_ASSERT_EQ(t, kmm_vm_map(x.ks, va_of(p) + 2 * PAGE, pa, PAGE, KMM_PROT_READ), KMM_OK);
+    /* kmm_vm_map refuses a guard page, so this is a kernel writing its
+     * tables behind the library's back: a page mapped in the free part of
+     * the window moves into the guard page's entry of the same page table
+     * (every count stays right). */
+    uint64_t guard = va_of(p) + 2 * PAGE, spare = va_of(p) + 8 * PAGE;
+    KT_ASSERT_EQ(t, guard >> 21, spare >> 21);
+    KT_ASSERT_EQ(t, kmm_vm_map(x.ks, spare, pa, PAGE, KMM_PROT_READ), KMM_OK);
+    uint64_t *g = pte_of(&x, guard, levels), *s = pte_of(&x, spare, levels);
+    KT_ASSERT(t, *g == 0 && *s != 0);
+    *g = *s;
+    *s = 0;
     struct kmm_check_result r;
     KT_EXPECT_EQ(t, kmm_check(x.f.k, &r), KMM_CHECK_CORRUPT);
     KT_EXPECT(t, ktest_contains(r.first, "guard page"));
-    KT_ASSERT_EQ(t, kmm_vm_unmap(x.ks, va_of(p) + 2 * PAGE, PAGE), KMM_OK);
+    *s = *g;
+    *g = 0;
+    KT_ASSERT_EQ(t, kmm_vm_unmap(x.ks, spare, PAGE), KMM_OK);
     KT_EXPECT_HEALTHY(t, x.f.k);
     /* So is a vmalloc page someone unmapped behind the allocator's back. */
     KT_ASSERT_EQ(t, kmm_vm_unmap(x.ks, va_of(p) + PAGE, PAGE), KMM_OK);

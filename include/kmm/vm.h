@@ -137,6 +137,11 @@ uint64_t kmm_aspace_root(const struct kmm_aspace *as);
  *   KMM_ERANGE  no cache mode and the physical range is not entirely RAM
  *               (device memory needs one), or OWNED and it is not RAM;
  *   KMM_EBUSY   a page of the range is mapped already (without REPLACE);
+ *               or, on the kernel space and with or without REPLACE, the
+ *               kernel virtual area window keeps a page of it (kmm/vmalloc.h):
+ *               an area's guard page, a page of a vmalloc or vmap area, or
+ *               of an area being set up or freed (a raw area's own pages
+ *               are its caller's to map);
  *   KMM_ESTATE  OWNED and a frame is not an allocated single page;
  *   KMM_ENOMEM  no memory for the tables.
  * O(pages + tables).

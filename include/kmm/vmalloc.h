@@ -28,6 +28,11 @@
  *   kmm_kva_alloc  a bare range the caller maps itself (kmm_vm_map on
  *                the kernel space) and must unmap before kmm_kva_free.
  *
+ * The window keeps what is its own: kmm_vm_map on the kernel space refuses
+ * (KMM_EBUSY, counted in kmm_vm_stats.misuse) to map a guard page, a page of
+ * a vmalloc or vmap area, or a page of an area being set up or freed; only
+ * a ready raw area's own pages, and pages outside every area, are mapped.
+ *
  * Addresses: in a kernel the window is kernel-half memory of every address
  * space. In the hosted build, hosted tests put the window inside the
  * hosted port's mirror window (port/hosted/hosted.h), where the mappings

@@ -533,6 +533,40 @@ void kva_abort_free(struct kmm *k, uint64_t va)
     kmm_unlock_irqrestore(&v->lock, irq);
 }
 
+/* --- what the window keeps from plain mappings ------------------------------------------ */
+
+/* Why area r keeps a page of [first, last] (window page indexes the area
+ * meets), or NULL if the pages are its caller's to map. */
+static const char *area_keeps(const struct kva_rec *r, uint64_t first, uint64_t last)
+{
+    uint64_t guard = rec_end(r) - 1;
+    if (guard >= first && guard <= last)
+        return "the guard page of a kernel virtual area, which stays unmapped";
+    if (r->kind != KVA_RAW)
+        return "a page of a vmalloc or vmap area, which the area's allocator maps";
+    if (r->state != KVA_READY)
+        return "a page of a kernel virtual area being set up or freed";
+    return 0;
+}
+
+const char *kva_map_conflict(struct kmm *k, uint64_t va, uint64_t size)
+{
+    struct kmm_kva *v = &k->kva;
+    if (!kva_window_meets(v, va, size))
+        return 0;
+    uint64_t last_va = va + (size - 1), end_va = page_va(v, v->pages) - 1;
+    uint64_t first = va < v->base ? 0 : (va - v->base) >> KMM_PAGE_SHIFT;
+    uint64_t last = ((last_va < end_va ? last_va : end_va) - v->base) >> KMM_PAGE_SHIFT;
+    const char *why = 0;
+    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    for (uint32_t i = search_locked(v, first); !why && i < v->count && v->recs[i].first <= last;
+         i++)
+        if (is_area(&v->recs[i]))
+            why = area_keeps(&v->recs[i], first, last);
+    kmm_unlock_irqrestore(&v->lock, irq);
+    return why;
+}
+
 /* --- lookup and figures -------------------------------------------------------------- */
 
 static void describe(const struct kmm_kva *v, const struct kva_rec *r, struct kmm_kva_area *out)

@@ -124,6 +124,27 @@ void kva_abort_free(struct kmm *k, uint64_t va);
 int kva_misuse(struct kmm *k, int err, const char *fn, uint64_t va, uint64_t size, const char *why,
                const void *caller);
 
+/* Whether [va, va + size) (a validated range: it does not wrap) meets the
+ * window. No lock: the window never moves. */
+static inline bool kva_window_meets(const struct kmm_kva *v, uint64_t va, uint64_t size)
+{
+    return va - v->base < (v->pages << KMM_PAGE_SHIFT) ||
+           v->base - va < size; /* the range starts inside, or below and reaches it */
+}
+
+/*
+ * kva_map_conflict - why a plain kmm_vm_map of [va, va + size) on the
+ * kernel space would take pages the window keeps, or NULL if it would not.
+ * The window keeps every guard page, every page of a vmalloc or vmap area
+ * (the allocator maps them itself) and every page of an area being set up
+ * or freed; a ready raw area's own pages are its caller's to map, and pages
+ * outside every area anybody's. Takes the window lock, so the caller may
+ * hold the kernel space's lock (order 1 before 2) and, holding it, knows
+ * no reservation can start on the range unseen: a reservation looks its
+ * range up under that lock after recording it. O(log areas + areas met).
+ */
+const char *kva_map_conflict(struct kmm *k, uint64_t va, uint64_t size);
+
 /* How many usable pages a request of size bytes needs, or 0 if it cannot
  * fit in the window (size 0 or larger than the window minus a guard page). */
 uint64_t kva_pages_for(const struct kmm *k, uint64_t size);

@@ -510,7 +510,18 @@ struct map_op {
     unsigned prot;  /* KMM_PROT_* */
     unsigned cache; /* KMM_CACHE_*, 0 for write-back */
     pte_t owned;    /* PTE_SW_OWNED or 0 */
+    bool area;      /* the kernel virtual area allocator maps its own area */
 };
+
+/* Why the kernel virtual area window keeps a page of the map from it, or
+ * NULL. Called with the space's lock held, which makes it exact against
+ * reservations (kva_map_conflict); the window's own maps skip it. */
+static inline const char *window_keeps_locked(const struct kmm_aspace *as, const struct map_op *op)
+{
+    if (op->area || !as->kernel || !kva_window_meets(&as->k->kva, op->va, op->size))
+        return 0;
+    return kva_map_conflict(as->k, op->va, op->size);
+}
 
 /* The level of the leaf that maps the piece at `at` (physical address
  * phys, rem bytes left in the range): the largest up to top whose size
@@ -648,9 +659,9 @@ static void map_over_range(struct kmm_aspace *as, const struct map_op *op, struc
     }
 }
 
-int kmm_vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, unsigned flags)
+static int vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, unsigned flags,
+                  bool area, const void *caller)
 {
-    const void *caller = __builtin_return_address(0);
     int err = check_map(as, va, pa, size, flags, caller);
     if (err)
         return err;
@@ -666,11 +677,17 @@ int kmm_vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, u
                                                          : 1,
                         .prot = prot,
                         .cache = flags & KMM_CACHE_MASK,
-                        .owned = owned ? PTE_SW_OWNED : 0};
+                        .owned = owned ? PTE_SW_OWNED : 0,
+                        .area = area};
     kmm_irqstate_t irq;
+    const char *kept;
     if (size == KMM_PAGE_SIZE && !replace) {
         /* One page whose page table exists: validate and change in one walk. */
         irq = kmm_lock_irqsave(&as->lock);
+        if ((kept = window_keeps_locked(as, &op)) != 0) {
+            kmm_unlock_irqrestore(&as->lock, irq);
+            return vm_misuse(k, KMM_EBUSY, "kmm_vm_map", va, size, kept, caller);
+        }
         uint64_t pt;
         unsigned l;
         pte_t *e = find_entry(as, va, &pt, &l);
@@ -711,6 +728,11 @@ int kmm_vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, u
         if (err)
             return err;
     }
+    if ((kept = window_keeps_locked(as, &op)) != 0) {
+        kmm_unlock_irqrestore(&as->lock, irq);
+        stash_release(k, &s);
+        return vm_misuse(k, KMM_EBUSY, "kmm_vm_map", va, size, kept, caller);
+    }
 
     /* Nothing below fails. */
     if (owned)
@@ -727,6 +749,16 @@ int kmm_vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, u
     stash_release(k, &s);
     kmm_tlb_finish(&g);
     return KMM_OK;
+}
+
+int kmm_vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, unsigned flags)
+{
+    return vm_map(as, va, pa, size, flags, false, __builtin_return_address(0));
+}
+
+int vmm_map_area(struct kmm *k, uint64_t va, uint64_t pa, uint64_t size, unsigned flags)
+{
+    return vm_map(&k->vm.kernel, va, pa, size, flags, true, __builtin_return_address(0));
 }
 
 /* --- unmap and protect -------------------------------------------------------- */

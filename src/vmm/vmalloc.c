@@ -46,7 +46,7 @@ static inline uint64_t from_ptr(const void *p)
  * Returns kmm_vm_map's error (nothing mapped, the frames still ours). */
 static int map_owned_run(struct kmm *k, uint64_t va, uint64_t pa, uint64_t n)
 {
-    int err = kmm_vm_map(kmm_kernel_aspace(k), va, pa, n * PAGE, KMM_VMALLOC_PROT | KMM_MAP_OWNED);
+    int err = vmm_map_area(k, va, pa, n * PAGE, KMM_VMALLOC_PROT | KMM_MAP_OWNED);
     for (uint64_t i = 0; !err && i < n; i++)
         KMM_MUST(k->port, kmm_page_free(k, pa + i * PAGE, 0));
     return err;
@@ -103,7 +103,7 @@ static int map_pages(struct kmm *k, uint64_t va, const uint64_t *pages, uint64_t
     for (uint64_t i = 0, j; i < n; i = j) {
         for (j = i + 1; j < n && pages[j] == pages[i] + (j - i) * PAGE; j++)
             ;
-        int err = kmm_vm_map(ks, va + i * PAGE, pages[i], (j - i) * PAGE, prot);
+        int err = vmm_map_area(k, va + i * PAGE, pages[i], (j - i) * PAGE, prot);
         if (err) {
             if (i)
                 KMM_MUST(k->port, kmm_vm_unmap(ks, va, i * PAGE));

@@ -65,6 +65,11 @@ unsigned vmm_init_pages(void);
  * without a cache mode. map.c; any context. */
 uint64_t vmm_ram_bytes(const struct kmm *k, uint64_t pa, uint64_t size);
 
+/* kmm_vm_map on the kernel space for the kernel virtual area allocator's
+ * own areas (vmalloc.c): every check but the window's (kva_map_conflict),
+ * which keeps an area's pages from everyone else. */
+int vmm_map_area(struct kmm *k, uint64_t va, uint64_t pa, uint64_t size, unsigned flags);
+
 /* The gather's internals (tlb.c), used by map.c. */
 void vmm_gather_range(struct kmm_tlb_gather *g, uint64_t va, uint64_t size, bool global);
 void vmm_gather_free(struct kmm_tlb_gather *g, uint64_t pa, bool table);
