@@ -289,11 +289,11 @@ KTEST_LEVELS(vm, every_bad_input_is_rejected_and_changes_nothing)
            "protect to user in the kernel half");
     struct kmm_vm_translation tr;
     KT_EXPECT_EQ(t, kmm_vm_translate(f.ks, noncanonical(levels), &tr), KMM_EINVAL);
-    KT_EXPECT_EQ(t, kmm_aspace_destroy(f.ks), KMM_EINVAL); /* the kernel space stays */
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(f.k, f.ks), KMM_EINVAL); /* the kernel space stays */
     KT_ASSERT_EQ(t, kmm_vm_translate(f.ks, HEAP, &tr), KMM_OK);
     KT_EXPECT_EQ(t, tr.pa, pa);
     KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, HEAP, PAGE), KMM_OK);
-    KT_EXPECT_EQ(t, kmm_aspace_destroy(us), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(f.k, us), KMM_OK);
     KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
     KT_EXPECT_EQ(t, kmm_page_free(f.k, other, 0), KMM_OK);
     KT_EXPECT_HEALTHY(t, f.k);
@@ -331,7 +331,7 @@ KTEST_LEVELS(vm, a_gather_begun_on_another_space_or_no_gather_is_refused)
     kmm_tlb_finish(&g);
     KT_EXPECT_EQ(t, kmm_vm_translate(us, USER, &tr), KMM_ENOENT);
     KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, HEAP, PAGE), KMM_OK);
-    KT_EXPECT_EQ(t, kmm_aspace_destroy(us), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(f.k, us), KMM_OK);
     KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
     KT_EXPECT_HEALTHY(t, f.k);
     teardown(&f);
@@ -373,7 +373,7 @@ KTEST_LEVELS(vm, a_query_that_leaves_its_half_is_refused)
     KT_EXPECT(t, !run.mapped);
     KT_EXPECT_EQ(t, run.size, UINT64_MAX - (kpage + PAGE));
     KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, kpage, PAGE), KMM_OK);
-    KT_EXPECT_EQ(t, kmm_aspace_destroy(us), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(f.k, us), KMM_OK);
     KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
     KT_EXPECT_HEALTHY(t, f.k);
     teardown(&f);
@@ -410,6 +410,33 @@ KTEST_LEVELS(vm, translate_and_query_count_and_log_what_they_refuse)
     teardown(&f);
 }
 
+KTEST_LEVELS(vm, destroying_the_kernel_space_or_what_is_no_space_is_refused_counted_and_logged)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup_levels(t, &f, levels));
+    REJECT(kmm_aspace_destroy(f.k, f.ks), KMM_EINVAL, "destroy the kernel space");
+    KT_EXPECT(t, ktest_contains(kt_machine_last_error(f.m), "kmm_aspace_destroy"));
+    REJECT(kmm_aspace_destroy(f.k, NULL), KMM_EINVAL, "destroy NULL");
+    struct kmm_aspace *us;
+    KT_ASSERT_EQ(t, kmm_aspace_create(f.k, &us), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_aspace_destroy(f.k, us), KMM_OK);
+    REJECT(kmm_aspace_destroy(f.k, us), KMM_EINVAL, "destroy a destroyed space");
+    static uint64_t junk[64]; /* not a space at all, never read */
+    REJECT(kmm_aspace_destroy(f.k, (struct kmm_aspace *)junk), KMM_EINVAL, "destroy junk");
+    /* A space of another instance is that instance's to destroy. */
+    static const struct kmm_region small[] = {{1 * MIB, 7 * MIB, KMM_MEM_USABLE}};
+    struct kt_kmm other;
+    if (kt_kmm_up(t, &other, small, N(small), 1, levels)) {
+        KT_ASSERT_EQ(t, kmm_aspace_create(other.k, &us), KMM_OK);
+        REJECT(kmm_aspace_destroy(f.k, us), KMM_EINVAL, "destroy another instance's space");
+        KT_EXPECT_EQ(t, kmm_aspace_destroy(other.k, us), KMM_OK);
+        KT_EXPECT_HEALTHY(t, other.k);
+        kt_kmm_down(&other);
+    }
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(NULL, NULL), KMM_EINVAL); /* no instance to count in */
+    teardown(&f);
+}
+
 KTEST_LEVELS(vm, a_kernel_mapping_made_later_appears_in_every_user_space)
 {
     struct fixture f;
@@ -429,8 +456,8 @@ KTEST_LEVELS(vm, a_kernel_mapping_made_later_appears_in_every_user_space)
     KT_EXPECT_EQ(t, kmm_vm_translate(b, USER, &tr), KMM_ENOENT);
     KT_EXPECT_EQ(t, kmm_vm_translate(f.ks, USER, &tr), KMM_ENOENT);
     KT_EXPECT_HEALTHY(t, f.k);
-    KT_EXPECT_EQ(t, kmm_aspace_destroy(a), KMM_OK);
-    KT_EXPECT_EQ(t, kmm_aspace_destroy(b), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(f.k, a), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(f.k, b), KMM_OK);
     KT_ASSERT_EQ(t, kmm_vm_translate(f.ks, HEAP, &tr), KMM_OK); /* the kernel half lives on */
     KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, HEAP, PAGE), KMM_OK);
     KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
@@ -460,7 +487,7 @@ KTEST_LEVELS(vm, destroying_a_user_space_frees_its_tables_and_owned_frames)
     KT_EXPECT_EQ(t, s.mapped_pages, 40);
     KT_EXPECT_EQ(t, s.owned_pages, 40);
     KT_EXPECT_HEALTHY(t, f.k);
-    KT_EXPECT_EQ(t, kmm_aspace_destroy(us), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(f.k, us), KMM_OK);
     kmm_page_drain_cpu(f.k);
     KT_EXPECT_EQ(t, free_pages(f.k), before);
     KT_EXPECT_HEALTHY(t, f.k);
@@ -488,7 +515,7 @@ KTEST(vm, five_level_paging_maps_57_bit_addresses)
     KT_ASSERT_EQ(t, kmm_vm_translate(us, khigh, &tr), KMM_OK);
     KT_EXPECT_HEALTHY(t, f.k);
     KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, khigh, PAGE), KMM_OK);
-    KT_EXPECT_EQ(t, kmm_aspace_destroy(us), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(f.k, us), KMM_OK);
     KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
     KT_EXPECT_HEALTHY(t, f.k);
     teardown(&f);
@@ -498,7 +525,7 @@ KTEST(vm, five_level_paging_maps_57_bit_addresses)
     KT_ASSERT_EQ(t, kmm_aspace_create(f.k, &us), KMM_OK);
     pa = kmm_page_alloc(f.k, 0, 0);
     KT_EXPECT_EQ(t, kmm_vm_map(us, high, pa, PAGE, KMM_PROT_READ), KMM_EINVAL);
-    KT_EXPECT_EQ(t, kmm_aspace_destroy(us), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(f.k, us), KMM_OK);
     teardown(&f);
 }
 

@@ -561,7 +561,7 @@ static void cut_2m(struct ktest *t, unsigned levels, bool user, uint64_t off, ui
                 file, line);
     if (pa && kmm_run_free(x.f.k, pa, 2 * M2 / K4) != KMM_OK) /* unmapping never frees frames */
         ktest_fail_at(t, file, line, "the frames were not the caller's any more");
-    if (user && kmm_aspace_destroy(as) != KMM_OK)
+    if (user && kmm_aspace_destroy(x.f.k, as) != KMM_OK)
         ktest_fail_at(t, file, line, "kmm_aspace_destroy failed");
     kt_expect_healthy_at(t, x.f.k, file, line);
     down(&x);
@@ -1398,7 +1398,7 @@ KTEST_LEVELS(vm_huge, statistics_count_leaves_by_size_in_each_space)
     KT_EXPECT_HEALTHY(t, x.f.k);
     KT_ASSERT_EQ(t, kmm_vm_unmap(x.ks, KVA + G1, G1), KMM_OK);
     KT_EXPECT_EQ(t, kmm_vm_translate(us, KVA + G1, &(struct kmm_vm_translation){0}), KMM_ENOENT);
-    KT_EXPECT_EQ(t, kmm_aspace_destroy(us), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(x.f.k, us), KMM_OK);
     KT_EXPECT_EQ(t, kmm_page_get(x.f.k, one), KMM_OK); /* still ours: the owned reference went */
     KT_EXPECT_EQ(t, kmm_page_free(x.f.k, one, 0), KMM_OK);
     KT_EXPECT_EQ(t, kmm_page_free(x.f.k, one, 0), KMM_OK);
@@ -1438,7 +1438,7 @@ KTEST_LEVELS(vm_huge, destroying_a_space_with_huge_and_split_leaves_frees_every_
     KT_EXPECT_EQ(t, s.mapped_pages, 511 + 511 + 8);
     KT_EXPECT_EQ(t, s.owned_pages, 8);
     KT_EXPECT_HEALTHY(t, x.f.k);
-    KT_EXPECT_EQ(t, kmm_aspace_destroy(us), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(x.f.k, us), KMM_OK);
     KT_EXPECT_EQ(t, free_pages(x.f.k), before); /* tables, owned frames, the space itself */
     KT_EXPECT_EQ(t, kmm_run_free(x.f.k, p, 4 * M2 / K4), KMM_OK); /* never the others' frames */
     KT_EXPECT_HEALTHY(t, x.f.k);

@@ -170,7 +170,7 @@ static void run_random(struct ktest *t, unsigned levels, bool user_space, uint64
     for (unsigned i = 0; i < 256; i++)
         KT_ASSERT_EQ(t, kmm_page_free(k, pool[i], 0), KMM_OK);
     if (user_space)
-        KT_EXPECT_EQ(t, kmm_aspace_destroy(as), KMM_OK);
+        KT_EXPECT_EQ(t, kmm_aspace_destroy(k, as), KMM_OK);
     kmm_page_drain_cpu(k);
     kmm_page_stats(k, &ps);
     KT_EXPECT_EQ(t, ps.free_pages, ps0.free_pages);
@@ -789,7 +789,7 @@ static void run_mixed(struct ktest *t, unsigned levels, bool user, const struct 
         KT_ASSERT_EQ(t, kmm_page_free(f.k, x.pool[i], 0), KMM_OK);
     KT_EXPECT_EQ(t, kmm_run_free(f.k, x.ram, MIX_RAM / PAGE), KMM_OK);
     if (user)
-        KT_EXPECT_EQ(t, kmm_aspace_destroy(x.as), KMM_OK);
+        KT_EXPECT_EQ(t, kmm_aspace_destroy(f.k, x.as), KMM_OK);
     kmm_page_drain_cpu(f.k);
     kmm_page_stats(f.k, &ps);
     KT_EXPECT_EQ(t, ps.free_pages, ps0.free_pages);

@@ -110,12 +110,15 @@ struct kmm_aspace *kmm_kernel_aspace(struct kmm *k);
 int kmm_aspace_create(struct kmm *k, struct kmm_aspace **out);
 
 /*
- * kmm_aspace_destroy - unmap everything in the lower half (dropping owned
- * frames' references), free every table and the space itself. The space
- * must not be active on any CPU. The kernel space cannot be destroyed
- * (KMM_EINVAL). Returns KMM_OK.
+ * kmm_aspace_destroy - unmap everything in the lower half of the user space
+ * as of instance k (dropping owned frames' references), free every table
+ * and the space itself. The space must not be active on any CPU. Returns
+ * KMM_OK, or KMM_EINVAL with nothing changed, counted in
+ * kmm_vm_stats.misuse and logged with the caller, when as is the kernel
+ * space (it cannot be destroyed), NULL, destroyed already, or not a space
+ * of k (as is looked up in k's list of spaces before it is read).
  */
-int kmm_aspace_destroy(struct kmm_aspace *as);
+int kmm_aspace_destroy(struct kmm *k, struct kmm_aspace *as);
 
 /* Makes as the current space of this CPU (the port loads its root). */
 void kmm_aspace_activate(struct kmm_aspace *as);

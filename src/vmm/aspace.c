@@ -113,17 +113,35 @@ static void free_subtree(struct kmm_aspace *as, uint64_t t, unsigned level)
     }
 }
 
-int kmm_aspace_destroy(struct kmm_aspace *as)
+/* Takes as off k's list of user spaces. Returns why it cannot be (NULL when
+ * done): only a live user space of this instance is on the list, so the
+ * lookup never reads through a pointer that is not one. */
+static const char *unlink_space(struct kmm *k, const struct kmm_aspace *as)
 {
-    if (!as || as->canary != KMM_ASPACE_CANARY || as->kernel)
-        return KMM_EINVAL;
-    struct kmm *k = as->k;
+    if (as == &k->vm.kernel)
+        return "the kernel space cannot be destroyed";
+    const char *why = "not a user space of this instance (NULL, destroyed already, or another's)";
     kmm_irqstate_t s = kmm_lock_irqsave(&k->vm.list_lock);
-    struct kmm_aspace **link = &k->vm.spaces;
-    while (*link != as)
-        link = &(*link)->next;
-    *link = as->next;
+    for (struct kmm_aspace **link = &k->vm.spaces; *link; link = &(*link)->next) {
+        if (*link != as)
+            continue;
+        why = as->canary == KMM_ASPACE_CANARY ? 0 : "the space's canary is overwritten";
+        if (!why)
+            *link = as->next;
+        break;
+    }
     kmm_unlock_irqrestore(&k->vm.list_lock, s);
+    return why;
+}
+
+int kmm_aspace_destroy(struct kmm *k, struct kmm_aspace *as)
+{
+    if (!k)
+        return KMM_EINVAL;
+    const char *why = unlink_space(k, as);
+    if (why)
+        return vm_misuse(k, KMM_EINVAL, "kmm_aspace_destroy", (uint64_t)(uintptr_t)as, 0, why,
+                         __builtin_return_address(0));
 
     unsigned levels = k->vm.levels;
     pte_t *top = table(k, as->root);

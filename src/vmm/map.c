@@ -130,8 +130,8 @@ static inline bool leaf_global(const struct kmm_aspace *as, uint64_t va, pte_t e
 
 /* --- misuse ------------------------------------------------------------------ */
 
-static int vm_misuse(struct kmm *k, int err, const char *fn, uint64_t va, uint64_t size,
-                     const char *why, const void *caller)
+int vm_misuse(struct kmm *k, int err, const char *fn, uint64_t va, uint64_t size, const char *why,
+              const void *caller)
 {
     return kmm_misuse(k, KMM_LAYER_VM, kmm_misuse_of_error(err), err, caller,
                       "%s(0x%llx, size 0x%llx): %s", fn, (unsigned long long)va,

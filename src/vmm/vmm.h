@@ -65,6 +65,11 @@ unsigned vmm_init_pages(void);
  * without a cache mode. map.c; any context. */
 uint64_t vmm_ram_bytes(const struct kmm *k, uint64_t pa, uint64_t size);
 
+/* A refused call: counted in kmm_vm_stats.misuse, logged once with fn, the
+ * address, the size, why and the caller. Returns err. Any context. */
+int vm_misuse(struct kmm *k, int err, const char *fn, uint64_t va, uint64_t size, const char *why,
+              const void *caller);
+
 /* kmm_vm_map on the kernel space for the kernel virtual area allocator's
  * own areas (vmalloc.c): every check but the window's (kva_map_conflict),
  * which keeps an area's pages from everyone else. */

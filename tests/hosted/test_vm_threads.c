@@ -129,7 +129,7 @@ static void run(struct ktest *t, bool user_space, unsigned levels)
     KT_EXPECT_EQ(t, after.mapped_pages, 0);
     KT_EXPECT_EQ(t, after.table_bytes, before.table_bytes); /* every table freed again */
     if (user_space)
-        KT_EXPECT_EQ(t, kmm_aspace_destroy(as), KMM_OK);
+        KT_EXPECT_EQ(t, kmm_aspace_destroy(k, as), KMM_OK);
     kmm_page_drain_cpu(k);
     kmm_page_stats(k, &p1);
     KT_EXPECT_EQ(t, p1.free_pages, p0.free_pages);

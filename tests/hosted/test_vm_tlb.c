@@ -184,7 +184,7 @@ KTEST_LEVELS(vm_tlb, a_user_space_unmap_shoots_down_its_own_root_without_globals
     struct hosted_tlb_event last = hosted_tlb_log_get(f.m, hosted_tlb_log_count(f.m) - 1);
     KT_EXPECT_EQ(t, last.root, kmm_aspace_root(us));
     kmm_aspace_activate(f.ks);
-    KT_EXPECT_EQ(t, kmm_aspace_destroy(us), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(f.k, us), KMM_OK);
     KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
     teardown(&f);
 }
