@@ -28,6 +28,8 @@
 
 static const struct kmm_region ram[] = {{1 * MIB, 63 * MIB, KMM_MEM_USABLE}};
 
+#define MMIO_PAGE (UINT64_C(4) << 30) /* beyond RAM: device memory */
+
 struct fixture {
     struct hosted_machine *m;
     struct kmm *k;
@@ -139,6 +141,60 @@ KTEST_LEVELS(vm_tlb, a_downgrade_invalidates_and_an_upgrade_does_not)
     KT_ASSERT_EQ(t, kmm_vm_protect(f.ks, HEAP, PAGE, KMM_PROT_READ), KMM_OK);
     KT_EXPECT(t, invalidated(f.m, from, HEAP, NULL)); /* taking exec away */
     KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, HEAP, PAGE), KMM_OK);
+    teardown(&f);
+}
+
+/* One protection change of the page at va from `from` to `to`: whether it
+ * was followed by an invalidation of va (locally and a shootdown). */
+static bool protect_invalidates(struct fixture *f, struct kmm_aspace *as, uint64_t va,
+                                unsigned from, unsigned to)
+{
+    if (kmm_vm_protect(as, va, PAGE, from) != KMM_OK)
+        return false;
+    size_t at = hosted_tlb_log_count(f->m);
+    if (kmm_vm_protect(as, va, PAGE, to) != KMM_OK)
+        return false;
+    return invalidated(f->m, at, va, NULL);
+}
+
+KTEST_LEVELS(vm_tlb, every_right_taken_away_invalidates)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup(&f, levels));
+    struct kmm_aspace *us;
+    KT_ASSERT_EQ(t, kmm_aspace_create(f.k, &us), KMM_OK);
+    uint64_t pa = kmm_page_alloc(f.k, 0, 0);
+    const unsigned R = KMM_PROT_READ, W = KMM_PROT_WRITE, X = KMM_PROT_EXEC, U = KMM_PROT_USER,
+                   G = KMM_PROT_GLOBAL;
+    KT_ASSERT_EQ(t, kmm_vm_map(us, USER, pa, PAGE, R | W | X | U), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, pa, PAGE, R | W | X | G), KMM_OK);
+    /* A user page: each right alone, and all of them at once. */
+    KT_EXPECT(t, protect_invalidates(&f, us, USER, R | U, R)); /* user access */
+    KT_EXPECT(t, protect_invalidates(&f, us, USER, R | W | X | U, R | W | X));
+    KT_EXPECT(t, protect_invalidates(&f, us, USER, R | W | U, R | U));
+    KT_EXPECT(t, protect_invalidates(&f, us, USER, R | X | U, R | U));
+    KT_EXPECT(t, protect_invalidates(&f, us, USER, R | W | X | U, R));
+    /* A kernel page: global, write, execute. */
+    KT_EXPECT(t, protect_invalidates(&f, f.ks, HEAP, R | G, R));
+    KT_EXPECT(t, protect_invalidates(&f, f.ks, HEAP, R | W | G, R | G));
+    KT_EXPECT(t, protect_invalidates(&f, f.ks, HEAP, R | X | G, R | G));
+    /* Adding a right needs nothing. */
+    size_t at = hosted_tlb_log_count(f.m);
+    KT_ASSERT_EQ(t, kmm_vm_protect(us, USER, PAGE, R | W | X | U), KMM_OK);
+    KT_EXPECT_EQ(t, hosted_tlb_log_count(f.m), at);
+    /* Another cache mode (REPLACE of the same frame) invalidates too. */
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP + PAGE, MMIO_PAGE, PAGE, R | KMM_CACHE_UC), KMM_OK);
+    at = hosted_tlb_log_count(f.m);
+    KT_ASSERT_EQ(t,
+                 kmm_vm_map(f.ks, HEAP + PAGE, MMIO_PAGE, PAGE, R | KMM_CACHE_WC | KMM_MAP_REPLACE),
+                 KMM_OK);
+    KT_EXPECT(t, invalidated(f.m, at, HEAP + PAGE, NULL));
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, HEAP, 2 * PAGE), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(us, USER, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(f.k, us), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
+    struct kmm_check_result r;
+    KT_EXPECT_EQ(t, kmm_check(f.k, &r), KMM_CHECK_OK);
     teardown(&f);
 }
 
