@@ -10,6 +10,7 @@
 
 #include <kmm/check.h>
 #include <kmm/kmm.h>
+#include <kmm/misuse.h>
 #include <kmm/page.h>
 #include <kmm/vm.h>
 
@@ -314,7 +315,12 @@ KTEST_LEVELS(vm, a_gather_begun_on_another_space_or_no_gather_is_refused)
      * on us must not collect the kernel space's invalidations. */
     struct kmm_tlb_gather g;
     kmm_tlb_gather_init(&g, us);
+    struct kmm_misuse_stats ms0, ms1;
+    kmm_misuse_stats(f.k, &ms0);
     REJECT(kmm_vm_unmap_g(f.ks, HEAP, PAGE, &g), KMM_EINVAL, "unmap with another space's gather");
+    kmm_misuse_stats(f.k, &ms1);
+    KT_EXPECT_EQ(t, ms1.count[KMM_LAYER_VM][KMM_MISUSE_BAD_HANDLE],
+                 ms0.count[KMM_LAYER_VM][KMM_MISUSE_BAD_HANDLE] + 1);
     KT_EXPECT(t, ktest_contains(kt_machine_last_error(f.m), "kmm_vm_unmap"));
     REJECT(kmm_vm_protect_g(f.ks, HEAP, PAGE, r, &g), KMM_EINVAL,
            "protect with another space's gather");
@@ -420,7 +426,12 @@ KTEST_LEVELS(vm, destroying_the_kernel_space_or_what_is_no_space_is_refused_coun
     struct kmm_aspace *us;
     KT_ASSERT_EQ(t, kmm_aspace_create(f.k, &us), KMM_OK);
     KT_ASSERT_EQ(t, kmm_aspace_destroy(f.k, us), KMM_OK);
+    struct kmm_misuse_stats ms0, ms1;
+    kmm_misuse_stats(f.k, &ms0);
     REJECT(kmm_aspace_destroy(f.k, us), KMM_EINVAL, "destroy a destroyed space");
+    kmm_misuse_stats(f.k, &ms1);
+    KT_EXPECT_EQ(t, ms1.count[KMM_LAYER_VM][KMM_MISUSE_BAD_HANDLE],
+                 ms0.count[KMM_LAYER_VM][KMM_MISUSE_BAD_HANDLE] + 1);
     static uint64_t junk[64]; /* not a space at all, never read */
     REJECT(kmm_aspace_destroy(f.k, (struct kmm_aspace *)junk), KMM_EINVAL, "destroy junk");
     /* A space of another instance is that instance's to destroy. */

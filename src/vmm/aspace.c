@@ -120,7 +120,7 @@ static const char *unlink_space(struct kmm *k, const struct kmm_aspace *as)
 {
     if (as == &k->vm.kernel)
         return "the kernel space cannot be destroyed";
-    const char *why = "not a user space of this instance (NULL, destroyed already, or another's)";
+    const char *why = "not a user space of this instance (destroyed already, or another's)";
     kmm_irqstate_t s = kmm_lock_irqsave(&k->vm.list_lock);
     for (struct kmm_aspace **link = &k->vm.spaces; *link; link = &(*link)->next) {
         if (*link != as)
@@ -138,10 +138,12 @@ int kmm_aspace_destroy(struct kmm *k, struct kmm_aspace *as)
 {
     if (!k)
         return KMM_EINVAL;
+    const void *caller = __builtin_return_address(0);
+    if (!as)
+        return vm_misuse(k, KMM_EINVAL, "kmm_aspace_destroy", 0, 0, "NULL space", caller);
     const char *why = unlink_space(k, as);
     if (why)
-        return vm_misuse(k, KMM_EINVAL, "kmm_aspace_destroy", (uint64_t)(uintptr_t)as, 0, why,
-                         __builtin_return_address(0));
+        return vm_misuse_handle(k, "kmm_aspace_destroy", (uint64_t)(uintptr_t)as, 0, why, caller);
 
     unsigned levels = k->vm.levels;
     pte_t *top = table(k, as->root);

@@ -138,6 +138,14 @@ int vm_misuse(struct kmm *k, int err, const char *fn, uint64_t va, uint64_t size
                       (unsigned long long)size, why);
 }
 
+int vm_misuse_handle(struct kmm *k, const char *fn, uint64_t va, uint64_t size, const char *why,
+                     const void *caller)
+{
+    return kmm_misuse(k, KMM_LAYER_VM, KMM_MISUSE_BAD_HANDLE, KMM_EINVAL, caller,
+                      "%s(0x%llx, size 0x%llx): %s", fn, (unsigned long long)va,
+                      (unsigned long long)size, why);
+}
+
 /* A refused call on as: counted and logged when as is a space (otherwise
  * there is no instance to count it in). Out of line and cold, so that the
  * callers' common path stays short. */
@@ -814,8 +822,8 @@ static int unmap(struct kmm_aspace *as, uint64_t va, uint64_t size, struct kmm_t
                  const char *fn, const void *caller)
 {
     const char *why = bad_range(as, va, size);
-    if (!why)
-        why = bad_gather(as, g);
+    if (!why && (why = bad_gather(as, g)) != 0 && g)
+        return vm_misuse_handle(as->k, fn, va, size, why, caller);
     if (why)
         return as && as->canary == KMM_ASPACE_CANARY
                    ? vm_misuse(as->k, KMM_EINVAL, fn, va, size, why, caller)
@@ -888,8 +896,8 @@ static int protect(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned p
         why = "unknown protection bits";
     if (!why)
         why = bad_prot(as, va, prot);
-    if (!why)
-        why = bad_gather(as, g);
+    if (!why && (why = bad_gather(as, g)) != 0 && g)
+        return vm_misuse_handle(as->k, "kmm_vm_protect", va, size, why, caller);
     if (why)
         return as && as->canary == KMM_ASPACE_CANARY
                    ? vm_misuse(as->k, KMM_EINVAL, "kmm_vm_protect", va, size, why, caller)

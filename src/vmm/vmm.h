@@ -70,6 +70,12 @@ uint64_t vmm_ram_bytes(const struct kmm *k, uint64_t pa, uint64_t size);
 int vm_misuse(struct kmm *k, int err, const char *fn, uint64_t va, uint64_t size, const char *why,
               const void *caller);
 
+/* vm_misuse of a handle that is no live object of its kind (a space that
+ * is none, a gather of another space): KMM_EINVAL, counted as
+ * KMM_MISUSE_BAD_HANDLE. */
+int vm_misuse_handle(struct kmm *k, const char *fn, uint64_t va, uint64_t size, const char *why,
+                     const void *caller);
+
 /* kmm_vm_map on the kernel space for the kernel virtual area allocator's
  * own areas (vmalloc.c): every check but the window's (kva_map_conflict),
  * which keeps an area's pages from everyone else. */
