@@ -131,14 +131,17 @@ compile_commands.json: Makefile mk/variant.mk
 #   cc prog.c $$(pkg-config --cflags --libs kmm)
 # builds. A kernel builds src/ with its own glue header instead (docs/porting.md).
 PREFIX ?= /usr/local
+INSTALL_TO = $(DESTDIR)$(PREFIX)
 install:
+	@case '$(INSTALL_TO)' in *[[:space:]\|\&\\\']*) \
+	  echo "install: PREFIX and DESTDIR must not hold spaces, quotes, |, & or \\" >&2; exit 1;; esac
 	$(VARIANT) O=build/hosted CC=gcc WORLD=hosted lib
-	install -d $(DESTDIR)$(PREFIX)/include/kmm/hosted $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 644 include/kmm/*.h $(DESTDIR)$(PREFIX)/include/kmm/
+	install -d '$(INSTALL_TO)/include/kmm/hosted' '$(INSTALL_TO)/lib/pkgconfig'
+	install -m 644 include/kmm/*.h '$(INSTALL_TO)/include/kmm/'
 	install -m 644 port/hosted/kmm_port_impl.h port/hosted/hosted.h \
-	  $(DESTDIR)$(PREFIX)/include/kmm/hosted/
-	install -m 644 build/hosted/libkmm.a $(DESTDIR)$(PREFIX)/lib/
-	sed 's|@PREFIX@|$(PREFIX)|' tools/kmm.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/kmm.pc
+	  '$(INSTALL_TO)/include/kmm/hosted/'
+	install -m 644 build/hosted/libkmm.a '$(INSTALL_TO)/lib/'
+	sed 's|@PREFIX@|$(PREFIX)|' tools/kmm.pc.in > '$(INSTALL_TO)/lib/pkgconfig/kmm.pc'
 
 clean:
 	rm -rf build compile_commands.json

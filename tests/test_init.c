@@ -6,6 +6,7 @@
 #include "env.h"
 #include "fixture.h"
 
+#include <kmm/check.h>
 #include <kmm/kmm.h>
 #include <kmm/port.h>
 
@@ -192,6 +193,11 @@ KTEST(init, a_second_fini_is_refused_and_a_null_one_does_nothing)
     KT_EXPECT_EQ(t, kmm_fini(k), KMM_OK);
     KT_EXPECT_EQ(t, kmm_fini(k), KMM_ESTATE); /* not a panic: a caller's mistake */
     KT_EXPECT_EQ(t, kmm_fini(NULL), KMM_OK);
+    static struct kt_text tx; /* a report of what is gone says so, and no more */
+    kmm_report(k, &(struct kmm_sink){kt_text_write, &tx});
+    KT_EXPECT_STREQ(t, tx.buf, "kmm_report: not a live instance (canary 0x0)\n");
+    struct kmm_check_result r;
+    KT_EXPECT_EQ(t, kmm_check(k, &r), KMM_CHECK_CORRUPT);
     /* The memory is plain memory again: a new instance takes the same place. */
     struct kmm *again;
     KT_ASSERT_EQ(t, kmm_init(&cfg, &again), KMM_OK);

@@ -9,8 +9,9 @@
  * Errors: every call that can fail returns an int, 0 (KMM_OK) on success and a
  * negative KMM_E* value otherwise, or NULL / 0 where the contract says so. A
  * caller mistake is rejected with KMM_EINVAL (or a more specific value),
- * counted in one table by layer and class (kmm/misuse.h: kmm_misuse_stats),
- * logged once through the port with the caller's address, and leaves
+ * counted in one table by layer and class (kmm/misuse.h: kmm_misuse_stats;
+ * it says what has no instance to be counted in), logged once through the
+ * port with the caller's address, and leaves
  * every structure as it was. Running out of memory returns KMM_ENOMEM. The
  * library panics (kmm_port_panic) only when it finds its own invariants broken.
  */
@@ -159,8 +160,10 @@ struct kmm_sink {
  * resolved memory map and its totals, the page allocator's figures, and free
  * blocks per order with the unusable free space index of each (buddyinfo).
  * Later layers add their sections (page tables, kernel virtual areas as
- * /proc/vmallocinfo shows them, heap). Takes each zone lock in turn while it
- * reads the statistics. IRQs on.
+ * /proc/vmallocinfo shows them, heap), and the rejected calls by layer and
+ * class. Takes each zone lock in turn while it reads the statistics. For a
+ * k that is not a live instance (torn down already) it writes one line that
+ * says so and reads nothing else. IRQs on.
  */
 void kmm_report(struct kmm *k, const struct kmm_sink *sink);
 

@@ -8,8 +8,13 @@
  * counted once in one table: by the layer whose entry point rejected it and
  * by the class of mistake. The per-layer `misuse` figures of the layers'
  * statistics (kmm_page_stats, kmm_vm_stats, kmm_vmalloc_stats) are views of
- * this table's rows. A rejected kmm_init has no instance to count in: it is
- * logged only.
+ * this table's rows.
+ *
+ * What cannot be counted: a call with no live instance to count in. A
+ * rejected kmm_init is logged only; a handle that is not a live instance
+ * (kmm_fini a second time, kmm_report) or a space handle that leads to no
+ * instance (NULL, destroyed, corrupt) is refused with its error value, and
+ * logged where the call still knows a port.
  */
 #ifndef KMM_MISUSE_H
 #define KMM_MISUSE_H
@@ -20,12 +25,11 @@ struct kmm;
 
 /* The layer of the entry point that rejected a call. */
 enum kmm_layer {
-    KMM_LAYER_INSTANCE, /* kmm_fini, kmm_report, kmm_check on a bad instance */
-    KMM_LAYER_PAGE,     /* kmm_page_*, kmm_pages_*, kmm_run_* */
-    KMM_LAYER_GROW,     /* kmm_page_add_memory */
-    KMM_LAYER_RECLAIM,  /* kmm_shrinker_register, kmm_shrinker_unregister */
-    KMM_LAYER_VM,       /* kmm_aspace_*, kmm_vm_*, kmm_tlb_* */
-    KMM_LAYER_KVA,      /* kmm_vmalloc, kmm_vmap, kmm_kva_* and their frees */
+    KMM_LAYER_PAGE,    /* kmm_page_*, kmm_pages_*, kmm_run_* */
+    KMM_LAYER_GROW,    /* kmm_page_add_memory */
+    KMM_LAYER_RECLAIM, /* kmm_shrinker_register, kmm_shrinker_unregister */
+    KMM_LAYER_VM,      /* kmm_aspace_*, kmm_vm_*, kmm_tlb_* */
+    KMM_LAYER_KVA,     /* kmm_vmalloc, kmm_vmap, kmm_kva_* and their frees */
     KMM_LAYER_COUNT
 };
 

@@ -247,7 +247,11 @@ static void report_misuse(struct kmm *k, const struct kmm_sink *s)
 
 void kmm_report(struct kmm *k, const struct kmm_sink *sink)
 {
-    KMM_ASSERT(k->port, k->canary == KMM_INSTANCE_CANARY);
+    if (k->canary != KMM_INSTANCE_CANARY) { /* torn down, or not an instance: nothing to read */
+        sink_printf(sink, "kmm_report: not a live instance (canary 0x%llx)\n",
+                    (unsigned long long)k->canary);
+        return;
+    }
     sink_printf(sink, "kmm %s, %u CPUs\n", kmm_version(), k->cpu_count);
     report_memmap(k, sink);
     struct kmm_page_stats ps;
