@@ -1,15 +1,21 @@
 /*
  * bench.h - the benchmark harness (make bench): the workloads of
- * WORKLOADS.md, the tools they share (splitmix64, FNV-1a-64, a monotonic
- * clock, medians) and where their figures go (a table on stdout and one
- * JSON file written at the end).
+ * WORKLOADS.md, the tools they share (splitmix64, FNV-1a-64, clocks,
+ * medians) and where their figures go (a table on stdout and one JSON file
+ * written at the end).
  *
  * A workload is one function in a bench_*.c file, listed in bench.c's
  * workload table. It generates its traces before any timing, runs
  * BENCH_RUNS times, and hands its figures to the results: a table row, and
  * its own object in results.json:
  *
- *     {"P1": {"ns": 23.45, "floor_ns": 3.21}, "P2": {"ns": 45.67}, ...}
+ *     {"P1": {"ns": 7.71, "cpu_ns": 7.70, "share": 1.00, ...}, "P2": {...}, ...}
+ *
+ * Each timed loop is measured by two clocks: the wall clock (WORKLOADS.md's
+ * figure, "ns") and the thread's CPU time ("cpu_ns"). When other processes
+ * take the benchmark's CPU they differ, and "share" (CPU time / wall time,
+ * the median of the runs) says by how much (docs/performance.md, "Two
+ * modes"). The runner asks for SCHED_FIFO so that they cannot.
  *
  * Everything here is single-threaded.
  */
@@ -20,6 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+
+struct bench_results;
 
 /* Runs per workload; the reported figure is their median (WORKLOADS.md). */
 #define BENCH_RUNS 5u
@@ -71,6 +79,55 @@ static inline uint64_t bench_fnv_i32(uint64_t h, int32_t v)
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t bench_now_ns(void);
 
+/* Where a timed loop began: both clocks, and what the scheduler had done. */
+struct bench_clock {
+    uint64_t wall_ns, cpu_ns; /* CLOCK_MONOTONIC, CLOCK_THREAD_CPUTIME_ID */
+    long nivcsw;              /* involuntary context switches so far */
+    int cpu;                  /* sched_getcpu() */
+};
+
+/* What a timed loop took. */
+struct bench_elapsed {
+    uint64_t wall_ns; /* what WORKLOADS.md measures */
+    uint64_t cpu_ns;  /* the part of it this thread was running */
+    long preemptions; /* involuntary context switches meanwhile */
+    int cpu_begin, cpu_end;
+};
+
+void bench_clock_start(struct bench_clock *c);
+struct bench_elapsed bench_clock_stop(const struct bench_clock *c);
+
+/* A figure: one workload's per-op time in each of its runs, by both clocks. */
+struct bench_figure {
+    unsigned n;
+    double wall[BENCH_RUNS], cpu[BENCH_RUNS], share[BENCH_RUNS];
+    int cpu_id[BENCH_RUNS]; /* the CPU the run ended on */
+};
+
+/* Adds a run of ops operations. */
+void bench_figure_add(struct bench_figure *f, const struct bench_elapsed *e, double ops);
+double bench_figure_wall(const struct bench_figure *f); /* median of the runs */
+double bench_figure_cpu(const struct bench_figure *f);  /* median of the runs */
+/* The median of the runs' CPU time / wall time: at least BENCH_QUIET_SHARE
+ * when most runs, and so the median wall figure, were not slowed by other
+ * processes (a slowed run is slower than the quiet ones). */
+double bench_figure_share(const struct bench_figure *f);
+/* Prints "name runs: ... median m" for the wall clock, then the CPU-time
+ * figures, the shares and the CPUs. */
+void bench_figure_print(const char *name, const struct bench_figure *f);
+
+/* A loop whose thread ran less than this share of its wall time was slowed
+ * by other processes on its CPU: its wall figure does not compare. */
+#define BENCH_QUIET_SHARE 0.97
+
+/* Prints the mode the workload was measured in (quiet or shared CPU). */
+void bench_print_mode(const char *workload, double share);
+
+/* Prints the machine (CPU model, CPUs, core clock) and records the clock,
+ * the CPU count and whether the runner is real-time in results.json's
+ * "machine" object: ns figures compare only between machines of one kind. */
+void bench_machine(struct bench_results *r, bool realtime);
+
 /* The median of v[0..n) (1 <= n <= BENCH_MEDIAN_MAX; the mean of the middle
  * two if n is even). v is left as it is. */
 #define BENCH_MEDIAN_MAX 64
@@ -87,14 +144,16 @@ void bench_print_runs(const char *name, const double *runs, size_t n, double med
 
 #define BENCH_MAX_ROWS    16
 #define BENCH_MAX_OBJECTS 16
-#define BENCH_MAX_FIELDS  8
+#define BENCH_MAX_FIELDS  24
 
 /* One line of the table. floor_ns < 0: the workload has no floor. */
 struct bench_row {
     const char *workload; /* "P1" */
     const char *unit;     /* what one op is: "ns/pair", "ns/step" */
-    double ns;            /* kmm's median */
-    double floor_ns;      /* the bare data-structure operation's median, or < 0 */
+    double ns;            /* kmm's median, wall clock */
+    double cpu_ns;        /* kmm's median, CPU time, or < 0 if not measured */
+    double share;         /* bench_figure_share (the lowest of the row's figures), or < 0 */
+    double floor_ns;      /* the bare data-structure operation's median CPU time, or < 0 */
     const char *peers;    /* WORKLOADS.md's figures for the same trace */
 };
 

@@ -152,7 +152,13 @@ int bench_init(struct bench_results *res)
         snprintf(names[i], sizeof(names[i]), "I%" PRIu64 "G", sz->gib);
         snprintf(notes[i], sizeof(notes[i]),
                  "ready = init + first alloc; full (all deferred initialised) %.2f ms", full);
-        bench_add_row(res, &(struct bench_row){names[i], "ms", ready, -1, notes[i]});
+        bench_add_row(res, &(struct bench_row){.workload = names[i],
+                                               .unit = "ms",
+                                               .ns = ready,
+                                               .cpu_ns = -1,
+                                               .share = -1,
+                                               .floor_ns = -1,
+                                               .peers = notes[i]});
         ready_ms[i] = ready;
         full_ms[i] = full;
         if (sz->gib == 256 && ready >= INIT_READY_TARGET_MS)

@@ -165,13 +165,13 @@ struct p1_counts {
 };
 
 /* The P1 loop, specialised per allocator (constant function pointers, so
- * the calls it makes are direct calls). Returns the elapsed ns. */
-BENCH_INLINE uint64_t p1_loop(void *ctx, uint64_t *vec, uint64_t (*alloc)(void *),
-                              int (*release)(void *, uint64_t), struct p1_counts *c)
+ * the calls it makes are direct calls): rounds batches of P1_BATCH
+ * allocations, then their frees in reverse order. */
+BENCH_INLINE void p1_loop(void *ctx, uint64_t *vec, unsigned rounds, uint64_t (*alloc)(void *),
+                          int (*release)(void *, uint64_t), struct p1_counts *c)
 {
     uint64_t failures = 0, bad = 0;
-    uint64_t t0 = bench_now_ns();
-    for (unsigned r = 0; r < P1_ROUNDS; r++) {
+    for (unsigned r = 0; r < rounds; r++) {
         for (unsigned i = 0; i < P1_BATCH; i++) {
             uint64_t b = alloc(ctx);
             failures += b == 0;
@@ -181,10 +181,8 @@ BENCH_INLINE uint64_t p1_loop(void *ctx, uint64_t *vec, uint64_t (*alloc)(void *
             if (vec[i])
                 bad += release(ctx, vec[i]) != 0;
     }
-    uint64_t t1 = bench_now_ns();
     c->failures += failures;
     c->bad_frees += bad;
-    return t1 - t0;
 }
 
 /* kmm: a 4096-byte, 4096-aligned request is one order-0 block. */
@@ -252,18 +250,46 @@ static void *buffer_create(size_t len)
     return p;
 }
 
-/* Runs the floor loop over P1_BATCH nodes stride bytes apart from base. */
-static double floor_run(char *base, size_t stride, uint64_t *vec, struct p1_counts *c)
+/* Runs the floor loop over P1_BATCH nodes stride bytes apart from base and
+ * adds its time per pair to f. */
+static void floor_run(char *base, size_t stride, uint64_t *vec, struct p1_counts *c,
+                      struct bench_figure *f)
 {
     struct floor_list fl = {NULL};
     for (unsigned i = 0; i < P1_BATCH; i++)
         floor_push(&fl, (struct floor_node *)(base + (size_t)i * stride));
-    uint64_t ns = p1_loop(&fl, vec, floor_alloc_page, floor_free_page, c);
-    return (double)ns / (double)P1_PAIRS;
+    struct bench_clock clk;
+    bench_clock_start(&clk);
+    p1_loop(&fl, vec, P1_ROUNDS, floor_alloc_page, floor_free_page, c);
+    struct bench_elapsed el = bench_clock_stop(&clk);
+    bench_figure_add(f, &el, (double)P1_PAIRS);
 }
 
 #define P1_PAGES_BYTES ((size_t)P1_BATCH << KMM_PAGE_SHIFT)
 #define P1_NODES_BYTES ((size_t)P1_BATCH * sizeof(struct floor_node))
+
+/* Checks a loop's counts: no frees refused (allocations may fail only
+ * where WORKLOADS.md allows, and there are none here). */
+static int p1_counts_ok(const struct p1_counts *kc, const struct p1_counts *fc)
+{
+    if (kc->bad_frees || fc->bad_frees) {
+        fprintf(stderr, "P1: %" PRIu64 " frees were refused\n", kc->bad_frees + fc->bad_frees);
+        return -1;
+    }
+    return 0;
+}
+
+/* Prints where the arenas are in this process (tools/bench-modes.sh reads
+ * it): the pool, frame database and per-CPU data are at fixed offsets from
+ * the 1 GiB aligned direct map; the rest moves with ASLR. */
+static void p1_print_placement(const struct pmm_env *e, const uint64_t *vec, const char *nodes)
+{
+    static _Thread_local int tls_probe;
+    int stack_probe;
+    printf("P1 placement: direct_map=%#" PRIxPTR " vec=%p nodes=%p tls=%p stack=%p code=%p\n",
+           hosted_machine_direct_map(e->m), (const void *)vec, (const void *)nodes,
+           (void *)&tls_probe, (void *)&stack_probe, (void *)(uintptr_t)kmm_page_alloc);
+}
 
 int bench_pmm_p1(struct bench_results *r)
 {
@@ -278,37 +304,49 @@ int bench_pmm_p1(struct bench_results *r)
     }
     if (env_open(&e, "P1") != 0)
         goto out;
+    p1_print_placement(&e, vec, nodes);
 
-    double kmm_ns[BENCH_RUNS], floor_ns[BENCH_RUNS], inpage_ns[BENCH_RUNS];
+    struct bench_figure kmm = {0}, floor = {0}, inpage = {0};
     struct p1_counts kc = {0}, fc = {0};
     for (unsigned run = 0; run < BENCH_RUNS; run++) {
         if (instance_up(&e) != 0)
             goto out;
-        uint64_t ns = p1_loop(e.k, vec, kmm_alloc_page, kmm_free_page, &kc);
-        kmm_ns[run] = (double)ns / (double)P1_PAIRS;
+        struct bench_clock clk;
+        bench_clock_start(&clk);
+        p1_loop(e.k, vec, P1_ROUNDS, kmm_alloc_page, kmm_free_page, &kc);
+        struct bench_elapsed el = bench_clock_stop(&clk);
+        bench_figure_add(&kmm, &el, (double)P1_PAIRS);
         if (instance_down(&e, "P1") != 0)
             goto out;
-        floor_ns[run] = floor_run(nodes, sizeof(struct floor_node), vec, &fc);
-        inpage_ns[run] = floor_run(pages, KMM_PAGE_SIZE, vec, &fc);
+        floor_run(nodes, sizeof(struct floor_node), vec, &fc, &floor);
+        floor_run(pages, KMM_PAGE_SIZE, vec, &fc, &inpage);
     }
-    double kmm_med = bench_median(kmm_ns, BENCH_RUNS);
-    double floor_med = bench_median(floor_ns, BENCH_RUNS);
-    bench_print_runs("P1 kmm   ns/pair", kmm_ns, BENCH_RUNS, kmm_med);
-    bench_print_runs("P1 floor ns/pair", floor_ns, BENCH_RUNS, floor_med);
-    bench_print_runs("P1 links-in-pages list ns/pair", inpage_ns, BENCH_RUNS,
-                     bench_median(inpage_ns, BENCH_RUNS));
+    double kmm_cpu = bench_figure_cpu(&kmm), floor_cpu = bench_figure_cpu(&floor);
+    double share = bench_figure_share(&kmm);
+    share = bench_figure_share(&floor) < share ? bench_figure_share(&floor) : share;
+    bench_figure_print("P1 kmm   ns/pair", &kmm);
+    bench_figure_print("P1 floor ns/pair", &floor);
+    bench_print_runs("P1 links-in-pages list cpu ns/pair", inpage.cpu, inpage.n,
+                     bench_figure_cpu(&inpage));
     printf("P1 pairs=%" PRIu64 " failures=%" PRIu64 " floor_failures=%" PRIu64
-           " thp_kb=%ld ratio=%.2f\n",
-           P1_PAIRS, kc.failures, fc.failures, bench_thp_kb(), kmm_med / floor_med);
-    if (kc.bad_frees || fc.bad_frees) {
-        fprintf(stderr, "P1: %" PRIu64 " frees were refused\n", kc.bad_frees + fc.bad_frees);
+           " thp_kb=%ld ratio=%.2f (CPU time)\n",
+           P1_PAIRS, kc.failures, fc.failures, bench_thp_kb(), kmm_cpu / floor_cpu);
+    bench_print_mode("P1", share);
+    if (p1_counts_ok(&kc, &fc) != 0)
         goto out;
-    }
-    bench_add_row(r, &(struct bench_row){"P1", "ns/pair", kmm_med, floor_med,
-                                         "o1heap 15.8, buddy_system_allocator frames 41.9, "
-                                         "mimalloc 40.9"});
-    bench_add_field(r, "P1", "ns", kmm_med);
-    bench_add_field(r, "P1", "floor_ns", floor_med);
+    bench_add_row(r, &(struct bench_row){.workload = "P1",
+                                         .unit = "ns/pair",
+                                         .ns = bench_figure_wall(&kmm),
+                                         .cpu_ns = kmm_cpu,
+                                         .share = share,
+                                         .floor_ns = floor_cpu,
+                                         .peers = "o1heap 15.8, buddy_system_allocator frames "
+                                                  "41.9, mimalloc 40.9"});
+    bench_add_field(r, "P1", "ns", bench_figure_wall(&kmm));
+    bench_add_field(r, "P1", "cpu_ns", kmm_cpu);
+    bench_add_field(r, "P1", "share", share);
+    bench_add_field(r, "P1", "floor_ns", bench_figure_wall(&floor));
+    bench_add_field(r, "P1", "floor_cpu_ns", floor_cpu);
     ret = 0;
 out:
     env_close(&e);
@@ -461,33 +499,42 @@ int bench_pmm_p2(struct bench_results *r)
     if (env_open(&e, "P2") != 0)
         goto out;
 
-    double ns_step[BENCH_RUNS];
+    struct bench_figure fig = {0};
     struct p2_counts fill = {0}, timed = {0}, down = {0};
     for (unsigned run = 0; run < BENCH_RUNS; run++) {
         size_t n = 0;
         if (instance_up(&e) != 0)
             goto out;
         p2_replay(e.k, t.ops, t.nfill, live, &n, &fill);
-        uint64_t t0 = bench_now_ns();
+        struct bench_clock clk;
+        bench_clock_start(&clk);
         p2_replay(e.k, t.ops + t.nfill, P2_STEPS, live, &n, &timed);
-        uint64_t t1 = bench_now_ns();
+        struct bench_elapsed el = bench_clock_stop(&clk);
+        bench_figure_add(&fig, &el, P2_STEPS);
         p2_teardown(e.k, live, &n, &down);
-        ns_step[run] = (double)(t1 - t0) / P2_STEPS;
         if (instance_down(&e, "P2") != 0)
             goto out;
     }
-    double med = bench_median(ns_step, BENCH_RUNS);
-    bench_print_runs("P2 kmm   ns/step", ns_step, BENCH_RUNS, med);
+    bench_figure_print("P2 kmm   ns/step", &fig);
     printf("P2 failures: fill=%" PRIu64 " timed=%" PRIu64 " (over %u runs) thp_kb=%ld\n",
            fill.failures, timed.failures, BENCH_RUNS, bench_thp_kb());
+    bench_print_mode("P2", bench_figure_share(&fig));
     if (fill.bad_frees || timed.bad_frees || down.bad_frees) {
         fprintf(stderr, "P2: %" PRIu64 " frees were refused\n",
                 fill.bad_frees + timed.bad_frees + down.bad_frees);
         goto out;
     }
-    bench_add_row(r, &(struct bench_row){"P2", "ns/step", med, -1,
-                                         "buddy_system_allocator frames 43.9, mimalloc 54.1"});
-    bench_add_field(r, "P2", "ns", med);
+    bench_add_row(r, &(struct bench_row){.workload = "P2",
+                                         .unit = "ns/step",
+                                         .ns = bench_figure_wall(&fig),
+                                         .cpu_ns = bench_figure_cpu(&fig),
+                                         .share = bench_figure_share(&fig),
+                                         .floor_ns = -1,
+                                         .peers = "buddy_system_allocator frames 43.9, "
+                                                  "mimalloc 54.1"});
+    bench_add_field(r, "P2", "ns", bench_figure_wall(&fig));
+    bench_add_field(r, "P2", "cpu_ns", bench_figure_cpu(&fig));
+    bench_add_field(r, "P2", "share", bench_figure_share(&fig));
     ret = 0;
 out:
     if (e.m)

@@ -42,7 +42,7 @@
 #define MIB       (UINT64_C(1) << 20)
 
 struct m1_run {
-    double map, translate, unmap;
+    struct bench_elapsed map, translate, unmap;
     double huge_2m, huge_1g; /* µs to map the whole window in one call */
     uint64_t mismatches, failures;
 };
@@ -70,6 +70,7 @@ static double m1_huge(struct kmm_aspace *ks, unsigned flag, uint64_t page, struc
     return (double)(t1 - t0) / 1000;
 }
 
+/* One run on a fresh instance. */
 static int m1_once(struct hosted_machine *m, const struct kmm_region *ram, uint64_t *pa,
                    struct m1_run *out)
 {
@@ -81,29 +82,29 @@ static int m1_once(struct hosted_machine *m, const struct kmm_region *ram, uint6
     struct kmm_aspace *ks = kmm_kernel_aspace(k);
     *out = (struct m1_run){0};
 
-    uint64_t t0 = bench_now_ns();
+    struct bench_clock clk;
+    bench_clock_start(&clk);
     for (uint64_t i = 0; i < M1_PAGES; i++) {
         pa[i] = kmm_page_alloc(k, 0, 0);
         if (!pa[i] || kmm_vm_map(ks, M1_WINDOW + (i << 12), pa[i], 4096,
                                  KMM_PROT_READ | KMM_PROT_WRITE) != KMM_OK)
             out->failures++;
     }
-    uint64_t t1 = bench_now_ns();
+    out->map = bench_clock_stop(&clk);
+    bench_clock_start(&clk);
     for (uint64_t i = 0; i < M1_PAGES; i++) {
         struct kmm_vm_translation tr;
         if (kmm_vm_translate(ks, M1_WINDOW + (i << 12), &tr) != KMM_OK || tr.pa != pa[i])
             out->mismatches++;
     }
-    uint64_t t2 = bench_now_ns();
+    out->translate = bench_clock_stop(&clk);
+    bench_clock_start(&clk);
     for (uint64_t i = 0; i < M1_PAGES; i++) {
         if (kmm_vm_unmap(ks, M1_WINDOW + (i << 12), 4096) != KMM_OK ||
             kmm_page_free(k, pa[i], 0) != KMM_OK)
             out->failures++;
     }
-    uint64_t t3 = bench_now_ns();
-    out->map = (double)(t1 - t0) / M1_PAGES;
-    out->translate = (double)(t2 - t1) / M1_PAGES;
-    out->unmap = (double)(t3 - t2) / M1_PAGES;
+    out->unmap = bench_clock_stop(&clk);
     out->huge_2m = m1_huge(ks, KMM_MAP_HUGE, KMM_PAGE_2M, out);
     out->huge_1g = m1_huge(ks, KMM_MAP_HUGE_1G, KMM_PAGE_1G, out);
     kmm_fini(k);
@@ -118,13 +119,88 @@ static __attribute__((noinline)) void store_pte(uint64_t *table, uint64_t i, uin
     table[i] = pa | 0x3;
 }
 
-static double m1_floor(uint64_t *table, const uint64_t *pa)
+static void m1_floor(uint64_t *table, const uint64_t *pa)
 {
-    uint64_t t0 = bench_now_ns();
     for (uint64_t i = 0; i < M1_PAGES; i++)
         store_pte(table, i, pa[i]);
-    uint64_t t1 = bench_now_ns();
-    return (double)(t1 - t0) / M1_PAGES;
+}
+
+/* Checks a run's counts; prints what went wrong. */
+static int m1_check(uint64_t failures, uint64_t mismatches)
+{
+    if (failures || mismatches) {
+        fprintf(stderr, "M1: %" PRIu64 " failures, %" PRIu64 " wrong translations\n", failures,
+                mismatches);
+        return -1;
+    }
+    return 0;
+}
+
+/* Adds the figures of the timed runs to r. */
+static void m1_report(struct bench_results *r, const struct bench_figure *map,
+                      const struct bench_figure *tr, const struct bench_figure *un,
+                      const struct bench_figure *fl, const double *h2, const double *h1)
+{
+    double share = bench_figure_share(map);
+    share = bench_figure_share(tr) < share ? bench_figure_share(tr) : share;
+    share = bench_figure_share(un) < share ? bench_figure_share(un) : share;
+    double h2_med = bench_median(h2, BENCH_RUNS), h1_med = bench_median(h1, BENCH_RUNS);
+    bench_figure_print("M1 map", map);
+    bench_figure_print("M1 translate", tr);
+    bench_figure_print("M1 unmap (frees tables too)", un);
+    bench_figure_print("M1 floor (entry store)", fl);
+    bench_print_runs("M1 1 GiB in 2 MiB pages, one map (us)", h2, BENCH_RUNS, h2_med);
+    bench_print_runs("M1 1 GiB in one 1 GiB page, one map (us)", h1, BENCH_RUNS, h1_med);
+    bench_print_mode("M1", share);
+    bench_add_row(r, &(struct bench_row){.workload = "M1 map",
+                                         .unit = "ns/page",
+                                         .ns = bench_figure_wall(map),
+                                         .cpu_ns = bench_figure_cpu(map),
+                                         .share = bench_figure_share(map),
+                                         .floor_ns = bench_figure_cpu(fl),
+                                         .peers = "x86_64 crate OffsetPageTable 11.1"});
+    bench_add_row(r, &(struct bench_row){.workload = "M1 transl",
+                                         .unit = "ns/page",
+                                         .ns = bench_figure_wall(tr),
+                                         .cpu_ns = bench_figure_cpu(tr),
+                                         .share = bench_figure_share(tr),
+                                         .floor_ns = -1,
+                                         .peers = "x86_64 crate OffsetPageTable 6.8"});
+    bench_add_row(r, &(struct bench_row){.workload = "M1 unmap",
+                                         .unit = "ns/page",
+                                         .ns = bench_figure_wall(un),
+                                         .cpu_ns = bench_figure_cpu(un),
+                                         .share = bench_figure_share(un),
+                                         .floor_ns = -1,
+                                         .peers = "x86_64 crate OffsetPageTable 5.6 (keeps "
+                                                  "tables)"});
+    bench_add_field(r, "M1", "map_ns", bench_figure_wall(map));
+    bench_add_field(r, "M1", "translate_ns", bench_figure_wall(tr));
+    bench_add_field(r, "M1", "unmap_ns", bench_figure_wall(un));
+    bench_add_field(r, "M1", "floor_ns", bench_figure_wall(fl));
+    bench_add_field(r, "M1", "map_cpu_ns", bench_figure_cpu(map));
+    bench_add_field(r, "M1", "translate_cpu_ns", bench_figure_cpu(tr));
+    bench_add_field(r, "M1", "unmap_cpu_ns", bench_figure_cpu(un));
+    bench_add_field(r, "M1", "floor_cpu_ns", bench_figure_cpu(fl));
+    bench_add_field(r, "M1", "share", share);
+    bench_add_row(r, &(struct bench_row){.workload = "M1 huge2M",
+                                         .unit = "us/GiB",
+                                         .ns = h2_med,
+                                         .cpu_ns = -1,
+                                         .share = -1,
+                                         .floor_ns = -1,
+                                         .peers = "1 GiB as 512 x 2 MiB, one kmm_vm_map (target "
+                                                  "< 20 us)"});
+    bench_add_row(r, &(struct bench_row){.workload = "M1 huge1G",
+                                         .unit = "us/GiB",
+                                         .ns = h1_med,
+                                         .cpu_ns = -1,
+                                         .share = -1,
+                                         .floor_ns = -1,
+                                         .peers = "1 GiB as one 1 GiB page, one kmm_vm_map "
+                                                  "(target < 5 us)"});
+    bench_add_field(r, "M1", "huge_2m_us", h2_med);
+    bench_add_field(r, "M1", "huge_1g_us", h1_med);
 }
 
 int bench_vm_m1(struct bench_results *r)
@@ -143,7 +219,7 @@ int bench_vm_m1(struct bench_results *r)
         goto out;
     }
     memset((void *)(hosted_machine_direct_map(m) + ram.base), 0, ram.length); /* pre-fault */
-    double map[BENCH_RUNS], tr[BENCH_RUNS], un[BENCH_RUNS], fl[BENCH_RUNS];
+    struct bench_figure map = {0}, tr = {0}, un = {0}, fl = {0};
     double h2[BENCH_RUNS], h1[BENCH_RUNS];
     uint64_t mismatches = 0, failures = 0;
     for (unsigned run = 0; run < BENCH_RUNS; run++) {
@@ -152,48 +228,24 @@ int bench_vm_m1(struct bench_results *r)
             fprintf(stderr, "M1: kmm_init failed\n");
             goto out;
         }
-        map[run] = one.map;
-        tr[run] = one.translate;
-        un[run] = one.unmap;
-        fl[run] = m1_floor(table, pa);
+        bench_figure_add(&map, &one.map, M1_PAGES);
+        bench_figure_add(&tr, &one.translate, M1_PAGES);
+        bench_figure_add(&un, &one.unmap, M1_PAGES);
+        struct bench_clock clk;
+        bench_clock_start(&clk);
+        m1_floor(table, pa);
+        struct bench_elapsed el = bench_clock_stop(&clk);
+        bench_figure_add(&fl, &el, M1_PAGES);
         h2[run] = one.huge_2m;
         h1[run] = one.huge_1g;
         mismatches += one.mismatches;
         failures += one.failures;
     }
-    double map_med = bench_median(map, BENCH_RUNS), tr_med = bench_median(tr, BENCH_RUNS);
-    double un_med = bench_median(un, BENCH_RUNS), fl_med = bench_median(fl, BENCH_RUNS);
-    double h2_med = bench_median(h2, BENCH_RUNS), h1_med = bench_median(h1, BENCH_RUNS);
-    bench_print_runs("M1 map", map, BENCH_RUNS, map_med);
-    bench_print_runs("M1 translate", tr, BENCH_RUNS, tr_med);
-    bench_print_runs("M1 unmap (frees tables too)", un, BENCH_RUNS, un_med);
-    bench_print_runs("M1 floor (entry store)", fl, BENCH_RUNS, fl_med);
-    bench_print_runs("M1 1 GiB in 2 MiB pages, one map (us)", h2, BENCH_RUNS, h2_med);
-    bench_print_runs("M1 1 GiB in one 1 GiB page, one map (us)", h1, BENCH_RUNS, h1_med);
     printf("M1 pages=%u failures=%" PRIu64 " mismatches=%" PRIu64 " thp_kb=%ld\n", M1_PAGES,
            failures, mismatches, bench_thp_kb());
-    if (failures || mismatches) {
-        fprintf(stderr, "M1: %" PRIu64 " failures, %" PRIu64 " wrong translations\n", failures,
-                mismatches);
+    if (m1_check(failures, mismatches) != 0)
         goto out;
-    }
-    bench_add_row(r, &(struct bench_row){"M1 map", "ns/page", map_med, fl_med,
-                                         "x86_64 crate OffsetPageTable 11.1"});
-    bench_add_row(r, &(struct bench_row){"M1 transl", "ns/page", tr_med, -1,
-                                         "x86_64 crate OffsetPageTable 6.8"});
-    bench_add_row(r, &(struct bench_row){"M1 unmap", "ns/page", un_med, -1,
-                                         "x86_64 crate OffsetPageTable 5.6 (keeps tables)"});
-    bench_add_field(r, "M1", "map_ns", map_med);
-    bench_add_field(r, "M1", "translate_ns", tr_med);
-    bench_add_field(r, "M1", "unmap_ns", un_med);
-    bench_add_field(r, "M1", "floor_ns", fl_med);
-    bench_add_row(r, &(struct bench_row){"M1 huge2M", "us/GiB", h2_med, -1,
-                                         "1 GiB as 512 x 2 MiB, one kmm_vm_map (target < 20 us)"});
-    bench_add_row(r,
-                  &(struct bench_row){"M1 huge1G", "us/GiB", h1_med, -1,
-                                      "1 GiB as one 1 GiB page, one kmm_vm_map (target < 5 us)"});
-    bench_add_field(r, "M1", "huge_2m_us", h2_med);
-    bench_add_field(r, "M1", "huge_1g_us", h1_med);
+    m1_report(r, &map, &tr, &un, &fl, h2, h1);
     ret = 0;
 out:
     free(pa);
