@@ -3,6 +3,7 @@
 #   make            build/hosted/libkmm.a and build/kernel/libkmm.a (gcc) and the boot stub
 #   make run        the main job: the hosted demo (initialises kmm on a real machine's map)
 #   make bench      the benchmarks of WORKLOADS.md, hosted: a table and build/bench/results.json
+#   make bench-instr  their instructions per operation (callgrind): build/bench/instr.txt
 #   make test       everything CI runs: lint, gcc and clang builds, sanitizers, QEMU boot
 #   make check      the quick inner loop: gcc + ASan/UBSan hosted tests only
 #   make fuzz       the libFuzzer targets for FUZZ_SECONDS each (600; make test runs 30)
@@ -24,7 +25,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 VARIANT = $(MAKE) -f mk/variant.mk -j$(JOBS)
 
 .PHONY: all deps lib kernel run test check lint format format-check cppcheck clang-tidy \
-        hosted-tests kernel-images clean bench fuzz fuzz-targets install
+        hosted-tests kernel-images clean bench bench-instr fuzz fuzz-targets install
 
 all: lib kernel
 
@@ -44,10 +45,15 @@ run: deps
 	build/hosted/kmm-demo
 
 # --- benchmarks (docs/performance.md) ------------------------------------------
-bench: deps
+# bench: instructions per op under callgrind (a few seconds), then the timed
+# runs; results.json gets both. bench-instr: the instruction counts alone.
+bench: bench-instr
+	build/hosted/kmm-bench -o build/bench/results.json -i build/bench/instr.txt
+
+bench-instr: deps
 	$(VARIANT) O=build/hosted CC=gcc WORLD=hosted bench
 	@mkdir -p build/bench
-	build/hosted/kmm-bench -o build/bench/results.json
+	tools/bench-instr.sh build/hosted/kmm-bench build/bench/instr.txt
 
 # --- tests -------------------------------------------------------------------
 # Every variant's tests, and the boot stub built by each compiler, in one

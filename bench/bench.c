@@ -1,12 +1,14 @@
 /*
  * bench.c - the benchmark runner (make bench) and the harness's shared tools.
  *
- *   kmm-bench [-o results.json] [--no-rt] [workload ...]
+ *   kmm-bench [-o results.json] [-i instr.txt] [--instr] [--no-rt] [workload ...]
  *
  * Runs the workloads named (all of them by default) in the order of the
  * table below, prints a table of their figures, and writes results.json
  * once at the end. It runs as SCHED_FIFO if it may (--no-rt: it does not
- * ask).
+ * ask). -i adds the instruction counts tools/bench-instr.sh wrote. --instr
+ * runs each workload once on a reduced count with its loops marked for
+ * callgrind, instead of timing it (tools/bench-instr.sh).
  * Exits non-zero if any workload failed: a trace that does not hash as
  * WORKLOADS.md says, or an allocator that lost memory.
  */
@@ -22,15 +24,23 @@
 #include <time.h>
 #include <unistd.h>
 
+#if __has_include(<valgrind/callgrind.h>)
+#include <valgrind/callgrind.h>
+#define BENCH_HAVE_CALLGRIND 1
+#else
+#define BENCH_HAVE_CALLGRIND 0
+#endif
+
 /* The workloads, in the order they run. Later layers add theirs here. */
 static const struct {
     const char *name;
-    int (*run)(struct bench_results *r);
+    int (*run)(struct bench_results *r, const struct bench_mode *mode);
+    bool counts; /* has an --instr form */
 } workloads[] = {
-    {"P1", bench_pmm_p1},
-    {"P2", bench_pmm_p2},
-    {"init", bench_init},
-    {"M1", bench_vm_m1},
+    {"P1", bench_pmm_p1, true},
+    {"P2", bench_pmm_p2, true},
+    {"init", bench_init, false},
+    {"M1", bench_vm_m1, true},
 };
 
 #define NWORKLOADS (sizeof(workloads) / sizeof(workloads[0]))
@@ -204,6 +214,22 @@ void bench_machine(struct bench_results *r, bool realtime)
     bench_add_field(r, "machine", "realtime", realtime);
 }
 
+void bench_instr_begin(void)
+{
+#if BENCH_HAVE_CALLGRIND
+    CALLGRIND_ZERO_STATS;
+#endif
+}
+
+void bench_instr_end(const char *what)
+{
+#if BENCH_HAVE_CALLGRIND
+    CALLGRIND_DUMP_STATS_AT(what);
+#else
+    (void)what;
+#endif
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -276,15 +302,70 @@ bool bench_add_field(struct bench_results *r, const char *object, const char *ke
     return true;
 }
 
+/* Which row shows which instruction count. */
+static const struct {
+    const char *object, *key, *row;
+} instr_rows[] = {
+    {"P1", "instr_per_pair", "P1"},        {"P2", "instr_per_step", "P2"},
+    {"M1", "instr_per_map", "M1 map"},     {"M1", "instr_per_translate", "M1 transl"},
+    {"M1", "instr_per_unmap", "M1 unmap"},
+};
+
+/* The names bench_read_instr stores: results.json keeps pointers to them. */
+#define INSTR_MAX_NAMES 64
+#define INSTR_NAME_LEN  48
+static char instr_names[INSTR_MAX_NAMES][INSTR_NAME_LEN];
+static size_t instr_nnames;
+
+static const char *instr_name(const char *s)
+{
+    for (size_t i = 0; i < instr_nnames; i++)
+        if (strcmp(instr_names[i], s) == 0)
+            return instr_names[i];
+    if (instr_nnames == INSTR_MAX_NAMES || strlen(s) >= INSTR_NAME_LEN)
+        return NULL;
+    strcpy(instr_names[instr_nnames], s);
+    return instr_names[instr_nnames++];
+}
+
+bool bench_read_instr(struct bench_results *r, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        perror(path);
+        return false;
+    }
+    char line[256], object[INSTR_NAME_LEN], key[INSTR_NAME_LEN];
+    double value;
+    bool ok = true;
+    while (ok && fgets(line, sizeof(line), f)) {
+        if (line[0] == '#' || line[0] == '\n')
+            continue;
+        const char *o, *k;
+        ok = sscanf(line, "%47s %47s %lf", object, key, &value) == 3 && (o = instr_name(object)) &&
+             (k = instr_name(key)) && bench_add_field(r, o, k, value);
+        for (size_t i = 0; ok && i < sizeof(instr_rows) / sizeof(instr_rows[0]); i++)
+            if (strcmp(instr_rows[i].object, object) == 0 && strcmp(instr_rows[i].key, key) == 0)
+                for (size_t j = 0; j < r->nrows; j++)
+                    if (strcmp(r->rows[j].workload, instr_rows[i].row) == 0)
+                        r->rows[j].instr = value;
+        if (!ok)
+            fprintf(stderr, "%s: cannot use the line: %s", path, line);
+    }
+    fclose(f);
+    return ok;
+}
+
 void bench_print_table(const struct bench_results *r, FILE *out)
 {
     fprintf(out, "| workload | unit    |   kmm ns |   cpu ns | share | floor cpu ns |  ratio | "
-                 "peers, measured elsewhere on this machine type (WORKLOADS.md) |\n");
+                 "instr/op | peers, measured elsewhere on this machine type (WORKLOADS.md) |\n");
     fprintf(out, "|----------|---------|---------:|---------:|------:|-------------:|-------:|"
-                 "---|\n");
+                 "---------:|---|\n");
     for (size_t i = 0; i < r->nrows; i++) {
         const struct bench_row *w = &r->rows[i];
-        char cpu_ns[32] = "-", share[32] = "-", floor_ns[32] = "-", ratio[32] = "-";
+        char cpu_ns[32] = "-", share[32] = "-", floor_ns[32] = "-", ratio[32] = "-",
+             instr[32] = "-";
         if (w->cpu_ns >= 0)
             snprintf(cpu_ns, sizeof(cpu_ns), "%.2f", w->cpu_ns);
         if (w->share >= 0)
@@ -293,8 +374,10 @@ void bench_print_table(const struct bench_results *r, FILE *out)
             snprintf(floor_ns, sizeof(floor_ns), "%.2f", w->floor_ns);
             snprintf(ratio, sizeof(ratio), "%.2fx", w->cpu_ns / w->floor_ns);
         }
-        fprintf(out, "| %-8s | %-7s | %8.2f | %8s | %5s | %12s | %6s | %s |\n", w->workload,
-                w->unit, w->ns, cpu_ns, share, floor_ns, ratio, w->peers);
+        if (w->instr > 0)
+            snprintf(instr, sizeof(instr), "%.1f", w->instr);
+        fprintf(out, "| %-8s | %-7s | %8.2f | %8s | %5s | %12s | %6s | %8s | %s |\n", w->workload,
+                w->unit, w->ns, cpu_ns, share, floor_ns, ratio, instr, w->peers);
     }
 }
 
@@ -339,20 +422,28 @@ static bool wanted(const char *name, char **names, int count)
 
 static int usage(const char *why)
 {
-    fprintf(stderr, "usage: kmm-bench [-o results.json] [--no-rt] [workload ...]\n%s\n", why);
+    fprintf(stderr,
+            "usage: kmm-bench [-o results.json] [-i instr.txt] [--instr] [--no-rt] [workload "
+            "...]\n%s\n",
+            why);
     return 2;
 }
 
 int main(int argc, char **argv)
 {
-    const char *json = NULL;
+    const char *json = NULL, *instr = NULL;
     bool no_rt = false;
+    struct bench_mode mode = {.instr = false};
     int first = 1;
     for (; first < argc && argv[first][0] == '-'; first++) {
-        if (strcmp(argv[first], "--no-rt") == 0)
+        if (strcmp(argv[first], "--instr") == 0)
+            mode.instr = true;
+        else if (strcmp(argv[first], "--no-rt") == 0)
             no_rt = true;
         else if (strcmp(argv[first], "-o") == 0 && first + 1 < argc)
             json = argv[++first];
+        else if (strcmp(argv[first], "-i") == 0 && first + 1 < argc)
+            instr = argv[++first];
         else
             return usage("unknown option");
     }
@@ -364,23 +455,35 @@ int main(int argc, char **argv)
             return usage("unknown workload");
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (mode.instr && !BENCH_HAVE_CALLGRIND)
+        printf("kmm-bench: built without valgrind/callgrind.h: --instr marks nothing\n");
 
     static struct bench_results results;
     int failed = 0;
-    bool realtime = false;
-    if (no_rt)
-        printf("scheduling: normal (--no-rt), other processes may share the CPU\n");
-    else
-        realtime = run_realtime();
-    bench_machine(&results, realtime);
+    if (!mode.instr) {
+        bool realtime = false;
+        if (no_rt)
+            printf("scheduling: normal (--no-rt), other processes may share the CPU\n");
+        else
+            realtime = run_realtime();
+        bench_machine(&results, realtime);
+    }
     for (size_t w = 0; w < NWORKLOADS; w++) {
         if (!wanted(workloads[w].name, argv + first, argc - first))
             continue;
-        if (workloads[w].run(&results) != 0) {
+        if (mode.instr && !workloads[w].counts) {
+            printf("%s: no instruction count, skipped\n", workloads[w].name);
+            continue;
+        }
+        if (workloads[w].run(&results, &mode) != 0) {
             fprintf(stderr, "kmm-bench: %s FAILED\n", workloads[w].name);
             failed = 1;
         }
     }
+    if (mode.instr)
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    if (instr && !bench_read_instr(&results, instr))
+        failed = 1;
     printf("\n");
     bench_print_table(&results, stdout);
     if (json && !bench_write_json(&results, json))

@@ -1,8 +1,8 @@
 /*
  * bench.h - the benchmark harness (make bench): the workloads of
  * WORKLOADS.md, the tools they share (splitmix64, FNV-1a-64, clocks,
- * medians) and where their figures go (a table on stdout and one JSON file
- * written at the end).
+ * medians, instruction-count markers) and where their figures go (a table
+ * on stdout and one JSON file written at the end).
  *
  * A workload is one function in a bench_*.c file, listed in bench.c's
  * workload table. It generates its traces before any timing, runs
@@ -16,6 +16,10 @@
  * take the benchmark's CPU they differ, and "share" (CPU time / wall time,
  * the median of the runs) says by how much (docs/performance.md, "Two
  * modes"). The runner asks for SCHED_FIFO so that they cannot.
+ *
+ * With --instr (tools/bench-instr.sh runs it under callgrind) a workload
+ * runs once on a reduced count instead, and marks each measured loop so that
+ * callgrind dumps the instructions spent in it alone.
  *
  * Everything here is single-threaded.
  */
@@ -140,6 +144,17 @@ long bench_thp_kb(void);
 /* Prints "name runs: a b c d e  median m" (ns per op, two decimals). */
 void bench_print_runs(const char *name, const double *runs, size_t n, double median);
 
+/* --- instruction counts (--instr, under callgrind) --------------------------- */
+
+/* Zeroes callgrind's counters (nothing when not under callgrind). */
+void bench_instr_begin(void);
+/* Dumps callgrind's counters since bench_instr_begin, described as
+ * "<object> <key> <ops>[ <subkey>=<function>...]": tools/bench-instr.sh
+ * divides the dump's instructions by ops and stores them as object.key, and
+ * each named function's inclusive instructions per op as object.subkey
+ * (the function "-": whatever the others leave). */
+void bench_instr_end(const char *what);
+
 /* --- results --------------------------------------------------------------- */
 
 #define BENCH_MAX_ROWS    16
@@ -155,6 +170,7 @@ struct bench_row {
     double share;         /* bench_figure_share (the lowest of the row's figures), or < 0 */
     double floor_ns;      /* the bare data-structure operation's median CPU time, or < 0 */
     const char *peers;    /* WORKLOADS.md's figures for the same trace */
+    double instr;         /* instructions per op (set by bench_read_instr), 0 if not counted */
 };
 
 struct bench_field {
@@ -183,6 +199,11 @@ bool bench_add_row(struct bench_results *r, const struct bench_row *row);
  * use, fields keep their order). Returns false if there is no room. */
 bool bench_add_field(struct bench_results *r, const char *object, const char *key, double value);
 
+/* Reads "<object> <key> <value>" lines written by tools/bench-instr.sh
+ * into the objects, and each row's instructions per op. Returns false (with
+ * a message on stderr) if path cannot be read or a line is malformed. */
+bool bench_read_instr(struct bench_results *r, const char *path);
+
 /* Prints the table of every row added so far. */
 void bench_print_table(const struct bench_results *r, FILE *out);
 
@@ -192,14 +213,19 @@ bool bench_write_json(const struct bench_results *r, const char *path);
 
 /* --- the workloads ------------------------------------------------------------ */
 
+/* How a workload runs. */
+struct bench_mode {
+    bool instr; /* once, on a reduced count, each measured loop marked for callgrind */
+};
+
 /* Each runs one workload and adds its figures to r. Returns 0, or non-zero
  * if the workload could not run or its trace or results are wrong (the
  * message is on stderr). */
-int bench_pmm_p1(struct bench_results *r);
-int bench_pmm_p2(struct bench_results *r);
+int bench_pmm_p1(struct bench_results *r, const struct bench_mode *mode);
+int bench_pmm_p2(struct bench_results *r, const struct bench_mode *mode);
 /* The init workload (bench_init.c): ready and full init time of 1, 16 and
- * 256 GiB machines; results.json's "init" object. */
-int bench_init(struct bench_results *r);
-int bench_vm_m1(struct bench_results *r);
+ * 256 GiB machines; results.json's "init" object. It has no --instr form. */
+int bench_init(struct bench_results *r, const struct bench_mode *mode);
+int bench_vm_m1(struct bench_results *r, const struct bench_mode *mode);
 
 #endif /* KMM_BENCH_H */

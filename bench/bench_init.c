@@ -134,8 +134,9 @@ static int init_measure(const struct kmm_region *ram, bool fresh, double *ready,
     return ret;
 }
 
-int bench_init(struct bench_results *res)
+int bench_init(struct bench_results *res, const struct bench_mode *mode)
 {
+    (void)mode; /* timed only: nothing to count */
     static char names[NSIZES][16], notes[NSIZES][96];
     double ready_ms[NSIZES], full_ms[NSIZES];
     for (size_t i = 0; i < NSIZES; i++) {

@@ -103,8 +103,9 @@ static int instance_down(struct pmm_env *e, const char *workload)
 }
 
 /* Creates the machine with a pool of exactly POOL_PAGES managed pages (if
- * kmm's metadata allows), pre-faults its RAM and prints what it got. */
-static int env_open(struct pmm_env *e, const char *workload)
+ * kmm's metadata allows), pre-faults its RAM unless the workload only counts
+ * instructions, and prints what it got. */
+static int env_open(struct pmm_env *e, const char *workload, const struct bench_mode *mode)
 {
     /* The probe: how many pages does kmm keep for itself on such a machine? */
     e->ram = (struct kmm_region){POOL_BASE, GIB + PROBE_SLACK, KMM_MEM_USABLE};
@@ -127,15 +128,16 @@ static int env_open(struct pmm_env *e, const char *workload)
         perror("bench: cannot create the simulated machine");
         return -1;
     }
-    memset((void *)(hosted_machine_direct_map(e->m) + e->ram.base), 0, e->ram.length);
+    if (!mode->instr)
+        memset((void *)(hosted_machine_direct_map(e->m) + e->ram.base), 0, e->ram.length);
     if (instance_up(e) != 0)
         return -1;
     kmm_page_stats(e->k, &st);
     kmm_fini(e->k);
     e->k = NULL;
     uint64_t end = e->ram.base + e->ram.length;
-    printf("%s machine: RAM [%#" PRIx64 ", %#" PRIx64 "), anonymous, pre-faulted, thp_kb=%ld\n",
-           workload, e->ram.base, end, bench_thp_kb());
+    printf("%s machine: RAM [%#" PRIx64 ", %#" PRIx64 "), anonymous, %s, thp_kb=%ld\n", workload,
+           e->ram.base, end, mode->instr ? "not pre-faulted" : "pre-faulted", bench_thp_kb());
     printf("%s managed_pages=%" PRIu64 " metadata_pages=%" PRIu64 " (WORKLOADS.md's pool: %" PRIu64
            ")\n",
            workload, st.managed_pages, st.metadata_pages, POOL_PAGES);
@@ -154,9 +156,13 @@ static void env_close(struct pmm_env *e)
 
 /* --- P1: page LIFO ----------------------------------------------------------- */
 
-#define P1_ROUNDS 2442u
-#define P1_BATCH  4096u
-#define P1_PAIRS  ((uint64_t)P1_ROUNDS * P1_BATCH) /* 10,002,432 */
+#define P1_ROUNDS       2442u
+#define P1_BATCH        4096u
+#define P1_PAIRS        ((uint64_t)P1_ROUNDS * P1_BATCH) /* 10,002,432 */
+/* --instr: rounds counted, after one uncounted round that fills the CPU's
+ * cache as the first of P1_ROUNDS does (a reduced count must not weigh the
+ * refills of an empty cache 49 times more than the full run does). */
+#define P1_INSTR_ROUNDS 50u
 
 /* What a P1 loop counts besides time. */
 struct p1_counts {
@@ -279,6 +285,30 @@ static int p1_counts_ok(const struct p1_counts *kc, const struct p1_counts *fc)
     return 0;
 }
 
+/* --instr: P1_INSTR_ROUNDS rounds of kmm's loop, after a warm-up round,
+ * marked for callgrind with the split of each pair into the allocation, the
+ * free and the rest (the loop). */
+static int p1_instr(struct pmm_env *e, uint64_t *vec)
+{
+    struct p1_counts kc = {0}, none = {0};
+    if (instance_up(e) != 0)
+        return -1;
+    p1_loop(e->k, vec, 1, kmm_alloc_page, kmm_free_page, &kc);
+    char what[160];
+    snprintf(what, sizeof(what),
+             "P1 instr_per_pair %" PRIu64
+             " instr_alloc=kmm_page_alloc instr_free=kmm_page_free instr_loop=-",
+             (uint64_t)P1_INSTR_ROUNDS * P1_BATCH);
+    bench_instr_begin();
+    p1_loop(e->k, vec, P1_INSTR_ROUNDS, kmm_alloc_page, kmm_free_page, &kc);
+    bench_instr_end(what);
+    printf("P1 counted %u rounds (%" PRIu64 " pairs) failures=%" PRIu64 "\n", P1_INSTR_ROUNDS,
+           (uint64_t)P1_INSTR_ROUNDS * P1_BATCH, kc.failures);
+    if (instance_down(e, "P1") != 0)
+        return -1;
+    return p1_counts_ok(&kc, &none);
+}
+
 /* Prints where the arenas are in this process (tools/bench-modes.sh reads
  * it): the pool, frame database and per-CPU data are at fixed offsets from
  * the 1 GiB aligned direct map; the rest moves with ASLR. */
@@ -291,7 +321,7 @@ static void p1_print_placement(const struct pmm_env *e, const uint64_t *vec, con
            (void *)&tls_probe, (void *)&stack_probe, (void *)(uintptr_t)kmm_page_alloc);
 }
 
-int bench_pmm_p1(struct bench_results *r)
+int bench_pmm_p1(struct bench_results *r, const struct bench_mode *mode)
 {
     struct pmm_env e = {0};
     uint64_t *vec = calloc(P1_BATCH, sizeof(*vec));
@@ -302,8 +332,12 @@ int bench_pmm_p1(struct bench_results *r)
         fprintf(stderr, "P1: out of memory for the harness\n");
         goto out;
     }
-    if (env_open(&e, "P1") != 0)
+    if (env_open(&e, "P1", mode) != 0)
         goto out;
+    if (mode->instr) {
+        ret = p1_instr(&e, vec);
+        goto out;
+    }
     p1_print_placement(&e, vec, nodes);
 
     struct bench_figure kmm = {0}, floor = {0}, inpage = {0};
@@ -358,12 +392,15 @@ out:
 
 /* --- P2: page mixed orders, ~50 % full ---------------------------------------- */
 
-#define P2_SEED     UINT64_C(0x5032)
-#define P2_TARGET   (POOL_PAGES / 2) /* 131,072 live pages */
-#define P2_STEPS    5000000u
+#define P2_SEED        UINT64_C(0x5032)
+#define P2_TARGET      (POOL_PAGES / 2) /* 131,072 live pages */
+#define P2_STEPS       5000000u
+/* --instr: the steps counted, the first of the same trace (the trace is
+ * generated step by step, so its prefix is the same). */
+#define P2_INSTR_STEPS 200000u
 /* Live blocks never exceed live pages, which stay below TARGET + 2^9. */
-#define P2_LIVE_MAX (P2_TARGET + 512)
-#define P2_EXPECTED "P2 nfill=14092 nsteps=5000000 peak_live_pages=131583 hash=780951897b21b5f3"
+#define P2_LIVE_MAX    (P2_TARGET + 512)
+#define P2_EXPECTED    "P2 nfill=14092 nsteps=5000000 peak_live_pages=131583 hash=780951897b21b5f3"
 
 /* The trace: ops[0 .. nfill) fill, ops[nfill .. nfill + P2_STEPS) timed. An
  * op k >= 0 allocates a block of order k (appended to the live set); -(i)-1
@@ -389,11 +426,11 @@ static unsigned p2_draw_order(struct bench_rng *rng)
     return 4 + (unsigned)bench_rng_below(rng, 6);
 }
 
-/* Generates the trace as if every allocation succeeded. Returns -1 if out of
- * memory. */
-static int p2_generate(struct p2_trace *t)
+/* Generates the fill and the first nsteps steps of the trace, as if every
+ * allocation succeeded. Returns -1 if out of memory. */
+static int p2_generate(struct p2_trace *t, unsigned nsteps)
 {
-    t->ops = malloc((P2_TARGET + P2_STEPS) * sizeof(*t->ops));
+    t->ops = malloc((P2_TARGET + nsteps) * sizeof(*t->ops));
     uint8_t *live = malloc(P2_LIVE_MAX);
     if (!t->ops || !live) {
         free(live);
@@ -410,7 +447,7 @@ static int p2_generate(struct p2_trace *t)
         peak = pages > peak ? pages : peak;
     }
     t->nfill = nops;
-    for (unsigned s = 0; s < P2_STEPS; s++) {
+    for (unsigned s = 0; s < nsteps; s++) {
         if (pages < P2_TARGET) {
             unsigned k = p2_draw_order(&rng);
             t->ops[nops++] = (int32_t)k;
@@ -476,14 +513,44 @@ static void p2_teardown(struct kmm *k, const uint64_t *live, size_t *n, struct p
     *n = 0;
 }
 
-int bench_pmm_p2(struct bench_results *r)
+/* --instr: the fill, then P2_INSTR_STEPS steps marked for callgrind. */
+static int p2_instr(struct pmm_env *e, const struct p2_trace *t, uint64_t *live)
+{
+    struct p2_counts fill = {0}, counted = {0}, down = {0};
+    size_t n = 0;
+    if (instance_up(e) != 0)
+        return -1;
+    p2_replay(e->k, t->ops, t->nfill, live, &n, &fill);
+    char what[64];
+    snprintf(what, sizeof(what), "P2 instr_per_step %u", P2_INSTR_STEPS);
+    bench_instr_begin();
+    p2_replay(e->k, t->ops + t->nfill, P2_INSTR_STEPS, live, &n, &counted);
+    bench_instr_end(what);
+    p2_teardown(e->k, live, &n, &down);
+    printf("P2 counted %u steps failures=%" PRIu64 "\n", P2_INSTR_STEPS, counted.failures);
+    if (instance_down(e, "P2") != 0)
+        return -1;
+    if (fill.bad_frees || counted.bad_frees || down.bad_frees) {
+        fprintf(stderr, "P2: frees were refused\n");
+        return -1;
+    }
+    return 0;
+}
+
+int bench_pmm_p2(struct bench_results *r, const struct bench_mode *mode)
 {
     struct p2_trace t = {0};
     struct pmm_env e = {0};
     uint64_t *live = calloc(P2_LIVE_MAX, sizeof(*live));
     int ret = -1;
-    if (!live || p2_generate(&t) != 0) {
+    if (!live || p2_generate(&t, mode->instr ? P2_INSTR_STEPS : P2_STEPS) != 0) {
         fprintf(stderr, "P2: out of memory for the trace\n");
+        goto out;
+    }
+    if (mode->instr) {
+        /* A prefix of the trace: its hash is checked by the timed run. */
+        if (env_open(&e, "P2", mode) == 0)
+            ret = p2_instr(&e, &t, live);
         goto out;
     }
     char line[128];
@@ -496,7 +563,7 @@ int bench_pmm_p2(struct bench_results *r)
                 P2_EXPECTED, line);
         goto out;
     }
-    if (env_open(&e, "P2") != 0)
+    if (env_open(&e, "P2", mode) != 0)
         goto out;
 
     struct bench_figure fig = {0};

@@ -9,6 +9,7 @@ packages=(
     clang-format clang-tidy cppcheck # lint
     perl                             # prove
     pkg-config                       # the README example builds against `make install`
+    valgrind                         # make bench: instructions per op (callgrind)
     qemu-system-x86                  # boots the kernel image under TCG
     grub-pc-bin grub-common xorriso mtools # the demo kernel's GRUB ISO
     git
