@@ -156,9 +156,13 @@ static void env_close(struct pmm_env *e)
 
 /* --- P1: page LIFO ----------------------------------------------------------- */
 
-#define P1_ROUNDS       2442u
-#define P1_BATCH        4096u
-#define P1_PAIRS        ((uint64_t)P1_ROUNDS * P1_BATCH) /* 10,002,432 */
+#define P1_ROUNDS 2442u
+#define P1_BATCH  4096u
+#define P1_PAIRS  ((uint64_t)P1_ROUNDS * P1_BATCH) /* 10,002,432 */
+/* WORKLOADS.md's figures (2026-12-06): ns, and instructions where counted. */
+#define P1_PEERS                                                                                   \
+    "lla 11.5 (176 instr), o1heap 13.7 (188 instr), bsa_frame 38, mimalloc 41.8; bare list "       \
+    "30 instr"
 /* --instr: rounds counted, after one uncounted round that fills the CPU's
  * cache as the first of P1_ROUNDS does (a reduced count must not weigh the
  * refills of an empty cache 49 times more than the full run does). */
@@ -287,10 +291,10 @@ static int p1_counts_ok(const struct p1_counts *kc, const struct p1_counts *fc)
 
 /* --instr: P1_INSTR_ROUNDS rounds of kmm's loop, after a warm-up round,
  * marked for callgrind with the split of each pair into the allocation, the
- * free and the rest (the loop). */
-static int p1_instr(struct pmm_env *e, uint64_t *vec)
+ * free and the rest (the loop); then as many of the floor's. */
+static int p1_instr(struct pmm_env *e, uint64_t *vec, char *nodes)
 {
-    struct p1_counts kc = {0}, none = {0};
+    struct p1_counts kc = {0}, fc = {0};
     if (instance_up(e) != 0)
         return -1;
     p1_loop(e->k, vec, 1, kmm_alloc_page, kmm_free_page, &kc);
@@ -306,7 +310,16 @@ static int p1_instr(struct pmm_env *e, uint64_t *vec)
            (uint64_t)P1_INSTR_ROUNDS * P1_BATCH, kc.failures);
     if (instance_down(e, "P1") != 0)
         return -1;
-    return p1_counts_ok(&kc, &none);
+
+    struct floor_list fl = {NULL};
+    for (unsigned i = 0; i < P1_BATCH; i++)
+        floor_push(&fl, (struct floor_node *)(nodes + i * sizeof(struct floor_node)));
+    snprintf(what, sizeof(what), "P1 floor_instr_per_pair %" PRIu64,
+             (uint64_t)P1_INSTR_ROUNDS * P1_BATCH);
+    bench_instr_begin();
+    p1_loop(&fl, vec, P1_INSTR_ROUNDS, floor_alloc_page, floor_free_page, &fc);
+    bench_instr_end(what);
+    return p1_counts_ok(&kc, &fc);
 }
 
 /* Prints where the arenas are in this process (tools/bench-modes.sh reads
@@ -335,7 +348,7 @@ int bench_pmm_p1(struct bench_results *r, const struct bench_mode *mode)
     if (env_open(&e, "P1", mode) != 0)
         goto out;
     if (mode->instr) {
-        ret = p1_instr(&e, vec);
+        ret = p1_instr(&e, vec, nodes);
         goto out;
     }
     p1_print_placement(&e, vec, nodes);
@@ -374,8 +387,7 @@ int bench_pmm_p1(struct bench_results *r, const struct bench_mode *mode)
                                          .cpu_ns = kmm_cpu,
                                          .share = share,
                                          .floor_ns = floor_cpu,
-                                         .peers = "o1heap 15.8, buddy_system_allocator frames "
-                                                  "41.9, mimalloc 40.9"});
+                                         .peers = P1_PEERS});
     bench_add_field(r, "P1", "ns", bench_figure_wall(&kmm));
     bench_add_field(r, "P1", "cpu_ns", kmm_cpu);
     bench_add_field(r, "P1", "share", share);
@@ -597,8 +609,8 @@ int bench_pmm_p2(struct bench_results *r, const struct bench_mode *mode)
                                          .cpu_ns = bench_figure_cpu(&fig),
                                          .share = bench_figure_share(&fig),
                                          .floor_ns = -1,
-                                         .peers = "buddy_system_allocator frames 43.9, "
-                                                  "mimalloc 54.1"});
+                                         .peers = "o1heap 56 (failing allocations), bsa_frame "
+                                                  "57, mimalloc 81"});
     bench_add_field(r, "P2", "ns", bench_figure_wall(&fig));
     bench_add_field(r, "P2", "cpu_ns", bench_figure_cpu(&fig));
     bench_add_field(r, "P2", "share", bench_figure_share(&fig));

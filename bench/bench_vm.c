@@ -183,22 +183,22 @@ static void m1_report(struct bench_results *r, const struct bench_figure *map,
                                          .cpu_ns = bench_figure_cpu(map),
                                          .share = bench_figure_share(map),
                                          .floor_ns = bench_figure_cpu(fl),
-                                         .peers = "x86_64 crate OffsetPageTable 11.1"});
+                                         .peers = "x86_64 crate OffsetPageTable 10.3 (190 instr)"});
     bench_add_row(r, &(struct bench_row){.workload = "M1 transl",
                                          .unit = "ns/page",
                                          .ns = bench_figure_wall(tr),
                                          .cpu_ns = bench_figure_cpu(tr),
                                          .share = bench_figure_share(tr),
                                          .floor_ns = -1,
-                                         .peers = "x86_64 crate OffsetPageTable 6.8"});
+                                         .peers = "x86_64 crate OffsetPageTable 4.2 (77 instr)"});
     bench_add_row(r, &(struct bench_row){.workload = "M1 unmap",
                                          .unit = "ns/page",
                                          .ns = bench_figure_wall(un),
                                          .cpu_ns = bench_figure_cpu(un),
                                          .share = bench_figure_share(un),
                                          .floor_ns = -1,
-                                         .peers = "x86_64 crate OffsetPageTable 5.6 (keeps "
-                                                  "tables)"});
+                                         .peers = "x86_64 crate OffsetPageTable 4.2 (86 instr, "
+                                                  "keeps its tables)"});
     bench_add_field(r, "M1", "map_ns", bench_figure_wall(map));
     bench_add_field(r, "M1", "translate_ns", bench_figure_wall(tr));
     bench_add_field(r, "M1", "unmap_ns", bench_figure_wall(un));
