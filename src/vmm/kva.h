@@ -128,8 +128,11 @@ int kva_misuse(struct kmm *k, int err, const char *fn, uint64_t va, uint64_t siz
  * window. No lock: the window never moves. */
 static inline bool kva_window_meets(const struct kmm_kva *v, uint64_t va, uint64_t size)
 {
-    return va - v->base < (v->pages << KMM_PAGE_SHIFT) ||
-           v->base - va < size; /* the range starts inside, or below and reaches it */
+    /* One compare: the range's last byte, counted from the window's base,
+     * lies below the window's end plus the range's length (a last byte
+     * below the base wraps to a huge offset). Neither sum wraps: the window
+     * ends below the top of the address space and a range lies in one half. */
+    return va + (size - 1) - v->base < (v->pages << KMM_PAGE_SHIFT) + (size - 1);
 }
 
 /*

@@ -471,8 +471,9 @@ static void mirror(struct kmm_aspace *as, uint64_t va, uint64_t size, uint64_t p
 #define PHYS_LIMIT (UINT64_C(1) << 52)
 
 /* Checks everything about a map that does not depend on the tables. */
-static int check_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, unsigned flags,
-                     const void *caller)
+static inline __attribute__((always_inline)) int check_map(struct kmm_aspace *as, uint64_t va,
+                                                           uint64_t pa, uint64_t size,
+                                                           unsigned flags, const void *caller)
 {
     unsigned cache = flags & KMM_CACHE_MASK;
     const char *why = bad_range(as, va, size);
@@ -667,8 +668,9 @@ static void map_over_range(struct kmm_aspace *as, const struct map_op *op, struc
     }
 }
 
-static int vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, unsigned flags,
-                  bool area, const void *caller)
+static inline __attribute__((always_inline)) int vm_map(struct kmm_aspace *as, uint64_t va,
+                                                        uint64_t pa, uint64_t size, unsigned flags,
+                                                        bool area, const void *caller)
 {
     int err = check_map(as, va, pa, size, flags, caller);
     if (err)
