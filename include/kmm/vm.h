@@ -242,8 +242,18 @@ int kmm_vm_protect_g(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned
 
 /* --- statistics ------------------------------------------------------------------ */
 
+/* Indexes of kmm_vm_stats.tables: a table's level, numbered up from the
+ * leaf as the x86_64 manuals do (index 0 is unused). */
+enum kmm_vm_level {
+    KMM_VM_PT = 1,   /* page tables: 4 KiB leaves */
+    KMM_VM_PD = 2,   /* page directories: 2 MiB leaves or page tables */
+    KMM_VM_PDPT = 3, /* directory pointer tables: 1 GiB leaves or directories */
+    KMM_VM_PML4 = 4, /* the top with 4 levels */
+    KMM_VM_PML5 = 5, /* the top with 5 levels (LA57) */
+};
+
 struct kmm_vm_stats {
-    uint64_t tables[6];    /* page tables per level (index 1 = PT ... 5 = PML5) */
+    uint64_t tables[6];    /* page tables per level, by enum kmm_vm_level */
     uint64_t mapped_pages; /* 4 KiB leaves present */
     uint64_t mapped_2m;    /* 2 MiB leaves present */
     uint64_t mapped_1g;    /* 1 GiB leaves present */

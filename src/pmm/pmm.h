@@ -436,6 +436,17 @@ static inline uint64_t pmm_zonelist_take(struct kmm *k, struct kmm_pmm *pm, kmm_
     return KMM_PFN_NONE;
 }
 
+/* --- the instance's memory map (memmap.c), for the layers above ---------------------- */
+
+/*
+ * pmm_ram_bytes - how many bytes of [pa, pa + size) the instance's resolved
+ * map says are RAM (usable, kernel, kmm metadata, ACPI and boot-loader
+ * memory): what the vmm may map without a cache mode. The layers above ask
+ * this instead of reading k->map. Any context; no lock (the map changes
+ * only when memory is added, kmm_page_add_memory). O(ranges before pa).
+ */
+uint64_t pmm_ram_bytes(const struct kmm *k, uint64_t pa, uint64_t size);
+
 /* --- page-table pages (table.c), for the vmm ----------------------------------- */
 
 /* A zeroed single page for a page table: state PAGETABLE, entry count 0.

@@ -202,37 +202,6 @@ static const char *bad_prot(const struct kmm_aspace *as, uint64_t va, unsigned p
     return 0;
 }
 
-static bool is_ram_type(uint32_t type)
-{
-    return type == KMM_MEM_USABLE || type == KMM_MEM_KMM_META || type == KMM_MEM_KERNEL ||
-           type == KMM_MEM_ACPI_RECLAIMABLE || type == KMM_MEM_ACPI_NVS ||
-           type == KMM_MEM_BOOTLOADER_RECLAIMABLE;
-}
-
-/* The map is sorted and without overlaps; the common case, one range
- * holding all of [pa, pa + size), ends the loop at once. */
-static inline uint64_t ram_bytes(const struct kmm *k, uint64_t pa, uint64_t size)
-{
-    uint64_t end = pa + size < pa ? UINT64_MAX : pa + size, n = 0;
-    for (size_t i = 0; i < k->map_count; i++) {
-        const struct kmm_region *r = &k->map[i];
-        if (r->base >= end)
-            break;
-        uint64_t lo = r->base > pa ? r->base : pa;
-        uint64_t hi = r->base + r->length < end ? r->base + r->length : end;
-        if (lo < hi && is_ram_type(r->type))
-            n += hi - lo;
-        if (n == size)
-            break;
-    }
-    return n;
-}
-
-uint64_t vmm_ram_bytes(const struct kmm *k, uint64_t pa, uint64_t size)
-{
-    return ram_bytes(k, pa, size);
-}
-
 /* --- table stash -------------------------------------------------------------- */
 
 /* Table pages set aside for one operation, linked through their first word
@@ -493,7 +462,7 @@ static inline __attribute__((always_inline)) int check_map(struct kmm_aspace *as
             return KMM_EINVAL;
         return vm_misuse(k, KMM_EINVAL, "kmm_vm_map", va, size, why, caller);
     }
-    uint64_t ram = ram_bytes(k, pa, size);
+    uint64_t ram = pmm_ram_bytes(k, pa, size);
     if (!cache && ram != size)
         return vm_misuse(k, KMM_ERANGE, "kmm_vm_map", va, size,
                          "physical range is not RAM (device memory needs a cache mode)", caller);

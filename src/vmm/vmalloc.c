@@ -219,7 +219,7 @@ static const char *bad_vmap(const struct kmm *k, const uint64_t *pages, size_t c
     for (size_t i = 0; i < count; i++) {
         if (pages[i] & (PAGE - 1))
             return "a page address is not page aligned";
-        if (vmm_ram_bytes(k, pages[i], PAGE) != PAGE) {
+        if (pmm_ram_bytes(k, pages[i], PAGE) != PAGE) {
             *err = KMM_ERANGE;
             return "a page is not RAM (map device memory with kmm_kva_alloc and kmm_vm_map)";
         }

@@ -60,11 +60,6 @@ struct kmm_vm {
 void vmm_init(struct kmm *k, unsigned levels);
 unsigned vmm_init_pages(void);
 
-/* How many bytes of [pa, pa + size) are RAM by the memory map (usable,
- * kernel, kmm metadata, ACPI and boot-loader memory): what may be mapped
- * without a cache mode. map.c; any context. */
-uint64_t vmm_ram_bytes(const struct kmm *k, uint64_t pa, uint64_t size);
-
 /* A refused call: counted in kmm_vm_stats.misuse, logged once with fn, the
  * address, the size, why and the caller. Returns err. Any context. */
 int vm_misuse(struct kmm *k, int err, const char *fn, uint64_t va, uint64_t size, const char *why,
