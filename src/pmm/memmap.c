@@ -153,13 +153,18 @@ void kmm_memmap_totals(const struct kmm_region *map, size_t count, struct kmm_me
 
 /* --- the instance's map, for the layers above --------------------------------- */
 
-/* Whether a resolved range of this type is RAM: memory a mapping may treat
- * as ordinary write-back memory (the direct map covers it). */
-static bool is_ram_type(uint32_t type)
+/* The types of RAM: memory a mapping may treat as ordinary write-back
+ * memory (the direct map covers it), one bit per type. */
+#define RAM_TYPES                                                                                  \
+    (1u << KMM_MEM_USABLE | 1u << KMM_MEM_KMM_META | 1u << KMM_MEM_KERNEL |                        \
+     1u << KMM_MEM_ACPI_RECLAIMABLE | 1u << KMM_MEM_ACPI_NVS |                                     \
+     1u << KMM_MEM_BOOTLOADER_RECLAIMABLE)
+
+_Static_assert(KMM_MEM_TYPE_LIMIT <= 32, "a type is a bit of RAM_TYPES");
+
+static inline bool is_ram_type(uint32_t type)
 {
-    return type == KMM_MEM_USABLE || type == KMM_MEM_KMM_META || type == KMM_MEM_KERNEL ||
-           type == KMM_MEM_ACPI_RECLAIMABLE || type == KMM_MEM_ACPI_NVS ||
-           type == KMM_MEM_BOOTLOADER_RECLAIMABLE;
+    return type < KMM_MEM_TYPE_LIMIT && ((RAM_TYPES >> type) & 1u);
 }
 
 uint64_t pmm_ram_bytes(const struct kmm *k, uint64_t pa, uint64_t size)

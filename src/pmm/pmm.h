@@ -463,6 +463,9 @@ static inline uint32_t *pmm_table_entries(struct kmm_pmm *pm, uint64_t pa)
     return &pmm_frame(pm, pa >> KMM_PAGE_SHIFT)->count;
 }
 
+/* Why the page at pa is no table page (NULL if it is one), for kmm_check. */
+const char *pmm_table_problem(struct kmm *k, uint64_t pa);
+
 /* Whether pa is the start of an allocated single page (what an owned
  * mapping may reference). Racy by nature: for validation before a get. */
 bool pmm_is_allocated_page(struct kmm *k, uint64_t pa);

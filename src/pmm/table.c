@@ -40,3 +40,11 @@ bool pmm_is_allocated_page(struct kmm *k, uint64_t pa)
     const struct kmm_frame *f = pmm_frame_lookup(&k->pmm, pa >> KMM_PAGE_SHIFT);
     return f && frame_state_get(f) == FRAME_ALLOCATED && f->order == 0;
 }
+
+const char *pmm_table_problem(struct kmm *k, uint64_t pa)
+{
+    const struct kmm_frame *f = pmm_frame_lookup(&k->pmm, pa >> KMM_PAGE_SHIFT);
+    if (!f)
+        return "outside managed memory";
+    return frame_state_get(f) == FRAME_PAGETABLE ? 0 : "not marked a page table";
+}

@@ -94,8 +94,8 @@ static const char *bad_window(uint64_t base, uint64_t size, unsigned levels)
         return "holds address 0 (an area there would be NULL)";
     if (base > UINT64_MAX - size)
         return "wraps around (or ends at the top of the address space)";
-    uint64_t last = base + size - 1, half = pte_kernel_half(levels);
-    if (!pte_canonical(base, levels) || !pte_canonical(last, levels))
+    uint64_t last = base + size - 1, half = mmu_kernel_half_for(levels);
+    if (!mmu_canonical_for(levels, base) || !mmu_canonical_for(levels, last))
         return "not canonical";
     if ((base >= half) != (last >= half))
         return "crosses between the halves";

@@ -54,9 +54,18 @@ bool vmm_gather_room(const struct kmm_tlb_gather *g, unsigned frees)
     return g->nfree + frees <= KMM_TLB_GATHER_FREES;
 }
 
-void vmm_gather_free(struct kmm_tlb_gather *g, uint64_t pa, bool table)
+/* A queued release: a page address, bit 0 set for a table page (page
+ * addresses have their low 12 bits clear). */
+#define GATHER_TABLE UINT64_C(1)
+
+void vmm_gather_frame(struct kmm_tlb_gather *g, uint64_t pa)
 {
-    g->free[g->nfree++] = pa | (table ? 1u : 0u);
+    g->free[g->nfree++] = pa;
+}
+
+void vmm_gather_table(struct kmm_tlb_gather *g, uint64_t pa)
+{
+    g->free[g->nfree++] = pa | GATHER_TABLE;
 }
 
 void kmm_tlb_finish(struct kmm_tlb_gather *g)
@@ -65,16 +74,16 @@ void kmm_tlb_finish(struct kmm_tlb_gather *g)
     struct kmm_port *p = as->k->port;
     if (g->all) {
         kmm_port_tlb_flush_all(p, g->global);
-        kmm_port_tlb_shootdown(p, as->root, 0, 0, g->global);
+        kmm_port_tlb_shootdown(p, mmu_root(&as->mmu), 0, 0, g->global);
     } else if (g->npages) {
         for (unsigned i = 0; i < g->npages; i++)
             kmm_port_tlb_flush_page(p, g->pages[i]);
-        kmm_port_tlb_shootdown(p, as->root, g->start, g->last - g->start + 1, g->global);
+        kmm_port_tlb_shootdown(p, mmu_root(&as->mmu), g->start, g->last - g->start + 1, g->global);
     }
     /* Only now may the memory go back. */
     for (unsigned i = 0; i < g->nfree; i++) {
-        uint64_t pa = g->free[i] & ~UINT64_C(1);
-        if (g->free[i] & 1u) {
+        uint64_t pa = g->free[i] & ~GATHER_TABLE;
+        if (g->free[i] & GATHER_TABLE) {
             pmm_table_free(as->k, pa);
         } else {
             int err = kmm_page_free(as->k, pa, 0);

@@ -9,47 +9,40 @@
 #ifndef KMM_VMM_VMM_H
 #define KMM_VMM_VMM_H
 
+#include <kmm/page.h>
 #include <kmm/vm.h>
 
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "vmm/x86_64/pte.h"
+#include "vmm/mmu.h"
 
 struct kmm;
 
 /* "kmm-aspc": a live space starts with this. */
 #define KMM_ASPACE_CANARY UINT64_C(0x6b6d6d2d61737063)
 
-/* A software bit of a leaf entry: the mapping holds a frame reference. */
-#define PTE_SW_OWNED (UINT64_C(1) << 9)
-
 /*
- * An address space. Its lock protects its tables (for the kernel space: the
- * kernel half, shared by every space) and its figures.
- * Invariants (kmm_check): every table reachable from root is a PAGETABLE
- * frame whose count is its number of present entries; tables[l] counts the
- * space's own tables of level l; leaves[l] its present leaves of level l
- * (PS set at levels 2 and 3; never above) and owned those with PTE_SW_OWNED,
- * which only 4 KiB leaves carry.
+ * An address space: the generic part (identity, lock, list link) around
+ * its tables (struct mmu_space, the arch layer's). Its lock protects the
+ * tables (for the kernel space: the kernel half, shared by every space)
+ * and their figures (mmu.counts).
+ * Invariants (kmm_check, mmu_check_locked): every table reachable from the
+ * root is a PAGETABLE page whose entry count is its number of present
+ * entries, and mmu.counts is exact.
  */
 struct kmm_aspace {
     uint64_t canary;
     struct kmm *k;
-    uint64_t root;    /* physical address of the top-level table */
-    bool kernel;      /* the kernel space */
     uint64_t self_pa; /* the page holding this structure (user spaces), else 0 */
     kmm_lock_t lock;
-    uint64_t tables[6];      /* own tables per level (1 = PT ... 5 = PML5) */
-    uint64_t leaves[4];      /* present leaves per level (1: 4 KiB, 2: 2 MiB, 3: 1 GiB) */
-    uint64_t owned;          /* 4 KiB leaves holding a frame reference */
+    struct mmu_space mmu;    /* its tables */
     struct kmm_aspace *next; /* on the space list */
 };
 
 struct kmm_vm {
     unsigned levels;           /* 4, or 5 with LA57 */
-    uint64_t kernel_half;      /* the first kernel-half address */
     kmm_lock_t list_lock;      /* the space list */
     struct kmm_aspace *spaces; /* every user space, newest first */
     struct kmm_aspace kernel;
@@ -71,15 +64,16 @@ int vm_misuse(struct kmm *k, int err, const char *fn, uint64_t va, uint64_t size
 int vm_misuse_handle(struct kmm *k, const char *fn, uint64_t va, uint64_t size, const char *why,
                      const void *caller);
 
+/* Sets table pages aside in t until it holds need (flags: 0, or
+ * KMM_GFP_ATOMIC under a lock). Returns whether it does; on false t keeps
+ * what it got. Release what is left with vmm_tables_release (map.c). */
+bool vmm_tables_fill(struct kmm *k, struct vmm_tables *t, unsigned need, kmm_gfp_t flags);
+void vmm_tables_release(struct kmm *k, struct vmm_tables *t);
+
 /* kmm_vm_map on the kernel space for the kernel virtual area allocator's
  * own areas (vmalloc.c): every check but the window's (kva_map_conflict),
  * which keeps an area's pages from everyone else. */
 int vmm_map_area(struct kmm *k, uint64_t va, uint64_t pa, uint64_t size, unsigned flags);
-
-/* The gather's internals (tlb.c), used by map.c. */
-void vmm_gather_range(struct kmm_tlb_gather *g, uint64_t va, uint64_t size, bool global);
-void vmm_gather_free(struct kmm_tlb_gather *g, uint64_t pa, bool table);
-bool vmm_gather_room(const struct kmm_tlb_gather *g, unsigned frees);
 
 /* kmm_check's part. */
 struct kmm_check_result;

@@ -1,7 +1,7 @@
 /*
  * pte.h - everything that knows the x86_64 page-table entry format.
- * The only arch-specific header of the library: src/vmm/ talks to it
- * through the few inline functions below.
+ * Private to src/vmm/x86_64/: the generic vmm reaches the tables through
+ * vmm/mmu.h and never sees an entry.
  *
  * A virtual address (4-level paging; 5-level adds PML5 above, bits 56..48):
  *
@@ -20,7 +20,8 @@
  *   bit 0 P present       bit 1 RW writable      bit 2 US user
  *   bit 3 PWT             bit 4 PCD              bit 5 A accessed
  *   bit 6 D dirty         bit 7 PS (levels 2, 3) / PAT (level 1)
- *   bit 8 G global        bits 12..51 frame      bit 63 XD execute-disable
+ *   bit 8 G global        bit 9 (ignored by the CPU) OWNED, kmm's own
+ *   bits 12..51 frame     bit 63 XD execute-disable
  * A leaf with PS (a 2 MiB or 1 GiB page) has its PAT bit at 12 instead, and
  * its frame from bit 21 (30) up. Access rights combine across levels: user
  * needs US everywhere, write needs RW everywhere, XD anywhere forbids
@@ -53,6 +54,10 @@ typedef uint64_t pte_t;
 #define PTE_PATPS (UINT64_C(1) << 12)          /* PAT in a 2 MiB or 1 GiB leaf */
 #define PTE_FRAME UINT64_C(0x000ffffffffff000) /* bits 12..51 */
 
+/* A software bit (the CPU ignores bits 9..11): the leaf holds a reference on
+ * its frame (KMM_MAP_OWNED). Only 4 KiB leaves carry it. */
+#define PTE_SW_OWNED (UINT64_C(1) << 9)
+
 #define PTE_ENTRIES     512
 #define PTE_LEVEL_SHIFT 9
 
@@ -72,20 +77,6 @@ static inline unsigned pte_index(uint64_t va, unsigned level)
 static inline uint64_t pte_level_size(unsigned level)
 {
     return UINT64_C(1) << pte_level_shift(level);
-}
-
-/* Whether va is canonical for the number of levels (4 or 5). */
-static inline bool pte_canonical(uint64_t va, unsigned levels)
-{
-    unsigned bits = levels == 5 ? 57 : 48;
-    uint64_t top = va >> (bits - 1);
-    return top == 0 || top == (UINT64_MAX >> (bits - 1));
-}
-
-/* The first address of the upper (kernel) half: sign-extended bit 47 (56). */
-static inline uint64_t pte_kernel_half(unsigned levels)
-{
-    return levels == 5 ? UINT64_C(0xff00000000000000) : UINT64_C(0xffff800000000000);
 }
 
 /* The level of the largest leaf: 3 (1 GiB pages). */
@@ -109,6 +100,19 @@ static inline void pte_publish(pte_t *e, pte_t v)
 static inline bool pte_present(pte_t e)
 {
     return (e & PTE_P) != 0;
+}
+
+/* Whether entry e of a level above 1 links a lower table: present, and no
+ * PS (which would make it a huge leaf). At level 1 every entry is a leaf. */
+static inline bool pte_links_table(pte_t e)
+{
+    return (e & (PTE_P | PTE_PS)) == PTE_P;
+}
+
+/* Whether e holds a reference on its frame (PTE_SW_OWNED). */
+static inline bool pte_owned(pte_t e)
+{
+    return (e & PTE_SW_OWNED) != 0;
 }
 
 /* The frame of a 4 KiB leaf or of a table entry. */

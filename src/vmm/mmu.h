@@ -1,0 +1,216 @@
+/*
+ * mmu.h - the arch MMU layer's narrow interface: everything the generic vmm
+ * asks of the page tables (Zircon's ArchVmAspaceInterface is the model).
+ * src/vmm/x86_64/ implements it; the generic vmm (aspace.c, map.c, tlb.c,
+ * kva.c, vmalloc.c) keeps validation, ownership references, gathers,
+ * statistics and the public calls, and knows no entry bit.
+ *
+ *   generic vmm                              arch layer (x86_64/)
+ *   validates the call, takes the lock  -->  counts the tables a change needs
+ *   sets table pages aside (vmm_tables) -->  walks, builds tables from them,
+ *                                            splits huge leaves, frees empty
+ *   owns the gather (tlb.c)             <--  tables, keeps entry counts and
+ *                                            records invalidations/releases
+ *   takes and drops frame references         writes leaves for prot, cache
+ *   tells the port (mapping hook)       <--  mode and ownership it is given
+ *
+ * Locking: a *_locked function expects the space's lock held (struct
+ * kmm_aspace's lock); the others say what they need. Nothing here
+ * allocates: table pages come from the vmm_tables the caller filled, after
+ * asking the matching count function under the same lock hold, so a change
+ * that starts cannot fail half-way. Releases go through the caller's
+ * gather, which the caller finishes after dropping the lock.
+ */
+#ifndef KMM_VMM_MMU_H
+#define KMM_VMM_MMU_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <kmm/vm.h>
+
+struct kmm;
+struct kmm_check_result;
+struct kmm_tlb_gather;
+
+/*
+ * Indexes of the per-level figures, 0-based. Levels are numbered as the
+ * x86_64 manuals do, up from the leaf: a table of level l (1 = PT ... 5 =
+ * PML5) is counted at index l - 1, and so is a leaf of level l (1: 4 KiB,
+ * 2: 2 MiB, 3: 1 GiB).
+ */
+enum mmu_table_ix { MMU_PT, MMU_PD, MMU_PDPT, MMU_PML4, MMU_PML5, MMU_LEVELS };
+enum mmu_page_ix { MMU_PAGE_4K, MMU_PAGE_2M, MMU_PAGE_1G, MMU_PAGE_SIZES };
+
+/* What a space's tables hold. The arch layer keeps these as it changes the
+ * tables; mmu_check_locked recounts them. Read under the space's lock. */
+struct mmu_counts {
+    uint64_t tables[MMU_LEVELS];     /* the space's own tables per level */
+    uint64_t leaves[MMU_PAGE_SIZES]; /* present leaves per page size */
+    uint64_t owned;                  /* leaves holding a frame reference (all 4 KiB) */
+};
+
+/* struct mmu_space, struct mmu_cursor and the address-format questions. */
+#include "vmm/x86_64/mmu_arch.h"
+
+/* Outcomes of the single-page shortcuts besides KMM_OK and KMM_E*. */
+#define MMU_SLOW                                                                                   \
+    1 /* not for the shortcut (a table to build, a huge leaf to cut): take the range path */
+
+/* --- what the generic vmm provides to the arch layer ------------------------------- */
+
+/* Table pages set aside for one operation, linked through their first word:
+ * the table-page allocator the generic vmm passes in (map.c). */
+struct vmm_tables {
+    uint64_t head;
+    unsigned n;
+};
+
+/* A zeroed table page from t (state PAGETABLE, entry count 0). t holds one:
+ * the count function said how many the change takes. */
+uint64_t vmm_tables_take(struct kmm *k, struct vmm_tables *t);
+
+/* The gather (tlb.c): record the invalidation of one leaf [va, va + size)
+ * (global: the TLB may hold it as a global entry); queue a frame or a table
+ * page for release once the invalidations are done; whether frees more
+ * releases fit. */
+void vmm_gather_range(struct kmm_tlb_gather *g, uint64_t va, uint64_t size, bool global);
+void vmm_gather_frame(struct kmm_tlb_gather *g, uint64_t pa);
+void vmm_gather_table(struct kmm_tlb_gather *g, uint64_t pa);
+bool vmm_gather_room(const struct kmm_tlb_gather *g, unsigned frees);
+
+/* Releases at once, for tables no CPU can be using (mmu_destroy): a table
+ * page (entry count 0) and an owned frame's reference (aspace.c). */
+void vmm_free_table(struct kmm *k, uint64_t pa);
+void vmm_drop_owned(struct kmm *k, uint64_t pa);
+
+/* The port's hook after entries changed (the hosted mirror): [va, va + size)
+ * now maps pa with prot (KMM_PROT_*), or nothing when prot is 0 (map.c). */
+void vmm_mapping_changed(const struct mmu_space *s, uint64_t va, uint64_t size, uint64_t pa,
+                         unsigned prot);
+
+/* --- setting up and tearing down ------------------------------------------------ */
+
+/* The table pages mmu_init_kernel takes: the root and the shared tables of
+ * the kernel half below it. */
+unsigned mmu_kernel_tables(void);
+
+/* The kernel space with `levels` (4 or 5) paging levels, its tables from t.
+ * Init only; cannot fail. */
+void mmu_init_kernel(struct mmu_space *s, struct kmm *k, unsigned levels, struct vmm_tables *t);
+
+/* A user space: an empty lower half and the kernel's shared kernel half,
+ * its root from t (one page). No lock needed: nobody else knows s yet; the
+ * kernel space's top level never changes after init. */
+void mmu_init_user(struct mmu_space *s, const struct mmu_space *kernel, struct vmm_tables *t);
+
+/* Frees every table of the user space s, the root included, and drops its
+ * owned frames' references (vmm_drop_owned). No CPU may use s any more, so
+ * nothing needs invalidating. */
+void mmu_destroy(struct mmu_space *s);
+
+/* --- map -------------------------------------------------------------------------- */
+
+/* One map request, checked by the caller: [va, va + size) onto [pa, pa +
+ * size), page aligned, in one half. */
+struct mmu_map {
+    uint64_t va, pa, size;
+    uint64_t max_page; /* the largest leaf allowed: KMM_PAGE_4K, _2M or _1G */
+    unsigned prot;     /* KMM_PROT_* */
+    unsigned cache;    /* KMM_CACHE_*, 0 for write-back */
+    bool owned;        /* the leaves hold frame references (max_page is 4 KiB) */
+};
+
+/*
+ * mmu_map_page_locked - the shortcut for one page (m->size is a page) whose
+ * page table exists: KMM_OK, mapped; KMM_EBUSY, a page is mapped there
+ * (nothing changed); MMU_SLOW, there is no page table (nothing changed).
+ * With cur, KMM_OK only finds the free entry and stores it in *cur for
+ * mmu_map_page_commit_locked, so the caller can take the frame's reference
+ * in between, under the same lock hold. O(levels).
+ */
+int mmu_map_page_locked(struct mmu_space *s, const struct mmu_map *m, struct mmu_cursor *cur);
+void mmu_map_page_commit_locked(struct mmu_space *s, const struct mmu_map *m,
+                                const struct mmu_cursor *cur);
+
+/* mmu_map_count_locked - KMM_EBUSY if a page of m's range is mapped, else
+ * how many tables mmu_map_locked takes. O(pieces x levels). */
+int mmu_map_count_locked(const struct mmu_space *s, const struct mmu_map *m);
+
+/* mmu_map_locked - map m's range, which mmu_map_count_locked found free,
+ * with tables from t. Cannot fail. O(pieces + tables). */
+void mmu_map_locked(struct mmu_space *s, const struct mmu_map *m, struct vmm_tables *t);
+
+/* mmu_replace_tables - the most tables mmu_replace_locked can take,
+ * whatever is mapped now: the caller sets them aside before the lock, since
+ * a replace may drop the lock between chunks. Reads no table; no lock. */
+unsigned mmu_replace_tables(const struct mmu_space *s, const struct mmu_map *m);
+
+/*
+ * mmu_replace_locked - map m's range over whatever is there, from byte
+ * `done` of it on: cuts huge leaves the range's ends fall in, invalidates
+ * and (if owned) releases what it replaces through g, takes tables from t
+ * and frees none. Stops when g has no room for another release and returns
+ * the bytes done so far (m->size when finished): the caller finishes g
+ * with the lock dropped and calls again. O(pieces + tables).
+ */
+uint64_t mmu_replace_locked(struct mmu_space *s, const struct mmu_map *m, uint64_t done,
+                            struct vmm_tables *t, struct kmm_tlb_gather *g);
+
+/* --- unmap and protect ------------------------------------------------------------------ */
+
+/* mmu_cut_count_locked - KMM_ENOENT if a page of [va, va + size) is not
+ * mapped, else how many tables cutting the huge leaves that hold its ends
+ * takes (mmu_cut_locked). O(leaves of the range x levels). */
+int mmu_cut_count_locked(const struct mmu_space *s, uint64_t va, uint64_t size);
+
+/* mmu_cut_locked - split the huge leaves that hold va or va + size (but do
+ * not start there), with tables from t, recording each split leaf's
+ * invalidation in g: afterwards every leaf lies inside or outside the
+ * range. Cannot fail. O(levels). */
+void mmu_cut_locked(struct mmu_space *s, uint64_t va, uint64_t size, struct vmm_tables *t,
+                    struct kmm_tlb_gather *g);
+
+/* mmu_unmap_page_locked - the shortcut for one 4 KiB leaf at va: KMM_OK,
+ * unmapped (invalidation and releases in g); KMM_ENOENT, va is not mapped;
+ * MMU_SLOW, a huge leaf holds va or g has no room (nothing changed).
+ * O(levels). */
+int mmu_unmap_page_locked(struct mmu_space *s, uint64_t va, struct kmm_tlb_gather *g);
+
+/* mmu_unmap_locked - unmap [va, va + size), cut already, from byte done on,
+ * freeing tables as they empty (through g); stops when g has no room for
+ * another leaf's releases and returns the bytes done (size when finished).
+ * A page found unmapped is skipped: the caller's check said it was mapped,
+ * so only a caller racing on the same range (which it must not) gets
+ * there. O(leaves + tables freed). */
+uint64_t mmu_unmap_locked(struct mmu_space *s, uint64_t va, uint64_t size, uint64_t done,
+                          struct kmm_tlb_gather *g);
+
+/* mmu_protect_locked - give every leaf of [va, va + size), mapped and cut
+ * already, the protection prot (KMM_PROT_*; frame, size, cache mode and
+ * ownership stay), recording in g each leaf that loses a right, and telling
+ * the port of each (vmm_mapping_changed). O(leaves). */
+void mmu_protect_locked(struct mmu_space *s, uint64_t va, uint64_t size, unsigned prot,
+                        struct kmm_tlb_gather *g);
+
+/* --- looking -------------------------------------------------------------------------------- */
+
+/* mmu_translate_locked - KMM_OK and *out for the canonical va, or
+ * KMM_ENOENT if nothing maps it. O(levels). */
+int mmu_translate_locked(const struct mmu_space *s, uint64_t va, struct kmm_vm_translation *out);
+
+/* mmu_query_locked - *out: the longest run from va (page aligned) below
+ * limit, both in one half, of pages unmapped alike or mapped alike
+ * (kmm_vm_query). O(levels) per table crossed and per leaf of the run; an
+ * empty shared table is passed whole. */
+void mmu_query_locked(const struct mmu_space *s, uint64_t va, uint64_t limit,
+                      struct kmm_vm_run *out);
+
+/* mmu_check_locked - kmm_check's recount of s (a user space: its lower
+ * half, and that its kernel half links the kernel's tables): every table a
+ * PAGETABLE page whose entry count is right, leaves well formed, owned
+ * frames allocated, s->counts exact. Reports through r, naming s as tag. */
+void mmu_check_locked(const struct mmu_space *s, const struct mmu_space *kernel, const void *tag,
+                      struct kmm_check_result *r);
+
+#endif /* KMM_VMM_MMU_H */

@@ -1,0 +1,104 @@
+/*
+ * pt_unmap.c - taking leaves away and changing their rights.
+ *
+ * Both run on ranges that mmu_cut_locked has cut out of their huge leaves,
+ * so every leaf they meet lies entirely inside the range. What the TLB may
+ * still hold is recorded in the caller's gather: every removed leaf, and a
+ * leaf whose rights shrink (pte_downgrade); frames an owned leaf held and
+ * tables that empty are queued there too, released only after the
+ * invalidations.
+ */
+#include "vmm/x86_64/pt.h"
+
+/* How many releases dropping one leaf can queue: its frame and every table
+ * above it but the root. */
+static inline unsigned drop_frees(const struct mmu_space *s)
+{
+    return s->levels;
+}
+
+/* Frees the tables dropping a leaf at va left empty, bottom up from the
+ * level-l table of p, and unlinks each from its parent. */
+static void free_empty_tables(struct mmu_space *s, uint64_t va, const struct pt_path *p, unsigned l,
+                              struct kmm_tlb_gather *g)
+{
+    for (unsigned lvl = l; lvl < s->levels; lvl++) {
+        uint64_t table = p->table[pt_ix(lvl)];
+        if (pt_count_dec(s, table) > 0 || pt_pinned(s, va, lvl))
+            return;
+        pte_set(pt_slot(s, p, lvl + 1, va), 0);
+        s->counts.tables[pt_ix(lvl)]--;
+        vmm_gather_table(g, table);
+        if (lvl + 1 == s->levels) { /* the root keeps its count too */
+            pt_count_dec(s, p->table[pt_ix(lvl + 1)]);
+            return;
+        }
+    }
+}
+
+/* Removes the leaf of level l at va (its first address, present) and every
+ * table that empties, recording the invalidation and the releases in g. */
+static void drop_leaf(struct mmu_space *s, uint64_t va, const struct pt_path *p, unsigned l,
+                      struct kmm_tlb_gather *g)
+{
+    pte_t *e = pt_slot(s, p, l, va);
+    pte_t old = *e;
+    pte_set(e, 0);
+    s->counts.leaves[pt_ix(l)]--;
+    vmm_gather_range(g, va, pte_level_size(l), pt_global(s, va, old));
+    if (pte_owned(old)) {
+        s->counts.owned--;
+        vmm_gather_frame(g, pte_frame(old));
+    }
+    free_empty_tables(s, va, p, l, g);
+}
+
+int mmu_unmap_page_locked(struct mmu_space *s, uint64_t va, struct kmm_tlb_gather *g)
+{
+    if (!vmm_gather_room(g, drop_frees(s)))
+        return MMU_SLOW;
+    struct pt_path p;
+    unsigned l = pt_walk(s, va, &p);
+    if (!pte_present(*pt_slot(s, &p, l, va)))
+        return KMM_ENOENT;
+    if (l != PT_LEVEL_PT)
+        return MMU_SLOW;
+    drop_leaf(s, va, &p, PT_LEVEL_PT, g);
+    return KMM_OK;
+}
+
+uint64_t mmu_unmap_locked(struct mmu_space *s, uint64_t va, uint64_t size, uint64_t done,
+                          struct kmm_tlb_gather *g)
+{
+    uint64_t at = va + done;
+    while (at - va < size) { /* at wraps to 0 at the top of the address space */
+        if (!vmm_gather_room(g, drop_frees(s)))
+            break;
+        struct pt_path p;
+        unsigned l = pt_walk(s, at, &p);
+        if (!pte_present(*pt_slot(s, &p, l, at))) {
+            at = pt_end(at, PT_LEVEL_PT);
+            continue;
+        }
+        KMM_ASSERT(s->k->port, pt_base(at, l) == at);
+        drop_leaf(s, at, &p, l, g);
+        at += pte_level_size(l);
+    }
+    return at - va;
+}
+
+void mmu_protect_locked(struct mmu_space *s, uint64_t va, uint64_t size, unsigned prot,
+                        struct kmm_tlb_gather *g)
+{
+    for (uint64_t at = va; at - va < size;) {
+        struct pt_path p;
+        unsigned l = pt_walk(s, at, &p);
+        pte_t *e = pt_slot(s, &p, l, at);
+        pte_t new = pte_with_prot(*e, prot);
+        if (pte_downgrade(*e, new))
+            vmm_gather_range(g, at, pte_level_size(l), pt_global(s, at, *e));
+        pte_set(e, new);
+        vmm_mapping_changed(s, at, pte_level_size(l), pte_leaf_frame(new, l), prot | KMM_PROT_READ);
+        at += pte_level_size(l);
+    }
+}
