@@ -53,6 +53,8 @@ struct kmm_vm {
 void vmm_init(struct kmm *k, unsigned levels);
 unsigned vmm_init_pages(void);
 
+/* --- refusals (validate.c) --------------------------------------------------------- */
+
 /* A refused call: counted in kmm_vm_stats.misuse, logged once with fn, the
  * address, the size, why and the caller. Returns err. Any context. */
 int vm_misuse(struct kmm *k, int err, const char *fn, uint64_t va, uint64_t size, const char *why,
@@ -64,16 +66,56 @@ int vm_misuse(struct kmm *k, int err, const char *fn, uint64_t va, uint64_t size
 int vm_misuse_handle(struct kmm *k, const char *fn, uint64_t va, uint64_t size, const char *why,
                      const void *caller);
 
+/* --- the range engine (range.c) ------------------------------------------------------ */
+
 /* Sets table pages aside in t until it holds need (flags: 0, or
  * KMM_GFP_ATOMIC under a lock). Returns whether it does; on false t keeps
- * what it got. Release what is left with vmm_tables_release (map.c). */
+ * what it got. vmm_tables_release gives back what t holds. */
 bool vmm_tables_fill(struct kmm *k, struct vmm_tables *t, unsigned need, kmm_gfp_t flags);
 void vmm_tables_release(struct kmm *k, struct vmm_tables *t);
+
+/* What a change needs, counted under the space's lock: tables (>= 0) or a
+ * negative error that ends the change. */
+typedef int (*vmm_count_fn)(const struct mmu_space *s, const void *op);
+
+/*
+ * vmm_lock_with_tables - take as's lock with t holding what count(op)
+ * says the change needs. Tables are taken atomically under the lock; if
+ * that fails the lock is dropped, the tables allocated with reclaim
+ * allowed, and the count taken again. Returns KMM_OK with the lock held and
+ * *irq set, or count's error or KMM_ENOMEM with the lock not held and t
+ * emptied. IRQs on (it may reclaim).
+ */
+int vmm_lock_with_tables(struct kmm_aspace *as, struct vmm_tables *t, vmm_count_fn count,
+                         const void *op, kmm_irqstate_t *irq);
+
+/* vmm_lock_for_map - vmm_lock_with_tables for a map: the tables counted
+ * (KMM_EBUSY if a page is mapped), or with replace the most it could take. */
+int vmm_lock_for_map(struct kmm_aspace *as, const struct mmu_map *m, bool replace,
+                     struct vmm_tables *t, kmm_irqstate_t *irq);
+
+/* vmm_lock_and_cut - take the lock with [va, va + size) found mapped and
+ * its ends cut out of their huge leaves (splits recorded in g). Returns
+ * KMM_OK (lock held), KMM_ENOENT (a page is not mapped) or KMM_ENOMEM,
+ * with nothing changed and the lock not held. */
+int vmm_lock_and_cut(struct kmm_aspace *as, uint64_t va, uint64_t size, struct kmm_tlb_gather *g,
+                     kmm_irqstate_t *irq);
+
+/* Run a replace or an unmap (cut already) to its end with the lock held,
+ * finishing g with the lock dropped whenever it fills. Cannot fail. */
+void vmm_replace_locked(struct kmm_aspace *as, const struct mmu_map *m, struct vmm_tables *t,
+                        struct kmm_tlb_gather *g, kmm_irqstate_t *irq);
+void vmm_unmap_locked(struct kmm_aspace *as, uint64_t va, uint64_t size, struct kmm_tlb_gather *g,
+                      kmm_irqstate_t *irq);
+
+/* --- the range calls (map.c) -------------------------------------------------------- */
 
 /* kmm_vm_map on the kernel space for the kernel virtual area allocator's
  * own areas (vmalloc.c): every check but the window's (kva_map_conflict),
  * which keeps an area's pages from everyone else. */
 int vmm_map_area(struct kmm *k, uint64_t va, uint64_t pa, uint64_t size, unsigned flags);
+
+/* --- spaces (aspace.c) ---------------------------------------------------------------- */
 
 /* kmm_check's part. */
 struct kmm_check_result;
