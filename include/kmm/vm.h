@@ -37,8 +37,22 @@
  * those invalidations are complete. The *_g variants collect the work in a
  * caller's kmm_tlb_gather instead; it completes at kmm_tlb_finish.
  *
- * Context: every call takes the space's lock (IRQs disabled) and may
- * allocate table pages; call with IRQs on (the allocation may reclaim).
+ * Misuse (SPEC §9): every refused call returns its error with nothing
+ * changed, is counted once in kmm_vm_stats.misuse (the instance's, for
+ * every space) and logged once with the caller's address. A call given
+ * something that is not a live space (NULL, destroyed, scribbled) has no
+ * instance to count in: it returns KMM_EINVAL unlogged.
+ *
+ * Context: a call holds the space's lock, a spinlock taken with IRQs
+ * saved and disabled, only while it looks at or changes the tables. Calls
+ * that change mappings (map, unmap, protect and their _g forms) may
+ * allocate table pages with reclaim and may wait for other CPUs' TLB
+ * shootdowns: call them with IRQs on, never from an interrupt handler.
+ * Translate, query, kmm_vm_stats and kmm_aspace_root may run with IRQs on
+ * or off and in an interrupt handler (not an NMI). Calls on different
+ * ranges of one space, or on different spaces, may run at the same time;
+ * calls on overlapping ranges of one space must not (a kernel serialises
+ * them as it does mmap and munmap).
  */
 #ifndef KMM_VM_H
 #define KMM_VM_H
@@ -100,30 +114,47 @@ struct kmm_aspace;
 
 /* --- address spaces ------------------------------------------------------------ */
 
-/* The kernel space (created by kmm_init). Any context. */
+/* The kernel space (created by kmm_init; lives until kmm_fini). Any
+ * context. */
 struct kmm_aspace *kmm_kernel_aspace(struct kmm *k);
 
 /*
- * kmm_aspace_create - a new user space: an empty lower half and the shared
- * kernel half. Returns KMM_OK and *out, or KMM_ENOMEM (nothing allocated).
+ * kmm_aspace_create - a new user space of the live instance k: an empty
+ * lower half and the kernel half shared with the kernel space (a kernel
+ * mapping made later appears in it at once). It takes two pages: the one
+ * holding the space and its top-level table. Returns KMM_OK and *out, or
+ * KMM_ENOMEM (nothing allocated, *out untouched). The space is active on no
+ * CPU until kmm_aspace_activate; free it with kmm_aspace_destroy before
+ * kmm_fini. IRQs on (it may reclaim); O(1).
  */
 int kmm_aspace_create(struct kmm *k, struct kmm_aspace **out);
 
 /*
  * kmm_aspace_destroy - unmap everything in the lower half of the user space
- * as of instance k (dropping owned frames' references), free every table
- * and the space itself. The space must not be active on any CPU. Returns
- * KMM_OK, or KMM_EINVAL with nothing changed, counted in
- * kmm_vm_stats.misuse and logged with the caller, when as is the kernel
- * space (it cannot be destroyed), NULL, destroyed already, or not a space
- * of k (as is looked up in k's list of spaces before it is read).
+ * as of instance k, free every table and the space itself. Frames mapped
+ * with KMM_MAP_OWNED lose the mapping's reference (freed if it was the last
+ * one); every other frame stays the caller's. Returns KMM_OK, or KMM_EINVAL
+ * with nothing changed, counted and logged, when as is NULL, the kernel
+ * space (it cannot be destroyed), destroyed already, or not a space of k:
+ * as is looked up in k's list of spaces before it is read. k NULL:
+ * KMM_EINVAL, unlogged. The space must be active on no CPU (nothing is
+ * invalidated), and a gather begun on it must be finished first; as is
+ * invalid afterwards. IRQs on; O(tables + mapped pages).
  */
 int kmm_aspace_destroy(struct kmm *k, struct kmm_aspace *as);
 
-/* Makes as the current space of this CPU (the port loads its root). */
+/*
+ * kmm_aspace_activate - make the live space as the current one of this CPU:
+ * the port loads its root (kmm_port_load_root, CR3), with the TLB effects
+ * that has (global entries stay). as is not checked: a bad one reaches the
+ * port. The caller keeps the CPU from being switched meanwhile (IRQs off
+ * or preemption off) and must activate another space before destroying
+ * this one. Any context but an NMI; O(1).
+ */
 void kmm_aspace_activate(struct kmm_aspace *as);
 
-/* The physical address of the top-level table (what CR3 holds). */
+/* The physical address of the live space's top-level table (what CR3
+ * holds). Any context; O(1). */
 uint64_t kmm_aspace_root(const struct kmm_aspace *as);
 
 /* --- ranges ------------------------------------------------------------------------ */
@@ -156,7 +187,9 @@ int kmm_vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, u
  * mapped. Returns KMM_OK, or with nothing changed KMM_EINVAL (alignment,
  * canonical, halves, size), KMM_ENOENT (a page of the range is not mapped)
  * or KMM_ENOMEM (a huge page must be split and there is no memory for the
- * table).
+ * table). Frames mapped without KMM_MAP_OWNED stay the caller's; owned
+ * ones lose the mapping's reference after the invalidations. Tables that
+ * empty are freed, after the invalidations too. O(pages + tables).
  */
 int kmm_vm_unmap(struct kmm_aspace *as, uint64_t va, uint64_t size);
 
@@ -177,22 +210,30 @@ struct kmm_vm_translation {
 };
 
 /* kmm_vm_translate - fill *out for va. Returns KMM_OK, KMM_ENOENT if va is
- * not mapped (an answer, not a mistake: not counted), KMM_EINVAL if va is
- * not canonical or out is NULL (counted in kmm_vm_stats.misuse and logged
- * with the caller). O(levels). */
+ * not mapped (an answer, not a mistake: not counted; *out untouched), or
+ * KMM_EINVAL if va is not canonical or out is NULL (counted in
+ * kmm_vm_stats.misuse and logged with the caller). What it says may be
+ * stale as soon as it returns if another CPU changes the page. IRQs on or
+ * off, interrupt handlers too; O(levels). */
 int kmm_vm_translate(struct kmm_aspace *as, uint64_t va, struct kmm_vm_translation *out);
 
 /*
  * kmm_vm_query - describe the mapping state from va up to limit: *out gets
  * the longest run starting at va of pages that are all unmapped, or all
  * mapped with the same protection, cache mode and ownership to consecutive
- * frames (whatever their page sizes). Returns KMM_OK (run in *out;
- * out->mapped says which kind), or KMM_EINVAL (counted and logged; *out
- * untouched) when out is NULL, va is not page aligned, limit <= va, va or
- * limit - 1 is not canonical, or the two lie in different halves (a range
- * never spans the non-canonical hole). Time: O(levels) per table the run
- * crosses and per leaf it holds; an unmapped stretch costs one step per
- * absent entry or empty table, never one per page.
+ * frames (whatever their page sizes), cut at limit. out->va is va,
+ * out->size the run's bytes (> 0); pa, prot, cache and owned are set for a
+ * mapped run and 0 for an unmapped one. Returns KMM_OK, or KMM_EINVAL
+ * (counted and logged; *out untouched) when out is NULL, va is not page
+ * aligned, limit <= va, va or limit - 1 is not canonical, or the two lie
+ * in different halves (a range never spans the non-canonical hole). Walk
+ * the whole of [va, limit) by calling again from out->va + out->size.
+ *
+ * It holds the space's lock, IRQs off, for the whole walk: O(levels) per
+ * table the run crosses and per leaf it holds; an unmapped stretch costs
+ * one step per absent entry or empty table, never one per page, so
+ * querying a whole empty half takes at most 512 steps. IRQs on or off,
+ * interrupt handlers too (mind the walk's length with long mapped runs).
  */
 struct kmm_vm_run {
     uint64_t va, size;
@@ -206,36 +247,75 @@ int kmm_vm_query(struct kmm_aspace *as, uint64_t va, uint64_t limit, struct kmm_
 
 /* --- TLB batching ---------------------------------------------------------------- */
 
+/* The most frame and table releases one gather holds before it must be
+ * finished (an unmap that releases more finishes it early, in chunks). */
 #define KMM_TLB_GATHER_FREES 64
 
 /*
- * A gather: the invalidations and releases of one or more operations on one
- * space, done together at kmm_tlb_finish. Fields are private.
+ * A gather's bookkeeping. Private to the library: a caller never reads or
+ * writes these fields; they are in the header only so that a gather can
+ * live on the caller's stack.
  */
-struct kmm_tlb_gather {
-    struct kmm_aspace *as;
-    unsigned npages;                     /* pages recorded in pages[] */
-    bool all;                            /* more than KMM_TLB_PAGE_LIMIT: flush everything */
-    bool global;                         /* kernel mappings changed */
+struct kmm_tlb_gather_private {
+    struct kmm_aspace *as;               /* the space whose changes it holds */
     uint64_t start, last;                /* the span of the changes (inclusive) */
-    uint64_t pages[KMM_TLB_PAGE_LIMIT];  /* pages to invalidate one by one */
-    unsigned nfree;                      /* frames and tables waiting */
-    uint64_t free[KMM_TLB_GATHER_FREES]; /* their addresses; bit 0 set: a table */
+    uint64_t table_mask;                 /* bit i set: free[i] is a table page, else a frame */
+    uint16_t npages;                     /* leaves recorded in pages[] */
+    uint16_t nfree;                      /* releases waiting in free[] */
+    bool all;                            /* more than KMM_TLB_PAGE_LIMIT: flush everything */
+    bool global;                         /* kernel-half or global mappings changed */
+    uint64_t pages[KMM_TLB_PAGE_LIMIT];  /* leaves to invalidate one by one (first address) */
+    uint64_t free[KMM_TLB_GATHER_FREES]; /* frames and table pages to release afterwards */
 };
 
-/* Start a gather on as. */
+/* A gather's size: its stack cost, mostly the pages to invalidate and the
+ * releases waiting. The calls without _g keep one in their own frame. */
+#define KMM_TLB_GATHER_BYTES 808
+
+/*
+ * A gather: the invalidations and releases of one or more unmaps and
+ * protects on one space, done together at kmm_tlb_finish. Declare one (on
+ * the stack: KMM_TLB_GATHER_BYTES), start it with kmm_tlb_gather_init,
+ * pass it to kmm_vm_unmap_g and kmm_vm_protect_g on that space, and finish
+ * it. Until it is finished, the frames and tables it holds stay allocated
+ * and the TLBs may still hold what it would invalidate: finish it before
+ * the unmapped memory is reused, before the space is destroyed, and before
+ * the gather goes out of scope.
+ */
+struct kmm_tlb_gather {
+    struct kmm_tlb_gather_private priv; /* the library's: never touched by callers */
+};
+
+/* kmm_tlb_gather_init - start gather g on the live space as (empty). A
+ * finished gather is started again by kmm_tlb_finish. Any context; O(1). */
 void kmm_tlb_gather_init(struct kmm_tlb_gather *g, struct kmm_aspace *as);
 
-/* Do the invalidations collected (locally and on other CPUs), then release
- * the frames and tables waiting. The gather can be used again. */
+/*
+ * kmm_tlb_finish - do the invalidations g collected: page by page up to
+ * KMM_TLB_PAGE_LIMIT pages, the whole TLB beyond (global entries too when
+ * the kernel half changed), on this CPU and then, through the port's
+ * shootdown, on every other CPU, which completes before it returns. Only
+ * then are the frames and tables g holds released: an owned frame loses
+ * the mapping's reference (freed if it was the last), a table page goes
+ * back to the page allocator. g is empty afterwards, started on the same
+ * space. Cannot fail. It waits for other CPUs: IRQs on, no kmm lock held
+ * (the space's lock included), never from an interrupt handler;
+ * O(pages + releases).
+ */
 void kmm_tlb_finish(struct kmm_tlb_gather *g);
 
-/* kmm_vm_unmap and kmm_vm_protect whose invalidations and releases go to g
- * (whose space must be as); they complete at kmm_tlb_finish(g). A gather
- * that fills up completes what it has early, so memory is never held
- * back unboundedly. Errors as kmm_vm_unmap and kmm_vm_protect, and
- * KMM_EINVAL (nothing changed, counted and logged) when g is NULL or was
- * begun on another space. */
+/*
+ * kmm_vm_unmap_g, kmm_vm_protect_g - kmm_vm_unmap and kmm_vm_protect whose
+ * invalidations and releases go to the caller's g, started on as; they
+ * complete at kmm_tlb_finish(g), so a caller changing many ranges pays for
+ * one shootdown. A g that fills up is finished early (its earlier work
+ * included), so memory is never held back without bound: the call may
+ * therefore wait for other CPUs like kmm_tlb_finish. Returns as
+ * kmm_vm_unmap and kmm_vm_protect, and KMM_EINVAL with nothing changed,
+ * counted and logged, when g is NULL or was started on another space
+ * (its shootdown would name the wrong root). IRQs on, never from an
+ * interrupt handler; O(pages + tables).
+ */
 int kmm_vm_unmap_g(struct kmm_aspace *as, uint64_t va, uint64_t size, struct kmm_tlb_gather *g);
 int kmm_vm_protect_g(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned prot,
                      struct kmm_tlb_gather *g);
@@ -262,8 +342,10 @@ struct kmm_vm_stats {
     uint64_t misuse;       /* calls rejected on any space of the instance; never decreases */
 };
 
-/* kmm_vm_stats - the figures of one space (the kernel space's count its
- * shared kernel-half tables; a user space's count only its own). */
+/* kmm_vm_stats - the figures of the live space as (the kernel space's count
+ * its shared kernel-half tables; a user space's count only its own), taken
+ * under its lock, so they agree with each other. Cannot fail. IRQs on or
+ * off, interrupt handlers too; O(1). */
 void kmm_vm_stats(struct kmm_aspace *as, struct kmm_vm_stats *out);
 
 #endif /* KMM_VM_H */

@@ -22,15 +22,25 @@
 #include "pmm/pmm.h"
 #include "vmm/vmm.h"
 
+_Static_assert(KMM_TLB_GATHER_FREES <= 64, "table_mask has a bit per release");
+_Static_assert(KMM_TLB_PAGE_LIMIT <= UINT16_MAX && KMM_TLB_GATHER_FREES <= UINT16_MAX,
+               "the counts fit their fields");
+_Static_assert(sizeof(struct kmm_tlb_gather) == KMM_TLB_GATHER_BYTES,
+               "kmm/vm.h states a gather's size");
+
+/* The fields are set one by one: clearing the whole gather would write its
+ * 808 bytes on every operation. */
 void kmm_tlb_gather_init(struct kmm_tlb_gather *g, struct kmm_aspace *as)
 {
-    g->as = as;
-    g->npages = 0;
-    g->all = false;
-    g->global = false;
-    g->start = UINT64_MAX;
-    g->last = 0;
-    g->nfree = 0;
+    struct kmm_tlb_gather_private *p = &g->priv;
+    p->as = as;
+    p->start = UINT64_MAX;
+    p->last = 0;
+    p->table_mask = 0;
+    p->npages = 0;
+    p->nfree = 0;
+    p->all = false;
+    p->global = false;
 }
 
 /* Records the invalidation of one leaf: [va, va + size) is a 4 KiB, 2 MiB
@@ -38,52 +48,58 @@ void kmm_tlb_gather_init(struct kmm_tlb_gather *g, struct kmm_aspace *as)
  * (the TLB holds a huge page as one entry), so it takes one slot. */
 void vmm_gather_range(struct kmm_tlb_gather *g, uint64_t va, uint64_t size, bool global)
 {
-    if (g->npages < KMM_TLB_PAGE_LIMIT)
-        g->pages[g->npages++] = va;
+    struct kmm_tlb_gather_private *p = &g->priv;
+    if (p->npages < KMM_TLB_PAGE_LIMIT)
+        p->pages[p->npages++] = va;
     else
-        g->all = true;
-    if (va < g->start)
-        g->start = va;
-    if (va + (size - 1) > g->last)
-        g->last = va + (size - 1); /* inclusive: the top page's end wraps to 0 */
-    g->global |= global;
+        p->all = true;
+    if (va < p->start)
+        p->start = va;
+    if (va + (size - 1) > p->last)
+        p->last = va + (size - 1); /* inclusive: the top page's end wraps to 0 */
+    p->global |= global;
 }
 
 bool vmm_gather_room(const struct kmm_tlb_gather *g, unsigned frees)
 {
-    return g->nfree + frees <= KMM_TLB_GATHER_FREES;
+    return g->priv.nfree + frees <= KMM_TLB_GATHER_FREES;
 }
-
-/* A queued release: a page address, bit 0 set for a table page (page
- * addresses have their low 12 bits clear). */
-#define GATHER_TABLE UINT64_C(1)
 
 void vmm_gather_frame(struct kmm_tlb_gather *g, uint64_t pa)
 {
-    g->free[g->nfree++] = pa;
+    g->priv.free[g->priv.nfree++] = pa;
 }
 
 void vmm_gather_table(struct kmm_tlb_gather *g, uint64_t pa)
 {
-    g->free[g->nfree++] = pa | GATHER_TABLE;
+    struct kmm_tlb_gather_private *p = &g->priv;
+    p->table_mask |= UINT64_C(1) << p->nfree;
+    p->free[p->nfree++] = pa;
+}
+
+/* The invalidations: on this CPU, then through the port on the others. */
+static void invalidate(const struct kmm_tlb_gather_private *g, struct kmm_port *p, uint64_t root)
+{
+    if (g->all) {
+        kmm_port_tlb_flush_all(p, g->global);
+        kmm_port_tlb_shootdown(p, root, 0, 0, g->global);
+    } else if (g->npages) {
+        for (unsigned i = 0; i < g->npages; i++)
+            kmm_port_tlb_flush_page(p, g->pages[i]);
+        kmm_port_tlb_shootdown(p, root, g->start, g->last - g->start + 1, g->global);
+    }
 }
 
 void kmm_tlb_finish(struct kmm_tlb_gather *g)
 {
-    struct kmm_aspace *as = g->as;
+    const struct kmm_tlb_gather_private *gp = &g->priv;
+    struct kmm_aspace *as = gp->as;
     struct kmm_port *p = as->k->port;
-    if (g->all) {
-        kmm_port_tlb_flush_all(p, g->global);
-        kmm_port_tlb_shootdown(p, mmu_root(&as->mmu), 0, 0, g->global);
-    } else if (g->npages) {
-        for (unsigned i = 0; i < g->npages; i++)
-            kmm_port_tlb_flush_page(p, g->pages[i]);
-        kmm_port_tlb_shootdown(p, mmu_root(&as->mmu), g->start, g->last - g->start + 1, g->global);
-    }
+    invalidate(gp, p, mmu_root(&as->mmu));
     /* Only now may the memory go back. */
-    for (unsigned i = 0; i < g->nfree; i++) {
-        uint64_t pa = g->free[i] & ~GATHER_TABLE;
-        if (g->free[i] & GATHER_TABLE) {
+    for (unsigned i = 0; i < gp->nfree; i++) {
+        uint64_t pa = gp->free[i];
+        if ((gp->table_mask >> i) & 1u) {
             pmm_table_free(as->k, pa);
         } else {
             int err = kmm_page_free(as->k, pa, 0);

@@ -58,7 +58,7 @@ static inline const char *bad_gather(const struct kmm_aspace *as, const struct k
 {
     if (!g)
         return "no gather (NULL)";
-    if (g->as != as)
+    if (g->priv.as != as)
         return "the gather was begun on another address space";
     return 0;
 }
