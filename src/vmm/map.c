@@ -276,10 +276,7 @@ int kmm_vm_translate(struct kmm_aspace *as, uint64_t va, struct kmm_vm_translati
                          : !out           ? "NULL result pointer"
                                           : "address not canonical",
                          __builtin_return_address(0));
-    kmm_irqstate_t irq = kmm_lock_irqsave(&as->lock);
-    int err = mmu_translate_locked(&as->mmu, va, out);
-    kmm_unlock_irqrestore(&as->lock, irq);
-    return err;
+    return mmu_translate(&as->mmu, &as->lock, va, out);
 }
 
 int kmm_vm_query(struct kmm_aspace *as, uint64_t va, uint64_t limit, struct kmm_vm_run *out)

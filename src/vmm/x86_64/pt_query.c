@@ -4,11 +4,14 @@
  */
 #include "vmm/x86_64/pt.h"
 
-int mmu_translate_locked(const struct mmu_space *s, uint64_t va, struct kmm_vm_translation *out)
+int mmu_translate(const struct mmu_space *s, kmm_lock_t *lock, uint64_t va,
+                  struct kmm_vm_translation *out)
 {
     uint64_t t;
     unsigned l;
+    kmm_irqstate_t irq = kmm_lock_irqsave(lock);
     pte_t e = *pt_find(s, va, &t, &l);
+    kmm_unlock_irqrestore(lock, irq);
     if (!pte_present(e))
         return KMM_ENOENT;
     if (l == PT_LEVEL_PT) { /* the common case, with the level a constant */
