@@ -11,8 +11,8 @@
 #include <kmm/fmt.h>
 
 /* Checks one region list (kmm_memmap_validate) and logs its first bad entry. */
-static bool list_is_valid(struct kmm_port *p, const struct kmm_region *list, size_t count,
-                          const char *which)
+KMM_INIT static bool list_is_valid(struct kmm_port *p, const struct kmm_region *list, size_t count,
+                                   const char *which)
 {
     long bad = kmm_memmap_validate(list, count);
     if (bad == KMM_MEMMAP_VALID)
@@ -27,7 +27,7 @@ static bool list_is_valid(struct kmm_port *p, const struct kmm_region *list, siz
     return false;
 }
 
-static bool config_is_valid(const struct kmm_config *cfg, struct kmm_port *p)
+KMM_INIT static bool config_is_valid(const struct kmm_config *cfg, struct kmm_port *p)
 {
     if (!cfg->port) {
         kmm_logf(p, KMM_LOG_ERR, "kmm_init: config has no port");
@@ -69,7 +69,8 @@ static bool config_is_valid(const struct kmm_config *cfg, struct kmm_port *p)
  * end of the highest usable range above KMM_META_MIN_ADDR with room for size
  * bytes. High memory first keeps the DMA zones for devices. Returns false if
  * no range is large enough. */
-static bool place_metadata(const struct kmm_memmap_input *in, uint64_t size, uint64_t *where)
+KMM_INIT static bool place_metadata(const struct kmm_memmap_input *in, uint64_t size,
+                                    uint64_t *where)
 {
     uint64_t cursor = 0;
     struct kmm_region r;
@@ -89,7 +90,7 @@ static bool place_metadata(const struct kmm_memmap_input *in, uint64_t size, uin
 
 /* Resolves the map into k->map and marks the instance's own pages as
  * KMM_MEM_KMM_META by splitting the usable range that ends with them. */
-static void build_map(struct kmm *k, const struct kmm_memmap_input *in)
+KMM_INIT static void build_map(struct kmm *k, const struct kmm_memmap_input *in)
 {
     uint64_t cursor = 0;
     struct kmm_region r;

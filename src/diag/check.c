@@ -8,18 +8,6 @@
 
 #include "pmm/pmm.h"
 
-void kmm_check_problem(struct kmm_check_result *r, int status, const char *fmt, ...)
-{
-    if (r->problems++ == 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        kmm_vsnprintf(r->first, sizeof(r->first), fmt, ap);
-        va_end(ap);
-    }
-    if (status > r->status)
-        r->status = status;
-}
-
 /* The instance itself: canary, and a map that is sorted, disjoint and holds
  * the instance's own range exactly once. */
 static void check_instance(const struct kmm *k, struct kmm_check_result *r)

@@ -1,8 +1,10 @@
 /*
- * log.c - formatted logging and panics through the port, error names.
+ * log.c - formatted logging and panics through the port, the findings of
+ * the integrity walkers, error names.
  */
 #include "internal.h"
 
+#include <kmm/check.h>
 #include <kmm/fmt.h>
 
 /* Longest log line; longer ones are cut (the formatter never overflows). */
@@ -28,6 +30,18 @@ noreturn void kmm_panicf(struct kmm_port *p, const char *fmt, ...)
     kmm_vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     kmm_port_panic(p, msg);
+}
+
+void kmm_check_problem(struct kmm_check_result *r, int status, const char *fmt, ...)
+{
+    if (r->problems++ == 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        kmm_vsnprintf(r->first, sizeof(r->first), fmt, ap);
+        va_end(ap);
+    }
+    if (status > r->status)
+        r->status = status;
 }
 
 const char *kmm_strerror(int err)

@@ -7,7 +7,7 @@
 
 #include "internal.h"
 
-void kmm_misuse_init(struct kmm_misuse_table *t)
+KMM_INIT void kmm_misuse_init(struct kmm_misuse_table *t)
 {
     for (unsigned l = 0; l < KMM_LAYER_COUNT; l++)
         for (unsigned m = 0; m < KMM_MISUSE_COUNT; m++)

@@ -5,6 +5,7 @@
 #ifndef KMM_LIB_MISUSE_H
 #define KMM_LIB_MISUSE_H
 
+#include "lib/lib.h"
 #include <stdatomic.h>
 
 #include <kmm/kmm.h>
@@ -18,7 +19,7 @@ struct kmm_misuse_table {
 };
 
 /* Zeroes the table. Init only. */
-void kmm_misuse_init(struct kmm_misuse_table *t);
+KMM_INIT void kmm_misuse_init(struct kmm_misuse_table *t);
 
 /*
  * kmm_misuse - reject a call (SPEC §9): counts it once in k's table under

@@ -23,7 +23,7 @@
 #define SECTION_TABLE_ALIGN 64
 
 /* The section table and the growth records, before the frame arrays. */
-static uint64_t table_bytes(uint64_t nsections)
+KMM_INIT static uint64_t table_bytes(uint64_t nsections)
 {
     return kmm_align_up(nsections * sizeof(struct kmm_frame *), SECTION_TABLE_ALIGN) +
            kmm_align_up(nsections * sizeof(struct pmm_section), SECTION_TABLE_ALIGN);
@@ -31,7 +31,7 @@ static uint64_t table_bytes(uint64_t nsections)
 
 /* Usable page frame numbers of a resolved range, clamped to what a frame
  * number can name. Returns false if none remain. */
-static bool usable_pfns(const struct kmm_region *r, uint64_t *first, uint64_t *end)
+KMM_INIT static bool usable_pfns(const struct kmm_region *r, uint64_t *first, uint64_t *end)
 {
     if (r->type != KMM_MEM_USABLE && r->type != KMM_MEM_KMM_META)
         return false;
@@ -44,7 +44,7 @@ static bool usable_pfns(const struct kmm_region *r, uint64_t *first, uint64_t *e
 
 /* The end of the memory a section table must reach: usable and reclaimable
  * RAM (kmm_page_add_memory may reclaim the latter), and the hot-add limit. */
-static uint64_t plan_reach(const struct kmm_region *r, uint64_t reach)
+KMM_INIT static uint64_t plan_reach(const struct kmm_region *r, uint64_t reach)
 {
     if (r->type == KMM_MEM_USABLE || r->type == KMM_MEM_BOOTLOADER_RECLAIMABLE ||
         r->type == KMM_MEM_ACPI_RECLAIMABLE) {
@@ -55,7 +55,8 @@ static uint64_t plan_reach(const struct kmm_region *r, uint64_t reach)
     return reach;
 }
 
-void pmm_plan(const struct kmm_memmap_input *in, uint64_t hotplug_limit, struct pmm_layout *out)
+KMM_INIT void pmm_plan(const struct kmm_memmap_input *in, uint64_t hotplug_limit,
+                       struct pmm_layout *out)
 {
     *out = (struct pmm_layout){0};
     uint64_t cursor = 0, last_section = UINT64_MAX;
@@ -87,7 +88,7 @@ void pmm_plan(const struct kmm_memmap_input *in, uint64_t hotplug_limit, struct 
 /* Gives every section that holds usable RAM its frame array, and records it
  * DEFERRED: nothing is written to the array here (pmm_grow_setup decides
  * which sections are initialised now). */
-static void assign_sections(struct kmm *k, struct kmm_frame *frames)
+KMM_INIT static void assign_sections(struct kmm *k, struct kmm_frame *frames)
 {
     struct kmm_pmm *pm = &k->pmm;
     for (size_t i = 0; i < k->map_count; i++) {
@@ -138,7 +139,7 @@ void pmm_mark_populated(struct kmm_pmm *pm)
     pmm_pcp_zonelists_changed(pm);
 }
 
-static void init_zones(struct kmm_pmm *pm)
+KMM_INIT static void init_zones(struct kmm_pmm *pm)
 {
     for (unsigned n = 0; n < KMM_MAX_NODES; n++) {
         for (unsigned z = 0; z < KMM_ZONE_COUNT; z++) {
@@ -152,7 +153,7 @@ static void init_zones(struct kmm_pmm *pm)
     }
 }
 
-void pmm_setup(struct kmm *k, const struct pmm_layout *lay, void *meta)
+KMM_INIT void pmm_setup(struct kmm *k, const struct pmm_layout *lay, void *meta)
 {
     struct kmm_pmm *pm = &k->pmm;
     unsigned nodes = kmm_port_node_count(k->port);

@@ -11,6 +11,7 @@
 #ifndef KMM_PMM_PMM_H
 #define KMM_PMM_PMM_H
 
+#include "lib/lib.h"
 #include <kmm/page.h>
 #include <kmm/port.h>
 
@@ -195,13 +196,14 @@ struct kmm_memmap_input;
 
 /* pmm_plan - size the frame database for the map in, with a section table
  * that reaches hotplug_limit (bytes; 0: the map's end). Pure. */
-void pmm_plan(const struct kmm_memmap_input *in, uint64_t hotplug_limit, struct pmm_layout *out);
+KMM_INIT void pmm_plan(const struct kmm_memmap_input *in, uint64_t hotplug_limit,
+                       struct pmm_layout *out);
 
 /* pmm_setup - build the frame database in memory at meta (direct-map
  * address, 16-byte aligned, lay->bytes long) for k->map, and hand the usable
  * pages of the sections initialised at once to the buddy allocator (the
  * rest are deferred, grow.c). Cannot fail. */
-void pmm_setup(struct kmm *k, const struct pmm_layout *lay, void *meta);
+KMM_INIT void pmm_setup(struct kmm *k, const struct pmm_layout *lay, void *meta);
 
 /* Sets total_pages and usable_pages from k->map (at init, and after
  * kmm_page_add_memory changed the map, under the growth lock). */
@@ -331,7 +333,7 @@ uint64_t pmm_reclaim(struct kmm *k, unsigned order, kmm_gfp_t flags);
 /* --- reclaim and NUMA figures (reclaim.c, numa.c, stats.c) ------------------------ */
 
 /* Sets up the shrinker list; at init. */
-void pmm_reclaim_init(struct kmm_pmm *pm);
+KMM_INIT void pmm_reclaim_init(struct kmm_pmm *pm);
 
 /* Fills the reclaim fields of *out (kmm_page_stats). */
 void pmm_reclaim_stats(struct kmm_pmm *pm, struct kmm_page_stats *out);

@@ -41,7 +41,7 @@
 
 #include "pmm/pmm.h"
 
-void pmm_reclaim_init(struct kmm_pmm *pm)
+KMM_INIT void pmm_reclaim_init(struct kmm_pmm *pm)
 {
     kmm_lock_init(&pm->shrinker_lock);
     pm->shrinker_head = pm->shrinker_tail = NULL;

@@ -15,7 +15,7 @@
 #include "pmm/pmm.h"
 #include "vmm/vmm.h"
 
-unsigned vmm_init_pages(void)
+KMM_INIT unsigned vmm_init_pages(void)
 {
     return mmu_kernel_tables();
 }
@@ -28,7 +28,7 @@ static void aspace_init(struct kmm_aspace *as, struct kmm *k)
     as->canary = KMM_ASPACE_CANARY;
 }
 
-void vmm_init(struct kmm *k, unsigned levels)
+KMM_INIT void vmm_init(struct kmm *k, unsigned levels)
 {
     struct kmm_vm *vm = &k->vm;
     vm->levels = levels;

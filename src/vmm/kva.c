@@ -111,7 +111,7 @@ bool kva_config_valid(const struct kmm_config *cfg, unsigned levels, struct kmm_
     return !why;
 }
 
-void kva_init(struct kmm *k, const struct kmm_config *cfg)
+KMM_INIT void kva_init(struct kmm *k, const struct kmm_config *cfg)
 {
     struct kmm_kva *v = &k->kva;
     bool dflt = cfg->kva_size == 0;

@@ -13,6 +13,7 @@
 #ifndef KMM_VMM_KVA_H
 #define KMM_VMM_KVA_H
 
+#include "lib/lib.h"
 #include <kmm/port.h>
 #include <kmm/vmalloc.h>
 
@@ -88,7 +89,7 @@ struct kmm_kva {
 /* kmm_init's part: whether cfg's window is valid for `levels` paging
  * levels (logs why not), and setting the window up (allocates nothing). */
 bool kva_config_valid(const struct kmm_config *cfg, unsigned levels, struct kmm_port *p);
-void kva_init(struct kmm *k, const struct kmm_config *cfg);
+KMM_INIT void kva_init(struct kmm *k, const struct kmm_config *cfg);
 
 /*
  * kva_reserve - reserve `pages` pages plus a guard page that are all

@@ -9,6 +9,7 @@
 #ifndef KMM_VMM_VMM_H
 #define KMM_VMM_VMM_H
 
+#include "lib/lib.h"
 #include <kmm/page.h>
 #include <kmm/vm.h>
 
@@ -50,8 +51,8 @@ struct kmm_vm {
 
 /* kmm_init's part: the kernel space and its shared kernel-half tables. The
  * page count it needs must be free (vmm_init_pages). Cannot fail then. */
-void vmm_init(struct kmm *k, unsigned levels);
-unsigned vmm_init_pages(void);
+KMM_INIT void vmm_init(struct kmm *k, unsigned levels);
+KMM_INIT unsigned vmm_init_pages(void);
 
 /* --- refusals (validate.c) --------------------------------------------------------- */
 
