@@ -19,9 +19,12 @@
  *
  * Per-CPU caches: each CPU keeps a bounded cache of free single pages for
  * each zone of its node. An order-0 allocation or free touches only the
- * current CPU's cache, with interrupts and preemption off and no lock (no
- * atomic instruction); a cache refills from its zone, or gives back to it,
- * in batches under the zone lock. A cache holds at most 1/8 of its zone
+ * current CPU's cache, with interrupts and preemption off and no lock; an
+ * allocation uses no atomic instruction, a free one compare-exchange on the
+ * page's descriptor, which is what makes two CPUs freeing the same page at
+ * the same moment one free and one double free (KMM_ESTATE). A cache
+ * refills from its zone, or gives back to it, in batches under the zone
+ * lock. A cache holds at most 1/8 of its zone
  * divided among the CPUs (at least four batches, at most 8192 pages).
  * When memory runs short, the allocating CPU empties its own caches at once
  * and raises a flag in every other CPU that holds cached pages; each empties

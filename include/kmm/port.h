@@ -44,7 +44,8 @@
  *   kmm_irqstate_t kmm_irq_save(void), void kmm_irq_restore(kmm_irqstate_t s)
  *       Disable local interrupts and return the previous state; restore it.
  *       No lock: this is what the per-CPU page caches use, so that their
- *       common path costs no atomic instruction. Nests. Any context.
+ *       common path costs no lock (a free's one compare-exchange aside).
+ *       Nests. Any context.
  *   void kmm_preempt_disable(void), void kmm_preempt_enable(void)
  *       Pin the caller to its CPU; nests. Any context.
  *   unsigned kmm_port_cpu_id(void)

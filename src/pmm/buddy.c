@@ -24,9 +24,11 @@
  * usable (grow.c, under the growth lock and the zone locks), and a page in
  * one of those states was never handed out, so a free rejects both before
  * the lock, whether or not memory is being added meanwhile. Every other
- * state changes under the zone lock, except the ALLOCATED <-> PCP moves a
- * CPU makes on its own cache (pcp.h; the batch moves between a cache and
- * its zone take the zone lock). Misuse is
+ * state changes under the zone lock, except the moves a CPU makes on its
+ * own cache without it (pcp.h; the batch moves between a cache and its
+ * zone take the zone lock): ALLOCATED -> PCP by a claim (one
+ * compare-exchange, frame.h), PCP -> ALLOCATED when it hands a page out.
+ * Counts therefore change by compare-exchange under the lock. Misuse is
  * decided under the lock and reported after it is released. The slow path
  * holds no lock while it grows, drains or reclaims.
  */
@@ -43,8 +45,7 @@ void pmm_list_push(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsigne
     uint32_t head = z->free_head[order];
     f->next = head;
     f->prev = KMM_PFN_NONE;
-    frame_state_set(f, FRAME_FREE);
-    f->order = (uint8_t)order;
+    frame_set(f, FRAME_FREE, order, 0);
     if (head != KMM_PFN_NONE)
         pmm_frame(pm, head)->prev = (uint32_t)pfn;
     z->free_head[order] = (uint32_t)pfn;
@@ -110,10 +111,7 @@ static uint64_t take_allocated_locked(struct kmm_pmm *pm, struct kmm_zone *z, un
     uint64_t pfn = pmm_take_block_locked(pm, z, order);
     if (pfn == KMM_PFN_NONE)
         return pfn;
-    struct kmm_frame *f = pmm_frame(pm, pfn);
-    frame_state_set(f, FRAME_ALLOCATED);
-    f->order = (uint8_t)order;
-    f->count = 1;
+    frame_set(pmm_frame(pm, pfn), FRAME_ALLOCATED, order, 1);
     z->alloc_calls++;
     return pfn;
 }
@@ -272,17 +270,42 @@ static struct kmm_frame *find_block(struct kmm *k, uint64_t pa, unsigned order, 
     return NULL;
 }
 
-/* The misuse a free or get of the block at f with this order would be,
- * judged under the zone lock; KMM_MISUSE_COUNT if none. */
-static enum kmm_misuse judge_locked(const struct kmm_frame *f, unsigned order, bool check_order)
+/* The misuse a free or get of the block whose descriptor reads m would be,
+ * with this order; KMM_MISUSE_COUNT if none. Zone lock held. */
+static enum kmm_misuse judge_locked(union frame_meta m, unsigned order, bool check_order)
 {
-    uint8_t state = frame_state_get(f);
-    if (state == FRAME_FREE || state == FRAME_PCP)
+    if (m.state == FRAME_FREE || m.state == FRAME_PCP)
         return KMM_MISUSE_DOUBLE_FREE;
-    if (state != FRAME_ALLOCATED)
+    if (m.state != FRAME_ALLOCATED)
         return KMM_MISUSE_NOT_BLOCK;
-    if (check_order && f->order != order)
+    if (check_order && m.order != order)
         return KMM_MISUSE_WRONG_ORDER;
+    return KMM_MISUSE_COUNT;
+}
+
+/* Drops one reference to the block at f (pfn, this order) and frees it when
+ * that was the last; or returns the misuse it would be (*actual: the
+ * block's order). Zone lock held. The count changes by compare-exchange: a
+ * CPU may claim a single page with one reference for its cache meanwhile
+ * without the lock (pcp.h), and then this judges it again, as cached. */
+static enum kmm_misuse put_locked(struct kmm *k, struct kmm_zone *z, struct kmm_frame *f,
+                                  uint64_t pfn, unsigned order, int *actual)
+{
+    union frame_meta seen = frame_meta_get(f), want;
+    do {
+        enum kmm_misuse kind = judge_locked(seen, order, true);
+        *actual = seen.order;
+        if (kind != KMM_MISUSE_COUNT)
+            return kind;
+        KMM_ASSERT(k->port, seen.count > 0); /* an allocated block has a reference */
+        want = seen;
+        want.count--;
+    } while (!frame_meta_cas(f, &seen, want));
+    if (want.count == 0) {
+        z->free_pages += UINT64_C(1) << order;
+        z->free_calls++;
+        pmm_free_block_locked(&k->pmm, z, pfn, order);
+    }
     return KMM_MISUSE_COUNT;
 }
 
@@ -297,21 +320,10 @@ static __attribute__((noinline)) int page_free(struct kmm *k, uint64_t pa, unsig
         return err;
     if (order == 0 && pmm_pcp_free(k, f, pa >> KMM_PAGE_SHIFT))
         return KMM_OK;
-    struct kmm_pmm *pm = &k->pmm;
-    struct kmm_zone *z = pmm_zone_of(pm, f);
+    struct kmm_zone *z = pmm_zone_of(&k->pmm, f);
+    int actual;
     kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
-    enum kmm_misuse kind = judge_locked(f, order, true);
-    int actual = f->order;
-    if (kind == KMM_MISUSE_COUNT) {
-        uint32_t refs = __atomic_load_n(&f->count, __ATOMIC_RELAXED);
-        KMM_ASSERT(k->port, refs > 0);
-        __atomic_store_n(&f->count, refs - 1, __ATOMIC_RELAXED);
-        if (refs == 1) {
-            z->free_pages += UINT64_C(1) << order;
-            z->free_calls++;
-            pmm_free_block_locked(pm, z, pa >> KMM_PAGE_SHIFT, order);
-        }
-    }
+    enum kmm_misuse kind = put_locked(k, z, f, pa >> KMM_PAGE_SHIFT, order, &actual);
     kmm_unlock_irqrestore(&z->lock, s);
     if (kind != KMM_MISUSE_COUNT)
         return pmm_misuse(k, kind, fn, pa, order, kind == KMM_MISUSE_WRONG_ORDER ? actual : -1,
@@ -351,12 +363,18 @@ int kmm_page_get(struct kmm *k, uint64_t pa)
         return err;
     struct kmm_zone *z = pmm_zone_of(&k->pmm, f);
     kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
-    enum kmm_misuse kind = judge_locked(f, 0, false);
-    if (kind == KMM_MISUSE_COUNT) {
-        uint32_t refs = __atomic_load_n(&f->count, __ATOMIC_RELAXED);
-        KMM_ASSERT(k->port, refs > 0 && refs < UINT32_MAX);
-        __atomic_store_n(&f->count, refs + 1, __ATOMIC_RELAXED);
-    }
+    /* A compare-exchange, as in put_locked: a CPU may claim the page for
+     * its cache meanwhile, and then this is a get of a free page. */
+    union frame_meta seen = frame_meta_get(f), want;
+    enum kmm_misuse kind;
+    do {
+        kind = judge_locked(seen, 0, false);
+        if (kind != KMM_MISUSE_COUNT)
+            break;
+        KMM_ASSERT(k->port, seen.count > 0 && seen.count < UINT32_MAX);
+        want = seen;
+        want.count++;
+    } while (!frame_meta_cas(f, &seen, want));
     kmm_unlock_irqrestore(&z->lock, s);
     if (kind != KMM_MISUSE_COUNT)
         return pmm_misuse(k, kind, "kmm_page_get", pa, 0, -1, caller);

@@ -9,16 +9,17 @@
  *  next, prev  Frame numbers of the neighbours on a list, KMM_PFN_NONE at the
  *              ends. FREE: the buddy free list of (zone, node, order). Later
  *              layers reuse them while they own the frame (PCP: the per-CPU
- *              cache's list; SLAB: the cache's slab lists). ALLOCATED head
- *              of a contiguous run's first block (run.c): next = its own
- *              frame number and prev = the run's last frame, the tag that
- *              lets kmm_run_free reject any count but the right one.
+ *              cache's list, `next` only; SLAB: the cache's slab lists).
+ *              ALLOCATED head of a contiguous run's first block (run.c):
+ *              next = its own frame number and prev = the run's last frame,
+ *              the tag that lets kmm_run_free reject any count but the right
+ *              one.
  *  state       enum frame_state below.
  *  order       FREE and ALLOCATED heads: the block's order (0..10).
  *  zone, node  Fixed at init for every RAM frame: enum kmm_zone_id and the
  *              NUMA node. Two buddies merge only if both match.
- *  count       ALLOCATED: the reference count. SLAB: the owning cache's id.
- *              PAGETABLE: the number of present entries in the table.
+ *  count       ALLOCATED: the reference count. FREE, PCP: 0. SLAB: the
+ *              owning cache's id. PAGETABLE: the number of present entries.
  *
  * Invariants (kmm_check verifies every one):
  *  - every frame of a block other than its head is INTERIOR; a block of
@@ -28,11 +29,25 @@
  *  - ABSENT (no RAM) and RESERVED (RAM the allocator never hands out) frames
  *    change state only when kmm_page_add_memory makes them usable (grow.c,
  *    under the growth lock and their zone's lock on every node);
- *  - a PCP frame is on exactly one CPU's cache list for its zone.
+ *  - a PCP frame is on exactly one CPU's cache list for its zone;
+ *  - an ALLOCATED head has a reference (count != 0).
  *
- * `state` is read by other CPUs without the owner's lock (a buddy merge looks
- * at its neighbour, which a CPU may be moving into its cache), so it is
- * accessed with relaxed atomics where that can happen (frame_state_get/set).
+ * Concurrency. A CPU frees a single page to its cache without a lock
+ * (pcp.h), so the second half of the descriptor (state, order, zone, node,
+ * count: `meta`) is one 8-byte word that such a free claims with one
+ * compare-exchange, from "ALLOCATED, order 0, this node, one reference"
+ * straight to "PCP, no reference". Of two CPUs freeing the same page at
+ * once exactly one wins; the other finds the word changed and goes to the
+ * locked path, which judges a double free. Hence:
+ *  - every write of a field of `meta` that a CPU without the zone lock may
+ *    read is atomic: frame_state_set, frame_set, or a compare-exchange;
+ *  - a change of count that must not be lost against a claim (a get, a
+ *    locked free) is a compare-exchange on the word, made under the zone
+ *    lock; the only writers without that lock are a claim and a CPU taking
+ *    a PCP page off its own cache, which no other CPU writes;
+ *  - `next` of an ALLOCATED frame is written by a claiming CPU, after its
+ *    claim, with a relaxed store, and read the same way by the locked paths
+ *    that look for a run's tag.
  *
  * Frames are grouped in sections of 2^15 frames (128 MiB). The frames of a
  * section are one array; a section with no usable RAM has none (NULL), so a
@@ -43,6 +58,7 @@
 #ifndef KMM_PMM_FRAME_H
 #define KMM_PMM_FRAME_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 enum frame_state {
@@ -58,15 +74,34 @@ enum frame_state {
 struct kmm_frame {
     uint32_t next;
     uint32_t prev;
-    uint8_t state;
-    uint8_t order;
-    uint8_t zone;
-    uint8_t node;
-    uint32_t count;
+    union {
+        struct {
+            uint8_t state;
+            uint8_t order;
+            uint8_t zone;
+            uint8_t node;
+            uint32_t count;
+        };
+        uint64_t meta; /* the five fields above as one word, for atomic claims */
+    };
 };
 
 _Static_assert(sizeof(struct kmm_frame) == 16, "a frame descriptor is 16 bytes");
-_Static_assert(_Alignof(struct kmm_frame) == 4, "frame arrays need only 4-byte alignment");
+_Static_assert(_Alignof(struct kmm_frame) == 8, "frame arrays are 8-byte aligned (meta)");
+
+/* The word `meta` taken apart: a value to inspect or build, never shared. */
+union frame_meta {
+    struct {
+        uint8_t state;
+        uint8_t order;
+        uint8_t zone;
+        uint8_t node;
+        uint32_t count;
+    };
+    uint64_t word;
+};
+
+_Static_assert(sizeof(union frame_meta) == 8, "meta is one word");
 
 static inline uint8_t frame_state_get(const struct kmm_frame *f)
 {
@@ -76,6 +111,43 @@ static inline uint8_t frame_state_get(const struct kmm_frame *f)
 static inline void frame_state_set(struct kmm_frame *f, enum frame_state s)
 {
     __atomic_store_n(&f->state, (uint8_t)s, __ATOMIC_RELAXED);
+}
+
+static inline union frame_meta frame_meta_get(const struct kmm_frame *f)
+{
+    return (union frame_meta){.word = __atomic_load_n(&f->meta, __ATOMIC_RELAXED)};
+}
+
+/* Replaces f's meta with want if it still equals seen; returns whether it
+ * did. */
+static inline bool frame_meta_replace(struct kmm_frame *f, union frame_meta seen,
+                                      union frame_meta want)
+{
+    uint64_t expected = seen.word; /* stays in a register: the value on failure is not needed */
+    return __atomic_compare_exchange_n(&f->meta, &expected, want.word, false, __ATOMIC_ACQ_REL,
+                                       __ATOMIC_RELAXED);
+}
+
+/* As frame_meta_replace, and on failure loads the current value into *seen
+ * (for a retry loop). */
+static inline bool frame_meta_cas(struct kmm_frame *f, union frame_meta *seen,
+                                  union frame_meta want)
+{
+    return __atomic_compare_exchange_n(&f->meta, &seen->word, want.word, false, __ATOMIC_ACQ_REL,
+                                       __ATOMIC_RELAXED);
+}
+
+/* Sets state, order and count in one store, keeping zone and node. Only for
+ * a writer no other CPU can race: the frame's zone lock held and the frame
+ * not claimable (not ALLOCATED with one reference), or its CPU cache's owner. */
+static inline void frame_set(struct kmm_frame *f, enum frame_state s, unsigned order,
+                             uint32_t count)
+{
+    union frame_meta m = frame_meta_get(f);
+    m.state = (uint8_t)s;
+    m.order = (uint8_t)order;
+    m.count = count;
+    __atomic_store_n(&f->meta, m.word, __ATOMIC_RELAXED);
 }
 
 /* The end of a list. Frame numbers stop below it (KMM_PAGE_PFN_LIMIT). */

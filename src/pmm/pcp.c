@@ -4,10 +4,12 @@
  * The common case of the page allocator is one page allocated and soon
  * freed on the same CPU. Each CPU therefore keeps, for each zone of its
  * node, a LIFO list of free pages it alone touches: taking or putting a page
- * costs a few loads and stores with interrupts and preemption off, no lock
- * and no atomic read-modify-write. A cache refills from its zone, and gives
- * back to it, in batches under the zone lock, so the lock's cost is shared
- * by a batch of pages.
+ * costs a few loads and stores with interrupts and preemption off and no
+ * lock; taking uses no atomic read-modify-write, and putting one
+ * compare-exchange, the claim of the page's descriptor that settles two
+ * CPUs freeing the same page at once (frame.h). A cache refills from its
+ * zone, and gives back to it, in batches under the zone lock, so the
+ * lock's cost is shared by a batch of pages.
  *
  * Bounds (set at init, per zone): batch = min(64, max(1, managed / 1024));
  * high = managed / (8 * CPUs), at least 4 * batch, at most 8192. So all the
@@ -137,9 +139,7 @@ static PCP_SLOW unsigned refill(struct kmm_pmm *pm, struct kmm_zone *z, struct k
         if (pfn == KMM_PFN_NONE)
             break;
         struct kmm_frame *f = pmm_frame(pm, pfn);
-        frame_state_set(f, FRAME_PCP);
-        f->order = 0;
-        f->count = 0;
+        frame_set(f, FRAME_PCP, 0, 0);
         f->next = p->head;
         p->head = (uint32_t)pfn;
         moved++;
@@ -230,8 +230,9 @@ bool pmm_pcp_free(struct kmm *k, struct kmm_frame *f, uint64_t pfn)
     check_drain(pm, pc);
     bool cached = pcp_cache_page(pc, f, pfn, &over);
     if (over) {
-        struct kmm_zone *z = &pm->zones[pc->node][f->zone];
-        give_back(pm, z, &pc->zone[f->zone], zone_batch(z));
+        unsigned zone = frame_meta_get(f).zone; /* the word other CPUs may try to claim */
+        struct kmm_zone *z = &pm->zones[pc->node][zone];
+        give_back(pm, z, &pc->zone[zone], zone_batch(z));
     }
     kmm_irq_restore(s);
     kmm_preempt_enable();

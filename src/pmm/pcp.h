@@ -49,8 +49,7 @@ static inline uint64_t pcp_pop(struct kmm_pmm *pm, struct kmm_pcp *p)
     struct kmm_frame *f = pmm_frame(pm, pfn);
     p->head = f->next;
     pcp_own_add(&p->count, -1u); /* no counter here: allocations are derived (pcp.c) */
-    f->count = 1;
-    frame_state_set(f, FRAME_ALLOCATED);
+    frame_set(f, FRAME_ALLOCATED, 0, 1);
     return (uint64_t)pfn << KMM_PAGE_SHIFT;
 }
 
@@ -80,16 +79,23 @@ static inline uint64_t pmm_pcp_alloc_fast(struct kmm *k, kmm_gfp_t flags)
 static inline bool pcp_cache_page(struct kmm_pcp_cpu *pc, struct kmm_frame *f, uint64_t pfn,
                                   bool *over)
 {
-    /* Only a page the caller owns outright goes to the cache; anything else
-     * (shared, larger, remote, or not allocated at all) is judged on the
-     * locked path. */
-    if (f->node != pc->node || frame_state_get(f) != FRAME_ALLOCATED || f->order != 0 ||
-        __atomic_load_n(&f->count, __ATOMIC_RELAXED) != 1)
+    /* Only a page the caller owns outright goes to the cache: allocated, a
+     * single page of this CPU's node, one reference and no mapping. The
+     * claim takes it from that state to PCP in one compare-exchange, so of
+     * two CPUs freeing it at once only one gets it (frame.h); anything else
+     * (shared, mapped, larger, remote, not allocated, or lost to another
+     * CPU's claim) is judged on the locked path. */
+    union frame_meta seen = frame_meta_get(f);
+    if (seen.node != pc->node || seen.state != FRAME_ALLOCATED || seen.order != 0 ||
+        seen.count != 1)
         return false;
-    struct kmm_pcp *p = &pc->zone[f->zone];
-    f->count = 0;
-    frame_state_set(f, FRAME_PCP);
-    f->next = p->head;
+    union frame_meta cached = seen;
+    cached.state = FRAME_PCP;
+    cached.count = 0;
+    if (!frame_meta_replace(f, seen, cached))
+        return false;
+    struct kmm_pcp *p = &pc->zone[cached.zone];
+    __atomic_store_n(&f->next, p->head, __ATOMIC_RELAXED);
     p->head = (uint32_t)pfn;
     pcp_own_add(&p->count, 1);
     pcp_own_inc(&p->frees);

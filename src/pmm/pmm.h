@@ -166,7 +166,10 @@ static inline struct kmm_frame *pmm_frame_lookup(const struct kmm_pmm *pm, uint6
 
 static inline struct kmm_zone *pmm_zone_of(struct kmm_pmm *pm, const struct kmm_frame *f)
 {
-    return &pm->zones[f->node][f->zone];
+    /* Zone and node never change, but they share the word a CPU may claim
+     * without a lock at the same moment (frame.h): one atomic read. */
+    union frame_meta m = frame_meta_get(f);
+    return &pm->zones[m.node][m.zone];
 }
 
 /* The zone an address belongs to. */

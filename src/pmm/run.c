@@ -132,14 +132,16 @@ static uint64_t run_find_locked(const struct kmm_pmm *pm, const struct kmm_zone 
             pfn = (section + 1) << KMM_SECTION_SHIFT;
             continue;
         }
-        const struct kmm_frame *f = pmm_frame(pm, pfn);
+        /* One atomic read: a CPU may claim or hand out a single page of
+         * this zone without the lock meanwhile (frame.h). */
+        union frame_meta f = frame_meta_get(pmm_frame(pm, pfn));
         uint64_t step = 1;
         bool free = false;
-        if (f->zone == z->id && f->node == z->node) {
-            uint8_t state = frame_state_get(f);
-            if ((state == FRAME_FREE || state == FRAME_ALLOCATED) && f->order <= KMM_PAGE_MAX_ORDER)
-                step = UINT64_C(1) << f->order;
-            free = state == FRAME_FREE;
+        if (f.zone == z->id && f.node == z->node) {
+            if ((f.state == FRAME_FREE || f.state == FRAME_ALLOCATED) &&
+                f.order <= KMM_PAGE_MAX_ORDER)
+                step = UINT64_C(1) << f.order;
+            free = f.state == FRAME_FREE;
         }
         if (!free) {
             stretch = KMM_PFN_NONE;
@@ -161,22 +163,19 @@ static uint64_t run_find_locked(const struct kmm_pmm *pm, const struct kmm_zone 
 /* --- carving --------------------------------------------------------------------- */
 
 /* Marks [s, e) as the run's blocks, the first one tagged. The frames are
- * INTERIOR and off every list. Zone lock held. */
+ * INTERIOR and off every list. Zone lock held. Each block's links are
+ * written before it becomes ALLOCATED: from then on a CPU may claim an
+ * order-0 block for its cache without the lock (frame.h) and write `next`. */
 static void run_mark_locked(struct kmm_pmm *pm, uint64_t s, uint64_t e)
 {
     for (uint64_t pfn = s; pfn < e;) {
         unsigned order = run_block_order(pfn, e);
         struct kmm_frame *f = pmm_frame(pm, pfn);
-        f->order = (uint8_t)order;
-        f->count = 1;
-        f->next = KMM_PFN_NONE;
-        f->prev = KMM_PFN_NONE;
-        frame_state_set(f, FRAME_ALLOCATED);
+        f->next = pfn == s ? (uint32_t)s : KMM_PFN_NONE;
+        f->prev = pfn == s ? (uint32_t)(e - 1) : KMM_PFN_NONE;
+        frame_set(f, FRAME_ALLOCATED, order, 1);
         pfn += UINT64_C(1) << order;
     }
-    struct kmm_frame *first = pmm_frame(pm, s);
-    first->next = (uint32_t)s;
-    first->prev = (uint32_t)(e - 1);
 }
 
 /* Takes [s, e) out of z's free blocks and hands it out as one run. s is
@@ -340,7 +339,10 @@ static struct run_verdict run_judge_locked(const struct kmm_pmm *pm, const struc
     if (state == FRAME_FREE || state == FRAME_PCP)
         return (struct run_verdict){KMM_MISUSE_DOUBLE_FREE, KMM_ESTATE,
                                     "already free (double free)", pfn, 0};
-    if (state != FRAME_ALLOCATED || f->next != pfn || f->prev < pfn)
+    /* A CPU that claims a single page for its cache writes its `next`
+     * without the lock (frame.h): read it the same way. */
+    uint32_t next = __atomic_load_n(&f->next, __ATOMIC_RELAXED);
+    if (state != FRAME_ALLOCATED || next != pfn || f->prev < pfn)
         return (struct run_verdict){KMM_MISUSE_NOT_BLOCK, KMM_EINVAL,
                                     "not the start of an allocated run", pfn, 0};
     uint64_t length = (uint64_t)f->prev - pfn + 1; /* from the tag */
@@ -352,15 +354,18 @@ static struct run_verdict run_judge_locked(const struct kmm_pmm *pm, const struc
     for (uint64_t p = pfn; p < end;) {
         unsigned order = run_block_order(p, end);
         const struct kmm_frame *b = pmm_frame_lookup(pm, p);
-        uint8_t bs = b ? frame_state_get(b) : FRAME_ABSENT;
-        if (!b || b->zone != z->id || b->node != z->node ||
-            (bs != FRAME_FREE && bs != FRAME_PCP && (bs != FRAME_ALLOCATED || b->order != order)))
+        union frame_meta bm = {.word = 0}; /* FRAME_ABSENT */
+        if (b)
+            bm = frame_meta_get(b); /* one atomic read, as in run_find_locked */
+        uint8_t bs = bm.state;
+        if (!b || bm.zone != z->id || bm.node != z->node ||
+            (bs != FRAME_FREE && bs != FRAME_PCP && (bs != FRAME_ALLOCATED || bm.order != order)))
             return (struct run_verdict){KMM_MISUSE_NOT_BLOCK, KMM_EINVAL,
                                         "part of the run is no longer allocated as such", p, 0};
         if (bs != FRAME_ALLOCATED)
             return (struct run_verdict){KMM_MISUSE_DOUBLE_FREE, KMM_ESTATE,
                                         "part of the run is free already", p, 0};
-        if (__atomic_load_n(&b->count, __ATOMIC_RELAXED) != 1)
+        if (bm.count != 1)
             return (struct run_verdict){KMM_MISUSE_NOT_BLOCK, KMM_EBUSY,
                                         "a block of the run has other references", p, 0};
         p += UINT64_C(1) << order;
@@ -368,8 +373,42 @@ static struct run_verdict run_judge_locked(const struct kmm_pmm *pm, const struc
     return v;
 }
 
+/* Sets the count of each order-0 block of the run [pfn, end) below stop
+ * from `from` to `to` by compare-exchange. Returns the first block whose
+ * count was not `from` (it changed nothing there or after), or
+ * KMM_PFN_NONE. Zone lock held. */
+static uint64_t run_swap_single_pages(struct kmm_pmm *pm, uint64_t pfn, uint64_t end, uint64_t stop,
+                                      uint32_t from, uint32_t to)
+{
+    for (uint64_t p = pfn; p < stop;) {
+        unsigned order = run_block_order(p, end);
+        struct kmm_frame *b = pmm_frame(pm, p);
+        union frame_meta seen = frame_meta_get(b), want = seen;
+        want.count = to;
+        if (order == 0 && (seen.count != from || !frame_meta_cas(b, &seen, want)))
+            return p;
+        p += UINT64_C(1) << order;
+    }
+    return KMM_PFN_NONE;
+}
+
+/* The run's single pages are the only blocks a CPU can claim for its cache
+ * without the lock (frame.h). Takes their last reference by
+ * compare-exchange, so that none can be claimed any more (no other path
+ * changes an allocated frame without the lock). If one was claimed after
+ * the judgement, puts the others back and returns it (the caller reports a
+ * double free); else KMM_PFN_NONE. Zone lock held. */
+static uint64_t run_hold_single_pages(struct kmm_pmm *pm, uint64_t pfn, uint64_t end)
+{
+    uint64_t claimed = run_swap_single_pages(pm, pfn, end, end, 1, 0);
+    if (claimed != KMM_PFN_NONE)
+        run_swap_single_pages(pm, pfn, end, claimed, 0, 1);
+    return claimed;
+}
+
 /* Returns every block of the judged run at [pfn, pfn + count) to z, merging
- * with free buddies. Zone lock held. */
+ * with free buddies. Zone lock held; no block can be claimed any more
+ * (run_hold_single_pages). */
 static void run_release_locked(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, uint64_t count)
 {
     struct kmm_frame *first = pmm_frame(pm, pfn);
@@ -378,7 +417,7 @@ static void run_release_locked(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t 
     uint64_t end = pfn + count;
     for (uint64_t p = pfn; p < end;) {
         unsigned order = run_block_order(p, end);
-        __atomic_store_n(&pmm_frame(pm, p)->count, 0, __ATOMIC_RELAXED);
+        frame_set(pmm_frame(pm, p), FRAME_ALLOCATED, order, 0);
         pmm_free_block_locked(pm, z, p, order);
         p += UINT64_C(1) << order;
     }
@@ -409,8 +448,14 @@ int kmm_run_free(struct kmm *k, uint64_t pa, size_t count)
     struct kmm_zone *z = pmm_zone_of(pm, f);
     kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
     v = run_judge_locked(pm, z, f, pfn, count);
-    if (v.kind == KMM_MISUSE_COUNT)
-        run_release_locked(pm, z, pfn, count);
+    if (v.kind == KMM_MISUSE_COUNT) {
+        uint64_t claimed = run_hold_single_pages(pm, pfn, pfn + count);
+        if (claimed == KMM_PFN_NONE)
+            run_release_locked(pm, z, pfn, count);
+        else /* freed to a CPU cache since it was judged: a racing free */
+            v = (struct run_verdict){KMM_MISUSE_DOUBLE_FREE, KMM_ESTATE,
+                                     "part of the run is free already", claimed, 0};
+    }
     kmm_unlock_irqrestore(&z->lock, s);
     if (v.kind != KMM_MISUSE_COUNT)
         return run_free_misuse(k, &v, pa, count, caller);

@@ -14,23 +14,33 @@
 uint64_t pmm_table_alloc(struct kmm *k, kmm_gfp_t flags)
 {
     kmm_gfp_t keep = flags & KMM_GFP_ATOMIC;
-    uint64_t pa = kmm_page_alloc(k, 0, keep | KMM_GFP_ZERO);
-    if (!pa)
-        return 0;
-    struct kmm_frame *f = pmm_frame(&k->pmm, pa >> KMM_PAGE_SHIFT);
-    f->count = 0;
-    frame_state_set(f, FRAME_PAGETABLE);
-    return pa;
+    for (;;) {
+        uint64_t pa = kmm_page_alloc(k, 0, keep | KMM_GFP_ZERO);
+        if (!pa)
+            return 0;
+        /* By compare-exchange: until it is a table, a free of pa may claim
+         * the page for a CPU cache without the lock (frame.h). Only a stale
+         * free can (a caller's double free of an address handed out again
+         * to us): the page is then free, and another one is taken. */
+        struct kmm_frame *f = pmm_frame(&k->pmm, pa >> KMM_PAGE_SHIFT);
+        union frame_meta seen = frame_meta_get(f), table = seen;
+        table.state = FRAME_PAGETABLE;
+        table.count = 0;
+        if (seen.state == FRAME_ALLOCATED && seen.count == 1 && frame_meta_cas(f, &seen, table))
+            return pa;
+    }
 }
 
 void pmm_table_free(struct kmm *k, uint64_t pa)
 {
     struct kmm_frame *f = pmm_frame(&k->pmm, pa >> KMM_PAGE_SHIFT);
     KMM_ASSERT(k->port, frame_state_get(f) == FRAME_PAGETABLE && f->count == 0);
-    f->count = 1;
-    frame_state_set(f, FRAME_ALLOCATED);
+    frame_set(f, FRAME_ALLOCATED, 0, 1);
+    /* A stale free of pa by a caller (a double free of an address that was
+     * handed out again as this table) may claim the page first, now that
+     * it is an allocated page: it is then free once all the same. */
     int err = kmm_page_free(k, pa, 0);
-    KMM_ASSERT(k->port, err == KMM_OK);
+    KMM_ASSERT(k->port, err == KMM_OK || err == KMM_ESTATE);
 }
 
 bool pmm_is_allocated_page(struct kmm *k, uint64_t pa)
