@@ -197,6 +197,66 @@ KTEST_LEVELS(vm, an_owned_mapping_keeps_its_frame_until_unmapped)
     teardown(&f);
 }
 
+/* Misuse counted of one kind. */
+static uint64_t page_misuse(struct kmm *k, unsigned kind)
+{
+    struct kmm_page_stats s;
+    kmm_page_stats(k, &s);
+    return s.misuse[kind];
+}
+
+KTEST_LEVELS(vm, a_frame_only_owned_mappings_hold_cannot_be_freed_under_them)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup_levels(t, &f, levels));
+    uint64_t pa = kmm_page_alloc(f.k, 0, 0);
+    unsigned owned = KMM_PROT_READ | KMM_MAP_OWNED;
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, pa, PAGE, owned), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP + PAGE, pa, PAGE, owned), KMM_OK); /* shared */
+    KT_ASSERT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);                      /* our reference */
+    /* The mappings' references are not the caller's to drop. */
+    uint64_t misuse = page_misuse(f.k, KMM_MISUSE_BUSY);
+    unsigned long errors = kt_machine_log_count(f.m, KMM_LOG_ERR);
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_EBUSY);
+    KT_EXPECT_EQ(t, kmm_pages_free(f.k, pa, 1), KMM_EBUSY);
+    KT_EXPECT_EQ(t, page_misuse(f.k, KMM_MISUSE_BUSY), misuse + 2);
+    KT_EXPECT_EQ(t, kt_machine_log_count(f.m, KMM_LOG_ERR), errors + 2);
+    KT_EXPECT(t, ktest_contains(kt_machine_last_error(f.m), "kmm_pages_free"));
+    KT_EXPECT_HEALTHY(t, f.k);
+    /* Still allocated, and never handed out again while mapped. */
+    uint64_t other = kmm_page_alloc(f.k, 0, 0);
+    KT_EXPECT(t, other != pa);
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, other, 0), KMM_OK);
+    /* A reference the caller takes is the caller's again. */
+    KT_EXPECT_EQ(t, kmm_page_get(f.k, pa), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
+    /* The first unmap leaves the frame to the other mapping, the last frees it. */
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, HEAP, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_EBUSY);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, HEAP + PAGE, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_ESTATE); /* free now */
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+}
+
+KTEST_LEVELS(vm, a_runs_first_page_is_not_mapped_owned)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup_levels(t, &f, levels));
+    /* Its descriptor's spare field holds the run's tag, so an owned
+     * mapping, which needs it for its count, is refused. */
+    uint64_t run = kmm_run_alloc(f.k, 3, 0, 0, 0);
+    KT_ASSERT(t, run != 0);
+    uint64_t single = run + 2 * PAGE; /* the run's last block: an order-0 page */
+    KT_EXPECT_EQ(t, kmm_vm_map(f.ks, HEAP, run, PAGE, KMM_PROT_READ | KMM_MAP_OWNED), KMM_ESTATE);
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, single, PAGE, KMM_PROT_READ | KMM_MAP_OWNED), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_run_free(f.k, run, 3), KMM_EBUSY); /* mapped: not the run's alone */
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, HEAP, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_run_free(f.k, run, 3), KMM_OK);
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+}
+
 KTEST_LEVELS(vm, replace_swaps_frames_and_releases_owned_ones)
 {
     struct fixture f;

@@ -242,6 +242,31 @@ KTEST_LEVELS(vmalloc, every_page_of_an_area_is_its_own_writable_owned_page)
     teardown(&x);
 }
 
+KTEST_LEVELS(vmalloc, a_page_of_an_area_cannot_be_freed_by_its_frame_address)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 4 * MIB, levels));
+    struct kmm_page_stats start = pstats(&x);
+    void *p = kmm_vmalloc(x.f.k, PAGE, 0);
+    KT_ASSERT(t, p != NULL);
+    struct kmm_vm_translation tr;
+    KT_ASSERT_EQ(t, kmm_vm_translate(x.ks, va_of(p), &tr), KMM_OK);
+    struct kmm_page_stats before = pstats(&x);
+    int err = kmm_page_free(x.f.k, tr.pa, 0); /* the mapping's reference: refused */
+    kt_expect_misuse(t, &x.f, err, KMM_EBUSY, KMM_MISUSE_BUSY, &before, "free of a vmalloc page",
+                     "kmm_page_free");
+    /* So the page is not handed out again while the area writes to it. */
+    uint64_t other = kmm_page_alloc(x.f.k, 0, 0);
+    KT_EXPECT(t, other != tr.pa);
+    KT_EXPECT_EQ(t, kmm_page_free(x.f.k, other, 0), KMM_OK);
+    KT_EXPECT(t, pages_hold_their_own_bytes(&x, va_of(p), PAGE, 0x5a));
+    KT_ASSERT_EQ(t, kmm_vfree(x.f.k, p), KMM_OK);
+    struct kmm_page_stats after = pstats(&x);
+    KT_EXPECT_EQ(t, after.allocated_pages, start.allocated_pages); /* the page went back too */
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    teardown(&x);
+}
+
 KTEST_LEVELS(vmalloc, vzalloc_hands_out_zeroed_pages_even_after_dirty_ones_were_freed)
 {
     struct fixture x;

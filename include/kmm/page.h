@@ -98,12 +98,24 @@ uint64_t kmm_page_alloc(struct kmm *k, unsigned order, kmm_gfp_t flags);
  * kmm_page_free - drop one reference to the block at pa, allocated with this
  * order; the block goes back to its zone (and merges with free buddies)
  * when the last reference goes. O(KMM_PAGE_MAX_ORDER).
- * Returns KMM_OK, or, with nothing changed:
- *   KMM_EINVAL  pa not page aligned; order above the maximum or not the
- *               order the block was allocated with; pa inside a block
- *               rather than at its start; pa a reserved page;
- *   KMM_ERANGE  pa outside the memory the instance manages;
- *   KMM_ESTATE  the block is free already (double free).
+ * The references dropped here are the caller's: kmm_page_alloc's and
+ * kmm_page_get's. An owned mapping (kmm/vm.h, KMM_MAP_OWNED; vmalloc) holds
+ * a reference of its own, which goes when the page is unmapped and the
+ * TLBs are clean, never through this call: a page that only mappings hold
+ * cannot be freed under them.
+ * Returns KMM_OK, or, with nothing changed, counted in
+ * kmm_page_stats.misuse[] by kind and logged once with the caller:
+ *   KMM_EINVAL  pa not page aligned (UNALIGNED); order above the maximum
+ *               (BAD_ORDER) or not the order the block was allocated with
+ *               (WRONG_ORDER); pa inside an allocated block rather than at
+ *               its start, or never allocated (NOT_BLOCK); pa a reserved
+ *               page (RESERVED);
+ *   KMM_ERANGE  pa outside the memory the instance manages (OUTSIDE);
+ *   KMM_ESTATE  the block is free already (DOUBLE_FREE); of two CPUs
+ *               freeing the same last reference at the same moment, one
+ *               gets KMM_OK and the other this;
+ *   KMM_EBUSY   every reference left belongs to an owned mapping (BUSY):
+ *               unmap it instead.
  */
 int kmm_page_free(struct kmm *k, uint64_t pa, unsigned order);
 
@@ -117,7 +129,8 @@ int kmm_page_free(struct kmm *k, uint64_t pa, unsigned order);
  * returns 0 and kmm_pages_free KMM_EINVAL, both counted and logged as
  * misuse (KMM_MISUSE_BAD_ORDER). Otherwise each returns exactly what
  * kmm_page_alloc / kmm_page_free return for that order, in the same
- * contexts and time. kmm_run_alloc (below) takes exactly count pages.
+ * contexts and time (KMM_EBUSY included, for a single page only owned
+ * mappings hold). kmm_run_alloc (below) takes exactly count pages.
  */
 uint64_t kmm_pages_alloc(struct kmm *k, size_t count, kmm_gfp_t flags);
 int kmm_pages_free(struct kmm *k, uint64_t pa, size_t count);
@@ -126,9 +139,10 @@ int kmm_pages_free(struct kmm *k, uint64_t pa, size_t count);
 unsigned kmm_order_for_count(size_t count);
 
 /*
- * kmm_page_get - take one more reference to the allocated block at pa (as a
- * mapping that shares the frame does). Returns KMM_OK, or as kmm_page_free
- * for a pa that is not the start of an allocated block.
+ * kmm_page_get - take one more reference to the allocated block at pa, for
+ * the caller (who drops it with kmm_page_free); a page that only owned
+ * mappings hold may be taken too. Returns KMM_OK, or as kmm_page_free for
+ * a pa that is not the start of an allocated block.
  */
 int kmm_page_get(struct kmm *k, uint64_t pa);
 

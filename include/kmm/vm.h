@@ -27,7 +27,12 @@
  * Ownership: by default a mapping does not own its frame: unmapping it
  * leaves the frame to the caller (kmm_vm_translate before unmapping tells
  * which one it was). With KMM_MAP_OWNED, mapping takes a reference on each
- * frame (an allocated single page, kmm/page.h) and unmapping drops it.
+ * frame (an allocated single page of kmm_page_alloc, not the first page of
+ * a kmm_run_alloc run; kmm/page.h) and unmapping drops it once the TLBs are
+ * clean, freeing the frame if nothing else holds it. That reference is the
+ * mapping's own: the caller may drop theirs (kmm_page_free) right after the
+ * map, as vmalloc does, but kmm_page_free never drops the mapping's, so a
+ * frame cannot be freed while it is mapped owned (KMM_EBUSY).
  *
  * TLB: a change that removes or weakens a mapping is followed by the
  * invalidation it needs: per page up to KMM_TLB_PAGE_LIMIT pages, the whole
@@ -176,7 +181,10 @@ uint64_t kmm_aspace_root(const struct kmm_aspace *as);
  *               an area's guard page, a page of a vmalloc or vmap area, or
  *               of an area being set up or freed (a raw area's own pages
  *               are its caller's to map);
- *   KMM_ESTATE  OWNED and a frame is not an allocated single page;
+ *   KMM_ESTATE  OWNED and a frame is not an allocated single page (or is a
+ *               run's first page), also when another CPU frees it while
+ *               this call maps it: the references are taken, under the
+ *               frame's zone lock, before any entry changes;
  *   KMM_ENOMEM  no memory for the tables.
  * O(pages + tables).
  */

@@ -127,6 +127,7 @@ static const char *const misuse_text[KMM_MISUSE_COUNT] = {
     [KMM_MISUSE_DOUBLE_FREE] = "already free (double free)",
     [KMM_MISUSE_NOT_BLOCK] = "not the start of an allocated block",
     [KMM_MISUSE_WRONG_ORDER] = "wrong size for this block",
+    [KMM_MISUSE_BUSY] = "held only by owned mappings (unmap it)",
 };
 
 static const int misuse_error[KMM_MISUSE_COUNT] = {
@@ -134,6 +135,7 @@ static const int misuse_error[KMM_MISUSE_COUNT] = {
     [KMM_MISUSE_UNALIGNED] = KMM_EINVAL, [KMM_MISUSE_OUTSIDE] = KMM_ERANGE,
     [KMM_MISUSE_RESERVED] = KMM_EINVAL,  [KMM_MISUSE_DOUBLE_FREE] = KMM_ESTATE,
     [KMM_MISUSE_NOT_BLOCK] = KMM_EINVAL, [KMM_MISUSE_WRONG_ORDER] = KMM_EINVAL,
+    [KMM_MISUSE_BUSY] = KMM_EBUSY,
 };
 
 int pmm_misuse(struct kmm *k, enum kmm_misuse kind, const char *fn, uint64_t pa, unsigned order,
@@ -283,10 +285,11 @@ static enum kmm_misuse judge_locked(union frame_meta m, unsigned order, bool che
     return KMM_MISUSE_COUNT;
 }
 
-/* Drops one reference to the block at f (pfn, this order) and frees it when
- * that was the last; or returns the misuse it would be (*actual: the
- * block's order). Zone lock held. The count changes by compare-exchange: a
- * CPU may claim a single page with one reference for its cache meanwhile
+/* Drops one of the callers' references to the block at f (pfn, this order)
+ * and frees it when no reference is left; or returns the misuse it would be
+ * (*actual: the block's order). A block only owned mappings hold is not the
+ * caller's to free. Zone lock held. The count changes by compare-exchange:
+ * a CPU may claim a single page with one reference for its cache meanwhile
  * without the lock (pcp.h), and then this judges it again, as cached. */
 static enum kmm_misuse put_locked(struct kmm *k, struct kmm_zone *z, struct kmm_frame *f,
                                   uint64_t pfn, unsigned order, int *actual)
@@ -297,7 +300,11 @@ static enum kmm_misuse put_locked(struct kmm *k, struct kmm_zone *z, struct kmm_
         *actual = seen.order;
         if (kind != KMM_MISUSE_COUNT)
             return kind;
-        KMM_ASSERT(k->port, seen.count > 0); /* an allocated block has a reference */
+        if ((seen.count & ~FRAME_MAPPED) == 0) {
+            /* An allocated block has a reference: here, only mappings'. */
+            KMM_ASSERT(k->port, seen.count == FRAME_MAPPED);
+            return KMM_MISUSE_BUSY;
+        }
         want = seen;
         want.count--;
     } while (!frame_meta_cas(f, &seen, want));
@@ -371,7 +378,7 @@ int kmm_page_get(struct kmm *k, uint64_t pa)
         kind = judge_locked(seen, 0, false);
         if (kind != KMM_MISUSE_COUNT)
             break;
-        KMM_ASSERT(k->port, seen.count > 0 && seen.count < UINT32_MAX);
+        KMM_ASSERT(k->port, seen.count != 0 && (seen.count & ~FRAME_MAPPED) < FRAME_REFS_MAX);
         want = seen;
         want.count++;
     } while (!frame_meta_cas(f, &seen, want));
@@ -379,4 +386,75 @@ int kmm_page_get(struct kmm *k, uint64_t pa)
     if (kind != KMM_MISUSE_COUNT)
         return pmm_misuse(k, kind, "kmm_page_get", pa, 0, -1, caller);
     return KMM_OK;
+}
+
+/* --- owned mappings' references (for the vmm) ------------------------------------ */
+
+/* The frame of the single page at pa an owned mapping may reference, or
+ * NULL. Racy by nature; the caller judges the frame again under its lock. */
+static struct kmm_frame *mappable_frame(struct kmm *k, uint64_t pa)
+{
+    if (pa & (KMM_PAGE_SIZE - 1))
+        return NULL;
+    struct kmm_frame *f = pmm_frame_lookup(&k->pmm, pa >> KMM_PAGE_SHIFT);
+    return f && frame_state_get(f) == FRAME_ALLOCATED ? f : NULL;
+}
+
+bool pmm_page_map_get(struct kmm *k, uint64_t pa)
+{
+    struct kmm_frame *f = mappable_frame(k, pa);
+    if (!f)
+        return false;
+    uint64_t pfn = pa >> KMM_PAGE_SHIFT;
+    struct kmm_zone *z = pmm_zone_of(&k->pmm, f);
+    kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
+    union frame_meta seen = frame_meta_get(f), want;
+    bool ok;
+    do {
+        /* An allocated single page, not a run's tagged head (its prev is
+         * the tag). With FRAME_MAPPED set nothing changes the word without
+         * this lock, and a run's tag is never added to an allocated page,
+         * so next is read once it is known to be allocated. */
+        ok = seen.state == FRAME_ALLOCATED && seen.order == 0 &&
+             __atomic_load_n(&f->next, __ATOMIC_RELAXED) != pfn &&
+             (!(seen.count & FRAME_MAPPED) || f->prev < FRAME_MAPS_MAX);
+        if (!ok)
+            break;
+        KMM_ASSERT(k->port, seen.count != 0);
+        want = seen;
+        want.count |= FRAME_MAPPED;
+    } while (!frame_meta_cas(f, &seen, want));
+    if (ok)
+        f->prev = (seen.count & FRAME_MAPPED) ? f->prev + 1 : 1;
+    kmm_unlock_irqrestore(&z->lock, s);
+    return ok;
+}
+
+void pmm_page_map_put(struct kmm *k, uint64_t pa)
+{
+    struct kmm_frame *f = mappable_frame(k, pa);
+    KMM_ASSERT(k->port, f != NULL);
+    struct kmm_zone *z = pmm_zone_of(&k->pmm, f);
+    kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
+    /* With FRAME_MAPPED set, no CPU can claim the page (its count is not
+     * 1): the word and the mapcount change under this lock only. */
+    union frame_meta m = frame_meta_get(f);
+    KMM_ASSERT(k->port, m.state == FRAME_ALLOCATED && m.order == 0 && (m.count & FRAME_MAPPED) &&
+                            f->prev >= 1);
+    if (--f->prev == 0) {
+        m.count &= ~FRAME_MAPPED;
+        __atomic_store_n(&f->meta, m.word, __ATOMIC_RELAXED);
+        if (m.count == 0) {
+            z->free_pages++;
+            z->free_calls++;
+            pmm_free_block_locked(&k->pmm, z, pa >> KMM_PAGE_SHIFT, 0);
+        }
+    }
+    kmm_unlock_irqrestore(&z->lock, s);
+}
+
+bool pmm_page_mapped(struct kmm *k, uint64_t pa)
+{
+    const struct kmm_frame *f = mappable_frame(k, pa);
+    return f && (__atomic_load_n(&f->count, __ATOMIC_RELAXED) & FRAME_MAPPED);
 }

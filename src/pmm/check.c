@@ -96,6 +96,13 @@ static uint64_t check_block(const struct kmm_pmm *pm, uint64_t pfn, const struct
     if (f->state == FRAME_ALLOCATED && f->count == 0)
         kmm_check_problem(r, KMM_CHECK_CORRUPT, "frame 0x%llx: allocated with no reference",
                           (unsigned long long)pfn);
+    /* Owned mappings hold only single pages, never a run's tagged head
+     * (whose prev is the tag, not a mapcount), and at least one of them. */
+    if (f->state == FRAME_ALLOCATED && (f->count & FRAME_MAPPED) &&
+        (f->order != 0 || f->next == pfn || f->prev == 0))
+        kmm_check_problem(r, KMM_CHECK_CORRUPT,
+                          "frame 0x%llx: mapped owned with order %u, next 0x%x, mapcount %u",
+                          (unsigned long long)pfn, f->order, f->next, f->prev);
     for (uint64_t i = 1; i < size; i++) {
         const struct kmm_frame *in = pmm_frame(pm, pfn + i);
         if (in->state != FRAME_INTERIOR || in->zone != f->zone || in->node != f->node) {

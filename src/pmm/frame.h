@@ -13,13 +13,31 @@
  *              ALLOCATED head of a contiguous run's first block (run.c):
  *              next = its own frame number and prev = the run's last frame,
  *              the tag that lets kmm_run_free reject any count but the right
- *              one.
+ *              one. ALLOCATED single page with FRAME_MAPPED in count: prev =
+ *              the number of owned mappings holding it (its mapcount, >= 1;
+ *              meaningless while FRAME_MAPPED is clear). A run's tagged head
+ *              is never mapped owned, so the two never meet.
  *  state       enum frame_state below.
  *  order       FREE and ALLOCATED heads: the block's order (0..10).
  *  zone, node  Fixed at init for every RAM frame: enum kmm_zone_id and the
  *              NUMA node. Two buddies merge only if both match.
- *  count       ALLOCATED: the reference count. FREE, PCP: 0. SLAB: the
+ *  count       ALLOCATED: the references callers hold (kmm_page_alloc's and
+ *              kmm_page_get's; at most FRAME_REFS_MAX), plus FRAME_MAPPED
+ *              while owned mappings hold it too. FREE, PCP: 0. SLAB: the
  *              owning cache's id. PAGETABLE: the number of present entries.
+ *
+ *        count (ALLOCATED)   31  30                                0
+ *                           +---+-----------------------------------+
+ *                           | M | references callers hold           |
+ *                           +---+-----------------------------------+
+ *                            M = FRAME_MAPPED: owned mappings hold it too,
+ *                                as many as prev says
+ *
+ *              A block is freed when count reaches 0: no caller and no
+ *              mapping holds it. kmm_page_free drops a caller's reference
+ *              only, so a frame that only mappings hold cannot be freed
+ *              under them (KMM_MISUSE_BUSY); their references go with
+ *              the mappings (pmm_page_map_get/put, for the vmm).
  *
  * Invariants (kmm_check verifies every one):
  *  - every frame of a block other than its head is INTERIOR; a block of
@@ -30,7 +48,10 @@
  *    change state only when kmm_page_add_memory makes them usable (grow.c,
  *    under the growth lock and their zone's lock on every node);
  *  - a PCP frame is on exactly one CPU's cache list for its zone;
- *  - an ALLOCATED head has a reference (count != 0).
+ *  - an ALLOCATED head has a reference (count != 0): a caller's or a
+ *    mapping's. One with FRAME_MAPPED is a single page, not a run's tagged
+ *    head, with a mapcount of at least 1; each owned leaf of a page table
+ *    names such a frame.
  *
  * Concurrency. A CPU frees a single page to its cache without a lock
  * (pcp.h), so the second half of the descriptor (state, order, zone, node,
@@ -42,9 +63,11 @@
  *  - every write of a field of `meta` that a CPU without the zone lock may
  *    read is atomic: frame_state_set, frame_set, or a compare-exchange;
  *  - a change of count that must not be lost against a claim (a get, a
- *    locked free) is a compare-exchange on the word, made under the zone
- *    lock; the only writers without that lock are a claim and a CPU taking
- *    a PCP page off its own cache, which no other CPU writes;
+ *    locked free, a mapping's reference) is a compare-exchange on the word,
+ *    made under the zone lock; the only writers without that lock are a
+ *    claim and a CPU taking a PCP page off its own cache, which no other
+ *    CPU writes. A frame with FRAME_MAPPED cannot be claimed, so its
+ *    mapcount (prev) changes under the zone lock alone;
  *  - `next` of an ALLOCATED frame is written by a claiming CPU, after its
  *    claim, with a relaxed store, and read the same way by the locked paths
  *    that look for a run's tag.
@@ -88,6 +111,13 @@ struct kmm_frame {
 
 _Static_assert(sizeof(struct kmm_frame) == 16, "a frame descriptor is 16 bytes");
 _Static_assert(_Alignof(struct kmm_frame) == 8, "frame arrays are 8-byte aligned (meta)");
+
+/* count of an ALLOCATED frame: owned mappings hold it too (prev counts them). */
+#define FRAME_MAPPED   (UINT32_C(1) << 31)
+/* The most references callers can hold on a frame (kmm_page_get refuses more). */
+#define FRAME_REFS_MAX (FRAME_MAPPED - 1)
+/* The most owned mappings of one frame (pmm_page_map_get refuses more). */
+#define FRAME_MAPS_MAX (UINT32_MAX - 1)
 
 /* The word `meta` taken apart: a value to inspect or build, never shared. */
 union frame_meta {

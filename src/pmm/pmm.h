@@ -472,8 +472,35 @@ static inline uint32_t *pmm_table_entries(struct kmm_pmm *pm, uint64_t pa)
 const char *pmm_table_problem(struct kmm *k, uint64_t pa);
 
 /* Whether pa is the start of an allocated single page (what an owned
- * mapping may reference). Racy by nature: for validation before a get. */
+ * mapping may reference, unless it is a run's first page). Racy by nature:
+ * for validation before pmm_page_map_get. */
 bool pmm_is_allocated_page(struct kmm *k, uint64_t pa);
+
+/* --- owned mappings' references (buddy.c), for the vmm ----------------------- */
+
+/*
+ * pmm_page_map_get - take a reference for an owned mapping of the single
+ * page at pa (frame.h: FRAME_MAPPED, the mapcount). Returns true, or false
+ * with nothing changed if pa is not an allocated single page now (never
+ * allocated, freed meanwhile by a racing caller, a run's first page), or
+ * already has FRAME_MAPS_MAX mappings. Logs nothing: the caller reports.
+ * Takes the page's zone lock (a leaf). Any context.
+ */
+bool pmm_page_map_get(struct kmm *k, uint64_t pa);
+
+/*
+ * pmm_page_map_put - drop a reference pmm_page_map_get took; the page is
+ * freed (to its zone, merging) if no caller and no other mapping holds it.
+ * Cannot fail: kmm_page_free never drops a mapping's reference, so the
+ * reference is there (a missing one is a broken invariant: panic). Call it
+ * only once no CPU can reach the page through the mapping (after the TLB
+ * invalidations). Takes the page's zone lock. Any context.
+ */
+void pmm_page_map_put(struct kmm *k, uint64_t pa);
+
+/* Whether the page at pa holds an owned mapping's reference (kmm_check).
+ * Racy by nature. */
+bool pmm_page_mapped(struct kmm *k, uint64_t pa);
 
 /* --- integrity (check.c) ---------------------------------------------------------- */
 

@@ -48,7 +48,13 @@ bool pmm_is_allocated_page(struct kmm *k, uint64_t pa)
     if (pa & (KMM_PAGE_SIZE - 1))
         return false;
     const struct kmm_frame *f = pmm_frame_lookup(&k->pmm, pa >> KMM_PAGE_SHIFT);
-    return f && frame_state_get(f) == FRAME_ALLOCATED && f->order == 0;
+    if (!f)
+        return false;
+    /* One atomic read: another CPU may claim or free the page meanwhile.
+     * (Whether it is a run's tagged head is for pmm_page_map_get to judge,
+     * under the zone lock that protects the tag.) */
+    union frame_meta m = frame_meta_get(f);
+    return m.state == FRAME_ALLOCATED && m.order == 0;
 }
 
 const char *pmm_table_problem(struct kmm *k, uint64_t pa)

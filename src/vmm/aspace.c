@@ -75,7 +75,7 @@ void vmm_free_table(struct kmm *k, uint64_t pa)
 
 void vmm_drop_owned(struct kmm *k, uint64_t pa)
 {
-    KMM_MUST(k->port, kmm_page_free(k, pa, 0));
+    pmm_page_map_put(k, pa);
 }
 
 /* Takes as off k's list of user spaces. Returns why it cannot be (NULL when

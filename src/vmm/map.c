@@ -50,6 +50,24 @@ static inline const char *window_keeps_locked(const struct kmm_aspace *as, const
     return kva_map_conflict(as->k, m->va, m->size);
 }
 
+/* Takes an owned mapping's reference on each of the n pages from pa, all or
+ * none: true, or false with every reference taken put back. check_frames
+ * looked without a lock: a caller may have freed a frame since, which this
+ * finds under the frame's zone lock. Space lock held (zone locks come after
+ * it); nothing is mapped yet, so a reference put back needs no
+ * invalidation (and frees the page if the caller freed it meanwhile). */
+static bool take_owned_refs(struct kmm *k, uint64_t pa, uint64_t n)
+{
+    for (uint64_t i = 0; i < n; i++) {
+        if (!pmm_page_map_get(k, pa + i * KMM_PAGE_SIZE)) {
+            while (i-- > 0)
+                pmm_page_map_put(k, pa + i * KMM_PAGE_SIZE);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* One page whose page table exists: validate and change in one walk.
  * Returns KMM_OK, the refusal, or MMU_SLOW (nothing done: a table is
  * missing). */
@@ -66,7 +84,11 @@ map_page(struct kmm_aspace *as, const struct mmu_map *m, bool area, const void *
     struct mmu_cursor cur;
     int r = mmu_map_page_locked(&as->mmu, m, m->owned ? &cur : 0);
     if (r == KMM_OK && m->owned) {
-        KMM_ASSERT(k->port, kmm_page_get(k, m->pa) == KMM_OK);
+        if (!take_owned_refs(k, m->pa, 1)) { /* nothing committed: nothing changed */
+            kmm_unlock_irqrestore(&as->lock, irq);
+            return vm_misuse(k, KMM_ESTATE, "kmm_vm_map", m->va, m->size, VM_OWNED_NOT_A_PAGE,
+                             caller);
+        }
         mmu_map_page_commit_locked(&as->mmu, m, &cur);
     }
     if (r == KMM_OK)
@@ -98,10 +120,13 @@ static int map_range(struct kmm_aspace *as, const struct mmu_map *m, bool replac
         return vm_misuse(k, KMM_EBUSY, "kmm_vm_map", m->va, m->size, kept, caller);
     }
 
-    /* Nothing below fails. */
-    if (m->owned)
-        for (uint64_t off = 0; off < m->size; off += KMM_PAGE_SIZE)
-            KMM_ASSERT(k->port, kmm_page_get(k, m->pa + off) == KMM_OK);
+    /* The owned references first, the last step that can fail; nothing
+     * below does. */
+    if (m->owned && !take_owned_refs(k, m->pa, m->size >> KMM_PAGE_SHIFT)) {
+        kmm_unlock_irqrestore(&as->lock, irq);
+        vmm_tables_release(k, &t);
+        return vm_misuse(k, KMM_ESTATE, "kmm_vm_map", m->va, m->size, VM_OWNED_NOT_A_PAGE, caller);
+    }
     struct kmm_tlb_gather g;
     kmm_tlb_gather_init(&g, as);
     if (replace)

@@ -96,15 +96,15 @@ void kmm_tlb_finish(struct kmm_tlb_gather *g)
     struct kmm_aspace *as = gp->as;
     struct kmm_port *p = as->k->port;
     invalidate(gp, p, mmu_root(&as->mmu));
-    /* Only now may the memory go back. */
+    /* Only now may the memory go back. An owned frame's reference is the
+     * mapping's own, which no caller can drop (kmm_page_free refuses it), so
+     * putting it cannot fail, whatever the caller did with the frame. */
     for (unsigned i = 0; i < gp->nfree; i++) {
         uint64_t pa = gp->free[i];
-        if ((gp->table_mask >> i) & 1u) {
+        if ((gp->table_mask >> i) & 1u)
             pmm_table_free(as->k, pa);
-        } else {
-            int err = kmm_page_free(as->k, pa, 0);
-            KMM_ASSERT(p, err == KMM_OK);
-        }
+        else
+            pmm_page_map_put(as->k, pa);
     }
     kmm_tlb_gather_init(g, as);
 }

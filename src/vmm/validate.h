@@ -99,8 +99,14 @@ static inline const char *bad_map(const struct kmm_aspace *as, uint64_t va, uint
     return why;
 }
 
+/* What a map reports for an owned frame that is not an allocated single
+ * page: found here, or when map.c takes its reference under the frame's
+ * zone lock (another CPU may free it in between). */
+#define VM_OWNED_NOT_A_PAGE "an owned frame is not an allocated single page"
+
 /* Checks the frames of a map against the memory map and, when owned, the
- * page allocator. Returns KMM_OK or the refusal (counted and logged). */
+ * page allocator (racy: map.c takes the references before it changes an
+ * entry). Returns KMM_OK or the refusal (counted and logged). */
 static inline __attribute__((always_inline)) int check_frames(struct kmm *k, uint64_t va,
                                                               uint64_t pa, uint64_t size,
                                                               unsigned flags, const void *caller)
@@ -120,8 +126,8 @@ static inline __attribute__((always_inline)) int check_frames(struct kmm *k, uin
     if (flags & KMM_MAP_OWNED) {
         for (uint64_t off = 0; off < size; off += KMM_PAGE_SIZE)
             if (!pmm_is_allocated_page(k, pa + off))
-                return vm_misuse(k, KMM_ESTATE, "kmm_vm_map", va, size,
-                                 "an owned frame is not an allocated single page", caller);
+                return vm_misuse(k, KMM_ESTATE, "kmm_vm_map", va, size, VM_OWNED_NOT_A_PAGE,
+                                 caller);
     }
     return KMM_OK;
 }

@@ -9,6 +9,7 @@
 
 #include <kmm/check.h>
 #include <kmm/page.h>
+#include <kmm/vm.h>
 
 #include "internal.h"
 
@@ -115,6 +116,32 @@ KTEST(pmm_walker, a_stray_state_change_inside_a_block_is_found)
     head->count = 1;
     expect_ok(t, f.k, __LINE__);
     KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 3), KMM_OK);
+    kmm_fini(f.k);
+    kt_machine_destroy(f.m);
+}
+
+KTEST(pmm_walker, a_broken_mapping_reference_is_found)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup(t, &f));
+    uint64_t pa = kmm_page_alloc(f.k, 0, 0);
+    uint64_t va = UINT64_C(0xffffc00000000000);
+    struct kmm_aspace *ks = kmm_kernel_aspace(f.k);
+    KT_ASSERT_EQ(t, kmm_vm_map(ks, va, pa, 4096, KMM_PROT_READ | KMM_MAP_OWNED), KMM_OK);
+    struct kmm_frame *fr = pmm_frame(&f.k->pmm, pa >> 12);
+    KT_EXPECT_EQ(t, fr->count, FRAME_MAPPED | 1); /* the caller's and the mapping's */
+    KT_EXPECT_EQ(t, fr->prev, 1);                 /* one owned mapping */
+    fr->prev = 0;
+    expect_corrupt(t, f.k, "mapped owned", __LINE__);
+    fr->prev = 1;
+    fr->count = 1; /* the mapping's reference lost */
+    expect_corrupt(t, f.k, "holds no mapping reference", __LINE__);
+    fr->count = FRAME_MAPPED | 1;
+    expect_ok(t, f.k, __LINE__);
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(ks, va, 4096), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_ESTATE); /* the unmap freed it */
+    expect_ok(t, f.k, __LINE__);
     kmm_fini(f.k);
     kt_machine_destroy(f.m);
 }

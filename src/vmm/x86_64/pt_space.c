@@ -126,10 +126,11 @@ static void recount_leaf(const struct mmu_space *s, pte_t e, unsigned level, uin
     if (!pte_owned(e))
         return;
     c->counts.owned++;
-    if (!pmm_is_allocated_page(s->k, pte_frame(e)))
+    if (!pmm_page_mapped(s->k, pte_frame(e)))
         kmm_check_problem(c->r, KMM_CHECK_CORRUPT,
-                          "space %p: page 0x%llx owns frame 0x%llx, which is not allocated", c->tag,
-                          (unsigned long long)va, (unsigned long long)pte_frame(e));
+                          "space %p: page 0x%llx owns frame 0x%llx, which holds no mapping "
+                          "reference",
+                          c->tag, (unsigned long long)va, (unsigned long long)pte_frame(e));
 }
 
 /* Recounts the table at t (level `level`, mapping from va) and below. */
