@@ -95,6 +95,28 @@ KTEST(init, reserved_ranges_from_the_host_are_kept_out)
     kt_machine_destroy(m);
 }
 
+KTEST(init, a_zero_length_range_anywhere_is_ignored)
+{
+    struct kt_machine *m = kt_machine_create(t, small_pc, N(small_pc));
+    if (!m)
+        return;
+    struct kmm_region regions[N(small_pc) + 1];
+    for (size_t i = 0; i < N(small_pc); i++)
+        regions[i] = small_pc[i];
+    regions[N(small_pc)] = (struct kmm_region){UINT64_MAX, 0, KMM_MEM_RESERVED};
+    const struct kmm_region nothing[] = {{UINT64_MAX, 0, KMM_MEM_KERNEL}};
+    struct kmm_config cfg = config_for(m, regions, N(regions));
+    cfg.reserved = nothing;
+    cfg.reserved_count = N(nothing);
+    struct kmm *k;
+    KT_ASSERT_EQ(t, kmm_init(&cfg, &k), KMM_OK);
+    size_t n;
+    kmm_memory_map(k, &n);
+    KT_EXPECT_EQ(t, n, 6); /* as without them */
+    kmm_fini(k);
+    kt_machine_destroy(m);
+}
+
 /* Every rejected configuration returns the error, logs one line, and writes
  * no byte of the machine's memory. */
 static void expect_rejected(struct ktest *t, struct kt_machine *m, const struct kmm_config *cfg,

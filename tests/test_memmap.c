@@ -148,7 +148,28 @@ KTEST(memmap, validate_names_the_first_bad_entry)
     KT_EXPECT_EQ(t, kmm_memmap_validate(high, N(high)), 0);
     const struct kmm_region wrap[] = {{UINT64_MAX - 10, 100, KMM_MEM_RESERVED}};
     KT_EXPECT_EQ(t, kmm_memmap_validate(wrap, N(wrap)), 0);
+    /* Length 0 is ignored wherever it is; its type must still be one. */
+    const struct kmm_region empty[] = {{UINT64_MAX, 0, KMM_MEM_RESERVED},
+                                       {KMM_PHYS_LIMIT, 0, KMM_MEM_USABLE}};
+    KT_EXPECT_EQ(t, kmm_memmap_validate(empty, N(empty)), KMM_MEMMAP_VALID);
+    const struct kmm_region empty_bad_type[] = {{UINT64_MAX, 0, 0}};
+    KT_EXPECT_EQ(t, kmm_memmap_validate(empty_bad_type, N(empty_bad_type)), 0);
     KT_EXPECT_EQ(t, kmm_memmap_validate(ok, KMM_MAX_REGIONS + 1), KMM_MAX_REGIONS);
+}
+
+KTEST(memmap, a_zero_length_region_anywhere_changes_nothing)
+{
+    const struct kmm_region in[] = {
+        {1 * MIB, 1 * MIB, KMM_MEM_USABLE},
+        {UINT64_MAX, 0, KMM_MEM_BAD},
+        {1 * MIB + 8 * KIB, 0, KMM_MEM_RESERVED}, /* inside usable memory: no hole */
+    };
+    KT_EXPECT_EQ(t, kmm_memmap_validate(in, N(in)), KMM_MEMMAP_VALID);
+    struct kmm_region out[4];
+    KT_ASSERT_EQ(t, kmm_memmap_resolve(in, N(in), out, N(out)), 1);
+    KT_EXPECT_EQ(t, out[0].base, 1 * MIB);
+    KT_EXPECT_EQ(t, out[0].length, 1 * MIB);
+    KT_EXPECT_EQ(t, out[0].type, KMM_MEM_USABLE);
 }
 
 KTEST(memmap, totals_add_up_bytes_per_type_and_usable_pages)

@@ -253,6 +253,44 @@ KTEST(page, every_misuse_is_rejected_counted_logged_and_harmless)
     kt_kmm_down(&f);
 }
 
+KTEST(page, a_double_free_after_the_page_merged_is_still_a_double_free)
+{
+    struct kt_kmm f;
+    if (!kt_kmm_up(t, &f, pc64, N(pc64), 1, 0))
+        return;
+    /* A page freed, then given back to its zone with the rest of the CPU
+     * cache: it merges, and is no longer a head but inside a free block. */
+    uint64_t pa = kmm_page_alloc(f.k, 0, 0);
+    KT_ASSERT(t, pa != 0);
+    KT_ASSERT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
+    kmm_page_drain_cpu(f.k);
+    /* An order-2 block freed: its other pages are inside a free block too. */
+    uint64_t block = kmm_page_alloc(f.k, 2, 0);
+    KT_ASSERT(t, block != 0);
+    KT_ASSERT_EQ(t, kmm_page_free(f.k, block, 2), KMM_OK);
+    struct kmm_page_stats s;
+#define DOUBLE_FREE(call, what)                                                                    \
+    do {                                                                                           \
+        kmm_page_stats(f.k, &s);                                                                   \
+        int got_ = (call);                                                                         \
+        kt_expect_misuse(t, &f, got_, KMM_ESTATE, KMM_MISUSE_DOUBLE_FREE, &s, (what), "kmm_");     \
+    } while (0)
+    DOUBLE_FREE(kmm_page_free(f.k, pa, 0), "the merged page again");
+    DOUBLE_FREE(kmm_page_free(f.k, block + PAGE, 0), "a page inside the freed block");
+    DOUBLE_FREE(kmm_pages_free(f.k, block + 2 * PAGE, 2), "two pages inside it");
+    DOUBLE_FREE(kmm_page_get(f.k, block + 3 * PAGE), "a reference to a page inside it");
+    DOUBLE_FREE(kmm_run_free(f.k, block + PAGE, 1), "a run inside it");
+#undef DOUBLE_FREE
+    /* Inside an allocated block it stays a pointer into a block. */
+    uint64_t held = kmm_page_alloc(f.k, 2, 0);
+    kmm_page_stats(f.k, &s);
+    kt_expect_misuse(t, &f, kmm_page_free(f.k, held + PAGE, 0), KMM_EINVAL, KMM_MISUSE_NOT_BLOCK,
+                     &s, "inside an allocated block", "kmm_page_free");
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, held, 2), KMM_OK);
+    KT_EXPECT_HEALTHY(t, f.k);
+    kt_kmm_down(&f);
+}
+
 KTEST(page, exhaustion_fails_cleanly_and_freeing_everything_restores_every_counter)
 {
     struct kt_kmm f;

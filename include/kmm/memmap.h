@@ -67,9 +67,10 @@ const char *kmm_mem_type_name(uint32_t type);
 /*
  * kmm_memmap_validate - check an input map without changing anything.
  * Returns KMM_MEMMAP_VALID (-1) if the map is valid, else the index of the
- * first bad entry: a
- * type outside 1..7 (KMM_MEM_KMM_META is the library's own), or an entry that
- * ends above KMM_PHYS_LIMIT or wraps around. count above KMM_MAX_REGIONS makes
+ * first bad entry: a type outside 1..7 (KMM_MEM_KMM_META is the library's
+ * own), or an entry of non-zero length that ends above KMM_PHYS_LIMIT or
+ * wraps around (an entry of length 0 describes nothing and may be
+ * anywhere). count above KMM_MAX_REGIONS makes
  * index KMM_MAX_REGIONS bad. Pure; any context; O(n).
  */
 long kmm_memmap_validate(const struct kmm_region *regions, size_t count);

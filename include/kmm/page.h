@@ -111,9 +111,10 @@ uint64_t kmm_page_alloc(struct kmm *k, unsigned order, kmm_gfp_t flags);
  *               its start, or never allocated (NOT_BLOCK); pa a reserved
  *               page (RESERVED);
  *   KMM_ERANGE  pa outside the memory the instance manages (OUTSIDE);
- *   KMM_ESTATE  the block is free already (DOUBLE_FREE); of two CPUs
- *               freeing the same last reference at the same moment, one
- *               gets KMM_OK and the other this;
+ *   KMM_ESTATE  the block is free already (DOUBLE_FREE), also when it has
+ *               merged into a larger free block since (pa inside a free
+ *               block); of two CPUs freeing the same last reference at the
+ *               same moment, one gets KMM_OK and the other this;
  *   KMM_EBUSY   every reference left belongs to an owned mapping (BUSY):
  *               unmap it instead.
  */

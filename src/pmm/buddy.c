@@ -272,11 +272,32 @@ static struct kmm_frame *find_block(struct kmm *k, uint64_t pa, unsigned order, 
     return NULL;
 }
 
-/* The misuse a free or get of the block whose descriptor reads m would be,
- * with this order; KMM_MISUSE_COUNT if none. Zone lock held. */
-static enum kmm_misuse judge_locked(union frame_meta m, unsigned order, bool check_order)
+bool pmm_inside_free_block_locked(const struct kmm_pmm *pm, uint64_t pfn)
+{
+    /* The block holding pfn starts at pfn rounded down to its order: the
+     * first head met rounding down ever further. (Blocks never cross a
+     * section, so every frame looked at exists.) */
+    for (unsigned o = 1; o <= KMM_PAGE_MAX_ORDER; o++) {
+        uint64_t head = pfn & ~((UINT64_C(1) << o) - 1);
+        union frame_meta m = frame_meta_get(pmm_frame(pm, head));
+        if (m.state == FRAME_FREE || m.state == FRAME_ALLOCATED)
+            return m.state == FRAME_FREE && m.order >= o;
+        if (m.state != FRAME_INTERIOR)
+            return false;
+    }
+    return false;
+}
+
+/* The misuse a free or get of the block at pfn whose descriptor reads m
+ * would be, with this order; KMM_MISUSE_COUNT if none. A frame inside a
+ * free block was freed already, and merged since: a double free like any
+ * other. Zone lock held. */
+static enum kmm_misuse judge_locked(const struct kmm_pmm *pm, uint64_t pfn, union frame_meta m,
+                                    unsigned order, bool check_order)
 {
     if (m.state == FRAME_FREE || m.state == FRAME_PCP)
+        return KMM_MISUSE_DOUBLE_FREE;
+    if (m.state == FRAME_INTERIOR && pmm_inside_free_block_locked(pm, pfn))
         return KMM_MISUSE_DOUBLE_FREE;
     if (m.state != FRAME_ALLOCATED)
         return KMM_MISUSE_NOT_BLOCK;
@@ -296,7 +317,7 @@ static enum kmm_misuse put_locked(struct kmm *k, struct kmm_zone *z, struct kmm_
 {
     union frame_meta seen = frame_meta_get(f), want;
     do {
-        enum kmm_misuse kind = judge_locked(seen, order, true);
+        enum kmm_misuse kind = judge_locked(&k->pmm, pfn, seen, order, true);
         *actual = seen.order;
         if (kind != KMM_MISUSE_COUNT)
             return kind;
@@ -375,7 +396,7 @@ int kmm_page_get(struct kmm *k, uint64_t pa)
     union frame_meta seen = frame_meta_get(f), want;
     enum kmm_misuse kind;
     do {
-        kind = judge_locked(seen, 0, false);
+        kind = judge_locked(&k->pmm, pa >> KMM_PAGE_SHIFT, seen, 0, false);
         if (kind != KMM_MISUSE_COUNT)
             break;
         KMM_ASSERT(k->port, seen.count != 0 && (seen.count & ~FRAME_MAPPED) < FRAME_REFS_MAX);

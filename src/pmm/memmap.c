@@ -50,7 +50,8 @@ long kmm_memmap_validate(const struct kmm_region *regions, size_t count)
         const struct kmm_region *r = &regions[i];
         if (r->type >= KMM_MEM_TYPE_LIMIT || precedence[r->type] == 0)
             return (long)i;
-        if (r->base > KMM_PHYS_LIMIT || r->length > KMM_PHYS_LIMIT - r->base)
+        /* Length 0 describes nothing, wherever it is (memmap.h): ignored. */
+        if (r->length && (r->base > KMM_PHYS_LIMIT || r->length > KMM_PHYS_LIMIT - r->base))
             return (long)i;
     }
     return KMM_MEMMAP_VALID;

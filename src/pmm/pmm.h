@@ -225,6 +225,10 @@ void pmm_list_remove(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsig
  * KMM_PFN_NONE if z has none. The caller sets the frame's state. */
 uint64_t pmm_take_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, unsigned order);
 
+/* Whether the INTERIOR frame pfn lies inside a free block (it was freed and
+ * merged into its buddy's block). Zone lock held. O(KMM_PAGE_MAX_ORDER). */
+bool pmm_inside_free_block_locked(const struct kmm_pmm *pm, uint64_t pfn);
+
 /* Puts the block at pfn (order, FREE-marked by the caller's accounting) on its
  * zone's free list, merging with free buddies. Zone lock held. */
 void pmm_free_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsigned order);

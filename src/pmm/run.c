@@ -336,7 +336,8 @@ static struct run_verdict run_judge_locked(const struct kmm_pmm *pm, const struc
 {
     struct run_verdict v = {.kind = KMM_MISUSE_COUNT, .err = KMM_OK, .at = pfn};
     uint8_t state = frame_state_get(f);
-    if (state == FRAME_FREE || state == FRAME_PCP)
+    if (state == FRAME_FREE || state == FRAME_PCP ||
+        (state == FRAME_INTERIOR && pmm_inside_free_block_locked(pm, pfn)))
         return (struct run_verdict){KMM_MISUSE_DOUBLE_FREE, KMM_ESTATE,
                                     "already free (double free)", pfn, 0};
     /* A CPU that claims a single page for its cache writes its `next`

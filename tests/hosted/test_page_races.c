@@ -292,12 +292,11 @@ static int unmap_or_free(struct race *r, unsigned who)
 
 /* The unmap always succeeds. The free is refused: the mapping's reference
  * is not the caller's (KMM_EBUSY), or, once the unmap let the frame go, it
- * is a double free (KMM_ESTATE), or a free inside the free block the frame
- * merged into (KMM_EINVAL). */
+ * is a double free (KMM_ESTATE, also when the frame merged into a free
+ * block since). */
 static int unmapped_and_refused(const int result[2])
 {
-    return result[0] == KMM_OK &&
-           (result[1] == KMM_EBUSY || result[1] == KMM_ESTATE || result[1] == KMM_EINVAL);
+    return result[0] == KMM_OK && (result[1] == KMM_EBUSY || result[1] == KMM_ESTATE);
 }
 
 KTEST(page_races, an_owned_frame_freed_by_the_caller_while_mapped_is_refused)
