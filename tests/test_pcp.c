@@ -83,6 +83,74 @@ KTEST(pcp, a_cache_never_grows_beyond_its_bound)
     kt_kmm_down(&f);
 }
 
+static uint64_t dma32_cached(struct kmm *k)
+{
+    struct kmm_page_stats s;
+    kmm_page_stats(k, &s);
+    return s.zones[KMM_ZONE_DMA32].pcp_pages;
+}
+
+/*
+ * Frees high + 1 single pages of DMA32 into an empty cache with free_one,
+ * checking the cache after each: it grows to exactly its bound, and only
+ * the free that takes it above gives one batch back. The bounds are
+ * pcp.c's (and kmm/page.h's): batch = min(64, max(1, managed / 1024)),
+ * high = managed / (8 * CPUs) between 4 * batch and 8192.
+ */
+static void cache_fills_to_its_bound(struct ktest *t, int (*free_one)(struct kmm *k, uint64_t pa))
+{
+    struct kt_kmm f;
+    KT_ASSERT(t, kt_kmm_up(t, &f, pc32, N(pc32), 1, 0));
+    struct kmm_page_stats s;
+    kmm_page_stats(f.k, &s);
+    uint64_t managed = s.zones[KMM_ZONE_DMA32].managed_pages;
+    uint64_t batch = managed / 1024 < 1 ? 1 : managed / 1024 > 64 ? 64 : managed / 1024;
+    uint64_t high = managed / 8;
+    high = high < 4 * batch ? 4 * batch : high > 8192 ? 8192 : high;
+    static uint64_t p[8193];
+    KT_ASSERT(t, high + 1 <= N(p) && high + 1 < managed);
+    for (uint64_t i = 0; i <= high; i++) {
+        p[i] = kmm_page_alloc(f.k, 0, KMM_GFP_DMA32);
+        KT_ASSERT(t, p[i] >= 16 * MIB); /* from DMA32 */
+    }
+    kmm_page_drain_cpu(f.k);
+    KT_ASSERT_EQ(t, dma32_cached(f.k), 0);
+    for (uint64_t i = 0; i < high; i++) {
+        KT_ASSERT_EQ(t, free_one(f.k, p[i]), KMM_OK);
+        uint64_t frees = i + 1, held = dma32_cached(f.k);
+        if (held != frees) {
+            ktest_fail_at(
+                t, __FILE__, __LINE__, "after %llu frees the cache holds %llu (high %llu)",
+                (unsigned long long)frees, (unsigned long long)held, (unsigned long long)high);
+            break;
+        }
+    }
+    KT_ASSERT_EQ(t, free_one(f.k, p[high]), KMM_OK); /* one above the bound: a batch goes */
+    KT_EXPECT_EQ(t, dma32_cached(f.k), high + 1 - batch);
+    KT_EXPECT_HEALTHY(t, f.k);
+    kt_kmm_down(&f);
+}
+
+static int page_free_0(struct kmm *k, uint64_t pa)
+{
+    return kmm_page_free(k, pa, 0);
+}
+
+static int pages_free_1(struct kmm *k, uint64_t pa)
+{
+    return kmm_pages_free(k, pa, 1);
+}
+
+KTEST(pcp, a_cache_holds_exactly_its_bound_and_gives_a_batch_back_above_it)
+{
+    cache_fills_to_its_bound(t, page_free_0);
+}
+
+KTEST(pcp, a_cache_filled_by_kmm_pages_free_holds_exactly_its_bound_too)
+{
+    cache_fills_to_its_bound(t, pages_free_1);
+}
+
 KTEST(pcp, memory_short_drains_this_cpus_cache_before_failing)
 {
     struct kt_kmm f;
