@@ -51,6 +51,7 @@ enum kmm_misuse {
     KMM_MISUSE_BAD_HANDLE,  /* not a live object of the kind: foreign, destroyed, corrupt */
     KMM_MISUSE_ABSENT,      /* nothing there: not mapped, no such area, CPU or shrinker */
     KMM_MISUSE_BUSY,        /* the target is taken: mapped, registered, a guard page */
+    KMM_MISUSE_LIMIT,       /* a count the call would take past its limit: references */
     KMM_MISUSE_COUNT
 };
 

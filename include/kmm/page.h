@@ -139,11 +139,19 @@ int kmm_pages_free(struct kmm *k, uint64_t pa, size_t count);
 /* The order of the smallest block holding count pages; count must be >= 1. */
 unsigned kmm_order_for_count(size_t count);
 
+/* The most references callers can hold on one block at a time
+ * (kmm_page_get refuses more): 2^31 - 1. */
+#define KMM_PAGE_REFS_MAX 0x7fffffffu
+
 /*
  * kmm_page_get - take one more reference to the allocated block at pa, for
  * the caller (who drops it with kmm_page_free); a page that only owned
- * mappings hold may be taken too. Returns KMM_OK, or as kmm_page_free for
- * a pa that is not the start of an allocated block.
+ * mappings hold may be taken too. Returns KMM_OK, or, with nothing changed,
+ * counted and logged: as kmm_page_free for a pa that is not the start of
+ * an allocated block (KMM_EINVAL, KMM_ERANGE, KMM_ESTATE), or
+ *   KMM_EBUSY   callers hold KMM_PAGE_REFS_MAX references already
+ *               (LIMIT): a reference leak, most likely.
+ * O(1); takes the block's zone lock. Any context.
  */
 int kmm_page_get(struct kmm *k, uint64_t pa);
 

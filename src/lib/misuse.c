@@ -64,6 +64,7 @@ static const char *const misuse_names[KMM_MISUSE_COUNT] = {
     [KMM_MISUSE_NOT_BLOCK] = "not-block", [KMM_MISUSE_WRONG_ORDER] = "wrong-order",
     [KMM_MISUSE_BAD_ARG] = "bad-arg",     [KMM_MISUSE_BAD_HANDLE] = "bad-handle",
     [KMM_MISUSE_ABSENT] = "absent",       [KMM_MISUSE_BUSY] = "busy",
+    [KMM_MISUSE_LIMIT] = "limit",
 };
 
 const char *kmm_layer_name(unsigned layer)

@@ -128,6 +128,7 @@ static const char *const misuse_text[KMM_MISUSE_COUNT] = {
     [KMM_MISUSE_NOT_BLOCK] = "not the start of an allocated block",
     [KMM_MISUSE_WRONG_ORDER] = "wrong size for this block",
     [KMM_MISUSE_BUSY] = "held only by owned mappings (unmap it)",
+    [KMM_MISUSE_LIMIT] = "too many references (a reference leak?)",
 };
 
 static const int misuse_error[KMM_MISUSE_COUNT] = {
@@ -135,7 +136,7 @@ static const int misuse_error[KMM_MISUSE_COUNT] = {
     [KMM_MISUSE_UNALIGNED] = KMM_EINVAL, [KMM_MISUSE_OUTSIDE] = KMM_ERANGE,
     [KMM_MISUSE_RESERVED] = KMM_EINVAL,  [KMM_MISUSE_DOUBLE_FREE] = KMM_ESTATE,
     [KMM_MISUSE_NOT_BLOCK] = KMM_EINVAL, [KMM_MISUSE_WRONG_ORDER] = KMM_EINVAL,
-    [KMM_MISUSE_BUSY] = KMM_EBUSY,
+    [KMM_MISUSE_BUSY] = KMM_EBUSY,       [KMM_MISUSE_LIMIT] = KMM_EBUSY,
 };
 
 int pmm_misuse(struct kmm *k, enum kmm_misuse kind, const char *fn, uint64_t pa, unsigned order,
@@ -397,9 +398,11 @@ int kmm_page_get(struct kmm *k, uint64_t pa)
     enum kmm_misuse kind;
     do {
         kind = judge_locked(&k->pmm, pa >> KMM_PAGE_SHIFT, seen, 0, false);
+        if (kind == KMM_MISUSE_COUNT && (seen.count & ~FRAME_MAPPED) == FRAME_REFS_MAX)
+            kind = KMM_MISUSE_LIMIT;
         if (kind != KMM_MISUSE_COUNT)
             break;
-        KMM_ASSERT(k->port, seen.count != 0 && (seen.count & ~FRAME_MAPPED) < FRAME_REFS_MAX);
+        KMM_ASSERT(k->port, seen.count != 0); /* an allocated block has a reference */
         want = seen;
         want.count++;
     } while (!frame_meta_cas(f, &seen, want));

@@ -81,6 +81,8 @@
 #ifndef KMM_PMM_FRAME_H
 #define KMM_PMM_FRAME_H
 
+#include <kmm/page.h>
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -116,6 +118,7 @@ _Static_assert(_Alignof(struct kmm_frame) == 8, "frame arrays are 8-byte aligned
 #define FRAME_MAPPED   (UINT32_C(1) << 31)
 /* The most references callers can hold on a frame (kmm_page_get refuses more). */
 #define FRAME_REFS_MAX (FRAME_MAPPED - 1)
+_Static_assert(FRAME_REFS_MAX == KMM_PAGE_REFS_MAX, "the limit kmm/page.h promises");
 /* The most owned mappings of one frame (pmm_page_map_get refuses more). */
 #define FRAME_MAPS_MAX (UINT32_MAX - 1)
 
