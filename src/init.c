@@ -27,6 +27,25 @@ KMM_INIT static bool list_is_valid(struct kmm_port *p, const struct kmm_region *
     return false;
 }
 
+/* A reservation must be of a type that beats usable memory: one of type
+ * usable would reserve nothing, and the pages inside it would be handed
+ * out (length 0 describes nothing and is ignored, as everywhere). */
+KMM_INIT static bool reservations_reserve(struct kmm_port *p, const struct kmm_region *list,
+                                          size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        const struct kmm_region *r = &list[i];
+        if (r->type == KMM_MEM_USABLE && r->length) {
+            kmm_logf(p, KMM_LOG_ERR,
+                     "kmm_init: reserved range %zu (base 0x%llx length 0x%llx) is of type usable, "
+                     "which reserves nothing",
+                     i, (unsigned long long)r->base, (unsigned long long)r->length);
+            return false;
+        }
+    }
+    return true;
+}
+
 KMM_INIT static bool config_is_valid(const struct kmm_config *cfg, struct kmm_port *p)
 {
     if (!cfg->port) {
@@ -62,7 +81,8 @@ KMM_INIT static bool config_is_valid(const struct kmm_config *cfg, struct kmm_po
         return false;
     }
     return list_is_valid(p, cfg->regions, cfg->region_count, "region") &&
-           list_is_valid(p, cfg->reserved, cfg->reserved_count, "reserved range");
+           list_is_valid(p, cfg->reserved, cfg->reserved_count, "reserved range") &&
+           reservations_reserve(p, cfg->reserved, cfg->reserved_count);
 }
 
 /* Finds where the metadata block (instance and frame database) goes: the

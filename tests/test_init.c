@@ -175,6 +175,13 @@ KTEST(init, bad_configurations_are_rejected_without_writing_memory)
     cfg.reserved = too_high;
     cfg.reserved_count = 1;
     expect_rejected(t, m, &cfg, KMM_EINVAL, "reserved range beyond MAXPHYADDR");
+    const struct kmm_region usable[] = {{1 * MIB, 2 * MIB, KMM_MEM_KERNEL},
+                                        {4 * MIB, 1 * MIB, KMM_MEM_USABLE}};
+    cfg = good;
+    cfg.reserved = usable;
+    cfg.reserved_count = N(usable);
+    expect_rejected(t, m, &cfg, KMM_EINVAL, "reserved range of type usable");
+    KT_EXPECT(t, ktest_contains(kt_machine_last_error(m), "reserved range 1"));
 
     const struct kmm_region low_only[] = {{0, 0x9f000, KMM_MEM_USABLE}};
     cfg = config_for(m, low_only, N(low_only));

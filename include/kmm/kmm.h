@@ -62,7 +62,9 @@ struct kmm_config {
     const struct kmm_region *regions;
     size_t region_count;
     /* Ranges the host already uses (kernel image, modules, boot information,
-     * framebuffer): regions whose type wins over usable memory. Copied. */
+     * framebuffer): regions whose type wins over usable memory, so any type
+     * but KMM_MEM_USABLE (which would reserve nothing: kmm_init rejects
+     * it). Copied. */
     const struct kmm_region *reserved;
     size_t reserved_count;
     /* The most CPUs that will ever call the library: 1 .. KMM_MAX_CPUS. Per-CPU
@@ -110,6 +112,7 @@ struct kmm_config {
  *               KMM_PAGE_PFN_LIMIT pages; a kva_base / kva_size window
  *               that breaks the rules above;
  *               the map is invalid (kmm_memmap_validate() says which entry);
+ *               a reserved range of type KMM_MEM_USABLE (and non-zero length);
  *   KMM_ENOMEM  no usable range can hold the metadata, or too little memory
  *               remains for the kernel address space (kmm/vm.h: 257 pages
  *               of tables).
