@@ -186,6 +186,14 @@ uint64_t kmm_aspace_root(const struct kmm_aspace *as);
  *               this call maps it: the references are taken, under the
  *               frame's zone lock, before any entry changes;
  *   KMM_ENOMEM  no memory for the tables.
+ * With KMM_MAP_REPLACE, what is replaced is invalidated and (if owned)
+ * released through a gather that is finished whenever it fills, with the
+ * space's lock dropped meanwhile (KMM_TLB_GATHER_FREES owned frames per
+ * chunk). The call is still validated once, before anything changes, and
+ * that validation holds to its end: on the kernel space, the part of the
+ * range inside the kernel virtual area window is held there from the
+ * window check on, so no area can be reserved in it (kmm/vmalloc.h) while
+ * the lock is dropped; the replace then always completes.
  * O(pages + tables).
  */
 int kmm_vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, unsigned flags);

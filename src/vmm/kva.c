@@ -32,6 +32,12 @@
  *    away. When no gap has room, they are all forgotten and the search runs
  *    once more; they go too when the last area does. Only the table lookup
  *    decides that a range is unmapped.
+ *  - A replacing kmm_vm_map drops the kernel space's lock between chunks,
+ *    so the window check it passed under that lock would not hold for the
+ *    rest of its range: it holds the range (struct kva_hold, on its stack,
+ *    linked in v->holds) from the check to its end, and the gap search
+ *    steps over holds as over records. Holds are not records: they take
+ *    no room in the array and may overlap a raw area or a foreign run.
  *  - The array is a run of the page allocator that doubles when full: the
  *    lock is dropped for the allocation (which may reclaim), and the larger
  *    array replaces the current one only if it is still larger when the
@@ -284,17 +290,30 @@ static bool grow(struct kmm *k)
 
 /* --- reserving a range ------------------------------------------------------------- */
 
+/* The end of a hold that meets [from, from + need), or 0 if none does. */
+static uint64_t held_until_locked(const struct kmm_kva *v, uint64_t from, uint64_t need)
+{
+    for (const struct kva_hold *h = v->holds; h; h = h->next)
+        if (h->first < from + need && from < h->end)
+            return h->end;
+    return 0;
+}
+
 /* First fit: the lowest page where need pages lie between two records (or
- * the window's ends); *at gets the index to insert its record at. */
+ * the window's ends) and meet no hold; *at gets the index to insert its
+ * record at. Each hold met moves the search past it. */
 static bool find_gap_locked(const struct kmm_kva *v, uint64_t need, uint64_t *first, uint32_t *at)
 {
     uint64_t from = 0;
     for (uint32_t i = 0; i <= v->count; i++) {
         uint64_t to = i < v->count ? v->recs[i].first : v->pages;
-        if (to - from >= need) {
-            *first = from;
-            *at = i;
-            return true;
+        for (uint64_t held; from < to && to - from >= need; from = held) {
+            held = held_until_locked(v, from, need);
+            if (!held) {
+                *first = from;
+                *at = i;
+                return true;
+            }
         }
         if (i < v->count)
             from = rec_end(&v->recs[i]);
@@ -549,9 +568,11 @@ static const char *area_keeps(const struct kva_rec *r, uint64_t first, uint64_t 
     return 0;
 }
 
-const char *kva_map_conflict(struct kmm *k, uint64_t va, uint64_t size)
+const char *kva_map_conflict(struct kmm *k, uint64_t va, uint64_t size, struct kva_hold *hold)
 {
     struct kmm_kva *v = &k->kva;
+    if (hold)
+        hold->end = 0;
     if (!kva_window_meets(v, va, size))
         return 0;
     uint64_t last_va = va + (size - 1), end_va = page_va(v, v->pages) - 1;
@@ -563,8 +584,26 @@ const char *kva_map_conflict(struct kmm *k, uint64_t va, uint64_t size)
          i++)
         if (is_area(&v->recs[i]))
             why = area_keeps(&v->recs[i], first, last);
+    if (!why && hold) {
+        *hold = (struct kva_hold){.first = first, .end = last + 1, .next = v->holds};
+        v->holds = hold;
+    }
     kmm_unlock_irqrestore(&v->lock, irq);
     return why;
+}
+
+void kva_unhold(struct kmm *k, struct kva_hold *hold)
+{
+    struct kmm_kva *v = &k->kva;
+    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    struct kva_hold **link = &v->holds;
+    while (*link != hold) {
+        KMM_ASSERT(k->port, *link != 0); /* a hold the window does not have */
+        link = &(*link)->next;
+    }
+    *link = hold->next;
+    kmm_unlock_irqrestore(&v->lock, irq);
+    hold->end = 0;
 }
 
 /* --- lookup and figures -------------------------------------------------------------- */

@@ -50,6 +50,20 @@ struct kva_rec {
 };
 
 /*
+ * A range of the window that a replacing kmm_vm_map holds while it runs:
+ * such a map drops the kernel space's lock between chunks (to finish its
+ * gather), and without the hold a reservation could take the part not
+ * replaced yet in that gap and have its pages mapped over. Taken with the
+ * window check, under the window lock (kva_map_conflict), and given back
+ * at the end (kva_unhold); reservations step over it, nothing else looks
+ * at it. It lives in the replacing call's frame.
+ */
+struct kva_hold {
+    uint64_t first, end;   /* window pages [first, end); end 0: not held */
+    struct kva_hold *next; /* the window's other holds */
+};
+
+/*
  * The window and its records.
  *
  * Invariants (kva_check):
@@ -83,6 +97,7 @@ struct kmm_kva {
     uint64_t used_pages;
     uint64_t foreign_pages;
     uint64_t backed[KVA_KINDS];
+    struct kva_hold *holds;      /* ranges replacing maps hold (few: one per running replace) */
     atomic_uint_fast64_t failed; /* allocations that found no room; never decreases */
 };
 
@@ -145,9 +160,17 @@ static inline bool kva_window_meets(const struct kmm_kva *v, uint64_t va, uint64
  * outside every area anybody's. Takes the window lock, so the caller may
  * hold the kernel space's lock (order 1 before 2) and, holding it, knows
  * no reservation can start on the range unseen: a reservation looks its
- * range up under that lock after recording it. O(log areas + areas met).
+ * range up under that lock after recording it. With hold (a replacing map,
+ * which drops that lock between chunks), a range found free of conflicts
+ * is held in the same lock hold, so no reservation starts on it until
+ * kva_unhold; hold->end says whether it was (0: the range misses the
+ * window, or a conflict was found). O(log areas + areas met).
  */
-const char *kva_map_conflict(struct kmm *k, uint64_t va, uint64_t size);
+const char *kva_map_conflict(struct kmm *k, uint64_t va, uint64_t size, struct kva_hold *hold);
+
+/* kva_unhold - give back a range kva_map_conflict held (hold->end != 0).
+ * Takes the window lock; O(holds). */
+void kva_unhold(struct kmm *k, struct kva_hold *hold);
 
 /* How many usable pages a request of size bytes needs, or 0 if it cannot
  * fit in the window (size 0 or larger than the window minus a guard page). */

@@ -41,13 +41,15 @@ void vmm_mapping_changed(const struct mmu_space *s, uint64_t va, uint64_t size, 
 
 /* Why the kernel virtual area window keeps a page of the map from it, or
  * NULL. Called with the space's lock held, which makes it exact against
- * reservations (kva_map_conflict); the window's own maps (area) skip it. */
+ * reservations (kva_map_conflict); the window's own maps (area) skip it.
+ * With hold (a replacing map, which drops the lock between chunks), the
+ * range is held against reservations until kva_unhold if hold->end is set. */
 static inline const char *window_keeps_locked(const struct kmm_aspace *as, const struct mmu_map *m,
-                                              bool area)
+                                              bool area, struct kva_hold *hold)
 {
     if (area || !as->mmu.kernel || !kva_window_meets(&as->k->kva, m->va, m->size))
         return 0;
-    return kva_map_conflict(as->k, m->va, m->size);
+    return kva_map_conflict(as->k, m->va, m->size, hold);
 }
 
 /* Takes an owned mapping's reference on each of the n pages from pa, all or
@@ -76,7 +78,7 @@ map_page(struct kmm_aspace *as, const struct mmu_map *m, bool area, const void *
 {
     struct kmm *k = as->k;
     kmm_irqstate_t irq = kmm_lock_irqsave(&as->lock);
-    const char *kept = window_keeps_locked(as, m, area);
+    const char *kept = window_keeps_locked(as, m, area, 0);
     if (kept) {
         kmm_unlock_irqrestore(&as->lock, irq);
         return vm_misuse(k, KMM_EBUSY, "kmm_vm_map", m->va, m->size, kept, caller);
@@ -100,7 +102,10 @@ map_page(struct kmm_aspace *as, const struct mmu_map *m, bool area, const void *
     return r;
 }
 
-/* A range, or a page that needs tables: count, set tables aside, map. */
+/* A range, or a page that needs tables: count, set tables aside, map. A
+ * replace that meets the window holds its range there from the check to
+ * its end: it drops the lock between chunks, and a reservation must not
+ * take the part not replaced yet meanwhile. */
 static int map_range(struct kmm_aspace *as, const struct mmu_map *m, bool replace, bool area,
                      const void *caller)
 {
@@ -113,7 +118,8 @@ static int map_range(struct kmm_aspace *as, const struct mmu_map *m, bool replac
                          "a page of the range is mapped already", caller);
     if (err)
         return err;
-    const char *kept = window_keeps_locked(as, m, area);
+    struct kva_hold hold = {0, 0, 0};
+    const char *kept = window_keeps_locked(as, m, area, replace ? &hold : 0);
     if (kept) {
         kmm_unlock_irqrestore(&as->lock, irq);
         vmm_tables_release(k, &t);
@@ -135,6 +141,8 @@ static int map_range(struct kmm_aspace *as, const struct mmu_map *m, bool replac
         mmu_map_locked(&as->mmu, m, &t);
     vmm_mapping_changed(&as->mmu, m->va, m->size, m->pa, m->prot | KMM_PROT_READ);
     kmm_unlock_irqrestore(&as->lock, irq);
+    if (hold.end)
+        kva_unhold(k, &hold);
     vmm_tables_release(k, &t);
     kmm_tlb_finish(&g);
     return KMM_OK;
