@@ -835,6 +835,88 @@ KTEST_LEVELS(vmalloc, a_plain_map_over_an_areas_pages_or_guard_page_is_refused)
     teardown(&x);
 }
 
+/* A call (an unmap or protect) on pages the window keeps: refused with
+ * KMM_EBUSY, counted, logged with the call's name, and the range mapped
+ * exactly as before. */
+static void expect_kept_at(struct ktest *t, struct fixture *x, int got, uint64_t va, uint64_t size,
+                           const struct kmm_vm_run *before, uint64_t misuse, const char *fn,
+                           int line)
+{
+    struct kmm_vm_run after;
+    KT_ASSERT_EQ(t, kmm_vm_query(x->ks, va, va + size, &after), KMM_OK);
+    if (got != KMM_EBUSY || vm_misuse(x) != misuse + 1 ||
+        !ktest_contains(kt_machine_last_error(x->f.m), fn) || before->mapped != after.mapped ||
+        before->size != after.size || before->pa != after.pa || before->prot != after.prot)
+        ktest_fail_at(t, __FILE__, line,
+                      "%s at 0x%llx, 0x%llx bytes: %s (want EBUSY), misuse +%llu, "
+                      "last error \"%s\"",
+                      fn, (unsigned long long)va, (unsigned long long)size, kmm_strerror(got),
+                      (unsigned long long)(vm_misuse(x) - misuse), kt_machine_last_error(x->f.m));
+    kt_expect_healthy_at(t, x->f.k, __FILE__, line);
+}
+#define EXPECT_KEPT(t, x, call, va, size, fn)                                                      \
+    do {                                                                                           \
+        struct kmm_vm_run b_;                                                                      \
+        KT_ASSERT_EQ((t), kmm_vm_query((x)->ks, (va), (va) + (size), &b_), KMM_OK);                \
+        uint64_t m_ = vm_misuse(x);                                                                \
+        int got_ = (call);                                                                         \
+        expect_kept_at((t), (x), got_, (va), (size), &b_, m_, (fn), __LINE__);                     \
+    } while (0)
+
+KTEST_LEVELS(vmalloc, a_plain_unmap_or_protect_of_the_windows_pages_is_refused)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 4 * MIB, levels));
+    struct kmm *k = x.f.k;
+    void *p = kmm_vmalloc(k, 2 * PAGE, 0);
+    uint64_t pg = kmm_page_alloc(k, 0, 0), pa = kmm_page_alloc(k, 0, 0), raw = 0;
+    void *v = kmm_vmap(k, &pg, 1, KMM_PROT_READ);
+    KT_ASSERT(t, p && v && pa);
+    KT_ASSERT_EQ(t, kmm_kva_alloc(k, 2 * PAGE, &raw), KMM_OK);
+    uint64_t vp = va_of(p), vv = va_of(v);
+    unsigned r = KMM_PROT_READ;
+    struct kmm_tlb_gather g;
+    kmm_tlb_gather_init(&g, x.ks);
+    /* A vmalloc or vmap area's pages are its allocator's to unmap, ... */
+    EXPECT_KEPT(t, &x, kmm_vm_unmap(x.ks, vp, PAGE), vp, PAGE, "kmm_vm_unmap");
+    EXPECT_KEPT(t, &x, kmm_vm_unmap(x.ks, vp, 2 * PAGE), vp, 2 * PAGE, "kmm_vm_unmap");
+    EXPECT_KEPT(t, &x, kmm_vm_unmap(x.ks, vv, PAGE), vv, PAGE, "kmm_vm_unmap");
+    EXPECT_KEPT(t, &x, kmm_vm_unmap_g(x.ks, vp + PAGE, PAGE, &g), vp + PAGE, PAGE, "kmm_vm_unmap");
+    /* ... and to protect, ... */
+    EXPECT_KEPT(t, &x, kmm_vm_protect(x.ks, vp, 2 * PAGE, r), vp, 2 * PAGE, "kmm_vm_protect");
+    EXPECT_KEPT(t, &x, kmm_vm_protect(x.ks, vv, PAGE, r | KMM_PROT_WRITE), vv, PAGE,
+                "kmm_vm_protect");
+    EXPECT_KEPT(t, &x, kmm_vm_protect_g(x.ks, vp, PAGE, r, &g), vp, PAGE, "kmm_vm_protect");
+    /* ... and guard pages stay out of every call but the window's own. */
+    EXPECT_KEPT(t, &x, kmm_vm_unmap(x.ks, vp + 2 * PAGE, PAGE), vp + 2 * PAGE, PAGE,
+                "kmm_vm_unmap");
+    EXPECT_KEPT(t, &x, kmm_vm_unmap(x.ks, raw + PAGE, 2 * PAGE), raw + PAGE, 2 * PAGE,
+                "kmm_vm_unmap");
+    EXPECT_KEPT(t, &x, kmm_vm_protect(x.ks, raw + 2 * PAGE, PAGE, r), raw + 2 * PAGE, PAGE,
+                "kmm_vm_protect");
+    kmm_tlb_finish(&g);
+    /* A ready raw area's own pages are its caller's to map, protect and unmap. */
+    KT_EXPECT_EQ(t, kmm_vm_map(x.ks, raw, pa, PAGE, r | KMM_PROT_WRITE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_protect(x.ks, raw, PAGE, r), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(x.ks, raw, PAGE), KMM_OK);
+    KT_EXPECT_HEALTHY(t, k);
+    /* The areas go as they came: no error or warning line, no misuse. */
+    uint64_t misuse = vm_misuse(&x);
+    unsigned long errs = kt_machine_log_count(x.f.m, KMM_LOG_ERR);
+    unsigned long warns = kt_machine_log_count(x.f.m, KMM_LOG_WARN);
+    KT_EXPECT_EQ(t, kmm_vfree(k, p), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vunmap(k, v), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_kva_free(k, raw), KMM_OK);
+    KT_EXPECT_EQ(t, vm_misuse(&x), misuse);
+    KT_EXPECT_EQ(t, vstats(&x).misuse, 0);
+    KT_EXPECT_EQ(t, kt_machine_log_count(x.f.m, KMM_LOG_ERR), errs);
+    KT_EXPECT_EQ(t, kt_machine_log_count(x.f.m, KMM_LOG_WARN), warns);
+    KT_EXPECT_EQ(t, kmm_page_free(k, pg, 0), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(k, pa, 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, k);
+    teardown(&x);
+}
+
 /* The 4 KiB entry that maps va in the kernel space, whose page table must
  * exist: the tables read through the machine's direct map, as a CPU walks
  * them (the x86_64 format, independent of the library's code). */
@@ -874,13 +956,22 @@ KTEST_LEVELS(vmalloc, kmm_check_reports_a_guard_page_someone_mapped)
     *g = 0;
     KT_ASSERT_EQ(t, kmm_vm_unmap(x.ks, spare, PAGE), KMM_OK);
     KT_EXPECT_HEALTHY(t, x.f.k);
-    /* So is a vmalloc page someone unmapped behind the allocator's back. */
-    KT_ASSERT_EQ(t, kmm_vm_unmap(x.ks, va_of(p) + PAGE, PAGE), KMM_OK);
+    /* So is a vmalloc page someone unmapped behind the allocator's back
+     * (kmm_vm_unmap refuses it): its entry moves out to the spare page. */
+    uint64_t *v = pte_of(&x, va_of(p) + PAGE, levels);
+    KT_ASSERT(t, *v != 0 && *s == 0);
+    *s = *v;
+    *v = 0;
     KT_EXPECT_EQ(t, kmm_check(x.f.k, &r), KMM_CHECK_CORRUPT);
     KT_EXPECT(t, ktest_contains(r.first, "not mapped"));
-    /* vfree copes: it unmaps what is left, warns, and releases the area. */
+    /* vfree copes: it unmaps what is left, warns, and releases the area;
+     * the moved page, outside every area now, is anybody's to unmap (and
+     * its unmap frees it: it is still owned). */
+    unsigned long warns = kt_machine_log_count(x.f.m, KMM_LOG_WARN);
     KT_EXPECT_EQ(t, kmm_vfree(x.f.k, p), KMM_OK);
+    KT_EXPECT_EQ(t, kt_machine_log_count(x.f.m, KMM_LOG_WARN), warns + 1);
     KT_EXPECT_EQ(t, vstats(&x).areas, 0);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(x.ks, spare, PAGE), KMM_OK);
     KT_EXPECT_EQ(t, kmm_page_free(x.f.k, pa, 0), KMM_OK);
     KT_EXPECT_HEALTHY(t, x.f.k);
     teardown(&x);

@@ -201,18 +201,22 @@ int kmm_vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, u
 /*
  * kmm_vm_unmap - unmap [va, va + size). Every page of the range must be
  * mapped. Returns KMM_OK, or with nothing changed KMM_EINVAL (alignment,
- * canonical, halves, size), KMM_ENOENT (a page of the range is not mapped)
- * or KMM_ENOMEM (a huge page must be split and there is no memory for the
- * table). Frames mapped without KMM_MAP_OWNED stay the caller's; owned
- * ones lose the mapping's reference after the invalidations. Tables that
- * empty are freed, after the invalidations too. O(pages + tables).
+ * canonical, halves, size), KMM_EBUSY (on the kernel space, the kernel
+ * virtual area window keeps a page of the range: a guard page, a page of a
+ * vmalloc or vmap area, or of an area being set up or freed, as for
+ * kmm_vm_map; kmm/vmalloc.h), KMM_ENOENT (a page of the range is not
+ * mapped) or KMM_ENOMEM (a huge page must be split and there is no memory
+ * for the table). Frames mapped without KMM_MAP_OWNED stay the caller's;
+ * owned ones lose the mapping's reference after the invalidations. Tables
+ * that empty are freed, after the invalidations too. O(pages + tables).
  */
 int kmm_vm_unmap(struct kmm_aspace *as, uint64_t va, uint64_t size);
 
 /*
  * kmm_vm_protect - set the protection of [va, va + size) (KMM_PROT_* only;
  * ownership and cache mode do not change). Every page must be mapped.
- * Errors as kmm_vm_unmap, plus KMM_EINVAL for flags as in kmm_vm_map.
+ * Errors as kmm_vm_unmap (KMM_EBUSY for the window's pages included), plus
+ * KMM_EINVAL for flags as in kmm_vm_map.
  */
 int kmm_vm_protect(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned prot);
 

@@ -28,10 +28,12 @@
  *   kmm_kva_alloc  a bare range the caller maps itself (kmm_vm_map on
  *                the kernel space) and must unmap before kmm_kva_free.
  *
- * The window keeps what is its own: kmm_vm_map on the kernel space refuses
- * (KMM_EBUSY, counted in kmm_vm_stats.misuse) to map a guard page, a page of
- * a vmalloc or vmap area, or a page of an area being set up or freed; only
- * a ready raw area's own pages, and pages outside every area, are mapped.
+ * The window keeps what is its own: kmm_vm_map, kmm_vm_unmap and
+ * kmm_vm_protect (and their _g forms) on the kernel space refuse (KMM_EBUSY,
+ * counted in kmm_vm_stats.misuse) a range that holds a guard page, a page
+ * of a vmalloc or vmap area, or a page of an area being set up or freed;
+ * only a ready raw area's own pages, and pages outside every area, are the
+ * caller's to map, unmap and protect.
  *
  * Addresses: in a kernel the window is kernel-half memory of every address
  * space. In the hosted build, hosted tests put the window inside the

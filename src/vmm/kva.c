@@ -127,6 +127,8 @@ KMM_INIT void kva_init(struct kmm *k, const struct kmm_config *cfg)
     kmm_lock_init(&v->lock);
     atomic_init(&v->failed, 0);
     v->canary = KMM_KVA_CANARY;
+    k->vm.kernel.kva_base = v->base; /* where the range calls ask about it */
+    k->vm.kernel.kva_span = v->pages << KMM_PAGE_SHIFT;
 }
 
 uint64_t kva_pages_for(const struct kmm *k, uint64_t size)
@@ -562,7 +564,7 @@ static const char *area_keeps(const struct kva_rec *r, uint64_t first, uint64_t 
     if (guard >= first && guard <= last)
         return "the guard page of a kernel virtual area, which stays unmapped";
     if (r->kind != KVA_RAW)
-        return "a page of a vmalloc or vmap area, which the area's allocator maps";
+        return "a page of a vmalloc or vmap area, which only its allocator maps and unmaps";
     if (r->state != KVA_READY)
         return "a page of a kernel virtual area being set up or freed";
     return 0;

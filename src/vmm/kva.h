@@ -152,8 +152,9 @@ static inline bool kva_window_meets(const struct kmm_kva *v, uint64_t va, uint64
 }
 
 /*
- * kva_map_conflict - why a plain kmm_vm_map of [va, va + size) on the
- * kernel space would take pages the window keeps, or NULL if it would not.
+ * kva_map_conflict - why a plain kmm_vm_map, kmm_vm_unmap or kmm_vm_protect
+ * of [va, va + size) on the kernel space would touch pages the window
+ * keeps, or NULL if it would not.
  * The window keeps every guard page, every page of a vmalloc or vmap area
  * (the allocator maps them itself) and every page of an area being set up
  * or freed; a ready raw area's own pages are its caller's to map, and pages

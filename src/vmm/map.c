@@ -39,17 +39,28 @@ void vmm_mapping_changed(const struct mmu_space *s, uint64_t va, uint64_t size, 
 
 /* --- map ----------------------------------------------------------------------- */
 
-/* Why the kernel virtual area window keeps a page of the map from it, or
- * NULL. Called with the space's lock held, which makes it exact against
- * reservations (kva_map_conflict); the window's own maps (area) skip it.
- * With hold (a replacing map, which drops the lock between chunks), the
- * range is held against reservations until kva_unhold if hold->end is set. */
-static inline const char *window_keeps_locked(const struct kmm_aspace *as, const struct mmu_map *m,
-                                              bool area, struct kva_hold *hold)
+/* Whether a call on [va, va + size) of as must ask the kernel virtual area
+ * window whether it keeps a page: a call on the kernel space that meets
+ * the window, unless it is the window's own (area). */
+static inline bool window_asked(const struct kmm_aspace *as, uint64_t va, uint64_t size, bool area)
 {
-    if (area || !as->mmu.kernel || !kva_window_meets(&as->k->kva, m->va, m->size))
+    if (area)
+        return false;
+    return size == KMM_PAGE_SIZE ? vmm_window_has_page(as, va) : vmm_window_meets(as, va, size);
+}
+
+/* Why the kernel virtual area window keeps a page of [va, va + size) from
+ * a call, or NULL. Called with the space's lock held, which makes it exact
+ * against reservations (kva_map_conflict); the window's own calls (area)
+ * skip it. With hold (a replacing map, which drops the lock between
+ * chunks), the range is held against reservations until kva_unhold if
+ * hold->end is set. */
+static inline const char *window_keeps_locked(const struct kmm_aspace *as, uint64_t va,
+                                              uint64_t size, bool area, struct kva_hold *hold)
+{
+    if (!window_asked(as, va, size, area))
         return 0;
-    return kva_map_conflict(as->k, m->va, m->size, hold);
+    return kva_map_conflict(as->k, va, size, hold);
 }
 
 /* Takes an owned mapping's reference on each of the n pages from pa, all or
@@ -78,7 +89,7 @@ map_page(struct kmm_aspace *as, const struct mmu_map *m, bool area, const void *
 {
     struct kmm *k = as->k;
     kmm_irqstate_t irq = kmm_lock_irqsave(&as->lock);
-    const char *kept = window_keeps_locked(as, m, area, 0);
+    const char *kept = window_keeps_locked(as, m->va, m->size, area, 0);
     if (kept) {
         kmm_unlock_irqrestore(&as->lock, irq);
         return vm_misuse(k, KMM_EBUSY, "kmm_vm_map", m->va, m->size, kept, caller);
@@ -119,7 +130,7 @@ static int map_range(struct kmm_aspace *as, const struct mmu_map *m, bool replac
     if (err)
         return err;
     struct kva_hold hold = {0, 0, 0};
-    const char *kept = window_keeps_locked(as, m, area, replace ? &hold : 0);
+    const char *kept = window_keeps_locked(as, m->va, m->size, area, replace ? &hold : 0);
     if (kept) {
         kmm_unlock_irqrestore(&as->lock, irq);
         vmm_tables_release(k, &t);
@@ -195,14 +206,20 @@ int vmm_map_area(struct kmm *k, uint64_t va, uint64_t pa, uint64_t size, unsigne
 
 /* --- unmap and protect -------------------------------------------------------- */
 
-/* Takes the lock with the range validated for unmap or protect and its
- * ends cut out of their huge leaves (vmm_lock_and_cut). Returns KMM_OK
- * (lock held), or the refusal of a page that is not mapped, or KMM_ENOMEM. */
+/* Takes the lock with the range validated for unmap or protect (the
+ * window asked first where it must be) and its ends cut out of their huge
+ * leaves (vmm_lock_and_cut). Returns KMM_OK (lock held), or the refusal
+ * (a page the window keeps, a page that is not mapped), or KMM_ENOMEM.
+ * The window's own calls (area) are not asked about and not refused:
+ * KMM_ENOENT comes back as it is. */
 static int lock_and_cut(struct kmm_aspace *as, uint64_t va, uint64_t size, struct kmm_tlb_gather *g,
-                        const char *fn, const void *caller, kmm_irqstate_t *irq)
+                        const char *fn, bool area, const void *caller, kmm_irqstate_t *irq)
 {
-    int err = vmm_lock_and_cut(as, va, size, g, irq);
-    if (err == KMM_ENOENT)
+    const char *kept = 0;
+    int err = vmm_lock_and_cut(as, va, size, window_asked(as, va, size, area), &kept, g, irq);
+    if (err == KMM_EBUSY)
+        return vm_misuse(as->k, KMM_EBUSY, fn, va, size, kept, caller);
+    if (err == KMM_ENOENT && !area)
         return vm_misuse(as->k, KMM_ENOENT, fn, va, size, "a page of the range is not mapped",
                          caller);
     return err;
@@ -218,26 +235,46 @@ static int check_range_op(struct kmm_aspace *as, uint64_t va, uint64_t size, con
     return why ? vm_refuse(as, fn, va, size, why, caller) : KMM_OK;
 }
 
-static int unmap(struct kmm_aspace *as, uint64_t va, uint64_t size, struct kmm_tlb_gather *g,
-                 const char *fn, const void *caller)
+/* One 4 KiB page: the window asked, validated and changed in one walk.
+ * Returns KMM_OK, the refusal, or MMU_SLOW (nothing done: a huge page to
+ * cut, or g full). */
+static inline __attribute__((always_inline)) int unmap_page(struct kmm_aspace *as, uint64_t va,
+                                                            struct kmm_tlb_gather *g,
+                                                            const char *fn, bool area,
+                                                            const void *caller)
+{
+    kmm_irqstate_t irq = kmm_lock_irqsave(&as->lock);
+    const char *kept = window_keeps_locked(as, va, KMM_PAGE_SIZE, area, 0);
+    if (kept) {
+        kmm_unlock_irqrestore(&as->lock, irq);
+        return vm_misuse(as->k, KMM_EBUSY, fn, va, KMM_PAGE_SIZE, kept, caller);
+    }
+    int err = mmu_unmap_page_locked(&as->mmu, va, g);
+    if (err == KMM_OK)
+        vmm_mapping_changed(&as->mmu, va, KMM_PAGE_SIZE, 0, 0);
+    kmm_unlock_irqrestore(&as->lock, irq);
+    if (err == KMM_ENOENT && !area)
+        return vm_misuse(as->k, KMM_ENOENT, fn, va, KMM_PAGE_SIZE,
+                         "a page of the range is not mapped", caller);
+    return err;
+}
+
+/* Inline in each public call, so that area is a constant there. */
+static inline __attribute__((always_inline)) int unmap(struct kmm_aspace *as, uint64_t va,
+                                                       uint64_t size, struct kmm_tlb_gather *g,
+                                                       const char *fn, bool area,
+                                                       const void *caller)
 {
     int err = check_range_op(as, va, size, bad_range(as, va, size), g, fn, caller);
     if (err)
         return err;
-    kmm_irqstate_t irq;
-    if (size == KMM_PAGE_SIZE) { /* one 4 KiB page: validate and change in one walk */
-        irq = kmm_lock_irqsave(&as->lock);
-        err = mmu_unmap_page_locked(&as->mmu, va, g);
-        if (err == KMM_OK)
-            vmm_mapping_changed(&as->mmu, va, size, 0, 0);
-        kmm_unlock_irqrestore(&as->lock, irq);
-        if (err == KMM_ENOENT)
-            return vm_misuse(as->k, KMM_ENOENT, fn, va, size, "a page of the range is not mapped",
-                             caller);
-        if (err == KMM_OK)
-            return KMM_OK;
+    if (size == KMM_PAGE_SIZE) {
+        err = unmap_page(as, va, g, fn, area, caller);
+        if (err != MMU_SLOW)
+            return err;
     }
-    err = lock_and_cut(as, va, size, g, fn, caller, &irq); /* a huge page to cut, or many pages */
+    kmm_irqstate_t irq;
+    err = lock_and_cut(as, va, size, g, fn, area, caller, &irq); /* a huge page to cut, or many */
     if (err)
         return err;
     vmm_unmap_locked(as, va, size, g, &irq);
@@ -248,7 +285,7 @@ static int unmap(struct kmm_aspace *as, uint64_t va, uint64_t size, struct kmm_t
 
 int kmm_vm_unmap_g(struct kmm_aspace *as, uint64_t va, uint64_t size, struct kmm_tlb_gather *g)
 {
-    return unmap(as, va, size, g, "kmm_vm_unmap", __builtin_return_address(0));
+    return unmap(as, va, size, g, "kmm_vm_unmap", false, __builtin_return_address(0));
 }
 
 int kmm_vm_unmap(struct kmm_aspace *as, uint64_t va, uint64_t size)
@@ -257,7 +294,17 @@ int kmm_vm_unmap(struct kmm_aspace *as, uint64_t va, uint64_t size)
         return KMM_EINVAL;
     struct kmm_tlb_gather g;
     kmm_tlb_gather_init(&g, as);
-    int err = unmap(as, va, size, &g, "kmm_vm_unmap", __builtin_return_address(0));
+    int err = unmap(as, va, size, &g, "kmm_vm_unmap", false, __builtin_return_address(0));
+    kmm_tlb_finish(&g);
+    return err;
+}
+
+int vmm_unmap_area(struct kmm *k, uint64_t va, uint64_t size)
+{
+    struct kmm_aspace *ks = &k->vm.kernel;
+    struct kmm_tlb_gather g;
+    kmm_tlb_gather_init(&g, ks);
+    int err = unmap(ks, va, size, &g, "kmm_vm_unmap", true, __builtin_return_address(0));
     kmm_tlb_finish(&g);
     return err;
 }
@@ -274,7 +321,7 @@ static int protect(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned p
     if (err)
         return err;
     kmm_irqstate_t irq;
-    err = lock_and_cut(as, va, size, g, "kmm_vm_protect", caller, &irq);
+    err = lock_and_cut(as, va, size, g, "kmm_vm_protect", false, caller, &irq);
     if (err)
         return err;
     mmu_protect_locked(&as->mmu, va, size, prot, g);

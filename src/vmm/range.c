@@ -108,19 +108,25 @@ int vmm_lock_for_map(struct kmm_aspace *as, const struct mmu_map *m, bool replac
 
 struct cut_op {
     uint64_t va, size;
+    bool window;       /* ask the window first (kva_map_conflict) */
+    const char **kept; /* why the window keeps a page, when it does */
 };
 
+/* The window's refusal comes first: it holds whether the pages are mapped
+ * or not (a guard page never is). */
 static int count_cuts(const struct mmu_space *s, const void *op)
 {
     const struct cut_op *c = op;
+    if (c->window && (*c->kept = kva_map_conflict(s->k, c->va, c->size, 0)) != 0)
+        return KMM_EBUSY;
     return mmu_cut_count_locked(s, c->va, c->size);
 }
 
-int vmm_lock_and_cut(struct kmm_aspace *as, uint64_t va, uint64_t size, struct kmm_tlb_gather *g,
-                     kmm_irqstate_t *irq)
+int vmm_lock_and_cut(struct kmm_aspace *as, uint64_t va, uint64_t size, bool window,
+                     const char **kept, struct kmm_tlb_gather *g, kmm_irqstate_t *irq)
 {
     struct vmm_tables t = {0, 0};
-    struct cut_op op = {va, size};
+    struct cut_op op = {va, size, window, kept};
     int err = vmm_lock_with_tables(as, &t, count_cuts, &op, irq);
     if (err)
         return err;

@@ -91,7 +91,7 @@ static int back_with_pages(struct kmm *k, uint64_t va, uint64_t n, kmm_gfp_t gfp
     for (uint64_t i = 0; i < run_n; i++)
         KMM_MUST(k->port, kmm_page_free(k, run_pa + i * PAGE, 0));
     if (done)
-        KMM_MUST(k->port, kmm_vm_unmap(kmm_kernel_aspace(k), va, done * PAGE));
+        KMM_MUST(k->port, vmm_unmap_area(k, va, done * PAGE));
     return err;
 }
 
@@ -99,14 +99,13 @@ static int back_with_pages(struct kmm *k, uint64_t va, uint64_t n, kmm_gfp_t gfp
  * one call. Returns KMM_OK, or an error with nothing mapped. */
 static int map_pages(struct kmm *k, uint64_t va, const uint64_t *pages, uint64_t n, unsigned prot)
 {
-    struct kmm_aspace *ks = kmm_kernel_aspace(k);
     for (uint64_t i = 0, j; i < n; i = j) {
         for (j = i + 1; j < n && pages[j] == pages[i] + (j - i) * PAGE; j++)
             ;
         int err = vmm_map_area(k, va + i * PAGE, pages[i], (j - i) * PAGE, prot);
         if (err) {
             if (i)
-                KMM_MUST(k->port, kmm_vm_unmap(ks, va, i * PAGE));
+                KMM_MUST(k->port, vmm_unmap_area(k, va, i * PAGE));
             return err;
         }
     }
@@ -114,23 +113,25 @@ static int map_pages(struct kmm *k, uint64_t va, const uint64_t *pages, uint64_t
 }
 
 /*
- * Unmaps the n pages of the area at va. An area whose pages someone else
- * unmapped (or remapped in huge pages) behind the allocator's back is
- * unmapped run by run, whatever is still mapped, with a warning: the range
- * is released either way, and a page still mapped then is found again by
- * the next reservation's table lookup.
+ * Unmaps the n pages of the area at va, with the window's own unmap
+ * (vmm_unmap_area: the area's pages are refused to everyone else's
+ * kmm_vm_unmap and kmm_vm_protect). An area whose tables a kernel changed
+ * behind the library's back (entries written directly) is unmapped run by
+ * run, whatever is still mapped, with a warning: the range is released
+ * either way, and a page still mapped then is found again by the next
+ * reservation's table lookup.
  */
 static void unmap_area(struct kmm *k, uint64_t va, uint64_t n, const char *fn)
 {
     struct kmm_aspace *ks = kmm_kernel_aspace(k);
-    if (kmm_vm_unmap(ks, va, n * PAGE) == KMM_OK)
+    if (vmm_unmap_area(k, va, n * PAGE) == KMM_OK)
         return;
     uint64_t end = va + n * PAGE;
     struct kmm_vm_run run;
     unsigned long left = 0;
     for (uint64_t at = va; at < end; at += run.size) {
         KMM_MUST(k->port, kmm_vm_query(ks, at, end, &run));
-        if (run.mapped && kmm_vm_unmap(ks, at, run.size) != KMM_OK)
+        if (run.mapped && vmm_unmap_area(k, at, run.size) != KMM_OK)
             left++;
     }
     kmm_logf(k->port, KMM_LOG_WARN,

@@ -38,6 +38,12 @@ struct kmm_aspace {
     struct kmm *k;
     uint64_t self_pa; /* the page holding this structure (user spaces), else 0 */
     kmm_lock_t lock;
+    /* The kernel virtual area window [kva_base, kva_base + kva_span) for the
+     * kernel space (set by kva_init), 0 and 0 for user spaces: every range
+     * call asks whether it meets the window, so the question reads only
+     * the space, and a user space's answer is no without a branch of its
+     * own. */
+    uint64_t kva_base, kva_span;
     struct mmu_space mmu;    /* its tables */
     struct kmm_aspace *next; /* on the space list */
 };
@@ -66,6 +72,23 @@ int vm_misuse(struct kmm *k, int err, const char *fn, uint64_t va, uint64_t size
  * KMM_MISUSE_BAD_HANDLE. */
 int vm_misuse_handle(struct kmm *k, const char *fn, uint64_t va, uint64_t size, const char *why,
                      const void *caller);
+
+/* Whether [va, va + size) (validated: it does not wrap) meets the kernel
+ * virtual area window of as (never, for a user space). One compare: the
+ * range's last byte, counted from the window's base, lies below the
+ * window's end plus the range's length (a last byte below the base wraps to
+ * a huge offset); neither sum wraps, as the window ends below the top of
+ * the address space and a range lies in one half. */
+static inline bool vmm_window_meets(const struct kmm_aspace *as, uint64_t va, uint64_t size)
+{
+    return va + (size - 1) - as->kva_base < as->kva_span + (size - 1);
+}
+
+/* vmm_window_meets for the one page at va (page aligned). */
+static inline bool vmm_window_has_page(const struct kmm_aspace *as, uint64_t va)
+{
+    return va - as->kva_base < as->kva_span;
+}
 
 /* --- the range engine (range.c) ------------------------------------------------------ */
 
@@ -96,11 +119,14 @@ int vmm_lock_for_map(struct kmm_aspace *as, const struct mmu_map *m, bool replac
                      struct vmm_tables *t, kmm_irqstate_t *irq);
 
 /* vmm_lock_and_cut - take the lock with [va, va + size) found mapped and
- * its ends cut out of their huge leaves (splits recorded in g). Returns
- * KMM_OK (lock held), KMM_ENOENT (a page is not mapped) or KMM_ENOMEM,
- * with nothing changed and the lock not held. */
-int vmm_lock_and_cut(struct kmm_aspace *as, uint64_t va, uint64_t size, struct kmm_tlb_gather *g,
-                     kmm_irqstate_t *irq);
+ * its ends cut out of their huge leaves (splits recorded in g). With
+ * window (the kernel space, a range that meets the window, a caller that
+ * is not the window's allocator), the window is asked first, under the
+ * same lock hold (kva_map_conflict). Returns KMM_OK (lock held), KMM_EBUSY
+ * (the window keeps a page: *kept says why), KMM_ENOENT (a page is not
+ * mapped) or KMM_ENOMEM, with nothing changed and the lock not held. */
+int vmm_lock_and_cut(struct kmm_aspace *as, uint64_t va, uint64_t size, bool window,
+                     const char **kept, struct kmm_tlb_gather *g, kmm_irqstate_t *irq);
 
 /* Run a replace or an unmap (cut already) to its end with the lock held,
  * finishing g with the lock dropped whenever it fills. Cannot fail. */
@@ -115,6 +141,12 @@ void vmm_unmap_locked(struct kmm_aspace *as, uint64_t va, uint64_t size, struct 
  * own areas (vmalloc.c): every check but the window's (kva_map_conflict),
  * which keeps an area's pages from everyone else. */
 int vmm_map_area(struct kmm *k, uint64_t va, uint64_t pa, uint64_t size, unsigned flags);
+
+/* kmm_vm_unmap on the kernel space for the window's allocator (vmalloc.c):
+ * no window check, and a page found unmapped is not the caller's mistake
+ * (the allocator unmaps what it mapped; a kernel writing the tables behind
+ * its back is): KMM_ENOENT, neither counted nor logged, nothing changed. */
+int vmm_unmap_area(struct kmm *k, uint64_t va, uint64_t size);
 
 /* --- spaces (aspace.c) ---------------------------------------------------------------- */
 
