@@ -90,9 +90,141 @@ KTEST(misuse, each_layer_counts_its_rejections_in_its_own_cell_once)
                 KMM_MISUSE_ABSENT, "not registered");
     struct kmm_aspace *ks = kmm_kernel_aspace(f.k);
     EXPECT_CELL(t, &f, kmm_vm_map(ks, UINT64_C(0xffff800000001001), 8 * MIB, 4096, KMM_PROT_READ),
-                KMM_EINVAL, KMM_LAYER_VM, KMM_MISUSE_BAD_ARG, "kmm_vm_map");
+                KMM_EINVAL, KMM_LAYER_VM, KMM_MISUSE_UNALIGNED, "kmm_vm_map");
     EXPECT_CELL(t, &f, kmm_kva_free(f.k, 0x1000), KMM_ERANGE, KMM_LAYER_KVA, KMM_MISUSE_OUTSIDE,
                 "kmm_kva_free");
+    kt_kmm_down(&f);
+}
+
+#define PAGE   UINT64_C(4096)
+#define KERNEL UINT64_C(0xffff800000000000) /* the kernel half's first page (4 levels) */
+
+/* The page layer's classes mean the same in the vm and kva layers: an
+ * unaligned address is UNALIGNED, a non-canonical one OUTSIDE, an address
+ * inside a block NOT_BLOCK, a handle of the wrong kind BAD_HANDLE. */
+KTEST(misuse, the_vm_layer_classes_its_rejections_as_the_page_layer_does)
+{
+    struct kt_kmm f;
+    if (!kt_kmm_up(t, &f, map64, 1, 1, 0))
+        return;
+    struct kmm_aspace *ks = kmm_kernel_aspace(f.k);
+    const unsigned r = KMM_PROT_READ, vm = KMM_LAYER_VM;
+    uint64_t pair = kmm_page_alloc(f.k, 1, 0), pa = kmm_page_alloc(f.k, 0, 0);
+    KT_ASSERT(t, pair && pa);
+    KT_ASSERT_EQ(t, kmm_vm_map(ks, KERNEL, pa, PAGE, r), KMM_OK);
+    struct kmm_vm_run run;
+    struct kmm_vm_translation tr;
+    struct kmm_tlb_gather g;
+    kmm_tlb_gather_init(&g, ks);
+
+    EXPECT_CELL(t, &f, kmm_vm_map(ks, KERNEL + PAGE, pa + 1, PAGE, r), KMM_EINVAL, vm,
+                KMM_MISUSE_UNALIGNED, "physical address not page aligned");
+    EXPECT_CELL(t, &f, kmm_vm_map(ks, KERNEL + PAGE, pa, 3, r), KMM_EINVAL, vm,
+                KMM_MISUSE_UNALIGNED, "not page aligned");
+    EXPECT_CELL(t, &f, kmm_vm_map(ks, UINT64_C(0x0000800000000000), pa, PAGE, r), KMM_EINVAL, vm,
+                KMM_MISUSE_OUTSIDE, "not canonical");
+    EXPECT_CELL(t, &f, kmm_vm_map(ks, UINT64_C(0x00007ffffffff000), pa, 2 * PAGE, r), KMM_EINVAL,
+                vm, KMM_MISUSE_OUTSIDE, "kmm_vm_map");
+    EXPECT_CELL(t, &f, kmm_vm_map(ks, KERNEL + PAGE, UINT64_C(1) << 52, PAGE, r | KMM_CACHE_UC),
+                KMM_EINVAL, vm, KMM_MISUSE_OUTSIDE, "beyond 52 bits");
+    EXPECT_CELL(t, &f, kmm_vm_map(ks, KERNEL + PAGE, 64 * MIB, PAGE, r), KMM_ERANGE, vm,
+                KMM_MISUSE_OUTSIDE, "not RAM");
+    EXPECT_CELL(t, &f, kmm_vm_map(ks, KERNEL + PAGE, pa, 0, r), KMM_EINVAL, vm, KMM_MISUSE_BAD_ARG,
+                "size 0");
+    EXPECT_CELL(t, &f, kmm_vm_map(ks, KERNEL + PAGE, pa, PAGE, r | 0x80000000u), KMM_EINVAL, vm,
+                KMM_MISUSE_BAD_FLAGS, "unknown flags");
+    EXPECT_CELL(t, &f, kmm_vm_map(ks, KERNEL + PAGE, pa, PAGE, r | KMM_PROT_USER), KMM_EINVAL, vm,
+                KMM_MISUSE_BAD_FLAGS, "user access");
+    EXPECT_CELL(t, &f, kmm_vm_map(ks, KERNEL + PAGE, pa, PAGE, r | KMM_CACHE_UC), KMM_EINVAL, vm,
+                KMM_MISUSE_BAD_FLAGS, "KMM_MAP_ALIAS");
+    EXPECT_CELL(t, &f, kmm_vm_map(ks, KERNEL + PAGE, pair + PAGE, PAGE, r | KMM_MAP_OWNED),
+                KMM_ESTATE, vm, KMM_MISUSE_NOT_BLOCK, "not an allocated single page");
+    EXPECT_CELL(t, &f, kmm_vm_map(ks, KERNEL, pa, PAGE, r), KMM_EBUSY, vm, KMM_MISUSE_BUSY,
+                "mapped already");
+    EXPECT_CELL(t, &f, kmm_vm_unmap(ks, KERNEL + PAGE, PAGE), KMM_ENOENT, vm, KMM_MISUSE_ABSENT,
+                "not mapped");
+    EXPECT_CELL(t, &f, kmm_vm_protect(ks, KERNEL, PAGE, 0x4000u), KMM_EINVAL, vm,
+                KMM_MISUSE_BAD_FLAGS, "unknown protection bits");
+    /* Each call logs its own name. */
+    EXPECT_CELL(t, &f, kmm_vm_protect_g(ks, KERNEL, PAGE, r, NULL), KMM_EINVAL, vm,
+                KMM_MISUSE_BAD_ARG, "kmm_vm_protect_g(");
+    EXPECT_CELL(t, &f, kmm_vm_protect_g(ks, KERNEL + 1, PAGE, r, &g), KMM_EINVAL, vm,
+                KMM_MISUSE_UNALIGNED, "kmm_vm_protect_g(");
+    EXPECT_CELL(t, &f, kmm_vm_unmap_g(ks, KERNEL + 1, PAGE, &g), KMM_EINVAL, vm,
+                KMM_MISUSE_UNALIGNED, "kmm_vm_unmap_g(");
+    EXPECT_CELL(t, &f, kmm_vm_translate(ks, UINT64_C(0x0000800000000000), &tr), KMM_EINVAL, vm,
+                KMM_MISUSE_OUTSIDE, "kmm_vm_translate");
+    EXPECT_CELL(t, &f, kmm_vm_translate(ks, KERNEL, NULL), KMM_EINVAL, vm, KMM_MISUSE_BAD_ARG,
+                "kmm_vm_translate");
+    EXPECT_CELL(t, &f, kmm_vm_query(ks, KERNEL + 1, KERNEL + PAGE, &run), KMM_EINVAL, vm,
+                KMM_MISUSE_UNALIGNED, "kmm_vm_query");
+    EXPECT_CELL(t, &f, kmm_vm_query(ks, KERNEL, KERNEL, &run), KMM_EINVAL, vm, KMM_MISUSE_BAD_ARG,
+                "kmm_vm_query");
+    EXPECT_CELL(t, &f, kmm_vm_query(ks, 0, UINT64_MAX, &run), KMM_EINVAL, vm, KMM_MISUSE_OUTSIDE,
+                "kmm_vm_query");
+    EXPECT_CELL(t, &f, kmm_aspace_destroy(f.k, NULL), KMM_EINVAL, vm, KMM_MISUSE_BAD_ARG,
+                "kmm_aspace_destroy");
+    EXPECT_CELL(t, &f, kmm_aspace_destroy(f.k, ks), KMM_EINVAL, vm, KMM_MISUSE_BAD_HANDLE,
+                "kmm_aspace_destroy");
+    kmm_tlb_finish(&g);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(ks, KERNEL, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, pair, 1), KMM_OK);
+    kt_kmm_down(&f);
+}
+
+KTEST(misuse, the_kva_layer_classes_its_rejections_as_the_page_layer_does)
+{
+    struct kt_kmm f;
+    if (!kt_kmm_up(t, &f, map64, 1, 1, 0))
+        return;
+    const unsigned kva = KMM_LAYER_KVA;
+    struct kmm_aspace *ks = kmm_kernel_aspace(f.k);
+    uint8_t *p = kmm_vmalloc(f.k, 2 * PAGE, 0);
+    uint64_t pg = kmm_page_alloc(f.k, 0, 0), raw = 0, out = 0, unaligned = pg + 8;
+    uint64_t device = 64 * MIB;
+    void *v = kmm_vmap(f.k, &pg, 1, KMM_PROT_READ);
+    KT_ASSERT(t, p && pg && v && kmm_kva_alloc(f.k, PAGE, &raw) == KMM_OK);
+    uint64_t window = KMM_KVA_DEFAULT_BASE;
+
+    EXPECT_CELL(t, &f, kmm_vfree(f.k, p + PAGE), KMM_EINVAL, kva, KMM_MISUSE_NOT_BLOCK,
+                "inside an area");
+    EXPECT_CELL(t, &f, kmm_vfree(f.k, p + 2 * PAGE), KMM_EINVAL, kva, KMM_MISUSE_NOT_BLOCK,
+                "guard page");
+    EXPECT_CELL(t, &f, kmm_vfree(f.k, p + 1), KMM_EINVAL, kva, KMM_MISUSE_UNALIGNED,
+                "not page aligned");
+    EXPECT_CELL(t, &f, kmm_vfree(f.k, (void *)(uintptr_t)(window - PAGE)), KMM_ERANGE, kva,
+                KMM_MISUSE_OUTSIDE, "window");
+    EXPECT_CELL(t, &f, kmm_vfree(f.k, v), KMM_EINVAL, kva, KMM_MISUSE_BAD_HANDLE, "kmm_vunmap");
+    EXPECT_CELL(t, &f, kmm_kva_free(f.k, (uint64_t)(uintptr_t)p), KMM_EINVAL, kva,
+                KMM_MISUSE_BAD_HANDLE, "kmm_vfree");
+    EXPECT_CELL(t, &f, kmm_vmalloc(f.k, 0, 0) ? KMM_OK : KMM_EINVAL, KMM_EINVAL, kva,
+                KMM_MISUSE_BAD_ARG, "size 0");
+    EXPECT_CELL(t, &f, kmm_vmalloc(f.k, (size_t)-1, 0) ? KMM_OK : KMM_EINVAL, KMM_EINVAL, kva,
+                KMM_MISUSE_BAD_ORDER, "larger");
+    EXPECT_CELL(t, &f, kmm_vmalloc(f.k, PAGE, KMM_GFP_ATOMIC) ? KMM_OK : KMM_EINVAL, KMM_EINVAL,
+                kva, KMM_MISUSE_BAD_FLAGS, "ATOMIC");
+    EXPECT_CELL(t, &f, kmm_vmap(f.k, NULL, 1, KMM_PROT_READ) ? KMM_OK : KMM_EINVAL, KMM_EINVAL, kva,
+                KMM_MISUSE_BAD_ARG, "NULL");
+    EXPECT_CELL(t, &f, kmm_vmap(f.k, &pg, 1, KMM_PROT_USER) ? KMM_OK : KMM_EINVAL, KMM_EINVAL, kva,
+                KMM_MISUSE_BAD_FLAGS, "protection");
+    EXPECT_CELL(t, &f, kmm_vmap(f.k, &unaligned, 1, KMM_PROT_READ) ? KMM_OK : KMM_EINVAL,
+                KMM_EINVAL, kva, KMM_MISUSE_UNALIGNED, "aligned");
+    EXPECT_CELL(t, &f, kmm_vmap(f.k, &device, 1, KMM_PROT_READ) ? KMM_OK : KMM_ERANGE, KMM_ERANGE,
+                kva, KMM_MISUSE_OUTSIDE, "not RAM");
+    EXPECT_CELL(t, &f, kmm_kva_alloc(f.k, 0, &out), KMM_EINVAL, kva, KMM_MISUSE_BAD_ARG, "size 0");
+    EXPECT_CELL(t, &f, kmm_kva_alloc(f.k, PAGE, NULL), KMM_EINVAL, kva, KMM_MISUSE_BAD_ARG, "NULL");
+    KT_ASSERT_EQ(t, kmm_vm_map(ks, raw, pg, PAGE, KMM_PROT_READ), KMM_OK);
+    EXPECT_CELL(t, &f, kmm_kva_free(f.k, raw), KMM_EBUSY, kva, KMM_MISUSE_BUSY, "still mapped");
+    KT_ASSERT_EQ(t, kmm_vm_unmap(ks, raw, PAGE), KMM_OK);
+
+    KT_ASSERT_EQ(t, kmm_vfree(f.k, p), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vunmap(f.k, v), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_kva_free(f.k, raw), KMM_OK);
+    /* Once an area is gone, the window cannot tell its address from one
+     * never handed out (it keeps no history): ABSENT. */
+    EXPECT_CELL(t, &f, kmm_vfree(f.k, p), KMM_ENOENT, kva, KMM_MISUSE_ABSENT, "freed already");
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, pg, 0), KMM_OK);
     kt_kmm_down(&f);
 }
 

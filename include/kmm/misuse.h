@@ -36,7 +36,13 @@ enum kmm_layer {
 /*
  * Classes of mistakes. The first eight are the page allocator's historic
  * kinds (kmm_page_stats.misuse[] is indexed by this enum); the others are
- * shared by every layer.
+ * shared by every layer. A class means the same in every layer: an
+ * unaligned virtual address is UNALIGNED as an unaligned frame is, a
+ * non-canonical one OUTSIDE, an address inside a kernel virtual area (or
+ * its guard page) NOT_BLOCK, a second free of an area still being freed
+ * DOUBLE_FREE (once it is gone, its address is ABSENT: the window keeps no
+ * history), a frame mapped as owned that is no allocated single page
+ * NOT_BLOCK, a size too large for the window BAD_ORDER.
  */
 enum kmm_misuse {
     KMM_MISUSE_BAD_ORDER,   /* order or page count out of range */

@@ -105,7 +105,8 @@ int kmm_aspace_destroy(struct kmm *k, struct kmm_aspace *as)
         return KMM_EINVAL;
     const void *caller = __builtin_return_address(0);
     if (!as)
-        return vm_misuse(k, KMM_EINVAL, "kmm_aspace_destroy", 0, 0, "NULL space", caller);
+        return vm_misuse(k, KMM_EINVAL, KMM_MISUSE_BAD_ARG, "kmm_aspace_destroy", 0, 0,
+                         "NULL space", caller);
     const char *why = unlink_space(k, as);
     if (why)
         return vm_misuse_handle(k, "kmm_aspace_destroy", (uint64_t)(uintptr_t)as, 0, why, caller);

@@ -139,12 +139,11 @@ uint64_t kva_pages_for(const struct kmm *k, uint64_t size)
     return (size + KMM_PAGE_SIZE - 1) >> KMM_PAGE_SHIFT;
 }
 
-int kva_misuse(struct kmm *k, int err, const char *fn, uint64_t va, uint64_t size, const char *why,
-               const void *caller)
+int kva_misuse(struct kmm *k, int err, enum kmm_misuse cls, const char *fn, uint64_t va,
+               uint64_t size, const char *why, const void *caller)
 {
-    return kmm_misuse(k, KMM_LAYER_KVA, kmm_misuse_of_error(err), err, caller,
-                      "%s(0x%llx, size 0x%llx): %s", fn, (unsigned long long)va,
-                      (unsigned long long)size, why);
+    return kmm_misuse(k, KMM_LAYER_KVA, cls, err, caller, "%s(0x%llx, size 0x%llx): %s", fn,
+                      (unsigned long long)va, (unsigned long long)size, why);
 }
 
 /* --- records ----------------------------------------------------------------------- */
@@ -501,29 +500,30 @@ static const char *const wrong_kind_text[KVA_KINDS] = {
     [KVA_VMAP] = "a vmap area: free it with kmm_vunmap",
 };
 
-/* Judges a free of the area at page of kind: NULL if it may go (then it is
- * marked DYING and *pages set), else why not, with the error in *err. */
-static const char *judge_free_locked(struct kmm_kva *v, uint64_t page, enum kva_kind kind, int *err,
-                                     uint64_t *pages)
+/* Judges a free of the area at page of kind: why NULL if it may go (then
+ * it is marked DYING and *pages set), else the refusal. An area gone
+ * already cannot be told from one never handed out (the window keeps no
+ * history): ABSENT; one being freed at this moment is a double free. */
+static struct kva_refusal judge_free_locked(struct kmm_kva *v, uint64_t page, enum kva_kind kind,
+                                            uint64_t *pages)
 {
     struct kva_rec *r = holding_locked(v, page);
-    *err = KMM_EINVAL;
-    if (!r || !is_area(r) || r->state == KVA_SETUP) {
-        *err = KMM_ENOENT;
-        return "no area starts here (never allocated, or freed already)";
-    }
+    if (!r || !is_area(r) || r->state == KVA_SETUP)
+        return (struct kva_refusal){"no area starts here (never allocated, or freed already)",
+                                    KMM_ENOENT, KMM_MISUSE_ABSENT};
     if (r->first != page)
-        return page - r->first < r->pages - 1u ? "inside an area, not its start"
-                                               : "the guard page of an area";
-    if (r->state == KVA_DYING) {
-        *err = KMM_ESTATE;
-        return "the area is being freed already (double free)";
-    }
+        return (struct kva_refusal){page - r->first < r->pages - 1u
+                                        ? "inside an area, not its start"
+                                        : "the guard page of an area",
+                                    KMM_EINVAL, KMM_MISUSE_NOT_BLOCK};
+    if (r->state == KVA_DYING)
+        return (struct kva_refusal){"the area is being freed already (double free)", KMM_ESTATE,
+                                    KMM_MISUSE_DOUBLE_FREE};
     if (r->kind != kind)
-        return wrong_kind_text[r->kind];
+        return (struct kva_refusal){wrong_kind_text[r->kind], KMM_EINVAL, KMM_MISUSE_BAD_HANDLE};
     r->state = KVA_DYING;
     *pages = r->pages - 1u;
-    return 0;
+    return KVA_ACCEPTED;
 }
 
 int kva_begin_free(struct kmm *k, uint64_t va, enum kva_kind kind, const char *fn,
@@ -532,16 +532,15 @@ int kva_begin_free(struct kmm *k, uint64_t va, enum kva_kind kind, const char *f
     struct kmm_kva *v = &k->kva;
     uint64_t page;
     if (!window_page(v, va, &page))
-        return kva_misuse(k, KMM_ERANGE, fn, va, 0, "not in the kernel virtual area window",
-                          caller);
+        return kva_misuse(k, KMM_ERANGE, KMM_MISUSE_OUTSIDE, fn, va, 0,
+                          "not in the kernel virtual area window", caller);
     if (va & (KMM_PAGE_SIZE - 1))
-        return kva_misuse(k, KMM_EINVAL, fn, va, 0, "not page aligned: not an area's start",
-                          caller);
-    int err;
+        return kva_misuse(k, KMM_EINVAL, KMM_MISUSE_UNALIGNED, fn, va, 0,
+                          "not page aligned: not an area's start", caller);
     kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
-    const char *why = judge_free_locked(v, page, kind, &err, pages);
+    struct kva_refusal no = judge_free_locked(v, page, kind, pages);
     kmm_unlock_irqrestore(&v->lock, irq);
-    return why ? kva_misuse(k, err, fn, va, 0, why, caller) : KMM_OK;
+    return no.why ? kva_misuse(k, no.err, no.cls, fn, va, 0, no.why, caller) : KMM_OK;
 }
 
 void kva_abort_free(struct kmm *k, uint64_t va)

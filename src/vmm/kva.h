@@ -14,6 +14,7 @@
 #define KMM_VMM_KVA_H
 
 #include "lib/lib.h"
+#include <kmm/misuse.h>
 #include <kmm/port.h>
 #include <kmm/vmalloc.h>
 
@@ -135,10 +136,21 @@ int kva_begin_free(struct kmm *k, uint64_t va, enum kva_kind kind, const char *f
  * READY again. */
 void kva_abort_free(struct kmm *k, uint64_t va);
 
-/* kva_misuse - count a rejected call, log one line with fn, the address,
+/* Why a call is refused: the text (NULL: it is not), its error value and
+ * the class it is counted under. */
+struct kva_refusal {
+    const char *why;
+    int err;
+    enum kmm_misuse cls;
+};
+
+#define KVA_ACCEPTED ((struct kva_refusal){0, KMM_OK, KMM_MISUSE_BAD_ARG})
+
+/* kva_misuse - count a rejected call under class cls (the page layer's
+ * meaning of each class, kmm/misuse.h), log one line with fn, the address,
  * the size, why and the caller. Returns err. */
-int kva_misuse(struct kmm *k, int err, const char *fn, uint64_t va, uint64_t size, const char *why,
-               const void *caller);
+int kva_misuse(struct kmm *k, int err, enum kmm_misuse cls, const char *fn, uint64_t va,
+               uint64_t size, const char *why, const void *caller);
 
 /* Whether [va, va + size) (a validated range: it does not wrap) meets the
  * window. No lock: the window never moves. */

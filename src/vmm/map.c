@@ -92,15 +92,14 @@ map_page(struct kmm_aspace *as, const struct mmu_map *m, bool area, const void *
     const char *kept = window_keeps_locked(as, m->va, m->size, area, 0);
     if (kept) {
         kmm_unlock_irqrestore(&as->lock, irq);
-        return vm_misuse(k, KMM_EBUSY, "kmm_vm_map", m->va, m->size, kept, caller);
+        return vm_misuse(k, KMM_EBUSY, KMM_MISUSE_BUSY, "kmm_vm_map", m->va, m->size, kept, caller);
     }
     struct mmu_cursor cur;
     int r = mmu_map_page_locked(&as->mmu, m, m->owned ? &cur : 0);
     if (r == KMM_OK && m->owned) {
         if (!take_owned_refs(k, m->pa, 1)) { /* nothing committed: nothing changed */
             kmm_unlock_irqrestore(&as->lock, irq);
-            return vm_misuse(k, KMM_ESTATE, "kmm_vm_map", m->va, m->size, VM_OWNED_NOT_A_PAGE,
-                             caller);
+            return vm_refuse(as, VM_OWNED_NOT_PAGE, "kmm_vm_map", m->va, m->size, caller);
         }
         mmu_map_page_commit_locked(&as->mmu, m, &cur);
     }
@@ -108,7 +107,7 @@ map_page(struct kmm_aspace *as, const struct mmu_map *m, bool area, const void *
         vmm_mapping_changed(&as->mmu, m->va, m->size, m->pa, m->prot | KMM_PROT_READ);
     kmm_unlock_irqrestore(&as->lock, irq);
     if (r == KMM_EBUSY)
-        return vm_misuse(k, KMM_EBUSY, "kmm_vm_map", m->va, m->size,
+        return vm_misuse(k, KMM_EBUSY, KMM_MISUSE_BUSY, "kmm_vm_map", m->va, m->size,
                          "a page of the range is mapped already", caller);
     return r;
 }
@@ -125,7 +124,7 @@ static int map_range(struct kmm_aspace *as, const struct mmu_map *m, bool replac
     kmm_irqstate_t irq;
     int err = vmm_lock_for_map(as, m, replace, &t, &irq);
     if (err == KMM_EBUSY)
-        return vm_misuse(k, KMM_EBUSY, "kmm_vm_map", m->va, m->size,
+        return vm_misuse(k, KMM_EBUSY, KMM_MISUSE_BUSY, "kmm_vm_map", m->va, m->size,
                          "a page of the range is mapped already", caller);
     if (err)
         return err;
@@ -134,7 +133,7 @@ static int map_range(struct kmm_aspace *as, const struct mmu_map *m, bool replac
     if (kept) {
         kmm_unlock_irqrestore(&as->lock, irq);
         vmm_tables_release(k, &t);
-        return vm_misuse(k, KMM_EBUSY, "kmm_vm_map", m->va, m->size, kept, caller);
+        return vm_misuse(k, KMM_EBUSY, KMM_MISUSE_BUSY, "kmm_vm_map", m->va, m->size, kept, caller);
     }
 
     /* The owned references first, the last step that can fail; nothing
@@ -142,7 +141,7 @@ static int map_range(struct kmm_aspace *as, const struct mmu_map *m, bool replac
     if (m->owned && !take_owned_refs(k, m->pa, m->size >> KMM_PAGE_SHIFT)) {
         kmm_unlock_irqrestore(&as->lock, irq);
         vmm_tables_release(k, &t);
-        return vm_misuse(k, KMM_ESTATE, "kmm_vm_map", m->va, m->size, VM_OWNED_NOT_A_PAGE, caller);
+        return vm_refuse(as, VM_OWNED_NOT_PAGE, "kmm_vm_map", m->va, m->size, caller);
     }
     struct kmm_tlb_gather g;
     kmm_tlb_gather_init(&g, as);
@@ -172,12 +171,11 @@ static inline __attribute__((always_inline)) int vm_map(struct kmm_aspace *as, u
                                                         uint64_t pa, uint64_t size, unsigned flags,
                                                         bool area, const void *caller)
 {
-    const char *why = bad_map(as, va, pa, size, flags);
+    enum vm_why why = bad_map(as, va, pa, size, flags);
+    if (!why)
+        why = bad_frames(as, pa, size, flags);
     if (why)
-        return vm_refuse(as, "kmm_vm_map", va, size, why, caller);
-    int err = check_frames(as->k, va, pa, size, flags, caller);
-    if (err)
-        return err;
+        return vm_refuse(as, why, "kmm_vm_map", va, size, caller);
     struct mmu_map m = {.va = va,
                         .pa = pa,
                         .size = size,
@@ -187,7 +185,7 @@ static inline __attribute__((always_inline)) int vm_map(struct kmm_aspace *as, u
                         .owned = (flags & KMM_MAP_OWNED) != 0};
     bool replace = (flags & KMM_MAP_REPLACE) != 0;
     if (size == KMM_PAGE_SIZE && !replace) {
-        err = map_page(as, &m, area, caller);
+        int err = map_page(as, &m, area, caller);
         if (err != MMU_SLOW)
             return err;
     }
@@ -218,21 +216,21 @@ static int lock_and_cut(struct kmm_aspace *as, uint64_t va, uint64_t size, struc
     const char *kept = 0;
     int err = vmm_lock_and_cut(as, va, size, window_asked(as, va, size, area), &kept, g, irq);
     if (err == KMM_EBUSY)
-        return vm_misuse(as->k, KMM_EBUSY, fn, va, size, kept, caller);
+        return vm_misuse(as->k, KMM_EBUSY, KMM_MISUSE_BUSY, fn, va, size, kept, caller);
     if (err == KMM_ENOENT && !area)
-        return vm_misuse(as->k, KMM_ENOENT, fn, va, size, "a page of the range is not mapped",
-                         caller);
+        return vm_misuse(as->k, KMM_ENOENT, KMM_MISUSE_ABSENT, fn, va, size,
+                         "a page of the range is not mapped", caller);
     return err;
 }
 
 /* Validates an unmap or protect with its gather; returns KMM_OK or the
  * refusal (counted and logged). */
-static int check_range_op(struct kmm_aspace *as, uint64_t va, uint64_t size, const char *why,
+static int check_range_op(struct kmm_aspace *as, uint64_t va, uint64_t size, enum vm_why why,
                           const struct kmm_tlb_gather *g, const char *fn, const void *caller)
 {
-    if (!why && (why = bad_gather(as, g)) != 0 && g)
-        return vm_misuse_handle(as->k, fn, va, size, why, caller);
-    return why ? vm_refuse(as, fn, va, size, why, caller) : KMM_OK;
+    if (!why)
+        why = bad_gather(as, g);
+    return why ? vm_refuse(as, why, fn, va, size, caller) : KMM_OK;
 }
 
 /* One 4 KiB page: the window asked, validated and changed in one walk.
@@ -247,14 +245,14 @@ static inline __attribute__((always_inline)) int unmap_page(struct kmm_aspace *a
     const char *kept = window_keeps_locked(as, va, KMM_PAGE_SIZE, area, 0);
     if (kept) {
         kmm_unlock_irqrestore(&as->lock, irq);
-        return vm_misuse(as->k, KMM_EBUSY, fn, va, KMM_PAGE_SIZE, kept, caller);
+        return vm_misuse(as->k, KMM_EBUSY, KMM_MISUSE_BUSY, fn, va, KMM_PAGE_SIZE, kept, caller);
     }
     int err = mmu_unmap_page_locked(&as->mmu, va, g);
     if (err == KMM_OK)
         vmm_mapping_changed(&as->mmu, va, KMM_PAGE_SIZE, 0, 0);
     kmm_unlock_irqrestore(&as->lock, irq);
     if (err == KMM_ENOENT && !area)
-        return vm_misuse(as->k, KMM_ENOENT, fn, va, KMM_PAGE_SIZE,
+        return vm_misuse(as->k, KMM_ENOENT, KMM_MISUSE_ABSENT, fn, va, KMM_PAGE_SIZE,
                          "a page of the range is not mapped", caller);
     return err;
 }
@@ -285,7 +283,7 @@ static inline __attribute__((always_inline)) int unmap(struct kmm_aspace *as, ui
 
 int kmm_vm_unmap_g(struct kmm_aspace *as, uint64_t va, uint64_t size, struct kmm_tlb_gather *g)
 {
-    return unmap(as, va, size, g, "kmm_vm_unmap", false, __builtin_return_address(0));
+    return unmap(as, va, size, g, "kmm_vm_unmap_g", false, __builtin_return_address(0));
 }
 
 int kmm_vm_unmap(struct kmm_aspace *as, uint64_t va, uint64_t size)
@@ -310,18 +308,18 @@ int vmm_unmap_area(struct kmm *k, uint64_t va, uint64_t size)
 }
 
 static int protect(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned prot,
-                   struct kmm_tlb_gather *g, const void *caller)
+                   struct kmm_tlb_gather *g, const char *fn, const void *caller)
 {
-    const char *why = bad_range(as, va, size);
+    enum vm_why why = bad_range(as, va, size);
     if (!why && (prot & ~KMM_PROT_MASK))
-        why = "unknown protection bits";
+        why = VM_UNKNOWN_PROT;
     if (!why)
         why = bad_prot(as, va, prot);
-    int err = check_range_op(as, va, size, why, g, "kmm_vm_protect", caller);
+    int err = check_range_op(as, va, size, why, g, fn, caller);
     if (err)
         return err;
     kmm_irqstate_t irq;
-    err = lock_and_cut(as, va, size, g, "kmm_vm_protect", false, caller, &irq);
+    err = lock_and_cut(as, va, size, g, fn, false, caller, &irq);
     if (err)
         return err;
     mmu_protect_locked(&as->mmu, va, size, prot, g);
@@ -332,7 +330,7 @@ static int protect(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned p
 int kmm_vm_protect_g(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned prot,
                      struct kmm_tlb_gather *g)
 {
-    return protect(as, va, size, prot, g, __builtin_return_address(0));
+    return protect(as, va, size, prot, g, "kmm_vm_protect_g", __builtin_return_address(0));
 }
 
 int kmm_vm_protect(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned prot)
@@ -341,7 +339,7 @@ int kmm_vm_protect(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned p
         return KMM_EINVAL;
     struct kmm_tlb_gather g;
     kmm_tlb_gather_init(&g, as);
-    int err = protect(as, va, size, prot, &g, __builtin_return_address(0));
+    int err = protect(as, va, size, prot, &g, "kmm_vm_protect", __builtin_return_address(0));
     kmm_tlb_finish(&g);
     return err;
 }
@@ -351,19 +349,19 @@ int kmm_vm_protect(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned p
 int kmm_vm_translate(struct kmm_aspace *as, uint64_t va, struct kmm_vm_translation *out)
 {
     if (!vm_is_space(as) || !out || !mmu_canonical(&as->mmu, va))
-        return vm_refuse(as, "kmm_vm_translate", va, KMM_PAGE_SIZE,
-                         !vm_is_space(as) ? "not an address space"
-                         : !out           ? "NULL result pointer"
-                                          : "address not canonical",
-                         __builtin_return_address(0));
+        return vm_refuse(as,
+                         !vm_is_space(as) ? VM_NOT_A_SPACE
+                         : !out           ? VM_NULL_RESULT
+                                          : VM_NOT_CANONICAL,
+                         "kmm_vm_translate", va, KMM_PAGE_SIZE, __builtin_return_address(0));
     return mmu_translate(&as->mmu, &as->lock, va, out);
 }
 
 int kmm_vm_query(struct kmm_aspace *as, uint64_t va, uint64_t limit, struct kmm_vm_run *out)
 {
-    const char *why = bad_query(as, va, limit, out);
+    enum vm_why why = bad_query(as, va, limit, out);
     if (why)
-        return vm_refuse(as, "kmm_vm_query", va, limit - va, why, __builtin_return_address(0));
+        return vm_refuse(as, why, "kmm_vm_query", va, limit - va, __builtin_return_address(0));
     kmm_irqstate_t irq = kmm_lock_irqsave(&as->lock);
     mmu_query_locked(&as->mmu, va, limit, out);
     kmm_unlock_irqrestore(&as->lock, irq);

@@ -142,22 +142,30 @@ static void unmap_area(struct kmm *k, uint64_t va, uint64_t n, const char *fn)
 
 /* --- vmalloc ------------------------------------------------------------------------ */
 
+/* Why a vmalloc request is refused, or KVA_ACCEPTED. */
+static struct kva_refusal bad_vmalloc(size_t size, uint64_t pages, kmm_gfp_t flags)
+{
+    if (size == 0)
+        return (struct kva_refusal){"size 0", KMM_EINVAL, KMM_MISUSE_BAD_ARG};
+    if (!pages)
+        return (struct kva_refusal){"larger than the kernel virtual area window", KMM_EINVAL,
+                                    KMM_MISUSE_BAD_ORDER};
+    if (flags & KMM_GFP_ATOMIC)
+        return (struct kva_refusal){"KMM_GFP_ATOMIC: vmalloc maps pages and may reclaim",
+                                    KMM_EINVAL, KMM_MISUSE_BAD_FLAGS};
+    if (flags & ~VMALLOC_GFP)
+        return (struct kva_refusal){"unknown flags", KMM_EINVAL, KMM_MISUSE_BAD_FLAGS};
+    if ((flags & KMM_GFP_DMA) && (flags & KMM_GFP_DMA32))
+        return (struct kva_refusal){"two zone flags", KMM_EINVAL, KMM_MISUSE_BAD_FLAGS};
+    return KVA_ACCEPTED;
+}
+
 static void *vmalloc_from(struct kmm *k, size_t size, kmm_gfp_t flags, const void *caller)
 {
-    const char *why = 0;
     uint64_t pages = kva_pages_for(k, size);
-    if (size == 0)
-        why = "size 0";
-    else if (!pages)
-        why = "larger than the kernel virtual area window";
-    else if (flags & KMM_GFP_ATOMIC)
-        why = "KMM_GFP_ATOMIC: vmalloc maps pages and may reclaim";
-    else if (flags & ~VMALLOC_GFP)
-        why = "unknown flags";
-    else if ((flags & KMM_GFP_DMA) && (flags & KMM_GFP_DMA32))
-        why = "two zone flags";
-    if (why) {
-        kva_misuse(k, KMM_EINVAL, "kmm_vmalloc", 0, size, why, caller);
+    struct kva_refusal no = bad_vmalloc(size, pages, flags);
+    if (no.why) {
+        kva_misuse(k, no.err, no.cls, "kmm_vmalloc", 0, size, no.why, caller);
         return 0;
     }
     uint64_t va;
@@ -204,37 +212,39 @@ int kmm_vfree(struct kmm *k, const void *addr)
 
 /* --- vmap ---------------------------------------------------------------------------- */
 
-/* Why a vmap request is malformed (and its error in *err), or NULL. */
-static const char *bad_vmap(const struct kmm *k, const uint64_t *pages, size_t count, unsigned prot,
-                            int *err)
+/* Why a vmap request is refused, or KVA_ACCEPTED. */
+static struct kva_refusal bad_vmap(const struct kmm *k, const uint64_t *pages, size_t count,
+                                   unsigned prot)
 {
-    *err = KMM_EINVAL;
     if (!pages)
-        return "NULL page array";
+        return (struct kva_refusal){"NULL page array", KMM_EINVAL, KMM_MISUSE_BAD_ARG};
     if (count == 0)
-        return "count 0";
+        return (struct kva_refusal){"count 0", KMM_EINVAL, KMM_MISUSE_BAD_ARG};
     if (count > k->kva.pages - 1)
-        return "more pages than the kernel virtual area window holds";
+        return (struct kva_refusal){"more pages than the kernel virtual area window holds",
+                                    KMM_EINVAL, KMM_MISUSE_BAD_ORDER};
     if (!(prot & KMM_PROT_READ) || (prot & ~VMAP_PROT))
-        return "protection is not KMM_PROT_READ with optional WRITE, EXEC and GLOBAL";
+        return (struct kva_refusal){
+            "protection is not KMM_PROT_READ with optional WRITE, EXEC and GLOBAL", KMM_EINVAL,
+            KMM_MISUSE_BAD_FLAGS};
     for (size_t i = 0; i < count; i++) {
         if (pages[i] & (PAGE - 1))
-            return "a page address is not page aligned";
-        if (pmm_ram_bytes(k, pages[i], PAGE) != PAGE) {
-            *err = KMM_ERANGE;
-            return "a page is not RAM (map device memory with kmm_kva_alloc and kmm_vm_map)";
-        }
+            return (struct kva_refusal){"a page address is not page aligned", KMM_EINVAL,
+                                        KMM_MISUSE_UNALIGNED};
+        if (pmm_ram_bytes(k, pages[i], PAGE) != PAGE)
+            return (struct kva_refusal){
+                "a page is not RAM (map device memory with kmm_kva_alloc and kmm_vm_map)",
+                KMM_ERANGE, KMM_MISUSE_OUTSIDE};
     }
-    return 0;
+    return KVA_ACCEPTED;
 }
 
 void *kmm_vmap(struct kmm *k, const uint64_t *pages, size_t count, unsigned prot)
 {
     const void *caller = __builtin_return_address(0);
-    int err;
-    const char *why = bad_vmap(k, pages, count, prot, &err);
-    if (why) {
-        kva_misuse(k, err, "kmm_vmap", 0, (uint64_t)count * PAGE, why, caller);
+    struct kva_refusal no = bad_vmap(k, pages, count, prot);
+    if (no.why) {
+        kva_misuse(k, no.err, no.cls, "kmm_vmap", 0, (uint64_t)count * PAGE, no.why, caller);
         return 0;
     }
     uint64_t va;
@@ -262,7 +272,8 @@ int kmm_kva_alloc(struct kmm *k, uint64_t size, uint64_t *va)
     const void *caller = __builtin_return_address(0);
     uint64_t pages = kva_pages_for(k, size);
     if (!va || !pages)
-        return kva_misuse(k, KMM_EINVAL, "kmm_kva_alloc", 0, size,
+        return kva_misuse(k, KMM_EINVAL, !va || !size ? KMM_MISUSE_BAD_ARG : KMM_MISUSE_BAD_ORDER,
+                          "kmm_kva_alloc", 0, size,
                           !va     ? "NULL result pointer"
                           : !size ? "size 0"
                                   : "larger than the kernel virtual area window",
@@ -288,7 +299,7 @@ int kmm_kva_free(struct kmm *k, uint64_t va)
     KMM_MUST(k->port, kmm_vm_query(kmm_kernel_aspace(k), va, end, &run));
     if (run.mapped || run.size != end - va) {
         kva_abort_free(k, va);
-        return kva_misuse(k, KMM_EBUSY, "kmm_kva_free", va, pages * PAGE,
+        return kva_misuse(k, KMM_EBUSY, KMM_MISUSE_BUSY, "kmm_kva_free", va, pages * PAGE,
                           "a page of the area or its guard page is still mapped", caller);
     }
     kva_release(k, va);

@@ -10,6 +10,7 @@
 #define KMM_VMM_VMM_H
 
 #include "lib/lib.h"
+#include <kmm/misuse.h>
 #include <kmm/page.h>
 #include <kmm/vm.h>
 
@@ -62,10 +63,11 @@ KMM_INIT unsigned vmm_init_pages(void);
 
 /* --- refusals (validate.c) --------------------------------------------------------- */
 
-/* A refused call: counted in kmm_vm_stats.misuse, logged once with fn, the
- * address, the size, why and the caller. Returns err. Any context. */
-int vm_misuse(struct kmm *k, int err, const char *fn, uint64_t va, uint64_t size, const char *why,
-              const void *caller);
+/* A refused call: counted in kmm_vm_stats.misuse under class cls (the
+ * page layer's meaning of each class, kmm/misuse.h), logged once with fn,
+ * the address, the size, why and the caller. Returns err. Any context. */
+int vm_misuse(struct kmm *k, int err, enum kmm_misuse cls, const char *fn, uint64_t va,
+              uint64_t size, const char *why, const void *caller);
 
 /* vm_misuse of a handle that is no live object of its kind (a space that
  * is none, a gather of another space): KMM_EINVAL, counted as

@@ -12,6 +12,7 @@
 
 #include <kmm/check.h>
 #include <kmm/kmm.h>
+#include <kmm/misuse.h>
 #include <kmm/page.h>
 #include <kmm/vm.h>
 #include <kmm/vmalloc.h>
@@ -78,7 +79,8 @@ enum stage { STAGE_WAIT, STAGE_GO, STAGE_DONE, STAGE_CANCEL };
 struct gap {
     struct kmm *k;
     void (*job)(struct gap *g);
-    void *result;
+    void *arg, *result;
+    int err;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     enum stage stage;
@@ -123,9 +125,10 @@ static void hold_the_gap(void *ctx, const struct hosted_tlb_event *e)
     pthread_mutex_unlock(&g->mu);
 }
 
-static void gap_start(struct fixture *f, struct gap *g, void (*job)(struct gap *), pthread_t *th)
+static void gap_start(struct fixture *f, struct gap *g, void (*job)(struct gap *), void *arg,
+                      pthread_t *th)
 {
-    *g = (struct gap){.k = f->k, .job = job, .stage = STAGE_WAIT};
+    *g = (struct gap){.k = f->k, .job = job, .arg = arg, .stage = STAGE_WAIT};
     pthread_mutex_init(&g->mu, NULL);
     pthread_cond_init(&g->cv, NULL);
     pthread_create(th, NULL, second_cpu, g);
@@ -151,6 +154,11 @@ static bool gap_end(struct fixture *f, struct gap *g, pthread_t th)
 static void vmalloc_one_page(struct gap *g)
 {
     g->result = kmm_vmalloc(g->k, PAGE, 0);
+}
+
+static void vfree_arg(struct gap *g)
+{
+    g->err = kmm_vfree(g->k, g->arg);
 }
 
 /* --- a replacing map of the window ------------------------------------------------ */
@@ -182,7 +190,7 @@ KTEST(kva_race, a_replace_keeps_its_window_range_from_areas_set_up_while_it_drop
     /* CPU 1 allocates an area while the replace has its lock dropped. */
     struct gap g;
     pthread_t th;
-    gap_start(&f, &g, vmalloc_one_page, &th);
+    gap_start(&f, &g, vmalloc_one_page, NULL, &th);
     int err = kmm_vm_map(f.ks, f.base, run, REPLACED_PAGES * PAGE, rw | KMM_MAP_REPLACE);
     bool came = gap_end(&f, &g, th);
     KT_EXPECT(t, came);
@@ -203,6 +211,39 @@ KTEST(kva_race, a_replace_keeps_its_window_range_from_areas_set_up_while_it_drop
     KT_EXPECT_EQ(t, kmm_vfree(f.k, g.result), KMM_OK);
     KT_EXPECT_EQ(t, kmm_vm_unmap(f.ks, f.base, REPLACED_PAGES * PAGE), KMM_OK);
     KT_EXPECT_EQ(t, kmm_run_free(f.k, run, REPLACED_PAGES), KMM_OK);
+    struct kmm_page_stats after = pstats(f.k);
+    KT_EXPECT_EQ(t, after.allocated_pages, before.allocated_pages);
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+}
+
+/* --- a free racing with a free ----------------------------------------------------- */
+
+KTEST(kva_race, a_second_vfree_while_the_first_one_unmaps_is_counted_as_a_double_free)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup(&f));
+    struct kmm_page_stats before = pstats(f.k);
+    void *p = kmm_vmalloc(f.k, 2 * PAGE, 0);
+    KT_ASSERT(t, p != NULL);
+    struct kmm_misuse_stats m0, m1;
+    kmm_misuse_stats(f.k, &m0);
+    /* CPU 1 frees the area again while CPU 0's free invalidates its pages. */
+    struct gap g;
+    pthread_t th;
+    gap_start(&f, &g, vfree_arg, p, &th);
+    int err = kmm_vfree(f.k, p);
+    KT_EXPECT(t, gap_end(&f, &g, th));
+    KT_EXPECT_EQ(t, err, KMM_OK);
+    KT_EXPECT_EQ(t, g.err, KMM_ESTATE);
+    kmm_misuse_stats(f.k, &m1);
+    KT_EXPECT_EQ(t, m1.total, m0.total + 1);
+    KT_EXPECT_EQ(t, m1.count[KMM_LAYER_KVA][KMM_MISUSE_DOUBLE_FREE],
+                 m0.count[KMM_LAYER_KVA][KMM_MISUSE_DOUBLE_FREE] + 1);
+    KT_EXPECT(t, ktest_contains(hosted_log_last_error(f.m), "double free"));
+    struct kmm_vmalloc_stats vs;
+    kmm_vmalloc_stats(f.k, &vs);
+    KT_EXPECT_EQ(t, vs.areas, 0);
     struct kmm_page_stats after = pstats(f.k);
     KT_EXPECT_EQ(t, after.allocated_pages, before.allocated_pages);
     KT_EXPECT_HEALTHY(t, f.k);
