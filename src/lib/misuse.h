@@ -33,28 +33,6 @@ KMM_INIT void kmm_misuse_init(struct kmm_misuse_table *t);
 int kmm_misuse(struct kmm *k, enum kmm_layer layer, enum kmm_misuse what, int err,
                const void *caller, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
-/*
- * kmm_misuse_of_error - the class of a rejection known only by the error
- * value it returns, for entry points whose checks speak in error values:
- * EINVAL a malformed argument, ERANGE outside, EBUSY busy, ENOENT absent,
- * ESTATE a handle in the wrong state.
- */
-static inline enum kmm_misuse kmm_misuse_of_error(int err)
-{
-    switch (err) {
-    case KMM_ERANGE:
-        return KMM_MISUSE_OUTSIDE;
-    case KMM_EBUSY:
-        return KMM_MISUSE_BUSY;
-    case KMM_ENOENT:
-        return KMM_MISUSE_ABSENT;
-    case KMM_ESTATE:
-        return KMM_MISUSE_BAD_HANDLE;
-    default:
-        return KMM_MISUSE_BAD_ARG;
-    }
-}
-
 /* The sum of one layer's row: the per-layer `misuse` figures. */
 uint64_t kmm_misuse_layer_total(struct kmm *k, enum kmm_layer layer);
 

@@ -484,6 +484,7 @@ uint64_t kmm_page_init_deferred(struct kmm *k, uint64_t max_pages)
 /* What an add will do, decided before anything changes. */
 struct add_plan {
     int err;             /* the error value, when rejected */
+    enum kmm_misuse cls; /* and the misuse class (unless ENOMEM: no misuse) */
     uint64_t first, end; /* the frames of the range, rounded inward */
     uint64_t meta_pages; /* descriptor pages taken from its start */
     uint64_t arrays;     /* sections of the range that get a frame array */
@@ -506,13 +507,14 @@ static const char *add_check_locked(struct kmm *k, uint64_t base, uint64_t lengt
                                     struct add_plan *p)
 {
     const struct kmm_pmm *pm = &k->pmm;
-    *p = (struct add_plan){.err = KMM_EINVAL};
+    *p = (struct add_plan){.err = KMM_EINVAL, .cls = KMM_MISUSE_BAD_ARG};
     if (!add_type_valid(type))
         return "only usable, bootloader- or ACPI-reclaimable memory can be added";
     if (length == 0)
         return "empty range";
     if (base > KMM_PHYS_LIMIT || length > KMM_PHYS_LIMIT - base) {
         p->err = KMM_ERANGE;
+        p->cls = KMM_MISUSE_OUTSIDE;
         return "range beyond the physical address limit";
     }
     uint64_t lo = kmm_align_up(base, KMM_PAGE_SIZE),
@@ -527,6 +529,7 @@ static const char *add_check_locked(struct kmm *k, uint64_t base, uint64_t lengt
     const struct kmm_region *r = i < k->map_count ? &k->map[i] : NULL;
     if (type == KMM_MEM_USABLE && r && r->base < hi) {
         p->err = KMM_EBUSY;
+        p->cls = KMM_MISUSE_BUSY;
         return "hot-add overlaps memory the map describes";
     }
     if (type != KMM_MEM_USABLE &&
@@ -534,6 +537,7 @@ static const char *add_check_locked(struct kmm *k, uint64_t base, uint64_t lengt
         return "the map does not have the whole range with this type";
     if (p->end > pm->pfn_end) {
         p->err = KMM_ERANGE;
+        p->cls = KMM_MISUSE_OUTSIDE;
         return "beyond the frame database's reach (kmm_config.hotplug_limit)";
     }
     for (uint64_t s = p->first >> KMM_SECTION_SHIFT; s <= (p->end - 1) >> KMM_SECTION_SHIFT; s++)
@@ -632,7 +636,7 @@ static int add_reject(struct kmm *k, const struct add_plan *p, const char *why, 
 {
     atomic_fetch_add_explicit(&k->pmm.grow.add_rejected, 1, memory_order_relaxed);
     if (p->err != KMM_ENOMEM)
-        return kmm_misuse(k, KMM_LAYER_GROW, kmm_misuse_of_error(p->err), p->err, caller,
+        return kmm_misuse(k, KMM_LAYER_GROW, p->cls, p->err, caller,
                           "kmm_page_add_memory(0x%llx, 0x%llx, %s): %s", (unsigned long long)base,
                           (unsigned long long)length, kmm_mem_type_name(type), why);
     kmm_logf(k->port, KMM_LOG_ERR, "kmm_page_add_memory(0x%llx, 0x%llx, %s): %s, caller %p",
