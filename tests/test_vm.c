@@ -508,6 +508,43 @@ KTEST_LEVELS(vm, destroying_the_kernel_space_or_what_is_no_space_is_refused_coun
     teardown(&f);
 }
 
+KTEST_LEVELS(vm, destroying_a_space_whose_gather_holds_work_is_refused_until_it_is_finished)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup_levels(t, &f, levels));
+    struct kmm_aspace *us;
+    KT_ASSERT_EQ(t, kmm_aspace_create(f.k, &us), KMM_OK);
+    const unsigned rw = KMM_PROT_READ | KMM_PROT_WRITE | KMM_PROT_USER;
+    uint64_t pa = kmm_page_alloc(f.k, 0, 0), pb = kmm_page_alloc(f.k, 0, 0);
+    KT_ASSERT(t, pa && pb);
+    KT_ASSERT_EQ(t, kmm_vm_map(us, USER, pa, PAGE, rw | KMM_MAP_OWNED), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_map(us, USER + PAGE, pb, PAGE, rw), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK); /* the owned mapping holds it */
+    struct kmm_tlb_gather g;
+    kmm_tlb_gather_init(&g, us);
+    /* An unmap's invalidation and release wait in g: us must not go. */
+    KT_ASSERT_EQ(t, kmm_vm_unmap_g(us, USER, PAGE, &g), KMM_OK);
+    struct kmm_misuse_stats ms0, ms1;
+    kmm_misuse_stats(f.k, &ms0);
+    REJECT(kmm_aspace_destroy(f.k, us), KMM_EBUSY, "destroy with an unfinished gather");
+    KT_EXPECT(t, ktest_contains(kt_machine_last_error(f.m), "kmm_aspace_destroy"));
+    kmm_misuse_stats(f.k, &ms1);
+    KT_EXPECT_EQ(t, ms1.count[KMM_LAYER_VM][KMM_MISUSE_BUSY],
+                 ms0.count[KMM_LAYER_VM][KMM_MISUSE_BUSY] + 1);
+    kmm_tlb_finish(&g);
+    /* A protect that takes a right away waits in g too. */
+    KT_ASSERT_EQ(t, kmm_vm_protect_g(us, USER + PAGE, PAGE, KMM_PROT_READ | KMM_PROT_USER, &g),
+                 KMM_OK);
+    REJECT(kmm_aspace_destroy(f.k, us), KMM_EBUSY, "destroy with an unfinished protect");
+    kmm_tlb_finish(&g);
+    /* A finished gather, or one that never held work, holds nothing back. */
+    KT_ASSERT_EQ(t, kmm_vm_protect_g(us, USER + PAGE, PAGE, rw, &g), KMM_OK); /* adds a right */
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(f.k, us), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, pb, 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+}
+
 KTEST_LEVELS(vm, a_kernel_mapping_made_later_appears_in_every_user_space)
 {
     struct fixture f;

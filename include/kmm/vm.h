@@ -138,13 +138,25 @@ int kmm_aspace_create(struct kmm *k, struct kmm_aspace **out);
  * kmm_aspace_destroy - unmap everything in the lower half of the user space
  * as of instance k, free every table and the space itself. Frames mapped
  * with KMM_MAP_OWNED lose the mapping's reference (freed if it was the last
- * one); every other frame stays the caller's. Returns KMM_OK, or KMM_EINVAL
- * with nothing changed, counted and logged, when as is NULL, the kernel
- * space (it cannot be destroyed), destroyed already, or not a space of k:
- * as is looked up in k's list of spaces before it is read. k NULL:
- * KMM_EINVAL, unlogged. The space must be active on no CPU (nothing is
- * invalidated), and a gather begun on it must be finished first; as is
- * invalid afterwards. IRQs on; O(tables + mapped pages).
+ * one); every other frame stays the caller's. Returns KMM_OK, or with
+ * nothing changed, counted and logged:
+ *   KMM_EINVAL  as is NULL, the kernel space (it cannot be destroyed),
+ *               destroyed already (but see below), or not a space of k: as
+ *               is looked up in k's list of spaces before it is read;
+ *   KMM_EBUSY   a gather holds work of this space that kmm_vm_unmap_g or
+ *               kmm_vm_protect_g left in it (invalidations, releases): it
+ *               must be finished first, since kmm_tlb_finish reads its
+ *               space.
+ * k NULL: KMM_EINVAL, unlogged. The space must be active on no CPU (nothing
+ * is invalidated). A gather begun on it that holds no work is not seen: it
+ * must not be used or finished once the space is gone (kmm_tlb_finish
+ * would read freed memory). as is invalid afterwards.
+ * Stale handles: the space's page goes back to the page allocator, and a
+ * later kmm_aspace_create may make a space of that same page, with the
+ * same address. A destroyed handle is refused only until that happens;
+ * from then on it is the new space's handle, and destroying through it
+ * destroys the new space. Drop the handle at destroy, as a freed pointer.
+ * IRQs on; O(tables + mapped pages).
  */
 int kmm_aspace_destroy(struct kmm *k, struct kmm_aspace *as);
 
@@ -284,6 +296,7 @@ struct kmm_tlb_gather_private {
     uint16_t nfree;                      /* releases waiting in free[] */
     bool all;                            /* more than KMM_TLB_PAGE_LIMIT: flush everything */
     bool global;                         /* kernel-half or global mappings changed */
+    bool pending;                        /* counted in its space's unfinished gathers */
     uint64_t pages[KMM_TLB_PAGE_LIMIT];  /* leaves to invalidate one by one (first address) */
     uint64_t free[KMM_TLB_GATHER_FREES]; /* frames and table pages to release afterwards */
 };
@@ -299,15 +312,18 @@ struct kmm_tlb_gather_private {
  * pass it to kmm_vm_unmap_g and kmm_vm_protect_g on that space, and finish
  * it. Until it is finished, the frames and tables it holds stay allocated
  * and the TLBs may still hold what it would invalidate: finish it before
- * the unmapped memory is reused, before the space is destroyed, and before
- * the gather goes out of scope.
+ * the unmapped memory is reused, before the space is destroyed
+ * (kmm_aspace_destroy refuses while a gather holds the space's work), and
+ * before the gather goes out of scope.
  */
 struct kmm_tlb_gather {
     struct kmm_tlb_gather_private priv; /* the library's: never touched by callers */
 };
 
 /* kmm_tlb_gather_init - start gather g on the live space as (empty). A
- * finished gather is started again by kmm_tlb_finish. Any context; O(1). */
+ * finished gather is started again by kmm_tlb_finish; starting one that
+ * still holds work instead drops that work (its releases leak, and its
+ * space can no longer be destroyed). Any context; O(1). */
 void kmm_tlb_gather_init(struct kmm_tlb_gather *g, struct kmm_aspace *as);
 
 /*

@@ -25,6 +25,7 @@ static void aspace_init(struct kmm_aspace *as, struct kmm *k)
     __builtin_memset(as, 0, sizeof(*as));
     as->k = k;
     kmm_lock_init(&as->lock);
+    atomic_init(&as->pending_gathers, 0);
     as->canary = KMM_ASPACE_CANARY;
 }
 
@@ -79,10 +80,12 @@ void vmm_drop_owned(struct kmm *k, uint64_t pa)
 }
 
 /* Takes as off k's list of user spaces. Returns why it cannot be (NULL when
- * done): only a live user space of this instance is on the list, so the
+ * done; *busy set when the refusal is a gather still holding the space's
+ * work): only a live user space of this instance is on the list, so the
  * lookup never reads through a pointer that is not one. */
-static const char *unlink_space(struct kmm *k, const struct kmm_aspace *as)
+static const char *unlink_space(struct kmm *k, struct kmm_aspace *as, bool *busy)
 {
+    *busy = false;
     if (as == &k->vm.kernel)
         return "the kernel space cannot be destroyed";
     const char *why = "not a user space of this instance (destroyed already, or another's)";
@@ -90,9 +93,15 @@ static const char *unlink_space(struct kmm *k, const struct kmm_aspace *as)
     for (struct kmm_aspace **link = &k->vm.spaces; *link; link = &(*link)->next) {
         if (*link != as)
             continue;
-        why = as->canary == KMM_ASPACE_CANARY ? 0 : "the space's canary is overwritten";
-        if (!why)
+        if (as->canary != KMM_ASPACE_CANARY) {
+            why = "the space's canary is overwritten";
+        } else if (atomic_load_explicit(&as->pending_gathers, memory_order_acquire)) {
+            why = "a gather still holds its invalidations (kmm_tlb_finish it first)";
+            *busy = true;
+        } else {
+            why = 0;
             *link = as->next;
+        }
         break;
     }
     kmm_unlock_irqrestore(&k->vm.list_lock, s);
@@ -107,7 +116,11 @@ int kmm_aspace_destroy(struct kmm *k, struct kmm_aspace *as)
     if (!as)
         return vm_misuse(k, KMM_EINVAL, KMM_MISUSE_BAD_ARG, "kmm_aspace_destroy", 0, 0,
                          "NULL space", caller);
-    const char *why = unlink_space(k, as);
+    bool busy;
+    const char *why = unlink_space(k, as, &busy);
+    if (busy)
+        return vm_misuse(k, KMM_EBUSY, KMM_MISUSE_BUSY, "kmm_aspace_destroy",
+                         (uint64_t)(uintptr_t)as, 0, why, caller);
     if (why)
         return vm_misuse_handle(k, "kmm_aspace_destroy", (uint64_t)(uintptr_t)as, 0, why, caller);
     mmu_destroy(&as->mmu);

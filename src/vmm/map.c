@@ -283,7 +283,10 @@ static inline __attribute__((always_inline)) int unmap(struct kmm_aspace *as, ui
 
 int kmm_vm_unmap_g(struct kmm_aspace *as, uint64_t va, uint64_t size, struct kmm_tlb_gather *g)
 {
-    return unmap(as, va, size, g, "kmm_vm_unmap_g", false, __builtin_return_address(0));
+    int err = unmap(as, va, size, g, "kmm_vm_unmap_g", false, __builtin_return_address(0));
+    if (err == KMM_OK)
+        vmm_gather_note_pending(g);
+    return err;
 }
 
 int kmm_vm_unmap(struct kmm_aspace *as, uint64_t va, uint64_t size)
@@ -330,7 +333,10 @@ static int protect(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned p
 int kmm_vm_protect_g(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned prot,
                      struct kmm_tlb_gather *g)
 {
-    return protect(as, va, size, prot, g, "kmm_vm_protect_g", __builtin_return_address(0));
+    int err = protect(as, va, size, prot, g, "kmm_vm_protect_g", __builtin_return_address(0));
+    if (err == KMM_OK)
+        vmm_gather_note_pending(g);
+    return err;
 }
 
 int kmm_vm_protect(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned prot)

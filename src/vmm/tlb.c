@@ -41,6 +41,16 @@ void kmm_tlb_gather_init(struct kmm_tlb_gather *g, struct kmm_aspace *as)
     p->nfree = 0;
     p->all = false;
     p->global = false;
+    p->pending = false;
+}
+
+void vmm_gather_note_pending(struct kmm_tlb_gather *g)
+{
+    struct kmm_tlb_gather_private *p = &g->priv;
+    if (p->pending || (!p->npages && !p->nfree && !p->all))
+        return;
+    p->pending = true;
+    atomic_fetch_add_explicit(&p->as->pending_gathers, 1, memory_order_relaxed);
 }
 
 /* Records the invalidation of one leaf: [va, va + size) is a 4 KiB, 2 MiB
@@ -106,5 +116,7 @@ void kmm_tlb_finish(struct kmm_tlb_gather *g)
         else
             pmm_page_map_put(as->k, pa);
     }
+    if (gp->pending) /* done with the space: it may be destroyed now */
+        atomic_fetch_sub_explicit(&as->pending_gathers, 1, memory_order_release);
     kmm_tlb_gather_init(g, as);
 }

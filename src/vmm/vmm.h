@@ -47,6 +47,10 @@ struct kmm_aspace {
     uint64_t kva_base, kva_span;
     struct mmu_space mmu;    /* its tables */
     struct kmm_aspace *next; /* on the space list */
+    /* Callers' gathers holding work of this space that a _g call left in
+     * them (kmm_tlb_finish not called yet): destroying the space then
+     * would leave them pointing at freed memory (tlb.c). */
+    atomic_uint pending_gathers;
 };
 
 struct kmm_vm {
@@ -136,6 +140,12 @@ void vmm_replace_locked(struct kmm_aspace *as, const struct mmu_map *m, struct v
                         struct kmm_tlb_gather *g, kmm_irqstate_t *irq);
 void vmm_unmap_locked(struct kmm_aspace *as, uint64_t va, uint64_t size, struct kmm_tlb_gather *g,
                       kmm_irqstate_t *irq);
+
+/* --- gathers (tlb.c) --------------------------------------------------------------------- */
+
+/* After a _g call: if g holds work now and is not counted yet in its
+ * space's pending_gathers, count it (kmm_tlb_finish uncounts it). */
+void vmm_gather_note_pending(struct kmm_tlb_gather *g);
 
 /* --- the range calls (map.c) -------------------------------------------------------- */
 
