@@ -14,6 +14,8 @@
 #include <kmm/page.h>
 #include <kmm/vm.h>
 
+#include "vmm/seam.h" /* the query's step count */
+
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 #define KIB  UINT64_C(1024)
 #define MIB  (UINT64_C(1) << 20)
@@ -441,6 +443,45 @@ KTEST_LEVELS(vm, a_query_that_leaves_its_half_is_refused)
     KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, kpage, PAGE), KMM_OK);
     KT_EXPECT_EQ(t, kmm_aspace_destroy(f.k, us), KMM_OK);
     KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+}
+
+/* kmm/vm.h: a query over a whole empty half takes at most this many
+ * steps (one per empty shared table, never one per entry or page). */
+#define QUERY_EMPTY_HALF_STEPS 512
+
+KTEST_LEVELS(vm, a_query_over_an_empty_kernel_half_takes_one_step_per_shared_table)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup_levels(t, &f, levels));
+    struct kmm_aspace *us;
+    KT_ASSERT_EQ(t, kmm_aspace_create(f.k, &us), KMM_OK);
+    uint64_t half = kernel_half(levels), steps = 0;
+    struct kmm_vm_run run;
+    /* The kernel half through the kernel space and through a user space
+     * (the same shared tables, all empty). */
+    KT_ASSERT_EQ(t, vmm_query_counted(f.ks, half, UINT64_MAX, &run, &steps), KMM_OK);
+    KT_EXPECT(t, !run.mapped && run.size == UINT64_MAX - half);
+    KT_EXPECT(t, steps > 0 && steps <= QUERY_EMPTY_HALF_STEPS);
+    KT_ASSERT_EQ(t, vmm_query_counted(us, half, UINT64_MAX, &run, &steps), KMM_OK);
+    KT_EXPECT(t, !run.mapped && run.size == UINT64_MAX - half);
+    KT_EXPECT(t, steps > 0 && steps <= QUERY_EMPTY_HALF_STEPS);
+    /* The user half, where the tables below the top do not exist. */
+    KT_ASSERT_EQ(t, vmm_query_counted(us, 0, noncanonical(levels), &run, &steps), KMM_OK);
+    KT_EXPECT(t, !run.mapped && run.size == noncanonical(levels));
+    KT_EXPECT(t, steps > 0 && steps <= QUERY_EMPTY_HALF_STEPS);
+    /* One page near the top: the empty stretch before it costs a step per
+     * empty shared table, then one per absent entry of each table on the
+     * way down to the page. */
+    uint64_t pa = kmm_page_alloc(f.k, 0, 0);
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, pa, PAGE, KMM_PROT_READ), KMM_OK);
+    KT_ASSERT_EQ(t, vmm_query_counted(f.ks, half, UINT64_MAX, &run, &steps), KMM_OK);
+    KT_EXPECT(t, !run.mapped && run.size == HEAP - half);
+    KT_EXPECT(t, steps > 0 && steps <= QUERY_EMPTY_HALF_STEPS + 512 * (levels - 1));
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, HEAP, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(f.k, us), KMM_OK);
     KT_EXPECT_HEALTHY(t, f.k);
     teardown(&f);
 }

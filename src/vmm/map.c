@@ -16,6 +16,7 @@
 
 #include <kmm/page.h>
 
+#include "vmm/seam.h"
 #include "vmm/validate.h"
 #include "vmm/vmm.h"
 
@@ -363,13 +364,29 @@ int kmm_vm_translate(struct kmm_aspace *as, uint64_t va, struct kmm_vm_translati
     return mmu_translate(&as->mmu, &as->lock, va, out);
 }
 
-int kmm_vm_query(struct kmm_aspace *as, uint64_t va, uint64_t limit, struct kmm_vm_run *out)
+/* kmm_vm_query, with its walk's steps in *steps (vmm/seam.h). */
+static inline __attribute__((always_inline)) int query(struct kmm_aspace *as, uint64_t va,
+                                                       uint64_t limit, struct kmm_vm_run *out,
+                                                       uint64_t *steps, const void *caller)
 {
+    *steps = 0;
     enum vm_why why = bad_query(as, va, limit, out);
     if (why)
-        return vm_refuse(as, why, "kmm_vm_query", va, limit - va, __builtin_return_address(0));
+        return vm_refuse(as, why, "kmm_vm_query", va, limit - va, caller);
     kmm_irqstate_t irq = kmm_lock_irqsave(&as->lock);
-    mmu_query_locked(&as->mmu, va, limit, out);
+    *steps = mmu_query_locked(&as->mmu, va, limit, out);
     kmm_unlock_irqrestore(&as->lock, irq);
     return KMM_OK;
+}
+
+int kmm_vm_query(struct kmm_aspace *as, uint64_t va, uint64_t limit, struct kmm_vm_run *out)
+{
+    uint64_t steps;
+    return query(as, va, limit, out, &steps, __builtin_return_address(0));
+}
+
+int vmm_query_counted(struct kmm_aspace *as, uint64_t va, uint64_t limit, struct kmm_vm_run *out,
+                      uint64_t *steps)
+{
+    return query(as, va, limit, out, steps, __builtin_return_address(0));
 }

@@ -207,10 +207,11 @@ int mmu_translate(const struct mmu_space *s, kmm_lock_t *lock, uint64_t va,
 
 /* mmu_query_locked - *out: the longest run from va (page aligned) below
  * limit, both in one half, of pages unmapped alike or mapped alike
- * (kmm_vm_query). O(levels) per table crossed and per leaf of the run; an
- * empty shared table is passed whole. */
-void mmu_query_locked(const struct mmu_space *s, uint64_t va, uint64_t limit,
-                      struct kmm_vm_run *out);
+ * (kmm_vm_query). Returns its steps (walks: one per leaf, absent entry or
+ * empty table passed; the tests' seam, vmm/seam.h). O(levels) per table
+ * crossed and per leaf of the run; an empty shared table is passed whole. */
+uint64_t mmu_query_locked(const struct mmu_space *s, uint64_t va, uint64_t limit,
+                          struct kmm_vm_run *out);
 
 /* mmu_check_locked - kmm_check's recount of s (a user space: its lower
  * half, and that its kernel half links the kernel's tables): every table a

@@ -68,11 +68,12 @@ static uint64_t step_end(const struct mmu_space *s, const struct pt_path *p, uns
     return pt_end(at, l);
 }
 
-void mmu_query_locked(const struct mmu_space *s, uint64_t va, uint64_t limit,
-                      struct kmm_vm_run *out)
+uint64_t mmu_query_locked(const struct mmu_space *s, uint64_t va, uint64_t limit,
+                          struct kmm_vm_run *out)
 {
-    uint64_t at = va;
+    uint64_t at = va, steps = 0;
     while (at < limit) {
+        steps++;
         struct pt_path p;
         unsigned l = pt_walk(s, at, &p);
         struct kmm_vm_run here = run_at(at, l, *pt_slot(s, &p, l, at));
@@ -86,4 +87,5 @@ void mmu_query_locked(const struct mmu_space *s, uint64_t va, uint64_t limit,
         at = next < at ? limit : next; /* the top of the address space */
     }
     out->size = (at < limit ? at : limit) - va;
+    return steps;
 }
