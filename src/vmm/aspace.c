@@ -4,8 +4,10 @@
  * the arch layer's (vmm/mmu.h): a space here is its identity, its lock and
  * its place on the instance's list of spaces.
  *
- * Lock order (docs/architecture.md): the space list lock (0) before a
- * space's lock (1); kmm_check holds both.
+ * Lock order (the numbers of docs/architecture.md, "Lock order"):
+ *     0 space list lock  ->  1 a space's lock      (vmm_check: each space in turn)
+ * kmm_aspace_create and kmm_aspace_destroy take the list lock alone; a
+ * destroyed space's tables and frames go back (-> 4, 6) with no lock held.
  */
 #include "internal.h"
 

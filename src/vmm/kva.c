@@ -3,6 +3,13 @@
  * figures and its part of kmm_check. The mapping half (vmalloc, vmap) is
  * vmalloc.c; the contracts are in kmm/vmalloc.h.
  *
+ * Lock order (the numbers of docs/architecture.md, "Lock order"):
+ *     1 the kernel space's lock  ->  2 window lock
+ *                  (kva_map_conflict and kva_unhold, called by map.c and
+ *                  range.c with the kernel space's lock held)
+ * Nothing is taken under the window lock: the record array grows (-> 4, 6,
+ * may reclaim) and the tables are looked up (-> 1) with it dropped.
+ *
  * The window's areas, and the foreign runs (pages the kernel mapped inside
  * the window itself), are records in one array sorted by address (kva.h
  * lists the invariants):

@@ -6,6 +6,18 @@
  * queues the frame references, tells the port, and finishes its gather
  * after the lock is dropped, because a shootdown may wait for other CPUs.
  *
+ * Lock order (the numbers of docs/architecture.md, "Lock order"):
+ *     1 a space's lock  ->  2 window lock
+ *             (the kernel space's window check, kva_map_conflict; a replace's hold)
+ *     1 a space's lock  ->  4 this CPU's cache  ->  6 zone lock
+ *             (table pages, taken with KMM_GFP_ATOMIC: range.c)
+ *     1 a space's lock  ->  6 zone lock
+ *             (an owned frame's reference, kmm_page_get)
+ *     1 a space's lock  ->  7 port
+ *             (the mapping hook, vmm_mapping_changed)
+ * No lock is held while a gather is finished or while tables are allocated
+ * with reclaim allowed.
+ *
  * Every operation validates everything it will change before it changes
  * anything, so a call that fails changes nothing. Operations on
  * overlapping ranges of one space must not run at the same time (a kernel

@@ -13,8 +13,13 @@
  *      shootdown may wait for other CPUs);
  *   4. give back the table pages left over.
  *
- * Lock order: a space's lock (1) is held while table pages are taken with
- * KMM_GFP_ATOMIC (zone locks, 6), never while the allocator may reclaim.
+ * Lock order (the numbers of docs/architecture.md, "Lock order"):
+ *     1 a space's lock  ->  4 this CPU's cache  ->  6 zone lock
+ *                                    (table pages taken with KMM_GFP_ATOMIC)
+ *     1 the kernel space's lock  ->  2 window lock
+ *                                    (count_cuts: the window check of unmap and protect)
+ * The lock is dropped before the allocator may reclaim (vmm_lock_with_tables)
+ * and before a gather is finished (finish_between).
  */
 #include "internal.h"
 

@@ -1,10 +1,12 @@
 /*
  * vmm.h - address spaces and the page-table engine's private interface.
  *
- * Lock order (docs/architecture.md): the space list lock is taken before any
- * space's lock and only by code that visits every space (kmm_check); a
- * space's lock is taken before zone locks (it allocates table pages). No
- * lock is held across a TLB shootdown, which may wait for other CPUs.
+ * Lock order (the numbers of docs/architecture.md, "Lock order"): 0 the
+ * space list lock, taken before any space's lock and only by code that
+ * visits every space (kmm_check) or links one in or out; 1 a space's lock,
+ * taken before 2 the window lock (the kernel space's window check) and
+ * before 4/6 the page allocator's (table pages, atomically). No lock is
+ * held across a TLB shootdown, which may wait for other CPUs.
  */
 #ifndef KMM_VMM_VMM_H
 #define KMM_VMM_VMM_H
