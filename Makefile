@@ -18,6 +18,7 @@
 #   build/clang/hosted  build/clang/kernel
 #   build/asan  build/clang/asan        ASan + UBSan (hosted tests)
 #   build/tsan                          ThreadSanitizer (hosted tests)
+#   build/noassert                      gcc, the library's assertions compiled out
 #   build/fuzz                          libFuzzer targets (clang, ASan + UBSan)
 
 MAKEFLAGS += --no-print-directory
@@ -59,7 +60,7 @@ bench-instr: deps
 # Every variant's tests, and the boot stub built by each compiler, in one
 # prove run: one summary, and prove's exit status is the verdict.
 TEST_VARIANTS := build/hosted:gcc: build/clang/hosted:clang: build/asan:gcc:asan \
-                 build/clang/asan:clang:asan build/tsan:gcc:tsan
+                 build/clang/asan:clang:asan build/tsan:gcc:tsan build/noassert:gcc:noassert
 KERNEL_VARIANTS := build/kernel:gcc build/clang/kernel:clang
 
 hosted-tests:

@@ -1,6 +1,6 @@
 # mk/variant.mk - build one variant of kmm. Called by the top-level Makefile:
 #
-#   make -f mk/variant.mk O=<dir> CC=<gcc|clang> WORLD=<hosted|kernel> SAN=<|asan|tsan|fuzz> <target>
+#   make -f mk/variant.mk O=<dir> CC=<gcc|clang> WORLD=<hosted|kernel> SAN=<|asan|tsan|fuzz|noassert> <target>
 #
 # hosted: $(O)/libkmm.a (core + hosted port), one test executable per suite
 #         ($(O)/tests/<suite>.t), the hosted demo, the benchmarks ($(O)/kmm-bench),

@@ -85,7 +85,7 @@ bool vmm_gather_room(const struct kmm_tlb_gather *g, unsigned frees);
 void vmm_free_table(struct kmm *k, uint64_t pa);
 void vmm_drop_owned(struct kmm *k, uint64_t pa);
 
-/* The port's hook after entries changed (the hosted mirror): [va, va + size)
+/* The port's hook after entries changed (a port may mirror mappings with it): [va, va + size)
  * now maps pa with prot (KMM_PROT_*), or nothing when prot is 0 (map.c). */
 void vmm_mapping_changed(const struct mmu_space *s, uint64_t va, uint64_t size, uint64_t pa,
                          unsigned prot);
