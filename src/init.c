@@ -10,6 +10,9 @@
 
 #include <kmm/fmt.h>
 
+#include "vmm/kva.h"
+#include "vmm/vmm.h"
+
 /* Checks one region list (kmm_memmap_validate) and logs its first bad entry. */
 KMM_INIT static bool list_is_valid(struct kmm_port *p, const struct kmm_region *list, size_t count,
                                    const char *which)

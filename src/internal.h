@@ -18,8 +18,7 @@
 #include "lib/lib.h"
 #include "lib/misuse.h"
 #include "pmm/pmm.h"
-#include "vmm/kva.h"
-#include "vmm/vmm.h"
+#include "vmm/state.h"
 
 /* "kmm-inst": a live instance starts with this; kmm_fini() clears it. */
 #define KMM_INSTANCE_CANARY UINT64_C(0x6b6d6d2d696e7374)

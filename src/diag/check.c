@@ -7,6 +7,8 @@
 #include <kmm/fmt.h>
 
 #include "pmm/pmm.h"
+#include "vmm/kva.h"
+#include "vmm/vmm.h"
 
 /* The instance itself: canary, and a map that is sorted, disjoint and holds
  * the instance's own range exactly once. */

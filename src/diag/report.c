@@ -17,6 +17,8 @@
 #include <kmm/vm.h>
 #include <kmm/vmalloc.h>
 
+#include "vmm/kva.h"
+
 static void sink_printf(const struct kmm_sink *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -30,6 +30,7 @@
 
 #include "vmm/seam.h"
 #include "vmm/validate.h"
+#include "vmm/kva.h"
 #include "vmm/vmm.h"
 
 /* --- the port's mapping hook ------------------------------------------------------------ */

@@ -26,6 +26,7 @@
 #include <kmm/page.h>
 
 #include "pmm/pmm.h"
+#include "vmm/kva.h"
 #include "vmm/vmm.h"
 
 /* --- table pages set aside: the arch layer's table-page allocator --------------------- */

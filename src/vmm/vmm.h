@@ -21,46 +21,9 @@
 #include <stdint.h>
 
 #include "vmm/mmu.h"
+#include "vmm/state.h"
 
 struct kmm;
-
-/* "kmm-aspc": a live space starts with this. */
-#define KMM_ASPACE_CANARY UINT64_C(0x6b6d6d2d61737063)
-
-/*
- * An address space: the generic part (identity, lock, list link) around
- * its tables (struct mmu_space, the arch layer's). Its lock protects the
- * tables (for the kernel space: the kernel half, shared by every space)
- * and their figures (mmu.counts).
- * Invariants (kmm_check, mmu_check_locked): every table reachable from the
- * root is a PAGETABLE page whose entry count is its number of present
- * entries, and mmu.counts is exact.
- */
-struct kmm_aspace {
-    uint64_t canary;
-    struct kmm *k;
-    uint64_t self_pa; /* the page holding this structure (user spaces), else 0 */
-    kmm_lock_t lock;
-    /* The kernel virtual area window [kva_base, kva_base + kva_span) for the
-     * kernel space (set by kva_init), 0 and 0 for user spaces: every range
-     * call asks whether it meets the window, so the question reads only
-     * the space, and a user space's answer is no without a branch of its
-     * own. */
-    uint64_t kva_base, kva_span;
-    struct mmu_space mmu;    /* its tables */
-    struct kmm_aspace *next; /* on the space list */
-    /* Callers' gathers holding work of this space that a _g call left in
-     * them (kmm_tlb_finish not called yet): destroying the space then
-     * would leave them pointing at freed memory (tlb.c). */
-    atomic_uint pending_gathers;
-};
-
-struct kmm_vm {
-    unsigned levels;           /* 4, or 5 with LA57 */
-    kmm_lock_t list_lock;      /* the space list */
-    struct kmm_aspace *spaces; /* every user space, newest first */
-    struct kmm_aspace kernel;
-};
 
 /* kmm_init's part: the kernel space and its shared kernel-half tables. The
  * page count it needs must be free (vmm_init_pages). Cannot fail then. */

@@ -1,0 +1,135 @@
+/*
+ * vmm/state.h - the page-table engine's and the kernel virtual areas'
+ * state, as the instance (internal.h) embeds it: types only. Their
+ * functions are in vmm.h and kva.h, private to src/vmm/.
+ */
+#ifndef KMM_VMM_STATE_H
+#define KMM_VMM_STATE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <kmm/port.h>
+#include <kmm/vm.h>
+#include <kmm/vmalloc.h>
+
+#include "vmm/mmu.h"
+
+struct kmm;
+
+/* "kmm-aspc": a live space starts with this. */
+#define KMM_ASPACE_CANARY UINT64_C(0x6b6d6d2d61737063)
+
+/*
+ * An address space: the generic part (identity, lock, list link) around
+ * its tables (struct mmu_space, the arch layer's). Its lock protects the
+ * tables (for the kernel space: the kernel half, shared by every space)
+ * and their figures (mmu.counts).
+ * Invariants (kmm_check, mmu_check_locked): every table reachable from the
+ * root is a PAGETABLE page whose entry count is its number of present
+ * entries, and mmu.counts is exact.
+ */
+struct kmm_aspace {
+    uint64_t canary;
+    struct kmm *k;
+    uint64_t self_pa; /* the page holding this structure (user spaces), else 0 */
+    kmm_lock_t lock;
+    /* The kernel virtual area window [kva_base, kva_base + kva_span) for the
+     * kernel space (set by kva_init), 0 and 0 for user spaces: every range
+     * call asks whether it meets the window, so the question reads only
+     * the space, and a user space's answer is no without a branch of its
+     * own. */
+    uint64_t kva_base, kva_span;
+    struct mmu_space mmu;    /* its tables */
+    struct kmm_aspace *next; /* on the space list */
+    /* Callers' gathers holding work of this space that a _g call left in
+     * them (kmm_tlb_finish not called yet): destroying the space then
+     * would leave them pointing at freed memory (tlb.c). */
+    atomic_uint pending_gathers;
+};
+
+struct kmm_vm {
+    unsigned levels;           /* 4, or 5 with LA57 */
+    kmm_lock_t list_lock;      /* the space list */
+    struct kmm_aspace *spaces; /* every user space, newest first */
+    struct kmm_aspace kernel;
+};
+
+/* "kmm-kvaw": a live window starts with this. */
+#define KMM_KVA_CANARY UINT64_C(0x6b6d6d2d6b766177)
+
+/* What a record describes. FOREIGN: pages found mapped by someone else, a
+ * hint; the others are areas (enum kmm_kva_kind's values). */
+enum kva_kind { KVA_FOREIGN = 0, KVA_RAW = 1, KVA_VMALLOC = 2, KVA_VMAP = 3, KVA_KINDS = 4 };
+
+/* An area's life: reserved and being looked up or mapped (SETUP), handed
+ * out (READY), being unmapped (DYING). Foreign records are always READY. */
+enum kva_state { KVA_SETUP = 1, KVA_READY = 2, KVA_DYING = 3 };
+
+/*
+ * One record: a run of window pages [first, first + pages), in page
+ * indexes from the window's base. An area's run ends with its guard page,
+ * so it has pages - 1 usable pages; a foreign run has no guard page.
+ */
+struct kva_rec {
+    uint64_t caller; /* who allocated the area (0 for foreign runs) */
+    uint32_t first;  /* first page index */
+    uint32_t pages;  /* pages covered, guard page included */
+    uint8_t kind;    /* enum kva_kind */
+    uint8_t state;   /* enum kva_state */
+};
+
+/*
+ * A range of the window that a replacing kmm_vm_map holds while it runs:
+ * such a map drops the kernel space's lock between chunks (to finish its
+ * gather), and without the hold a reservation could take the part not
+ * replaced yet in that gap and have its pages mapped over. Taken with the
+ * window check, under the window lock (kva_map_conflict), and given back
+ * at the end (kva_unhold); reservations step over it, nothing else looks
+ * at it. It lives in the replacing call's frame.
+ */
+struct kva_hold {
+    uint64_t first, end;   /* window pages [first, end); end 0: not held */
+    struct kva_hold *next; /* the window's other holds */
+};
+
+/*
+ * The window and its records.
+ *
+ * Invariants (kva_check):
+ *   - recs[0 .. count) is sorted by first and disjoint, every record lies
+ *     inside [0, pages), an area has at least 2 pages, a foreign run at
+ *     least 1, and two foreign runs never touch (they merge);
+ *   - recs is NULL and count == cap == 0 iff no area exists: the array
+ *     (a run of run_pages pages of the page allocator, cap records) goes
+ *     back when the last area does, and the foreign hints with it;
+ *   - nrec[kind] counts the records of each kind; used_pages is the sum of
+ *     the areas' pages (guards included), foreign_pages of the foreign
+ *     runs' pages, backed[VMALLOC] of vmalloc areas' pages - 1, backed[VMAP]
+ *     of vmap areas' pages - 1;
+ *   - no two areas share a page, so an area's pages and guard page are
+ *     mapped only by their owner: at a quiet point, a READY vmalloc area's
+ *     pages are mapped and owned, a READY vmap area's mapped and not owned,
+ *     and every READY area's guard page is unmapped.
+ * Everything but base, pages and the counters read atomically is under
+ * lock.
+ */
+struct kmm_kva {
+    uint64_t canary;
+    uint64_t base;  /* the window's first address */
+    uint64_t pages; /* its size in pages: at most 2^24 */
+    kmm_lock_t lock;
+    struct kva_rec *recs; /* NULL while no area exists */
+    uint64_t recs_pa;     /* the record array's run (kmm_run_alloc) */
+    uint32_t run_pages;   /* its pages */
+    uint32_t count, cap;  /* records held / room */
+    uint64_t nrec[KVA_KINDS];
+    uint64_t used_pages;
+    uint64_t foreign_pages;
+    uint64_t backed[KVA_KINDS];
+    struct kva_hold *holds;      /* ranges replacing maps hold (few: one per running replace) */
+    atomic_uint_fast64_t failed; /* allocations that found no room; never decreases */
+};
+
+#endif /* KMM_VMM_STATE_H */
