@@ -10,11 +10,14 @@
  * same order, zone and node.
  *
  * Single pages go through the per-CPU caches first (pcp.c); this file is
- * the zones behind them and the slow path when they run dry:
+ * the zones behind them. A request that the caches cannot serve goes on to
+ * the one request engine (zonelist.h: zone-locked path, then slow path),
+ * which serves blocks and runs (run.c) alike:
  *
- *   kmm_page_alloc: cache of this CPU (order 0) -> zone list, locked ->
- *                   slow path: grow (deferred or added memory), drain the
- *                   caches, run the shrinkers (not for KMM_GFP_ATOMIC), retry
+ *   kmm_page_alloc: validate once -> cache of this CPU (order 0) ->
+ *                   pmm_request_pfn: zone list, locked -> slow path: grow
+ *                   (deferred or added memory), drain the caches, run the
+ *                   shrinkers (not for KMM_GFP_ATOMIC), retry
  *   kmm_page_free:  cache of this CPU (order 0, one reference) -> locked path,
  *                   which also judges every misuse exactly
  *
@@ -36,6 +39,7 @@
 
 #include "pmm/pcp.h"
 #include "pmm/pmm.h"
+#include "pmm/zonelist.h"
 
 /* --- free lists (zone lock held) -------------------------------------------------- */
 
@@ -105,17 +109,6 @@ uint64_t pmm_take_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, unsigned 
     return pfn;
 }
 
-/* Takes a block for a caller: an ALLOCATED head with one reference. */
-static uint64_t take_allocated_locked(struct kmm_pmm *pm, struct kmm_zone *z, unsigned order)
-{
-    uint64_t pfn = pmm_take_block_locked(pm, z, order);
-    if (pfn == KMM_PFN_NONE)
-        return pfn;
-    frame_set(pmm_frame(pm, pfn), FRAME_ALLOCATED, order, 1);
-    z->alloc_calls++;
-    return pfn;
-}
-
 /* --- misuse ---------------------------------------------------------------------- */
 
 static const char *const misuse_text[KMM_MISUSE_COUNT] = {
@@ -153,45 +146,6 @@ int pmm_misuse(struct kmm *k, enum kmm_misuse kind, const char *fn, uint64_t pa,
 
 /* --- allocation ---------------------------------------------------------------------- */
 
-static bool flags_valid(kmm_gfp_t flags)
-{
-    return !(flags & ~KMM_GFP_VALID) &&
-           (flags & (KMM_GFP_DMA | KMM_GFP_DMA32)) != (KMM_GFP_DMA | KMM_GFP_DMA32);
-}
-
-/* Allocates a block from the first zone of the CPU's zone list that has one.
- * Returns its frame number or KMM_PFN_NONE. */
-static uint64_t take_for_alloc(struct kmm *k, struct kmm_zone *z, const void *ctx)
-{
-    return take_allocated_locked(&k->pmm, z, *(const unsigned *)ctx);
-}
-
-static uint64_t alloc_block(struct kmm *k, unsigned order, kmm_gfp_t flags)
-{
-    return pmm_zonelist_take(k, &k->pmm, flags, take_for_alloc, NULL, &order);
-}
-
-bool pmm_slow_pass(struct kmm *k, unsigned order, kmm_gfp_t flags)
-{
-    bool progress = pmm_grow(k, order, flags);
-    progress |= pmm_pcp_drain_for_shortage(k);
-    if (!(flags & KMM_GFP_ATOMIC))
-        progress |= pmm_reclaim(k, order, flags) > 0;
-    return progress;
-}
-
-/* Nothing was free: make memory available and try again (pmm_slow_pass),
- * while a pass makes progress. */
-static uint64_t alloc_slow(struct kmm *k, unsigned order, kmm_gfp_t flags)
-{
-    for (unsigned pass = 0; pass < KMM_SLOW_PASSES && pmm_slow_pass(k, order, flags); pass++) {
-        uint64_t pfn = alloc_block(k, order, flags);
-        if (pfn != KMM_PFN_NONE)
-            return pfn;
-    }
-    return KMM_PFN_NONE;
-}
-
 /* The full allocation path: validation, the caches, the zones, the slow
  * path. Out of line so that kmm_page_alloc's cache hit stays a short leaf. */
 static __attribute__((noinline)) uint64_t page_alloc(struct kmm *k, unsigned order, kmm_gfp_t flags,
@@ -201,19 +155,16 @@ static __attribute__((noinline)) uint64_t page_alloc(struct kmm *k, unsigned ord
         pmm_misuse(k, KMM_MISUSE_BAD_ORDER, fn, 0, order, -1, caller);
         return 0;
     }
-    if (!flags_valid(flags)) {
+    if (!pmm_flags_valid(flags, KMM_GFP_VALID)) {
         pmm_misuse(k, KMM_MISUSE_BAD_FLAGS, fn, 0, order, -1, caller);
         return 0;
     }
     uint64_t pa = order == 0 ? pmm_pcp_alloc(k, flags) : 0;
     if (!pa) {
-        uint64_t pfn = alloc_block(k, order, flags);
+        struct pmm_request rq = {.order = order, .flags = flags};
+        uint64_t pfn = pmm_request_pfn(k, &rq);
         if (pfn == KMM_PFN_NONE)
-            pfn = alloc_slow(k, order, flags);
-        if (pfn == KMM_PFN_NONE) {
-            atomic_fetch_add_explicit(&k->pmm.failed_allocs, 1, memory_order_relaxed);
             return 0;
-        }
         pa = pfn << KMM_PAGE_SHIFT;
     }
     if (flags & KMM_GFP_ZERO)
@@ -225,7 +176,7 @@ uint64_t kmm_page_alloc(struct kmm *k, unsigned order, kmm_gfp_t flags)
 {
     /* The common case first: one page, valid non-zeroing flags, a hit in
      * this CPU's cache. Anything else takes the full path. */
-    if (order == 0 && !(flags & ~(KMM_GFP_VALID & ~KMM_GFP_ZERO)) && flags_valid(flags)) {
+    if (order == 0 && pmm_flags_valid(flags, KMM_GFP_VALID & ~KMM_GFP_ZERO)) {
         uint64_t pa = pmm_pcp_alloc_fast(k, flags);
         if (pa)
             return pa;
@@ -367,9 +318,9 @@ int kmm_page_free(struct kmm *k, uint64_t pa, unsigned order)
      * misuse included, takes the full path, which judges it exactly. */
     if (order == 0 && !(pa & (KMM_PAGE_SIZE - 1))) {
         struct kmm_frame *f = pmm_frame_lookup(&k->pmm, pa >> KMM_PAGE_SHIFT);
-        int cached = f ? pmm_pcp_free_fast(k, f, pa >> KMM_PAGE_SHIFT) : 0;
-        if (cached) {
-            if (cached == 2)
+        enum pmm_pcp_put put = f ? pmm_pcp_free_fast(k, f, pa >> KMM_PAGE_SHIFT) : PMM_PCP_REFUSED;
+        if (put != PMM_PCP_REFUSED) {
+            if (put == PMM_PCP_CACHED_OVER)
                 pmm_pcp_trim(k);
             return KMM_OK;
         }

@@ -19,6 +19,7 @@
 #include "internal.h"
 
 #include "pmm/pmm.h"
+#include "pmm/zonelist.h"
 
 #define SECTION_TABLE_ALIGN 64
 
@@ -106,39 +107,6 @@ KMM_INIT static void assign_sections(struct kmm *k, struct kmm_frame *frames)
     }
 }
 
-/* Zone lists: for a CPU on node n and a request whose highest zone is top,
- * try each zone from top down to DMA, on node n first and then on the
- * others in ascending order (n+1, n+2, ...). Falling back across nodes
- * before falling to a lower zone keeps DMA memory for the devices that need
- * it. Every zone is listed, with memory or not, and the lists never change
- * after init: memory added later only marks its zone populated
- * (pmm_mark_populated), which walkers check, so no walker races a rebuild. */
-void pmm_build_zonelists(struct kmm_pmm *pm)
-{
-    for (unsigned n = 0; n < pm->node_count; n++) {
-        for (unsigned top = 0; top < KMM_ZONE_COUNT; top++) {
-            uint8_t len = 0;
-            for (unsigned z = top + 1; z-- > 0;) {
-                for (unsigned i = 0; i < pm->node_count; i++) {
-                    unsigned node = (n + i) % pm->node_count;
-                    pm->zonelist[n][top][len++] = (uint8_t)(node * KMM_ZONE_COUNT + z);
-                }
-            }
-            pm->zonelist_len[n][top] = len;
-        }
-    }
-    pmm_mark_populated(pm);
-}
-
-void pmm_mark_populated(struct kmm_pmm *pm)
-{
-    for (unsigned n = 0; n < pm->node_count; n++)
-        for (unsigned z = 0; z < KMM_ZONE_COUNT; z++)
-            if (pmm_zone_present(pm, n, z))
-                atomic_store_explicit(&pm->zones[n][z].populated, true, memory_order_relaxed);
-    pmm_pcp_zonelists_changed(pm);
-}
-
 KMM_INIT static void init_zones(struct kmm_pmm *pm)
 {
     for (unsigned n = 0; n < KMM_MAX_NODES; n++) {
@@ -172,7 +140,7 @@ KMM_INIT void pmm_setup(struct kmm *k, const struct pmm_layout *lay, void *meta)
     init_zones(pm);
     assign_sections(k, (struct kmm_frame *)((uintptr_t)meta + table_bytes(lay->nsections)));
     pmm_grow_setup(k);
-    pmm_build_zonelists(pm);
+    pmm_zonelists_build(pm);
     pmm_pcp_setup(k, k->cpu_count);
 
     pmm_count_map(k);

@@ -30,14 +30,14 @@
  * zone's address span on every node), it is published in sections[] and
  * its usable pages go to the buddy allocator as the largest aligned blocks.
  * That happens
- *   - on demand: when the locked allocation path (buddy.c alloc_block)
+ *   - on demand: when the zone-locked path (zonelist.c)
  *     finds a zone of its zone list empty, pmm_grow_zone initialises the
  *     zone's lowest deferred section before the request falls back to the
  *     next zone, as Linux's deferred_grow_zone does, so a Normal request
  *     does not eat DMA32 memory while Normal memory waits; and the slow
- *     path (buddy.c, run.c) calls pmm_grow, which initialises the lowest
- *     deferred section of the first zone of the request's zone list that
- *     has one (the CPU's node first);
+ *     path (zonelist.c, for blocks and runs) calls pmm_grow, which
+ *     initialises the lowest deferred section of the first zone of the
+ *     request's zone list that has one (the CPU's node first);
  *   - in the background: kmm_page_init_deferred, from the host's thread;
  *   - when kmm_page_add_memory adds memory to the section.
  *
@@ -63,6 +63,7 @@
 #include <kmm/check.h>
 
 #include "pmm/pmm.h"
+#include "pmm/zonelist.h"
 
 /* Sections above 4 GiB initialised at init on each node: 8 x 128 MiB. */
 #define GROW_EAGER_SECTIONS 8u
@@ -441,12 +442,11 @@ bool pmm_grow(struct kmm *k, unsigned order, kmm_gfp_t flags)
     unsigned node = pmm_request_node(pm), top = pmm_top_zone(flags);
     uint64_t pages = 0;
     kmm_irqstate_t s = kmm_lock_irqsave(&pm->grow.lock);
-    const uint8_t *list = pm->zonelist[node][top];
-    for (unsigned i = 0; i < pm->zonelist_len[node][top] && !pages; i++) {
-        unsigned n = list[i] / KMM_ZONE_COUNT, z = list[i] % KMM_ZONE_COUNT;
-        if (pm->grow.deferred[n][z])
-            pages = section_init_locked(k, find_deferred(k, n, z));
-    }
+    unsigned pos = 0;
+    const struct kmm_zone *z;
+    while (!pages && (z = pmm_zonelist_zone(pm, node, top, &pos)))
+        if (pm->grow.deferred[z->node][z->id])
+            pages = section_init_locked(k, find_deferred(k, z->node, z->id));
     kmm_unlock_irqrestore(&pm->grow.lock, s);
     return pages > 0;
 }

@@ -3,13 +3,13 @@
  *
  * Placement itself lives elsewhere: every frame carries its node (frame.c
  * asks the port at init), each (node, zone) has its own free lists and
- * lock, and a request walks the zone list of its CPU's node (frame.c builds
+ * lock, and a request walks the zone list of its CPU's node (zonelist.c builds
  * them: each zone from the highest allowed one down, the CPU's node first,
  * then the others in ascending order after it). Here the figures are
  * gathered:
  *
  *   alloc_lent    per zone, under its lock, on the locked path (the zone-list
- *                 walk pmm_zonelist_take, for blocks and runs alike, through
+ *                 walk of zonelist.h, for blocks and runs alike, through
  *                 pmm_numa_count_locked): blocks of the zone handed to a CPU
  *                 of another node;
  *   alloc_remote  per requesting node, a relaxed atomic bumped at the same

@@ -33,6 +33,7 @@
 
 #include "pmm/pcp.h"
 #include "pmm/pmm.h"
+#include "pmm/zonelist.h"
 
 #define PCP_BATCH_MAX 64
 #define PCP_HIGH_MAX  8192
@@ -156,15 +157,9 @@ void pmm_pcp_zonelists_changed(struct kmm_pmm *pm)
         struct kmm_pcp_cpu *pc = &pm->pcp[c];
         for (unsigned top = 0; top < KMM_ZONE_COUNT; top++) {
             /* The first populated zone of the list, if it is this node's. */
-            uint8_t first = PCP_NO_ZONE;
-            for (unsigned i = 0; i < pm->zonelist_len[pc->node][top]; i++) {
-                const struct kmm_zone *z = &pm->zones[0][0] + pm->zonelist[pc->node][top][i];
-                if (!pmm_zone_populated(z))
-                    continue;
-                if (z->node == pc->node)
-                    first = z->id;
-                break;
-            }
+            unsigned pos = 0;
+            const struct kmm_zone *z = pmm_zonelist_zone(pm, pc->node, top, &pos);
+            uint8_t first = z && z->node == pc->node ? z->id : PCP_NO_ZONE;
             atomic_store_explicit(&pc->first[top], first, memory_order_relaxed);
         }
     }
@@ -175,16 +170,14 @@ void pmm_pcp_zonelists_changed(struct kmm_pmm *pm)
 static PCP_SLOW uint64_t alloc_refill(struct kmm *k, struct kmm_pcp_cpu *pc, unsigned top)
 {
     struct kmm_pmm *pm = &k->pmm;
-    const uint8_t *list = pm->zonelist[pc->node][top];
-    for (unsigned i = 0; i < pm->zonelist_len[pc->node][top]; i++) {
-        struct kmm_zone *z = &pm->zones[0][0] + list[i];
+    unsigned pos = 0;
+    struct kmm_zone *z;
+    while ((z = pmm_zonelist_zone(pm, pc->node, top, &pos))) {
         if (z->node != pc->node)
             break; /* remote zones come next: the locked path takes them in order */
-        if (!pmm_zone_populated(z))
-            continue;
         struct kmm_pcp *p = &pc->zone[z->id];
         /* An empty zone with deferred memory grows before the request
-         * falls back to a lower zone (as kmm_page_alloc's zone walk does). */
+         * falls back to a lower zone (as the zone-locked path does). */
         if (pcp_count(p) || refill(pm, z, p) || (pmm_grow_zone(k, pm, z) && refill(pm, z, p)))
             return pcp_pop(pm, p);
     }

@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #include "pmm/pmm.h"
+#include "pmm/zonelist.h"
 
 /* Single-writer counters: the owner adds with a plain load and store. */
 static inline void pcp_own_add(atomic_uint *v, unsigned d)
@@ -103,16 +104,26 @@ static inline bool pcp_cache_page(struct kmm_pcp_cpu *pc, struct kmm_frame *f, u
     return true;
 }
 
-static inline int pmm_pcp_free_fast(struct kmm *k, struct kmm_frame *f, uint64_t pfn)
+/* What pmm_pcp_free_fast did with a page. */
+enum pmm_pcp_put {
+    PMM_PCP_REFUSED = 0, /* not cached, nothing changed: the caller takes the locked path */
+    PMM_PCP_CACHED,      /* in this CPU's cache */
+    PMM_PCP_CACHED_OVER, /* in the cache, which is now over its bound: trim (pmm_pcp_trim) */
+};
+
+/* Caches f (at pfn) on this CPU if it is a page the CPU may take without a
+ * lock (pcp_cache_page) and no drain is pending. A leaf: trimming a cache
+ * over its bound is the caller's, through pmm_pcp_trim. */
+static inline enum pmm_pcp_put pmm_pcp_free_fast(struct kmm *k, struct kmm_frame *f, uint64_t pfn)
 {
-    int result = 0;
+    enum pmm_pcp_put result = PMM_PCP_REFUSED;
     bool over = false;
     kmm_preempt_disable();
     kmm_irqstate_t s = kmm_irq_save();
     struct kmm_pcp_cpu *pc = pcp_this_cpu(k);
     if (!atomic_load_explicit(&pc->drain, memory_order_relaxed) &&
         pcp_cache_page(pc, f, pfn, &over))
-        result = over ? 2 : 1;
+        result = over ? PMM_PCP_CACHED_OVER : PMM_PCP_CACHED;
     kmm_irq_restore(s);
     kmm_preempt_enable();
     return result;

@@ -225,6 +225,32 @@ void pmm_list_remove(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsig
  * KMM_PFN_NONE if z has none. The caller sets the frame's state. */
 uint64_t pmm_take_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, unsigned order);
 
+/* Takes a block for a caller: an ALLOCATED head of the order with one
+ * reference, counted in z->alloc_calls; KMM_PFN_NONE if z has none. Zone
+ * lock held. */
+static inline uint64_t pmm_take_allocated_locked(struct kmm_pmm *pm, struct kmm_zone *z,
+                                                 unsigned order)
+{
+    uint64_t pfn = pmm_take_block_locked(pm, z, order);
+    if (pfn == KMM_PFN_NONE)
+        return pfn;
+    frame_set(pmm_frame(pm, pfn), FRAME_ALLOCATED, order, 1);
+    z->alloc_calls++;
+    return pfn;
+}
+
+/*
+ * pmm_flags_valid - the one validator of allocation flags (single pages,
+ * blocks and runs): only bits of `allowed` (a subset of KMM_GFP_VALID), and
+ * not both zone flags. kmm_page_alloc's fast path passes the flags it can
+ * serve without a call (all but KMM_GFP_ZERO), so it validates once.
+ */
+static inline bool pmm_flags_valid(kmm_gfp_t flags, kmm_gfp_t allowed)
+{
+    return !(flags & ~allowed) &&
+           (flags & (KMM_GFP_DMA | KMM_GFP_DMA32)) != (KMM_GFP_DMA | KMM_GFP_DMA32);
+}
+
 /* Whether the INTERIOR frame pfn lies inside a free block (it was freed and
  * merged into its buddy's block). Zone lock held. O(KMM_PAGE_MAX_ORDER). */
 bool pmm_inside_free_block_locked(const struct kmm_pmm *pm, uint64_t pfn);
@@ -299,10 +325,6 @@ static inline bool pmm_grow_zone(struct kmm *k, struct kmm_pmm *pm, struct kmm_z
  * and leaves the rest deferred. */
 void pmm_grow_setup(struct kmm *k);
 
-/* Zone lists from present memory (managed or deferred): at init, and again
- * under the growth lock when added memory brings a zone its first pages. */
-void pmm_build_zonelists(struct kmm_pmm *pm);
-
 /* Whether a zone has ever had memory. The zone lists hold every zone and
  * never change after init (so no walker races a rebuild); walkers skip the
  * zones this says are empty. */
@@ -310,10 +332,6 @@ static inline bool pmm_zone_populated(const struct kmm_zone *z)
 {
     return atomic_load_explicit(&z->populated, memory_order_relaxed);
 }
-
-/* Marks every zone that has memory now as populated, and refreshes the
- * CPUs' first cache choices. Init, and the growth lock held afterwards. */
-void pmm_mark_populated(struct kmm_pmm *pm);
 
 static inline bool pmm_zone_present(const struct kmm_pmm *pm, unsigned node, unsigned zone)
 {
@@ -379,71 +397,6 @@ uint64_t pmm_zone_stats_add(struct kmm *k, unsigned node, unsigned zone, struct 
  * actual >= 0 is the order the block really has (KMM_MISUSE_WRONG_ORDER). */
 int pmm_misuse(struct kmm *k, enum kmm_misuse kind, const char *fn, uint64_t pa, unsigned order,
                int actual, const void *caller);
-
-/* The node whose zone list a request starts from: the current CPU's. */
-static inline unsigned pmm_request_node(const struct kmm_pmm *pm)
-{
-    if (pm->node_count == 1)
-        return 0;
-    kmm_preempt_disable();
-    unsigned cpu = kmm_port_cpu_id();
-    kmm_preempt_enable();
-    return cpu < pm->cpu_count ? pm->pcp[cpu].node : 0;
-}
-
-/* How many passes an allocation's slow path makes before it gives up:
- * enough for growth, a drain and a few rounds of shrinkers. */
-#define KMM_SLOW_PASSES 8
-
-/* One pass of an allocation's slow path, with no lock held: grow the zones
- * (deferred or added memory), drain this CPU's caches (asking the others to
- * drain theirs), and unless the request is atomic run the shrinkers.
- * Returns whether any of it made memory available (buddy.c). */
-bool pmm_slow_pass(struct kmm *k, unsigned order, kmm_gfp_t flags);
-
-static inline unsigned pmm_top_zone(kmm_gfp_t flags)
-{
-    if (flags & KMM_GFP_DMA)
-        return KMM_ZONE_DMA;
-    if (flags & KMM_GFP_DMA32)
-        return KMM_ZONE_DMA32;
-    return KMM_ZONE_NORMAL;
-}
-
-/*
- * pmm_zonelist_take - walk (pm is k's page allocator) the request's zone list (this CPU's node, the
- * flags' highest zone, populated zones only) and return the first frame
- * number take() finds, KMM_PFN_NONE if none. For each zone that wanted()
- * accepts (NULL: every zone), take() runs under the zone lock; a zone where
- * it finds nothing grows first, if it has deferred memory, before the walk
- * falls back to the next zone (grow.c). Allocations are counted for the
- * NUMA statistics. Inline, so a constant take() becomes a direct call.
- */
-static inline uint64_t pmm_zonelist_take(struct kmm *k, struct kmm_pmm *pm, kmm_gfp_t flags,
-                                         uint64_t (*take)(struct kmm *k, struct kmm_zone *z,
-                                                          const void *ctx),
-                                         bool (*wanted)(const struct kmm_pmm *pm,
-                                                        const struct kmm_zone *z, const void *ctx),
-                                         const void *ctx)
-{
-    unsigned node = pmm_request_node(pm), top = pmm_top_zone(flags);
-    const uint8_t *list = pm->zonelist[node][top];
-    for (unsigned i = 0; i < pm->zonelist_len[node][top]; i++) {
-        struct kmm_zone *z = &pm->zones[0][0] + list[i];
-        if (!pmm_zone_populated(z) || (wanted && !wanted(pm, z, ctx)))
-            continue;
-        uint64_t pfn;
-        do {
-            kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
-            pfn = take(k, z, ctx);
-            pmm_numa_count_locked(pm, z, node, pfn);
-            kmm_unlock_irqrestore(&z->lock, s);
-        } while (pfn == KMM_PFN_NONE && pmm_grow_zone(k, pm, z));
-        if (pfn != KMM_PFN_NONE)
-            return pfn;
-    }
-    return KMM_PFN_NONE;
-}
 
 /* --- the instance's memory map (memmap.c), for the layers above ---------------------- */
 

@@ -2,8 +2,9 @@
  * reclaim.c - the reclaim hooks (shrinkers): registering them, and calling
  * them when an allocation finds no memory.
  *
- * The slow path of an allocation (alloc_slow in buddy.c, its twin in run.c)
- * calls pmm_reclaim with no kmm lock held, and never for KMM_GFP_ATOMIC.
+ * The slow path of an allocation (pmm_request_slow in zonelist.c, for
+ * blocks and runs alike) calls pmm_reclaim with no kmm lock held, and never
+ * for KMM_GFP_ATOMIC.
  * pmm_reclaim calls each registered shrinker once, in registration order,
  * and adds up the pages they report freed.
  *

@@ -60,6 +60,10 @@
  * pages), not for a hot path. Marking and freeing cost O(count / 2^10 +
  * KMM_PAGE_MAX_ORDER) blocks; zeroing is O(count) with no lock held.
  *
+ * Allocation goes through the one request engine (zonelist.h,
+ * pmm_request_pfn) with run_take_locked as the take: the zone-locked path,
+ * then the slow path (growth, cache drain, shrinkers), as for blocks.
+ *
  * Locking: one zone lock at a time, as in buddy.c; the slow path (growth,
  * cache drain, shrinkers) runs with no lock held.
  */
@@ -68,6 +72,7 @@
 #include <kmm/fmt.h>
 
 #include "pmm/pmm.h"
+#include "pmm/zonelist.h"
 
 /* --- decomposition -------------------------------------------------------------- */
 
@@ -222,26 +227,6 @@ static uint64_t run_take_locked(struct kmm *k, struct kmm_zone *z, const void *c
     return pfn;
 }
 
-static uint64_t run_alloc_zones(struct kmm *k, const struct run_request *req, kmm_gfp_t flags)
-{
-    return pmm_zonelist_take(k, &k->pmm, flags, run_take_locked, run_zone_wanted, req);
-}
-
-/* As buddy.c's slow path: pmm_slow_pass, then another search, while a pass
- * makes progress. */
-static uint64_t run_alloc_slow(struct kmm *k, const struct run_request *req, kmm_gfp_t flags)
-{
-    unsigned order = kmm_order_for_count(req->count);
-    if (order > KMM_PAGE_MAX_ORDER)
-        order = KMM_PAGE_MAX_ORDER;
-    for (unsigned pass = 0; pass < KMM_SLOW_PASSES && pmm_slow_pass(k, order, flags); pass++) {
-        uint64_t pfn = run_alloc_zones(k, req, flags);
-        if (pfn != KMM_PFN_NONE)
-            return pfn;
-    }
-    return KMM_PFN_NONE;
-}
-
 /* --- misuse ------------------------------------------------------------------------- */
 
 /* Rejected run calls are counted in the page layer's row and logged in
@@ -287,12 +272,6 @@ static int run_free_misuse(struct kmm *k, const struct run_verdict *v, uint64_t 
                       (unsigned long long)count, run_plural(count), v->what, detail);
 }
 
-static bool run_flags_valid(kmm_gfp_t flags)
-{
-    return !(flags & ~KMM_GFP_VALID) &&
-           (flags & (KMM_GFP_DMA | KMM_GFP_DMA32)) != (KMM_GFP_DMA | KMM_GFP_DMA32);
-}
-
 uint64_t kmm_run_alloc(struct kmm *k, size_t count, uint64_t align, uint64_t limit, kmm_gfp_t flags)
 {
     const void *caller = __builtin_return_address(0);
@@ -306,7 +285,7 @@ uint64_t kmm_run_alloc(struct kmm *k, size_t count, uint64_t align, uint64_t lim
         run_alloc_misuse(k, KMM_MISUSE_BAD_ORDER, bad, count, align, limit, flags, caller);
         return 0;
     }
-    if (!run_flags_valid(flags)) {
+    if (!pmm_flags_valid(flags, KMM_GFP_VALID)) {
         run_alloc_misuse(k, KMM_MISUSE_BAD_FLAGS, "unknown or conflicting flags", count, align,
                          limit, flags, caller);
         return 0;
@@ -314,13 +293,17 @@ uint64_t kmm_run_alloc(struct kmm *k, size_t count, uint64_t align, uint64_t lim
     struct run_request req = {.count = count,
                               .align = a >> KMM_PAGE_SHIFT,
                               .limit = limit ? limit >> KMM_PAGE_SHIFT : UINT64_MAX};
-    uint64_t pfn = run_alloc_zones(k, &req, flags);
+    /* Growth and the shrinkers are asked for the order that covers the
+     * run, at most the largest block. */
+    unsigned order = kmm_order_for_count(count);
+    struct pmm_request rq = {.order = order < KMM_PAGE_MAX_ORDER ? order : KMM_PAGE_MAX_ORDER,
+                             .flags = flags,
+                             .take = run_take_locked,
+                             .wanted = run_zone_wanted,
+                             .ctx = &req};
+    uint64_t pfn = pmm_request_pfn(k, &rq);
     if (pfn == KMM_PFN_NONE)
-        pfn = run_alloc_slow(k, &req, flags);
-    if (pfn == KMM_PFN_NONE) {
-        atomic_fetch_add_explicit(&k->pmm.failed_allocs, 1, memory_order_relaxed);
         return 0;
-    }
     uint64_t pa = pfn << KMM_PAGE_SHIFT;
     if (flags & KMM_GFP_ZERO)
         __builtin_memset(kmm_phys_to_virt(k, pa), 0, (size_t)count << KMM_PAGE_SHIFT);
