@@ -229,6 +229,52 @@ KTEST(grow, deferred_memory_is_used_on_demand_when_the_initialised_part_runs_out
     teardown(&f);
 }
 
+/* Holds a block for give_all. */
+static void hold(uint64_t pa, unsigned order)
+{
+    held[nheld] = pa;
+    held_order[nheld++] = (uint8_t)order;
+}
+
+/* Writing a section's descriptors (about 0.1 ms) is the zone-locked path's
+ * job, with IRQs as the caller had them: a per-CPU cache refill, which runs
+ * with IRQs and preemption off, leaves an empty zone with deferred memory
+ * to it. So the single page that grows Normal comes from the zone, and no
+ * batch is moved into the cache by that call. */
+KTEST(grow, a_single_page_grows_an_empty_zone_on_the_locked_path_not_in_the_cache_refill)
+{
+    struct fixture f;
+    if (!setup(t, &f, big, N(big)))
+        return;
+    nheld = 0;
+    kmm_page_drain_cpu(f.k);
+    /* Empty Normal's initialised part: large blocks, then single pages
+     * (through the cache) until nothing of Normal is free, cached or not. */
+    uint64_t pa;
+    while (nheld < HELD_MAX && stats(f.k).zones[KMM_ZONE_NORMAL].free_pages >= 1024 &&
+           (pa = kmm_page_alloc(f.k, KMM_PAGE_MAX_ORDER, 0)) != 0)
+        hold(pa, KMM_PAGE_MAX_ORDER);
+    while (nheld < HELD_MAX && stats(f.k).zones[KMM_ZONE_NORMAL].free_pages > 0 &&
+           (pa = kmm_page_alloc(f.k, 0, 0)) != 0)
+        hold(pa, 0);
+    struct kmm_page_stats before = stats(f.k);
+    KT_ASSERT_EQ(t, before.zones[KMM_ZONE_NORMAL].free_pages, 0);
+    KT_ASSERT(t, before.zones[KMM_ZONE_NORMAL].deferred_pages > 0);
+
+    pa = kmm_page_alloc(f.k, 0, 0);
+    KT_ASSERT(t, pa != 0);
+    hold(pa, 0);
+    struct kmm_page_stats after = stats(f.k);
+    KT_EXPECT(t, pa >= 4 * GIB); /* Normal grew; the request did not fall back to DMA32 */
+    KT_EXPECT_EQ(t, after.zones[KMM_ZONE_NORMAL].deferred_pages,
+                 before.zones[KMM_ZONE_NORMAL].deferred_pages - SECTION_PAGES);
+    KT_EXPECT_EQ(t, after.zones[KMM_ZONE_NORMAL].pcp_pages, 0); /* no refill after growing */
+    KT_EXPECT_HEALTHY(t, f.k);
+    KT_EXPECT(t, give_all(f.k));
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+}
+
 KTEST(grow, init_deferred_works_in_whole_sections_in_steps_and_all_at_once)
 {
     struct fixture f;

@@ -39,6 +39,10 @@
  *  - Without KMM_GFP_ATOMIC an allocation that finds no memory calls the
  *    registered shrinkers (reclaim hooks), with no kmm lock held, before it
  *    fails: call it with IRQs on, from a context where the shrinkers may run.
+ *  - An allocation may initialise one deferred 128 MiB section of frame
+ *    descriptors (see "memory growth" below): a bound of about 0.1 ms with
+ *    IRQs off under the growth lock, taken from the zone-locked path with
+ *    IRQs as the caller had them (never from inside a per-CPU cache refill).
  *  - Frees and kmm_page_get never reclaim and are safe in any context.
  *  - Shrinkers (kmm_shrinker_register below) run with no kmm lock held;
  *    kmm_shrinker_unregister may wait for a running one: IRQs on, and never

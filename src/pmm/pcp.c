@@ -25,9 +25,10 @@
  * it is free (a free of it is a double free, judged on the locked path).
  *
  * Lock order (docs/architecture.md, "Lock order"): 4 this CPU's caches (not
- * a lock: IRQs and preemption off) -> 6 the zone lock of a batch move; and
- * 4 -> 5 growth lock -> 6 when a refill finds its zone empty and grows it
- * (alloc_refill), with IRQs still off.
+ * a lock: IRQs and preemption off) -> 6 the zone lock of a batch move. A
+ * cache never grows a zone (takes the growth lock): a refill that finds its
+ * zone empty while memory is deferred leaves the request to the
+ * zone-locked path (alloc_refill).
  */
 #include "internal.h"
 
@@ -166,7 +167,12 @@ void pmm_pcp_zonelists_changed(struct kmm_pmm *pm)
 }
 
 /* The first cache was empty: walk the local zones of the zone list,
- * refilling caches from their zones. Returns 0 if they are all empty. */
+ * refilling caches from their zones. Returns 0 if they are all empty, and
+ * also at the first empty one while any memory is deferred: growing a zone
+ * writes a section's descriptors (about 0.1 ms), which is the zone-locked
+ * path's to do (zonelist.c), with IRQs as the caller had them, not this
+ * one's with IRQs and preemption off; it grows that zone before falling
+ * back to a lower one, as this walk would. */
 static PCP_SLOW uint64_t alloc_refill(struct kmm *k, struct kmm_pcp_cpu *pc, unsigned top)
 {
     struct kmm_pmm *pm = &k->pmm;
@@ -176,10 +182,10 @@ static PCP_SLOW uint64_t alloc_refill(struct kmm *k, struct kmm_pcp_cpu *pc, uns
         if (z->node != pc->node)
             break; /* remote zones come next: the locked path takes them in order */
         struct kmm_pcp *p = &pc->zone[z->id];
-        /* An empty zone with deferred memory grows before the request
-         * falls back to a lower zone (as the zone-locked path does). */
-        if (pcp_count(p) || refill(pm, z, p) || (pmm_grow_zone(k, pm, z) && refill(pm, z, p)))
+        if (pcp_count(p) || refill(pm, z, p))
             return pcp_pop(pm, p);
+        if (atomic_load_explicit(&pm->grow.deferred_total, memory_order_relaxed))
+            break; /* z may grow: the locked path decides */
     }
     return 0;
 }

@@ -275,7 +275,9 @@ void pmm_pcp_zonelists_changed(struct kmm_pmm *pm);
 
 /* The full cache path: honours a drain request, then takes a page from the
  * first local zone's cache, refilling caches from their zones. Returns 0 if
- * the local zones have nothing (the caller goes on to the zone lists). */
+ * the local zones have nothing, or one is empty while memory is deferred
+ * (the caller goes on to the zone-locked path, which grows zones: a cache
+ * never does). */
 uint64_t pmm_pcp_alloc(struct kmm *k, kmm_gfp_t flags);
 
 /* The common path of a single-page free: if f (at pfn) is an allocated
