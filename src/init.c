@@ -8,6 +8,8 @@
  */
 #include "internal.h"
 
+#include "pmm/api.h"
+
 #include <kmm/fmt.h>
 
 #include "vmm/kva.h"

@@ -17,7 +17,7 @@
 
 #include "lib/lib.h"
 #include "lib/misuse.h"
-#include "pmm/pmm.h"
+#include "pmm/state.h"
 #include "vmm/state.h"
 
 /* "kmm-inst": a live instance starts with this; kmm_fini() clears it. */
@@ -42,7 +42,7 @@
  *     added memory (src/pmm/grow.c). After init the map changes only under
  *     the growth lock (kmm_page_add_memory);
  *   - totals is kmm_memmap_totals() of that map;
- *   - pmm's invariants (src/pmm/pmm.h, src/pmm/frame.h).
+ *   - pmm's invariants (src/pmm/state.h, src/pmm/frame.h).
  */
 struct kmm {
     uint64_t canary;

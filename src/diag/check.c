@@ -6,7 +6,7 @@
 #include <kmm/check.h>
 #include <kmm/fmt.h>
 
-#include "pmm/pmm.h"
+#include "pmm/api.h"
 #include "vmm/kva.h"
 #include "vmm/vmm.h"
 

@@ -11,6 +11,8 @@
  */
 #include "internal.h"
 
+#include "pmm/api.h"
+
 #include <kmm/fmt.h>
 #include <kmm/misuse.h>
 #include <kmm/page.h>

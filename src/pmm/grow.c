@@ -49,7 +49,7 @@
  * of the range (memmap_on_memory), records them DEFERRED, and initialises
  * them one at a time after dropping the lock.
  *
- * Locking: the growth lock (pmm_grow.lock, pmm.h says what it protects)
+ * Locking: the growth lock (pmm_grow.lock, pmm/state.h says what it protects)
  * makes every section state change happen once: two CPUs growing at the
  * same time initialise two different sections, never one twice. It is
  * taken with no zone lock held, with IRQs off, for one section at a time

@@ -12,6 +12,8 @@
  */
 #include "internal.h"
 
+#include "pmm/pmm.h"
+
 #include <kmm/memmap.h>
 
 /* Precedence of each type where regions overlap; higher wins. 0: invalid in

@@ -14,7 +14,7 @@
 #include <kmm/check.h>
 #include <kmm/page.h>
 
-#include "pmm/pmm.h"
+#include "pmm/api.h"
 #include "vmm/vmm.h"
 
 KMM_INIT unsigned vmm_init_pages(void)

@@ -25,7 +25,7 @@
 
 #include <kmm/page.h>
 
-#include "pmm/pmm.h"
+#include "pmm/api.h"
 #include "vmm/kva.h"
 #include "vmm/vmm.h"
 

@@ -19,7 +19,7 @@
  */
 #include "internal.h"
 
-#include "pmm/pmm.h"
+#include "pmm/api.h"
 #include "vmm/vmm.h"
 
 _Static_assert(KMM_TLB_GATHER_FREES <= 64, "table_mask has a bit per release");

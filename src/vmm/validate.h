@@ -12,7 +12,7 @@
 
 #include <kmm/page.h>
 
-#include "pmm/pmm.h"
+#include "pmm/api.h"
 #include "vmm/vmm.h"
 
 /* Whether as is a live address space (its canary). */

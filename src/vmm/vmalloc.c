@@ -22,6 +22,7 @@
 #include <kmm/vm.h>
 #include <kmm/vmalloc.h>
 
+#include "pmm/api.h"
 #include "vmm/kva.h"
 #include "vmm/vmm.h"
 

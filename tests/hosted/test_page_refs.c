@@ -14,6 +14,7 @@
 #include <kmm/vm.h>
 
 #include "internal.h"
+#include "pmm/pmm.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 #define MIB  (UINT64_C(1) << 20)

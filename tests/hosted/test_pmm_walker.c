@@ -12,6 +12,7 @@
 #include <kmm/vm.h>
 
 #include "internal.h"
+#include "pmm/pmm.h"
 
 #define MIB (UINT64_C(1) << 20)
 

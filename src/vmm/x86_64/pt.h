@@ -19,7 +19,7 @@
 
 #include "internal.h"
 
-#include "pmm/pmm.h"
+#include "pmm/api.h"
 #include "vmm/mmu.h"
 #include "vmm/x86_64/pte.h"
 

@@ -1,0 +1,149 @@
+/*
+ * api.h - what the layers above the page allocator (the vmm, diag) and
+ * init.c may call: frame lookup, the memory map's RAM test, page-table
+ * pages, owned-mapping references, the integrity check, the report's
+ * shrinker list, and the init calls. Everything else of the pmm is private
+ * to src/pmm/ (pmm/pmm.h).
+ */
+#ifndef KMM_PMM_API_H
+#define KMM_PMM_API_H
+
+#include "lib/lib.h"
+#include <kmm/page.h>
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pmm/state.h"
+
+struct kmm;
+
+/* --- frames ---------------------------------------------------------------------- */
+
+/* The frame of frame number pfn; pfn must be below pfn_end in a present
+ * section (pmm_frame_lookup checks). O(1). */
+static inline struct kmm_frame *pmm_frame(const struct kmm_pmm *pm, uint64_t pfn)
+{
+    return pm->sections[pfn >> KMM_SECTION_SHIFT] + (pfn & KMM_SECTION_MASK);
+}
+
+/* The frame of frame number pfn, or NULL if the database has none there
+ * (no RAM, or a section whose descriptors are deferred: not managed yet). */
+static inline struct kmm_frame *pmm_frame_lookup(const struct kmm_pmm *pm, uint64_t pfn)
+{
+    if (pfn >= pm->pfn_end || !pm->sections[pfn >> KMM_SECTION_SHIFT])
+        return 0;
+    return pmm_frame(pm, pfn);
+}
+
+/* --- init (frame.c, reclaim.c), for init.c ----------------------------------------- */
+
+/* What the frame database needs, computed from the resolved map before any
+ * memory is touched. */
+struct pmm_layout {
+    bool clamped; /* usable memory above KMM_PAGE_PFN_LIMIT was left out */
+    /* The reach of the section table: the end of usable and reclaimable
+     * RAM, or of the hot-add limit if that is higher (kmm_config). */
+    uint64_t pfn_end;
+    uint64_t usable_pages; /* whole usable pages in the map */
+    uint64_t nsections;
+    uint64_t present_sections;
+    uint64_t bytes; /* section table + growth records + frame arrays */
+};
+
+struct kmm_memmap_input;
+
+/* pmm_plan - size the frame database for the map in, with a section table
+ * that reaches hotplug_limit (bytes; 0: the map's end). Pure. */
+KMM_INIT void pmm_plan(const struct kmm_memmap_input *in, uint64_t hotplug_limit,
+                       struct pmm_layout *out);
+
+/* pmm_setup - build the frame database in memory at meta (direct-map
+ * address, 16-byte aligned, lay->bytes long) for k->map, and hand the usable
+ * pages of the sections initialised at once to the buddy allocator (the
+ * rest are deferred, grow.c). Cannot fail. */
+KMM_INIT void pmm_setup(struct kmm *k, const struct pmm_layout *lay, void *meta);
+
+/* Sets up the shrinker list; at init. */
+KMM_INIT void pmm_reclaim_init(struct kmm_pmm *pm);
+
+/* --- the report's shrinker list (reclaim.c), for diag --------------------------- */
+
+/* One registered shrinker as the report shows it. */
+struct pmm_shrinker_info {
+    uint64_t seq, calls, freed;
+    char name[32]; /* truncated; "?" for a NULL name */
+};
+
+/* The first registered shrinker with a registration number above after_seq
+ * (0 for the first): copies it to *out and returns true, or returns false
+ * at the end of the list. Takes the shrinker lock. */
+bool pmm_shrinker_info(struct kmm_pmm *pm, uint64_t after_seq, struct pmm_shrinker_info *out);
+
+/* --- the instance's memory map (memmap.c), for the layers above ---------------------- */
+
+/*
+ * pmm_ram_bytes - how many bytes of [pa, pa + size) the instance's resolved
+ * map says are RAM (usable, kernel, kmm metadata, ACPI and boot-loader
+ * memory): what the vmm may map without a cache mode. The layers above ask
+ * this instead of reading k->map. Any context; no lock (the map changes
+ * only when memory is added, kmm_page_add_memory). O(ranges before pa).
+ */
+uint64_t pmm_ram_bytes(const struct kmm *k, uint64_t pa, uint64_t size);
+
+/* --- page-table pages (table.c), for the vmm ----------------------------------- */
+
+/* A zeroed single page for a page table: state PAGETABLE, entry count 0.
+ * Returns its physical address or 0. flags as kmm_page_alloc (zone flags
+ * ignored). */
+uint64_t pmm_table_alloc(struct kmm *k, kmm_gfp_t flags);
+
+/* Returns a table page (entry count 0) to the page allocator. */
+void pmm_table_free(struct kmm *k, uint64_t pa);
+
+/* The present-entry count of the table page at pa (its descriptor's count). */
+static inline uint32_t *pmm_table_entries(struct kmm_pmm *pm, uint64_t pa)
+{
+    return &pmm_frame(pm, pa >> KMM_PAGE_SHIFT)->count;
+}
+
+/* Why the page at pa is no table page (NULL if it is one), for kmm_check. */
+const char *pmm_table_problem(struct kmm *k, uint64_t pa);
+
+/* Whether pa is the start of an allocated single page (what an owned
+ * mapping may reference, unless it is a run's first page). Racy by nature:
+ * for validation before pmm_page_map_get. */
+bool pmm_is_allocated_page(struct kmm *k, uint64_t pa);
+
+/* --- owned mappings' references (buddy.c), for the vmm ----------------------- */
+
+/*
+ * pmm_page_map_get - take a reference for an owned mapping of the single
+ * page at pa (frame.h: FRAME_MAPPED, the mapcount). Returns true, or false
+ * with nothing changed if pa is not an allocated single page now (never
+ * allocated, freed meanwhile by a racing caller, a run's first page), or
+ * already has FRAME_MAPS_MAX mappings. Logs nothing: the caller reports.
+ * Takes the page's zone lock (a leaf). Any context.
+ */
+bool pmm_page_map_get(struct kmm *k, uint64_t pa);
+
+/*
+ * pmm_page_map_put - drop a reference pmm_page_map_get took; the page is
+ * freed (to its zone, merging) if no caller and no other mapping holds it.
+ * Cannot fail: kmm_page_free never drops a mapping's reference, so the
+ * reference is there (a missing one is a broken invariant: panic). Call it
+ * only once no CPU can reach the page through the mapping (after the TLB
+ * invalidations). Takes the page's zone lock. Any context.
+ */
+void pmm_page_map_put(struct kmm *k, uint64_t pa);
+
+/* Whether the page at pa holds an owned mapping's reference (kmm_check).
+ * Racy by nature. */
+bool pmm_page_mapped(struct kmm *k, uint64_t pa);
+
+/* --- integrity (check.c) ---------------------------------------------------------- */
+
+struct kmm_check_result;
+void pmm_check(struct kmm *k, struct kmm_check_result *r);
+
+#endif /* KMM_PMM_API_H */
