@@ -8,7 +8,7 @@
 #   make check      the quick inner loop: gcc + ASan/UBSan hosted tests only
 #   make fuzz       the libFuzzer targets for FUZZ_SECONDS each (600; make test runs 30)
 #   make install    the hosted library, public headers, hosted port and kmm.pc under PREFIX
-#   make lint       format check, cppcheck, clang-tidy
+#   make lint       format check, the layering of src/ (tools/check-layers.sh), cppcheck, clang-tidy
 #   make format     reformat every source file
 #   make compile_commands.json
 #
@@ -25,7 +25,7 @@ MAKEFLAGS += --no-print-directory
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 VARIANT = $(MAKE) -f mk/variant.mk -j$(JOBS)
 
-.PHONY: all deps lib kernel run test check lint format format-check cppcheck clang-tidy \
+.PHONY: all deps lib kernel run test check lint layers format format-check cppcheck clang-tidy \
         hosted-tests kernel-images clean bench bench-instr fuzz fuzz-targets install
 
 all: lib kernel
@@ -101,7 +101,11 @@ LINT_SRCS = $(shell git ls-files -co --exclude-standard 'src/*.c' 'port/*.c' 'te
               'tools/*.c' 'bench/*.c' 2>/dev/null)
 KERNEL_LINT_SRCS = $(shell git ls-files -co --exclude-standard 'kernel/*.c' 2>/dev/null)
 
-lint: format-check cppcheck clang-tidy
+lint: format-check layers cppcheck clang-tidy
+
+# Every include in src/ against the layering (docs/architecture.md, "Layers").
+layers:
+	tools/check-layers.sh
 
 format:
 	clang-format -i $(FORMAT_FILES)
