@@ -248,15 +248,36 @@ static void drop_page_table(struct ktest *t, struct kt_kmm *f, uint64_t pa)
     KT_EXPECT_EQ(t, kmm_page_free(f->k, pa, 0), KMM_OK);
 }
 
+/* Runs race r with the page table of its addresses kept alive throughout
+ * (so that no round frees or allocates one), judging every round; fills
+ * *before and *after with the page figures around it and expects every
+ * frame back. Returns false, the test failed, if the table could not be
+ * made or a round went wrong; the caller then tears nothing down, as after
+ * expect_right. */
+static bool race_beside_a_table(struct ktest *t, struct kt_kmm *f, struct race *r,
+                                struct kmm_page_stats *before, struct kmm_page_stats *after)
+{
+    kmm_page_stats(f->k, before);
+    uint64_t kept = keep_page_table(f);
+    if (!kept) {
+        ktest_fail_at(t, __FILE__, __LINE__, "no page table for the race's addresses");
+        return false;
+    }
+    run_race(r);
+    if (!expect_right_at(t, r, __LINE__))
+        return false;
+    drop_page_table(t, f, kept);
+    kmm_page_stats(f->k, after);
+    KT_EXPECT_EQ(t, after->allocated_pages, before->allocated_pages); /* every frame went back */
+    return true;
+}
+
 KTEST(page_races, a_frame_freed_while_it_is_mapped_owned_is_mapped_or_refused_cleanly)
 {
     struct kt_kmm f;
     if (!up(t, &f))
         return;
     struct kmm_page_stats before, after;
-    kmm_page_stats(f.k, &before);
-    uint64_t kept = keep_page_table(&f);
-    KT_ASSERT(t, kept != 0);
     struct race r = {.k = f.k,
                      .as = kmm_kernel_aspace(f.k),
                      .setup = alloc_page,
@@ -264,11 +285,8 @@ KTEST(page_races, a_frame_freed_while_it_is_mapped_owned_is_mapped_or_refused_cl
                      .judge = mapped_or_refused,
                      .cleanup = unmap_if_mapped,
                      .rounds = ROUNDS};
-    run_race(&r);
-    expect_right(t, &r);
-    drop_page_table(t, &f, kept);
-    kmm_page_stats(f.k, &after);
-    KT_EXPECT_EQ(t, after.allocated_pages, before.allocated_pages); /* every frame went back */
+    if (!race_beside_a_table(t, &f, &r, &before, &after))
+        return;
     expect_healthy_after(t, &f);
     kt_kmm_down(&f);
 }
@@ -305,20 +323,14 @@ KTEST(page_races, an_owned_frame_freed_by_the_caller_while_mapped_is_refused)
     if (!up(t, &f))
         return;
     struct kmm_page_stats before, after;
-    kmm_page_stats(f.k, &before);
-    uint64_t kept = keep_page_table(&f);
-    KT_ASSERT(t, kept != 0);
     struct race r = {.k = f.k,
                      .as = kmm_kernel_aspace(f.k),
                      .setup = map_owned_page,
                      .racer = unmap_or_free,
                      .judge = unmapped_and_refused,
                      .rounds = ROUNDS};
-    run_race(&r);
-    expect_right(t, &r);
-    drop_page_table(t, &f, kept);
-    kmm_page_stats(f.k, &after);
-    KT_EXPECT_EQ(t, after.allocated_pages, before.allocated_pages);
+    if (!race_beside_a_table(t, &f, &r, &before, &after))
+        return;
     uint64_t refused = 0;
     for (unsigned i = 0; i < KMM_MISUSE_COUNT; i++)
         refused += after.misuse[i] - before.misuse[i];
