@@ -131,8 +131,11 @@ clang-tidy: SHELL := /bin/bash
 
 # compile_commands.json for editors and clang-tidy: every C file with the
 # flags of the world it is built in (kernel/ freestanding, the rest hosted).
-compile_commands.json: Makefile mk/variant.mk
+# Written every time (it is cheap): a renamed or added file must show up.
+compile_commands.json: FORCE
 	tools/compile-commands.sh > $@
+
+FORCE:
 
 # --- install -------------------------------------------------------------------
 # The hosted build, for programs that use kmm in user space (tests, tools,

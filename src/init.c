@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #include "pmm/api.h"
+#include "pmm/map.h"
 
 #include <kmm/fmt.h>
 
@@ -113,26 +114,26 @@ KMM_INIT static bool place_metadata(const struct kmm_memmap_input *in, uint64_t 
     return found;
 }
 
-/* Resolves the map into k->map and marks the instance's own pages as
- * KMM_MEM_KMM_META by splitting the usable range that ends with them. */
+/* Resolves the map into the instance's (pmm/map.h) and marks the
+ * instance's own pages as KMM_MEM_KMM_META by splitting the usable range
+ * that ends with them. The regions and reservations together number at
+ * most KMM_MAX_REGIONS (config_is_valid), so the resolver yields at most
+ * KMM_MAX_MAP_RANGES - 1 ranges (kmm/memmap.h) and the split has room. */
 KMM_INIT static void build_map(struct kmm *k, const struct kmm_memmap_input *in)
 {
     uint64_t cursor = 0;
     struct kmm_region r;
-    size_t n = 0;
     while (kmm_memmap_next(in, &cursor, &r)) {
-        KMM_ASSERT(k->port, n + 2 <= KMM_MAP_CAP);
         bool holds_meta = r.type == KMM_MEM_USABLE &&
                           r.base + r.length == k->meta_base + k->meta_size &&
                           k->meta_base >= r.base;
         if (holds_meta) {
             if (k->meta_base > r.base)
-                k->map[n++] = (struct kmm_region){r.base, k->meta_base - r.base, KMM_MEM_USABLE};
+                map_append(k, (struct kmm_region){r.base, k->meta_base - r.base, KMM_MEM_USABLE});
             r = (struct kmm_region){k->meta_base, k->meta_size, KMM_MEM_KMM_META};
         }
-        k->map[n++] = r;
+        map_append(k, r);
     }
-    k->map_count = n;
 }
 
 int kmm_init(const struct kmm_config *cfg, struct kmm **out)
@@ -177,7 +178,6 @@ int kmm_init(const struct kmm_config *cfg, struct kmm **out)
     k->meta_size = size;
     kmm_misuse_init(&k->misuse);
     build_map(k, &in);
-    kmm_memmap_totals(k->map, k->map_count, &k->totals);
     pmm_setup(k, &lay, (char *)k + instance_bytes);
     pmm_reclaim_init(&k->pmm);
     vmm_init(k, cfg->paging_levels ? cfg->paging_levels : 4);
@@ -208,10 +208,4 @@ int kmm_fini(struct kmm *k)
 struct kmm_port *kmm_port_of(const struct kmm *k)
 {
     return k->port;
-}
-
-const struct kmm_region *kmm_memory_map(const struct kmm *k, size_t *count)
-{
-    *count = k->map_count;
-    return k->map;
 }

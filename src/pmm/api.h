@@ -59,7 +59,8 @@ KMM_INIT void pmm_plan(const struct kmm_memmap_input *in, uint64_t hotplug_limit
                        struct pmm_layout *out);
 
 /* pmm_setup - build the frame database in memory at meta (direct-map
- * address, 16-byte aligned, lay->bytes long) for k->map, and hand the usable
+ * address, 16-byte aligned, lay->bytes long) for the instance's map (built
+ * through pmm/map.h), and hand the usable
  * pages of the sections initialised at once to the buddy allocator (the
  * rest are deferred, grow.c). Cannot fail. */
 KMM_INIT void pmm_setup(struct kmm *k, const struct pmm_layout *lay, void *meta);
@@ -80,14 +81,16 @@ struct pmm_shrinker_info {
  * at the end of the list. Takes the shrinker lock. */
 bool pmm_shrinker_info(struct kmm_pmm *pm, uint64_t after_seq, struct pmm_shrinker_info *out);
 
-/* --- the instance's memory map (memmap.c), for the layers above ---------------------- */
+/* --- the instance's memory map (map.c), for the layers above ---------------------- */
 
 /*
  * pmm_ram_bytes - how many bytes of [pa, pa + size) the instance's resolved
  * map says are RAM (usable, kernel, kmm metadata, ACPI and boot-loader
  * memory): what the vmm may map without a cache mode. The layers above ask
- * this instead of reading k->map. Any context; no lock (the map changes
- * only when memory is added, kmm_page_add_memory). O(ranges before pa).
+ * this instead of reading the map (pmm/map.h). Any context; no lock: the
+ * map changes only when memory is added (kmm_page_add_memory), and an
+ * answer about the very range being added at that moment may be stale.
+ * O(log ranges + ranges in [pa, pa + size)).
  */
 uint64_t pmm_ram_bytes(const struct kmm *k, uint64_t pa, uint64_t size);
 

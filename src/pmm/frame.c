@@ -18,6 +18,8 @@
  */
 #include "internal.h"
 
+#include "pmm/map.h"
+
 #include "pmm/pmm.h"
 #include "pmm/zonelist.h"
 
@@ -92,11 +94,14 @@ KMM_INIT void pmm_plan(const struct kmm_memmap_input *in, uint64_t hotplug_limit
 KMM_INIT static void assign_sections(struct kmm *k, struct kmm_frame *frames)
 {
     struct kmm_pmm *pm = &k->pmm;
-    for (size_t i = 0; i < k->map_count; i++) {
-        uint64_t first, end;
-        if (!usable_pfns(&k->map[i], &first, &end))
+    struct map_walk w;
+    struct map_frames f;
+    map_walk_start(k, &w, 0, KMM_PAGE_PFN_LIMIT);
+    while (map_walk_next(k, &w, &f)) {
+        if (f.type != KMM_MEM_USABLE && f.type != KMM_MEM_KMM_META)
             continue;
-        for (uint64_t s = first >> KMM_SECTION_SHIFT; s <= (end - 1) >> KMM_SECTION_SHIFT; s++) {
+        for (uint64_t s = f.first >> KMM_SECTION_SHIFT; s <= (f.end - 1) >> KMM_SECTION_SHIFT;
+             s++) {
             struct pmm_section *ps = &pm->grow.sections[s];
             if (ps->frames)
                 continue;
@@ -143,19 +148,7 @@ KMM_INIT void pmm_setup(struct kmm *k, const struct pmm_layout *lay, void *meta)
     pmm_zonelists_build(pm);
     pmm_pcp_setup(k, k->cpu_count);
 
-    pmm_count_map(k);
+    map_recount(k);
     pm->metadata_pages = k->meta_size >> KMM_PAGE_SHIFT;
     pm->frame_db_bytes = lay->present_sections * KMM_SECTION_BYTES;
-}
-
-void pmm_count_map(struct kmm *k)
-{
-    struct kmm_pmm *pm = &k->pmm;
-    pm->usable_pages = pm->total_pages = 0;
-    for (size_t i = 0; i < k->map_count; i++) {
-        const struct kmm_region *r = &k->map[i];
-        if (r->type == KMM_MEM_USABLE || r->type == KMM_MEM_KMM_META)
-            pm->usable_pages += r->length >> KMM_PAGE_SHIFT;
-        pm->total_pages += kmm_align_up(r->length, KMM_PAGE_SIZE) >> KMM_PAGE_SHIFT;
-    }
 }

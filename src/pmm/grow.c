@@ -2,7 +2,7 @@
  * grow.c - memory that comes online after init: deferred descriptors
  * (kmm_page_init_deferred, the allocation slow path) and added memory
  * (kmm_page_add_memory). This file holds the deferred sections; the map
- * edits are in grow_map.c, adding memory in grow_add.c, the figures and the
+ * edits are in map.c, adding memory in grow_add.c, the figures and the
  * integrity check in grow_check.c (grow.h: what they share).
  *
  * Deferred initialisation, as Linux defers struct page initialisation.
@@ -79,12 +79,13 @@ void grow_section_scan(const struct kmm *k, uint64_t s, struct grow_section_scan
 {
     uint64_t lo = grow_section_lo(s), hi = grow_section_hi(&k->pmm, s);
     *sc = (struct grow_section_scan){0};
-    FOR_MAP_RANGES(k, i, lo, hi)
-    {
-        uint64_t first, end;
-        if (k->map[i].type != KMM_MEM_USABLE ||
-            !grow_range_frames(&k->map[i], lo, hi, &first, &end))
+    struct map_walk w;
+    struct map_frames f;
+    map_walk_start(k, &w, lo, hi);
+    while (map_walk_next(k, &w, &f)) {
+        if (f.type != KMM_MEM_USABLE)
             continue;
+        uint64_t first = f.first, end = f.end;
         unsigned node = grow_node_of_pfn(k, first), zone = grow_zone_of_pfn(first);
         if (!sc->pages) {
             sc->node = (uint8_t)node;
@@ -145,12 +146,11 @@ static void section_write(const struct kmm *k, uint64_t s, struct kmm_frame *fra
 {
     uint64_t lo = grow_section_lo(s), hi = grow_section_hi(&k->pmm, s);
     __builtin_memset(frames, 0, KMM_SECTION_BYTES);
-    FOR_MAP_RANGES(k, i, lo, hi)
-    {
-        uint64_t first, end;
-        if (grow_range_frames(&k->map[i], lo, hi, &first, &end))
-            grow_write_frames(k, frames, lo, first, end, k->map[i].type);
-    }
+    struct map_walk w;
+    struct map_frames f;
+    map_walk_start(k, &w, lo, hi);
+    while (map_walk_next(k, &w, &f))
+        grow_write_frames(k, frames, lo, f.first, f.end, f.type);
 }
 
 /* The zone locks a change to section s's frames takes: those of its zones
@@ -246,13 +246,13 @@ uint64_t grow_section_init_locked(struct kmm *k, uint64_t s)
     kmm_irqstate_t saved[GROW_ZONES];
     grow_lock_zones(pm, mask, saved);
     __atomic_store_n(&pm->sections[s], ps->frames, __ATOMIC_RELEASE);
-    FOR_MAP_RANGES(k, i, lo, hi)
-    {
-        uint64_t first, end;
-        if (k->map[i].type == KMM_MEM_USABLE &&
-            grow_range_frames(&k->map[i], lo, hi, &first, &end)) {
-            grow_free_range_locked(pm, first, end);
-            pages += end - first;
+    struct map_walk w;
+    struct map_frames f;
+    map_walk_start(k, &w, lo, hi);
+    while (map_walk_next(k, &w, &f)) {
+        if (f.type == KMM_MEM_USABLE) {
+            grow_free_range_locked(pm, f.first, f.end);
+            pages += f.end - f.first;
         }
     }
     grow_refresh_bounds_locked(pm, mask);

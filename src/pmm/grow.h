@@ -2,7 +2,6 @@
  * grow.h - what the files of memory growth share (private to them):
  *   grow.c        deferred sections: initialising them, on demand and in
  *                 the background (the top comment there says how growth works)
- *   grow_map.c    edits of the instance's memory map (k->map) after init
  *   grow_add.c    kmm_page_add_memory: reclaimed and hot-added memory
  *   grow_check.c  the figures of growth and its part of kmm_check
  * Every function here runs with the growth lock held, or at init.
@@ -12,6 +11,7 @@
 
 #include "internal.h"
 
+#include "pmm/map.h"
 #include "pmm/pmm.h"
 
 /* Enough zone-lock states for every (node, zone). */
@@ -45,27 +45,6 @@ static inline unsigned grow_zone_of_pfn(uint64_t pfn)
 {
     return pmm_zone_of_addr(pfn << KMM_PAGE_SHIFT);
 }
-
-/* --- the map (grow_map.c) ------------------------------------------------------------- */
-
-/* The first range of k->map that ends above byte pa (map_count if none). */
-size_t grow_map_find(const struct kmm *k, uint64_t pa);
-
-/* The frames of map range r inside [lo, hi): rounded out to whole pages (a
- * usable range is whole pages already). Returns false if there are none. */
-bool grow_range_frames(const struct kmm_region *r, uint64_t lo, uint64_t hi, uint64_t *first,
-                       uint64_t *end);
-
-/* Iterates the ranges of the map that touch frames [lo, hi). */
-#define FOR_MAP_RANGES(k, i, lo, hi)                                                               \
-    for (size_t i = grow_map_find((k), (lo) << KMM_PAGE_SHIFT);                                    \
-         i < (k)->map_count && (k)->map[i].base < (hi) << KMM_PAGE_SHIFT; i++)
-
-/* Gives the page-aligned bytes [lo, hi) type `type` in k->map (a reclaim
- * inside one range, or a hot-add into a hole). Adds at most two ranges;
- * keeps the map sorted, disjoint and merged. The caller checked there is
- * room. */
-void grow_map_set(struct kmm *k, uint64_t lo, uint64_t hi, uint32_t type);
 
 /* --- sections (grow.c) ------------------------------------------------------------------ */
 

@@ -2,7 +2,7 @@
  * grow_add.c - kmm_page_add_memory: reclaimed boot memory and hot-added
  * memory. Everything is checked under the growth lock first and nothing
  * changes if anything is wrong (STYLE: decode, then invoke); then the map
- * is rewritten (grow_map.c), the pages of sections already READY go to the
+ * is rewritten (map.c), the pages of sections already READY go to the
  * buddy allocator at once, sections without a frame array get one carved
  * from the start of the range (memmap_on_memory) and are recorded
  * DEFERRED, and they are initialised one at a time after the lock is
@@ -63,8 +63,7 @@ static const char *add_check_locked(struct kmm *k, uint64_t base, uint64_t lengt
         return "no whole page in the range";
     p->first = lo >> KMM_PAGE_SHIFT;
     p->end = hi >> KMM_PAGE_SHIFT;
-    size_t i = grow_map_find(k, lo);
-    const struct kmm_region *r = i < k->map_count ? &k->map[i] : NULL;
+    const struct kmm_region *r = map_range_at(k, lo);
     if (type == KMM_MEM_USABLE && r && r->base < hi) {
         p->err = KMM_EBUSY;
         p->cls = KMM_MISUSE_BUSY;
@@ -84,7 +83,7 @@ static const char *add_check_locked(struct kmm *k, uint64_t base, uint64_t lengt
     p->err = KMM_ENOMEM;
     if (p->meta_pages >= p->end - p->first)
         return "range too small to hold its own descriptors (512 KiB per new section)";
-    if (k->map_count + ADD_MAP_RANGES > KMM_MAP_CAP)
+    if (!map_has_room(k, ADD_MAP_RANGES))
         return "the memory map has no room for more ranges";
     return NULL;
 }
@@ -135,10 +134,9 @@ static void add_commit_locked(struct kmm *k, const struct add_plan *p)
     uint64_t lo = p->first << KMM_PAGE_SHIFT, hi = p->end << KMM_PAGE_SHIFT;
     uint64_t meta_end = p->first + p->meta_pages;
     if (p->meta_pages)
-        grow_map_set(k, lo, meta_end << KMM_PAGE_SHIFT, KMM_MEM_KMM_META);
-    grow_map_set(k, meta_end << KMM_PAGE_SHIFT, hi, KMM_MEM_USABLE);
-    kmm_memmap_totals(k->map, k->map_count, &k->totals);
-    pmm_count_map(k);
+        map_set(k, lo, meta_end << KMM_PAGE_SHIFT, KMM_MEM_KMM_META);
+    map_set(k, meta_end << KMM_PAGE_SHIFT, hi, KMM_MEM_USABLE);
+    map_recount(k);
     pm->metadata_pages += p->meta_pages;
     pm->frame_db_bytes += p->arrays * KMM_SECTION_BYTES;
 

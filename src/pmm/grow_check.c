@@ -93,9 +93,12 @@ void pmm_grow_check(struct kmm *k, struct kmm_check_result *r)
     /* Every metadata range of the map is kmm's: the instance's and the
      * descriptors of added memory. */
     uint64_t meta = 0;
-    for (size_t i = 0; i < k->map_count; i++)
-        if (k->map[i].type == KMM_MEM_KMM_META)
-            meta += k->map[i].length >> KMM_PAGE_SHIFT;
+    struct map_walk w;
+    struct map_frames f;
+    map_walk_start(k, &w, 0, KMM_PAGE_PFN_LIMIT);
+    while (map_walk_next(k, &w, &f))
+        if (f.type == KMM_MEM_KMM_META)
+            meta += f.end - f.first;
     if (meta != pm->metadata_pages)
         kmm_check_problem(r, KMM_CHECK_CORRUPT, "the map holds %llu metadata pages, the count %llu",
                           (unsigned long long)meta, (unsigned long long)pm->metadata_pages);

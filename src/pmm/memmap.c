@@ -7,8 +7,8 @@
  * boot time for n <= KMM_MAX_REGIONS and keeps the code free of sorting and
  * scratch arrays.
  *
- * It also answers the layers above about the instance's resolved map
- * (pmm_ram_bytes), so that only the pmm reads k->map.
+ * The instance's own resolved map, and the questions asked of it, are
+ * map.c's.
  */
 #include "internal.h"
 
@@ -152,39 +152,4 @@ void kmm_memmap_totals(const struct kmm_region *map, size_t count, struct kmm_me
         if (r->base + r->length > out->phys_end)
             out->phys_end = r->base + r->length;
     }
-}
-
-/* --- the instance's map, for the layers above --------------------------------- */
-
-/* The types of RAM: memory a mapping may treat as ordinary write-back
- * memory (the direct map covers it), one bit per type. */
-#define RAM_TYPES                                                                                  \
-    (1u << KMM_MEM_USABLE | 1u << KMM_MEM_KMM_META | 1u << KMM_MEM_KERNEL |                        \
-     1u << KMM_MEM_ACPI_RECLAIMABLE | 1u << KMM_MEM_ACPI_NVS |                                     \
-     1u << KMM_MEM_BOOTLOADER_RECLAIMABLE)
-
-_Static_assert(KMM_MEM_TYPE_LIMIT <= 32, "a type is a bit of RAM_TYPES");
-
-static inline bool is_ram_type(uint32_t type)
-{
-    return type < KMM_MEM_TYPE_LIMIT && ((RAM_TYPES >> type) & 1u);
-}
-
-uint64_t pmm_ram_bytes(const struct kmm *k, uint64_t pa, uint64_t size)
-{
-    /* The map is sorted and without overlaps; the common case, one range
-     * holding all of [pa, pa + size), ends the loop at once. */
-    uint64_t end = pa + size < pa ? UINT64_MAX : pa + size, n = 0;
-    for (size_t i = 0; i < k->map_count; i++) {
-        const struct kmm_region *r = &k->map[i];
-        if (r->base >= end)
-            break;
-        uint64_t lo = r->base > pa ? r->base : pa;
-        uint64_t hi = r->base + r->length < end ? r->base + r->length : end;
-        if (lo < hi && is_ram_type(r->type))
-            n += hi - lo;
-        if (n == size)
-            break;
-    }
-    return n;
 }

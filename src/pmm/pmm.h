@@ -45,10 +45,6 @@ static inline unsigned pmm_zone_of_addr(uint64_t pa)
 
 /* --- init (frame.c; pmm_plan and pmm_setup are in pmm/api.h) ------------------ */
 
-/* Sets total_pages and usable_pages from k->map (at init, and after
- * kmm_page_add_memory changed the map, under the growth lock). */
-void pmm_count_map(struct kmm *k);
-
 /* --- buddy (buddy.c) ---------------------------------------------------------- */
 
 /* Free-list primitives (zone lock held). push marks the frame a FREE head of
