@@ -1,0 +1,257 @@
+/*
+ * kmm/heap.h - the kernel heap: kmalloc-style blocks of any size and
+ * object caches, over the page allocator and kernel virtual areas.
+ *
+ * Where a block comes from (kmm_malloc picks; one free call takes any):
+ *
+ *   size 1 .. KMM_HEAP_SLAB_MAX (8 KiB)   a size class, served by slabs:
+ *       multiples of 16 up to 128 bytes, then eight classes per power of
+ *       two (144, 160, ..., 256, 288, ...), so a request above 128 bytes
+ *       loses less than 12.5 % to rounding. Objects carry no header: the
+ *       frame database names each slab's cache.
+ *   up to KMM_HEAP_PAGES_MAX (128 KiB)     whole pages from the page
+ *       allocator, a power-of-two count, physically contiguous.
+ *   beyond                                  kernel virtual areas (vmalloc):
+ *       scattered pages behind a guard page. Not with KMM_GFP_ATOMIC: an
+ *       atomic request this large fails.
+ *
+ * Every block is aligned to at least KMM_HEAP_MIN_ALIGN (16) bytes; a block
+ * of a power-of-two size class is aligned to its size up to the page size.
+ *
+ * Calling context. Without KMM_GFP_ATOMIC an allocation may run the
+ * page allocator's reclaim hooks (shrinkers) and may take kernel virtual
+ * areas: call it where the kernel may block. With KMM_GFP_ATOMIC it never
+ * reclaims and never uses vmalloc: any context, IRQs off or an interrupt
+ * handler included. Frees (kmm_free, kmm_cache_free) never block and run in
+ * any context, except the free of a vmalloc'd block, which takes the kernel
+ * space's locks and must not run in an interrupt handler.
+ *
+ * Per-CPU caches. Each cache keeps a small stack of free objects per CPU;
+ * the common allocation and free touch only the calling CPU's stack, with
+ * IRQs and preemption off for a few instructions, no shared lock and no
+ * atomic read-modify-write. An object may be freed on any CPU. A CPU's
+ * stacks are bounded (KMM_HEAP_MAG_SIZE objects per cache) and go back to
+ * the slabs when the page allocator runs short (the heap is a reclaim hook),
+ * on kmm_cache_shrink, and on kmm_heap_drain_cpu.
+ *
+ * Always on (no debugging switch needed), each a clear error, counted in
+ * kmm_misuse_stats (layer KMM_LAYER_HEAP) and logged once with the caller:
+ *   - a free of a pointer the heap did not hand out, of one inside a block
+ *     rather than at its start, or of another cache's object (the frame
+ *     database checks every hop from pointer to cache);
+ *   - a second free of a block that is still free (a tag written into each
+ *     free object, checked on free and cleared on allocation);
+ *   - a sized free (kmm_free_sized) whose size belongs to another class;
+ *   - slab free lists store their pointers encoded (XORed with a per-cache
+ *     secret and the address they are stored at, as Linux's
+ *     SLAB_FREELIST_HARDENED): a stray write turns into a detected
+ *     corruption, not a pointer an attacker chose.
+ * The costs are measured in docs/performance.md (H1, H2).
+ */
+#ifndef KMM_HEAP_H
+#define KMM_HEAP_H
+
+#include <kmm/page.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The largest block served by a size class, and by whole pages. */
+#define KMM_HEAP_SLAB_MAX  ((size_t)8192)
+#define KMM_HEAP_PAGES_MAX ((size_t)128 << 10)
+/* Every block's alignment, at least. */
+#define KMM_HEAP_MIN_ALIGN ((size_t)16)
+/* Objects a CPU keeps per cache, at most (the upper bound of its stack). */
+#define KMM_HEAP_MAG_SIZE 64u
+/* The largest request kmm_malloc accepts: beyond it, NULL at once. */
+#define KMM_HEAP_SIZE_MAX ((size_t)1 << 40)
+
+/* Flags of kmm_malloc and friends: KMM_GFP_ZERO and KMM_GFP_ATOMIC
+ * (kmm/page.h). DMA zones are the page allocator's business. */
+#define KMM_HEAP_GFP_VALID (KMM_GFP_ZERO | KMM_GFP_ATOMIC)
+
+/*
+ * kmm_malloc - a block of at least size bytes, 16-byte aligned. Returns
+ * NULL, with nothing changed, if memory (or the heap's limit) runs out, if
+ * size exceeds KMM_HEAP_SIZE_MAX, or if flags are invalid (a misuse).
+ * size 0 returns a unique 16-byte block, so that a caller can free it like
+ * any other. O(1) from the CPU's cache; a refill or growth takes the
+ * cache's lock and may call the page allocator.
+ */
+void *kmm_malloc(struct kmm *k, size_t size, kmm_gfp_t flags);
+
+/* kmm_zalloc - kmm_malloc with KMM_GFP_ZERO: the block's usable bytes are
+ * zero. */
+void *kmm_zalloc(struct kmm *k, size_t size, kmm_gfp_t flags);
+
+/* kmm_calloc - a zeroed array of n elements of size bytes. NULL if n * size
+ * overflows (nothing is allocated), else as kmm_zalloc. */
+void *kmm_calloc(struct kmm *k, size_t n, size_t size, kmm_gfp_t flags);
+
+/*
+ * kmm_aligned_alloc - a block of at least size bytes aligned to align, a
+ * power of two (any: 1 up to 1 GiB). Up to the page size the block comes
+ * from the size class of max(size, align), which is aligned to align;
+ * beyond it, from whole pages (aligned to their own size) or, for more than
+ * KMM_HEAP_PAGES_MAX, from vmalloc (aligned to the page size only: align is
+ * then honoured up to 4096 and refused above, NULL). Freed with kmm_free.
+ * NULL (a misuse, counted) if align is not a power of two.
+ */
+void *kmm_aligned_alloc(struct kmm *k, size_t align, size_t size, kmm_gfp_t flags);
+
+/*
+ * kmm_realloc - resizes block p to size bytes, keeping the contents up to
+ * the smaller size. In place (p returned) when size still fits p's size
+ * class, or p's pages, without wasting more than half of them; else a new
+ * block, the contents copied, p freed. kmm_realloc(k, NULL, n, f) is
+ * kmm_malloc; a size of 0 frees p and returns a unique 16-byte block as
+ * kmm_malloc(k, 0) does. On failure NULL and p untouched (still allocated,
+ * contents intact). A p that is no live block is a misuse: NULL, counted.
+ * KMM_GFP_ZERO zeroes the bytes beyond the old usable size.
+ */
+void *kmm_realloc(struct kmm *k, void *p, size_t size, kmm_gfp_t flags);
+
+/*
+ * kmm_free - frees a block of kmm_malloc, kmm_zalloc, kmm_calloc,
+ * kmm_aligned_alloc or kmm_realloc, or an object of any cache. NULL is
+ * ignored (KMM_OK). Returns KMM_OK, or, with nothing changed and the
+ * misuse counted and logged:
+ *   KMM_EINVAL  p is not the start of a live heap block (a foreign or
+ *               interior pointer);
+ *   KMM_ESTATE  p is already free (a double free).
+ * O(1) for a slab object (the CPU's cache; a full cache moves a batch back
+ * under the cache's lock); a vmalloc'd block takes the window's lock.
+ */
+int kmm_free(struct kmm *k, const void *p);
+
+/*
+ * kmm_free_sized - kmm_free of a block the caller believes to be size bytes
+ * long (as C++'s sized delete). Also KMM_EINVAL (nothing freed) if size
+ * could not have produced p: larger than p's usable size, or of a smaller
+ * size class than p's. For a cache object, size must be at most its size.
+ */
+int kmm_free_sized(struct kmm *k, const void *p, size_t size);
+
+/* kmm_usable_size - the bytes of live block p the caller may use (at
+ * least what it asked for); 0 for NULL, and 0 (a misuse, counted) for a
+ * pointer that is no live block. */
+size_t kmm_usable_size(struct kmm *k, const void *p);
+
+/* --- object caches ---------------------------------------------------------------- */
+
+struct kmm_cache;
+
+/* A constructor, run on each object when its slab is created (not on each
+ * allocation): objects come back to kmm_cache_free in their constructed
+ * state, as Bonwick's object caches promise. */
+typedef void (*kmm_ctor_t)(void *obj);
+
+/* The longest cache name kept, with its terminating NUL. */
+#define KMM_CACHE_NAME_MAX 24
+
+/*
+ * kmm_cache_create - a cache of objects of size bytes (1 .. KMM_HEAP_SLAB_MAX),
+ * aligned to align (0 for KMM_HEAP_MIN_ALIGN; a power of two up to the page
+ * size), each constructed by ctor (may be NULL) when its slab is made.
+ * name is copied (truncated to KMM_CACHE_NAME_MAX - 1 characters) and shown
+ * in the report. flags: 0 (reserved). Returns NULL with nothing changed if
+ * an argument is bad (a misuse) or no memory or no cache slot is left (at
+ * most KMM_HEAP_CACHES caches, the size classes included). May block.
+ */
+#define KMM_HEAP_CACHES 256u
+struct kmm_cache *kmm_cache_create(struct kmm *k, const char *name, size_t size, size_t align,
+                                   kmm_ctor_t ctor, unsigned flags);
+
+/* kmm_cache_alloc - an object of cache c (constructed if c has a
+ * constructor; zeroed if flags has KMM_GFP_ZERO, which a cache with a
+ * constructor refuses). NULL if memory runs out or c is no live cache (a
+ * misuse). Context as kmm_malloc. */
+void *kmm_cache_alloc(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flags);
+
+/* kmm_cache_free - frees object p of cache c. As kmm_free, and KMM_EINVAL
+ * if p belongs to another cache (nothing freed). NULL is ignored. */
+int kmm_cache_free(struct kmm *k, struct kmm_cache *c, const void *p);
+
+/* kmm_cache_shrink - gives every empty slab of c back to the page allocator,
+ * after moving this CPU's cached objects back (other CPUs keep theirs until
+ * they drain). Returns the pages given back. May block. */
+size_t kmm_cache_shrink(struct kmm *k, struct kmm_cache *c);
+
+/*
+ * kmm_cache_destroy - destroys cache c and gives its memory back. Refuses
+ * with KMM_EBUSY (nothing changed; the log says how many objects are live)
+ * while objects are live, counting objects other CPUs still cache as free
+ * only once drained. KMM_EINVAL for NULL, a size-class cache, or a cache
+ * that is no live cache of k. c must not be used afterwards. May block.
+ */
+int kmm_cache_destroy(struct kmm *k, struct kmm_cache *c);
+
+/* --- CPUs and limits ------------------------------------------------------------------ */
+
+/* kmm_heap_drain_cpu - moves every object the calling CPU caches back to
+ * its slab. Any context where the CPU may take a cache lock. */
+void kmm_heap_drain_cpu(struct kmm *k);
+
+/* kmm_heap_drain_offline_cpu - the same for cpu, which must be offline
+ * (not running kmm code). KMM_EINVAL (counted) if cpu is out of range. */
+int kmm_heap_drain_offline_cpu(struct kmm *k, unsigned cpu);
+
+/* kmm_heap_set_limit - caps the bytes the heap may hold from the page
+ * allocator and vmalloc (0: no cap). Growth that would pass it fails
+ * cleanly (NULL); memory held beyond a lowered cap stays until freed.
+ * Returns the previous cap. */
+uint64_t kmm_heap_set_limit(struct kmm *k, uint64_t bytes);
+
+/* --- statistics ------------------------------------------------------------------------ */
+
+/* One cache, as a line of /proc/slabinfo. Objects in CPU caches count as
+ * free (not active). */
+struct kmm_cache_stats {
+    char name[KMM_CACHE_NAME_MAX];
+    uint32_t object_size;    /* bytes per object, as laid out */
+    uint32_t objects_per_slab;
+    uint32_t pages_per_slab;
+    uint64_t active_objects; /* allocated, not in any free list or CPU cache */
+    uint64_t total_objects;  /* in all slabs */
+    uint64_t active_slabs;   /* slabs with at least one object allocated or cached */
+    uint64_t total_slabs;
+    uint64_t cpu_cached;     /* free objects in CPU caches */
+    uint64_t allocs, frees;  /* calls that succeeded */
+};
+
+/* The whole heap. Bytes are as laid out (size classes, whole pages). */
+struct kmm_heap_stats {
+    uint64_t bytes_held;  /* from the page allocator and vmalloc, now */
+    uint64_t bytes_peak;  /* the most ever held */
+    uint64_t bytes_used;  /* in allocated blocks */
+    uint64_t bytes_free;  /* held but not in allocated blocks */
+    uint64_t limit;       /* kmm_heap_set_limit; 0: none */
+    uint64_t allocs, frees;             /* successful calls */
+    uint64_t alloc_bytes, free_bytes;   /* their block sizes summed */
+    uint64_t failed;                    /* allocations that returned NULL for want of memory */
+    uint64_t large_blocks, large_bytes; /* live blocks of whole pages or vmalloc */
+    uint64_t misuse;                    /* rejected calls (kmm_misuse_stats has them by class) */
+    unsigned caches;                    /* live caches, the size classes included */
+};
+
+/* kmm_heap_stats - fills *out. Any context; figures racing with
+ * allocations may be from slightly different moments. */
+void kmm_heap_stats(struct kmm *k, struct kmm_heap_stats *out);
+
+/* kmm_cache_stats - the figures of cache c; KMM_EINVAL if c is no live
+ * cache of k. */
+int kmm_cache_stats(struct kmm *k, const struct kmm_cache *c, struct kmm_cache_stats *out);
+
+/* kmm_heap_cache_at - the i-th live cache (size classes first, then object
+ * caches in creation order), to list them all; NULL past the last. */
+struct kmm_cache *kmm_heap_cache_at(struct kmm *k, unsigned i);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KMM_HEAP_H */
