@@ -8,6 +8,7 @@
  */
 #include "internal.h"
 
+#include "heap/api.h"
 #include "pmm/api.h"
 #include "pmm/map.h"
 
@@ -182,6 +183,7 @@ int kmm_init(const struct kmm_config *cfg, struct kmm **out)
     pmm_reclaim_init(&k->pmm);
     vmm_init(k, cfg->paging_levels ? cfg->paging_levels : 4);
     kva_init(k, cfg);
+    heap_init(k);
     if (lay.clamped)
         kmm_logf(p, KMM_LOG_WARN, "kmm_init: usable memory above %llu TiB is left unmanaged",
                  (unsigned long long)((KMM_PAGE_PFN_LIMIT << KMM_PAGE_SHIFT) >> 40));

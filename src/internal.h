@@ -17,6 +17,7 @@
 
 #include "lib/lib.h"
 #include "lib/misuse.h"
+#include "heap/state.h"
 #include "pmm/state.h"
 #include "vmm/state.h"
 
@@ -57,6 +58,7 @@ struct kmm {
     struct kmm_pmm pmm;
     struct kmm_vm vm;
     struct kmm_kva kva;             /* kernel virtual areas (src/vmm/kva.h) */
+    struct kmm_heap heap;           /* the kernel heap (src/heap/heap.h) */
     struct kmm_misuse_table misuse; /* rejected calls by layer and class (lib/misuse.h) */
 };
 

@@ -66,9 +66,9 @@ extern "C" {
 /* Every block's alignment, at least. */
 #define KMM_HEAP_MIN_ALIGN ((size_t)16)
 /* Objects a CPU keeps per cache, at most (the upper bound of its stack). */
-#define KMM_HEAP_MAG_SIZE 64u
+#define KMM_HEAP_MAG_SIZE  64u
 /* The largest request kmm_malloc accepts: beyond it, NULL at once. */
-#define KMM_HEAP_SIZE_MAX ((size_t)1 << 40)
+#define KMM_HEAP_SIZE_MAX  ((size_t)1 << 40)
 
 /* Flags of kmm_malloc and friends: KMM_GFP_ZERO and KMM_GFP_ATOMIC
  * (kmm/page.h). DMA zones are the page allocator's business. */
@@ -212,24 +212,24 @@ uint64_t kmm_heap_set_limit(struct kmm *k, uint64_t bytes);
  * free (not active). */
 struct kmm_cache_stats {
     char name[KMM_CACHE_NAME_MAX];
-    uint32_t object_size;    /* bytes per object, as laid out */
+    uint32_t object_size; /* bytes per object, as laid out */
     uint32_t objects_per_slab;
     uint32_t pages_per_slab;
     uint64_t active_objects; /* allocated, not in any free list or CPU cache */
     uint64_t total_objects;  /* in all slabs */
     uint64_t active_slabs;   /* slabs with at least one object allocated or cached */
     uint64_t total_slabs;
-    uint64_t cpu_cached;     /* free objects in CPU caches */
-    uint64_t allocs, frees;  /* calls that succeeded */
+    uint64_t cpu_cached;    /* free objects in CPU caches */
+    uint64_t allocs, frees; /* calls that succeeded */
 };
 
 /* The whole heap. Bytes are as laid out (size classes, whole pages). */
 struct kmm_heap_stats {
-    uint64_t bytes_held;  /* from the page allocator and vmalloc, now */
-    uint64_t bytes_peak;  /* the most ever held */
-    uint64_t bytes_used;  /* in allocated blocks */
-    uint64_t bytes_free;  /* held but not in allocated blocks */
-    uint64_t limit;       /* kmm_heap_set_limit; 0: none */
+    uint64_t bytes_held;                /* from the page allocator and vmalloc, now */
+    uint64_t bytes_peak;                /* the most ever held */
+    uint64_t bytes_used;                /* in allocated blocks */
+    uint64_t bytes_free;                /* held but not in allocated blocks */
+    uint64_t limit;                     /* kmm_heap_set_limit; 0: none */
     uint64_t allocs, frees;             /* successful calls */
     uint64_t alloc_bytes, free_bytes;   /* their block sizes summed */
     uint64_t failed;                    /* allocations that returned NULL for want of memory */

@@ -6,6 +6,7 @@
 #include <kmm/check.h>
 #include <kmm/fmt.h>
 
+#include "heap/api.h"
 #include "pmm/api.h"
 #include "vmm/kva.h"
 #include "vmm/vmm.h"
@@ -43,6 +44,7 @@ int kmm_check(struct kmm *k, struct kmm_check_result *r)
         pmm_check(k, r);
         vmm_check(k, r);
         kva_check(k, r);
+        heap_check(k, r);
     }
     return r->status;
 }

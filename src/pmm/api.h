@@ -113,6 +113,72 @@ static inline uint32_t *pmm_table_entries(struct kmm_pmm *pm, uint64_t pa)
 /* Why the page at pa is no table page (NULL if it is one), for kmm_check. */
 const char *pmm_table_problem(struct kmm *k, uint64_t pa);
 
+/* --- heap blocks (slab.c), for the heap ---------------------------------------------- */
+
+/* The largest block the heap takes from the page allocator (slabs and
+ * whole-page blocks): 2^5 pages, 128 KiB. Lookups probe that far. */
+#define PMM_SLAB_MAX_ORDER 5u
+
+/*
+ * pmm_slab_alloc - a block of 2^order pages (order <= PMM_SLAB_MAX_ORDER)
+ * for the heap: its head marked SLAB with owner (non-zero) and record, so
+ * that pmm_slab_find can name them for any byte of it and kmm_page_free
+ * refuses it. flags: KMM_GFP_ATOMIC and KMM_GFP_ZERO are honoured, the
+ * rest ignored. Returns its physical address, or 0 with nothing changed.
+ * Context as kmm_page_alloc.
+ */
+uint64_t pmm_slab_alloc(struct kmm *k, unsigned order, kmm_gfp_t flags, uint32_t owner,
+                        void *record);
+
+/* pmm_slab_free - gives the heap block at pa (a SLAB head the heap owns)
+ * back to the page allocator. Any context. */
+void pmm_slab_free(struct kmm *k, uint64_t pa);
+
+/* A heap block as the frame database names it. */
+struct pmm_slab_ref {
+    uint64_t pa;    /* its first byte */
+    unsigned order; /* 2^order pages */
+    uint32_t owner; /* pmm_slab_alloc's owner */
+    void *record;   /* pmm_slab_alloc's record */
+};
+
+/* The record stored in a SLAB head's list fields. */
+static inline void *pmm_slab_record(const struct kmm_frame *f)
+{
+    uint64_t v = (uint64_t)__atomic_load_n(&f->prev, __ATOMIC_RELAXED) << 32 |
+                 __atomic_load_n(&f->next, __ATOMIC_RELAXED);
+    return (void *)(uintptr_t)v;
+}
+
+/*
+ * pmm_slab_find - the heap block that holds byte pa, into *out; false if
+ * pa is in none (not RAM the database covers, or any other kind of page).
+ * Probes the heads pa's frame could belong to, at most PMM_SLAB_MAX_ORDER
+ * + 1 of them: O(1). Any context; lock-free. The answer is exact for a
+ * block the caller has a right to (one it allocated and has not freed);
+ * for any other address it may be stale by the time it returns, which the
+ * heap's own checks under its locks absorb.
+ */
+static inline bool pmm_slab_find(struct kmm *k, uint64_t pa, struct pmm_slab_ref *out)
+{
+    uint64_t pfn = pa >> KMM_PAGE_SHIFT;
+    const struct kmm_frame *f = pmm_frame_lookup(&k->pmm, pfn);
+    if (!f)
+        return false;
+    for (unsigned o = 0;; o++) {
+        uint64_t head = pfn & ~((UINT64_C(1) << o) - 1);
+        const struct kmm_frame *h = f - (pfn - head);
+        union frame_meta m = frame_meta_get(h);
+        if (m.state == FRAME_SLAB && head + (UINT64_C(1) << m.order) > pfn) {
+            *out =
+                (struct pmm_slab_ref){head << KMM_PAGE_SHIFT, m.order, m.count, pmm_slab_record(h)};
+            return true;
+        }
+        if (m.state != FRAME_INTERIOR || o == PMM_SLAB_MAX_ORDER)
+            return false;
+    }
+}
+
 /* Whether pa is the start of an allocated single page (what an owned
  * mapping may reference, unless it is a run's first page). Racy by nature:
  * for validation before pmm_page_map_get. */

@@ -93,9 +93,9 @@ static uint64_t check_block(const struct kmm_pmm *pm, uint64_t pfn, const struct
                           (unsigned long long)pfn, f->order);
         return 1;
     }
-    if (f->state == FRAME_ALLOCATED && f->count == 0)
-        kmm_check_problem(r, KMM_CHECK_CORRUPT, "frame 0x%llx: allocated with no reference",
-                          (unsigned long long)pfn);
+    if ((f->state == FRAME_ALLOCATED || f->state == FRAME_SLAB) && f->count == 0)
+        kmm_check_problem(r, KMM_CHECK_CORRUPT, "frame 0x%llx: allocated with no %s",
+                          (unsigned long long)pfn, f->state == FRAME_SLAB ? "owner" : "reference");
     /* Owned mappings hold only single pages, never a run's tagged head
      * (whose prev is the tag, not a mapcount), and at least one of them. */
     if (f->state == FRAME_ALLOCATED && (f->count & FRAME_MAPPED) &&
@@ -145,7 +145,7 @@ static void recount_frames(const struct kmm_pmm *pm, struct recount *c, struct k
                 i++;
                 continue;
             }
-            if (f->state == FRAME_FREE || f->state == FRAME_ALLOCATED) {
+            if (f->state == FRAME_FREE || f->state == FRAME_ALLOCATED || f->state == FRAME_SLAB) {
                 if (f->node >= KMM_MAX_NODES || f->zone >= KMM_ZONE_COUNT) {
                     kmm_check_problem(r, KMM_CHECK_CORRUPT, "frame 0x%llx: zone %u node %u",
                                       (unsigned long long)pfn, f->zone, f->node);

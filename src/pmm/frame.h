@@ -9,7 +9,8 @@
  *  next, prev  Frame numbers of the neighbours on a list, KMM_PFN_NONE at the
  *              ends. FREE: the buddy free list of (zone, node, order). Later
  *              layers reuse them while they own the frame (PCP: the per-CPU
- *              cache's list, `next` only; SLAB: the cache's slab lists).
+ *              cache's list, `next` only). SLAB head: the heap's record of
+ *              the block (its address, low half in next, high in prev).
  *              ALLOCATED head of a contiguous run's first block (run.c):
  *              next = its own frame number and prev = the run's last frame,
  *              the tag that lets kmm_run_free reject any count but the right
@@ -24,7 +25,8 @@
  *  count       ALLOCATED: the references callers hold (kmm_page_alloc's and
  *              kmm_page_get's; at most FRAME_REFS_MAX), plus FRAME_MAPPED
  *              while owned mappings hold it too. FREE, PCP: 0. SLAB: the
- *              owning cache's id. PAGETABLE: the number of present entries.
+ *              heap's owner tag (a cache's id, or the large-block tag;
+ *              never 0). PAGETABLE: the number of present entries.
  *
  *        count (ALLOCATED)   31  30                                0
  *                           +---+-----------------------------------+
@@ -94,6 +96,7 @@ enum frame_state {
     FRAME_ALLOCATED,  /* the head of an allocated block */
     FRAME_PCP,        /* a free single page in a CPU's cache (order 0) */
     FRAME_PAGETABLE,  /* a page table (order 0): count = its present entries */
+    FRAME_SLAB,       /* the head of a block the heap owns: count = owner, next/prev = record */
 };
 
 struct kmm_frame {

@@ -1,0 +1,403 @@
+/*
+ * cache.c - caches: making them (the size classes on first use, the slab
+ * records, kmm_cache_create's), destroying and shrinking them, draining
+ * the CPU stacks, the heap's reclaim hook, and the figures.
+ *
+ * A cache's structure and its CPU stacks share one block of pages from the
+ * page allocator, the structure at its start: so a cache pointer is
+ * page-aligned in the direct map, which lets the calls that take one check
+ * it (heap_cache_live) without reading memory that may not be there.
+ */
+#include "heap/api.h"
+#include "heap/heap.h"
+
+#include <kmm/fmt.h>
+#include <kmm/heap.h>
+
+/* Page allocator flags for the heap's own structures. */
+#define STRUCT_GFP (KMM_GFP_ZERO)
+
+KMM_INIT void heap_init(struct kmm *k)
+{
+    struct kmm_heap *h = &k->heap;
+    kmm_lock_init(&h->lock);
+    heap_classes_setup(h);
+    /* Per-instance secret for the free lists and tags: the cycle counter
+     * and the instance's address, mixed (splitmix64's finaliser). */
+    uint64_t z = kmm_port_cycles() ^ (uint64_t)(uintptr_t)k ^ UINT64_C(0x9e3779b97f4a7c15);
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    h->secret = (z ^ (z >> 31)) | 1;
+}
+
+/* --- layout -------------------------------------------------------------------------- */
+
+/* The slab order (0 .. 3) for objects of stride bytes: the smallest that
+ * wastes at most 1/16 of the slab, else the one that wastes least. At
+ * least min_objects per slab. */
+static unsigned choose_order(uint32_t stride, uint32_t min_objects)
+{
+    unsigned best = 3;
+    uint64_t best_waste = UINT64_MAX;
+    for (unsigned o = 0; o <= 3; o++) {
+        uint64_t bytes = (uint64_t)KMM_PAGE_SIZE << o;
+        if (bytes / stride < min_objects)
+            continue;
+        uint64_t waste = bytes % stride;
+        if (waste * 16 <= bytes)
+            return o;
+        /* compare waste / bytes across orders */
+        if (best_waste == UINT64_MAX ||
+            waste * ((uint64_t)KMM_PAGE_SIZE << best) < best_waste * bytes) {
+            best = o;
+            best_waste = waste;
+        }
+    }
+    return best;
+}
+
+/* The first free id for an object cache. Heap lock held. */
+static uint32_t free_id(const struct kmm_heap *h)
+{
+    for (uint32_t id = HEAP_CLASSES + 2; id < KMM_HEAP_CACHES; id++)
+        if (!h->caches[id])
+            return id;
+    return 0;
+}
+
+struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, size_t align,
+                                  kmm_ctor_t ctor, enum heap_kind kind)
+{
+    struct kmm_heap *h = &k->heap;
+    if (align < KMM_HEAP_MIN_ALIGN)
+        align = KMM_HEAP_MIN_ALIGN;
+    uint64_t obj = kmm_align_up(size, align);
+    /* A constructed object keeps its state while free: its free-list word
+     * and tag go after it. */
+    uint32_t fp_off = ctor ? (uint32_t)obj : 0;
+    uint32_t stride = (uint32_t)kmm_align_up(ctor ? obj + 16 : obj, align);
+    unsigned ncpu = k->cpu_count;
+    uint32_t limit = HEAP_STACK_BYTES / stride;
+    limit = limit < HEAP_STACK_MIN   ? HEAP_STACK_MIN
+            : limit > HEAP_STACK_MAX ? HEAP_STACK_MAX
+                                     : limit;
+    uint32_t cpu_stride =
+        (uint32_t)kmm_align_up(sizeof(struct heap_cpu) + limit * sizeof(void *), 64);
+    uint64_t head = kmm_align_up(sizeof(struct kmm_cache), 64);
+    size_t pages =
+        (size_t)((head + (uint64_t)ncpu * cpu_stride + KMM_PAGE_SIZE - 1) >> KMM_PAGE_SHIFT);
+    uint64_t pa = kmm_pages_alloc(k, pages, STRUCT_GFP);
+    if (!pa)
+        return NULL;
+    struct kmm_cache *c = kmm_phys_to_virt(k, pa);
+    *c = (struct kmm_cache){
+        .size = stride,
+        .usable = (uint32_t)(ctor ? size : obj),
+        .fp_off = fp_off,
+        .order = (uint8_t)choose_order(stride, kind == HEAP_KIND_RECORDS ? 2 : 1),
+        .kind = (uint8_t)kind,
+        .limit = (uint16_t)limit,
+        .batch = (uint16_t)(limit / 2 ? limit / 2 : 1),
+        .ctor = ctor,
+        .k = k,
+        .ncpu = ncpu,
+        .cpu_stride = cpu_stride,
+        .cpu = (uintptr_t)c + (uintptr_t)head,
+        .mem_pa = pa,
+        .mem_pages = pages,
+    };
+    c->objects = (uint32_t)(((uint64_t)KMM_PAGE_SIZE << c->order) / stride);
+    c->recip = (uint32_t)((UINT64_C(1) << 32) / stride + 1);
+    kmm_lock_init(&c->lock);
+    size_t i = 0;
+    for (; name && name[i] && i + 1 < KMM_CACHE_NAME_MAX; i++)
+        c->name[i] = name[i];
+    c->name[i] = 0;
+
+    kmm_irqstate_t s = kmm_lock_irqsave(&h->lock);
+    uint32_t id = 0;
+    if (kind == HEAP_KIND_RECORDS)
+        id = h->records ? 0 : HEAP_CLASSES + 1;
+    else if (kind == HEAP_KIND_CLASS)
+        id = heap_class_of(h, size) + 1;
+    else
+        id = free_id(h);
+    if (id && !h->caches[id]) {
+        c->id = id;
+        c->secret = (uintptr_t)(h->secret * (2 * (uint64_t)id + 1)) ^ (uintptr_t)c;
+        c->magic = HEAP_CACHE_MAGIC ^ (uintptr_t)c;
+        __atomic_store_n(&h->caches[id], c, __ATOMIC_RELEASE);
+        if (kind == HEAP_KIND_CLASS)
+            __atomic_store_n(&h->classes[id - 1], c, __ATOMIC_RELEASE);
+        if (kind == HEAP_KIND_RECORDS)
+            __atomic_store_n(&h->records, c, __ATOMIC_RELEASE);
+    } else {
+        id = 0;
+    }
+    kmm_unlock_irqrestore(&h->lock, s);
+    if (!id) { /* no slot, or another CPU made this class first */
+        KMM_MUST(k->port, kmm_pages_free(k, pa, pages));
+        return kind == HEAP_KIND_OBJECT
+                   ? NULL
+                   : __atomic_load_n(kind == HEAP_KIND_CLASS ? &h->classes[heap_class_of(h, size)]
+                                                             : &h->records,
+                                     __ATOMIC_ACQUIRE);
+    }
+    return c;
+}
+
+bool heap_cache_live(struct kmm *k, const struct kmm_cache *c)
+{
+    uintptr_t a = (uintptr_t)c, dm = k->direct_map;
+    /* Read c only once it is known to be a page of RAM the direct map
+     * covers. */
+    if (!c || (a & (KMM_PAGE_SIZE - 1)) || a < dm || a - dm >= k->totals.phys_end ||
+        !pmm_frame_lookup(&k->pmm, (a - dm) >> KMM_PAGE_SHIFT))
+        return false;
+    uint32_t id = c->id;
+    return id < KMM_HEAP_CACHES && __atomic_load_n(&k->heap.caches[id], __ATOMIC_ACQUIRE) == c &&
+           c->magic == (HEAP_CACHE_MAGIC ^ a);
+}
+
+/* --- the heap's reclaim hook ----------------------------------------------------------- */
+
+/* Moves this CPU's stacks back and gives every empty slab back. */
+static uint64_t heap_scan(struct kmm *k, void *ctx, uint64_t want_pages, kmm_gfp_t flags)
+{
+    (void)ctx;
+    (void)want_pages;
+    (void)flags;
+    uint64_t pages = 0;
+    for (unsigned id = 1; id < KMM_HEAP_CACHES; id++) {
+        struct kmm_cache *c = __atomic_load_n(&k->heap.caches[id], __ATOMIC_ACQUIRE);
+        if (c)
+            pages += heap_shrink_cache(k, c);
+    }
+    return pages;
+}
+
+/*
+ * heap_ready - makes sure the slab records' cache exists and the heap's
+ * reclaim hook is registered: the first thing a slow path does. Returns
+ * false if there is no memory for it.
+ */
+bool heap_ready(struct kmm *k, kmm_gfp_t flags)
+{
+    struct kmm_heap *h = &k->heap;
+    (void)flags;
+    if (__atomic_load_n(&h->ready, __ATOMIC_ACQUIRE))
+        return true;
+    if (!__atomic_load_n(&h->records, __ATOMIC_ACQUIRE) &&
+        !heap_cache_make(k, "kmm-slab", sizeof(struct slab), 16, NULL, HEAP_KIND_RECORDS))
+        return false;
+    kmm_irqstate_t s = kmm_lock_irqsave(&h->lock);
+    bool first = !h->ready;
+    if (first) {
+        h->shrinker.scan = heap_scan;
+        h->shrinker.name = "heap";
+        __atomic_store_n(&h->ready, true, __ATOMIC_RELEASE);
+    }
+    kmm_unlock_irqrestore(&h->lock, s);
+    if (first)
+        KMM_MUST(k->port, kmm_shrinker_register(k, &h->shrinker));
+    return true;
+}
+
+/* The size class cache of class i, made on first use; NULL without
+ * memory. */
+struct kmm_cache *heap_class_cache(struct kmm *k, unsigned i, kmm_gfp_t flags)
+{
+    struct kmm_cache *c = __atomic_load_n(&k->heap.classes[i], __ATOMIC_ACQUIRE);
+    if (c)
+        return c;
+    if (!heap_ready(k, flags))
+        return NULL;
+    char name[KMM_CACHE_NAME_MAX];
+    kmm_snprintf(name, sizeof(name), "kmalloc-%u", (unsigned)heap_class_size(i));
+    return heap_cache_make(k, name, heap_class_size(i), KMM_HEAP_MIN_ALIGN, NULL, HEAP_KIND_CLASS);
+}
+
+/* --- object caches ---------------------------------------------------------------------- */
+
+struct kmm_cache *kmm_cache_create(struct kmm *k, const char *name, size_t size, size_t align,
+                                   kmm_ctor_t ctor, unsigned flags)
+{
+    const void *caller = __builtin_return_address(0);
+    if (!name || size == 0 || size > KMM_HEAP_SLAB_MAX || (align & (align - 1)) ||
+        align > KMM_PAGE_SIZE || flags) {
+        heap_misuse(k, flags ? KMM_MISUSE_BAD_FLAGS : KMM_MISUSE_BAD_ARG, KMM_EINVAL, caller,
+                    "kmm_cache_create(%s, size %zu, align %zu, flags 0x%x): %s",
+                    name ? name : "NULL", size, align, flags,
+                    !name       ? "NULL name"
+                    : flags     ? "unknown flags"
+                    : size == 0 ? "size 0"
+                    : size > KMM_HEAP_SLAB_MAX
+                        ? "size above KMM_HEAP_SLAB_MAX"
+                        : "alignment not a power of two up to the page size");
+        return NULL;
+    }
+    if (!heap_ready(k, 0))
+        return NULL;
+    return heap_cache_make(k, name, size, align, ctor, HEAP_KIND_OBJECT);
+}
+
+size_t kmm_cache_shrink(struct kmm *k, struct kmm_cache *c)
+{
+    if (!heap_cache_live(k, c)) {
+        heap_misuse(k, KMM_MISUSE_BAD_HANDLE, KMM_EINVAL, __builtin_return_address(0),
+                    "kmm_cache_shrink(%p): not a live cache", (const void *)c);
+        return 0;
+    }
+    return heap_shrink_cache(k, c);
+}
+
+/* Objects of c allocated and not freed: out of the slabs, not on a stack. */
+static uint64_t active_objects(const struct kmm_cache *c, uint64_t *cached)
+{
+    uint64_t on_stacks = 0;
+    for (unsigned cpu = 0; cpu < c->ncpu; cpu++)
+        on_stacks += __atomic_load_n(&heap_cpu_at(c, cpu)->n, __ATOMIC_RELAXED);
+    if (cached)
+        *cached = on_stacks;
+    uint64_t out = __atomic_load_n(&c->total_inuse, __ATOMIC_RELAXED);
+    return out > on_stacks ? out - on_stacks : 0;
+}
+
+int kmm_cache_destroy(struct kmm *k, struct kmm_cache *c)
+{
+    const void *caller = __builtin_return_address(0);
+    if (!heap_cache_live(k, c) || c->kind != HEAP_KIND_OBJECT)
+        return heap_misuse(k, KMM_MISUSE_BAD_HANDLE, KMM_EINVAL, caller,
+                           "kmm_cache_destroy(%p): %s", (const void *)c,
+                           heap_cache_live(k, c) ? "a size class of kmm_malloc, not a cache of "
+                                                   "kmm_cache_create"
+                                                 : "not a live cache");
+    struct kmm_heap *h = &k->heap;
+    kmm_irqstate_t s = kmm_lock_irqsave(&c->lock);
+    uint64_t live = active_objects(c, NULL);
+    kmm_unlock_irqrestore(&c->lock, s);
+    if (live)
+        return heap_misuse(k, KMM_MISUSE_BUSY, KMM_EBUSY, caller,
+                           "kmm_cache_destroy(%s): %llu objects still allocated", c->name,
+                           (unsigned long long)live);
+    /* Nobody may use c any more: every CPU's stack goes back, then every
+     * slab. */
+    for (unsigned cpu = 0; cpu < c->ncpu; cpu++)
+        heap_drain(k, c, heap_cpu_at(c, cpu));
+    s = kmm_lock_irqsave(&h->lock);
+    __atomic_store_n(&h->caches[c->id], NULL, __ATOMIC_RELEASE);
+    c->magic = 0;
+    kmm_unlock_irqrestore(&h->lock, s);
+    heap_release_empty(k, c);
+    KMM_MUST(k->port, kmm_pages_free(k, c->mem_pa, c->mem_pages));
+    return KMM_OK;
+}
+
+/* --- CPUs and limits --------------------------------------------------------------------- */
+
+void kmm_heap_drain_cpu(struct kmm *k)
+{
+    for (unsigned id = 1; id < KMM_HEAP_CACHES; id++) {
+        struct kmm_cache *c = __atomic_load_n(&k->heap.caches[id], __ATOMIC_ACQUIRE);
+        if (!c)
+            continue;
+        kmm_preempt_disable();
+        heap_drain(k, c, heap_this_cpu(c));
+        kmm_preempt_enable();
+    }
+}
+
+int kmm_heap_drain_offline_cpu(struct kmm *k, unsigned cpu)
+{
+    if (cpu >= k->cpu_count)
+        return heap_misuse(k, KMM_MISUSE_ABSENT, KMM_EINVAL, __builtin_return_address(0),
+                           "kmm_heap_drain_offline_cpu(%u): only %u CPUs", cpu, k->cpu_count);
+    for (unsigned id = 1; id < KMM_HEAP_CACHES; id++) {
+        struct kmm_cache *c = __atomic_load_n(&k->heap.caches[id], __ATOMIC_ACQUIRE);
+        if (c)
+            heap_drain(k, c, heap_cpu_at(c, cpu));
+    }
+    return KMM_OK;
+}
+
+uint64_t kmm_heap_set_limit(struct kmm *k, uint64_t bytes)
+{
+    return atomic_exchange_explicit(&k->heap.limit, bytes, memory_order_relaxed);
+}
+
+/* --- figures ------------------------------------------------------------------------------ */
+
+static void cache_stats(const struct kmm_cache *c, struct kmm_cache_stats *out)
+{
+    *out = (struct kmm_cache_stats){0};
+    __builtin_memcpy(out->name, c->name, sizeof(out->name));
+    out->object_size = c->size;
+    out->objects_per_slab = c->objects;
+    out->pages_per_slab = 1u << c->order;
+    uint64_t slabs = 0;
+    for (unsigned l = 0; l < SLAB_LISTS; l++)
+        slabs += __atomic_load_n(&c->nslabs[l], __ATOMIC_RELAXED);
+    out->total_slabs = slabs;
+    out->active_slabs = slabs - __atomic_load_n(&c->nslabs[SLAB_EMPTY], __ATOMIC_RELAXED);
+    out->total_objects = slabs * c->objects;
+    out->active_objects = active_objects(c, &out->cpu_cached);
+    for (unsigned cpu = 0; cpu < c->ncpu; cpu++) {
+        const struct heap_cpu *hc = heap_cpu_at(c, cpu);
+        out->allocs += __atomic_load_n(&hc->allocs, __ATOMIC_RELAXED);
+        out->frees += __atomic_load_n(&hc->frees, __ATOMIC_RELAXED);
+    }
+}
+
+int kmm_cache_stats(struct kmm *k, const struct kmm_cache *c, struct kmm_cache_stats *out)
+{
+    if (!heap_cache_live(k, c) || !out)
+        return heap_misuse(k, KMM_MISUSE_BAD_HANDLE, KMM_EINVAL, __builtin_return_address(0),
+                           "kmm_cache_stats(%p): %s", (const void *)c,
+                           out ? "not a live cache" : "NULL out");
+    cache_stats(c, out);
+    return KMM_OK;
+}
+
+struct kmm_cache *kmm_heap_cache_at(struct kmm *k, unsigned i)
+{
+    for (unsigned id = 1; id < KMM_HEAP_CACHES; id++) {
+        struct kmm_cache *c = __atomic_load_n(&k->heap.caches[id], __ATOMIC_ACQUIRE);
+        if (c && i-- == 0)
+            return c;
+    }
+    return NULL;
+}
+
+void kmm_heap_stats(struct kmm *k, struct kmm_heap_stats *out)
+{
+    struct kmm_heap *h = &k->heap;
+    *out = (struct kmm_heap_stats){0};
+    for (unsigned id = 1; id < KMM_HEAP_CACHES; id++) {
+        struct kmm_cache *c = __atomic_load_n(&h->caches[id], __ATOMIC_ACQUIRE);
+        if (!c)
+            continue;
+        struct kmm_cache_stats cs;
+        cache_stats(c, &cs);
+        out->caches++;
+        if (c->kind == HEAP_KIND_RECORDS)
+            continue; /* the heap's own bookkeeping: held, not used */
+        out->bytes_used += cs.active_objects * c->size;
+        out->allocs += cs.allocs;
+        out->frees += cs.frees;
+        out->alloc_bytes += cs.allocs * c->size;
+        out->free_bytes += cs.frees * c->size;
+    }
+    out->large_blocks = atomic_load_explicit(&h->large_blocks, memory_order_relaxed);
+    out->large_bytes = atomic_load_explicit(&h->large_bytes, memory_order_relaxed);
+    out->bytes_used += out->large_bytes;
+    out->allocs += atomic_load_explicit(&h->large_allocs, memory_order_relaxed);
+    out->frees += atomic_load_explicit(&h->large_frees, memory_order_relaxed);
+    out->alloc_bytes += atomic_load_explicit(&h->large_alloc_bytes, memory_order_relaxed);
+    out->free_bytes += atomic_load_explicit(&h->large_free_bytes, memory_order_relaxed);
+    out->bytes_held = atomic_load_explicit(&h->held, memory_order_relaxed);
+    out->bytes_peak = atomic_load_explicit(&h->peak, memory_order_relaxed);
+    out->bytes_free = out->bytes_held > out->bytes_used ? out->bytes_held - out->bytes_used : 0;
+    out->limit = atomic_load_explicit(&h->limit, memory_order_relaxed);
+    out->failed = atomic_load_explicit(&h->failed, memory_order_relaxed);
+    out->misuse = kmm_misuse_layer_total(k, KMM_LAYER_HEAP);
+}

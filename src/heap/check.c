@@ -1,0 +1,113 @@
+/*
+ * check.c - the heap's part of kmm_check: every cache's slabs (on the
+ * list their counts say, free lists decoding to tagged object starts of
+ * their own slab, of the right length), its counters, and the CPU stacks
+ * (each entry a tagged object of the cache). Only reads.
+ */
+#include "heap/api.h"
+#include "heap/heap.h"
+
+#include <kmm/check.h>
+
+/* Checks slab s of c; returns its free objects. Lock held. */
+static uint64_t check_slab(struct kmm *k, const struct kmm_cache *c, const struct slab *s,
+                           unsigned list, struct kmm_check_result *r)
+{
+    struct pmm_slab_ref ref;
+    uintptr_t dm = k->direct_map;
+    if (!pmm_slab_find(k, s->base - dm, &ref) || ref.pa != s->base - dm || ref.owner != c->id ||
+        ref.order != c->order) {
+        kmm_check_problem(r, KMM_CHECK_CORRUPT,
+                          "heap: cache %s: slab 0x%llx is not its in the "
+                          "frame database",
+                          c->name, (unsigned long long)s->base);
+        return 0;
+    }
+    if (s->list != list)
+        kmm_check_problem(r, KMM_CHECK_CORRUPT, "heap: cache %s: slab 0x%llx on list %u says %u",
+                          c->name, (unsigned long long)s->base, list, s->list);
+    uint64_t n = 0;
+    for (uintptr_t obj = s->free; obj; n++) {
+        const uintptr_t *w = heap_words(c, obj);
+        uint64_t off = obj - s->base;
+        if (obj < s->base || off % c->size || off / c->size >= c->objects || n >= c->objects ||
+            w[1] != heap_tag(c, obj)) {
+            kmm_check_problem(r, KMM_CHECK_CORRUPT,
+                              "heap: cache %s: slab 0x%llx: free list entry 0x%llx is no free "
+                              "object of the slab",
+                              c->name, (unsigned long long)s->base, (unsigned long long)obj);
+            return n;
+        }
+        r->blocks_walked++;
+        obj = w[0] ^ c->secret ^ (uintptr_t)w;
+    }
+    if (n + s->inuse != c->objects)
+        kmm_check_problem(r, KMM_CHECK_CORRUPT,
+                          "heap: cache %s: slab 0x%llx has %llu free and %u in use of %u", c->name,
+                          (unsigned long long)s->base, (unsigned long long)n, s->inuse, c->objects);
+    return n;
+}
+
+static void check_cache(struct kmm *k, struct kmm_cache *c, struct kmm_check_result *r)
+{
+    kmm_irqstate_t st = kmm_lock_irqsave(&c->lock);
+    uint64_t inuse = 0;
+    for (unsigned l = 0; l < SLAB_LISTS; l++) {
+        uint64_t n = 0;
+        for (const struct slab *s = c->lists[l]; s && n <= c->nslabs[l]; s = s->next, n++) {
+            check_slab(k, c, s, l, r);
+            inuse += s->inuse - s->self;
+            unsigned want = s->inuse == s->self      ? SLAB_EMPTY
+                            : s->inuse == c->objects ? SLAB_FULL
+                                                     : SLAB_PARTIAL;
+            if (want != l)
+                kmm_check_problem(r, KMM_CHECK_CORRUPT,
+                                  "heap: cache %s: slab 0x%llx with %u in use is on list %u",
+                                  c->name, (unsigned long long)s->base, s->inuse, l);
+        }
+        if (n != c->nslabs[l])
+            kmm_check_problem(r, KMM_CHECK_CORRUPT,
+                              "heap: cache %s: list %u holds %llu slabs, the count %llu", c->name,
+                              l, (unsigned long long)n, (unsigned long long)c->nslabs[l]);
+    }
+    if (inuse != c->total_inuse)
+        kmm_check_problem(r, KMM_CHECK_CORRUPT,
+                          "heap: cache %s: %llu objects out of the slabs, the count %llu", c->name,
+                          (unsigned long long)inuse, (unsigned long long)c->total_inuse);
+    for (unsigned cpu = 0; cpu < c->ncpu; cpu++) {
+        const struct heap_cpu *hc = heap_cpu_at(c, cpu);
+        if (hc->n > c->limit) {
+            kmm_check_problem(r, KMM_CHECK_CORRUPT, "heap: cache %s: CPU %u holds %u of %u",
+                              c->name, cpu, hc->n, c->limit);
+            continue;
+        }
+        for (unsigned i = 0; i < hc->n; i++) {
+            uintptr_t obj = (uintptr_t)hc->objs[i];
+            struct heap_ref ref;
+            if (heap_find(k, obj, &ref) != HEAP_FOUND || ref.cache != c ||
+                heap_words(c, obj)[1] != heap_tag(c, obj))
+                kmm_check_problem(r, KMM_CHECK_CORRUPT,
+                                  "heap: cache %s: CPU %u caches 0x%llx, no free object of it",
+                                  c->name, cpu, (unsigned long long)obj);
+        }
+    }
+    kmm_unlock_irqrestore(&c->lock, st);
+}
+
+void heap_check(struct kmm *k, struct kmm_check_result *r)
+{
+    struct kmm_heap *h = &k->heap;
+    for (unsigned id = 1; id < KMM_HEAP_CACHES; id++) {
+        struct kmm_cache *c = __atomic_load_n(&h->caches[id], __ATOMIC_ACQUIRE);
+        if (!c)
+            continue;
+        if (c->id != id || c->magic != (HEAP_CACHE_MAGIC ^ (uintptr_t)c)) {
+            kmm_check_problem(r, KMM_CHECK_CORRUPT, "heap: cache slot %u holds a dead cache", id);
+            continue;
+        }
+        check_cache(k, c, r);
+    }
+    uint64_t held = atomic_load_explicit(&h->held, memory_order_relaxed);
+    if (atomic_load_explicit(&h->peak, memory_order_relaxed) < held)
+        kmm_check_problem(r, KMM_CHECK_CORRUPT, "heap: peak below the bytes held");
+}

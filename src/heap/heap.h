@@ -1,0 +1,315 @@
+/*
+ * heap.h - the kernel heap's private types and its inline fast paths.
+ * Private to src/heap/. Contracts of the public calls: kmm/heap.h.
+ *
+ * Three levels, as in Bonwick's slab allocator with magazines:
+ *
+ *   kmm_malloc / kmm_cache_alloc          kmm_free / kmm_cache_free
+ *        |   this CPU's stack of free objects (struct heap_cpu): no lock,
+ *        v   no atomic read-modify-write, IRQs off for a few instructions
+ *   refill: half a stack at a time       flush: half a stack at a time
+ *        |   the cache's slabs (struct slab), under the cache's lock
+ *        v
+ *   grow: a new slab from the page allocator (pmm_slab_alloc); empty slabs
+ *   beyond HEAP_KEEP_EMPTY go back (and all of them when memory is short:
+ *   the heap is a reclaim hook).
+ *
+ * A slab is a block of 2^order pages of objects laid out from its first
+ * byte with no header; its head frame in the frame database is marked SLAB
+ * with the cache's id and the address of the slab's record (pmm/api.h), so
+ * a pointer leads to its cache and slab in O(1) and a free checks every hop.
+ *
+ * A free object holds two words at fp_off (0 for plain caches; after the
+ * object for caches with a constructor, whose objects keep their state):
+ *   word 0  the next free object of its slab's list, encoded:
+ *           next ^ cache secret ^ the word's own address (a free list in a
+ *           CPU stack does not use it)
+ *   word 1  the free tag: cache secret ^ the object's address. Written on
+ *           every free, checked and cleared on every allocation: a second
+ *           free of an object still free finds it (a double free), and an
+ *           allocation that does not find it knows the free object was
+ *           written to or handed out twice.
+ */
+#ifndef KMM_HEAP_HEAP_H
+#define KMM_HEAP_HEAP_H
+
+#include "internal.h"
+
+#include "pmm/api.h"
+
+#include <kmm/heap.h>
+
+/* What a cache is. */
+enum heap_kind {
+    HEAP_KIND_CLASS = 1, /* a size class of kmm_malloc */
+    HEAP_KIND_RECORDS,   /* the slab records (each slab holds its own record) */
+    HEAP_KIND_OBJECT,    /* kmm_cache_create's */
+};
+
+/* The owner tag of a whole-page block in the frame database. */
+#define HEAP_OWNER_LARGE 0xffffu
+/* Empty slabs a cache keeps for the next growth. */
+#define HEAP_KEEP_EMPTY  2u
+/* A CPU stack's bound in objects: HEAP_STACK_BYTES of them, at least 4 and
+ * at most 256. Small objects get deep stacks (a burst of them never takes
+ * a lock); large ones shallow (what stacks hold counts against the heap's
+ * memory). */
+#define HEAP_STACK_BYTES 8192u
+#define HEAP_STACK_MIN   4u
+#define HEAP_STACK_MAX   256u
+/* "kmm-cach" XORed with the cache's address: a live cache. */
+#define HEAP_CACHE_MAGIC UINT64_C(0x6b6d6d2d63616368)
+
+/* A slab's record. Lives in the records cache (heap/slab.c), or for a slab
+ * of the records cache as its own first object. Under the cache's lock. */
+struct slab {
+    struct slab *next, *prev; /* on the cache's partial, full or empty list */
+    uintptr_t base;           /* direct-map address of its first object */
+    uintptr_t free;           /* its first free object (0: none); the list is encoded */
+    uint32_t inuse;           /* objects not on its free list */
+    uint8_t list;             /* enum slab_list */
+    uint8_t self;             /* the record is the slab's own first object */
+};
+
+enum slab_list { SLAB_PARTIAL, SLAB_FULL, SLAB_EMPTY, SLAB_LISTS };
+
+/* One CPU's stack of free objects of one cache. Only its CPU touches it,
+ * with IRQs off, except a drain of an offline CPU. The counters have one
+ * writer. */
+struct heap_cpu {
+    uint32_t n; /* objects on the stack */
+    uint32_t pad;
+    uint64_t allocs; /* successful allocations on this CPU */
+    uint64_t frees;  /* successful frees on this CPU */
+    void *objs[];    /* the cache's limit of them (cpu_stride) */
+};
+
+/*
+ * A cache. Fixed after creation: everything above `lock`. Under the lock:
+ * the slab lists and their counters.
+ * Invariants (heap/check.c): every slab is on the list its inuse says
+ * (0: empty, objects: full, else partial; for the records cache a slab
+ * holding only its own record is empty); its free list has objects -
+ * inuse entries, each an object start of the slab carrying the free tag;
+ * total_inuse is the sum of inuse; nslabs[] count the lists.
+ */
+struct kmm_cache {
+    uint64_t magic;   /* HEAP_CACHE_MAGIC ^ address while alive */
+    uint32_t id;      /* caches[id], the owner tag of its slabs */
+    uint32_t size;    /* stride between objects */
+    uint32_t usable;  /* bytes the caller may use */
+    uint32_t fp_off;  /* offset of the free-list word; the tag follows it */
+    uint32_t objects; /* per slab */
+    uint32_t recip;   /* 2^32 / size, rounded up: offset -> index */
+    uint8_t order;    /* pages per slab: 2^order */
+    uint8_t kind;     /* enum heap_kind */
+    uint16_t limit;   /* CPU stack bound */
+    uint16_t batch;   /* objects moved per refill or flush */
+    uintptr_t secret;
+    kmm_ctor_t ctor;
+    struct kmm *k;
+    char name[KMM_CACHE_NAME_MAX];
+    unsigned ncpu;
+    uint32_t cpu_stride; /* bytes per stack */
+    uintptr_t cpu;       /* ncpu stacks, cpu_stride bytes apart */
+    uint64_t mem_pa;     /* the pages holding this structure and its stacks */
+    size_t mem_pages;
+
+    kmm_lock_t lock;
+    struct slab *lists[SLAB_LISTS];
+    uint64_t nslabs[SLAB_LISTS];
+    uint64_t total_inuse;   /* objects out of the slabs: allocated or on a stack */
+    uint64_t grown, shrunk; /* slabs made and given back */
+};
+
+/* --- the free tag and the encoded list ------------------------------------------------- */
+
+static inline uintptr_t heap_tag(const struct kmm_cache *c, uintptr_t obj)
+{
+    return c->secret ^ obj;
+}
+
+static inline uintptr_t *heap_words(const struct kmm_cache *c, uintptr_t obj)
+{
+    return (uintptr_t *)(obj + c->fp_off);
+}
+
+/* --- finding the cache of a pointer ----------------------------------------------------- */
+
+/* Where a pointer leads, once every hop checked. */
+struct heap_ref {
+    struct kmm_cache *cache; /* NULL for a whole-page block */
+    struct slab *slab;
+    uint64_t pa; /* the block's (slab's or large block's) first byte */
+    unsigned order;
+};
+
+/* Why heap_find refused a pointer. */
+enum heap_bad {
+    HEAP_FOUND = 0,
+    HEAP_FOREIGN,  /* not in memory the heap holds */
+    HEAP_INTERIOR, /* inside an object or block, not at its start */
+};
+
+/*
+ * heap_find - from pointer p to its cache, slab and block: the direct map,
+ * the frame database's SLAB head and owner, the live cache of that id, and
+ * an object start inside the slab's objects. Lock-free; O(1).
+ */
+static inline enum heap_bad heap_find(struct kmm *k, uintptr_t p, struct heap_ref *out)
+{
+    uintptr_t dm = k->direct_map;
+    if (p < dm || p - dm >= k->totals.phys_end)
+        return HEAP_FOREIGN;
+    struct pmm_slab_ref ref;
+    if (!pmm_slab_find(k, p - dm, &ref))
+        return HEAP_FOREIGN;
+    uint64_t off = p - dm - ref.pa;
+    if (ref.owner == HEAP_OWNER_LARGE) {
+        *out = (struct heap_ref){NULL, NULL, ref.pa, ref.order};
+        return off ? HEAP_INTERIOR : HEAP_FOUND;
+    }
+    if (ref.owner >= KMM_HEAP_CACHES)
+        return HEAP_FOREIGN;
+    struct kmm_cache *c = __atomic_load_n(&k->heap.caches[ref.owner], __ATOMIC_ACQUIRE);
+    if (!c || ref.order != c->order)
+        return HEAP_FOREIGN;
+    uint32_t idx = (uint32_t)((off * c->recip) >> 32);
+    if (idx >= c->objects || (uint64_t)idx * c->size != off)
+        return HEAP_INTERIOR;
+    *out = (struct heap_ref){c, (struct slab *)ref.record, ref.pa, ref.order};
+    return HEAP_FOUND;
+}
+
+/* --- the CPU stacks --------------------------------------------------------------------- */
+
+/* CPU cpu's stack of c. */
+static inline struct heap_cpu *heap_cpu_at(const struct kmm_cache *c, unsigned cpu)
+{
+    return (struct heap_cpu *)(c->cpu + (uintptr_t)cpu * c->cpu_stride);
+}
+
+/* This CPU's stack of c. Preemption off. */
+static inline struct heap_cpu *heap_this_cpu(struct kmm_cache *c)
+{
+    unsigned cpu = kmm_port_cpu_id();
+    KMM_ASSERT(c->k->port, cpu < c->ncpu);
+    return heap_cpu_at(c, cpu);
+}
+
+/*
+ * heap_pop - an object from this CPU's stack of c, its tag checked and
+ * cleared, or 0 if the stack is empty or the top object's tag is wrong
+ * (the slow path then judges it). A leaf.
+ */
+static inline uintptr_t heap_pop(struct kmm_cache *c)
+{
+    uintptr_t obj = 0;
+    kmm_preempt_disable();
+    kmm_irqstate_t s = kmm_irq_save();
+    struct heap_cpu *hc = heap_this_cpu(c);
+    if (__builtin_expect(hc->n != 0, 1)) {
+        uintptr_t top = (uintptr_t)hc->objs[hc->n - 1];
+        uintptr_t *w = heap_words(c, top);
+        if (__builtin_expect(w[1] == heap_tag(c, top), 1)) {
+            w[1] = 0;
+            hc->n--;
+            hc->allocs++;
+            obj = top;
+        }
+    }
+    kmm_irq_restore(s);
+    kmm_preempt_enable();
+    return obj;
+}
+
+/* What heap_push did. */
+enum heap_push {
+    HEAP_PUSHED,      /* on this CPU's stack */
+    HEAP_STACK_FULL,  /* not pushed: the stack is full (flush, then push) */
+    HEAP_ALREADY_FREE /* not pushed: the object carries the free tag */
+};
+
+/* heap_push - puts object obj of c on this CPU's stack, tagged free. A
+ * leaf. */
+static inline enum heap_push heap_push(struct kmm_cache *c, uintptr_t obj)
+{
+    enum heap_push r = HEAP_STACK_FULL;
+    uintptr_t *w = heap_words(c, obj);
+    kmm_preempt_disable();
+    kmm_irqstate_t s = kmm_irq_save();
+    struct heap_cpu *hc = heap_this_cpu(c);
+    if (__builtin_expect(w[1] == heap_tag(c, obj), 0)) {
+        r = HEAP_ALREADY_FREE;
+    } else if (__builtin_expect(hc->n < c->limit, 1)) {
+        w[1] = heap_tag(c, obj);
+        hc->objs[hc->n++] = (void *)obj;
+        hc->frees++;
+        r = HEAP_PUSHED;
+    }
+    kmm_irq_restore(s);
+    kmm_preempt_enable();
+    return r;
+}
+
+/* --- slabs (slab.c) ---------------------------------------------------------------------- */
+
+/* heap_alloc_slow - an object of c when this CPU's stack has none:
+ * refills it from the slabs (growing c if they are empty) and pops. 0 if
+ * memory or the heap's limit runs out. */
+uintptr_t heap_alloc_slow(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flags);
+
+/* heap_free_slow - frees obj of c (found by heap_find) when this CPU's
+ * stack is full: moves a batch back to the slabs, then pushes. Returns
+ * KMM_OK or KMM_ESTATE (already free: not counted here). */
+int heap_free_slow(struct kmm *k, struct kmm_cache *c, uintptr_t obj);
+
+/* heap_drain - moves every object of stack hc of c back to the slabs. The
+ * stack's owner with IRQs on, or hc's CPU is offline. */
+void heap_drain(struct kmm *k, struct kmm_cache *c, struct heap_cpu *hc);
+
+/* heap_shrink_cache - moves this CPU's stack of c back, then gives every
+ * empty slab of c back; returns the pages given back. */
+size_t heap_shrink_cache(struct kmm *k, struct kmm_cache *c);
+
+/* heap_release_empty - gives every empty slab of c back (the stacks stay);
+ * returns the pages. */
+size_t heap_release_empty(struct kmm *k, struct kmm_cache *c);
+
+/* heap_held_add - takes `bytes` more into the heap's held figure if the
+ * limit allows; false if it does not. heap_held_sub gives them back. */
+bool heap_held_add(struct kmm *k, uint64_t bytes);
+void heap_held_sub(struct kmm *k, uint64_t bytes);
+
+/* --- caches (cache.c) ---------------------------------------------------------------------- */
+
+/* heap_cache_make - a cache (id chosen, published in caches[]) of objects
+ * of `size` bytes aligned to align, or NULL. */
+struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, size_t align,
+                                  kmm_ctor_t ctor, enum heap_kind kind);
+
+/* heap_ready - the slab records' cache made and the reclaim hook
+ * registered, on the first slow path; false without memory. */
+bool heap_ready(struct kmm *k, kmm_gfp_t flags);
+
+/* heap_class_cache - size class i's cache, made on first use; NULL
+ * without memory. */
+struct kmm_cache *heap_class_cache(struct kmm *k, unsigned i, kmm_gfp_t flags);
+
+/* Whether c is a live cache of k (lock-free; for misuse judgement). */
+bool heap_cache_live(struct kmm *k, const struct kmm_cache *c);
+
+/* Logs a rejected heap call: counted under KMM_LAYER_HEAP. Returns err. */
+#define heap_misuse(k, cls, err, caller, ...)                                                      \
+    kmm_misuse((k), KMM_LAYER_HEAP, (cls), (err), (caller), __VA_ARGS__)
+
+/* --- size classes (class.c) ------------------------------------------------------------------ */
+
+/* The class index of a size 1 .. KMM_HEAP_SLAB_MAX. */
+unsigned heap_class_of(const struct kmm_heap *h, size_t size);
+/* The object size of class i. */
+uint32_t heap_class_size(unsigned i);
+/* Fills h's table of the classes of sizes up to HEAP_SMALL_MAX. Init. */
+void heap_classes_setup(struct kmm_heap *h);
+
+#endif /* KMM_HEAP_HEAP_H */

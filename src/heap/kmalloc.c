@@ -1,0 +1,393 @@
+/*
+ * kmalloc.c - kmm_malloc and its family: size classes through the CPU
+ * stacks (heap.h), whole-page blocks, and vmalloc'd blocks; one free that
+ * finds which a pointer is. Contracts: kmm/heap.h.
+ */
+#include "heap/heap.h"
+
+#include <kmm/heap.h>
+#include <kmm/vmalloc.h>
+
+#define PAGE KMM_PAGE_SIZE
+
+/* --- large blocks ------------------------------------------------------------------------ */
+
+/* Whole pages: a power-of-two block from the page allocator, marked as the
+ * heap's (owner HEAP_OWNER_LARGE) so that kmm_free knows it. */
+static void *pages_alloc(struct kmm *k, size_t size, kmm_gfp_t flags)
+{
+    unsigned order = kmm_order_for_count((size + PAGE - 1) / PAGE);
+    uint64_t bytes = (uint64_t)PAGE << order;
+    if (!heap_held_add(k, bytes))
+        return NULL;
+    uint64_t pa = pmm_slab_alloc(k, order, flags, HEAP_OWNER_LARGE, NULL);
+    if (!pa) {
+        heap_held_sub(k, bytes);
+        return NULL;
+    }
+    return kmm_phys_to_virt(k, pa);
+}
+
+/*
+ * vmalloc'd blocks are told from the caller's own kmm_vmalloc areas by the
+ * call site the window records for each area: every heap block is made by
+ * the one kmm_vmalloc call in vmalloc_block, whose return address the
+ * first block teaches (vmalloc_site).
+ */
+static __attribute__((noinline)) void *vmalloc_block(struct kmm *k, size_t size, kmm_gfp_t flags)
+{
+    uint64_t bytes = kmm_align_up(size, PAGE);
+    if (!heap_held_add(k, bytes))
+        return NULL;
+    void *p = kmm_vmalloc(k, size, flags & KMM_GFP_ZERO);
+    if (!p) {
+        heap_held_sub(k, bytes);
+        return NULL;
+    }
+    struct kmm_kva_area a;
+    KMM_MUST(k->port, kmm_kva_lookup(k, (uint64_t)(uintptr_t)p, &a));
+    __atomic_store_n(&k->heap.vmalloc_site, a.caller, __ATOMIC_RELAXED);
+    return p;
+}
+
+/* Whether p starts a vmalloc'd heap block; its bytes into *bytes. */
+static bool is_vmalloc_block(struct kmm *k, const void *p, uint64_t *bytes)
+{
+    struct kmm_kva_area a;
+    const void *site = __atomic_load_n(&k->heap.vmalloc_site, __ATOMIC_RELAXED);
+    if (!site || kmm_kva_lookup(k, (uint64_t)(uintptr_t)p, &a) != KMM_OK)
+        return false;
+    *bytes = a.size;
+    return a.kind == KMM_KVA_VMALLOC && a.va == (uint64_t)(uintptr_t)p && a.caller == site;
+}
+
+static void large_count(struct kmm *k, uint64_t bytes, bool alloc)
+{
+    struct kmm_heap *h = &k->heap;
+    if (alloc) {
+        atomic_fetch_add_explicit(&h->large_blocks, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&h->large_bytes, bytes, memory_order_relaxed);
+        atomic_fetch_add_explicit(&h->large_allocs, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&h->large_alloc_bytes, bytes, memory_order_relaxed);
+    } else {
+        atomic_fetch_sub_explicit(&h->large_blocks, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&h->large_bytes, bytes, memory_order_relaxed);
+        atomic_fetch_add_explicit(&h->large_frees, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&h->large_free_bytes, bytes, memory_order_relaxed);
+    }
+}
+
+/* A block above KMM_HEAP_SLAB_MAX. */
+static void *large_alloc(struct kmm *k, size_t size, kmm_gfp_t flags)
+{
+    void *p = NULL;
+    uint64_t bytes;
+    if (size <= KMM_HEAP_PAGES_MAX) {
+        p = pages_alloc(k, size, flags);
+        bytes = (uint64_t)PAGE << kmm_order_for_count((size + PAGE - 1) / PAGE);
+    } else {
+        if (!(flags & KMM_GFP_ATOMIC))
+            p = vmalloc_block(k, size, flags);
+        bytes = kmm_align_up(size, PAGE);
+    }
+    if (!p) {
+        atomic_fetch_add_explicit(&k->heap.failed, 1, memory_order_relaxed);
+        return NULL;
+    }
+    large_count(k, bytes, true);
+    return p;
+}
+
+/* --- allocation ----------------------------------------------------------------------------- */
+
+static void *malloc_slow(struct kmm *k, size_t size, kmm_gfp_t flags, const void *caller)
+{
+    if (flags & ~KMM_HEAP_GFP_VALID) {
+        heap_misuse(k, KMM_MISUSE_BAD_FLAGS, KMM_EINVAL, caller,
+                    "kmm_malloc(%zu, flags 0x%x): unknown flags", size, flags);
+        return NULL;
+    }
+    if (size > KMM_HEAP_SIZE_MAX) {
+        atomic_fetch_add_explicit(&k->heap.failed, 1, memory_order_relaxed);
+        return NULL;
+    }
+    if (size > KMM_HEAP_SLAB_MAX)
+        return large_alloc(k, size, flags);
+    struct kmm_cache *c = heap_class_cache(k, heap_class_of(&k->heap, size), flags);
+    if (!c) {
+        atomic_fetch_add_explicit(&k->heap.failed, 1, memory_order_relaxed);
+        return NULL;
+    }
+    uintptr_t p = heap_pop(c);
+    if (!p)
+        p = heap_alloc_slow(k, c, flags);
+    if (p && (flags & KMM_GFP_ZERO))
+        __builtin_memset((void *)p, 0, c->usable);
+    return (void *)p;
+}
+
+void *kmm_malloc(struct kmm *k, size_t size, kmm_gfp_t flags)
+{
+    /* The common case inline: a small size, plain flags, an object on
+     * this CPU's stack. */
+    if (__builtin_expect(size <= HEAP_SMALL_MAX && flags == 0, 1)) {
+        struct kmm_cache *c = k->heap.classes[k->heap.small_class[(size + 15) / 16]];
+        if (__builtin_expect(c != NULL, 1)) {
+            uintptr_t p = heap_pop(c);
+            if (__builtin_expect(p != 0, 1))
+                return (void *)p;
+        }
+    }
+    return malloc_slow(k, size, flags, __builtin_return_address(0));
+}
+
+void *kmm_zalloc(struct kmm *k, size_t size, kmm_gfp_t flags)
+{
+    return malloc_slow(k, size, flags | KMM_GFP_ZERO, __builtin_return_address(0));
+}
+
+void *kmm_calloc(struct kmm *k, size_t n, size_t size, kmm_gfp_t flags)
+{
+    size_t bytes;
+    if (__builtin_mul_overflow(n, size, &bytes)) {
+        atomic_fetch_add_explicit(&k->heap.failed, 1, memory_order_relaxed);
+        return NULL;
+    }
+    return malloc_slow(k, bytes, flags | KMM_GFP_ZERO, __builtin_return_address(0));
+}
+
+void *kmm_aligned_alloc(struct kmm *k, size_t align, size_t size, kmm_gfp_t flags)
+{
+    const void *caller = __builtin_return_address(0);
+    if (align == 0 || (align & (align - 1)) || align > ((size_t)1 << 30)) {
+        heap_misuse(k, KMM_MISUSE_BAD_ARG, KMM_EINVAL, caller,
+                    "kmm_aligned_alloc(align %zu, size %zu): alignment not a power of two up "
+                    "to 1 GiB",
+                    align, size);
+        return NULL;
+    }
+    size_t need = size > align ? size : align;
+    if (align <= PAGE) {
+        /* A class of at least align bytes holds objects aligned to the
+         * largest power of two dividing its size, up to the page: round
+         * need up to a multiple of align, which such a class is. */
+        need = kmm_align_up(need, align);
+        if (need <= KMM_HEAP_SLAB_MAX) {
+            unsigned i = heap_class_of(&k->heap, need);
+            while (heap_class_size(i) % align)
+                i++;
+            return malloc_slow(k, heap_class_size(i), flags, caller);
+        }
+        return malloc_slow(k, need, flags, caller);
+    }
+    /* Beyond the page: whole pages are aligned to their own size. */
+    if (need > KMM_HEAP_PAGES_MAX) {
+        heap_misuse(k, KMM_MISUSE_BAD_ARG, KMM_EINVAL, caller,
+                    "kmm_aligned_alloc(align %zu, size %zu): alignment above the page size "
+                    "for a block above KMM_HEAP_PAGES_MAX",
+                    align, size);
+        return NULL;
+    }
+    return malloc_slow(k, need > KMM_HEAP_SLAB_MAX ? need : KMM_HEAP_SLAB_MAX + 1, flags, caller);
+}
+
+/* --- freeing ------------------------------------------------------------------------------- */
+
+/* What a pointer is, for the calls that take one. */
+struct heap_block {
+    enum { BLOCK_OBJECT, BLOCK_PAGES, BLOCK_VMALLOC, BLOCK_BAD } kind;
+    struct heap_ref ref;
+    enum heap_bad bad;
+    uint64_t bytes; /* usable bytes */
+};
+
+static struct heap_block block_of(struct kmm *k, const void *p)
+{
+    struct heap_block b = {.kind = BLOCK_BAD};
+    b.bad = heap_find(k, (uintptr_t)p, &b.ref);
+    if (b.bad == HEAP_FOUND) {
+        b.kind = b.ref.cache ? BLOCK_OBJECT : BLOCK_PAGES;
+        b.bytes = b.ref.cache ? b.ref.cache->usable : (uint64_t)PAGE << b.ref.order;
+    } else if (b.bad == HEAP_FOREIGN && is_vmalloc_block(k, p, &b.bytes)) {
+        b.kind = BLOCK_VMALLOC;
+    }
+    return b;
+}
+
+static int bad_pointer(struct kmm *k, const char *fn, const void *p, enum heap_bad bad,
+                       const void *caller)
+{
+    return heap_misuse(k, KMM_MISUSE_NOT_BLOCK, KMM_EINVAL, caller, "%s(%p): %s", fn, p,
+                       bad == HEAP_INTERIOR ? "inside a heap block, not at its start"
+                                            : "not a block of this heap");
+}
+
+/* Frees object p of c (found by heap_find): the CPU stack, or a flush. */
+static int object_free(struct kmm *k, struct kmm_cache *c, const void *p, const char *fn,
+                       const void *caller)
+{
+    enum heap_push r = heap_push(c, (uintptr_t)p);
+    int err = KMM_OK;
+    if (r == HEAP_STACK_FULL)
+        err = heap_free_slow(k, c, (uintptr_t)p);
+    if (r == HEAP_ALREADY_FREE || err)
+        return heap_misuse(k, KMM_MISUSE_DOUBLE_FREE, KMM_ESTATE, caller,
+                           "%s(%p): already free (cache %s)", fn, p, c->name);
+    return KMM_OK;
+}
+
+/* Frees a block other than a cache object. */
+static int large_free(struct kmm *k, const struct heap_block *b, const void *p)
+{
+    if (b->kind == BLOCK_PAGES) {
+        pmm_slab_free(k, b->ref.pa);
+    } else {
+        KMM_MUST(k->port, kmm_vfree(k, p));
+    }
+    heap_held_sub(k, b->bytes);
+    large_count(k, b->bytes, false);
+    return KMM_OK;
+}
+
+static int free_from(struct kmm *k, const void *p, const char *fn, const void *caller)
+{
+    struct heap_block b = block_of(k, p);
+    switch (b.kind) {
+    case BLOCK_OBJECT:
+        return object_free(k, b.ref.cache, p, fn, caller);
+    case BLOCK_PAGES:
+    case BLOCK_VMALLOC:
+        return large_free(k, &b, p);
+    default:
+        return bad_pointer(k, fn, p, b.bad, caller);
+    }
+}
+
+int kmm_free(struct kmm *k, const void *p)
+{
+    /* The common case inline: an object, room on this CPU's stack. */
+    struct heap_ref ref;
+    if (__builtin_expect(p && heap_find(k, (uintptr_t)p, &ref) == HEAP_FOUND && ref.cache, 1) &&
+        __builtin_expect(heap_push(ref.cache, (uintptr_t)p) == HEAP_PUSHED, 1))
+        return KMM_OK;
+    if (!p)
+        return KMM_OK;
+    return free_from(k, p, "kmm_free", __builtin_return_address(0));
+}
+
+int kmm_free_sized(struct kmm *k, const void *p, size_t size)
+{
+    const void *caller = __builtin_return_address(0);
+    if (!p)
+        return KMM_OK;
+    struct heap_block b = block_of(k, p);
+    if (b.kind == BLOCK_BAD)
+        return bad_pointer(k, "kmm_free_sized", p, b.bad, caller);
+    bool fits = size <= b.bytes;
+    if (fits && b.kind == BLOCK_OBJECT && b.ref.cache->kind == HEAP_KIND_CLASS)
+        fits = size <= KMM_HEAP_SLAB_MAX &&
+               heap_class_of(&k->heap, size ? size : 1) + 1 == b.ref.cache->id;
+    if (fits && b.kind != BLOCK_OBJECT)
+        fits = size > KMM_HEAP_SLAB_MAX || size == 0;
+    if (!fits)
+        return heap_misuse(k, KMM_MISUSE_WRONG_ORDER, KMM_EINVAL, caller,
+                           "kmm_free_sized(%p, %zu): the block holds %llu bytes, of another "
+                           "size class",
+                           p, size, (unsigned long long)b.bytes);
+    return free_from(k, p, "kmm_free_sized", caller);
+}
+
+int kmm_cache_free(struct kmm *k, struct kmm_cache *c, const void *p)
+{
+    const void *caller = __builtin_return_address(0);
+    if (!p)
+        return KMM_OK;
+    struct heap_ref ref;
+    enum heap_bad bad = heap_find(k, (uintptr_t)p, &ref);
+    if (bad != HEAP_FOUND || !ref.cache)
+        return bad_pointer(k, "kmm_cache_free", p, bad == HEAP_FOUND ? HEAP_FOREIGN : bad, caller);
+    if (ref.cache != c)
+        return heap_misuse(k, KMM_MISUSE_BAD_HANDLE, KMM_EINVAL, caller,
+                           "kmm_cache_free(%p, %p): an object of cache %s, not of this one",
+                           (const void *)c, p, ref.cache->name);
+    return object_free(k, c, p, "kmm_cache_free", caller);
+}
+
+void *kmm_cache_alloc(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flags)
+{
+    const void *caller = __builtin_return_address(0);
+    if (!heap_cache_live(k, c) || (flags & ~KMM_HEAP_GFP_VALID) ||
+        ((flags & KMM_GFP_ZERO) && c->ctor)) {
+        heap_misuse(k, heap_cache_live(k, c) ? KMM_MISUSE_BAD_FLAGS : KMM_MISUSE_BAD_HANDLE,
+                    KMM_EINVAL, caller, "kmm_cache_alloc(%p, flags 0x%x): %s", (const void *)c,
+                    flags,
+                    !heap_cache_live(k, c)          ? "not a live cache"
+                    : (flags & ~KMM_HEAP_GFP_VALID) ? "unknown flags"
+                                                    : "KMM_GFP_ZERO on a cache with a constructor");
+        return NULL;
+    }
+    uintptr_t p = heap_pop(c);
+    if (!p)
+        p = heap_alloc_slow(k, c, flags);
+    if (p && (flags & KMM_GFP_ZERO))
+        __builtin_memset((void *)p, 0, c->usable);
+    return (void *)p;
+}
+
+/* --- size and realloc ---------------------------------------------------------------------- */
+
+size_t kmm_usable_size(struct kmm *k, const void *p)
+{
+    if (!p)
+        return 0;
+    struct heap_block b = block_of(k, p);
+    if (b.kind == BLOCK_BAD) {
+        bad_pointer(k, "kmm_usable_size", p, b.bad, __builtin_return_address(0));
+        return 0;
+    }
+    if (b.kind == BLOCK_OBJECT &&
+        heap_words(b.ref.cache, (uintptr_t)p)[1] == heap_tag(b.ref.cache, (uintptr_t)p)) {
+        heap_misuse(k, KMM_MISUSE_DOUBLE_FREE, KMM_ESTATE, __builtin_return_address(0),
+                    "kmm_usable_size(%p): the block is free", p);
+        return 0;
+    }
+    return (size_t)b.bytes;
+}
+
+void *kmm_realloc(struct kmm *k, void *p, size_t size, kmm_gfp_t flags)
+{
+    const void *caller = __builtin_return_address(0);
+    if (!p)
+        return malloc_slow(k, size, flags, caller);
+    struct heap_block b = block_of(k, p);
+    if (b.kind == BLOCK_BAD) {
+        bad_pointer(k, "kmm_realloc", p, b.bad, caller);
+        return NULL;
+    }
+    if (b.kind == BLOCK_OBJECT &&
+        heap_words(b.ref.cache, (uintptr_t)p)[1] == heap_tag(b.ref.cache, (uintptr_t)p)) {
+        heap_misuse(k, KMM_MISUSE_DOUBLE_FREE, KMM_ESTATE, caller,
+                    "kmm_realloc(%p): the block is free", p);
+        return NULL;
+    }
+    if (flags & ~KMM_HEAP_GFP_VALID) {
+        heap_misuse(k, KMM_MISUSE_BAD_FLAGS, KMM_EINVAL, caller,
+                    "kmm_realloc(%p, %zu, flags 0x%x): unknown flags", p, size, flags);
+        return NULL;
+    }
+    /* In place if size fits and keeps at least half of the block in use. */
+    if (size && size <= b.bytes && (size > b.bytes / 2 || b.bytes <= KMM_HEAP_MIN_ALIGN))
+        return p;
+    void *n = malloc_slow(k, size, flags & ~KMM_GFP_ZERO, caller);
+    if (!n)
+        return NULL;
+    size_t keep = size < b.bytes ? size : (size_t)b.bytes;
+    __builtin_memcpy(n, p, keep);
+    if (flags & KMM_GFP_ZERO) {
+        size_t now = kmm_usable_size(k, n);
+        if (now > keep)
+            __builtin_memset((char *)n + keep, 0, now - keep);
+    }
+    KMM_MUST(k->port, free_from(k, p, "kmm_realloc", caller));
+    return n;
+}

@@ -1,0 +1,366 @@
+/*
+ * slab.c - a cache's slabs and the moves between them and the CPU stacks:
+ * refill (alloc slow path), flush (free slow path), drain, growth and
+ * shrinking. heap.h draws the levels and the words of a free object.
+ *
+ * Lock order (docs/architecture.md): a cache's lock is taken alone. Pages
+ * are never allocated under it: growth drops it, allocates the slab (the
+ * page allocator may run the shrinkers, the heap's among them, which take
+ * cache locks), and takes it again. The records cache's lock is taken
+ * while no other cache lock is held, for the same reason.
+ */
+#include "heap/heap.h"
+
+/* --- lists -------------------------------------------------------------------------- */
+
+static enum slab_list list_for(const struct kmm_cache *c, const struct slab *s)
+{
+    if (s->inuse == s->self)
+        return SLAB_EMPTY;
+    return s->inuse == c->objects ? SLAB_FULL : SLAB_PARTIAL;
+}
+
+static void list_del(struct kmm_cache *c, struct slab *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        c->lists[s->list] = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    c->nslabs[s->list]--;
+}
+
+static void list_add(struct kmm_cache *c, struct slab *s, enum slab_list l)
+{
+    s->list = (uint8_t)l;
+    s->prev = NULL;
+    s->next = c->lists[l];
+    if (s->next)
+        s->next->prev = s;
+    c->lists[l] = s;
+    c->nslabs[l]++;
+}
+
+/* Puts s on the list its inuse says, if it is not there. Cache lock held. */
+static void list_fix(struct kmm_cache *c, struct slab *s)
+{
+    enum slab_list l = list_for(c, s);
+    if (l != s->list) {
+        list_del(c, s);
+        list_add(c, s, l);
+    }
+}
+
+/* --- one slab's free list ------------------------------------------------------------- */
+
+/* Whether obj is an object start of slab s of c. */
+static bool slab_holds(const struct kmm_cache *c, const struct slab *s, uintptr_t obj)
+{
+    if (obj < s->base)
+        return false;
+    uint64_t off = obj - s->base;
+    uint32_t idx = (uint32_t)((off * c->recip) >> 32);
+    return idx < c->objects && (uint64_t)idx * c->size == off;
+}
+
+/* Pushes free object obj on s's list: encoded link, free tag. Lock held. */
+static void slab_put(struct kmm_cache *c, struct slab *s, uintptr_t obj)
+{
+    uintptr_t *w = heap_words(c, obj);
+    w[0] = s->free ^ c->secret ^ (uintptr_t)w;
+    w[1] = heap_tag(c, obj);
+    s->free = obj;
+    s->inuse--;
+}
+
+/*
+ * Takes the first object of s's list (which is not empty). Its tag stays:
+ * it is still free, on its way to a CPU stack. A link or tag that does not
+ * decode to a free object of s means a write after free reached the list:
+ * the rest of the list is abandoned (the slab counts as full and is never
+ * freed), logged, and the object is refused. Lock held.
+ */
+static uintptr_t slab_take(struct kmm *k, struct kmm_cache *c, struct slab *s)
+{
+    uintptr_t obj = s->free, *w = heap_words(c, obj);
+    uintptr_t next = w[0] ^ c->secret ^ (uintptr_t)w;
+    bool ok = w[1] == heap_tag(c, obj) && (next == 0 || slab_holds(c, s, next));
+    if (__builtin_expect(!ok, 0)) {
+        kmm_logf(k->port, KMM_LOG_ERR,
+                 "heap: cache %s: the free list of slab 0x%llx is corrupt at object 0x%llx "
+                 "(written after it was freed); the slab's free objects are abandoned",
+                 c->name, (unsigned long long)s->base, (unsigned long long)obj);
+        s->free = 0;
+        c->total_inuse += c->objects - s->inuse;
+        s->inuse = c->objects;
+        return 0;
+    }
+    s->free = next;
+    s->inuse++;
+    return obj;
+}
+
+/* --- growth and release ----------------------------------------------------------------- */
+
+bool heap_held_add(struct kmm *k, uint64_t bytes)
+{
+    struct kmm_heap *h = &k->heap;
+    uint64_t limit = atomic_load_explicit(&h->limit, memory_order_relaxed);
+    uint64_t held = atomic_load_explicit(&h->held, memory_order_relaxed);
+    do {
+        if (limit && held + bytes > limit)
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(&h->held, &held, held + bytes,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    uint64_t peak = atomic_load_explicit(&h->peak, memory_order_relaxed);
+    while (peak < held + bytes &&
+           !atomic_compare_exchange_weak_explicit(&h->peak, &peak, held + bytes,
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
+    return true;
+}
+
+void heap_held_sub(struct kmm *k, uint64_t bytes)
+{
+    atomic_fetch_sub_explicit(&k->heap.held, bytes, memory_order_relaxed);
+}
+
+/* The slab record of a block the frame database names. */
+static struct slab *slab_of(struct kmm *k, const struct pmm_slab_ref *ref)
+{
+    return ref->record ? (struct slab *)ref->record
+                       : (struct slab *)(k->direct_map + (uintptr_t)ref->pa);
+}
+
+/* A record for a new slab of c (not the records cache). */
+static struct slab *record_alloc(struct kmm *k, kmm_gfp_t flags)
+{
+    struct kmm_cache *r = k->heap.records;
+    uintptr_t obj = heap_pop(r);
+    return (struct slab *)(obj ? obj : heap_alloc_slow(k, r, flags));
+}
+
+static void record_free(struct kmm *k, struct slab *s)
+{
+    struct kmm_cache *r = k->heap.records;
+    if (heap_push(r, (uintptr_t)s) == HEAP_STACK_FULL)
+        heap_free_slow(k, r, (uintptr_t)s);
+}
+
+/*
+ * A new slab of c, off every list, or NULL (no memory, or the heap's
+ * limit). Its objects are constructed and on its free list. No lock held:
+ * the page allocator may run the shrinkers.
+ */
+static struct slab *slab_grow(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flags)
+{
+    uint64_t bytes = (uint64_t)KMM_PAGE_SIZE << c->order;
+    if (!heap_held_add(k, bytes))
+        return NULL;
+    bool self = c->kind == HEAP_KIND_RECORDS;
+    struct slab *s = self ? NULL : record_alloc(k, flags);
+    uint64_t pa = 0;
+    if (self || s)
+        pa = pmm_slab_alloc(k, c->order, flags, c->id, s);
+    if (!pa) {
+        if (s)
+            record_free(k, s);
+        heap_held_sub(k, bytes);
+        return NULL;
+    }
+    uintptr_t base = k->direct_map + (uintptr_t)pa;
+    if (self)
+        s = (struct slab *)base;
+    *s = (struct slab){.base = base, .inuse = c->objects, .self = self};
+    uint32_t first = self ? 1 : 0;
+    for (uint32_t i = c->objects; i-- > first;) {
+        uintptr_t obj = base + (uintptr_t)i * c->size;
+        if (c->ctor)
+            c->ctor((void *)obj);
+        slab_put(c, s, obj);
+    }
+    return s;
+}
+
+/* Gives slab s (off every list, empty) back to the page allocator. No lock
+ * held. */
+static void slab_release(struct kmm *k, struct kmm_cache *c, struct slab *s)
+{
+    uint64_t pa = s->base - k->direct_map;
+    bool self = s->self;
+    pmm_slab_free(k, pa);
+    if (!self)
+        record_free(k, s);
+    heap_held_sub(k, (uint64_t)KMM_PAGE_SIZE << c->order);
+}
+
+/* Releases a chain of slabs linked by next. */
+static size_t release_chain(struct kmm *k, struct kmm_cache *c, struct slab *chain)
+{
+    size_t pages = 0;
+    while (chain) {
+        struct slab *next = chain->next;
+        slab_release(k, c, chain);
+        pages += (size_t)1 << c->order;
+        chain = next;
+    }
+    return pages;
+}
+
+/* Takes empty slabs beyond keep off c's lists onto *chain. Lock held. */
+static void trim_empty(struct kmm_cache *c, uint64_t keep, struct slab **chain)
+{
+    while (c->nslabs[SLAB_EMPTY] > keep) {
+        struct slab *s = c->lists[SLAB_EMPTY];
+        list_del(c, s);
+        c->shrunk++;
+        s->next = *chain;
+        *chain = s;
+    }
+}
+
+/* --- refill and flush --------------------------------------------------------------------- */
+
+/* Moves up to c->batch objects from the slabs to stack hc; returns how
+ * many. Lock held. */
+static unsigned refill_locked(struct kmm *k, struct kmm_cache *c, struct heap_cpu *hc)
+{
+    unsigned moved = 0;
+    while (moved < c->batch && hc->n < c->limit) {
+        struct slab *s = c->lists[SLAB_PARTIAL] ? c->lists[SLAB_PARTIAL] : c->lists[SLAB_EMPTY];
+        if (!s)
+            break;
+        uintptr_t obj = slab_take(k, c, s);
+        if (obj) {
+            hc->objs[hc->n++] = (void *)obj;
+            c->total_inuse++;
+            moved++;
+        }
+        list_fix(c, s);
+    }
+    return moved;
+}
+
+/* Returns object obj (free, tagged, found in c) to its slab. Lock held. */
+static void return_locked(struct kmm *k, struct kmm_cache *c, uintptr_t obj)
+{
+    struct pmm_slab_ref ref;
+    bool found = pmm_slab_find(k, obj - k->direct_map, &ref);
+    KMM_ASSERT(k->port, found && ref.owner == c->id);
+    struct slab *s = slab_of(k, &ref);
+    slab_put(c, s, obj);
+    c->total_inuse--;
+    list_fix(c, s);
+}
+
+/* Moves the top n objects of stack hc back to the slabs. Lock held. */
+static void flush_locked(struct kmm *k, struct kmm_cache *c, struct heap_cpu *hc, unsigned n)
+{
+    while (n-- && hc->n)
+        return_locked(k, c, (uintptr_t)hc->objs[--hc->n]);
+}
+
+/* Reports and drops the top object of hc, whose free tag is gone: it was
+ * written after it was freed, or handed out twice (two CPUs freeing it at
+ * once). Never handed out again; it stays counted as in use (leaked). */
+static void drop_bad_top(struct kmm *k, struct kmm_cache *c, struct heap_cpu *hc)
+{
+    uintptr_t obj = (uintptr_t)hc->objs[--hc->n];
+    kmm_logf(k->port, KMM_LOG_ERR,
+             "heap: cache %s: free object 0x%llx lost its free tag (written after it was "
+             "freed, or freed twice at once); it is left out of use",
+             c->name, (unsigned long long)obj);
+}
+
+uintptr_t heap_alloc_slow(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flags)
+{
+    for (;;) {
+        kmm_preempt_disable();
+        kmm_irqstate_t s = kmm_lock_irqsave(&c->lock);
+        struct heap_cpu *hc = heap_this_cpu(c);
+        uintptr_t obj = 0;
+        while (!obj && (hc->n || refill_locked(k, c, hc))) {
+            uintptr_t top = (uintptr_t)hc->objs[hc->n - 1];
+            uintptr_t *w = heap_words(c, top);
+            if (w[1] != heap_tag(c, top)) {
+                drop_bad_top(k, c, hc);
+                continue;
+            }
+            w[1] = 0;
+            hc->n--;
+            hc->allocs++;
+            obj = top;
+        }
+        kmm_unlock_irqrestore(&c->lock, s);
+        kmm_preempt_enable();
+        if (obj)
+            return obj;
+        struct slab *fresh = slab_grow(k, c, flags);
+        if (!fresh) {
+            atomic_fetch_add_explicit(&k->heap.failed, 1, memory_order_relaxed);
+            return 0;
+        }
+        s = kmm_lock_irqsave(&c->lock);
+        c->grown++;
+        fresh->list = SLAB_EMPTY;
+        list_add(c, fresh, list_for(c, fresh));
+        kmm_unlock_irqrestore(&c->lock, s);
+    }
+}
+
+int heap_free_slow(struct kmm *k, struct kmm_cache *c, uintptr_t obj)
+{
+    struct slab *chain = NULL;
+    int err = KMM_OK;
+    uintptr_t *w = heap_words(c, obj);
+    kmm_preempt_disable();
+    kmm_irqstate_t s = kmm_lock_irqsave(&c->lock);
+    struct heap_cpu *hc = heap_this_cpu(c);
+    if (w[1] == heap_tag(c, obj)) {
+        err = KMM_ESTATE;
+    } else {
+        if (hc->n >= c->limit)
+            flush_locked(k, c, hc, c->batch);
+        w[1] = heap_tag(c, obj);
+        hc->objs[hc->n++] = (void *)obj;
+        hc->frees++;
+        trim_empty(c, HEAP_KEEP_EMPTY, &chain);
+    }
+    kmm_unlock_irqrestore(&c->lock, s);
+    kmm_preempt_enable();
+    release_chain(k, c, chain);
+    return err;
+}
+
+void heap_drain(struct kmm *k, struct kmm_cache *c, struct heap_cpu *hc)
+{
+    struct slab *chain = NULL;
+    kmm_irqstate_t s = kmm_lock_irqsave(&c->lock);
+    flush_locked(k, c, hc, hc->n);
+    trim_empty(c, HEAP_KEEP_EMPTY, &chain);
+    kmm_unlock_irqrestore(&c->lock, s);
+    release_chain(k, c, chain);
+}
+
+size_t heap_release_empty(struct kmm *k, struct kmm_cache *c)
+{
+    struct slab *chain = NULL;
+    kmm_irqstate_t s = kmm_lock_irqsave(&c->lock);
+    trim_empty(c, 0, &chain);
+    kmm_unlock_irqrestore(&c->lock, s);
+    return release_chain(k, c, chain);
+}
+
+size_t heap_shrink_cache(struct kmm *k, struct kmm_cache *c)
+{
+    struct slab *chain = NULL;
+    kmm_preempt_disable();
+    kmm_irqstate_t s = kmm_lock_irqsave(&c->lock);
+    struct heap_cpu *hc = heap_this_cpu(c);
+    flush_locked(k, c, hc, hc->n);
+    trim_empty(c, 0, &chain);
+    kmm_unlock_irqrestore(&c->lock, s);
+    kmm_preempt_enable();
+    return release_chain(k, c, chain);
+}

@@ -1,0 +1,51 @@
+/*
+ * heap/state.h - the kernel heap's state as the instance (internal.h)
+ * embeds it: types only. The caches themselves live in memory the heap
+ * takes from the page allocator (heap.h draws them).
+ */
+#ifndef KMM_HEAP_STATE_H
+#define KMM_HEAP_STATE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <kmm/heap.h>
+#include <kmm/page.h>
+#include <kmm/port.h>
+
+/* Size classes: 16 .. 128 in steps of 16, then eight per power of two up
+ * to KMM_HEAP_SLAB_MAX (heap/class.c). */
+#define HEAP_CLASSES   56u
+/* kmm_malloc's table for sizes up to this: one byte per 16 bytes. */
+#define HEAP_SMALL_MAX 1024u
+
+struct kmm_cache;
+
+/*
+ * The heap of an instance.
+ * Invariants (kmm_check, heap/check.c):
+ *   - caches[id] is the live cache whose id is id, or NULL; ids 1 ..
+ *     HEAP_CLASSES are the size classes, HEAP_CLASSES + 1 the slab records;
+ *   - held is the bytes of every slab and large block the heap holds, and
+ *     peak >= held.
+ * lock (order 4 in docs/architecture.md, after a cache's lock is never
+ * taken under it) protects creating and destroying caches.
+ */
+struct kmm_heap {
+    bool ready;                                   /* kmm_heap_setup ran */
+    uint8_t small_class[HEAP_SMALL_MAX / 16 + 1]; /* (size + 15) / 16 -> class index */
+    struct kmm_cache *classes[HEAP_CLASSES];
+    struct kmm_cache *records; /* the slab records' own cache */
+    struct kmm_cache *caches[KMM_HEAP_CACHES];
+    kmm_lock_t lock;
+    atomic_ulong held, peak, limit;
+    atomic_ulong large_blocks, large_bytes, large_allocs, large_frees, large_alloc_bytes,
+        large_free_bytes;
+    atomic_ulong failed;
+    uint64_t secret;          /* mixed into each cache's secret */
+    const void *vmalloc_site; /* the call site of the heap's vmalloc'd blocks (kmalloc.c) */
+    struct kmm_shrinker shrinker;
+};
+
+#endif /* KMM_HEAP_STATE_H */
