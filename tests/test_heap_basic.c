@@ -189,3 +189,24 @@ KTEST(heap_basic, realloc_keeps_contents_and_a_cap_fails_cleanly)
     KT_EXPECT_HEALTHY(t, f.k);
     kt_kmm_down(&f);
 }
+
+KTEST(heap_basic, the_report_has_a_slabinfo_section)
+{
+    struct kt_kmm f;
+    KT_ASSERT(t, kt_kmm_up(t, &f, map64, 1, 1, 0));
+    void *p = kmm_malloc(f.k, 64, 0);
+    struct kmm_cache *c = kmm_cache_create(f.k, "report-me", 200, 0, NULL, 0);
+    KT_ASSERT(t, p && c);
+    void *o = kmm_cache_alloc(f.k, c, 0);
+    static struct kt_text tx;
+    tx.len = 0;
+    kmm_report(f.k, &(struct kmm_sink){kt_text_write, &tx});
+    KT_EXPECT(t, ktest_contains(tx.buf, "Slab caches (slabinfo)"));
+    KT_EXPECT(t, ktest_contains(tx.buf, "kmalloc-64"));
+    KT_EXPECT(t, ktest_contains(tx.buf, "report-me"));
+    KT_EXPECT(t, ktest_contains(tx.buf, "Heap: held"));
+    KT_EXPECT_EQ(t, kmm_cache_free(f.k, c, o), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_cache_destroy(f.k, c), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_free(f.k, p), KMM_OK);
+    kt_kmm_down(&f);
+}

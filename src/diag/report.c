@@ -14,6 +14,7 @@
 #include "pmm/api.h"
 
 #include <kmm/fmt.h>
+#include <kmm/heap.h>
 #include <kmm/misuse.h>
 #include <kmm/page.h>
 #include <kmm/vm.h>
@@ -233,6 +234,37 @@ static void report_vmalloc(struct kmm *k, const struct kmm_sink *s)
 }
 
 /* Rejected calls: the misuse table's non-zero cells, by layer and class. */
+/* The heap: totals, then one line per cache as /proc/slabinfo has them. */
+static void report_heap(struct kmm *k, const struct kmm_sink *s)
+{
+    struct kmm_heap_stats hs;
+    kmm_heap_stats(k, &hs);
+    char held[16], peak[16], used[16];
+    format_size(held, sizeof(held), hs.bytes_held);
+    format_size(peak, sizeof(peak), hs.bytes_peak);
+    format_size(used, sizeof(used), hs.bytes_used);
+    sink_printf(s,
+                "Heap: held %s (peak %s), used %s, %llu allocs, %llu frees, %llu failed, "
+                "%llu large blocks, %u caches\n",
+                held, peak, used, (unsigned long long)hs.allocs, (unsigned long long)hs.frees,
+                (unsigned long long)hs.failed, (unsigned long long)hs.large_blocks, hs.caches);
+    if (!hs.caches)
+        return;
+    sink_printf(s, "Slab caches (slabinfo)\n  %-23s %10s %10s %7s %8s %5s %9s %9s %8s\n", "name",
+                "active", "total", "objsize", "objslab", "pages", "act_slabs", "slabs", "cpu");
+    struct kmm_cache *c;
+    for (unsigned i = 0; (c = kmm_heap_cache_at(k, i)) != NULL; i++) {
+        struct kmm_cache_stats cs;
+        if (kmm_cache_stats(k, c, &cs) != KMM_OK || !cs.total_slabs)
+            continue;
+        sink_printf(s, "  %-23s %10llu %10llu %7u %8u %5u %9llu %9llu %8llu\n", cs.name,
+                    (unsigned long long)cs.active_objects, (unsigned long long)cs.total_objects,
+                    cs.object_size, cs.objects_per_slab, cs.pages_per_slab,
+                    (unsigned long long)cs.active_slabs, (unsigned long long)cs.total_slabs,
+                    (unsigned long long)cs.cpu_cached);
+    }
+}
+
 static void report_misuse(struct kmm *k, const struct kmm_sink *s)
 {
     struct kmm_misuse_stats ms;
@@ -265,5 +297,6 @@ void kmm_report(struct kmm *k, const struct kmm_sink *sink)
     report_reclaim_numa(k, &ps, sink);
     report_page_tables(k, sink);
     report_vmalloc(k, sink);
+    report_heap(k, sink);
     report_misuse(k, sink);
 }
