@@ -33,6 +33,18 @@
 
 struct bench_results;
 
+/* A workload's loop, generic over the allocator it calls through constant
+ * function pointers, is forced inline into each caller so that the calls
+ * it makes are direct calls (WORKLOADS.md's rule). */
+#define BENCH_INLINE static inline __attribute__((always_inline))
+/* A floor's operations stay out of line and opaque to the optimiser, as
+ * kmm's functions are, being in another translation unit without LTO. */
+#if defined(__clang__)
+#define BENCH_OPAQUE __attribute__((noinline))
+#else
+#define BENCH_OPAQUE __attribute__((noinline, noipa))
+#endif
+
 /* Runs per workload; the reported figure is their median (WORKLOADS.md). */
 #define BENCH_RUNS 5u
 
@@ -146,6 +158,9 @@ void bench_print_runs(const char *name, const double *runs, size_t n, double med
 
 /* --- instruction counts (--instr, under callgrind) --------------------------- */
 
+/* Whether the markers below reach callgrind (kmm-bench was built with
+ * valgrind/callgrind.h). */
+bool bench_instr_available(void);
 /* Zeroes callgrind's counters (nothing when not under callgrind). */
 void bench_instr_begin(void);
 /* Dumps callgrind's counters since bench_instr_begin, described as

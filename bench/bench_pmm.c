@@ -34,13 +34,6 @@
 
 #include "hosted.h"
 
-#if defined(__clang__)
-#define BENCH_OPAQUE __attribute__((noinline))
-#else
-#define BENCH_OPAQUE __attribute__((noinline, noipa))
-#endif
-#define BENCH_INLINE static inline __attribute__((always_inline))
-
 #define GIB (UINT64_C(1) << 30)
 #define MIB (UINT64_C(1) << 20)
 
