@@ -3,7 +3,8 @@
 #   make -f mk/variant.mk O=<dir> CC=<gcc|clang> WORLD=<hosted|kernel> SAN=<|asan|tsan|fuzz|noassert> <target>
 #
 # hosted: $(O)/libkmm.a (core + hosted port), one test executable per suite
-#         ($(O)/tests/<suite>.t), the hosted demo, the benchmarks ($(O)/kmm-bench),
+#         ($(O)/tests/<suite>.t), the hosted demo, the benchmarks ($(O)/kmm-bench and
+#         the heap peers $(O)/kmm-heap-<malloc>),
 #         the fuzz targets ($(O)/fuzz-<name>, SAN=fuzz with clang).
 # kernel: $(O)/libkmm.a (core only, freestanding) and the boot-stub image.
 
@@ -53,6 +54,10 @@ HOSTED_TEST_SRCS := $(sort $(wildcard tests/hosted/test_*.c))
 TEST_SUPPORT_SRCS := $(KTEST_LIB_SRCS) tests/ktest/main_hosted.c tests/ktest/env_hosted.c \
         tests/ktest/faults_hosted.c
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
+HEAP_PEERS := glibc jemalloc mimalloc
+HEAP_PEER_LIBS_jemalloc := -ljemalloc
+HEAP_PEER_LIBS_mimalloc := -lmimalloc
+HEAP_PEER_EXES := $(patsubst %,$(O)/kmm-heap-%,$(HEAP_PEERS))
 endif
 
 LIBKMM := $(O)/libkmm.a
@@ -101,9 +106,23 @@ demo: $(O)/kmm-demo
 $(O)/kmm-demo: $(O)/obj/tools/hosted_demo.o $(LIBKMM)
 	$(CC) $(LDFLAGS) -o $@ $^
 
-bench: $(O)/kmm-bench
+bench: $(O)/kmm-bench $(HEAP_PEER_EXES)
 $(O)/kmm-bench: $(call obj,$(BENCH_SRCS)) $(LIBKMM)
 	$(CC) $(LDFLAGS) -o $@ $^
+
+# The heap peers of H1 and H2 (bench/peers/heap_peer.c): one executable per
+# system malloc, each run by kmm-bench as a process of its own so that no
+# allocator's malloc meets another's. Each links the measuring tools and the
+# H2 trace, not the library; jemalloc and mimalloc are Debian's packages
+# (tools/deps.sh).
+# Static pattern rules: make's built-in chains must not reach them.
+HEAP_PEER_OBJS := $(patsubst %,$(O)/obj/bench/peers/heap_peer-%.o,$(HEAP_PEERS))
+$(HEAP_PEER_OBJS): $(O)/obj/bench/peers/heap_peer-%.o: bench/peers/heap_peer.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DBENCH_PEER_$* -c $< -o $@
+$(HEAP_PEER_EXES): $(O)/kmm-heap-%: $(O)/obj/bench/peers/heap_peer-%.o \
+                  $(call obj,bench/measure.c bench/heap_trace.c)
+	$(CC) $(LDFLAGS) -o $@ $^ $(HEAP_PEER_LIBS_$*)
 
 # Fuzz targets (SAN=fuzz, CC=clang): tests/fuzz/fuzz_<name>.c with the test
 # file whose randomised run it drives and the test support, without the test

@@ -10,6 +10,7 @@ packages=(
     perl                             # prove
     pkg-config                       # the README example builds against `make install`
     valgrind                         # make bench: instructions per op (callgrind)
+    libjemalloc-dev libmimalloc-dev  # make bench: the heap's peers (H1, H2)
     qemu-system-x86                  # boots the kernel image under TCG
     grub-pc-bin grub-common xorriso mtools # the demo kernel's GRUB ISO
     git
