@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # tools/bench-instr.sh [KMM_BENCH [OUT]] - instructions per operation of the
-# benchmark workloads P1, P2 and M1, counted by valgrind's callgrind.
+# benchmark workloads P1, P2 and M1, and of the heap's peers on H1 and H2,
+# counted by valgrind's callgrind.
 #
 # Runs KMM_BENCH (build/hosted/kmm-bench) with --instr under callgrind: each
 # workload once (P1 50 rounds after a warm-up one, P2 the first 200,000
-# steps, M1 whole), each measured loop between a zeroing and a dump of
-# callgrind's counters. An instruction count does not depend on what else the machine is
-# doing, so it shows the effect of a hot-path change where timings cannot
-# (docs/performance.md, "Instructions per operation"). Takes a few seconds.
+# steps, M1 whole), then the heap's peers' processes (kmm-heap-<peer>
+# --instr H1: 100 rounds after a warm-up one; --instr H2: the fill, then the
+# first 200,000 steps), each measured loop between a zeroing
+# and a dump of callgrind's counters. An instruction count does not depend on
+# what else the machine is doing, so it shows the effect of a hot-path change
+# where timings cannot (docs/performance.md, "Instructions per operation").
+# Takes a few seconds.
 #
 # Writes OUT (build/bench/instr.txt), one "<object> <key> <value>" line per
 # figure, which `kmm-bench -i OUT` adds to results.json, and prints it.
@@ -26,24 +30,38 @@ command -v valgrind >/dev/null ||
 dir=$(mktemp -d "${TMPDIR:-/tmp}/kmm-instr.XXXXXX")
 trap 'rm -rf "$dir"' EXIT
 
-if ! valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" \
-        "$bench" --instr P1 P2 M1 > "$dir/log" 2>&1; then
-    cat "$dir/log" >&2
-    echo "bench-instr: $bench --instr failed under callgrind" >&2
-    exit 1
-fi
-
-# callgrind writes one file per dump, cg.out.1, cg.out.2, ... in order.
+# Runs one program under callgrind, its dumps named "$dir/<name>.out.<n>";
+# adds them to dumps in order (callgrind writes one file per dump).
 dumps=()
-for ((i = 1; ; i++)); do
-    [ -f "$dir/cg.out.$i" ] || break
-    dumps+=("$dir/cg.out.$i")
+count_run() {
+    local name=$1
+    shift
+    if ! valgrind --tool=callgrind --callgrind-out-file="$dir/$name.out" "$@" \
+            > "$dir/$name.log" 2>&1; then
+        cat "$dir/$name.log" >&2
+        echo "bench-instr: $* failed under callgrind" >&2
+        exit 1
+    fi
+    local i
+    for ((i = 1; ; i++)); do
+        [ -f "$dir/$name.out.$i" ] || break
+        dumps+=("$dir/$name.out.$i")
+    done
+    if [ "$i" -eq 1 ]; then
+        cat "$dir/$name.log" >&2
+        echo "bench-instr: no dumps from $1 (built without valgrind/callgrind.h?)" >&2
+        exit 1
+    fi
+}
+
+count_run kmm "$bench" --instr P1 P2 M1
+# The heap's peers (kmm-heap-<peer> beside kmm-bench), each workload in a
+# process of its own as in the timed runs.
+for peer in glibc jemalloc mimalloc; do
+    for w in H1 H2; do
+        count_run "$peer-$w" "$(dirname "$bench")/kmm-heap-$peer" --instr "$w"
+    done
 done
-if [ ${#dumps[@]} -eq 0 ]; then
-    cat "$dir/log" >&2
-    echo "bench-instr: no dumps (was $bench built without valgrind/callgrind.h?)" >&2
-    exit 1
-fi
 
 # One dump's figures. Function names are compressed: "fn=(id) name" the first
 # time, "fn=(id)" after; fn and cfn share the ids. A call is "cfn=" naming the

@@ -3,7 +3,7 @@
  * process of its own: kmm-bench (bench_heap.c) runs it once per (peer,
  * workload) and reads its figures from its standard output.
  *
- *   kmm-heap-<peer> H1 | H2 | H2mem
+ *   kmm-heap-<peer> [--instr] H1 | H2 | H2mem
  *
  * mk/variant.mk builds this file three times, one executable per peer:
  *   kmm-heap-glibc     glibc's malloc and free;
@@ -24,6 +24,10 @@
  *   result <H1|H2> <peer> wall=<ns> cpu=<ns> share=<share> failures=<n>
  *
  * (medians per op; failures over all runs, allocations that returned NULL).
+ *
+ * --instr H1, --instr H2 (tools/bench-instr.sh runs them under callgrind):
+ * once, on the counts kmm-bench --instr uses (heap_work.h), the counted loop
+ * marked as "<H1|H2> <peer>_instr_per_<pair|step> <ops>".
  *
  * H2mem: WORKLOADS.md's footprint pass, untimed, in a fresh process: the fill
  * and every step, writing the first and last byte of every block so that
@@ -163,6 +167,38 @@ static void peer_result(const char *workload, const char *unit, const struct ben
            bench_figure_wall(f), bench_figure_cpu(f), bench_figure_share(f), failures);
 }
 
+/* --instr H1: a warm-up round, then H1_INSTR_ROUNDS rounds counted. */
+static int peer_h1_instr(void)
+{
+    struct heap_counts c = {0};
+    uint64_t pairs = (uint64_t)H1_INSTR_ROUNDS * H1_BATCH;
+    char what[64];
+    snprintf(what, sizeof(what), "H1 %s_instr_per_pair %" PRIu64, PEER_NAME, pairs);
+    h1_loop(NULL, vec, 1, peer_alloc, peer_free, &c);
+    bench_instr_begin();
+    h1_loop(NULL, vec, H1_INSTR_ROUNDS, peer_alloc, peer_free, &c);
+    bench_instr_end(what);
+    printf("H1 %s counted %" PRIu64 " pairs, failures=%" PRIu64 "\n", PEER_NAME, pairs, c.failures);
+    return 0;
+}
+
+/* --instr H2: the fill, then the first H2_INSTR_STEPS steps counted. */
+static int peer_h2_instr(void)
+{
+    if (h2_trace_make(&trace, H2_INSTR_STEPS) != 0)
+        return -1;
+    struct heap_counts c = {0};
+    char what[64];
+    snprintf(what, sizeof(what), "H2 %s_instr_per_step %u", PEER_NAME, trace.nsteps);
+    h2_fill(NULL, &trace, slots, NULL, peer_alloc, &c);
+    bench_instr_begin();
+    h2_steps(NULL, trace.steps, trace.nsteps, slots, NULL, peer_alloc, peer_free, &c);
+    bench_instr_end(what);
+    h2_teardown(NULL, slots, NULL, peer_free, &c);
+    printf("H2 %s counted %u steps, failures=%" PRIu64 "\n", PEER_NAME, trace.nsteps, c.failures);
+    return 0;
+}
+
 static int peer_h1(void)
 {
     struct bench_figure f = {0};
@@ -276,23 +312,20 @@ static int peer_h2mem(void)
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    if (argc != 2) {
-        fprintf(stderr, "usage: kmm-heap-%s H1 | H2 | H2mem\n", PEER_NAME);
-        return 2;
-    }
+    bool instr = argc == 3 && strcmp(argv[1], "--instr") == 0;
+    const char *w = argc == 2 || instr ? argv[argc - 1] : "";
+    int ret = 2;
     if (peer_identify() != 0)
         return 1;
-    int ret;
-    if (strcmp(argv[1], "H1") == 0)
-        ret = peer_h1();
-    else if (strcmp(argv[1], "H2") == 0)
-        ret = peer_h2();
-    else if (strcmp(argv[1], "H2mem") == 0)
+    if (strcmp(w, "H1") == 0)
+        ret = instr ? peer_h1_instr() : peer_h1();
+    else if (strcmp(w, "H2") == 0)
+        ret = instr ? peer_h2_instr() : peer_h2();
+    else if (strcmp(w, "H2mem") == 0 && !instr)
         ret = peer_h2mem();
-    else {
-        fprintf(stderr, "kmm-heap-%s: unknown workload %s\n", PEER_NAME, argv[1]);
-        return 2;
-    }
+    else
+        fprintf(stderr, "usage: kmm-heap-%s [--instr] H1 | H2 | H2mem (H1 or H2 with --instr)\n",
+                PEER_NAME);
     h2_trace_free(&trace);
-    return ret == 0 ? 0 : 1;
+    return ret == 0 ? 0 : ret == 2 ? 2 : 1;
 }
