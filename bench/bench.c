@@ -30,10 +30,8 @@ static const struct {
     int (*run)(struct bench_results *r, const struct bench_mode *mode);
     bool counts; /* has an --instr form */
 } workloads[] = {
-    {"P1", bench_pmm_p1, true},
-    {"P2", bench_pmm_p2, true},
-    {"init", bench_init, false},
-    {"M1", bench_vm_m1, true},
+    {"P1", bench_pmm_p1, true},  {"P2", bench_pmm_p2, true},  {"H1", bench_heap_h1, true},
+    {"H2", bench_heap_h2, true}, {"init", bench_init, false}, {"M1", bench_vm_m1, true},
 };
 
 #define NWORKLOADS (sizeof(workloads) / sizeof(workloads[0]))
@@ -142,7 +140,8 @@ static const struct {
 } instr_rows[] = {
     {"P1", "instr_per_pair", "P1"},        {"P2", "instr_per_step", "P2"},
     {"M1", "instr_per_map", "M1 map"},     {"M1", "instr_per_translate", "M1 transl"},
-    {"M1", "instr_per_unmap", "M1 unmap"},
+    {"M1", "instr_per_unmap", "M1 unmap"}, {"H1", "instr_per_pair", "H1"},
+    {"H2", "instr_per_step", "H2"},
 };
 
 /* The names bench_read_instr stores: results.json keeps pointers to them. */
@@ -193,7 +192,7 @@ bool bench_read_instr(struct bench_results *r, const char *path)
 void bench_print_table(const struct bench_results *r, FILE *out)
 {
     fprintf(out, "| workload | unit    |   kmm ns |   cpu ns | share | floor cpu ns |  ratio | "
-                 "instr/op | peers, measured elsewhere on this machine type (WORKLOADS.md) |\n");
+                 "instr/op | peers: H1, H2 measured in this run; the others WORKLOADS.md's |\n");
     fprintf(out, "|----------|---------|---------:|---------:|------:|-------------:|-------:|"
                  "---------:|---|\n");
     for (size_t i = 0; i < r->nrows; i++) {

@@ -174,7 +174,7 @@ void bench_instr_end(const char *what);
 
 #define BENCH_MAX_ROWS    16
 #define BENCH_MAX_OBJECTS 16
-#define BENCH_MAX_FIELDS  24
+#define BENCH_MAX_FIELDS  32
 
 /* One line of the table. floor_ns < 0: the workload has no floor. */
 struct bench_row {
@@ -184,7 +184,8 @@ struct bench_row {
     double cpu_ns;        /* kmm's median, CPU time, or < 0 if not measured */
     double share;         /* bench_figure_share (the lowest of the row's figures), or < 0 */
     double floor_ns;      /* the bare data-structure operation's median CPU time, or < 0 */
-    const char *peers;    /* WORKLOADS.md's figures for the same trace */
+    const char *peers;    /* WORKLOADS.md's figures for the same trace, or the peers
+                           * measured in this run (H1, H2) */
     double instr;         /* instructions per op (set by bench_read_instr), 0 if not counted */
 };
 
@@ -242,5 +243,10 @@ int bench_pmm_p2(struct bench_results *r, const struct bench_mode *mode);
  * 256 GiB machines; results.json's "init" object. It has no --instr form. */
 int bench_init(struct bench_results *r, const struct bench_mode *mode);
 int bench_vm_m1(struct bench_results *r, const struct bench_mode *mode);
+/* The heap workloads (bench_heap.c): kmm, its floor, and the system mallocs
+ * glibc, jemalloc and mimalloc, each run in a process of its own
+ * (kmm-heap-<peer>, built beside kmm-bench); --instr counts kmm's alone. */
+int bench_heap_h1(struct bench_results *r, const struct bench_mode *mode);
+int bench_heap_h2(struct bench_results *r, const struct bench_mode *mode);
 
 #endif /* KMM_BENCH_H */

@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # tools/bench-instr.sh [KMM_BENCH [OUT]] - instructions per operation of the
-# benchmark workloads P1, P2 and M1, and of the heap's peers on H1 and H2,
-# counted by valgrind's callgrind.
+# benchmark workloads P1, P2, H1, H2 and M1, counted by valgrind's callgrind.
 #
 # Runs KMM_BENCH (build/hosted/kmm-bench) with --instr under callgrind: each
 # workload once (P1 50 rounds after a warm-up one, P2 the first 200,000
-# steps, M1 whole), then the heap's peers' processes (kmm-heap-<peer>
-# --instr H1: 100 rounds after a warm-up one; --instr H2: the fill, then the
-# first 200,000 steps), each measured loop between a zeroing
+# steps, H1 100 rounds after a warm-up one, H2 the fill and then the first
+# 200,000 steps, M1 whole), then the heap's peers' processes (kmm-heap-<peer>
+# --instr H1 and H2, the same counts), each measured loop between a zeroing
 # and a dump of callgrind's counters. An instruction count does not depend on
 # what else the machine is doing, so it shows the effect of a hot-path change
 # where timings cannot (docs/performance.md, "Instructions per operation").
@@ -54,7 +53,7 @@ count_run() {
     fi
 }
 
-count_run kmm "$bench" --instr P1 P2 M1
+count_run kmm "$bench" --instr P1 P2 H1 H2 M1
 # The heap's peers (kmm-heap-<peer> beside kmm-bench), each workload in a
 # process of its own as in the timed runs.
 for peer in glibc jemalloc mimalloc; do
