@@ -245,9 +245,13 @@ static unsigned refill_locked(struct kmm *k, struct kmm_cache *c, struct heap_cp
 /* Returns object obj (free, tagged, found in c) to its slab. Lock held. */
 static void return_locked(struct kmm *k, struct kmm_cache *c, uintptr_t obj)
 {
+    /* Every object on a stack was found in c when it was freed, and a slab
+     * with objects out is never given back: the frame database still
+     * names it. */
     struct pmm_slab_ref ref;
-    bool found = pmm_slab_find(k, obj - k->direct_map, &ref);
-    KMM_ASSERT(k->port, found && ref.owner == c->id);
+    if (!pmm_slab_find(k, obj - k->direct_map, &ref) || ref.owner != c->id)
+        kmm_panicf(k->port, "heap: cache %s: object 0x%llx on a stack has no slab of its own",
+                   c->name, (unsigned long long)obj);
     struct slab *s = slab_of(k, &ref);
     slab_put(c, s, obj);
     c->total_inuse--;
