@@ -219,7 +219,7 @@ struct kmm_cache_stats {
     uint64_t total_objects;  /* in all slabs */
     uint64_t active_slabs;   /* slabs with at least one object allocated or cached */
     uint64_t total_slabs;
-    uint64_t cpu_cached;    /* free objects in CPU caches */
+    uint64_t cpu_cached;    /* free objects in CPU caches and the depot */
     uint64_t allocs, frees; /* calls that succeeded */
 };
 

@@ -59,7 +59,7 @@ static unsigned choose_order(uint32_t stride, uint32_t min_objects)
 /* The first free id for an object cache. Heap lock held. */
 static uint32_t free_id(const struct kmm_heap *h)
 {
-    for (uint32_t id = HEAP_CLASSES + 2; id < KMM_HEAP_CACHES; id++)
+    for (uint32_t id = HEAP_CLASSES + 3; id < KMM_HEAP_CACHES; id++)
         if (!h->caches[id])
             return id;
     return 0;
@@ -107,6 +107,12 @@ struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, 
         .mem_pages = pages,
     };
     c->objects = (uint32_t)(((uint64_t)KMM_PAGE_SIZE << c->order) / stride);
+    /* The heap's own caches have no depot: a magazine cache that needed
+     * magazines would recurse. */
+    if (kind == HEAP_KIND_CLASS || kind == HEAP_KIND_OBJECT) {
+        uint64_t per_mag = (uint64_t)c->batch * stride;
+        c->depot_max = (uint32_t)(HEAP_DEPOT_BYTES / per_mag < 2 ? 2 : HEAP_DEPOT_BYTES / per_mag);
+    }
     c->recip = (uint32_t)((UINT64_C(1) << 32) / stride + 1);
     kmm_lock_init(&c->lock);
     size_t i = 0;
@@ -118,6 +124,8 @@ struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, 
     uint32_t id = 0;
     if (kind == HEAP_KIND_RECORDS)
         id = h->records ? 0 : HEAP_CLASSES + 1;
+    else if (kind == HEAP_KIND_MAGS)
+        id = h->mags ? 0 : HEAP_CLASSES + 2;
     else if (kind == HEAP_KIND_CLASS)
         id = heap_class_of(h, size) + 1;
     else
@@ -131,17 +139,20 @@ struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, 
             __atomic_store_n(&h->classes[id - 1], c, __ATOMIC_RELEASE);
         if (kind == HEAP_KIND_RECORDS)
             __atomic_store_n(&h->records, c, __ATOMIC_RELEASE);
+        if (kind == HEAP_KIND_MAGS)
+            __atomic_store_n(&h->mags, c, __ATOMIC_RELEASE);
     } else {
         id = 0;
     }
     kmm_unlock_irqrestore(&h->lock, s);
     if (!id) { /* no slot, or another CPU made this class first */
         KMM_MUST(k->port, kmm_pages_free(k, pa, pages));
-        return kind == HEAP_KIND_OBJECT
-                   ? NULL
-                   : __atomic_load_n(kind == HEAP_KIND_CLASS ? &h->classes[heap_class_of(h, size)]
-                                                             : &h->records,
-                                     __ATOMIC_ACQUIRE);
+        if (kind == HEAP_KIND_OBJECT)
+            return NULL;
+        struct kmm_cache **made = kind == HEAP_KIND_CLASS  ? &h->classes[heap_class_of(h, size)]
+                                  : kind == HEAP_KIND_MAGS ? &h->mags
+                                                           : &h->records;
+        return __atomic_load_n(made, __ATOMIC_ACQUIRE);
     }
     return c;
 }
@@ -189,6 +200,9 @@ bool heap_ready(struct kmm *k, kmm_gfp_t flags)
         return true;
     if (!__atomic_load_n(&h->records, __ATOMIC_ACQUIRE) &&
         !heap_cache_make(k, "kmm-slab", sizeof(struct slab), 16, NULL, HEAP_KIND_RECORDS))
+        return false;
+    if (!__atomic_load_n(&h->mags, __ATOMIC_ACQUIRE) &&
+        !heap_cache_make(k, "kmm-magazine", sizeof(struct heap_mag), 16, NULL, HEAP_KIND_MAGS))
         return false;
     kmm_irqstate_t s = kmm_lock_irqsave(&h->lock);
     bool first = !h->ready;
@@ -257,6 +271,7 @@ static uint64_t active_objects(const struct kmm_cache *c, uint64_t *cached)
     uint64_t on_stacks = 0;
     for (unsigned cpu = 0; cpu < c->ncpu; cpu++)
         on_stacks += __atomic_load_n(&heap_cpu_at(c, cpu)->n, __ATOMIC_RELAXED);
+    on_stacks += __atomic_load_n(&c->depot_objs, __ATOMIC_RELAXED);
     if (cached)
         *cached = on_stacks;
     uint64_t out = __atomic_load_n(&c->total_inuse, __ATOMIC_RELAXED);
@@ -284,6 +299,7 @@ int kmm_cache_destroy(struct kmm *k, struct kmm_cache *c)
      * slab. */
     for (unsigned cpu = 0; cpu < c->ncpu; cpu++)
         heap_drain(k, c, heap_cpu_at(c, cpu));
+    heap_depot_drain(k, c);
     s = kmm_lock_irqsave(&h->lock);
     __atomic_store_n(&h->caches[c->id], NULL, __ATOMIC_RELEASE);
     c->magic = 0;
@@ -379,7 +395,7 @@ void kmm_heap_stats(struct kmm *k, struct kmm_heap_stats *out)
         struct kmm_cache_stats cs;
         cache_stats(c, &cs);
         out->caches++;
-        if (c->kind == HEAP_KIND_RECORDS)
+        if (c->kind == HEAP_KIND_RECORDS || c->kind == HEAP_KIND_MAGS)
             continue; /* the heap's own bookkeeping: held, not used */
         out->bytes_used += cs.active_objects * c->size;
         out->allocs += cs.allocs;

@@ -70,6 +70,29 @@ static void check_cache(struct kmm *k, struct kmm_cache *c, struct kmm_check_res
                               "heap: cache %s: list %u holds %llu slabs, the count %llu", c->name,
                               l, (unsigned long long)n, (unsigned long long)c->nslabs[l]);
     }
+    uint64_t in_depot = 0, nfull = 0, nempty = 0;
+    for (const struct heap_mag *m = c->full; m && nfull <= c->nfull; m = m->next, nfull++) {
+        in_depot += m->n;
+        for (unsigned i = 0; i < m->n && i < HEAP_MAG_OBJS; i++) {
+            uintptr_t obj = (uintptr_t)m->objs[i];
+            struct heap_ref ref;
+            if (heap_find(k, obj, &ref) != HEAP_FOUND || ref.cache != c ||
+                heap_words(c, obj)[1] != heap_tag(c, obj))
+                kmm_check_problem(r, KMM_CHECK_CORRUPT,
+                                  "heap: cache %s: the depot holds 0x%llx, no free object of it",
+                                  c->name, (unsigned long long)obj);
+        }
+    }
+    for (const struct heap_mag *m = c->empty; m && nempty <= c->nempty; m = m->next)
+        nempty++;
+    if (nfull != c->nfull || nempty != c->nempty || in_depot != c->depot_objs ||
+        nfull > c->depot_max)
+        kmm_check_problem(r, KMM_CHECK_CORRUPT,
+                          "heap: cache %s: depot of %llu full (%llu objects) and %llu empty "
+                          "magazines, the counts %u, %llu and %u",
+                          c->name, (unsigned long long)nfull, (unsigned long long)in_depot,
+                          (unsigned long long)nempty, c->nfull, (unsigned long long)c->depot_objs,
+                          c->nempty);
     if (inuse != c->total_inuse)
         kmm_check_problem(r, KMM_CHECK_CORRUPT,
                           "heap: cache %s: %llu objects out of the slabs, the count %llu", c->name,

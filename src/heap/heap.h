@@ -8,7 +8,11 @@
  *        |   this CPU's stack of free objects (struct heap_cpu): no lock,
  *        v   no atomic read-modify-write, IRQs off for a few instructions
  *   refill: half a stack at a time       flush: half a stack at a time
- *        |   the cache's slabs (struct slab), under the cache's lock
+ *        |   the cache's depot of full magazines (struct heap_mag), under
+ *        |   the cache's lock: one copy of half a stack each way, so a
+ *        |   burst larger than a stack still never touches a slab
+ *        |   (illumos kmem's depot); when the depot is empty or full:
+ *        |   the cache's slabs (struct slab), object by object
  *        v
  *   grow: a new slab from the page allocator (pmm_slab_alloc); empty slabs
  *   beyond HEAP_KEEP_EMPTY go back (and all of them when memory is short:
@@ -44,10 +48,11 @@ enum heap_kind {
     HEAP_KIND_CLASS = 1, /* a size class of kmm_malloc */
     HEAP_KIND_RECORDS,   /* the slab records (each slab holds its own record) */
     HEAP_KIND_OBJECT,    /* kmm_cache_create's */
+    HEAP_KIND_MAGS,      /* the depots' magazines */
 };
 
 /* The owner tag of a whole-page block in the frame database. */
-#define HEAP_OWNER_LARGE 0xffffu
+#define HEAP_OWNER_LARGE KMM_HEAP_CACHES
 /* Empty slabs a cache keeps for the next growth. */
 #define HEAP_KEEP_EMPTY  2u
 /* A CPU stack's bound in objects: HEAP_STACK_BYTES of them, at least 4 and
@@ -56,7 +61,12 @@ enum heap_kind {
  * memory). */
 #define HEAP_STACK_BYTES 8192u
 #define HEAP_STACK_MIN   4u
-#define HEAP_STACK_MAX   256u
+#define HEAP_STACK_MAX   128u
+/* A magazine holds a batch: half the largest stack. */
+#define HEAP_MAG_OBJS    (HEAP_STACK_MAX / 2)
+/* The most objects' bytes a cache's depot keeps in full magazines (at
+ * least two magazines): the bound on what the depot holds back. */
+#define HEAP_DEPOT_BYTES (64u << 10)
 /* "kmm-cach" XORed with the cache's address: a live cache. */
 #define HEAP_CACHE_MAGIC UINT64_C(0x6b6d6d2d63616368)
 
@@ -72,6 +82,15 @@ struct slab {
 };
 
 enum slab_list { SLAB_PARTIAL, SLAB_FULL, SLAB_EMPTY, SLAB_LISTS };
+
+/* A magazine: a batch of free objects in a cache's depot (full list), or
+ * an empty one kept for the next flush. Objects of the magazine cache. */
+struct heap_mag {
+    struct heap_mag *next;
+    uint32_t n;
+    uint32_t pad;
+    void *objs[HEAP_MAG_OBJS];
+};
 
 /* One CPU's stack of free objects of one cache. Only its CPU touches it,
  * with IRQs off, except a drain of an offline CPU. The counters have one
@@ -91,7 +110,9 @@ struct heap_cpu {
  * (0: empty, objects: full, else partial; for the records cache a slab
  * holding only its own record is empty); its free list has objects -
  * inuse entries, each an object start of the slab carrying the free tag;
- * total_inuse is the sum of inuse; nslabs[] count the lists.
+ * total_inuse is the sum of inuse; nslabs[] count the lists; the depot's
+ * full magazines hold depot_objs tagged objects of c, nfull of them at
+ * most depot_max, and nempty empty ones.
  */
 struct kmm_cache {
     uint64_t magic;   /* HEAP_CACHE_MAGIC ^ address while alive */
@@ -118,8 +139,12 @@ struct kmm_cache {
     kmm_lock_t lock;
     struct slab *lists[SLAB_LISTS];
     uint64_t nslabs[SLAB_LISTS];
-    uint64_t total_inuse;   /* objects out of the slabs: allocated or on a stack */
+    uint64_t total_inuse;   /* objects out of the slabs: allocated, on a stack, in the depot */
     uint64_t grown, shrunk; /* slabs made and given back */
+    struct heap_mag *full, *empty; /* the depot */
+    uint32_t nfull, nempty;
+    uint32_t depot_max;  /* full magazines kept at most (0: no depot) */
+    uint64_t depot_objs; /* objects in full magazines */
 };
 
 /* --- the free tag and the encoded list ------------------------------------------------- */
@@ -156,23 +181,26 @@ enum heap_bad {
  * the frame database's SLAB head and owner, the live cache of that id, and
  * an object start inside the slab's objects. Lock-free; O(1).
  */
-static inline enum heap_bad heap_find(struct kmm *k, uintptr_t p, struct heap_ref *out)
+static inline __attribute__((always_inline)) enum heap_bad heap_find(struct kmm *k, uintptr_t p,
+                                                                     struct heap_ref *out)
 {
-    uintptr_t dm = k->direct_map;
-    if (p < dm || p - dm >= k->totals.phys_end)
-        return HEAP_FOREIGN;
+    /* An address below the direct map wraps to a frame beyond the
+     * database, which pmm_slab_find refuses like any frame it lacks. */
+    uint64_t pa = (uint64_t)(p - k->direct_map);
     struct pmm_slab_ref ref;
-    if (!pmm_slab_find(k, p - dm, &ref))
+    if (!pmm_slab_find(k, pa, &ref))
         return HEAP_FOREIGN;
-    uint64_t off = p - dm - ref.pa;
-    if (ref.owner == HEAP_OWNER_LARGE) {
+    uint64_t off = pa - ref.pa;
+    if (__builtin_expect(ref.owner >= KMM_HEAP_CACHES, 0)) {
+        if (ref.owner != HEAP_OWNER_LARGE)
+            return HEAP_FOREIGN;
         *out = (struct heap_ref){NULL, NULL, ref.pa, ref.order};
         return off ? HEAP_INTERIOR : HEAP_FOUND;
     }
-    if (ref.owner >= KMM_HEAP_CACHES)
-        return HEAP_FOREIGN;
+    /* The owner is a cache id, so the block is one of its slabs, of its
+     * order: the offset check below keeps the pointer inside it. */
     struct kmm_cache *c = __atomic_load_n(&k->heap.caches[ref.owner], __ATOMIC_ACQUIRE);
-    if (!c || ref.order != c->order)
+    if (!c)
         return HEAP_FOREIGN;
     uint32_t idx = (uint32_t)((off * c->recip) >> 32);
     if (idx >= c->objects || (uint64_t)idx * c->size != off)
@@ -280,6 +308,10 @@ size_t heap_release_empty(struct kmm *k, struct kmm_cache *c);
  * limit allows; false if it does not. heap_held_sub gives them back. */
 bool heap_held_add(struct kmm *k, uint64_t bytes);
 void heap_held_sub(struct kmm *k, uint64_t bytes);
+
+/* heap_depot_drain - returns every object in c's depot to the slabs and
+ * frees its magazines. No lock held. */
+void heap_depot_drain(struct kmm *k, struct kmm_cache *c);
 
 /* --- caches (cache.c) ---------------------------------------------------------------------- */
 

@@ -148,6 +148,31 @@ static void record_free(struct kmm *k, struct slab *s)
         heap_free_slow(k, r, (uintptr_t)s);
 }
 
+/* A magazine for a depot, or NULL. Any context: frees take magazines. */
+static struct heap_mag *mag_alloc(struct kmm *k)
+{
+    struct kmm_cache *m = k->heap.mags;
+    uintptr_t obj = heap_pop(m);
+    return (struct heap_mag *)(obj ? obj : heap_alloc_slow(k, m, KMM_GFP_ATOMIC));
+}
+
+static void mag_free(struct kmm *k, struct heap_mag *mag)
+{
+    struct kmm_cache *m = k->heap.mags;
+    if (heap_push(m, (uintptr_t)mag) == HEAP_STACK_FULL)
+        heap_free_slow(k, m, (uintptr_t)mag);
+}
+
+/* Frees a chain of magazines linked by next. No lock held. */
+static void mag_free_chain(struct kmm *k, struct heap_mag *chain)
+{
+    while (chain) {
+        struct heap_mag *next = chain->next;
+        mag_free(k, chain);
+        chain = next;
+    }
+}
+
 /*
  * A new slab of c, off every list, or NULL (no memory, or the heap's
  * limit). Its objects are constructed and on its free list. No lock held:
@@ -277,14 +302,40 @@ static void drop_bad_top(struct kmm *k, struct kmm_cache *c, struct heap_cpu *hc
              c->name, (unsigned long long)obj);
 }
 
+/* Loads a full magazine from c's depot onto empty stack hc; its
+ * magazine goes to the empty list, or onto *spare beyond depot_max empty
+ * ones. Returns whether the depot had one. Lock held. */
+static bool depot_load_locked(struct kmm_cache *c, struct heap_cpu *hc, struct heap_mag **spare)
+{
+    struct heap_mag *m = c->full;
+    if (!m || hc->n + m->n > c->limit)
+        return false;
+    c->full = m->next;
+    c->nfull--;
+    c->depot_objs -= m->n;
+    __builtin_memcpy(&hc->objs[hc->n], m->objs, m->n * sizeof(void *));
+    hc->n += m->n;
+    m->n = 0;
+    if (c->nempty < c->depot_max) {
+        m->next = c->empty;
+        c->empty = m;
+        c->nempty++;
+    } else {
+        m->next = *spare;
+        *spare = m;
+    }
+    return true;
+}
+
 uintptr_t heap_alloc_slow(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flags)
 {
+    struct heap_mag *spare = NULL;
     for (;;) {
         kmm_preempt_disable();
         kmm_irqstate_t s = kmm_lock_irqsave(&c->lock);
         struct heap_cpu *hc = heap_this_cpu(c);
         uintptr_t obj = 0;
-        while (!obj && (hc->n || refill_locked(k, c, hc))) {
+        while (!obj && (hc->n || depot_load_locked(c, hc, &spare) || refill_locked(k, c, hc))) {
             uintptr_t top = (uintptr_t)hc->objs[hc->n - 1];
             uintptr_t *w = heap_words(c, top);
             if (w[1] != heap_tag(c, top)) {
@@ -298,6 +349,8 @@ uintptr_t heap_alloc_slow(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flags)
         }
         kmm_unlock_irqrestore(&c->lock, s);
         kmm_preempt_enable();
+        mag_free_chain(k, spare);
+        spare = NULL;
         if (obj)
             return obj;
         struct slab *fresh = slab_grow(k, c, flags);
@@ -313,28 +366,105 @@ uintptr_t heap_alloc_slow(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flags)
     }
 }
 
+/*
+ * Moves the top batch of full stack hc into magazine m (from the empty
+ * list or just allocated) on c's depot, if the depot has room; otherwise
+ * the batch goes back to the slabs object by object and m, if any, is
+ * kept as an empty one or handed back through *spare. Lock held.
+ */
+static void depot_unload_locked(struct kmm *k, struct kmm_cache *c, struct heap_cpu *hc,
+                                struct heap_mag *m, struct heap_mag **spare)
+{
+    if (m && c->nfull < c->depot_max) {
+        m->n = c->batch;
+        hc->n -= c->batch;
+        __builtin_memcpy(m->objs, &hc->objs[hc->n], m->n * sizeof(void *));
+        m->next = c->full;
+        c->full = m;
+        c->nfull++;
+        c->depot_objs += m->n;
+        return;
+    }
+    if (m) {
+        m->next = *spare;
+        *spare = m;
+    }
+    flush_locked(k, c, hc, c->batch);
+}
+
 int heap_free_slow(struct kmm *k, struct kmm_cache *c, uintptr_t obj)
 {
     struct slab *chain = NULL;
+    struct heap_mag *spare = NULL, *fresh = NULL;
+    bool tried = false;
     int err = KMM_OK;
     uintptr_t *w = heap_words(c, obj);
-    kmm_preempt_disable();
-    kmm_irqstate_t s = kmm_lock_irqsave(&c->lock);
-    struct heap_cpu *hc = heap_this_cpu(c);
-    if (w[1] == heap_tag(c, obj)) {
-        err = KMM_ESTATE;
-    } else {
-        if (hc->n >= c->limit)
-            flush_locked(k, c, hc, c->batch);
-        w[1] = heap_tag(c, obj);
-        hc->objs[hc->n++] = (void *)obj;
-        hc->frees++;
-        trim_empty(c, HEAP_KEEP_EMPTY, &chain);
+    for (;;) {
+        kmm_preempt_disable();
+        kmm_irqstate_t s = kmm_lock_irqsave(&c->lock);
+        struct heap_cpu *hc = heap_this_cpu(c);
+        if (w[1] == heap_tag(c, obj)) {
+            err = KMM_ESTATE;
+        } else if (hc->n >= c->limit) {
+            struct heap_mag *m = NULL;
+            if (c->empty) {
+                m = c->empty;
+                c->empty = m->next;
+                c->nempty--;
+            } else if (fresh) {
+                m = fresh;
+                fresh = NULL;
+            } else if (!tried && c->nfull < c->depot_max) {
+                /* A magazine comes from the magazine cache, which takes
+                 * its own lock: get it with this one dropped. */
+                kmm_unlock_irqrestore(&c->lock, s);
+                kmm_preempt_enable();
+                fresh = mag_alloc(k);
+                tried = true;
+                continue;
+            }
+            depot_unload_locked(k, c, hc, m, &spare);
+        }
+        if (!err) {
+            w[1] = heap_tag(c, obj);
+            hc->objs[hc->n++] = (void *)obj;
+            hc->frees++;
+            trim_empty(c, HEAP_KEEP_EMPTY, &chain);
+        }
+        kmm_unlock_irqrestore(&c->lock, s);
+        kmm_preempt_enable();
+        break;
     }
-    kmm_unlock_irqrestore(&c->lock, s);
-    kmm_preempt_enable();
+    if (fresh) {
+        fresh->next = spare;
+        spare = fresh;
+    }
+    mag_free_chain(k, spare);
     release_chain(k, c, chain);
     return err;
+}
+
+void heap_depot_drain(struct kmm *k, struct kmm_cache *c)
+{
+    struct slab *chain = NULL;
+    kmm_irqstate_t s = kmm_lock_irqsave(&c->lock);
+    struct heap_mag *mags = c->empty;
+    c->empty = NULL;
+    c->nempty = 0;
+    while (c->full) {
+        struct heap_mag *m = c->full;
+        c->full = m->next;
+        while (m->n)
+            return_locked(k, c, (uintptr_t)m->objs[--m->n]);
+        m->next = mags;
+        mags = m;
+    }
+    c->nfull = 0;
+    c->depot_objs = 0;
+    trim_empty(c, HEAP_KEEP_EMPTY, &chain);
+    kmm_unlock_irqrestore(&c->lock, s);
+    mag_free_chain(k, mags);
+    release_chain(k, c, chain);
 }
 
 void heap_drain(struct kmm *k, struct kmm_cache *c, struct heap_cpu *hc)
@@ -358,6 +488,7 @@ size_t heap_release_empty(struct kmm *k, struct kmm_cache *c)
 
 size_t heap_shrink_cache(struct kmm *k, struct kmm_cache *c)
 {
+    heap_depot_drain(k, c);
     struct slab *chain = NULL;
     kmm_preempt_disable();
     kmm_irqstate_t s = kmm_lock_irqsave(&c->lock);

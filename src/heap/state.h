@@ -26,7 +26,8 @@ struct kmm_cache;
  * The heap of an instance.
  * Invariants (kmm_check, heap/check.c):
  *   - caches[id] is the live cache whose id is id, or NULL; ids 1 ..
- *     HEAP_CLASSES are the size classes, HEAP_CLASSES + 1 the slab records;
+ *     HEAP_CLASSES are the size classes, HEAP_CLASSES + 1 the slab records,
+ *     HEAP_CLASSES + 2 the magazines;
  *   - held is the bytes of every slab and large block the heap holds, and
  *     peak >= held.
  * lock (order 4 in docs/architecture.md, after a cache's lock is never
@@ -37,6 +38,7 @@ struct kmm_heap {
     uint8_t small_class[HEAP_SMALL_MAX / 16 + 1]; /* (size + 15) / 16 -> class index */
     struct kmm_cache *classes[HEAP_CLASSES];
     struct kmm_cache *records; /* the slab records' own cache */
+    struct kmm_cache *mags;    /* the depots' magazines */
     struct kmm_cache *caches[KMM_HEAP_CACHES];
     kmm_lock_t lock;
     atomic_ulong held, peak, limit;

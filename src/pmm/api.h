@@ -142,6 +142,11 @@ struct pmm_slab_ref {
     void *record;   /* pmm_slab_alloc's record */
 };
 
+/* pmm_slab_find's probe for an INTERIOR frame f at pfn: the heads of the
+ * blocks of order 1 .. PMM_SLAB_MAX_ORDER it may lie in (slab.c). */
+bool pmm_slab_find_head(struct kmm *k, uint64_t pfn, const struct kmm_frame *f,
+                        struct pmm_slab_ref *out);
+
 /* The record stored in a SLAB head's list fields. */
 static inline void *pmm_slab_record(const struct kmm_frame *f)
 {
@@ -159,24 +164,20 @@ static inline void *pmm_slab_record(const struct kmm_frame *f)
  * for any other address it may be stale by the time it returns, which the
  * heap's own checks under its locks absorb.
  */
-static inline bool pmm_slab_find(struct kmm *k, uint64_t pa, struct pmm_slab_ref *out)
+static inline __attribute__((always_inline)) bool pmm_slab_find(struct kmm *k, uint64_t pa,
+                                                                struct pmm_slab_ref *out)
 {
     uint64_t pfn = pa >> KMM_PAGE_SHIFT;
     const struct kmm_frame *f = pmm_frame_lookup(&k->pmm, pfn);
     if (!f)
         return false;
-    for (unsigned o = 0;; o++) {
-        uint64_t head = pfn & ~((UINT64_C(1) << o) - 1);
-        const struct kmm_frame *h = f - (pfn - head);
-        union frame_meta m = frame_meta_get(h);
-        if (m.state == FRAME_SLAB && head + (UINT64_C(1) << m.order) > pfn) {
-            *out =
-                (struct pmm_slab_ref){head << KMM_PAGE_SHIFT, m.order, m.count, pmm_slab_record(h)};
-            return true;
-        }
-        if (m.state != FRAME_INTERIOR || o == PMM_SLAB_MAX_ORDER)
-            return false;
+    /* The common case inline: pa in a slab's first page. */
+    union frame_meta m = frame_meta_get(f);
+    if (__builtin_expect(m.state == FRAME_SLAB, 1)) {
+        *out = (struct pmm_slab_ref){pfn << KMM_PAGE_SHIFT, m.order, m.count, pmm_slab_record(f)};
+        return true;
     }
+    return m.state == FRAME_INTERIOR && pmm_slab_find_head(k, pfn, f, out);
 }
 
 /* Whether pa is the start of an allocated single page (what an owned

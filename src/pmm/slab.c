@@ -54,3 +54,26 @@ void pmm_slab_free(struct kmm *k, uint64_t pa)
     int err = kmm_page_free(k, pa, m.order);
     KMM_ASSERT(k->port, err == KMM_OK || err == KMM_ESTATE);
 }
+
+bool pmm_slab_find_head(struct kmm *k, uint64_t pfn, const struct kmm_frame *f,
+                        struct pmm_slab_ref *out)
+{
+    (void)k;
+    /* Blocks are aligned to their size, so the head of the block of order
+     * o holding pfn is pfn rounded down to 2^o frames; the first SLAB head
+     * found that reaches pfn is its block. Anything but INTERIOR on the way
+     * ends the search: pfn is in no heap block. */
+    for (unsigned o = 1; o <= PMM_SLAB_MAX_ORDER; o++) {
+        uint64_t head = pfn & ~((UINT64_C(1) << o) - 1);
+        const struct kmm_frame *h = f - (pfn - head);
+        union frame_meta m = frame_meta_get(h);
+        if (m.state == FRAME_SLAB && head + (UINT64_C(1) << m.order) > pfn) {
+            *out =
+                (struct pmm_slab_ref){head << KMM_PAGE_SHIFT, m.order, m.count, pmm_slab_record(h)};
+            return true;
+        }
+        if (m.state != FRAME_INTERIOR)
+            return false;
+    }
+    return false;
+}
