@@ -14,9 +14,6 @@
 #include <kmm/fmt.h>
 #include <kmm/heap.h>
 
-/* Page allocator flags for the heap's own structures. */
-#define STRUCT_GFP (KMM_GFP_ZERO)
-
 KMM_INIT void heap_init(struct kmm *k)
 {
     struct kmm_heap *h = &k->heap;
@@ -66,7 +63,7 @@ static uint32_t free_id(const struct kmm_heap *h)
 }
 
 struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, size_t align,
-                                  kmm_ctor_t ctor, enum heap_kind kind)
+                                  kmm_ctor_t ctor, enum heap_kind kind, kmm_gfp_t flags)
 {
     struct kmm_heap *h = &k->heap;
     if (align < KMM_HEAP_MIN_ALIGN)
@@ -86,7 +83,8 @@ struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, 
     uint64_t head = kmm_align_up(sizeof(struct kmm_cache), 64);
     size_t pages =
         (size_t)((head + (uint64_t)ncpu * cpu_stride + KMM_PAGE_SIZE - 1) >> KMM_PAGE_SHIFT);
-    uint64_t pa = kmm_pages_alloc(k, pages, STRUCT_GFP);
+    /* A class may be made by an atomic request: no reclaim then. */
+    uint64_t pa = kmm_pages_alloc(k, pages, KMM_GFP_ZERO | (flags & KMM_GFP_ATOMIC));
     if (!pa)
         return NULL;
     struct kmm_cache *c = kmm_phys_to_virt(k, pa);
@@ -195,14 +193,14 @@ static uint64_t heap_scan(struct kmm *k, void *ctx, uint64_t want_pages, kmm_gfp
 bool heap_ready(struct kmm *k, kmm_gfp_t flags)
 {
     struct kmm_heap *h = &k->heap;
-    (void)flags;
     if (__atomic_load_n(&h->ready, __ATOMIC_ACQUIRE))
         return true;
     if (!__atomic_load_n(&h->records, __ATOMIC_ACQUIRE) &&
-        !heap_cache_make(k, "kmm-slab", sizeof(struct slab), 16, NULL, HEAP_KIND_RECORDS))
+        !heap_cache_make(k, "kmm-slab", sizeof(struct slab), 16, NULL, HEAP_KIND_RECORDS, flags))
         return false;
     if (!__atomic_load_n(&h->mags, __ATOMIC_ACQUIRE) &&
-        !heap_cache_make(k, "kmm-magazine", sizeof(struct heap_mag), 16, NULL, HEAP_KIND_MAGS))
+        !heap_cache_make(k, "kmm-magazine", sizeof(struct heap_mag), 16, NULL, HEAP_KIND_MAGS,
+                         flags))
         return false;
     kmm_irqstate_t s = kmm_lock_irqsave(&h->lock);
     bool first = !h->ready;
@@ -228,7 +226,8 @@ struct kmm_cache *heap_class_cache(struct kmm *k, unsigned i, kmm_gfp_t flags)
         return NULL;
     char name[KMM_CACHE_NAME_MAX];
     kmm_snprintf(name, sizeof(name), "kmalloc-%u", (unsigned)heap_class_size(i));
-    return heap_cache_make(k, name, heap_class_size(i), KMM_HEAP_MIN_ALIGN, NULL, HEAP_KIND_CLASS);
+    return heap_cache_make(k, name, heap_class_size(i), KMM_HEAP_MIN_ALIGN, NULL, HEAP_KIND_CLASS,
+                           flags);
 }
 
 /* --- object caches ---------------------------------------------------------------------- */
@@ -252,7 +251,7 @@ struct kmm_cache *kmm_cache_create(struct kmm *k, const char *name, size_t size,
     }
     if (!heap_ready(k, 0))
         return NULL;
-    return heap_cache_make(k, name, size, align, ctor, HEAP_KIND_OBJECT);
+    return heap_cache_make(k, name, size, align, ctor, HEAP_KIND_OBJECT, 0);
 }
 
 size_t kmm_cache_shrink(struct kmm *k, struct kmm_cache *c)

@@ -316,9 +316,10 @@ void heap_depot_drain(struct kmm *k, struct kmm_cache *c);
 /* --- caches (cache.c) ---------------------------------------------------------------------- */
 
 /* heap_cache_make - a cache (id chosen, published in caches[]) of objects
- * of `size` bytes aligned to align, or NULL. */
+ * of `size` bytes aligned to align, or NULL. flags: KMM_GFP_ATOMIC keeps
+ * its page allocation from reclaiming. */
 struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, size_t align,
-                                  kmm_ctor_t ctor, enum heap_kind kind);
+                                  kmm_ctor_t ctor, enum heap_kind kind, kmm_gfp_t flags);
 
 /* heap_ready - the slab records' cache made and the reclaim hook
  * registered, on the first slow path; false without memory. */

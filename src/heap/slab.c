@@ -187,7 +187,7 @@ static struct slab *slab_grow(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flag
     struct slab *s = self ? NULL : record_alloc(k, flags);
     uint64_t pa = 0;
     if (self || s)
-        pa = pmm_slab_alloc(k, c->order, flags, c->id, s);
+        pa = pmm_slab_alloc(k, c->order, flags & KMM_GFP_ATOMIC, c->id, s);
     if (!pa) {
         if (s)
             record_free(k, s);
