@@ -30,9 +30,12 @@
  * the common allocation and free touch only the calling CPU's stack, with
  * IRQs and preemption off for a few instructions, no shared lock and no
  * atomic read-modify-write. An object may be freed on any CPU. A CPU's
- * stacks are bounded (KMM_HEAP_MAG_SIZE objects per cache) and go back to
- * the slabs when the page allocator runs short (the heap is a reclaim hook),
- * on kmm_cache_shrink, and on kmm_heap_drain_cpu.
+ * stacks are bounded (KMM_HEAP_MAG_SIZE objects per cache, fewer for large
+ * objects); beyond a stack, batches go to the cache's depot of full
+ * magazines (bounded too) and from there to the slabs. They go back to the
+ * slabs when the page allocator runs short (the heap is a reclaim hook), on
+ * kmm_cache_shrink and kmm_heap_shrink (the calling CPU's), and on
+ * kmm_heap_drain_cpu.
  *
  * Always on (no debugging switch needed), each a clear error, counted in
  * kmm_misuse_stats (layer KMM_LAYER_HEAP) and logged once with the caller:
@@ -40,7 +43,12 @@
  *     rather than at its start, or of another cache's object (the frame
  *     database checks every hop from pointer to cache);
  *   - a second free of a block that is still free (a tag written into each
- *     free object, checked on free and cleared on allocation);
+ *     free object, checked on free and cleared on allocation). Two CPUs
+ *     freeing one object at the same instant may both be told KMM_OK: the
+ *     tag is checked and written without an atomic read-modify-write, which
+ *     the common free does not pay. The object is then caught on its next
+ *     allocation (its tag is gone), logged, and never handed out again: it
+ *     leaks rather than being handed out twice;
  *   - a sized free (kmm_free_sized) whose size belongs to another class;
  *   - slab free lists store their pointers encoded (XORed with a per-cache
  *     secret and the address they are stored at, as Linux's
@@ -66,9 +74,12 @@ extern "C" {
 /* Every block's alignment, at least. */
 #define KMM_HEAP_MIN_ALIGN ((size_t)16)
 /* Objects a CPU keeps per cache, at most (the upper bound of its stack). */
-#define KMM_HEAP_MAG_SIZE  64u
+#define KMM_HEAP_MAG_SIZE  128u
 /* The largest request kmm_malloc accepts: beyond it, NULL at once. */
 #define KMM_HEAP_SIZE_MAX  ((size_t)1 << 40)
+
+/* The largest alignment kmm_aligned_alloc honours. */
+#define KMM_HEAP_ALIGN_MAX ((size_t)4 << 20)
 
 /* Flags of kmm_malloc and friends: KMM_GFP_ZERO and KMM_GFP_ATOMIC
  * (kmm/page.h). DMA zones are the page allocator's business. */
@@ -94,12 +105,16 @@ void *kmm_calloc(struct kmm *k, size_t n, size_t size, kmm_gfp_t flags);
 
 /*
  * kmm_aligned_alloc - a block of at least size bytes aligned to align, a
- * power of two (any: 1 up to 1 GiB). Up to the page size the block comes
- * from the size class of max(size, align), which is aligned to align;
- * beyond it, from whole pages (aligned to their own size) or, for more than
- * KMM_HEAP_PAGES_MAX, from vmalloc (aligned to the page size only: align is
- * then honoured up to 4096 and refused above, NULL). Freed with kmm_free.
- * NULL (a misuse, counted) if align is not a power of two.
+ * power of two from 1 to KMM_HEAP_ALIGN_MAX (4 MiB, the page allocator's
+ * largest block). Up to the page size the block comes from the size class
+ * of max(size, align) rounded to align, which is aligned to align; beyond
+ * it, from a block of whole pages of max(size, align) bytes rounded to a
+ * power of two (aligned to its size), up to KMM_HEAP_ALIGN_MAX. A larger
+ * block with align up to the page size comes from vmalloc as kmm_malloc's
+ * do. NULL, nothing changed, if size exceeds KMM_HEAP_SIZE_MAX or memory
+ * runs out; NULL and a misuse (counted) if align is not a power of two up
+ * to KMM_HEAP_ALIGN_MAX, or is above the page size for a block larger than
+ * KMM_HEAP_ALIGN_MAX. Freed with kmm_free.
  */
 void *kmm_aligned_alloc(struct kmm *k, size_t align, size_t size, kmm_gfp_t flags);
 
@@ -130,9 +145,13 @@ int kmm_free(struct kmm *k, const void *p);
 
 /*
  * kmm_free_sized - kmm_free of a block the caller believes to be size bytes
- * long (as C++'s sized delete). Also KMM_EINVAL (nothing freed) if size
- * could not have produced p: larger than p's usable size, or of a smaller
- * size class than p's. For a cache object, size must be at most its size.
+ * long (as C++'s sized delete). Also KMM_EINVAL (nothing freed, counted as
+ * KMM_MISUSE_WRONG_ORDER) if size could not have produced p: it must be in
+ * p's size class (for whole pages: round to the same power of two of
+ * pages), or, for a block kmm_realloc shrank in place, more than half of
+ * p's usable size and at most all of it. For a cache object, size must be
+ * at most the object size. A block of kmm_aligned_alloc is freed with
+ * kmm_free: its size class is its alignment's as much as its size's.
  */
 int kmm_free_sized(struct kmm *k, const void *p, size_t size);
 
@@ -160,9 +179,13 @@ typedef void (*kmm_ctor_t)(void *obj);
  * name is copied (truncated to KMM_CACHE_NAME_MAX - 1 characters) and shown
  * in the report. flags: 0 (reserved). Returns NULL with nothing changed if
  * an argument is bad (a misuse) or no memory or no cache slot is left (at
- * most KMM_HEAP_CACHES caches, the size classes included). May block.
+ * most KMM_HEAP_OBJECT_CACHES live at once). May block.
  */
-#define KMM_HEAP_CACHES 256u
+/* Cache slots: the KMM_HEAP_CLASSES size classes, two of the heap's own
+ * (slab records, magazines), slot 0 unused, the rest for object caches. */
+#define KMM_HEAP_CACHES        256u
+#define KMM_HEAP_CLASSES       56u
+#define KMM_HEAP_OBJECT_CACHES (KMM_HEAP_CACHES - KMM_HEAP_CLASSES - 3u)
 struct kmm_cache *kmm_cache_create(struct kmm *k, const char *name, size_t size, size_t align,
                                    kmm_ctor_t ctor, unsigned flags);
 
@@ -184,9 +207,12 @@ size_t kmm_cache_shrink(struct kmm *k, struct kmm_cache *c);
 /*
  * kmm_cache_destroy - destroys cache c and gives its memory back. Refuses
  * with KMM_EBUSY (nothing changed; the log says how many objects are live)
- * while objects are live, counting objects other CPUs still cache as free
- * only once drained. KMM_EINVAL for NULL, a size-class cache, or a cache
- * that is no live cache of k. c must not be used afterwards. May block.
+ * while objects are live. The calling CPU's stack and the depot are
+ * emptied first; objects other CPUs' stacks still hold count as live until
+ * those CPUs drain (kmm_heap_drain_cpu, kmm_heap_drain_offline_cpu): their
+ * stacks are theirs alone. KMM_EINVAL for NULL (KMM_MISUSE_BAD_ARG), a
+ * size-class cache, or a cache that is no live cache of k (BAD_HANDLE).
+ * c must not be used afterwards. May block.
  */
 int kmm_cache_destroy(struct kmm *k, struct kmm_cache *c);
 
@@ -195,6 +221,13 @@ int kmm_cache_destroy(struct kmm *k, struct kmm_cache *c);
 /* kmm_heap_drain_cpu - moves every object the calling CPU caches back to
  * its slab. Any context where the CPU may take a cache lock. */
 void kmm_heap_drain_cpu(struct kmm *k);
+
+/* kmm_heap_shrink - gives back every page the heap holds without a live
+ * object in it: the calling CPU's stacks and every depot are emptied into
+ * the slabs, then every empty slab of every cache (the heap's own
+ * included) goes back to the page allocator. Returns the pages given back.
+ * What the heap's reclaim hook does when memory runs short. May block. */
+size_t kmm_heap_shrink(struct kmm *k);
 
 /* kmm_heap_drain_offline_cpu - the same for cpu, which must be offline
  * (not running kmm code). KMM_EINVAL (counted) if cpu is out of range. */
@@ -235,7 +268,7 @@ struct kmm_heap_stats {
     uint64_t failed;                    /* allocations that returned NULL for want of memory */
     uint64_t large_blocks, large_bytes; /* live blocks of whole pages or vmalloc */
     uint64_t misuse;                    /* rejected calls (kmm_misuse_stats has them by class) */
-    unsigned caches;                    /* live caches, the size classes included */
+    unsigned caches;                    /* live size classes and object caches */
 };
 
 /* kmm_heap_stats - fills *out. Any context; figures racing with
@@ -247,7 +280,9 @@ void kmm_heap_stats(struct kmm *k, struct kmm_heap_stats *out);
 int kmm_cache_stats(struct kmm *k, const struct kmm_cache *c, struct kmm_cache_stats *out);
 
 /* kmm_heap_cache_at - the i-th live cache (size classes first, then object
- * caches in creation order), to list them all; NULL past the last. */
+ * caches in slot order: a new cache may take the slot of a destroyed one),
+ * to list them all; NULL past the last. The heap's own caches are not
+ * listed (the report shows them). */
 struct kmm_cache *kmm_heap_cache_at(struct kmm *k, unsigned i);
 
 #ifdef __cplusplus

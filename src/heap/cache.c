@@ -170,19 +170,32 @@ bool heap_cache_live(struct kmm *k, const struct kmm_cache *c)
 
 /* --- the heap's reclaim hook ----------------------------------------------------------- */
 
-/* Moves this CPU's stacks back and gives every empty slab back. */
+size_t kmm_heap_shrink(struct kmm *k)
+{
+    /* The heap's own caches last, and the records' after the magazines':
+     * slabs given back free their records and magazines into them. */
+    static const unsigned last[] = {HEAP_CLASSES + 2, HEAP_CLASSES + 1};
+    size_t pages = 0;
+    for (unsigned id = 1; id < KMM_HEAP_CACHES; id++) {
+        struct kmm_cache *c = __atomic_load_n(&k->heap.caches[id], __ATOMIC_ACQUIRE);
+        if (c && id != last[0] && id != last[1])
+            pages += heap_shrink_cache(k, c);
+    }
+    for (unsigned i = 0; i < 2; i++) {
+        struct kmm_cache *c = __atomic_load_n(&k->heap.caches[last[i]], __ATOMIC_ACQUIRE);
+        if (c)
+            pages += heap_shrink_cache(k, c);
+    }
+    return pages;
+}
+
+/* The heap's reclaim hook: kmm_heap_shrink. */
 static uint64_t heap_scan(struct kmm *k, void *ctx, uint64_t want_pages, kmm_gfp_t flags)
 {
     (void)ctx;
     (void)want_pages;
     (void)flags;
-    uint64_t pages = 0;
-    for (unsigned id = 1; id < KMM_HEAP_CACHES; id++) {
-        struct kmm_cache *c = __atomic_load_n(&k->heap.caches[id], __ATOMIC_ACQUIRE);
-        if (c)
-            pages += heap_shrink_cache(k, c);
-    }
-    return pages;
+    return kmm_heap_shrink(k);
 }
 
 /*
@@ -257,12 +270,15 @@ struct kmm_cache *kmm_cache_create(struct kmm *k, const char *name, size_t size,
 size_t kmm_cache_shrink(struct kmm *k, struct kmm_cache *c)
 {
     if (!heap_cache_live(k, c)) {
-        heap_misuse(k, KMM_MISUSE_BAD_HANDLE, KMM_EINVAL, __builtin_return_address(0),
-                    "kmm_cache_shrink(%p): not a live cache", (const void *)c);
+        heap_misuse(k, c ? KMM_MISUSE_BAD_HANDLE : KMM_MISUSE_BAD_ARG, KMM_EINVAL,
+                    __builtin_return_address(0), "kmm_cache_shrink(%p): %s", (const void *)c,
+                    c ? "not a live cache" : "NULL cache");
         return 0;
     }
     return heap_shrink_cache(k, c);
 }
+
+static void cache_stats(const struct kmm_cache *c, struct kmm_cache_stats *out);
 
 /* Objects of c allocated and not freed: out of the slabs, not on a stack. */
 static uint64_t active_objects(const struct kmm_cache *c, uint64_t *cached)
@@ -280,29 +296,39 @@ static uint64_t active_objects(const struct kmm_cache *c, uint64_t *cached)
 int kmm_cache_destroy(struct kmm *k, struct kmm_cache *c)
 {
     const void *caller = __builtin_return_address(0);
-    if (!heap_cache_live(k, c) || c->kind != HEAP_KIND_OBJECT)
-        return heap_misuse(k, KMM_MISUSE_BAD_HANDLE, KMM_EINVAL, caller,
+    bool live = heap_cache_live(k, c);
+    if (!live || c->kind != HEAP_KIND_OBJECT)
+        return heap_misuse(k, c ? KMM_MISUSE_BAD_HANDLE : KMM_MISUSE_BAD_ARG, KMM_EINVAL, caller,
                            "kmm_cache_destroy(%p): %s", (const void *)c,
-                           heap_cache_live(k, c) ? "a size class of kmm_malloc, not a cache of "
-                                                   "kmm_cache_create"
-                                                 : "not a live cache");
-    struct kmm_heap *h = &k->heap;
-    kmm_irqstate_t s = kmm_lock_irqsave(&c->lock);
-    uint64_t live = active_objects(c, NULL);
-    kmm_unlock_irqrestore(&c->lock, s);
-    if (live)
-        return heap_misuse(k, KMM_MISUSE_BUSY, KMM_EBUSY, caller,
-                           "kmm_cache_destroy(%s): %llu objects still allocated", c->name,
-                           (unsigned long long)live);
-    /* Nobody may use c any more: every CPU's stack goes back, then every
-     * slab. */
-    for (unsigned cpu = 0; cpu < c->ncpu; cpu++)
-        heap_drain(k, c, heap_cpu_at(c, cpu));
+                           !c      ? "NULL cache"
+                           : !live ? "not a live cache"
+                                   : "a cache of the heap's own (a size class), not of "
+                                     "kmm_cache_create");
+    /* This CPU's stack and the depot go back; other CPUs' stacks are
+     * theirs alone, so what they hold counts as live until they drain. */
+    kmm_preempt_disable();
+    heap_drain(k, c, heap_this_cpu(c));
+    kmm_preempt_enable();
     heap_depot_drain(k, c);
+    kmm_irqstate_t s = kmm_lock_irqsave(&c->lock);
+    uint64_t out = c->total_inuse - c->depot_objs;
+    kmm_unlock_irqrestore(&c->lock, s);
+    if (out)
+        return heap_misuse(k, KMM_MISUSE_BUSY, KMM_EBUSY, caller,
+                           "kmm_cache_destroy(%s): %llu objects still allocated (or held by "
+                           "other CPUs' stacks until they drain)",
+                           c->name, (unsigned long long)out);
+    struct kmm_heap *h = &k->heap;
+    struct kmm_cache_stats cs;
+    cache_stats(c, &cs);
     s = kmm_lock_irqsave(&h->lock);
     __atomic_store_n(&h->caches[c->id], NULL, __ATOMIC_RELEASE);
     c->magic = 0;
     kmm_unlock_irqrestore(&h->lock, s);
+    atomic_fetch_add_explicit(&h->retired_allocs, cs.allocs, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->retired_frees, cs.frees, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->retired_alloc_bytes, cs.allocs * c->size, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->retired_free_bytes, cs.frees * c->size, memory_order_relaxed);
     heap_release_empty(k, c);
     KMM_MUST(k->port, kmm_pages_free(k, c->mem_pa, c->mem_pages));
     return KMM_OK;
@@ -366,9 +392,11 @@ static void cache_stats(const struct kmm_cache *c, struct kmm_cache_stats *out)
 int kmm_cache_stats(struct kmm *k, const struct kmm_cache *c, struct kmm_cache_stats *out)
 {
     if (!heap_cache_live(k, c) || !out)
-        return heap_misuse(k, KMM_MISUSE_BAD_HANDLE, KMM_EINVAL, __builtin_return_address(0),
-                           "kmm_cache_stats(%p): %s", (const void *)c,
-                           out ? "not a live cache" : "NULL out");
+        return heap_misuse(k, c && out ? KMM_MISUSE_BAD_HANDLE : KMM_MISUSE_BAD_ARG, KMM_EINVAL,
+                           __builtin_return_address(0), "kmm_cache_stats(%p): %s", (const void *)c,
+                           !c    ? "NULL cache"
+                           : out ? "not a live cache"
+                                 : "NULL out");
     cache_stats(c, out);
     return KMM_OK;
 }
@@ -377,7 +405,7 @@ struct kmm_cache *kmm_heap_cache_at(struct kmm *k, unsigned i)
 {
     for (unsigned id = 1; id < KMM_HEAP_CACHES; id++) {
         struct kmm_cache *c = __atomic_load_n(&k->heap.caches[id], __ATOMIC_ACQUIRE);
-        if (c && i-- == 0)
+        if (c && (c->kind == HEAP_KIND_CLASS || c->kind == HEAP_KIND_OBJECT) && i-- == 0)
             return c;
     }
     return NULL;
@@ -391,11 +419,11 @@ void kmm_heap_stats(struct kmm *k, struct kmm_heap_stats *out)
         struct kmm_cache *c = __atomic_load_n(&h->caches[id], __ATOMIC_ACQUIRE);
         if (!c)
             continue;
+        if (c->kind == HEAP_KIND_RECORDS || c->kind == HEAP_KIND_MAGS)
+            continue; /* the heap's own bookkeeping: held, not used */
         struct kmm_cache_stats cs;
         cache_stats(c, &cs);
         out->caches++;
-        if (c->kind == HEAP_KIND_RECORDS || c->kind == HEAP_KIND_MAGS)
-            continue; /* the heap's own bookkeeping: held, not used */
         out->bytes_used += cs.active_objects * c->size;
         out->allocs += cs.allocs;
         out->frees += cs.frees;
@@ -405,10 +433,14 @@ void kmm_heap_stats(struct kmm *k, struct kmm_heap_stats *out)
     out->large_blocks = atomic_load_explicit(&h->large_blocks, memory_order_relaxed);
     out->large_bytes = atomic_load_explicit(&h->large_bytes, memory_order_relaxed);
     out->bytes_used += out->large_bytes;
-    out->allocs += atomic_load_explicit(&h->large_allocs, memory_order_relaxed);
-    out->frees += atomic_load_explicit(&h->large_frees, memory_order_relaxed);
-    out->alloc_bytes += atomic_load_explicit(&h->large_alloc_bytes, memory_order_relaxed);
-    out->free_bytes += atomic_load_explicit(&h->large_free_bytes, memory_order_relaxed);
+    out->allocs += atomic_load_explicit(&h->large_allocs, memory_order_relaxed) +
+                   atomic_load_explicit(&h->retired_allocs, memory_order_relaxed);
+    out->frees += atomic_load_explicit(&h->large_frees, memory_order_relaxed) +
+                  atomic_load_explicit(&h->retired_frees, memory_order_relaxed);
+    out->alloc_bytes += atomic_load_explicit(&h->large_alloc_bytes, memory_order_relaxed) +
+                        atomic_load_explicit(&h->retired_alloc_bytes, memory_order_relaxed);
+    out->free_bytes += atomic_load_explicit(&h->large_free_bytes, memory_order_relaxed) +
+                       atomic_load_explicit(&h->retired_free_bytes, memory_order_relaxed);
     out->bytes_held = atomic_load_explicit(&h->held, memory_order_relaxed);
     out->bytes_peak = atomic_load_explicit(&h->peak, memory_order_relaxed);
     out->bytes_free = out->bytes_held > out->bytes_used ? out->bytes_held - out->bytes_used : 0;

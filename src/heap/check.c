@@ -31,7 +31,7 @@ static uint64_t check_slab(struct kmm *k, const struct kmm_cache *c, const struc
         const uintptr_t *w = heap_words(c, obj);
         uint64_t off = obj - s->base;
         if (obj < s->base || off % c->size || off / c->size >= c->objects || n >= c->objects ||
-            w[1] != heap_tag(c, obj)) {
+            heap_tag_get(c, obj) != heap_tag(c, obj)) {
             kmm_check_problem(r, KMM_CHECK_CORRUPT,
                               "heap: cache %s: slab 0x%llx: free list entry 0x%llx is no free "
                               "object of the slab",
@@ -77,7 +77,7 @@ static void check_cache(struct kmm *k, struct kmm_cache *c, struct kmm_check_res
             uintptr_t obj = (uintptr_t)m->objs[i];
             struct heap_ref ref;
             if (heap_find(k, obj, &ref) != HEAP_FOUND || ref.cache != c ||
-                heap_words(c, obj)[1] != heap_tag(c, obj))
+                heap_tag_get(c, obj) != heap_tag(c, obj))
                 kmm_check_problem(r, KMM_CHECK_CORRUPT,
                                   "heap: cache %s: the depot holds 0x%llx, no free object of it",
                                   c->name, (unsigned long long)obj);
@@ -108,7 +108,7 @@ static void check_cache(struct kmm *k, struct kmm_cache *c, struct kmm_check_res
             uintptr_t obj = (uintptr_t)hc->objs[i];
             struct heap_ref ref;
             if (heap_find(k, obj, &ref) != HEAP_FOUND || ref.cache != c ||
-                heap_words(c, obj)[1] != heap_tag(c, obj))
+                heap_tag_get(c, obj) != heap_tag(c, obj))
                 kmm_check_problem(r, KMM_CHECK_CORRUPT,
                                   "heap: cache %s: CPU %u caches 0x%llx, no free object of it",
                                   c->name, cpu, (unsigned long long)obj);

@@ -61,7 +61,7 @@ enum heap_kind {
  * memory). */
 #define HEAP_STACK_BYTES 8192u
 #define HEAP_STACK_MIN   4u
-#define HEAP_STACK_MAX   128u
+#define HEAP_STACK_MAX   KMM_HEAP_MAG_SIZE
 /* A magazine holds a batch: half the largest stack. */
 #define HEAP_MAG_OBJS    (HEAP_STACK_MAX / 2)
 /* The most objects' bytes a cache's depot keeps in full magazines (at
@@ -159,6 +159,20 @@ static inline uintptr_t *heap_words(const struct kmm_cache *c, uintptr_t obj)
     return (uintptr_t *)(obj + c->fp_off);
 }
 
+/* The free tag word of obj, read and written with single (relaxed atomic)
+ * loads and stores: a plain mov, but two CPUs racing on one object (a
+ * double free at the same instant) are then a race the heap tolerates
+ * (kmm/heap.h), not undefined behaviour. */
+static inline uintptr_t heap_tag_get(const struct kmm_cache *c, uintptr_t obj)
+{
+    return __atomic_load_n(&heap_words(c, obj)[1], __ATOMIC_RELAXED);
+}
+
+static inline void heap_tag_set(const struct kmm_cache *c, uintptr_t obj, uintptr_t v)
+{
+    __atomic_store_n(&heap_words(c, obj)[1], v, __ATOMIC_RELAXED);
+}
+
 /* --- finding the cache of a pointer ----------------------------------------------------- */
 
 /* Where a pointer leads, once every hop checked. */
@@ -238,9 +252,8 @@ static inline uintptr_t heap_pop(struct kmm_cache *c)
     struct heap_cpu *hc = heap_this_cpu(c);
     if (__builtin_expect(hc->n != 0, 1)) {
         uintptr_t top = (uintptr_t)hc->objs[hc->n - 1];
-        uintptr_t *w = heap_words(c, top);
-        if (__builtin_expect(w[1] == heap_tag(c, top), 1)) {
-            w[1] = 0;
+        if (__builtin_expect(heap_tag_get(c, top) == heap_tag(c, top), 1)) {
+            heap_tag_set(c, top, 0);
             hc->n--;
             hc->allocs++;
             obj = top;
@@ -263,14 +276,13 @@ enum heap_push {
 static inline enum heap_push heap_push(struct kmm_cache *c, uintptr_t obj)
 {
     enum heap_push r = HEAP_STACK_FULL;
-    uintptr_t *w = heap_words(c, obj);
     kmm_preempt_disable();
     kmm_irqstate_t s = kmm_irq_save();
     struct heap_cpu *hc = heap_this_cpu(c);
-    if (__builtin_expect(w[1] == heap_tag(c, obj), 0)) {
+    if (__builtin_expect(heap_tag_get(c, obj) == heap_tag(c, obj), 0)) {
         r = HEAP_ALREADY_FREE;
     } else if (__builtin_expect(hc->n < c->limit, 1)) {
-        w[1] = heap_tag(c, obj);
+        heap_tag_set(c, obj, heap_tag(c, obj));
         hc->objs[hc->n++] = (void *)obj;
         hc->frees++;
         r = HEAP_PUSHED;
@@ -310,8 +322,9 @@ bool heap_held_add(struct kmm *k, uint64_t bytes);
 void heap_held_sub(struct kmm *k, uint64_t bytes);
 
 /* heap_depot_drain - returns every object in c's depot to the slabs and
- * frees its magazines. No lock held. */
-void heap_depot_drain(struct kmm *k, struct kmm_cache *c);
+ * frees its magazines; returns the slab pages that gave back (beyond the
+ * empty slabs c keeps). No lock held. */
+size_t heap_depot_drain(struct kmm *k, struct kmm_cache *c);
 
 /* --- caches (cache.c) ---------------------------------------------------------------------- */
 

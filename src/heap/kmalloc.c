@@ -12,11 +12,16 @@
 
 /* --- large blocks ------------------------------------------------------------------------ */
 
-/* Whole pages: a power-of-two block from the page allocator, marked as the
- * heap's (owner HEAP_OWNER_LARGE) so that kmm_free knows it. */
-static void *pages_alloc(struct kmm *k, size_t size, kmm_gfp_t flags)
+/* The order of the whole-page block for size bytes. */
+static unsigned pages_order(size_t size)
 {
-    unsigned order = kmm_order_for_count((size + PAGE - 1) / PAGE);
+    return kmm_order_for_count((size + PAGE - 1) / PAGE);
+}
+
+/* Whole pages: a block of 2^order pages from the page allocator, marked as
+ * the heap's (owner HEAP_OWNER_LARGE) so that kmm_free knows it. */
+static void *pages_alloc(struct kmm *k, unsigned order, kmm_gfp_t flags)
+{
     uint64_t bytes = (uint64_t)PAGE << order;
     if (!heap_held_add(k, bytes))
         return NULL;
@@ -77,14 +82,15 @@ static void large_count(struct kmm *k, uint64_t bytes, bool alloc)
     }
 }
 
-/* A block above KMM_HEAP_SLAB_MAX. */
-static void *large_alloc(struct kmm *k, size_t size, kmm_gfp_t flags)
+/* A block above KMM_HEAP_SLAB_MAX: whole pages up to pages_max bytes
+ * (KMM_HEAP_PAGES_MAX, or more for an aligned request), else vmalloc. */
+static void *large_alloc(struct kmm *k, size_t size, size_t pages_max, kmm_gfp_t flags)
 {
     void *p = NULL;
     uint64_t bytes;
-    if (size <= KMM_HEAP_PAGES_MAX) {
-        p = pages_alloc(k, size, flags);
-        bytes = (uint64_t)PAGE << kmm_order_for_count((size + PAGE - 1) / PAGE);
+    if (size <= pages_max) {
+        p = pages_alloc(k, pages_order(size), flags);
+        bytes = (uint64_t)PAGE << pages_order(size);
     } else {
         if (!(flags & KMM_GFP_ATOMIC))
             p = vmalloc_block(k, size, flags);
@@ -100,30 +106,49 @@ static void *large_alloc(struct kmm *k, size_t size, kmm_gfp_t flags)
 
 /* --- allocation ----------------------------------------------------------------------------- */
 
-static void *malloc_slow(struct kmm *k, size_t size, kmm_gfp_t flags, const void *caller)
+/* Refuses flags the heap does not know (a misuse of fn): true if bad. */
+static bool bad_flags(struct kmm *k, kmm_gfp_t flags, const char *fn, size_t size,
+                      const void *caller)
 {
-    if (flags & ~KMM_HEAP_GFP_VALID) {
-        heap_misuse(k, KMM_MISUSE_BAD_FLAGS, KMM_EINVAL, caller,
-                    "kmm_malloc(%zu, flags 0x%x): unknown flags", size, flags);
-        return NULL;
-    }
-    if (size > KMM_HEAP_SIZE_MAX) {
-        atomic_fetch_add_explicit(&k->heap.failed, 1, memory_order_relaxed);
-        return NULL;
-    }
+    if (!(flags & ~KMM_HEAP_GFP_VALID))
+        return false;
+    heap_misuse(k, KMM_MISUSE_BAD_FLAGS, KMM_EINVAL, caller, "%s(%zu, flags 0x%x): unknown flags",
+                fn, size, flags);
+    return true;
+}
+
+/* A request that cannot be met for want of memory: NULL, counted. */
+static void *no_memory(struct kmm *k)
+{
+    atomic_fetch_add_explicit(&k->heap.failed, 1, memory_order_relaxed);
+    return NULL;
+}
+
+/* Every allocation after its flags were checked: a class object, whole
+ * pages up to pages_max bytes, or vmalloc. */
+static void *alloc_checked(struct kmm *k, size_t size, size_t pages_max, kmm_gfp_t flags)
+{
+    if (size > KMM_HEAP_SIZE_MAX)
+        return no_memory(k);
     if (size > KMM_HEAP_SLAB_MAX)
-        return large_alloc(k, size, flags);
+        return large_alloc(k, size, pages_max, flags);
     struct kmm_cache *c = heap_class_cache(k, heap_class_of(&k->heap, size), flags);
-    if (!c) {
-        atomic_fetch_add_explicit(&k->heap.failed, 1, memory_order_relaxed);
-        return NULL;
-    }
+    if (!c)
+        return no_memory(k);
     uintptr_t p = heap_pop(c);
     if (!p)
         p = heap_alloc_slow(k, c, flags);
     if (p && (flags & KMM_GFP_ZERO))
         __builtin_memset((void *)p, 0, c->usable);
     return (void *)p;
+}
+
+static void *malloc_slow(struct kmm *k, size_t size, kmm_gfp_t flags, const char *fn,
+                         const void *caller)
+{
+    if (bad_flags(k, flags, fn, size, caller))
+        return NULL;
+    return alloc_checked(k, size, KMM_HEAP_PAGES_MAX, flags);
 }
 
 void *kmm_malloc(struct kmm *k, size_t size, kmm_gfp_t flags)
@@ -138,57 +163,59 @@ void *kmm_malloc(struct kmm *k, size_t size, kmm_gfp_t flags)
                 return (void *)p;
         }
     }
-    return malloc_slow(k, size, flags, __builtin_return_address(0));
+    return malloc_slow(k, size, flags, "kmm_malloc", __builtin_return_address(0));
 }
 
 void *kmm_zalloc(struct kmm *k, size_t size, kmm_gfp_t flags)
 {
-    return malloc_slow(k, size, flags | KMM_GFP_ZERO, __builtin_return_address(0));
+    if (bad_flags(k, flags, "kmm_zalloc", size, __builtin_return_address(0)))
+        return NULL;
+    return alloc_checked(k, size, KMM_HEAP_PAGES_MAX, flags | KMM_GFP_ZERO);
 }
 
 void *kmm_calloc(struct kmm *k, size_t n, size_t size, kmm_gfp_t flags)
 {
     size_t bytes;
-    if (__builtin_mul_overflow(n, size, &bytes)) {
-        atomic_fetch_add_explicit(&k->heap.failed, 1, memory_order_relaxed);
+    if (bad_flags(k, flags, "kmm_calloc", size, __builtin_return_address(0)))
         return NULL;
-    }
-    return malloc_slow(k, bytes, flags | KMM_GFP_ZERO, __builtin_return_address(0));
+    if (__builtin_mul_overflow(n, size, &bytes))
+        return no_memory(k);
+    return alloc_checked(k, bytes, KMM_HEAP_PAGES_MAX, flags | KMM_GFP_ZERO);
 }
 
 void *kmm_aligned_alloc(struct kmm *k, size_t align, size_t size, kmm_gfp_t flags)
 {
     const void *caller = __builtin_return_address(0);
-    if (align == 0 || (align & (align - 1)) || align > ((size_t)1 << 30)) {
+    if (bad_flags(k, flags, "kmm_aligned_alloc", size, caller))
+        return NULL;
+    if (align == 0 || (align & (align - 1)) || align > KMM_HEAP_ALIGN_MAX) {
         heap_misuse(k, KMM_MISUSE_BAD_ARG, KMM_EINVAL, caller,
                     "kmm_aligned_alloc(align %zu, size %zu): alignment not a power of two up "
-                    "to 1 GiB",
+                    "to KMM_HEAP_ALIGN_MAX",
                     align, size);
         return NULL;
     }
-    size_t need = size > align ? size : align;
-    if (align <= PAGE) {
-        /* A class of at least align bytes holds objects aligned to the
-         * largest power of two dividing its size, up to the page: round
-         * need up to a multiple of align, which such a class is. */
-        need = kmm_align_up(need, align);
-        if (need <= KMM_HEAP_SLAB_MAX) {
-            unsigned i = heap_class_of(&k->heap, need);
-            while (heap_class_size(i) % align)
-                i++;
-            return malloc_slow(k, heap_class_size(i), flags, caller);
-        }
-        return malloc_slow(k, need, flags, caller);
+    if (size > KMM_HEAP_SIZE_MAX)
+        return no_memory(k);
+    size_t need = kmm_align_up(size > align ? size : align, align);
+    if (align <= PAGE && need <= KMM_HEAP_SLAB_MAX) {
+        /* A class holds objects aligned to the largest power of two that
+         * divides its size (slabs start on a page): the first class of at
+         * least need bytes that align divides. */
+        unsigned i = heap_class_of(&k->heap, need);
+        while (heap_class_size(i) % align)
+            i++;
+        return alloc_checked(k, heap_class_size(i), KMM_HEAP_PAGES_MAX, flags);
     }
-    /* Beyond the page: whole pages are aligned to their own size. */
-    if (need > KMM_HEAP_PAGES_MAX) {
-        heap_misuse(k, KMM_MISUSE_BAD_ARG, KMM_EINVAL, caller,
-                    "kmm_aligned_alloc(align %zu, size %zu): alignment above the page size "
-                    "for a block above KMM_HEAP_PAGES_MAX",
-                    align, size);
-        return NULL;
-    }
-    return malloc_slow(k, need > KMM_HEAP_SLAB_MAX ? need : KMM_HEAP_SLAB_MAX + 1, flags, caller);
+    if (need <= KMM_HEAP_ALIGN_MAX) /* whole pages, aligned to their size */
+        return large_alloc(k, need, KMM_HEAP_ALIGN_MAX, flags);
+    if (align <= PAGE) /* vmalloc: page-aligned */
+        return alloc_checked(k, need, KMM_HEAP_PAGES_MAX, flags);
+    heap_misuse(k, KMM_MISUSE_BAD_ARG, KMM_EINVAL, caller,
+                "kmm_aligned_alloc(align %zu, size %zu): alignment above the page size for a "
+                "block above KMM_HEAP_ALIGN_MAX",
+                align, size);
+    return NULL;
 }
 
 /* --- freeing ------------------------------------------------------------------------------- */
@@ -283,12 +310,16 @@ int kmm_free_sized(struct kmm *k, const void *p, size_t size)
     struct heap_block b = block_of(k, p);
     if (b.kind == BLOCK_BAD)
         return bad_pointer(k, "kmm_free_sized", p, b.bad, caller);
+    /* The size's own class, or more than half the block: what kmm_realloc
+     * keeps in place (kmm/heap.h). */
     bool fits = size <= b.bytes;
+    bool shrunk = size > b.bytes / 2;
     if (fits && b.kind == BLOCK_OBJECT && b.ref.cache->kind == HEAP_KIND_CLASS)
-        fits = size <= KMM_HEAP_SLAB_MAX &&
-               heap_class_of(&k->heap, size ? size : 1) + 1 == b.ref.cache->id;
-    if (fits && b.kind != BLOCK_OBJECT)
-        fits = size > KMM_HEAP_SLAB_MAX || size == 0;
+        fits = shrunk || heap_class_of(&k->heap, size) + 1 == b.ref.cache->id;
+    else if (fits && b.kind == BLOCK_PAGES)
+        fits = size > KMM_HEAP_SLAB_MAX && pages_order(size) == b.ref.order;
+    else if (fits && b.kind == BLOCK_VMALLOC)
+        fits = shrunk;
     if (!fits)
         return heap_misuse(k, KMM_MISUSE_WRONG_ORDER, KMM_EINVAL, caller,
                            "kmm_free_sized(%p, %zu): the block holds %llu bytes, of another "
@@ -304,6 +335,9 @@ int kmm_cache_free(struct kmm *k, struct kmm_cache *c, const void *p)
         return KMM_OK;
     struct heap_ref ref;
     enum heap_bad bad = heap_find(k, (uintptr_t)p, &ref);
+    if (!c)
+        return heap_misuse(k, KMM_MISUSE_BAD_ARG, KMM_EINVAL, caller,
+                           "kmm_cache_free(NULL, %p): NULL cache", p);
     if (bad != HEAP_FOUND || !ref.cache)
         return bad_pointer(k, "kmm_cache_free", p, bad == HEAP_FOUND ? HEAP_FOREIGN : bad, caller);
     if (ref.cache != c)
@@ -318,7 +352,10 @@ void *kmm_cache_alloc(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flags)
     const void *caller = __builtin_return_address(0);
     if (!heap_cache_live(k, c) || (flags & ~KMM_HEAP_GFP_VALID) ||
         ((flags & KMM_GFP_ZERO) && c->ctor)) {
-        heap_misuse(k, heap_cache_live(k, c) ? KMM_MISUSE_BAD_FLAGS : KMM_MISUSE_BAD_HANDLE,
+        heap_misuse(k,
+                    !c                      ? KMM_MISUSE_BAD_ARG
+                    : heap_cache_live(k, c) ? KMM_MISUSE_BAD_FLAGS
+                                            : KMM_MISUSE_BAD_HANDLE,
                     KMM_EINVAL, caller, "kmm_cache_alloc(%p, flags 0x%x): %s", (const void *)c,
                     flags,
                     !heap_cache_live(k, c)          ? "not a live cache"
@@ -346,7 +383,7 @@ size_t kmm_usable_size(struct kmm *k, const void *p)
         return 0;
     }
     if (b.kind == BLOCK_OBJECT &&
-        heap_words(b.ref.cache, (uintptr_t)p)[1] == heap_tag(b.ref.cache, (uintptr_t)p)) {
+        heap_tag_get(b.ref.cache, (uintptr_t)p) == heap_tag(b.ref.cache, (uintptr_t)p)) {
         heap_misuse(k, KMM_MISUSE_DOUBLE_FREE, KMM_ESTATE, __builtin_return_address(0),
                     "kmm_usable_size(%p): the block is free", p);
         return 0;
@@ -358,14 +395,14 @@ void *kmm_realloc(struct kmm *k, void *p, size_t size, kmm_gfp_t flags)
 {
     const void *caller = __builtin_return_address(0);
     if (!p)
-        return malloc_slow(k, size, flags, caller);
+        return malloc_slow(k, size, flags, "kmm_realloc", caller);
     struct heap_block b = block_of(k, p);
     if (b.kind == BLOCK_BAD) {
         bad_pointer(k, "kmm_realloc", p, b.bad, caller);
         return NULL;
     }
     if (b.kind == BLOCK_OBJECT &&
-        heap_words(b.ref.cache, (uintptr_t)p)[1] == heap_tag(b.ref.cache, (uintptr_t)p)) {
+        heap_tag_get(b.ref.cache, (uintptr_t)p) == heap_tag(b.ref.cache, (uintptr_t)p)) {
         heap_misuse(k, KMM_MISUSE_DOUBLE_FREE, KMM_ESTATE, caller,
                     "kmm_realloc(%p): the block is free", p);
         return NULL;
@@ -378,7 +415,7 @@ void *kmm_realloc(struct kmm *k, void *p, size_t size, kmm_gfp_t flags)
     /* In place if size fits and keeps at least half of the block in use. */
     if (size && size <= b.bytes && (size > b.bytes / 2 || b.bytes <= KMM_HEAP_MIN_ALIGN))
         return p;
-    void *n = malloc_slow(k, size, flags & ~KMM_GFP_ZERO, caller);
+    void *n = alloc_checked(k, size, KMM_HEAP_PAGES_MAX, flags & ~KMM_GFP_ZERO);
     if (!n)
         return NULL;
     size_t keep = size < b.bytes ? size : (size_t)b.bytes;

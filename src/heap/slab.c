@@ -69,7 +69,7 @@ static void slab_put(struct kmm_cache *c, struct slab *s, uintptr_t obj)
 {
     uintptr_t *w = heap_words(c, obj);
     w[0] = s->free ^ c->secret ^ (uintptr_t)w;
-    w[1] = heap_tag(c, obj);
+    heap_tag_set(c, obj, heap_tag(c, obj));
     s->free = obj;
     s->inuse--;
 }
@@ -85,7 +85,7 @@ static uintptr_t slab_take(struct kmm *k, struct kmm_cache *c, struct slab *s)
 {
     uintptr_t obj = s->free, *w = heap_words(c, obj);
     uintptr_t next = w[0] ^ c->secret ^ (uintptr_t)w;
-    bool ok = w[1] == heap_tag(c, obj) && (next == 0 || slab_holds(c, s, next));
+    bool ok = heap_tag_get(c, obj) == heap_tag(c, obj) && (next == 0 || slab_holds(c, s, next));
     if (__builtin_expect(!ok, 0)) {
         kmm_logf(k->port, KMM_LOG_ERR,
                  "heap: cache %s: the free list of slab 0x%llx is corrupt at object 0x%llx "
@@ -337,12 +337,11 @@ uintptr_t heap_alloc_slow(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flags)
         uintptr_t obj = 0;
         while (!obj && (hc->n || depot_load_locked(c, hc, &spare) || refill_locked(k, c, hc))) {
             uintptr_t top = (uintptr_t)hc->objs[hc->n - 1];
-            uintptr_t *w = heap_words(c, top);
-            if (w[1] != heap_tag(c, top)) {
+            if (heap_tag_get(c, top) != heap_tag(c, top)) {
                 drop_bad_top(k, c, hc);
                 continue;
             }
-            w[1] = 0;
+            heap_tag_set(c, top, 0);
             hc->n--;
             hc->allocs++;
             obj = top;
@@ -398,12 +397,11 @@ int heap_free_slow(struct kmm *k, struct kmm_cache *c, uintptr_t obj)
     struct heap_mag *spare = NULL, *fresh = NULL;
     bool tried = false;
     int err = KMM_OK;
-    uintptr_t *w = heap_words(c, obj);
     for (;;) {
         kmm_preempt_disable();
         kmm_irqstate_t s = kmm_lock_irqsave(&c->lock);
         struct heap_cpu *hc = heap_this_cpu(c);
-        if (w[1] == heap_tag(c, obj)) {
+        if (heap_tag_get(c, obj) == heap_tag(c, obj)) {
             err = KMM_ESTATE;
         } else if (hc->n >= c->limit) {
             struct heap_mag *m = NULL;
@@ -426,7 +424,7 @@ int heap_free_slow(struct kmm *k, struct kmm_cache *c, uintptr_t obj)
             depot_unload_locked(k, c, hc, m, &spare);
         }
         if (!err) {
-            w[1] = heap_tag(c, obj);
+            heap_tag_set(c, obj, heap_tag(c, obj));
             hc->objs[hc->n++] = (void *)obj;
             hc->frees++;
             trim_empty(c, HEAP_KEEP_EMPTY, &chain);
@@ -444,7 +442,7 @@ int heap_free_slow(struct kmm *k, struct kmm_cache *c, uintptr_t obj)
     return err;
 }
 
-void heap_depot_drain(struct kmm *k, struct kmm_cache *c)
+size_t heap_depot_drain(struct kmm *k, struct kmm_cache *c)
 {
     struct slab *chain = NULL;
     kmm_irqstate_t s = kmm_lock_irqsave(&c->lock);
@@ -464,7 +462,7 @@ void heap_depot_drain(struct kmm *k, struct kmm_cache *c)
     trim_empty(c, HEAP_KEEP_EMPTY, &chain);
     kmm_unlock_irqrestore(&c->lock, s);
     mag_free_chain(k, mags);
-    release_chain(k, c, chain);
+    return release_chain(k, c, chain);
 }
 
 void heap_drain(struct kmm *k, struct kmm_cache *c, struct heap_cpu *hc)
@@ -488,7 +486,7 @@ size_t heap_release_empty(struct kmm *k, struct kmm_cache *c)
 
 size_t heap_shrink_cache(struct kmm *k, struct kmm_cache *c)
 {
-    heap_depot_drain(k, c);
+    size_t pages = heap_depot_drain(k, c);
     struct slab *chain = NULL;
     kmm_preempt_disable();
     kmm_irqstate_t s = kmm_lock_irqsave(&c->lock);
@@ -497,5 +495,5 @@ size_t heap_shrink_cache(struct kmm *k, struct kmm_cache *c)
     trim_empty(c, 0, &chain);
     kmm_unlock_irqrestore(&c->lock, s);
     kmm_preempt_enable();
-    return release_chain(k, c, chain);
+    return pages + release_chain(k, c, chain);
 }

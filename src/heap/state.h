@@ -16,7 +16,7 @@
 
 /* Size classes: 16 .. 128 in steps of 16, then eight per power of two up
  * to KMM_HEAP_SLAB_MAX (heap/class.c). */
-#define HEAP_CLASSES   56u
+#define HEAP_CLASSES   KMM_HEAP_CLASSES
 /* kmm_malloc's table for sizes up to this: one byte per 16 bytes. */
 #define HEAP_SMALL_MAX 1024u
 
@@ -45,6 +45,7 @@ struct kmm_heap {
     atomic_ulong large_blocks, large_bytes, large_allocs, large_frees, large_alloc_bytes,
         large_free_bytes;
     atomic_ulong failed;
+    atomic_ulong retired_allocs, retired_frees, retired_alloc_bytes, retired_free_bytes;
     uint64_t secret;          /* mixed into each cache's secret */
     const void *vmalloc_site; /* the call site of the heap's vmalloc'd blocks (kmalloc.c) */
     struct kmm_shrinker shrinker;

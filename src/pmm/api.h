@@ -120,8 +120,9 @@ const char *pmm_table_problem(struct kmm *k, uint64_t pa);
 #define PMM_SLAB_MAX_ORDER 5u
 
 /*
- * pmm_slab_alloc - a block of 2^order pages (order <= PMM_SLAB_MAX_ORDER)
- * for the heap: its head marked SLAB with owner (non-zero) and record, so
+ * pmm_slab_alloc - a block of 2^order pages (order <= KMM_PAGE_MAX_ORDER;
+ * a block whose interior addresses must be found, a slab, at most
+ * PMM_SLAB_MAX_ORDER) for the heap: its head marked SLAB with owner (non-zero) and record, so
  * that pmm_slab_find can name them for any byte of it and kmm_page_free
  * refuses it. flags: KMM_GFP_ATOMIC and KMM_GFP_ZERO are honoured, the
  * rest ignored. Returns its physical address, or 0 with nothing changed.

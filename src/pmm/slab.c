@@ -14,7 +14,7 @@
 uint64_t pmm_slab_alloc(struct kmm *k, unsigned order, kmm_gfp_t flags, uint32_t owner,
                         void *record)
 {
-    KMM_ASSERT(k->port, order <= PMM_SLAB_MAX_ORDER && owner != 0);
+    KMM_ASSERT(k->port, order <= KMM_PAGE_MAX_ORDER && owner != 0);
     kmm_gfp_t keep = flags & (KMM_GFP_ATOMIC | KMM_GFP_ZERO);
     uint64_t rec = (uint64_t)(uintptr_t)record;
     for (;;) {
