@@ -151,7 +151,7 @@ KTEST(heap_basic, object_caches_construct_and_refuse_to_die_in_use)
     struct kmm_heap_stats hs;
     kmm_heap_stats(f.k, &hs);
     KT_EXPECT_EQ(t, hs.bytes_held, 0);
-    KT_EXPECT_EQ(t, hs.caches, 0); /* the heap's own are not listed */
+    KT_EXPECT_EQ(t, hs.caches, 0);                /* the heap's own are not listed */
     KT_EXPECT_EQ(t, free_pages(f.k) + 2, before); /* the two caches' structures */
     kt_kmm_down(&f);
 }
