@@ -120,9 +120,10 @@ void *kmm_aligned_alloc(struct kmm *k, size_t align, size_t size, kmm_gfp_t flag
 
 /*
  * kmm_realloc - resizes block p to size bytes, keeping the contents up to
- * the smaller size. In place (p returned) when size still fits p's size
- * class, or p's pages, without wasting more than half of them; else a new
- * block, the contents copied, p freed. kmm_realloc(k, NULL, n, f) is
+ * the smaller size. In place (p returned) when size is of p's size class
+ * (p's power of two of whole pages, p's vmalloc'd pages; for a cache
+ * object, at most its size), so that a sized free with the new size
+ * matches; else a new block, the contents copied, p freed. kmm_realloc(k, NULL, n, f) is
  * kmm_malloc; a size of 0 frees p and returns a unique 16-byte block as
  * kmm_malloc(k, 0) does. On failure NULL and p untouched (still allocated,
  * contents intact). A p that is no live block is a misuse: NULL, counted.
@@ -148,10 +149,10 @@ int kmm_free(struct kmm *k, const void *p);
  * long (as C++'s sized delete). Also KMM_EINVAL (nothing freed, counted as
  * KMM_MISUSE_WRONG_ORDER) if size could not have produced p: it must be in
  * p's size class (for whole pages: round to the same power of two of
- * pages), or, for a block kmm_realloc shrank in place, more than half of
- * p's usable size and at most all of it. For a cache object, size must be
- * at most the object size. A block of kmm_aligned_alloc is freed with
- * kmm_free: its size class is its alignment's as much as its size's.
+ * pages; for a vmalloc'd block: to the same pages). For a cache object,
+ * size must be at most the object size. A block of kmm_aligned_alloc is
+ * freed with kmm_free: its size class is its alignment's as much as its
+ * size's.
  */
 int kmm_free_sized(struct kmm *k, const void *p, size_t size);
 

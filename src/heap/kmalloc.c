@@ -302,6 +302,27 @@ int kmm_free(struct kmm *k, const void *p)
     return free_from(k, p, "kmm_free", __builtin_return_address(0));
 }
 
+/* Whether a block of size bytes would have been b: the same size class,
+ * the same power of two of whole pages, the same vmalloc'd pages; for a
+ * cache object, at most its size. kmm_realloc keeps such a size in place,
+ * and kmm_free_sized accepts only such a size. */
+static bool same_class(struct kmm *k, const struct heap_block *b, size_t size)
+{
+    if (size > b->bytes)
+        return false;
+    switch (b->kind) {
+    case BLOCK_OBJECT:
+        return b->ref.cache->kind != HEAP_KIND_CLASS ||
+               heap_class_of(&k->heap, size) + 1 == b->ref.cache->id;
+    case BLOCK_PAGES:
+        return size > KMM_HEAP_SLAB_MAX && pages_order(size) == b->ref.order;
+    case BLOCK_VMALLOC:
+        return kmm_align_up(size, PAGE) == b->bytes;
+    default:
+        return false;
+    }
+}
+
 int kmm_free_sized(struct kmm *k, const void *p, size_t size)
 {
     const void *caller = __builtin_return_address(0);
@@ -310,17 +331,7 @@ int kmm_free_sized(struct kmm *k, const void *p, size_t size)
     struct heap_block b = block_of(k, p);
     if (b.kind == BLOCK_BAD)
         return bad_pointer(k, "kmm_free_sized", p, b.bad, caller);
-    /* The size's own class, or more than half the block: what kmm_realloc
-     * keeps in place (kmm/heap.h). */
-    bool fits = size <= b.bytes;
-    bool shrunk = size > b.bytes / 2;
-    if (fits && b.kind == BLOCK_OBJECT && b.ref.cache->kind == HEAP_KIND_CLASS)
-        fits = shrunk || heap_class_of(&k->heap, size) + 1 == b.ref.cache->id;
-    else if (fits && b.kind == BLOCK_PAGES)
-        fits = size > KMM_HEAP_SLAB_MAX && pages_order(size) == b.ref.order;
-    else if (fits && b.kind == BLOCK_VMALLOC)
-        fits = shrunk;
-    if (!fits)
+    if (!same_class(k, &b, size))
         return heap_misuse(k, KMM_MISUSE_WRONG_ORDER, KMM_EINVAL, caller,
                            "kmm_free_sized(%p, %zu): the block holds %llu bytes, of another "
                            "size class",
@@ -412,8 +423,7 @@ void *kmm_realloc(struct kmm *k, void *p, size_t size, kmm_gfp_t flags)
                     "kmm_realloc(%p, %zu, flags 0x%x): unknown flags", p, size, flags);
         return NULL;
     }
-    /* In place if size fits and keeps at least half of the block in use. */
-    if (size && size <= b.bytes && (size > b.bytes / 2 || b.bytes <= KMM_HEAP_MIN_ALIGN))
+    if (size && same_class(k, &b, size))
         return p;
     void *n = alloc_checked(k, size, KMM_HEAP_PAGES_MAX, flags & ~KMM_GFP_ZERO);
     if (!n)
