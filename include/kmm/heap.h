@@ -46,9 +46,10 @@
  *     free object, checked on free and cleared on allocation). Two CPUs
  *     freeing one object at the same instant may both be told KMM_OK: the
  *     tag is checked and written without an atomic read-modify-write, which
- *     the common free does not pay. The object is then caught on its next
- *     allocation (its tag is gone), logged, and never handed out again: it
- *     leaks rather than being handed out twice;
+ *     the common free does not pay. The second copy is caught where it
+ *     meets the first: on an allocation (its tag is gone) or back at its
+ *     slab (which marks each object out or back), logged, and dropped: a
+ *     slab's free list never holds an object twice;
  *   - a sized free (kmm_free_sized) whose size belongs to another class;
  *   - slab free lists store their pointers encoded (XORed with a per-cache
  *     secret and the address they are stored at, as Linux's

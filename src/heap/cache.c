@@ -105,6 +105,7 @@ struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, 
         .mem_pages = pages,
     };
     c->objects = (uint32_t)(((uint64_t)KMM_PAGE_SIZE << c->order) / stride);
+    KMM_ASSERT(k->port, c->objects <= HEAP_SLAB_OBJECTS_MAX);
     /* The heap's own caches have no depot: a magazine cache that needed
      * magazines would recurse. */
     if (kind == HEAP_KIND_CLASS || kind == HEAP_KIND_OBJECT) {

@@ -41,6 +41,13 @@ static uint64_t check_slab(struct kmm *k, const struct kmm_cache *c, const struc
         r->blocks_walked++;
         obj = w[0] ^ c->secret ^ (uintptr_t)w;
     }
+    uint32_t out = 0;
+    for (unsigned w = 0; w < HEAP_SLAB_OBJECTS_MAX / 64; w++)
+        out += (uint32_t)__builtin_popcountll(s->out[w]);
+    if (out != s->inuse)
+        kmm_check_problem(r, KMM_CHECK_CORRUPT,
+                          "heap: cache %s: slab 0x%llx marks %u objects out, %u in use", c->name,
+                          (unsigned long long)s->base, out, s->inuse);
     if (n + s->inuse != c->objects)
         kmm_check_problem(r, KMM_CHECK_CORRUPT,
                           "heap: cache %s: slab 0x%llx has %llu free and %u in use of %u", c->name,

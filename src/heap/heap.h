@@ -70,8 +70,19 @@ enum heap_kind {
 /* "kmm-cach" XORed with the cache's address: a live cache. */
 #define HEAP_CACHE_MAGIC UINT64_C(0x6b6d6d2d63616368)
 
-/* A slab's record. Lives in the records cache (heap/slab.c), or for a slab
- * of the records cache as its own first object. Under the cache's lock. */
+/* The most objects a slab holds (a 16-byte class in one page). */
+#define HEAP_SLAB_OBJECTS_MAX 256u
+
+/*
+ * A slab's record. Lives in the records cache (heap/slab.c), or for a slab
+ * of the records cache as its own first object. Under the cache's lock.
+ * `out` has a bit per object that is not on the slab's free list: set when
+ * a refill takes it, cleared when it comes back. A CPU stack or magazine
+ * never hands the slab an object whose bit is clear: that would be one
+ * object freed twice at the same instant on two CPUs (the common free
+ * cannot tell without an atomic read-modify-write), and it is dropped
+ * there, so the free list never holds an object twice.
+ */
 struct slab {
     struct slab *next, *prev; /* on the cache's partial, full or empty list */
     uintptr_t base;           /* direct-map address of its first object */
@@ -79,6 +90,7 @@ struct slab {
     uint32_t inuse;           /* objects not on its free list */
     uint8_t list;             /* enum slab_list */
     uint8_t self;             /* the record is the slab's own first object */
+    uint64_t out[HEAP_SLAB_OBJECTS_MAX / 64];
 };
 
 enum slab_list { SLAB_PARTIAL, SLAB_FULL, SLAB_EMPTY, SLAB_LISTS };

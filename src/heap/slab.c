@@ -54,6 +54,22 @@ static void list_fix(struct kmm_cache *c, struct slab *s)
 
 /* --- one slab's free list ------------------------------------------------------------- */
 
+/* The index of object obj of slab s (an object start of it). */
+static uint32_t slab_index(const struct kmm_cache *c, const struct slab *s, uintptr_t obj)
+{
+    return (uint32_t)(((uint64_t)(obj - s->base) * c->recip) >> 32);
+}
+
+static bool out_test(const struct slab *s, uint32_t i)
+{
+    return (s->out[i / 64] >> (i % 64)) & 1u;
+}
+
+static void out_flip(struct slab *s, uint32_t i)
+{
+    s->out[i / 64] ^= UINT64_C(1) << (i % 64);
+}
+
 /* Whether obj is an object start of slab s of c. */
 static bool slab_holds(const struct kmm_cache *c, const struct slab *s, uintptr_t obj)
 {
@@ -94,10 +110,14 @@ static uintptr_t slab_take(struct kmm *k, struct kmm_cache *c, struct slab *s)
         s->free = 0;
         c->total_inuse += c->objects - s->inuse;
         s->inuse = c->objects;
+        for (uint32_t i = 0; i < c->objects; i++)
+            if (!out_test(s, i))
+                out_flip(s, i);
         return 0;
     }
     s->free = next;
     s->inuse++;
+    out_flip(s, slab_index(c, s, obj));
     return obj;
 }
 
@@ -198,6 +218,8 @@ static struct slab *slab_grow(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flag
     if (self)
         s = (struct slab *)base;
     *s = (struct slab){.base = base, .inuse = c->objects, .self = self};
+    if (self)
+        out_flip(s, 0);
     uint32_t first = self ? 1 : 0;
     for (uint32_t i = c->objects; i-- > first;) {
         uintptr_t obj = base + (uintptr_t)i * c->size;
@@ -278,6 +300,16 @@ static void return_locked(struct kmm *k, struct kmm_cache *c, uintptr_t obj)
         kmm_panicf(k->port, "heap: cache %s: object 0x%llx on a stack has no slab of its own",
                    c->name, (unsigned long long)obj);
     struct slab *s = slab_of(k, &ref);
+    uint32_t i = slab_index(c, s, obj);
+    if (!out_test(s, i)) {
+        /* Already back: the object was freed on two CPUs at once. */
+        kmm_logf(k->port, KMM_LOG_ERR,
+                 "heap: cache %s: object 0x%llx came back to its slab twice (freed on two CPUs "
+                 "at once); the second copy is dropped",
+                 c->name, (unsigned long long)obj);
+        return;
+    }
+    out_flip(s, i);
     slab_put(c, s, obj);
     c->total_inuse--;
     list_fix(c, s);
