@@ -20,7 +20,8 @@ CORE_SRCS := $(sort $(wildcard src/*.c src/*/*.c src/*/*/*.c))
 # The shared tests: run hosted and in the kernel.
 SHARED_TEST_SRCS := $(sort $(wildcard tests/test_*.c))
 # The test framework's freestanding parts, built into both worlds.
-KTEST_LIB_SRCS := tests/ktest/ktest.c tests/ktest/soft_mmu.c tests/ktest/fixture.c
+KTEST_LIB_SRCS := tests/ktest/ktest.c tests/ktest/soft_mmu.c tests/ktest/fixture.c \
+        tests/ktest/heap_fixture.c
 KTEST_SRCS := $(KTEST_LIB_SRCS) $(SHARED_TEST_SRCS)
 
 ifeq ($(WORLD),kernel)
