@@ -129,7 +129,7 @@ $(HEAP_PEER_EXES): $(O)/kmm-heap-%: $(O)/obj/bench/peers/heap_peer-%.o \
 # file whose randomised run it drives and the test support, without the test
 # runner's main.
 FUZZ_SUPPORT_OBJS := $(call obj,$(KTEST_LIB_SRCS) tests/ktest/env_hosted.c)
-fuzz: $(O)/fuzz-vm $(O)/fuzz-page $(O)/fuzz-vmalloc
+fuzz: $(O)/fuzz-vm $(O)/fuzz-page $(O)/fuzz-vmalloc $(O)/fuzz-heap
 # Coverage guides the fuzzer through the library only: the tests' own loops
 # (the shadow models, the software MMU) and kmm_check's walks over every
 # frame would drown it and slow every run.
@@ -138,6 +138,7 @@ $(O)/obj/tests/%.o $(O)/obj/src/diag/%.o: CFLAGS := $(NO_COVERAGE_CFLAGS)
 $(O)/fuzz-vm: $(call obj,tests/fuzz/fuzz_vm.c tests/test_vm_random.c)
 $(O)/fuzz-page: $(call obj,tests/fuzz/fuzz_page.c tests/test_page.c)
 $(O)/fuzz-vmalloc: $(call obj,tests/fuzz/fuzz_vmalloc.c tests/test_vmalloc.c)
+$(O)/fuzz-heap: $(call obj,tests/fuzz/fuzz_heap.c tests/test_heap_random.c)
 $(O)/fuzz-%: $(FUZZ_SUPPORT_OBJS) $(LIBKMM)
 	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $(filter-out $(LIBKMM),$^) $(LIBKMM)
 endif
