@@ -160,16 +160,13 @@ struct kmm_cache *kt_heap_class_cache(struct kt_heap *h, size_t size)
 
 size_t kt_heap_settle(struct kt_heap *h)
 {
-    /* Shrinking one cache may free objects of another (the heap's own
-     * bookkeeping of the slabs it released) shrunk earlier in the pass: pass
-     * again until the page allocator's free count stops moving. */
+    /* kmm_heap_shrink empties every cache, the heap's own last; pass again
+     * until the page allocator's free count stops moving, to show that one
+     * pass was enough (or find what was not). */
     size_t pages = 0;
     uint64_t free_before = UINT64_MAX;
     for (unsigned pass = 0; pass < KT_HEAP_SETTLE_PASSES; pass++) {
-        kmm_heap_drain_cpu(h->f.k);
-        struct kmm_cache *c;
-        for (unsigned i = 0; (c = kmm_heap_cache_at(h->f.k, i)) != NULL; i++)
-            pages += kmm_cache_shrink(h->f.k, c);
+        pages += kmm_heap_shrink(h->f.k);
         kmm_page_drain_cpu(h->f.k);
         struct kmm_page_stats ps;
         kmm_page_stats(h->f.k, &ps);
