@@ -190,8 +190,7 @@ static inline void heap_tag_set(const struct kmm_cache *c, uintptr_t obj, uintpt
 /* Where a pointer leads, once every hop checked. */
 struct heap_ref {
     struct kmm_cache *cache; /* NULL for a whole-page block */
-    struct slab *slab;
-    uint64_t pa; /* the block's (slab's or large block's) first byte */
+    uint64_t pa;             /* the block's (slab's or large block's) first byte */
     unsigned order;
 };
 
@@ -220,7 +219,7 @@ static inline __attribute__((always_inline)) enum heap_bad heap_find(struct kmm 
     if (__builtin_expect(ref.owner >= KMM_HEAP_CACHES, 0)) {
         if (ref.owner != HEAP_OWNER_LARGE)
             return HEAP_FOREIGN;
-        *out = (struct heap_ref){NULL, NULL, ref.pa, ref.order};
+        *out = (struct heap_ref){NULL, ref.pa, ref.order};
         return off ? HEAP_INTERIOR : HEAP_FOUND;
     }
     /* The owner is a cache id, so the block is one of its slabs, of its
@@ -231,7 +230,7 @@ static inline __attribute__((always_inline)) enum heap_bad heap_find(struct kmm 
     uint32_t idx = (uint32_t)((off * c->recip) >> 32);
     if (idx >= c->objects || (uint64_t)idx * c->size != off)
         return HEAP_INTERIOR;
-    *out = (struct heap_ref){c, (struct slab *)ref.record, ref.pa, ref.order};
+    *out = (struct heap_ref){c, ref.pa, ref.order};
     return HEAP_FOUND;
 }
 

@@ -149,8 +149,8 @@ void heap_held_sub(struct kmm *k, uint64_t bytes)
 /* The slab record of a block the frame database names. */
 static struct slab *slab_of(struct kmm *k, const struct pmm_slab_ref *ref)
 {
-    return ref->record ? (struct slab *)ref->record
-                       : (struct slab *)(k->direct_map + (uintptr_t)ref->pa);
+    void *record = pmm_slab_record(ref->head);
+    return record ? (struct slab *)record : (struct slab *)(k->direct_map + (uintptr_t)ref->pa);
 }
 
 /* A record for a new slab of c (not the records cache). */

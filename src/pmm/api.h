@@ -137,10 +137,10 @@ void pmm_slab_free(struct kmm *k, uint64_t pa);
 
 /* A heap block as the frame database names it. */
 struct pmm_slab_ref {
-    uint64_t pa;    /* its first byte */
-    unsigned order; /* 2^order pages */
-    uint32_t owner; /* pmm_slab_alloc's owner */
-    void *record;   /* pmm_slab_alloc's record */
+    uint64_t pa;                  /* its first byte */
+    unsigned order;               /* 2^order pages */
+    uint32_t owner;               /* pmm_slab_alloc's owner */
+    const struct kmm_frame *head; /* its head frame: pmm_slab_record(head) is the record */
 };
 
 /* pmm_slab_find's probe for an INTERIOR frame f at pfn: the heads of the
@@ -175,7 +175,7 @@ static inline __attribute__((always_inline)) bool pmm_slab_find(struct kmm *k, u
     /* The common case inline: pa in a slab's first page. */
     union frame_meta m = frame_meta_get(f);
     if (__builtin_expect(m.state == FRAME_SLAB, 1)) {
-        *out = (struct pmm_slab_ref){pfn << KMM_PAGE_SHIFT, m.order, m.count, pmm_slab_record(f)};
+        *out = (struct pmm_slab_ref){pfn << KMM_PAGE_SHIFT, m.order, m.count, f};
         return true;
     }
     return m.state == FRAME_INTERIOR && pmm_slab_find_head(k, pfn, f, out);

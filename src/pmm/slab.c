@@ -68,8 +68,7 @@ bool pmm_slab_find_head(struct kmm *k, uint64_t pfn, const struct kmm_frame *f,
         const struct kmm_frame *h = f - (pfn - head);
         union frame_meta m = frame_meta_get(h);
         if (m.state == FRAME_SLAB && head + (UINT64_C(1) << m.order) > pfn) {
-            *out =
-                (struct pmm_slab_ref){head << KMM_PAGE_SHIFT, m.order, m.count, pmm_slab_record(h)};
+            *out = (struct pmm_slab_ref){head << KMM_PAGE_SHIFT, m.order, m.count, h};
             return true;
         }
         if (m.state != FRAME_INTERIOR)
