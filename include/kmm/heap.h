@@ -114,8 +114,10 @@ void *kmm_calloc(struct kmm *k, size_t n, size_t size, kmm_gfp_t flags);
  * block with align up to the page size comes from vmalloc as kmm_malloc's
  * do. NULL, nothing changed, if size exceeds KMM_HEAP_SIZE_MAX or memory
  * runs out; NULL and a misuse (counted) if align is not a power of two up
- * to KMM_HEAP_ALIGN_MAX, or is above the page size for a block larger than
- * KMM_HEAP_ALIGN_MAX. Freed with kmm_free.
+ * to KMM_HEAP_ALIGN_MAX, is above the page size for a block larger than
+ * KMM_HEAP_ALIGN_MAX, or is above the alignment of the direct map's base
+ * (whole pages are aligned physically; a kernel's direct map is aligned to
+ * 1 GiB or more). Freed with kmm_free.
  */
 void *kmm_aligned_alloc(struct kmm *k, size_t align, size_t size, kmm_gfp_t flags);
 

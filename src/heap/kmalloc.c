@@ -207,7 +207,17 @@ void *kmm_aligned_alloc(struct kmm *k, size_t align, size_t size, kmm_gfp_t flag
             i++;
         return alloc_checked(k, heap_class_size(i), KMM_HEAP_PAGES_MAX, flags);
     }
-    if (need <= KMM_HEAP_ALIGN_MAX) /* whole pages, aligned to their size */
+    /* Whole pages, physically aligned to their size: virtually too as far
+     * as the direct map's base is aligned (a kernel's is to 1 GiB or more;
+     * a test machine's may be less). */
+    if (need <= KMM_HEAP_ALIGN_MAX && align > PAGE && (k->direct_map & (align - 1))) {
+        heap_misuse(k, KMM_MISUSE_BAD_ARG, KMM_EINVAL, caller,
+                    "kmm_aligned_alloc(align %zu, size %zu): alignment above the direct map's "
+                    "own (base 0x%llx)",
+                    align, size, (unsigned long long)k->direct_map);
+        return NULL;
+    }
+    if (need <= KMM_HEAP_ALIGN_MAX)
         return large_alloc(k, need, KMM_HEAP_ALIGN_MAX, flags);
     if (align <= PAGE) /* vmalloc: page-aligned */
         return alloc_checked(k, need, KMM_HEAP_PAGES_MAX, flags);
