@@ -51,9 +51,20 @@ struct hosted_machine_config {
     bool echo_log;
     /* RAM as anonymous private memory (MAP_PRIVATE | MAP_ANONYMOUS, with
      * MADV_HUGEPAGE) instead of the memfd, so that it can get transparent huge
-     * pages where shmem THP is off (benchmarks). There is then no mirror window:
-     * mirror_size must be 0, else hosted_machine_create fails with EINVAL. */
+     * pages where shmem THP is off (benchmarks). There is then no mirror window
+     * that shows the RAM: mirror_size must be 0 unless fresh_mirror is set,
+     * else hosted_machine_create fails with EINVAL. */
     bool anonymous;
+    /* With anonymous RAM: a mirror window of mirror_size bytes whose mappings
+     * are fresh, zeroed private memory rather than the physical pages
+     * (private memory cannot be mapped twice), so that fork copies all of
+     * the machine. What the library maps there starts zeroed on every
+     * mapping_changed call (a protection change too) and is not seen
+     * through the direct map, nor the other way round: enough for blocks
+     * that are only used through their kernel virtual addresses (vmalloc's,
+     * as the preloadable malloc uses them), not for vmap of pages with
+     * contents. Without anonymous, hosted_machine_create fails with EINVAL. */
+    bool fresh_mirror;
     /* Do not record TLB requests (benchmarks: user space has no invlpg, and
      * the log's lock would be measured instead of the library). The hooks
      * are still called. */

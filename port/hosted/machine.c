@@ -31,6 +31,7 @@ struct hosted_machine {
     int fd;            /* the memfd holding physical memory, -1 if anonymous */
     bool anonymous;    /* RAM is anonymous private memory (no memfd, no mirror) */
     bool no_tlb_log;   /* TLB requests are not recorded */
+    bool fresh_mirror; /* the window maps fresh anonymous memory, not the RAM */
     uint64_t phys_end; /* end of simulated physical memory (the memfd's size) */
     void *reserve;     /* the direct-map reservation as mmap returned it */
     size_t reserve_len;
@@ -121,6 +122,7 @@ struct hosted_machine *hosted_machine_create(const struct hosted_machine_config 
     m->echo_log = cfg->echo_log;
     m->anonymous = cfg->anonymous;
     m->no_tlb_log = cfg->no_tlb_log;
+    m->fresh_mirror = cfg->fresh_mirror;
     m->port.machine = m;
     for (size_t i = 0; i < cfg->ram_count; i++) {
         uint64_t end = cfg->ram[i].base + cfg->ram[i].length;
@@ -134,8 +136,11 @@ struct hosted_machine *hosted_machine_create(const struct hosted_machine_config 
     if (!m->tlb_log || !setup_numa(m, cfg))
         goto fail;
 
-    if (m->anonymous && cfg->mirror_size) {
-        errno = EINVAL; /* the mirror window maps the memfd, which there is not */
+    /* A window that shows the RAM maps the memfd, which anonymous RAM has
+     * not; a fresh window is only for anonymous RAM. */
+    bool window_needs_memfd = m->anonymous && cfg->mirror_size && !m->fresh_mirror;
+    if (window_needs_memfd || (m->fresh_mirror && !m->anonymous)) {
+        errno = EINVAL;
         goto fail;
     }
     if (!m->anonymous) {
@@ -391,6 +396,9 @@ void kmm_port_mapping_changed(struct kmm_port *p, const struct kmm_port_mapping 
             atomic_fetch_add(&m->mirror_ignored, 1);
             got = mmap(va, map->len, PROT_NONE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+        } else if (m->fresh_mirror) {
+            got = mmap(va, map->len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+                       -1, 0);
         } else {
             got = mmap(va, map->len, prot, MAP_SHARED | MAP_FIXED, m->fd, (off_t)map->pa);
         }

@@ -7,9 +7,12 @@
  * its address, and protection faults as real SIGSEGVs.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "faults_hosted.h"
 #include "hosted.h"
@@ -140,6 +143,75 @@ KTEST(hosted_port, mappings_outside_the_window_are_counted_and_ignored)
     mirror(m, win + size - 4096, MIB, 8192, KMM_PORT_PROT_READ); /* runs past the end */
     KT_EXPECT_EQ(t, hosted_machine_mirror_ignored(m), 2);
     hosted_machine_destroy(m);
+}
+
+/* What a forked child saw in a fresh window's page before writing its own
+ * byte, as its exit status. */
+static int child_writes_then_reports(volatile uint8_t *va, volatile uint8_t *pa_view)
+{
+    int saw = va[0];
+    va[0] = 0x77;
+    pa_view[0] = 0x66;
+    return saw;
+}
+
+KTEST(hosted_port, a_fresh_mirror_is_zeroed_private_memory_that_fork_copies)
+{
+    const struct kmm_region ram[] = {{0, 64 * MIB, KMM_MEM_USABLE}};
+    struct hosted_machine_config mc = {.ram = ram,
+                                       .ram_count = 1,
+                                       .mirror_size = 16 * MIB,
+                                       .anonymous = true,
+                                       .fresh_mirror = true};
+    struct hosted_machine *m = hosted_machine_create(&mc);
+    KT_ASSERT(t, m != NULL);
+    uint64_t win, size;
+    hosted_machine_mirror_window(m, &win, &size);
+    KT_ASSERT_EQ(t, size, 16 * MIB);
+    volatile uint8_t *va = (uint8_t *)(uintptr_t)win;
+    volatile uint8_t *pa_view = phys(m, 5 * MIB);
+    KT_EXPECT(t, kt_access_faults(va, false));
+
+    /* Mapped: zeroed, writable, and not an alias of the frame. */
+    pa_view[0] = 0x11;
+    mirror(m, win, 5 * MIB, 4096, KMM_PORT_PROT_READ | KMM_PORT_PROT_WRITE);
+    KT_EXPECT_EQ(t, va[0], 0);
+    va[0] = 0x5a;
+    KT_EXPECT_EQ(t, pa_view[0], 0x11);
+
+    /* A child's writes, to the window and to the RAM, stay in the child. */
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(child_writes_then_reports(va, pa_view));
+    KT_ASSERT(t, pid > 0);
+    int status = 0;
+    KT_ASSERT_EQ(t, waitpid(pid, &status, 0), pid);
+    KT_EXPECT(t, WIFEXITED(status) && WEXITSTATUS(status) == 0x5a);
+    KT_EXPECT_EQ(t, va[0], 0x5a);
+    KT_EXPECT_EQ(t, pa_view[0], 0x11);
+
+    /* Unmapped: a fault again; mapped again: zeroed again. */
+    mirror(m, win, 0, 4096, 0);
+    KT_EXPECT(t, kt_access_faults(va, false));
+    mirror(m, win, 5 * MIB, 4096, KMM_PORT_PROT_READ);
+    KT_EXPECT_EQ(t, va[0], 0);
+    KT_EXPECT(t, kt_access_faults(va, true));
+    hosted_machine_destroy(m);
+}
+
+KTEST(hosted_port, a_mirror_of_anonymous_ram_must_be_fresh_and_a_fresh_one_anonymous)
+{
+    const struct kmm_region ram[] = {{0, 16 * MIB, KMM_MEM_USABLE}};
+    struct hosted_machine_config shows_ram = {
+        .ram = ram, .ram_count = 1, .mirror_size = 2 * MIB, .anonymous = true};
+    errno = 0;
+    KT_EXPECT(t, hosted_machine_create(&shows_ram) == NULL);
+    KT_EXPECT_EQ(t, errno, EINVAL);
+    struct hosted_machine_config memfd_fresh = {
+        .ram = ram, .ram_count = 1, .mirror_size = 2 * MIB, .fresh_mirror = true};
+    errno = 0;
+    KT_EXPECT(t, hosted_machine_create(&memfd_fresh) == NULL);
+    KT_EXPECT_EQ(t, errno, EINVAL);
 }
 
 /* --- TLB log --------------------------------------------------------------- */
