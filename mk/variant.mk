@@ -65,7 +65,7 @@ LIBKMM := $(O)/libkmm.a
 obj = $(patsubst %.c,$(O)/obj/%.o,$(1))
 LIB_OBJS := $(call obj,$(LIB_SRCS))
 
-.PHONY: lib tests demo kernel-image bench fuzz
+.PHONY: lib tests demo kernel-image bench fuzz malloc
 lib: $(LIBKMM)
 
 $(LIBKMM): $(LIB_OBJS)
@@ -105,6 +105,31 @@ $(O)/tests/%.t: $(O)/obj/tests/hosted/test_%.o $(SUPPORT_OBJS) $(LIBKMM)
 
 demo: $(O)/kmm-demo
 $(O)/kmm-demo: $(O)/obj/tools/hosted_demo.o $(LIBKMM)
+	$(CC) $(LDFLAGS) -o $@ $^
+
+# The preloadable malloc (malloc/, hosted only): the library and the hosted
+# port built again position-independent, with initial-exec TLS (the port's
+# hosted_cpu is read on every call; the library is preloaded, never
+# dlopen'ed) and hidden symbols, so that the .so exports the malloc family
+# only. Its test programs (tests/malloc/) are ordinary programs, run with
+# and without it preloaded by tests/malloc/*.t.
+PIC_FLAGS := -fPIC -ftls-model=initial-exec -fvisibility=hidden
+pic_obj = $(patsubst %.c,$(O)/pic/%.o,$(1))
+MALLOC_SRCS := $(sort $(wildcard malloc/*.c))
+MALLOC_TEST_SRCS := $(sort $(wildcard tests/malloc/*.c))
+malloc: $(O)/libkmm-malloc.so $(patsubst tests/malloc/%.c,$(O)/malloc-tests/%,$(MALLOC_TEST_SRCS))
+
+$(O)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PIC_FLAGS) -c $< -o $@
+
+$(call pic_obj,$(CORE_SRCS)): CFLAGS += $(CORE_WARN)
+
+$(O)/libkmm-malloc.so: $(call pic_obj,$(LIB_SRCS) $(MALLOC_SRCS))
+	$(CC) -shared -pthread -Wl,--no-undefined -Wl,-z,now -o $@ $^
+
+$(O)/malloc-tests/%: $(O)/obj/tests/malloc/%.o
+	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^
 
 bench: $(O)/kmm-bench $(HEAP_PEER_EXES)

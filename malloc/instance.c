@@ -1,0 +1,288 @@
+/*
+ * instance.c - the preloadable malloc's machine and instance, created by the
+ * first call of the process (libc and other constructors allocate before
+ * main), the bootstrap arena for the calls made meanwhile, and what the
+ * environment asks for at exit:
+ *
+ *   KMM_MALLOC_STATS=1  the heap's figures and kmm_report on stderr (as it
+ *                       was at the first call: programs close theirs before
+ *                       exit)
+ *   KMM_MALLOC_CHECK=1  kmm_check with every thread held still, its verdict
+ *                       on stderr; abort if it finds anything
+ *   either =/path       the same appended to that file instead
+ *   KMM_MALLOC_MIB=n    the simulated machine's RAM in MiB (default 64 GiB)
+ *
+ * The heap is never torn down: atexit handlers and other libraries'
+ * destructors still free after ours have run.
+ */
+#define _GNU_SOURCE
+#include "pm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdnoreturn.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <kmm/check.h>
+#include <kmm/page.h>
+
+#include "hosted.h"
+
+struct kmm *pm_k;
+
+static struct hosted_machine *machine;
+static uintptr_t direct_map;
+static atomic_bool ready;
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* --- the bootstrap arena ------------------------------------------------------- */
+
+/*
+ * Blocks for the calls made while the instance is created, on the creating
+ * thread (the hosted port's calloc of its machine and TLB log, atexit,
+ * pthread_atfork): a bump allocator over zeroed static memory, so calloc
+ * needs no memset and pages never touched cost nothing. Each block has a
+ * 16-byte header holding its size, for realloc and malloc_usable_size. Only
+ * the creating thread allocates here, under init_lock.
+ */
+#define BOOT_ARENA_SIZE (8u << 20)
+#define BOOT_HEADER     KMM_HEAP_MIN_ALIGN
+
+static unsigned char boot_arena[BOOT_ARENA_SIZE] __attribute__((aligned(4096)));
+static size_t boot_used;
+
+void *pm_boot_alloc(size_t size, size_t align)
+{
+    if (align < KMM_HEAP_MIN_ALIGN)
+        align = KMM_HEAP_MIN_ALIGN;
+    uintptr_t base = (uintptr_t)boot_arena;
+    uintptr_t at = (base + boot_used + BOOT_HEADER + align - 1) & ~(uintptr_t)(align - 1);
+    if (at - base > BOOT_ARENA_SIZE || size > BOOT_ARENA_SIZE - (at - base))
+        return NULL;
+    size_t *header = (size_t *)(at - BOOT_HEADER);
+    *header = size ? size : 1;
+    boot_used = at - base + size;
+    return (void *)at;
+}
+
+bool pm_boot_owns(const void *p)
+{
+    return (uintptr_t)p - (uintptr_t)boot_arena < BOOT_ARENA_SIZE;
+}
+
+size_t pm_boot_size(const void *p)
+{
+    return *(const size_t *)((uintptr_t)p - BOOT_HEADER);
+}
+
+/* --- exit --------------------------------------------------------------------------- */
+
+/* Where the statistics and the check's verdict go: a duplicate of stderr
+ * made at the first call, or the file named; -1: nowhere (not asked for). */
+static int stats_fd = -1, check_fd = -1;
+/* A descriptor number out of the way of programs that expect theirs low. */
+#define EXIT_FD_MIN 100
+
+static void write_all(int fd, const char *text, size_t len)
+{
+    while (len && fd >= 0) {
+        ssize_t n = write(fd, text, len);
+        if (n <= 0 && errno != EINTR)
+            return;
+        if (n > 0) {
+            text += n;
+            len -= (size_t)n;
+        }
+    }
+}
+
+static void sink_fd(void *ctx, const char *text, size_t len)
+{
+    write_all(*(const int *)ctx, text, len);
+}
+
+static void say(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(int fd, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        write_all(fd, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+/* Every CPU's caches back to the slabs and zones, so that the figures count
+ * cached objects as free where they are: only while quiesced. */
+static void drain_every_cpu(void)
+{
+    for (unsigned cpu = 0; cpu < PM_CPUS; cpu++) {
+        kmm_heap_drain_offline_cpu(pm_k, cpu);
+        kmm_page_drain_offline_cpu(pm_k, cpu);
+    }
+}
+
+static void print_stats(void)
+{
+    struct kmm_heap_stats st;
+    kmm_heap_stats(pm_k, &st);
+    say(stats_fd,
+        "kmm-malloc: heap at exit: %" PRIu64 " blocks live (%" PRIu64 " bytes used, %" PRIu64
+        " large blocks of %" PRIu64 " bytes), %" PRIu64 " bytes held, peak %" PRIu64 "\n",
+        st.allocs - st.frees, st.bytes_used, st.large_blocks, st.large_bytes, st.bytes_held,
+        st.bytes_peak);
+    say(stats_fd,
+        "kmm-malloc: %" PRIu64 " allocations (%" PRIu64 " bytes), %" PRIu64 " frees (%" PRIu64
+        " bytes), %" PRIu64 " failed, %" PRIu64 " rejected calls\n",
+        st.allocs, st.alloc_bytes, st.frees, st.free_bytes, st.failed, st.misuse);
+    kmm_report(pm_k, &(struct kmm_sink){sink_fd, &stats_fd});
+}
+
+/* The atexit handler: the report and the check the environment asked for.
+ * Other threads may still run: they wait at the gate meanwhile. */
+static void at_exit(void)
+{
+    pm_quiesce();
+    drain_every_cpu();
+    if (stats_fd >= 0)
+        print_stats();
+    struct kmm_check_result r = {0};
+    int status = check_fd >= 0 ? kmm_check(pm_k, &r) : KMM_CHECK_OK;
+    pm_unquiesce();
+    if (check_fd < 0)
+        return;
+    if (status == KMM_CHECK_OK) {
+        say(check_fd, "kmm-malloc: kmm_check: ok (%" PRIu64 " frames, %" PRIu64 " free blocks)\n",
+            r.frames_walked, r.blocks_walked);
+        return;
+    }
+    say(check_fd, "kmm-malloc: kmm_check: %s, %lu problems; first: %s\n",
+        status == KMM_CHECK_LEAK ? "leak" : "corrupt", r.problems, r.first);
+    abort();
+}
+
+/* Where the output of a wish named name goes: stderr as it is now, or the
+ * file the variable names; -1 if it is not set, empty or "0". */
+static int exit_fd(const char *name)
+{
+    const char *v = getenv(name);
+    if (!v || !*v || strcmp(v, "0") == 0)
+        return -1;
+    int fd =
+        v[0] == '/' ? open(v, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644) : dup(STDERR_FILENO);
+    int moved = fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, EXIT_FD_MIN);
+    if (fd >= 0)
+        close(fd);
+    return moved;
+}
+
+/* --- the instance --------------------------------------------------------------------- */
+
+static noreturn void init_failed(const char *what, int err)
+{
+    say(STDERR_FILENO, "kmm-malloc: cannot start: %s: %s\n", what,
+        err ? strerror(err) : pm_last_error());
+    abort();
+}
+
+static uint64_t ram_size(void)
+{
+    const char *v = getenv("KMM_MALLOC_MIB");
+    if (!v || !*v)
+        return PM_RAM_DEFAULT;
+    char *end;
+    unsigned long long mib = strtoull(v, &end, 10);
+    if (*end || mib > (UINT64_C(1) << 24)) /* at most 16 TiB */
+        init_failed("KMM_MALLOC_MIB is no number of MiB up to 16777216", EINVAL);
+    uint64_t bytes = (uint64_t)mib << 20;
+    return bytes < PM_RAM_MIN ? PM_RAM_MIN : bytes;
+}
+
+/* Called with init_lock held, on the thread whose calls go to the
+ * bootstrap arena meanwhile. */
+static void create_instance(void)
+{
+    static struct kmm_region ram;
+    ram = (struct kmm_region){PM_RAM_BASE, ram_size(), KMM_MEM_USABLE};
+    uint64_t kva_size = ram.length < PM_KVA_SIZE ? ram.length : PM_KVA_SIZE;
+    struct hosted_machine_config mc = {
+        .ram = &ram,
+        .ram_count = 1,
+        .mirror_size = kva_size,
+        .anonymous = true,    /* fork copies it */
+        .fresh_mirror = true, /* vmalloc's blocks, usable at their addresses */
+        .no_tlb_log = true,   /* nobody reads it, and its lock would be shared */
+    };
+    machine = hosted_machine_create(&mc);
+    if (!machine)
+        init_failed("the simulated machine", errno);
+    direct_map = hosted_machine_direct_map(machine);
+    uint64_t window, window_size;
+    hosted_machine_mirror_window(machine, &window, &window_size);
+    struct kmm_config cfg = {
+        .port = hosted_machine_port(machine),
+        .regions = &ram,
+        .region_count = 1,
+        .cpu_count = PM_CPUS,
+        .kva_base = window,
+        .kva_size = window_size,
+    };
+    int err = kmm_init(&cfg, &pm_k);
+    if (err)
+        init_failed("kmm_init", 0);
+    stats_fd = exit_fd("KMM_MALLOC_STATS");
+    check_fd = exit_fd("KMM_MALLOC_CHECK");
+}
+
+void pm_instance_init(void)
+{
+    pthread_mutex_lock(&init_lock);
+    if (!atomic_load_explicit(&ready, memory_order_acquire)) {
+        enum pm_thread_state was = pm_self.state;
+        pm_self.state = PM_T_INIT;
+        create_instance();
+        pm_cpu_init();
+        if ((stats_fd >= 0 || check_fd >= 0) && atexit(at_exit) != 0)
+            init_failed("atexit", ENOMEM);
+        pm_self.state = was;
+        atomic_store_explicit(&ready, true, memory_order_release);
+    }
+    pthread_mutex_unlock(&init_lock);
+}
+
+bool pm_instance_ready(void)
+{
+    return atomic_load_explicit(&ready, memory_order_acquire);
+}
+
+void pm_instance_lock(void)
+{
+    pthread_mutex_lock(&init_lock);
+}
+
+void pm_instance_unlock(void)
+{
+    pthread_mutex_unlock(&init_lock);
+}
+
+const char *pm_last_error(void)
+{
+    return machine ? hosted_log_last_error(machine) : "";
+}
+
+void *pm_phys_to_virt(uint64_t pa)
+{
+    return (void *)(direct_map + (uintptr_t)pa);
+}
+
+uint64_t pm_virt_to_phys(const void *p)
+{
+    return (uint64_t)((uintptr_t)p - direct_map);
+}
