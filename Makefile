@@ -8,6 +8,8 @@
 #   make check      the quick inner loop: gcc + ASan/UBSan hosted tests only
 #   make fuzz       the libFuzzer targets for FUZZ_SECONDS each (600; make test runs 30)
 #   make install    the hosted library, public headers, hosted port and kmm.pc under PREFIX
+#   make malloc     build/hosted/libkmm-malloc.so, a malloc over the heap for any program
+#                   (LD_PRELOAD), and its test programs; gcc and clang
 #   make lint       format check, the layering of src/ (tools/check-layers.sh), cppcheck, clang-tidy
 #   make format     reformat every source file
 #   make compile_commands.json
@@ -26,7 +28,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 VARIANT = $(MAKE) -f mk/variant.mk -j$(JOBS)
 
 .PHONY: all deps lib kernel run test check lint layers format format-check cppcheck clang-tidy \
-        hosted-tests kernel-images clean bench bench-instr fuzz fuzz-targets install
+        hosted-tests kernel-images clean bench bench-instr fuzz fuzz-targets install malloc
 
 all: lib kernel
 
@@ -75,9 +77,15 @@ kernel-images:
 	  $(VARIANT) O=$$o CC=$$cc WORLD=kernel lib kernel-image; \
 	done
 
+# The preloadable malloc (malloc/): tests/malloc/programs.t runs real programs
+# and the stress program on the gcc build; the clang build keeps it warning-free.
+malloc:
+	$(VARIANT) O=build/hosted CC=gcc WORLD=hosted malloc
+	$(VARIANT) O=build/clang/hosted CC=clang WORLD=hosted malloc
+
 test: SHELL := /bin/bash
-test: deps lint hosted-tests kernel-images fuzz-targets bench
-	tools/run-tests.sh tools/readme-test.t \
+test: deps lint hosted-tests kernel-images fuzz-targets bench malloc
+	tools/run-tests.sh tools/readme-test.t tests/malloc/programs.t \
 	  $(foreach v,$(TEST_VARIANTS),$(firstword $(subst :, ,$(v)))) \
 	  --kernel $(foreach v,$(KERNEL_VARIANTS),$(firstword $(subst :, ,$(v)))) --fuzz build/fuzz
 
@@ -98,7 +106,7 @@ check: deps
 # --- lint ----------------------------------------------------------------------
 FORMAT_FILES = $(shell git ls-files -co --exclude-standard '*.c' '*.h' 2>/dev/null)
 LINT_SRCS = $(shell git ls-files -co --exclude-standard 'src/*.c' 'port/*.c' 'tests/*.c' \
-              'tools/*.c' 'bench/*.c' 2>/dev/null)
+              'tools/*.c' 'bench/*.c' 'malloc/*.c' 2>/dev/null)
 KERNEL_LINT_SRCS = $(shell git ls-files -co --exclude-standard 'kernel/*.c' 2>/dev/null)
 
 lint: format-check layers cppcheck clang-tidy

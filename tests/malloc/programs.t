@@ -15,6 +15,8 @@ cd "$(dirname "$0")/../.."
 build=${1:-build/hosted}
 lib=$(pwd)/$build/libkmm-malloc.so
 stress=$build/malloc-tests/stress
+# A bound on each run: a heap left locked by a fork hangs rather than fails.
+limit=300
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 n=0
@@ -32,7 +34,7 @@ ok() { # ok STATUS DESCRIPTION [LOG]: one TAP line, the log as comments on failu
 on_kmm() { # on_kmm CHECK_FILE COMMAND...: COMMAND with the heap under it, checked at exit
     local check=$1
     shift
-    LD_PRELOAD=$lib KMM_MALLOC_CHECK=$check "$@"
+    LD_PRELOAD=$lib KMM_MALLOC_CHECK=$check timeout "$limit" "$@"
 }
 
 # compare NAME SCRIPT: runs the bash SCRIPT (every process in it on the
@@ -41,7 +43,7 @@ on_kmm() { # on_kmm CHECK_FILE COMMAND...: COMMAND with the heap under it, check
 compare() {
     local name=$1 script=$2 d=$tmp/$1
     mkdir -p "$d"
-    (cd "$d" && bash -c "$script") > "$d/want" 2> "$d/want.err"
+    (cd "$d" && timeout "$limit" bash -c "$script") > "$d/want" 2> "$d/want.err"
     local want=$?
     rm -rf "${d:?}"/work
     (cd "$d" && on_kmm "$d/check" bash -c "$script") > "$d/got" 2> "$d/got.err"
@@ -119,7 +121,7 @@ compare jq 'jq -c "map(select(.v % 3 == 0) | {id, t: .tags[0], w: (.v * 2)}) | g
 compare git 'mkdir work && cd work && git init -q -b main . && split -l 20000 "$IN" part- && git add . && git commit -q -m one && sed -i "s/alpha/ALPHA/" part-aa && git commit -qam two && git gc -q --aggressive && git fsck --no-progress && git rev-parse HEAD && git log --stat --format=%s | md5sum && git count-objects -v | grep -c pack'
 
 # --- the stress program -----------------------------------------------------------------
-"$stress" > "$tmp/stress-glibc" 2>&1
+timeout "$limit" "$stress" > "$tmp/stress-glibc" 2>&1
 ok $? "stress on glibc: the test itself holds for a system malloc" "$tmp/stress-glibc"
 on_kmm "$tmp/stress-check" "$stress" --kmm > "$tmp/stress-kmm" 2>&1 &&
     grep -q 'kmm_check: ok' "$tmp/stress-check"
@@ -127,7 +129,7 @@ ok $? "stress on kmm: edges, threads, fork, exits, a crowd, misuse; kmm_check ok
 KMM_MALLOC_MIB=64 on_kmm "$tmp/exhaust-check" "$stress" --exhaust > "$tmp/exhaust" 2>&1 &&
     grep -q 'kmm_check: ok' "$tmp/exhaust-check"
 ok $? "a 64 MiB machine runs out cleanly (ENOMEM) and every block fits again after the frees" "$tmp/exhaust"
-KMM_MALLOC_MIB=64 LD_PRELOAD=$lib /usr/bin/python3 -c '
+KMM_MALLOC_MIB=64 LD_PRELOAD=$lib timeout "$limit" /usr/bin/python3 -c '
 try:
     b = bytearray(200 << 20)
 except MemoryError:
