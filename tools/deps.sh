@@ -15,7 +15,6 @@ packages=(
     grub-pc-bin grub-common xorriso mtools # the demo kernel's GRUB ISO
     git
     python3 sqlite3 xz-utils jq      # real programs on the preloadable malloc (tests/malloc/programs.t)
-    libmimalloc2.0                   # tools/malloc-ab.sh times programs on it against kmm and glibc
 )
 
 missing=()

@@ -14,7 +14,7 @@ runs=${1:-5}
 kmm=$(pwd)/build/hosted/libkmm-malloc.so
 mimalloc=$(ls /usr/lib/x86_64-linux-gnu/libmimalloc.so.2* 2>/dev/null | head -n 1)
 [ -f "$kmm" ] || { echo "malloc-ab: $kmm is missing: make malloc" >&2; exit 1; }
-[ -n "$mimalloc" ] || { echo "malloc-ab: no libmimalloc.so.2: tools/deps.sh installs it" >&2; exit 1; }
+[ -n "$mimalloc" ] || { echo "malloc-ab: no libmimalloc.so.2 (libmimalloc-dev, tools/deps.sh)" >&2; exit 1; }
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
