@@ -7,12 +7,13 @@
 # Prints a table, each workload's ratios kmm/mimalloc and kmm/glibc, and
 # their geometric means. Measures only: no verdict, no threshold
 # (docs/performance.md, "Whole programs", has the figures and the target).
+# shellcheck disable=SC2016 # the workloads' scripts expand their variables in bash -c
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 runs=${1:-5}
 kmm=$(pwd)/build/hosted/libkmm-malloc.so
-mimalloc=$(ls /usr/lib/x86_64-linux-gnu/libmimalloc.so.2* 2>/dev/null | head -n 1)
+mimalloc=$(find /usr/lib/x86_64-linux-gnu -maxdepth 1 -name 'libmimalloc.so.2*' | sort | head -n 1)
 [ -f "$kmm" ] || { echo "malloc-ab: $kmm is missing: make malloc" >&2; exit 1; }
 [ -n "$mimalloc" ] || { echo "malloc-ab: no libmimalloc.so.2 (libmimalloc-dev, tools/deps.sh)" >&2; exit 1; }
 

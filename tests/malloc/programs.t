@@ -9,8 +9,9 @@
 # cleanly and comes back, statistics at exit. Timings are never asserted.
 #
 #   tests/malloc/programs.t [BUILD_DIR]   (default build/hosted)
+# shellcheck disable=SC2016 # the programs' scripts expand their variables in bash -c
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 
 build=${1:-build/hosted}
 lib=$(pwd)/$build/libkmm-malloc.so
