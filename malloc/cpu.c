@@ -30,8 +30,8 @@ _Thread_local struct pm_thread pm_self;
 atomic_int pm_gate;
 bool pm_asymmetric;
 
-static struct pm_slot slots[PM_CPUS];
-static atomic_int free_slots; /* a hint: how many slots of 1 .. PM_CPUS - 1 are free */
+static struct pm_slot slots[KMM_MAX_CPUS]; /* the first pm_cpus are used */
+static atomic_int free_slots;              /* a hint: how many slots of 1 .. pm_cpus - 1 are free */
 static pthread_key_t exit_key;
 
 /* Held by the forker (and the exit check) from closing the gate to opening
@@ -64,7 +64,7 @@ static bool take_slot(void)
 {
     if (atomic_load_explicit(&free_slots, memory_order_relaxed) <= 0)
         return false;
-    for (unsigned i = 1; i < PM_CPUS; i++) {
+    for (unsigned i = 1; i < pm_cpus; i++) {
         struct pm_slot *s = &slots[i];
         int expected = 0;
         if (atomic_load_explicit(&s->owned, memory_order_relaxed) ||
@@ -142,7 +142,7 @@ void pm_quiesce(void)
     pthread_mutex_lock(&gate_lock);
     atomic_store_explicit(&pm_gate, 1, memory_order_seq_cst);
     fence_every_thread();
-    for (unsigned i = 0; i < PM_CPUS; i++)
+    for (unsigned i = 0; i < pm_cpus; i++)
         while (atomic_load_explicit(&slots[i].active, memory_order_acquire))
             sched_yield();
     pthread_mutex_lock(&shared_lock);
@@ -176,7 +176,7 @@ static void fork_parent(void)
 static void fork_child(void)
 {
     int free = 0;
-    for (unsigned i = 1; i < PM_CPUS; i++) {
+    for (unsigned i = 1; i < pm_cpus; i++) {
         if (&slots[i] == pm_self.slot)
             continue;
         atomic_store(&slots[i].owned, 0);
@@ -224,7 +224,7 @@ static noreturn void cpu_init_failed(const char *what)
 
 void pm_cpu_init(void)
 {
-    atomic_store(&free_slots, PM_CPUS - 1);
+    atomic_store(&free_slots, (int)pm_cpus - 1);
     pm_asymmetric = membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
     if (pthread_key_create(&exit_key, thread_exit) != 0)
         cpu_init_failed("pthread_key_create");

@@ -11,6 +11,8 @@
  *                       on stderr; abort if it finds anything
  *   either =/path       the same appended to that file instead
  *   KMM_MALLOC_MIB=n    the simulated machine's RAM in MiB (default 64 GiB)
+ *   KMM_MALLOC_CPUS=n   its CPUs, 2 .. KMM_MAX_CPUS (default PM_CPUS_DEFAULT): at
+ *                       most n - 1 threads have one of their own at a time
  *
  * The heap is never torn down: atexit handlers and other libraries'
  * destructors still free after ours have run.
@@ -35,6 +37,7 @@
 #include "hosted.h"
 
 struct kmm *pm_k;
+unsigned pm_cpus;
 
 static struct hosted_machine *machine;
 static uintptr_t direct_map;
@@ -123,7 +126,7 @@ static void say(int fd, const char *fmt, ...)
  * cached objects as free where they are: only while quiesced. */
 static void drain_every_cpu(void)
 {
-    for (unsigned cpu = 0; cpu < PM_CPUS; cpu++) {
+    for (unsigned cpu = 0; cpu < pm_cpus; cpu++) {
         kmm_heap_drain_offline_cpu(pm_k, cpu);
         kmm_page_drain_offline_cpu(pm_k, cpu);
     }
@@ -192,17 +195,22 @@ static noreturn void init_failed(const char *what, int err)
     abort();
 }
 
-static uint64_t ram_size(void)
+/* The number in environment variable name, def if it is unset; aborts
+ * with a message if it is not a number from min to max. */
+static uint64_t env_number(const char *name, uint64_t def, uint64_t min, uint64_t max)
 {
-    const char *v = getenv("KMM_MALLOC_MIB");
+    const char *v = getenv(name);
     if (!v || !*v)
-        return PM_RAM_DEFAULT;
+        return def;
     char *end;
-    unsigned long long mib = strtoull(v, &end, 10);
-    if (*end || mib > (UINT64_C(1) << 24)) /* at most 16 TiB */
-        init_failed("KMM_MALLOC_MIB is no number of MiB up to 16777216", EINVAL);
-    uint64_t bytes = (uint64_t)mib << 20;
-    return bytes < PM_RAM_MIN ? PM_RAM_MIN : bytes;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (*end || errno || n < min || n > max) {
+        say(STDERR_FILENO, "kmm-malloc: %s=%s: not a number from %" PRIu64 " to %" PRIu64 "\n",
+            name, v, min, max);
+        abort();
+    }
+    return n;
 }
 
 /* Called with init_lock held, on the thread whose calls go to the
@@ -210,7 +218,10 @@ static uint64_t ram_size(void)
 static void create_instance(void)
 {
     static struct kmm_region ram;
-    ram = (struct kmm_region){PM_RAM_BASE, ram_size(), KMM_MEM_USABLE};
+    uint64_t mib = env_number("KMM_MALLOC_MIB", PM_RAM_DEFAULT >> 20, PM_RAM_MIN >> 20,
+                              (KMM_PAGE_PFN_LIMIT * KMM_PAGE_SIZE - PM_RAM_BASE) >> 20);
+    pm_cpus = (unsigned)env_number("KMM_MALLOC_CPUS", PM_CPUS_DEFAULT, PM_CPUS_MIN, KMM_MAX_CPUS);
+    ram = (struct kmm_region){PM_RAM_BASE, mib << 20, KMM_MEM_USABLE};
     uint64_t kva_size = ram.length < PM_KVA_SIZE ? ram.length : PM_KVA_SIZE;
     struct hosted_machine_config mc = {
         .ram = &ram,
@@ -230,7 +241,7 @@ static void create_instance(void)
         .port = hosted_machine_port(machine),
         .regions = &ram,
         .region_count = 1,
-        .cpu_count = PM_CPUS,
+        .cpu_count = pm_cpus,
         .kva_base = window,
         .kva_size = window_size,
     };

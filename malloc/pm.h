@@ -15,7 +15,7 @@
  *
  * Threads and CPUs. The heap's per-CPU caches take no lock: one thread at a
  * time may run kmm code as a given CPU. So each thread takes a CPU of its own
- * from a pool (CPUs 1 .. PM_CPUS - 1) at its first call and gives it back,
+ * from a pool (CPUs 1 .. pm_cpus - 1) at its first call and gives it back,
  * drained, when it exits (cpu.c). A thread that finds the pool empty, or
  * calls after its exit hook ran, runs kmm code as CPU 0 (PM_SHARED_CPU)
  * under a lock, one call at a time.
@@ -47,17 +47,23 @@
  * grows), reserved but untouched until used; KMM_MALLOC_MIB overrides its
  * size. The kernel virtual areas (vmalloc: blocks over KMM_HEAP_PAGES_MAX)
  * get a window as large as kmm allows. */
-#define PM_RAM_BASE    (UINT64_C(4) << 30)
-#define PM_RAM_DEFAULT (UINT64_C(64) << 30)
-#define PM_RAM_MIN     (UINT64_C(16) << 20)
-#define PM_KVA_SIZE    (UINT64_C(64) << 30)
-#define PM_CPUS        KMM_MAX_CPUS
-#define PM_SHARED_CPU  0u
-#define PM_PAGE        ((size_t)KMM_PAGE_SIZE)
-#define PM_CACHE_LINE  64
+#define PM_RAM_BASE     (UINT64_C(4) << 30)
+#define PM_RAM_DEFAULT  (UINT64_C(64) << 30)
+#define PM_RAM_MIN      (UINT64_C(16) << 20)
+#define PM_KVA_SIZE     (UINT64_C(64) << 30)
+/* The instance's CPUs (pm_cpus): KMM_MALLOC_CPUS, else PM_CPUS_DEFAULT. Each
+ * costs per-CPU caches (about 20 KiB each with the heap's classes); a
+ * thread beyond them shares CPU 0 under a lock. */
+#define PM_CPUS_DEFAULT 64u
+#define PM_CPUS_MIN     2u
+#define PM_SHARED_CPU   0u
+#define PM_PAGE         ((size_t)KMM_PAGE_SIZE)
+#define PM_CACHE_LINE   64
 
-/* The instance every call uses; set once, before pm_ready is. */
+/* The instance every call uses, and its CPU count; set once, before the
+ * instance is ready (pm_instance_ready). */
 extern struct kmm *pm_k;
+extern unsigned pm_cpus;
 
 /* --- instance.c --------------------------------------------------------------- */
 

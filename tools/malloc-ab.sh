@@ -3,10 +3,11 @@
 # glibc's (no preload), Debian's mimalloc and kmm's (build/hosted/libkmm-malloc.so,
 # `make malloc`), each LD_PRELOADed. Every workload runs RUNS times (default 5)
 # per malloc, the three taking turns (A B C A B C ...) so that a drift of the
-# machine's speed hits all three alike; the figure is the median wall time.
-# Prints a table, each workload's ratios kmm/mimalloc and kmm/glibc, and
-# their geometric means. Measures only: no verdict, no threshold
-# (docs/performance.md, "Whole programs", has the figures and the target).
+# machine's speed hits all three alike. The figure is the median CPU time
+# (user + system, of the process and its children): unlike wall time it
+# holds when other work shares the CPUs. Prints a table, each workload's
+# ratios kmm/mimalloc and kmm/glibc, and their geometric means. Measures
+# only: no verdict, no threshold (docs/performance.md, "Whole programs").
 # shellcheck disable=SC2016 # the workloads' scripts expand their variables in bash -c
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,23 +47,16 @@ print(len(d), len(s), sum(len(v) for v in d.values()))
     awk 'awk -F, '\''{ n[$2]++; s[$2] = s[$2] $1 } END { for (k in n) t += length(s[k]); print length(n), t }'\'' "$IN"'
 )
 
-now() { date +%s%N; }
-
-time_once() { # malloc-path command: one run's wall nanoseconds, the output checked
-    local pre=$1 cmd=$2 t0 t1
-    t0=$(now)
-    if [ -n "$pre" ]; then
-        LD_PRELOAD=$pre bash -c "$cmd" > "$tmp/out" 2>&1
-    else
-        bash -c "$cmd" > "$tmp/out" 2>&1
-    fi
-    t1=$(now)
-    echo $((t1 - t0))
+# One run's CPU milliseconds (user + system) on the malloc at path pre ("" for glibc's).
+time_once() {
+    local pre=$1 cmd=$2 TIMEFORMAT='%3U %3S'
+    { time LD_PRELOAD=$pre bash -c "$cmd" > "$tmp/out" 2>&1; } 2> "$tmp/time"
+    awk '{ printf "%.0f\n", ($1 + $2) * 1000 }' "$tmp/time"
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-printf '%-10s %12s %12s %12s %14s %12s\n' workload glibc_ms mimalloc_ms kmm_ms kmm/mimalloc kmm/glibc
+printf '%-10s %12s %12s %12s %14s %12s\n' workload glibc_cpu_ms mimalloc kmm kmm/mimalloc kmm/glibc
 : > "$tmp/ratios"
 for ((i = 0; i < ${#workloads[@]}; i += 2)); do
     name=${workloads[i]} cmd=${workloads[i + 1]}
@@ -75,7 +69,7 @@ for ((i = 0; i < ${#workloads[@]}; i += 2)); do
     done
     g=$(median < "$tmp/g") m=$(median < "$tmp/m") k=$(median < "$tmp/k")
     awk -v n="$name" -v g="$g" -v m="$m" -v k="$k" 'BEGIN {
-        printf "%-10s %12.1f %12.1f %12.1f %14.3f %12.3f\n", n, g / 1e6, m / 1e6, k / 1e6, k / m, k / g
+        printf "%-10s %12d %12d %12d %14.3f %12.3f\n", n, g, m, k, k / m, k / g
     }'
     echo "$k $m $g" >> "$tmp/ratios"
 done
