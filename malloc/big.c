@@ -37,14 +37,23 @@ static pthread_mutex_t big_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct big_entry *table; /* cap entries, a power of two */
 static size_t cap, used;        /* used: live entries and tombstones */
 
+/* The forker holds big_lock across the fork, and may still allocate in
+ * other fork handlers: it alone then (cpu.c, pm_forking). */
 void pm_big_lock(void)
 {
-    pthread_mutex_lock(&big_lock);
+    if (!pm_forking())
+        pthread_mutex_lock(&big_lock);
 }
 
 void pm_big_unlock(void)
 {
-    pthread_mutex_unlock(&big_lock);
+    if (!pm_forking())
+        pthread_mutex_unlock(&big_lock);
+}
+
+void pm_big_lock_reset(void)
+{
+    big_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
 }
 
 static size_t slot_of(uintptr_t va, size_t mask)

@@ -40,12 +40,28 @@ static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
 /* The shared CPU: one thread at a time runs kmm code as PM_SHARED_CPU. */
 static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Thread_local unsigned cpu_before_shared;
+/*
+ * Set on the forking thread from the end of our prepare handler to the
+ * start of our parent or child handler. Fork handlers registered before
+ * ours run in that span (prepare handlers last registered first, the others
+ * in order) and may allocate: the forker then passes the gate it closed and
+ * skips the locks it holds (this one, big.c's), as the one thread left
+ * running kmm code (in the child, the only thread), so the heap it forks
+ * stays quiet.
+ */
+static _Thread_local bool forking;
+
+bool pm_forking(void)
+{
+    return forking;
+}
 
 /* --- entering ---------------------------------------------------------------------- */
 
 static enum pm_how enter_shared(void)
 {
-    pthread_mutex_lock(&shared_lock);
+    if (!forking)
+        pthread_mutex_lock(&shared_lock);
     cpu_before_shared = hosted_cpu;
     hosted_cpu = PM_SHARED_CPU;
     return PM_SHARED;
@@ -54,7 +70,8 @@ static enum pm_how enter_shared(void)
 void pm_leave_shared(void)
 {
     hosted_cpu = cpu_before_shared;
-    pthread_mutex_unlock(&shared_lock);
+    if (!forking)
+        pthread_mutex_unlock(&shared_lock);
 }
 
 /* Takes the lowest free slot for the calling thread. False if there is none
@@ -110,6 +127,8 @@ enum pm_how pm_enter_slow(void)
 enum pm_how pm_enter_gated(void)
 {
     struct pm_slot *s = pm_self.slot;
+    if (forking)
+        return PM_OWN;
     do {
         atomic_store_explicit(&s->active, 0, memory_order_release);
         pthread_mutex_lock(&gate_lock); /* until the fork is done */
@@ -162,10 +181,12 @@ static void fork_prepare(void)
     pm_instance_lock();
     pm_big_lock();
     pm_quiesce();
+    forking = true;
 }
 
 static void fork_parent(void)
 {
+    forking = false;
     pm_unquiesce();
     pm_big_unlock();
     pm_instance_unlock();
@@ -175,6 +196,7 @@ static void fork_parent(void)
  * and its CPU's caches, quiet at the fork, go to whoever takes it next. */
 static void fork_child(void)
 {
+    forking = false;
     int free = 0;
     for (unsigned i = 1; i < pm_cpus; i++) {
         if (&slots[i] == pm_self.slot)
@@ -187,9 +209,13 @@ static void fork_child(void)
     /* A registration belongs to the address space, which is new. */
     if (pm_asymmetric)
         pm_asymmetric = membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
-    pm_unquiesce();
-    pm_big_unlock();
-    pm_instance_unlock();
+    /* The locks the prepare handler took are made anew rather than
+     * unlocked: their holder was the forker, a thread of the parent. */
+    gate_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+    shared_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+    atomic_store(&pm_gate, 0);
+    pm_big_lock_reset();
+    pm_instance_lock_reset();
 }
 
 /* --- a thread's exit ----------------------------------------------------------------------- */

@@ -283,6 +283,11 @@ void pm_instance_unlock(void)
     pthread_mutex_unlock(&init_lock);
 }
 
+void pm_instance_lock_reset(void)
+{
+    init_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+}
+
 const char *pm_last_error(void)
 {
     return machine ? hosted_log_last_error(machine) : "";

@@ -26,6 +26,9 @@
  * the shared CPU's lock), so the child's copy is quiet. The mark is a plain
  * store: the forker makes it visible with membarrier(2), an asymmetric fence
  * (where the kernel has none, the mark is a sequentially consistent store).
+ * Other libraries' fork handlers may allocate between our prepare and our
+ * parent or child handler: the forker alone then runs kmm code, past the
+ * gate and the locks it holds (pm_forking).
  *
  * Lock order: init_lock (instance.c), big_lock (big.c), gate_lock, then
  * shared_lock (cpu.c). A thread inside an entered section (pm_enter to
@@ -74,6 +77,8 @@ void pm_instance_init(void);
 bool pm_instance_ready(void);
 void pm_instance_lock(void);
 void pm_instance_unlock(void);
+/* In a forked child: the lock made anew (its holder was the forker). */
+void pm_instance_lock_reset(void);
 
 /* The bootstrap arena: the blocks of the calls made while the instance is
  * being created (libc and the hosted port allocate too). Never freed. */
@@ -124,6 +129,10 @@ extern bool pm_asymmetric; /* the forker fences with membarrier(2) */
 enum pm_how pm_enter_slow(void);
 enum pm_how pm_enter_gated(void);
 void pm_leave_shared(void);
+
+/* Whether the calling thread is forking: between our prepare handler and
+ * our parent or child handler, when it holds every lock (cpu.c). */
+bool pm_forking(void);
 
 /* Sets up the pool and the fork and thread-exit hooks; from pm_instance_init. */
 void pm_cpu_init(void);
@@ -194,5 +203,6 @@ bool pm_big_free(const void *p);
 size_t pm_big_size(const void *p);
 void pm_big_lock(void);
 void pm_big_unlock(void);
+void pm_big_lock_reset(void);
 
 #endif /* KMM_MALLOC_PM_H */

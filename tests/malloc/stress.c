@@ -453,7 +453,8 @@ static int child_work(struct block *mine, size_t n, unsigned round)
      * CPU the parent's threads used, whatever state the fork left there. */
     pthread_t th[WORKERS];
     for (uintptr_t i = 0; i < WORKERS; i++)
-        CHECK(pthread_create(&th[i], NULL, child_thread, (void *)(round * 100u + i + 1)) == 0,
+        CHECK(pthread_create(&th[i], NULL, child_thread,
+                             (void *)((uintptr_t)round * 100 + i + 1)) == 0,
               "child thread");
     for (int i = 0; i < WORKERS; i++)
         pthread_join(th[i], NULL);
@@ -461,6 +462,30 @@ static int child_work(struct block *mine, size_t n, unsigned round)
         if (b[i].p)
             free_block(&b[i]);
     return atomic_load(&failures) != before;
+}
+
+/*
+ * Fork handlers that allocate. Registered by a constructor, before anything
+ * else in the program allocates, so before the malloc's own (which it
+ * registers when it starts, at the first allocation): prepare handlers run
+ * last registered first, so this prepare runs after the malloc's has made
+ * its heap quiet for the fork, and must still be able to allocate.
+ */
+static atomic_int fork_handler_blocks;
+
+static void fork_handler_allocates(void)
+{
+    void *p = malloc(200);
+    void *q = malloc(300 * KIB);
+    CHECK(p && q, "allocation in a fork handler");
+    atomic_fetch_add(&fork_handler_blocks, (p != NULL) + (q != NULL));
+    free(p);
+    free(q);
+}
+
+__attribute__((constructor(101))) static void register_fork_handlers(void)
+{
+    pthread_atfork(fork_handler_allocates, fork_handler_allocates, fork_handler_allocates);
 }
 
 static void forks_while_workers_run(void)
@@ -482,6 +507,8 @@ static void forks_while_workers_run(void)
         for (size_t i = 0; i < PRE_FORK; i++)
             free_block(&mine[i]); /* untouched by the child's frees */
     }
+    CHECK(atomic_load(&fork_handler_blocks) == 4 * FORKS, "the fork handlers allocated %d blocks",
+          atomic_load(&fork_handler_blocks));
 }
 
 static void threads(void)
