@@ -55,6 +55,10 @@ struct hosted_machine_config {
      * that shows the RAM: mirror_size must be 0 unless fresh_mirror is set,
      * else hosted_machine_create fails with EINVAL. */
     bool anonymous;
+    /* With anonymous RAM: no MADV_HUGEPAGE, the system's THP policy as for any
+     * process's memory (the preloadable malloc, measured against mallocs that
+     * ask for no huge pages either). */
+    bool no_huge_hint;
     /* With anonymous RAM: a mirror window of mirror_size bytes whose mappings
      * are fresh, zeroed private memory rather than the physical pages
      * (private memory cannot be mapped twice), so that fork copies all of

@@ -32,6 +32,7 @@ struct hosted_machine {
     bool anonymous;    /* RAM is anonymous private memory (no memfd, no mirror) */
     bool no_tlb_log;   /* TLB requests are not recorded */
     bool fresh_mirror; /* the window maps fresh anonymous memory, not the RAM */
+    bool no_huge_hint; /* anonymous RAM without MADV_HUGEPAGE */
     uint64_t phys_end; /* end of simulated physical memory (the memfd's size) */
     void *reserve;     /* the direct-map reservation as mmap returned it */
     size_t reserve_len;
@@ -86,7 +87,8 @@ static bool map_ram(struct hosted_machine *m, uint64_t base, uint64_t end)
         if (got != want)
             return false;
         /* A hint: without THP the RAM is only slower. */
-        (void)madvise(want, end - base, MADV_HUGEPAGE);
+        if (!m->no_huge_hint)
+            (void)madvise(want, end - base, MADV_HUGEPAGE);
         return true;
     }
     void *got = mmap(want, end - base, PROT_READ | PROT_WRITE,
@@ -123,6 +125,7 @@ struct hosted_machine *hosted_machine_create(const struct hosted_machine_config 
     m->anonymous = cfg->anonymous;
     m->no_tlb_log = cfg->no_tlb_log;
     m->fresh_mirror = cfg->fresh_mirror;
+    m->no_huge_hint = cfg->no_huge_hint;
     m->port.machine = m;
     for (size_t i = 0; i < cfg->ram_count; i++) {
         uint64_t end = cfg->ram[i].base + cfg->ram[i].length;

@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -212,6 +213,41 @@ KTEST(hosted_port, a_mirror_of_anonymous_ram_must_be_fresh_and_a_fresh_one_anony
     errno = 0;
     KT_EXPECT(t, hosted_machine_create(&memfd_fresh) == NULL);
     KT_EXPECT_EQ(t, errno, EINVAL);
+}
+
+/* Whether the mapping holding addr has VmFlags flag ("hg": MADV_HUGEPAGE)
+ * in /proc/self/smaps; false if it cannot be read. */
+static bool has_vm_flag(uintptr_t addr, const char *flag)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return false;
+    char line[512];
+    bool inside = false, found = false;
+    while (!found && fgets(line, sizeof(line), f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) /* a mapping's first line */
+            inside = addr >= lo && addr < hi;
+        else if (inside && strncmp(line, "VmFlags:", 8) == 0)
+            found = strstr(line, flag) != NULL;
+    }
+    fclose(f);
+    return found;
+}
+
+KTEST(hosted_port, anonymous_ram_asks_for_huge_pages_unless_told_not_to)
+{
+    const struct kmm_region ram[] = {{0, 64 * MIB, KMM_MEM_USABLE}};
+    struct hosted_machine_config hinted = {.ram = ram, .ram_count = 1, .anonymous = true};
+    struct hosted_machine_config plain = hinted;
+    plain.no_huge_hint = true;
+    struct hosted_machine *a = hosted_machine_create(&hinted);
+    struct hosted_machine *b = hosted_machine_create(&plain);
+    KT_ASSERT(t, a != NULL && b != NULL);
+    KT_EXPECT(t, has_vm_flag(hosted_machine_direct_map(a) + MIB, " hg"));
+    KT_EXPECT(t, !has_vm_flag(hosted_machine_direct_map(b) + MIB, " hg"));
+    hosted_machine_destroy(a);
+    hosted_machine_destroy(b);
 }
 
 /* --- TLB log --------------------------------------------------------------- */
