@@ -13,6 +13,11 @@
  *   KMM_MALLOC_MIB=n    the simulated machine's RAM in MiB (default 64 GiB)
  *   KMM_MALLOC_CPUS=n   its CPUs, 2 .. KMM_MAX_CPUS (default PM_CPUS_DEFAULT): at
  *                       most n - 1 threads have one of their own at a time
+ *   KMM_MALLOC_THP=1    its RAM asks for transparent huge pages (MADV_HUGEPAGE);
+ *                       by default it takes the system's policy, as the memory of
+ *                       glibc's and mimalloc's does (with THP in madvise mode, a
+ *                       fault that zeroes 2 MiB on a virtual machine made run
+ *                       times vary by a third: docs/performance.md)
  *
  * The heap is never torn down: atexit handlers and other libraries'
  * destructors still free after ours have run.
@@ -171,6 +176,12 @@ static void at_exit(void)
     abort();
 }
 
+static bool env_flag(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0") != 0;
+}
+
 /* Where the output of a wish named name goes: stderr as it is now, or the
  * file the variable names; -1 if it is not set, empty or "0". */
 static int exit_fd(const char *name)
@@ -229,7 +240,8 @@ static void create_instance(void)
         .mirror_size = kva_size,
         .anonymous = true,    /* fork copies it */
         .fresh_mirror = true, /* vmalloc's blocks, usable at their addresses */
-        .no_tlb_log = true,   /* nobody reads it, and its lock would be shared */
+        .no_huge_hint = !env_flag("KMM_MALLOC_THP"),
+        .no_tlb_log = true, /* nobody reads it, and its lock would be shared */
     };
     machine = hosted_machine_create(&mc);
     if (!machine)
