@@ -1,8 +1,8 @@
 /*
  * big.c - blocks aligned beyond what the heap can align: more than a page
- * for a block over KMM_HEAP_PAGES_MAX, which the heap serves from vmalloc
- * (page aligned only), or an alignment over KMM_HEAP_PAGES_MAX itself
- * (posix_memalign(&p, 2 MiB, n) for a huge-page arena, say).
+ * for a block over KMM_HEAP_ALIGN_MAX (4 MiB), which the heap serves from
+ * vmalloc (page aligned only), or an alignment over KMM_HEAP_ALIGN_MAX
+ * itself (posix_memalign(&p, 1 GiB, n) for a huge-page arena, say).
  *
  * Such a block is a run of the page allocator (kmm_run_alloc takes any
  * alignment), used through the direct map, exactly as many pages as asked

@@ -10,7 +10,7 @@
  *   cpu.c       which simulated CPU each thread runs kmm code as; the fork
  *               gate; a thread's exit
  *   big.c       blocks aligned beyond what the heap can align (over 4 KiB
- *               for more than KMM_HEAP_PAGES_MAX bytes)
+ *               for more than KMM_HEAP_ALIGN_MAX bytes, or over it)
  *   malloc.c    malloc, free, calloc, realloc, ... as programs expect them
  *
  * Threads and CPUs. The heap's per-CPU caches take no lock: one thread at a
@@ -55,7 +55,7 @@
 #define PM_RAM_MIN      (UINT64_C(16) << 20)
 #define PM_KVA_SIZE     (UINT64_C(64) << 30)
 /* The instance's CPUs (pm_cpus): KMM_MALLOC_CPUS, else PM_CPUS_DEFAULT. Each
- * costs per-CPU caches (about 20 KiB each with the heap's classes); a
+ * costs per-CPU caches (about 16 KiB each with the heap's classes); a
  * thread beyond them shares CPU 0 under a lock. */
 #define PM_CPUS_DEFAULT 64u
 #define PM_CPUS_MIN     2u
@@ -176,11 +176,12 @@ static inline void pm_leave(enum pm_how how)
 /* --- big.c ---------------------------------------------------------------------- */
 
 /* Whether the heap cannot give this alignment for this size itself:
- * kmm_aligned_alloc aligns blocks over KMM_HEAP_PAGES_MAX (vmalloc) to the
- * page size only. */
+ * kmm_aligned_alloc takes alignments up to KMM_HEAP_ALIGN_MAX, and above the
+ * page size only for blocks up to KMM_HEAP_ALIGN_MAX (vmalloc'd blocks are
+ * aligned to the page). */
 static inline bool pm_big_needed(size_t align, size_t size)
 {
-    return align > PM_PAGE && (size > KMM_HEAP_PAGES_MAX || align > KMM_HEAP_PAGES_MAX);
+    return align > PM_PAGE && (size > KMM_HEAP_ALIGN_MAX || align > KMM_HEAP_ALIGN_MAX);
 }
 
 /* Blocks of big.c are aligned to more than a page: a free of anything else

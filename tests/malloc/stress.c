@@ -246,7 +246,7 @@ static void edges_aligned(void)
     errno = 0;
     CHECK(fails_with(aligned_alloc(4096, opaque(SIZE_MAX - 8192)), ENOMEM), "aligned_alloc huge");
 
-    static const size_t sizes[] = {0, 1, 100, 5000, 100 * KIB, 200 * KIB, 3 * MIB};
+    static const size_t sizes[] = {0, 1, 100, 5000, 100 * KIB, 200 * KIB, 3 * MIB, 5 * MIB};
     for (size_t align = sizeof(void *); align <= 8 * MIB; align *= 2) {
         for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
             size_t size = sizes[i];
