@@ -6,11 +6,11 @@
  *
  * Such a block is a run of the page allocator (kmm_run_alloc takes any
  * alignment), used through the direct map, exactly as many pages as asked
- * for. A table keyed by address remembers each run's page count, so that
- * free, realloc and malloc_usable_size know it: the heap would reject the
- * pointer. The table is open addressing with linear probing over memory
- * mapped from the host, grown by doubling; free looks in it only for
- * pointers aligned to PM_BIG_MIN_ALIGN while any big block lives.
+ * for; an alignment above the direct map's own is refused (ENOMEM). A table keyed by address
+ * remembers each run's page count, so that free, realloc and malloc_usable_size know it: the heap
+ * would reject the pointer. The table is open addressing with linear probing over memory mapped
+ * from the host, grown by doubling; free looks in it only for pointers aligned to PM_BIG_MIN_ALIGN
+ * while any big block lives.
  *
  * Lock order (pm.h): big_lock comes before the gate; kmm calls are made with
  * it dropped.
@@ -125,8 +125,12 @@ void *pm_big_alloc(size_t align, size_t size)
     if (size > KMM_HEAP_SIZE_MAX)
         return NULL;
     size_t pages = size ? (size + PM_PAGE - 1) / PM_PAGE : 1;
-    enum pm_how how = pm_enter();
-    uint64_t pa = how == PM_BOOT ? 0 : kmm_run_alloc(pm_k, pages, align, 0, 0);
+    enum pm_how how = pm_enter(); /* the instance exists from here on */
+    /* A run aligned physically is aligned virtually only as far as the
+     * direct map's base is (1 GiB or more, hosted). */
+    uint64_t pa = how == PM_BOOT || align > pm_direct_map_align()
+                      ? 0
+                      : kmm_run_alloc(pm_k, pages, align, 0, 0);
     pm_leave(how);
     if (!pa)
         return NULL;

@@ -310,6 +310,11 @@ void *pm_phys_to_virt(uint64_t pa)
     return (void *)(direct_map + (uintptr_t)pa);
 }
 
+size_t pm_direct_map_align(void)
+{
+    return (size_t)(direct_map & -direct_map);
+}
+
 uint64_t pm_virt_to_phys(const void *p)
 {
     return (uint64_t)((uintptr_t)p - direct_map);

@@ -89,9 +89,11 @@ size_t pm_boot_size(const void *p);
 /* The kmm log's last error line, for a message about a rejected call. */
 const char *pm_last_error(void);
 
-/* The direct map: where physical address pa is. */
+/* The direct map: where physical address pa is, and the largest power of
+ * two its base is aligned to. */
 void *pm_phys_to_virt(uint64_t pa);
 uint64_t pm_virt_to_phys(const void *p);
+size_t pm_direct_map_align(void);
 
 /* --- cpu.c --------------------------------------------------------------------- */
 

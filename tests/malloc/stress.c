@@ -4,6 +4,7 @@
  * itself is known to hold for a system malloc). An ordinary program: it
  * knows nothing of kmm. Parts, each a line of output:
  *
+ *   first     the process's first allocation is aligned to 1 GiB
  *   edges     every call's edge cases: errno values, overflow, alignments up
  *             to 4 MiB (and more), malloc(0), usable sizes, errno kept by free
  *   threads   workers allocating, reallocating and freeing blocks with a fill
@@ -127,6 +128,19 @@ static bool intact(const struct block *b, size_t upto)
 static bool aligned(const void *p, size_t align)
 {
     return ((uintptr_t)p & (align - 1)) == 0;
+}
+
+/* --- first ---------------------------------------------------------------------------------- */
+
+/* The process's first allocation (a malloc starts then) is an over-aligned
+ * one: 1 GiB, which a 64-bit malloc can give. */
+static void first_allocation_over_aligned(void)
+{
+    void *p = NULL;
+    int err = posix_memalign(&p, (size_t)1 << 30, 100);
+    CHECK(err == 0 && aligned(p, (size_t)1 << 30), "posix_memalign(1 GiB): %d, %p", err, p);
+    if (!err)
+        free(p);
 }
 
 /* --- edges ------------------------------------------------------------------------------------ */
@@ -281,6 +295,15 @@ static void edges_aligned(void)
             free(c);
             CHECK(errno == 99, "free of an aligned block changed errno");
         }
+    }
+    /* Alignments past any machine's: a block aligned as asked, or ENOMEM. */
+    for (size_t align = (size_t)2 << 30; align <= (size_t)16 << 30; align *= 2) {
+        void *huge = NULL;
+        int err = posix_memalign(&huge, align, 100);
+        CHECK(err == ENOMEM || (err == 0 && aligned(huge, align)),
+              "posix_memalign(%zu GiB): %d, %p", align >> 30, err, huge);
+        if (!err)
+            free(huge);
     }
     void *m = memalign(opaque(48), 10); /* glibc rounds 48 up to 64 */
     CHECK(m && aligned(m, 64), "memalign(48) = %p", m);
@@ -698,6 +721,7 @@ int main(int argc, char **argv)
         return atomic_load(&failures) ? 1 : 0;
     }
     beyond_glibc = argc > 1 && strcmp(argv[1], "--kmm") == 0;
+    part("first: an over-aligned block is the first allocation", first_allocation_over_aligned);
     part("edges: malloc", edges_malloc);
     part("edges: calloc and realloc", edges_calloc_realloc);
     part("edges: aligned", edges_aligned);
