@@ -92,7 +92,7 @@ static void pm_free(void *p, const void *caller)
     int saved = errno;
     if (!pm_big_maybe(p) || !pm_big_free(p)) {
         enum pm_how how = pm_enter();
-        int err = how == PM_BOOT ? KMM_EINVAL : kmm_free(pm_k, p);
+        int err = how == PM_BOOT ? KMM_EINVAL : kmm_free_caller(pm_k, p, caller);
         pm_leave(how);
         if (__builtin_expect(err != KMM_OK, 0))
             reject("free", p, err, caller);

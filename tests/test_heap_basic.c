@@ -7,6 +7,7 @@
  * contract call by call.)
  */
 #include "ktest.h"
+#include "env.h"
 #include "fixture.h"
 
 #include <kmm/check.h>
@@ -208,5 +209,20 @@ KTEST(heap_basic, the_report_has_a_slabinfo_section)
     KT_EXPECT_EQ(t, kmm_cache_free(f.k, c, o), KMM_OK);
     KT_EXPECT_EQ(t, kmm_cache_destroy(f.k, c), KMM_OK);
     KT_EXPECT_EQ(t, kmm_free(f.k, p), KMM_OK);
+    kt_kmm_down(&f);
+}
+
+KTEST(heap_basic, a_wrapper_names_its_own_caller)
+{
+    struct kt_kmm f;
+    KT_ASSERT(t, kt_kmm_up(t, &f, map64, 1, 1, 0));
+    int local;
+    KT_EXPECT_EQ(t, kmm_free_caller(f.k, &local, (const void *)(uintptr_t)0x1234abcd), KMM_EINVAL);
+    KT_EXPECT(t, ktest_contains(kt_machine_last_error(f.m), "1234abcd"));
+    void *p = kmm_malloc(f.k, 32, 0);
+    KT_ASSERT(t, p != NULL);
+    KT_EXPECT_EQ(t, kmm_free_caller(f.k, p, (const void *)(uintptr_t)0x1234abcd), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_free_caller(f.k, NULL, NULL), KMM_OK);
+    KT_EXPECT_HEALTHY(t, f.k);
     kt_kmm_down(&f);
 }

@@ -147,6 +147,11 @@ void *kmm_realloc(struct kmm *k, void *p, size_t size, kmm_gfp_t flags);
  */
 int kmm_free(struct kmm *k, const void *p);
 
+/* kmm_free_caller - kmm_free for a wrapper (a malloc, a compatibility
+ * layer): a rejection is logged with caller, the wrapper's own caller,
+ * instead of the wrapper. */
+int kmm_free_caller(struct kmm *k, const void *p, const void *caller);
+
 /*
  * kmm_free_sized - kmm_free of a block the caller believes to be size bytes
  * long (as C++'s sized delete). Also KMM_EINVAL (nothing freed, counted as

@@ -300,7 +300,9 @@ static int free_from(struct kmm *k, const void *p, const char *fn, const void *c
     }
 }
 
-int kmm_free(struct kmm *k, const void *p)
+/* kmm_free's body, for fn called from caller. */
+static inline __attribute__((always_inline)) int free_inline(struct kmm *k, const void *p,
+                                                             const char *fn, const void *caller)
 {
     /* The common case inline: an object, room on this CPU's stack. */
     struct heap_ref ref;
@@ -309,7 +311,17 @@ int kmm_free(struct kmm *k, const void *p)
         return KMM_OK;
     if (!p)
         return KMM_OK;
-    return free_from(k, p, "kmm_free", __builtin_return_address(0));
+    return free_from(k, p, fn, caller);
+}
+
+int kmm_free(struct kmm *k, const void *p)
+{
+    return free_inline(k, p, "kmm_free", __builtin_return_address(0));
+}
+
+int kmm_free_caller(struct kmm *k, const void *p, const void *caller)
+{
+    return free_inline(k, p, "kmm_free", caller);
 }
 
 /* Whether a block of size bytes would have been b: the same size class,
