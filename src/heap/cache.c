@@ -159,10 +159,14 @@ struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, 
 bool heap_cache_live(struct kmm *k, const struct kmm_cache *c)
 {
     uintptr_t a = (uintptr_t)c, dm = k->direct_map;
-    /* Read c only once it is known to be a page of RAM the direct map
-     * covers. */
-    if (!c || (a & (KMM_PAGE_SIZE - 1)) || a < dm || a - dm >= k->totals.phys_end ||
-        !pmm_frame_lookup(&k->pmm, (a - dm) >> KMM_PAGE_SHIFT))
+    /* Read c only once it is known to be the head of an allocated block,
+     * as every cache is (heap_cache_make): the frame database also has
+     * descriptors for holes and reserved ranges, where the direct map may
+     * have nothing to read. */
+    if (!c || (a & (KMM_PAGE_SIZE - 1)) || a < dm || a - dm >= k->totals.phys_end)
+        return false;
+    const struct kmm_frame *f = pmm_frame_lookup(&k->pmm, (a - dm) >> KMM_PAGE_SHIFT);
+    if (!f || frame_meta_get(f).state != FRAME_ALLOCATED)
         return false;
     uint32_t id = c->id;
     return id < KMM_HEAP_CACHES && __atomic_load_n(&k->heap.caches[id], __ATOMIC_ACQUIRE) == c &&
