@@ -61,3 +61,65 @@ KTEST(heap_attack, a_cache_handle_where_no_ram_is_is_refused_unread)
     KT_EXPECT_HEALTHY(t, k);
     kt_heap_down(&h);
 }
+
+/* --- memory running out inside the heap's bookkeeping ----------------------------------- */
+
+static const struct kmm_region ram32[] = {{1 * MIB, 31 * MIB, KMM_MEM_USABLE}};
+
+/*
+ * kmm_heap_stats.failed counts allocations that returned NULL for want of
+ * memory: one per such call, however deep inside the heap memory ran out.
+ * Here a new slab of a class fits under the cap but the slab record it
+ * needs (a new slab of the heap's own record cache) does not.
+ */
+KTEST(heap_attack, an_allocation_failing_for_want_of_a_slab_record_counts_one_failure)
+{
+    struct kt_heap h;
+    if (!kt_heap_up(t, &h, ram32, N(ram32), 1))
+        return;
+    struct kmm *k = h.f.k;
+    kt_heap_warm(t, &h); /* settled: no slab of any cache, the records' included */
+    struct kmm_heap_stats s0 = kt_heap_stats(&h);
+    /* Room for one page: a slab of the 64-byte class, not its record. */
+    kmm_heap_set_limit(k, s0.bytes_held + PAGE);
+    KT_EXPECT(t, kmm_malloc(k, 64, 0) == NULL);
+    struct kmm_heap_stats s1 = kt_heap_stats(&h);
+    KT_EXPECT_EQ(t, s1.failed, s0.failed + 1);
+    KT_EXPECT_EQ(t, s1.bytes_held, s0.bytes_held);
+    KT_EXPECT_EQ(t, s1.allocs, s0.allocs);
+    kmm_heap_set_limit(k, 0);
+    void *p = kmm_malloc(k, 64, 0);
+    KT_EXPECT(t, p != NULL);
+    KT_EXPECT_EQ(t, kmm_free(k, p), KMM_OK);
+    KT_EXPECT_HEALTHY(t, k);
+    kt_heap_down(&h);
+}
+
+/*
+ * A free never fails for want of memory: when the CPU's stack is full and
+ * no magazine can be had for the depot (the cap), the batch goes straight
+ * back to its slabs. No allocation failed, so none is counted.
+ */
+KTEST(heap_attack, frees_that_find_no_magazine_succeed_and_count_no_failure)
+{
+    struct kt_heap h;
+    if (!kt_heap_up(t, &h, ram32, N(ram32), 1))
+        return;
+    struct kmm *k = h.f.k;
+    kt_heap_warm(t, &h); /* settled: no magazine, no slab of the magazines' cache */
+    enum { OBJS = 1000 };
+    static void *o[OBJS];
+    for (unsigned i = 0; i < OBJS; i++)
+        KT_ASSERT(t, (o[i] = kmm_malloc(k, 64, 0)) != NULL);
+    struct kmm_heap_stats s0 = kt_heap_stats(&h);
+    kmm_heap_set_limit(k, s0.bytes_held); /* no page more: no magazine */
+    for (unsigned i = 0; i < OBJS; i++)
+        KT_EXPECT_EQ(t, kmm_free(k, o[i]), KMM_OK);
+    struct kmm_heap_stats s1 = kt_heap_stats(&h);
+    KT_EXPECT_EQ(t, s1.failed, s0.failed);
+    KT_EXPECT_EQ(t, s1.frees, s0.frees + OBJS);
+    KT_EXPECT_EQ(t, s1.bytes_used, s0.bytes_used - (uint64_t)OBJS * 64);
+    KT_EXPECT_HEALTHY(t, k);
+    kmm_heap_set_limit(k, 0);
+    kt_heap_down(&h);
+}

@@ -307,7 +307,8 @@ static inline enum heap_push heap_push(struct kmm_cache *c, uintptr_t obj)
 
 /* heap_alloc_slow - an object of c when this CPU's stack has none:
  * refills it from the slabs (growing c if they are empty) and pops. 0 if
- * memory or the heap's limit runs out. */
+ * memory or the heap's limit runs out; the public call that asked counts
+ * the failure (kmm_heap_stats.failed), not the heap's own bookkeeping. */
 uintptr_t heap_alloc_slow(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flags);
 
 /* heap_free_slow - frees obj of c (found by heap_find) when this CPU's

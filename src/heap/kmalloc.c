@@ -136,9 +136,9 @@ static void *alloc_checked(struct kmm *k, size_t size, size_t pages_max, kmm_gfp
     if (!c)
         return no_memory(k);
     uintptr_t p = heap_pop(c);
-    if (!p)
-        p = heap_alloc_slow(k, c, flags);
-    if (p && (flags & KMM_GFP_ZERO))
+    if (!p && !(p = heap_alloc_slow(k, c, flags)))
+        return no_memory(k);
+    if (flags & KMM_GFP_ZERO)
         __builtin_memset((void *)p, 0, c->usable);
     return (void *)p;
 }
@@ -397,9 +397,9 @@ void *kmm_cache_alloc(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flags)
         return NULL;
     }
     uintptr_t p = heap_pop(c);
-    if (!p)
-        p = heap_alloc_slow(k, c, flags);
-    if (p && (flags & KMM_GFP_ZERO))
+    if (!p && !(p = heap_alloc_slow(k, c, flags)))
+        return no_memory(k);
+    if (flags & KMM_GFP_ZERO)
         __builtin_memset((void *)p, 0, c->usable);
     return (void *)p;
 }

@@ -385,10 +385,8 @@ uintptr_t heap_alloc_slow(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flags)
         if (obj)
             return obj;
         struct slab *fresh = slab_grow(k, c, flags);
-        if (!fresh) {
-            atomic_fetch_add_explicit(&k->heap.failed, 1, memory_order_relaxed);
+        if (!fresh)
             return 0;
-        }
         s = kmm_lock_irqsave(&c->lock);
         c->grown++;
         fresh->list = SLAB_EMPTY;
