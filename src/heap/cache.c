@@ -56,7 +56,7 @@ static unsigned choose_order(uint32_t stride, uint32_t min_objects)
 /* The first free id for an object cache. Heap lock held. */
 static uint32_t free_id(const struct kmm_heap *h)
 {
-    for (uint32_t id = HEAP_CLASSES + 3; id < KMM_HEAP_CACHES; id++)
+    for (uint32_t id = HEAP_CLASSES + 1; id < HEAP_ID_RECORDS; id++)
         if (!h->caches[id])
             return id;
     return 0;
@@ -122,9 +122,9 @@ struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, 
     kmm_irqstate_t s = kmm_lock_irqsave(&h->lock);
     uint32_t id = 0;
     if (kind == HEAP_KIND_RECORDS)
-        id = h->records ? 0 : HEAP_CLASSES + 1;
+        id = h->records ? 0 : HEAP_ID_RECORDS;
     else if (kind == HEAP_KIND_MAGS)
-        id = h->mags ? 0 : HEAP_CLASSES + 2;
+        id = h->mags ? 0 : HEAP_ID_MAGS;
     else if (kind == HEAP_KIND_CLASS)
         id = heap_class_of(h, size) + 1;
     else
@@ -179,7 +179,7 @@ size_t kmm_heap_shrink(struct kmm *k)
 {
     /* The heap's own caches last, and the records' after the magazines':
      * slabs given back free their records and magazines into them. */
-    static const unsigned last[] = {HEAP_CLASSES + 2, HEAP_CLASSES + 1};
+    static const unsigned last[] = {HEAP_ID_MAGS, HEAP_ID_RECORDS};
     size_t pages = 0;
     for (unsigned id = 1; id < KMM_HEAP_CACHES; id++) {
         struct kmm_cache *c = __atomic_load_n(&k->heap.caches[id], __ATOMIC_ACQUIRE);

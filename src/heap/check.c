@@ -115,7 +115,7 @@ static void check_cache(struct kmm *k, struct kmm_cache *c, struct kmm_check_res
         for (unsigned i = 0; i < hc->n; i++) {
             uintptr_t obj = (uintptr_t)hc->objs[i];
             struct heap_ref ref;
-            if (heap_find(k, obj, &ref) != HEAP_FOUND || ref.cache != c ||
+            if (heap_find_in(k, obj, &ref, true) != HEAP_FOUND || ref.cache != c ||
                 heap_tag_get(c, obj) != heap_tag(c, obj))
                 kmm_check_problem(r, KMM_CHECK_CORRUPT,
                                   "heap: cache %s: CPU %u caches 0x%llx, no free object of it",

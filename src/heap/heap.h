@@ -201,13 +201,18 @@ enum heap_bad {
     HEAP_INTERIOR, /* inside an object or block, not at its start */
 };
 
+_Static_assert(HEAP_ID_MAGS == HEAP_ID_RECORDS + 1 && HEAP_OWNER_LARGE == HEAP_ID_MAGS + 1,
+               "the heap's own caches and whole-page blocks are the ids from HEAP_ID_RECORDS");
+
 /*
- * heap_find - from pointer p to its cache, slab and block: the direct map,
- * the frame database's SLAB head and owner, the live cache of that id, and
- * an object start inside the slab's objects. Lock-free; O(1).
+ * heap_find_in - from pointer p to its cache, slab and block: the direct
+ * map, the frame database's SLAB head and owner, the live cache of that
+ * id, and an object start inside the slab's objects. An object of the
+ * heap's own caches (a slab record, a magazine) is foreign unless own:
+ * the heap never hands one to a caller. Lock-free; O(1).
  */
-static inline __attribute__((always_inline)) enum heap_bad heap_find(struct kmm *k, uintptr_t p,
-                                                                     struct heap_ref *out)
+static inline __attribute__((always_inline)) enum heap_bad
+heap_find_in(struct kmm *k, uintptr_t p, struct heap_ref *out, bool own)
 {
     /* An address below the direct map wraps to a frame beyond the
      * database, which pmm_slab_find refuses like any frame it lacks. */
@@ -216,11 +221,13 @@ static inline __attribute__((always_inline)) enum heap_bad heap_find(struct kmm 
     if (!pmm_slab_find(k, pa, &ref))
         return HEAP_FOREIGN;
     uint64_t off = pa - ref.pa;
-    if (__builtin_expect(ref.owner >= KMM_HEAP_CACHES, 0)) {
-        if (ref.owner != HEAP_OWNER_LARGE)
+    if (__builtin_expect(ref.owner >= HEAP_ID_RECORDS, 0)) {
+        if (ref.owner == HEAP_OWNER_LARGE) {
+            *out = (struct heap_ref){NULL, ref.pa, ref.order};
+            return off ? HEAP_INTERIOR : HEAP_FOUND;
+        }
+        if (!own || ref.owner > HEAP_ID_MAGS)
             return HEAP_FOREIGN;
-        *out = (struct heap_ref){NULL, ref.pa, ref.order};
-        return off ? HEAP_INTERIOR : HEAP_FOUND;
     }
     /* The owner is a cache id, so the block is one of its slabs, of its
      * order: the offset check below keeps the pointer inside it. */
@@ -232,6 +239,14 @@ static inline __attribute__((always_inline)) enum heap_bad heap_find(struct kmm 
         return HEAP_INTERIOR;
     *out = (struct heap_ref){c, ref.pa, ref.order};
     return HEAP_FOUND;
+}
+
+/* heap_find - heap_find_in for a caller's pointer: a block the heap may
+ * have handed out, never its own bookkeeping. */
+static inline __attribute__((always_inline)) enum heap_bad heap_find(struct kmm *k, uintptr_t p,
+                                                                     struct heap_ref *out)
+{
+    return heap_find_in(k, p, out, false);
 }
 
 /* --- the CPU stacks --------------------------------------------------------------------- */

@@ -16,9 +16,14 @@
 
 /* Size classes: 16 .. 128 in steps of 16, then eight per power of two up
  * to KMM_HEAP_SLAB_MAX (heap/class.c). */
-#define HEAP_CLASSES   KMM_HEAP_CLASSES
+#define HEAP_CLASSES    KMM_HEAP_CLASSES
 /* kmm_malloc's table for sizes up to this: one byte per 16 bytes. */
-#define HEAP_SMALL_MAX 1024u
+#define HEAP_SMALL_MAX  1024u
+/* The heap's own caches take the last two ids, so that one comparison
+ * tells a caller's cache from them and from whole-page blocks (heap.h,
+ * heap_find_in). */
+#define HEAP_ID_RECORDS (KMM_HEAP_CACHES - 2u)
+#define HEAP_ID_MAGS    (KMM_HEAP_CACHES - 1u)
 
 struct kmm_cache;
 
@@ -26,8 +31,8 @@ struct kmm_cache;
  * The heap of an instance.
  * Invariants (kmm_check, heap/check.c):
  *   - caches[id] is the live cache whose id is id, or NULL; ids 1 ..
- *     HEAP_CLASSES are the size classes, HEAP_CLASSES + 1 the slab records,
- *     HEAP_CLASSES + 2 the magazines;
+ *     HEAP_CLASSES are the size classes, HEAP_ID_RECORDS the slab records,
+ *     HEAP_ID_MAGS the magazines, the ids between them object caches;
  *   - held is the bytes of every slab and large block the heap holds, and
  *     peak >= held.
  * lock (order 4 in docs/architecture.md, after a cache's lock is never

@@ -1,0 +1,98 @@
+/*
+ * test_heap_attack_inside.c - the heap attacked from inside: pointers to
+ * its own bookkeeping (slab records, magazines) handed to the calls that
+ * take a block, the outcome of a race reproduced by hand (one object on a
+ * CPU stack twice), and corruptions of its structures that kmm_check must
+ * report. White-box and hosted only: it reaches the heap's private
+ * structures through the library's private headers.
+ */
+#include "ktest.h"
+#include "env.h"
+#include "fixture.h"
+#include "heap_fixture.h"
+
+#include <kmm/check.h>
+#include <kmm/heap.h>
+#include <kmm/kmm.h>
+#include <kmm/misuse.h>
+#include <kmm/page.h>
+
+#include "heap/heap.h"
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+#define MIB  ((size_t)1 << 20)
+
+static const struct kmm_region ram32[] = {{1 * MIB, 31 * MIB, KMM_MEM_USABLE}};
+
+#define FOREIGN (KT_CLASS(KMM_MISUSE_OUTSIDE) | KT_CLASS(KMM_MISUSE_NOT_BLOCK))
+
+/* The calls that take a block pointer, each given p, which is none of the
+ * caller's blocks: refused as foreign, counted, nothing changed. */
+static void expect_every_call_refuses_at(struct ktest *t, struct kt_heap *h, const void *p,
+                                         int line)
+{
+    struct kmm *k = h->f.k;
+    struct kt_heap_snap s;
+    const struct kt_heap_verdict v = {KMM_EINVAL, FOREIGN};
+    kt_heap_snap(h, &s);
+    kt_expect_heap_misuse_at(t, h, &s, kmm_free(k, p), &v, 1, "kmm_free", "kmm_free", __FILE__,
+                             line);
+    kt_heap_snap(h, &s);
+    kt_expect_heap_misuse_at(t, h, &s, kmm_free_sized(k, p, 64), &v, 1, "kmm_free_sized",
+                             "kmm_free_sized", __FILE__, line);
+    kt_heap_snap(h, &s);
+    int got = kmm_usable_size(k, p) == 0 ? KMM_EINVAL : KMM_OK;
+    kt_expect_heap_misuse_at(t, h, &s, got, &v, 1, "kmm_usable_size", "kmm_usable_size", __FILE__,
+                             line);
+    kt_heap_snap(h, &s);
+    got = KT_NULL_AS(kmm_realloc(k, (void *)(uintptr_t)p, 64, 0), KMM_EINVAL);
+    kt_expect_heap_misuse_at(t, h, &s, got, &v, 1, "kmm_realloc", "kmm_realloc", __FILE__, line);
+}
+#define EXPECT_EVERY_CALL_REFUSES(t, h, p) expect_every_call_refuses_at((t), (h), (p), __LINE__)
+
+/* --- the heap's own objects ------------------------------------------------------------ */
+
+/*
+ * Slab records and magazines are objects of the heap's own caches, in
+ * slabs the frame database names like any other; but the heap never hands
+ * them to a caller, so no call that takes a caller's block accepts them.
+ */
+KTEST(heap_inside, the_heaps_own_records_and_magazines_are_no_callers_blocks)
+{
+    static struct kt_heap h;
+    if (!kt_heap_up(t, &h, ram32, N(ram32), 1))
+        return;
+    struct kmm *k = h.f.k;
+    kt_heap_warm(t, &h);
+    /* Enough 64-byte blocks, freed, to fill this CPU's stack and put
+     * magazines in the class's depot. */
+    enum { OBJS = 600 };
+    static void *o[OBJS];
+    for (unsigned i = 0; i < OBJS; i++)
+        KT_ASSERT(t, (o[i] = kmm_malloc(k, 64, 0)) != NULL);
+    for (unsigned i = 0; i < OBJS; i++)
+        KT_ASSERT_EQ(t, kmm_free(k, o[i]), KMM_OK);
+    struct kmm_cache *c = k->heap.classes[heap_class_of(&k->heap, 64)];
+    struct kmm_cache *rc = k->heap.records;
+    KT_ASSERT(t, c != NULL && rc != NULL && c->full != NULL);
+    const struct slab *rec = NULL, *self = NULL;
+    for (unsigned l = 0; l < SLAB_LISTS && !rec; l++)
+        rec = c->lists[l];
+    for (unsigned l = 0; l < SLAB_LISTS && !self; l++)
+        for (const struct slab *s = rc->lists[l]; s && !self; s = s->next)
+            if (s->self)
+                self = s;
+    KT_ASSERT(t, rec != NULL && self != NULL);
+    const void *own[] = {
+        rec,     /* a slab's record, an object of the records' cache */
+        self,    /* a records slab's own record, its first object */
+        c->full, /* a full magazine in a depot */
+    };
+    for (size_t i = 0; i < N(own); i++) {
+        ktest_diag(t, "the heap's own object %zu", i);
+        EXPECT_EVERY_CALL_REFUSES(t, &h, own[i]);
+    }
+    kt_heap_settle(&h);
+    KT_EXPECT_HEALTHY(t, k);
+    kt_heap_down(&h);
+}
