@@ -309,6 +309,17 @@ static void return_locked(struct kmm *k, struct kmm_cache *c, uintptr_t obj)
                  c->name, (unsigned long long)obj);
         return;
     }
+    if (heap_tag_get(c, obj) != heap_tag(c, obj)) {
+        /* Its tag is gone: another copy of it (freed on two CPUs at once)
+         * was allocated and is live, or it was written after it was freed.
+         * Either way it is not free: it stays out (as drop_bad_top). */
+        kmm_logf(k->port, KMM_LOG_ERR,
+                 "heap: cache %s: free object 0x%llx lost its free tag on its way back to its "
+                 "slab (written after it was freed, or freed twice at once and allocated "
+                 "again); it is left out of use",
+                 c->name, (unsigned long long)obj);
+        return;
+    }
     out_flip(s, i);
     slab_put(c, s, obj);
     c->total_inuse--;
