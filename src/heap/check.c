@@ -9,6 +9,12 @@
 
 #include <kmm/check.h>
 
+/* Whether object i of slab s is marked out of its free list. */
+static bool marked_out(const struct slab *s, uint64_t i)
+{
+    return (s->out[i / 64] >> (i % 64)) & 1u;
+}
+
 /* Checks slab s of c; returns its free objects. Lock held. */
 static uint64_t check_slab(struct kmm *k, const struct kmm_cache *c, const struct slab *s,
                            unsigned list, struct kmm_check_result *r)
@@ -31,7 +37,7 @@ static uint64_t check_slab(struct kmm *k, const struct kmm_cache *c, const struc
         const uintptr_t *w = heap_words(c, obj);
         uint64_t off = obj - s->base;
         if (obj < s->base || off % c->size || off / c->size >= c->objects || n >= c->objects ||
-            heap_tag_get(c, obj) != heap_tag(c, obj)) {
+            heap_tag_get(c, obj) != heap_tag(c, obj) || marked_out(s, off / c->size)) {
             kmm_check_problem(r, KMM_CHECK_CORRUPT,
                               "heap: cache %s: slab 0x%llx: free list entry 0x%llx is no free "
                               "object of the slab",
@@ -41,14 +47,22 @@ static uint64_t check_slab(struct kmm *k, const struct kmm_cache *c, const struc
         r->blocks_walked++;
         obj = w[0] ^ c->secret ^ (uintptr_t)w;
     }
-    uint32_t out = 0; /* bits set; by hand: the kernel links no libgcc for popcount */
+    /* Each free object's mark is clear (above); with no mark past the last
+     * object and the count right, the marks are exactly the objects out.
+     * Bits counted by hand: the kernel links no libgcc for popcount. */
+    uint32_t out = 0, past = 0;
     for (unsigned w = 0; w < HEAP_SLAB_OBJECTS_MAX / 64; w++)
-        for (uint64_t bits = s->out[w]; bits; bits &= bits - 1)
-            out++;
-    if (out != s->inuse)
+        for (uint64_t bits = s->out[w]; bits; bits &= bits - 1) {
+            if (w * 64 + (unsigned)__builtin_ctzll(bits) < c->objects)
+                out++;
+            else
+                past++;
+        }
+    if (out != s->inuse || past)
         kmm_check_problem(r, KMM_CHECK_CORRUPT,
-                          "heap: cache %s: slab 0x%llx marks %u objects out, %u in use", c->name,
-                          (unsigned long long)s->base, out, s->inuse);
+                          "heap: cache %s: slab 0x%llx marks %u objects out (and %u past its "
+                          "last), %u in use",
+                          c->name, (unsigned long long)s->base, out, past, s->inuse);
     if (n + s->inuse != c->objects)
         kmm_check_problem(r, KMM_CHECK_CORRUPT,
                           "heap: cache %s: slab 0x%llx has %llu free and %u in use of %u", c->name,

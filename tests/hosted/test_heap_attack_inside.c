@@ -143,3 +143,102 @@ KTEST(heap_inside, a_stale_copy_of_a_reallocated_object_never_goes_back_to_its_s
     KT_EXPECT_HEALTHY(t, k);
     kt_heap_down(&h);
 }
+
+/* --- corruption kmm_check must see ---------------------------------------------------- */
+
+/* Runs kmm_check and expects a corruption whose first finding contains
+ * needle. */
+static void expect_corrupt_at(struct ktest *t, struct kmm *k, const char *needle, int line)
+{
+    struct kmm_check_result r;
+    int status = kmm_check(k, &r);
+    if (status != KMM_CHECK_CORRUPT || !ktest_contains(r.first, needle))
+        ktest_fail_at(t, __FILE__, line, "status %d, first finding \"%s\", wanted \"%s\"", status,
+                      r.first, needle);
+}
+#define EXPECT_CORRUPT(t, k, needle) expect_corrupt_at((t), (k), (needle), __LINE__)
+
+/* A slab of the 64-byte class with objects both out and on its free list:
+ * *s, its first free object *in_slab. */
+struct places {
+    struct kmm_cache *c;
+    struct slab *s;
+    uintptr_t in_slab;
+};
+
+static bool make_places(struct ktest *t, struct kt_heap *h, struct places *pl)
+{
+    struct kmm *k = h->f.k;
+    enum { OBJS = 100 };
+    static void *o[OBJS];
+    for (unsigned i = 0; i < OBJS; i++)
+        if (!(o[i] = kmm_malloc(k, 64, 0)))
+            return false;
+    for (unsigned i = 0; i < OBJS; i += 2)
+        KT_EXPECT_EQ(t, kmm_free(k, o[i]), KMM_OK);
+    kmm_heap_drain_cpu(k); /* the freed half back on the slabs' free lists */
+    pl->c = k->heap.classes[heap_class_of(&k->heap, 64)];
+    pl->s = NULL;
+    for (struct slab *s = pl->c->lists[SLAB_PARTIAL]; s && !pl->s; s = s->next)
+        if (s->free)
+            pl->s = s;
+    if (!pl->s)
+        return false;
+    pl->in_slab = pl->s->free;
+    return true;
+}
+
+KTEST(heap_inside, kmm_check_sees_a_corrupt_free_list_link_and_tag)
+{
+    static struct kt_heap h;
+    if (!kt_heap_up(t, &h, ram32, N(ram32), 1))
+        return;
+    struct places pl;
+    KT_ASSERT(t, make_places(t, &h, &pl));
+    KT_EXPECT_HEALTHY(t, h.f.k);
+    uintptr_t *w = heap_words(pl.c, pl.in_slab);
+    w[0] ^= 8; /* the link: no object start */
+    EXPECT_CORRUPT(t, h.f.k, "free list entry");
+    w[0] ^= 8;
+    KT_EXPECT_HEALTHY(t, h.f.k);
+    w[1] ^= 1; /* the tag */
+    EXPECT_CORRUPT(t, h.f.k, "free list entry");
+    w[1] ^= 1;
+    KT_EXPECT_HEALTHY(t, h.f.k);
+    kt_heap_down(&h);
+}
+
+/* A slab's marks say which of its objects are out of its free list: two
+ * marks swapped (the count unchanged), or a mark past its last object,
+ * contradict the list. */
+KTEST(heap_inside, kmm_check_sees_a_slabs_marks_that_contradict_its_free_list)
+{
+    static struct kt_heap h;
+    if (!kt_heap_up(t, &h, ram32, N(ram32), 1))
+        return;
+    struct places pl;
+    KT_ASSERT(t, make_places(t, &h, &pl));
+    struct slab *s = pl.s;
+    uint32_t free_i = (uint32_t)((pl.in_slab - s->base) / pl.c->size), out_i = 0;
+    while (out_i < pl.c->objects && !(s->out[out_i / 64] >> (out_i % 64) & 1))
+        out_i++;
+    KT_ASSERT(t, out_i < pl.c->objects && pl.c->objects < HEAP_SLAB_OBJECTS_MAX);
+    uint64_t free_bit = UINT64_C(1) << (free_i % 64), out_bit = UINT64_C(1) << (out_i % 64);
+    uint32_t past = pl.c->objects;
+    uint64_t past_bit = UINT64_C(1) << (past % 64);
+    /* Swapped: a free object marked out, an object out marked back. */
+    s->out[free_i / 64] ^= free_bit;
+    s->out[out_i / 64] ^= out_bit;
+    EXPECT_CORRUPT(t, h.f.k, "slab");
+    s->out[free_i / 64] ^= free_bit;
+    s->out[out_i / 64] ^= out_bit;
+    KT_EXPECT_HEALTHY(t, h.f.k);
+    /* Moved past the last object. */
+    s->out[out_i / 64] ^= out_bit;
+    s->out[past / 64] ^= past_bit;
+    EXPECT_CORRUPT(t, h.f.k, "slab");
+    s->out[out_i / 64] ^= out_bit;
+    s->out[past / 64] ^= past_bit;
+    KT_EXPECT_HEALTHY(t, h.f.k);
+    kt_heap_down(&h);
+}
