@@ -274,10 +274,14 @@ static int object_free(struct kmm *k, struct kmm_cache *c, const void *p, const 
 }
 
 /* Frees a block other than a cache object. */
-static int large_free(struct kmm *k, const struct heap_block *b, const void *p)
+static int large_free(struct kmm *k, const struct heap_block *b, const void *p, const char *fn,
+                      const void *caller)
 {
     if (b->kind == BLOCK_PAGES) {
-        pmm_slab_free(k, b->ref.pa);
+        if (!pmm_slab_free(k, b->ref.pa))
+            return heap_misuse(k, KMM_MISUSE_DOUBLE_FREE, KMM_ESTATE, caller,
+                               "%s(%p): already free (freed on another CPU at the same moment)", fn,
+                               p);
     } else {
         KMM_MUST(k->port, kmm_vfree(k, p));
     }
@@ -294,7 +298,7 @@ static int free_from(struct kmm *k, const void *p, const char *fn, const void *c
         return object_free(k, b.ref.cache, p, fn, caller);
     case BLOCK_PAGES:
     case BLOCK_VMALLOC:
-        return large_free(k, &b, p);
+        return large_free(k, &b, p, fn, caller);
     default:
         return bad_pointer(k, fn, p, b.bad, caller);
     }

@@ -236,7 +236,9 @@ static void slab_release(struct kmm *k, struct kmm_cache *c, struct slab *s)
 {
     uint64_t pa = s->base - k->direct_map;
     bool self = s->self;
-    pmm_slab_free(k, pa);
+    if (!pmm_slab_free(k, pa)) /* an empty slab is the heap's alone */
+        kmm_panicf(k->port, "heap: cache %s: slab 0x%llx was freed under it", c->name,
+                   (unsigned long long)s->base);
     if (!self)
         record_free(k, s);
     heap_held_sub(k, (uint64_t)KMM_PAGE_SIZE << c->order);

@@ -132,8 +132,10 @@ uint64_t pmm_slab_alloc(struct kmm *k, unsigned order, kmm_gfp_t flags, uint32_t
                         void *record);
 
 /* pmm_slab_free - gives the heap block at pa (a SLAB head the heap owns)
- * back to the page allocator. Any context. */
-void pmm_slab_free(struct kmm *k, uint64_t pa);
+ * back to the page allocator. Returns false, with nothing changed, if pa
+ * is no longer a heap block's head: another CPU freed it first (two CPUs
+ * freeing one block at once). Any context. */
+bool pmm_slab_free(struct kmm *k, uint64_t pa);
 
 /* A heap block as the frame database names it. */
 struct pmm_slab_ref {

@@ -40,11 +40,16 @@ uint64_t pmm_slab_alloc(struct kmm *k, unsigned order, kmm_gfp_t flags, uint32_t
     }
 }
 
-void pmm_slab_free(struct kmm *k, uint64_t pa)
+bool pmm_slab_free(struct kmm *k, uint64_t pa)
 {
     struct kmm_frame *f = pmm_frame(&k->pmm, pa >> KMM_PAGE_SHIFT);
-    union frame_meta m = frame_meta_get(f);
-    KMM_ASSERT(k->port, m.state == FRAME_SLAB);
+    /* Claimed first by compare-exchange, its owner cleared (0 is never an
+     * owner): of two CPUs freeing the block at once, one wins and the
+     * other finds no heap block, as does any lookup from now on. */
+    union frame_meta m = frame_meta_get(f), dying = m;
+    dying.count = 0;
+    if (m.state != FRAME_SLAB || m.count == 0 || !frame_meta_cas(f, &m, dying))
+        return false;
     __atomic_store_n(&f->next, KMM_PFN_NONE, __ATOMIC_RELAXED);
     __atomic_store_n(&f->prev, KMM_PFN_NONE, __ATOMIC_RELAXED);
     frame_set(f, FRAME_ALLOCATED, m.order, 1);
@@ -53,6 +58,7 @@ void pmm_slab_free(struct kmm *k, uint64_t pa)
      * same. */
     int err = kmm_page_free(k, pa, m.order);
     KMM_ASSERT(k->port, err == KMM_OK || err == KMM_ESTATE);
+    return true;
 }
 
 bool pmm_slab_find_head(struct kmm *k, uint64_t pfn, const struct kmm_frame *f,

@@ -1,0 +1,157 @@
+/*
+ * test_heap_attack_threads.c - the heap attacked by CPUs at once: one large
+ * block freed on two CPUs at the same moment, and caches destroyed while
+ * other CPUs shrink the heap. Hosted (threads act as CPUs); meant to run
+ * under ThreadSanitizer as well (build/tsan).
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
+#include "fixture.h"
+#include "heap_fixture.h"
+#include "hosted.h"
+#include "ktest.h"
+
+#include <kmm/check.h>
+#include <kmm/heap.h>
+#include <kmm/kmm.h>
+#include <kmm/misuse.h>
+#include <kmm/page.h>
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+#define KIB  ((size_t)1 << 10)
+#define MIB  ((size_t)1 << 20)
+#define CPUS 3 /* CPU 0: the test's thread; 1, 2: the racers */
+
+static const struct kmm_region ram[] = {{1 * MIB, 63 * MIB, KMM_MEM_USABLE}};
+
+/* A barrier for two threads that spins (a sleeping one would wake them at
+ * different times and they would rarely meet). */
+struct spin_barrier {
+    atomic_uint arrived, generation;
+};
+
+static void spin_wait(struct spin_barrier *b)
+{
+    unsigned gen = atomic_load(&b->generation);
+    if (atomic_fetch_add(&b->arrived, 1) == 1) {
+        atomic_store(&b->arrived, 0);
+        atomic_store(&b->generation, gen + 1);
+        return;
+    }
+    for (unsigned spins = 0; atomic_load(&b->generation) == gen; spins++)
+        if (spins > 1000)
+            sched_yield();
+}
+
+/* Pins the calling thread to a host CPU of its own where there are two. */
+static void pin(unsigned who)
+{
+    long host_cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (host_cpus > 1) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET((int)(who % (unsigned long)host_cpus), &set);
+        (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    }
+}
+
+/* --- one large block freed on two CPUs at once -------------------------------------------- */
+
+#define ROUNDS      4000
+#define RACE_JITTER 256 /* the most loop steps a racer waits after the barrier */
+
+struct race {
+    struct kmm *k;
+    size_t size;
+    struct spin_barrier start, end;
+    _Atomic(void *) p;
+    int result[2];
+    unsigned long ok;    /* frees that returned KMM_OK */
+    unsigned long wrong; /* rounds whose results were not one OK and one error */
+    int bad[2];
+};
+
+struct racer {
+    struct race *r;
+    unsigned who;
+};
+
+static void *racer_main(void *arg)
+{
+    struct racer *a = arg;
+    struct race *r = a->r;
+    if (!hosted_cpu_enter(1 + a->who))
+        return NULL;
+    pin(a->who);
+    uint64_t seed = 0x1a7e + a->who;
+    for (unsigned long round = 0; round < ROUNDS; round++) {
+        if (a->who == 0)
+            atomic_store(&r->p, kmm_malloc(r->k, r->size, 0));
+        spin_wait(&r->start);
+        for (uint64_t d = kt_rng(&seed) % RACE_JITTER; d > 0; d--)
+            __asm__ volatile("" ::: "memory");
+        r->result[a->who] = kmm_free(r->k, atomic_load(&r->p));
+        spin_wait(&r->end);
+        /* A block of whole pages has no CPU stack to hide a second copy
+         * in: exactly one free is KMM_OK, the other is refused (a double
+         * free, or no block any more). */
+        int ok = (r->result[0] == KMM_OK) + (r->result[1] == KMM_OK);
+        if (a->who == 0)
+            r->ok += (unsigned long)ok;
+        if (ok != 1) {
+            if (a->who == 0) {
+                r->wrong++;
+                r->bad[0] = r->result[0];
+                r->bad[1] = r->result[1];
+            }
+            break;
+        }
+        spin_wait(&r->start); /* the judging is done before the next round's results */
+    }
+    hosted_cpu_exit();
+    return NULL;
+}
+
+KTEST(heap_attack_threads, a_large_block_freed_on_two_cpus_at_once_is_freed_once)
+{
+    static struct kt_heap h;
+    if (!kt_heap_up(t, &h, ram, N(ram), CPUS))
+        return;
+    kt_heap_warm(t, &h);
+    struct kmm_heap_stats s0 = kt_heap_stats(&h);
+    struct kmm_misuse_stats m0;
+    kmm_misuse_stats(h.f.k, &m0);
+    static struct race r;
+    r = (struct race){.k = h.f.k, .size = 16 * KIB};
+    pthread_t th[2];
+    struct racer a[2] = {{&r, 0}, {&r, 1}};
+    for (unsigned i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, racer_main, &a[i]);
+    for (unsigned i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    if (r.wrong) {
+        /* The heap may be corrupt: tear nothing down. */
+        ktest_fail_at(t, __FILE__, __LINE__, "a round returned %s and %s", kmm_strerror(r.bad[0]),
+                      kmm_strerror(r.bad[1]));
+        return;
+    }
+    struct kmm_heap_stats s1 = kt_heap_stats(&h);
+    struct kmm_misuse_stats m1;
+    kmm_misuse_stats(h.f.k, &m1);
+    KT_EXPECT_EQ(t, r.ok, ROUNDS);
+    KT_EXPECT_EQ(t, s1.misuse - s0.misuse, ROUNDS);
+    KT_EXPECT_EQ(t, m1.total - m0.total, ROUNDS);
+    KT_EXPECT_EQ(t, s1.large_blocks, 0);
+    KT_EXPECT_EQ(t, s1.bytes_held, s0.bytes_held);
+    KT_EXPECT_EQ(t, s1.frees - s0.frees, ROUNDS);
+    for (unsigned cpu = 1; cpu < CPUS; cpu++) {
+        KT_EXPECT_EQ(t, kmm_heap_drain_offline_cpu(h.f.k, cpu), KMM_OK);
+        KT_EXPECT_EQ(t, kmm_page_drain_offline_cpu(h.f.k, cpu), KMM_OK);
+    }
+    KT_EXPECT_HEALTHY(t, h.f.k);
+    kt_heap_down(&h);
+}
