@@ -283,7 +283,11 @@ static int large_free(struct kmm *k, const struct heap_block *b, const void *p, 
                                "%s(%p): already free (freed on another CPU at the same moment)", fn,
                                p);
     } else {
-        KMM_MUST(k->port, kmm_vfree(k, p));
+        /* Another CPU freeing it at this moment, or just now: the window
+         * refuses the second free, counted and logged there. */
+        int err = kmm_vfree(k, p);
+        if (err)
+            return err == KMM_ESTATE ? KMM_ESTATE : KMM_EINVAL;
     }
     heap_held_sub(k, b->bytes);
     large_count(k, b->bytes, false);
