@@ -221,7 +221,9 @@ size_t kmm_cache_shrink(struct kmm *k, struct kmm_cache *c);
  * those CPUs drain (kmm_heap_drain_cpu, kmm_heap_drain_offline_cpu): their
  * stacks are theirs alone. KMM_EINVAL for NULL (KMM_MISUSE_BAD_ARG), a
  * size-class cache, or a cache that is no live cache of k (BAD_HANDLE).
- * c must not be used afterwards. May block.
+ * c must not be used afterwards. May block: c's memory goes back once no
+ * other CPU is inside it (a kmm_heap_shrink, which the reclaim hook runs
+ * on any CPU, a drain, the figures, kmm_check).
  */
 int kmm_cache_destroy(struct kmm *k, struct kmm_cache *c);
 

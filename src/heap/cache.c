@@ -173,6 +173,53 @@ bool heap_cache_live(struct kmm *k, const struct kmm_cache *c)
            c->magic == (HEAP_CACHE_MAGIC ^ a);
 }
 
+/* --- walks of caches[] ------------------------------------------------------------------ */
+
+/*
+ * A walk counts itself in walkers[] of the epoch it began in, then reads
+ * caches[]; kmm_cache_destroy takes a cache out of caches[], then sees each
+ * counter at zero once before freeing the cache's memory. Both sides read
+ * the counter with a read-modify-write (acquire and release): of a walk's
+ * and the destroyer's, the later one reads the earlier's value, so either
+ * the destroyer counts the walk and waits for it, or the walk's acquire
+ * sees the cache gone from caches[]. The epoch flips between the two
+ * waits, so walks begun meanwhile count in the counter not waited for:
+ * they cannot starve the destroyer (as SRCU's two counters).
+ */
+unsigned heap_walk_begin(struct kmm *k)
+{
+    struct kmm_heap *h = &k->heap;
+    unsigned e = atomic_load_explicit(&h->walk_epoch, memory_order_acquire) & 1u;
+    atomic_fetch_add_explicit(&h->walkers[e], 1, memory_order_acq_rel);
+    return e;
+}
+
+void heap_walk_end(struct kmm *k, unsigned epoch)
+{
+    atomic_fetch_sub_explicit(&k->heap.walkers[epoch], 1, memory_order_release);
+}
+
+/* Waits until counter n has been zero once since this call. */
+static void walkers_wait_zero(atomic_ulong *n)
+{
+    if (!atomic_fetch_add_explicit(n, 0, memory_order_acq_rel))
+        return;
+    while (atomic_load_explicit(n, memory_order_acquire))
+        for (unsigned i = 0; i < 64; i++)
+            __builtin_ia32_pause();
+}
+
+/* Returns once no walk that may have found a cache taken out of caches[]
+ * before this call is still in it. No lock held (it spins). */
+static void heap_walks_wait(struct kmm *k)
+{
+    struct kmm_heap *h = &k->heap;
+    unsigned e = atomic_load_explicit(&h->walk_epoch, memory_order_relaxed) & 1u;
+    walkers_wait_zero(&h->walkers[e ^ 1u]);
+    atomic_store_explicit(&h->walk_epoch, e ^ 1u, memory_order_release);
+    walkers_wait_zero(&h->walkers[e]);
+}
+
 /* --- the heap's reclaim hook ----------------------------------------------------------- */
 
 size_t kmm_heap_shrink(struct kmm *k)
@@ -181,6 +228,7 @@ size_t kmm_heap_shrink(struct kmm *k)
      * slabs given back free their records and magazines into them. */
     static const unsigned last[] = {HEAP_ID_MAGS, HEAP_ID_RECORDS};
     size_t pages = 0;
+    unsigned walk = heap_walk_begin(k);
     for (unsigned id = 1; id < KMM_HEAP_CACHES; id++) {
         struct kmm_cache *c = __atomic_load_n(&k->heap.caches[id], __ATOMIC_ACQUIRE);
         if (c && id != last[0] && id != last[1])
@@ -191,6 +239,7 @@ size_t kmm_heap_shrink(struct kmm *k)
         if (c)
             pages += heap_shrink_cache(k, c);
     }
+    heap_walk_end(k, walk);
     return pages;
 }
 
@@ -324,12 +373,15 @@ int kmm_cache_destroy(struct kmm *k, struct kmm_cache *c)
                            "other CPUs' stacks until they drain)",
                            c->name, (unsigned long long)out);
     struct kmm_heap *h = &k->heap;
-    struct kmm_cache_stats cs;
-    cache_stats(c, &cs);
     s = kmm_lock_irqsave(&h->lock);
     __atomic_store_n(&h->caches[c->id], NULL, __ATOMIC_RELEASE);
     c->magic = 0;
     kmm_unlock_irqrestore(&h->lock, s);
+    /* A shrink (the reclaim hook, on any CPU), a drain or the figures may
+     * be inside c: its memory goes once they are out. */
+    heap_walks_wait(k);
+    struct kmm_cache_stats cs;
+    cache_stats(c, &cs);
     atomic_fetch_add_explicit(&h->retired_allocs, cs.allocs, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->retired_frees, cs.frees, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->retired_alloc_bytes, cs.allocs * c->size, memory_order_relaxed);
@@ -343,6 +395,7 @@ int kmm_cache_destroy(struct kmm *k, struct kmm_cache *c)
 
 void kmm_heap_drain_cpu(struct kmm *k)
 {
+    unsigned walk = heap_walk_begin(k);
     for (unsigned id = 1; id < KMM_HEAP_CACHES; id++) {
         struct kmm_cache *c = __atomic_load_n(&k->heap.caches[id], __ATOMIC_ACQUIRE);
         if (!c)
@@ -351,6 +404,7 @@ void kmm_heap_drain_cpu(struct kmm *k)
         heap_drain(k, c, heap_this_cpu(c));
         kmm_preempt_enable();
     }
+    heap_walk_end(k, walk);
 }
 
 int kmm_heap_drain_offline_cpu(struct kmm *k, unsigned cpu)
@@ -358,11 +412,13 @@ int kmm_heap_drain_offline_cpu(struct kmm *k, unsigned cpu)
     if (cpu >= k->cpu_count)
         return heap_misuse(k, KMM_MISUSE_ABSENT, KMM_EINVAL, __builtin_return_address(0),
                            "kmm_heap_drain_offline_cpu(%u): only %u CPUs", cpu, k->cpu_count);
+    unsigned walk = heap_walk_begin(k);
     for (unsigned id = 1; id < KMM_HEAP_CACHES; id++) {
         struct kmm_cache *c = __atomic_load_n(&k->heap.caches[id], __ATOMIC_ACQUIRE);
         if (c)
             heap_drain(k, c, heap_cpu_at(c, cpu));
     }
+    heap_walk_end(k, walk);
     return KMM_OK;
 }
 
@@ -408,18 +464,22 @@ int kmm_cache_stats(struct kmm *k, const struct kmm_cache *c, struct kmm_cache_s
 
 struct kmm_cache *kmm_heap_cache_at(struct kmm *k, unsigned i)
 {
-    for (unsigned id = 1; id < KMM_HEAP_CACHES; id++) {
+    struct kmm_cache *found = NULL;
+    unsigned walk = heap_walk_begin(k);
+    for (unsigned id = 1; id < KMM_HEAP_CACHES && !found; id++) {
         struct kmm_cache *c = __atomic_load_n(&k->heap.caches[id], __ATOMIC_ACQUIRE);
         if (c && (c->kind == HEAP_KIND_CLASS || c->kind == HEAP_KIND_OBJECT) && i-- == 0)
-            return c;
+            found = c;
     }
-    return NULL;
+    heap_walk_end(k, walk);
+    return found;
 }
 
 void kmm_heap_stats(struct kmm *k, struct kmm_heap_stats *out)
 {
     struct kmm_heap *h = &k->heap;
     *out = (struct kmm_heap_stats){0};
+    unsigned walk = heap_walk_begin(k);
     for (unsigned id = 1; id < KMM_HEAP_CACHES; id++) {
         struct kmm_cache *c = __atomic_load_n(&h->caches[id], __ATOMIC_ACQUIRE);
         if (!c)
@@ -435,6 +495,7 @@ void kmm_heap_stats(struct kmm *k, struct kmm_heap_stats *out)
         out->alloc_bytes += cs.allocs * c->size;
         out->free_bytes += cs.frees * c->size;
     }
+    heap_walk_end(k, walk);
     out->large_blocks = atomic_load_explicit(&h->large_blocks, memory_order_relaxed);
     out->large_bytes = atomic_load_explicit(&h->large_bytes, memory_order_relaxed);
     out->bytes_used += out->large_bytes;

@@ -142,6 +142,7 @@ static void check_cache(struct kmm *k, struct kmm_cache *c, struct kmm_check_res
 void heap_check(struct kmm *k, struct kmm_check_result *r)
 {
     struct kmm_heap *h = &k->heap;
+    unsigned walk = heap_walk_begin(k);
     for (unsigned id = 1; id < KMM_HEAP_CACHES; id++) {
         struct kmm_cache *c = __atomic_load_n(&h->caches[id], __ATOMIC_ACQUIRE);
         if (!c)
@@ -152,6 +153,7 @@ void heap_check(struct kmm *k, struct kmm_check_result *r)
         }
         check_cache(k, c, r);
     }
+    heap_walk_end(k, walk);
     uint64_t held = atomic_load_explicit(&h->held, memory_order_relaxed);
     if (atomic_load_explicit(&h->peak, memory_order_relaxed) < held)
         kmm_check_problem(r, KMM_CHECK_CORRUPT, "heap: peak below the bytes held");

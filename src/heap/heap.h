@@ -369,6 +369,15 @@ bool heap_ready(struct kmm *k, kmm_gfp_t flags);
  * without memory. */
 struct kmm_cache *heap_class_cache(struct kmm *k, unsigned i, kmm_gfp_t flags);
 
+/*
+ * heap_walk_begin - a walk of caches[] begins (a shrink, a drain, the
+ * figures, kmm_check): until heap_walk_end(k, its return value), no cache
+ * the walk finds in caches[] is freed under it (kmm_cache_destroy waits).
+ * Never waits itself: any context.
+ */
+unsigned heap_walk_begin(struct kmm *k);
+void heap_walk_end(struct kmm *k, unsigned epoch);
+
 /* Whether c is a live cache of k (lock-free; for misuse judgement). */
 bool heap_cache_live(struct kmm *k, const struct kmm_cache *c);
 

@@ -51,6 +51,10 @@ struct kmm_heap {
         large_free_bytes;
     atomic_ulong failed;
     atomic_ulong retired_allocs, retired_frees, retired_alloc_bytes, retired_free_bytes;
+    /* Walks of caches[] in progress, by the epoch they began in (heap/cache.c,
+     * heap_walk_begin): a destroyed cache's memory waits for them. */
+    atomic_uint walk_epoch;
+    atomic_ulong walkers[2];
     uint64_t secret;          /* mixed into each cache's secret */
     const void *vmalloc_site; /* the call site of the heap's vmalloc'd blocks (kmalloc.c) */
     struct kmm_shrinker shrinker;

@@ -171,3 +171,86 @@ KTEST(heap_attack_threads, a_vmalloced_block_freed_on_two_cpus_at_once_is_freed_
 {
     race_frees(t, 300 * KIB, false);
 }
+
+/* --- a cache destroyed while another CPU shrinks the heap ---------------------------------- */
+
+#define DESTROY_ROUNDS 300
+#define DESTROY_OBJS   1200 /* 64-byte objects: a full stack and a depot of magazines */
+
+struct shrinker_cpu {
+    struct kmm *k;
+    atomic_bool stop;
+    atomic_ulong passes;
+};
+
+static void *shrinker_main(void *arg)
+{
+    struct shrinker_cpu *s = arg;
+    if (!hosted_cpu_enter(1))
+        return NULL;
+    pin(1);
+    while (!atomic_load(&s->stop)) {
+        kmm_heap_shrink(s->k);
+        atomic_fetch_add(&s->passes, 1);
+    }
+    hosted_cpu_exit();
+    return NULL;
+}
+
+/*
+ * kmm_heap_shrink (what the reclaim hook runs, on whichever CPU allocates)
+ * walks every cache; a cache destroyed meanwhile must not be freed under
+ * the walk. Each round fills a cache's depot, destroys the cache while
+ * another CPU shrinks the heap, and takes the destroyed cache's page back
+ * at once (zeroed): a walk still inside the cache would find no CPUs there
+ * (a panic) or scribble over the page's new owner.
+ */
+KTEST(heap_attack_threads,
+      a_cache_destroyed_while_another_cpu_shrinks_the_heap_is_not_freed_under_it)
+{
+    static struct kt_heap h;
+    if (!kt_heap_up(t, &h, ram, N(ram), 2))
+        return;
+    struct kmm *k = h.f.k;
+    kt_heap_warm(t, &h);
+    static void *o[DESTROY_OBJS];
+    static struct shrinker_cpu s;
+    s = (struct shrinker_cpu){.k = k};
+    pthread_t th;
+    pthread_create(&th, NULL, shrinker_main, &s);
+    pin(0);
+    unsigned destroyed = 0, reused = 0, scribbled = 0;
+    for (unsigned round = 0; round < DESTROY_ROUNDS; round++) {
+        struct kmm_cache *c = kmm_cache_create(k, "kt-doomed", 64, 0, NULL, 0);
+        KT_ASSERT(t, c != NULL);
+        for (unsigned i = 0; i < DESTROY_OBJS; i++)
+            KT_ASSERT(t, (o[i] = kmm_cache_alloc(k, c, 0)) != NULL);
+        for (unsigned i = 0; i < DESTROY_OBJS; i++)
+            KT_ASSERT_EQ(t, kmm_cache_free(k, c, o[i]), KMM_OK);
+        if (kmm_cache_destroy(k, c) != KMM_OK)
+            continue;
+        destroyed++;
+        /* The cache's page, if the page allocator hands it out again. */
+        uint64_t pa = kmm_page_alloc(k, 0, KMM_GFP_ZERO);
+        KT_ASSERT(t, pa != 0);
+        uint8_t *page = kt_machine_phys(h.f.m, pa);
+        if ((void *)page == (void *)c) {
+            reused++;
+            unsigned long seen = atomic_load(&s.passes);
+            while (atomic_load(&s.passes) < seen + 2) /* a whole walk since */
+                sched_yield();
+            scribbled += !kt_heap_all(&h, page, 0, KT_PAGE, 0);
+        }
+        KT_ASSERT_EQ(t, kmm_page_free(k, pa, 0), KMM_OK);
+    }
+    atomic_store(&s.stop, true);
+    pthread_join(th, NULL);
+    ktest_diag(t, "%u rounds, %u caches destroyed, %u pages reused at once", DESTROY_ROUNDS,
+               destroyed, reused);
+    KT_EXPECT_EQ(t, destroyed, DESTROY_ROUNDS);
+    KT_EXPECT_EQ(t, scribbled, 0);
+    KT_EXPECT_EQ(t, kmm_heap_drain_offline_cpu(k, 1), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_drain_offline_cpu(k, 1), KMM_OK);
+    KT_EXPECT_HEALTHY(t, k);
+    kt_heap_down(&h);
+}
