@@ -465,6 +465,11 @@ void *kmm_realloc(struct kmm *k, void *p, size_t size, kmm_gfp_t flags)
         if (now > keep)
             __builtin_memset((char *)n + keep, 0, now - keep);
     }
-    KMM_MUST(k->port, free_from(k, p, "kmm_realloc", caller));
+    if (free_from(k, p, "kmm_realloc", caller) != KMM_OK) {
+        /* Another CPU freed p meanwhile (the caller's race, refused and
+         * counted by free_from): the copy goes too. */
+        KMM_MUST(k->port, free_from(k, n, "kmm_realloc", caller));
+        return NULL;
+    }
     return n;
 }

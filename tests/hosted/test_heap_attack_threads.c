@@ -254,3 +254,86 @@ KTEST(heap_attack_threads,
     KT_EXPECT_HEALTHY(t, k);
     kt_heap_down(&h);
 }
+
+/* --- a block reallocated on one CPU while another frees it ------------------------------- */
+
+struct realloc_race {
+    struct kmm *k;
+    struct spin_barrier start, end;
+    _Atomic(void *) p;
+    void *q;          /* what kmm_realloc returned */
+    int freed;        /* what kmm_free returned */
+    unsigned long ok; /* rounds in which exactly one of the two took the block */
+    unsigned long wrong;
+};
+
+struct realloc_racer {
+    struct realloc_race *r;
+    unsigned who;
+};
+
+static void *realloc_racer_main(void *arg)
+{
+    struct realloc_racer *a = arg;
+    struct realloc_race *r = a->r;
+    if (!hosted_cpu_enter(1 + a->who))
+        return NULL;
+    pin(a->who);
+    uint64_t seed = 0x4ea1 + a->who;
+    for (unsigned long round = 0; round < ROUNDS; round++) {
+        if (a->who == 0)
+            atomic_store(&r->p, kmm_malloc(r->k, 16 * KIB, 0));
+        spin_wait(&r->start);
+        for (uint64_t d = kt_rng(&seed) % RACE_JITTER; d > 0; d--)
+            __asm__ volatile("" ::: "memory");
+        if (a->who == 0)
+            r->q = kmm_realloc(r->k, atomic_load(&r->p), 64 * KIB, 0);
+        else
+            r->freed = kmm_free(r->k, atomic_load(&r->p));
+        spin_wait(&r->end);
+        /* The block is the realloc's (moved: q) or the free's, never both,
+         * and a realloc that lost returns NULL with nothing left behind. */
+        if (a->who == 0) {
+            bool realloc_won = r->q != NULL, free_won = r->freed == KMM_OK;
+            if (realloc_won != free_won)
+                r->ok++;
+            else
+                r->wrong++;
+            if (r->q)
+                kmm_free(r->k, r->q);
+        }
+        spin_wait(&r->start);
+    }
+    hosted_cpu_exit();
+    return NULL;
+}
+
+/* A caller's race (kmm_realloc and kmm_free of one block at once) is a
+ * double free like any other: refused and counted, never a panic. */
+KTEST(heap_attack_threads, a_block_reallocated_while_another_cpu_frees_it_is_taken_once)
+{
+    static struct kt_heap h;
+    if (!kt_heap_up(t, &h, ram, N(ram), CPUS))
+        return;
+    kt_heap_warm(t, &h);
+    struct kmm_heap_stats s0 = kt_heap_stats(&h);
+    static struct realloc_race r;
+    r = (struct realloc_race){.k = h.f.k};
+    pthread_t th[2];
+    struct realloc_racer a[2] = {{&r, 0}, {&r, 1}};
+    for (unsigned i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, realloc_racer_main, &a[i]);
+    for (unsigned i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    struct kmm_heap_stats s1 = kt_heap_stats(&h);
+    KT_EXPECT_EQ(t, r.wrong, 0);
+    KT_EXPECT_EQ(t, r.ok, ROUNDS);
+    KT_EXPECT_EQ(t, s1.large_blocks, 0);
+    KT_EXPECT_EQ(t, s1.bytes_held, s0.bytes_held);
+    for (unsigned cpu = 1; cpu < CPUS; cpu++) {
+        KT_EXPECT_EQ(t, kmm_heap_drain_offline_cpu(h.f.k, cpu), KMM_OK);
+        KT_EXPECT_EQ(t, kmm_page_drain_offline_cpu(h.f.k, cpu), KMM_OK);
+    }
+    KT_EXPECT_HEALTHY(t, h.f.k);
+    kt_heap_down(&h);
+}
