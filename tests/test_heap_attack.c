@@ -123,3 +123,182 @@ KTEST(heap_attack, frees_that_find_no_magazine_succeed_and_count_no_failure)
     kmm_heap_set_limit(k, 0);
     kt_heap_down(&h);
 }
+
+/* --- memory running out at every step ------------------------------------------------------ */
+
+/* One step of a script of calls: what it allocated (to free later), and
+ * whether it was an allocation that could fail. */
+struct step_result {
+    void *p;
+    struct kmm_cache *cache; /* p is an object of this cache */
+    bool allocation;
+};
+
+static void ctor_fill(void *obj)
+{
+    kt_fill(obj, 0x5c, 40);
+}
+
+/* Step i of the script: allocation calls of every kind, against whatever
+ * the cap leaves. */
+static struct step_result script_step(struct kmm *k, unsigned i, struct kmm_cache **own)
+{
+    struct step_result r = {.allocation = true};
+    switch (i % 10) {
+    case 0:
+        r.p = kmm_malloc(k, 64, 0);
+        break;
+    case 1:
+        r.p = kmm_malloc(k, 700, KMM_GFP_ATOMIC);
+        break;
+    case 2:
+        r.p = kmm_zalloc(k, 20 * KIB, 0);
+        break;
+    case 3:
+        r.p = kmm_calloc(k, 3, 1000, 0);
+        break;
+    case 4:
+        r.p = kmm_aligned_alloc(k, 512, 300, 0);
+        break;
+    case 5:
+        r.p = kmm_aligned_alloc(k, 8 * KIB, 8 * KIB, 0);
+        break;
+    case 6:
+        r.p = kmm_malloc(k, 200 * KIB, 0);
+        break;
+    case 7:
+        if (!*own) {
+            r.allocation = false; /* kmm_cache_create is no block: not in failed */
+            *own = kmm_cache_create(k, "kt-script", 72, 0, ctor_fill, 0);
+            return r;
+        }
+        r.cache = *own;
+        r.p = kmm_cache_alloc(k, *own, 0);
+        break;
+    case 8:
+        r.p = kmm_malloc(k, 4000, 0);
+        break;
+    default:
+        r.p = kmm_malloc(k, 16, KMM_GFP_ATOMIC);
+        break;
+    }
+    return r;
+}
+
+/*
+ * The script under a cap raised a page at a time from what the heap holds
+ * when settled: every allocation that returns NULL counts one failure and
+ * changes nothing else, every one that succeeds counts none, the cap is
+ * never passed, and once everything is freed the heap holds what it held.
+ */
+KTEST(heap_attack, under_every_cap_each_failed_allocation_counts_once_and_nothing_leaks)
+{
+    struct kt_heap h;
+    if (!kt_heap_up(t, &h, ram32, N(ram32), 1))
+        return;
+    struct kmm *k = h.f.k;
+    kt_heap_warm(t, &h);
+    enum { STEPS = 60, CAPS = 80 };
+    static struct step_result done[STEPS];
+    uint64_t base = kt_heap_stats(&h).bytes_held;
+    unsigned failures = 0;
+    for (unsigned cap = 1; cap <= CAPS; cap++) {
+        uint64_t limit = base + (uint64_t)cap * PAGE;
+        kmm_heap_set_limit(k, limit);
+        struct kmm_cache *own = NULL;
+        for (unsigned i = 0; i < STEPS; i++) {
+            struct kmm_heap_stats s0 = kt_heap_stats(&h);
+            done[i] = script_step(k, i, &own);
+            struct kmm_heap_stats s1 = kt_heap_stats(&h);
+            if (s1.bytes_held > limit)
+                ktest_fail_at(t, __FILE__, __LINE__, "cap %u step %u: %llu bytes held over %llu",
+                              cap, i, (unsigned long long)s1.bytes_held, (unsigned long long)limit);
+            if (!done[i].allocation)
+                continue;
+            uint64_t want = done[i].p ? 0 : 1;
+            failures += !done[i].p;
+            if (s1.failed - s0.failed != want || s1.allocs - s0.allocs != 1 - want)
+                ktest_fail_at(
+                    t, __FILE__, __LINE__, "cap %u step %u (%s): failed +%llu, allocs +%llu", cap,
+                    i, done[i].p ? "served" : "NULL", (unsigned long long)(s1.failed - s0.failed),
+                    (unsigned long long)(s1.allocs - s0.allocs));
+        }
+        KT_EXPECT_HEALTHY(t, k);
+        for (unsigned i = STEPS; i-- > 0;)
+            if (done[i].p)
+                KT_EXPECT_EQ(t,
+                             done[i].cache ? kmm_cache_free(k, done[i].cache, done[i].p)
+                                           : kmm_free(k, done[i].p),
+                             KMM_OK);
+        if (own)
+            KT_EXPECT_EQ(t, kmm_cache_destroy(k, own), KMM_OK);
+        kmm_heap_set_limit(k, 0);
+        kt_heap_settle(&h);
+        KT_EXPECT_EQ(t, kt_heap_stats(&h).bytes_held, base);
+        KT_EXPECT_HEALTHY(t, k);
+        if (ktest_failed(t))
+            break;
+    }
+    ktest_diag(t, "%u allocations failed under the caps", failures);
+    KT_EXPECT(t, failures > 0);
+    kt_heap_down(&h);
+}
+
+/* A machine small enough to run out: the page allocator's reclaim hooks
+ * (the heap's shrinker among them) run inside the heap's own allocations. */
+static const struct kmm_region ram4[] = {{1 * MIB, 4 * MIB, KMM_MEM_USABLE}};
+
+/*
+ * The same script, nothing freed, until the machine runs out: each NULL
+ * counts one failure, the heap stays sound while the reclaim hooks run
+ * inside its allocations, and after everything is freed every page comes
+ * back to the page allocator.
+ */
+KTEST(heap_attack, on_a_machine_running_out_each_failed_allocation_counts_once_and_all_comes_back)
+{
+    struct kt_heap h;
+    if (!kt_heap_up(t, &h, ram4, N(ram4), 1))
+        return;
+    struct kmm *k = h.f.k;
+    kt_heap_warm(t, &h);
+    struct kmm_page_stats p0;
+    kmm_page_drain_cpu(k);
+    kmm_page_stats(k, &p0);
+    uint64_t base = kt_heap_stats(&h).bytes_held;
+    enum { STEPS = 4000 };
+    static struct step_result done[STEPS];
+    struct kmm_cache *own = NULL;
+    unsigned failures = 0, run = 0;
+    for (unsigned i = 0; i < STEPS && run < 40; i++) {
+        struct kmm_heap_stats s0 = kt_heap_stats(&h);
+        done[i] = script_step(k, i, &own);
+        struct kmm_heap_stats s1 = kt_heap_stats(&h);
+        if (!done[i].allocation)
+            continue;
+        uint64_t want = done[i].p ? 0 : 1;
+        failures += !done[i].p;
+        run = done[i].p ? 0 : run + 1; /* stop after 40 failures in a row */
+        if (s1.failed - s0.failed != want)
+            ktest_fail_at(t, __FILE__, __LINE__, "step %u (%s): failed +%llu", i,
+                          done[i].p ? "served" : "NULL",
+                          (unsigned long long)(s1.failed - s0.failed));
+    }
+    ktest_diag(t, "%u allocations failed", failures);
+    KT_EXPECT(t, failures > 0);
+    KT_EXPECT_HEALTHY(t, k);
+    for (unsigned i = STEPS; i-- > 0;)
+        if (done[i].p)
+            KT_EXPECT_EQ(t,
+                         done[i].cache ? kmm_cache_free(k, done[i].cache, done[i].p)
+                                       : kmm_free(k, done[i].p),
+                         KMM_OK);
+    if (own)
+        KT_EXPECT_EQ(t, kmm_cache_destroy(k, own), KMM_OK);
+    kt_heap_settle(&h);
+    KT_EXPECT_EQ(t, kt_heap_stats(&h).bytes_held, base);
+    struct kmm_page_stats p1;
+    kmm_page_stats(k, &p1);
+    KT_EXPECT_EQ(t, p1.allocated_pages, p0.allocated_pages);
+    KT_EXPECT_HEALTHY(t, k);
+    kt_heap_down(&h);
+}
