@@ -302,3 +302,65 @@ KTEST(heap_attack, on_a_machine_running_out_each_failed_allocation_counts_once_a
     KT_EXPECT_HEALTHY(t, k);
     kt_heap_down(&h);
 }
+
+/* --- pointers inside blocks of every size ----------------------------------------------- */
+
+#define INTERIOR KT_CLASS(KMM_MISUSE_NOT_BLOCK)
+
+/* The calls that take a block, given p inside a live block: refused as
+ * an interior pointer (the log says so), the block untouched. */
+static void expect_interior_refused_at(struct ktest *t, struct kt_heap *h, const void *p, int line)
+{
+    struct kmm *k = h->f.k;
+    struct kt_heap_snap s;
+    const struct kt_heap_verdict v = {KMM_EINVAL, INTERIOR};
+    const char *needle = "inside a heap block";
+    kt_heap_snap(h, &s);
+    kt_expect_heap_misuse_at(t, h, &s, kmm_free(k, p), &v, 1, "kmm_free", needle, __FILE__, line);
+    kt_heap_snap(h, &s);
+    kt_expect_heap_misuse_at(t, h, &s, kmm_free_sized(k, p, 64), &v, 1, "kmm_free_sized", needle,
+                             __FILE__, line);
+    kt_heap_snap(h, &s);
+    int got = kmm_usable_size(k, p) == 0 ? KMM_EINVAL : KMM_OK;
+    kt_expect_heap_misuse_at(t, h, &s, got, &v, 1, "kmm_usable_size", needle, __FILE__, line);
+    kt_heap_snap(h, &s);
+    got = KT_NULL_AS(kmm_realloc(k, (void *)(uintptr_t)p, 64, 0), KMM_EINVAL);
+    kt_expect_heap_misuse_at(t, h, &s, got, &v, 1, "kmm_realloc", needle, __FILE__, line);
+}
+#define EXPECT_INTERIOR_REFUSED(t, h, p) expect_interior_refused_at((t), (h), (p), __LINE__)
+
+/*
+ * A pointer inside a block of whole pages of any order the heap hands
+ * out (up to KMM_HEAP_ALIGN_MAX, from kmm_aligned_alloc), past its first
+ * 32 pages too, and inside a vmalloc'd block, is refused as what it is:
+ * inside a heap block, not foreign memory.
+ */
+KTEST(heap_attack, a_pointer_inside_a_block_of_any_size_is_refused_as_interior)
+{
+    struct kt_heap h;
+    if (!kt_heap_up(t, &h, ram32, N(ram32), 1))
+        return;
+    struct kmm *k = h.f.k;
+    kt_heap_warm(t, &h);
+    for (size_t bytes = 2 * PAGE; bytes <= KMM_HEAP_ALIGN_MAX; bytes *= 2) {
+        uint8_t *p = kmm_aligned_alloc(k, PAGE, bytes, 0);
+        KT_ASSERT(t, p != NULL);
+        KT_EXPECT_EQ(t, kmm_usable_size(k, p), bytes);
+        const size_t offs[] = {16, PAGE, bytes / 2 + 64, bytes - PAGE, bytes - 16};
+        for (size_t i = 0; i < N(offs); i++) {
+            ktest_diag(t, "%zu bytes, offset %zu", bytes, offs[i]);
+            EXPECT_INTERIOR_REFUSED(t, &h, p + offs[i]);
+        }
+        KT_EXPECT_EQ(t, kmm_free(k, p), KMM_OK);
+    }
+    uint8_t *v = kmm_malloc(k, 300 * KIB, 0);
+    KT_ASSERT(t, v != NULL);
+    const size_t voffs[] = {16, PAGE, 300 * KIB - 16};
+    for (size_t i = 0; i < N(voffs); i++) {
+        ktest_diag(t, "vmalloc'd, offset %zu", voffs[i]);
+        EXPECT_INTERIOR_REFUSED(t, &h, v + voffs[i]);
+    }
+    KT_EXPECT_EQ(t, kmm_free(k, v), KMM_OK);
+    KT_EXPECT_HEALTHY(t, k);
+    kt_heap_down(&h);
+}

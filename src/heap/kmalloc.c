@@ -55,15 +55,19 @@ static __attribute__((noinline)) void *vmalloc_block(struct kmm *k, size_t size,
     return p;
 }
 
-/* Whether p starts a vmalloc'd heap block; its bytes into *bytes. */
-static bool is_vmalloc_block(struct kmm *k, const void *p, uint64_t *bytes)
+/* Where p lies among the vmalloc'd heap blocks: HEAP_FOUND at one's start
+ * (its bytes into *bytes), HEAP_INTERIOR inside one, else HEAP_FOREIGN
+ * (a guard page included). */
+static enum heap_bad vmalloc_block_of(struct kmm *k, const void *p, uint64_t *bytes)
 {
     struct kmm_kva_area a;
+    uint64_t va = (uint64_t)(uintptr_t)p;
     const void *site = __atomic_load_n(&k->heap.vmalloc_site, __ATOMIC_RELAXED);
-    if (!site || kmm_kva_lookup(k, (uint64_t)(uintptr_t)p, &a) != KMM_OK)
-        return false;
+    if (!site || kmm_kva_lookup(k, va, &a) != KMM_OK || a.kind != KMM_KVA_VMALLOC ||
+        a.caller != site || va - a.va >= a.size)
+        return HEAP_FOREIGN;
     *bytes = a.size;
-    return a.kind == KMM_KVA_VMALLOC && a.va == (uint64_t)(uintptr_t)p && a.caller == site;
+    return va == a.va ? HEAP_FOUND : HEAP_INTERIOR;
 }
 
 static void large_count(struct kmm *k, uint64_t bytes, bool alloc)
@@ -245,7 +249,7 @@ static struct heap_block block_of(struct kmm *k, const void *p)
     if (b.bad == HEAP_FOUND) {
         b.kind = b.ref.cache ? BLOCK_OBJECT : BLOCK_PAGES;
         b.bytes = b.ref.cache ? b.ref.cache->usable : (uint64_t)PAGE << b.ref.order;
-    } else if (b.bad == HEAP_FOREIGN && is_vmalloc_block(k, p, &b.bytes)) {
+    } else if (b.bad == HEAP_FOREIGN && (b.bad = vmalloc_block_of(k, p, &b.bytes)) == HEAP_FOUND) {
         b.kind = BLOCK_VMALLOC;
     }
     return b;

@@ -115,14 +115,16 @@ const char *pmm_table_problem(struct kmm *k, uint64_t pa);
 
 /* --- heap blocks (slab.c), for the heap ---------------------------------------------- */
 
-/* The largest block the heap takes from the page allocator (slabs and
- * whole-page blocks): 2^5 pages, 128 KiB. Lookups probe that far. */
-#define PMM_SLAB_MAX_ORDER 5u
+/* The largest block the heap takes from the page allocator (slabs, and
+ * whole-page blocks up to KMM_HEAP_ALIGN_MAX): the page allocator's
+ * largest. Lookups of an interior frame probe that far, stopping at the
+ * first head that is not INTERIOR, so a slab's object costs as many
+ * probes as its slab's order. */
+#define PMM_SLAB_MAX_ORDER KMM_PAGE_MAX_ORDER
 
 /*
- * pmm_slab_alloc - a block of 2^order pages (order <= KMM_PAGE_MAX_ORDER;
- * a block whose interior addresses must be found, a slab, at most
- * PMM_SLAB_MAX_ORDER) for the heap: its head marked SLAB with owner (non-zero) and record, so
+ * pmm_slab_alloc - a block of 2^order pages (order <= PMM_SLAB_MAX_ORDER)
+ * for the heap: its head marked SLAB with owner (non-zero) and record, so
  * that pmm_slab_find can name them for any byte of it and kmm_page_free
  * refuses it. flags: KMM_GFP_ATOMIC and KMM_GFP_ZERO are honoured, the
  * rest ignored. Returns its physical address, or 0 with nothing changed.
