@@ -70,6 +70,16 @@ static uint64_t check_slab(struct kmm *k, const struct kmm_cache *c, const struc
     return n;
 }
 
+/* Whether p is an object of the heap's own cache id (a slab record, a
+ * magazine), so that the walk may read it: a link to anything else is
+ * reported and followed no further. */
+static bool own_object(struct kmm *k, const void *p, uint32_t id)
+{
+    struct heap_ref ref;
+    return heap_find_in(k, (uintptr_t)p, &ref, true) == HEAP_FOUND && ref.cache &&
+           ref.cache->id == id;
+}
+
 static void check_cache(struct kmm *k, struct kmm_cache *c, struct kmm_check_result *r)
 {
     kmm_irqstate_t st = kmm_lock_irqsave(&c->lock);
@@ -77,6 +87,12 @@ static void check_cache(struct kmm *k, struct kmm_cache *c, struct kmm_check_res
     for (unsigned l = 0; l < SLAB_LISTS; l++) {
         uint64_t n = 0;
         for (const struct slab *s = c->lists[l]; s && n <= c->nslabs[l]; s = s->next, n++) {
+            if (!own_object(k, s, HEAP_ID_RECORDS)) {
+                kmm_check_problem(r, KMM_CHECK_CORRUPT,
+                                  "heap: cache %s: list %u leads to 0x%llx, no slab record",
+                                  c->name, l, (unsigned long long)(uintptr_t)s);
+                break;
+            }
             check_slab(k, c, s, l, r);
             inuse += s->inuse - s->self;
             unsigned want = s->inuse == s->self      ? SLAB_EMPTY
@@ -94,6 +110,12 @@ static void check_cache(struct kmm *k, struct kmm_cache *c, struct kmm_check_res
     }
     uint64_t in_depot = 0, nfull = 0, nempty = 0;
     for (const struct heap_mag *m = c->full; m && nfull <= c->nfull; m = m->next, nfull++) {
+        if (!own_object(k, m, HEAP_ID_MAGS)) {
+            kmm_check_problem(r, KMM_CHECK_CORRUPT,
+                              "heap: cache %s: the depot's full list leads to 0x%llx, no magazine",
+                              c->name, (unsigned long long)(uintptr_t)m);
+            break;
+        }
         in_depot += m->n;
         for (unsigned i = 0; i < m->n && i < HEAP_MAG_OBJS; i++) {
             uintptr_t obj = (uintptr_t)m->objs[i];
@@ -105,8 +127,15 @@ static void check_cache(struct kmm *k, struct kmm_cache *c, struct kmm_check_res
                                   c->name, (unsigned long long)obj);
         }
     }
-    for (const struct heap_mag *m = c->empty; m && nempty <= c->nempty; m = m->next)
+    for (const struct heap_mag *m = c->empty; m && nempty <= c->nempty; m = m->next) {
+        if (!own_object(k, m, HEAP_ID_MAGS)) {
+            kmm_check_problem(r, KMM_CHECK_CORRUPT,
+                              "heap: cache %s: the depot's empty list leads to 0x%llx, no magazine",
+                              c->name, (unsigned long long)(uintptr_t)m);
+            break;
+        }
         nempty++;
+    }
     if (nfull != c->nfull || nempty != c->nempty || in_depot != c->depot_objs ||
         nfull > c->depot_max)
         kmm_check_problem(r, KMM_CHECK_CORRUPT,

@@ -242,3 +242,52 @@ KTEST(heap_inside, kmm_check_sees_a_slabs_marks_that_contradict_its_free_list)
     KT_EXPECT_HEALTHY(t, h.f.k);
     kt_heap_down(&h);
 }
+
+/* A link of the depot or of a slab list that leads nowhere: kmm_check
+ * reports it, and follows it no further (it would read whatever is
+ * there, or fault). */
+KTEST(heap_inside, kmm_check_sees_a_depot_or_slab_list_link_that_leads_nowhere)
+{
+    static struct kt_heap h;
+    if (!kt_heap_up(t, &h, ram32, N(ram32), 1))
+        return;
+    struct kmm *k = h.f.k;
+    kt_heap_warm(t, &h);
+    /* A depot with full and empty magazines: a full stack's worth of
+     * frees beyond it, then a stack emptied and loaded from the depot. */
+    enum { OBJS = 600 };
+    static void *o[OBJS];
+    for (unsigned i = 0; i < OBJS; i++)
+        KT_ASSERT(t, (o[i] = kmm_malloc(k, 64, 0)) != NULL);
+    for (unsigned i = 0; i < OBJS; i++)
+        KT_ASSERT_EQ(t, kmm_free(k, o[i]), KMM_OK);
+    for (unsigned i = 0; i < 200; i++)
+        KT_ASSERT(t, (o[i] = kmm_malloc(k, 64, 0)) != NULL);
+    struct kmm_cache *c = k->heap.classes[heap_class_of(&k->heap, 64)];
+    KT_ASSERT(t, c->full != NULL && c->empty != NULL && c->lists[SLAB_FULL] != NULL);
+    KT_EXPECT_HEALTHY(t, k);
+    static const uintptr_t nowhere[] = {
+        0x10,                         /* low memory */
+        UINT64_C(0x0000800000000000), /* not canonical */
+    };
+    for (size_t i = 0; i < N(nowhere); i++) {
+        struct heap_mag *was = c->full->next;
+        c->full->next = (struct heap_mag *)nowhere[i];
+        EXPECT_CORRUPT(t, k, "magazine");
+        c->full->next = was;
+        was = c->empty->next;
+        c->empty->next = (struct heap_mag *)nowhere[i];
+        EXPECT_CORRUPT(t, k, "magazine");
+        c->empty->next = was;
+        struct slab *s = c->lists[SLAB_FULL], *next = s->next;
+        s->next = (struct slab *)nowhere[i];
+        EXPECT_CORRUPT(t, k, "slab record");
+        s->next = next;
+        KT_EXPECT_HEALTHY(t, k);
+    }
+    for (unsigned i = 0; i < 200; i++)
+        KT_EXPECT_EQ(t, kmm_free(k, o[i]), KMM_OK);
+    kt_heap_settle(&h);
+    KT_EXPECT_HEALTHY(t, k);
+    kt_heap_down(&h);
+}
