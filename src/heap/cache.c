@@ -170,7 +170,7 @@ bool heap_cache_live(struct kmm *k, const struct kmm_cache *c)
         return false;
     uint32_t id = c->id;
     return id < KMM_HEAP_CACHES && __atomic_load_n(&k->heap.caches[id], __ATOMIC_ACQUIRE) == c &&
-           c->magic == (HEAP_CACHE_MAGIC ^ a);
+           __atomic_load_n(&c->magic, __ATOMIC_RELAXED) == (HEAP_CACHE_MAGIC ^ a);
 }
 
 /* --- walks of caches[] ------------------------------------------------------------------ */
@@ -347,9 +347,10 @@ static uint64_t active_objects(const struct kmm_cache *c, uint64_t *cached)
     return out > on_stacks ? out - on_stacks : 0;
 }
 
-int kmm_cache_destroy(struct kmm *k, struct kmm_cache *c)
+/* kmm_cache_destroy's judgement: c emptied and taken out of caches[]
+ * (KMM_OK), or the refusal, counted. Inside a walk. */
+static int destroy_take(struct kmm *k, struct kmm_cache *c, const void *caller)
 {
-    const void *caller = __builtin_return_address(0);
     bool live = heap_cache_live(k, c);
     if (!live || c->kind != HEAP_KIND_OBJECT)
         return heap_misuse(k, c ? KMM_MISUSE_BAD_HANDLE : KMM_MISUSE_BAD_ARG, KMM_EINVAL, caller,
@@ -374,11 +375,33 @@ int kmm_cache_destroy(struct kmm *k, struct kmm_cache *c)
                            c->name, (unsigned long long)out);
     struct kmm_heap *h = &k->heap;
     s = kmm_lock_irqsave(&h->lock);
-    __atomic_store_n(&h->caches[c->id], NULL, __ATOMIC_RELEASE);
-    c->magic = 0;
+    bool mine = __atomic_load_n(&h->caches[c->id], __ATOMIC_ACQUIRE) == c;
+    if (mine) {
+        __atomic_store_n(&h->caches[c->id], NULL, __ATOMIC_RELEASE);
+        __atomic_store_n(&c->magic, 0, __ATOMIC_RELAXED);
+    }
     kmm_unlock_irqrestore(&h->lock, s);
+    if (!mine)
+        return heap_misuse(k, KMM_MISUSE_BAD_HANDLE, KMM_EINVAL, caller,
+                           "kmm_cache_destroy(%p): not a live cache (destroyed on another CPU "
+                           "meanwhile)",
+                           (const void *)c);
+    return KMM_OK;
+}
+
+int kmm_cache_destroy(struct kmm *k, struct kmm_cache *c)
+{
+    /* Judged inside a walk: a destroy of c on another CPU at the same
+     * moment (the caller's race) frees c only once this one is done
+     * reading it, and then finds it gone. */
+    unsigned walk = heap_walk_begin(k);
+    int err = destroy_take(k, c, __builtin_return_address(0));
+    heap_walk_end(k, walk);
+    if (err)
+        return err;
     /* A shrink (the reclaim hook, on any CPU), a drain or the figures may
      * be inside c: its memory goes once they are out. */
+    struct kmm_heap *h = &k->heap;
     heap_walks_wait(k);
     struct kmm_cache_stats cs;
     cache_stats(c, &cs);

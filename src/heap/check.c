@@ -176,7 +176,8 @@ void heap_check(struct kmm *k, struct kmm_check_result *r)
         struct kmm_cache *c = __atomic_load_n(&h->caches[id], __ATOMIC_ACQUIRE);
         if (!c)
             continue;
-        if (c->id != id || c->magic != (HEAP_CACHE_MAGIC ^ (uintptr_t)c)) {
+        if (c->id != id ||
+            __atomic_load_n(&c->magic, __ATOMIC_RELAXED) != (HEAP_CACHE_MAGIC ^ (uintptr_t)c)) {
             kmm_check_problem(r, KMM_CHECK_CORRUPT, "heap: cache slot %u holds a dead cache", id);
             continue;
         }

@@ -337,3 +337,106 @@ KTEST(heap_attack_threads, a_block_reallocated_while_another_cpu_frees_it_is_tak
     KT_EXPECT_HEALTHY(t, h.f.k);
     kt_heap_down(&h);
 }
+
+/* --- one cache destroyed on two CPUs at once -------------------------------------------- */
+
+#define DESTROY_TWICE_ROUNDS 2000
+
+struct destroy_race {
+    struct kmm *k;
+    struct spin_barrier start, end;
+    _Atomic(struct kmm_cache *) c;
+    int result[2];
+    unsigned long ok, wrong;
+    int bad[2];
+};
+
+struct destroy_racer {
+    struct destroy_race *r;
+    unsigned who;
+};
+
+static void *destroy_racer_main(void *arg)
+{
+    struct destroy_racer *a = arg;
+    struct destroy_race *r = a->r;
+    if (!hosted_cpu_enter(1 + a->who))
+        return NULL;
+    pin(a->who);
+    uint64_t seed = 0xde57 + a->who;
+    for (unsigned long round = 0; round < DESTROY_TWICE_ROUNDS; round++) {
+        if (a->who == 0) {
+            struct kmm_cache *c = kmm_cache_create(r->k, "kt-twice", 96, 0, NULL, 0);
+            void *o = c ? kmm_cache_alloc(r->k, c, 0) : NULL;
+            if (o)
+                kmm_cache_free(r->k, c, o);
+            kmm_heap_drain_cpu(r->k); /* no object cached: either destroy may win */
+            atomic_store(&r->c, c);
+        }
+        spin_wait(&r->start);
+        for (uint64_t d = kt_rng(&seed) % RACE_JITTER; d > 0; d--)
+            __asm__ volatile("" ::: "memory");
+        r->result[a->who] = kmm_cache_destroy(r->k, atomic_load(&r->c));
+        spin_wait(&r->end);
+        /* One destroy is KMM_OK; the other finds no live cache. */
+        int ok = (r->result[0] == KMM_OK) + (r->result[1] == KMM_OK);
+        int einval = (r->result[0] == KMM_EINVAL) + (r->result[1] == KMM_EINVAL);
+        if (a->who == 0) {
+            if (ok == 1 && einval == 1) {
+                r->ok++;
+            } else {
+                r->wrong++;
+                r->bad[0] = r->result[0];
+                r->bad[1] = r->result[1];
+            }
+        }
+        if (ok != 1 || einval != 1)
+            break;
+        spin_wait(&r->start);
+    }
+    hosted_cpu_exit();
+    return NULL;
+}
+
+/* A caller's race (the same cache destroyed on two CPUs at once): one
+ * destroy wins, the other is refused as a dead handle; never a panic, and
+ * no other cache loses its slot. */
+KTEST(heap_attack_threads, a_cache_destroyed_on_two_cpus_at_once_is_destroyed_once)
+{
+    static struct kt_heap h;
+    if (!kt_heap_up(t, &h, ram, N(ram), CPUS))
+        return;
+    kt_heap_warm(t, &h);
+    struct kmm_heap_stats s0 = kt_heap_stats(&h);
+    struct kmm_cache *other = kmm_cache_create(h.f.k, "kt-bystander", 40, 0, NULL, 0);
+    KT_ASSERT(t, other != NULL);
+    static struct destroy_race r;
+    r = (struct destroy_race){.k = h.f.k};
+    pthread_t th[2];
+    struct destroy_racer a[2] = {{&r, 0}, {&r, 1}};
+    for (unsigned i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, destroy_racer_main, &a[i]);
+    for (unsigned i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    if (r.wrong) {
+        ktest_fail_at(t, __FILE__, __LINE__, "a round returned %s and %s", kmm_strerror(r.bad[0]),
+                      kmm_strerror(r.bad[1]));
+        return;
+    }
+    KT_EXPECT_EQ(t, r.ok, DESTROY_TWICE_ROUNDS);
+    struct kmm_heap_stats s1 = kt_heap_stats(&h);
+    KT_EXPECT_EQ(t, s1.caches, s0.caches + 1);
+    KT_EXPECT_EQ(t, s1.allocs - s0.allocs, DESTROY_TWICE_ROUNDS);
+    KT_EXPECT_EQ(t, s1.frees - s0.frees, DESTROY_TWICE_ROUNDS);
+    void *o = kmm_cache_alloc(h.f.k, other, 0);
+    KT_EXPECT(t, o != NULL);
+    KT_EXPECT_EQ(t, kmm_cache_free(h.f.k, other, o), KMM_OK);
+    for (unsigned cpu = 1; cpu < CPUS; cpu++) {
+        KT_EXPECT_EQ(t, kmm_heap_drain_offline_cpu(h.f.k, cpu), KMM_OK);
+        KT_EXPECT_EQ(t, kmm_page_drain_offline_cpu(h.f.k, cpu), KMM_OK);
+    }
+    kmm_heap_drain_cpu(h.f.k);
+    KT_EXPECT_EQ(t, kmm_cache_destroy(h.f.k, other), KMM_OK);
+    KT_EXPECT_HEALTHY(t, h.f.k);
+    kt_heap_down(&h);
+}
