@@ -364,3 +364,42 @@ KTEST(heap_attack, a_pointer_inside_a_block_of_any_size_is_refused_as_interior)
     KT_EXPECT_HEALTHY(t, k);
     kt_heap_down(&h);
 }
+
+/* --- the figures ------------------------------------------------------------------------ */
+
+/*
+ * bytes_peak is the most the heap ever held: a request that fails (a
+ * vmalloc'd block the machine has no RAM or window for, whole pages when
+ * the page allocator has none) held nothing, so it leaves the peak where
+ * it was.
+ */
+KTEST(heap_attack, a_failed_request_leaves_the_peak_where_it_was)
+{
+    struct kt_heap h;
+    if (!kt_heap_up(t, &h, ram32, N(ram32), 1))
+        return;
+    struct kmm *k = h.f.k;
+    kt_heap_warm(t, &h);
+    struct kmm_heap_stats s0 = kt_heap_stats(&h);
+    KT_EXPECT(t, kmm_malloc(k, (size_t)1 << 30, 0) == NULL);   /* no RAM for it */
+    KT_EXPECT(t, kmm_malloc(k, KMM_HEAP_SIZE_MAX, 0) == NULL); /* nor window */
+    /* Every page taken from the page allocator, chained through their
+     * first words: then whole pages fail too. */
+    uint64_t chain = 0, pa;
+    while ((pa = kmm_page_alloc(k, 0, 0)) != 0) {
+        *(uint64_t *)kt_machine_phys(h.f.m, pa) = chain;
+        chain = pa;
+    }
+    KT_EXPECT(t, kmm_malloc(k, 20 * KIB, 0) == NULL);
+    struct kmm_heap_stats s1 = kt_heap_stats(&h);
+    KT_EXPECT_EQ(t, s1.failed, s0.failed + 3);
+    KT_EXPECT_EQ(t, s1.bytes_held, s0.bytes_held);
+    KT_EXPECT_EQ(t, s1.bytes_peak, s0.bytes_peak);
+    while (chain) {
+        pa = chain;
+        chain = *(uint64_t *)kt_machine_phys(h.f.m, pa);
+        KT_EXPECT_EQ(t, kmm_page_free(k, pa, 0), KMM_OK);
+    }
+    KT_EXPECT_HEALTHY(t, k);
+    kt_heap_down(&h);
+}

@@ -344,9 +344,13 @@ size_t heap_shrink_cache(struct kmm *k, struct kmm_cache *c);
 size_t heap_release_empty(struct kmm *k, struct kmm_cache *c);
 
 /* heap_held_add - takes `bytes` more into the heap's held figure if the
- * limit allows; false if it does not. heap_held_sub gives them back. */
+ * limit allows; false if it does not. heap_held_sub gives them back (the
+ * memory could not be had, or went back); heap_held_got, once the memory
+ * is had, moves the peak up to what is held: a request that fails never
+ * counts in the peak. */
 bool heap_held_add(struct kmm *k, uint64_t bytes);
 void heap_held_sub(struct kmm *k, uint64_t bytes);
+void heap_held_got(struct kmm *k);
 
 /* heap_depot_drain - returns every object in c's depot to the slabs and
  * frees its magazines; returns the slab pages that gave back (beyond the

@@ -30,6 +30,7 @@ static void *pages_alloc(struct kmm *k, unsigned order, kmm_gfp_t flags)
         heap_held_sub(k, bytes);
         return NULL;
     }
+    heap_held_got(k);
     return kmm_phys_to_virt(k, pa);
 }
 
@@ -49,6 +50,7 @@ static __attribute__((noinline)) void *vmalloc_block(struct kmm *k, size_t size,
         heap_held_sub(k, bytes);
         return NULL;
     }
+    heap_held_got(k);
     struct kmm_kva_area a;
     KMM_MUST(k->port, kmm_kva_lookup(k, (uint64_t)(uintptr_t)p, &a));
     __atomic_store_n(&k->heap.vmalloc_site, a.caller, __ATOMIC_RELAXED);

@@ -133,12 +133,17 @@ bool heap_held_add(struct kmm *k, uint64_t bytes)
             return false;
     } while (!atomic_compare_exchange_weak_explicit(&h->held, &held, held + bytes,
                                                     memory_order_relaxed, memory_order_relaxed));
-    uint64_t peak = atomic_load_explicit(&h->peak, memory_order_relaxed);
-    while (peak < held + bytes &&
-           !atomic_compare_exchange_weak_explicit(&h->peak, &peak, held + bytes,
-                                                  memory_order_relaxed, memory_order_relaxed))
-        ;
     return true;
+}
+
+void heap_held_got(struct kmm *k)
+{
+    struct kmm_heap *h = &k->heap;
+    uint64_t held = atomic_load_explicit(&h->held, memory_order_relaxed);
+    uint64_t peak = atomic_load_explicit(&h->peak, memory_order_relaxed);
+    while (peak < held && !atomic_compare_exchange_weak_explicit(
+                              &h->peak, &peak, held, memory_order_relaxed, memory_order_relaxed))
+        ;
 }
 
 void heap_held_sub(struct kmm *k, uint64_t bytes)
@@ -214,6 +219,7 @@ static struct slab *slab_grow(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flag
         heap_held_sub(k, bytes);
         return NULL;
     }
+    heap_held_got(k);
     uintptr_t base = k->direct_map + (uintptr_t)pa;
     if (self)
         s = (struct slab *)base;
