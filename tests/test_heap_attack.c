@@ -62,6 +62,78 @@ KTEST(heap_attack, a_cache_handle_where_no_ram_is_is_refused_unread)
     kt_heap_down(&h);
 }
 
+#define FOREIGN (KT_CLASS(KMM_MISUSE_OUTSIDE) | KT_CLASS(KMM_MISUSE_NOT_BLOCK))
+
+/* The calls that take a block, given p, which is no block of the heap:
+ * each refused, counted once, nothing changed. */
+static void expect_foreign_refused_at(struct ktest *t, struct kt_heap *h, const void *p, int line)
+{
+    struct kmm *k = h->f.k;
+    struct kt_heap_snap s;
+    const struct kt_heap_verdict v = {KMM_EINVAL, FOREIGN};
+    kt_heap_snap(h, &s);
+    kt_expect_heap_misuse_at(t, h, &s, kmm_free(k, p), &v, 1, "kmm_free", "kmm_free", __FILE__,
+                             line);
+    kt_heap_snap(h, &s);
+    kt_expect_heap_misuse_at(t, h, &s, kmm_free_sized(k, p, 64), &v, 1, "kmm_free_sized",
+                             "kmm_free_sized", __FILE__, line);
+    kt_heap_snap(h, &s);
+    int got = kmm_usable_size(k, p) == 0 ? KMM_EINVAL : KMM_OK;
+    kt_expect_heap_misuse_at(t, h, &s, got, &v, 1, "kmm_usable_size", "kmm_usable_size", __FILE__,
+                             line);
+    kt_heap_snap(h, &s);
+    got = KT_NULL_AS(kmm_realloc(k, (void *)(uintptr_t)p, 64, 0), KMM_EINVAL);
+    kt_expect_heap_misuse_at(t, h, &s, got, &v, 1, "kmm_realloc", "kmm_realloc", __FILE__, line);
+}
+#define EXPECT_FOREIGN_REFUSED(t, h, p) expect_foreign_refused_at((t), (h), (p), __LINE__)
+
+/*
+ * Memory the heap never hands out as a block: where no RAM is (the frame
+ * database's holes), the instance, a cache's own structure (its handle,
+ * and its CPU stacks inside it), and a block used as a cache handle.
+ */
+KTEST(heap_attack, the_instance_a_cache_structure_and_holes_are_no_blocks)
+{
+    struct kt_heap h;
+    if (!kt_heap_up(t, &h, holed, N(holed), 1))
+        return;
+    struct kmm *k = h.f.k;
+    kt_heap_warm(t, &h);
+    struct kmm_cache *c = kmm_cache_create(k, "kt-handle", 48, 0, NULL, 0);
+    KT_ASSERT(t, c != NULL);
+    void *o = kmm_cache_alloc(k, c, 0);
+    KT_ASSERT(t, o != NULL);
+    const void *none[] = {
+        kt_machine_phys(h.f.m, 0),        /* below RAM */
+        kt_machine_phys(h.f.m, 20 * MIB), /* the hole */
+        k,                                /* the instance */
+        c,                                /* a cache */
+        (const uint8_t *)c + 256,         /* inside it: its CPU stacks */
+    };
+    for (size_t i = 0; i < N(none); i++) {
+        ktest_diag(t, "pointer %zu", i);
+        EXPECT_FOREIGN_REFUSED(t, &h, none[i]);
+    }
+    /* A page-aligned block of the heap's is no cache handle. */
+    void *b = kmm_malloc(k, 4096, 0), *pg = kmm_malloc(k, 20 * KIB, 0);
+    KT_ASSERT(t, b != NULL && pg != NULL);
+    const void *handles[] = {k, b, pg, o};
+    for (size_t i = 0; i < N(handles); i++) {
+        struct kmm_cache *bad = (struct kmm_cache *)(uintptr_t)handles[i];
+        ktest_diag(t, "handle %zu", i);
+        KT_EXPECT_HEAP_MISUSE(t, &h, KT_NULL_AS(kmm_cache_alloc(k, bad, 0), KMM_EINVAL), KMM_EINVAL,
+                              BAD_HANDLE, "kmm_cache_alloc");
+        KT_EXPECT_HEAP_MISUSE(t, &h, kmm_cache_destroy(k, bad), KMM_EINVAL, BAD_HANDLE,
+                              "kmm_cache_destroy");
+    }
+    KT_EXPECT_EQ(t, kmm_free(k, b), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_free(k, pg), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_cache_free(k, c, o), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_cache_destroy(k, c), KMM_OK);
+    KT_EXPECT_HEALTHY(t, k);
+    kt_heap_down(&h);
+}
+
 /* --- memory running out inside the heap's bookkeeping ----------------------------------- */
 
 static const struct kmm_region ram32[] = {{1 * MIB, 31 * MIB, KMM_MEM_USABLE}};
