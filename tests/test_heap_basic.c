@@ -226,3 +226,18 @@ KTEST(heap_basic, a_wrapper_names_its_own_caller)
     KT_EXPECT_HEALTHY(t, f.k);
     kt_kmm_down(&f);
 }
+
+KTEST(heap_basic, an_atomic_realloc_never_moves_a_vmalloc_block)
+{
+    struct kt_kmm f;
+    KT_ASSERT(t, kt_kmm_up(t, &f, map64, 1, 1, 0));
+    void *big = kmm_malloc(f.k, 300000, 0);
+    KT_ASSERT(t, big != NULL);
+    /* Shrinking would free the vmalloc'd block: refused for an atomic
+     * caller, the block untouched and still live. */
+    KT_EXPECT(t, kmm_realloc(f.k, big, 100, KMM_GFP_ATOMIC) == NULL);
+    KT_EXPECT_EQ(t, kmm_usable_size(f.k, big), 300000 + 4096 - 300000 % 4096);
+    KT_EXPECT_EQ(t, kmm_free(f.k, big), KMM_OK); /* (a move copies through the window) */
+    KT_EXPECT_HEALTHY(t, f.k);
+    kt_kmm_down(&f);
+}

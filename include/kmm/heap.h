@@ -129,7 +129,9 @@ void *kmm_aligned_alloc(struct kmm *k, size_t align, size_t size, kmm_gfp_t flag
  * matches; else a new block, the contents copied, p freed. kmm_realloc(k, NULL, n, f) is
  * kmm_malloc; a size of 0 frees p and returns a unique 16-byte block as
  * kmm_malloc(k, 0) does. On failure NULL and p untouched (still allocated,
- * contents intact). A p that is no live block is a misuse: NULL, counted.
+ * contents intact); with KMM_GFP_ATOMIC, a vmalloc'd block that would
+ * have to move also fails so (its free is not for atomic context). A p
+ * that is no live block is a misuse: NULL, counted.
  * KMM_GFP_ZERO zeroes the bytes beyond the old usable size.
  */
 void *kmm_realloc(struct kmm *k, void *p, size_t size, kmm_gfp_t flags);

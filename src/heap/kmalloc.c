@@ -461,6 +461,10 @@ void *kmm_realloc(struct kmm *k, void *p, size_t size, kmm_gfp_t flags)
     }
     if (size && same_class(k, &b, size))
         return p;
+    /* Moving a vmalloc'd block frees it through the window, which takes
+     * the kernel space's locks: not for an atomic caller. */
+    if (b.kind == BLOCK_VMALLOC && (flags & KMM_GFP_ATOMIC))
+        return no_memory(k);
     void *n = alloc_checked(k, size, KMM_HEAP_PAGES_MAX, flags & ~KMM_GFP_ZERO);
     if (!n)
         return NULL;
