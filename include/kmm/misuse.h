@@ -43,22 +43,28 @@ enum kmm_layer {
  * its guard page) NOT_BLOCK, a second free of an area still being freed
  * DOUBLE_FREE (once it is gone, its address is ABSENT: the window keeps no
  * history), a frame mapped as owned that is no allocated single page
- * NOT_BLOCK, a size too large for the window BAD_ORDER.
+ * NOT_BLOCK, a size too large for the window BAD_ORDER. The last two are
+ * found by the debugging modes (kmm_heap_debug, kmm_page_debug) after the
+ * fact: the call counted is the one that found the damage (a free, an
+ * allocation), and its log line names the block's allocation and last free
+ * where they are known.
  */
 enum kmm_misuse {
-    KMM_MISUSE_BAD_ORDER,   /* order or page count out of range */
-    KMM_MISUSE_BAD_FLAGS,   /* unknown or conflicting flags */
-    KMM_MISUSE_UNALIGNED,   /* an address or size not aligned as the call needs */
-    KMM_MISUSE_OUTSIDE,     /* an address outside what the call manages */
-    KMM_MISUSE_RESERVED,    /* a reserved page (firmware, kernel, kmm metadata) */
-    KMM_MISUSE_DOUBLE_FREE, /* the block is already free */
-    KMM_MISUSE_NOT_BLOCK,   /* inside a block, not at its start (or never allocated) */
-    KMM_MISUSE_WRONG_ORDER, /* freed with another size than allocated */
-    KMM_MISUSE_BAD_ARG,     /* a NULL, zero or otherwise malformed argument */
-    KMM_MISUSE_BAD_HANDLE,  /* not a live object of the kind: foreign, destroyed, corrupt */
-    KMM_MISUSE_ABSENT,      /* nothing there: not mapped, no such area, CPU or shrinker */
-    KMM_MISUSE_BUSY,        /* the target is taken: mapped, registered, a guard page */
-    KMM_MISUSE_LIMIT,       /* a count the call would take past its limit: references */
+    KMM_MISUSE_BAD_ORDER,      /* order or page count out of range */
+    KMM_MISUSE_BAD_FLAGS,      /* unknown or conflicting flags */
+    KMM_MISUSE_UNALIGNED,      /* an address or size not aligned as the call needs */
+    KMM_MISUSE_OUTSIDE,        /* an address outside what the call manages */
+    KMM_MISUSE_RESERVED,       /* a reserved page (firmware, kernel, kmm metadata) */
+    KMM_MISUSE_DOUBLE_FREE,    /* the block is already free */
+    KMM_MISUSE_NOT_BLOCK,      /* inside a block, not at its start (or never allocated) */
+    KMM_MISUSE_WRONG_ORDER,    /* freed with another size than allocated */
+    KMM_MISUSE_BAD_ARG,        /* a NULL, zero or otherwise malformed argument */
+    KMM_MISUSE_BAD_HANDLE,     /* not a live object of the kind: foreign, destroyed, corrupt */
+    KMM_MISUSE_ABSENT,         /* nothing there: not mapped, no such area, CPU or shrinker */
+    KMM_MISUSE_BUSY,           /* the target is taken: mapped, registered, a guard page */
+    KMM_MISUSE_LIMIT,          /* a count the call would take past its limit: references */
+    KMM_MISUSE_OVERRUN,        /* a write outside a block: its red zone, its guard page's tail */
+    KMM_MISUSE_USE_AFTER_FREE, /* a write to a block after it was freed: its poison */
     KMM_MISUSE_COUNT
 };
 

@@ -166,8 +166,40 @@ int kmm_page_get(struct kmm *k, uint64_t pa);
 void kmm_page_drain_cpu(struct kmm *k);
 
 /* Whether another CPU has asked the current CPU to drain its caches. Any
- * context; O(1). */
+ * context; O(1). Always true while pages are poisoned (kmm_page_debug). */
 bool kmm_page_drain_pending(struct kmm *k);
+
+/* kmm_page_debug's flags, and the byte freed pages hold while poisoned
+ * (Linux's PAGE_POISON). */
+#define KMM_PAGE_DEBUG_POISON 0x1u
+#define KMM_PAGE_POISON_BYTE  0xaa
+
+/*
+ * kmm_page_debug - switch the page allocator's debugging at run time:
+ * flags 0 (off) or KMM_PAGE_DEBUG_POISON. Returns the flags in force
+ * before the call, or KMM_EINVAL (a misuse, counted; nothing changed) for
+ * an unknown flag.
+ *
+ * Poisoning, as xv6 fills freed pages with junk and Linux poisons them:
+ * every block that becomes free is filled with KMM_PAGE_POISON_BYTE, and a
+ * block kmm_page_alloc, kmm_pages_alloc or kmm_run_alloc hands out is
+ * checked for it first. A byte that differs was written after its page was
+ * freed: the allocation logs it (KMM_LOG_ERR: the page, the offset, the
+ * allocating call's caller; who wrote it is not known) and counts it as
+ * KMM_MISUSE_USE_AFTER_FREE in the page row of kmm_misuse_stats, then
+ * hands the block out all the same. kmm_check verifies the pattern of
+ * every free block (KMM_CHECK_CORRUPT when damaged). Blocks allocated while
+ * poisoning was switched are not checked.
+ *
+ * Switching on fills every free page at once (O(free memory), each zone
+ * under its lock with IRQs off). While it is on, the per-CPU page caches
+ * are bypassed: each CPU empties them at its next call and every single
+ * page then takes its zone's lock, both ways. Off (the default), the only
+ * cost is one predictable branch on the paths that take a zone lock or
+ * refill a cache; the inline cache paths are unchanged. IRQs on; may take
+ * long: not from an interrupt handler.
+ */
+int kmm_page_debug(struct kmm *k, unsigned flags);
 
 /*
  * kmm_page_drain_offline_cpu - drain the caches of CPU cpu, which must not

@@ -58,13 +58,21 @@ static const char *const layer_names[KMM_LAYER_COUNT] = {
 };
 
 static const char *const misuse_names[KMM_MISUSE_COUNT] = {
-    [KMM_MISUSE_BAD_ORDER] = "bad-order", [KMM_MISUSE_BAD_FLAGS] = "bad-flags",
-    [KMM_MISUSE_UNALIGNED] = "unaligned", [KMM_MISUSE_OUTSIDE] = "outside",
-    [KMM_MISUSE_RESERVED] = "reserved",   [KMM_MISUSE_DOUBLE_FREE] = "double-free",
-    [KMM_MISUSE_NOT_BLOCK] = "not-block", [KMM_MISUSE_WRONG_ORDER] = "wrong-order",
-    [KMM_MISUSE_BAD_ARG] = "bad-arg",     [KMM_MISUSE_BAD_HANDLE] = "bad-handle",
-    [KMM_MISUSE_ABSENT] = "absent",       [KMM_MISUSE_BUSY] = "busy",
+    [KMM_MISUSE_BAD_ORDER] = "bad-order",
+    [KMM_MISUSE_BAD_FLAGS] = "bad-flags",
+    [KMM_MISUSE_UNALIGNED] = "unaligned",
+    [KMM_MISUSE_OUTSIDE] = "outside",
+    [KMM_MISUSE_RESERVED] = "reserved",
+    [KMM_MISUSE_DOUBLE_FREE] = "double-free",
+    [KMM_MISUSE_NOT_BLOCK] = "not-block",
+    [KMM_MISUSE_WRONG_ORDER] = "wrong-order",
+    [KMM_MISUSE_BAD_ARG] = "bad-arg",
+    [KMM_MISUSE_BAD_HANDLE] = "bad-handle",
+    [KMM_MISUSE_ABSENT] = "absent",
+    [KMM_MISUSE_BUSY] = "busy",
     [KMM_MISUSE_LIMIT] = "limit",
+    [KMM_MISUSE_OVERRUN] = "overrun",
+    [KMM_MISUSE_USE_AFTER_FREE] = "use-after-free",
 };
 
 const char *kmm_layer_name(unsigned layer)

@@ -73,6 +73,8 @@ void pmm_list_remove(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsig
 
 void pmm_free_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsigned order)
 {
+    if (__builtin_expect(z->poison, 0))
+        pmm_poison_fill(pm, pfn, order);
     while (order < KMM_PAGE_MAX_ORDER) {
         uint64_t buddy_pfn = pfn ^ (UINT64_C(1) << order);
         struct kmm_frame *buddy = pmm_frame_lookup(pm, buddy_pfn);
@@ -159,6 +161,7 @@ static __attribute__((noinline)) uint64_t page_alloc(struct kmm *k, unsigned ord
         pmm_misuse(k, KMM_MISUSE_BAD_FLAGS, fn, 0, order, -1, caller);
         return 0;
     }
+    unsigned poison = pmm_poison_begin(&k->pmm);
     uint64_t pa = order == 0 ? pmm_pcp_alloc(k, flags) : 0;
     if (!pa) {
         struct pmm_request rq = {.order = order, .flags = flags};
@@ -167,6 +170,7 @@ static __attribute__((noinline)) uint64_t page_alloc(struct kmm *k, unsigned ord
             return 0;
         pa = pfn << KMM_PAGE_SHIFT;
     }
+    pmm_poison_verify(k, poison, pa, UINT64_C(1) << order, fn, caller);
     if (flags & KMM_GFP_ZERO)
         __builtin_memset(kmm_phys_to_virt(k, pa), 0, KMM_PAGE_SIZE << order);
     return pa;

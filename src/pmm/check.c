@@ -231,6 +231,7 @@ void pmm_check(struct kmm *k, struct kmm_check_result *r)
     recount_frames(pm, &c, r);
     compare_zones(pm, &c, r);
     pmm_grow_check(k, r); /* deferred sections, which the recount skips */
+    pmm_poison_check(k, r);
 
     for (unsigned n = pm->node_count; n-- > 0;)
         for (unsigned zi = KMM_ZONE_COUNT; zi-- > 0;)

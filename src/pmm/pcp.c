@@ -116,7 +116,9 @@ static PCP_SLOW unsigned give_back(struct kmm_pmm *pm, struct kmm_zone *z, struc
 static PCP_SLOW unsigned drain_cpu(struct kmm_pmm *pm, struct kmm_pcp_cpu *pc)
 {
     unsigned moved = 0;
-    atomic_store_explicit(&pc->drain, 0, memory_order_relaxed);
+    /* While pages are poisoned the caches stay empty: the flag stays up,
+     * so that the inline paths keep refusing (poison.c). */
+    atomic_store_explicit(&pc->drain, pmm_poisoning(pm), memory_order_relaxed);
     for (unsigned zi = 0; zi < KMM_ZONE_COUNT; zi++)
         if (pcp_count(&pc->zone[zi]))
             moved += give_back(pm, &pm->zones[pc->node][zi], &pc->zone[zi], UINT32_MAX);
@@ -197,7 +199,7 @@ uint64_t pmm_pcp_alloc(struct kmm *k, kmm_gfp_t flags)
     kmm_irqstate_t s = kmm_irq_save();
     struct kmm_pcp_cpu *pc = pcp_this_cpu(k);
     check_drain(pm, pc);
-    uint64_t pa = alloc_refill(k, pc, pmm_top_zone(flags));
+    uint64_t pa = pmm_poisoning(pm) ? 0 : alloc_refill(k, pc, pmm_top_zone(flags));
     kmm_irq_restore(s);
     kmm_preempt_enable();
     return pa;
@@ -227,7 +229,7 @@ bool pmm_pcp_free(struct kmm *k, struct kmm_frame *f, uint64_t pfn)
     kmm_irqstate_t s = kmm_irq_save();
     struct kmm_pcp_cpu *pc = pcp_this_cpu(k);
     check_drain(pm, pc);
-    bool cached = pcp_cache_page(pc, f, pfn, &over);
+    bool cached = !pmm_poisoning(pm) && pcp_cache_page(pc, f, pfn, &over);
     if (over) {
         unsigned zone = frame_meta_get(f).zone; /* the word other CPUs may try to claim */
         struct kmm_zone *z = &pm->zones[pc->node][zone];

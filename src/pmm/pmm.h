@@ -211,6 +211,39 @@ static inline void pmm_numa_count_locked(struct kmm_pmm *pm, struct kmm_zone *z,
  * (lent_calls), read under the same lock. */
 uint64_t pmm_zone_stats_add(struct kmm *k, unsigned node, unsigned zone, struct kmm_zone_stats *o);
 
+/* --- page poisoning (poison.c) ----------------------------------------------------- */
+
+/* Fills the 2^order pages at pfn with KMM_PAGE_POISON_BYTE. */
+void pmm_poison_fill(struct kmm_pmm *pm, uint64_t pfn, unsigned order);
+
+/* Whether poisoning is on: the CPU caches are bypassed meanwhile. */
+static inline bool pmm_poisoning(struct kmm_pmm *pm)
+{
+    return atomic_load_explicit(&pm->poison_seq, memory_order_relaxed) & 1;
+}
+
+/* An allocation's snapshot of the poisoning state, taken before its
+ * request; pmm_poison_verify checks the block it got if poisoning was on
+ * throughout, and reports a damaged pattern (a use after free) against fn
+ * and caller. */
+static inline unsigned pmm_poison_begin(struct kmm_pmm *pm)
+{
+    return atomic_load_explicit(&pm->poison_seq, memory_order_acquire);
+}
+
+void pmm_poison_verify_slow(struct kmm *k, unsigned seq, uint64_t pa, uint64_t pages,
+                            const char *fn, const void *caller);
+static inline void pmm_poison_verify(struct kmm *k, unsigned seq, uint64_t pa, uint64_t pages,
+                                     const char *fn, const void *caller)
+{
+    if (__builtin_expect(seq & 1, 0))
+        pmm_poison_verify_slow(k, seq, pa, pages, fn, caller);
+}
+
+/* kmm_check's part: every free block of a poisoning zone holds the
+ * pattern. Every zone lock held. */
+void pmm_poison_check(struct kmm *k, struct kmm_check_result *r);
+
 /* --- misuse (buddy.c) ----------------------------------------------------------- */
 
 /* A rejected call: counts it, logs one line naming the call, the address,

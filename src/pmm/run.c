@@ -301,10 +301,12 @@ uint64_t kmm_run_alloc(struct kmm *k, size_t count, uint64_t align, uint64_t lim
                              .take = run_take_locked,
                              .wanted = run_zone_wanted,
                              .ctx = &req};
+    unsigned poison = pmm_poison_begin(&k->pmm);
     uint64_t pfn = pmm_request_pfn(k, &rq);
     if (pfn == KMM_PFN_NONE)
         return 0;
     uint64_t pa = pfn << KMM_PAGE_SHIFT;
+    pmm_poison_verify(k, poison, pa, count, "kmm_run_alloc", caller);
     if (flags & KMM_GFP_ZERO)
         __builtin_memset(kmm_phys_to_virt(k, pa), 0, (size_t)count << KMM_PAGE_SHIFT);
     return pa;

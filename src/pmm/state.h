@@ -41,6 +41,7 @@ struct kmm_zone {
     atomic_bool populated; /* has memory, now or deferred: set once, never cleared */
     uint8_t id;            /* enum kmm_zone_id */
     uint8_t node;
+    bool poison; /* page poisoning (poison.c): every page of a free block holds the pattern */
     uint64_t lent_calls; /* of alloc_calls, blocks for CPUs of other nodes (numa.c) */
 };
 
@@ -129,6 +130,10 @@ struct kmm_pmm {
      * under grow.lock (managed_pages also under the zone locks it changes in). */
     uint64_t total_pages, usable_pages, metadata_pages, managed_pages, frame_db_bytes;
     struct pmm_grow grow;
+    /* Page poisoning (poison.c): odd while it is on; bumped at every switch,
+     * under the growth lock, so an allocation that reads one value before
+     * and after its request knows every zone poisoned throughout. */
+    atomic_uint poison_seq;
     /* Counters that only grow; updated without a lock. */
     atomic_uint_fast64_t failed_allocs;
     unsigned node_count;
