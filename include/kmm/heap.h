@@ -188,7 +188,8 @@ typedef void (*kmm_ctor_t)(void *obj);
  * aligned to align (0 for KMM_HEAP_MIN_ALIGN; a power of two up to the page
  * size), each constructed by ctor (may be NULL) when its slab is made.
  * name is copied (truncated to KMM_CACHE_NAME_MAX - 1 characters) and shown
- * in the report. flags: 0 (reserved). Returns NULL with nothing changed if
+ * in the report. flags: 0, or debugging modes (KMM_HEAP_DEBUG_*) the cache
+ * starts with, its layout included (kmm_cache_debug). Returns NULL with nothing changed if
  * an argument is bad (a misuse) or no memory or no cache slot is left (at
  * most KMM_HEAP_OBJECT_CACHES live at once). May block.
  */
@@ -261,6 +262,7 @@ struct kmm_cache_stats {
     uint32_t object_size; /* bytes per object, as laid out */
     uint32_t objects_per_slab;
     uint32_t pages_per_slab;
+    uint32_t debug_modes;    /* KMM_HEAP_DEBUG_* in force (kmm_cache_debug, kmm_heap_debug) */
     uint64_t active_objects; /* allocated, not in any free list or CPU cache */
     uint64_t total_objects;  /* in all slabs */
     uint64_t active_slabs;   /* slabs with at least one object allocated or cached */
@@ -297,6 +299,228 @@ int kmm_cache_stats(struct kmm *k, const struct kmm_cache *c, struct kmm_cache_s
  * to list them all; NULL past the last. The heap's own caches are not
  * listed (the report shows them). */
 struct kmm_cache *kmm_heap_cache_at(struct kmm *k, unsigned i);
+
+/* --- debugging ------------------------------------------------------------------------ */
+
+/*
+ * Debugging modes, switched at run time for one cache (kmm_cache_debug, or
+ * kmm_cache_create's flags) or for the whole heap (kmm_heap_debug: every
+ * size class and object cache, and those made later). A cache's modes are
+ * its own or-ed with the heap's. Never for the heap's own caches.
+ *
+ * Off, they cost nothing: the inline paths of kmm_malloc, kmm_free and the
+ * cache calls are unchanged. A cache with any mode on gives up its CPU
+ * stacks: their bound drops to 0 and this CPU's stack and the cache's depot
+ * are emptied, so that each of its allocations and frees takes the cache's
+ * lock and the checking path (the figures: docs/performance.md). Objects
+ * other CPUs' stacks still hold are handed out by those CPUs unchecked
+ * until their stacks run dry (at most KMM_HEAP_MAG_SIZE each). Switching a
+ * cache's last mode off gives the stacks back.
+ *
+ *   KMM_HEAP_DEBUG_REDZONE     red zones: the bytes after the size asked for
+ *       (the class's rounding slack and at least KMM_HEAP_REDZONE_MIN more)
+ *       and, for objects aligned to at most 64 bytes, 16 to 64 bytes before
+ *       the object hold KMM_HEAP_REDZONE_BYTE; checked on every free and by
+ *       kmm_check. kmm_usable_size is then the size asked for.
+ *   KMM_HEAP_DEBUG_TRACK       allocation tracking: each live object's
+ *       allocation caller, size and generation (kmm_heap_mark), for
+ *       kmm_heap_leaks; each free object's last free caller, for reports.
+ *   KMM_HEAP_DEBUG_POISON      a freed object is filled with
+ *       KMM_HEAP_POISON_BYTE (but for the 16 bytes that hold the free list,
+ *       and 8 more that keep its last free caller in an object of 32 bytes
+ *       or more without TRACK) and checked when it is handed out again and
+ *       by kmm_check. Never for a cache with a constructor: its free objects
+ *       keep their constructed state.
+ *   KMM_HEAP_DEBUG_QUARANTINE  a freed object waits in the heap's FIFO
+ *       quarantine (at most KMM_HEAP_QUARANTINE_OBJECTS objects and
+ *       KMM_HEAP_QUARANTINE_BYTES bytes, the oldest leaving first) before it
+ *       can be handed out again, so that a second free of it, or a write to
+ *       it (with POISON), is caught rather than hitting its next owner.
+ *   KMM_HEAP_DEBUG_EVENTS      each allocation and free is recorded in the
+ *       heap's ring of recent events (kmm_heap_events, kmm_report).
+ *
+ * REDZONE and TRACK need the debug layout: each object's slot gains the red
+ * zones and a trailer (KMM_HEAP_DEBUG_TRAILER bytes). A cache's layout can
+ * change only while it holds no object, so a cache takes these two modes,
+ * or gives them up, only then: at creation (kmm_cache_create's flags, or
+ * the heap's modes when a size class is made on first use), or when a
+ * switch finds it empty. kmm_cache_debug refuses such a change for a cache
+ * that holds objects (KMM_EBUSY); kmm_heap_debug leaves those caches'
+ * layout as it is and counts them. So red zones and tracking for the size
+ * classes are a boot-time choice (kmm_heap_debug before the first
+ * kmm_malloc), as Linux's slub_debug is. A cache keeps the other modes
+ * whatever objects it holds.
+ *
+ * Sampled guard pages (kmm_heap_guard_sample) are set for the whole heap.
+ *
+ * Reports. A problem found after the fact (an overrun, a write after free)
+ * is logged at KMM_LOG_ERR naming the call that found it and its caller, the
+ * object, its cache and size, and its allocation and last free callers
+ * where known (TRACK, guard pages; the free caller also from POISON or the
+ * quarantine), counted in kmm_misuse_stats (layer KMM_LAYER_HEAP) as
+ * KMM_MISUSE_OVERRUN or KMM_MISUSE_USE_AFTER_FREE, and recorded in the
+ * event ring (op KMM_HEAP_EVENT_BAD) once it exists. The call that found it
+ * completes as usual (the free frees, the allocation hands the object out,
+ * its poison and red zones written anew). A double free or a free of no
+ * block is refused as always (KMM_ESTATE, KMM_EINVAL), the log naming the
+ * last free caller where known. kmm_check reports a damaged red zone,
+ * poison pattern or guard page as KMM_CHECK_CORRUPT.
+ */
+/* (Above the low byte, which kmm_cache_create keeps for other flags.) */
+#define KMM_HEAP_DEBUG_REDZONE    0x0100u
+#define KMM_HEAP_DEBUG_POISON     0x0200u
+#define KMM_HEAP_DEBUG_QUARANTINE 0x0400u
+#define KMM_HEAP_DEBUG_TRACK      0x0800u
+#define KMM_HEAP_DEBUG_EVENTS     0x1000u
+#define KMM_HEAP_DEBUG_ALL        0x1f00u
+
+/* The patterns (Linux's values): red zones, freed objects. */
+#define KMM_HEAP_REDZONE_BYTE       0xcc
+#define KMM_HEAP_POISON_BYTE        0x6b
+/* Red zone bytes after an object at least, and the debug layout's trailer. */
+#define KMM_HEAP_REDZONE_MIN        16u
+#define KMM_HEAP_DEBUG_TRAILER      64u
+/* The quarantine's bounds. */
+#define KMM_HEAP_QUARANTINE_OBJECTS 256u
+#define KMM_HEAP_QUARANTINE_BYTES   ((size_t)1 << 20)
+/* Guard-page slots (kmm_heap_guard_sample) and recorded events. */
+#define KMM_HEAP_GUARD_SLOTS        64u
+#define KMM_HEAP_EVENTS             256u
+
+/*
+ * kmm_cache_debug - sets cache c's own debugging modes to flags
+ * (KMM_HEAP_DEBUG_*; 0: none of its own, the heap's still apply). Returns
+ * KMM_OK, or, with nothing changed:
+ *   KMM_EINVAL  c is NULL (KMM_MISUSE_BAD_ARG) or no live cache of k, or the
+ *               heap's own (BAD_HANDLE), or flags has an unknown bit
+ *               (BAD_FLAGS); counted and logged;
+ *   KMM_EBUSY   the change adds or removes REDZONE or TRACK while c holds
+ *               objects: live ones, or free ones on other CPUs' stacks
+ *               (kmm_heap_drain_cpu or kmm_heap_drain_offline_cpu empties
+ *               them). Not counted: the cache may simply be in use;
+ *   KMM_ENOMEM  no memory for the heap's debugging state (its first use).
+ * The calling CPU's stack and c's depot are emptied first. While c's layout
+ * changes no other CPU may allocate from it (the check sees objects, not
+ * an allocation in flight): change layouts at boot or before c is shared.
+ * IRQs on, may block; O(c's free objects) when POISON comes on (each is
+ * filled). Calls that switch modes are serialised with each other.
+ */
+int kmm_cache_debug(struct kmm *k, struct kmm_cache *c, unsigned flags);
+
+/*
+ * kmm_heap_debug - sets the heap-wide debugging modes to flags: every size
+ * class and object cache gets them (or-ed with its own), as kmm_cache_debug
+ * would give them, and every cache made later starts with them. A cache that
+ * holds objects keeps its layout (REDZONE and TRACK stay as they were for
+ * it) and takes the other modes. Returns the number of caches that kept
+ * their layout for that reason (0: every cache has the modes asked for), or
+ * KMM_EINVAL for an unknown flag (counted; nothing changed) or KMM_ENOMEM
+ * (no memory for the debugging state; nothing changed). IRQs on, may block;
+ * O(caches + their free objects).
+ */
+int kmm_heap_debug(struct kmm *k, unsigned flags);
+
+/*
+ * kmm_heap_guard_sample - sampled guard pages, KFENCE's idea: every Nth
+ * allocation (every > 0: N; 0: off) of a size class or of an object cache
+ * without a constructor, of at most the page size, is served from one of
+ * KMM_HEAP_GUARD_SLOTS pages of its own in kernel virtual areas, placed at
+ * the end of the page (its alignment kept) against an unmapped guard page:
+ * a write past it faults at once. The bytes of the page around the object
+ * hold KMM_HEAP_REDZONE_BYTE and are checked when it is freed (by the one
+ * kmm_free, kmm_cache_free, kmm_realloc) and by kmm_check; a freed guarded
+ * page holds KMM_HEAP_POISON_BYTE until its slot is used again, checked
+ * then (the slots are reused oldest first). The sampled object records its
+ * allocation and free callers, and counts in kmm_heap_leaks. When every
+ * slot is taken the allocation is served as usual. While sampling is on,
+ * every size class and object cache takes the checking path (as with a
+ * debugging mode). The slots are mapped when sampling first comes on and
+ * given back by a call with 0 once no guarded object is live. Returns
+ * KMM_OK, or KMM_ENOMEM (no pages or window for the slots: sampling stays
+ * as it was). The heap's window is kmm_config.kva_base/kva_size. IRQs on,
+ * may block.
+ */
+int kmm_heap_guard_sample(struct kmm *k, unsigned every);
+
+/*
+ * kmm_heap_mark - a new generation of allocations: returns it, and every
+ * tracked object allocated from now on belongs to it or a later one. For
+ * kmm_heap_leaks(k, kmm_heap_mark(k) ...) around a piece of work. Any
+ * context; O(1).
+ */
+uint64_t kmm_heap_mark(struct kmm *k);
+
+/* One call site's live objects (kmm_heap_leak_sites). */
+struct kmm_heap_site {
+    const void *caller; /* the allocation's caller; NULL: several sites beyond the table's */
+    uint64_t objects;   /* live objects it allocated */
+    uint64_t bytes;     /* their sizes as asked for */
+};
+
+/*
+ * kmm_heap_leak_sites - the call sites of the tracked objects allocated in
+ * generation `since` or later (0: all) that are still live, most bytes
+ * first: fills out[0 .. min(n, max)) and returns n, the number of sites.
+ * Needs no scan of the heap: each tracking cache keeps its live objects in
+ * allocation order, walked from the newest back to the mark (O(objects
+ * allocated since the mark and still live)). Tracked: objects of caches
+ * with KMM_HEAP_DEBUG_TRACK and guarded objects; not whole-page or vmalloc'd
+ * blocks. Sites beyond 64 are summed in one entry with caller NULL. Takes
+ * each cache's lock in turn; IRQs on or off.
+ */
+size_t kmm_heap_leak_sites(struct kmm *k, uint64_t since, struct kmm_heap_site *out, size_t max);
+
+/*
+ * kmm_heap_leaks - writes the leak report to sink: one line per call site
+ * of kmm_heap_leak_sites(k, since), with its objects and bytes, under a
+ * line of totals. Returns the number of live objects reported.
+ */
+uint64_t kmm_heap_leaks(struct kmm *k, uint64_t since, const struct kmm_sink *sink);
+
+/* What a recorded event was. */
+enum kmm_heap_event_op {
+    KMM_HEAP_EVENT_ALLOC = 1, /* size: as asked for */
+    KMM_HEAP_EVENT_FREE,      /* size: as asked for at allocation, where known */
+    KMM_HEAP_EVENT_BAD,       /* a report: size is the misuse class (enum kmm_misuse) */
+};
+
+/* One recent heap event. */
+struct kmm_heap_event {
+    uint64_t seq;       /* 1 for the first event recorded; never decreases */
+    uint64_t addr;      /* the block's address */
+    uint64_t size;      /* see the op */
+    const void *caller; /* the call's caller */
+    uint32_t op;        /* enum kmm_heap_event_op */
+    uint32_t cpu;       /* the CPU it happened on */
+};
+
+/*
+ * kmm_heap_events - copies the most recent events (at most max, and at most
+ * KMM_HEAP_EVENTS kept) into out, oldest first; returns how many. Events
+ * are recorded for caches with KMM_HEAP_DEBUG_EVENTS and for every report.
+ * Any context; O(max).
+ */
+size_t kmm_heap_events(struct kmm *k, struct kmm_heap_event *out, size_t max);
+
+/* The debugging modes' figures. */
+struct kmm_heap_debug_stats {
+    unsigned flags;            /* the heap-wide modes (kmm_heap_debug) */
+    unsigned guard_every;      /* kmm_heap_guard_sample's N; 0: off */
+    unsigned debug_caches;     /* caches with any mode (or sampling) in force */
+    uint64_t generation;       /* the current generation (kmm_heap_mark) */
+    uint64_t tracked;          /* live tracked objects */
+    uint64_t quarantined;      /* objects in the quarantine now */
+    uint64_t quarantine_bytes; /* their bytes */
+    uint64_t guarded_live;     /* live objects on guard pages */
+    uint64_t guarded_allocs;   /* allocations sampled onto guard pages; never decreases */
+    uint64_t guard_slots;      /* slots mapped (0 or KMM_HEAP_GUARD_SLOTS) */
+    uint64_t events;           /* events recorded; never decreases */
+    uint64_t overruns;         /* red zones or guard pages found damaged; never decreases */
+    uint64_t use_after_free;   /* poison found damaged; never decreases */
+};
+
+/* kmm_heap_debug_stats - fills *out. Any context. */
+void kmm_heap_debug_stats(struct kmm *k, struct kmm_heap_debug_stats *out);
 
 #ifdef __cplusplus
 }

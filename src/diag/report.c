@@ -11,6 +11,8 @@
  */
 #include "internal.h"
 
+#include "heap/debug.h"
+
 #include "pmm/api.h"
 
 #include <kmm/fmt.h>
@@ -298,5 +300,6 @@ void kmm_report(struct kmm *k, const struct kmm_sink *sink)
     report_page_tables(k, sink);
     report_vmalloc(k, sink);
     report_heap(k, sink);
+    heap_debug_report_section(k, sink);
     report_misuse(k, sink);
 }

@@ -9,6 +9,7 @@
  * it (heap_cache_live) without reading memory that may not be there.
  */
 #include "heap/api.h"
+#include "heap/debug.h"
 #include "heap/heap.h"
 
 #include <kmm/fmt.h>
@@ -25,6 +26,7 @@ KMM_INIT void heap_init(struct kmm *k)
     z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
     z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
     h->secret = (z ^ (z >> 31)) | 1;
+    heap_debug_init(k);
 }
 
 /* --- layout -------------------------------------------------------------------------- */
@@ -32,7 +34,7 @@ KMM_INIT void heap_init(struct kmm *k)
 /* The slab order (0 .. 3) for objects of stride bytes: the smallest that
  * wastes at most 1/16 of the slab, else the one that wastes least. At
  * least min_objects per slab. */
-static unsigned choose_order(uint32_t stride, uint32_t min_objects)
+unsigned heap_choose_order(uint32_t stride, uint32_t min_objects)
 {
     unsigned best = 3;
     uint64_t best_waste = UINT64_MAX;
@@ -92,7 +94,7 @@ struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, 
         .size = stride,
         .usable = (uint32_t)(ctor ? size : obj),
         .fp_off = fp_off,
-        .order = (uint8_t)choose_order(stride, kind == HEAP_KIND_RECORDS ? 2 : 1),
+        .order = (uint8_t)heap_choose_order(stride, kind == HEAP_KIND_RECORDS ? 2 : 1),
         .kind = (uint8_t)kind,
         .limit = (uint16_t)limit,
         .batch = (uint16_t)(limit / 2 ? limit / 2 : 1),
@@ -118,6 +120,7 @@ struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, 
     for (; name && name[i] && i + 1 < KMM_CACHE_NAME_MAX; i++)
         c->name[i] = name[i];
     c->name[i] = 0;
+    heap_debug_cache_init(k, c, align); /* the heap's debugging modes, before anyone sees c */
 
     kmm_irqstate_t s = kmm_lock_irqsave(&h->lock);
     uint32_t id = 0;
@@ -304,13 +307,13 @@ struct kmm_cache *kmm_cache_create(struct kmm *k, const char *name, size_t size,
 {
     const void *caller = __builtin_return_address(0);
     if (!name || size == 0 || size > KMM_HEAP_SLAB_MAX || (align & (align - 1)) ||
-        align > KMM_PAGE_SIZE || flags) {
-        heap_misuse(k, flags ? KMM_MISUSE_BAD_FLAGS : KMM_MISUSE_BAD_ARG, KMM_EINVAL, caller,
-                    "kmm_cache_create(%s, size %zu, align %zu, flags 0x%x): %s",
+        align > KMM_PAGE_SIZE || (flags & ~KMM_HEAP_DEBUG_ALL)) {
+        heap_misuse(k, (flags & ~KMM_HEAP_DEBUG_ALL) ? KMM_MISUSE_BAD_FLAGS : KMM_MISUSE_BAD_ARG,
+                    KMM_EINVAL, caller, "kmm_cache_create(%s, size %zu, align %zu, flags 0x%x): %s",
                     name ? name : "NULL", size, align, flags,
-                    !name       ? "NULL name"
-                    : flags     ? "unknown flags"
-                    : size == 0 ? "size 0"
+                    !name                           ? "NULL name"
+                    : (flags & ~KMM_HEAP_DEBUG_ALL) ? "unknown flags"
+                    : size == 0                     ? "size 0"
                     : size > KMM_HEAP_SLAB_MAX
                         ? "size above KMM_HEAP_SLAB_MAX"
                         : "alignment not a power of two up to the page size");
@@ -318,7 +321,12 @@ struct kmm_cache *kmm_cache_create(struct kmm *k, const char *name, size_t size,
     }
     if (!heap_ready(k, 0))
         return NULL;
-    return heap_cache_make(k, name, size, align, ctor, HEAP_KIND_OBJECT, 0);
+    struct kmm_cache *c = heap_cache_make(k, name, size, align, ctor, HEAP_KIND_OBJECT, 0);
+    if (c && flags && heap_debug_cache_own(k, c, flags) != KMM_OK) {
+        KMM_MUST(k->port, kmm_cache_destroy(k, c));
+        return NULL;
+    }
+    return c;
 }
 
 size_t kmm_cache_shrink(struct kmm *k, struct kmm_cache *c)
@@ -344,7 +352,8 @@ static uint64_t active_objects(const struct kmm_cache *c, uint64_t *cached)
     if (cached)
         *cached = on_stacks;
     uint64_t out = __atomic_load_n(&c->total_inuse, __ATOMIC_RELAXED);
-    return out > on_stacks ? out - on_stacks : 0;
+    uint64_t idle = on_stacks + heap_debug_quarantined(c); /* quarantined: free */
+    return out > idle ? out - idle : 0;
 }
 
 /* kmm_cache_destroy's judgement: c emptied and taken out of caches[]
@@ -365,8 +374,9 @@ static int destroy_take(struct kmm *k, struct kmm_cache *c, const void *caller)
     heap_drain(k, c, heap_this_cpu(c));
     kmm_preempt_enable();
     heap_depot_drain(k, c);
+    uint64_t guarded = heap_debug_quiesce(k, c); /* the quarantine emptied of c */
     kmm_irqstate_t s = kmm_lock_irqsave(&c->lock);
-    uint64_t out = c->total_inuse - c->depot_objs;
+    uint64_t out = c->total_inuse - c->depot_objs + guarded;
     kmm_unlock_irqrestore(&c->lock, s);
     if (out)
         return heap_misuse(k, KMM_MISUSE_BUSY, KMM_EBUSY, caller,
@@ -459,6 +469,7 @@ static void cache_stats(const struct kmm_cache *c, struct kmm_cache_stats *out)
     out->object_size = c->size;
     out->objects_per_slab = c->objects;
     out->pages_per_slab = 1u << c->order;
+    out->debug_modes = __atomic_load_n(&c->dbg.flags, __ATOMIC_RELAXED) & KMM_HEAP_DEBUG_ALL;
     uint64_t slabs = 0;
     for (unsigned l = 0; l < SLAB_LISTS; l++)
         slabs += __atomic_load_n(&c->nslabs[l], __ATOMIC_RELAXED);

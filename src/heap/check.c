@@ -5,6 +5,7 @@
  * (each entry a tagged object of the cache). Only reads.
  */
 #include "heap/api.h"
+#include "heap/debug.h"
 #include "heap/heap.h"
 
 #include <kmm/check.h>
@@ -150,9 +151,12 @@ static void check_cache(struct kmm *k, struct kmm_cache *c, struct kmm_check_res
                           (unsigned long long)inuse, (unsigned long long)c->total_inuse);
     for (unsigned cpu = 0; cpu < c->ncpu; cpu++) {
         const struct heap_cpu *hc = heap_cpu_at(c, cpu);
-        if (hc->n > c->limit) {
+        /* While c is debugged its bound is 0; what CPUs held stays until
+         * they hand it out. */
+        uint32_t bound = c->limit ? c->limit : c->dbg.limit;
+        if (hc->n > bound) {
             kmm_check_problem(r, KMM_CHECK_CORRUPT, "heap: cache %s: CPU %u holds %u of %u",
-                              c->name, cpu, hc->n, c->limit);
+                              c->name, cpu, hc->n, bound);
             continue;
         }
         for (unsigned i = 0; i < hc->n; i++) {
@@ -165,6 +169,8 @@ static void check_cache(struct kmm *k, struct kmm_cache *c, struct kmm_check_res
                                   c->name, cpu, (unsigned long long)obj);
         }
     }
+    if (c->dbg.flags)
+        heap_debug_check_cache_locked(k, c, r);
     kmm_unlock_irqrestore(&c->lock, st);
 }
 
@@ -187,4 +193,5 @@ void heap_check(struct kmm *k, struct kmm_check_result *r)
     uint64_t held = atomic_load_explicit(&h->held, memory_order_relaxed);
     if (atomic_load_explicit(&h->peak, memory_order_relaxed) < held)
         kmm_check_problem(r, KMM_CHECK_CORRUPT, "heap: peak below the bytes held");
+    heap_debug_check(k, r);
 }

@@ -116,8 +116,9 @@ struct heap_cpu {
 };
 
 /*
- * A cache. Fixed after creation: everything above `lock`. Under the lock:
- * the slab lists and their counters.
+ * A cache. Fixed after creation: everything above `lock` (but the layout
+ * and the stack bound, which the debugging switches change: heap/debug.h).
+ * Under the lock: the slab lists and their counters.
  * Invariants (heap/check.c): every slab is on the list its inuse says
  * (0: empty, objects: full, else partial; for the records cache a slab
  * holding only its own record is empty); its free list has objects -
@@ -155,8 +156,9 @@ struct kmm_cache {
     uint64_t grown, shrunk; /* slabs made and given back */
     struct heap_mag *full, *empty; /* the depot */
     uint32_t nfull, nempty;
-    uint32_t depot_max;  /* full magazines kept at most (0: no depot) */
-    uint64_t depot_objs; /* objects in full magazines */
+    uint32_t depot_max;          /* full magazines kept at most (0: no depot) */
+    uint64_t depot_objs;         /* objects in full magazines */
+    struct heap_cache_debug dbg; /* the debugging modes (heap/debug.h) */
 };
 
 /* --- the free tag and the encoded list ------------------------------------------------- */
@@ -352,6 +354,16 @@ bool heap_held_add(struct kmm *k, uint64_t bytes);
 void heap_held_sub(struct kmm *k, uint64_t bytes);
 void heap_held_got(struct kmm *k);
 
+/* heap_slab_get - one object of c straight off its slabs (growing c if
+ * they are empty), its free tag cleared, for the debugging paths; 0 if
+ * memory or the heap's limit runs out. *poisoned: c poisoned its free
+ * objects when it was taken (so it carries the pattern). No lock held. */
+uintptr_t heap_slab_get(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flags, bool *poisoned);
+
+/* heap_slab_put - object obj of c (free-tagged or not) straight back to its
+ * slab, for the debugging paths. No lock held. */
+void heap_slab_put(struct kmm *k, struct kmm_cache *c, uintptr_t obj);
+
 /* heap_depot_drain - returns every object in c's depot to the slabs and
  * frees its magazines; returns the slab pages that gave back (beyond the
  * empty slabs c keeps). No lock held. */
@@ -364,6 +376,10 @@ size_t heap_depot_drain(struct kmm *k, struct kmm_cache *c);
  * its page allocation from reclaiming. */
 struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, size_t align,
                                   kmm_ctor_t ctor, enum heap_kind kind, kmm_gfp_t flags);
+
+/* heap_choose_order - the slab order for objects of stride bytes, at
+ * least min_objects per slab (cache.c). */
+unsigned heap_choose_order(uint32_t stride, uint32_t min_objects);
 
 /* heap_ready - the slab records' cache made and the reclaim hook
  * registered, on the first slow path; false without memory. */

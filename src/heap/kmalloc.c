@@ -3,6 +3,7 @@
  * stacks (heap.h), whole-page blocks, and vmalloc'd blocks; one free that
  * finds which a pointer is. Contracts: kmm/heap.h.
  */
+#include "heap/debug.h"
 #include "heap/heap.h"
 
 #include <kmm/heap.h>
@@ -130,14 +131,26 @@ static void *no_memory(struct kmm *k)
     return NULL;
 }
 
-/* Every allocation after its flags were checked: a class object, whole
- * pages up to pages_max bytes, or vmalloc. */
-static void *alloc_checked(struct kmm *k, size_t size, size_t pages_max, kmm_gfp_t flags)
+/* alloc_checked's sizes above its plain path's. */
+static void *alloc_other(struct kmm *k, size_t size, size_t pages_max, kmm_gfp_t flags,
+                         const void *caller)
 {
     if (size > KMM_HEAP_SIZE_MAX)
         return no_memory(k);
     if (size > KMM_HEAP_SLAB_MAX)
         return large_alloc(k, size, pages_max, flags);
+    return heap_debug_alloc_size(k, size, flags, caller);
+}
+
+/* Every allocation after its flags were checked: a class object, whole
+ * pages up to pages_max bytes, or vmalloc. */
+static void *alloc_checked(struct kmm *k, size_t size, size_t pages_max, kmm_gfp_t flags,
+                           const void *caller)
+{
+    /* plain_end is KMM_HEAP_SLAB_MAX + 1, or 0 while a size class is
+     * being debugged: then every size leaves here (heap/debug.h). */
+    if (size >= k->heap.debug.plain_end)
+        return alloc_other(k, size, pages_max, flags, caller);
     struct kmm_cache *c = heap_class_cache(k, heap_class_of(&k->heap, size), flags);
     if (!c)
         return no_memory(k);
@@ -149,12 +162,12 @@ static void *alloc_checked(struct kmm *k, size_t size, size_t pages_max, kmm_gfp
     return (void *)p;
 }
 
-static void *malloc_slow(struct kmm *k, size_t size, kmm_gfp_t flags, const char *fn,
-                         const void *caller)
+static inline void *malloc_slow(struct kmm *k, size_t size, kmm_gfp_t flags, const char *fn,
+                                const void *caller)
 {
     if (bad_flags(k, flags, fn, size, caller))
         return NULL;
-    return alloc_checked(k, size, KMM_HEAP_PAGES_MAX, flags);
+    return alloc_checked(k, size, KMM_HEAP_PAGES_MAX, flags, caller);
 }
 
 void *kmm_malloc(struct kmm *k, size_t size, kmm_gfp_t flags)
@@ -174,19 +187,21 @@ void *kmm_malloc(struct kmm *k, size_t size, kmm_gfp_t flags)
 
 void *kmm_zalloc(struct kmm *k, size_t size, kmm_gfp_t flags)
 {
-    if (bad_flags(k, flags, "kmm_zalloc", size, __builtin_return_address(0)))
+    const void *caller = __builtin_return_address(0);
+    if (bad_flags(k, flags, "kmm_zalloc", size, caller))
         return NULL;
-    return alloc_checked(k, size, KMM_HEAP_PAGES_MAX, flags | KMM_GFP_ZERO);
+    return alloc_checked(k, size, KMM_HEAP_PAGES_MAX, flags | KMM_GFP_ZERO, caller);
 }
 
 void *kmm_calloc(struct kmm *k, size_t n, size_t size, kmm_gfp_t flags)
 {
     size_t bytes;
-    if (bad_flags(k, flags, "kmm_calloc", size, __builtin_return_address(0)))
+    const void *caller = __builtin_return_address(0);
+    if (bad_flags(k, flags, "kmm_calloc", size, caller))
         return NULL;
     if (__builtin_mul_overflow(n, size, &bytes))
         return no_memory(k);
-    return alloc_checked(k, bytes, KMM_HEAP_PAGES_MAX, flags | KMM_GFP_ZERO);
+    return alloc_checked(k, bytes, KMM_HEAP_PAGES_MAX, flags | KMM_GFP_ZERO, caller);
 }
 
 void *kmm_aligned_alloc(struct kmm *k, size_t align, size_t size, kmm_gfp_t flags)
@@ -211,7 +226,7 @@ void *kmm_aligned_alloc(struct kmm *k, size_t align, size_t size, kmm_gfp_t flag
         unsigned i = heap_class_of(&k->heap, need);
         while (heap_class_size(i) % align)
             i++;
-        return alloc_checked(k, heap_class_size(i), KMM_HEAP_PAGES_MAX, flags);
+        return alloc_checked(k, heap_class_size(i), KMM_HEAP_PAGES_MAX, flags, caller);
     }
     /* Whole pages, physically aligned to their size: virtually too as far
      * as the direct map's base is aligned (a kernel's is to 1 GiB or more;
@@ -226,7 +241,7 @@ void *kmm_aligned_alloc(struct kmm *k, size_t align, size_t size, kmm_gfp_t flag
     if (need <= KMM_HEAP_ALIGN_MAX)
         return large_alloc(k, need, KMM_HEAP_ALIGN_MAX, flags);
     if (align <= PAGE) /* vmalloc: page-aligned */
-        return alloc_checked(k, need, KMM_HEAP_PAGES_MAX, flags);
+        return alloc_checked(k, need, KMM_HEAP_PAGES_MAX, flags, caller);
     heap_misuse(k, KMM_MISUSE_BAD_ARG, KMM_EINVAL, caller,
                 "kmm_aligned_alloc(align %zu, size %zu): alignment above the page size for a "
                 "block above KMM_HEAP_ALIGN_MAX",
@@ -238,7 +253,7 @@ void *kmm_aligned_alloc(struct kmm *k, size_t align, size_t size, kmm_gfp_t flag
 
 /* What a pointer is, for the calls that take one. */
 struct heap_block {
-    enum { BLOCK_OBJECT, BLOCK_PAGES, BLOCK_VMALLOC, BLOCK_BAD } kind;
+    enum { BLOCK_OBJECT, BLOCK_PAGES, BLOCK_VMALLOC, BLOCK_GUARDED, BLOCK_BAD } kind;
     struct heap_ref ref;
     enum heap_bad bad;
     uint64_t bytes; /* usable bytes */
@@ -251,10 +266,28 @@ static struct heap_block block_of(struct kmm *k, const void *p)
     if (b.bad == HEAP_FOUND) {
         b.kind = b.ref.cache ? BLOCK_OBJECT : BLOCK_PAGES;
         b.bytes = b.ref.cache ? b.ref.cache->usable : (uint64_t)PAGE << b.ref.order;
+    } else if (__builtin_expect(b.bad == HEAP_INTERIOR, 0) &&
+               heap_debug_find(k, (uintptr_t)p, &b.ref, &b.bytes) == HEAP_FOUND) {
+        /* The caller's pointer to an object in the debug layout (heap/debug.h). */
+        b.bad = HEAP_FOUND;
+        b.kind = BLOCK_OBJECT;
+    } else if (b.bad == HEAP_FOREIGN && heap_guard_find(k, (uintptr_t)p, &b.ref.cache, &b.bytes)) {
+        b.kind = BLOCK_GUARDED; /* a sampled object on a guard page (heap/debug.h) */
     } else if (b.bad == HEAP_FOREIGN && (b.bad = vmalloc_block_of(k, p, &b.bytes)) == HEAP_FOUND) {
         b.kind = BLOCK_VMALLOC;
     }
     return b;
+}
+
+/* Whether block b at p, an object, is free (a guarded one: freed). */
+static bool block_free(struct kmm *k, const struct heap_block *b, const void *p)
+{
+    if (b->kind == BLOCK_GUARDED)
+        return heap_guard_freed(k, (uintptr_t)p);
+    /* Its slot: p, or before it in the debug layout (heap/debug.h). */
+    uintptr_t obj = (uintptr_t)p - (b->kind == BLOCK_OBJECT ? b->ref.cache->dbg.left : 0);
+    return b->kind == BLOCK_OBJECT &&
+           heap_tag_get(b->ref.cache, obj) == heap_tag(b->ref.cache, obj);
 }
 
 static int bad_pointer(struct kmm *k, const char *fn, const void *p, enum heap_bad bad,
@@ -271,8 +304,14 @@ static int object_free(struct kmm *k, struct kmm_cache *c, const void *p, const 
 {
     enum heap_push r = heap_push(c, (uintptr_t)p);
     int err = KMM_OK;
+    /* A cache being debugged has no stack (heap/debug.h): every free comes
+     * here, and a second one gets the report naming the first. */
+    if (r == HEAP_STACK_FULL && __builtin_expect(heap_debugged(c), 0))
+        return heap_debug_free(k, c, (uintptr_t)p, fn, caller);
     if (r == HEAP_STACK_FULL)
         err = heap_free_slow(k, c, (uintptr_t)p);
+    if (r == HEAP_ALREADY_FREE && heap_debugged(c))
+        return heap_debug_free(k, c, (uintptr_t)p, fn, caller);
     if (r == HEAP_ALREADY_FREE || err)
         return heap_misuse(k, KMM_MISUSE_DOUBLE_FREE, KMM_ESTATE, caller,
                            "%s(%p): already free (cache %s)", fn, p, c->name);
@@ -310,6 +349,8 @@ static int free_from(struct kmm *k, const void *p, const char *fn, const void *c
     case BLOCK_VMALLOC:
         return large_free(k, &b, p, fn, caller);
     default:
+        if (b.kind == BLOCK_GUARDED)
+            return heap_guard_free(k, (uintptr_t)p, fn, caller);
         return bad_pointer(k, fn, p, b.bad, caller);
     }
 }
@@ -347,6 +388,7 @@ static bool same_class(struct kmm *k, const struct heap_block *b, size_t size)
     if (size > b->bytes)
         return false;
     switch (b->kind) {
+    case BLOCK_GUARDED:
     case BLOCK_OBJECT:
         return b->ref.cache->kind != HEAP_KIND_CLASS ||
                heap_class_of(&k->heap, size) + 1 == b->ref.cache->id;
@@ -375,6 +417,23 @@ int kmm_free_sized(struct kmm *k, const void *p, size_t size)
     return free_from(k, p, "kmm_free_sized", caller);
 }
 
+/* kmm_cache_free of a pointer heap_find did not find: an object in the
+ * debug layout or on a guard page (heap/debug.h), or a bad pointer. */
+static int cache_free_other(struct kmm *k, struct kmm_cache *c, const void *p, const void *caller)
+{
+    struct heap_block b = block_of(k, p);
+    if (b.kind != BLOCK_OBJECT && b.kind != BLOCK_GUARDED)
+        return bad_pointer(k, "kmm_cache_free", p, b.kind == BLOCK_BAD ? b.bad : HEAP_FOREIGN,
+                           caller);
+    if (b.ref.cache != c)
+        return heap_misuse(k, KMM_MISUSE_BAD_HANDLE, KMM_EINVAL, caller,
+                           "kmm_cache_free(%p, %p): an object of cache %s, not of this one",
+                           (const void *)c, p, b.ref.cache->name);
+    if (b.kind == BLOCK_GUARDED)
+        return heap_guard_free(k, (uintptr_t)p, "kmm_cache_free", caller);
+    return object_free(k, c, p, "kmm_cache_free", caller);
+}
+
 int kmm_cache_free(struct kmm *k, struct kmm_cache *c, const void *p)
 {
     const void *caller = __builtin_return_address(0);
@@ -385,8 +444,10 @@ int kmm_cache_free(struct kmm *k, struct kmm_cache *c, const void *p)
     if (!c)
         return heap_misuse(k, KMM_MISUSE_BAD_ARG, KMM_EINVAL, caller,
                            "kmm_cache_free(NULL, %p): NULL cache", p);
-    if (bad != HEAP_FOUND || !ref.cache)
-        return bad_pointer(k, "kmm_cache_free", p, bad == HEAP_FOUND ? HEAP_FOREIGN : bad, caller);
+    if (__builtin_expect(bad != HEAP_FOUND, 0))
+        return cache_free_other(k, c, p, caller);
+    if (!ref.cache)
+        return bad_pointer(k, "kmm_cache_free", p, HEAP_FOREIGN, caller);
     if (ref.cache != c)
         return heap_misuse(k, KMM_MISUSE_BAD_HANDLE, KMM_EINVAL, caller,
                            "kmm_cache_free(%p, %p): an object of cache %s, not of this one",
@@ -411,8 +472,14 @@ void *kmm_cache_alloc(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flags)
         return NULL;
     }
     uintptr_t p = heap_pop(c);
-    if (!p && !(p = heap_alloc_slow(k, c, flags)))
-        return no_memory(k);
+    if (!p) {
+        /* A cache being debugged has no stack (heap/debug.h): every
+         * allocation comes here. */
+        if (__builtin_expect(heap_debugged(c), 0))
+            return heap_debug_alloc(k, c, c->usable, flags, caller);
+        if (!(p = heap_alloc_slow(k, c, flags)))
+            return no_memory(k);
+    }
     if (flags & KMM_GFP_ZERO)
         __builtin_memset((void *)p, 0, c->usable);
     return (void *)p;
@@ -429,8 +496,7 @@ size_t kmm_usable_size(struct kmm *k, const void *p)
         bad_pointer(k, "kmm_usable_size", p, b.bad, __builtin_return_address(0));
         return 0;
     }
-    if (b.kind == BLOCK_OBJECT &&
-        heap_tag_get(b.ref.cache, (uintptr_t)p) == heap_tag(b.ref.cache, (uintptr_t)p)) {
+    if (block_free(k, &b, p)) {
         heap_misuse(k, KMM_MISUSE_DOUBLE_FREE, KMM_ESTATE, __builtin_return_address(0),
                     "kmm_usable_size(%p): the block is free", p);
         return 0;
@@ -448,8 +514,7 @@ void *kmm_realloc(struct kmm *k, void *p, size_t size, kmm_gfp_t flags)
         bad_pointer(k, "kmm_realloc", p, b.bad, caller);
         return NULL;
     }
-    if (b.kind == BLOCK_OBJECT &&
-        heap_tag_get(b.ref.cache, (uintptr_t)p) == heap_tag(b.ref.cache, (uintptr_t)p)) {
+    if (block_free(k, &b, p)) {
         heap_misuse(k, KMM_MISUSE_DOUBLE_FREE, KMM_ESTATE, caller,
                     "kmm_realloc(%p): the block is free", p);
         return NULL;
@@ -465,7 +530,7 @@ void *kmm_realloc(struct kmm *k, void *p, size_t size, kmm_gfp_t flags)
      * the kernel space's locks: not for an atomic caller. */
     if (b.kind == BLOCK_VMALLOC && (flags & KMM_GFP_ATOMIC))
         return no_memory(k);
-    void *n = alloc_checked(k, size, KMM_HEAP_PAGES_MAX, flags & ~KMM_GFP_ZERO);
+    void *n = alloc_checked(k, size, KMM_HEAP_PAGES_MAX, flags & ~KMM_GFP_ZERO, caller);
     if (!n)
         return NULL;
     size_t keep = size < b.bytes ? size : (size_t)b.bytes;

@@ -9,6 +9,7 @@
  * cache locks), and takes it again. The records cache's lock is taken
  * while no other cache lock is held, for the same reason.
  */
+#include "heap/debug.h"
 #include "heap/heap.h"
 
 /* --- lists -------------------------------------------------------------------------- */
@@ -229,8 +230,8 @@ static struct slab *slab_grow(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flag
     uint32_t first = self ? 1 : 0;
     for (uint32_t i = c->objects; i-- > first;) {
         uintptr_t obj = base + (uintptr_t)i * c->size;
-        if (c->ctor)
-            c->ctor((void *)obj);
+        if (c->ctor) /* the object starts after its red zone in the debug layout */
+            c->ctor((void *)(obj + c->dbg.left));
         slab_put(c, s, obj);
     }
     return s;
@@ -282,7 +283,10 @@ static void trim_empty(struct kmm_cache *c, uint64_t keep, struct slab **chain)
 static unsigned refill_locked(struct kmm *k, struct kmm_cache *c, struct heap_cpu *hc)
 {
     unsigned moved = 0;
-    while (moved < c->batch && hc->n < c->limit) {
+    /* A cache being debugged has no stack (limit 0): one object at a time
+     * then, for a CPU that came here before it saw the switch. */
+    unsigned room = c->limit ? c->limit : 1;
+    while (moved < c->batch && hc->n < room) {
         struct slab *s = c->lists[SLAB_PARTIAL] ? c->lists[SLAB_PARTIAL] : c->lists[SLAB_EMPTY];
         if (!s)
             break;
@@ -337,8 +341,12 @@ static void return_locked(struct kmm *k, struct kmm_cache *c, uintptr_t obj)
 /* Moves the top n objects of stack hc back to the slabs. Lock held. */
 static void flush_locked(struct kmm *k, struct kmm_cache *c, struct heap_cpu *hc, unsigned n)
 {
-    while (n-- && hc->n)
-        return_locked(k, c, (uintptr_t)hc->objs[--hc->n]);
+    while (n-- && hc->n) {
+        uintptr_t obj = (uintptr_t)hc->objs[--hc->n];
+        if (__builtin_expect(c->dbg.flags & KMM_HEAP_DEBUG_POISON, 0))
+            heap_debug_poison_locked(c, obj); /* freed by a path that did not */
+        return_locked(k, c, obj);
+    }
 }
 
 /* Reports and drops the top object of hc, whose free tag is gone: it was
@@ -410,6 +418,8 @@ uintptr_t heap_alloc_slow(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flags)
         c->grown++;
         fresh->list = SLAB_EMPTY;
         list_add(c, fresh, list_for(c, fresh));
+        if (__builtin_expect(c->dbg.flags & KMM_HEAP_DEBUG_POISON, 0))
+            heap_debug_slab_added_locked(c, fresh); /* its objects join the poisoned */
         kmm_unlock_irqrestore(&c->lock, s);
     }
 }
@@ -501,8 +511,12 @@ size_t heap_depot_drain(struct kmm *k, struct kmm_cache *c)
     while (c->full) {
         struct heap_mag *m = c->full;
         c->full = m->next;
-        while (m->n)
-            return_locked(k, c, (uintptr_t)m->objs[--m->n]);
+        while (m->n) {
+            uintptr_t obj = (uintptr_t)m->objs[--m->n];
+            if (__builtin_expect(c->dbg.flags & KMM_HEAP_DEBUG_POISON, 0))
+                heap_debug_poison_locked(c, obj);
+            return_locked(k, c, obj);
+        }
         m->next = mags;
         mags = m;
     }
@@ -545,4 +559,55 @@ size_t heap_shrink_cache(struct kmm *k, struct kmm_cache *c)
     kmm_unlock_irqrestore(&c->lock, s);
     kmm_preempt_enable();
     return pages + release_chain(k, c, chain);
+}
+
+/* --- the debugging paths' own (debug.c) ------------------------------------------------ */
+
+uintptr_t heap_slab_get(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flags, bool *poisoned)
+{
+    /* A stack of its own, whatever this CPU's holds: refill_locked moves
+     * one object there while the cache's bound is 0, and at most a batch
+     * if the bound came back meanwhile (the rest go straight back). */
+    union {
+        struct heap_cpu hc;
+        unsigned char room[sizeof(struct heap_cpu) + HEAP_MAG_OBJS * sizeof(void *)];
+    } one;
+    for (;;) {
+        one.hc.n = 0;
+        kmm_irqstate_t s = kmm_lock_irqsave(&c->lock);
+        refill_locked(k, c, &one.hc);
+        KMM_ASSERT(k->port,
+                   one.hc.n <= (sizeof(one.room) - sizeof(struct heap_cpu)) / sizeof(void *));
+        if (one.hc.n > 1)
+            flush_locked(k, c, &one.hc, one.hc.n - 1);
+        if (one.hc.n)
+            *poisoned = c->dbg.flags & KMM_HEAP_DEBUG_POISON;
+        kmm_unlock_irqrestore(&c->lock, s);
+        if (one.hc.n) {
+            heap_tag_set(c, (uintptr_t)one.hc.objs[0], 0);
+            return (uintptr_t)one.hc.objs[0];
+        }
+        struct slab *fresh = slab_grow(k, c, flags);
+        if (!fresh) {
+            atomic_fetch_add_explicit(&k->heap.failed, 1, memory_order_relaxed);
+            return 0;
+        }
+        s = kmm_lock_irqsave(&c->lock);
+        c->grown++;
+        fresh->list = SLAB_EMPTY;
+        list_add(c, fresh, list_for(c, fresh));
+        if (c->dbg.flags & KMM_HEAP_DEBUG_POISON)
+            heap_debug_slab_added_locked(c, fresh);
+        kmm_unlock_irqrestore(&c->lock, s);
+    }
+}
+
+void heap_slab_put(struct kmm *k, struct kmm_cache *c, uintptr_t obj)
+{
+    struct slab *chain = NULL;
+    kmm_irqstate_t s = kmm_lock_irqsave(&c->lock);
+    return_locked(k, c, obj);
+    trim_empty(c, HEAP_KEEP_EMPTY, &chain);
+    kmm_unlock_irqrestore(&c->lock, s);
+    release_chain(k, c, chain);
 }

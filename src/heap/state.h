@@ -14,6 +14,8 @@
 #include <kmm/page.h>
 #include <kmm/port.h>
 
+#include "heap/debug_state.h"
+
 /* Size classes: 16 .. 128 in steps of 16, then eight per power of two up
  * to KMM_HEAP_SLAB_MAX (heap/class.c). */
 #define HEAP_CLASSES    KMM_HEAP_CLASSES
@@ -58,6 +60,7 @@ struct kmm_heap {
     uint64_t secret;          /* mixed into each cache's secret */
     const void *vmalloc_site; /* the call site of the heap's vmalloc'd blocks (kmalloc.c) */
     struct kmm_shrinker shrinker;
+    struct heap_debug debug; /* the debugging modes (heap/debug.h) */
 };
 
 #endif /* KMM_HEAP_STATE_H */
