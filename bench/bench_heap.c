@@ -89,6 +89,58 @@ static void env_close(struct heap_env *e)
     e->m = NULL;
 }
 
+/*
+ * The heap's debugging modes for a run (docs/performance.md, "Debugging
+ * on"): KMM_BENCH_HEAP_DEBUG, a comma-separated list of redzone, poison,
+ * quarantine, track, events or all, switched on for the whole heap right
+ * after kmm_init; KMM_BENCH_HEAP_GUARD=N samples every Nth allocation onto
+ * a guard page. Unset: the heap as shipped. The figures of such a run are
+ * the debugging modes' cost, not kmm's: each run says so on its first line.
+ */
+static const struct {
+    const char *name;
+    unsigned flag;
+} debug_names[] = {
+    {"redzone", KMM_HEAP_DEBUG_REDZONE},       {"poison", KMM_HEAP_DEBUG_POISON},
+    {"quarantine", KMM_HEAP_DEBUG_QUARANTINE}, {"track", KMM_HEAP_DEBUG_TRACK},
+    {"events", KMM_HEAP_DEBUG_EVENTS},         {"all", KMM_HEAP_DEBUG_ALL},
+};
+
+static int debug_up(struct kmm *k)
+{
+    const char *modes = getenv("KMM_BENCH_HEAP_DEBUG"), *guard = getenv("KMM_BENCH_HEAP_GUARD");
+    unsigned flags = 0;
+    for (const char *m = modes; m && *m;) {
+        size_t len = strcspn(m, ",");
+        unsigned i = 0;
+        while (i < sizeof(debug_names) / sizeof(debug_names[0]) &&
+               (strlen(debug_names[i].name) != len || strncmp(debug_names[i].name, m, len) != 0))
+            i++;
+        if (i == sizeof(debug_names) / sizeof(debug_names[0])) {
+            fprintf(stderr, "bench: KMM_BENCH_HEAP_DEBUG: unknown mode in \"%s\"\n", modes);
+            return -1;
+        }
+        flags |= debug_names[i].flag;
+        m += len + (m[len] == ',');
+    }
+    unsigned every = guard ? (unsigned)strtoul(guard, NULL, 10) : 0;
+    if (flags && kmm_heap_debug(k, flags) != 0) {
+        fprintf(stderr, "bench: kmm_heap_debug(0x%x) failed\n", flags);
+        return -1;
+    }
+    if (every && kmm_heap_guard_sample(k, every) != KMM_OK) {
+        fprintf(stderr, "bench: kmm_heap_guard_sample(%u) failed\n", every);
+        return -1;
+    }
+    static bool said;
+    if ((flags || every) && !said) {
+        printf("heap debugging on: modes 0x%x, guard pages every %u: not kmm's own figures\n",
+               flags, every);
+        said = true;
+    }
+    return 0;
+}
+
 static int instance_up(struct heap_env *e)
 {
     struct kmm_config cfg = {
@@ -103,6 +155,8 @@ static int instance_up(struct heap_env *e)
         e->k = NULL;
         return -1;
     }
+    if (debug_up(e->k) != 0)
+        return -1;
     struct kmm_heap_stats hs;
     kmm_heap_stats(e->k, &hs);
     e->held0 = hs.bytes_held;
