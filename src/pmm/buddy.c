@@ -71,10 +71,9 @@ void pmm_list_remove(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsig
     z->free_blocks[order]--;
 }
 
-void pmm_free_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsigned order)
+static inline void merge_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn,
+                                      unsigned order)
 {
-    if (__builtin_expect(z->poison, 0))
-        pmm_poison_fill(pm, pfn, order);
     while (order < KMM_PAGE_MAX_ORDER) {
         uint64_t buddy_pfn = pfn ^ (UINT64_C(1) << order);
         struct kmm_frame *buddy = pmm_frame_lookup(pm, buddy_pfn);
@@ -92,6 +91,22 @@ void pmm_free_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn,
         order++;
     }
     pmm_list_push(pm, z, pfn, order);
+}
+
+void pmm_merge_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsigned order)
+{
+    merge_block_locked(pm, z, pfn, order);
+}
+
+void pmm_free_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsigned order)
+{
+    /* Poisoning (poison.c) fills the block first, on a path of its own:
+     * this one stays as it was. */
+    if (__builtin_expect(z->poison, 0)) {
+        pmm_poison_free_locked(pm, z, pfn, order);
+        return;
+    }
+    merge_block_locked(pm, z, pfn, order);
 }
 
 uint64_t pmm_take_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, unsigned order)
@@ -161,7 +176,7 @@ static __attribute__((noinline)) uint64_t page_alloc(struct kmm *k, unsigned ord
         pmm_misuse(k, KMM_MISUSE_BAD_FLAGS, fn, 0, order, -1, caller);
         return 0;
     }
-    unsigned poison = pmm_poison_begin(&k->pmm);
+    unsigned poison = pmm_poison_begin(&k->pmm); /* before the request: poison.c */
     uint64_t pa = order == 0 ? pmm_pcp_alloc(k, flags) : 0;
     if (!pa) {
         struct pmm_request rq = {.order = order, .flags = flags};

@@ -125,11 +125,20 @@ static PCP_SLOW unsigned drain_cpu(struct kmm_pmm *pm, struct kmm_pcp_cpu *pc)
     return moved;
 }
 
-/* Honours another CPU's drain request. Cheap when there is none. */
-static inline void check_drain(struct kmm_pmm *pm, struct kmm_pcp_cpu *pc)
+/* Another CPU's drain request honoured; whether the caches may be used (not while
+ * pages are poisoned: poison.c keeps the flag raised meanwhile). */
+static PCP_SLOW bool drain_then_usable(struct kmm_pmm *pm, struct kmm_pcp_cpu *pc)
 {
-    if (__builtin_expect(atomic_load_explicit(&pc->drain, memory_order_relaxed) != 0, 0))
-        drain_cpu(pm, pc);
+    drain_cpu(pm, pc);
+    return !pmm_poisoning(pm);
+}
+
+/* Honours another CPU's drain request (cheap when there is none), and
+ * says whether the caches may be used. */
+static inline bool drain_usable(struct kmm_pmm *pm, struct kmm_pcp_cpu *pc)
+{
+    return __builtin_expect(atomic_load_explicit(&pc->drain, memory_order_relaxed) == 0, 1) ||
+           drain_then_usable(pm, pc);
 }
 
 /* Fills cache p from zone z with up to one batch. Returns pages moved. */
@@ -198,8 +207,7 @@ uint64_t pmm_pcp_alloc(struct kmm *k, kmm_gfp_t flags)
     kmm_preempt_disable();
     kmm_irqstate_t s = kmm_irq_save();
     struct kmm_pcp_cpu *pc = pcp_this_cpu(k);
-    check_drain(pm, pc);
-    uint64_t pa = pmm_poisoning(pm) ? 0 : alloc_refill(k, pc, pmm_top_zone(flags));
+    uint64_t pa = drain_usable(pm, pc) ? alloc_refill(k, pc, pmm_top_zone(flags)) : 0;
     kmm_irq_restore(s);
     kmm_preempt_enable();
     return pa;
@@ -228,8 +236,7 @@ bool pmm_pcp_free(struct kmm *k, struct kmm_frame *f, uint64_t pfn)
     kmm_preempt_disable();
     kmm_irqstate_t s = kmm_irq_save();
     struct kmm_pcp_cpu *pc = pcp_this_cpu(k);
-    check_drain(pm, pc);
-    bool cached = !pmm_poisoning(pm) && pcp_cache_page(pc, f, pfn, &over);
+    bool cached = drain_usable(pm, pc) && pcp_cache_page(pc, f, pfn, &over);
     if (over) {
         unsigned zone = frame_meta_get(f).zone; /* the word other CPUs may try to claim */
         struct kmm_zone *z = &pm->zones[pc->node][zone];

@@ -91,6 +91,8 @@ bool pmm_inside_free_block_locked(const struct kmm_pmm *pm, uint64_t pfn);
 /* Puts the block at pfn (order, FREE-marked by the caller's accounting) on its
  * zone's free list, merging with free buddies. Zone lock held. */
 void pmm_free_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsigned order);
+/* pmm_free_block_locked's merge and push alone (poison.c fills first). */
+void pmm_merge_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsigned order);
 
 /* --- per-CPU caches (pcp.c) ---------------------------------------------------- */
 
@@ -215,6 +217,9 @@ uint64_t pmm_zone_stats_add(struct kmm *k, unsigned node, unsigned zone, struct 
 
 /* Fills the 2^order pages at pfn with KMM_PAGE_POISON_BYTE. */
 void pmm_poison_fill(struct kmm_pmm *pm, uint64_t pfn, unsigned order);
+
+/* pmm_free_block_locked in a poisoning zone: fills, then merges. */
+void pmm_poison_free_locked(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsigned order);
 
 /* Whether poisoning is on: the CPU caches are bypassed meanwhile. */
 static inline bool pmm_poisoning(struct kmm_pmm *pm)

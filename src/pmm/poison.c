@@ -50,6 +50,12 @@ void pmm_poison_fill(struct kmm_pmm *pm, uint64_t pfn, unsigned order)
         w[i] = POISON_WORD;
 }
 
+void pmm_poison_free_locked(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t pfn, unsigned order)
+{
+    pmm_poison_fill(pm, pfn, order);
+    pmm_merge_block_locked(pm, z, pfn, order);
+}
+
 /* The byte offset of the first byte of pages [pfn, pfn + pages) that is
  * not the pattern, or -1 if they all are. */
 static int64_t first_bad(struct kmm_pmm *pm, uint64_t pfn, uint64_t pages)
