@@ -24,18 +24,7 @@
 
 #include "vmm/kva.h"
 
-static void sink_printf(const struct kmm_sink *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void sink_printf(const struct kmm_sink *s, const char *fmt, ...)
-{
-    char line[160];
-    va_list ap;
-    va_start(ap, fmt);
-    size_t n = kmm_vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    s->write(s->ctx, line, n < sizeof(line) ? n : sizeof(line) - 1);
-}
+#define sink_printf kmm_sink_printf
 
 /* "1023.9 MiB": bytes in the largest unit that keeps the number >= 1, with
  * one decimal (truncated, so the figure never overstates). */

@@ -124,18 +124,7 @@ size_t kmm_heap_leak_sites(struct kmm *k, uint64_t since, struct kmm_heap_site *
     return st.n;
 }
 
-/* Formats into a buffer and writes it to the sink. */
-static void sink_printf(const struct kmm_sink *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void sink_printf(const struct kmm_sink *s, const char *fmt, ...)
-{
-    char line[160];
-    va_list ap;
-    va_start(ap, fmt);
-    size_t n = kmm_vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    s->write(s->ctx, line, n < sizeof(line) ? n : sizeof(line) - 1);
-}
+#define sink_printf kmm_sink_printf
 
 uint64_t kmm_heap_leaks(struct kmm *k, uint64_t since, const struct kmm_sink *sink)
 {

@@ -70,3 +70,13 @@ const char *kmm_version(void)
 {
     return "0.1.0";
 }
+
+void kmm_sink_printf(const struct kmm_sink *s, const char *fmt, ...)
+{
+    char line[160];
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = kmm_vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    s->write(s->ctx, line, n < sizeof(line) ? n : sizeof(line) - 1);
+}
