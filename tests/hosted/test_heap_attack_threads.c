@@ -14,6 +14,7 @@
 #include "heap_fixture.h"
 #include "hosted.h"
 #include "ktest.h"
+#include "spin_barrier.h"
 
 #include <kmm/check.h>
 #include <kmm/heap.h>
@@ -27,25 +28,6 @@
 #define CPUS 3 /* CPU 0: the test's thread; 1, 2: the racers */
 
 static const struct kmm_region ram[] = {{1 * MIB, 63 * MIB, KMM_MEM_USABLE}};
-
-/* A barrier for two threads that spins (a sleeping one would wake them at
- * different times and they would rarely meet). */
-struct spin_barrier {
-    atomic_uint arrived, generation;
-};
-
-static void spin_wait(struct spin_barrier *b)
-{
-    unsigned gen = atomic_load(&b->generation);
-    if (atomic_fetch_add(&b->arrived, 1) == 1) {
-        atomic_store(&b->arrived, 0);
-        atomic_store(&b->generation, gen + 1);
-        return;
-    }
-    for (unsigned spins = 0; atomic_load(&b->generation) == gen; spins++)
-        if (spins > 1000)
-            sched_yield();
-}
 
 /* Pins the calling thread to a host CPU of its own where there are two. */
 static void pin(unsigned who)

@@ -20,6 +20,7 @@
 #include "heap_fixture.h"
 #include "hosted.h"
 #include "ktest.h"
+#include "spin_barrier.h"
 
 #include <kmm/check.h>
 #include <kmm/heap.h>
@@ -366,25 +367,6 @@ KTEST(heap_threads, cpus_passing_blocks_to_each_other_at_once_lose_nothing)
 
 #define ROUNDS      4000
 #define RACE_JITTER 512 /* the most loop steps a racer waits after the barrier */
-
-/* A barrier for two threads that spins (a sleeping one would wake them at
- * different times and the frees would rarely meet). */
-struct spin_barrier {
-    atomic_uint arrived, generation;
-};
-
-static void spin_wait(struct spin_barrier *b)
-{
-    unsigned gen = atomic_load(&b->generation);
-    if (atomic_fetch_add(&b->arrived, 1) == 1) {
-        atomic_store(&b->arrived, 0);
-        atomic_store(&b->generation, gen + 1);
-        return;
-    }
-    for (unsigned spins = 0; atomic_load(&b->generation) == gen; spins++)
-        if (spins > 1000)
-            sched_yield();
-}
 
 struct race {
     struct kmm *k;

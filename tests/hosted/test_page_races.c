@@ -13,6 +13,7 @@
 #include "fixture.h"
 #include "hosted.h"
 #include "ktest.h"
+#include "spin_barrier.h"
 
 #include <kmm/check.h>
 #include <kmm/kmm.h>
@@ -25,26 +26,6 @@
 #define RACE_JITTER 512
 
 static const struct kmm_region ram[] = {{1 * MIB, 31 * MIB, KMM_MEM_USABLE}};
-
-/* A barrier for two threads that spins (a sleeping barrier would wake them
- * at different times and the race would rarely happen). */
-struct spin_barrier {
-    atomic_uint arrived;
-    atomic_uint generation;
-};
-
-static void spin_wait(struct spin_barrier *b)
-{
-    unsigned gen = atomic_load(&b->generation);
-    if (atomic_fetch_add(&b->arrived, 1) == 1) {
-        atomic_store(&b->arrived, 0);
-        atomic_store(&b->generation, gen + 1);
-        return;
-    }
-    for (unsigned spins = 0; atomic_load(&b->generation) == gen; spins++)
-        if (spins > 1000)
-            sched_yield(); /* the other thread may not be running: let it */
-}
 
 /* Two CPUs; in each round the first prepares a page (setup), both then
  * race a call on it (racer), and the first puts things back (cleanup). */
