@@ -45,12 +45,14 @@
  *       Disable local interrupts and return the previous state; restore it.
  *       No lock: this is what the per-CPU page caches use, so that their
  *       common path costs no lock (a free's one compare-exchange aside).
+ *       With IRQs off the caller is not preempted either: it stays on its
+ *       CPU (the heap's CPU stacks rely on this and call nothing else).
  *       Nests. Any context.
  *   void kmm_preempt_disable(void), void kmm_preempt_enable(void)
  *       Pin the caller to its CPU; nests. Any context.
  *   unsigned kmm_port_cpu_id(void)
  *       The current CPU, 0 <= id < the cpu_count given to kmm_init(). Stable
- *       only with preemption off. Any context.
+ *       only with preemption or IRQs off. Any context.
  *
  * TLB and address spaces (used from the page-table layer on)
  *   void kmm_port_tlb_flush_page(struct kmm_port *p, uint64_t va)

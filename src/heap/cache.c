@@ -64,6 +64,16 @@ static uint32_t free_id(const struct kmm_heap *h)
     return 0;
 }
 
+void heap_layout_set(struct kmm_cache *c, uint32_t stride, unsigned order)
+{
+    c->size = stride;
+    c->order = (uint8_t)order;
+    c->objects = (uint32_t)(((uint64_t)KMM_PAGE_SIZE << order) / stride);
+    c->recip = (uint32_t)((UINT64_C(1) << 32) / stride + 1);
+    c->span = c->objects * stride;
+    c->divm = UINT64_MAX / stride + 1;
+}
+
 struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, size_t align,
                                   kmm_ctor_t ctor, enum heap_kind kind, kmm_gfp_t flags)
 {
@@ -82,7 +92,7 @@ struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, 
                                      : limit;
     uint32_t cpu_stride =
         (uint32_t)kmm_align_up(sizeof(struct heap_cpu) + limit * sizeof(void *), 64);
-    uint64_t head = kmm_align_up(sizeof(struct kmm_cache), 64);
+    uint64_t head = kmm_align_up(sizeof(struct kmm_cache) + ncpu * sizeof(struct heap_cpu *), 64);
     size_t pages =
         (size_t)((head + (uint64_t)ncpu * cpu_stride + KMM_PAGE_SIZE - 1) >> KMM_PAGE_SHIFT);
     /* A class may be made by an atomic request: no reclaim then. */
@@ -94,19 +104,18 @@ struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, 
         .size = stride,
         .usable = (uint32_t)(ctor ? size : obj),
         .fp_off = fp_off,
-        .order = (uint8_t)heap_choose_order(stride, kind == HEAP_KIND_RECORDS ? 2 : 1),
         .kind = (uint8_t)kind,
         .limit = (uint16_t)limit,
         .batch = (uint16_t)(limit / 2 ? limit / 2 : 1),
         .ctor = ctor,
         .k = k,
         .ncpu = ncpu,
-        .cpu_stride = cpu_stride,
-        .cpu = (uintptr_t)c + (uintptr_t)head,
         .mem_pa = pa,
         .mem_pages = pages,
     };
-    c->objects = (uint32_t)(((uint64_t)KMM_PAGE_SIZE << c->order) / stride);
+    for (unsigned cpu = 0; cpu < ncpu; cpu++)
+        c->stack[cpu] = (struct heap_cpu *)((uintptr_t)c + head + (uintptr_t)cpu * cpu_stride);
+    heap_layout_set(c, stride, heap_choose_order(stride, kind == HEAP_KIND_RECORDS ? 2 : 1));
     KMM_ASSERT(k->port, c->objects <= HEAP_SLAB_OBJECTS_MAX);
     /* The heap's own caches have no depot: a magazine cache that needed
      * magazines would recurse. */
@@ -114,7 +123,6 @@ struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, 
         uint64_t per_mag = (uint64_t)c->batch * stride;
         c->depot_max = (uint32_t)(HEAP_DEPOT_BYTES / per_mag < 2 ? 2 : HEAP_DEPOT_BYTES / per_mag);
     }
-    c->recip = (uint32_t)((UINT64_C(1) << 32) / stride + 1);
     kmm_lock_init(&c->lock);
     size_t i = 0;
     for (; name && name[i] && i + 1 < KMM_CACHE_NAME_MAX; i++)
@@ -137,8 +145,12 @@ struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, 
         c->secret = (uintptr_t)(h->secret * (2 * (uint64_t)id + 1)) ^ (uintptr_t)c;
         c->magic = HEAP_CACHE_MAGIC ^ (uintptr_t)c;
         __atomic_store_n(&h->caches[id], c, __ATOMIC_RELEASE);
-        if (kind == HEAP_KIND_CLASS)
+        if (kind == HEAP_KIND_CLASS) {
             __atomic_store_n(&h->classes[id - 1], c, __ATOMIC_RELEASE);
+            for (size_t u = 0; u <= HEAP_SMALL_MAX / 16; u++)
+                if (h->small_class[u] == id - 1)
+                    __atomic_store_n(&h->small[u], c, __ATOMIC_RELEASE);
+        }
         if (kind == HEAP_KIND_RECORDS)
             __atomic_store_n(&h->records, c, __ATOMIC_RELEASE);
         if (kind == HEAP_KIND_MAGS)

@@ -149,8 +149,17 @@ static void check_cache(struct kmm *k, struct kmm_cache *c, struct kmm_check_res
         kmm_check_problem(r, KMM_CHECK_CORRUPT,
                           "heap: cache %s: %llu objects out of the slabs, the count %llu", c->name,
                           (unsigned long long)inuse, (unsigned long long)c->total_inuse);
+    uintptr_t stacks = kmm_align_up((uintptr_t)&c->stack[c->ncpu], 64);
+    uintptr_t mem_end = (uintptr_t)kmm_phys_to_virt(k, c->mem_pa) + c->mem_pages * KMM_PAGE_SIZE;
     for (unsigned cpu = 0; cpu < c->ncpu; cpu++) {
         const struct heap_cpu *hc = heap_cpu_at(c, cpu);
+        /* The stacks lie after the structure in its own pages, in CPU order. */
+        if ((uintptr_t)hc < stacks || (uintptr_t)hc >= mem_end ||
+            (cpu && (uintptr_t)hc <= (uintptr_t)heap_cpu_at(c, cpu - 1))) {
+            kmm_check_problem(r, KMM_CHECK_CORRUPT, "heap: cache %s: CPU %u's stack at %p", c->name,
+                              cpu, (const void *)hc);
+            continue;
+        }
         /* While c is debugged its bound is 0; what CPUs held stays until
          * they hand it out. */
         uint32_t bound = c->limit ? c->limit : c->dbg.limit;
@@ -190,6 +199,13 @@ void heap_check(struct kmm *k, struct kmm_check_result *r)
         check_cache(k, c, r);
     }
     heap_walk_end(k, walk);
+    for (size_t i = 0; i <= HEAP_SMALL_MAX / 16; i++) {
+        const struct kmm_cache *c = __atomic_load_n(&h->small[i], __ATOMIC_ACQUIRE);
+        if (c && c != __atomic_load_n(&h->classes[h->small_class[i]], __ATOMIC_ACQUIRE))
+            kmm_check_problem(r, KMM_CHECK_CORRUPT,
+                              "heap: kmm_malloc's table sends %zu bytes to cache %s, not its class",
+                              i * 16, c->name);
+    }
     uint64_t held = atomic_load_explicit(&h->held, memory_order_relaxed);
     if (atomic_load_explicit(&h->peak, memory_order_relaxed) < held)
         kmm_check_problem(r, KMM_CHECK_CORRUPT, "heap: peak below the bytes held");

@@ -205,8 +205,6 @@ static void layout_debug(struct kmm_cache *c)
     struct heap_cache_debug *d = &c->dbg;
     d->plain_size = c->size;
     d->plain_fp_off = c->fp_off;
-    d->plain_objects = c->objects;
-    d->plain_recip = c->recip;
     d->plain_order = c->order;
     uint32_t unit = d->align < KMM_HEAP_MIN_ALIGN ? KMM_HEAP_MIN_ALIGN : d->align;
     uint32_t left = unit; /* the object keeps its alignment */
@@ -214,11 +212,8 @@ static void layout_debug(struct kmm_cache *c)
     uint32_t end =
         left + PROBE_BYTES > KMM_HEAP_DEBUG_TRAILER ? left + PROBE_BYTES : KMM_HEAP_DEBUG_TRAILER;
     uint32_t stride = (uint32_t)kmm_align_up(tail + end, unit);
-    c->size = stride;
     c->fp_off = tail + (uint32_t) __builtin_offsetof(struct heap_trailer, words);
-    c->order = (uint8_t)heap_choose_order(stride, 1);
-    c->objects = (uint32_t)(((uint64_t)PAGE << c->order) / stride);
-    c->recip = (uint32_t)((UINT64_C(1) << 32) / stride + 1);
+    heap_layout_set(c, stride, heap_choose_order(stride, 1));
     d->left = left;
     d->tail = tail;
 }
@@ -227,11 +222,8 @@ static void layout_debug(struct kmm_cache *c)
 static void layout_plain(struct kmm_cache *c)
 {
     struct heap_cache_debug *d = &c->dbg;
-    c->size = d->plain_size;
     c->fp_off = d->plain_fp_off;
-    c->objects = d->plain_objects;
-    c->recip = d->plain_recip;
-    c->order = d->plain_order;
+    heap_layout_set(c, d->plain_size, d->plain_order);
     d->left = 0;
     d->tail = 0;
 }

@@ -29,7 +29,7 @@ struct heap_cache_debug {
     uint32_t depot_max; /* the depot's bound, likewise */
     uint32_t tail;      /* debug layout: offset of the trailer in the slot; 0: no layout */
     /* The plain layout, restored when the debug layout goes. */
-    uint32_t plain_size, plain_fp_off, plain_objects, plain_recip;
+    uint32_t plain_size, plain_fp_off;
     uint8_t plain_order;
     uintptr_t live_head, live_tail; /* TRACK: live slots, oldest first (the trailers link them) */
     uint64_t live;                  /* slots on that list */

@@ -135,18 +135,19 @@ struct kmm_cache {
     uint32_t fp_off;  /* offset of the free-list word; the tag follows it */
     uint32_t objects; /* per slab */
     uint32_t recip;   /* 2^32 / size, rounded up: offset -> index */
-    uint8_t order;    /* pages per slab: 2^order */
-    uint8_t kind;     /* enum heap_kind */
-    uint16_t limit;   /* CPU stack bound */
-    uint16_t batch;   /* objects moved per refill or flush */
+    uint32_t span;    /* objects * size: the bytes of a slab its objects cover */
+    uint32_t pad;
+    uint64_t divm;  /* 2^64 / size, rounded up: whether size divides an offset */
+    uint8_t order;  /* pages per slab: 2^order */
+    uint8_t kind;   /* enum heap_kind */
+    uint16_t limit; /* CPU stack bound */
+    uint16_t batch; /* objects moved per refill or flush */
     uintptr_t secret;
     kmm_ctor_t ctor;
     struct kmm *k;
     char name[KMM_CACHE_NAME_MAX];
     unsigned ncpu;
-    uint32_t cpu_stride; /* bytes per stack */
-    uintptr_t cpu;       /* ncpu stacks, cpu_stride bytes apart */
-    uint64_t mem_pa;     /* the pages holding this structure and its stacks */
+    uint64_t mem_pa; /* the pages holding this structure and its stacks */
     size_t mem_pages;
 
     kmm_lock_t lock;
@@ -159,7 +160,15 @@ struct kmm_cache {
     uint32_t depot_max;          /* full magazines kept at most (0: no depot) */
     uint64_t depot_objs;         /* objects in full magazines */
     struct heap_cache_debug dbg; /* the debugging modes (heap/debug.h) */
+    /* CPU i's stack, in the same pages after this structure: one load from
+     * the CPU's number, where a multiply by a stride would cost three. */
+    struct heap_cpu *stack[];
 };
+
+/* heap_layout_set - c's objects: stride bytes apart in slabs of 2^order
+ * pages; sets the figures derived from them (objects, recip, span, divm).
+ * c holds no slab. */
+void heap_layout_set(struct kmm_cache *c, uint32_t stride, unsigned order);
 
 /* --- the free tag and the encoded list ------------------------------------------------- */
 
@@ -188,6 +197,17 @@ static inline void heap_tag_set(const struct kmm_cache *c, uintptr_t obj, uintpt
 }
 
 /* --- finding the cache of a pointer ----------------------------------------------------- */
+
+/*
+ * heap_object_start - whether byte off of a slab of c starts an object:
+ * inside the objects (off < span) and a multiple of the stride. The
+ * multiple test is Lemire's: for off < 2^32, size divides off iff
+ * off * divm, modulo 2^64, is below divm (divm = 2^64 / size rounded up).
+ */
+static inline bool heap_object_start(const struct kmm_cache *c, uint64_t off)
+{
+    return off < c->span && off * c->divm < c->divm;
+}
 
 /* Where a pointer leads, once every hop checked. */
 struct heap_ref {
@@ -236,11 +256,48 @@ heap_find_in(struct kmm *k, uintptr_t p, struct heap_ref *out, bool own)
     struct kmm_cache *c = __atomic_load_n(&k->heap.caches[ref.owner], __ATOMIC_ACQUIRE);
     if (!c)
         return HEAP_FOREIGN;
-    uint32_t idx = (uint32_t)((off * c->recip) >> 32);
-    if (idx >= c->objects || (uint64_t)idx * c->size != off)
+    if (!heap_object_start(c, off))
         return HEAP_INTERIOR;
     *out = (struct heap_ref){c, ref.pa, ref.order};
     return HEAP_FOUND;
+}
+
+/*
+ * heap_cache_of - kmm_free's common case of heap_find: the cache c if p is
+ * an object start of a slab of c (a caller's cache: not the heap's own),
+ * else NULL for the slow path, which judges every other case. The same
+ * hops as heap_find (an address below the direct map wraps to a frame
+ * beyond the database). Lock-free.
+ */
+static inline __attribute__((always_inline)) struct kmm_cache *heap_cache_of(struct kmm *k,
+                                                                             uintptr_t p)
+{
+    uint64_t pa = (uint64_t)(p - k->direct_map);
+    uint64_t pfn = pa >> KMM_PAGE_SHIFT;
+    const struct kmm_frame *f = pmm_frame_lookup(&k->pmm, pfn);
+    if (!f)
+        return NULL;
+    union frame_meta m = frame_meta_get(f);
+    uint64_t off = pa & (KMM_PAGE_SIZE - 1);
+    if (m.state == FRAME_INTERIOR) {
+        /* A later page of a slab: one hop to its head by the order the
+         * frame carries (pmm/slab.c), believed only if it lands on a SLAB
+         * head of that order. */
+        unsigned order = m.order;
+        if (order > PMM_SLAB_MAX_ORDER)
+            return NULL;
+        uint64_t in = pfn & ((UINT64_C(1) << order) - 1);
+        m = frame_meta_get(f - in);
+        if (m.order != order)
+            return NULL;
+        off += in << KMM_PAGE_SHIFT;
+    }
+    if (__builtin_expect(m.state != FRAME_SLAB || m.count >= HEAP_ID_RECORDS, 0))
+        return NULL;
+    struct kmm_cache *c = __atomic_load_n(&k->heap.caches[m.count], __ATOMIC_ACQUIRE);
+    if (!c || !heap_object_start(c, off))
+        return NULL;
+    return c;
 }
 
 /* heap_find - heap_find_in for a caller's pointer: a block the heap may
@@ -256,10 +313,11 @@ static inline __attribute__((always_inline)) enum heap_bad heap_find(struct kmm 
 /* CPU cpu's stack of c. */
 static inline struct heap_cpu *heap_cpu_at(const struct kmm_cache *c, unsigned cpu)
 {
-    return (struct heap_cpu *)(c->cpu + (uintptr_t)cpu * c->cpu_stride);
+    return c->stack[cpu];
 }
 
-/* This CPU's stack of c. Preemption off. */
+/* This CPU's stack of c. IRQs off, which also keeps the caller on its CPU
+ * (kmm/port.h): the CPU stacks need nothing else. */
 static inline struct heap_cpu *heap_this_cpu(struct kmm_cache *c)
 {
     unsigned cpu = kmm_port_cpu_id();
@@ -268,28 +326,39 @@ static inline struct heap_cpu *heap_this_cpu(struct kmm_cache *c)
 }
 
 /*
- * heap_pop - an object from this CPU's stack of c, its tag checked and
- * cleared, or 0 if the stack is empty or the top object's tag is wrong
- * (the slow path then judges it). A leaf.
+ * heap_take - an object from this CPU's stack of c into *obj, its tag
+ * checked and cleared: true; false if the stack is empty or the top
+ * object's tag is wrong (the slow path then judges it). A leaf: its
+ * callers tail-call their slow paths, so the common case needs no saved
+ * register.
  */
-static inline uintptr_t heap_pop(struct kmm_cache *c)
+static inline __attribute__((always_inline)) bool heap_take(struct kmm_cache *c, uintptr_t *obj)
 {
-    uintptr_t obj = 0;
-    kmm_preempt_disable();
     kmm_irqstate_t s = kmm_irq_save();
     struct heap_cpu *hc = heap_this_cpu(c);
-    if (__builtin_expect(hc->n != 0, 1)) {
-        uintptr_t top = (uintptr_t)hc->objs[hc->n - 1];
-        if (__builtin_expect(heap_tag_get(c, top) == heap_tag(c, top), 1)) {
+    uint32_t n = hc->n;
+    if (__builtin_expect(n != 0, 1)) {
+        uintptr_t top = (uintptr_t)hc->objs[n - 1];
+        /* The tag compared as tag ^ obj == secret: the secret stays a
+         * memory operand, one register fewer. */
+        if (__builtin_expect((heap_tag_get(c, top) ^ top) == c->secret, 1)) {
             heap_tag_set(c, top, 0);
-            hc->n--;
+            hc->n = n - 1;
             hc->allocs++;
-            obj = top;
+            kmm_irq_restore(s);
+            *obj = top;
+            return true;
         }
     }
     kmm_irq_restore(s);
-    kmm_preempt_enable();
-    return obj;
+    return false;
+}
+
+/* heap_pop - heap_take's object, or 0. */
+static inline uintptr_t heap_pop(struct kmm_cache *c)
+{
+    uintptr_t obj;
+    return heap_take(c, &obj) ? obj : 0;
 }
 
 /* What heap_push did. */
@@ -301,22 +370,23 @@ enum heap_push {
 
 /* heap_push - puts object obj of c on this CPU's stack, tagged free. A
  * leaf. */
-static inline enum heap_push heap_push(struct kmm_cache *c, uintptr_t obj)
+static inline __attribute__((always_inline)) enum heap_push heap_push(struct kmm_cache *c,
+                                                                      uintptr_t obj)
 {
     enum heap_push r = HEAP_STACK_FULL;
-    kmm_preempt_disable();
     kmm_irqstate_t s = kmm_irq_save();
     struct heap_cpu *hc = heap_this_cpu(c);
-    if (__builtin_expect(heap_tag_get(c, obj) == heap_tag(c, obj), 0)) {
+    uint32_t n = hc->n;
+    if (__builtin_expect((heap_tag_get(c, obj) ^ obj) == c->secret, 0)) {
         r = HEAP_ALREADY_FREE;
-    } else if (__builtin_expect(hc->n < c->limit, 1)) {
+    } else if (__builtin_expect(n < c->limit, 1)) {
         heap_tag_set(c, obj, heap_tag(c, obj));
-        hc->objs[hc->n++] = (void *)obj;
+        hc->objs[n] = (void *)obj;
+        hc->n = n + 1;
         hc->frees++;
         r = HEAP_PUSHED;
     }
     kmm_irq_restore(s);
-    kmm_preempt_enable();
     return r;
 }
 

@@ -162,25 +162,35 @@ static void *alloc_checked(struct kmm *k, size_t size, size_t pages_max, kmm_gfp
     return (void *)p;
 }
 
-static inline void *malloc_slow(struct kmm *k, size_t size, kmm_gfp_t flags, const char *fn,
-                                const void *caller)
+/* Every allocation but kmm_malloc's common case. Out of line: kmm_malloc
+ * tail-calls it, so that its common case saves no register. */
+static __attribute__((noinline)) void *malloc_slow(struct kmm *k, size_t size, kmm_gfp_t flags,
+                                                   const char *fn, const void *caller)
 {
     if (bad_flags(k, flags, fn, size, caller))
         return NULL;
     return alloc_checked(k, size, KMM_HEAP_PAGES_MAX, flags, caller);
 }
 
+/* kmm_malloc's plain small request whose CPU stack was empty: few
+ * arguments, so that the common case before it keeps every value in a
+ * scratch register. */
+static __attribute__((noinline)) void *malloc_small_slow(struct kmm *k, size_t size,
+                                                         const void *caller)
+{
+    return alloc_checked(k, size, KMM_HEAP_PAGES_MAX, 0, caller);
+}
+
 void *kmm_malloc(struct kmm *k, size_t size, kmm_gfp_t flags)
 {
-    /* The common case inline: a small size, plain flags, an object on
-     * this CPU's stack. */
     if (__builtin_expect(size <= HEAP_SMALL_MAX && flags == 0, 1)) {
-        struct kmm_cache *c = k->heap.classes[k->heap.small_class[(size + 15) / 16]];
-        if (__builtin_expect(c != NULL, 1)) {
-            uintptr_t p = heap_pop(c);
-            if (__builtin_expect(p != 0, 1))
-                return (void *)p;
-        }
+        /* The common case inline: an object on this CPU's stack. Acquire:
+         * a class published by another CPU is seen whole. */
+        struct kmm_cache *c = __atomic_load_n(&k->heap.small[(size + 15) / 16], __ATOMIC_ACQUIRE);
+        uintptr_t p;
+        if (__builtin_expect(c != NULL, 1) && __builtin_expect(heap_take(c, &p), 1))
+            return (void *)p;
+        return malloc_small_slow(k, size, __builtin_return_address(0));
     }
     return malloc_slow(k, size, flags, "kmm_malloc", __builtin_return_address(0));
 }
@@ -341,6 +351,8 @@ static int large_free(struct kmm *k, const struct heap_block *b, const void *p, 
 
 static int free_from(struct kmm *k, const void *p, const char *fn, const void *caller)
 {
+    if (!p)
+        return KMM_OK;
     struct heap_block b = block_of(k, p);
     switch (b.kind) {
     case BLOCK_OBJECT:
@@ -355,28 +367,43 @@ static int free_from(struct kmm *k, const void *p, const char *fn, const void *c
     }
 }
 
-/* kmm_free's body, for fn called from caller. */
-static inline __attribute__((always_inline)) int free_inline(struct kmm *k, const void *p,
-                                                             const char *fn, const void *caller)
+/* kmm_free's every case but the common one: free_from out of line, which
+ * kmm_free tail-calls with few arguments, so that its common case keeps
+ * every value in a scratch register. */
+static __attribute__((noinline)) int free_slow(struct kmm *k, const void *p, const void *caller)
 {
-    /* The common case inline: an object, room on this CPU's stack. */
+    /* Still common: an object in a later page of its slab (the larger
+     * classes' slabs have several), which heap_find's probe finds. */
     struct heap_ref ref;
-    if (__builtin_expect(p && heap_find(k, (uintptr_t)p, &ref) == HEAP_FOUND && ref.cache, 1) &&
-        __builtin_expect(heap_push(ref.cache, (uintptr_t)p) == HEAP_PUSHED, 1))
+    if (p && heap_find(k, (uintptr_t)p, &ref) == HEAP_FOUND && ref.cache)
+        return object_free(k, ref.cache, p, "kmm_free", caller);
+    return free_from(k, p, "kmm_free", caller);
+}
+
+/*
+ * kmm_free's body, called from caller. The common case inline: an
+ * object start in a slab's first page (heap_cache_of), room on this CPU's
+ * stack. Everything else, NULL and an object in a later page of its slab
+ * included, takes free_slow, which checks every hop again.
+ */
+static inline __attribute__((always_inline)) int free_inline(struct kmm *k, const void *p,
+                                                             const void *caller)
+{
+    struct kmm_cache *c = heap_cache_of(k, (uintptr_t)p);
+    if (__builtin_expect(c != NULL, 1) &&
+        __builtin_expect(heap_push(c, (uintptr_t)p) == HEAP_PUSHED, 1))
         return KMM_OK;
-    if (!p)
-        return KMM_OK;
-    return free_from(k, p, fn, caller);
+    return free_slow(k, p, caller);
 }
 
 int kmm_free(struct kmm *k, const void *p)
 {
-    return free_inline(k, p, "kmm_free", __builtin_return_address(0));
+    return free_inline(k, p, __builtin_return_address(0));
 }
 
 int kmm_free_caller(struct kmm *k, const void *p, const void *caller)
 {
-    return free_inline(k, p, "kmm_free", caller);
+    return free_inline(k, p, caller);
 }
 
 /* Whether a block of size bytes would have been b: the same size class,

@@ -76,9 +76,7 @@ static bool slab_holds(const struct kmm_cache *c, const struct slab *s, uintptr_
 {
     if (obj < s->base)
         return false;
-    uint64_t off = obj - s->base;
-    uint32_t idx = (uint32_t)((off * c->recip) >> 32);
-    return idx < c->objects && (uint64_t)idx * c->size == off;
+    return heap_object_start(c, obj - s->base);
 }
 
 /* Pushes free object obj on s's list: encoded link, free tag. Lock held. */

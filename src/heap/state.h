@@ -19,8 +19,10 @@
 /* Size classes: 16 .. 128 in steps of 16, then eight per power of two up
  * to KMM_HEAP_SLAB_MAX (heap/class.c). */
 #define HEAP_CLASSES    KMM_HEAP_CLASSES
-/* kmm_malloc's table for sizes up to this: one byte per 16 bytes. */
-#define HEAP_SMALL_MAX  1024u
+/* kmm_malloc's tables cover every size a class serves: one entry per 16
+ * bytes (every class is a multiple of 16, so rounding a size up to 16
+ * never crosses a class). */
+#define HEAP_SMALL_MAX  KMM_HEAP_SLAB_MAX
 /* The heap's own caches take the last two ids, so that one comparison
  * tells a caller's cache from them and from whole-page blocks (heap.h,
  * heap_find_in). */
@@ -44,6 +46,9 @@ struct kmm_heap {
     bool ready;                                   /* kmm_heap_setup ran */
     uint8_t small_class[HEAP_SMALL_MAX / 16 + 1]; /* (size + 15) / 16 -> class index */
     struct kmm_cache *classes[HEAP_CLASSES];
+    /* (size + 15) / 16 -> its class's cache once made: kmm_malloc's common
+     * case in one load (classes[small_class[i]] takes two). */
+    struct kmm_cache *small[HEAP_SMALL_MAX / 16 + 1];
     struct kmm_cache *records; /* the slab records' own cache */
     struct kmm_cache *mags;    /* the depots' magazines */
     struct kmm_cache *caches[KMM_HEAP_CACHES];

@@ -117,9 +117,8 @@ const char *pmm_table_problem(struct kmm *k, uint64_t pa);
 
 /* The largest block the heap takes from the page allocator (slabs, and
  * whole-page blocks up to KMM_HEAP_ALIGN_MAX): the page allocator's
- * largest. Lookups of an interior frame probe that far, stopping at the
- * first head that is not INTERIOR, so a slab's object costs as many
- * probes as its slab's order. */
+ * largest. Lookups of an interior frame take one hop whatever the order:
+ * a heap block's interior frames carry it (slab.c). */
 #define PMM_SLAB_MAX_ORDER KMM_PAGE_MAX_ORDER
 
 /*
@@ -147,8 +146,8 @@ struct pmm_slab_ref {
     const struct kmm_frame *head; /* its head frame: pmm_slab_record(head) is the record */
 };
 
-/* pmm_slab_find's probe for an INTERIOR frame f at pfn: the heads of the
- * blocks of order 1 .. PMM_SLAB_MAX_ORDER it may lie in (slab.c). */
+/* pmm_slab_find's hop from an INTERIOR frame f at pfn to the head of its
+ * heap block, by the order the frame carries (slab.c). */
 bool pmm_slab_find_head(struct kmm *k, uint64_t pfn, const struct kmm_frame *f,
                         struct pmm_slab_ref *out);
 
@@ -163,8 +162,8 @@ static inline void *pmm_slab_record(const struct kmm_frame *f)
 /*
  * pmm_slab_find - the heap block that holds byte pa, into *out; false if
  * pa is in none (not RAM the database covers, or any other kind of page).
- * Probes the heads pa's frame could belong to, at most PMM_SLAB_MAX_ORDER
- * + 1 of them: O(1). Any context; lock-free. The answer is exact for a
+ * At most two frames read: pa's, and for an interior frame its block's
+ * head. O(1). Any context; lock-free. The answer is exact for a
  * block the caller has a right to (one it allocated and has not freed);
  * for any other address it may be stale by the time it returns, which the
  * heap's own checks under its locks absorb.

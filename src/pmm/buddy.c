@@ -77,8 +77,12 @@ static inline void merge_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, ui
     while (order < KMM_PAGE_MAX_ORDER) {
         uint64_t buddy_pfn = pfn ^ (UINT64_C(1) << order);
         struct kmm_frame *buddy = pmm_frame_lookup(pm, buddy_pfn);
-        if (!buddy || frame_state_get(buddy) != FRAME_FREE || buddy->order != order ||
-            buddy->zone != z->id || buddy->node != z->node)
+        if (!buddy)
+            break;
+        /* One atomic read of the word: a CPU may be claiming the buddy for
+         * its cache without the lock at this moment (frame.h). */
+        union frame_meta m = frame_meta_get(buddy);
+        if (m.state != FRAME_FREE || m.order != order || m.zone != z->id || m.node != z->node)
             break;
         pmm_list_remove(pm, z, buddy_pfn, order);
         /* The lower of the two heads the merged block; the other is inside it. */

@@ -112,6 +112,16 @@ static uint64_t check_block(const struct kmm_pmm *pm, uint64_t pfn, const struct
                               (unsigned long long)at, (unsigned long long)pfn, in->state);
             return i;
         }
+        /* The heap's lookups hop from an interior frame to its head by
+         * the order it carries (slab.c). */
+        if (f->state == FRAME_SLAB && in->order != f->order) {
+            uint64_t at = pfn + i;
+            kmm_check_problem(r, KMM_CHECK_CORRUPT,
+                              "frame 0x%llx: inside the heap block at 0x%llx (order %u) but "
+                              "carries order %u",
+                              (unsigned long long)at, (unsigned long long)pfn, f->order, in->order);
+            return i;
+        }
     }
     r->frames_walked += size - 1;
     return size;

@@ -92,7 +92,7 @@ enum frame_state {
     FRAME_ABSENT = 0, /* not RAM (a hole inside a section): all-zero descriptor */
     FRAME_RESERVED,   /* RAM the allocator never hands out */
     FRAME_FREE,       /* the head of a free block */
-    FRAME_INTERIOR,   /* inside a block, not its head */
+    FRAME_INTERIOR,   /* inside a block, not its head (a heap block's carry its order) */
     FRAME_ALLOCATED,  /* the head of an allocated block */
     FRAME_PCP,        /* a free single page in a CPU's cache (order 0) */
     FRAME_PAGETABLE,  /* a page table (order 0): count = its present entries */

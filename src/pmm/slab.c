@@ -11,6 +11,24 @@
 #include "pmm/api.h"
 #include "pmm/pmm.h"
 
+/*
+ * Writes the block's order into each INTERIOR frame of the block of 2^order
+ * frames at head, so that pmm_slab_find goes from any of them to the head
+ * in one hop (pmm_slab_find_head). The block is ours: no other CPU writes
+ * its interior frames until it is freed (a stale kmm_page_free of an
+ * interior address is refused without a write). What stays behind after
+ * the block is freed is harmless: the hop is believed only if it lands on
+ * a SLAB head of that order, and blocks never overlap.
+ */
+static void mark_interior(struct kmm_frame *head, unsigned order)
+{
+    for (uint64_t i = 1; i < UINT64_C(1) << order; i++) {
+        struct kmm_frame *in = head + i;
+        union frame_meta m = frame_meta_get(in);
+        frame_set(in, FRAME_INTERIOR, order, m.count);
+    }
+}
+
 uint64_t pmm_slab_alloc(struct kmm *k, unsigned order, kmm_gfp_t flags, uint32_t owner,
                         void *record)
 {
@@ -35,6 +53,7 @@ uint64_t pmm_slab_alloc(struct kmm *k, unsigned order, kmm_gfp_t flags, uint32_t
             frame_meta_cas(f, &seen, slab)) {
             __atomic_store_n(&f->next, (uint32_t)rec, __ATOMIC_RELAXED);
             __atomic_store_n(&f->prev, (uint32_t)(rec >> 32), __ATOMIC_RELAXED);
+            mark_interior(f, order);
             return pa;
         }
     }
@@ -65,20 +84,17 @@ bool pmm_slab_find_head(struct kmm *k, uint64_t pfn, const struct kmm_frame *f,
                         struct pmm_slab_ref *out)
 {
     (void)k;
-    /* Blocks are aligned to their size, so the head of the block of order
-     * o holding pfn is pfn rounded down to 2^o frames; the first SLAB head
-     * found that reaches pfn is its block. Anything but INTERIOR on the way
-     * ends the search: pfn is in no heap block. */
-    for (unsigned o = 1; o <= PMM_SLAB_MAX_ORDER; o++) {
-        uint64_t head = pfn & ~((UINT64_C(1) << o) - 1);
-        const struct kmm_frame *h = f - (pfn - head);
-        union frame_meta m = frame_meta_get(h);
-        if (m.state == FRAME_SLAB && head + (UINT64_C(1) << m.order) > pfn) {
-            *out = (struct pmm_slab_ref){head << KMM_PAGE_SHIFT, m.order, m.count, h};
-            return true;
-        }
-        if (m.state != FRAME_INTERIOR)
-            return false;
-    }
-    return false;
+    /* Blocks are aligned to their size, and a heap block's interior frames
+     * carry its order (mark_interior): its head is pfn rounded down to
+     * 2^order frames, believed only if it is a SLAB head of that order. */
+    unsigned o = frame_meta_get(f).order;
+    if (o == 0 || o > PMM_SLAB_MAX_ORDER)
+        return false;
+    uint64_t head = pfn & ~((UINT64_C(1) << o) - 1);
+    const struct kmm_frame *h = f - (pfn - head);
+    union frame_meta m = frame_meta_get(h);
+    if (m.state != FRAME_SLAB || m.order != o)
+        return false;
+    *out = (struct pmm_slab_ref){head << KMM_PAGE_SHIFT, m.order, m.count, h};
+    return true;
 }

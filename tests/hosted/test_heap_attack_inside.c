@@ -291,3 +291,69 @@ KTEST(heap_inside, kmm_check_sees_a_depot_or_slab_list_link_that_leads_nowhere)
     KT_EXPECT_HEALTHY(t, k);
     kt_heap_down(&h);
 }
+
+KTEST(heap_inside, kmm_check_sees_a_wrong_class_table_entry_or_stack_pointer)
+{
+    static struct kt_heap h;
+    if (!kt_heap_up(t, &h, ram32, N(ram32), 2))
+        return;
+    struct kmm *k = h.f.k;
+    void *a = kmm_malloc(k, 64, 0), *b = kmm_malloc(k, 256, 0);
+    KT_ASSERT(t, a != NULL && b != NULL);
+    KT_EXPECT_HEALTHY(t, k);
+    /* kmm_malloc's one-load table sends 64 bytes to the 256-byte class. */
+    struct kmm_cache **slot = &k->heap.small[64 / 16], *was = *slot;
+    *slot = k->heap.classes[heap_class_of(&k->heap, 256)];
+    EXPECT_CORRUPT(t, k, "kmm_malloc's table");
+    *slot = was;
+    KT_EXPECT_HEALTHY(t, k);
+    /* A CPU's stack pointer outside its cache, then onto the other CPU's. */
+    struct kmm_cache *c = k->heap.classes[heap_class_of(&k->heap, 64)];
+    struct heap_cpu *stack = c->stack[1];
+    c->stack[1] = (struct heap_cpu *)(uintptr_t)0x10;
+    EXPECT_CORRUPT(t, k, "stack at");
+    c->stack[1] = c->stack[0];
+    EXPECT_CORRUPT(t, k, "stack at");
+    c->stack[1] = stack;
+    KT_EXPECT_HEALTHY(t, k);
+    KT_EXPECT_EQ(t, kmm_free(k, a), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_free(k, b), KMM_OK);
+    kt_heap_settle(&h);
+    KT_EXPECT_HEALTHY(t, k);
+    kt_heap_down(&h);
+}
+
+KTEST(heap_inside, kmm_check_sees_a_slab_page_that_lost_its_way_to_the_head)
+{
+    static struct kt_heap h;
+    if (!kt_heap_up(t, &h, ram32, N(ram32), 1))
+        return;
+    struct kmm *k = h.f.k;
+    /* A class of several pages per slab; an object in a later page. */
+    enum { OBJS = 8 };
+    void *o[OBJS];
+    for (unsigned i = 0; i < OBJS; i++)
+        KT_ASSERT(t, (o[i] = kmm_malloc(k, 1792, 0)) != NULL);
+    struct kmm_cache *c = k->heap.classes[heap_class_of(&k->heap, 1792)];
+    KT_ASSERT(t, c->order >= 1);
+    unsigned later = OBJS;
+    for (unsigned i = 0; i < OBJS && later == OBJS; i++)
+        if (((uintptr_t)o[i] - k->direct_map) & (((uint64_t)KMM_PAGE_SIZE << c->order) - 1) &
+            ~(uint64_t)(KMM_PAGE_SIZE - 1))
+            later = i;
+    KT_ASSERT(t, later < OBJS);
+    struct kmm_frame *f = (struct kmm_frame *)pmm_frame_lookup(
+        &k->pmm, ((uintptr_t)o[later] - k->direct_map) >> KMM_PAGE_SHIFT);
+    KT_ASSERT(t, f != NULL);
+    KT_EXPECT_HEALTHY(t, k);
+    uint8_t was = f->order;
+    f->order = 0; /* the hop to the head lost */
+    EXPECT_CORRUPT(t, k, "carries order");
+    f->order = was;
+    KT_EXPECT_HEALTHY(t, k);
+    for (unsigned i = 0; i < OBJS; i++)
+        KT_EXPECT_EQ(t, kmm_free(k, o[i]), KMM_OK);
+    kt_heap_settle(&h);
+    KT_EXPECT_HEALTHY(t, k);
+    kt_heap_down(&h);
+}
