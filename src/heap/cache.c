@@ -200,10 +200,17 @@ bool heap_cache_live(struct kmm *k, const struct kmm_cache *c)
  * sees the cache gone from caches[]. The epoch flips between the two
  * waits, so walks begun meanwhile count in the counter not waited for:
  * they cannot starve the destroyer (as SRCU's two counters).
+ *
+ * A walk runs with preemption off (it never waits), as an RCU-sched
+ * reader: the destroyer spins, and on a CPU whose walk had been preempted
+ * by the destroyer's thread it would spin for ever (on one CPU, always).
+ * A walk in an interrupt handler that interrupts the destroyer ends before
+ * the destroyer runs again.
  */
 unsigned heap_walk_begin(struct kmm *k)
 {
     struct kmm_heap *h = &k->heap;
+    kmm_preempt_disable();
     unsigned e = atomic_load_explicit(&h->walk_epoch, memory_order_acquire) & 1u;
     atomic_fetch_add_explicit(&h->walkers[e], 1, memory_order_acq_rel);
     return e;
@@ -212,6 +219,7 @@ unsigned heap_walk_begin(struct kmm *k)
 void heap_walk_end(struct kmm *k, unsigned epoch)
 {
     atomic_fetch_sub_explicit(&k->heap.walkers[epoch], 1, memory_order_release);
+    kmm_preempt_enable();
 }
 
 /* Waits until counter n has been zero once since this call. */

@@ -463,7 +463,8 @@ struct kmm_cache *heap_class_cache(struct kmm *k, unsigned i, kmm_gfp_t flags);
  * heap_walk_begin - a walk of caches[] begins (a shrink, a drain, the
  * figures, kmm_check): until heap_walk_end(k, its return value), no cache
  * the walk finds in caches[] is freed under it (kmm_cache_destroy waits).
- * Never waits itself: any context.
+ * Never waits itself: any context. Preemption is off until the end (so a
+ * destroyer never waits for a walk its own CPU preempted).
  */
 unsigned heap_walk_begin(struct kmm *k);
 void heap_walk_end(struct kmm *k, unsigned epoch);

@@ -357,3 +357,31 @@ KTEST(heap_inside, kmm_check_sees_a_slab_page_that_lost_its_way_to_the_head)
     KT_EXPECT_HEALTHY(t, k);
     kt_heap_down(&h);
 }
+
+KTEST(heap_inside, every_walk_of_the_caches_gives_preemption_back)
+{
+    static struct kt_heap h;
+    if (!kt_heap_up(t, &h, ram32, N(ram32), 1))
+        return;
+    struct kmm *k = h.f.k;
+    int depth = hosted_preempt_depth;
+    void *p = kmm_malloc(k, 64, 0);
+    KT_ASSERT(t, p != NULL);
+    struct kmm_cache *c = kmm_cache_create(k, "walked", 48, 16, NULL, 0);
+    KT_ASSERT(t, c != NULL);
+    struct kmm_heap_stats st;
+    kmm_heap_stats(k, &st);
+    KT_EXPECT_EQ(t, hosted_preempt_depth, depth);
+    KT_EXPECT(t, kmm_heap_cache_at(k, 0) != NULL);
+    KT_EXPECT_EQ(t, hosted_preempt_depth, depth);
+    KT_EXPECT_HEALTHY(t, k);
+    KT_EXPECT_EQ(t, hosted_preempt_depth, depth);
+    kmm_heap_shrink(k);
+    KT_EXPECT_EQ(t, hosted_preempt_depth, depth);
+    KT_EXPECT_EQ(t, kmm_cache_destroy(k, c), KMM_OK);
+    KT_EXPECT_EQ(t, hosted_preempt_depth, depth);
+    KT_EXPECT_EQ(t, kmm_free(k, p), KMM_OK);
+    kt_heap_settle(&h);
+    KT_EXPECT_HEALTHY(t, k);
+    kt_heap_down(&h);
+}
