@@ -233,14 +233,24 @@ int kmm_cache_destroy(struct kmm *k, struct kmm_cache *c);
 /* --- CPUs and limits ------------------------------------------------------------------ */
 
 /* kmm_heap_drain_cpu - moves every object the calling CPU caches back to
- * its slab. Any context where the CPU may take a cache lock. */
+ * its slab, and clears a pending drain request. Any context where the CPU
+ * may take a cache lock. */
 void kmm_heap_drain_cpu(struct kmm *k);
+
+/* kmm_heap_drain_pending - whether another CPU's kmm_heap_shrink asked the
+ * calling CPU to drain its stacks. The heap honours the request at this
+ * CPU's next refill or flush of a stack; a host whose CPUs may stay away
+ * from the heap for long (idle, offline) calls kmm_heap_drain_cpu from its
+ * IPI or idle path when this says so. Any context; O(1). */
+bool kmm_heap_drain_pending(struct kmm *k);
 
 /* kmm_heap_shrink - gives back every page the heap holds without a live
  * object in it: the calling CPU's stacks and every depot are emptied into
  * the slabs, then every empty slab of every cache (the heap's own
- * included) goes back to the page allocator. Returns the pages given back.
- * What the heap's reclaim hook does when memory runs short. May block. */
+ * included) goes back to the page allocator, and every other CPU is asked
+ * to drain its stacks (kmm_heap_drain_pending). Returns the pages given
+ * back. What the heap's reclaim hook does when memory runs short. May
+ * block. */
 size_t kmm_heap_shrink(struct kmm *k);
 
 /* kmm_heap_drain_offline_cpu - the same for cpu, which must be offline

@@ -263,6 +263,11 @@ size_t kmm_heap_shrink(struct kmm *k)
             pages += heap_shrink_cache(k, c);
     }
     heap_walk_end(k, walk);
+    /* Other CPUs' stacks are theirs alone: ask, as the page caches do. */
+    unsigned self = kmm_port_cpu_id(); /* under the walk's preemption-off, or any CPU */
+    for (unsigned cpu = 0; cpu < k->cpu_count; cpu++)
+        if (cpu != self)
+            atomic_store_explicit(&k->heap.drain[cpu], 1, memory_order_relaxed);
     return pages;
 }
 
@@ -448,6 +453,9 @@ int kmm_cache_destroy(struct kmm *k, struct kmm_cache *c)
 
 void kmm_heap_drain_cpu(struct kmm *k)
 {
+    kmm_preempt_disable();
+    atomic_store_explicit(&k->heap.drain[kmm_port_cpu_id()], 0, memory_order_relaxed);
+    kmm_preempt_enable();
     unsigned walk = heap_walk_begin(k);
     for (unsigned id = 1; id < KMM_HEAP_CACHES; id++) {
         struct kmm_cache *c = __atomic_load_n(&k->heap.caches[id], __ATOMIC_ACQUIRE);
@@ -460,11 +468,34 @@ void kmm_heap_drain_cpu(struct kmm *k)
     heap_walk_end(k, walk);
 }
 
+bool kmm_heap_drain_pending(struct kmm *k)
+{
+    kmm_preempt_disable();
+    bool pending =
+        atomic_load_explicit(&k->heap.drain[kmm_port_cpu_id()], memory_order_relaxed) != 0;
+    kmm_preempt_enable();
+    return pending;
+}
+
+void heap_drain_asked(struct kmm *k)
+{
+    /* The flag is cleared before the drain: a slow path inside the drain
+     * (a slab record freed into its cache) does not start another. */
+    kmm_preempt_disable();
+    atomic_uchar *flag = &k->heap.drain[kmm_port_cpu_id()];
+    bool asked = atomic_load_explicit(flag, memory_order_relaxed) &&
+                 atomic_exchange_explicit(flag, 0, memory_order_relaxed);
+    if (asked)
+        kmm_heap_drain_cpu(k);
+    kmm_preempt_enable();
+}
+
 int kmm_heap_drain_offline_cpu(struct kmm *k, unsigned cpu)
 {
     if (cpu >= k->cpu_count)
         return heap_misuse(k, KMM_MISUSE_ABSENT, KMM_EINVAL, __builtin_return_address(0),
                            "kmm_heap_drain_offline_cpu(%u): only %u CPUs", cpu, k->cpu_count);
+    atomic_store_explicit(&k->heap.drain[cpu], 0, memory_order_relaxed);
     unsigned walk = heap_walk_begin(k);
     for (unsigned id = 1; id < KMM_HEAP_CACHES; id++) {
         struct kmm_cache *c = __atomic_load_n(&k->heap.caches[id], __ATOMIC_ACQUIRE);

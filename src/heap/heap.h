@@ -390,6 +390,11 @@ static inline __attribute__((always_inline)) enum heap_push heap_push(struct kmm
     return r;
 }
 
+/* heap_drain_asked - honours a drain request another CPU's kmm_heap_shrink
+ * left for this CPU: its stacks go back to the slabs (cache.c). Cheap when
+ * there is none. No lock held; any context. */
+void heap_drain_asked(struct kmm *k);
+
 /* --- slabs (slab.c) ---------------------------------------------------------------------- */
 
 /* heap_alloc_slow - an object of c when this CPU's stack has none:

@@ -384,8 +384,17 @@ static bool depot_load_locked(struct kmm_cache *c, struct heap_cpu *hc, struct h
     return true;
 }
 
+/* Whether c's slow paths honour a drain request: a caller's cache (the
+ * heap's own are reached from inside a drain). */
+static bool drains_here(const struct kmm_cache *c)
+{
+    return c->kind == HEAP_KIND_CLASS || c->kind == HEAP_KIND_OBJECT;
+}
+
 uintptr_t heap_alloc_slow(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flags)
 {
+    if (drains_here(c))
+        heap_drain_asked(k);
     struct heap_mag *spare = NULL;
     for (;;) {
         kmm_preempt_disable();
@@ -450,6 +459,8 @@ static void depot_unload_locked(struct kmm *k, struct kmm_cache *c, struct heap_
 
 int heap_free_slow(struct kmm *k, struct kmm_cache *c, uintptr_t obj)
 {
+    if (drains_here(c))
+        heap_drain_asked(k);
     struct slab *chain = NULL;
     struct heap_mag *spare = NULL, *fresh = NULL;
     bool tried = false;

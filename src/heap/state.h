@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include <kmm/heap.h>
+#include <kmm/kmm.h>
 #include <kmm/page.h>
 #include <kmm/port.h>
 
@@ -65,6 +66,9 @@ struct kmm_heap {
     uint64_t secret;          /* mixed into each cache's secret */
     const void *vmalloc_site; /* the call site of the heap's vmalloc'd blocks (kmalloc.c) */
     struct kmm_shrinker shrinker;
+    /* drain[cpu]: another CPU's kmm_heap_shrink asks cpu to empty its
+     * stacks (heap_drain_asked). */
+    atomic_uchar drain[KMM_MAX_CPUS];
     struct heap_debug debug; /* the debugging modes (heap/debug.h) */
 };
 

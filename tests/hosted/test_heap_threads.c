@@ -19,6 +19,7 @@
 #include "fixture.h"
 #include "heap_fixture.h"
 #include "hosted.h"
+#include "internal.h" /* the drain requests (heap/state.h) */
 #include "ktest.h"
 #include "spin_barrier.h"
 
@@ -223,6 +224,65 @@ KTEST(heap_threads, a_cache_is_busy_while_another_cpu_still_caches_its_objects)
     cs = kt_cache_stats(t, &h, u.c);
     KT_EXPECT_EQ(t, cs.cpu_cached, 0);
     KT_EXPECT_EQ(t, kmm_cache_destroy(h.f.k, u.c), KMM_OK);
+    expect_all_back(t, &h, &p0, &s0);
+    kt_heap_down(&h);
+}
+
+/* On CPU 1: whether a drain is asked of it, then an allocation of a class
+ * whose stack is empty there (a refill: the request is honoured), then
+ * whether it still is. */
+struct asked {
+    struct kt_heap *h;
+    bool before, after;
+    unsigned bad;
+};
+
+static void refill_here(void *arg)
+{
+    struct asked *a = arg;
+    struct kmm *k = a->h->f.k;
+    a->before = kmm_heap_drain_pending(k);
+    void *p = kmm_malloc(k, 3000, 0); /* a class CPU 1 never used */
+    a->after = kmm_heap_drain_pending(k);
+    if (!p || kmm_free(k, p) != KMM_OK)
+        a->bad++;
+}
+
+/* A shrink (the reclaim hook) cannot reach CPU 1's stack, but asks CPU 1
+ * to drain; CPU 1 does at its next refill, and the cache can go. */
+KTEST(heap_threads, a_shrink_asks_the_other_cpus_to_drain_at_their_next_refill)
+{
+    static struct kt_heap h;
+    if (!kt_heap_up(t, &h, ram, N(ram), CPUS))
+        return;
+    kt_heap_warm(t, &h);
+    struct kmm_page_stats p0;
+    kmm_page_stats(h.f.k, &p0);
+    struct kmm_heap_stats s0 = kt_heap_stats(&h);
+    struct cache_use u = {.h = &h, .c = kmm_cache_create(h.f.k, "kt-asked", 56, 0, NULL, 0)};
+    KT_ASSERT(t, u.c != NULL);
+    on_cpu(1, alloc_and_free_here, &u);
+    KT_EXPECT_EQ(t, u.bad, 0);
+    uint64_t cached = kt_cache_stats(t, &h, u.c).cpu_cached;
+    KT_EXPECT(t, cached >= CACHED);
+    KT_EXPECT(t, !kmm_heap_drain_pending(h.f.k));
+    kmm_heap_shrink(h.f.k);
+    KT_EXPECT(t, !kmm_heap_drain_pending(h.f.k)); /* asked of the others only */
+    KT_EXPECT_EQ(t, kt_cache_stats(t, &h, u.c).cpu_cached, cached);
+    struct asked a = {.h = &h};
+    on_cpu(1, refill_here, &a);
+    KT_EXPECT_EQ(t, a.bad, 0);
+    KT_EXPECT(t, a.before);
+    KT_EXPECT(t, !a.after);
+    KT_EXPECT_EQ(t, kt_cache_stats(t, &h, u.c).cpu_cached, 0);
+    KT_EXPECT_EQ(t, kmm_cache_destroy(h.f.k, u.c), KMM_OK);
+    /* The others were asked too: an offline drain answers for them. */
+    for (unsigned cpu = 2; cpu < CPUS; cpu++) {
+        KT_EXPECT(t, h.f.k->heap.drain[cpu]);
+        KT_EXPECT_EQ(t, kmm_heap_drain_offline_cpu(h.f.k, cpu), KMM_OK);
+        KT_EXPECT(t, !h.f.k->heap.drain[cpu]);
+    }
+    on_cpu(1, drain_this_cpu, &h);
     expect_all_back(t, &h, &p0, &s0);
     kt_heap_down(&h);
 }
