@@ -316,6 +316,44 @@ KTEST(heap_debug, a_leak_since_a_mark_is_reported_by_call_site)
     kt_heap_down(&h);
 }
 
+KTEST(heap_debug, a_wrapper_s_allocations_are_tracked_at_its_caller)
+{
+    struct kt_heap h;
+    KT_ASSERT(t, up(t, &h, KMM_HEAP_DEBUG_TRACK));
+    struct kmm *k = h.f.k;
+    const void *site_a = (const void *)(uintptr_t)0x1234a000;
+    const void *site_b = (const void *)(uintptr_t)0x1234b000;
+    void *m = kmm_malloc_caller(k, 100, 0, site_a);
+    void *z = kmm_malloc_caller(k, 50, KMM_GFP_ZERO, site_a);
+    void *al = kmm_aligned_alloc_caller(k, 256, 200, 0, site_b);
+    KT_ASSERT(t, m && z && al);
+    KT_EXPECT_EQ(t, ((unsigned char *)z)[49], 0);
+    KT_EXPECT_EQ(t, (uintptr_t)al % 256, 0);
+    /* A move records the new block at the caller given. */
+    void *r = kmm_realloc_caller(k, m, 3000, 0, site_b);
+    KT_ASSERT(t, r != NULL);
+    struct kmm_heap_site site[4];
+    KT_ASSERT_EQ(t, kmm_heap_leak_sites(k, 0, site, 4), 2);
+    KT_EXPECT(t, site[0].caller == site_b); /* most bytes first */
+    KT_EXPECT_EQ(t, site[0].objects, 2);
+    KT_EXPECT_EQ(t, site[0].bytes, 3000 + 256); /* an aligned block counts its class's size */
+    KT_EXPECT(t, site[1].caller == site_a);
+    KT_EXPECT_EQ(t, site[1].objects, 1);
+    KT_EXPECT_EQ(t, site[1].bytes, 50);
+    /* A rejection names the caller given. */
+    int local;
+    KT_EXPECT(t, kmm_realloc_caller(k, &local, 10, 0, site_b) == NULL);
+    KT_EXPECT(t, ktest_contains(kt_machine_last_error(h.f.m), "1234b000"));
+    KT_EXPECT(t, kmm_aligned_alloc_caller(k, 3, 10, 0, site_a) == NULL);
+    KT_EXPECT(t, ktest_contains(kt_machine_last_error(h.f.m), "1234a000"));
+    KT_EXPECT_EQ(t, kmm_free(k, r), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_free(k, z), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_free(k, al), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_heap_leak_sites(k, 0, site, 4), 0);
+    KT_EXPECT_HEALTHY(t, k);
+    kt_heap_down(&h);
+}
+
 /* --- guard pages ---------------------------------------------------------------------------- */
 
 KTEST(heap_debug, a_sampled_object_ends_at_a_guard_page_and_its_tail_is_checked_on_free)

@@ -154,6 +154,17 @@ int kmm_free(struct kmm *k, const void *p);
  * instead of the wrapper. */
 int kmm_free_caller(struct kmm *k, const void *p, const void *caller);
 
+/* kmm_malloc_caller, kmm_aligned_alloc_caller, kmm_realloc_caller - the
+ * same for the allocations: caller, the wrapper's own caller, is the one a
+ * rejection is logged with and the one allocation tracking
+ * (KMM_HEAP_DEBUG_TRACK) records, so that a leak report names the
+ * wrapper's callers. kmm_malloc_caller skips kmm_malloc's inline path (a
+ * call more per allocation): for wrappers that track, not for hot paths. */
+void *kmm_malloc_caller(struct kmm *k, size_t size, kmm_gfp_t flags, const void *caller);
+void *kmm_aligned_alloc_caller(struct kmm *k, size_t align, size_t size, kmm_gfp_t flags,
+                               const void *caller);
+void *kmm_realloc_caller(struct kmm *k, void *p, size_t size, kmm_gfp_t flags, const void *caller);
+
 /*
  * kmm_free_sized - kmm_free of a block the caller believes to be size bytes
  * long (as C++'s sized delete). Also KMM_EINVAL (nothing freed, counted as

@@ -214,9 +214,19 @@ void *kmm_calloc(struct kmm *k, size_t n, size_t size, kmm_gfp_t flags)
     return alloc_checked(k, bytes, KMM_HEAP_PAGES_MAX, flags | KMM_GFP_ZERO, caller);
 }
 
+void *kmm_malloc_caller(struct kmm *k, size_t size, kmm_gfp_t flags, const void *caller)
+{
+    return malloc_slow(k, size, flags, "kmm_malloc", caller);
+}
+
 void *kmm_aligned_alloc(struct kmm *k, size_t align, size_t size, kmm_gfp_t flags)
 {
-    const void *caller = __builtin_return_address(0);
+    return kmm_aligned_alloc_caller(k, align, size, flags, __builtin_return_address(0));
+}
+
+void *kmm_aligned_alloc_caller(struct kmm *k, size_t align, size_t size, kmm_gfp_t flags,
+                               const void *caller)
+{
     if (bad_flags(k, flags, "kmm_aligned_alloc", size, caller))
         return NULL;
     if (align == 0 || (align & (align - 1)) || align > KMM_HEAP_ALIGN_MAX) {
@@ -533,7 +543,11 @@ size_t kmm_usable_size(struct kmm *k, const void *p)
 
 void *kmm_realloc(struct kmm *k, void *p, size_t size, kmm_gfp_t flags)
 {
-    const void *caller = __builtin_return_address(0);
+    return kmm_realloc_caller(k, p, size, flags, __builtin_return_address(0));
+}
+
+void *kmm_realloc_caller(struct kmm *k, void *p, size_t size, kmm_gfp_t flags, const void *caller)
+{
     if (!p)
         return malloc_slow(k, size, flags, "kmm_realloc", caller);
     struct heap_block b = block_of(k, p);
