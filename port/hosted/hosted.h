@@ -49,6 +49,12 @@ struct hosted_machine_config {
     size_t cpu_node_count;
     /* Echo log lines to stderr (the demo does; tests keep quiet). */
     bool echo_log;
+    /* Called with each log line (level KMM_LOG_*) after it is counted, on the
+     * thread that logs it, maybe inside kmm code with its locks held: it must
+     * not call kmm (the preloadable malloc's reports: it writes with write(2)).
+     * NULL: none. */
+    void (*log_hook)(void *ctx, int level, const char *line);
+    void *log_ctx;
     /* RAM as anonymous private memory (MAP_PRIVATE | MAP_ANONYMOUS, with
      * MADV_HUGEPAGE) instead of the memfd, so that it can get transparent huge
      * pages where shmem THP is off (benchmarks). There is then no mirror window

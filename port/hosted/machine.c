@@ -55,6 +55,8 @@ struct hosted_machine {
 
     pthread_mutex_t log_lock;
     bool echo_log;
+    void (*log_hook)(void *ctx, int level, const char *line);
+    void *log_ctx;
     unsigned long log_counts[KMM_LOG_DEBUG + 1];
     char last_error[256];
 
@@ -122,6 +124,8 @@ struct hosted_machine *hosted_machine_create(const struct hosted_machine_config 
     pthread_mutex_init(&m->tlb_lock, NULL);
     pthread_mutex_init(&m->log_lock, NULL);
     m->echo_log = cfg->echo_log;
+    m->log_hook = cfg->log_hook;
+    m->log_ctx = cfg->log_ctx;
     m->anonymous = cfg->anonymous;
     m->no_tlb_log = cfg->no_tlb_log;
     m->fresh_mirror = cfg->fresh_mirror;
@@ -448,6 +452,8 @@ void kmm_port_log(struct kmm_port *p, int level, const char *line)
     pthread_mutex_unlock(&m->log_lock);
     if (m->echo_log)
         fprintf(stderr, "kmm %s: %s\n", names[level], line);
+    if (m->log_hook)
+        m->log_hook(m->log_ctx, level, line);
 }
 
 unsigned long hosted_log_count(const struct hosted_machine *m, int level)

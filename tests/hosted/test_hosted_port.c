@@ -385,6 +385,38 @@ KTEST(hosted_port, library_errors_are_logged_with_their_text)
     hosted_machine_destroy(m);
 }
 
+/* What the log hook saw. */
+struct seen_log {
+    unsigned calls;
+    int level;
+    char line[128];
+};
+
+static void seen_log_hook(void *ctx, int level, const char *line)
+{
+    struct seen_log *s = ctx;
+    s->calls++;
+    s->level = level;
+    snprintf(s->line, sizeof(s->line), "%s", line);
+}
+
+KTEST(hosted_port, a_log_hook_sees_each_line_with_its_level)
+{
+    const struct kmm_region ram[] = {{0, 16 * MIB, KMM_MEM_USABLE}};
+    struct seen_log seen = {0};
+    const struct hosted_machine_config mc = {
+        .ram = ram, .ram_count = 1, .log_hook = seen_log_hook, .log_ctx = &seen};
+    struct hosted_machine *m = hosted_machine_create(&mc);
+    KT_ASSERT(t, m != NULL);
+    struct kmm_config cfg = {.port = hosted_machine_port(m), .regions = ram, .region_count = 1};
+    struct kmm *k;
+    KT_EXPECT_EQ(t, kmm_init(&cfg, &k), KMM_EINVAL); /* cpu_count 0 */
+    KT_EXPECT_EQ(t, seen.calls, 1);
+    KT_EXPECT_EQ(t, seen.level, KMM_LOG_ERR);
+    KT_EXPECT(t, strstr(seen.line, "cpu_count 0") != NULL);
+    hosted_machine_destroy(m);
+}
+
 KTEST(hosted_port, a_panic_can_be_caught_by_a_test)
 {
     const struct kmm_region ram[] = {{0, 16 * MIB, KMM_MEM_USABLE}};
