@@ -32,9 +32,12 @@
 /* The area: every slot, the last one's guard page the area's own. */
 #define AREA_BYTES ((2 * (uint64_t)KMM_HEAP_GUARD_SLOTS - 1) * PAGE)
 
-static uint8_t *page_of(struct kmm *k, const struct heap_guard_slot *s)
+/* Slot i's page, through the mapping its object is handed out at (not the
+ * direct map: a machine whose kernel virtual areas do not alias the RAM,
+ * as the preloadable malloc's, sees the object's bytes only there). */
+static uint8_t *page_of(const struct heap_debug_mem *m, uint64_t i)
 {
-    return kmm_phys_to_virt(k, s->pa);
+    return (uint8_t *)(uintptr_t)(m->guard_va + i * SLOT_BYTES);
 }
 
 bool heap_guard_turn(struct kmm *k, const struct kmm_cache *c, size_t size)
@@ -82,7 +85,7 @@ void *heap_guard_alloc(struct kmm *k, struct kmm_cache *c, size_t size, kmm_gfp_
     uint64_t va = m->guard_va + (uint64_t)j * SLOT_BYTES;
     kmm_unlock_irqrestore(&d->lock, s);
 
-    uint8_t *page = page_of(k, sl);
+    uint8_t *page = page_of(m, j);
     if (was.state == GUARD_FREED) {
         int64_t bad = heap_debug_differs((uintptr_t)page, KMM_HEAP_POISON_BYTE, PAGE);
         if (bad >= 0)
@@ -173,10 +176,10 @@ int heap_guard_free(struct kmm *k, uintptr_t p, const char *fn, const void *call
     sl->free_caller = caller;
     m->guard_live--;
     struct heap_guard_slot mine = *sl;
+    uint8_t *page = page_of(m, (uint64_t)j);
     kmm_unlock_irqrestore(&d->lock, s);
 
     struct kmm_cache *c = mine.cache;
-    uint8_t *page = page_of(k, &mine);
     int64_t before = heap_debug_differs((uintptr_t)page, KMM_HEAP_REDZONE_BYTE, mine.off);
     int64_t after = heap_debug_differs((uintptr_t)page + mine.off + mine.size,
                                        KMM_HEAP_REDZONE_BYTE, PAGE - mine.off - mine.size);
@@ -266,9 +269,10 @@ void heap_guard_unmap(struct kmm *k, struct heap_debug_mem *m)
 
 void heap_guard_check_locked(struct kmm *k, struct heap_debug_mem *m, struct kmm_check_result *r)
 {
+    (void)k;
     for (unsigned i = 0; m->guard_va && i < KMM_HEAP_GUARD_SLOTS; i++) {
         const struct heap_guard_slot *sl = &m->slot[i];
-        uintptr_t page = (uintptr_t)page_of(k, sl);
+        uintptr_t page = (uintptr_t)page_of(m, i);
         uint64_t va = m->guard_va + i * SLOT_BYTES + sl->off;
         if (sl->state == GUARD_LIVE &&
             (heap_debug_differs(page, KMM_HEAP_REDZONE_BYTE, sl->off) >= 0 ||
