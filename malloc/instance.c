@@ -1,15 +1,10 @@
 /*
  * instance.c - the preloadable malloc's machine and instance, created by the
  * first call of the process (libc and other constructors allocate before
- * main), the bootstrap arena for the calls made meanwhile, and what the
- * environment asks for at exit:
+ * main), the bootstrap arena for the calls made meanwhile, and the
+ * machine the environment asks for (debug.c reads the debugging and report
+ * switches):
  *
- *   KMM_MALLOC_STATS=1  the heap's figures and kmm_report on stderr (as it
- *                       was at the first call: programs close theirs before
- *                       exit)
- *   KMM_MALLOC_CHECK=1  kmm_check with every thread held still, its verdict
- *                       on stderr; abort if it finds anything
- *   either =/path       the same appended to that file instead
  *   KMM_MALLOC_MIB=n    the simulated machine's RAM in MiB (default 64 GiB)
  *   KMM_MALLOC_CPUS=n   its CPUs, 2 .. KMM_MAX_CPUS (default PM_CPUS_DEFAULT): at
  *                       most n - 1 threads have one of their own at a time
@@ -20,7 +15,8 @@
  *                       times vary by a third: docs/performance.md)
  *
  * The heap is never torn down: atexit handlers and other libraries'
- * destructors still free after ours have run.
+ * destructors still free after ours have run. A bad KMM_MALLOC_MIB or
+ * KMM_MALLOC_CPUS ends the process: the machine cannot be made without them.
  */
 #define _GNU_SOURCE
 #include "pm.h"
@@ -89,120 +85,18 @@ size_t pm_boot_size(const void *p)
     return *(const size_t *)((uintptr_t)p - BOOT_HEADER);
 }
 
-/* --- exit --------------------------------------------------------------------------- */
-
-/* Where the statistics and the check's verdict go: a duplicate of stderr
- * made at the first call, or the file named; -1: nowhere (not asked for). */
-static int stats_fd = -1, check_fd = -1;
-/* A descriptor number out of the way of programs that expect theirs low. */
-#define EXIT_FD_MIN 100
-
-static void write_all(int fd, const char *text, size_t len)
-{
-    while (len && fd >= 0) {
-        ssize_t n = write(fd, text, len);
-        if (n <= 0 && errno != EINTR)
-            return;
-        if (n > 0) {
-            text += n;
-            len -= (size_t)n;
-        }
-    }
-}
-
-static void sink_fd(void *ctx, const char *text, size_t len)
-{
-    write_all(*(const int *)ctx, text, len);
-}
-
-static void say(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(int fd, const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        write_all(fd, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
-}
-
-/* Every CPU's caches back to the slabs and zones, so that the figures count
- * cached objects as free where they are: only while quiesced. */
-static void drain_every_cpu(void)
-{
-    for (unsigned cpu = 0; cpu < pm_cpus; cpu++) {
-        kmm_heap_drain_offline_cpu(pm_k, cpu);
-        kmm_page_drain_offline_cpu(pm_k, cpu);
-    }
-}
-
-static void print_stats(void)
-{
-    struct kmm_heap_stats st;
-    kmm_heap_stats(pm_k, &st);
-    say(stats_fd,
-        "kmm-malloc: heap at exit: %" PRIu64 " blocks live (%" PRIu64 " bytes used, %" PRIu64
-        " large blocks of %" PRIu64 " bytes), %" PRIu64 " bytes held, peak %" PRIu64 "\n",
-        st.allocs - st.frees, st.bytes_used, st.large_blocks, st.large_bytes, st.bytes_held,
-        st.bytes_peak);
-    say(stats_fd,
-        "kmm-malloc: %" PRIu64 " allocations (%" PRIu64 " bytes), %" PRIu64 " frees (%" PRIu64
-        " bytes), %" PRIu64 " failed, %" PRIu64 " rejected calls\n",
-        st.allocs, st.alloc_bytes, st.frees, st.free_bytes, st.failed, st.misuse);
-    kmm_report(pm_k, &(struct kmm_sink){sink_fd, &stats_fd});
-}
-
-/* The atexit handler: the report and the check the environment asked for.
- * Other threads may still run: they wait at the gate meanwhile. */
-static void at_exit(void)
-{
-    pm_quiesce();
-    drain_every_cpu();
-    if (stats_fd >= 0)
-        print_stats();
-    struct kmm_check_result r = {0};
-    int status = check_fd >= 0 ? kmm_check(pm_k, &r) : KMM_CHECK_OK;
-    pm_unquiesce();
-    if (check_fd < 0)
-        return;
-    if (status == KMM_CHECK_OK) {
-        say(check_fd, "kmm-malloc: kmm_check: ok (%" PRIu64 " frames, %" PRIu64 " free blocks)\n",
-            r.frames_walked, r.blocks_walked);
-        return;
-    }
-    say(check_fd, "kmm-malloc: kmm_check: %s, %lu problems; first: %s\n",
-        status == KMM_CHECK_LEAK ? "leak" : "corrupt", r.problems, r.first);
-    abort();
-}
-
 static bool env_flag(const char *name)
 {
     const char *v = getenv(name);
     return v && *v && strcmp(v, "0") != 0;
 }
 
-/* Where the output of a wish named name goes: stderr as it is now, or the
- * file the variable names; -1 if it is not set, empty or "0". */
-static int exit_fd(const char *name)
-{
-    const char *v = getenv(name);
-    if (!v || !*v || strcmp(v, "0") == 0)
-        return -1;
-    int fd =
-        v[0] == '/' ? open(v, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644) : dup(STDERR_FILENO);
-    int moved = fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, EXIT_FD_MIN);
-    if (fd >= 0)
-        close(fd);
-    return moved;
-}
-
 /* --- the instance --------------------------------------------------------------------- */
 
 static noreturn void init_failed(const char *what, int err)
 {
-    say(STDERR_FILENO, "kmm-malloc: cannot start: %s: %s\n", what,
-        err ? strerror(err) : pm_last_error());
+    pm_say(STDERR_FILENO, "kmm-malloc: cannot start: %s: %s\n", what,
+           err ? strerror(err) : pm_last_error());
     abort();
 }
 
@@ -217,8 +111,8 @@ static uint64_t env_number(const char *name, uint64_t def, uint64_t min, uint64_
     errno = 0;
     unsigned long long n = strtoull(v, &end, 10);
     if (*end || errno || n < min || n > max) {
-        say(STDERR_FILENO, "kmm-malloc: %s=%s: not a number from %" PRIu64 " to %" PRIu64 "\n",
-            name, v, min, max);
+        pm_say(STDERR_FILENO, "kmm-malloc: %s=%s: not a number from %" PRIu64 " to %" PRIu64 "\n",
+               name, v, min, max);
         abort();
     }
     return n;
@@ -229,6 +123,7 @@ static uint64_t env_number(const char *name, uint64_t def, uint64_t min, uint64_
 static void create_instance(void)
 {
     static struct kmm_region ram;
+    pm_debug_read_switches();
     uint64_t mib = env_number("KMM_MALLOC_MIB", PM_RAM_DEFAULT >> 20, PM_RAM_MIN >> 20,
                               (KMM_PAGE_PFN_LIMIT * KMM_PAGE_SIZE - PM_RAM_BASE) >> 20);
     pm_cpus = (unsigned)env_number("KMM_MALLOC_CPUS", PM_CPUS_DEFAULT, PM_CPUS_MIN, KMM_MAX_CPUS);
@@ -242,6 +137,7 @@ static void create_instance(void)
         .fresh_mirror = true, /* vmalloc's blocks, usable at their addresses */
         .no_huge_hint = !env_flag("KMM_MALLOC_THP"),
         .no_tlb_log = true, /* nobody reads it, and its lock would be shared */
+        .log_hook = pm_log_hook,
     };
     machine = hosted_machine_create(&mc);
     if (!machine)
@@ -260,8 +156,7 @@ static void create_instance(void)
     int err = kmm_init(&cfg, &pm_k);
     if (err)
         init_failed("kmm_init", 0);
-    stats_fd = exit_fd("KMM_MALLOC_STATS");
-    check_fd = exit_fd("KMM_MALLOC_CHECK");
+    pm_debug_start();
 }
 
 void pm_instance_init(void)
@@ -272,7 +167,7 @@ void pm_instance_init(void)
         pm_self.state = PM_T_INIT;
         create_instance();
         pm_cpu_init();
-        if ((stats_fd >= 0 || check_fd >= 0) && atexit(at_exit) != 0)
+        if (pm_exit_wanted() && atexit(pm_exit_hook) != 0)
             init_failed("atexit", ENOMEM);
         pm_self.state = was;
         atomic_store_explicit(&ready, true, memory_order_release);

@@ -14,32 +14,24 @@
  *
  * A pointer the heap rejects (a double free, a pointer it never handed out,
  * one inside a block) ends the process with a message naming the call and
- * its caller, as glibc's checks do; the heap counts and logs it first.
+ * its caller, as glibc's checks do; the heap counts and logs it first. So
+ * does damage the debugging modes find (KMM_MALLOC_DEBUG: a write past a
+ * block or after its free): debug.c has the switches, the reports at exit
+ * (KMM_MALLOC_REPORT) and the reasons.
+ *
+ * Each exported call passes its return address down as the caller: the
+ * heap tracks a block at it (the leak report's call sites) and names it in
+ * a rejection.
  */
 #define _GNU_SOURCE
 #include "pm.h"
 
 #include <errno.h>
 #include <malloc.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <stdnoreturn.h>
 #include <string.h>
-#include <unistd.h>
 
 #define PM_EXPORT __attribute__((visibility("default")))
-
-/* --- rejected calls ----------------------------------------------------------------- */
-
-static noreturn void reject(const char *call, const void *p, int err, const void *caller)
-{
-    char line[512];
-    int n = snprintf(line, sizeof(line), "kmm-malloc: %s(%p) called from %p: %s (%s)\n", call, p,
-                     caller, kmm_strerror(err), pm_last_error());
-    if (n > 0)
-        (void)!write(STDERR_FILENO, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
-    abort();
-}
 
 /* --- the calls ----------------------------------------------------------------------- */
 
@@ -49,38 +41,51 @@ static void *fail(int err)
     return NULL;
 }
 
-static void *pm_malloc(size_t size)
+/* A block of the heap, named to it as allocated by caller while
+ * debugging (the leak report's call sites). */
+static void *heap_alloc(size_t size, kmm_gfp_t flags, const void *caller)
+{
+    if (__builtin_expect(pm_debugging, 0))
+        return kmm_malloc_caller(pm_k, size, flags, caller);
+    return flags ? kmm_zalloc(pm_k, size, 0) : kmm_malloc(pm_k, size, 0);
+}
+
+static void *pm_malloc(size_t size, const void *caller)
 {
     enum pm_how how = pm_enter();
-    void *p = how == PM_BOOT ? pm_boot_alloc(size, 0) : kmm_malloc(pm_k, size, 0);
+    void *p = how == PM_BOOT ? pm_boot_alloc(size, 0) : heap_alloc(size, 0, caller);
     pm_leave(how);
+    pm_found("malloc", p, caller);
     return p ? p : fail(ENOMEM);
 }
 
-static void *pm_calloc(size_t n, size_t size)
+static void *pm_calloc(size_t n, size_t size, const void *caller)
 {
     size_t bytes;
     if (__builtin_mul_overflow(n, size, &bytes))
         return fail(ENOMEM);
     enum pm_how how = pm_enter();
     /* The bootstrap arena is zeroed static memory, never reused. */
-    void *p = how == PM_BOOT ? pm_boot_alloc(bytes, 0) : kmm_zalloc(pm_k, bytes, 0);
+    void *p = how == PM_BOOT ? pm_boot_alloc(bytes, 0) : heap_alloc(bytes, KMM_GFP_ZERO, caller);
     pm_leave(how);
+    pm_found("calloc", p, caller);
     return p ? p : fail(ENOMEM);
 }
 
 /* Any alignment: align a power of two. */
-static void *pm_memalign(size_t align, size_t size)
+static void *pm_memalign(size_t align, size_t size, const void *caller)
 {
     if (align <= KMM_HEAP_MIN_ALIGN)
-        return pm_malloc(size);
+        return pm_malloc(size, caller);
     void *p;
     if (pm_big_needed(align, size)) {
         p = pm_big_alloc(align, size);
     } else {
         enum pm_how how = pm_enter();
-        p = how == PM_BOOT ? pm_boot_alloc(size, align) : kmm_aligned_alloc(pm_k, align, size, 0);
+        p = how == PM_BOOT ? pm_boot_alloc(size, align)
+                           : kmm_aligned_alloc_caller(pm_k, align, size, 0, caller);
         pm_leave(how);
+        pm_found("memalign", p, caller);
     }
     return p ? p : fail(ENOMEM);
 }
@@ -95,18 +100,23 @@ static void pm_free(void *p, const void *caller)
         int err = how == PM_BOOT ? KMM_EINVAL : kmm_free_caller(pm_k, p, caller);
         pm_leave(how);
         if (__builtin_expect(err != KMM_OK, 0))
-            reject("free", p, err, caller);
+            pm_reject("free", p, err, caller);
+        pm_found("free", p, caller);
     }
     errno = saved;
 }
 
-/* The usable bytes of heap block p; 0 if it is none (a rejected call). */
-static size_t heap_usable_size(const void *p)
+/* Whether p is a live heap block: then true and its usable bytes in *n.
+ * kmm_usable_size's 0 alone does not tell: with red zones it is the size
+ * asked for, 0 for malloc(0); a refusal is logged (pm_log_hook). */
+static bool heap_usable_size(const void *p, size_t *n)
 {
     enum pm_how how = pm_enter();
-    size_t n = how == PM_BOOT ? 0 : kmm_usable_size(pm_k, p);
+    pm_self.found = false;
+    *n = how == PM_BOOT ? 0 : kmm_usable_size(pm_k, p);
+    bool refused = how == PM_BOOT || pm_self.found;
     pm_leave(how);
-    return n;
+    return !refused;
 }
 
 static size_t pm_usable_size(const void *p, const void *caller)
@@ -116,15 +126,15 @@ static size_t pm_usable_size(const void *p, const void *caller)
     if (pm_boot_owns(p))
         return pm_boot_size(p);
     size_t n = pm_big_maybe(p) ? pm_big_size(p) : 0;
-    if (!n && !(n = heap_usable_size(p)))
-        reject("malloc_usable_size", p, KMM_EINVAL, caller);
+    if (!n && !heap_usable_size(p, &n))
+        pm_reject("malloc_usable_size", p, KMM_EINVAL, caller);
     return n;
 }
 
 /* realloc by moving: a new block, old_size bytes of p copied, p freed. */
 static void *move_block(void *p, size_t old_size, size_t size, const void *caller)
 {
-    void *q = pm_malloc(size);
+    void *q = pm_malloc(size, caller);
     if (!q)
         return NULL;
     memcpy(q, p, old_size < size ? old_size : size);
@@ -135,20 +145,23 @@ static void *move_block(void *p, size_t old_size, size_t size, const void *calle
 static void *pm_realloc(void *p, size_t size, const void *caller)
 {
     if (!p)
-        return pm_malloc(size);
+        return pm_malloc(size, caller);
     if (pm_boot_owns(p))
         return move_block(p, pm_boot_size(p), size, caller);
     size_t big = pm_big_maybe(p) ? pm_big_size(p) : 0;
     if (big)
         return move_block(p, big, size, caller);
     enum pm_how how = pm_enter();
-    void *q = how == PM_BOOT ? NULL : kmm_realloc(pm_k, p, size, 0);
+    void *q = how == PM_BOOT ? NULL : kmm_realloc_caller(pm_k, p, size, 0, caller);
     pm_leave(how);
-    if (q)
+    if (q) {
+        pm_found("realloc", p, caller);
         return q;
+    }
     /* Out of memory, or p is no block: the heap says which. */
-    if (size <= KMM_HEAP_SIZE_MAX && !heap_usable_size(p))
-        reject("realloc", p, KMM_EINVAL, caller);
+    size_t n;
+    if (size <= KMM_HEAP_SIZE_MAX && !heap_usable_size(p, &n))
+        pm_reject("realloc", p, KMM_EINVAL, caller);
     return fail(ENOMEM);
 }
 
@@ -156,7 +169,7 @@ static void *pm_realloc(void *p, size_t size, const void *caller)
 
 PM_EXPORT void *malloc(size_t size)
 {
-    return pm_malloc(size);
+    return pm_malloc(size, __builtin_return_address(0));
 }
 
 PM_EXPORT void free(void *p)
@@ -166,7 +179,7 @@ PM_EXPORT void free(void *p)
 
 PM_EXPORT void *calloc(size_t n, size_t size)
 {
-    return pm_calloc(n, size);
+    return pm_calloc(n, size, __builtin_return_address(0));
 }
 
 PM_EXPORT void *realloc(void *p, size_t size)
@@ -192,7 +205,7 @@ PM_EXPORT int posix_memalign(void **memptr, size_t align, size_t size)
     if (align < sizeof(void *) || !is_power_of_two(align))
         return EINVAL;
     int saved = errno;
-    void *p = pm_memalign(align, size);
+    void *p = pm_memalign(align, size, __builtin_return_address(0));
     errno = saved;
     if (!p)
         return ENOMEM;
@@ -206,7 +219,7 @@ PM_EXPORT void *aligned_alloc(size_t align, size_t size)
 {
     if (!is_power_of_two(align))
         return fail(EINVAL);
-    return pm_memalign(align, size);
+    return pm_memalign(align, size, __builtin_return_address(0));
 }
 
 /* glibc's memalign rounds an alignment that is no power of two up to one. */
@@ -217,12 +230,12 @@ PM_EXPORT void *memalign(size_t align, size_t size)
     size_t a = KMM_HEAP_MIN_ALIGN;
     while (a < align)
         a <<= 1;
-    return pm_memalign(a, size);
+    return pm_memalign(a, size, __builtin_return_address(0));
 }
 
 PM_EXPORT void *valloc(size_t size)
 {
-    return pm_memalign(PM_PAGE, size);
+    return pm_memalign(PM_PAGE, size, __builtin_return_address(0));
 }
 
 /* valloc of size rounded up to whole pages (at least one). */
@@ -231,7 +244,7 @@ PM_EXPORT void *pvalloc(size_t size)
     if (size > SIZE_MAX - PM_PAGE)
         return fail(ENOMEM);
     size_t pages = size ? (size + PM_PAGE - 1) / PM_PAGE : 1;
-    return pm_memalign(PM_PAGE, pages * PM_PAGE);
+    return pm_memalign(PM_PAGE, pages * PM_PAGE, __builtin_return_address(0));
 }
 
 PM_EXPORT size_t malloc_usable_size(void *p)

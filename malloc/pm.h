@@ -5,8 +5,10 @@
  * malloc/; the library exports only the malloc family (malloc.c).
  *
  *   instance.c  the machine and the instance, made lazily; the bootstrap
- *               arena that serves the calls made while they are made; the
- *               statistics, report and check at exit
+ *               arena that serves the calls made while they are made
+ *   debug.c     the debugging switches (KMM_MALLOC_DEBUG), what is said
+ *               when the heap finds a mistake, the reports and the check
+ *               at exit (KMM_MALLOC_REPORT, KMM_MALLOC_CHECK)
  *   cpu.c       which simulated CPU each thread runs kmm code as; the fork
  *               gate; a thread's exit
  *   big.c       blocks aligned beyond what the heap can align (over 4 KiB
@@ -41,6 +43,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdnoreturn.h>
 
 #include <kmm/heap.h>
 #include <kmm/kmm.h>
@@ -112,9 +115,16 @@ enum pm_thread_state {
     PM_T_EXITED, /* its exit hook gave its CPU back: the shared CPU from now on */
 };
 
+/* A line the kmm log can hand over (the library's own bound). */
+#define PM_HEAP_LINE 256
+/* A call site resolved (debug.c): an address, an object's path, an offset. */
+#define PM_LINE      512
+
 struct pm_thread {
     struct pm_slot *slot; /* the CPU this thread owns; NULL unless PM_T_OWNER */
     enum pm_thread_state state;
+    bool found;                    /* the heap logged an error on this thread (pm_log_hook) */
+    char found_line[PM_HEAP_LINE]; /* the last such line */
 };
 
 /* How a call runs kmm code (pm_enter's answer, pm_leave's argument). */
@@ -174,6 +184,40 @@ static inline void pm_leave(enum pm_how how)
     else if (how == PM_SHARED)
         pm_leave_shared();
 }
+
+/* --- debug.c -------------------------------------------------------------------- */
+
+/* Any debugging mode or guard pages on (KMM_MALLOC_DEBUG): allocations name
+ * their caller to the heap, and each call checks what the heap found. */
+extern bool pm_debugging;
+
+/* Reads the switches (before the machine is made: no kmm call), and
+ * switches the heap's modes on (after kmm_init, before its first
+ * allocation). A bad value is said on stderr and ignored. */
+void pm_debug_read_switches(void);
+void pm_debug_start(void);
+/* Whether a report or check at exit was asked for: then the instance
+ * registers pm_exit_hook with atexit (debug.c says why). */
+bool pm_exit_wanted(void);
+void pm_exit_hook(void);
+
+/* The machine's log hook: keeps the thread's last error line. */
+void pm_log_hook(void *ctx, int level, const char *line);
+
+/* A call the heap refused (err) for p from caller: says so, with what the
+ * heap logged and where caller is, and ends the process (SIGABRT). */
+noreturn void pm_reject(const char *call, const void *p, int err, const void *caller);
+void pm_found_slow(const char *call, const void *p, const void *caller);
+/* After a call that succeeded: if the heap found damage meanwhile (a red
+ * zone or poison written), says so and ends the process as pm_reject. */
+static inline void pm_found(const char *call, const void *p, const void *caller)
+{
+    if (__builtin_expect(pm_debugging, 0) && pm_self.found)
+        pm_found_slow(call, p, caller);
+}
+
+/* One line to fd without malloc; keeps errno. */
+void pm_say(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* --- big.c ---------------------------------------------------------------------- */
 

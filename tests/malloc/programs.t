@@ -6,7 +6,11 @@
 # pass at the exit of every process that used the heap (KMM_MALLOC_CHECK).
 # Then the tests' own stress program (tests/malloc/stress.c), on glibc and
 # on kmm, and what only kmm promises: misuse aborts, memory runs out
-# cleanly and comes back, statistics at exit. Timings are never asserted.
+# cleanly and comes back, statistics at exit. Then the debugging switches
+# (malloc/debug.c) on the tests' program with known bugs
+# (tests/malloc/mistakes.c): the leak report's call sites resolved with
+# addr2line, an overrun and a write after free caught, bad values ignored.
+# Timings are never asserted.
 #
 #   tests/malloc/programs.t [BUILD_DIR]   (default build/hosted)
 # shellcheck disable=SC2016 # the programs' scripts expand their variables in bash -c
@@ -16,6 +20,7 @@ cd "$(dirname "$0")/../.." || exit 1
 build=${1:-build/hosted}
 lib=$(pwd)/$build/libkmm-malloc.so
 stress=$build/malloc-tests/stress
+mistakes=$build/malloc-tests/mistakes
 # A bound on each run: a heap left locked by a fork hangs rather than fails.
 limit=300
 tmp=$(mktemp -d)
@@ -62,7 +67,7 @@ compare() {
     ok $status "$name: same output on kmm as on glibc, kmm_check ok ($(grep -c 'kmm_check: ok' "$d/check" 2>/dev/null) processes)" "$d/log"
 }
 
-if [ ! -f "$lib" ] || [ ! -x "$stress" ]; then
+if [ ! -f "$lib" ] || [ ! -x "$stress" ] || [ ! -x "$mistakes" ]; then
     echo "1..1"
     ok 1 "$lib and $stress are built (make malloc)"
     exit 0
@@ -84,7 +89,7 @@ export GIT_AUTHOR_NAME=kmm GIT_AUTHOR_EMAIL=kmm@example.org GIT_COMMITTER_NAME=k
 export GIT_COMMITTER_EMAIL=kmm@example.org GIT_AUTHOR_DATE='2024-01-01T00:00:00Z'
 export GIT_COMMITTER_DATE='2024-01-01T00:00:00Z' GIT_CONFIG_NOSYSTEM=1 HOME=$tmp
 
-echo "1..17"
+echo "1..26"
 
 # --- the library ---------------------------------------------------------------------
 exports=$(nm -D --defined-only "$lib" | awk '{ print $3 }' | sort | tr '\n' ' ')
@@ -147,3 +152,125 @@ ok $? "KMM_MALLOC_STATS=1 prints the heap's figures and kmm_report at exit" "$tm
 LD_PRELOAD=$lib KMM_MALLOC_STATS=$tmp/stats-file sort "$IN" > /dev/null 2> "$tmp/stats-err" &&
     grep -q '^kmm-malloc: [0-9]* allocations' "$tmp/stats-file" && [ ! -s "$tmp/stats-err" ]
 ok $? "KMM_MALLOC_STATS=/path appends them to that file instead" "$tmp/stats-err"
+
+# --- debugging switches and reports (malloc/debug.c) -------------------------------------
+# site NAME: the line of tests/malloc/mistakes.c marked "site: NAME".
+site() { grep -n "site: $1 \*/" tests/malloc/mistakes.c | cut -d: -f1; }
+# resolves FILE: each "(path+0xoff)" of FILE through addr2line, as
+# "path+0xoff -> file:line" lines.
+resolve() {
+    grep -o '([^ ()]*+0x[0-9a-f]*)' "$1" | tr -d '()' | sort -u | while IFS= read -r at; do
+        echo "$at -> $(addr2line -e "${at%+0x*}" "0x${at##*+0x}" | sed 's/ (discriminator.*//')"
+    done
+}
+# line_of FILE PATTERN: the source line addr2line gives for the first
+# "(path+0xoff)" on FILE's first line matching PATTERN.
+line_of() {
+    local at
+    at=$(grep -m1 -e "$2" "$1" | grep -o '([^ ()]*+0x[0-9a-f]*)' | head -n 1 | tr -d '()')
+    [ -n "$at" ] && addr2line -e "${at%+0x*}" "0x${at##*+0x}" | sed 's/ (discriminator.*//; s/.*://'
+}
+
+# (timeout outside: only sort reports to the file)
+timeout "$limit" env LD_PRELOAD="$lib" KMM_MALLOC_REPORT=all KMM_MALLOC_REPORT_FILE="$tmp/sort-report" \
+    sort "$IN" 2> "$tmp/sort-err" | md5sum > "$tmp/sort-md5"
+{
+    sort "$IN" | md5sum | cmp -s - "$tmp/sort-md5" || echo "sort's output differs"
+    [ -s "$tmp/sort-err" ] && { echo "stderr:"; cat "$tmp/sort-err"; }
+    grep -q '^kmm-malloc: report at exit of process [0-9]* (.*/sort)$' "$tmp/sort-report" ||
+        echo "no header"
+    grep -q '^Slab caches (slabinfo)' "$tmp/sort-report" || echo "no slabinfo"
+    grep -q '^  name  *active  *total  *objsize' "$tmp/sort-report" || echo "no slabinfo header"
+    awk '/^kmm-malloc: [0-9]+ allocations/ { a = $2; f = $6 }
+         /^kmm-malloc: heap at exit: / { live = $5 }
+         /^kmm-malloc: leaks: / { leaked = $3 }
+         END {
+             if (a == "" || f == "" || live == "" || leaked == "") { print "figures missing"; exit }
+             if (a + 0 < f + 0) print "allocations " a " < frees " f
+             if (a - f != live) print "live " live " != allocations - frees " a - f
+             if (leaked + 0 > live + 0) print "leaked " leaked " > live " live
+         }' "$tmp/sort-report"
+    awk '/^kmm-malloc: leak: / { n += $3 } /^kmm-malloc: leaks: / { want = $3 }
+         END { if (n != want) print "the sites sum to " n " blocks, not " want }' "$tmp/sort-report"
+} > "$tmp/sort-log"
+[ ! -s "$tmp/sort-log" ]
+ok $? "sort under KMM_MALLOC_REPORT=all: the report in its file, figures consistent, slabinfo, leaks by site" "$tmp/sort-log"
+
+LD_PRELOAD=$lib KMM_MALLOC_REPORT=leaks timeout "$limit" "$mistakes" leaks > "$tmp/leaks-out" 2> "$tmp/leaks"
+resolve "$tmp/leaks" > "$tmp/leaks-resolved"
+{
+    [ "$(cat "$tmp/leaks-out")" = done ] || echo "the program did not finish"
+    for s in "leak_a 3 300" "leak_b 2 2000"; do
+        set -- $s
+        # The report's line for this site: the one whose address resolves to it.
+        at=$(grep -e "mistakes.c:$(site "$1")\$" "$tmp/leaks-resolved" | cut -d' ' -f1)
+        [ -n "$at" ] || { echo "no call site resolves to $1's line $(site "$1")"; continue; }
+        grep -qF "kmm-malloc: leak: $2 blocks, $3 bytes, from " "$tmp/leaks" &&
+            grep -F "($at)" "$tmp/leaks" | grep -qF "leak: $2 blocks, $3 bytes," ||
+            echo "$1: not $2 blocks of $3 bytes in all"
+    done
+    # The blocks an atexit handler frees are no leak: the report ran after it.
+    grep -q ' 505 bytes' "$tmp/leaks" && echo "the atexit handler's frees came after the report"
+} > "$tmp/leaks-log"
+[ ! -s "$tmp/leaks-log" ] || cat "$tmp/leaks" "$tmp/leaks-resolved" >> "$tmp/leaks-log"
+[ ! -s "$tmp/leaks-log" ]
+ok $? "KMM_MALLOC_REPORT=leaks names both call sites with their blocks and bytes; addr2line resolves them" "$tmp/leaks-log"
+
+# check_caught NAME STATUS ERR CALL_SITE [ALLOC_OR_FREE_SITE]: the run ended
+# with SIGABRT (134), its report names the call that found the damage at
+# CALL_SITE's line (and the allocation or free at the other's).
+check_caught() {
+    local err=$3
+    {
+        [ "$2" = 134 ] || echo "exit status $2, not SIGABRT"
+        [ "$(line_of "$err" 'called from')" = "$(site "$4")" ] || echo "the caller is not line $(site "$4")"
+        [ -z "${5:-}" ] || [ "$(line_of "$err" "^kmm-malloc:   $6 by ")" = "$(site "$5")" ] ||
+            echo "$6 by: not line $(site "$5")"
+    } > "$err.log"
+    [ -s "$err.log" ] && cat "$err" >> "$err.log"
+    [ ! -s "$err.log" ]
+}
+LD_PRELOAD=$lib KMM_MALLOC_DEBUG=redzone timeout "$limit" "$mistakes" overrun > /dev/null 2> "$tmp/overrun"
+check_caught overrun $? "$tmp/overrun" overrun_free overrun_malloc allocated &&
+    grep -q 'written past the end of its 24 bytes' "$tmp/overrun"
+ok $? "KMM_MALLOC_DEBUG=redzone: one byte past a block, found by its free: SIGABRT, the free's and malloc's lines named" "$tmp/overrun.log"
+LD_PRELOAD=$lib KMM_MALLOC_DEBUG=guard:1 timeout "$limit" "$mistakes" overrun > /dev/null 2> "$tmp/guard"
+check_caught guard $? "$tmp/guard" overrun_free overrun_malloc allocated &&
+    grep -q 'guarded object' "$tmp/guard"
+ok $? "KMM_MALLOC_DEBUG=guard:1: the same on a guard page" "$tmp/guard.log"
+LD_PRELOAD=$lib KMM_MALLOC_DEBUG=poison,events timeout "$limit" "$mistakes" afterfree > /dev/null 2> "$tmp/uaf"
+check_caught uaf $? "$tmp/uaf" afterfree_malloc afterfree_free freed &&
+    grep -q 'written after it was freed' "$tmp/uaf" && grep -q "the heap's last [0-9]* events" "$tmp/uaf"
+ok $? "KMM_MALLOC_DEBUG=poison,events: a write after free, found by the next malloc: SIGABRT, the free named, recent events" "$tmp/uaf.log"
+LD_PRELOAD=$lib KMM_MALLOC_DEBUG=redzone timeout "$limit" "$mistakes" clean > "$tmp/clean" 2>&1
+[ "$(cat "$tmp/clean")" = done ]
+ok $? "KMM_MALLOC_DEBUG=redzone: a program without the bug runs quietly" "$tmp/clean"
+
+LD_PRELOAD=$lib KMM_MALLOC_DEBUG=redzone,bogus,guard:x KMM_MALLOC_REPORT=nope \
+    timeout "$limit" "$mistakes" overrun > "$tmp/bad-out" 2> "$tmp/bad"
+status=$?
+{
+    [ "$status" = 134 ] || echo "exit status $status: redzone was not kept"
+    grep -qx "kmm-malloc: KMM_MALLOC_DEBUG=redzone,bogus,guard:x: 'bogus' is no mode .*; ignored" "$tmp/bad" || echo "bogus not said"
+    grep -qx "kmm-malloc: KMM_MALLOC_DEBUG=redzone,bogus,guard:x: 'guard:x' is no mode .*; ignored" "$tmp/bad" || echo "guard:x not said"
+    grep -qx 'kmm-malloc: KMM_MALLOC_REPORT=nope: not stats, leaks or all; ignored' "$tmp/bad" || echo "nope not said"
+} > "$tmp/bad-log"
+LD_PRELOAD=$lib KMM_MALLOC_REPORT=leaks KMM_MALLOC_REPORT_FILE=/nonexistent/dir/r \
+    timeout "$limit" "$mistakes" clean > "$tmp/bad-out" 2> "$tmp/bad2"
+{
+    [ "$?" = 0 ] && [ "$(cat "$tmp/bad-out")" = done ] || echo "the program did not run"
+    grep -q '^kmm-malloc: KMM_MALLOC_REPORT_FILE=/nonexistent/dir/r: .*; ignored$' "$tmp/bad2" || echo "the file not said"
+    grep -q '^kmm-malloc: leaks: ' "$tmp/bad2" || echo "no report on stderr instead"
+} >> "$tmp/bad-log"
+[ -s "$tmp/bad-log" ] && cat "$tmp/bad" "$tmp/bad2" >> "$tmp/bad-log"
+[ ! -s "$tmp/bad-log" ]
+ok $? "bad switch values: one line each on stderr, ignored, the rest in force" "$tmp/bad-log"
+
+KMM_MALLOC_DEBUG=all,guard:7 on_kmm "$tmp/stress-debug-check" "$stress" --kmm > "$tmp/stress-debug" 2>&1 &&
+    grep -q 'kmm_check: ok' "$tmp/stress-debug-check"
+ok $? "stress on kmm with every debugging mode and guard pages: calloc zeroes, usable sizes hold, kmm_check ok" "$tmp/stress-debug"
+KMM_MALLOC_DEBUG=all,guard:50 compare python3-debug '/usr/bin/python3 -c "
+import json, sys
+doc = json.load(open(sys.argv[1]))
+print(len(json.dumps([dict(d, n=str(d[\"v\"]) * 3) for d in doc])))
+" "$JSON"'
