@@ -194,21 +194,38 @@ static void alloc_and_free_here(void *arg)
             u->bad++;
 }
 
+/* A heap on CPUS CPUs (its figures then in *p0, *s0) with an object cache
+ * `name` in *u whose CACHED objects CPU 1 allocated and freed, so that they
+ * wait on CPU 1's stack. False (the test over) if anything failed. */
+static bool cached_on_cpu1(struct ktest *t, struct kt_heap *h, const char *name,
+                           struct cache_use *u, struct kmm_page_stats *p0,
+                           struct kmm_heap_stats *s0)
+{
+    if (!kt_heap_up(t, h, ram, N(ram), CPUS))
+        return false;
+    kt_heap_warm(t, h);
+    kmm_page_stats(h->f.k, p0);
+    *s0 = kt_heap_stats(h);
+    *u = (struct cache_use){.h = h, .c = kmm_cache_create(h->f.k, name, 56, 0, NULL, 0)};
+    if (!u->c) {
+        ktest_fail_at(t, __FILE__, __LINE__, "kmm_cache_create(%s) failed", name);
+        return false;
+    }
+    on_cpu(1, alloc_and_free_here, u);
+    KT_EXPECT_EQ(t, u->bad, 0);
+    return u->bad == 0;
+}
+
 /* Objects freed on CPU 1 wait in its stack: free, not active, but the
  * cache cannot go until CPU 1 drains (heap.h, kmm_cache_destroy). */
 KTEST(heap_threads, a_cache_is_busy_while_another_cpu_still_caches_its_objects)
 {
     static struct kt_heap h;
-    if (!kt_heap_up(t, &h, ram, N(ram), CPUS))
-        return;
-    kt_heap_warm(t, &h);
     struct kmm_page_stats p0;
-    kmm_page_stats(h.f.k, &p0);
-    struct kmm_heap_stats s0 = kt_heap_stats(&h);
-    struct cache_use u = {.h = &h, .c = kmm_cache_create(h.f.k, "kt-remote", 56, 0, NULL, 0)};
-    KT_ASSERT(t, u.c != NULL);
-    on_cpu(1, alloc_and_free_here, &u);
-    KT_EXPECT_EQ(t, u.bad, 0);
+    struct kmm_heap_stats s0;
+    struct cache_use u;
+    if (!cached_on_cpu1(t, &h, "kt-remote", &u, &p0, &s0))
+        return;
     struct kmm_cache_stats cs = kt_cache_stats(t, &h, u.c);
     /* CPU 1's stack holds the ten it freed and what its refill took. */
     KT_EXPECT_EQ(t, cs.active_objects, 0);
@@ -253,16 +270,11 @@ static void refill_here(void *arg)
 KTEST(heap_threads, a_shrink_asks_the_other_cpus_to_drain_at_their_next_refill)
 {
     static struct kt_heap h;
-    if (!kt_heap_up(t, &h, ram, N(ram), CPUS))
-        return;
-    kt_heap_warm(t, &h);
     struct kmm_page_stats p0;
-    kmm_page_stats(h.f.k, &p0);
-    struct kmm_heap_stats s0 = kt_heap_stats(&h);
-    struct cache_use u = {.h = &h, .c = kmm_cache_create(h.f.k, "kt-asked", 56, 0, NULL, 0)};
-    KT_ASSERT(t, u.c != NULL);
-    on_cpu(1, alloc_and_free_here, &u);
-    KT_EXPECT_EQ(t, u.bad, 0);
+    struct kmm_heap_stats s0;
+    struct cache_use u;
+    if (!cached_on_cpu1(t, &h, "kt-asked", &u, &p0, &s0))
+        return;
     uint64_t cached = kt_cache_stats(t, &h, u.c).cpu_cached;
     KT_EXPECT(t, cached >= CACHED);
     KT_EXPECT(t, !kmm_heap_drain_pending(h.f.k));
