@@ -259,6 +259,19 @@ KTEST(heap_debug, a_double_free_is_caught_while_the_object_waits_in_quarantine)
     kmm_heap_debug_stats(k, &ds);
     KT_EXPECT_EQ(t, ds.quarantined, KMM_HEAP_QUARANTINE_OBJECTS);
     KT_EXPECT_EQ(t, heap_misuse(k, KMM_MISUSE_USE_AFTER_FREE), 0);
+    /* Memory short (the reclaim hook): the quarantine empties, checked,
+     * and the slabs its objects kept go back. */
+    uint64_t held = kt_heap_stats(&h).bytes_held;
+    kmm_heap_shrink(k);
+    kmm_heap_debug_stats(k, &ds);
+    KT_EXPECT_EQ(t, ds.quarantined, 0);
+    KT_EXPECT(t, kt_heap_stats(&h).bytes_held < held);
+    KT_EXPECT_EQ(t, heap_misuse(k, KMM_MISUSE_USE_AFTER_FREE), 0);
+    KT_EXPECT_HEALTHY(t, k);
+    for (unsigned i = 0; i < 10; i++) /* it fills again */
+        KT_EXPECT_EQ(t, kmm_free(k, kmm_malloc(k, 48, 0)), KMM_OK);
+    kmm_heap_debug_stats(k, &ds);
+    KT_EXPECT_EQ(t, ds.quarantined, 10);
     /* Switched off, the quarantine gives everything back. */
     KT_EXPECT_EQ(t, kmm_heap_debug(k, 0), 0);
     kmm_heap_debug_stats(k, &ds);

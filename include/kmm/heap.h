@@ -256,12 +256,11 @@ void kmm_heap_drain_cpu(struct kmm *k);
 bool kmm_heap_drain_pending(struct kmm *k);
 
 /* kmm_heap_shrink - gives back every page the heap holds without a live
- * object in it: the calling CPU's stacks and every depot are emptied into
- * the slabs, then every empty slab of every cache (the heap's own
- * included) goes back to the page allocator, and every other CPU is asked
- * to drain its stacks (kmm_heap_drain_pending). Returns the pages given
- * back. What the heap's reclaim hook does when memory runs short. May
- * block. */
+ * object in it: the quarantine (KMM_HEAP_DEBUG_QUARANTINE), the calling
+ * CPU's stacks and every depot are emptied into the slabs, then every empty slab of every cache
+ * (the heap's own included) goes back to the page allocator, and every other CPU is asked to drain
+ * its stacks (kmm_heap_drain_pending). Returns the pages given back. What the heap's reclaim hook
+ * does when memory runs short. May block. */
 size_t kmm_heap_shrink(struct kmm *k);
 
 /* kmm_heap_drain_offline_cpu - the same for cpu, which must be offline

@@ -251,6 +251,7 @@ size_t kmm_heap_shrink(struct kmm *k)
      * slabs given back free their records and magazines into them. */
     static const unsigned last[] = {HEAP_ID_MAGS, HEAP_ID_RECORDS};
     size_t pages = 0;
+    heap_debug_quarantine_empty(k); /* its objects' slabs may then go too */
     unsigned walk = heap_walk_begin(k);
     for (unsigned id = 1; id < KMM_HEAP_CACHES; id++) {
         struct kmm_cache *c = __atomic_load_n(&k->heap.caches[id], __ATOMIC_ACQUIRE);

@@ -572,6 +572,27 @@ static void quarantine_flush(struct kmm *k, struct kmm_cache *c)
     }
 }
 
+size_t heap_debug_quarantine_empty(struct kmm *k)
+{
+    struct heap_debug_mem *m = __atomic_load_n(&k->heap.debug.mem, __ATOMIC_ACQUIRE);
+    size_t left = 0;
+    if (!m)
+        return 0;
+    for (;;) {
+        struct heap_qentry out[QUARANTINE_BATCH];
+        unsigned n = 0;
+        kmm_irqstate_t s = kmm_lock_irqsave(&k->heap.debug.lock);
+        while (n < QUARANTINE_BATCH && m->q_count)
+            out[n++] = q_take_locked(m, 0);
+        kmm_unlock_irqrestore(&k->heap.debug.lock, s);
+        for (unsigned i = 0; i < n; i++)
+            q_leave(k, &out[i]);
+        left += n;
+        if (n < QUARANTINE_BATCH)
+            return left;
+    }
+}
+
 uint64_t heap_debug_quiesce(struct kmm *k, struct kmm_cache *c)
 {
     quarantine_flush(k, c);

@@ -160,6 +160,12 @@ enum heap_bad heap_debug_find(struct kmm *k, uintptr_t p, struct heap_ref *ref, 
 void heap_debug_poison_locked(const struct kmm_cache *c, uintptr_t obj);
 void heap_debug_slab_added_locked(const struct kmm_cache *c, const struct slab *s);
 
+/* kmm_heap_shrink's part: every object in the quarantine leaves it (its
+ * poison checked) for its slab, oldest first; returns how many. Memory
+ * short outweighs the delay the quarantine buys (KASAN's quarantine
+ * shrinks too). No lock held. */
+size_t heap_debug_quarantine_empty(struct kmm *k);
+
 /* kmm_cache_destroy's part: empties c's objects out of the quarantine;
  * returns c's objects live on guard pages (which keep c busy). */
 uint64_t heap_debug_quiesce(struct kmm *k, struct kmm_cache *c);
