@@ -293,7 +293,8 @@ struct kmm_cache_stats {
 
 /* The whole heap. Bytes are as laid out (size classes, whole pages). */
 struct kmm_heap_stats {
-    uint64_t bytes_held;                /* from the page allocator and vmalloc, now */
+    uint64_t bytes_held;                /* from the page allocator and vmalloc, now (the
+                                           caches' own structures and CPU stacks too) */
     uint64_t bytes_peak;                /* the most ever held */
     uint64_t bytes_used;                /* in allocated blocks */
     uint64_t bytes_free;                /* held but not in allocated blocks */

@@ -95,8 +95,17 @@ struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, 
     uint64_t head = kmm_align_up(sizeof(struct kmm_cache) + ncpu * sizeof(struct heap_cpu *), 64);
     size_t pages =
         (size_t)((head + (uint64_t)ncpu * cpu_stride + KMM_PAGE_SIZE - 1) >> KMM_PAGE_SHIFT);
-    /* A class may be made by an atomic request: no reclaim then. */
+    /* The structure and its stacks count in what the heap holds (and
+     * against its limit), as its slabs do. A class may be made by an
+     * atomic request: no reclaim then. */
+    uint64_t bytes = (uint64_t)pages << KMM_PAGE_SHIFT;
+    if (!heap_held_add(k, bytes))
+        return NULL;
     uint64_t pa = kmm_pages_alloc(k, pages, KMM_GFP_ZERO | (flags & KMM_GFP_ATOMIC));
+    if (!pa)
+        heap_held_sub(k, bytes);
+    else
+        heap_held_got(k);
     if (!pa)
         return NULL;
     struct kmm_cache *c = kmm_phys_to_virt(k, pa);
@@ -161,6 +170,7 @@ struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, 
     kmm_unlock_irqrestore(&h->lock, s);
     if (!id) { /* no slot, or another CPU made this class first */
         KMM_MUST(k->port, kmm_pages_free(k, pa, pages));
+        heap_held_sub(k, bytes);
         if (kind == HEAP_KIND_OBJECT)
             return NULL;
         struct kmm_cache **made = kind == HEAP_KIND_CLASS  ? &h->classes[heap_class_of(h, size)]
@@ -446,7 +456,9 @@ int kmm_cache_destroy(struct kmm *k, struct kmm_cache *c)
     atomic_fetch_add_explicit(&h->retired_alloc_bytes, cs.allocs * c->size, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->retired_free_bytes, cs.frees * c->size, memory_order_relaxed);
     heap_release_empty(k, c);
+    uint64_t bytes = (uint64_t)c->mem_pages << KMM_PAGE_SHIFT;
     KMM_MUST(k->port, kmm_pages_free(k, c->mem_pa, c->mem_pages));
+    heap_held_sub(k, bytes);
     return KMM_OK;
 }
 
