@@ -38,7 +38,8 @@ struct kmm_cache;
  *   - caches[id] is the live cache whose id is id, or NULL; ids 1 ..
  *     HEAP_CLASSES are the size classes, HEAP_ID_RECORDS the slab records,
  *     HEAP_ID_MAGS the magazines, the ids between them object caches;
- *   - held is the bytes of every slab and large block the heap holds, and
+ *   - held is the bytes of every slab, large block and cache structure
+ *     (with its CPU stacks) the heap holds, and
  *     peak >= held.
  * lock (order 4 in docs/architecture.md, after a cache's lock is never
  * taken under it) protects creating and destroying caches.
