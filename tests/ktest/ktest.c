@@ -125,26 +125,36 @@ static bool selected(const struct ktest_case *c, const char *filter)
     return starts_with(full, filter) || starts_with(filter, full);
 }
 
-/* Sorts the selected cases into order[]; returns how many. */
-static size_t collect(const struct ktest_case **order, const char *filter)
+/* Inserts the selected cases of [first, first + total) into order[from, n)
+ * in source order; returns the new n. */
+static size_t insert_cases(const struct ktest_case **order, size_t from, size_t n,
+                           const struct ktest_case *first, size_t total, const char *filter)
 {
-    /* The bounds are two linker symbols around one section: count the entries
-     * by address rather than compare pointers to what C sees as two objects. */
-    size_t total = ((uintptr_t)__stop_ktest_cases - (uintptr_t)__start_ktest_cases) /
-                   sizeof(struct ktest_case);
-    size_t n = 0;
     for (size_t k = 0; k < total; k++) {
-        const struct ktest_case *c = &__start_ktest_cases[k];
+        const struct ktest_case *c = &first[k];
         if (!selected(c, filter) || n == KTEST_MAX_CASES)
             continue;
         size_t i = n++;
-        while (i > 0 && before(c, order[i - 1])) {
+        while (i > from && before(c, order[i - 1])) {
             order[i] = order[i - 1];
             i--;
         }
         order[i] = c;
     }
     return n;
+}
+
+/* Sorts the selected registered cases into order[], then the selected
+ * extra ones after them; returns how many. */
+static size_t collect(const struct ktest_case **order, const char *filter,
+                      const struct ktest_case *extra, size_t extra_count)
+{
+    /* The bounds are two linker symbols around one section: count the entries
+     * by address rather than compare pointers to what C sees as two objects. */
+    size_t total = ((uintptr_t)__stop_ktest_cases - (uintptr_t)__start_ktest_cases) /
+                   sizeof(struct ktest_case);
+    size_t n = insert_cases(order, 0, 0, __start_ktest_cases, total, filter);
+    return insert_cases(order, n, n, extra, extra_count, filter);
 }
 
 static size_t suite_length(const struct ktest_case **order, size_t from, size_t n)
@@ -157,8 +167,14 @@ static size_t suite_length(const struct ktest_case **order, size_t from, size_t 
 
 int ktest_run(const char *filter, const struct kmm_sink *out)
 {
+    return ktest_run_with(filter, NULL, 0, out);
+}
+
+int ktest_run_with(const char *filter, const struct ktest_case *extra, size_t extra_count,
+                   const struct kmm_sink *out)
+{
     static const struct ktest_case *order[KTEST_MAX_CASES];
-    size_t n = collect(order, filter);
+    size_t n = collect(order, filter, extra, extra_count);
     size_t suites = 0;
     for (size_t i = 0; i < n; i += suite_length(order, i, n))
         suites++;

@@ -110,4 +110,13 @@ bool ktest_contains(const char *hay, const char *needle);
  */
 int ktest_run(const char *filter, const struct kmm_sink *out);
 
+/*
+ * ktest_run_with - ktest_run, then the selected cases of extra[0 ..
+ * extra_count) (in source order) in the same KTAP document: checks a
+ * world keeps outside the shared section (the kernel's hardware checks,
+ * which must run after the shared suite). extra may be NULL with count 0.
+ */
+int ktest_run_with(const char *filter, const struct ktest_case *extra, size_t extra_count,
+                   const struct kmm_sink *out);
+
 #endif /* KTEST_H */
