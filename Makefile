@@ -64,6 +64,10 @@ bench-instr: deps
 TEST_VARIANTS := build/hosted:gcc: build/clang/hosted:clang: build/asan:gcc:asan \
                  build/clang/asan:clang:asan build/tsan:gcc:tsan build/noassert:gcc:noassert
 KERNEL_VARIANTS := build/kernel:gcc build/clang/kernel:clang
+# The self-test boots of each kernel variant (tools/run-tests.sh: path-levels-RAM):
+# between the two compilers, both boot paths (QEMU -kernel with Multiboot1,
+# the GRUB ISO with Multiboot2), 4 and 5 paging levels, 128 MiB and 4 GiB.
+KERNEL_BOOTS := build/kernel:elf-4-128M,iso-5-4G build/clang/kernel:elf-5-4G,iso-4-128M
 
 hosted-tests:
 	@set -e; for v in $(TEST_VARIANTS); do \
@@ -87,7 +91,7 @@ test: SHELL := /bin/bash
 test: deps lint hosted-tests kernel-images fuzz-targets bench malloc
 	tools/run-tests.sh tools/readme-test.t tests/malloc/programs.t \
 	  $(foreach v,$(TEST_VARIANTS),$(firstword $(subst :, ,$(v)))) \
-	  --kernel $(foreach v,$(KERNEL_VARIANTS),$(firstword $(subst :, ,$(v)))) --fuzz build/fuzz
+	  --kernel $(KERNEL_BOOTS) --fuzz build/fuzz
 
 # libFuzzer targets (tests/fuzz/), clang + ASan + UBSan. `make test` runs each
 # for FUZZ_SECONDS (30); `make fuzz FUZZ_SECONDS=3600` for a longer hunt.

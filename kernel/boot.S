@@ -1,49 +1,66 @@
 /*
- * boot.S - the demo kernel's entry: Multiboot1 header, 32-bit protected mode
- * to 64-bit long mode, higher half, kmain().
+ * boot.S - the demo kernel's entry: Multiboot1 and Multiboot2 headers,
+ * 32-bit protected mode to 64-bit long mode (4- or 5-level paging), higher
+ * half, kmain().
  *
- * A Multiboot1 loader (QEMU -kernel, GRUB's "multiboot") enters _start in
- * 32-bit protected mode: paging off, interrupts off, EAX = 0x2BADB002, EBX =
- * physical address of the multiboot information. The header below carries the
- * a.out kludge (flag bit 16), so a loader places the image by the header's
- * address fields and needs no ELF parsing: QEMU loads the ELF64 and the ELF32
- * copy alike. The loader zeroes [load_end_addr, bss_end_addr), so .bss (page
- * tables and stack included) starts out zero and nothing here clears it.
+ * Two loaders, one image:
+ *   - Multiboot1 (QEMU -kernel, GRUB's "multiboot"): EAX = 0x2BADB002,
+ *     EBX = physical address of the multiboot information. The header
+ *     carries the a.out kludge (flag bit 16), so the loader places the image
+ *     by the header's address fields and needs no ELF parsing: QEMU loads
+ *     the ELF64 and the ELF32 copy alike.
+ *   - Multiboot2 (GRUB's "multiboot2", the ISO): EAX = 0x36D76289, EBX =
+ *     physical address of the boot information. The header's address tag is
+ *     Multiboot2's a.out kludge: the same four addresses.
+ * Both enter _start in 32-bit protected mode, paging off, interrupts off,
+ * and zero [load_end_addr, bss_end_addr), so .bss (page tables and stacks
+ * included) starts out zero and nothing here clears it.
  *
  * Physical memory after loading (linker.ld places it):
  *
  *   0x000000 +--------------------+
- *            | BIOS, real mode,   |  untouched (multiboot info lives somewhere
- *            | multiboot info     |  here or right after the image)
+ *            | BIOS, real mode,   |  reserved (the loaders put boot
+ *            | boot information   |  information here or anywhere below 4 GiB)
  *   0x100000 +--------------------+  __kernel_phys_start = load_addr
- *            | .boot: this header,|  VMA == LMA: runs before paging
+ *            | .boot: headers,    |  VMA == LMA: runs before paging
  *            | 32-bit code, GDT   |
  *            +--------------------+  4 KiB aligned
  *            | .text .rodata      |  VMA = LMA + 0xFFFFFFFF80000000
  *            | ktest_cases .data  |
  *            +--------------------+  load_end_addr
- *            | .bss: page tables, |  zeroed by the loader
- *            | 64 KiB stack, ...  |
+ *            | .bss: early tables,|  zeroed by the loader
+ *            | stacks, ...        |
  *            +--------------------+  __kernel_phys_end = bss_end_addr
  *
  * Virtual memory when kmain() runs (early tables, 2 MiB pages, all RW+X):
  *
- *   0x0000000000000000 - 0x00000000001FFFFF  not mapped (NULL guard; unmapped
- *                                            once we run in the higher half)
- *   0x0000000000200000 - 0x000000003FFFFFFF  identity: virtual == physical
- *   0xFFFFFFFF80000000 - 0xFFFFFFFFBFFFFFFF  physical 0 - 1 GiB (the kernel
- *                                            image, and every low physical
- *                                            address at KERNEL_VMA + pa)
+ *   0x0000000000000000 - ...                 not mapped (the identity map of
+ *                                            the first 4 GiB is dropped once
+ *                                            we run in the higher half)
+ *   0xFFFF800000000000 - +4 GiB              the early direct map: physical
+ *                                            0 - 4 GiB at HHDM_BASE + pa
+ *                                            (kernel/early_map.c extends it)
+ *   0xFFFFFFFF80000000 - 0xFFFFFFFFBFFFFFFF  physical 0 - 1 GiB: the kernel
  *
- *   boot_pml4[0]   -> boot_pdpt_low[0]    -> boot_pd_low  (512 x 2 MiB)
- *   boot_pml4[511] -> boot_pdpt_high[510] -> boot_pd_high (512 x 2 MiB)
+ *   4 levels: CR3 -> boot_pml4
+ *   5 levels: CR3 -> boot_pml5; boot_pml5[0] and [511] -> boot_pml4
+ *   boot_pml4[0]   -> boot_pdpt_low  (identity; dropped in long_mode_high)
+ *   boot_pml4[256] -> boot_pdpt_low  [0..3] -> boot_pd + 0..3 (4 x 512 x 2 MiB)
+ *   boot_pml4[511] -> boot_pdpt_high [510]  -> boot_pd + 0   (the first GiB)
  *
- * 0xFFFFFFFF80000000 splits as PML4 index 511, PDPT index 510, PD index 0.
- * The two PDs are separate so that the identity side can lose its first
- * entry without taking the kernel's own first 2 MiB with it.
+ * 0xFFFF800000000000 is PML4 index 256 (and PML5 index 511 with LA57);
+ * 0xFFFFFFFF80000000 is PML4 index 511, PDPT index 510. With LA57 the
+ * lower half's PML5 entry 0 and the kernel half's entry 511 share the one
+ * PML4, so everything below it is the same in both modes.
+ *
+ * Paging levels: 5 (LA57) whenever the CPU offers it (CPUID.7.0:ECX[16]),
+ * else 4. CR4.LA57 can only change with paging off, so the choice is made
+ * here once; `-cpu max,la57=off` boots the 4-level kernel on a CPU that has
+ * it. boot_paging_levels tells the C side.
  */
 
-#define KERNEL_VMA 0xFFFFFFFF80000000
+#include "layout.h"
+
 /* The physical address of a higher-half symbol, for code that runs before
  * paging. The linker computes it modulo 2^64, so it fits a 32-bit field. */
 #define PHYS(sym) ((sym) - KERNEL_VMA)
@@ -54,6 +71,13 @@
 #define MB_FLAG_AOUT_KLUDGE (1 << 16) /* the address fields below are valid */
 #define MB_FLAGS (MB_FLAG_PAGE_ALIGN | MB_FLAG_MEMINFO | MB_FLAG_AOUT_KLUDGE)
 
+#define MB2_MAGIC 0xE85250D6
+#define MB2_ARCH_I386 0
+#define MB2_TAG_END 0
+#define MB2_TAG_ADDRESS 2
+#define MB2_TAG_ENTRY 3
+#define MB2_TAG_MODULE_ALIGN 6
+
 #define PTE_P (1 << 0)
 #define PTE_W (1 << 1)
 #define PTE_PS (1 << 7)
@@ -63,11 +87,13 @@
 #define CR0_PG (1 << 31)
 #define CR4_PAE (1 << 5)
 #define CR4_PGE (1 << 7)
+#define CR4_LA57 (1 << 12)
 #define MSR_EFER 0xC0000080
 #define EFER_LME (1 << 8)
 #define EFER_NXE (1 << 11)
 
 #define CPUID_1_EDX_PGE (1 << 13)
+#define CPUID_7_ECX_LA57 (1 << 16)
 #define CPUID_EXT_EDX_NX (1 << 20)
 #define CPUID_EXT_EDX_LM (1 << 29)
 
@@ -78,13 +104,16 @@
 #define QEMU_EXIT_PORT 0xF4
 #define QEMU_EXIT_FAIL 0x11
 
-#define BOOT_STACK_SIZE (64 * 1024)
+#define EARLY_DIRECT_GIB 4 /* boot_pd holds this many PDs */
+#define HHDM_PML4_INDEX 256
+#define KERNEL_PDPT_INDEX 510
 
 /* ------------------------------------------------------------------------ */
-/* The Multiboot1 header: first in .boot, so in the first 8 KiB of the file. */
+/* The headers: first in .boot, so in the first 8 KiB of the file
+ * (Multiboot1's limit; Multiboot2's is 32 KiB, 8-byte aligned). */
 
     .section .multiboot, "a"
-    .balign 4
+    .balign 8
 mb_header:
     .long MB_MAGIC
     .long MB_FLAGS
@@ -94,6 +123,33 @@ mb_header:
     .long __kernel_load_end   /* load_end_addr: end of .data, physical */
     .long __kernel_phys_end   /* bss_end_addr: end of .bss, physical */
     .long _start              /* entry_addr */
+
+    .balign 8
+mb2_header:
+    .long MB2_MAGIC
+    .long MB2_ARCH_I386
+    .long mb2_header_end - mb2_header
+    .long (0x100000000 - MB2_MAGIC - MB2_ARCH_I386 - (mb2_header_end - mb2_header))
+    /* The address tag: where the image goes, as Multiboot1's fields. */
+    .balign 8
+    .word MB2_TAG_ADDRESS, 0
+    .long 24
+    .long mb2_header
+    .long __kernel_phys_start
+    .long __kernel_load_end
+    .long __kernel_phys_end
+    .balign 8
+    .word MB2_TAG_ENTRY, 0
+    .long 12
+    .long _start
+    /* Modules on page boundaries (no fields). */
+    .balign 8
+    .word MB2_TAG_MODULE_ALIGN, 0
+    .long 8
+    .balign 8
+    .word MB2_TAG_END, 0
+    .long 8
+mb2_header_end:
 
 /* ------------------------------------------------------------------------ */
 /* 32-bit entry. No stack: nothing here calls. EDI/ESI carry the loader's
@@ -119,47 +175,75 @@ _start:
     cpuid
     testl $CPUID_EXT_EDX_LM, %edx
     jz no_long_mode
-    movl %edx, %ebp /* remember NX support for EFER below */
+    /* EFER: long mode; no-execute where supported (the library's tables
+     * set NX bits, which fault as reserved bits without NXE). Set now,
+     * while this leaf's answer is at hand: it only takes effect with CR0.PG. */
+    movl %edx, %ebx
+    movl $MSR_EFER, %ecx
+    rdmsr
+    orl $EFER_LME, %eax
+    testl $CPUID_EXT_EDX_NX, %ebx
+    jz 1f
+    orl $EFER_NXE, %eax
+1:  wrmsr
 
-    /* Both PDs: entry i maps physical i * 2 MiB. */
+    /* boot_pd: entry i maps physical i * 2 MiB, for the first 4 GiB. The
+     * high half of each entry stays 0: physical addresses below 4 GiB. */
     xorl %ecx, %ecx
 1:  movl %ecx, %eax
     shll $21, %eax
     orl $(PTE_P | PTE_W | PTE_PS), %eax
-    movl %eax, PHYS(boot_pd_low)(, %ecx, 8)
-    movl %eax, PHYS(boot_pd_high)(, %ecx, 8)
+    movl %eax, PHYS(boot_pd)(, %ecx, 8)
     incl %ecx
-    cmpl $512, %ecx
+    cmpl $(EARLY_DIRECT_GIB * 512), %ecx
+    jne 1b
+
+    xorl %ecx, %ecx
+1:  movl %ecx, %eax
+    shll $12, %eax
+    addl $(PHYS(boot_pd) + PTE_P + PTE_W), %eax
+    movl %eax, PHYS(boot_pdpt_low)(, %ecx, 8)
+    incl %ecx
+    cmpl $EARLY_DIRECT_GIB, %ecx
     jne 1b
 
     movl $(PHYS(boot_pdpt_low) + PTE_P + PTE_W), PHYS(boot_pml4)
+    movl $(PHYS(boot_pdpt_low) + PTE_P + PTE_W), PHYS(boot_pml4) + HHDM_PML4_INDEX * 8
     movl $(PHYS(boot_pdpt_high) + PTE_P + PTE_W), PHYS(boot_pml4) + 511 * 8
-    movl $(PHYS(boot_pd_low) + PTE_P + PTE_W), PHYS(boot_pdpt_low)
-    movl $(PHYS(boot_pd_high) + PTE_P + PTE_W), PHYS(boot_pdpt_high) + 510 * 8
+    movl $(PHYS(boot_pd) + PTE_P + PTE_W), PHYS(boot_pdpt_high) + KERNEL_PDPT_INDEX * 8
 
-    /* CR4: PAE always; PGE where the CPU has it, so that the port's global
-     * flush (a PGE toggle) means what it says. */
+    /* CR4 is built in EBP (CPUID leaves clobber the other four): PAE
+     * always; PGE where the CPU has it, so that the port's global flush (a
+     * PGE toggle) means what it says. */
     movl $1, %eax
     cpuid
-    movl %cr4, %eax
-    orl $CR4_PAE, %eax
+    movl %cr4, %ebp
+    orl $CR4_PAE, %ebp
     testl $CPUID_1_EDX_PGE, %edx
     jz 1f
-    orl $CR4_PGE, %eax
-1:  movl %eax, %cr4
-
-    movl $PHYS(boot_pml4), %eax
-    movl %eax, %cr3
-
-    /* EFER: long mode; no-execute where supported (the library's tables
-     * will set NX bits, which fault as reserved bits without NXE). */
-    movl $MSR_EFER, %ecx
-    rdmsr
-    orl $EFER_LME, %eax
-    testl $CPUID_EXT_EDX_NX, %ebp
+    orl $CR4_PGE, %ebp
+1:
+    /* LA57 where leaf 7 exists and has it: then CR3 holds the PML5. */
+    movl $4, PHYS(boot_paging_levels)
+    xorl %eax, %eax
+    cpuid
+    cmpl $7, %eax
+    jb 1f
+    movl $7, %eax
+    xorl %ecx, %ecx
+    cpuid
+    testl $CPUID_7_ECX_LA57, %ecx
     jz 1f
-    orl $EFER_NXE, %eax
-1:  wrmsr
+    orl $CR4_LA57, %ebp
+    movl $(PHYS(boot_pml4) + PTE_P + PTE_W), PHYS(boot_pml5)
+    movl $(PHYS(boot_pml4) + PTE_P + PTE_W), PHYS(boot_pml5) + 511 * 8
+    movl $5, PHYS(boot_paging_levels)
+1:  movl $PHYS(boot_pml4), %eax
+    cmpl $5, PHYS(boot_paging_levels)
+    jne 1f
+    movl $PHYS(boot_pml5), %eax
+1:  movl %ebp, %cr4
+    movl %eax, %cr3
 
     lgdt boot_gdt_ptr
     movl %cr0, %eax
@@ -200,7 +284,9 @@ long_mode_low:
 
     .section .boot.rodata, "a"
     .balign 16
-/* Flat GDT. The accessed bits are preset so the CPU never writes here. */
+/* Flat GDT. The accessed bits are preset so the CPU never writes here.
+ * kernel/trap.c replaces it (with a TSS) before the library's tables,
+ * which do not map .boot, are loaded. */
 boot_gdt:
     .quad 0
     .quad 0x00AF9B000000FFFF /* 0x08: 64-bit code, DPL 0 */
@@ -212,15 +298,15 @@ boot_gdt_ptr:
     .long boot_gdt
 
 msg_no_long_mode:
-    .asciz "kmm boot stub: this CPU has no long mode\n"
+    .asciz "kmm kernel: this CPU has no long mode\n"
 
 /* ------------------------------------------------------------------------ */
 /* The higher half. */
 
     .section .rodata
     .balign 16
-/* The same GDT through its higher-half alias: the identity map of the first
- * 2 MiB, where the GDT is, goes away below. */
+/* The same GDT through its higher-half alias: the identity map goes away
+ * below. */
 boot_gdt_ptr_high:
     .word boot_gdt_end - boot_gdt - 1
     .quad boot_gdt + KERNEL_VMA
@@ -231,10 +317,11 @@ long_mode_high:
     xorl %ebp, %ebp
     lgdt boot_gdt_ptr_high(%rip)
 
-    /* Unmap virtual 0 - 2 MiB so that a NULL dereference faults. Nothing
-     * uses low addresses any more: kmain reads boot information through
-     * the higher-half alias. */
-    movq $0, boot_pd_low(%rip)
+    /* Drop the identity map (PML4 entry 0; with LA57 also PML5 entry 0) so
+     * that a NULL dereference faults. Nothing uses low addresses any more:
+     * kmain reads boot information through the direct map. */
+    movq $0, boot_pml4(%rip)
+    movq $0, boot_pml5(%rip)
     movq %cr3, %rax
     movq %rax, %cr3
 
@@ -247,61 +334,35 @@ long_mode_high:
     jmp 1b
 
 /* ------------------------------------------------------------------------ */
-/* Exception stubs: 32 of them, 16 bytes apart from isr_stubs, so kmain.c
- * can build the IDT from the address alone. Each leaves the same frame:
- * vector, error code (0 where the CPU pushes none), then the CPU's frame. */
-
-#define HAS_ERROR_CODE(v) ((v) == 8 || ((v) >= 10 && (v) <= 14) || (v) == 17 || \
-                           (v) == 21 || (v) == 29 || (v) == 30)
-
-    .balign 16
-    .globl isr_stubs
-isr_stubs:
-    .set vec, 0
-    .rept 32
-    .balign 16
-    .if !HAS_ERROR_CODE(vec)
-    pushq $0
-    .endif
-    pushq $vec
-    jmp isr_common
-    .set vec, vec + 1
-    .endr
-
-/* kernel_trap(vector, error, rip, cr2) reports and exits QEMU; it does not
- * return. RSP is realigned because a fault may hit at any alignment. */
-isr_common:
-    movq 0(%rsp), %rdi
-    movq 8(%rsp), %rsi
-    movq 16(%rsp), %rdx
-    movq %cr2, %rcx
-    andq $-16, %rsp
-    call kernel_trap
-1:  cli
-    hlt
-    jmp 1b
-
-/* ------------------------------------------------------------------------ */
-/* Early page tables and the boot stack: zero when the loader is done. */
+/* Early page tables and the boot stack: zero when the loader is done.
+ * boot_stack_guard is never mapped in the library's tables (takeover.c), so
+ * running off the bottom of the stack faults (a double fault on its own
+ * stack, trap.c) instead of overwriting the tables below. */
 
     .section .bss
     .balign 4096
-    .globl boot_pml4
+    .globl boot_pml5, boot_pml4, boot_pdpt_low, boot_pd
+boot_pml5:
+    .skip 4096
 boot_pml4:
     .skip 4096
 boot_pdpt_low:
     .skip 4096
 boot_pdpt_high:
     .skip 4096
-    .globl boot_pd_low
-boot_pd_low:
-    .skip 4096
-boot_pd_high:
-    .skip 4096
+boot_pd:
+    .skip 4096 * EARLY_DIRECT_GIB
 
-    .balign 16
+    .globl boot_stack_guard, boot_stack, boot_stack_top
+boot_stack_guard:
+    .skip 4096
 boot_stack:
     .skip BOOT_STACK_SIZE
 boot_stack_top:
+
+    .balign 4
+    .globl boot_paging_levels
+boot_paging_levels:
+    .skip 4
 
     .section .note.GNU-stack, "", @progbits

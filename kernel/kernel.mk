@@ -1,4 +1,4 @@
-# kernel/kernel.mk - the demo kernel's boot stub with the in-kernel test runner.
+# kernel/kernel.mk - the demo kernel (docs/kernel.md) with the in-kernel test runner.
 #
 # Included by the top-level Makefile for each kernel variant. It defines,
 # before including:
@@ -12,6 +12,9 @@
 #   KERNEL_ELF     $(O)/kmm-test.elf    ELF64, for debuggers (gdb, addr2line)
 #   KERNEL_ELF32   $(O)/kmm-test.elf32  the same image as ELF32, for QEMU -kernel
 #                                       (tools/boot-test.sh $(KERNEL_ELF32))
+#   KERNEL_ISO     $(O)/kmm-selftest.iso  a GRUB (BIOS) CD booting it by Multiboot2
+#                                       in the self-test mode; $(O)/kmm-MODE.iso
+#                                       boots mode MODE (kernel/kmain.c)
 #
 # Every other name here starts with KOBJ. Recipes read only target-specific
 # copies of the variant's settings, so including this file once per variant
@@ -27,6 +30,7 @@ KOBJ_OBJS := $(patsubst %.c,$(KOBJ_DIR)/%.o,$(KOBJ_C)) $(patsubst %.S,$(KOBJ_DIR
 
 KERNEL_ELF := $(O)/kmm-test.elf
 KERNEL_ELF32 := $(O)/kmm-test.elf32
+KERNEL_ISO := $(O)/kmm-selftest.iso
 
 $(KOBJ_DIR)/%.o: private KOBJ_CC := $(CC)
 $(KOBJ_DIR)/%.o: private KOBJ_CFLAGS := $(KERNEL_CFLAGS)
@@ -48,5 +52,15 @@ $(KERNEL_ELF): $(KOBJ_OBJS) $(LIBKMM) kernel/linker.ld
 # when it has to read program headers.
 $(KERNEL_ELF32): $(KERNEL_ELF)
 	objcopy -O elf32-i386 $< $@
+
+# One ISO per boot mode: grub.cfg names the mode on the kernel's command
+# line. grub-mkrescue (grub-pc-bin, xorriso: tools/deps.sh) builds a BIOS
+# image; it is quiet unless it fails.
+$(O)/kmm-%.iso: $(KERNEL_ELF32) kernel/grub.cfg.in
+	@rm -rf $(@:.iso=.isodir)
+	@mkdir -p $(@:.iso=.isodir)/boot/grub
+	cp $< $(@:.iso=.isodir)/boot/kmm.elf
+	sed 's/@MODE@/$*/g' kernel/grub.cfg.in > $(@:.iso=.isodir)/boot/grub/grub.cfg
+	grub-mkrescue -o $@ $(@:.iso=.isodir) > $@.log 2>&1 || { cat $@.log; rm -f $@; exit 1; }
 
 -include $(KOBJ_OBJS:.o=.d)

@@ -59,3 +59,22 @@ int memcmp(const void *a, const void *b, size_t n)
             return p[i] < q[i] ? -1 : 1;
     return 0;
 }
+
+/* The length of the NUL-terminated s. */
+size_t kstrlen(const char *s)
+{
+    size_t n = 0;
+    while (s[n])
+        n++;
+    return n;
+}
+
+/* Whether a and b hold the same string. */
+bool kstreq(const char *a, const char *b)
+{
+    while (*a && *a == *b) {
+        a++;
+        b++;
+    }
+    return *a == *b;
+}

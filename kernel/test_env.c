@@ -21,7 +21,9 @@
 
 #include "env.h"
 #include "kernel.h"
+#include "takeover.h"
 #include "ktest.h"
+#include "test_env.h"
 
 #define KT_MACHINES      4
 #define KT_MIB           (UINT64_C(1) << 20)
@@ -30,13 +32,13 @@
 #define KT_MACHINE_ALIGN (2 * KT_MIB)
 
 struct kt_machine {
-    bool in_use;
     uint64_t offset; /* of its physical address 0 from kernel_arena_base */
     uint64_t size;   /* arena bytes it owns: its memory end, page aligned */
     struct kmm_port port;
 };
 
-static struct kt_machine machines[KT_MACHINES];
+/* The live machines; each comes from the kernel's heap (kalloc). */
+static struct kt_machine *machines[KT_MACHINES];
 
 static uint64_t align_up(uint64_t v, uint64_t a)
 {
@@ -66,8 +68,8 @@ static uint64_t memory_end(const struct kmm_region *map, size_t n)
 static bool overlaps_live(uint64_t offset, uint64_t size)
 {
     for (size_t i = 0; i < KT_MACHINES; i++) {
-        const struct kt_machine *m = &machines[i];
-        if (m->in_use && offset < m->offset + m->size && m->offset < offset + size)
+        const struct kt_machine *m = machines[i];
+        if (m && offset < m->offset + m->size && m->offset < offset + size)
             return true;
     }
     return false;
@@ -80,9 +82,9 @@ static bool find_room(uint64_t size, uint64_t *offset)
     for (size_t i = 0; i <= KT_MACHINES; i++) {
         uint64_t c = 0;
         if (i < KT_MACHINES) {
-            if (!machines[i].in_use)
+            if (!machines[i])
                 continue;
-            c = align_up(machines[i].offset + machines[i].size, KT_MACHINE_ALIGN);
+            c = align_up(machines[i]->offset + machines[i]->size, KT_MACHINE_ALIGN);
         }
         if (c <= kernel_arena_size && size <= kernel_arena_size - c && !overlaps_live(c, size)) {
             *offset = c;
@@ -92,10 +94,11 @@ static bool find_room(uint64_t size, uint64_t *offset)
     return false;
 }
 
-static struct kt_machine *free_slot(void)
+/* A free entry of machines[], or NULL if all are taken. */
+static struct kt_machine **free_slot(void)
 {
     for (size_t i = 0; i < KT_MACHINES; i++)
-        if (!machines[i].in_use)
+        if (!machines[i])
             return &machines[i];
     return NULL;
 }
@@ -111,8 +114,8 @@ struct kt_machine *kt_machine_create(struct ktest *t, const struct kmm_region *m
         ktest_skip(t, why);
         return NULL;
     }
-    struct kt_machine *m = free_slot();
-    if (!m) {
+    struct kt_machine **slot = free_slot();
+    if (!slot) {
         ktest_fail_at(t, __FILE__, __LINE__,
                       "kt_machine_create: all %d kernel test machines are in use", KT_MACHINES);
         return NULL;
@@ -125,7 +128,12 @@ struct kt_machine *kt_machine_create(struct ktest *t, const struct kmm_region *m
         ktest_skip(t, why);
         return NULL;
     }
-    m->in_use = true;
+    struct kt_machine *m = kalloc(sizeof(*m));
+    if (!m) {
+        ktest_fail_at(t, __FILE__, __LINE__, "kt_machine_create: the kernel heap is out of memory");
+        return NULL;
+    }
+    *slot = m;
     m->offset = offset;
     m->size = need;
     kport_init(&m->port, kernel_arena_base + (uintptr_t)offset, false);
@@ -166,8 +174,12 @@ const char *kt_machine_last_error(struct kt_machine *m)
 
 void kt_machine_destroy(struct kt_machine *m)
 {
-    if (m)
-        m->in_use = false;
+    if (!m)
+        return;
+    for (size_t i = 0; i < KT_MACHINES; i++)
+        if (machines[i] == m)
+            machines[i] = NULL;
+    kfree(m);
 }
 
 void kt_fill(void *p, uint8_t byte, size_t n)

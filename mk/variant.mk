@@ -87,7 +87,7 @@ $(call obj,$(CORE_SRCS)): CFLAGS += $(CORE_WARN)
 
 ifeq ($(WORLD),kernel)
 include kernel/kernel.mk
-kernel-image: $(KERNEL_ELF32)
+kernel-image: $(KERNEL_ELF32) $(KERNEL_ISO)
 else
 # One executable per test file; prove runs each and reads its KTAP.
 # (Test file names are unique across tests/ and tests/hosted/.)

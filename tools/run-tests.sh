@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# tools/run-tests.sh [SCRIPT.t | VARIANT_DIR]... [--kernel KERNEL_DIR...] [--fuzz FUZZ_DIR]
+# tools/run-tests.sh [SCRIPT.t | VARIANT_DIR]... [--kernel KERNEL_DIR[:BOOTS]...] [--fuzz FUZZ_DIR]
 #
 # Runs, under one prove, every hosted test executable (VARIANT_DIR/tests/*.t),
-# a boot of each kernel variant's test image under QEMU (its serial output
-# is KTAP, read by prove like the hosted tests), and each fuzz target in
+# boots of each kernel variant's self-test under QEMU (the serial output is
+# KTAP, read by prove like the hosted tests), and each fuzz target in
 # FUZZ_DIR (fuzz-*) for FUZZ_SECONDS (default 30) through tools/fuzz-test.sh.
 # A SCRIPT.t (a file, e.g. tools/readme-test.t) is a TAP script run as it is.
+#
+# BOOTS is a comma-separated list of PATH-LEVELS-MEM boots (default
+# elf-4-128M,iso-5-4G): PATH elf boots KERNEL_DIR/kmm-test.elf32 through
+# QEMU's -kernel (Multiboot1), iso boots KERNEL_DIR/kmm-selftest.iso through
+# GRUB (Multiboot2); LEVELS is 4 or 5 paging levels; MEM the guest's RAM
+# (tools/boot-test.sh). Each boot is one prove test, KERNEL_DIR/boot-BOOT.t;
+# KERNEL_DIR/crash.t checks the trap reports (tools/crash-test.sh).
 # Exit status: prove's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,10 +40,27 @@ for arg in "$@"; do
     elif [ "$kernel" = 0 ]; then
         files+=("$arg"/tests/*.t)
     else
-        wrapper="$arg/boot.t"
-        printf '#!/bin/sh\nexec tools/boot-test.sh %s/kmm-test.elf32\n' "$arg" > "$wrapper"
-        chmod +x "$wrapper"
-        files+=("$wrapper")
+        dir=${arg%%:*}
+        boots=elf-4-128M,iso-5-4G
+        [ "$dir" != "$arg" ] && boots=${arg#*:}
+        IFS=, read -ra list <<< "$boots"
+        for b in "${list[@]}"; do
+            IFS=- read -r path levels mem <<< "$b"
+            case $path in
+            elf) image=$dir/kmm-test.elf32 ;;
+            iso) image=$dir/kmm-selftest.iso ;;
+            *) echo "run-tests.sh: unknown boot path in $b (elf or iso)" >&2; exit 2 ;;
+            esac
+            wrapper="$dir/boot-$b.t"
+            printf '#!/bin/sh\nexec tools/boot-test.sh -n %s -l %s -m %s %s\n' \
+                "$b" "$levels" "$mem" "$image" > "$wrapper"
+            chmod +x "$wrapper"
+            files+=("$wrapper")
+        done
+        # The trap reports (crash boot mode), on the -kernel image.
+        printf '#!/bin/sh\nexec tools/crash-test.sh %s\n' "$dir/kmm-test.elf32" > "$dir/crash.t"
+        chmod +x "$dir/crash.t"
+        files+=("$dir/crash.t")
     fi
 done
 

@@ -4,6 +4,7 @@
  */
 #include <kmm/port.h>
 
+#include "../console.h"
 #include "../kernel.h"
 
 _Static_assert(KPORT_LOG_LEVELS == KMM_LOG_DEBUG + 1, "one counter per KMM_LOG_* level");
@@ -177,17 +178,17 @@ void kmm_port_log(struct kmm_port *p, int level, const char *line)
      * warnings are printed, so a test run's serial log stays readable. */
     if (level > KMM_LOG_WARN)
         return;
-    kernel_serial_puts("# kmm: ");
-    kernel_serial_puts(line);
-    kernel_serial_puts("\n");
+    console_puts("# kmm: ");
+    console_puts(line);
+    console_puts("\n");
 }
 
 noreturn void kmm_port_panic(struct kmm_port *p, const char *msg)
 {
     (void)p;
     __asm__ volatile("cli");
-    kernel_serial_puts("kmm panic: ");
-    kernel_serial_puts(msg);
-    kernel_serial_puts("\n");
+    console_puts("kmm panic: ");
+    console_puts(msg);
+    console_puts("\n");
     kernel_exit(KERNEL_EXIT_FAIL);
 }

@@ -1,0 +1,93 @@
+/*
+ * isr.S - the trap entry stubs and the recovery point of expected faults
+ * (contract: trap.h).
+ *
+ * 256 stubs, ISR_STUB_SIZE bytes apart from isr_stubs, so trap.c builds
+ * the IDT from the address alone. Each leaves the same frame: vector,
+ * error code (0 where the CPU pushes none), then the CPU's frame; then
+ * isr_common pushes the general registers (struct trap_frame), calls
+ * trap_dispatch(frame) and returns through whatever the frame says then.
+ */
+
+#define ISR_VECTORS 256
+#define ISR_STUB_SIZE 16
+
+#define HAS_ERROR_CODE(v) ((v) == 8 || ((v) >= 10 && (v) <= 14) || (v) == 17 || \
+                           (v) == 21 || (v) == 29 || (v) == 30)
+
+    .text
+    .balign ISR_STUB_SIZE
+    .globl isr_stubs
+isr_stubs:
+    .set vec, 0
+    .rept ISR_VECTORS
+    .balign ISR_STUB_SIZE
+    .if !HAS_ERROR_CODE(vec)
+    pushq $0
+    .endif
+    pushq $vec
+    jmp isr_common
+    .set vec, vec + 1
+    .endr
+
+/* The CPU aligned RSP to 16 before its 5-word frame; with the error code,
+ * the vector and 15 registers the frame is 22 words, so RSP is aligned
+ * again at the call. */
+isr_common:
+    pushq %rax
+    pushq %rbx
+    pushq %rcx
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    pushq %rbp
+    pushq %r8
+    pushq %r9
+    pushq %r10
+    pushq %r11
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, %rdi
+    cld
+    call trap_dispatch
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %r11
+    popq %r10
+    popq %r9
+    popq %r8
+    popq %rbp
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %rcx
+    popq %rbx
+    popq %rax
+    addq $16, %rsp /* vector, error code */
+    iretq
+
+/* int trap_catch_arm(struct trap_catch *c): save what a return needs
+ * (struct trap_catch's first eight words), arm c, return 0. trap.c resumes
+ * a fault here by loading these into the frame with RAX = 1. */
+    .globl trap_catch_arm
+    .type trap_catch_arm, @function
+trap_catch_arm:
+    movq %rbx, 0(%rdi)
+    movq %rbp, 8(%rdi)
+    movq %r12, 16(%rdi)
+    movq %r13, 24(%rdi)
+    movq %r14, 32(%rdi)
+    movq %r15, 40(%rdi)
+    leaq 8(%rsp), %rax /* RSP after the return */
+    movq %rax, 48(%rdi)
+    movq (%rsp), %rax  /* the return address */
+    movq %rax, 56(%rdi)
+    movq %rdi, trap_armed(%rip)
+    xorl %eax, %eax
+    ret
+
+    .section .note.GNU-stack, "", @progbits

@@ -1,0 +1,417 @@
+/*
+ * trap.c - GDT and TSS, the IDT, exception reports and expected faults
+ * (contract: trap.h).
+ */
+#include <kmm/kmm.h>
+#include <kmm/vmalloc.h>
+
+#include "console.h"
+#include "kernel.h"
+#include "trap.h"
+
+/* --- GDT and TSS ------------------------------------------------------------------ */
+
+#define GDT_CODE64     0x08
+#define GDT_DATA       0x10
+#define GDT_TSS        0x18
+#define IST_DOUBLE     1 /* the double fault's IST slot */
+#define IST_STACK_SIZE ((size_t)16 << 10)
+
+struct tss {
+    uint32_t reserved0;
+    uint64_t rsp[3];
+    uint64_t reserved1;
+    uint64_t ist[7];
+    uint64_t reserved2;
+    uint16_t reserved3;
+    uint16_t iomap_base;
+} __attribute__((packed));
+
+_Static_assert(sizeof(struct tss) == 104, "the 64-bit TSS is 104 bytes");
+
+static struct tss tss;
+
+/* Null, code, data (accessed bits preset: the CPU never writes them), and
+ * the TSS's 16-byte descriptor, filled in by trap_init. */
+static uint64_t gdt[5] = {
+    0,
+    0x00AF9B000000FFFF, /* 0x08: 64-bit code, DPL 0 */
+    0x00CF93000000FFFF, /* 0x10: data, DPL 0 */
+    0,
+    0,
+};
+
+/* The double fault's stack, with a page below it that the library's tables
+ * leave unmapped: an overflow of this stack faults too (and resets the
+ * machine: there is no third stack; but it is not silent corruption). */
+static struct {
+    uint8_t guard[KERNEL_PAGE_SIZE];
+    uint8_t stack[IST_STACK_SIZE];
+} ist_area __attribute__((aligned(4096)));
+
+const void *trap_ist_guard(void)
+{
+    return ist_area.guard;
+}
+
+static void gdt_init(void)
+{
+    uint64_t base = (uint64_t)(uintptr_t)&tss;
+    uint64_t limit = sizeof(tss) - 1;
+    tss.ist[IST_DOUBLE - 1] = (uint64_t)(uintptr_t)(ist_area.stack + IST_STACK_SIZE);
+    tss.iomap_base = sizeof(tss); /* no I/O permission bitmap */
+    /* Available 64-bit TSS (type 9), present, DPL 0. */
+    gdt[3] = (limit & 0xFFFF) | (base & 0xFFFFFF) << 16 | UINT64_C(0x89) << 40 |
+             ((limit >> 16) & 0xF) << 48 | ((base >> 24) & 0xFF) << 56;
+    gdt[4] = base >> 32;
+    struct {
+        uint16_t limit;
+        uint64_t base;
+    } __attribute__((packed)) gdtr = {sizeof(gdt) - 1, (uint64_t)(uintptr_t)gdt};
+    /* Reload CS with a far return, then the data segments and the TR. */
+    __asm__ volatile("lgdt %0\n\t"
+                     "pushq %1\n\t"
+                     "leaq 1f(%%rip), %%rax\n\t"
+                     "pushq %%rax\n\t"
+                     "lretq\n"
+                     "1:\n\t"
+                     "movw %w2, %%ax\n\t"
+                     "movw %%ax, %%ds\n\t"
+                     "movw %%ax, %%es\n\t"
+                     "movw %%ax, %%ss\n\t"
+                     "ltr %w3"
+                     :
+                     : "m"(gdtr), "i"(GDT_CODE64), "r"(GDT_DATA), "r"(GDT_TSS)
+                     : "rax", "memory");
+}
+
+/* --- IDT ------------------------------------------------------------------------- */
+
+struct idt_gate {
+    uint16_t offset_lo;
+    uint16_t selector;
+    uint8_t ist;
+    uint8_t type; /* 0x8E: present, DPL 0, 64-bit interrupt gate */
+    uint16_t offset_mid;
+    uint32_t offset_hi;
+    uint32_t reserved;
+} __attribute__((packed));
+
+_Static_assert(sizeof(struct idt_gate) == 16, "an IDT gate is 16 bytes");
+
+#define IDT_VECTORS   256
+#define IDT_STUB_SIZE 16 /* isr.S spaces the stubs this far apart */
+#define IDT_INTERRUPT 0x8E
+
+extern const char isr_stubs[]; /* isr.S: IDT_VECTORS stubs */
+
+static struct idt_gate idt[IDT_VECTORS] __attribute__((aligned(16)));
+
+static void idt_init(void)
+{
+    for (unsigned v = 0; v < IDT_VECTORS; v++) {
+        uint64_t a = (uint64_t)(uintptr_t)isr_stubs + (uint64_t)v * IDT_STUB_SIZE;
+        idt[v] = (struct idt_gate){
+            .offset_lo = (uint16_t)a,
+            .selector = GDT_CODE64,
+            .ist = v == TRAP_DF ? IST_DOUBLE : 0,
+            .type = IDT_INTERRUPT,
+            .offset_mid = (uint16_t)(a >> 16),
+            .offset_hi = (uint32_t)(a >> 32),
+        };
+    }
+    struct {
+        uint16_t limit;
+        uint64_t base;
+    } __attribute__((packed)) idtr = {sizeof(idt) - 1, (uint64_t)(uintptr_t)idt};
+    __asm__ volatile("lidt %0" : : "m"(idtr));
+}
+
+void trap_init(void)
+{
+    gdt_init();
+    idt_init();
+}
+
+/* --- reports --------------------------------------------------------------------- */
+
+static const char *const exception_names[TRAP_EXCEPTIONS] = {
+    "#DE divide error",
+    "#DB debug",
+    "NMI",
+    "#BP breakpoint",
+    "#OF overflow",
+    "#BR bound range",
+    "#UD invalid opcode",
+    "#NM device not available",
+    "#DF double fault",
+    "coprocessor segment overrun",
+    "#TS invalid TSS",
+    "#NP segment not present",
+    "#SS stack fault",
+    "#GP general protection",
+    "#PF page fault",
+    "reserved 15",
+    "#MF x87 error",
+    "#AC alignment check",
+    "#MC machine check",
+    "#XM SIMD error",
+    "#VE virtualization",
+    "#CP control protection",
+    "reserved 22",
+    "reserved 23",
+    "reserved 24",
+    "reserved 25",
+    "reserved 26",
+    "reserved 27",
+    "#HV hypervisor injection",
+    "#VC VMM communication",
+    "#SX security",
+    "reserved 31",
+};
+
+#define PTE_P         (UINT64_C(1) << 0)
+#define PTE_W         (UINT64_C(1) << 1)
+#define PTE_U         (UINT64_C(1) << 2)
+#define PTE_PS        (UINT64_C(1) << 7)
+#define PTE_NX        (UINT64_C(1) << 63)
+#define PTE_ADDR      UINT64_C(0x000FFFFFFFFFF000)
+#define CR4_LA57      (UINT64_C(1) << 12)
+#define PAGE_LOW_MASK UINT64_C(0xFFF)
+
+static uint64_t read_cr(int n)
+{
+    uint64_t v = 0;
+    switch (n) {
+    case 0:
+        __asm__ volatile("mov %%cr0, %0" : "=r"(v));
+        break;
+    case 2:
+        __asm__ volatile("mov %%cr2, %0" : "=r"(v));
+        break;
+    case 3:
+        __asm__ volatile("mov %%cr3, %0" : "=r"(v));
+        break;
+    default:
+        __asm__ volatile("mov %%cr4, %0" : "=r"(v));
+        break;
+    }
+    return v;
+}
+
+/*
+ * Walks the live tables (CR3) for va through the direct map, printing each
+ * level's entry, and returns the reason a page fault at va with error code
+ * err happened, as the tables say it. Reads only: safe whatever lock the
+ * faulting code held.
+ */
+static const char *walk_reason(uint64_t va, uint64_t err)
+{
+    static const char *const level_names[] = {"", "pt", "pd", "pdpt", "pml4", "pml5"};
+    unsigned levels = (read_cr(4) & CR4_LA57) ? 5 : 4;
+    uint64_t table = read_cr(3) & PTE_ADDR;
+    bool writable = true, executable = true, user = true;
+    kprintf("  walk:");
+    for (unsigned level = levels; level >= 1; level--) {
+        unsigned shift = 12 + 9 * (level - 1);
+        unsigned index = (unsigned)((va >> shift) & 511);
+        uint64_t e = ((const volatile uint64_t *)phys_to_virt(table))[index];
+        kprintf(" %s[%u]=0x%llx", level_names[level], index, (unsigned long long)e);
+        if (!(e & PTE_P)) {
+            kprintf("\n");
+            return "not mapped (no present entry)";
+        }
+        writable = writable && (e & PTE_W);
+        executable = executable && !(e & PTE_NX);
+        user = user && (e & PTE_U);
+        if (level == 1 || (e & PTE_PS)) {
+            kprintf(" (%s page)\n", level == 1 ? "4 KiB" : level == 2 ? "2 MiB" : "1 GiB");
+            if (err & PF_RSVD)
+                return "a reserved bit is set in a paging entry";
+            if ((err & PF_FETCH) && !executable)
+                return "instruction fetch from a no-execute page";
+            if ((err & PF_WRITE) && !writable)
+                return "write to a read-only page";
+            if ((err & PF_USER) && !user)
+                return "user access to a kernel page";
+            return "the tables allow this access now (a stale TLB entry?)";
+        }
+        table = e & PTE_ADDR;
+    }
+    kprintf("\n");
+    return "?";
+}
+
+extern const char boot_stack_guard[], boot_stack[]; /* boot.S */
+
+/* What else is known about va: the guard pages and the kernel's areas. */
+static const char *address_note(uint64_t va)
+{
+    uint64_t sg = (uint64_t)(uintptr_t)boot_stack_guard;
+    uint64_t ig = (uint64_t)(uintptr_t)ist_area.guard;
+    if (va - sg < KERNEL_PAGE_SIZE)
+        return "the guard page below the kernel stack: a kernel stack overflow";
+    if (va - ig < KERNEL_PAGE_SIZE)
+        return "the guard page below the double-fault stack";
+    if (va < KERNEL_PAGE_SIZE)
+        return "the first page: a NULL pointer dereference";
+    if (va >= KMM_KVA_DEFAULT_BASE && va - KMM_KVA_DEFAULT_BASE < KMM_KVA_DEFAULT_SIZE) {
+        struct kmm_kva_area a;
+        if (kernel_kmm && kmm_kva_lookup(kernel_kmm, va, &a) == KMM_OK)
+            return va >= a.va + a.size ? "the guard page after a kernel virtual area"
+                                       : "inside a kernel virtual area";
+        return "the kernel virtual area window, outside every area";
+    }
+    if (va >= HHDM_BASE && va < KERNEL_VMA)
+        return "the direct map";
+    if (va >= KERNEL_VMA)
+        return "the kernel image";
+    return NULL;
+}
+
+static void report_page_fault(uint64_t addr, uint64_t err)
+{
+    kprintf("  page fault: %s %s at 0x%llx, %s page\n", (err & PF_USER) ? "user" : "kernel",
+            (err & PF_FETCH)   ? "instruction fetch"
+            : (err & PF_WRITE) ? "write"
+                               : "read",
+            (unsigned long long)addr, (err & PF_PRESENT) ? "present" : "not-present");
+    const char *reason = walk_reason(addr, err);
+    kprintf("  reason: %s\n", reason);
+    const char *note = address_note(addr);
+    if (note)
+        kprintf("  address: %s\n", note);
+}
+
+static void report_registers(const struct trap_frame *f, uint64_t cr2)
+{
+    kprintf("  rax 0x%016llx rbx 0x%016llx rcx 0x%016llx rdx 0x%016llx\n",
+            (unsigned long long)f->rax, (unsigned long long)f->rbx, (unsigned long long)f->rcx,
+            (unsigned long long)f->rdx);
+    kprintf("  rsi 0x%016llx rdi 0x%016llx rbp 0x%016llx rsp 0x%016llx\n",
+            (unsigned long long)f->rsi, (unsigned long long)f->rdi, (unsigned long long)f->rbp,
+            (unsigned long long)f->rsp);
+    kprintf("  r8  0x%016llx r9  0x%016llx r10 0x%016llx r11 0x%016llx\n",
+            (unsigned long long)f->r8, (unsigned long long)f->r9, (unsigned long long)f->r10,
+            (unsigned long long)f->r11);
+    kprintf("  r12 0x%016llx r13 0x%016llx r14 0x%016llx r15 0x%016llx\n",
+            (unsigned long long)f->r12, (unsigned long long)f->r13, (unsigned long long)f->r14,
+            (unsigned long long)f->r15);
+    kprintf("  rip 0x%016llx rflags 0x%llx cs 0x%llx ss 0x%llx\n", (unsigned long long)f->rip,
+            (unsigned long long)f->rflags, (unsigned long long)f->cs, (unsigned long long)f->ss);
+    kprintf("  cr0 0x%llx cr2 0x%llx cr3 0x%llx cr4 0x%llx\n", (unsigned long long)read_cr(0),
+            (unsigned long long)cr2, (unsigned long long)read_cr(3),
+            (unsigned long long)read_cr(4));
+}
+
+/* --- dispatch -------------------------------------------------------------------- */
+
+struct trap_catch *trap_armed; /* isr.S's trap_catch_arm sets it */
+static unsigned trap_depth;    /* reports in progress: a fault inside one */
+
+void trap_catch_disarm(void)
+{
+    __atomic_store_n(&trap_armed, NULL, __ATOMIC_RELAXED);
+    __asm__ volatile("" : : : "memory");
+}
+
+/* Resume at c's recovery point: trap_catch_arm returns 1 there. */
+static void resume(struct trap_frame *f, struct trap_catch *c)
+{
+    f->rbx = c->rbx;
+    f->rbp = c->rbp;
+    f->r12 = c->r12;
+    f->r13 = c->r13;
+    f->r14 = c->r14;
+    f->r15 = c->r15;
+    f->rsp = c->rsp;
+    f->rip = c->rip;
+    f->rax = 1;
+}
+
+void trap_dispatch(struct trap_frame *f)
+{
+    uint64_t cr2 = read_cr(2); /* first: nothing may fault before it is read */
+    struct trap_catch *c = trap_armed;
+    if (c && f->vector < TRAP_EXCEPTIONS && f->vector != 2 /* NMI */) {
+        trap_armed = NULL;
+        c->fault = (struct trap_fault){f->vector, f->error, cr2, f->rip};
+        resume(f, c);
+        return;
+    }
+    if (trap_depth++ > 0) {
+        console_puts("kmm kernel: exception while reporting an exception\n");
+        kernel_exit(KERNEL_EXIT_FAIL);
+    }
+    if (f->vector < TRAP_EXCEPTIONS)
+        kprintf("kmm kernel: exception %llu (%s) error 0x%llx at rip 0x%llx\n",
+                (unsigned long long)f->vector, exception_names[f->vector],
+                (unsigned long long)f->error, (unsigned long long)f->rip);
+    else
+        kprintf("kmm kernel: unexpected interrupt, vector %llu at rip 0x%llx\n",
+                (unsigned long long)f->vector, (unsigned long long)f->rip);
+    if (f->vector == TRAP_PF)
+        report_page_fault(cr2, f->error);
+    if (f->vector == TRAP_DF) {
+        /* A double fault's own frame says little; CR2 still holds the
+         * address of the page fault that could not be delivered. */
+        const char *note = address_note(cr2);
+        kprintf("  double fault: cr2 0x%llx%s%s\n", (unsigned long long)cr2, note ? ", " : "",
+                note ? note : "");
+    }
+    report_registers(f, cr2);
+    kernel_exit(KERNEL_EXIT_FAIL);
+}
+
+/* --- probes ---------------------------------------------------------------------- */
+
+bool trap_probe_read(const void *p, struct trap_fault *f)
+{
+    struct trap_catch c;
+    if (trap_catch_arm(&c) == 0) {
+        (void)*(const volatile uint8_t *)p;
+        trap_catch_disarm();
+        return false;
+    }
+    *f = c.fault;
+    return true;
+}
+
+bool trap_probe_write(void *p, struct trap_fault *f)
+{
+    struct trap_catch c;
+    if (trap_catch_arm(&c) == 0) {
+        volatile uint8_t *b = p;
+        __asm__ volatile("movb (%0), %%al\n\tmovb %%al, (%0)" : : "r"(b) : "rax", "memory");
+        trap_catch_disarm();
+        return false;
+    }
+    *f = c.fault;
+    return true;
+}
+
+bool trap_probe_exec(const void *p, struct trap_fault *f)
+{
+    struct trap_catch c;
+    if (trap_catch_arm(&c) == 0) {
+        __asm__ volatile("call *%0"
+                         :
+                         : "r"(p)
+                         : "memory", "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11");
+        trap_catch_disarm();
+        return false;
+    }
+    *f = c.fault;
+    return true;
+}
+
+bool trap_probe_stack_overflow(struct trap_fault *f)
+{
+    struct trap_catch c;
+    if (trap_catch_arm(&c) == 0) {
+        /* Never ends by itself: only the fault at the guard page leaves. */
+        __asm__ volatile("1: pushq $0\n\tjmp 1b" : : : "memory");
+    }
+    *f = c.fault;
+    return true;
+}

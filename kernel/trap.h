@@ -1,0 +1,94 @@
+/*
+ * trap.h - CPU exceptions: the GDT with its TSS, the IDT, the reports, and
+ * expected faults for the hardware self-tests (kernel/trap.c, isr.S).
+ *
+ * Every vector has a stub (isr.S) that saves all general registers into a
+ * struct trap_frame and calls trap_dispatch(). An exception nobody expects
+ * is reported on the console (vector, error code, every register, and for
+ * a page fault the address, the access and the reason from a walk of the
+ * live tables) and ends the run: QEMU exits with "fail". The double fault
+ * runs on a stack of its own (IST1), so a kernel stack overflow, which
+ * faults again while the CPU pushes the page fault's frame onto the guard
+ * page, is reported too instead of resetting the machine.
+ */
+#ifndef KMM_KERNEL_TRAP_H
+#define KMM_KERNEL_TRAP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* What isr.S saves, lowest address first: the general registers, the
+ * vector, the error code (0 where the CPU pushes none), then the CPU's own
+ * frame. trap_dispatch may change it: the stub restores from it. */
+struct trap_frame {
+    uint64_t r15, r14, r13, r12, r11, r10, r9, r8;
+    uint64_t rbp, rdi, rsi, rdx, rcx, rbx, rax;
+    uint64_t vector, error;
+    uint64_t rip, cs, rflags, rsp, ss;
+};
+
+#define TRAP_DE         0  /* divide error */
+#define TRAP_UD         6  /* invalid opcode */
+#define TRAP_DF         8  /* double fault */
+#define TRAP_GP         13 /* general protection */
+#define TRAP_PF         14 /* page fault */
+#define TRAP_EXCEPTIONS 32
+
+/* Page-fault error code bits. */
+#define PF_PRESENT (1u << 0) /* a protection violation (else: not present) */
+#define PF_WRITE   (1u << 1)
+#define PF_USER    (1u << 2)
+#define PF_RSVD    (1u << 3) /* a reserved bit set in a paging entry */
+#define PF_FETCH   (1u << 4) /* an instruction fetch */
+
+/* Load the kernel's GDT (code, data, TSS with the double fault's stack),
+ * the TSS and a full IDT. Once, early in kmain, before anything can fault
+ * usefully; the GDT and IDT live in .data, so the library's tables map them. */
+void trap_init(void);
+
+/* The first byte of the page below the double-fault stack: never mapped in
+ * the library's tables (takeover.c). */
+const void *trap_ist_guard(void);
+
+/* --- expected faults -------------------------------------------------------------- */
+
+/* What the trap handler saw. */
+struct trap_fault {
+    uint64_t vector; /* TRAP_* */
+    uint64_t error;  /* the error code */
+    uint64_t addr;   /* CR2: the faulting address for a page fault */
+    uint64_t rip;    /* where it happened */
+};
+
+/* A recovery point: trap_catch_arm saves the callee-saved registers, the
+ * stack pointer and its own return address here (isr.S reads the layout). */
+struct trap_catch {
+    uint64_t rbx, rbp, r12, r13, r14, r15, rsp, rip;
+    struct trap_fault fault;
+};
+
+/*
+ * trap_catch_arm - arm c as the recovery point and return 0. If an
+ * exception (vectors 0-31; a double fault included) happens before
+ * trap_catch_disarm(), the handler records it in c->fault, disarms, and
+ * resumes as if this call returned again, with 1 (setjmp-style: locals the
+ * caller changed since are indeterminate unless volatile). One at a time;
+ * the arming function must not return before the fault or the disarm.
+ */
+int trap_catch_arm(struct trap_catch *c) __attribute__((returns_twice));
+void trap_catch_disarm(void);
+
+/* Probes: whether reading, writing (the byte at p, written back with its
+ * own value) or executing (a call to p; the byte there should be a RET)
+ * faults. On a fault, *f says how, and true is returned. */
+bool trap_probe_read(const void *p, struct trap_fault *f);
+bool trap_probe_write(void *p, struct trap_fault *f);
+bool trap_probe_exec(const void *p, struct trap_fault *f);
+/* Push onto the stack until something faults (the guard page below it):
+ * true, with *f, if the run survived that. */
+bool trap_probe_stack_overflow(struct trap_fault *f);
+
+/* Called by isr.S for every vector. */
+void trap_dispatch(struct trap_frame *f);
+
+#endif /* KMM_KERNEL_TRAP_H */
