@@ -11,12 +11,16 @@
  * Scratch mappings go to SCRATCH_BASE (layout.h), away from everything
  * else, and are gone when a check returns.
  */
+#include <kmm/check.h>
+#include <kmm/fmt.h>
 #include <kmm/kmm.h>
 #include <kmm/page.h>
+#include <kmm/port.h>
 #include <kmm/vm.h>
 #include <kmm/vmalloc.h>
 
 #include "boot.h"
+#include "console.h"
 #include "hwtest.h"
 #include "kernel.h"
 #include "takeover.h"
@@ -347,4 +351,46 @@ KHW_TEST(hw, the_lower_half_is_unmapped)
     static const void *volatile low = (const void *)(uintptr_t)0x1000;
     bool faulted = trap_probe_read(low, &f);
     expect_pf(t, faulted, &f, 0x1000, 0, PF_PRESENT, "read of a low address");
+}
+
+/* --- the console and the instance ------------------------------------------------------ */
+
+#define VGA_PHYS  UINT64_C(0xB8000)
+#define VGA_CELLS ((size_t)80 * 25)
+
+/* Whether the VGA text screen shows text (character bytes of its cells). */
+static bool vga_shows(const char *text)
+{
+    const volatile uint16_t *cells = phys_to_virt(VGA_PHYS);
+    size_t n = kstrlen(text);
+    for (size_t i = 0; i + n <= VGA_CELLS; i++) {
+        size_t j = 0;
+        while (j < n && (char)(cells[i + j] & 0xFF) == text[j])
+            j++;
+        if (j == n)
+            return true;
+    }
+    return false;
+}
+
+KHW_TEST(hw, the_console_mirrors_to_the_vga_screen)
+{
+    /* A token no earlier line printed: its tail is the TSC. */
+    char token[48];
+    kmm_snprintf(token, sizeof(token), "vga-mirror-%llx", (unsigned long long)kmm_port_cycles());
+    KT_ASSERT(t, !vga_shows(token));
+    bool was = console_vga_enable(true);
+    ktest_diag(t, "%s", token);
+    console_vga_enable(was);
+    KT_EXPECT(t, vga_shows(token));
+}
+
+/* Last: everything the checks above did left the kernel's instance whole. */
+KHW_TEST(hw, the_kernel_instance_passes_its_integrity_check)
+{
+    struct kmm_check_result r;
+    int status = kmm_check(kernel_kmm, &r);
+    if (status != KMM_CHECK_OK)
+        ktest_fail_at(t, __FILE__, __LINE__, "kmm_check: %d, %lu problem(s), first: %s", status,
+                      r.problems, r.first);
 }

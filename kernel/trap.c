@@ -256,6 +256,9 @@ static const char *address_note(uint64_t va)
     if (va < KERNEL_PAGE_SIZE)
         return "the first page: a NULL pointer dereference";
     if (va >= KMM_KVA_DEFAULT_BASE && va - KMM_KVA_DEFAULT_BASE < KMM_KVA_DEFAULT_SIZE) {
+        /* The one call into the library from a report. It takes the
+         * window's lock: a fault inside the window's own code, holding it,
+         * would spin here until the port's lock panic says so. */
         struct kmm_kva_area a;
         if (kernel_kmm && kmm_kva_lookup(kernel_kmm, va, &a) == KMM_OK)
             return va >= a.va + a.size ? "the guard page after a kernel virtual area"
