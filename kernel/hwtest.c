@@ -112,7 +112,7 @@ KHW_TEST(hw, the_cpu_runs_on_the_library_kernel_tables_with_its_pat)
     KT_EXPECT_EQ(t, vs.tables[KMM_VM_PML5], boot_paging_levels == 5 ? 1u : 0u);
 }
 
-KHW_TEST(hw, the_kernel_image_low_memory_and_acpi_tables_are_not_handed_out)
+KHW_TEST(hw, the_kernel_image_modules_low_memory_and_acpi_tables_are_not_handed_out)
 {
     uint64_t ks = (uint64_t)(uintptr_t)__kernel_phys_start;
     uint64_t ke = (uint64_t)(uintptr_t)__kernel_phys_end;
@@ -126,6 +126,16 @@ KHW_TEST(hw, the_kernel_image_low_memory_and_acpi_tables_are_not_handed_out)
         KT_ASSERT(t, map_type_at(pa) != KMM_MEM_USABLE);
     if (kernel_acpi.root_pa)
         KT_EXPECT(t, map_type_at(kernel_acpi.root_pa) != KMM_MEM_USABLE);
+    for (size_t i = 0; i < kernel_boot.module_count; i++) {
+        const struct boot_module *m = &kernel_boot.modules[i];
+        for (uint64_t pa = m->start & ~(PAGE - 1); pa < m->end; pa += PAGE)
+            if (map_type_at(pa) != KMM_MEM_KERNEL) {
+                ktest_fail_at(t, __FILE__, __LINE__, "module page 0x%llx has type %s",
+                              (unsigned long long)pa, kmm_mem_type_name(map_type_at(pa)));
+                return;
+            }
+    }
+    ktest_diag(t, "%zu module(s) reserved", kernel_boot.module_count);
     /* And the page allocator agrees: freeing a kernel page is refused. */
     KT_EXPECT_EQ(t, kmm_page_free(kernel_kmm, ks, 0), KMM_EINVAL);
 }

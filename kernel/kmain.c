@@ -21,13 +21,16 @@
 #include "takeover.h"
 #include "trap.h"
 
+/* QEMU's isa-debug-exit device, where tools/boot-test.sh puts it. */
+#define QEMU_EXIT_PORT 0xF4
+
 struct boot_info kernel_boot;
 struct acpi_info kernel_acpi;
 
 noreturn void kernel_exit(uint8_t code)
 {
-    outb(0xF4, code); /* QEMU's isa-debug-exit, where boot-test.sh puts it */
-    for (;;)          /* not under QEMU, or the device is missing: stop here */
+    outb(QEMU_EXIT_PORT, code);
+    for (;;) /* not under QEMU, or the device is missing: stop here */
         __asm__ volatile("cli; hlt");
 }
 
@@ -70,6 +73,9 @@ static void print_boot(const struct boot_info *bi, const struct acpi_info *ai)
         kprintf("#   map 0x%016llx - 0x%016llx %s\n", (unsigned long long)bi->map[i].base,
                 (unsigned long long)end, kmm_mem_type_name(bi->map[i].type));
     }
+    for (size_t i = 0; i < bi->module_count; i++)
+        kprintf("#   module 0x%llx - 0x%llx\n", (unsigned long long)bi->modules[i].start,
+                (unsigned long long)bi->modules[i].end);
     if (ai->root_pa) {
         kprintf("# acpi: %s at 0x%llx, %zu tables:", ai->root_sig, (unsigned long long)ai->root_pa,
                 ai->table_count);

@@ -8,6 +8,8 @@
 #              (default: 4)
 #   -a ARGS    the kernel command line (-kernel only: an ISO's is in its
 #              grub.cfg; default "selftest")
+#   -i FILE    a Multiboot module (-kernel only: QEMU's -initrd; an ISO's
+#              modules are in its grub.cfg)
 #   -x CODE    the QEMU exit code that means success (default 33)
 #   -g REGEX   a line the serial output must match (grep -E); repeatable
 #   -n NAME    the serial log goes to <image>.<NAME>.serial.log (default:
@@ -25,12 +27,13 @@
 # it, and a run is cut off after BOOT_TEST_TIMEOUT seconds (default 300).
 set -u
 
-mem=256M levels=4 append=selftest want=33 name= patterns=()
-while getopts "m:l:a:x:g:n:" opt; do
+mem=256M levels=4 append=selftest want=33 name= module= patterns=()
+while getopts "m:l:a:i:x:g:n:" opt; do
     case $opt in
     m) mem=$OPTARG ;;
     l) levels=$OPTARG ;;
     a) append=$OPTARG ;;
+    i) module=$OPTARG ;;
     x) want=$OPTARG ;;
     g) patterns+=("$OPTARG") ;;
     n) name=$OPTARG ;;
@@ -39,7 +42,7 @@ while getopts "m:l:a:x:g:n:" opt; do
 done
 shift $((OPTIND - 1))
 if [ $# -ne 1 ] || [ ! -f "$1" ] || { [ "$levels" != 4 ] && [ "$levels" != 5 ]; }; then
-    echo "usage: $0 [-m MEM] [-l 4|5] [-a ARGS] [-x CODE] [-g REGEX]... [-n NAME] <image.elf32|image.iso>" >&2
+    echo "usage: $0 [-m MEM] [-l 4|5] [-a ARGS] [-i MODULE] [-x CODE] [-g REGEX]... [-n NAME] <image.elf32|image.iso>" >&2
     exit 2
 fi
 image=$1
@@ -51,7 +54,7 @@ cpu=max
 [ "$levels" = 5 ] && patterns+=("^# kmm kernel: .*, 5-level paging")
 case $image in
 *.iso) boot=(-cdrom "$image") ;;
-*) boot=(-kernel "$image" -append "$append") ;;
+*) boot=(-kernel "$image" -append "$append" ${module:+-initrd "$module"}) ;;
 esac
 
 timeout "$timeout_s" qemu-system-x86_64 \
