@@ -127,10 +127,19 @@ static void idt_init(void)
     __asm__ volatile("lidt %0" : : "m"(idtr));
 }
 
+#define PIC1_DATA    0x21
+#define PIC2_DATA    0xA1
+#define PIC_MASK_ALL 0xFF
+
 void trap_init(void)
 {
     gdt_init();
     idt_init();
+    /* The legacy PICs still deliver IRQs 0-15 at vectors 8-15 and 0x70-0x77
+     * as the BIOS left them: masked, so that interrupts turned on one day
+     * cannot arrive disguised as a double fault or a general protection. */
+    outb(PIC1_DATA, PIC_MASK_ALL);
+    outb(PIC2_DATA, PIC_MASK_ALL);
 }
 
 /* --- reports --------------------------------------------------------------------- */

@@ -42,8 +42,8 @@ struct trap_frame {
 #define PF_FETCH   (1u << 4) /* an instruction fetch */
 
 /* Load the kernel's GDT (code, data, TSS with the double fault's stack),
- * the TSS and a full IDT. Once, early in kmain, before anything can fault
- * usefully; the GDT and IDT live in .data, so the library's tables map them. */
+ * the TSS and a full IDT, and mask the legacy PICs' IRQs. Once, early in kmain, before anything can
+ * fault usefully; the GDT and IDT live in .data, so the library's tables map them. */
 void trap_init(void);
 
 /* The first byte of the page below the double-fault stack: never mapped in
