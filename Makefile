@@ -1,6 +1,7 @@
 # kmm - the Boruix kernel memory manager. GNU make.
 #
-#   make            build/hosted/libkmm.a and build/kernel/libkmm.a (gcc) and the boot stub
+#   make            build/hosted/libkmm.a and build/kernel/libkmm.a (gcc) and the demo kernel
+#                   (ELF, ELF32 for -kernel, GRUB ISO: docs/kernel.md)
 #   make run        the main job: the hosted demo (initialises kmm on a real machine's map)
 #   make bench      the benchmarks of WORKLOADS.md, hosted: a table and build/bench/results.json
 #   make bench-instr  their instructions per operation (callgrind): build/bench/instr.txt
