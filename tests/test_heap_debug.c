@@ -373,6 +373,11 @@ KTEST(heap_debug, a_sampled_object_ends_at_a_guard_page_and_its_tail_is_checked_
 {
     struct kt_heap h;
     KT_ASSERT(t, up(t, &h, 0));
+    if (!h.live) { /* the kernel's test machines: their tables are never loaded */
+        kt_heap_down(&h);
+        ktest_skip(t, "guarded objects are written through mappings never live here");
+        return;
+    }
     struct kmm *k = h.f.k;
     KT_ASSERT_EQ(t, kmm_heap_guard_sample(k, 1), KMM_OK); /* every allocation */
     uint8_t *p = alloc_at_a(k, 100);
@@ -423,6 +428,11 @@ KTEST(heap_debug, every_nth_allocation_is_sampled_and_the_rest_served_as_usual)
 {
     struct kt_heap h;
     KT_ASSERT(t, up(t, &h, 0));
+    if (!h.live) { /* the kernel's test machines: their tables are never loaded */
+        kt_heap_down(&h);
+        ktest_skip(t, "guarded objects are written through mappings never live here");
+        return;
+    }
     struct kmm *k = h.f.k;
     KT_ASSERT_EQ(t, kmm_heap_guard_sample(k, 10), KMM_OK);
     static void *p[100];
