@@ -8,6 +8,7 @@
 
 #include <kmm/check.h>
 #include <kmm/kmm.h>
+#include <kmm/misuse.h>
 #include <kmm/port.h>
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -288,6 +289,69 @@ KTEST(init, the_report_shows_the_map_and_its_totals)
     KT_EXPECT(t, ktest_contains(tx.buf, "rejected misuse 0"));
     if (ktest_failed(t))
         ktest_diag(t, "report was:\n%s", tx.buf);
+    kmm_fini(k);
+    kt_machine_destroy(m);
+}
+
+KTEST(init, each_report_section_alone_is_the_reports_text_of_that_section)
+{
+    struct kt_machine *m = kt_machine_create(t, small_pc, N(small_pc));
+    if (!m)
+        return;
+    struct kmm_config cfg = config_for(m, small_pc, N(small_pc));
+    struct kmm *k;
+    KT_ASSERT_EQ(t, kmm_init(&cfg, &k), KMM_OK);
+    static struct kt_text whole, parts;
+    whole.len = 0;
+    parts.len = 0;
+    struct kmm_sink ws = {kt_text_write, &whole}, ps = {kt_text_write, &parts};
+    kmm_report(k, &ws);
+    /* kmm_report = its title line, then every section in order. */
+    const char *body = whole.buf;
+    while (*body && *body != '\n')
+        body++;
+    KT_ASSERT(t, *body == '\n');
+    body++;
+    for (unsigned s = 0; s < KMM_REPORT_SECTIONS; s++)
+        KT_EXPECT_EQ(t, kmm_report_section(k, s, &ps), KMM_OK);
+    KT_EXPECT(t, whole.len < sizeof(whole.buf) - 1); /* nothing cut */
+    KT_EXPECT_STREQ(t, parts.buf, body);
+    parts.len = 0;
+    parts.buf[0] = '\0';
+    KT_EXPECT_EQ(t, kmm_report_section(k, KMM_REPORT_BUDDYINFO, &ps), KMM_OK);
+    KT_EXPECT(t, ktest_contains(parts.buf, "Free blocks per order (buddyinfo)"));
+    KT_EXPECT(t, !ktest_contains(parts.buf, "Page allocator"));
+    KT_EXPECT_HEALTHY(t, k);
+    kmm_fini(k);
+    kt_machine_destroy(m);
+}
+
+KTEST(init, a_report_section_out_of_range_is_refused_counted_and_logged)
+{
+    struct kt_machine *m = kt_machine_create(t, small_pc, N(small_pc));
+    if (!m)
+        return;
+    struct kmm_config cfg = config_for(m, small_pc, N(small_pc));
+    struct kmm *k;
+    KT_ASSERT_EQ(t, kmm_init(&cfg, &k), KMM_OK);
+    static struct kt_text tx;
+    tx.len = 0;
+    tx.buf[0] = '\0';
+    struct kmm_sink sink = {kt_text_write, &tx};
+    struct kmm_misuse_stats before, after;
+    kmm_misuse_stats(k, &before);
+    KT_EXPECT_EQ(t, kmm_report_section(k, KMM_REPORT_SECTIONS, &sink), KMM_EINVAL);
+    KT_EXPECT_EQ(t, kmm_report_section(k, ~0u, &sink), KMM_EINVAL);
+    kmm_misuse_stats(k, &after);
+    KT_EXPECT_EQ(t, tx.len, 0); /* nothing written */
+    KT_EXPECT_EQ(t,
+                 after.count[KMM_LAYER_DIAG][KMM_MISUSE_BAD_ARG] -
+                     before.count[KMM_LAYER_DIAG][KMM_MISUSE_BAD_ARG],
+                 2);
+    KT_EXPECT_EQ(t, after.total - before.total, 2);
+    KT_EXPECT(t, ktest_contains(kt_machine_last_error(m), "kmm_report_section"));
+    KT_EXPECT(t, ktest_streq(kmm_layer_name(KMM_LAYER_DIAG), "diag"));
+    KT_EXPECT_HEALTHY(t, k);
     kmm_fini(k);
     kt_machine_destroy(m);
 }

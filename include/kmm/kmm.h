@@ -170,6 +170,32 @@ struct kmm_sink {
  */
 void kmm_report(struct kmm *k, const struct kmm_sink *sink);
 
+/* The sections of kmm_report, in the order it writes them. */
+enum kmm_report_section {
+    KMM_REPORT_MEMMAP,     /* the resolved memory map and its totals by type */
+    KMM_REPORT_MEMINFO,    /* the page allocator's figures (like /proc/meminfo) */
+    KMM_REPORT_BUDDYINFO,  /* free blocks per order and zone, the unusable index */
+    KMM_REPORT_RECLAIM,    /* the shrinkers, and NUMA nodes on a NUMA machine */
+    KMM_REPORT_PAGETABLES, /* the kernel space's and user spaces' page tables */
+    KMM_REPORT_VMALLOC,    /* kernel virtual areas (like /proc/vmallocinfo) */
+    KMM_REPORT_HEAP,       /* the heap's totals and its caches (like /proc/slabinfo) */
+    KMM_REPORT_HEAP_DEBUG, /* the heap's debugging modes and recent events */
+    KMM_REPORT_MISUSE,     /* the rejected calls by layer and class */
+    KMM_REPORT_SECTIONS
+};
+
+/*
+ * kmm_report_section - write one section of kmm_report to sink, exactly as
+ * kmm_report writes it (a debug shell's meminfo or slabinfo command).
+ * Returns KMM_OK, or, with nothing written but the refusal:
+ *   KMM_EINVAL  section is not an enum kmm_report_section value below
+ *               KMM_REPORT_SECTIONS (misuse, counted under KMM_LAYER_DIAG
+ *               and logged);
+ *   KMM_ESTATE  k is not a live instance (one line says so, as kmm_report).
+ * Locks as kmm_report takes them for that section. IRQs on.
+ */
+int kmm_report_section(struct kmm *k, unsigned section, const struct kmm_sink *sink);
+
 /* The library's version, "MAJOR.MINOR.PATCH". */
 const char *kmm_version(void);
 

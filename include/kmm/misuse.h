@@ -31,6 +31,7 @@ enum kmm_layer {
     KMM_LAYER_VM,      /* kmm_aspace_*, kmm_vm_*, kmm_tlb_* */
     KMM_LAYER_KVA,     /* kmm_vmalloc, kmm_vmap, kmm_kva_* and their frees */
     KMM_LAYER_HEAP,    /* kmm_malloc, kmm_free and friends, kmm_cache_*, kmm_heap_* */
+    KMM_LAYER_DIAG,    /* kmm_report_section */
     KMM_LAYER_COUNT
 };
 

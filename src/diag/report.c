@@ -15,6 +15,8 @@
 
 #include "pmm/api.h"
 
+#include "lib/misuse.h"
+
 #include <kmm/fmt.h>
 #include <kmm/heap.h>
 #include <kmm/misuse.h>
@@ -272,23 +274,82 @@ static void report_misuse(struct kmm *k, const struct kmm_sink *s)
     }
 }
 
+/* Whether k is a live instance; if not, one line says so (nothing else of
+ * it can be read). */
+static bool report_live(const struct kmm *k, const struct kmm_sink *sink, const char *who)
+{
+    if (k->canary == KMM_INSTANCE_CANARY)
+        return true;
+    sink_printf(sink, "%s: not a live instance (canary 0x%llx)\n", who,
+                (unsigned long long)k->canary);
+    return false;
+}
+
+/* Writes section `section` (< KMM_REPORT_SECTIONS); *ps holds the page
+ * figures for the sections that read them, filled by the caller. */
+static void report_one(struct kmm *k, unsigned section, const struct kmm_page_stats *ps,
+                       const struct kmm_sink *sink)
+{
+    switch (section) {
+    case KMM_REPORT_MEMMAP:
+        report_memmap(k, sink);
+        break;
+    case KMM_REPORT_MEMINFO:
+        report_meminfo(ps, sink);
+        break;
+    case KMM_REPORT_BUDDYINFO:
+        report_buddyinfo(ps, sink);
+        break;
+    case KMM_REPORT_RECLAIM:
+        report_reclaim_numa(k, ps, sink);
+        break;
+    case KMM_REPORT_PAGETABLES:
+        report_page_tables(k, sink);
+        break;
+    case KMM_REPORT_VMALLOC:
+        report_vmalloc(k, sink);
+        break;
+    case KMM_REPORT_HEAP:
+        report_heap(k, sink);
+        break;
+    case KMM_REPORT_HEAP_DEBUG:
+        heap_debug_report_section(k, sink);
+        break;
+    default: /* KMM_REPORT_MISUSE; the callers checked the range */
+        report_misuse(k, sink);
+        break;
+    }
+}
+
+/* Whether a section reads the page allocator's figures. */
+static bool section_needs_page_stats(unsigned section)
+{
+    return section == KMM_REPORT_MEMINFO || section == KMM_REPORT_BUDDYINFO ||
+           section == KMM_REPORT_RECLAIM;
+}
+
 void kmm_report(struct kmm *k, const struct kmm_sink *sink)
 {
-    if (k->canary != KMM_INSTANCE_CANARY) { /* torn down, or not an instance: nothing to read */
-        sink_printf(sink, "kmm_report: not a live instance (canary 0x%llx)\n",
-                    (unsigned long long)k->canary);
+    if (!report_live(k, sink, "kmm_report"))
         return;
-    }
     sink_printf(sink, "kmm %s, %u CPUs\n", kmm_version(), k->cpu_count);
-    report_memmap(k, sink);
     struct kmm_page_stats ps;
     kmm_page_stats(k, &ps);
-    report_meminfo(&ps, sink);
-    report_buddyinfo(&ps, sink);
-    report_reclaim_numa(k, &ps, sink);
-    report_page_tables(k, sink);
-    report_vmalloc(k, sink);
-    report_heap(k, sink);
-    heap_debug_report_section(k, sink);
-    report_misuse(k, sink);
+    for (unsigned s = 0; s < KMM_REPORT_SECTIONS; s++)
+        report_one(k, s, &ps, sink);
+}
+
+int kmm_report_section(struct kmm *k, unsigned section, const struct kmm_sink *sink)
+{
+    if (!report_live(k, sink, "kmm_report_section"))
+        return KMM_ESTATE;
+    if (section >= KMM_REPORT_SECTIONS)
+        return kmm_misuse(
+            k, KMM_LAYER_DIAG, KMM_MISUSE_BAD_ARG, KMM_EINVAL, __builtin_return_address(0),
+            "kmm_report_section(%u): no such section (0 .. %u)", section, KMM_REPORT_SECTIONS - 1);
+    struct kmm_page_stats ps = {0};
+    if (section_needs_page_stats(section))
+        kmm_page_stats(k, &ps);
+    report_one(k, section, &ps, sink);
+    return KMM_OK;
 }

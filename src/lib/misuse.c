@@ -55,6 +55,7 @@ void kmm_misuse_stats(struct kmm *k, struct kmm_misuse_stats *out)
 static const char *const layer_names[KMM_LAYER_COUNT] = {
     [KMM_LAYER_PAGE] = "page", [KMM_LAYER_GROW] = "grow", [KMM_LAYER_RECLAIM] = "reclaim",
     [KMM_LAYER_VM] = "vm",     [KMM_LAYER_KVA] = "kva",   [KMM_LAYER_HEAP] = "heap",
+    [KMM_LAYER_DIAG] = "diag",
 };
 
 static const char *const misuse_names[KMM_MISUSE_COUNT] = {
