@@ -73,7 +73,7 @@ KERNEL_BOOTS := build/kernel:elf-4-128M,iso-5-4G build/clang/kernel:elf-5-4G,iso
 hosted-tests:
 	@set -e; for v in $(TEST_VARIANTS); do \
 	  IFS=: read o cc san <<< "$$v"; \
-	  $(VARIANT) O=$$o CC=$$cc WORLD=hosted SAN=$$san lib tests demo; \
+	  $(VARIANT) O=$$o CC=$$cc WORLD=hosted SAN=$$san lib tests demo shell; \
 	done
 
 kernel-images:
@@ -90,7 +90,7 @@ malloc:
 
 test: SHELL := /bin/bash
 test: deps lint hosted-tests kernel-images fuzz-targets bench malloc
-	tools/run-tests.sh tools/readme-test.t tests/malloc/programs.t \
+	tools/run-tests.sh tools/readme-test.t tests/malloc/programs.t tools/shell-test.t \
 	  $(foreach v,$(TEST_VARIANTS),$(firstword $(subst :, ,$(v)))) \
 	  --kernel $(KERNEL_BOOTS) --fuzz build/fuzz
 
@@ -105,8 +105,8 @@ fuzz: deps fuzz-targets
 hosted-tests kernel-images: SHELL := /bin/bash
 
 check: deps
-	$(VARIANT) O=build/asan CC=gcc WORLD=hosted SAN=asan tests
-	tools/run-tests.sh build/asan
+	$(VARIANT) O=build/asan CC=gcc WORLD=hosted SAN=asan tests shell
+	KMM_SHELL=build/asan/kmm-shell tools/run-tests.sh build/asan tools/shell-test.t
 
 # --- lint ----------------------------------------------------------------------
 FORMAT_FILES = $(shell git ls-files -co --exclude-standard '*.c' '*.h' 2>/dev/null)

@@ -8,6 +8,7 @@
 #   LIBKMM         $(O)/libkmm.a, built with KERNEL_CFLAGS
 #   KTEST_SRCS     the test framework's freestanding parts (ktest.c, soft_mmu.c,
 #                  fixture.c) and the shared tests (tests/test_*.c)
+#   SHELL_SRCS     the shell and the in-kernel benchmarks (kernel/shell/*.c)
 # and gets:
 #   KERNEL_ELF     $(O)/kmm-test.elf    ELF64, for debuggers (gdb, addr2line)
 #   KERNEL_ELF32   $(O)/kmm-test.elf32  the same image as ELF32, for QEMU -kernel
@@ -24,7 +25,7 @@
 # the Multiboot a.out kludge depend on its file layout (kernel/linker.ld).
 
 KOBJ_DIR := $(O)/kobj
-KOBJ_C := $(wildcard kernel/*.c kernel/port/*.c) $(KTEST_SRCS)
+KOBJ_C := $(wildcard kernel/*.c kernel/port/*.c) $(SHELL_SRCS) $(KTEST_SRCS)
 KOBJ_S := $(wildcard kernel/*.S)
 KOBJ_OBJS := $(patsubst %.c,$(KOBJ_DIR)/%.o,$(KOBJ_C)) $(patsubst %.S,$(KOBJ_DIR)/%.o,$(KOBJ_S))
 

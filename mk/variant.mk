@@ -23,6 +23,11 @@ SHARED_TEST_SRCS := $(sort $(wildcard tests/test_*.c))
 KTEST_LIB_SRCS := tests/ktest/ktest.c tests/ktest/soft_mmu.c tests/ktest/fixture.c \
         tests/ktest/heap_fixture.c
 KTEST_SRCS := $(KTEST_LIB_SRCS) $(SHARED_TEST_SRCS)
+# The demo kernel's shell and in-kernel benchmarks (kernel/shell/): built into
+# the kernel image (kernel/kernel.mk) and, hosted, into build/<variant>/kmm-shell
+# and the tests that drive them (tests/test_shell.c, tests/test_mmbench.c).
+SHELL_SRCS := $(sort $(wildcard kernel/shell/*.c))
+SHELL_TESTS := shell mmbench
 
 ifeq ($(WORLD),kernel)
 # Freestanding: no libc headers at all (-nostdinc), only the compiler's own
@@ -31,7 +36,7 @@ KERNEL_CFLAGS := -std=c11 -O2 -g $(WARN) -ffreestanding -nostdinc \
         -isystem $(shell $(CC) -print-file-name=include) \
         -mno-red-zone -mcmodel=kernel -mgeneral-regs-only -fno-pic -fno-pie \
         -fno-stack-protector -nostdlib -fno-asynchronous-unwind-tables \
-        -Iinclude -Isrc -Ikernel/port -Itests/ktest -MMD -MP
+        -Iinclude -Isrc -Ikernel/port -Itests/ktest -Ikernel/shell -MMD -MP
 CFLAGS := $(KERNEL_CFLAGS)
 LIB_SRCS := $(CORE_SRCS)
 else
@@ -48,7 +53,7 @@ OPT := $(if $(filter-out noassert,$(SAN)),-O1,-O2)
 # build matches the kernel build (and the benchmark peers' -O2) in omitting them.
 FP_FLAGS := $(if $(filter-out noassert,$(SAN)),-fno-omit-frame-pointer)
 CFLAGS := -std=c11 $(OPT) -g $(FP_FLAGS) $(WARN) $(SAN_FLAGS_$(SAN)) \
-        -Iinclude -Isrc -Iport/hosted -Itests/ktest -MMD -MP
+        -Iinclude -Isrc -Iport/hosted -Itests/ktest -Ikernel/shell -MMD -MP
 LDFLAGS := $(SAN_FLAGS_$(SAN)) -pthread
 LIB_SRCS := $(CORE_SRCS) $(sort $(wildcard port/hosted/*.c))
 HOSTED_TEST_SRCS := $(sort $(wildcard tests/hosted/test_*.c))
@@ -65,7 +70,7 @@ LIBKMM := $(O)/libkmm.a
 obj = $(patsubst %.c,$(O)/obj/%.o,$(1))
 LIB_OBJS := $(call obj,$(LIB_SRCS))
 
-.PHONY: lib tests demo kernel-image bench fuzz malloc
+.PHONY: lib tests demo shell kernel-image bench fuzz malloc
 lib: $(LIBKMM)
 
 $(LIBKMM): $(LIB_OBJS)
@@ -105,6 +110,19 @@ $(O)/tests/%.t: $(O)/obj/tests/hosted/test_%.o $(SUPPORT_OBJS) $(LIBKMM)
 
 demo: $(O)/kmm-demo
 $(O)/kmm-demo: $(O)/obj/tools/hosted_demo.o $(LIBKMM)
+	$(CC) $(LDFLAGS) -o $@ $^
+
+# The shell over a simulated machine, on stdin/stdout (tools/hosted_shell.c).
+shell: $(O)/kmm-shell
+$(O)/kmm-shell: $(call obj,tools/hosted_shell.c $(SHELL_SRCS)) $(LIBKMM)
+	$(CC) $(LDFLAGS) -o $@ $^
+
+# The suites that drive the shell and the benchmarks link them too (static
+# pattern rules: the library stays last on the line).
+SHELL_TEST_EXES := $(patsubst %,$(O)/tests/%.t,$(SHELL_TESTS))
+$(SHELL_TEST_EXES): $(O)/tests/%.t: $(O)/obj/tests/test_%.o $(call obj,$(SHELL_SRCS)) \
+                    $(SUPPORT_OBJS) $(LIBKMM)
+	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^
 
 # The preloadable malloc (malloc/, hosted only): the library and the hosted
