@@ -7,6 +7,7 @@
 #include "fixture.h"
 
 #include <kmm/check.h>
+#include <kmm/heap.h>
 #include <kmm/kmm.h>
 #include <kmm/misuse.h>
 #include <kmm/port.h>
@@ -352,6 +353,39 @@ KTEST(init, a_report_section_out_of_range_is_refused_counted_and_logged)
     KT_EXPECT(t, ktest_contains(kt_machine_last_error(m), "kmm_report_section"));
     KT_EXPECT(t, ktest_streq(kmm_layer_name(KMM_LAYER_DIAG), "diag"));
     KT_EXPECT_HEALTHY(t, k);
+    kmm_fini(k);
+    kt_machine_destroy(m);
+}
+
+KTEST(init, a_report_line_cut_at_its_length_limit_still_ends_its_line)
+{
+    struct kt_machine *m = kt_machine_create(t, small_pc, N(small_pc));
+    if (!m)
+        return;
+    struct kmm_config cfg = config_for(m, small_pc, N(small_pc));
+    struct kmm *k;
+    KT_ASSERT_EQ(t, kmm_init(&cfg, &k), KMM_OK);
+    /* With a debugging mode on, the heap's debugging line is longer than
+     * a report line may be (159 characters) and is cut. */
+    KT_ASSERT(t, kmm_heap_debug(k, KMM_HEAP_DEBUG_TRACK) >= 0);
+    static struct kt_text tx;
+    tx.len = 0;
+    tx.buf[0] = '\0';
+    struct kmm_sink sink = {kt_text_write, &tx};
+    KT_EXPECT_EQ(t, kmm_report_section(k, KMM_REPORT_HEAP_DEBUG, &sink), KMM_OK);
+    KT_ASSERT(t, tx.len > 0);
+    size_t longest = 0, run = 0;
+    for (size_t i = 0; i < tx.len; i++) {
+        run = tx.buf[i] == '\n' ? 0 : run + 1;
+        longest = run > longest ? run : longest;
+    }
+    KT_EXPECT(t, longest >= 150); /* the cut line is here */
+    KT_EXPECT_EQ(t, tx.buf[tx.len - 1], '\n');
+    tx.len = 0;
+    kmm_report(k, &sink);
+    KT_EXPECT(t, ktest_contains(tx.buf, "\nRejected calls (misuse): 0\n"));
+    KT_EXPECT_HEALTHY(t, k);
+    kmm_heap_debug(k, 0);
     kmm_fini(k);
     kt_machine_destroy(m);
 }

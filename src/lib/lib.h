@@ -81,8 +81,9 @@ struct kmm_check_result;
 void kmm_check_problem(struct kmm_check_result *r, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Formats one line (at most 159 characters; longer ones are cut) and hands
- * it to sink: the report's and the leak report's writer. Needs no memory. */
+/* Formats one line (at most 159 characters; longer ones are cut, and a cut
+ * line whose format ends in '\n' still ends in '\n') and hands it to sink:
+ * the report's and the leak report's writer. Needs no memory. */
 void kmm_sink_printf(const struct kmm_sink *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -78,5 +78,15 @@ void kmm_sink_printf(const struct kmm_sink *s, const char *fmt, ...)
     va_start(ap, fmt);
     size_t n = kmm_vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    s->write(s->ctx, line, n < sizeof(line) ? n : sizeof(line) - 1);
+    if (n >= sizeof(line)) {
+        /* Cut: a line that was to end keeps its end, so the next one does
+         * not run on after the cut. */
+        n = sizeof(line) - 1;
+        size_t f = 0;
+        while (fmt[f])
+            f++;
+        if (f && fmt[f - 1] == '\n')
+            line[n - 1] = '\n';
+    }
+    s->write(s->ctx, line, n);
 }
