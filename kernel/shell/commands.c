@@ -74,7 +74,7 @@ static int cmd_help(struct kshell *sh, unsigned argc, char **argv)
             if (!i && !pass)
                 kshell_printf(sh, "Commands (help <command> for one; Tab completes a name; "
                                   "Up/Down recall earlier lines):\n");
-            kshell_printf(sh, "  %-12s %-26s %s\n", t[i].name, t[i].args, t[i].help);
+            kshell_printf(sh, "  %-12s %-34s %s\n", t[i].name, t[i].args, t[i].help);
         }
     }
     if (argc == 2) {
