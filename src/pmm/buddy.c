@@ -77,10 +77,13 @@ static inline void merge_block_locked(struct kmm_pmm *pm, struct kmm_zone *z, ui
     while (order < KMM_PAGE_MAX_ORDER) {
         uint64_t buddy_pfn = pfn ^ (UINT64_C(1) << order);
         struct kmm_frame *buddy = pmm_frame_lookup(pm, buddy_pfn);
-        if (!buddy)
+        /* The state alone first: a page-table frame's count (the rest of
+         * the word) is written by its address space's lock, not ours.
+         * Then, for a FREE buddy (ours under the zone lock), the word in
+         * one atomic read: a CPU may have claimed it for its cache without
+         * the lock a moment ago (frame.h). */
+        if (!buddy || frame_state_get(buddy) != FRAME_FREE)
             break;
-        /* One atomic read of the word: a CPU may be claiming the buddy for
-         * its cache without the lock at this moment (frame.h). */
         union frame_meta m = frame_meta_get(buddy);
         if (m.state != FRAME_FREE || m.order != order || m.zone != z->id || m.node != z->node)
             break;
