@@ -90,7 +90,7 @@ malloc:
 
 test: SHELL := /bin/bash
 test: deps lint hosted-tests kernel-images fuzz-targets bench malloc
-	tools/run-tests.sh tools/readme-test.t tests/malloc/programs.t tools/shell-test.t \
+	tools/run-tests.sh tools/readme-test.t tools/boruix-headers-test.t tests/malloc/programs.t tools/shell-test.t \
 	  $(foreach v,$(TEST_VARIANTS),$(firstword $(subst :, ,$(v)))) \
 	  --kernel $(KERNEL_BOOTS) --fuzz build/fuzz
 
@@ -110,7 +110,7 @@ check: deps
 
 # --- lint ----------------------------------------------------------------------
 FORMAT_FILES = $(shell git ls-files -co --exclude-standard '*.c' '*.h' 2>/dev/null)
-LINT_SRCS = $(shell git ls-files -co --exclude-standard 'src/*.c' 'port/*.c' 'tests/*.c' \
+LINT_SRCS = $(shell git ls-files -co --exclude-standard 'src/*.c' 'port/*.c' 'compat/*.c' 'examples/*.c' 'tests/*.c' \
               'tools/*.c' 'bench/*.c' 'malloc/*.c' 2>/dev/null)
 KERNEL_LINT_SRCS = $(shell git ls-files -co --exclude-standard 'kernel/*.c' 2>/dev/null)
 

@@ -53,9 +53,14 @@ OPT := $(if $(filter-out noassert,$(SAN)),-O1,-O2)
 # build matches the kernel build (and the benchmark peers' -O2) in omitting them.
 FP_FLAGS := $(if $(filter-out noassert,$(SAN)),-fno-omit-frame-pointer)
 CFLAGS := -std=c11 $(OPT) -g $(FP_FLAGS) $(WARN) $(SAN_FLAGS_$(SAN)) \
-        -Iinclude -Isrc -Iport/hosted -Itests/ktest -Ikernel/shell -MMD -MP
+        -Iinclude -Isrc -Iport/hosted -Icompat -Itests/ktest -Ikernel/shell -MMD -MP
 LDFLAGS := $(SAN_FLAGS_$(SAN)) -pthread
 LIB_SRCS := $(CORE_SRCS) $(sort $(wildcard port/hosted/*.c))
+# The Boruix interface (compat/, on top of the public API) and its hosted
+# world: in libkmm.a, pulled in only by programs that call rust_* (a static
+# archive's members link on demand); not in the preloadable malloc.
+COMPAT_SRCS := compat/boruix.c compat/hosted.c
+EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
 HOSTED_TEST_SRCS := $(sort $(wildcard tests/hosted/test_*.c))
 TEST_SUPPORT_SRCS := $(KTEST_LIB_SRCS) tests/ktest/main_hosted.c tests/ktest/env_hosted.c \
         tests/ktest/faults_hosted.c
@@ -68,7 +73,7 @@ endif
 
 LIBKMM := $(O)/libkmm.a
 obj = $(patsubst %.c,$(O)/obj/%.o,$(1))
-LIB_OBJS := $(call obj,$(LIB_SRCS))
+LIB_OBJS := $(call obj,$(LIB_SRCS) $(COMPAT_SRCS))
 
 .PHONY: lib tests demo shell kernel-image bench fuzz malloc
 lib: $(LIBKMM)
@@ -88,7 +93,7 @@ $(O)/obj/%.o: %.c
 # The library core also rejects implicit narrowing and sign changes: a frame
 # number, an order or a count silently cut is a corrupted structure.
 CORE_WARN := -Wconversion -Wsign-conversion
-$(call obj,$(CORE_SRCS)): CFLAGS += $(CORE_WARN)
+$(call obj,$(CORE_SRCS) $(COMPAT_SRCS)): CFLAGS += $(CORE_WARN)
 
 ifeq ($(WORLD),kernel)
 include kernel/kernel.mk
@@ -98,7 +103,20 @@ else
 # (Test file names are unique across tests/ and tests/hosted/.)
 TEST_EXES := $(patsubst test_%.c,$(O)/tests/%.t,$(notdir $(SHARED_TEST_SRCS) $(HOSTED_TEST_SRCS)))
 SUPPORT_OBJS := $(call obj,$(TEST_SUPPORT_SRCS))
-tests: $(TEST_EXES)
+# The examples (examples/*.c) are built with the tests, and each runs as a
+# test through tools/example-test.sh, which checks its output.
+EXAMPLE_EXES := $(patsubst examples/%.c,$(O)/examples/%,$(EXAMPLE_SRCS))
+EXAMPLE_TESTS := $(patsubst examples/%.c,$(O)/tests/example_%.t,$(EXAMPLE_SRCS))
+tests: $(TEST_EXES) $(EXAMPLE_TESTS)
+
+$(O)/examples/%: $(O)/obj/examples/%.o $(LIBKMM)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^
+
+$(O)/tests/example_%.t: $(O)/examples/% tools/example-test.sh
+	@mkdir -p $(dir $@)
+	printf '#!/bin/sh\nexec tools/example-test.sh %s\n' $< > $@
+	chmod +x $@
 
 $(O)/tests/%.t: $(O)/obj/tests/test_%.o $(SUPPORT_OBJS) $(LIBKMM)
 	@mkdir -p $(dir $@)

@@ -40,7 +40,7 @@ noreturn void kmm_port_contract(struct kmm_port *p)
     (void)node;
 
     kmm_port_log(p, KMM_LOG_DEBUG, "contract");
-    uint64_t t = kmm_port_cycles();
+    uint64_t t = kmm_port_cycles() + kmm_port_clock_ns();
     (void)t;
     kmm_port_panic(p, "contract");
 }

@@ -91,6 +91,13 @@
  *       p may be NULL when no instance exists yet.
  *   uint64_t kmm_port_cycles(void)
  *       A monotonic cycle counter (RDTSC). Any context.
+ *   uint64_t kmm_port_clock_ns(void)                             (optional)
+ *       Monotonic time in nanoseconds from an arbitrary start, for figures
+ *       a person reads in seconds (the Boruix interface's benchmark reports
+ *       microseconds). 0 means "no clock". The core never calls it. A glue
+ *       header that has a clock defines it and KMM_PORT_HAS_CLOCK; without
+ *       KMM_PORT_HAS_CLOCK this header supplies one that returns 0. Any
+ *       context.
  *   KMM_ASSERT(port, cond)                                       (optional)
  *       The library's internal invariant checks. Left undefined, a failed
  *       one panics through kmm_port_panic with the function's name. A glue
@@ -130,5 +137,13 @@ struct kmm_port_mapping {
 #define KMM_ASSERT_OFF(port, cond) ((void)sizeof(port), (void)sizeof((cond) ? 1 : 0))
 
 #include <kmm_port_impl.h>
+
+#ifndef KMM_PORT_HAS_CLOCK
+/* A port without a clock (kmm_port_clock_ns above): "no clock". */
+static inline uint64_t kmm_port_clock_ns(void)
+{
+    return 0;
+}
+#endif
 
 #endif /* KMM_PORT_H */

@@ -124,4 +124,9 @@ static inline uint64_t kmm_port_cycles(void)
     return __builtin_ia32_rdtsc();
 }
 
+/* CLOCK_MONOTONIC, out of line (machine.c): the figures a person reads
+ * (kmm/port.h, kmm_port_clock_ns). */
+#define KMM_PORT_HAS_CLOCK 1
+uint64_t kmm_port_clock_ns(void);
+
 #endif /* KMM_PORT_IMPL_HOSTED_H */

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 _Thread_local unsigned hosted_cpu;
@@ -438,6 +439,13 @@ unsigned kmm_port_node_of_cpu(const struct kmm_port *p, unsigned cpu)
 }
 
 /* --- Log and panic --------------------------------------------------------- */
+
+uint64_t kmm_port_clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
+}
 
 void kmm_port_log(struct kmm_port *p, int level, const char *line)
 {

@@ -1,0 +1,80 @@
+/*
+ * world.h - what the Boruix compat layer (compat/boruix.c) needs from the
+ * world it is built for, and what it offers to tests and ports.
+ *
+ * The compat layer sits on top of kmm's public interface: compat/boruix.c
+ * includes only <kmm/...> and <boruix/...> headers and owns the one global
+ * instance Boruix's calls work on. Everything that differs between worlds
+ * (where physical memory comes from, the port context, the console) is
+ * behind the kmm_boruix_world_* functions below, implemented once per world:
+ *
+ *   compat/hosted.c       user space: a simulated machine backs the regions
+ *   port/boruix/world.c   the drop-in for a Limine-booted kernel
+ */
+#ifndef KMM_COMPAT_WORLD_H
+#define KMM_COMPAT_WORLD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <kmm/kmm.h>
+#include <kmm/memmap.h>
+
+/* What a world sets up for one instance. */
+struct kmm_boruix_world {
+    struct kmm_port *port; /* for kmm_config.port */
+    uint64_t kva_base;     /* the library's part of the heap window */
+    uint64_t kva_size;
+};
+
+/*
+ * kmm_boruix_world_up - make the machine the regions map[0..n) describe
+ * ready for kmm_init (hhdm: the offset rust_set_hhdm_offset gave, 0 if
+ * none): fill *w, and append to extra[*extra_n ..] (room for cap in all)
+ * the ranges that must stay out of the allocator besides the caller's
+ * (what the boot loader says is not usable RAM). Returns KMM_OK or a
+ * negative KMM_E* value with nothing left to undo.
+ */
+int kmm_boruix_world_up(const struct kmm_region *map, size_t n, uint64_t hhdm,
+                        struct kmm_boruix_world *w, struct kmm_region *extra, size_t cap,
+                        size_t *extra_n);
+
+/* kmm_boruix_world_down - undo kmm_boruix_world_up, after kmm_fini. */
+void kmm_boruix_world_down(struct kmm_boruix_world *w);
+
+/* kmm_boruix_world_log - a log line at a KMM_LOG_* level when no instance
+ * exists (before init, after a failed one). */
+void kmm_boruix_world_log(int level, const char *line);
+
+/* kmm_boruix_world_console - where rust_memory_debug_print writes by
+ * default (text, len bytes, lines end in '\n'). */
+void kmm_boruix_world_console(void *ctx, const char *text, size_t len);
+
+/* --- the compat layer's own calls, beyond Boruix's (tests, ports) --------------- */
+
+/* The instance Boruix's calls work on; NULL before rust_memory_init. */
+struct kmm *kmm_boruix_instance(void);
+
+/* Calls this layer rejected itself (the library's own rejections are in
+ * kmm_misuse_stats); never decreases while an instance lives. */
+uint64_t kmm_boruix_misuse(void);
+
+/* Where rust_memory_debug_print writes; NULL: the world's console. The sink
+ * must outlive its use. */
+void kmm_boruix_set_console(const struct kmm_sink *sink);
+
+/*
+ * kmm_boruix_fini - tear the instance down (kmm_fini) and the world's
+ * machine with it, so that rust_memory_init may run again: for tests. Every
+ * pointer and address handed out is gone. Returns KMM_OK, or KMM_ESTATE if
+ * there is no instance.
+ */
+int kmm_boruix_fini(void);
+
+/* The hosted world only: the simulated machine behind the instance (NULL
+ * before init), for tests (its log counts, its mirror window). */
+struct hosted_machine;
+struct hosted_machine *kmm_boruix_hosted_machine(void);
+
+#endif /* KMM_COMPAT_WORLD_H */
