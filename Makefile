@@ -28,7 +28,7 @@ MAKEFLAGS += --no-print-directory
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 VARIANT = $(MAKE) -f mk/variant.mk -j$(JOBS)
 
-.PHONY: all deps lib kernel run test check lint layers format format-check cppcheck clang-tidy \
+.PHONY: boruix all deps lib kernel run test check lint layers format format-check cppcheck clang-tidy \
         hosted-tests kernel-images clean bench bench-instr fuzz fuzz-targets install malloc
 
 all: lib kernel
@@ -42,6 +42,12 @@ lib:
 
 kernel:
 	$(VARIANT) O=build/kernel CC=gcc WORLD=kernel kernel-image
+
+# The drop-in for a Limine-booted kernel like Boruix: build/boruix/libkmm-boruix.a
+# links in place of Boruix's librust_memory.a (docs/porting.md, "Boruix in ten
+# minutes"); tools/boruix-archive-test.t checks it.
+boruix:
+	$(VARIANT) O=build/boruix CC=gcc WORLD=boruix lib
 
 # --- the main job ------------------------------------------------------------
 run: deps
@@ -89,8 +95,9 @@ malloc:
 	$(VARIANT) O=build/clang/hosted CC=clang WORLD=hosted malloc
 
 test: SHELL := /bin/bash
-test: deps lint hosted-tests kernel-images fuzz-targets bench malloc
-	tools/run-tests.sh tools/readme-test.t tools/boruix-headers-test.t tests/malloc/programs.t tools/shell-test.t \
+test: deps lint hosted-tests kernel-images fuzz-targets bench malloc boruix
+	tools/run-tests.sh tools/readme-test.t tools/boruix-headers-test.t tools/boruix-archive-test.t \
+	  tests/malloc/programs.t tools/shell-test.t \
 	  $(foreach v,$(TEST_VARIANTS),$(firstword $(subst :, ,$(v)))) \
 	  --kernel $(KERNEL_BOOTS) --fuzz build/fuzz
 
@@ -110,9 +117,10 @@ check: deps
 
 # --- lint ----------------------------------------------------------------------
 FORMAT_FILES = $(shell git ls-files -co --exclude-standard '*.c' '*.h' 2>/dev/null)
-LINT_SRCS = $(shell git ls-files -co --exclude-standard 'src/*.c' 'port/*.c' 'compat/*.c' 'examples/*.c' 'tests/*.c' \
-              'tools/*.c' 'bench/*.c' 'malloc/*.c' 2>/dev/null)
+LINT_SRCS = $(shell git ls-files -co --exclude-standard 'src/*.c' 'port/hosted/*.c' 'compat/*.c' \
+              'examples/*.c' 'tests/*.c' 'tools/*.c' 'bench/*.c' 'malloc/*.c' 2>/dev/null)
 KERNEL_LINT_SRCS = $(shell git ls-files -co --exclude-standard 'kernel/*.c' 2>/dev/null)
+BORUIX_LINT_SRCS = $(shell git ls-files -co --exclude-standard 'port/boruix/*.c' 2>/dev/null)
 
 lint: format-check layers cppcheck clang-tidy
 
@@ -135,9 +143,10 @@ CPPCHECK = cppcheck --quiet --error-exitcode=1 --std=c11 \
 cppcheck:
 	$(CPPCHECK) -Iport/hosted $(LINT_SRCS)
 	$(CPPCHECK) -Ikernel/port $(KERNEL_LINT_SRCS)
+	$(CPPCHECK) -Iport/boruix -Icompat $(BORUIX_LINT_SRCS)
 
 clang-tidy: compile_commands.json
-	clang-tidy --quiet -p . $(LINT_SRCS) $(KERNEL_LINT_SRCS) 2>&1 | { grep -Ev '^[0-9]+ warnings? generated' || true; }; \
+	clang-tidy --quiet -p . $(LINT_SRCS) $(KERNEL_LINT_SRCS) $(BORUIX_LINT_SRCS) 2>&1 | { grep -Ev '^[0-9]+ warnings? generated' || true; }; \
 	  test $${PIPESTATUS[0]} -eq 0
 
 clang-tidy: SHELL := /bin/bash

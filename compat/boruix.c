@@ -189,6 +189,8 @@ int rust_memory_init(const rust_memory_region_t *regions, size_t count)
                              .kva_base = w.kva_base,
                              .kva_size = w.kva_size};
     err = kmm_init(&cfg, &g.k);
+    if (err == KMM_OK && (err = kmm_boruix_world_ready(g.k)) != KMM_OK)
+        kmm_fini(g.k);
     if (err != KMM_OK) {
         kmm_boruix_world_down(&w);
         g.k = NULL;

@@ -40,6 +40,11 @@ int kmm_boruix_world_up(const struct kmm_region *map, size_t n, uint64_t hhdm,
                         struct kmm_boruix_world *w, struct kmm_region *extra, size_t cap,
                         size_t *extra_n);
 
+/* kmm_boruix_world_ready - the instance k exists: whatever the world does
+ * with it before Boruix's calls use it (a kernel: make its kernel space the
+ * live one). KMM_OK, or an error after which the instance is torn down. */
+int kmm_boruix_world_ready(struct kmm *k);
+
 /* kmm_boruix_world_down - undo kmm_boruix_world_up, after kmm_fini. */
 void kmm_boruix_world_down(struct kmm_boruix_world *w);
 

@@ -29,7 +29,6 @@ KTEST_SRCS := $(KTEST_LIB_SRCS) $(SHARED_TEST_SRCS)
 SHELL_SRCS := $(sort $(wildcard kernel/shell/*.c))
 SHELL_TESTS := shell mmbench
 
-ifeq ($(WORLD),kernel)
 # Freestanding: no libc headers at all (-nostdinc), only the compiler's own
 # (stdint.h, stddef.h, ...). A core file that includes a libc header fails here.
 KERNEL_CFLAGS := -std=c11 -O2 -g $(WARN) -ffreestanding -nostdinc \
@@ -37,8 +36,20 @@ KERNEL_CFLAGS := -std=c11 -O2 -g $(WARN) -ffreestanding -nostdinc \
         -mno-red-zone -mcmodel=kernel -mgeneral-regs-only -fno-pic -fno-pie \
         -fno-stack-protector -nostdlib -fno-asynchronous-unwind-tables \
         -Iinclude -Isrc -Ikernel/port -Itests/ktest -Ikernel/shell -MMD -MP
+ifeq ($(WORLD),kernel)
 CFLAGS := $(KERNEL_CFLAGS)
 LIB_SRCS := $(CORE_SRCS)
+else ifeq ($(WORLD),boruix)
+# The drop-in for a Limine-booted kernel like Boruix (`make boruix`): the
+# library, the Boruix interface and port/boruix in one freestanding archive,
+# built as Boruix builds its kernel (no SSE or MMX: it runs with CR4's SSE
+# bits clear; no floating point anywhere). The mem* functions are loops that
+# must not be turned into calls to themselves.
+CFLAGS := $(subst -Ikernel/port,-Iport/boruix -Icompat,$(KERNEL_CFLAGS)) \
+        -mno-sse -mno-sse2 -mno-mmx $(if $(findstring clang,$(CC)),,-fno-tree-loop-distribute-patterns) \
+        -ffunction-sections -fdata-sections
+LIB_SRCS := $(CORE_SRCS) compat/boruix.c $(sort $(wildcard port/boruix/*.c))
+LIBKMM_NAME := libkmm-boruix.a
 else
 SAN_FLAGS_asan := -fsanitize=address,undefined -fno-sanitize-recover=all
 SAN_FLAGS_tsan := -fsanitize=thread
@@ -71,16 +82,30 @@ HEAP_PEER_LIBS_mimalloc := -lmimalloc
 HEAP_PEER_EXES := $(patsubst %,$(O)/kmm-heap-%,$(HEAP_PEERS))
 endif
 
-LIBKMM := $(O)/libkmm.a
+LIBKMM := $(O)/$(or $(LIBKMM_NAME),libkmm.a)
 obj = $(patsubst %.c,$(O)/obj/%.o,$(1))
 LIB_OBJS := $(call obj,$(LIB_SRCS) $(COMPAT_SRCS))
 
 .PHONY: lib tests demo shell kernel-image bench fuzz malloc
 lib: $(LIBKMM)
 
+ifeq ($(WORLD),boruix)
+# One relocatable object whose only globals are the interface (rust_*), the
+# library's kmm_* names and the weak mem*: the library's internal
+# cross-file names (pmm_*, vmm_*, heap_*, ...) become local, so none can
+# clash with a kernel's own (Boruix has its own vmm_init). One object also
+# means the Limine request in it is always linked (tools/boruix-archive-test.t).
+$(LIBKMM): $(LIB_OBJS)
+	@rm -f $@
+	$(LD) -r -o $(O)/kmm-boruix.o $^
+	objcopy --wildcard --keep-global-symbol='rust_*' --keep-global-symbol='kmm_*' \
+	  --keep-global-symbol='mem*' $(O)/kmm-boruix.o
+	$(AR) rcs $@ $(O)/kmm-boruix.o
+else
 $(LIBKMM): $(LIB_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^
+endif
 
 # Test objects are intermediate to make's pattern chains; keep them, or every
 # run deletes and rebuilds them.
@@ -98,6 +123,8 @@ $(call obj,$(CORE_SRCS) $(COMPAT_SRCS)): CFLAGS += $(CORE_WARN)
 ifeq ($(WORLD),kernel)
 include kernel/kernel.mk
 kernel-image: $(KERNEL_ELF32) $(KERNEL_ISO)
+else ifeq ($(WORLD),boruix)
+# lib only.
 else
 # One executable per test file; prove runs each and reads its KTAP.
 # (Test file names are unique across tests/ and tests/hosted/.)
