@@ -8,7 +8,9 @@
 #   make test       everything CI runs: lint, gcc and clang builds, sanitizers, QEMU boot
 #   make check      the quick inner loop: gcc + ASan/UBSan hosted tests only
 #   make fuzz       the libFuzzer targets for FUZZ_SECONDS each (600; make test runs 30)
-#   make install    the hosted library, public headers, hosted port and kmm.pc under PREFIX
+#   make install    both worlds under PREFIX: headers, libkmm.a (hosted), libkmm-boruix.a
+#                   (freestanding), kmm.pc and kmm-freestanding.pc
+#   make boruix     build/boruix/libkmm-boruix.a, the drop-in for a Limine-booted kernel
 #   make malloc     build/hosted/libkmm-malloc.so, a malloc over the heap for any program
 #                   (LD_PRELOAD), and its test programs; gcc and clang
 #   make lint       format check, the layering of src/ (tools/check-layers.sh), cppcheck, clang-tidy
@@ -96,8 +98,8 @@ malloc:
 
 test: SHELL := /bin/bash
 test: deps lint hosted-tests kernel-images fuzz-targets bench malloc boruix
-	tools/run-tests.sh tools/readme-test.t tools/boruix-headers-test.t tools/boruix-archive-test.t \
-	  tests/malloc/programs.t tools/shell-test.t \
+	tools/run-tests.sh tools/readme-test.t tools/install-test.t tools/boruix-headers-test.t \
+	  tools/boruix-archive-test.t tests/malloc/programs.t tools/shell-test.t \
 	  $(foreach v,$(TEST_VARIANTS),$(firstword $(subst :, ,$(v)))) \
 	  --kernel $(KERNEL_BOOTS) --fuzz build/fuzz
 
@@ -160,24 +162,36 @@ compile_commands.json: FORCE
 FORCE:
 
 # --- install -------------------------------------------------------------------
-# The hosted build, for programs that use kmm in user space (tests, tools,
-# simulations): $(PREFIX)/lib/libkmm.a, the public headers in
-# $(PREFIX)/include/kmm/, the hosted port's headers in
-# $(PREFIX)/include/kmm/hosted/ and $(PREFIX)/lib/pkgconfig/kmm.pc, so that
-#   cc prog.c $$(pkg-config --cflags --libs kmm)
-# builds. A kernel builds src/ with its own glue header instead (docs/porting.md).
+# Both worlds under PREFIX, each with its pkg-config file:
+#   kmm                the hosted build, for programs that use kmm in user space
+#                      (tests, tools, simulations, Boruix code run as a program):
+#                      $(PREFIX)/lib/libkmm.a, the hosted port's headers in
+#                      $(PREFIX)/include/kmm/hosted/;
+#                      cc prog.c $$(pkg-config --cflags --libs kmm)
+#   kmm-freestanding   the drop-in for a Limine-booted kernel (make boruix):
+#                      $(PREFIX)/lib/libkmm-boruix.a; a kernel's Makefile adds
+#                      $$(pkg-config --cflags kmm-freestanding) to its CFLAGS and
+#                      $$(pkg-config --libs kmm-freestanding) to its link
+#                      (docs/porting.md, "Boruix in ten minutes").
+# The public headers (include/kmm/, include/boruix/) serve both. A kernel
+# with a port of its own builds src/ with its glue header instead (docs/porting.md).
 PREFIX ?= /usr/local
 INSTALL_TO = $(DESTDIR)$(PREFIX)
 install:
 	@case '$(INSTALL_TO)' in *[[:space:]\|\&\\\']*) \
 	  echo "install: PREFIX and DESTDIR must not hold spaces, quotes, |, & or \\" >&2; exit 1;; esac
 	$(VARIANT) O=build/hosted CC=gcc WORLD=hosted lib
-	install -d '$(INSTALL_TO)/include/kmm/hosted' '$(INSTALL_TO)/lib/pkgconfig'
+	$(VARIANT) O=build/boruix CC=gcc WORLD=boruix lib
+	install -d '$(INSTALL_TO)/include/kmm/hosted' '$(INSTALL_TO)/include/boruix' \
+	  '$(INSTALL_TO)/lib/pkgconfig'
 	install -m 644 include/kmm/*.h '$(INSTALL_TO)/include/kmm/'
+	install -m 644 include/boruix/*.h '$(INSTALL_TO)/include/boruix/'
 	install -m 644 port/hosted/kmm_port_impl.h port/hosted/hosted.h \
 	  '$(INSTALL_TO)/include/kmm/hosted/'
-	install -m 644 build/hosted/libkmm.a '$(INSTALL_TO)/lib/'
+	install -m 644 build/hosted/libkmm.a build/boruix/libkmm-boruix.a '$(INSTALL_TO)/lib/'
 	sed 's|@PREFIX@|$(PREFIX)|' tools/kmm.pc.in > '$(INSTALL_TO)/lib/pkgconfig/kmm.pc'
+	sed 's|@PREFIX@|$(PREFIX)|' tools/kmm-freestanding.pc.in \
+	  > '$(INSTALL_TO)/lib/pkgconfig/kmm-freestanding.pc'
 
 clean:
 	rm -rf build compile_commands.json
