@@ -56,6 +56,20 @@ void kmm_boruix_world_log(int level, const char *line);
  * default (text, len bytes, lines end in '\n'). */
 void kmm_boruix_world_console(void *ctx, const char *text, size_t len);
 
+/*
+ * kmm_boruix_limine_reserved - what a Limine memory map (entries[0..count),
+ * its response's) says is not usable RAM below end, holes included, as
+ * ranges kmm_init must keep out (kmm_config.reserved), appended to
+ * extra[*extra_n ..] (room for cap in all). Given with a caller's regions,
+ * kmm_init then manages only their intersection with Limine's usable RAM.
+ * Returns KMM_OK; KMM_EINVAL for a map kmm_bootmap_limine refuses or with
+ * more than KMM_MAX_REGIONS entries; KMM_ENOMEM when extra has no room
+ * (*extra_n unchanged). Not reentrant (static scratch).
+ */
+struct kmm_limine_memmap_entry;
+int kmm_boruix_limine_reserved(const struct kmm_limine_memmap_entry *const *entries, uint64_t count,
+                               uint64_t end, struct kmm_region *extra, size_t cap, size_t *extra_n);
+
 /* --- the compat layer's own calls, beyond Boruix's (tests, ports) --------------- */
 
 /* The instance Boruix's calls work on; NULL before rust_memory_init. */

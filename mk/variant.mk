@@ -48,7 +48,7 @@ else ifeq ($(WORLD),boruix)
 CFLAGS := $(subst -Ikernel/port,-Iport/boruix -Icompat,$(KERNEL_CFLAGS)) \
         -mno-sse -mno-sse2 -mno-mmx $(if $(findstring clang,$(CC)),,-fno-tree-loop-distribute-patterns) \
         -ffunction-sections -fdata-sections
-LIB_SRCS := $(CORE_SRCS) compat/boruix.c $(sort $(wildcard port/boruix/*.c))
+LIB_SRCS := $(CORE_SRCS) compat/boruix.c compat/limine.c $(sort $(wildcard port/boruix/*.c))
 LIBKMM_NAME := libkmm-boruix.a
 else
 SAN_FLAGS_asan := -fsanitize=address,undefined -fno-sanitize-recover=all
@@ -70,7 +70,7 @@ LIB_SRCS := $(CORE_SRCS) $(sort $(wildcard port/hosted/*.c))
 # The Boruix interface (compat/, on top of the public API) and its hosted
 # world: in libkmm.a, pulled in only by programs that call rust_* (a static
 # archive's members link on demand); not in the preloadable malloc.
-COMPAT_SRCS := compat/boruix.c compat/hosted.c
+COMPAT_SRCS := compat/boruix.c compat/limine.c compat/hosted.c
 EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
 HOSTED_TEST_SRCS := $(sort $(wildcard tests/hosted/test_*.c))
 TEST_SUPPORT_SRCS := $(KTEST_LIB_SRCS) tests/ktest/main_hosted.c tests/ktest/env_hosted.c \

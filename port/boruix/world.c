@@ -76,20 +76,8 @@ __attribute__((
 #define X86_PAT_LARGE 0x1000ULL
 #define X86_NX        (1ULL << 63)
 #define X86_ADDR      0x000ffffffffff000ULL
-#define LIMINE_MAX    ((size_t)KMM_MAX_REGIONS)
 
 static struct kmm_port port;
-
-/* Appends r to extra if there is room. */
-static bool add(struct kmm_region r, struct kmm_region *extra, size_t cap, size_t *n)
-{
-    if (r.length == 0)
-        return true;
-    if (*n >= cap)
-        return false;
-    extra[(*n)++] = r;
-    return true;
-}
 
 int kmm_boruix_world_up(const struct kmm_region *map, size_t n, uint64_t hhdm,
                         struct kmm_boruix_world *w, struct kmm_region *extra, size_t cap,
@@ -109,34 +97,17 @@ int kmm_boruix_world_up(const struct kmm_region *map, size_t n, uint64_t hhdm,
                                            "regions as they are");
         return KMM_OK;
     }
-    static struct kmm_region raw[LIMINE_MAX], resolved[2 * LIMINE_MAX];
-    long got = kmm_bootmap_limine((const struct kmm_limine_memmap_entry *const *)resp->entries,
-                                  resp->entry_count, raw, LIMINE_MAX);
-    if (got < 0 || got > (long)LIMINE_MAX)
-        return KMM_EINVAL;
-    size_t ranges = kmm_memmap_resolve(raw, (size_t)got, resolved, 2 * LIMINE_MAX);
     uint64_t end = 0;
     for (size_t i = 0; i < n; i++)
         if (map[i].base + map[i].length > end)
             end = map[i].base + map[i].length;
-    /* Everything that is not usable RAM by Limine's word, holes included. */
-    uint64_t at = 0;
-    bool room = true;
-    for (size_t i = 0; i < ranges && at < end; i++) {
-        const struct kmm_region *r = &resolved[i];
-        if (r->base > at)
-            room = room && add((struct kmm_region){at, r->base - at, KMM_MEM_RESERVED}, extra, cap,
-                               extra_n);
-        if (r->type != KMM_MEM_USABLE)
-            room = room && add(*r, extra, cap, extra_n);
-        at = r->base + r->length;
-    }
-    if (at < end)
-        room =
-            room && add((struct kmm_region){at, end - at, KMM_MEM_RESERVED}, extra, cap, extra_n);
-    if (!room) {
-        kmm_boruix_world_log(KMM_LOG_ERR, "rust_memory_init: the Limine map has too many ranges");
-        return KMM_EINVAL;
+    int err =
+        kmm_boruix_limine_reserved((const struct kmm_limine_memmap_entry *const *)resp->entries,
+                                   resp->entry_count, end, extra, cap, extra_n);
+    if (err != KMM_OK) {
+        kmm_boruix_world_log(KMM_LOG_ERR, "rust_memory_init: the Limine memory map is unusable "
+                                          "or has too many ranges");
+        return err;
     }
     return KMM_OK;
 }

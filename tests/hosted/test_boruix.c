@@ -15,6 +15,7 @@
 
 #include <boruix/memory.h>
 #include <boruix/rust_memory.h>
+#include <kmm/bootmap.h>
 #include <kmm/check.h>
 #include <kmm/heap.h>
 #include <kmm/misuse.h>
@@ -978,4 +979,51 @@ KTEST(boruix, the_convenience_macros_are_the_functions)
     KT_EXPECT_EQ(t, PT_INDEX(KERNEL_HEAP_START + 5 * PG), 5);
     KT_EXPECT_EQ(t, (KERNEL_HEAP_START + 0x123) & PAGE_MASK, KERNEL_HEAP_START);
     down(t);
+}
+
+/* --- the drop-in's Limine intersection (compat/limine.c) ------------------------------------ */
+
+KTEST(boruix, the_limine_map_keeps_init_to_usable_ram_the_machine_has)
+{
+    /* A 512 MiB machine as Limine describes it: the kernel image at 2 MiB,
+     * its page tables and stack in bootloader-reclaimable memory at 64 MiB,
+     * a framebuffer beyond RAM, nothing above 512 MiB. */
+    static const struct kmm_limine_memmap_entry e[] = {
+        {0x1000, 0x9e000, KMM_LIMINE_MEMMAP_USABLE},
+        {0x100000, 0x100000, KMM_LIMINE_MEMMAP_USABLE},
+        {2 * MIB, 2 * MIB, KMM_LIMINE_MEMMAP_EXECUTABLE_AND_MODULES},
+        {4 * MIB, 60 * MIB, KMM_LIMINE_MEMMAP_USABLE},
+        {64 * MIB, 1 * MIB, KMM_LIMINE_MEMMAP_BOOTLOADER_RECLAIMABLE},
+        {65 * MIB, 447 * MIB, KMM_LIMINE_MEMMAP_USABLE},
+        {0xfd000000, 8 * MIB, KMM_LIMINE_MEMMAP_FRAMEBUFFER},
+    };
+    const struct kmm_limine_memmap_entry *entries[7];
+    for (size_t i = 0; i < 7; i++)
+        entries[i] = &e[i];
+    /* Boruix's hard-coded region: 16 MiB + 1008 MiB. */
+    struct kmm_region in[64] = {{16 * MIB, 1008 * MIB, KMM_MEM_USABLE}};
+    size_t n = 1;
+    KT_ASSERT_EQ(t, kmm_boruix_limine_reserved(entries, 7, 1024 * MIB, in, 64, &n), KMM_OK);
+    struct kmm_region out[128];
+    size_t ranges = kmm_memmap_resolve(in, n, out, 128);
+    uint64_t usable = 0;
+    bool only_inside = true;
+    for (size_t i = 0; i < ranges; i++) {
+        if (out[i].type != KMM_MEM_USABLE)
+            continue;
+        usable += out[i].length;
+        bool ok = (out[i].base >= 16 * MIB && out[i].base + out[i].length <= 64 * MIB) ||
+                  (out[i].base >= 65 * MIB && out[i].base + out[i].length <= 512 * MIB);
+        only_inside = only_inside && ok;
+    }
+    KT_EXPECT(t, only_inside);
+    KT_EXPECT_EQ(t, usable, (64 - 16) * MIB + (512 - 65) * MIB);
+    /* No room for the ranges: nothing appended. */
+    size_t m = 1;
+    KT_EXPECT_EQ(t, kmm_boruix_limine_reserved(entries, 7, 1024 * MIB, in, 2, &m), KMM_ENOMEM);
+    KT_EXPECT_EQ(t, m, 1);
+    /* A NULL entry is refused. */
+    entries[3] = NULL;
+    m = 1;
+    KT_EXPECT_EQ(t, kmm_boruix_limine_reserved(entries, 7, 1024 * MIB, in, 64, &m), KMM_EINVAL);
 }
