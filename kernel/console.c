@@ -44,6 +44,7 @@
 
 static unsigned vga_row, vga_col;
 static bool vga_on = true;
+static bool serial_crlf; /* '\n' goes out as CR LF (a terminal on the line) */
 
 static volatile uint16_t *vga_cells(void)
 {
@@ -130,12 +131,24 @@ bool console_vga_enable(bool on)
     return was;
 }
 
+void console_serial_crlf(bool on)
+{
+    serial_crlf = on;
+}
+
+static void serial_put(uint8_t byte)
+{
+    while (!(inb(COM1 + UART_LSR) & UART_LSR_THRE))
+        __asm__ volatile("pause");
+    outb(COM1 + UART_DATA, byte);
+}
+
 void console_write(const char *text, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
-        while (!(inb(COM1 + UART_LSR) & UART_LSR_THRE))
-            __asm__ volatile("pause");
-        outb(COM1 + UART_DATA, (uint8_t)text[i]);
+        if (text[i] == '\n' && serial_crlf)
+            serial_put('\r');
+        serial_put((uint8_t)text[i]);
         if (vga_on)
             vga_put(text[i]);
     }

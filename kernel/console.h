@@ -17,7 +17,7 @@
 void console_init(void);
 
 /* Write len bytes as they are ("\n" moves the VGA cursor to the next line;
- * the serial line gets the bytes unchanged). */
+ * the serial line gets the bytes unchanged unless console_serial_crlf). */
 void console_write(const char *text, size_t len);
 
 /* Write a NUL-terminated string. */
@@ -33,6 +33,12 @@ void console_sink_write(void *ctx, const char *text, size_t len);
 /* A received byte from COM1 into *c: true, or false at once if none is
  * waiting (for a shell's input loop). */
 bool console_poll(uint8_t *c);
+
+/* Send each '\n' to the serial line as CR LF from now on (off by default:
+ * the test boots' KTAP stays byte for byte what the kernel writes), for a
+ * terminal on the line, whose raw mode would not return the carriage (the
+ * shell mode under `make run`). */
+void console_serial_crlf(bool on);
 
 /* Turn the VGA mirror off (on is the default); for output that should stay
  * on the serial line only, such as thousands of test lines. Returns the

@@ -18,6 +18,7 @@
 #include "crash.h"
 #include "kernel.h"
 #include "selftest.h"
+#include "shellmode.h"
 #include "takeover.h"
 #include "trap.h"
 
@@ -48,12 +49,15 @@ noreturn void kernel_panic(const char *msg)
 struct boot_mode {
     const char *name;  /* the command-line word that selects it */
     void (*run)(void); /* never returns */
+    bool terminal;     /* a person's terminal on COM1: '\n' sent as CR LF */
 };
 
 /* The first entry is the default. */
 static const struct boot_mode boot_modes[] = {
-    {"selftest", selftest_main},
-    {"crash", crash_main},
+    {"selftest", selftest_main, false},
+    {"crash", crash_main, false},
+    {"shell", shell_main, true},
+    {"bench", bench_main, false},
 };
 
 static const struct boot_mode *choose_mode(const struct boot_info *bi)
@@ -95,10 +99,13 @@ noreturn void kmain(uint32_t magic, uint32_t info_phys)
     console_init();
     trap_init();
     bootinfo_parse(magic, info_phys, &kernel_boot);
+    /* Chosen now (it reads only the command line) so that the boot lines
+     * already reach a terminal with its line ends. */
+    const struct boot_mode *mode = choose_mode(&kernel_boot);
+    console_serial_crlf(mode->terminal);
     acpi_scan(&kernel_boot, &kernel_acpi);
     print_boot(&kernel_boot, &kernel_acpi);
     takeover(&kernel_boot, &kernel_acpi);
-    const struct boot_mode *mode = choose_mode(&kernel_boot);
     kprintf("# kmm kernel: boot mode %s\n", mode->name);
     mode->run();
     kernel_panic("kmain: a boot mode returned");

@@ -53,7 +53,7 @@ static uint64_t carve_arena(uint64_t *size)
     return 0;
 }
 
-noreturn void selftest_main(void)
+int selftest_run(const char *filter, const struct kmm_sink *out)
 {
     uint64_t size;
     uint64_t base = carve_arena(&size);
@@ -61,17 +61,29 @@ noreturn void selftest_main(void)
     kernel_arena_size = size;
 
     bool vga = console_vga_enable(false); /* the KTAP stream: serial only */
-    struct kmm_sink sink = {console_sink_write, NULL};
     size_t hw_count;
     const struct ktest_case *hw = hwtest_cases(&hw_count);
-    char filter[64] = "";
-    bootinfo_option(&kernel_boot, "test", filter, sizeof(filter));
-    int failed = ktest_run_with(filter, hw, hw_count, &sink);
+    int failed = ktest_run_with(filter, hw, hw_count, out);
     console_vga_enable(vga);
 
     uint64_t end = base + size;
     kprintf("# kmm kernel: test arena 0x%llx - 0x%llx (%llu MiB)\n", (unsigned long long)base,
             (unsigned long long)end, (unsigned long long)(size >> 20));
+    /* Given back so that the shell's instance has its memory again after a
+     * `selftest`; the tests' machines are gone by now. */
+    if (size)
+        kmm_run_free(kernel_kmm, base, size / KMM_PAGE_SIZE);
+    kernel_arena_base = 0;
+    kernel_arena_size = 0;
+    return failed;
+}
+
+noreturn void selftest_main(void)
+{
+    struct kmm_sink sink = {console_sink_write, NULL};
+    char filter[64] = "";
+    bootinfo_option(&kernel_boot, "test", filter, sizeof(filter));
+    int failed = selftest_run(filter, &sink);
     kprintf("# kmm kernel: %d test(s) failed\n", failed);
     kernel_exit(failed ? KERNEL_EXIT_FAIL : KERNEL_EXIT_PASS);
 }
