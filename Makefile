@@ -131,6 +131,7 @@ test: SHELL := /bin/bash
 test: deps lint hosted-tests kernel-images fuzz-targets bench malloc boruix
 	tools/run-tests.sh tools/readme-test.t tools/install-test.t tools/boruix-headers-test.t \
 	  tools/boruix-archive-test.t tests/malloc/programs.t tools/shell-test.t \
+	  tools/kernel-shell-test.t \
 	  $(foreach v,$(TEST_VARIANTS),$(firstword $(subst :, ,$(v)))) \
 	  --kernel $(KERNEL_BOOTS) --fuzz build/fuzz
 
