@@ -125,6 +125,34 @@ KTEST(heap_misuse, a_pointer_the_heap_never_handed_out_is_refused_by_every_call)
 
 /* --- pointers inside a block ----------------------------------------------------------------- */
 
+/* An object in a later page of its slab: kmm_free's common path hops from
+ * that page's frame to the slab's head (the order the frame carries), and
+ * must still refuse a pointer inside the object. */
+KTEST(heap_misuse, a_pointer_inside_an_object_in_a_later_slab_page_is_refused)
+{
+    struct kt_heap h;
+    if (!up(t, &h))
+        return;
+    struct kmm *k = h.f.k;
+    enum { OBJS = 16, SIZE = 1792 }; /* a class whose slabs have several pages */
+    uint8_t *o[OBJS];
+    for (unsigned i = 0; i < OBJS; i++)
+        KT_ASSERT(t, (o[i] = kmm_malloc(k, SIZE, 0)) != NULL);
+    unsigned later = OBJS;
+    for (unsigned i = 0; i < OBJS && later == OBJS; i++)
+        if ((uintptr_t)o[i] % (4 * PAGE) >= PAGE) /* its slab: 4 pages, aligned */
+            later = i;
+    KT_ASSERT(t, later < OBJS);
+    kt_heap_fill(&h, o[later], 0, SIZE, 3);
+    EXPECT_EVERY_CALL_REFUSES(t, &h, o[later] + 16, INTERIOR);
+    EXPECT_EVERY_CALL_REFUSES(t, &h, o[later] + SIZE - 1, INTERIOR);
+    KT_EXPECT(t, kt_heap_holds(&h, o[later], 0, SIZE, 3));
+    for (unsigned i = 0; i < OBJS; i++)
+        KT_EXPECT_EQ(t, kmm_free(k, o[i]), KMM_OK);
+    KT_EXPECT_HEALTHY(t, k);
+    kt_heap_down(&h);
+}
+
 KTEST(heap_misuse, a_pointer_inside_a_block_is_refused_and_the_block_stays)
 {
     struct kt_heap h;
