@@ -279,20 +279,22 @@ static inline __attribute__((always_inline)) struct kmm_cache *heap_cache_of(str
         return NULL;
     union frame_meta m = frame_meta_get(f);
     uint64_t off = pa & (KMM_PAGE_SIZE - 1);
-    if (m.state == FRAME_INTERIOR) {
+    /* A slab's head page first: every object of a one-page slab, which
+     * the small classes have, is in it. */
+    if (__builtin_expect(m.state != FRAME_SLAB, 0)) {
         /* A later page of a slab: one hop to its head by the order the
          * frame carries (pmm/slab.c), believed only if it lands on a SLAB
          * head of that order. */
         unsigned order = m.order;
-        if (order > PMM_SLAB_MAX_ORDER)
+        if (m.state != FRAME_INTERIOR || order > PMM_SLAB_MAX_ORDER)
             return NULL;
         uint64_t in = pfn & ((UINT64_C(1) << order) - 1);
         m = frame_meta_get(f - in);
-        if (m.order != order)
+        if (m.state != FRAME_SLAB || m.order != order)
             return NULL;
         off += in << KMM_PAGE_SHIFT;
     }
-    if (__builtin_expect(m.state != FRAME_SLAB || m.count >= HEAP_ID_RECORDS, 0))
+    if (__builtin_expect(m.count >= HEAP_ID_RECORDS, 0))
         return NULL;
     struct kmm_cache *c = __atomic_load_n(&k->heap.caches[m.count], __ATOMIC_ACQUIRE);
     if (!c || !heap_object_start(c, off))
@@ -368,19 +370,26 @@ enum heap_push {
     HEAP_ALREADY_FREE /* not pushed: the object carries the free tag */
 };
 
-/* heap_push - puts object obj of c on this CPU's stack, tagged free. A
- * leaf. */
+/*
+ * heap_push - puts object obj of c on this CPU's stack, tagged free. A
+ * leaf. The tag is read before IRQs go off: only the stack needs them off,
+ * and an object freed twice at the same instant (here and in an interrupt
+ * handler, or on two CPUs) is the race the slabs' `out` bits already
+ * tolerate (struct slab). Fewer values live across the IRQs-off section
+ * keep the common case in scratch registers.
+ */
 static inline __attribute__((always_inline)) enum heap_push heap_push(struct kmm_cache *c,
                                                                       uintptr_t obj)
 {
+    uintptr_t tag = heap_tag(c, obj);
+    if (__builtin_expect(heap_tag_get(c, obj) == tag, 0))
+        return HEAP_ALREADY_FREE;
     enum heap_push r = HEAP_STACK_FULL;
     kmm_irqstate_t s = kmm_irq_save();
     struct heap_cpu *hc = heap_this_cpu(c);
     uint32_t n = hc->n;
-    if (__builtin_expect((heap_tag_get(c, obj) ^ obj) == c->secret, 0)) {
-        r = HEAP_ALREADY_FREE;
-    } else if (__builtin_expect(n < c->limit, 1)) {
-        heap_tag_set(c, obj, heap_tag(c, obj));
+    if (__builtin_expect(n < c->limit, 1)) {
+        heap_tag_set(c, obj, tag);
         hc->objs[n] = (void *)obj;
         hc->n = n + 1;
         hc->frees++;
