@@ -93,8 +93,16 @@ struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, 
     uint32_t cpu_stride =
         (uint32_t)kmm_align_up(sizeof(struct heap_cpu) + limit * sizeof(void *), 64);
     uint64_t head = kmm_align_up(sizeof(struct kmm_cache) + ncpu * sizeof(struct heap_cpu *), 64);
-    size_t pages =
-        (size_t)((head + (uint64_t)ncpu * cpu_stride + KMM_PAGE_SIZE - 1) >> KMM_PAGE_SHIFT);
+    uint64_t need = head + (uint64_t)ncpu * cpu_stride;
+    size_t pages = (size_t)((need + KMM_PAGE_SIZE - 1) >> KMM_PAGE_SHIFT);
+    /* Colouring, as Bonwick's slabs colour their objects: each cache's
+     * structure starts at another line of its pages' slack, so that the
+     * fast paths' lines of many caches (and their stacks' tops) do not all
+     * fall in the same set of a CPU's cache, as they would if every one
+     * started at a page boundary. Costs no memory: only the slack moves. */
+    uint64_t lines = (((uint64_t)pages << KMM_PAGE_SHIFT) - need) / 64 + 1;
+    size_t colour =
+        (size_t)(atomic_fetch_add_explicit(&k->heap.colour, 1, memory_order_relaxed) % lines) * 64;
     /* The structure and its stacks count in what the heap holds (and
      * against its limit), as its slabs do. A class may be made by an
      * atomic request: no reclaim then. */
@@ -108,7 +116,7 @@ struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, 
         heap_held_got(k);
     if (!pa)
         return NULL;
-    struct kmm_cache *c = kmm_phys_to_virt(k, pa);
+    struct kmm_cache *c = (struct kmm_cache *)((uintptr_t)kmm_phys_to_virt(k, pa) + colour);
     *c = (struct kmm_cache){
         .size = stride,
         .usable = (uint32_t)(ctor ? size : obj),
@@ -121,6 +129,7 @@ struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, 
         .ncpu = ncpu,
         .mem_pa = pa,
         .mem_pages = pages,
+        .colour = colour,
     };
     for (unsigned cpu = 0; cpu < ncpu; cpu++)
         c->stack[cpu] = (struct heap_cpu *)((uintptr_t)c + head + (uintptr_t)cpu * cpu_stride);

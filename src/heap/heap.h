@@ -116,9 +116,10 @@ struct heap_cpu {
 };
 
 /*
- * A cache. Fixed after creation: everything above `lock` (but the layout
- * and the stack bound, which the debugging switches change: heap/debug.h).
- * Under the lock: the slab lists and their counters.
+ * A cache. Fixed after creation: everything above `lock` and the fast
+ * paths' line at the end (but the layout and the stack bound, which the
+ * debugging switches change: heap/debug.h). Under the lock: the slab lists
+ * and their counters.
  * Invariants (heap/check.c): every slab is on the list its inuse says
  * (0: empty, objects: full, else partial; for the records cache a slab
  * holding only its own record is empty); its free list has objects -
@@ -132,23 +133,17 @@ struct kmm_cache {
     uint32_t id;      /* caches[id], the owner tag of its slabs */
     uint32_t size;    /* stride between objects */
     uint32_t usable;  /* bytes the caller may use */
-    uint32_t fp_off;  /* offset of the free-list word; the tag follows it */
     uint32_t objects; /* per slab */
     uint32_t recip;   /* 2^32 / size, rounded up: offset -> index */
-    uint32_t span;    /* objects * size: the bytes of a slab its objects cover */
-    uint32_t pad;
-    uint64_t divm;  /* 2^64 / size, rounded up: whether size divides an offset */
-    uint8_t order;  /* pages per slab: 2^order */
-    uint8_t kind;   /* enum heap_kind */
-    uint16_t limit; /* CPU stack bound */
-    uint16_t batch; /* objects moved per refill or flush */
-    uintptr_t secret;
+    uint8_t order;    /* pages per slab: 2^order */
+    uint8_t kind;     /* enum heap_kind */
+    uint16_t batch;   /* objects moved per refill or flush */
     kmm_ctor_t ctor;
     struct kmm *k;
     char name[KMM_CACHE_NAME_MAX];
-    unsigned ncpu;
     uint64_t mem_pa; /* the pages holding this structure and its stacks */
     size_t mem_pages;
+    size_t colour; /* where in them this structure starts (cache.c) */
 
     kmm_lock_t lock;
     struct slab *lists[SLAB_LISTS];
@@ -160,10 +155,26 @@ struct kmm_cache {
     uint32_t depot_max;          /* full magazines kept at most (0: no depot) */
     uint64_t depot_objs;         /* objects in full magazines */
     struct heap_cache_debug dbg; /* the debugging modes (heap/debug.h) */
+
+    /* What the fast paths read, in one cache line with the first CPUs'
+     * stack pointers after it: an allocation or a free touches this line
+     * of its cache and nothing else of it. */
+    _Alignas(64) uintptr_t secret;
+    uint64_t divm;   /* 2^64 / size, rounded up: whether size divides an offset */
+    uint32_t span;   /* objects * size: the bytes of a slab its objects cover */
+    uint32_t fp_off; /* offset of the free-list word; the tag follows it */
+    uint16_t limit;  /* CPU stack bound */
+    uint16_t pad;
+    unsigned ncpu;
     /* CPU i's stack, in the same pages after this structure: one load from
      * the CPU's number, where a multiply by a stride would cost three. */
     struct heap_cpu *stack[];
 };
+
+_Static_assert(__builtin_offsetof(struct kmm_cache, stack) + 4 * sizeof(void *) -
+                       __builtin_offsetof(struct kmm_cache, secret) <=
+                   64,
+               "the fast paths' fields and four CPUs' stack pointers share a line");
 
 /* heap_layout_set - c's objects: stride bytes apart in slabs of 2^order
  * pages; sets the figures derived from them (objects, recip, span, divm).

@@ -54,6 +54,7 @@ struct kmm_heap {
     struct kmm_cache *records; /* the slab records' own cache */
     struct kmm_cache *mags;    /* the depots' magazines */
     struct kmm_cache *caches[KMM_HEAP_CACHES];
+    atomic_uint colour; /* counts the caches made: the next one's colour (cache.c) */
     kmm_lock_t lock;
     atomic_ulong held, peak, limit;
     atomic_ulong large_blocks, large_bytes, large_allocs, large_frees, large_alloc_bytes,
