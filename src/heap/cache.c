@@ -190,14 +190,19 @@ struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, 
     return c;
 }
 
+_Static_assert(__builtin_offsetof(struct kmm_cache, id) + sizeof(uint32_t) <= 64,
+               "heap_cache_live reads a cache's magic and id from its first line");
+
 bool heap_cache_live(struct kmm *k, const struct kmm_cache *c)
 {
     uintptr_t a = (uintptr_t)c, dm = k->direct_map;
-    /* Read c only once it is known to be the head of an allocated block,
-     * as every cache is (heap_cache_make): the frame database also has
+    /* Read c only once it is known to be in the first page of an
+     * allocated block, as every cache is (heap_cache_make: its colour is
+     * a line of its first page), and only its first line (magic and id)
+     * until those say it is a cache: the frame database also has
      * descriptors for holes and reserved ranges, where the direct map may
      * have nothing to read. */
-    if (!c || (a & (KMM_PAGE_SIZE - 1)) || a < dm || a - dm >= k->totals.phys_end)
+    if (!c || (a & 63) || a < dm || a - dm >= k->totals.phys_end)
         return false;
     const struct kmm_frame *f = pmm_frame_lookup(&k->pmm, (a - dm) >> KMM_PAGE_SHIFT);
     if (!f || frame_meta_get(f).state != FRAME_ALLOCATED)

@@ -187,6 +187,45 @@ static void *shrinker_main(void *arg)
  * at once (zeroed): a walk still inside the cache would find no CPUs there
  * (a panic) or scribble over the page's new owner.
  */
+/* What the destroying CPU saw over the rounds. */
+struct destroy_tally {
+    unsigned destroyed, reused, scribbled;
+};
+
+/* One round: a cache made, its depot filled, the cache destroyed, and its
+ * page taken back at once. Returns at the first failure (the caller stops
+ * the shrinking CPU either way). */
+static void destroy_round(struct ktest *t, struct kt_heap *h, struct shrinker_cpu *s,
+                          struct destroy_tally *n)
+{
+    static void *o[DESTROY_OBJS];
+    struct kmm *k = h->f.k;
+    struct kmm_cache *c = kmm_cache_create(k, "kt-doomed", 64, 0, NULL, 0);
+    KT_ASSERT(t, c != NULL);
+    for (unsigned i = 0; i < DESTROY_OBJS; i++)
+        KT_ASSERT(t, (o[i] = kmm_cache_alloc(k, c, 0)) != NULL);
+    for (unsigned i = 0; i < DESTROY_OBJS; i++)
+        KT_ASSERT_EQ(t, kmm_cache_free(k, c, o[i]), KMM_OK);
+    /* The page the cache's structure starts in (it starts at a line of
+     * it: heap/cache.c's colouring). */
+    uintptr_t first = (uintptr_t)c & ~(uintptr_t)(KT_PAGE - 1);
+    if (kmm_cache_destroy(k, c) != KMM_OK)
+        return;
+    n->destroyed++;
+    /* The cache's page, if the page allocator hands it out again. */
+    uint64_t pa = kmm_page_alloc(k, 0, KMM_GFP_ZERO);
+    KT_ASSERT(t, pa != 0);
+    uint8_t *page = kt_machine_phys(h->f.m, pa);
+    if ((uintptr_t)page == first) {
+        n->reused++;
+        unsigned long seen = atomic_load(&s->passes);
+        while (atomic_load(&s->passes) < seen + 2) /* a whole walk since */
+            sched_yield();
+        n->scribbled += !kt_heap_all(h, page, 0, KT_PAGE, 0);
+    }
+    KT_ASSERT_EQ(t, kmm_page_free(k, pa, 0), KMM_OK);
+}
+
 KTEST(heap_attack_threads,
       a_cache_destroyed_while_another_cpu_shrinks_the_heap_is_not_freed_under_it)
 {
@@ -195,42 +234,22 @@ KTEST(heap_attack_threads,
         return;
     struct kmm *k = h.f.k;
     kt_heap_warm(t, &h);
-    static void *o[DESTROY_OBJS];
     static struct shrinker_cpu s;
     s = (struct shrinker_cpu){.k = k};
     pthread_t th;
     pthread_create(&th, NULL, shrinker_main, &s);
     pin(0);
-    unsigned destroyed = 0, reused = 0, scribbled = 0;
-    for (unsigned round = 0; round < DESTROY_ROUNDS; round++) {
-        struct kmm_cache *c = kmm_cache_create(k, "kt-doomed", 64, 0, NULL, 0);
-        KT_ASSERT(t, c != NULL);
-        for (unsigned i = 0; i < DESTROY_OBJS; i++)
-            KT_ASSERT(t, (o[i] = kmm_cache_alloc(k, c, 0)) != NULL);
-        for (unsigned i = 0; i < DESTROY_OBJS; i++)
-            KT_ASSERT_EQ(t, kmm_cache_free(k, c, o[i]), KMM_OK);
-        if (kmm_cache_destroy(k, c) != KMM_OK)
-            continue;
-        destroyed++;
-        /* The cache's page, if the page allocator hands it out again. */
-        uint64_t pa = kmm_page_alloc(k, 0, KMM_GFP_ZERO);
-        KT_ASSERT(t, pa != 0);
-        uint8_t *page = kt_machine_phys(h.f.m, pa);
-        if ((void *)page == (void *)c) {
-            reused++;
-            unsigned long seen = atomic_load(&s.passes);
-            while (atomic_load(&s.passes) < seen + 2) /* a whole walk since */
-                sched_yield();
-            scribbled += !kt_heap_all(&h, page, 0, KT_PAGE, 0);
-        }
-        KT_ASSERT_EQ(t, kmm_page_free(k, pa, 0), KMM_OK);
-    }
+    struct destroy_tally n = {0};
+    for (unsigned round = 0; round < DESTROY_ROUNDS && !ktest_failed(t); round++)
+        destroy_round(t, &h, &s, &n);
+    /* Stopped on a failure too: a shrinker left running would hold CPU 1
+     * and hang the next test. */
     atomic_store(&s.stop, true);
     pthread_join(th, NULL);
     ktest_diag(t, "%u rounds, %u caches destroyed, %u pages reused at once", DESTROY_ROUNDS,
-               destroyed, reused);
-    KT_EXPECT_EQ(t, destroyed, DESTROY_ROUNDS);
-    KT_EXPECT_EQ(t, scribbled, 0);
+               n.destroyed, n.reused);
+    KT_EXPECT_EQ(t, n.destroyed, DESTROY_ROUNDS);
+    KT_EXPECT_EQ(t, n.scribbled, 0);
     KT_EXPECT_EQ(t, kmm_heap_drain_offline_cpu(k, 1), KMM_OK);
     KT_EXPECT_EQ(t, kmm_page_drain_offline_cpu(k, 1), KMM_OK);
     KT_EXPECT_HEALTHY(t, k);
