@@ -1170,6 +1170,38 @@ KTEST(heap, a_cpu_caches_at_most_the_magazine_size_of_each_cache)
     kt_heap_down(&h);
 }
 
+/* A burst of frees in many classes at once fills their depots only up to
+ * the heap-wide budget: the rest goes back to the slabs, where any class
+ * can have it once a slab empties. */
+KTEST(heap, the_depots_of_all_classes_together_keep_at_most_the_depot_max)
+{
+    struct kt_heap h;
+    if (!up(t, &h))
+        return;
+    enum { CLASSES = 16, BYTES = 96 * 1024 };
+    static void *o[BYTES / 512 + 1];
+    uint64_t cached = 0, stacks = 0;
+    for (unsigned ci = 0; ci < CLASSES; ci++) {
+        size_t size = 512 + ci * 512; /* 512 .. 8 KiB: one class each */
+        unsigned n = (unsigned)(BYTES / size);
+        for (unsigned i = 0; i < n; i++)
+            KT_ASSERT(t, (o[i] = kmm_malloc(h.f.k, size, 0)) != NULL);
+        for (unsigned i = 0; i < n; i++)
+            KT_ASSERT_EQ(t, kmm_free(h.f.k, o[i]), KMM_OK);
+        struct kmm_cache_stats cs = kt_cache_stats(t, &h, kt_heap_class_cache(&h, size));
+        cached += cs.cpu_cached * cs.object_size;
+        /* This CPU's stack holds at most the magazine size, and at most
+         * 8 KiB of objects but for the 4 a stack always may. */
+        uint64_t stack_objs = 8192 / cs.object_size < 4 ? 4 : 8192 / cs.object_size;
+        stacks += stack_objs * cs.object_size;
+    }
+    ktest_diag(t, "%u classes: %llu bytes cached, %llu of them on stacks at most", CLASSES,
+               (unsigned long long)cached, (unsigned long long)stacks);
+    KT_EXPECT(t, cached <= KMM_HEAP_DEPOT_MAX + stacks);
+    KT_EXPECT_HEALTHY(t, h.f.k);
+    kt_heap_down(&h);
+}
+
 /* --- the cap ------------------------------------------------------------------------------ */
 
 /* A chain of blocks kept in the blocks themselves (each at least 16 bytes

@@ -32,7 +32,8 @@
  * atomic read-modify-write. An object may be freed on any CPU. A CPU's
  * stacks are bounded (KMM_HEAP_MAG_SIZE objects per cache, fewer for large
  * objects); beyond a stack, batches go to the cache's depot of full
- * magazines (bounded too) and from there to the slabs. They go back to the
+ * magazines (bounded per cache, and KMM_HEAP_DEPOT_MAX bytes for all
+ * depots together) and from there to the slabs. They go back to the
  * slabs when the page allocator runs short (the heap is a reclaim hook), on
  * kmm_cache_shrink and kmm_heap_shrink (the calling CPU's), and on
  * kmm_heap_drain_cpu.
@@ -76,6 +77,9 @@ extern "C" {
 #define KMM_HEAP_MIN_ALIGN ((size_t)16)
 /* Objects a CPU keeps per cache, at most (the upper bound of its stack). */
 #define KMM_HEAP_MAG_SIZE  128u
+/* Bytes of free objects all caches' depots together keep, at most (beyond
+ * the CPUs' stacks): what the per-CPU caching holds back from other sizes. */
+#define KMM_HEAP_DEPOT_MAX ((size_t)256 << 10)
 /* The largest request kmm_malloc accepts: beyond it, NULL at once. */
 #define KMM_HEAP_SIZE_MAX  ((size_t)1 << 40)
 

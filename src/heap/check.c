@@ -81,7 +81,8 @@ static bool own_object(struct kmm *k, const void *p, uint32_t id)
            ref.cache->id == id;
 }
 
-static void check_cache(struct kmm *k, struct kmm_cache *c, struct kmm_check_result *r)
+/* Checks cache c; returns the bytes of the objects in its depot. */
+static uint64_t check_cache(struct kmm *k, struct kmm_cache *c, struct kmm_check_result *r)
 {
     kmm_irqstate_t st = kmm_lock_irqsave(&c->lock);
     uint64_t inuse = 0;
@@ -180,13 +181,16 @@ static void check_cache(struct kmm *k, struct kmm_cache *c, struct kmm_check_res
     }
     if (c->dbg.flags)
         heap_debug_check_cache_locked(k, c, r);
+    uint64_t depot_bytes = c->depot_objs * c->size;
     kmm_unlock_irqrestore(&c->lock, st);
+    return depot_bytes;
 }
 
 void heap_check(struct kmm *k, struct kmm_check_result *r)
 {
     struct kmm_heap *h = &k->heap;
     unsigned walk = heap_walk_begin(k);
+    uint64_t depots = 0;
     for (unsigned id = 1; id < KMM_HEAP_CACHES; id++) {
         struct kmm_cache *c = __atomic_load_n(&h->caches[id], __ATOMIC_ACQUIRE);
         if (!c)
@@ -196,9 +200,17 @@ void heap_check(struct kmm *k, struct kmm_check_result *r)
             kmm_check_problem(r, KMM_CHECK_CORRUPT, "heap: cache slot %u holds a dead cache", id);
             continue;
         }
-        check_cache(k, c, r);
+        depots += check_cache(k, c, r);
     }
     heap_walk_end(k, walk);
+    /* Exact at a quiet point; a CPU filling or emptying a depot during the
+     * walk may show as a mismatch (kmm/check.h). */
+    uint64_t budget = atomic_load_explicit(&h->depot_bytes, memory_order_relaxed);
+    if (depots != budget || budget > HEAP_DEPOT_TOTAL)
+        kmm_check_problem(
+            r, KMM_CHECK_CORRUPT,
+            "heap: the depots hold %llu bytes of objects, the count %llu (at most %u)",
+            (unsigned long long)depots, (unsigned long long)budget, HEAP_DEPOT_TOTAL);
     for (size_t i = 0; i <= HEAP_SMALL_MAX / 16; i++) {
         const struct kmm_cache *c = __atomic_load_n(&h->small[i], __ATOMIC_ACQUIRE);
         if (c && c != __atomic_load_n(&h->classes[h->small_class[i]], __ATOMIC_ACQUIRE))

@@ -67,6 +67,14 @@ enum heap_kind {
 /* The most objects' bytes a cache's depot keeps in full magazines (at
  * least two magazines): the bound on what the depot holds back. */
 #define HEAP_DEPOT_BYTES (64u << 10)
+/* The most bytes all depots together keep (struct kmm_heap.depot_bytes):
+ * a burst of one class (H1's thousand blocks) fills its depot, but many
+ * classes each holding a full one would keep memory no other class can
+ * use (H2: 40 classes, 2.5 MiB). A magazine that finds no room goes back
+ * to its slabs. Measured on H2 (docs/performance.md): no budget 1.41 of
+ * peak live, 147 instructions a step; 512 KiB 1.37, 151; 256 KiB 1.35,
+ * 155; 128 KiB 1.33, 159. */
+#define HEAP_DEPOT_TOTAL ((uint32_t)KMM_HEAP_DEPOT_MAX)
 /* "kmm-cach" XORed with the cache's address: a live cache. */
 #define HEAP_CACHE_MAGIC UINT64_C(0x6b6d6d2d63616368)
 

@@ -359,10 +359,32 @@ static void drop_bad_top(struct kmm *k, struct kmm_cache *c, struct heap_cpu *hc
              c->name, (unsigned long long)obj);
 }
 
+/* Takes room for a magazine of c's in the heap's depot budget
+ * (HEAP_DEPOT_TOTAL): true if there was room. Any lock. */
+static bool depot_budget_take(struct kmm *k, const struct kmm_cache *c)
+{
+    uint64_t bytes = (uint64_t)c->batch * c->size;
+    unsigned long seen = atomic_load_explicit(&k->heap.depot_bytes, memory_order_relaxed);
+    do {
+        if (seen + bytes > HEAP_DEPOT_TOTAL)
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(&k->heap.depot_bytes, &seen, seen + bytes,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    return true;
+}
+
+/* Gives back the budget of objs objects of c leaving its depot. */
+static void depot_budget_give(struct kmm *k, const struct kmm_cache *c, uint64_t objs)
+{
+    atomic_fetch_sub_explicit(&k->heap.depot_bytes, (unsigned long)(objs * c->size),
+                              memory_order_relaxed);
+}
+
 /* Loads a full magazine from c's depot onto empty stack hc; its
  * magazine goes to the empty list, or onto *spare beyond depot_max empty
  * ones. Returns whether the depot had one. Lock held. */
-static bool depot_load_locked(struct kmm_cache *c, struct heap_cpu *hc, struct heap_mag **spare)
+static bool depot_load_locked(struct kmm *k, struct kmm_cache *c, struct heap_cpu *hc,
+                              struct heap_mag **spare)
 {
     struct heap_mag *m = c->full;
     if (!m || hc->n + m->n > c->limit)
@@ -370,6 +392,7 @@ static bool depot_load_locked(struct kmm_cache *c, struct heap_cpu *hc, struct h
     c->full = m->next;
     c->nfull--;
     c->depot_objs -= m->n;
+    depot_budget_give(k, c, m->n);
     __builtin_memcpy(&hc->objs[hc->n], m->objs, m->n * sizeof(void *));
     hc->n += m->n;
     m->n = 0;
@@ -401,7 +424,7 @@ uintptr_t heap_alloc_slow(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flags)
         kmm_irqstate_t s = kmm_lock_irqsave(&c->lock);
         struct heap_cpu *hc = heap_this_cpu(c);
         uintptr_t obj = 0;
-        while (!obj && (hc->n || depot_load_locked(c, hc, &spare) || refill_locked(k, c, hc))) {
+        while (!obj && (hc->n || depot_load_locked(k, c, hc, &spare) || refill_locked(k, c, hc))) {
             uintptr_t top = (uintptr_t)hc->objs[hc->n - 1];
             if (heap_tag_get(c, top) != heap_tag(c, top)) {
                 drop_bad_top(k, c, hc);
@@ -440,7 +463,7 @@ uintptr_t heap_alloc_slow(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flags)
 static void depot_unload_locked(struct kmm *k, struct kmm_cache *c, struct heap_cpu *hc,
                                 struct heap_mag *m, struct heap_mag **spare)
 {
-    if (m && c->nfull < c->depot_max) {
+    if (m && c->nfull < c->depot_max && depot_budget_take(k, c)) {
         m->n = c->batch;
         hc->n -= c->batch;
         __builtin_memcpy(m->objs, &hc->objs[hc->n], m->n * sizeof(void *));
@@ -480,7 +503,10 @@ int heap_free_slow(struct kmm *k, struct kmm_cache *c, uintptr_t obj)
             } else if (fresh) {
                 m = fresh;
                 fresh = NULL;
-            } else if (!tried && c->nfull < c->depot_max) {
+            } else if (!tried && c->nfull < c->depot_max &&
+                       atomic_load_explicit(&k->heap.depot_bytes, memory_order_relaxed) +
+                               (uint64_t)c->batch * c->size <=
+                           HEAP_DEPOT_TOTAL) {
                 /* A magazine comes from the magazine cache, which takes
                  * its own lock: get it with this one dropped. */
                 kmm_unlock_irqrestore(&c->lock, s);
@@ -530,6 +556,7 @@ size_t heap_depot_drain(struct kmm *k, struct kmm_cache *c)
         mags = m;
     }
     c->nfull = 0;
+    depot_budget_give(k, c, c->depot_objs);
     c->depot_objs = 0;
     trim_empty(c, HEAP_KEEP_EMPTY, &chain);
     kmm_unlock_irqrestore(&c->lock, s);

@@ -60,6 +60,9 @@ struct kmm_heap {
     atomic_ulong large_blocks, large_bytes, large_allocs, large_frees, large_alloc_bytes,
         large_free_bytes;
     atomic_ulong failed;
+    /* The bytes of the objects in every cache's depot (the sum of their
+     * depot_objs * size): at most HEAP_DEPOT_TOTAL (heap/slab.c). */
+    atomic_ulong depot_bytes;
     atomic_ulong retired_allocs, retired_frees, retired_alloc_bytes, retired_free_bytes;
     /* Walks of caches[] in progress, by the epoch they began in (heap/cache.c,
      * heap_walk_begin): a destroyed cache's memory waits for them. */
