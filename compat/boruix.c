@@ -81,6 +81,7 @@ static struct {
     uint64_t misuse;
     unsigned debug_level;
     const struct kmm_sink *console;
+    bool adopted; /* k is its caller's (kmm_boruix_adopt): never kmm_fini'd here */
 } g;
 
 #define CALLER() __builtin_return_address(0)
@@ -206,12 +207,60 @@ int rust_memory_init(const rust_memory_region_t *regions, size_t count)
     return 0;
 }
 
+int kmm_boruix_adopt(struct kmm *k, const struct kmm_boruix_world *w)
+{
+    const void *caller = CALLER();
+    if (g.k) {
+        refuse("kmm_boruix_adopt", caller, "an instance exists already");
+        return KMM_ESTATE;
+    }
+    if (!k || !w) {
+        refuse("kmm_boruix_adopt", caller, "instance %p, world %p", (void *)k, (const void *)w);
+        return KMM_EINVAL;
+    }
+    struct kmm_port *port = w->port ? w->port : kmm_port_of(k);
+    if (port != kmm_port_of(k)) {
+        refuse("kmm_boruix_adopt", caller, "the world's port is not the instance's");
+        return KMM_EINVAL;
+    }
+    /* Boruix maps fixed addresses in the window's first part: the
+     * instance's own areas must never be there. */
+    struct kmm_vmalloc_stats v;
+    kmm_vmalloc_stats(k, &v);
+    uint64_t fixed_end = w->heap_base + KMM_BORUIX_FIXED_PART;
+    if (w->heap_size < KMM_BORUIX_FIXED_PART || fixed_end < w->heap_base ||
+        (v.window_base < fixed_end && w->heap_base < v.window_base + v.window_size)) {
+        refuse("kmm_boruix_adopt", caller,
+               "heap window %#llx: fixed part in the areas' window %#llx",
+               (unsigned long long)w->heap_base, (unsigned long long)v.window_base);
+        return KMM_EINVAL;
+    }
+    g.w = *w;
+    g.w.port = port;
+    g.w.kva_base = v.window_base;
+    g.w.kva_size = v.window_size;
+    g.k = k;
+    g.ks = kmm_kernel_aspace(k);
+    g.debug_level = 0;
+    g.adopted = true;
+    return KMM_OK;
+}
+
+void kmm_boruix_heap_window(uint64_t *base, uint64_t *size)
+{
+    *base = g.k ? g.w.heap_base : 0;
+    *size = g.k ? g.w.heap_size : 0;
+}
+
 int kmm_boruix_fini(void)
 {
     if (!g.k)
         return KMM_ESTATE;
-    kmm_fini(g.k);
-    kmm_boruix_world_down(&g.w);
+    if (!g.adopted) {
+        kmm_fini(g.k);
+        kmm_boruix_world_down(&g.w);
+    }
+    g.adopted = false;
     g.k = NULL;
     g.ks = NULL;
     g.misuse = 0;

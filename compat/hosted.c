@@ -20,9 +20,6 @@
 #include "hosted.h"
 #include "world.h"
 
-/* The part of the heap window left to the kernel's fixed mappings. */
-#define FIXED_PART (UINT64_C(32) << 20)
-
 static struct hosted_machine *machine;
 
 int kmm_boruix_world_up(const struct kmm_region *map, size_t n, uint64_t hhdm,
@@ -39,8 +36,10 @@ int kmm_boruix_world_up(const struct kmm_region *map, size_t n, uint64_t hhdm,
     uint64_t base, size;
     hosted_machine_mirror_window(machine, &base, &size);
     w->port = hosted_machine_port(machine);
-    w->kva_base = base + FIXED_PART;
-    w->kva_size = size - FIXED_PART;
+    w->kva_base = base + KMM_BORUIX_FIXED_PART;
+    w->kva_size = size - KMM_BORUIX_FIXED_PART;
+    w->heap_base = base;
+    w->heap_size = size;
     return KMM_OK;
 }
 

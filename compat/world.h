@@ -10,6 +10,8 @@
  *
  *   compat/hosted.c       user space: a simulated machine backs the regions
  *   port/boruix/world.c   the drop-in for a Limine-booted kernel
+ *   kernel/boruix_world.c the demo kernel, which adopts its own instance
+ *                         (kmm_boruix_adopt) instead of making one
  */
 #ifndef KMM_COMPAT_WORLD_H
 #define KMM_COMPAT_WORLD_H
@@ -21,11 +23,23 @@
 #include <kmm/kmm.h>
 #include <kmm/memmap.h>
 
+/* The part of Boruix's heap window (KERNEL_HEAP_START, 256 MiB) left to
+ * the kernel's own fixed mappings: its first 32 MiB, where Boruix's page-table
+ * test maps 0xFFFFFFFF90000000 and its protection test 0xFFFFFFFF91000000.
+ * The library's kernel virtual areas take the rest. */
+#define KMM_BORUIX_FIXED_PART (UINT64_C(32) << 20)
+
 /* What a world sets up for one instance. */
 struct kmm_boruix_world {
     struct kmm_port *port; /* for kmm_config.port */
     uint64_t kva_base;     /* the library's part of the heap window */
     uint64_t kva_size;
+    /* Boruix's heap window as this world has it (a kernel:
+     * 0xFFFFFFFF90000000 + 256 MiB; hosted: the machine's mirror window,
+     * where mappings are real memory of the process): its first
+     * KMM_BORUIX_FIXED_PART bytes are the kernel's fixed mappings'. */
+    uint64_t heap_base;
+    uint64_t heap_size;
 };
 
 /*
@@ -72,8 +86,28 @@ int kmm_boruix_limine_reserved(const struct kmm_limine_memmap_entry *const *entr
 
 /* --- the compat layer's own calls, beyond Boruix's (tests, ports) --------------- */
 
-/* The instance Boruix's calls work on; NULL before rust_memory_init. */
+/* The instance Boruix's calls work on; NULL before rust_memory_init (or
+ * kmm_boruix_adopt). */
 struct kmm *kmm_boruix_instance(void);
+
+/*
+ * kmm_boruix_adopt - make k, an instance its caller made and keeps, the one
+ * Boruix's calls work on, instead of rust_memory_init making one: a kernel
+ * that runs kmm natively (the demo kernel) offers the Boruix interface over
+ * the same memory. w describes k's world: w->port is k's port (NULL: taken
+ * from k), w->heap_base / heap_size Boruix's heap window, whose first
+ * KMM_BORUIX_FIXED_PART bytes must lie outside k's kernel virtual area
+ * window (Boruix maps fixed addresses there); kva_* are not read. Debug
+ * level 0 is assumed (k's heap modes are left as they are). Returns KMM_OK;
+ * KMM_EINVAL for a NULL k or w, another port, or a fixed part the window
+ * overlaps; KMM_ESTATE when an instance exists already. A refusal is
+ * counted (kmm_boruix_misuse) and logged with the caller.
+ */
+int kmm_boruix_adopt(struct kmm *k, const struct kmm_boruix_world *w);
+
+/* kmm_boruix_heap_window - Boruix's heap window in this world (see struct
+ * kmm_boruix_world), [*base, *base + *size); both 0 without an instance. */
+void kmm_boruix_heap_window(uint64_t *base, uint64_t *size);
 
 /* Calls this layer rejected itself (the library's own rejections are in
  * kmm_misuse_stats); never decreases while an instance lives. */
@@ -86,8 +120,9 @@ void kmm_boruix_set_console(const struct kmm_sink *sink);
 /*
  * kmm_boruix_fini - tear the instance down (kmm_fini) and the world's
  * machine with it, so that rust_memory_init may run again: for tests. Every
- * pointer and address handed out is gone. Returns KMM_OK, or KMM_ESTATE if
- * there is no instance.
+ * pointer and address handed out is gone. An adopted instance is only let
+ * go: its owner keeps it, intact, with everything handed out. Returns
+ * KMM_OK, or KMM_ESTATE if there is no instance.
  */
 int kmm_boruix_fini(void);
 

@@ -61,7 +61,6 @@ __attribute__((
  * fixed mappings', the rest the library's kernel virtual areas. */
 #define HEAP_WINDOW   0xFFFFFFFF90000000ULL
 #define HEAP_SIZE     (256ULL << 20)
-#define FIXED_PART    (32ULL << 20)
 #define IA32_PAT      0x277u
 #define PAGE          4096ULL
 #define ENTRIES       512u
@@ -89,8 +88,10 @@ int kmm_boruix_world_up(const struct kmm_region *map, size_t n, uint64_t hhdm,
     }
     port.direct_map = (uintptr_t)hhdm;
     w->port = &port;
-    w->kva_base = HEAP_WINDOW + FIXED_PART;
-    w->kva_size = HEAP_SIZE - FIXED_PART;
+    w->kva_base = HEAP_WINDOW + KMM_BORUIX_FIXED_PART;
+    w->kva_size = HEAP_SIZE - KMM_BORUIX_FIXED_PART;
+    w->heap_base = HEAP_WINDOW;
+    w->heap_size = HEAP_SIZE;
     struct limine_memmap_response *resp = kmm_limine_memmap.response;
     if (!resp) {
         kmm_boruix_world_log(KMM_LOG_WARN, "no Limine memory map: trusting rust_memory_init's "

@@ -1027,3 +1027,128 @@ KTEST(boruix, the_limine_map_keeps_init_to_usable_ram_the_machine_has)
     m = 1;
     KT_EXPECT_EQ(t, kmm_boruix_limine_reserved(entries, 7, 1024 * MIB, in, 64, &m), KMM_EINVAL);
 }
+
+/* --- an adopted instance (kmm_boruix_adopt: the demo kernel's way) -------------------------- */
+
+/* A caller's own machine and instance, as the demo kernel and kmm-shell
+ * have them: the kernel virtual areas in the mirror window past its fixed
+ * part when fixed_free, over the whole mirror window otherwise. */
+struct own {
+    struct hosted_machine *m;
+    struct kmm *k;
+    struct kmm_boruix_world w;
+};
+
+static bool own_up(struct ktest *t, struct own *o, bool fixed_free)
+{
+    if (kmm_boruix_instance())
+        kmm_boruix_fini();
+    static const struct kmm_region map[] = {{MIB, 127 * MIB, KMM_MEM_USABLE}};
+    o->m = hosted_machine_from_map(map, 1, KMM_KVA_DEFAULT_SIZE);
+    if (!o->m) {
+        ktest_fail_at(t, __FILE__, __LINE__, "no machine");
+        return false;
+    }
+    uint64_t base, size;
+    hosted_machine_mirror_window(o->m, &base, &size);
+    uint64_t skip = fixed_free ? FIXED_PART : 0;
+    struct kmm_config cfg = {.port = hosted_machine_port(o->m),
+                             .regions = map,
+                             .region_count = 1,
+                             .cpu_count = 1,
+                             .kva_base = base + skip,
+                             .kva_size = size - skip};
+    o->k = NULL;
+    if (kmm_init(&cfg, &o->k) != KMM_OK) {
+        ktest_fail_at(t, __FILE__, __LINE__, "kmm_init failed");
+        hosted_machine_destroy(o->m);
+        return false;
+    }
+    o->w = (struct kmm_boruix_world){.heap_base = base, .heap_size = size};
+    return true;
+}
+
+static void own_down(struct ktest *t, struct own *o)
+{
+    KT_EXPECT_HEALTHY(t, o->k);
+    kmm_fini(o->k);
+    hosted_machine_destroy(o->m);
+}
+
+KTEST(boruix, adopt_makes_a_callers_instance_boruixs_and_fini_only_lets_it_go)
+{
+    struct own o;
+    if (!own_up(t, &o, true))
+        return;
+    KT_ASSERT_EQ(t, kmm_boruix_adopt(o.k, &o.w), KMM_OK);
+    KT_EXPECT(t, kmm_boruix_instance() == o.k);
+    uint64_t base, size;
+    kmm_boruix_heap_window(&base, &size);
+    KT_EXPECT_EQ(t, base, o.w.heap_base);
+    KT_EXPECT_EQ(t, size, o.w.heap_size);
+    /* Boruix's calls act on the adopted instance. */
+    struct kmm_heap_stats h0, h1;
+    kmm_heap_stats(o.k, &h0);
+    void *p = rust_kmalloc(100);
+    KT_ASSERT(t, p != NULL);
+    kmm_heap_stats(o.k, &h1);
+    KT_EXPECT_EQ(t, h1.allocs, h0.allocs + 1);
+    /* pgtest's page at the window's first address, written through it. */
+    uint64_t pa = rust_alloc_page();
+    KT_ASSERT(t, pa != 0);
+    KT_EXPECT_EQ(t, rust_map_page(base, pa, RUST_PAGE_KERNEL_RW), 0);
+    struct kmm_vm_translation tr;
+    KT_EXPECT_EQ(t, kmm_vm_translate(kmm_kernel_aspace(o.k), base, &tr), KMM_OK);
+    KT_EXPECT_EQ(t, tr.pa, pa);
+    *(volatile uint32_t *)(uintptr_t)base = 0xDEADBEEFu;
+    KT_EXPECT_EQ(t, *(volatile uint32_t *)(uintptr_t)(kmm_port_direct_map(kmm_port_of(o.k)) + pa),
+                 0xDEADBEEFu);
+    KT_EXPECT_EQ(t, rust_unmap_page(base), pa);
+    rust_free_page(pa);
+    /* It is not Boruix's to make again. */
+    uint64_t before = kmm_boruix_misuse();
+    KT_EXPECT_EQ(t, rust_memory_init(report_map, 1), -1);
+    KT_EXPECT_EQ(t, kmm_boruix_misuse(), before + 1);
+    /* Letting go keeps the instance and what it handed out. */
+    KT_EXPECT_EQ(t, kmm_boruix_fini(), KMM_OK);
+    KT_EXPECT(t, kmm_boruix_instance() == NULL);
+    kmm_boruix_heap_window(&base, &size);
+    KT_EXPECT_EQ(t, base, 0);
+    KT_EXPECT_EQ(t, kmm_free(o.k, p), KMM_OK);
+    own_down(t, &o);
+}
+
+KTEST(boruix, adopt_refuses_null_a_second_instance_and_a_window_over_the_fixed_part)
+{
+    struct own o;
+    if (!own_up(t, &o, false))
+        return;
+    uint64_t before = kmm_boruix_misuse();
+    KT_EXPECT_EQ(t, kmm_boruix_adopt(NULL, &o.w), KMM_EINVAL);
+    KT_EXPECT_EQ(t, kmm_boruix_adopt(o.k, NULL), KMM_EINVAL);
+    /* The instance's areas cover the fixed part: Boruix's fixed pages could
+     * land on them. */
+    KT_EXPECT_EQ(t, kmm_boruix_adopt(o.k, &o.w), KMM_EINVAL);
+    /* Another port than the instance's. */
+    static const struct kmm_region small[] = {{MIB, 15 * MIB, KMM_MEM_USABLE}};
+    struct hosted_machine *other = hosted_machine_from_map(small, 1, 0);
+    KT_ASSERT(t, other != NULL);
+    struct kmm_boruix_world w = o.w;
+    w.heap_base = 0xFFFFFFFF90000000ull;
+    w.port = hosted_machine_port(other);
+    KT_EXPECT_EQ(t, kmm_boruix_adopt(o.k, &w), KMM_EINVAL);
+    hosted_machine_destroy(other);
+    KT_EXPECT_EQ(t, kmm_boruix_misuse(), before + 4);
+    KT_EXPECT(t, kmm_boruix_instance() == NULL);
+    /* A window elsewhere is fine; a second adopt, and an adopt over an
+     * instance rust_memory_init made, are not. */
+    w.port = NULL;
+    KT_ASSERT_EQ(t, kmm_boruix_adopt(o.k, &w), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_boruix_adopt(o.k, &w), KMM_ESTATE);
+    KT_EXPECT_EQ(t, kmm_boruix_fini(), KMM_OK);
+    KT_ASSERT_EQ(t, rust_memory_init(report_map, 1), 0);
+    KT_EXPECT_EQ(t, kmm_boruix_adopt(o.k, &w), KMM_ESTATE);
+    KT_EXPECT_EQ(t, kmm_boruix_misuse(), 1); /* counted since rust_memory_init */
+    down(t);
+    own_down(t, &o);
+}
