@@ -25,7 +25,9 @@
 # the Multiboot a.out kludge depend on its file layout (kernel/linker.ld).
 
 KOBJ_DIR := $(O)/kobj
-KOBJ_C := $(wildcard kernel/*.c kernel/port/*.c) $(SHELL_SRCS) $(KTEST_SRCS)
+# compat/boruix.c: the Boruix interface over the kernel's own instance
+# (kernel/boruix_world.c), for the shell's Boruix commands.
+KOBJ_C := $(wildcard kernel/*.c kernel/port/*.c) $(SHELL_SRCS) $(KTEST_SRCS) compat/boruix.c
 KOBJ_S := $(wildcard kernel/*.S)
 KOBJ_OBJS := $(patsubst %.c,$(KOBJ_DIR)/%.o,$(KOBJ_C)) $(patsubst %.S,$(KOBJ_DIR)/%.o,$(KOBJ_S))
 

@@ -11,8 +11,15 @@
  *                                            while a check runs
  *   0xFFFFFFFF80000000 - 0xFFFFFFFF8FFFFFFF  the kernel image at KERNEL_VMA +
  *                                            its physical address (1 MiB on)
- *   0xFFFFFFFF90000000 - 0xFFFFFFFF9FFFFFFF  the library's kernel virtual
+ *   0xFFFFFFFF90000000 - 0xFFFFFFFF91FFFFFF  Boruix's fixed mappings: the
+ *                                            shell's pgtest maps 0xFFFFFFFF90000000,
+ *                                            memprottest 0xFFFFFFFF91000000
+ *                                            (kernel/boruix_world.c)
+ *   0xFFFFFFFF92000000 - 0xFFFFFFFF9FFFFFFF  the library's kernel virtual
  *                                            area window (vmalloc; kmm/vmalloc.h)
+ *
+ * The last two together are Boruix's heap window (KERNEL_HEAP_START, 256
+ * MiB), split as the Boruix drop-in splits it (port/boruix/world.c).
  *
  * The direct map's base is the same with 4 and 5 levels (PML4 index 256,
  * and PML5 index 511 with LA57), so early code and the library agree on it
@@ -35,6 +42,13 @@
 #define HHDM_BASE          LAYOUT_U64(0xFFFF800000000000)
 /* The hardware checks' scratch mappings (PML4 index 384: away from both). */
 #define SCRATCH_BASE       LAYOUT_U64(0xFFFFC00000000000)
+/* Boruix's heap window, and the library's kernel virtual area window in it
+ * after the part left to fixed mappings (compat/world.h,
+ * KMM_BORUIX_FIXED_PART: 32 MiB). */
+#define BORUIX_HEAP_BASE   LAYOUT_U64(0xFFFFFFFF90000000)
+#define BORUIX_HEAP_SIZE   LAYOUT_U64(0x10000000)
+#define KVA_WINDOW_BASE    LAYOUT_U64(0xFFFFFFFF92000000)
+#define KVA_WINDOW_SIZE    LAYOUT_U64(0x0E000000)
 /* How much the early tables of boot.S map at HHDM_BASE (2 MiB pages). */
 #define EARLY_DIRECT_BYTES LAYOUT_U64(0x100000000)
 

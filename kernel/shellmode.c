@@ -7,7 +7,10 @@
  */
 #include <kmm/check.h>
 #include <kmm/kmm.h>
+#include <kmm/port.h>
 
+#include "boruix_cmds.h"
+#include "boruix_world.h"
 #include "console.h"
 #include "kernel.h"
 #include "mmbench.h"
@@ -86,6 +89,12 @@ static uint64_t tsc_ns(void *host)
     return ms * NS_PER_MS + rest * NS_PER_MS / tsc_khz;
 }
 
+/* The port's clock (kmm_port_impl.h): rust_memory_benchmark's. */
+uint64_t kmm_port_clock_ns(void)
+{
+    return tsc_khz ? tsc_ns(NULL) : 0;
+}
+
 static void clock_init(void)
 {
     tsc_khz = tsc_calibrate();
@@ -148,6 +157,13 @@ static void halt(void *host)
 noreturn void shell_main(void)
 {
     clock_init();
+    /* The Boruix interface over the kernel's own instance, for the shell's
+     * Boruix commands (boruix_world.c). */
+    int err = kernel_boruix_adopt();
+    if (err)
+        kprintf("# kmm kernel: the Boruix interface is not available: %s\n", kmm_strerror(err));
+    size_t boruix_count = 0;
+    const struct kshell_cmd *boruix = err ? NULL : kshell_boruix_commands(&boruix_count);
     static struct kshell sh; /* ~3 KiB: off the boot stack */
     struct kshell_config cfg = {
         .k = kernel_kmm,
@@ -158,6 +174,8 @@ noreturn void shell_main(void)
         .selftest = run_selftest,
         .reboot = reboot,
         .halt = halt,
+        .extra = boruix,
+        .extra_count = boruix_count,
     };
     kshell_init(&sh, &cfg);
     kprintf("kmm shell: the kernel's own instance; help lists the commands\n");

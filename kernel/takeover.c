@@ -219,6 +219,10 @@ void takeover(const struct boot_info *bi, const struct acpi_info *ai)
         .reserved_count = bi->reserved_count,
         .cpu_count = cpus < KMM_MAX_CPUS ? cpus : KMM_MAX_CPUS,
         .paging_levels = boot_paging_levels,
+        /* Past Boruix's fixed mappings (layout.h): the shell's Boruix
+         * commands map fixed addresses there. */
+        .kva_base = KVA_WINDOW_BASE,
+        .kva_size = KVA_WINDOW_SIZE,
     };
     struct kmm *k;
     int err = kmm_init(&cfg, &k);

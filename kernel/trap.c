@@ -264,7 +264,9 @@ static const char *address_note(uint64_t va)
         return "the guard page below the double-fault stack";
     if (va < KERNEL_PAGE_SIZE)
         return "the first page: a NULL pointer dereference";
-    if (va >= KMM_KVA_DEFAULT_BASE && va - KMM_KVA_DEFAULT_BASE < KMM_KVA_DEFAULT_SIZE) {
+    if (va >= BORUIX_HEAP_BASE && va < KVA_WINDOW_BASE)
+        return "Boruix's fixed mappings in its heap window (the shell's pgtest, memprottest)";
+    if (va >= KVA_WINDOW_BASE && va - KVA_WINDOW_BASE < KVA_WINDOW_SIZE) {
         /* The one call into the library from a report. It takes the
          * window's lock: a fault inside the window's own code, holding it,
          * would spin here until the port's lock panic says so. */

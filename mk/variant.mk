@@ -35,7 +35,7 @@ KERNEL_CFLAGS := -std=c11 -O2 -g $(WARN) -ffreestanding -nostdinc \
         -isystem $(shell $(CC) -print-file-name=include) \
         -mno-red-zone -mcmodel=kernel -mgeneral-regs-only -fno-pic -fno-pie \
         -fno-stack-protector -nostdlib -fno-asynchronous-unwind-tables \
-        -Iinclude -Isrc -Ikernel/port -Itests/ktest -Ikernel/shell -MMD -MP
+        -Iinclude -Isrc -Ikernel/port -Itests/ktest -Ikernel/shell -Icompat -MMD -MP
 ifeq ($(WORLD),kernel)
 CFLAGS := $(KERNEL_CFLAGS)
 LIB_SRCS := $(CORE_SRCS)
@@ -45,7 +45,7 @@ else ifeq ($(WORLD),boruix)
 # built as Boruix builds its kernel (no SSE or MMX: it runs with CR4's SSE
 # bits clear; no floating point anywhere). The mem* functions are loops that
 # must not be turned into calls to themselves.
-CFLAGS := $(subst -Ikernel/port,-Iport/boruix -Icompat,$(KERNEL_CFLAGS)) \
+CFLAGS := $(subst -Ikernel/port,-Iport/boruix,$(KERNEL_CFLAGS)) \
         -mno-sse -mno-sse2 -mno-mmx $(if $(findstring clang,$(CC)),,-fno-tree-loop-distribute-patterns) \
         -ffunction-sections -fdata-sections
 LIB_SRCS := $(CORE_SRCS) compat/boruix.c compat/limine.c $(sort $(wildcard port/boruix/*.c))

@@ -6,8 +6,11 @@
  * 4 GiB, here 2 GiB as the Linux anchor's `-m 2G` (KMM_SHELL_RAM_MIB
  * changes it), with the kernel virtual area window inside the port's mirror
  * window, so what the library maps is usable at its address as in the
- * kernel. Runs the shell until end of input or `halt`; exits 0 if the last
- * command succeeded.
+ * kernel. The Boruix interface (compat/) adopts the instance, so the Boruix
+ * commands (memtest ... memprottest) run here too: the mirror window plays
+ * Boruix's heap window, its first 32 MiB left to their fixed mappings and
+ * the kernel virtual areas past them, as in the kernel. Runs the shell until
+ * end of input or `halt`; exits 0 if the last command succeeded.
  *
  *     printf 'meminfo\ncheck\n' | build/hosted/kmm-shell
  *     build/hosted/kmm-shell            # interactive (line editing needs a raw
@@ -22,8 +25,10 @@
 #include <kmm/kmm.h>
 #include <kmm/page.h>
 
+#include "boruix_cmds.h"
 #include "hosted.h"
 #include "shell.h"
+#include "world.h"
 
 #define MIB             (UINT64_C(1) << 20)
 #define RAM_MIB_DEFAULT 2048u
@@ -86,8 +91,8 @@ int main(void)
         .regions = map,
         .region_count = 2,
         .cpu_count = HOSTED_CPUS,
-        .kva_base = wbase,
-        .kva_size = wsize,
+        .kva_base = wbase + KMM_BORUIX_FIXED_PART,
+        .kva_size = wsize - KMM_BORUIX_FIXED_PART,
     };
     struct kmm *k;
     int err = kmm_init(&cfg, &k);
@@ -96,6 +101,16 @@ int main(void)
         hosted_machine_destroy(m);
         return EXIT_FAILURE;
     }
+    struct kmm_boruix_world bw = {.heap_base = wbase, .heap_size = wsize};
+    err = kmm_boruix_adopt(k, &bw);
+    if (err) {
+        fprintf(stderr, "kmm-shell: kmm_boruix_adopt failed: %s\n", kmm_strerror(err));
+        kmm_fini(k);
+        hosted_machine_destroy(m);
+        return EXIT_FAILURE;
+    }
+    size_t boruix_count;
+    const struct kshell_cmd *boruix = kshell_boruix_commands(&boruix_count);
     printf("kmm shell (hosted): a simulated PC with %u MiB of RAM, %u CPUs; "
            "help lists the commands\n",
            ram_mib, HOSTED_CPUS);
@@ -107,10 +122,13 @@ int main(void)
         .live_mappings = true,
         .halt = leave,
         .reboot = leave,
+        .extra = boruix,
+        .extra_count = boruix_count,
     };
     kshell_init(&sh, &sc);
     int status = kshell_run(&sh);
     fflush(stdout);
+    kmm_boruix_fini(); /* lets the instance go; kmm_fini ends it */
     kmm_fini(k);
     hosted_machine_destroy(m);
     return status ? EXIT_FAILURE : EXIT_SUCCESS;

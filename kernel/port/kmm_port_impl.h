@@ -125,6 +125,12 @@ static inline uint64_t kmm_port_cycles(void)
     return (uint64_t)hi << 32 | lo;
 }
 
+/* The TSC in nanoseconds, once a boot mode that keeps time (shell, bench:
+ * kernel/shellmode.c) has measured its frequency against the PIT; 0 ("no
+ * clock", kmm/port.h) before that. */
+#define KMM_PORT_HAS_CLOCK 1
+uint64_t kmm_port_clock_ns(void);
+
 /* The rest is out of line, in kernel/port/port.c. */
 void kmm_port_tlb_flush_page(struct kmm_port *p, uint64_t va);
 void kmm_port_tlb_flush_range(struct kmm_port *p, uint64_t va, uint64_t len);
