@@ -34,7 +34,7 @@ run() { # run <input>: the shell's answer in $out, its exit status in $rc
 run 'help\nhalt\n'
 missing=""
 for c in help meminfo buddyinfo zoneinfo slabinfo vmallocinfo pagetables report misuse check \
-         leaks events selftest stress bench reboot halt; do
+         leaks events selftest stress bench reboot halt memtest heaptest pgtest vmmtest memprottest; do
     grep -qE "^  $c " <<<"$out" || missing="$missing $c"
 done
 ok "$([ -z "$missing" ]; echo $?)" "help lists every command${missing:+ (missing:$missing)}"
@@ -99,6 +99,25 @@ grep -qE '^mmbench: START kernel=kmm-[0-9.]+ .*reps=3 scale_div=256 ' <<<"$out" 
 ok $? "bench frames them with START, INFO and DONE lines"
 has 'bench: everything given back' && has 'bench: 18 results, 0 skipped, 0 failed allocations: PASS'
 ok $? "bench gives every page back and passes"
+
+# The Boruix commands: the interface adopted the shell's instance (the
+# simulated machine's mirror window plays Boruix's heap window).
+run 'memtest\nheaptest\npgtest\nvmmtest\nmemprottest\ncheck\n'
+passes=$(grep -cE '^(memtest|heaptest|pgtest|vmmtest|memprottest): PASS \([0-9]+ steps\)$' <<<"$out")
+ok "$([ "$passes" = 5 ] && ! has '[FAIL]' && [ "$rc" -eq 0 ]; echo $?)" \
+   "memtest, heaptest, pgtest, vmmtest and memprottest each PASS through the Boruix interface ($passes of 5)"
+pa=$(sed -n 's/^\[OK\] physical page at \(0x[0-9a-f]*\)$/\1/p' <<<"$out")
+[ -n "$pa" ] && grep -qE "^\[OK\] 0x[0-9a-f]+ translates to $pa, the page mapped$" <<<"$out" &&
+    has "[OK] unmapped; it returned physical $pa" && has '[OK] translation returns 0x0' &&
+    has '[OK] no memory leaked' && has '[OK] given back; used 0 KiB as before' &&
+    has '  present yes, writable no, user no, executable yes' &&
+    has '  present yes, writable yes, user no, executable no' &&
+    grep -qE '^check: kmm_check ok' <<<"$out"
+ok $? "the Boruix commands show their steps: pgtest's translation, heaptest's leak check, vmmtest giving back, memprottest's flags; check ok after"
+
+run 'memtest now\n'
+has 'error: memtest: takes no arguments' && ! has '[TEST'
+ok $? "a Boruix command given an argument refuses and runs nothing"
 
 long=$(printf 'check %0200d' 0)
 run "frobnicate\n$long\nbench reps=99\nstress -1\nmeminfo x\n"
