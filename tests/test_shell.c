@@ -18,7 +18,9 @@
 #include <kmm/vm.h>
 #include <kmm/vmalloc.h>
 
+#include "boruix_cmds.h"
 #include "shell.h"
+#include "world.h"
 
 #define MIB (UINT64_C(1) << 20)
 
@@ -702,5 +704,63 @@ KTEST(shell, too_many_words_and_bad_arguments_are_refused_with_the_usage)
     out = TYPE("\x01\x02\x7f\x1b[3~\x1b[Z\xff\n"); /* keys that do nothing */
     KT_EXPECT(t, !ktest_contains(out, "error"));
     KT_EXPECT(t, ktest_contains(out, "kmm> "));
+    session_down(t);
+}
+
+/* --- the Boruix commands (boruix_cmds.h) ----------------------------------------------------- */
+
+/* Whether every Boruix command's answer ends in its PASS line. */
+static bool boruix_all_pass(const char *out)
+{
+    static const char *const pass[] = {"memtest: PASS (", "heaptest: PASS (", "pgtest: PASS (",
+                                       "vmmtest: PASS (", "memprottest: PASS ("};
+    for (size_t i = 0; i < sizeof(pass) / sizeof(pass[0]); i++)
+        if (!ktest_contains(out, pass[i]))
+            return false;
+    return !ktest_contains(out, "[FAIL]");
+}
+
+KTEST(shell, boruix_commands_refuse_without_the_interface_and_pass_over_an_adopted_instance)
+{
+    if (kmm_boruix_instance()) {
+        ktest_skip(t, "the host's own instance is the Boruix interface's (the kernel shell)");
+        return;
+    }
+    KT_ASSERT(t, session_up(t));
+    size_t n;
+    const struct kshell_cmd *cmds = kshell_boruix_commands(&n);
+    KT_EXPECT_EQ(t, n, 5);
+    /* Through the direct map: a test machine's mappings are not live, and
+     * hosted the heap window below lies outside the mirror window. */
+    struct kshell_config cfg = S.sh.cfg;
+    cfg.extra = cmds;
+    cfg.extra_count = n;
+    cfg.live_mappings = false;
+    kshell_init(&S.sh, &cfg);
+    const char *out = TYPE("help\n");
+    KT_EXPECT(t, ktest_contains(out, "\n  memtest ") && ktest_contains(out, "\n  memprottest "));
+    /* No instance behind the interface: refused, nothing run. */
+    out = TYPE("pgtest\n");
+    KT_EXPECT(t, ktest_contains(out, "error: pgtest: the Boruix interface does not work on this "
+                                     "shell's instance"));
+    KT_EXPECT(t, !ktest_contains(out, "[TEST"));
+    /* Adopted, with the heap window's fixed part just below the instance's
+     * kernel virtual areas, as in the kernel. */
+    struct kmm_boruix_world w = {.heap_base = S.h.window_base - KMM_BORUIX_FIXED_PART,
+                                 .heap_size = S.h.window_size + KMM_BORUIX_FIXED_PART};
+    KT_ASSERT_EQ(t, kmm_boruix_adopt(S.h.f.k, &w), KMM_OK);
+    out = TYPE("memtest\nheaptest\npgtest\nvmmtest\nmemprottest\n");
+    KT_EXPECT(t, boruix_all_pass(out));
+    KT_EXPECT_EQ(t, S.sh.last_status, 0);
+    KT_EXPECT(t, ktest_contains(out, "[OK] translation returns 0x0"));
+    KT_EXPECT(t, ktest_contains(out, "[OK] given back; used 0 KiB as before"));
+    /* Nothing is left mapped at the fixed addresses. */
+    struct kmm_vm_translation tr;
+    struct kmm_aspace *ks = kmm_kernel_aspace(S.h.f.k);
+    KT_EXPECT_EQ(t, kmm_vm_translate(ks, w.heap_base, &tr), KMM_ENOENT);
+    KT_EXPECT_EQ(t, kmm_vm_translate(ks, w.heap_base + 16 * MIB, &tr), KMM_ENOENT);
+    out = TYPE("vmmtest extra\n");
+    KT_EXPECT(t, ktest_contains(out, "error: vmmtest: takes no arguments"));
+    KT_EXPECT_EQ(t, kmm_boruix_fini(), KMM_OK); /* lets the instance go, intact */
     session_down(t);
 }
