@@ -256,6 +256,12 @@ def diag_checks(b, t):
     out = b.send("leaks off\r")
     ok("allocation tracking off" in out, f"{t}: leaks off switches tracking off", out)
 
+    out = b.send("misuse\r") + b.send("report\r")
+    ok(re.search(r"^Rejected calls \(misuse\): [0-9]+", out, re.M) is not None
+       and "Physical memory map" in out and "Free blocks per order (buddyinfo)" in out
+       and "Slab caches (slabinfo)" in out,
+       f"{t}: misuse shows the refused calls; report writes every section", out)
+
     out = b.send("events\r")
     ok("error" not in out and "event" in out.lower() and len(out.splitlines()) > 2,
        f"{t}: events shows the heap's debugging modes and recent events", out)
