@@ -151,7 +151,12 @@ static uint64_t check_cache(struct kmm *k, struct kmm_cache *c, struct kmm_check
                           "heap: cache %s: %llu objects out of the slabs, the count %llu", c->name,
                           (unsigned long long)inuse, (unsigned long long)c->total_inuse);
     uintptr_t stacks = kmm_align_up((uintptr_t)&c->stack[c->ncpu], 64);
-    uintptr_t mem_end = (uintptr_t)kmm_phys_to_virt(k, c->mem_pa) + c->mem_pages * KMM_PAGE_SIZE;
+    uintptr_t mem = (uintptr_t)kmm_phys_to_virt(k, c->mem_pa);
+    uintptr_t mem_end = mem + c->mem_pages * KMM_PAGE_SIZE;
+    if ((uintptr_t)c != mem + c->colour || c->colour >= KMM_PAGE_SIZE)
+        kmm_check_problem(r, KMM_CHECK_CORRUPT,
+                          "heap: cache %s at %p, not at colour %zu of its pages at 0x%llx", c->name,
+                          (const void *)c, c->colour, (unsigned long long)c->mem_pa);
     for (unsigned cpu = 0; cpu < c->ncpu; cpu++) {
         const struct heap_cpu *hc = heap_cpu_at(c, cpu);
         /* The stacks lie after the structure in its own pages, in CPU order. */

@@ -292,6 +292,37 @@ KTEST(heap_inside, kmm_check_sees_a_depot_or_slab_list_link_that_leads_nowhere)
     kt_heap_down(&h);
 }
 
+/* The structure's colour (where in its pages it starts) and the heap's
+ * count of the bytes in all depots are walked too. */
+KTEST(heap_inside, kmm_check_sees_a_wrong_colour_or_depot_budget)
+{
+    static struct kt_heap h;
+    if (!kt_heap_up(t, &h, ram32, N(ram32), 1))
+        return;
+    struct kmm *k = h.f.k;
+    enum { OBJS = 600 }; /* beyond a stack: the depot gets magazines */
+    static void *o[OBJS];
+    for (unsigned i = 0; i < OBJS; i++)
+        KT_ASSERT(t, (o[i] = kmm_malloc(k, 64, 0)) != NULL);
+    for (unsigned i = 0; i < OBJS; i++)
+        KT_ASSERT_EQ(t, kmm_free(k, o[i]), KMM_OK);
+    struct kmm_cache *c = k->heap.classes[heap_class_of(&k->heap, 64)];
+    KT_ASSERT(t, c->depot_objs != 0);
+    KT_EXPECT_HEALTHY(t, k);
+    size_t colour = c->colour;
+    c->colour = colour ^ 64;
+    EXPECT_CORRUPT(t, k, "colour");
+    c->colour = colour;
+    KT_EXPECT_HEALTHY(t, k);
+    atomic_fetch_add(&k->heap.depot_bytes, 64);
+    EXPECT_CORRUPT(t, k, "the depots hold");
+    atomic_fetch_sub(&k->heap.depot_bytes, 64);
+    KT_EXPECT_HEALTHY(t, k);
+    kt_heap_settle(&h);
+    KT_EXPECT_HEALTHY(t, k);
+    kt_heap_down(&h);
+}
+
 KTEST(heap_inside, kmm_check_sees_a_wrong_class_table_entry_or_stack_pointer)
 {
     static struct kt_heap h;
