@@ -57,6 +57,23 @@ static void expect_every_call_refuses_at(struct ktest *t, struct kt_heap *h, con
  * slabs the frame database names like any other; but the heap never hands
  * them to a caller, so no call that takes a caller's block accepts them.
  */
+/* Allocates and frees enough 64-byte blocks to fill this CPU's stack and
+ * put magazines in the class's depot; returns the class's cache, or NULL
+ * (the test failed). */
+static struct kmm_cache *fill_depot(struct ktest *t, struct kmm *k)
+{
+    enum { OBJS = 600 };
+    static void *o[OBJS];
+    for (unsigned i = 0; i < OBJS; i++)
+        if (!(o[i] = kmm_malloc(k, 64, 0))) {
+            ktest_fail_at(t, __FILE__, __LINE__, "allocation %u of 64 bytes failed", i);
+            return NULL;
+        }
+    for (unsigned i = 0; i < OBJS; i++)
+        KT_EXPECT_EQ(t, kmm_free(k, o[i]), KMM_OK);
+    return ktest_failed(t) ? NULL : k->heap.classes[heap_class_of(&k->heap, 64)];
+}
+
 KTEST(heap_inside, the_heaps_own_records_and_magazines_are_no_callers_blocks)
 {
     static struct kt_heap h;
@@ -64,15 +81,8 @@ KTEST(heap_inside, the_heaps_own_records_and_magazines_are_no_callers_blocks)
         return;
     struct kmm *k = h.f.k;
     kt_heap_warm(t, &h);
-    /* Enough 64-byte blocks, freed, to fill this CPU's stack and put
-     * magazines in the class's depot. */
-    enum { OBJS = 600 };
-    static void *o[OBJS];
-    for (unsigned i = 0; i < OBJS; i++)
-        KT_ASSERT(t, (o[i] = kmm_malloc(k, 64, 0)) != NULL);
-    for (unsigned i = 0; i < OBJS; i++)
-        KT_ASSERT_EQ(t, kmm_free(k, o[i]), KMM_OK);
-    struct kmm_cache *c = k->heap.classes[heap_class_of(&k->heap, 64)];
+    struct kmm_cache *c = fill_depot(t, k);
+    KT_ASSERT(t, c != NULL);
     struct kmm_cache *rc = k->heap.records;
     KT_ASSERT(t, c != NULL && rc != NULL && c->full != NULL);
     const struct slab *rec = NULL, *self = NULL;
@@ -300,14 +310,8 @@ KTEST(heap_inside, kmm_check_sees_a_wrong_colour_or_depot_budget)
     if (!kt_heap_up(t, &h, ram32, N(ram32), 1))
         return;
     struct kmm *k = h.f.k;
-    enum { OBJS = 600 }; /* beyond a stack: the depot gets magazines */
-    static void *o[OBJS];
-    for (unsigned i = 0; i < OBJS; i++)
-        KT_ASSERT(t, (o[i] = kmm_malloc(k, 64, 0)) != NULL);
-    for (unsigned i = 0; i < OBJS; i++)
-        KT_ASSERT_EQ(t, kmm_free(k, o[i]), KMM_OK);
-    struct kmm_cache *c = k->heap.classes[heap_class_of(&k->heap, 64)];
-    KT_ASSERT(t, c->depot_objs != 0);
+    struct kmm_cache *c = fill_depot(t, k);
+    KT_ASSERT(t, c != NULL && c->depot_objs != 0);
     KT_EXPECT_HEALTHY(t, k);
     size_t colour = c->colour;
     c->colour = colour ^ 64;
