@@ -1191,8 +1191,11 @@ KTEST(heap, the_depots_of_all_classes_together_keep_at_most_the_depot_max)
         struct kmm_cache_stats cs = kt_cache_stats(t, &h, kt_heap_class_cache(&h, size));
         cached += cs.cpu_cached * cs.object_size;
         /* This CPU's stack holds at most the magazine size, and at most
-         * 8 KiB of objects but for the 4 a stack always may. */
-        uint64_t stack_objs = 8192 / cs.object_size < 4 ? 4 : 8192 / cs.object_size;
+         * KMM_HEAP_STACK_BYTES of objects but for the 4 a stack always may. */
+        uint64_t stack_objs = KMM_HEAP_STACK_BYTES / cs.object_size;
+        stack_objs = stack_objs < 4                   ? 4
+                     : stack_objs > KMM_HEAP_MAG_SIZE ? KMM_HEAP_MAG_SIZE
+                                                      : stack_objs;
         stacks += stack_objs * cs.object_size;
     }
     ktest_diag(t, "%u classes: %llu bytes cached, %llu of them on stacks at most", CLASSES,

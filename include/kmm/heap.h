@@ -71,17 +71,19 @@ extern "C" {
 #endif
 
 /* The largest block served by a size class, and by whole pages. */
-#define KMM_HEAP_SLAB_MAX  ((size_t)8192)
-#define KMM_HEAP_PAGES_MAX ((size_t)128 << 10)
+#define KMM_HEAP_SLAB_MAX    ((size_t)8192)
+#define KMM_HEAP_PAGES_MAX   ((size_t)128 << 10)
 /* Every block's alignment, at least. */
-#define KMM_HEAP_MIN_ALIGN ((size_t)16)
-/* Objects a CPU keeps per cache, at most (the upper bound of its stack). */
-#define KMM_HEAP_MAG_SIZE  128u
+#define KMM_HEAP_MIN_ALIGN   ((size_t)16)
+/* Objects a CPU keeps per cache, at most (the upper bound of its stack),
+ * and their bytes, at most, unless that is fewer than 4 objects. */
+#define KMM_HEAP_MAG_SIZE    128u
+#define KMM_HEAP_STACK_BYTES ((size_t)32 << 10)
 /* Bytes of free objects all caches' depots together keep, at most (beyond
  * the CPUs' stacks): what the per-CPU caching holds back from other sizes. */
-#define KMM_HEAP_DEPOT_MAX ((size_t)256 << 10)
+#define KMM_HEAP_DEPOT_MAX   ((size_t)128 << 10)
 /* The largest request kmm_malloc accepts: beyond it, NULL at once. */
-#define KMM_HEAP_SIZE_MAX  ((size_t)1 << 40)
+#define KMM_HEAP_SIZE_MAX    ((size_t)1 << 40)
 
 /* The largest alignment kmm_aligned_alloc honours. */
 #define KMM_HEAP_ALIGN_MAX ((size_t)4 << 20)

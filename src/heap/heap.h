@@ -56,10 +56,13 @@ enum heap_kind {
 /* Empty slabs a cache keeps for the next growth. */
 #define HEAP_KEEP_EMPTY  2u
 /* A CPU stack's bound in objects: HEAP_STACK_BYTES of them, at least 4 and
- * at most 256. Small objects get deep stacks (a burst of them never takes
- * a lock); large ones shallow (what stacks hold counts against the heap's
- * memory). */
-#define HEAP_STACK_BYTES 8192u
+ * at most KMM_HEAP_MAG_SIZE. Small objects get deep stacks (a burst of them
+ * never takes a lock); large ones shallower (what stacks hold is memory no
+ * other size can use). At 8 KiB, H2's classes of 2 to 4 KiB had stacks of
+ * 2 to 4 objects and a random walk of frees and allocations hit their
+ * bounds every few steps (155 instructions a step); at 32 KiB, 136, with
+ * the same memory (docs/performance.md). */
+#define HEAP_STACK_BYTES ((uint32_t)KMM_HEAP_STACK_BYTES)
 #define HEAP_STACK_MIN   4u
 #define HEAP_STACK_MAX   KMM_HEAP_MAG_SIZE
 /* A magazine holds a batch: half the largest stack. */
@@ -71,9 +74,9 @@ enum heap_kind {
  * a burst of one class (H1's thousand blocks) fills its depot, but many
  * classes each holding a full one would keep memory no other class can
  * use (H2: 40 classes, 2.5 MiB). A magazine that finds no room goes back
- * to its slabs. Measured on H2 (docs/performance.md): no budget 1.41 of
- * peak live, 147 instructions a step; 512 KiB 1.37, 151; 256 KiB 1.35,
- * 155; 128 KiB 1.33, 159. */
+ * to its slabs. Measured on H2 with 32 KiB stacks (docs/performance.md):
+ * 512 KiB 1.38 of peak live, 134 instructions a step; 256 KiB 1.36, 136;
+ * 128 KiB 1.35, 138. */
 #define HEAP_DEPOT_TOTAL ((uint32_t)KMM_HEAP_DEPOT_MAX)
 /* "kmm-cach" XORed with the cache's address: a live cache. */
 #define HEAP_CACHE_MAGIC UINT64_C(0x6b6d6d2d63616368)
