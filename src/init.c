@@ -178,6 +178,7 @@ int kmm_init(const struct kmm_config *cfg, struct kmm **out)
     k->meta_base = where;
     k->meta_size = size;
     kmm_misuse_init(&k->misuse);
+    kmm_events_init(&k->events);
     build_map(k, &in);
     pmm_setup(k, &lay, (char *)k + instance_bytes);
     pmm_reclaim_init(&k->pmm);

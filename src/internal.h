@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdnoreturn.h>
 
+#include "lib/events.h"
 #include "lib/lib.h"
 #include "lib/misuse.h"
 #include "heap/state.h"
@@ -60,6 +61,7 @@ struct kmm {
     struct kmm_kva kva;             /* kernel virtual areas (src/vmm/kva.h) */
     struct kmm_heap heap;           /* the kernel heap (src/heap/heap.h) */
     struct kmm_misuse_table misuse; /* rejected calls by layer and class (lib/misuse.h) */
+    struct kmm_event_ring events;   /* recent events across layers (lib/events.h) */
 };
 
 /* The direct-map address of physical address pa. */

@@ -159,7 +159,7 @@ void heap_debug_found(struct kmm *k, enum kmm_misuse what, uintptr_t addr, const
     struct heap_debug *d = &k->heap.debug;
     atomic_fetch_add_explicit(what == KMM_MISUSE_OVERRUN ? &d->overruns : &d->use_after_free, 1,
                               memory_order_relaxed);
-    heap_debug_event(k, KMM_HEAP_EVENT_BAD, addr, what, caller);
+    heap_debug_event(k, NULL, KMM_HEAP_EVENT_BAD, addr, what, caller);
     kmm_misuse(k, KMM_LAYER_HEAP, what, KMM_OK, caller, "%s", text);
 }
 
@@ -661,7 +661,7 @@ void *heap_debug_alloc(struct kmm *k, struct kmm_cache *c, size_t size, kmm_gfp_
         __builtin_memset((void *)p, 0, bytes);
     count_call(c, true);
     if (f & KMM_HEAP_DEBUG_EVENTS)
-        heap_debug_event(k, KMM_HEAP_EVENT_ALLOC, p, size, caller);
+        heap_debug_event(k, c->name, KMM_HEAP_EVENT_ALLOC, p, size, caller);
     return (void *)p;
 }
 
@@ -693,7 +693,7 @@ int heap_debug_free(struct kmm *k, struct kmm_cache *c, uintptr_t p, const char 
     }
     kmm_unlock_irqrestore(&c->lock, s);
     if (again) {
-        heap_debug_event(k, KMM_HEAP_EVENT_BAD, p, KMM_MISUSE_DOUBLE_FREE, caller);
+        heap_debug_event(k, c->name, KMM_HEAP_EVENT_BAD, p, KMM_MISUSE_DOUBLE_FREE, caller);
         return heap_misuse(k, KMM_MISUSE_DOUBLE_FREE, KMM_ESTATE, caller,
                            "%s(%p): already free (cache %s), freed before by %p", fn, (void *)p,
                            c->name, free_caller_of(c, obj));
@@ -708,7 +708,7 @@ int heap_debug_free(struct kmm *k, struct kmm_cache *c, uintptr_t p, const char 
         poison(c, obj, caller);
     count_call(c, false);
     if (f & KMM_HEAP_DEBUG_EVENTS)
-        heap_debug_event(k, KMM_HEAP_EVENT_FREE, p, size, caller);
+        heap_debug_event(k, c->name, KMM_HEAP_EVENT_FREE, p, size, caller);
     if (f & KMM_HEAP_DEBUG_QUARANTINE)
         quarantine_push(k, c, obj, caller, poisoned);
     else

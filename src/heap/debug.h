@@ -206,8 +206,10 @@ void heap_track_add_locked(struct kmm_cache *c, uintptr_t obj);
 /* Takes slot obj off c's live list if it is on it. c's lock held. */
 void heap_track_del_locked(struct kmm_cache *c, uintptr_t obj);
 
-/* Records an event if the ring exists. Any context. */
-void heap_debug_event(struct kmm *k, unsigned op, uintptr_t addr, uint64_t size,
+/* Records an event in the heap's ring if it exists, and in the
+ * instance's ring (lib/events.h) while KMM_EVENTS_HEAP is on; cache names
+ * the object's cache there (NULL: unknown). Any context. */
+void heap_debug_event(struct kmm *k, const char *cache, unsigned op, uintptr_t addr, uint64_t size,
                       const void *caller);
 
 /* The report's section (diag/report.c): the modes, the figures and the

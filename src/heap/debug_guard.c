@@ -106,7 +106,7 @@ void *heap_guard_alloc(struct kmm *k, struct kmm_cache *c, size_t size, kmm_gfp_
     kmm_irq_restore(irq);
     kmm_preempt_enable();
     if (__atomic_load_n(&c->dbg.flags, __ATOMIC_RELAXED) & KMM_HEAP_DEBUG_EVENTS)
-        heap_debug_event(k, KMM_HEAP_EVENT_ALLOC, va + off, size, caller);
+        heap_debug_event(k, c->name, KMM_HEAP_EVENT_ALLOC, va + off, size, caller);
     return (void *)(uintptr_t)(va + off);
 }
 
@@ -163,7 +163,7 @@ int heap_guard_free(struct kmm *k, uintptr_t p, const char *fn, const void *call
         const void *before = again ? sl->free_caller : NULL;
         kmm_unlock_irqrestore(&d->lock, s);
         if (again) {
-            heap_debug_event(k, KMM_HEAP_EVENT_BAD, p, KMM_MISUSE_DOUBLE_FREE, caller);
+            heap_debug_event(k, NULL, KMM_HEAP_EVENT_BAD, p, KMM_MISUSE_DOUBLE_FREE, caller);
             return heap_misuse(k, KMM_MISUSE_DOUBLE_FREE, KMM_ESTATE, caller,
                                "%s(%p): already free (a guarded object), freed before by %p", fn,
                                (void *)p, before);
@@ -206,7 +206,7 @@ int heap_guard_free(struct kmm *k, uintptr_t p, const char *fn, const void *call
     kmm_irq_restore(irq);
     kmm_preempt_enable();
     if (__atomic_load_n(&c->dbg.flags, __ATOMIC_RELAXED) & KMM_HEAP_DEBUG_EVENTS)
-        heap_debug_event(k, KMM_HEAP_EVENT_FREE, p, mine.size, caller);
+        heap_debug_event(k, c->name, KMM_HEAP_EVENT_FREE, p, mine.size, caller);
     return KMM_OK;
 }
 

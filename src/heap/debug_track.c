@@ -151,8 +151,35 @@ uint64_t kmm_heap_leaks(struct kmm *k, uint64_t since, const struct kmm_sink *si
 
 /* --- the event ring ---------------------------------------------------------------------- */
 
-void heap_debug_event(struct kmm *k, unsigned op, uintptr_t addr, uint64_t size, const void *caller)
+/* The instance ring's op for a heap event's. */
+static const uint16_t ring_op[] = {
+    [KMM_HEAP_EVENT_ALLOC] = KMM_EVENT_HEAP_ALLOC,
+    [KMM_HEAP_EVENT_FREE] = KMM_EVENT_HEAP_FREE,
+    [KMM_HEAP_EVENT_BAD] = KMM_EVENT_HEAP_BAD,
+};
+
+/* The event in the instance's ring (lib/events.h). */
+static void ring_event(struct kmm *k, const char *cache, unsigned op, uintptr_t addr, uint64_t size,
+                       const void *caller)
 {
+    struct kmm_event e = {
+        .addr = (uint64_t)addr,
+        .size = size,
+        .caller = caller,
+        .op = op < sizeof(ring_op) / sizeof(ring_op[0]) ? ring_op[op] : 0,
+        .order = KMM_EVENT_NONE,
+        .zone = KMM_EVENT_NONE,
+    };
+    for (size_t i = 0; cache && cache[i] && i + 1 < sizeof(e.cache); i++)
+        e.cache[i] = cache[i];
+    kmm_event_record(k, &e);
+}
+
+void heap_debug_event(struct kmm *k, const char *cache, unsigned op, uintptr_t addr, uint64_t size,
+                      const void *caller)
+{
+    if (kmm_events_on(&k->events, KMM_EVENTS_HEAP))
+        ring_event(k, cache, op, addr, size, caller);
     struct heap_debug_mem *m = __atomic_load_n(&k->heap.debug.mem, __ATOMIC_ACQUIRE);
     if (!m)
         return;

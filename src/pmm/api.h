@@ -113,6 +113,13 @@ static inline uint32_t *pmm_table_entries(struct kmm_pmm *pm, uint64_t pa)
 /* Why the page at pa is no table page (NULL if it is one), for kmm_check. */
 const char *pmm_table_problem(struct kmm *k, uint64_t pa);
 
+/* --- page events (events.c), for diag ------------------------------------------------ */
+
+/* Starts (on) or stops recording page events in the instance's ring
+ * (lib/events.h), which must exist. On: every CPU empties its caches at its
+ * next call and bypasses them while events are recorded (kmm/events.h). */
+void pmm_events_switch(struct kmm *k, bool on);
+
 /* --- heap blocks (slab.c), for the heap ---------------------------------------------- */
 
 /* The largest block the heap takes from the page allocator (slabs, and

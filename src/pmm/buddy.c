@@ -195,6 +195,8 @@ static __attribute__((noinline)) uint64_t page_alloc(struct kmm *k, unsigned ord
     pmm_poison_verify(k, poison, pa, UINT64_C(1) << order, fn, caller);
     if (flags & KMM_GFP_ZERO)
         __builtin_memset(kmm_phys_to_virt(k, pa), 0, KMM_PAGE_SIZE << order);
+    if (pmm_events_on(&k->pmm)) /* events.c: the inline paths never get here while on */
+        pmm_event(k, KMM_EVENT_PAGE_ALLOC, pa, order, UINT64_C(1) << order, caller);
     return pa;
 }
 
@@ -324,16 +326,18 @@ static __attribute__((noinline)) int page_free(struct kmm *k, uint64_t pa, unsig
     struct kmm_frame *f = find_block(k, pa, order, fn, caller, &err);
     if (!f)
         return err;
-    if (order == 0 && pmm_pcp_free(k, f, pa >> KMM_PAGE_SHIFT))
-        return KMM_OK;
-    struct kmm_zone *z = pmm_zone_of(&k->pmm, f);
-    int actual;
-    kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
-    enum kmm_misuse kind = put_locked(k, z, f, pa >> KMM_PAGE_SHIFT, order, &actual);
-    kmm_unlock_irqrestore(&z->lock, s);
-    if (kind != KMM_MISUSE_COUNT)
-        return pmm_misuse(k, kind, fn, pa, order, kind == KMM_MISUSE_WRONG_ORDER ? actual : -1,
-                          caller);
+    if (!(order == 0 && pmm_pcp_free(k, f, pa >> KMM_PAGE_SHIFT))) {
+        struct kmm_zone *z = pmm_zone_of(&k->pmm, f);
+        int actual;
+        kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
+        enum kmm_misuse kind = put_locked(k, z, f, pa >> KMM_PAGE_SHIFT, order, &actual);
+        kmm_unlock_irqrestore(&z->lock, s);
+        if (kind != KMM_MISUSE_COUNT)
+            return pmm_misuse(k, kind, fn, pa, order, kind == KMM_MISUSE_WRONG_ORDER ? actual : -1,
+                              caller);
+    }
+    if (pmm_events_on(&k->pmm))
+        pmm_event(k, KMM_EVENT_PAGE_FREE, pa, order, UINT64_C(1) << order, caller);
     return KMM_OK;
 }
 

@@ -116,9 +116,10 @@ static PCP_SLOW unsigned give_back(struct kmm_pmm *pm, struct kmm_zone *z, struc
 static PCP_SLOW unsigned drain_cpu(struct kmm_pmm *pm, struct kmm_pcp_cpu *pc)
 {
     unsigned moved = 0;
-    /* While pages are poisoned the caches stay empty: the flag stays up,
-     * so that the inline paths keep refusing (poison.c). */
-    atomic_store_explicit(&pc->drain, pmm_poisoning(pm), memory_order_relaxed);
+    /* While pages are poisoned or page events recorded the caches stay
+     * empty: the flag stays up, so that the inline paths keep refusing
+     * (poison.c, events.c). */
+    atomic_store_explicit(&pc->drain, pmm_pcp_bypassed(pm), memory_order_relaxed);
     for (unsigned zi = 0; zi < KMM_ZONE_COUNT; zi++)
         if (pcp_count(&pc->zone[zi]))
             moved += give_back(pm, &pm->zones[pc->node][zi], &pc->zone[zi], UINT32_MAX);
@@ -126,11 +127,11 @@ static PCP_SLOW unsigned drain_cpu(struct kmm_pmm *pm, struct kmm_pcp_cpu *pc)
 }
 
 /* Another CPU's drain request honoured; whether the caches may be used (not while
- * pages are poisoned: poison.c keeps the flag raised meanwhile). */
+ * they are bypassed: poison.c and events.c keep the flag raised meanwhile). */
 static PCP_SLOW bool drain_then_usable(struct kmm_pmm *pm, struct kmm_pcp_cpu *pc)
 {
     drain_cpu(pm, pc);
-    return !pmm_poisoning(pm);
+    return !pmm_pcp_bypassed(pm);
 }
 
 /* Honours another CPU's drain request (cheap when there is none), and

@@ -227,6 +227,28 @@ static inline bool pmm_poisoning(struct kmm_pmm *pm)
     return atomic_load_explicit(&pm->poison_seq, memory_order_relaxed) & 1;
 }
 
+/* Whether the CPU caches are bypassed: while pages are poisoned (every
+ * free block must hold the pattern) or page events are recorded (every
+ * call must reach the full paths, events.c). */
+static inline bool pmm_pcp_bypassed(struct kmm_pmm *pm)
+{
+    return pmm_poisoning(pm) || atomic_load_explicit(&pm->events, memory_order_relaxed);
+}
+
+/* --- page events (events.c) ------------------------------------------------------ */
+
+/* The one test the full paths make: whether page events are recorded. */
+static inline bool pmm_events_on(struct kmm_pmm *pm)
+{
+    return __builtin_expect(atomic_load_explicit(&pm->events, memory_order_relaxed) != 0, 0);
+}
+
+/* Records a page or run event (enum kmm_event_op) of the pages at pa: a
+ * block of that order, or a run of `pages` pages (order KMM_EVENT_NONE).
+ * Out of line and cold: called only when pmm_events_on said so. */
+void pmm_event(struct kmm *k, unsigned op, uint64_t pa, unsigned order, uint64_t pages,
+               const void *caller);
+
 /* An allocation's snapshot of the poisoning state, taken before its
  * request; pmm_poison_verify checks the block it got if poisoning was on
  * throughout, and reports a damaged pattern (a use after free) against fn

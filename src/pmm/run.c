@@ -309,6 +309,8 @@ uint64_t kmm_run_alloc(struct kmm *k, size_t count, uint64_t align, uint64_t lim
     pmm_poison_verify(k, poison, pa, count, "kmm_run_alloc", caller);
     if (flags & KMM_GFP_ZERO)
         __builtin_memset(kmm_phys_to_virt(k, pa), 0, (size_t)count << KMM_PAGE_SHIFT);
+    if (pmm_events_on(&k->pmm))
+        pmm_event(k, KMM_EVENT_RUN_ALLOC, pa, KMM_EVENT_NONE, count, caller);
     return pa;
 }
 
@@ -445,5 +447,7 @@ int kmm_run_free(struct kmm *k, uint64_t pa, size_t count)
     kmm_unlock_irqrestore(&z->lock, s);
     if (v.kind != KMM_MISUSE_COUNT)
         return run_free_misuse(k, &v, pa, count, caller);
+    if (pmm_events_on(pm))
+        pmm_event(k, KMM_EVENT_RUN_FREE, pa, KMM_EVENT_NONE, count, caller);
     return KMM_OK;
 }

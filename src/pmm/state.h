@@ -134,6 +134,9 @@ struct kmm_pmm {
      * under the growth lock, so an allocation that reads one value before
      * and after its request knows every zone poisoned throughout. */
     atomic_uint poison_seq;
+    /* Page events (KMM_EVENTS_PAGE, events.c): non-zero while they are
+     * recorded; the CPU caches are bypassed meanwhile, as while poisoning. */
+    atomic_uint events;
     /* Counters that only grow; updated without a lock. */
     atomic_uint_fast64_t failed_allocs;
     unsigned node_count;

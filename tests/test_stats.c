@@ -1,0 +1,255 @@
+/*
+ * test_stats.c - kmm_stats (kmm/stats.h): after a scenario that touches
+ * every layer, each part of the one call equals what the layer's own call
+ * says; a caller compiled against a larger structure gets its unknown parts
+ * zeroed; bad inputs are refused with a clear error and change nothing.
+ */
+#include "ktest.h"
+#include "env.h"
+#include "fixture.h"
+#include "heap_fixture.h"
+
+#include <kmm/check.h>
+#include <kmm/events.h>
+#include <kmm/heap.h>
+#include <kmm/kmm.h>
+#include <kmm/misuse.h>
+#include <kmm/page.h>
+#include <kmm/stats.h>
+#include <kmm/vm.h>
+#include <kmm/vmalloc.h>
+
+#define MIB  (UINT64_C(1) << 20)
+#define PAGE UINT64_C(4096)
+#define USER UINT64_C(0x0000000000400000)
+
+static const struct kmm_region map64[] = {{1 * MIB, 63 * MIB, KMM_MEM_USABLE}};
+
+/* What the scenario holds, to give back. */
+struct scene {
+    uint64_t pages[3];
+    struct kmm_aspace *us;
+    uint64_t mapped_pa;
+    void *area;
+    void *blocks[8];
+};
+
+/* Something in every layer: pages of three orders, a user space with a
+ * mapping, a vmalloc area, heap blocks of three kinds, a rejected call. */
+static void scenario(struct ktest *t, struct kmm *k, struct scene *s)
+{
+    s->pages[0] = kmm_page_alloc(k, 0, 0);
+    s->pages[1] = kmm_page_alloc(k, 3, KMM_GFP_DMA32);
+    s->pages[2] = kmm_page_alloc(k, 1, KMM_GFP_DMA);
+    KT_ASSERT(t, s->pages[0] && s->pages[1] && s->pages[2]);
+    KT_ASSERT_EQ(t, kmm_aspace_create(k, &s->us), KMM_OK);
+    s->mapped_pa = kmm_page_alloc(k, 0, KMM_GFP_ZERO);
+    KT_ASSERT(t, s->mapped_pa != 0);
+    KT_ASSERT_EQ(t, kmm_vm_map(s->us, USER, s->mapped_pa, PAGE, KMM_PROT_READ | KMM_PROT_USER),
+                 KMM_OK);
+    s->area = kmm_vmalloc(k, 3 * PAGE, 0);
+    KT_ASSERT(t, s->area != NULL);
+    static const size_t sizes[8] = {16, 200, 200, 1000, 5000, 20000, 16, 64};
+    for (unsigned i = 0; i < 8; i++) {
+        s->blocks[i] = kmm_malloc(k, sizes[i], 0);
+        KT_ASSERT(t, s->blocks[i] != NULL);
+    }
+    KT_EXPECT_EQ(t, kmm_page_free(k, s->pages[0] + 1, 0), KMM_EINVAL); /* a misuse */
+}
+
+static void scene_down(struct ktest *t, struct kmm *k, struct scene *s)
+{
+    for (unsigned i = 0; i < 8; i++)
+        KT_EXPECT_EQ(t, kmm_free(k, s->blocks[i]), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vfree(k, s->area), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(s->us, USER, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(k, s->mapped_pa, 0), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(k, s->us), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(k, s->pages[0], 0), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(k, s->pages[1], 3), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(k, s->pages[2], 1), KMM_OK);
+}
+
+/* Structures of uint64_t alone (no padding) compare whole. */
+#define SAME_WORDS(t, a, b) KT_EXPECT(t, __builtin_memcmp(&(a), &(b), sizeof(a)) == 0)
+
+static void expect_same_heap(struct ktest *t, const struct kmm_heap_stats *a,
+                             const struct kmm_heap_stats *b)
+{
+    KT_EXPECT_EQ(t, a->bytes_held, b->bytes_held);
+    KT_EXPECT_EQ(t, a->bytes_peak, b->bytes_peak);
+    KT_EXPECT_EQ(t, a->bytes_used, b->bytes_used);
+    KT_EXPECT_EQ(t, a->bytes_free, b->bytes_free);
+    KT_EXPECT_EQ(t, a->limit, b->limit);
+    KT_EXPECT_EQ(t, a->allocs, b->allocs);
+    KT_EXPECT_EQ(t, a->frees, b->frees);
+    KT_EXPECT_EQ(t, a->alloc_bytes, b->alloc_bytes);
+    KT_EXPECT_EQ(t, a->free_bytes, b->free_bytes);
+    KT_EXPECT_EQ(t, a->failed, b->failed);
+    KT_EXPECT_EQ(t, a->large_blocks, b->large_blocks);
+    KT_EXPECT_EQ(t, a->large_bytes, b->large_bytes);
+    KT_EXPECT_EQ(t, a->misuse, b->misuse);
+    KT_EXPECT_EQ(t, a->caches, b->caches);
+}
+
+static void expect_same_heap_debug(struct ktest *t, const struct kmm_heap_debug_stats *a,
+                                   const struct kmm_heap_debug_stats *b)
+{
+    KT_EXPECT_EQ(t, a->flags, b->flags);
+    KT_EXPECT_EQ(t, a->guard_every, b->guard_every);
+    KT_EXPECT_EQ(t, a->debug_caches, b->debug_caches);
+    KT_EXPECT_EQ(t, a->generation, b->generation);
+    KT_EXPECT_EQ(t, a->tracked, b->tracked);
+    KT_EXPECT_EQ(t, a->quarantined, b->quarantined);
+    KT_EXPECT_EQ(t, a->quarantine_bytes, b->quarantine_bytes);
+    KT_EXPECT_EQ(t, a->guarded_live, b->guarded_live);
+    KT_EXPECT_EQ(t, a->guarded_allocs, b->guarded_allocs);
+    KT_EXPECT_EQ(t, a->guard_slots, b->guard_slots);
+    KT_EXPECT_EQ(t, a->events, b->events);
+    KT_EXPECT_EQ(t, a->overruns, b->overruns);
+    KT_EXPECT_EQ(t, a->use_after_free, b->use_after_free);
+}
+
+KTEST(stats, one_call_gives_every_layers_figures_as_the_layers_own_calls_do)
+{
+    struct kt_heap h;
+    if (!kt_heap_up(t, &h, map64, 1, 2))
+        return;
+    struct kmm *k = h.f.k;
+    KT_ASSERT_EQ(t, kmm_heap_debug(k, KMM_HEAP_DEBUG_TRACK), 0);
+    KT_ASSERT_EQ(t, kmm_events_switch(k, KMM_EVENTS_PAGE), 0);
+    struct scene sc;
+    scenario(t, k, &sc);
+    KT_ASSERT(t, !ktest_failed(t));
+
+    static struct kmm_stats all = KMM_STATS_INIT;
+    all.size = (uint32_t)sizeof(all);
+    KT_ASSERT_EQ(t, kmm_stats(k, &all), KMM_OK);
+    KT_EXPECT_EQ(t, all.version, KMM_STATS_VERSION);
+    KT_EXPECT_EQ(t, all.size, sizeof(all));
+
+    static struct kmm_page_stats ps;
+    kmm_page_stats(k, &ps);
+    SAME_WORDS(t, all.page, ps);
+    KT_EXPECT(t, all.page.allocated_pages > 0);
+    KT_EXPECT(t, all.page.zones[KMM_ZONE_DMA].alloc_calls > 0);
+    KT_EXPECT_EQ(t, all.node_count, kmm_page_node_count(k));
+    KT_EXPECT_EQ(t, all.cpu_count, 2);
+    for (unsigned n = 0; n < KMM_MAX_NODES; n++) {
+        static struct kmm_node_stats ns;
+        __builtin_memset(&ns, 0, sizeof(ns)); /* beyond node_count: zero */
+        if (n < all.node_count)
+            KT_EXPECT_EQ(t, kmm_page_node_stats(k, n, &ns), KMM_OK);
+        SAME_WORDS(t, all.nodes[n], ns);
+    }
+    struct kmm_vm_stats ks;
+    kmm_vm_stats(kmm_kernel_aspace(k), &ks);
+    SAME_WORDS(t, all.kernel_space, ks);
+    struct kmm_vm_stats us;
+    kmm_vm_stats(sc.us, &us); /* the only user space */
+    KT_EXPECT_EQ(t, all.user_spaces.spaces, 1);
+    SAME_WORDS(t, all.user_spaces.vm, us);
+    KT_EXPECT_EQ(t, all.user_spaces.vm.mapped_pages, 1);
+    struct kmm_vmalloc_stats vs;
+    kmm_vmalloc_stats(k, &vs);
+    SAME_WORDS(t, all.vmalloc, vs);
+    KT_EXPECT(t, all.vmalloc.vmalloc_areas >= 1);
+    struct kmm_heap_stats hs;
+    kmm_heap_stats(k, &hs);
+    expect_same_heap(t, &all.heap, &hs);
+    KT_EXPECT(t, all.heap.allocs >= 8);
+    struct kmm_heap_debug_stats ds;
+    kmm_heap_debug_stats(k, &ds);
+    expect_same_heap_debug(t, &all.heap_debug, &ds);
+    KT_EXPECT(t, all.heap_debug.tracked >= 6); /* the slab-class blocks */
+    struct kmm_events_stats es;
+    kmm_events_stats(k, &es);
+    KT_EXPECT_EQ(t, all.events.flags, es.flags);
+    KT_EXPECT_EQ(t, all.events.recorded, es.recorded);
+    KT_EXPECT_EQ(t, all.events.kept, es.kept);
+    KT_EXPECT(t, all.events.recorded > 0);
+    static struct kmm_misuse_stats ms;
+    kmm_misuse_stats(k, &ms);
+    SAME_WORDS(t, all.misuse, ms);
+    KT_EXPECT_EQ(t, all.misuse.count[KMM_LAYER_PAGE][KMM_MISUSE_UNALIGNED], 1);
+
+    KT_EXPECT_EQ(t, kmm_events_switch(k, 0), KMM_EVENTS_PAGE);
+    scene_down(t, k, &sc);
+    KT_EXPECT_HEALTHY(t, k);
+    kt_heap_down(&h);
+}
+
+KTEST(stats, a_caller_with_a_larger_structure_gets_its_unknown_parts_zeroed)
+{
+    struct kt_kmm f;
+    if (!kt_kmm_up(t, &f, map64, 1, 1, 0))
+        return;
+    /* A caller compiled against a later version: more fields at the end. */
+    static struct {
+        struct kmm_stats s;
+        uint64_t later[4];
+    } newer;
+    __builtin_memset(&newer, 0xa5, sizeof(newer));
+    newer.s.size = (uint32_t)sizeof(newer);
+    KT_ASSERT_EQ(t, kmm_stats(f.k, &newer.s), KMM_OK);
+    KT_EXPECT_EQ(t, newer.s.size, sizeof(newer));
+    KT_EXPECT_EQ(t, newer.s.version, KMM_STATS_VERSION);
+    for (unsigned i = 0; i < 4; i++)
+        KT_EXPECT_EQ(t, newer.later[i], 0);
+    struct kmm_page_stats ps;
+    kmm_page_stats(f.k, &ps);
+    KT_EXPECT_EQ(t, newer.s.page.free_pages, ps.free_pages);
+    KT_EXPECT_EQ(t, newer.s.user_spaces.spaces, 0);
+    KT_EXPECT_HEALTHY(t, f.k);
+    kt_kmm_down(&f);
+}
+
+KTEST(stats, a_null_or_too_small_structure_is_refused_counted_and_logged)
+{
+    struct kt_kmm f;
+    if (!kt_kmm_up(t, &f, map64, 1, 1, 0))
+        return;
+    struct kmm_misuse_stats before, after;
+    kmm_misuse_stats(f.k, &before);
+    unsigned long lines = kt_machine_log_count(f.m, KMM_LOG_ERR);
+    KT_EXPECT_EQ(t, kmm_stats(f.k, NULL), KMM_EINVAL);
+    KT_EXPECT(t, ktest_contains(kt_machine_last_error(f.m), "kmm_stats(NULL)"));
+    KT_EXPECT(t, ktest_contains(kt_machine_last_error(f.m), ", caller "));
+    static struct kmm_stats s;
+    __builtin_memset(&s, 0x5a, sizeof(s));
+    s.size = KMM_STATS_SIZE_V1 - 1; /* an older, smaller layout than any there was */
+    KT_EXPECT_EQ(t, kmm_stats(f.k, &s), KMM_EINVAL);
+    KT_EXPECT(t, ktest_contains(kt_machine_last_error(f.m), "below version 1's"));
+    KT_EXPECT_EQ(t, s.size, KMM_STATS_SIZE_V1 - 1); /* untouched */
+    KT_EXPECT_EQ(t, s.version, 0x5a5a5a5au);
+    KT_EXPECT_EQ(t, s.page.free_pages, UINT64_C(0x5a5a5a5a5a5a5a5a));
+    s.size = 0;
+    KT_EXPECT_EQ(t, kmm_stats(f.k, &s), KMM_EINVAL);
+    kmm_misuse_stats(f.k, &after);
+    KT_EXPECT_EQ(t,
+                 after.count[KMM_LAYER_DIAG][KMM_MISUSE_BAD_ARG] -
+                     before.count[KMM_LAYER_DIAG][KMM_MISUSE_BAD_ARG],
+                 3);
+    KT_EXPECT_EQ(t, after.total - before.total, 3);
+    KT_EXPECT_EQ(t, kt_machine_log_count(f.m, KMM_LOG_ERR) - lines, 3);
+    KT_EXPECT_HEALTHY(t, f.k);
+    kt_kmm_down(&f);
+}
+
+KTEST(stats, an_instance_that_is_gone_or_null_is_refused_and_nothing_is_written)
+{
+    struct kt_kmm f;
+    if (!kt_kmm_up(t, &f, map64, 1, 1, 0))
+        return;
+    static struct kmm_stats s = KMM_STATS_INIT;
+    KT_EXPECT_EQ(t, kmm_stats(NULL, &s), KMM_EINVAL);
+    KT_EXPECT_EQ(t, s.version, 0);
+    struct kmm *k = f.k;
+    KT_ASSERT_EQ(t, kmm_fini(k), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_stats(k, &s), KMM_ESTATE);
+    KT_EXPECT_EQ(t, s.version, 0); /* nothing read, nothing written */
+    KT_EXPECT_EQ(t, s.page.total_pages, 0);
+    /* kt_kmm_down tears down the machine; the instance is gone already. */
+    f.k = NULL;
+    kt_kmm_down(&f);
+}
