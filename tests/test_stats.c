@@ -11,6 +11,7 @@
 
 #include <kmm/check.h>
 #include <kmm/events.h>
+#include <kmm/fmt.h>
 #include <kmm/heap.h>
 #include <kmm/kmm.h>
 #include <kmm/misuse.h>
@@ -252,4 +253,182 @@ KTEST(stats, an_instance_that_is_gone_or_null_is_refused_and_nothing_is_written)
     /* kt_kmm_down tears down the machine; the instance is gone already. */
     f.k = NULL;
     kt_kmm_down(&f);
+}
+
+/* --- the report's sections against the figures -------------------------------------------- */
+
+#define SITE       __attribute__((noinline))
+#define SITE_BYTES 256u
+
+SITE static void *alloc_at_a(struct kmm *k, size_t n)
+{
+    void *p = kmm_malloc(k, n, 0);
+    __asm__ volatile("" ::: "memory");
+    return p;
+}
+
+SITE static void *alloc_at_b(struct kmm *k, size_t n)
+{
+    void *p = kmm_malloc(k, n, 0);
+    __asm__ volatile("" ::: "memory");
+    return p;
+}
+
+static bool inside(const void *caller, const void *fn)
+{
+    uintptr_t c = (uintptr_t)caller, f = (uintptr_t)fn;
+    return c > f && c < f + SITE_BYTES;
+}
+
+/* Where needle starts in hay, or NULL. */
+static const char *find(const char *hay, const char *needle)
+{
+    for (; *hay; hay++) {
+        size_t i = 0;
+        while (needle[i] && hay[i] == needle[i])
+            i++;
+        if (!needle[i])
+            return hay;
+    }
+    return NULL;
+}
+
+/* A sink that looks for one line in a report too long to keep whole (each
+ * write is at most one line). */
+struct needle {
+    const char *text;
+    bool found;
+};
+
+static void needle_write(void *ctx, const char *s, size_t n)
+{
+    struct needle *nd = ctx;
+    char line[256];
+    size_t len = 0;
+    for (; len < n && len + 1 < sizeof(line); len++)
+        line[len] = s[len];
+    line[len] = 0;
+    nd->found |= find(line, nd->text) != NULL;
+}
+
+/* Section `section` of k's report, alone, into tx. */
+static void section_text(struct ktest *t, struct kmm *k, unsigned section, struct kt_text *tx)
+{
+    tx->len = 0;
+    tx->buf[0] = '\0';
+    KT_EXPECT_EQ(t, kmm_report_section(k, section, &(struct kmm_sink){kt_text_write, tx}), KMM_OK);
+    KT_EXPECT(t, tx->len < sizeof(tx->buf) - 1); /* nothing cut */
+}
+
+/* Fails unless text holds line (as kmm_snprintf formats it). */
+#define EXPECT_LINE(t, text, ...)                                                                  \
+    do {                                                                                           \
+        char want_[256];                                                                           \
+        kmm_snprintf(want_, sizeof(want_), __VA_ARGS__);                                           \
+        if (!ktest_contains((text), want_))                                                        \
+            ktest_fail_at((t), __FILE__, __LINE__, "no line \"%s\" in:\n%s", want_, (text));       \
+    } while (0)
+
+KTEST(stats, the_reports_zoneinfo_shows_kmm_stats_zone_figures)
+{
+    struct kt_kmm f;
+    if (!kt_kmm_up(t, &f, map64, 1, 1, 0))
+        return;
+    uint64_t dma = kmm_page_alloc(f.k, 2, KMM_GFP_DMA), any = kmm_page_alloc(f.k, 0, 0);
+    KT_ASSERT(t, dma && any);
+    static struct kmm_stats s = KMM_STATS_INIT;
+    KT_ASSERT_EQ(t, kmm_stats(f.k, &s), KMM_OK);
+    static struct kt_text tx;
+    section_text(t, f.k, KMM_REPORT_ZONEINFO, &tx);
+    static const char *const range[KMM_ZONE_COUNT] = {"0-16M", "16M-4G", "4G-"};
+    for (unsigned z = 0; z < KMM_ZONE_COUNT; z++) {
+        const struct kmm_zone_stats *zs = &s.page.zones[z];
+        EXPECT_LINE(t, tx.buf, "  %-7s %-7s %10llu %10llu %8llu %10llu %12llu %12llu\n",
+                    kmm_zone_name(z), range[z], (unsigned long long)zs->managed_pages,
+                    (unsigned long long)zs->free_pages, (unsigned long long)zs->pcp_pages,
+                    (unsigned long long)zs->deferred_pages, (unsigned long long)zs->alloc_calls,
+                    (unsigned long long)zs->free_calls);
+    }
+    KT_EXPECT(t, s.page.zones[KMM_ZONE_DMA].alloc_calls >= 1);
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, dma, 2), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, any, 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, f.k);
+    kt_kmm_down(&f);
+}
+
+KTEST(stats, the_reports_events_are_the_rings_latest_with_their_figures)
+{
+    struct kt_kmm f;
+    if (!kt_kmm_up(t, &f, map64, 1, 1, 0))
+        return;
+    static struct kt_text tx;
+    section_text(t, f.k, KMM_REPORT_EVENTS, &tx);
+    KT_EXPECT_STREQ(t, tx.buf, "Recent events (0 recorded, 0 kept; sources off)\n");
+    KT_ASSERT_EQ(t, kmm_events_switch(f.k, KMM_EVENTS_PAGE), 0);
+    for (unsigned i = 0; i < 20; i++)
+        KT_EXPECT_EQ(t, kmm_page_free(f.k, kmm_page_alloc(f.k, i % 4, KMM_GFP_DMA), i % 4), KMM_OK);
+    static struct kmm_stats s = KMM_STATS_INIT;
+    KT_ASSERT_EQ(t, kmm_stats(f.k, &s), KMM_OK);
+    KT_EXPECT_EQ(t, s.events.recorded, 40);
+    section_text(t, f.k, KMM_REPORT_EVENTS, &tx);
+    EXPECT_LINE(t, tx.buf, "Recent events (%llu recorded, %llu kept; sources page)\n",
+                (unsigned long long)s.events.recorded, (unsigned long long)s.events.kept);
+    static struct kmm_event ev[16];
+    KT_ASSERT_EQ(t, kmm_events(f.k, ev, 16), 16); /* the report lists the latest 16 */
+    KT_EXPECT_EQ(t, ev[15].seq, 40);
+    for (unsigned i = 0; i < 16; i++) {
+        char where[40];
+        kmm_snprintf(where, sizeof(where), "order %u DMA", ev[i].order);
+        EXPECT_LINE(t, tx.buf, "  %8llu %-10s 0x%016llx %10llu %-22s cpu %u caller %p\n",
+                    (unsigned long long)ev[i].seq, kmm_event_op_name(ev[i].op),
+                    (unsigned long long)ev[i].addr, (unsigned long long)ev[i].size, where,
+                    ev[i].cpu, ev[i].caller);
+    }
+    KT_EXPECT(t, !ktest_contains(tx.buf, "\n        24 ")); /* older than the latest 16 */
+    KT_EXPECT_EQ(t, kmm_events_switch(f.k, 0), KMM_EVENTS_PAGE);
+    KT_EXPECT_HEALTHY(t, f.k);
+    kt_kmm_down(&f);
+}
+
+KTEST(stats, the_reports_top_allocation_sites_group_live_objects_by_caller_largest_first)
+{
+    struct kt_heap h;
+    if (!kt_heap_up(t, &h, map64, 1, 1))
+        return;
+    struct kmm *k = h.f.k;
+    static struct kt_text tx;
+    section_text(t, k, KMM_REPORT_SITES, &tx);
+    KT_EXPECT(t, ktest_contains(tx.buf, "0 sites, 0 objects tracked (tracking is off"));
+    KT_ASSERT_EQ(t, kmm_heap_debug(k, KMM_HEAP_DEBUG_TRACK), 0);
+    void *a[3], *b;
+    for (unsigned i = 0; i < 3; i++)
+        a[i] = alloc_at_a(k, 300); /* 900 bytes at a */
+    b = alloc_at_b(k, 1000);       /* 1000 bytes at b: first */
+    KT_ASSERT(t, a[0] && a[1] && a[2] && b);
+    struct kmm_heap_site site[4];
+    KT_ASSERT_EQ(t, kmm_heap_leak_sites(k, 0, site, 4), 2);
+    KT_EXPECT(t, inside(site[0].caller, (const void *)alloc_at_b));
+    KT_EXPECT(t, inside(site[1].caller, (const void *)alloc_at_a));
+    static struct kmm_stats s = KMM_STATS_INIT;
+    KT_ASSERT_EQ(t, kmm_stats(k, &s), KMM_OK);
+    KT_EXPECT_EQ(t, s.heap_debug.tracked, 4);
+    section_text(t, k, KMM_REPORT_SITES, &tx);
+    EXPECT_LINE(t, tx.buf, "most bytes first): 2 sites, %llu objects tracked\n",
+                (unsigned long long)s.heap_debug.tracked);
+    char first[128], second[128];
+    kmm_snprintf(first, sizeof(first), "  %-18p %10llu objects %12llu bytes\n", site[0].caller,
+                 1ull, 1000ull);
+    kmm_snprintf(second, sizeof(second), "  %-18p %10llu objects %12llu bytes\n", site[1].caller,
+                 3ull, 900ull);
+    const char *p1 = find(tx.buf, first), *p2 = find(tx.buf, second);
+    KT_EXPECT(t, p1 && p2 && p1 < p2);
+    /* The whole report has the section too. */
+    struct needle nd = {"Top allocation sites (live tracked heap objects", false};
+    kmm_report(k, &(struct kmm_sink){needle_write, &nd});
+    KT_EXPECT(t, nd.found);
+    for (unsigned i = 0; i < 3; i++)
+        KT_EXPECT_EQ(t, kmm_free(k, a[i]), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_free(k, b), KMM_OK);
+    KT_EXPECT_HEALTHY(t, k);
+    kt_heap_down(&h);
 }

@@ -163,9 +163,12 @@ struct kmm_sink {
  * resolved memory map and its totals, the page allocator's figures, and free
  * blocks per order with the unusable free space index of each (buddyinfo).
  * Later layers add their sections (page tables, kernel virtual areas as
- * /proc/vmallocinfo shows them, heap), and the rejected calls by layer and
- * class. Takes each zone lock in turn while it reads the statistics. For a
- * k that is not a live instance (torn down already) it writes one line that
+ * /proc/vmallocinfo shows them, heap), the rejected calls by layer and
+ * class, each zone's figures, the latest events of the ring (kmm/events.h)
+ * and the top allocation sites (the heap's tracked live objects grouped by
+ * caller, most bytes first: kmm_heap_leak_sites since generation 0). Every
+ * figure it prints is one of kmm_stats's (kmm/stats.h). Takes each zone lock in turn while it reads
+ * the statistics. For a k that is not a live instance (torn down already) it writes one line that
  * says so and reads nothing else. IRQs on.
  */
 void kmm_report(struct kmm *k, const struct kmm_sink *sink);
@@ -181,6 +184,9 @@ enum kmm_report_section {
     KMM_REPORT_HEAP,       /* the heap's totals and its caches (like /proc/slabinfo) */
     KMM_REPORT_HEAP_DEBUG, /* the heap's debugging modes and recent events */
     KMM_REPORT_MISUSE,     /* the rejected calls by layer and class */
+    KMM_REPORT_ZONEINFO,   /* each zone's range, pages and calls (like /proc/zoneinfo) */
+    KMM_REPORT_EVENTS,     /* the latest events of the ring (kmm/events.h) */
+    KMM_REPORT_SITES,      /* top allocation sites: live tracked heap objects by caller */
     KMM_REPORT_SECTIONS
 };
 

@@ -17,6 +17,7 @@
 
 #include "lib/misuse.h"
 
+#include <kmm/events.h>
 #include <kmm/fmt.h>
 #include <kmm/heap.h>
 #include <kmm/misuse.h>
@@ -274,6 +275,96 @@ static void report_misuse(struct kmm *k, const struct kmm_sink *s)
     }
 }
 
+/* Like /proc/zoneinfo, in short: each zone's range and figures. */
+static void report_zoneinfo(const struct kmm_page_stats *ps, const struct kmm_sink *s)
+{
+    static const char *const range[KMM_ZONE_COUNT] = {"0-16M", "16M-4G", "4G-"};
+    sink_printf(s,
+                "Zones (zoneinfo; pages of 4 KiB, calls since init)\n  %-7s %-7s %10s %10s %8s "
+                "%10s %12s %12s\n",
+                "zone", "range", "managed", "free", "pcp", "deferred", "alloc_calls", "free_calls");
+    for (unsigned z = 0; z < KMM_ZONE_COUNT; z++) {
+        const struct kmm_zone_stats *zs = &ps->zones[z];
+        sink_printf(s, "  %-7s %-7s %10llu %10llu %8llu %10llu %12llu %12llu\n", kmm_zone_name(z),
+                    range[z], (unsigned long long)zs->managed_pages,
+                    (unsigned long long)zs->free_pages, (unsigned long long)zs->pcp_pages,
+                    (unsigned long long)zs->deferred_pages, (unsigned long long)zs->alloc_calls,
+                    (unsigned long long)zs->free_calls);
+    }
+}
+
+/* Events the report lists, the latest. */
+#define REPORT_EVENTS 16u
+
+/* The ring's sources as words: "page,heap", "off". */
+static void event_sources(char *buf, size_t size, unsigned flags)
+{
+    kmm_snprintf(buf, size, "%s%s%s", (flags & KMM_EVENTS_PAGE) ? "page" : "",
+                 (flags & KMM_EVENTS_PAGE) && (flags & KMM_EVENTS_HEAP) ? "," : "",
+                 (flags & KMM_EVENTS_HEAP) ? "heap" : "");
+    if (!flags)
+        kmm_snprintf(buf, size, "off");
+}
+
+/* The latest events of the ring, oldest first: sequence, operation,
+ * address, bytes, the order and zone (pages) or cache (heap), CPU, caller. */
+static void report_events(struct kmm *k, const struct kmm_sink *s)
+{
+    struct kmm_events_stats es;
+    kmm_events_stats(k, &es);
+    char src[16];
+    event_sources(src, sizeof(src), es.flags);
+    sink_printf(s, "Recent events (%llu recorded, %llu kept; sources %s)\n",
+                (unsigned long long)es.recorded, (unsigned long long)es.kept, src);
+    struct kmm_event ev[REPORT_EVENTS];
+    size_t n = kmm_events(k, ev, REPORT_EVENTS);
+    for (size_t i = 0; i < n; i++) {
+        const struct kmm_event *e = &ev[i];
+        char where[40];
+        if (e->zone != KMM_EVENT_NONE && e->order != KMM_EVENT_NONE)
+            kmm_snprintf(where, sizeof(where), "order %u %s", e->order, kmm_zone_name(e->zone));
+        else if (e->zone != KMM_EVENT_NONE)
+            kmm_snprintf(where, sizeof(where), "run %s", kmm_zone_name(e->zone));
+        else
+            kmm_snprintf(where, sizeof(where), "%s", e->cache[0] ? e->cache : "-");
+        sink_printf(s, "  %8llu %-10s 0x%016llx %10llu %-22s cpu %u caller %p\n",
+                    (unsigned long long)e->seq, kmm_event_op_name(e->op),
+                    (unsigned long long)e->addr, (unsigned long long)e->size, where, e->cpu,
+                    e->caller);
+    }
+}
+
+/* Sites the report lists, the largest. */
+#define REPORT_SITES 10u
+
+/* Top allocation sites: the heap's tracked live objects grouped by the
+ * caller that allocated them, most bytes first (kmm_heap_leak_sites since
+ * generation 0, the leak report's grouping). */
+static void report_sites(struct kmm *k, const struct kmm_sink *s)
+{
+    struct kmm_heap_site site[REPORT_SITES];
+    size_t n = kmm_heap_leak_sites(k, 0, site, REPORT_SITES);
+    struct kmm_heap_debug_stats ds;
+    kmm_heap_debug_stats(k, &ds);
+    sink_printf(s,
+                "Top allocation sites (live tracked heap objects by caller, most bytes first): %zu "
+                "sites, %llu objects tracked%s\n",
+                n, (unsigned long long)ds.tracked,
+                (ds.flags & KMM_HEAP_DEBUG_TRACK) || ds.tracked
+                    ? ""
+                    : " (tracking is off: kmm_heap_debug(KMM_HEAP_DEBUG_TRACK))");
+    for (size_t i = 0; i < n && i < REPORT_SITES; i++) {
+        if (site[i].caller)
+            sink_printf(s, "  %-18p %10llu objects %12llu bytes\n", site[i].caller,
+                        (unsigned long long)site[i].objects, (unsigned long long)site[i].bytes);
+        else
+            sink_printf(s, "  %-18s %10llu objects %12llu bytes\n", "(other sites)",
+                        (unsigned long long)site[i].objects, (unsigned long long)site[i].bytes);
+    }
+    if (n > REPORT_SITES)
+        sink_printf(s, "  ... %zu more sites\n", n - REPORT_SITES);
+}
+
 /* Whether k is a live instance; if not, one line says so (nothing else of
  * it can be read). */
 static bool report_live(const struct kmm *k, const struct kmm_sink *sink, const char *who)
@@ -315,8 +406,17 @@ static void report_one(struct kmm *k, unsigned section, const struct kmm_page_st
     case KMM_REPORT_HEAP_DEBUG:
         heap_debug_report_section(k, sink);
         break;
-    default: /* KMM_REPORT_MISUSE; the callers checked the range */
+    case KMM_REPORT_MISUSE:
         report_misuse(k, sink);
+        break;
+    case KMM_REPORT_ZONEINFO:
+        report_zoneinfo(ps, sink);
+        break;
+    case KMM_REPORT_EVENTS:
+        report_events(k, sink);
+        break;
+    default: /* KMM_REPORT_SITES; the callers checked the range */
+        report_sites(k, sink);
         break;
     }
 }
@@ -325,7 +425,7 @@ static void report_one(struct kmm *k, unsigned section, const struct kmm_page_st
 static bool section_needs_page_stats(unsigned section)
 {
     return section == KMM_REPORT_MEMINFO || section == KMM_REPORT_BUDDYINFO ||
-           section == KMM_REPORT_RECLAIM;
+           section == KMM_REPORT_RECLAIM || section == KMM_REPORT_ZONEINFO;
 }
 
 void kmm_report(struct kmm *k, const struct kmm_sink *sink)
