@@ -11,6 +11,7 @@
 #include "heap_fixture.h"
 
 #include <kmm/check.h>
+#include <kmm/events.h>
 #include <kmm/fmt.h>
 #include <kmm/heap.h>
 #include <kmm/kmm.h>
@@ -468,6 +469,30 @@ KTEST(shell, events_shows_the_debugging_modes_and_the_event_count)
     kmm_heap_debug_stats(S.h.f.k, &ds);
     KT_EXPECT(t, ktest_contains(out, "Heap debugging: modes 0x0"));
     KT_EXPECT_EQ(t, number_after(out, "debugged, "), ds.events);
+    session_down(t);
+}
+
+KTEST(shell, events_on_records_page_and_heap_events_and_events_lists_the_latest)
+{
+    KT_ASSERT(t, session_up(t));
+    struct kmm *k = S.h.f.k;
+    const char *out = TYPE("events on\n");
+    KT_EXPECT(t, ktest_contains(out, "events on: page allocator and heap"));
+    uint64_t pa = kmm_page_alloc(k, 1, 0);
+    KT_ASSERT(t, pa != 0);
+    KT_EXPECT_EQ(t, kmm_page_free(k, pa, 1), KMM_OK);
+    out = TYPE("events\n");
+    struct kmm_events_stats es;
+    kmm_events_stats(k, &es);
+    KT_EXPECT_EQ(t, number_after(out, "Recent events ("), es.recorded);
+    KT_EXPECT(t, es.recorded >= 2);
+    KT_EXPECT(t, ktest_contains(out, "sources page,heap"));
+    KT_EXPECT(t, ktest_contains(out, "page-free"));
+    out = TYPE("events off\nevents sideways\n");
+    KT_EXPECT(t, ktest_contains(out, "events off"));
+    KT_EXPECT(t, ktest_contains(out, "usage: events [on|off]"));
+    kmm_events_stats(k, &es);
+    KT_EXPECT_EQ(t, es.flags, 0);
     session_down(t);
 }
 

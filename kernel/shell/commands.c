@@ -13,6 +13,7 @@
 #include "mmbench.h"
 
 #include <kmm/check.h>
+#include <kmm/events.h>
 #include <kmm/heap.h>
 #include <kmm/misuse.h>
 #include <kmm/page.h>
@@ -299,16 +300,37 @@ static int cmd_leaks(struct kshell *sh, unsigned argc, char **argv)
     return 0;
 }
 
+/* events [on|off]: the ring of recent events (kmm/events.h), page and heap
+ * sources switched together. */
 static int cmd_events(struct kshell *sh, unsigned argc, char **argv)
 {
-    NO_ARGS(sh, argc, argv);
+    struct kmm *k = sh->cfg.k;
+    if (argc > 2)
+        return usage(sh, "events", "[on|off]", "too many arguments");
+    if (argc == 2 && (str_eq(argv[1], "on") || str_eq(argv[1], "off"))) {
+        int was = kmm_events_switch(k, str_eq(argv[1], "on") ? KMM_EVENTS_VALID : 0);
+        if (was < 0) {
+            kshell_printf(sh, "error: events: kmm_events_switch: %s\n", kmm_strerror(was));
+            return 1;
+        }
+        kshell_printf(sh, "events %s: page allocator and heap\n", argv[1]);
+        return 0;
+    }
+    if (argc == 2)
+        return usage(sh, "events", "[on|off]", "unknown argument");
     struct kmm_heap_debug_stats ds;
-    kmm_heap_debug_stats(sh->cfg.k, &ds);
+    kmm_heap_debug_stats(k, &ds);
     kshell_printf(sh,
                   "Heap debugging: modes 0x%x (heap-wide), %u caches debugged, %llu events "
                   "recorded since boot (kept: the last %u)\n",
                   ds.flags, ds.debug_caches, (unsigned long long)ds.events, KMM_HEAP_EVENTS);
-    return section(sh, KMM_REPORT_HEAP_DEBUG);
+    int err = section(sh, KMM_REPORT_EVENTS);
+    struct kmm_events_stats es;
+    kmm_events_stats(k, &es);
+    if (!es.recorded)
+        kshell_printf(sh, "  (none yet: `events on` records the page allocator's and the "
+                          "heap's)\n");
+    return err;
 }
 
 static int cmd_selftest(struct kshell *sh, unsigned argc, char **argv)
@@ -745,7 +767,7 @@ static const struct kshell_cmd builtin[] = {
     {"misuse", "", "the calls refused as caller mistakes, by layer and class", cmd_misuse},
     {"check", "", "kmm_check: walk every structure, ok / LEAK / CORRUPT", cmd_check},
     {"leaks", "[on|off|mark]", "live tracked heap objects since the mark, by call site", cmd_leaks},
-    {"events", "", "the heap's debugging modes and its recent events", cmd_events},
+    {"events", "[on|off]", "the recent page and heap events (on/off: record them)", cmd_events},
     {"selftest", "[filter]", "run the test suite (the host's), PASS or FAIL", cmd_selftest},
     {"stress", "[operations] [seed]",
      "random heap, page and vmalloc work, contents verified, all freed, then kmm_check",
