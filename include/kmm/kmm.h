@@ -166,8 +166,9 @@ struct kmm_sink {
  * /proc/vmallocinfo shows them, heap), the rejected calls by layer and
  * class, each zone's figures, the latest events of the ring (kmm/events.h)
  * and the top allocation sites (the heap's tracked live objects grouped by
- * caller, most bytes first: kmm_heap_leak_sites since generation 0). Every
- * figure it prints is one of kmm_stats's (kmm/stats.h). Takes each zone lock in turn while it reads
+ * caller, most bytes first: kmm_heap_leak_sites since generation 0). Its
+ * figures come from the calls kmm_stats gathers (kmm/stats.h) and the
+ * memory map. Takes each zone lock in turn while it reads
  * the statistics. For a k that is not a live instance (torn down already) it writes one line that
  * says so and reads nothing else. IRQs on.
  */
