@@ -7,11 +7,18 @@
  * the reservations a kernel makes for itself (its image, an initrd module and
  * a framebuffer). kmm resolves it, places its instance, maps RAM and the
  * frame buffer in the kernel space as a kernel would, and reports.
+ *
+ * kmm-demo --dump FILE also writes the machine-readable dump (kmm/dump.h) of
+ * the busy moment (blocks allocated, every other one freed, vmalloc areas
+ * live) to FILE, for tools/mempicture.py (make demo draws it).
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <kmm/check.h>
+#include <kmm/dump.h>
+#include <kmm/heap.h>
 #include <kmm/kmm.h>
 #include <kmm/page.h>
 #include <kmm/vm.h>
@@ -79,8 +86,37 @@ static void write_stdout(void *ctx, const char *text, size_t len)
     fwrite(text, 1, len, stdout);
 }
 
-int main(void)
+static void write_file(void *ctx, const char *text, size_t len)
 {
+    fwrite(text, 1, len, ctx);
+}
+
+/* Writes k's dump to path; false (and says why) if it cannot. */
+static bool write_dump(struct kmm *k, const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        perror(path);
+        return false;
+    }
+    int err = kmm_dump_json(k, &(struct kmm_sink){write_file, f});
+    bool ok = fclose(f) == 0 && err == KMM_OK;
+    if (!ok)
+        fprintf(stderr, "kmm-demo: writing the dump to %s failed (%s)\n", path, kmm_strerror(err));
+    else
+        printf("\nThe dump of this moment (kmm_dump_json) is in %s\n", path);
+    return ok;
+}
+
+int main(int argc, char **argv)
+{
+    const char *dump_path = NULL;
+    if (argc == 3 && strcmp(argv[1], "--dump") == 0) {
+        dump_path = argv[2];
+    } else if (argc != 1) {
+        fprintf(stderr, "usage: %s [--dump FILE]\n", argv[0]);
+        return 2;
+    }
     size_t n = sizeof(qemu_q35_8g) / sizeof(qemu_q35_8g[0]);
     struct hosted_machine_config mc = {.ram = qemu_q35_8g, .ram_count = n, .echo_log = true};
     /* Back only the usable ranges with RAM: the library must not touch the rest. */
@@ -146,12 +182,36 @@ int main(void)
     void *area[3];
     for (int i = 0; i < 3; i++)
         area[i] = kmm_vmalloc(k, area_bytes[i], 0);
-    printf("\nAfter allocating %d blocks of orders 0-3, freeing every other one, and three "
-           "vmalloc areas:\n\n",
+    /* And the heap at work: 4,000 kmalloc blocks of 16 B to 2 KiB, a third
+     * of them freed again, and an object cache of 600-byte "inodes", which
+     * the slabinfo lines show. */
+    enum { HEAP_BLOCKS = 4000, INODES = 700 };
+    static void *blk[HEAP_BLOCKS];
+    for (int i = 0; i < HEAP_BLOCKS; i++) {
+        seed = seed * 6364136223846793005u + 1442695040888963407u;
+        blk[i] = kmm_malloc(k, (size_t)16 << ((seed >> 59) % 8), 0);
+    }
+    for (int i = 0; i < HEAP_BLOCKS; i += 3) {
+        kmm_free(k, blk[i]);
+        blk[i] = NULL;
+    }
+    struct kmm_cache *inodes = kmm_cache_create(k, "demo_inode", 600, 0, NULL, 0);
+    static void *inode[INODES];
+    for (int i = 0; inodes && i < INODES; i++)
+        inode[i] = kmm_cache_alloc(k, inodes, 0);
+    printf("\nAfter allocating %d blocks of orders 0-3, freeing every other one, three "
+           "vmalloc areas, and heap blocks and objects:\n\n",
            BLOCKS);
     kmm_report(k, &out);
+    bool dumped = !dump_path || write_dump(k, dump_path);
     for (int i = 0; i < 3; i++)
         kmm_vfree(k, area[i]);
+    for (int i = 0; i < HEAP_BLOCKS; i++)
+        kmm_free(k, blk[i]);
+    for (int i = 0; inodes && i < INODES; i++)
+        kmm_cache_free(k, inodes, inode[i]);
+    if (inodes)
+        kmm_cache_destroy(k, inodes);
     for (int i = 1; i < BLOCKS; i += 2)
         kmm_page_free(k, pa[i], order[i]);
     struct kmm_check_result r;
@@ -161,5 +221,5 @@ int main(void)
            (unsigned long long)r.blocks_walked);
     kmm_fini(k);
     hosted_machine_destroy(m);
-    return r.status == KMM_CHECK_OK ? EXIT_SUCCESS : EXIT_FAILURE;
+    return r.status == KMM_CHECK_OK && dumped ? EXIT_SUCCESS : EXIT_FAILURE;
 }
