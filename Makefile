@@ -4,7 +4,8 @@
 #                   (ELF, ELF32 for -kernel, GRUB ISO: docs/kernel.md)
 #   make run        the main job: the demo kernel's GRUB ISO booted under QEMU (TCG) with its
 #                   shell on this terminal (Ctrl-A X leaves QEMU; docs/shell.md)
-#   make demo       the hosted demo (initialises kmm on a simulated machine's map, its report)
+#   make demo       the hosted demo (initialises kmm on a simulated machine's map, its report),
+#                   its dump and pictures of it in build/demo/ (docs/pictures.md)
 #   make bench-kernel  the Linux anchor's workloads in the demo kernel under QEMU:
 #                   build/bench/kernel-bench.log (docs/performance.md)
 #   make bench      the benchmarks of WORKLOADS.md, hosted: a table and build/bench/results.json
@@ -63,17 +64,27 @@ boruix:
 QEMU_RUN = qemu-system-x86_64 -machine pc -accel tcg -no-reboot \
            -device isa-debug-exit,iobase=0xf4,iosize=0x04
 RUN_MEM ?= 512M
+# The serial line's copy, where a `dump` typed at the shell can be drawn from.
+RUN_LOG ?= build/kernel/serial.log
 
 run: deps
 	$(VARIANT) O=build/kernel CC=gcc WORLD=kernel build/kernel/kmm-shell.iso
 	@echo "kmm: booting build/kernel/kmm-shell.iso under QEMU ($(RUN_MEM)); the shell is on this"
 	@echo "kmm: terminal: type help. Leave with halt, or Ctrl-A then X."
-	@$(QEMU_RUN) -cpu max -m $(RUN_MEM) -nographic -cdrom build/kernel/kmm-shell.iso; \
+	@echo "kmm: pictures of memory: type dump, leave, then tools/mempicture.py $(RUN_LOG) -o build/pictures"
+	@echo "kmm: (the serial line is saved in $(RUN_LOG); docs/pictures.md)"
+	@$(QEMU_RUN) -cpu max -m $(RUN_MEM) -nographic -cdrom build/kernel/kmm-shell.iso \
+	  -chardev stdio,id=console,mux=on,logfile=$(RUN_LOG) -serial chardev:console -mon chardev=console; \
 	  rc=$$?; [ $$rc = 0 ] || [ $$rc = 33 ]
 
+# The demo's dump (kmm_dump_json at its busy moment) and its pictures
+# (tools/mempicture.py) go to build/demo/.
 demo: deps
 	$(VARIANT) O=build/hosted CC=gcc WORLD=hosted demo
-	build/hosted/kmm-demo
+	@mkdir -p build/demo
+	build/hosted/kmm-demo --dump build/demo/dump.json
+	tools/mempicture.py build/demo/dump.json -o build/demo
+	@echo "kmm: the pictures of the demo's memory are build/demo/physical.png, buddy.png and caches.png"
 
 # --- benchmarks (docs/performance.md) ------------------------------------------
 # bench: instructions per op under callgrind (a few seconds), then the timed
@@ -131,7 +142,7 @@ test: SHELL := /bin/bash
 test: deps lint hosted-tests kernel-images fuzz-targets bench malloc boruix
 	tools/run-tests.sh tools/readme-test.t tools/install-test.t tools/boruix-headers-test.t \
 	  tools/boruix-archive-test.t tests/malloc/programs.t tools/shell-test.t \
-	  tools/kernel-shell-test.t \
+	  tools/kernel-shell-test.t tools/dump-test.t \
 	  $(foreach v,$(TEST_VARIANTS),$(firstword $(subst :, ,$(v)))) \
 	  --kernel $(KERNEL_BOOTS) --fuzz build/fuzz
 

@@ -15,6 +15,7 @@ packages=(
     grub-pc-bin grub-common xorriso mtools # the demo kernel's GRUB ISO
     git
     python3 sqlite3 xz-utils jq      # real programs on the preloadable malloc (tests/malloc/programs.t)
+    python3-matplotlib               # tools/mempicture.py: pictures of a dump (make demo, tools/dump-test.t)
 )
 
 missing=()

@@ -13,6 +13,7 @@ line "shell". Every answer must come within KSHELL_TIMEOUT seconds (default
 broken shell never hangs it. The serial log goes to
 <image>.shell.serial.log (the reboot boot's to <image>.reboot.serial.log).
 """
+import json
 import os
 import re
 import select
@@ -309,6 +310,24 @@ def session(image, t):
         # stress and the Boruix commands used the kernel heap and gave every block back.
         ok(heap and "Slab caches (slabinfo)" in out and int(heap[1]) > 0 and heap[1] == heap[2],
            f"{t}: slabinfo shows the kernel heap: every allocation freed", out)
+
+        # The dump, captured from the serial line as a person would save it,
+        # and drawn by the picture tool from the saved log.
+        out = b.send("dump\r")
+        m = re.search(r"^--- kmm dump begin ---\n(.*)^--- kmm dump end ---$", out, re.M | re.S)
+        try:
+            dump = json.loads(m[1]) if m else None
+        except ValueError:
+            dump = None
+        ok(dump is not None and dump["version"] == 1
+           and sum(r["count"] for r in dump["frames"]["runs"]) == dump["frames"]["pfn_end"],
+           f"{t}: dump prints the JSON dump between its markers, its runs covering every frame",
+           out[-3000:])
+        pics = subprocess.run(["tools/mempicture.py", f"{image}.shell.serial.log", "-o",
+                               f"{image}.pictures"], capture_output=True, text=True)
+        ok(pics.returncode == 0 and os.path.exists(f"{image}.pictures/physical.png"),
+           f"{t}: mempicture.py draws the dump from the saved serial log",
+           pics.stdout + pics.stderr)
 
         out = b.send("check\r")
         ok(re.search(r"^check: kmm_check ok \([0-9]+ frame descriptors", out, re.M) is not None,

@@ -13,6 +13,7 @@
 #include "mmbench.h"
 
 #include <kmm/check.h>
+#include <kmm/dump.h>
 #include <kmm/events.h>
 #include <kmm/heap.h>
 #include <kmm/misuse.h>
@@ -224,6 +225,20 @@ static int cmd_report(struct kshell *sh, unsigned argc, char **argv)
     struct kmm_sink out = term_sink(sh);
     kmm_report(sh->cfg.k, &out);
     return 0;
+}
+
+/* The machine-readable dump (kmm/dump.h) between marker lines, so that
+ * tools/mempicture.py finds it in a saved serial log (docs/pictures.md). */
+static int cmd_dump(struct kshell *sh, unsigned argc, char **argv)
+{
+    NO_ARGS(sh, argc, argv);
+    struct kmm_sink out = term_sink(sh);
+    kshell_printf(sh, "--- kmm dump begin ---\n");
+    int err = kmm_dump_json(sh->cfg.k, &out);
+    kshell_printf(sh, "--- kmm dump end ---\n");
+    if (err != KMM_OK)
+        kshell_printf(sh, "error: dump: %s\n", kmm_strerror(err));
+    return err == KMM_OK ? 0 : 1;
 }
 
 static int cmd_misuse(struct kshell *sh, unsigned argc, char **argv)
@@ -764,6 +779,7 @@ static const struct kshell_cmd builtin[] = {
     {"pagetables", "[virtual-address]",
      "the page tables' figures, or what one kernel address maps to", cmd_pagetables},
     {"report", "", "the library's whole report (every section above and more)", cmd_report},
+    {"dump", "", "the JSON dump for tools/mempicture.py, between marker lines", cmd_dump},
     {"misuse", "", "the calls refused as caller mistakes, by layer and class", cmd_misuse},
     {"check", "", "kmm_check: walk every structure, ok / LEAK / CORRUPT", cmd_check},
     {"leaks", "[on|off|mark]", "live tracked heap objects since the mark, by call site", cmd_leaks},
