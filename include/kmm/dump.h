@@ -51,9 +51,9 @@
 #define KMM_DUMP_VERSION 1
 
 /*
- * kmm_dump_json - write the dump of k to sink, in pieces of text (lines of
- * at most 159 characters, each ending in '\n'), the whole a JSON document.
- * It needs no memory. Returns KMM_OK, or, with nothing written:
+ * kmm_dump_json - write the dump of k to sink, in pieces of text of at most
+ * 159 characters (a frame run, cache or area to a line), the whole a JSON
+ * document ending in '\n'. It needs no memory. Returns KMM_OK, or, with nothing written:
  *   KMM_EINVAL  sink or its write function is NULL (misuse, counted under
  *               KMM_LAYER_DIAG and logged), or k is NULL (nothing to count
  *               it in);
