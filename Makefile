@@ -164,7 +164,7 @@ check: deps
 FORMAT_FILES = $(shell git ls-files -co --exclude-standard '*.c' '*.h' 2>/dev/null)
 LINT_SRCS = $(shell git ls-files -co --exclude-standard 'src/*.c' 'port/hosted/*.c' 'compat/*.c' \
               'examples/*.c' 'tests/*.c' 'tools/*.c' 'bench/*.c' 'malloc/*.c' 2>/dev/null)
-KERNEL_LINT_SRCS = $(shell git ls-files -co --exclude-standard 'kernel/*.c' 2>/dev/null)
+KERNEL_LINT_SRCS = $(shell git ls-files -co --exclude-standard 'kernel/*.c' 'port/x86_64/*.c' 2>/dev/null)
 BORUIX_LINT_SRCS = $(shell git ls-files -co --exclude-standard 'port/boruix/*.c' 2>/dev/null)
 
 lint: format-check layers cppcheck clang-tidy
@@ -187,8 +187,8 @@ CPPCHECK = cppcheck --quiet --error-exitcode=1 --std=c11 \
 # Twice: each world with its own glue header (kmm_port_impl.h).
 cppcheck:
 	$(CPPCHECK) -Iport/hosted $(LINT_SRCS)
-	$(CPPCHECK) -Ikernel/port $(KERNEL_LINT_SRCS)
-	$(CPPCHECK) -Iport/boruix -Icompat $(BORUIX_LINT_SRCS)
+	$(CPPCHECK) -Ikernel/port -Iport/x86_64 $(KERNEL_LINT_SRCS)
+	$(CPPCHECK) -Iport/boruix -Iport/x86_64 -Icompat $(BORUIX_LINT_SRCS)
 
 clang-tidy: compile_commands.json
 	clang-tidy --quiet -p . $(LINT_SRCS) $(KERNEL_LINT_SRCS) $(BORUIX_LINT_SRCS) 2>&1 | { grep -Ev '^[0-9]+ warnings? generated' || true; }; \

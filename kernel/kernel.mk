@@ -4,7 +4,8 @@
 # before including:
 #   CC             gcc or clang
 #   O              the variant's output directory (build/kernel, ...)
-#   KERNEL_CFLAGS  the freestanding flags, with -Iinclude -Ikernel/port -Itests/ktest
+#   KERNEL_CFLAGS  the freestanding flags, with -Iinclude -Ikernel/port -Iport/x86_64
+#                  -Itests/ktest
 #   LIBKMM         $(O)/libkmm.a, built with KERNEL_CFLAGS
 #   KTEST_SRCS     the test framework's freestanding parts (ktest.c, soft_mmu.c,
 #                  fixture.c) and the shared tests (tests/test_*.c)
@@ -27,7 +28,7 @@
 KOBJ_DIR := $(O)/kobj
 # compat/boruix.c: the Boruix interface over the kernel's own instance
 # (kernel/boruix_world.c), for the shell's Boruix commands.
-KOBJ_C := $(wildcard kernel/*.c kernel/port/*.c) $(SHELL_SRCS) $(KTEST_SRCS) compat/boruix.c
+KOBJ_C := $(wildcard kernel/*.c kernel/port/*.c port/x86_64/*.c) $(SHELL_SRCS) $(KTEST_SRCS) compat/boruix.c
 KOBJ_S := $(wildcard kernel/*.S)
 KOBJ_OBJS := $(patsubst %.c,$(KOBJ_DIR)/%.o,$(KOBJ_C)) $(patsubst %.S,$(KOBJ_DIR)/%.o,$(KOBJ_S))
 

@@ -31,11 +31,12 @@ SHELL_TESTS := shell mmbench
 
 # Freestanding: no libc headers at all (-nostdinc), only the compiler's own
 # (stdint.h, stddef.h, ...). A core file that includes a libc header fails here.
+# Both freestanding ports' glue headers include port/x86_64's shared half.
 KERNEL_CFLAGS := -std=c11 -O2 -g $(WARN) -ffreestanding -nostdinc \
         -isystem $(shell $(CC) -print-file-name=include) \
         -mno-red-zone -mcmodel=kernel -mgeneral-regs-only -fno-pic -fno-pie \
         -fno-stack-protector -nostdlib -fno-asynchronous-unwind-tables \
-        -Iinclude -Isrc -Ikernel/port -Itests/ktest -Ikernel/shell -Icompat -MMD -MP
+        -Iinclude -Isrc -Ikernel/port -Iport/x86_64 -Itests/ktest -Ikernel/shell -Icompat -MMD -MP
 ifeq ($(WORLD),kernel)
 CFLAGS := $(KERNEL_CFLAGS)
 LIB_SRCS := $(CORE_SRCS)
@@ -48,7 +49,7 @@ else ifeq ($(WORLD),boruix)
 CFLAGS := $(subst -Ikernel/port,-Iport/boruix,$(KERNEL_CFLAGS)) \
         -mno-sse -mno-sse2 -mno-mmx $(if $(findstring clang,$(CC)),,-fno-tree-loop-distribute-patterns) \
         -ffunction-sections -fdata-sections
-LIB_SRCS := $(CORE_SRCS) compat/boruix.c compat/limine.c $(sort $(wildcard port/boruix/*.c))
+LIB_SRCS := $(CORE_SRCS) compat/boruix.c compat/limine.c $(sort $(wildcard port/boruix/*.c port/x86_64/*.c))
 LIBKMM_NAME := libkmm-boruix.a
 else
 SAN_FLAGS_asan := -fsanitize=address,undefined -fno-sanitize-recover=all

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tools/compile-commands.sh - print compile_commands.json for every C file in
-# the tree: kernel/ with the freestanding flags, port/boruix/ with the
-# drop-in's, everything else hosted, as
+# the tree: kernel/ and port/x86_64/ with the freestanding flags,
+# port/boruix/ with the drop-in's, everything else hosted, as
 # mk/variant.mk builds them (clang-tidy and editors read it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,7 @@ boruix=$(make -s -f mk/variant.mk WORLD=boruix CC=clang --eval 'print-cflags: ; 
 first=1
 echo "["
 for f in $(git ls-files -co --exclude-standard '*.c'); do
-    case "$f" in kernel/*) flags=$kernel ;; port/boruix/*) flags=$boruix ;; *) flags=$hosted ;; esac
+    case "$f" in kernel/* | port/x86_64/*) flags=$kernel ;; port/boruix/*) flags=$boruix ;; *) flags=$hosted ;; esac
     flags=${flags//-MMD -MP/}
     [ $first = 1 ] || echo ","
     first=0

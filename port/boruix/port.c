@@ -1,25 +1,20 @@
 /*
- * port.c - the drop-in port's hooks that are not inline (contract:
- * kmm/port.h; the machine: kmm_port_impl.h), the weak log hook, and the
+ * port.c - the drop-in port's hooks that are not inline and not shared with
+ * the demo kernel (contract: kmm/port.h; the machine: kmm_port_impl.h; the
+ * shared x86_64 code: port/x86_64/), the weak log hook, and the
  * weak memcpy/memset/memmove/memcmp a kernel without its own links.
  */
 #include <kmm/port.h>
 
-#define PAGE_SIZE             UINT64_C(4096)
-/* Above this many pages one full flush is cheaper than INVLPG per page. */
-#define FLUSH_RANGE_MAX_PAGES 32
-/* Spins before a contended lock is declared taken twice. */
-#define LOCK_SPIN_LIMIT       (UINT64_C(1) << 28)
-#define CR4_PGE               (UINT64_C(1) << 7)
-#define COM1                  0x3f8
-#define COM1_LSR              (COM1 + 5)
-#define LSR_THR_EMPTY         0x20
+#define COM1                0x3f8
+#define COM1_LSR            (COM1 + 5)
+#define LSR_THR_EMPTY       0x20
 /* The PIT: channel 2 counts at 1.193182 MHz, gated by port 0x61. */
-#define PIT_HZ                UINT64_C(1193182)
-#define PIT_CH2               0x42
-#define PIT_CMD               0x43
-#define PIT_GATE              0x61
-#define PIT_CALIBRATE_TICKS   UINT64_C(11932) /* 10 ms */
+#define PIT_HZ              UINT64_C(1193182)
+#define PIT_CH2             0x42
+#define PIT_CMD             0x43
+#define PIT_GATE            0x61
+#define PIT_CALIBRATE_TICKS UINT64_C(11932) /* 10 ms */
 
 static inline void outb(uint16_t port, uint8_t v)
 {
@@ -33,80 +28,23 @@ static inline uint8_t inb(uint16_t port)
     return v;
 }
 
-void kmm_boruix_lock_contended(kmm_lock_t *l)
-{
-    for (uint64_t spins = 0;; spins++) {
-        if (!__atomic_load_n(&l->locked, __ATOMIC_RELAXED) &&
-            !__atomic_exchange_n(&l->locked, 1, __ATOMIC_ACQUIRE))
-            return;
-        if (spins == LOCK_SPIN_LIMIT)
-            kmm_port_panic(NULL, "kmm_lock_irqsave: lock held too long (taken twice?)");
-        __asm__ volatile("pause" : : : "memory");
-    }
-}
-
-static uint64_t read_cr3(void)
-{
-    uint64_t v;
-    __asm__ volatile("mov %%cr3, %0" : "=r"(v));
-    return v;
-}
-
-static void write_cr3(uint64_t v)
-{
-    __asm__ volatile("mov %0, %%cr3" : : "r"(v) : "memory");
-}
-
-static uint64_t read_cr4(void)
-{
-    uint64_t v;
-    __asm__ volatile("mov %%cr4, %0" : "=r"(v));
-    return v;
-}
-
-static void write_cr4(uint64_t v)
-{
-    __asm__ volatile("mov %0, %%cr4" : : "r"(v) : "memory");
-}
-
-static void invlpg(uint64_t va)
-{
-    __asm__ volatile("invlpg (%0)" : : "r"(va) : "memory");
-}
-
+/* The TLB and root hooks act on the one machine there is. */
 void kmm_port_tlb_flush_page(struct kmm_port *p, uint64_t va)
 {
     (void)p;
-    invlpg(va);
+    kmm_x86_flush_page(va);
 }
 
-/* INVLPG on any address of a 2 MiB or 1 GiB page drops that page's entry,
- * so stepping by 4 KiB covers every page size. */
 void kmm_port_tlb_flush_range(struct kmm_port *p, uint64_t va, uint64_t len)
 {
-    if (len == 0)
-        return;
-    uint64_t first = va & ~(PAGE_SIZE - 1);
-    uint64_t last = (va + len - 1) & ~(PAGE_SIZE - 1);
-    uint64_t pages = last >= first ? (last - first) / PAGE_SIZE + 1 : UINT64_MAX;
-    if (pages > FLUSH_RANGE_MAX_PAGES) {
-        kmm_port_tlb_flush_all(p, true);
-        return;
-    }
-    for (uint64_t i = 0; i < pages; i++)
-        invlpg(first + i * PAGE_SIZE);
+    (void)p;
+    kmm_x86_flush_range(va, len);
 }
 
 void kmm_port_tlb_flush_all(struct kmm_port *p, bool global)
 {
     (void)p;
-    uint64_t cr4 = read_cr4();
-    if (global && (cr4 & CR4_PGE)) {
-        write_cr4(cr4 & ~CR4_PGE);
-        write_cr4(cr4);
-    } else {
-        write_cr3(read_cr3());
-    }
+    kmm_x86_flush_all(global);
 }
 
 /* One CPU: no other CPU caches anything. */
@@ -123,33 +61,7 @@ void kmm_port_tlb_shootdown(struct kmm_port *p, uint64_t root, uint64_t va, uint
 void kmm_port_load_root(struct kmm_port *p, uint64_t root)
 {
     (void)p;
-    write_cr3(root);
-}
-
-void kmm_port_mapping_changed(struct kmm_port *p, const struct kmm_port_mapping *m)
-{
-    (void)p;
-    (void)m;
-}
-
-unsigned kmm_port_node_count(const struct kmm_port *p)
-{
-    (void)p;
-    return 1;
-}
-
-unsigned kmm_port_node_of_phys(const struct kmm_port *p, uint64_t pa)
-{
-    (void)p;
-    (void)pa;
-    return 0;
-}
-
-unsigned kmm_port_node_of_cpu(const struct kmm_port *p, unsigned cpu)
-{
-    (void)p;
-    (void)cpu;
-    return 0;
+    kmm_x86_load_cr3(root);
 }
 
 static void serial_puts(const char *s)
