@@ -228,6 +228,65 @@ KTEST(misuse, the_kva_layer_classes_its_rejections_as_the_page_layer_does)
     kt_kmm_down(&f);
 }
 
+/* The caller a wrapper passes (a compatibility layer's own caller). */
+#define WRAPPED_CALLER ((const void *)(uintptr_t)0x1234abcd)
+#define WRAPPED_NEEDLE "1234abcd"
+
+/* An allocation's refusal as an error value, for EXPECT_CELL. */
+static int refused_if_zero(uint64_t got)
+{
+    return got ? KMM_OK : KMM_EINVAL;
+}
+
+KTEST(misuse, the_caller_forms_log_the_wrappers_caller_in_the_same_cell)
+{
+    struct kt_kmm f;
+    if (!kt_kmm_up(t, &f, map64, 1, 1, 0))
+        return;
+    struct kmm_aspace *ks = kmm_kernel_aspace(f.k);
+    const void *w = WRAPPED_CALLER;
+    const unsigned r = KMM_PROT_READ;
+    struct kmm_vm_translation tr;
+    uint64_t out = 0;
+    EXPECT_CELL(t, &f, refused_if_zero(kmm_page_alloc_caller(f.k, KMM_PAGE_MAX_ORDER + 1, 0, w)),
+                KMM_EINVAL, KMM_LAYER_PAGE, KMM_MISUSE_BAD_ORDER, WRAPPED_NEEDLE);
+    EXPECT_CELL(t, &f, kmm_page_free_caller(f.k, 8 * MIB + 1, 0, w), KMM_EINVAL, KMM_LAYER_PAGE,
+                KMM_MISUSE_UNALIGNED, WRAPPED_NEEDLE);
+    EXPECT_CELL(t, &f, refused_if_zero(kmm_run_alloc_caller(f.k, 0, 0, 0, 0, w)), KMM_EINVAL,
+                KMM_LAYER_PAGE, KMM_MISUSE_BAD_ORDER, WRAPPED_NEEDLE);
+    EXPECT_CELL(t, &f, kmm_run_free_caller(f.k, 8 * MIB, 0, w), KMM_EINVAL, KMM_LAYER_PAGE,
+                KMM_MISUSE_BAD_ORDER, WRAPPED_NEEDLE);
+    EXPECT_CELL(t, &f, kmm_vm_map_caller(ks, KERNEL + 1, 8 * MIB, PAGE, r, w), KMM_EINVAL,
+                KMM_LAYER_VM, KMM_MISUSE_UNALIGNED, WRAPPED_NEEDLE);
+    EXPECT_CELL(t, &f, kmm_vm_unmap_caller(ks, KERNEL + 1, PAGE, w), KMM_EINVAL, KMM_LAYER_VM,
+                KMM_MISUSE_UNALIGNED, WRAPPED_NEEDLE);
+    EXPECT_CELL(t, &f, kmm_vm_protect_caller(ks, KERNEL + 1, PAGE, r, w), KMM_EINVAL, KMM_LAYER_VM,
+                KMM_MISUSE_UNALIGNED, WRAPPED_NEEDLE);
+    EXPECT_CELL(t, &f, kmm_vm_translate_caller(ks, UINT64_C(0x0000800000000000), &tr, w),
+                KMM_EINVAL, KMM_LAYER_VM, KMM_MISUSE_OUTSIDE, WRAPPED_NEEDLE);
+    EXPECT_CELL(t, &f, refused_if_zero((uint64_t)(uintptr_t)kmm_vmalloc_caller(f.k, 0, 0, w)),
+                KMM_EINVAL, KMM_LAYER_KVA, KMM_MISUSE_BAD_ARG, WRAPPED_NEEDLE);
+    EXPECT_CELL(t, &f, kmm_kva_alloc_caller(f.k, 0, &out, w), KMM_EINVAL, KMM_LAYER_KVA,
+                KMM_MISUSE_BAD_ARG, WRAPPED_NEEDLE);
+    /* Accepted, they are the plain calls. */
+    uint64_t pa = kmm_page_alloc_caller(f.k, 0, 0, w),
+             run = kmm_run_alloc_caller(f.k, 3, 0, 0, 0, w);
+    KT_ASSERT(t, pa && run);
+    KT_EXPECT_EQ(t, kmm_vm_map_caller(ks, KERNEL, pa, PAGE, r, w), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_translate_caller(ks, KERNEL, &tr, w), KMM_OK);
+    KT_EXPECT_EQ(t, tr.pa, pa);
+    KT_EXPECT_EQ(t, kmm_vm_protect_caller(ks, KERNEL, PAGE, r | KMM_PROT_WRITE, w), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_unmap_caller(ks, KERNEL, PAGE, w), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free_caller(f.k, pa, 0, w), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_run_free_caller(f.k, run, 3, w), KMM_OK);
+    void *v = kmm_vmalloc_caller(f.k, PAGE, 0, w);
+    KT_ASSERT(t, v != NULL && kmm_kva_alloc_caller(f.k, PAGE, &out, w) == KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vfree(f.k, v), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_kva_free(f.k, out), KMM_OK);
+    KT_EXPECT_HEALTHY(t, f.k);
+    kt_kmm_down(&f);
+}
+
 KTEST(misuse, the_layers_figures_are_their_rows_of_the_table)
 {
     struct kt_kmm f;

@@ -124,6 +124,13 @@ uint64_t kmm_page_alloc(struct kmm *k, unsigned order, kmm_gfp_t flags);
  */
 int kmm_page_free(struct kmm *k, uint64_t pa, unsigned order);
 
+/* kmm_page_alloc_caller, kmm_page_free_caller - kmm_page_alloc and
+ * kmm_page_free for a wrapper (a compatibility layer): a rejection is logged
+ * with caller, the wrapper's own caller, instead of the wrapper. Same fast
+ * paths, bounds and contexts. */
+uint64_t kmm_page_alloc_caller(struct kmm *k, unsigned order, kmm_gfp_t flags, const void *caller);
+int kmm_page_free_caller(struct kmm *k, uint64_t pa, unsigned order, const void *caller);
+
 /*
  * kmm_pages_alloc / kmm_pages_free - kmm_page_alloc and kmm_page_free by
  * page count. count is rounded up to a power of two: 3 pages take an
@@ -415,6 +422,13 @@ uint64_t kmm_run_alloc(struct kmm *k, size_t count, uint64_t align, uint64_t lim
  * O(KMM_PAGE_MAX_ORDER) to merge, under one zone lock. Any context.
  */
 int kmm_run_free(struct kmm *k, uint64_t pa, size_t count);
+
+/* kmm_run_alloc_caller, kmm_run_free_caller - kmm_run_alloc and
+ * kmm_run_free for a wrapper: a rejection is logged with caller, the
+ * wrapper's own caller, instead of the wrapper. */
+uint64_t kmm_run_alloc_caller(struct kmm *k, size_t count, uint64_t align, uint64_t limit,
+                              kmm_gfp_t flags, const void *caller);
+int kmm_run_free_caller(struct kmm *k, uint64_t pa, size_t count, const void *caller);
 
 /* --- memory growth: deferred descriptors, added memory (src/pmm/grow.c) ------- */
 

@@ -249,6 +249,18 @@ struct kmm_vm_translation {
  * off, interrupt handlers too; O(levels). */
 int kmm_vm_translate(struct kmm_aspace *as, uint64_t va, struct kmm_vm_translation *out);
 
+/* kmm_vm_map_caller, kmm_vm_unmap_caller, kmm_vm_protect_caller,
+ * kmm_vm_translate_caller - the calls above for a wrapper (a compatibility
+ * layer): a rejection is logged with caller, the wrapper's own caller,
+ * instead of the wrapper. Same results, bounds and contexts. */
+int kmm_vm_map_caller(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size,
+                      unsigned flags, const void *caller);
+int kmm_vm_unmap_caller(struct kmm_aspace *as, uint64_t va, uint64_t size, const void *caller);
+int kmm_vm_protect_caller(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned prot,
+                          const void *caller);
+int kmm_vm_translate_caller(struct kmm_aspace *as, uint64_t va, struct kmm_vm_translation *out,
+                            const void *caller);
+
 /*
  * kmm_vm_query - describe the mapping state from va up to limit: *out gets
  * the longest run starting at va of pages that are all unmapped, or all

@@ -87,6 +87,11 @@
  */
 void *kmm_vmalloc(struct kmm *k, size_t size, kmm_gfp_t flags);
 
+/* kmm_vmalloc_caller - kmm_vmalloc for a wrapper (a compatibility layer):
+ * a rejection is logged, and the area recorded, with caller, the wrapper's
+ * own caller, instead of the wrapper. */
+void *kmm_vmalloc_caller(struct kmm *k, size_t size, kmm_gfp_t flags, const void *caller);
+
 /* kmm_vzalloc - kmm_vmalloc(k, size, KMM_GFP_ZERO). */
 void *kmm_vzalloc(struct kmm *k, size_t size);
 
@@ -141,6 +146,10 @@ int kmm_vunmap(struct kmm *k, const void *addr);
  * IRQs on; O(areas).
  */
 int kmm_kva_alloc(struct kmm *k, uint64_t size, uint64_t *va);
+
+/* kmm_kva_alloc_caller - kmm_kva_alloc for a wrapper: a rejection is
+ * logged, and the range recorded, with caller, the wrapper's own caller. */
+int kmm_kva_alloc_caller(struct kmm *k, uint64_t size, uint64_t *va, const void *caller);
 
 /*
  * kmm_kva_free - release the range kmm_kva_alloc returned at va. Every page

@@ -212,6 +212,13 @@ uint64_t kmm_page_alloc(struct kmm *k, unsigned order, kmm_gfp_t flags)
     return page_alloc(k, order, flags, "kmm_page_alloc", __builtin_return_address(0));
 }
 
+/* The wrapper's form goes straight to the full path (a CPU cache hit is
+ * taken there too), so kmm_page_alloc's inline fast path stays its own. */
+uint64_t kmm_page_alloc_caller(struct kmm *k, unsigned order, kmm_gfp_t flags, const void *caller)
+{
+    return page_alloc(k, order, flags, "kmm_page_alloc", caller);
+}
+
 unsigned kmm_order_for_count(size_t count)
 {
     unsigned order = 0;
@@ -356,6 +363,12 @@ int kmm_page_free(struct kmm *k, uint64_t pa, unsigned order)
         }
     }
     return page_free(k, pa, order, "kmm_page_free", __builtin_return_address(0));
+}
+
+/* As kmm_page_alloc_caller: the full path, which judges every free. */
+int kmm_page_free_caller(struct kmm *k, uint64_t pa, unsigned order, const void *caller)
+{
+    return page_free(k, pa, order, "kmm_page_free", caller);
 }
 
 int kmm_pages_free(struct kmm *k, uint64_t pa, size_t count)

@@ -274,7 +274,12 @@ static int run_free_misuse(struct kmm *k, const struct run_verdict *v, uint64_t 
 
 uint64_t kmm_run_alloc(struct kmm *k, size_t count, uint64_t align, uint64_t limit, kmm_gfp_t flags)
 {
-    const void *caller = __builtin_return_address(0);
+    return kmm_run_alloc_caller(k, count, align, limit, flags, __builtin_return_address(0));
+}
+
+uint64_t kmm_run_alloc_caller(struct kmm *k, size_t count, uint64_t align, uint64_t limit,
+                              kmm_gfp_t flags, const void *caller)
+{
     uint64_t a = align ? align : KMM_PAGE_SIZE;
     const char *bad = count == 0 ? "count 0"
                       : (a & (a - 1)) != 0 || a < KMM_PAGE_SIZE
@@ -415,7 +420,11 @@ static void run_release_locked(struct kmm_pmm *pm, struct kmm_zone *z, uint64_t 
 
 int kmm_run_free(struct kmm *k, uint64_t pa, size_t count)
 {
-    const void *caller = __builtin_return_address(0);
+    return kmm_run_free_caller(k, pa, count, __builtin_return_address(0));
+}
+
+int kmm_run_free_caller(struct kmm *k, uint64_t pa, size_t count, const void *caller)
+{
     struct kmm_pmm *pm = &k->pmm;
     uint64_t pfn = pa >> KMM_PAGE_SHIFT;
     struct run_verdict v = {.kind = KMM_MISUSE_COUNT, .at = pfn};

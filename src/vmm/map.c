@@ -211,6 +211,12 @@ int kmm_vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, u
     return vm_map(as, va, pa, size, flags, false, __builtin_return_address(0));
 }
 
+int kmm_vm_map_caller(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size,
+                      unsigned flags, const void *caller)
+{
+    return vm_map(as, va, pa, size, flags, false, caller);
+}
+
 int vmm_map_area(struct kmm *k, uint64_t va, uint64_t pa, uint64_t size, unsigned flags)
 {
     return vm_map(&k->vm.kernel, va, pa, size, flags, true, __builtin_return_address(0));
@@ -305,11 +311,16 @@ int kmm_vm_unmap_g(struct kmm_aspace *as, uint64_t va, uint64_t size, struct kmm
 
 int kmm_vm_unmap(struct kmm_aspace *as, uint64_t va, uint64_t size)
 {
+    return kmm_vm_unmap_caller(as, va, size, __builtin_return_address(0));
+}
+
+int kmm_vm_unmap_caller(struct kmm_aspace *as, uint64_t va, uint64_t size, const void *caller)
+{
     if (!vm_is_space(as))
         return KMM_EINVAL;
     struct kmm_tlb_gather g;
     kmm_tlb_gather_init(&g, as);
-    int err = unmap(as, va, size, &g, "kmm_vm_unmap", false, __builtin_return_address(0));
+    int err = unmap(as, va, size, &g, "kmm_vm_unmap", false, caller);
     kmm_tlb_finish(&g);
     return err;
 }
@@ -355,25 +366,47 @@ int kmm_vm_protect_g(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned
 
 int kmm_vm_protect(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned prot)
 {
+    return kmm_vm_protect_caller(as, va, size, prot, __builtin_return_address(0));
+}
+
+int kmm_vm_protect_caller(struct kmm_aspace *as, uint64_t va, uint64_t size, unsigned prot,
+                          const void *caller)
+{
     if (!vm_is_space(as))
         return KMM_EINVAL;
     struct kmm_tlb_gather g;
     kmm_tlb_gather_init(&g, as);
-    int err = protect(as, va, size, prot, &g, "kmm_vm_protect", __builtin_return_address(0));
+    int err = protect(as, va, size, prot, &g, "kmm_vm_protect", caller);
     kmm_tlb_finish(&g);
     return err;
 }
 
 /* --- translate and query -------------------------------------------------------- */
 
+/* kmm_vm_translate's refusal (a bad space, a NULL out, a non-canonical va),
+ * out of the callers' fast path. */
+static int translate_refuse(struct kmm_aspace *as, uint64_t va,
+                            const struct kmm_vm_translation *out, const void *caller)
+{
+    return vm_refuse(as,
+                     !vm_is_space(as) ? VM_NOT_A_SPACE
+                     : !out           ? VM_NULL_RESULT
+                                      : VM_NOT_CANONICAL,
+                     "kmm_vm_translate", va, KMM_PAGE_SIZE, caller);
+}
+
 int kmm_vm_translate(struct kmm_aspace *as, uint64_t va, struct kmm_vm_translation *out)
 {
     if (!vm_is_space(as) || !out || !mmu_canonical(&as->mmu, va))
-        return vm_refuse(as,
-                         !vm_is_space(as) ? VM_NOT_A_SPACE
-                         : !out           ? VM_NULL_RESULT
-                                          : VM_NOT_CANONICAL,
-                         "kmm_vm_translate", va, KMM_PAGE_SIZE, __builtin_return_address(0));
+        return translate_refuse(as, va, out, __builtin_return_address(0));
+    return mmu_translate(&as->mmu, &as->lock, va, out);
+}
+
+int kmm_vm_translate_caller(struct kmm_aspace *as, uint64_t va, struct kmm_vm_translation *out,
+                            const void *caller)
+{
+    if (!vm_is_space(as) || !out || !mmu_canonical(&as->mmu, va))
+        return translate_refuse(as, va, out, caller);
     return mmu_translate(&as->mmu, &as->lock, va, out);
 }
 

@@ -185,6 +185,11 @@ void *kmm_vmalloc(struct kmm *k, size_t size, kmm_gfp_t flags)
     return vmalloc_from(k, size, flags, __builtin_return_address(0));
 }
 
+void *kmm_vmalloc_caller(struct kmm *k, size_t size, kmm_gfp_t flags, const void *caller)
+{
+    return vmalloc_from(k, size, flags, caller);
+}
+
 void *kmm_vzalloc(struct kmm *k, size_t size)
 {
     return vmalloc_from(k, size, KMM_GFP_ZERO, __builtin_return_address(0));
@@ -270,7 +275,11 @@ int kmm_vunmap(struct kmm *k, const void *addr)
 
 int kmm_kva_alloc(struct kmm *k, uint64_t size, uint64_t *va)
 {
-    const void *caller = __builtin_return_address(0);
+    return kmm_kva_alloc_caller(k, size, va, __builtin_return_address(0));
+}
+
+int kmm_kva_alloc_caller(struct kmm *k, uint64_t size, uint64_t *va, const void *caller)
+{
     uint64_t pages = kva_pages_for(k, size);
     if (!va || !pages)
         return kva_misuse(k, KMM_EINVAL, !va || !size ? KMM_MISUSE_BAD_ARG : KMM_MISUSE_BAD_ORDER,
