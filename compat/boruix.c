@@ -287,9 +287,10 @@ void kmm_boruix_set_console(const struct kmm_sink *sink)
 
 void *rust_kmalloc(size_t size)
 {
-    if (!ready("rust_kmalloc", CALLER()) || size == 0)
+    const void *caller = CALLER();
+    if (!ready("rust_kmalloc", caller) || size == 0)
         return NULL;
-    return kmm_malloc(g.k, size, 0);
+    return kmm_malloc_caller(g.k, size, 0, caller);
 }
 
 void rust_kfree(void *ptr)
@@ -304,34 +305,38 @@ void rust_kfree(void *ptr)
 
 uint64_t rust_alloc_page(void)
 {
-    if (!ready("rust_alloc_page", CALLER()))
+    const void *caller = CALLER();
+    if (!ready("rust_alloc_page", caller))
         return 0;
-    return kmm_page_alloc(g.k, 0, KMM_GFP_ZERO);
+    return kmm_page_alloc_caller(g.k, 0, KMM_GFP_ZERO, caller);
 }
 
 void rust_free_page(uint64_t page_addr)
 {
-    if (page_addr == 0 || !ready("rust_free_page", CALLER()))
+    const void *caller = CALLER();
+    if (page_addr == 0 || !ready("rust_free_page", caller))
         return;
-    (void)kmm_page_free(g.k, page_addr, 0);
+    (void)kmm_page_free_caller(g.k, page_addr, 0, caller);
 }
 
 uint64_t rust_alloc_pages(size_t count)
 {
-    if (!ready("rust_alloc_pages", CALLER()))
+    const void *caller = CALLER();
+    if (!ready("rust_alloc_pages", caller))
         return 0;
     if (count == 0) {
-        refuse("rust_alloc_pages", CALLER(), "count 0");
+        refuse("rust_alloc_pages", caller, "count 0");
         return 0;
     }
-    return kmm_run_alloc(g.k, count, 0, 0, KMM_GFP_ZERO);
+    return kmm_run_alloc_caller(g.k, count, 0, 0, KMM_GFP_ZERO, caller);
 }
 
 void rust_free_pages(uint64_t start_addr, size_t count)
 {
-    if (start_addr == 0 || !ready("rust_free_pages", CALLER()))
+    const void *caller = CALLER();
+    if (start_addr == 0 || !ready("rust_free_pages", caller))
         return;
-    (void)kmm_run_free(g.k, start_addr, count);
+    (void)kmm_run_free_caller(g.k, start_addr, count, caller);
 }
 
 /* --- page tables
@@ -377,63 +382,72 @@ int rust_map_page(uint64_t virtual_addr, uint64_t physical_addr, uint64_t flags)
                (unsigned long long)virtual_addr, (unsigned long long)(flags & ~X86_KNOWN));
         return -1;
     }
-    return kmm_vm_map(g.ks, virtual_addr, physical_addr, PAGE, map_flags(flags)) == KMM_OK ? 0 : -1;
+    return kmm_vm_map_caller(g.ks, virtual_addr, physical_addr, PAGE, map_flags(flags), caller) ==
+                   KMM_OK
+               ? 0
+               : -1;
 }
 
 uint64_t rust_unmap_page(uint64_t virtual_addr)
 {
-    if (!ready("rust_unmap_page", CALLER()))
+    const void *caller = CALLER();
+    if (!ready("rust_unmap_page", caller))
         return 0;
     struct kmm_vm_translation t;
-    bool mapped =
-        (virtual_addr & (PAGE - 1)) == 0 && kmm_vm_translate(g.ks, virtual_addr, &t) == KMM_OK;
+    bool mapped = (virtual_addr & (PAGE - 1)) == 0 &&
+                  kmm_vm_translate_caller(g.ks, virtual_addr, &t, caller) == KMM_OK;
     /* An unaligned or unmapped page goes to the library all the same, which
-     * refuses it, counts it and logs it. */
-    if (kmm_vm_unmap(g.ks, virtual_addr, PAGE) != KMM_OK || !mapped)
+     * refuses it, counts it and logs it with Boruix's caller. */
+    if (kmm_vm_unmap_caller(g.ks, virtual_addr, PAGE, caller) != KMM_OK || !mapped)
         return 0;
     return t.pa;
 }
 
 uint64_t rust_virt_to_phys(uint64_t virtual_addr)
 {
-    if (!ready("rust_virt_to_phys", CALLER()))
+    const void *caller = CALLER();
+    if (!ready("rust_virt_to_phys", caller))
         return 0;
     struct kmm_vm_translation t;
-    return kmm_vm_translate(g.ks, virtual_addr, &t) == KMM_OK ? t.pa : 0;
+    return kmm_vm_translate_caller(g.ks, virtual_addr, &t, caller) == KMM_OK ? t.pa : 0;
 }
 
 /* Sets or clears prot bits of the mapped page at va: -1 (the library's
- * refusal for an unaligned, unmapped or reserved page) or 0. */
-static int change_prot(uint64_t va, unsigned set, unsigned clear)
+ * refusal for an unaligned, unmapped or reserved page, logged with caller,
+ * Boruix's) or 0. */
+static int change_prot(uint64_t va, unsigned set, unsigned clear, const void *caller)
 {
     struct kmm_vm_translation t;
     unsigned prot = 0;
-    if ((va & (PAGE - 1)) == 0 && kmm_vm_translate(g.ks, va, &t) == KMM_OK)
+    if ((va & (PAGE - 1)) == 0 && kmm_vm_translate_caller(g.ks, va, &t, caller) == KMM_OK)
         prot = t.prot;
     /* An unmapped page (prot 0) reaches kmm_vm_protect too: its refusal. */
     prot = prot ? (prot | set) & ~clear : KMM_PROT_READ;
-    return kmm_vm_protect(g.ks, va, PAGE, prot) == KMM_OK ? 0 : -1;
+    return kmm_vm_protect_caller(g.ks, va, PAGE, prot, caller) == KMM_OK ? 0 : -1;
 }
 
 int rust_set_page_readonly(uint64_t virt_addr)
 {
-    if (!ready("rust_set_page_readonly", CALLER()))
+    const void *caller = CALLER();
+    if (!ready("rust_set_page_readonly", caller))
         return -1;
-    return change_prot(virt_addr, 0, KMM_PROT_WRITE);
+    return change_prot(virt_addr, 0, KMM_PROT_WRITE, caller);
 }
 
 int rust_set_page_readwrite(uint64_t virt_addr)
 {
-    if (!ready("rust_set_page_readwrite", CALLER()))
+    const void *caller = CALLER();
+    if (!ready("rust_set_page_readwrite", caller))
         return -1;
-    return change_prot(virt_addr, KMM_PROT_WRITE, 0);
+    return change_prot(virt_addr, KMM_PROT_WRITE, 0, caller);
 }
 
 int rust_set_page_no_execute(uint64_t virt_addr)
 {
-    if (!ready("rust_set_page_no_execute", CALLER()))
+    const void *caller = CALLER();
+    if (!ready("rust_set_page_no_execute", caller))
         return -1;
-    return change_prot(virt_addr, 0, KMM_PROT_EXEC);
+    return change_prot(virt_addr, 0, KMM_PROT_EXEC, caller);
 }
 
 int rust_get_page_flags(uint64_t virt_addr, bool *present, bool *writable, bool *user,
@@ -448,7 +462,7 @@ int rust_get_page_flags(uint64_t virt_addr, bool *present, bool *writable, bool 
     if (!ready("rust_get_page_flags", caller))
         return -1;
     struct kmm_vm_translation t;
-    if (kmm_vm_translate(g.ks, virt_addr, &t) != KMM_OK)
+    if (kmm_vm_translate_caller(g.ks, virt_addr, &t, caller) != KMM_OK)
         return -1; /* not mapped: an answer, not a mistake */
     *present = true;
     *writable = (t.prot & KMM_PROT_WRITE) != 0;
@@ -462,10 +476,11 @@ int rust_get_page_flags(uint64_t virt_addr, bool *present, bool *writable, bool 
 
 uint64_t rust_vmm_allocate(uint64_t size)
 {
-    if (!ready("rust_vmm_allocate", CALLER()))
+    const void *caller = CALLER();
+    if (!ready("rust_vmm_allocate", caller))
         return 0;
     uint64_t va;
-    return kmm_kva_alloc(g.k, size, &va) == KMM_OK ? va : 0;
+    return kmm_kva_alloc_caller(g.k, size, &va, caller) == KMM_OK ? va : 0;
 }
 
 int rust_vmm_map_and_allocate(uint64_t size, uint64_t *out_virt_addr)
@@ -481,7 +496,7 @@ int rust_vmm_map_and_allocate(uint64_t size, uint64_t *out_virt_addr)
         refuse("rust_vmm_map_and_allocate", caller, "size %#llx", (unsigned long long)size);
         return -1;
     }
-    void *p = kmm_vmalloc(g.k, (size_t)size, KMM_GFP_ZERO);
+    void *p = kmm_vmalloc_caller(g.k, (size_t)size, KMM_GFP_ZERO, caller);
     if (!p)
         return -1;
     *out_virt_addr = (uint64_t)(uintptr_t)p;

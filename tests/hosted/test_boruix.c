@@ -5,6 +5,7 @@
  * Hosted only: the compat layer owns one global instance on a simulated
  * machine (compat/hosted.c), made and torn down by each test.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "faults_hosted.h"
@@ -1151,4 +1152,120 @@ KTEST(boruix, adopt_refuses_null_a_second_instance_and_a_window_over_the_fixed_p
     KT_EXPECT_EQ(t, kmm_boruix_misuse(), 1); /* counted since rust_memory_init */
     down(t);
     own_down(t, &o);
+}
+
+/* --- refusals name Boruix's code ------------------------------------------------------------ */
+
+/* The caller address the last error line names ("..., caller 0x..."), or 0. */
+static uintptr_t logged_caller(void)
+{
+    const char *last = hosted_log_last_error(kmm_boruix_hosted_machine());
+    const char *at = NULL;
+    for (const char *s = strstr(last, "caller 0x"); s; s = strstr(s + 1, "caller 0x"))
+        at = s;
+    return at ? (uintptr_t)strtoull(at + strlen("caller "), NULL, 16) : 0;
+}
+
+/*
+ * The sites: each makes one Boruix call from code of its own. noinline, and
+ * the barrier after the call keeps it from being a tail call (whose return
+ * address would be the site's caller), so the call returns inside the site:
+ * within SITE_MAX_BYTES of its start. The interface is in another object
+ * (compat/boruix.c in libkmm.a), far from here.
+ */
+#define SITE_MAX_BYTES 256u
+#define SITE_END()     __asm__ volatile("" : : : "memory")
+/* A site, name(params), that returns what call (of type type) returns. */
+#define SITE(type, name, params, call)                                                             \
+    static __attribute__((noinline)) type name params                                              \
+    {                                                                                              \
+        type r = call;                                                                             \
+        SITE_END();                                                                                \
+        return r;                                                                                  \
+    }
+/* The same for a call with no result (the sites return 0). */
+#define VOID_SITE(name, params, call)                                                              \
+    static __attribute__((noinline)) int name params                                               \
+    {                                                                                              \
+        call;                                                                                      \
+        SITE_END();                                                                                \
+        return 0;                                                                                  \
+    }
+
+VOID_SITE(kfree_site, (void *p), rust_kfree(p))
+VOID_SITE(free_page_site, (uint64_t pa), rust_free_page(pa))
+VOID_SITE(free_pages_site, (uint64_t pa, size_t count), rust_free_pages(pa, count))
+SITE(int, map_page_site, (uint64_t va, uint64_t pa, uint64_t flags), rust_map_page(va, pa, flags))
+SITE(uint64_t, unmap_page_site, (uint64_t va), rust_unmap_page(va))
+SITE(uint64_t, virt_to_phys_site, (uint64_t va), rust_virt_to_phys(va))
+SITE(int, set_page_readonly_site, (uint64_t va), rust_set_page_readonly(va))
+SITE(uint64_t, vmm_allocate_site, (uint64_t size), rust_vmm_allocate(size))
+SITE(int, vmm_map_and_allocate_site, (uint64_t size, uint64_t *va),
+     rust_vmm_map_and_allocate(size, va))
+
+/* Expects the last error line to name a return address inside site. */
+static void expect_site_at(struct ktest *t, const void *site, const char *file, int line)
+{
+    uintptr_t caller = logged_caller(), start = (uintptr_t)site;
+    if (caller <= start || caller - start > SITE_MAX_BYTES)
+        ktest_fail_at(t, file, line, "logged caller %#lx, want one in the site at %#lx: \"%s\"",
+                      (unsigned long)caller, (unsigned long)start,
+                      hosted_log_last_error(kmm_boruix_hosted_machine()));
+}
+#define EXPECT_SITE(t, site)                                                                       \
+    expect_site_at((t), (const void *)(uintptr_t)(site), __FILE__, __LINE__)
+
+KTEST(boruix, a_refusal_by_the_library_names_boruixs_caller_not_the_interface)
+{
+    if (!up(t))
+        return;
+    void *p = rust_kmalloc(64);
+    uint64_t pa = rust_alloc_page(), run = rust_alloc_pages(3);
+    KT_ASSERT(t, p && pa && run);
+    rust_kfree(p);
+    struct counts b = counts_now();
+    kfree_site(p);
+    EXPECT_REFUSED(t, b, false, "free");
+    EXPECT_SITE(t, kfree_site);
+    b = counts_now();
+    free_page_site(pa + 8);
+    EXPECT_REFUSED(t, b, false, "kmm_page_free");
+    EXPECT_SITE(t, free_page_site);
+    b = counts_now();
+    free_pages_site(run, 2);
+    EXPECT_REFUSED(t, b, false, "kmm_run_free");
+    EXPECT_SITE(t, free_pages_site);
+    b = counts_now();
+    KT_EXPECT_EQ(t, map_page_site(PGTEST_VA + 1, pa, PAGE_PRESENT), -1);
+    EXPECT_REFUSED(t, b, false, "kmm_vm_map");
+    EXPECT_SITE(t, map_page_site);
+    b = counts_now();
+    KT_EXPECT_EQ(t, unmap_page_site(PGTEST_VA), 0);
+    EXPECT_REFUSED(t, b, false, "kmm_vm_unmap");
+    EXPECT_SITE(t, unmap_page_site);
+    b = counts_now();
+    KT_EXPECT_EQ(t, virt_to_phys_site(UINT64_C(0x0000800000000000)), 0); /* not canonical */
+    EXPECT_REFUSED(t, b, false, "kmm_vm_translate");
+    EXPECT_SITE(t, virt_to_phys_site);
+    b = counts_now();
+    KT_EXPECT_EQ(t, set_page_readonly_site(PGTEST_VA), -1);
+    EXPECT_REFUSED(t, b, false, "kmm_vm_protect");
+    EXPECT_SITE(t, set_page_readonly_site);
+    b = counts_now();
+    KT_EXPECT_EQ(t, vmm_allocate_site(0), 0);
+    EXPECT_REFUSED(t, b, false, "kmm_kva_alloc");
+    EXPECT_SITE(t, vmm_allocate_site);
+    uint64_t va = 0;
+    b = counts_now();
+    KT_EXPECT_EQ(t, vmm_map_and_allocate_site(0, &va), -1);
+    EXPECT_REFUSED(t, b, false, "kmm_vmalloc");
+    EXPECT_SITE(t, vmm_map_and_allocate_site);
+    /* A refusal of the interface's own names the same site. */
+    b = counts_now();
+    KT_EXPECT_EQ(t, map_page_site(PGTEST_VA, pa, PAGE_PRESENT | (UINT64_C(1) << 7)), -1);
+    EXPECT_REFUSED(t, b, true, "rust_map_page");
+    EXPECT_SITE(t, map_page_site);
+    rust_free_page(pa);
+    rust_free_pages(run, 3);
+    down(t);
 }
