@@ -24,6 +24,7 @@
 #include <boruix/rust_memory.h>
 #include <kmm/check.h>
 #include <kmm/fmt.h>
+#include <kmm/events.h>
 #include <kmm/heap.h>
 #include <kmm/kmm.h>
 #include <kmm/memmap.h>
@@ -736,6 +737,17 @@ void rust_memory_set_debug_level(uint32_t level)
         return;
     }
     (void)kmm_page_debug(g.k, level >= PAGE_POISON_LEVEL ? KMM_PAGE_DEBUG_POISON : 0);
+    /* The library's ring of recent events from level 1: the page
+     * allocator's as well as the heap's (which the heap's modes above
+     * switched already; the ring keeps them in one order). */
+    err = kmm_events_switch(g.k, level ? KMM_EVENTS_PAGE | KMM_EVENTS_HEAP : 0);
+    if (err < 0) {
+        char line[MAX_LINE];
+        kmm_snprintf(line, sizeof(line),
+                     "rust_memory_set_debug_level: level %u: no ring of recent events: %s",
+                     (unsigned)level, kmm_strerror(err));
+        log_line(KMM_LOG_WARN, line);
+    }
     g.debug_level = level;
 }
 

@@ -18,6 +18,7 @@
 #include <boruix/rust_memory.h>
 #include <kmm/bootmap.h>
 #include <kmm/check.h>
+#include <kmm/events.h>
 #include <kmm/heap.h>
 #include <kmm/misuse.h>
 #include <kmm/page.h>
@@ -860,6 +861,14 @@ KTEST(boruix, debug_levels_switch_the_heaps_modes)
         KT_EXPECT_EQ(t, d.flags, want[level]);
         KT_EXPECT_EQ(t, kmm_page_debug(k, 0), level >= 2 ? KMM_PAGE_DEBUG_POISON : 0);
         rust_memory_set_debug_level((uint32_t)level); /* kmm_page_debug changed it back */
+        /* From level 1 the library's ring records the page allocator too. */
+        struct kmm_events_stats es0, es1;
+        kmm_events_stats(k, &es0);
+        uint64_t pa = rust_alloc_page();
+        KT_EXPECT(t, pa != 0);
+        rust_free_page(pa);
+        kmm_events_stats(k, &es1);
+        KT_EXPECT_EQ(t, es1.recorded - es0.recorded, (uint64_t)(level ? 2 : 0));
         if (level == 3) {
             void *a = rust_kmalloc(48), *b = rust_kmalloc(48);
             rust_memory_report_t r;
