@@ -511,6 +511,59 @@ KTEST_LEVELS(vmalloc, vmap_maps_the_callers_pages_and_vunmap_leaves_them_allocat
     teardown(&x);
 }
 
+/* More pages than a page table holds, in an order the frames do not have:
+ * the map writes each table's entries in a row (vmm_map_pages_area) and
+ * the unmap clears them in a row (drop_table_run), across the tables'
+ * boundaries and in a table an earlier area shares. */
+#define VMAP_MANY 700u
+
+KTEST_LEVELS(vmalloc,
+             a_vmap_across_page_tables_maps_each_page_and_its_vunmap_takes_every_table_back)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 8 * MIB, levels));
+    static uint64_t pg[VMAP_MANY];
+    for (unsigned i = 0; i < VMAP_MANY; i++) {
+        pg[i] = kmm_page_alloc(x.f.k, 0, 0);
+        KT_ASSERT(t, pg[i] != 0);
+    }
+    for (unsigned i = 0; i + 1 < VMAP_MANY; i += 2) { /* pairs swapped: no run of frames */
+        uint64_t tmp = pg[i];
+        pg[i] = pg[i + 1];
+        pg[i + 1] = tmp;
+    }
+    struct kmm_vm_stats before;
+    kmm_vm_stats(x.ks, &before);
+    void *small = kmm_vmap(x.f.k, pg, 3, KMM_PROT_READ); /* shares a table with the next */
+    uint8_t *v = kmm_vmap(x.f.k, pg, VMAP_MANY, KMM_PROT_READ | KMM_PROT_WRITE);
+    KT_ASSERT(t, small != NULL && v != NULL);
+    struct kmm_vm_stats during;
+    kmm_vm_stats(x.ks, &during);
+    KT_EXPECT_EQ(t, during.mapped_pages, before.mapped_pages + VMAP_MANY + 3);
+    for (unsigned i = 0; i < VMAP_MANY; i++) {
+        struct kmm_vm_translation tr;
+        KT_ASSERT_EQ(t, kmm_vm_translate(x.ks, va_of(v) + (uint64_t)i * PAGE, &tr), KMM_OK);
+        KT_EXPECT_EQ(t, tr.pa, pg[i]);
+        KT_EXPECT_EQ(t, tr.prot, KMM_PROT_READ | KMM_PROT_WRITE);
+    }
+    KT_EXPECT(t, unmapped(&x, va_of(v) + (uint64_t)VMAP_MANY * PAGE));
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    KT_ASSERT_EQ(t, kmm_vunmap(x.f.k, small), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vunmap(x.f.k, v), KMM_OK);
+    for (unsigned i = 0; i < VMAP_MANY; i += VMAP_MANY / 7)
+        KT_EXPECT(t, unmapped(&x, va_of(v) + (uint64_t)i * PAGE));
+    struct kmm_vm_stats after;
+    kmm_vm_stats(x.ks, &after);
+    KT_EXPECT_EQ(t, after.mapped_pages, before.mapped_pages);
+    for (unsigned l = 0; l < 6; l++)
+        KT_EXPECT_EQ(t, after.tables[l], before.tables[l]);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    for (unsigned i = 0; i < VMAP_MANY; i++)
+        KT_EXPECT_EQ(t, kmm_page_free(x.f.k, pg[i], 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    teardown(&x);
+}
+
 KTEST_LEVELS(vmalloc, a_raw_area_is_unmapped_and_must_be_unmapped_again_before_it_is_freed)
 {
     struct fixture x;

@@ -222,6 +222,49 @@ int vmm_map_area(struct kmm *k, uint64_t va, uint64_t pa, uint64_t size, unsigne
     return vm_map(&k->vm.kernel, va, pa, size, flags, true, __builtin_return_address(0));
 }
 
+/* The tables a map of an array of pages needs (vmm_lock_with_tables). */
+static int count_pages(const struct mmu_space *s, const void *op)
+{
+    return mmu_map_pages_count_locked(s, op);
+}
+
+int vmm_map_pages_area(struct kmm *k, uint64_t va, const uint64_t *pages, uint64_t n,
+                       unsigned flags)
+{
+    const void *caller = __builtin_return_address(0);
+    struct kmm_aspace *as = &k->vm.kernel;
+    uint64_t size = n * KMM_PAGE_SIZE;
+    KMM_ASSERT(k->port, !(flags & ~(KMM_PROT_MASK | KMM_CACHE_MASK)));
+    enum vm_why why = bad_map(as, va, 0, size, flags);
+    if (why)
+        return vm_refuse(as, why, "kmm_vm_map", va, size, caller);
+    struct mmu_pages m = {.va = va,
+                          .pages = pages,
+                          .n = n,
+                          .prot = flags & KMM_PROT_MASK,
+                          .cache = flags & KMM_CACHE_MASK};
+    struct vmm_tables t = {0, 0};
+    kmm_irqstate_t irq;
+    int err = vmm_lock_with_tables(as, &t, count_pages, &m, &irq);
+    if (err == KMM_EBUSY)
+        return vm_misuse(k, KMM_EBUSY, KMM_MISUSE_BUSY, "kmm_vm_map", va, size,
+                         "a page of the range is mapped already", caller);
+    if (err)
+        return err;
+    mmu_map_pages_locked(&as->mmu, &m, &t);
+    /* The port hears of each run of consecutive frames, as if each had
+     * been mapped with one kmm_vm_map. */
+    for (uint64_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && pages[j] == pages[i] + (j - i) * KMM_PAGE_SIZE; j++)
+            ;
+        vmm_mapping_changed(&as->mmu, va + i * KMM_PAGE_SIZE, (j - i) * KMM_PAGE_SIZE, pages[i],
+                            m.prot | KMM_PROT_READ);
+    }
+    kmm_unlock_irqrestore(&as->lock, irq);
+    vmm_tables_release(k, &t);
+    return KMM_OK;
+}
+
 /* --- unmap and protect -------------------------------------------------------- */
 
 /* Takes the lock with the range validated for unmap or protect (the

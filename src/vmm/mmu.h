@@ -76,6 +76,8 @@ uint64_t vmm_tables_take(struct kmm *k, struct vmm_tables *t);
  * page for release once the invalidations are done; whether frees more
  * releases fit. */
 void vmm_gather_range(struct kmm_tlb_gather *g, uint64_t va, uint64_t size, bool global);
+/* As n calls of vmm_gather_range for the 4 KiB leaves from va on. */
+void vmm_gather_run(struct kmm_tlb_gather *g, uint64_t va, uint64_t n, bool global);
 void vmm_gather_frame(struct kmm_tlb_gather *g, uint64_t pa);
 void vmm_gather_table(struct kmm_tlb_gather *g, uint64_t pa);
 bool vmm_gather_room(const struct kmm_tlb_gather *g, unsigned frees);
@@ -141,6 +143,29 @@ int mmu_map_count_locked(const struct mmu_space *s, const struct mmu_map *m);
 /* mmu_map_locked - map m's range, which mmu_map_count_locked found free,
  * with tables from t. Cannot fail. O(pieces + tables). */
 void mmu_map_locked(struct mmu_space *s, const struct mmu_map *m, struct vmm_tables *t);
+
+/* A map of single pages at consecutive addresses, each its own frame (the
+ * frames of kmm_vmap's array): pages[i], page aligned RAM, at va + i pages;
+ * [va, va + n pages) in one half. Never owned. */
+struct mmu_pages {
+    uint64_t va;
+    const uint64_t *pages;
+    uint64_t n;
+    unsigned prot;  /* KMM_PROT_* */
+    unsigned cache; /* KMM_CACHE_*, 0 for write-back */
+};
+
+/* mmu_map_pages_count_locked - KMM_EBUSY if a page of m's range is mapped,
+ * else how many tables mmu_map_pages_locked takes. One walk per page table
+ * the range meets, then a look at each of its entries:
+ * O(pages + tables x levels). */
+int mmu_map_pages_count_locked(const struct mmu_space *s, const struct mmu_pages *m);
+
+/* mmu_map_pages_locked - map m's pages, which mmu_map_pages_count_locked
+ * found free, with tables from t: one walk per page table, then its entries
+ * written in a row and its count raised once. Cannot fail.
+ * O(pages + tables x levels). */
+void mmu_map_pages_locked(struct mmu_space *s, const struct mmu_pages *m, struct vmm_tables *t);
 
 /* mmu_replace_tables - the most tables mmu_replace_locked can take,
  * whatever is mapped now: the caller sets them aside before the lock, since

@@ -70,6 +70,27 @@ void vmm_gather_range(struct kmm_tlb_gather *g, uint64_t va, uint64_t size, bool
     p->global |= global;
 }
 
+/* The page list either takes the whole run or gives way to a full flush,
+ * as the run's pages one by one would have, with one bound update. */
+void vmm_gather_run(struct kmm_tlb_gather *g, uint64_t va, uint64_t n, bool global)
+{
+    struct kmm_tlb_gather_private *p = &g->priv;
+    if (!n)
+        return;
+    if (p->npages + n <= KMM_TLB_PAGE_LIMIT) {
+        for (uint64_t i = 0; i < n; i++)
+            p->pages[p->npages++] = va + i * KMM_PAGE_SIZE;
+    } else {
+        p->all = true;
+    }
+    uint64_t last = va + (n * KMM_PAGE_SIZE - 1); /* inclusive, as in vmm_gather_range */
+    if (va < p->start)
+        p->start = va;
+    if (last > p->last)
+        p->last = last;
+    p->global |= global;
+}
+
 bool vmm_gather_room(const struct kmm_tlb_gather *g, unsigned frees)
 {
     return g->priv.nfree + frees <= KMM_TLB_GATHER_FREES;

@@ -29,6 +29,10 @@
 #define PAGE        KMM_PAGE_SIZE
 #define VMALLOC_GFP (KMM_GFP_ZERO | KMM_GFP_DMA | KMM_GFP_DMA32)
 #define VMAP_PROT   (KMM_PROT_READ | KMM_PROT_WRITE | KMM_PROT_EXEC | KMM_PROT_GLOBAL)
+/* vmap checks that its frames are RAM a chunk of this size at a time: one
+ * memory-map lookup for the pages of an all-RAM chunk in a row, where one
+ * per page cost more than mapping it. */
+#define RAM_CHUNK   KMM_PAGE_2M
 
 static inline void *to_ptr(uint64_t va)
 {
@@ -94,23 +98,6 @@ static int back_with_pages(struct kmm *k, uint64_t va, uint64_t n, kmm_gfp_t gfp
     if (done)
         KMM_MUST(k->port, vmm_unmap_area(k, va, done * PAGE));
     return err;
-}
-
-/* Maps pages[0 .. n) at va with prot, each run of consecutive frames with
- * one call. Returns KMM_OK, or an error with nothing mapped. */
-static int map_pages(struct kmm *k, uint64_t va, const uint64_t *pages, uint64_t n, unsigned prot)
-{
-    for (uint64_t i = 0, j; i < n; i = j) {
-        for (j = i + 1; j < n && pages[j] == pages[i] + (j - i) * PAGE; j++)
-            ;
-        int err = vmm_map_area(k, va + i * PAGE, pages[i], (j - i) * PAGE, prot);
-        if (err) {
-            if (i)
-                KMM_MUST(k->port, vmm_unmap_area(k, va, i * PAGE));
-            return err;
-        }
-    }
-    return KMM_OK;
 }
 
 /*
@@ -233,11 +220,16 @@ static struct kva_refusal bad_vmap(const struct kmm *k, const uint64_t *pages, s
         return (struct kva_refusal){
             "protection is not KMM_PROT_READ with optional WRITE, EXEC and GLOBAL", KMM_EINVAL,
             KMM_MISUSE_BAD_FLAGS};
+    uint64_t ram_chunk = UINT64_MAX; /* a RAM_CHUNK-aligned chunk known to be all RAM */
     for (size_t i = 0; i < count; i++) {
         if (pages[i] & (PAGE - 1))
             return (struct kva_refusal){"a page address is not page aligned", KMM_EINVAL,
                                         KMM_MISUSE_UNALIGNED};
-        if (pmm_ram_bytes(k, pages[i], PAGE) != PAGE)
+        if ((pages[i] & ~(RAM_CHUNK - 1)) == ram_chunk)
+            continue;
+        if (pmm_ram_bytes(k, pages[i] & ~(RAM_CHUNK - 1), RAM_CHUNK) == RAM_CHUNK)
+            ram_chunk = pages[i] & ~(RAM_CHUNK - 1);
+        else if (pmm_ram_bytes(k, pages[i], PAGE) != PAGE)
             return (struct kva_refusal){
                 "a page is not RAM (map device memory with kmm_kva_alloc and kmm_vm_map)",
                 KMM_ERANGE, KMM_MISUSE_OUTSIDE};
@@ -256,7 +248,7 @@ void *kmm_vmap(struct kmm *k, const uint64_t *pages, size_t count, unsigned prot
     uint64_t va;
     if (kva_reserve(k, count, KVA_VMAP, caller, &va) != KMM_OK)
         return 0;
-    if (map_pages(k, va, pages, count, prot) != KMM_OK) {
+    if (vmm_map_pages_area(k, va, pages, count, prot) != KMM_OK) {
         kva_release(k, va);
         return 0;
     }

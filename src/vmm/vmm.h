@@ -119,6 +119,15 @@ void vmm_gather_note_pending(struct kmm_tlb_gather *g);
  * which keeps an area's pages from everyone else. */
 int vmm_map_area(struct kmm *k, uint64_t va, uint64_t pa, uint64_t size, unsigned flags);
 
+/* vmm_map_area for an array of single pages (kmm_vmap): pages[i] at va + i
+ * pages with flags (protection and cache mode: not owned, huge or
+ * replacing), in one lock hold, one walk per page table. The caller checked
+ * that each frame is page aligned RAM. Returns KMM_OK, or an error with
+ * nothing mapped: KMM_EBUSY (a page of the range mapped already, counted
+ * and logged), KMM_ENOMEM (no page for a table). */
+int vmm_map_pages_area(struct kmm *k, uint64_t va, const uint64_t *pages, uint64_t n,
+                       unsigned flags);
+
 /* kmm_vm_unmap on the kernel space for the window's allocator (vmalloc.c):
  * no window check, and a page found unmapped is not the caller's mistake
  * (the allocator unmaps what it mapped; a kernel writing the tables behind

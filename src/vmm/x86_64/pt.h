@@ -55,6 +55,21 @@ static inline void pt_count_inc(const struct mmu_space *s, uint64_t table)
     (*pmm_table_entries(&s->k->pmm, table))++;
 }
 
+/* n more present entries in table (a run written in one go). */
+static inline void pt_count_add(const struct mmu_space *s, uint64_t table, uint32_t n)
+{
+    *pmm_table_entries(&s->k->pmm, table) += n;
+}
+
+/* n present entries less in table (a run cleared in one go); returns how
+ * many are left. */
+static inline uint32_t pt_count_sub(const struct mmu_space *s, uint64_t table, uint32_t n)
+{
+    uint32_t *count = pmm_table_entries(&s->k->pmm, table);
+    KMM_ASSERT(s->k->port, *count >= n);
+    return *count -= n;
+}
+
 /* One present entry less in table; returns how many are left. */
 static inline uint32_t pt_count_dec(const struct mmu_space *s, uint64_t table)
 {

@@ -148,6 +148,58 @@ void mmu_map_locked(struct mmu_space *s, const struct mmu_map *m, struct vmm_tab
     }
 }
 
+/* --- an array of single pages ----------------------------------------------------------- */
+
+/* The address after the page table's span that holds at, or end if that
+ * comes first (end is exclusive and may be 0: the top of the space). */
+static inline uint64_t table_stop(uint64_t at, uint64_t va, uint64_t end)
+{
+    uint64_t next = pt_end(at, PT_LEVEL_PT + 1); /* a page table spans one level-2 entry */
+    return next - va < end - va ? next : end;
+}
+
+int mmu_map_pages_count_locked(const struct mmu_space *s, const struct mmu_pages *m)
+{
+    struct seen_tables seen;
+    seen_init(&seen);
+    unsigned missing = 0;
+    uint64_t end = m->va + m->n * KMM_PAGE_SIZE;
+    for (uint64_t at = m->va; at != end;) {
+        uint64_t stop = table_stop(at, m->va, end);
+        struct pt_path p;
+        unsigned l = pt_walk(s, at, &p);
+        if (l == PT_LEVEL_PT) { /* the table exists: each entry must be free */
+            for (const pte_t *e = pt_slot(s, &p, l, at); at != stop; at += KMM_PAGE_SIZE, e++)
+                if (pte_present(*e))
+                    return KMM_EBUSY;
+            continue;
+        }
+        if (pte_present(*pt_slot(s, &p, l, at))) /* a huge leaf */
+            return KMM_EBUSY;
+        missing += new_tables(&seen, at, PT_LEVEL_PT, l); /* levels 1 .. l-1 */
+        at = stop;
+    }
+    return (int)missing;
+}
+
+void mmu_map_pages_locked(struct mmu_space *s, const struct mmu_pages *m, struct vmm_tables *t)
+{
+    const pte_t bits = pte_make_leaf(0, m->prot, m->cache, PT_LEVEL_PT);
+    const uint64_t *pa = m->pages;
+    uint64_t end = m->va + m->n * KMM_PAGE_SIZE;
+    for (uint64_t at = m->va; at != end;) {
+        uint64_t stop = table_stop(at, m->va, end);
+        uint64_t table = pt_make_path(s, at, PT_LEVEL_PT, t);
+        pte_t *e = &pt_table(s, table)[pte_index(at, PT_LEVEL_PT)];
+        uint32_t n = (uint32_t)((stop - at) >> KMM_PAGE_SHIFT);
+        for (uint32_t i = 0; i < n; i++)
+            pte_set(&e[i], *pa++ | bits);
+        pt_count_add(s, table, n);
+        s->counts.leaves[pt_ix(PT_LEVEL_PT)] += n;
+        at = stop;
+    }
+}
+
 /* --- replacing ---------------------------------------------------------------------------- */
 
 /* Each piece needs at most the tables on its path down to its leaf's level;

@@ -80,6 +80,18 @@ int mmu_cut_count_locked(const struct mmu_space *s, uint64_t va, uint64_t size)
     for (uint64_t at = va; at - va < size;) {
         struct pt_path p;
         unsigned l = pt_walk(s, at, &p);
+        if (l == PT_LEVEL_PT) { /* the table's entries in the range, in a row */
+            uint64_t left = (size - (at - va)) >> KMM_PAGE_SHIFT;
+            const pte_t *e = pt_slot(s, &p, l, at);
+            for (uint64_t i = pte_index(at, l); i < PTE_ENTRIES && left; i++, left--, e++) {
+                if (!pte_present(*e))
+                    return KMM_ENOENT;
+                at += KMM_PAGE_SIZE;
+            }
+            if (at == 0)
+                break; /* the top of the address space */
+            continue;
+        }
         if (!pte_present(*pt_slot(s, &p, l, at)))
             return KMM_ENOENT;
         at = pt_end(at, l);

@@ -67,6 +67,56 @@ int mmu_unmap_page_locked(struct mmu_space *s, uint64_t va, struct kmm_tlb_gathe
     return KMM_OK;
 }
 
+/* The 4 KiB pages of [at, va + size) in at's page table: up to the
+ * table's end or the range's. */
+static inline uint64_t table_run(uint64_t va, uint64_t size, uint64_t at)
+{
+    uint64_t to_table_end = PTE_ENTRIES - pte_index(at, PT_LEVEL_PT);
+    uint64_t to_range_end = (size - (at - va)) >> KMM_PAGE_SHIFT;
+    return to_table_end < to_range_end ? to_table_end : to_range_end;
+}
+
+/*
+ * drop_leaf for the run of 4 KiB leaves from at (p reaches its page table)
+ * to the table's end or the range's, as long as g has room for the
+ * releases: each run of present leaves is recorded with one
+ * vmm_gather_run, the table's count goes down once, and the table is freed
+ * if it empties. Returns where it stopped.
+ */
+static uint64_t drop_table_run(struct mmu_space *s, uint64_t va, uint64_t size, uint64_t at,
+                               const struct pt_path *p, struct kmm_tlb_gather *g)
+{
+    uint64_t n = table_run(va, size, at), i, run = 0;
+    pte_t *e = pt_slot(s, p, PT_LEVEL_PT, at);
+    uint32_t cleared = 0;
+    bool global = false;
+    for (i = 0; i < n; i++) {
+        pte_t old = e[i];
+        if (!pte_present(old)) { /* only a caller racing on the range gets here */
+            vmm_gather_run(g, at + (i - run) * KMM_PAGE_SIZE, run, global);
+            run = 0;
+            continue;
+        }
+        if (pte_owned(old)) { /* its frame, and the tables that may empty above it */
+            if (!vmm_gather_room(g, drop_frees(s)))
+                break;
+            s->counts.owned--;
+            vmm_gather_frame(g, pte_frame(old));
+        }
+        pte_set(&e[i], 0);
+        global |= pt_global(s, at + i * KMM_PAGE_SIZE, old);
+        run++;
+        cleared++;
+    }
+    vmm_gather_run(g, at + (i - run) * KMM_PAGE_SIZE, run, global);
+    if (cleared) {
+        s->counts.leaves[pt_ix(PT_LEVEL_PT)] -= cleared;
+        pt_count_sub(s, p->table[pt_ix(PT_LEVEL_PT)], cleared - 1);
+        free_empty_tables(s, at, p, PT_LEVEL_PT, g); /* the last one, and the frees */
+    }
+    return at + i * KMM_PAGE_SIZE;
+}
+
 uint64_t mmu_unmap_locked(struct mmu_space *s, uint64_t va, uint64_t size, uint64_t done,
                           struct kmm_tlb_gather *g)
 {
@@ -76,6 +126,10 @@ uint64_t mmu_unmap_locked(struct mmu_space *s, uint64_t va, uint64_t size, uint6
             break;
         struct pt_path p;
         unsigned l = pt_walk(s, at, &p);
+        if (l == PT_LEVEL_PT) {
+            at = drop_table_run(s, va, size, at, &p, g);
+            continue;
+        }
         if (!pte_present(*pt_slot(s, &p, l, at))) {
             at = pt_end(at, PT_LEVEL_PT);
             continue;
