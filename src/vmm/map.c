@@ -217,9 +217,17 @@ int kmm_vm_map_caller(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t 
     return vm_map(as, va, pa, size, flags, false, caller);
 }
 
-int vmm_map_area(struct kmm *k, uint64_t va, uint64_t pa, uint64_t size, unsigned flags)
+/* take_owned_refs for an array of single pages. */
+static bool take_page_refs(struct kmm *k, const uint64_t *pages, uint64_t n)
 {
-    return vm_map(&k->vm.kernel, va, pa, size, flags, true, __builtin_return_address(0));
+    for (uint64_t i = 0; i < n; i++) {
+        if (!pmm_page_map_get(k, pages[i])) {
+            while (i-- > 0)
+                pmm_page_map_put(k, pages[i]);
+            return false;
+        }
+    }
+    return true;
 }
 
 /* The tables a map of an array of pages needs (vmm_lock_with_tables). */
@@ -234,7 +242,7 @@ int vmm_map_pages_area(struct kmm *k, uint64_t va, const uint64_t *pages, uint64
     const void *caller = __builtin_return_address(0);
     struct kmm_aspace *as = &k->vm.kernel;
     uint64_t size = n * KMM_PAGE_SIZE;
-    KMM_ASSERT(k->port, !(flags & ~(KMM_PROT_MASK | KMM_CACHE_MASK)));
+    KMM_ASSERT(k->port, !(flags & ~(KMM_PROT_MASK | KMM_CACHE_MASK | KMM_MAP_OWNED)));
     enum vm_why why = bad_map(as, va, 0, size, flags);
     if (why)
         return vm_refuse(as, why, "kmm_vm_map", va, size, caller);
@@ -242,7 +250,8 @@ int vmm_map_pages_area(struct kmm *k, uint64_t va, const uint64_t *pages, uint64
                           .pages = pages,
                           .n = n,
                           .prot = flags & KMM_PROT_MASK,
-                          .cache = flags & KMM_CACHE_MASK};
+                          .cache = flags & KMM_CACHE_MASK,
+                          .owned = (flags & KMM_MAP_OWNED) != 0};
     struct vmm_tables t = {0, 0};
     kmm_irqstate_t irq;
     int err = vmm_lock_with_tables(as, &t, count_pages, &m, &irq);
@@ -251,6 +260,11 @@ int vmm_map_pages_area(struct kmm *k, uint64_t va, const uint64_t *pages, uint64
                          "a page of the range is mapped already", caller);
     if (err)
         return err;
+    if (m.owned && !take_page_refs(k, pages, n)) { /* nothing changed yet */
+        kmm_unlock_irqrestore(&as->lock, irq);
+        vmm_tables_release(k, &t);
+        return vm_refuse(as, VM_OWNED_NOT_PAGE, "kmm_vm_map", va, size, caller);
+    }
     mmu_map_pages_locked(&as->mmu, &m, &t);
     /* The port hears of each run of consecutive frames, as if each had
      * been mapped with one kmm_vm_map. */

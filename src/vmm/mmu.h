@@ -145,14 +145,15 @@ int mmu_map_count_locked(const struct mmu_space *s, const struct mmu_map *m);
 void mmu_map_locked(struct mmu_space *s, const struct mmu_map *m, struct vmm_tables *t);
 
 /* A map of single pages at consecutive addresses, each its own frame (the
- * frames of kmm_vmap's array): pages[i], page aligned RAM, at va + i pages;
- * [va, va + n pages) in one half. Never owned. */
+ * frames of kmm_vmap's array, or of a vmalloc batch): pages[i], page
+ * aligned RAM, at va + i pages; [va, va + n pages) in one half. */
 struct mmu_pages {
     uint64_t va;
     const uint64_t *pages;
     uint64_t n;
     unsigned prot;  /* KMM_PROT_* */
     unsigned cache; /* KMM_CACHE_*, 0 for write-back */
+    bool owned;     /* the leaves hold frame references (taken by the caller) */
 };
 
 /* mmu_map_pages_count_locked - KMM_EBUSY if a page of m's range is mapped,

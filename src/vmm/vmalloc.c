@@ -26,13 +26,15 @@
 #include "vmm/kva.h"
 #include "vmm/vmm.h"
 
-#define PAGE        KMM_PAGE_SIZE
-#define VMALLOC_GFP (KMM_GFP_ZERO | KMM_GFP_DMA | KMM_GFP_DMA32)
-#define VMAP_PROT   (KMM_PROT_READ | KMM_PROT_WRITE | KMM_PROT_EXEC | KMM_PROT_GLOBAL)
+#define PAGE          KMM_PAGE_SIZE
+#define VMALLOC_GFP   (KMM_GFP_ZERO | KMM_GFP_DMA | KMM_GFP_DMA32)
+#define VMAP_PROT     (KMM_PROT_READ | KMM_PROT_WRITE | KMM_PROT_EXEC | KMM_PROT_GLOBAL)
 /* vmap checks that its frames are RAM a chunk of this size at a time: one
  * memory-map lookup for the pages of an all-RAM chunk in a row, where one
  * per page cost more than mapping it. */
-#define RAM_CHUNK   KMM_PAGE_2M
+#define RAM_CHUNK     KMM_PAGE_2M
+/* vmalloc maps its pages this many at a time (an array on the stack). */
+#define VMALLOC_BATCH 64u
 
 static inline void *to_ptr(uint64_t va)
 {
@@ -46,55 +48,33 @@ static inline uint64_t from_ptr(const void *p)
 
 /* --- mapping and unmapping an area ------------------------------------------------- */
 
-/* Maps n consecutive frames from pa at va, owned, then drops the
- * allocation's own reference on each: the mappings hold the only ones.
- * Returns kmm_vm_map's error (nothing mapped, the frames still ours). */
-static int map_owned_run(struct kmm *k, uint64_t va, uint64_t pa, uint64_t n)
-{
-    int err = vmm_map_area(k, va, pa, n * PAGE, KMM_VMALLOC_PROT | KMM_MAP_OWNED);
-    for (uint64_t i = 0; !err && i < n; i++)
-        KMM_MUST(k->port, kmm_page_free(k, pa + i * PAGE, 0));
-    return err;
-}
-
 /*
  * Backs the n pages at va with single pages from the page allocator (gfp),
- * mapping each run of consecutive frames with one call. Returns KMM_OK, or
- * an error with nothing mapped and nothing allocated.
+ * VMALLOC_BATCH at a time: allocated into an array, mapped owned with one
+ * call (one lock hold, one walk per page table), then the allocation's own
+ * reference on each dropped: the mappings hold the only ones. Returns
+ * KMM_OK, or an error with nothing mapped and nothing allocated.
  */
 static int back_with_pages(struct kmm *k, uint64_t va, uint64_t n, kmm_gfp_t gfp)
 {
-    uint64_t done = 0;              /* pages mapped */
-    uint64_t run_pa = 0, run_n = 0; /* allocated, not mapped yet: consecutive frames */
+    uint64_t batch[VMALLOC_BATCH];
+    uint64_t done = 0; /* pages mapped */
     int err = KMM_OK;
-    while (!err && done + run_n < n) {
-        uint64_t pa = kmm_page_alloc(k, 0, gfp);
-        if (!pa) {
-            err = KMM_ENOMEM;
-        } else if (run_n && pa == run_pa + run_n * PAGE) {
-            run_n++;
-        } else {
-            err = run_n ? map_owned_run(k, va + done * PAGE, run_pa, run_n) : KMM_OK;
-            if (err) {
-                KMM_MUST(k->port, kmm_page_free(k, pa, 0));
-                break;
-            }
-            done += run_n;
-            run_pa = pa;
-            run_n = 1;
-        }
-    }
-    if (!err && run_n) {
-        err = map_owned_run(k, va + done * PAGE, run_pa, run_n);
-        if (!err) {
-            done += run_n;
-            run_n = 0;
-        }
+    while (done < n) {
+        uint64_t want = n - done < VMALLOC_BATCH ? n - done : VMALLOC_BATCH, got = 0;
+        while (got < want && (batch[got] = kmm_page_alloc(k, 0, gfp)) != 0)
+            got++;
+        err = got < want ? KMM_ENOMEM
+                         : vmm_map_pages_area(k, va + done * PAGE, batch, got,
+                                              KMM_VMALLOC_PROT | KMM_MAP_OWNED);
+        for (uint64_t i = 0; i < got; i++) /* mapped: the allocation's reference; else the page */
+            KMM_MUST(k->port, kmm_page_free(k, batch[i], 0));
+        if (err)
+            break;
+        done += got;
     }
     if (!err)
         return KMM_OK;
-    for (uint64_t i = 0; i < run_n; i++)
-        KMM_MUST(k->port, kmm_page_free(k, run_pa + i * PAGE, 0));
     if (done)
         KMM_MUST(k->port, vmm_unmap_area(k, va, done * PAGE));
     return err;

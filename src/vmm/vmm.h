@@ -115,16 +115,15 @@ void vmm_gather_note_pending(struct kmm_tlb_gather *g);
 /* --- the range calls (map.c) -------------------------------------------------------- */
 
 /* kmm_vm_map on the kernel space for the kernel virtual area allocator's
- * own areas (vmalloc.c): every check but the window's (kva_map_conflict),
- * which keeps an area's pages from everyone else. */
-int vmm_map_area(struct kmm *k, uint64_t va, uint64_t pa, uint64_t size, unsigned flags);
-
-/* vmm_map_area for an array of single pages (kmm_vmap): pages[i] at va + i
- * pages with flags (protection and cache mode: not owned, huge or
- * replacing), in one lock hold, one walk per page table. The caller checked
- * that each frame is page aligned RAM. Returns KMM_OK, or an error with
+ * own areas (vmalloc.c), for an array of single pages: pages[i] at va + i
+ * pages with flags (protection, cache mode and KMM_MAP_OWNED: not huge or
+ * replacing), in one lock hold, one walk per page table; every check but
+ * the window's (kva_map_conflict), which keeps an area's pages from
+ * everyone else. The caller checked that each frame is page aligned RAM
+ * (and, owned, an allocated single page). Returns KMM_OK, or an error with
  * nothing mapped: KMM_EBUSY (a page of the range mapped already, counted
- * and logged), KMM_ENOMEM (no page for a table). */
+ * and logged), KMM_ENOMEM (no page for a table), KMM_ESTATE (owned: a page
+ * was freed meanwhile). */
 int vmm_map_pages_area(struct kmm *k, uint64_t va, const uint64_t *pages, uint64_t n,
                        unsigned flags);
 

@@ -184,7 +184,8 @@ int mmu_map_pages_count_locked(const struct mmu_space *s, const struct mmu_pages
 
 void mmu_map_pages_locked(struct mmu_space *s, const struct mmu_pages *m, struct vmm_tables *t)
 {
-    const pte_t bits = pte_make_leaf(0, m->prot, m->cache, PT_LEVEL_PT);
+    const pte_t bits =
+        pte_make_leaf(0, m->prot, m->cache, PT_LEVEL_PT) | (m->owned ? PTE_SW_OWNED : 0);
     const uint64_t *pa = m->pages;
     uint64_t end = m->va + m->n * KMM_PAGE_SIZE;
     for (uint64_t at = m->va; at != end;) {
@@ -196,6 +197,7 @@ void mmu_map_pages_locked(struct mmu_space *s, const struct mmu_pages *m, struct
             pte_set(&e[i], *pa++ | bits);
         pt_count_add(s, table, n);
         s->counts.leaves[pt_ix(PT_LEVEL_PT)] += n;
+        s->counts.owned += m->owned ? n : 0;
         at = stop;
     }
 }
