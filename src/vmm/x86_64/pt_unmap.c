@@ -19,8 +19,9 @@ static inline unsigned drop_frees(const struct mmu_space *s)
 
 /* Frees the tables dropping a leaf at va left empty, bottom up from the
  * level-l table of p, and unlinks each from its parent. */
-static void free_empty_tables(struct mmu_space *s, uint64_t va, const struct pt_path *p, unsigned l,
-                              struct kmm_tlb_gather *g)
+static inline __attribute__((always_inline)) void
+free_empty_tables(struct mmu_space *s, uint64_t va, const struct pt_path *p, unsigned l,
+                  struct kmm_tlb_gather *g)
 {
     for (unsigned lvl = l; lvl < s->levels; lvl++) {
         uint64_t table = p->table[pt_ix(lvl)];
