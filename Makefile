@@ -95,13 +95,16 @@ bench: bench-instr
 # bench-kernel: the bench boot mode (kernel/shellmode.c) under the Linux
 # anchor's QEMU command line (../shared/linux-anchor/README.md: TCG,
 # -cpu max,la57=off, -m 2G, -smp 1), its serial log in build/bench/kernel-bench.log; fails
-# unless every workload ran without a failure.
+# unless every workload ran without a failure. BENCH_QEMU adds QEMU options:
+# BENCH_QEMU='-icount shift=0' makes the guest's clock count instructions
+# (1 ns each), so ns/op reads as guest instructions per op, whatever the load.
+BENCH_QEMU ?=
 bench-kernel: SHELL := /bin/bash
 bench-kernel: deps
 	$(VARIANT) O=build/kernel CC=gcc WORLD=kernel build/kernel/kmm-test.elf32
 	@mkdir -p build/bench
-	$(QEMU_RUN) -cpu max,la57=off -m 2G -smp 1 -display none -monitor none -serial stdio </dev/null \
-	  -kernel build/kernel/kmm-test.elf32 -append bench | tee build/bench/kernel-bench.log; \
+	$(QEMU_RUN) -cpu max,la57=off -m 2G -smp 1 $(BENCH_QEMU) -display none -monitor none \
+	  -serial stdio </dev/null -kernel build/kernel/kmm-test.elf32 -append bench | tee build/bench/kernel-bench.log; \
 	  [ $${PIPESTATUS[0]} = 33 ]
 
 bench-instr: deps

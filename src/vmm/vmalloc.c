@@ -61,12 +61,17 @@ static int back_with_pages(struct kmm *k, uint64_t va, uint64_t n, kmm_gfp_t gfp
     uint64_t done = 0; /* pages mapped */
     int err = KMM_OK;
     while (done < n) {
-        uint64_t want = n - done < VMALLOC_BATCH ? n - done : VMALLOC_BATCH, got = 0;
-        while (got < want && (batch[got] = kmm_page_alloc(k, 0, gfp)) != 0)
-            got++;
-        err = got < want ? KMM_ENOMEM
-                         : vmm_map_pages_area(k, va + done * PAGE, batch, got,
-                                              KMM_VMALLOC_PROT | KMM_MAP_OWNED);
+        uint64_t want = n - done, got = 0;
+        if (want > VMALLOC_BATCH)
+            want = VMALLOC_BATCH;
+        for (; got < want; got++) {
+            batch[got] = kmm_page_alloc(k, 0, gfp);
+            if (!batch[got])
+                break;
+        }
+        err = got != want ? KMM_ENOMEM
+                          : vmm_map_pages_area(k, va + done * PAGE, batch, got,
+                                               KMM_VMALLOC_PROT | KMM_MAP_OWNED);
         for (uint64_t i = 0; i < got; i++) /* mapped: the allocation's reference; else the page */
             KMM_MUST(k->port, kmm_page_free(k, batch[i], 0));
         if (err)
