@@ -564,6 +564,54 @@ KTEST_LEVELS(vmalloc,
     teardown(&x);
 }
 
+/* Whether the page at pa reads as zeros. */
+static bool page_is_zero(struct fixture *x, uint64_t pa)
+{
+    const uint8_t *b = kt_machine_phys(x->f.m, pa);
+    for (uint64_t i = 0; i < PAGE; i++)
+        if (b[i])
+            return false;
+    return true;
+}
+
+/* The page tables a vunmap frees are known to hold zeros while they sit in
+ * the CPU's cache (pmm_table_free_zero), so the next KMM_GFP_ZERO request
+ * does not zero them again; a page taken from the cache without
+ * KMM_GFP_ZERO and written loses that, and comes back zeroed. */
+KTEST_LEVELS(vmalloc, a_freed_page_table_serves_a_zeroed_request_only_while_it_still_holds_zeros)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 4 * MIB, levels));
+    for (int round = 0; round < 2; round++) {
+        uint64_t pg = kmm_page_alloc(x.f.k, 0, 0);
+        KT_ASSERT(t, pg != 0);
+        void *v = kmm_vmap(x.f.k, &pg, 1, KMM_PROT_READ); /* takes a page table ... */
+        KT_ASSERT(t, v != NULL);
+        KT_ASSERT_EQ(t, kmm_vunmap(x.f.k, v), KMM_OK); /* ... and frees it, all zeros */
+        KT_EXPECT_EQ(t, kmm_page_free(x.f.k, pg, 0), KMM_OK);
+        /* The first round takes the freed tables back unzeroed and writes
+         * them; the second asks for zeros straight away. */
+        uint64_t dirty[4] = {0, 0, 0, 0};
+        for (int i = 0; round == 0 && i < 4; i++) {
+            dirty[i] = kmm_page_alloc(x.f.k, 0, 0);
+            KT_ASSERT(t, dirty[i] != 0);
+            kt_fill(kt_machine_phys(x.f.m, dirty[i]), 0xa5, PAGE);
+        }
+        for (int i = 3; round == 0 && i >= 0; i--)
+            KT_EXPECT_EQ(t, kmm_page_free(x.f.k, dirty[i], 0), KMM_OK);
+        uint64_t z[4];
+        for (int i = 0; i < 4; i++) {
+            z[i] = kmm_page_alloc(x.f.k, 0, KMM_GFP_ZERO);
+            KT_ASSERT(t, z[i] != 0);
+            KT_EXPECT(t, page_is_zero(&x, z[i]));
+        }
+        for (int i = 3; i >= 0; i--)
+            KT_EXPECT_EQ(t, kmm_page_free(x.f.k, z[i], 0), KMM_OK);
+    }
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    teardown(&x);
+}
+
 KTEST_LEVELS(vmalloc, a_raw_area_is_unmapped_and_must_be_unmapped_again_before_it_is_freed)
 {
     struct fixture x;

@@ -104,6 +104,12 @@ uint64_t pmm_table_alloc(struct kmm *k, kmm_gfp_t flags);
 /* Returns a table page (entry count 0) to the page allocator. */
 void pmm_table_free(struct kmm *k, uint64_t pa);
 
+/* pmm_table_free for a table whose every entry is 0 (emptied by unmaps,
+ * each entry cleared, or never used): while it sits in this CPU's cache the
+ * page allocator knows it holds zeros, and the KMM_GFP_ZERO request that
+ * takes it from there (the next table, usually) does not zero it again. */
+void pmm_table_free_zero(struct kmm *k, uint64_t pa);
+
 /* The present-entry count of the table page at pa (its descriptor's count). */
 static inline uint32_t *pmm_table_entries(struct kmm_pmm *pm, uint64_t pa)
 {

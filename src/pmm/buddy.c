@@ -185,6 +185,10 @@ static __attribute__((noinline)) uint64_t page_alloc(struct kmm *k, unsigned ord
     }
     unsigned poison = pmm_poison_begin(&k->pmm); /* before the request: poison.c */
     uint64_t pa = order == 0 ? pmm_pcp_alloc(k, flags) : 0;
+    /* Known zeros (pmm_table_free_zero): nothing to zero, and nothing to
+     * verify either, since the caches stay empty while pages are poisoned. */
+    if (__builtin_expect(pa & PMM_PCP_ZEROED, 0))
+        return pa - PMM_PCP_ZEROED;
     if (!pa) {
         struct pmm_request rq = {.order = order, .flags = flags};
         uint64_t pfn = pmm_request_pfn(k, &rq);

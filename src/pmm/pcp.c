@@ -92,6 +92,12 @@ static inline uint32_t zone_high(const struct kmm_zone *z)
  * (a page taken from or put on a non-empty cache) stays a short leaf. */
 #define PCP_SLOW __attribute__((noinline, cold))
 
+/* A cached page's count while it is known to hold zeros
+ * (pmm_pcp_free_zeroed). Every other cached page's count is 0, and
+ * whatever takes a page out of a cache (pcp_pop, a batch back to the zone)
+ * rewrites its count, so the mark never outlives the zeros. */
+#define PCP_ZEROED 1u
+
 /* Gives up to n pages of cache p (of zone z) back to the zone. Returns how
  * many. The cache's owner, interrupts off. */
 static PCP_SLOW unsigned give_back(struct kmm_pmm *pm, struct kmm_zone *z, struct kmm_pcp *p,
@@ -185,7 +191,8 @@ void pmm_pcp_zonelists_changed(struct kmm_pmm *pm)
  * path's to do (zonelist.c), with IRQs as the caller had them, not this
  * one's with IRQs and preemption off; it grows that zone before falling
  * back to a lower one, as this walk would. */
-static PCP_SLOW uint64_t alloc_refill(struct kmm *k, struct kmm_pcp_cpu *pc, unsigned top)
+static PCP_SLOW uint64_t alloc_refill(struct kmm *k, struct kmm_pcp_cpu *pc, unsigned top,
+                                      bool zero)
 {
     struct kmm_pmm *pm = &k->pmm;
     unsigned pos = 0;
@@ -194,8 +201,11 @@ static PCP_SLOW uint64_t alloc_refill(struct kmm *k, struct kmm_pcp_cpu *pc, uns
         if (z->node != pc->node)
             break; /* remote zones come next: the locked path takes them in order */
         struct kmm_pcp *p = &pc->zone[z->id];
-        if (pcp_count(p) || refill(pm, z, p))
-            return pcp_pop(pm, p);
+        if (pcp_count(p) || refill(pm, z, p)) {
+            /* The mark is read before the pop rewrites the count. */
+            uint64_t tag = zero && pmm_frame(pm, p->head)->count == PCP_ZEROED ? PMM_PCP_ZEROED : 0;
+            return pcp_pop(pm, p) | tag;
+        }
         if (atomic_load_explicit(&pm->grow.deferred_total, memory_order_relaxed))
             break; /* z may grow: the locked path decides */
     }
@@ -208,10 +218,33 @@ uint64_t pmm_pcp_alloc(struct kmm *k, kmm_gfp_t flags)
     kmm_preempt_disable();
     kmm_irqstate_t s = kmm_irq_save();
     struct kmm_pcp_cpu *pc = pcp_this_cpu(k);
-    uint64_t pa = drain_usable(pm, pc) ? alloc_refill(k, pc, pmm_top_zone(flags)) : 0;
+    uint64_t pa = drain_usable(pm, pc)
+                      ? alloc_refill(k, pc, pmm_top_zone(flags), (flags & KMM_GFP_ZERO) != 0)
+                      : 0;
     kmm_irq_restore(s);
     kmm_preempt_enable();
     return pa;
+}
+
+bool pmm_pcp_free_zeroed(struct kmm *k, struct kmm_frame *f, uint64_t pfn)
+{
+    bool cached = false, over = false;
+    kmm_preempt_disable();
+    kmm_irqstate_t s = kmm_irq_save();
+    struct kmm_pcp_cpu *pc = pcp_this_cpu(k);
+    if (!atomic_load_explicit(&pc->drain, memory_order_relaxed) &&
+        pcp_cache_page(pc, f, pfn, &over)) {
+        /* Marked with IRQs still off: nothing on this CPU can take the
+         * page in between, and other CPUs only ever compare-exchange an
+         * allocated page's word, which this one no longer is. */
+        frame_set(f, FRAME_PCP, 0, PCP_ZEROED);
+        cached = true;
+    }
+    kmm_irq_restore(s);
+    kmm_preempt_enable();
+    if (over)
+        pmm_pcp_trim(k);
+    return cached;
 }
 
 /* Gives back a batch from every cache of this CPU that is over its bound. */

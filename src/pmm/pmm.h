@@ -112,8 +112,20 @@ void pmm_pcp_zonelists_changed(struct kmm_pmm *pm);
  * first local zone's cache, refilling caches from their zones. Returns 0 if
  * the local zones have nothing, or one is empty while memory is deferred
  * (the caller goes on to the zone-locked path, which grows zones: a cache
- * never does). */
+ * never does). With KMM_GFP_ZERO in flags, PMM_PCP_ZEROED is set in the
+ * answer if the page is known to hold zeros (pmm_pcp_free_zeroed). */
 uint64_t pmm_pcp_alloc(struct kmm *k, kmm_gfp_t flags);
+
+/* Set in pmm_pcp_alloc's answer (a page address: bit 0 is free) when
+ * flags ask for KMM_GFP_ZERO and the page is known to hold zeros already. */
+#define PMM_PCP_ZEROED UINT64_C(1)
+
+/* pmm_pcp_free_fast for a page known to hold zeros (pmm_table_free_zero):
+ * cached, it is marked so (its count PCP_ZEROED, pcp.c) until it leaves
+ * the cache, and pmm_pcp_alloc says so (PMM_PCP_ZEROED) when it hands it out.
+ * Returns whether it cached the page (nothing changed otherwise); trims
+ * the cache if that put it over its bound. */
+bool pmm_pcp_free_zeroed(struct kmm *k, struct kmm_frame *f, uint64_t pfn);
 
 /* The common path of a single-page free: if f (at pfn) is an allocated
  * order-0 page of this CPU's node with one reference, put it in this CPU's

@@ -54,7 +54,7 @@ uint64_t vmm_tables_take(struct kmm *k, struct vmm_tables *t)
 void vmm_tables_release(struct kmm *k, struct vmm_tables *t)
 {
     while (t->n)
-        pmm_table_free(k, vmm_tables_take(k, t));
+        pmm_table_free_zero(k, vmm_tables_take(k, t)); /* unused: zeroed, link cleared */
 }
 
 bool vmm_tables_fill(struct kmm *k, struct vmm_tables *t, unsigned need, kmm_gfp_t flags)

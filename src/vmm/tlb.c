@@ -133,7 +133,7 @@ void kmm_tlb_finish(struct kmm_tlb_gather *g)
     for (unsigned i = 0; i < gp->nfree; i++) {
         uint64_t pa = gp->free[i];
         if ((gp->table_mask >> i) & 1u)
-            pmm_table_free(as->k, pa);
+            pmm_table_free_zero(as->k, pa); /* emptied: each entry cleared */
         else
             pmm_page_map_put(as->k, pa);
     }
