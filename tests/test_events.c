@@ -5,6 +5,7 @@
  * is off; the ring keeping the latest KMM_EVENTS_MAX; the heap's own ring
  * (kmm_heap_events) going on as before; a bad switch refused.
  */
+#include "call_sites.h"
 #include "ktest.h"
 #include "env.h"
 #include "fixture.h"
@@ -20,40 +21,6 @@
 #define MIB (UINT64_C(1) << 20)
 
 static const struct kmm_region map64[] = {{1 * MIB, 63 * MIB, KMM_MEM_USABLE}};
-
-/* The call sites the events must name: each calls the library and does
- * something after it, so the call is no tail call and its return address
- * lies inside the helper. */
-#define SITE       __attribute__((noinline))
-#define SITE_BYTES 256u /* a helper's code is shorter than this */
-
-SITE static uint64_t page_at_a(struct kmm *k, unsigned order, kmm_gfp_t flags)
-{
-    uint64_t pa = kmm_page_alloc(k, order, flags);
-    __asm__ volatile("" ::: "memory");
-    return pa;
-}
-
-SITE static int free_at_b(struct kmm *k, uint64_t pa, unsigned order)
-{
-    int err = kmm_page_free(k, pa, order);
-    __asm__ volatile("" ::: "memory");
-    return err;
-}
-
-SITE static void *malloc_at_c(struct kmm *k, size_t n)
-{
-    void *p = kmm_malloc(k, n, 0);
-    __asm__ volatile("" ::: "memory");
-    return p;
-}
-
-/* Whether caller is inside the code of helper fn. */
-static bool inside(const void *caller, const void *fn)
-{
-    uintptr_t c = (uintptr_t)caller, f = (uintptr_t)fn;
-    return c > f && c < f + SITE_BYTES;
-}
 
 static uint64_t recorded(struct kmm *k)
 {
@@ -72,13 +39,13 @@ KTEST(events, page_and_run_events_appear_in_order_with_their_fields)
         return;
     struct kmm *k = f.k;
     KT_ASSERT_EQ(t, kmm_events_switch(k, KMM_EVENTS_PAGE), 0);
-    uint64_t one = page_at_a(k, 0, 0);
-    uint64_t four = page_at_a(k, 2, KMM_GFP_DMA);
+    uint64_t one = kt_page_at_a(k, 0, 0);
+    uint64_t four = kt_page_at_a(k, 2, KMM_GFP_DMA);
     uint64_t run = kmm_run_alloc(k, 3, 0, 0, KMM_GFP_DMA32);
     KT_ASSERT(t, one && four && run);
-    KT_EXPECT_EQ(t, free_at_b(k, four, 2), KMM_OK);
+    KT_EXPECT_EQ(t, kt_page_free_at_b(k, four, 2), KMM_OK);
     KT_EXPECT_EQ(t, kmm_run_free(k, run, 3), KMM_OK);
-    KT_EXPECT_EQ(t, free_at_b(k, one, 0), KMM_OK);
+    KT_EXPECT_EQ(t, kt_page_free_at_b(k, one, 0), KMM_OK);
     KT_EXPECT_EQ(t, kmm_page_free(k, one, 0), KMM_ESTATE); /* refused: no event */
     size_t n = kmm_events(k, ring, KMM_EVENTS_MAX);
     KT_ASSERT_EQ(t, n, 6);
@@ -101,10 +68,10 @@ KTEST(events, page_and_run_events_appear_in_order_with_their_fields)
     KT_EXPECT_EQ(t, ring[0].zone, one < KMM_ZONE_DMA_END ? KMM_ZONE_DMA : KMM_ZONE_DMA32);
     KT_EXPECT_EQ(t, ring[1].zone, KMM_ZONE_DMA);
     KT_EXPECT_EQ(t, ring[2].zone, KMM_ZONE_DMA32);
-    KT_EXPECT(t, inside(ring[0].caller, (const void *)page_at_a));
-    KT_EXPECT(t, inside(ring[1].caller, (const void *)page_at_a));
-    KT_EXPECT(t, inside(ring[3].caller, (const void *)free_at_b));
-    KT_EXPECT(t, inside(ring[5].caller, (const void *)free_at_b));
+    KT_EXPECT(t, kt_inside(ring[0].caller, (const void *)kt_page_at_a));
+    KT_EXPECT(t, kt_inside(ring[1].caller, (const void *)kt_page_at_a));
+    KT_EXPECT(t, kt_inside(ring[3].caller, (const void *)kt_page_free_at_b));
+    KT_EXPECT(t, kt_inside(ring[5].caller, (const void *)kt_page_free_at_b));
     KT_EXPECT(t, ktest_streq(kmm_event_op_name(ring[0].op), "page-alloc"));
     KT_EXPECT(t, ktest_streq(kmm_event_op_name(0), "?"));
     /* A read of fewer gives the newest, oldest first. */
@@ -124,13 +91,13 @@ KTEST(events, nothing_is_recorded_while_a_source_is_off)
         return;
     struct kmm *k = h.f.k;
     /* Never switched on: no ring at all. */
-    KT_EXPECT_EQ(t, kmm_page_free(k, page_at_a(k, 0, 0), 0), KMM_OK);
-    KT_EXPECT_EQ(t, kmm_free(k, malloc_at_c(k, 100)), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(k, kt_page_at_a(k, 0, 0), 0), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_free(k, kt_malloc_at_c(k, 100)), KMM_OK);
     KT_EXPECT_EQ(t, recorded(k), 0);
     KT_EXPECT_EQ(t, kmm_events(k, ring, KMM_EVENTS_MAX), 0);
     /* On, then off: what follows is not recorded. */
     KT_ASSERT_EQ(t, kmm_events_switch(k, KMM_EVENTS_PAGE | KMM_EVENTS_HEAP), 0);
-    KT_EXPECT_EQ(t, kmm_page_free(k, page_at_a(k, 0, 0), 0), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(k, kt_page_at_a(k, 0, 0), 0), KMM_OK);
     uint64_t on = recorded(k);
     KT_EXPECT_EQ(t, on, 2);
     KT_EXPECT_EQ(t, kmm_events_switch(k, 0), (int)(KMM_EVENTS_PAGE | KMM_EVENTS_HEAP));
@@ -138,14 +105,14 @@ KTEST(events, nothing_is_recorded_while_a_source_is_off)
     kmm_heap_debug_stats(k, &ds);
     KT_EXPECT_EQ(t, ds.flags & KMM_HEAP_DEBUG_EVENTS, 0); /* the heap's mode went with it */
     for (unsigned i = 0; i < 100; i++) {
-        KT_EXPECT_EQ(t, kmm_page_free(k, page_at_a(k, i % 3, 0), i % 3), KMM_OK);
-        KT_EXPECT_EQ(t, kmm_free(k, malloc_at_c(k, 16 + i)), KMM_OK);
+        KT_EXPECT_EQ(t, kmm_page_free(k, kt_page_at_a(k, i % 3, 0), i % 3), KMM_OK);
+        KT_EXPECT_EQ(t, kmm_free(k, kt_malloc_at_c(k, 16 + i)), KMM_OK);
     }
     KT_EXPECT_EQ(t, recorded(k), on);
     KT_EXPECT_EQ(t, kmm_events(k, ring, KMM_EVENTS_MAX), on);
     /* One source on: the other's calls stay out. */
     KT_ASSERT_EQ(t, kmm_events_switch(k, KMM_EVENTS_HEAP), 0);
-    KT_EXPECT_EQ(t, kmm_page_free(k, page_at_a(k, 0, 0), 0), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(k, kt_page_at_a(k, 0, 0), 0), KMM_OK);
     KT_EXPECT_EQ(t, recorded(k), on);
     KT_EXPECT_EQ(t, kmm_events_switch(k, 0), KMM_EVENTS_HEAP);
     KT_EXPECT_HEALTHY(t, k);
@@ -162,9 +129,9 @@ KTEST(events, the_ring_keeps_the_latest_events_and_wraps)
     const unsigned extra = 10, pairs = (KMM_EVENTS_MAX + extra) / 2;
     uint64_t last = 0;
     for (unsigned i = 0; i < pairs; i++) {
-        last = page_at_a(k, 0, 0);
+        last = kt_page_at_a(k, 0, 0);
         KT_ASSERT(t, last != 0);
-        KT_ASSERT_EQ(t, free_at_b(k, last, 0), KMM_OK);
+        KT_ASSERT_EQ(t, kt_page_free_at_b(k, last, 0), KMM_OK);
     }
     struct kmm_events_stats es;
     kmm_events_stats(k, &es);
@@ -197,9 +164,9 @@ KTEST(events, heap_events_share_the_ring_with_their_cache_and_the_heaps_own_ring
     struct kmm_heap_debug_stats ds;
     kmm_heap_debug_stats(k, &ds);
     KT_EXPECT(t, ds.flags & KMM_HEAP_DEBUG_EVENTS);
-    void *p = malloc_at_c(k, 200);
+    void *p = kt_malloc_at_c(k, 200);
     KT_ASSERT(t, p != NULL);
-    uint64_t pa = page_at_a(k, 1, 0);
+    uint64_t pa = kt_page_at_a(k, 1, 0);
     KT_ASSERT(t, pa != 0);
     KT_EXPECT_EQ(t, kmm_free(k, p), KMM_OK);
     KT_EXPECT_EQ(t, kmm_page_free(k, pa, 1), KMM_OK);
@@ -214,7 +181,7 @@ KTEST(events, heap_events_share_the_ring_with_their_cache_and_the_heaps_own_ring
     KT_EXPECT(t, ktest_streq(e[0].cache, "kmalloc-208"));
     KT_EXPECT_EQ(t, e[0].order, KMM_EVENT_NONE);
     KT_EXPECT_EQ(t, e[0].zone, KMM_EVENT_NONE);
-    KT_EXPECT(t, inside(e[0].caller, (const void *)malloc_at_c));
+    KT_EXPECT(t, kt_inside(e[0].caller, (const void *)kt_malloc_at_c));
     KT_EXPECT_EQ(t, e[1].op, KMM_EVENT_PAGE_ALLOC);
     KT_EXPECT_EQ(t, e[1].addr, pa);
     KT_EXPECT_EQ(t, e[1].order, 1);
@@ -255,7 +222,7 @@ KTEST(events, an_unknown_source_is_refused_counted_and_logged)
     struct kmm_events_stats es;
     kmm_events_stats(f.k, &es);
     KT_EXPECT_EQ(t, es.flags, 0); /* nothing switched */
-    KT_EXPECT_EQ(t, kmm_page_free(f.k, page_at_a(f.k, 0, 0), 0), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, kt_page_at_a(f.k, 0, 0), 0), KMM_OK);
     KT_EXPECT_EQ(t, recorded(f.k), 0);
     KT_EXPECT_HEALTHY(t, f.k);
     kt_kmm_down(&f);

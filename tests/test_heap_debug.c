@@ -8,6 +8,7 @@
  * switching on and off with live objects; and the switches' misuse.
  * (tests/hosted/test_heap_guard.c: the guard page as a real fault.)
  */
+#include "call_sites.h"
 #include "ktest.h"
 #include "env.h"
 #include "fixture.h"
@@ -29,40 +30,6 @@ static uint64_t heap_misuse(struct kmm *k, unsigned cls)
     struct kmm_misuse_stats m;
     kmm_misuse_stats(k, &m);
     return m.count[KMM_LAYER_HEAP][cls];
-}
-
-/* The call sites the reports must name: each calls the heap and does
- * something after it, so the call is no tail call and its return address
- * lies inside the helper. */
-#define SITE       __attribute__((noinline))
-#define SITE_BYTES 256u /* a helper's code is shorter than this */
-
-SITE static void *alloc_at_a(struct kmm *k, size_t n)
-{
-    void *p = kmm_malloc(k, n, 0);
-    __asm__ volatile("" ::: "memory");
-    return p;
-}
-
-SITE static void *alloc_at_b(struct kmm *k, size_t n)
-{
-    void *p = kmm_malloc(k, n, 0);
-    __asm__ volatile("" ::: "memory");
-    return p;
-}
-
-SITE static int free_at_c(struct kmm *k, void *p)
-{
-    int err = kmm_free(k, p);
-    __asm__ volatile("" ::: "memory");
-    return err;
-}
-
-/* Whether caller is inside the code of helper fn. */
-static bool inside(const void *caller, const void *fn)
-{
-    uintptr_t c = (uintptr_t)caller, f = (uintptr_t)fn;
-    return c > f && c < f + SITE_BYTES;
 }
 
 /* The address printed after key in text ("... freed by 0x1234 ..."), 0 if
@@ -110,7 +77,7 @@ KTEST(heap_debug, one_byte_past_the_end_is_caught_by_check_and_by_the_free)
     struct kt_heap h;
     KT_ASSERT(t, up(t, &h, KMM_HEAP_DEBUG_REDZONE));
     struct kmm *k = h.f.k;
-    uint8_t *p = alloc_at_a(k, 100); /* class 112: 12 bytes of slack */
+    uint8_t *p = kt_malloc_at_a(k, 100); /* class 112: 12 bytes of slack */
     KT_ASSERT(t, p != NULL);
     KT_EXPECT_EQ(t, (uintptr_t)p % 16, 0);
     KT_EXPECT_EQ(t, kmm_usable_size(k, p), 100);
@@ -120,13 +87,14 @@ KTEST(heap_debug, one_byte_past_the_end_is_caught_by_check_and_by_the_free)
     struct kmm_check_result r;
     KT_EXPECT_EQ(t, kmm_check(k, &r), KMM_CHECK_CORRUPT);
     KT_EXPECT(t, ktest_contains(r.first, "red zone"));
-    KT_EXPECT_EQ(t, free_at_c(k, p), KMM_OK); /* freed all the same */
+    KT_EXPECT_EQ(t, kt_free_at_c(k, p), KMM_OK); /* freed all the same */
     KT_EXPECT_EQ(t, heap_misuse(k, KMM_MISUSE_OVERRUN), 1);
     const char *line = kt_machine_last_error(h.f.m);
     KT_EXPECT(t, ktest_contains(line, "kmm_free"));
     KT_EXPECT(t, ktest_contains(line, "written past the end of its 100 bytes"));
-    KT_EXPECT(t, inside((const void *)hex_after(line, "allocated by "), (const void *)alloc_at_a));
-    KT_EXPECT(t, inside((const void *)hex_after(line, "caller "), (const void *)free_at_c));
+    KT_EXPECT(
+        t, kt_inside((const void *)hex_after(line, "allocated by "), (const void *)kt_malloc_at_a));
+    KT_EXPECT(t, kt_inside((const void *)hex_after(line, "caller "), (const void *)kt_free_at_c));
     KT_EXPECT_HEALTHY(t, k);
     kt_heap_down(&h);
 }
@@ -204,20 +172,20 @@ KTEST(heap_debug, a_write_after_free_is_caught_on_the_next_allocation_naming_the
     struct kmm *k = h.f.k;
     uint8_t *p = kmm_malloc(k, 64, 0);
     KT_ASSERT(t, p != NULL);
-    KT_EXPECT_EQ(t, free_at_c(k, p), KMM_OK);
+    KT_EXPECT_EQ(t, kt_free_at_c(k, p), KMM_OK);
     KT_EXPECT(t, kt_heap_all(&h, p, 24, 40, KMM_HEAP_POISON_BYTE));
     KT_EXPECT_HEALTHY(t, k);
     p[40] = 7; /* the stale pointer's write */
     struct kmm_check_result r;
     KT_EXPECT_EQ(t, kmm_check(k, &r), KMM_CHECK_CORRUPT);
     KT_EXPECT(t, ktest_contains(r.first, "written after it was freed"));
-    uint8_t *q = alloc_at_b(k, 64); /* the same object: the slab hands it out first */
+    uint8_t *q = kt_malloc_at_b(k, 64); /* the same object: the slab hands it out first */
     KT_EXPECT(t, q == p);
     KT_EXPECT_EQ(t, heap_misuse(k, KMM_MISUSE_USE_AFTER_FREE), 1);
     const char *line = kt_machine_last_error(h.f.m);
     KT_EXPECT(t, ktest_contains(line, "written after it was freed (byte 40"));
-    KT_EXPECT(t, inside((const void *)hex_after(line, "freed by "), (const void *)free_at_c));
-    KT_EXPECT(t, inside((const void *)hex_after(line, "caller "), (const void *)alloc_at_b));
+    KT_EXPECT(t, kt_inside((const void *)hex_after(line, "freed by "), (const void *)kt_free_at_c));
+    KT_EXPECT(t, kt_inside((const void *)hex_after(line, "caller "), (const void *)kt_malloc_at_b));
     KT_EXPECT_EQ(t, kmm_free(k, q), KMM_OK);
     KT_EXPECT_HEALTHY(t, k);
     kt_heap_down(&h);
@@ -232,7 +200,7 @@ KTEST(heap_debug, a_double_free_is_caught_while_the_object_waits_in_quarantine)
     struct kmm *k = h.f.k;
     uint8_t *p = kmm_malloc(k, 48, 0);
     KT_ASSERT(t, p != NULL);
-    KT_EXPECT_EQ(t, free_at_c(k, p), KMM_OK);
+    KT_EXPECT_EQ(t, kt_free_at_c(k, p), KMM_OK);
     /* Others come and go meanwhile: none of them gets p. */
     static void *others[100];
     for (unsigned i = 0; i < 100; i++) {
@@ -247,8 +215,9 @@ KTEST(heap_debug, a_double_free_is_caught_while_the_object_waits_in_quarantine)
     KT_EXPECT_EQ(t, ds.quarantined, 101);
     KT_EXPECT_HEAP_MISUSE(t, &h, kmm_free(k, p), KMM_ESTATE, KT_CLASS(KMM_MISUSE_DOUBLE_FREE),
                           "already free");
-    KT_EXPECT(t, inside((const void *)hex_after(kt_machine_last_error(h.f.m), "freed before by "),
-                        (const void *)free_at_c));
+    KT_EXPECT(t,
+              kt_inside((const void *)hex_after(kt_machine_last_error(h.f.m), "freed before by "),
+                        (const void *)kt_free_at_c));
     KT_EXPECT_HEALTHY(t, k);
     /* The quarantine is bounded: the oldest leave, checked, as more come. */
     static void *many[KMM_HEAP_QUARANTINE_OBJECTS + 10];
@@ -288,22 +257,22 @@ KTEST(heap_debug, a_leak_since_a_mark_is_reported_by_call_site)
     struct kt_heap h;
     KT_ASSERT(t, up(t, &h, KMM_HEAP_DEBUG_TRACK));
     struct kmm *k = h.f.k;
-    void *before = alloc_at_a(k, 300); /* before the mark: not in its report */
+    void *before = kt_malloc_at_a(k, 300); /* before the mark: not in its report */
     KT_ASSERT(t, before != NULL);
     uint64_t mark = kmm_heap_mark(k);
     void *a[3], *b[2];
     for (unsigned i = 0; i < 3; i++)
-        a[i] = alloc_at_a(k, 100);
+        a[i] = kt_malloc_at_a(k, 100);
     for (unsigned i = 0; i < 2; i++)
-        b[i] = alloc_at_b(k, 1000);
+        b[i] = kt_malloc_at_b(k, 1000);
     KT_ASSERT(t, a[0] && a[1] && a[2] && b[0] && b[1]);
     KT_EXPECT_EQ(t, kmm_free(k, a[1]), KMM_OK); /* not a leak */
     struct kmm_heap_site site[4];
     KT_ASSERT_EQ(t, kmm_heap_leak_sites(k, mark, site, 4), 2);
-    KT_EXPECT(t, inside(site[0].caller, (const void *)alloc_at_b)); /* most bytes first */
+    KT_EXPECT(t, kt_inside(site[0].caller, (const void *)kt_malloc_at_b)); /* most bytes first */
     KT_EXPECT_EQ(t, site[0].objects, 2);
     KT_EXPECT_EQ(t, site[0].bytes, 2000);
-    KT_EXPECT(t, inside(site[1].caller, (const void *)alloc_at_a));
+    KT_EXPECT(t, kt_inside(site[1].caller, (const void *)kt_malloc_at_a));
     KT_EXPECT_EQ(t, site[1].objects, 2);
     KT_EXPECT_EQ(t, site[1].bytes, 200);
     /* Since the beginning: the early one too, at site a. */
@@ -380,7 +349,7 @@ KTEST(heap_debug, a_sampled_object_ends_at_a_guard_page_and_its_tail_is_checked_
     }
     struct kmm *k = h.f.k;
     KT_ASSERT_EQ(t, kmm_heap_guard_sample(k, 1), KMM_OK); /* every allocation */
-    uint8_t *p = alloc_at_a(k, 100);
+    uint8_t *p = kt_malloc_at_a(k, 100);
     KT_ASSERT(t, p != NULL);
     uint64_t va = (uint64_t)(uintptr_t)p;
     KT_EXPECT(t, va >= h.window_base && va - h.window_base < h.window_size);
@@ -394,11 +363,12 @@ KTEST(heap_debug, a_sampled_object_ends_at_a_guard_page_and_its_tail_is_checked_
     *kt_heap_at(&h, p, 104, &(size_t){0}) = 0; /* in the page, past the object */
     struct kmm_check_result r;
     KT_EXPECT_EQ(t, kmm_check(k, &r), KMM_CHECK_CORRUPT);
-    KT_EXPECT_EQ(t, free_at_c(k, p), KMM_OK);
+    KT_EXPECT_EQ(t, kt_free_at_c(k, p), KMM_OK);
     KT_EXPECT_EQ(t, heap_misuse(k, KMM_MISUSE_OVERRUN), 1);
     const char *line = kt_machine_last_error(h.f.m);
     KT_EXPECT(t, ktest_contains(line, "guarded object"));
-    KT_EXPECT(t, inside((const void *)hex_after(line, "allocated by "), (const void *)alloc_at_a));
+    KT_EXPECT(
+        t, kt_inside((const void *)hex_after(line, "allocated by "), (const void *)kt_malloc_at_a));
     KT_EXPECT_HEALTHY(t, k);
     /* A second free: refused, naming the first. */
     KT_EXPECT_HEAP_MISUSE(t, &h, kmm_free(k, p), KMM_ESTATE, KT_CLASS(KMM_MISUSE_DOUBLE_FREE),
@@ -480,18 +450,18 @@ KTEST(heap_debug, the_event_ring_keeps_the_latest_calls_in_order_and_the_report_
     struct kt_heap h;
     KT_ASSERT(t, up(t, &h, KMM_HEAP_DEBUG_EVENTS));
     struct kmm *k = h.f.k;
-    void *p = alloc_at_a(k, 200);
+    void *p = kt_malloc_at_a(k, 200);
     KT_ASSERT(t, p != NULL);
-    KT_EXPECT_EQ(t, free_at_c(k, p), KMM_OK);
+    KT_EXPECT_EQ(t, kt_free_at_c(k, p), KMM_OK);
     struct kmm_heap_event ev[4];
     KT_ASSERT_EQ(t, kmm_heap_events(k, ev, 4), 2);
     KT_EXPECT_EQ(t, ev[0].op, KMM_HEAP_EVENT_ALLOC);
     KT_EXPECT_EQ(t, ev[0].addr, (uintptr_t)p);
     KT_EXPECT_EQ(t, ev[0].size, 200);
-    KT_EXPECT(t, inside(ev[0].caller, (const void *)alloc_at_a));
+    KT_EXPECT(t, kt_inside(ev[0].caller, (const void *)kt_malloc_at_a));
     KT_EXPECT_EQ(t, ev[1].op, KMM_HEAP_EVENT_FREE);
     KT_EXPECT_EQ(t, ev[1].seq, ev[0].seq + 1);
-    KT_EXPECT(t, inside(ev[1].caller, (const void *)free_at_c));
+    KT_EXPECT(t, kt_inside(ev[1].caller, (const void *)kt_free_at_c));
     /* The ring keeps the last KMM_HEAP_EVENTS. */
     for (unsigned i = 0; i < KMM_HEAP_EVENTS; i++)
         KT_EXPECT_EQ(t, kmm_free(k, kmm_malloc(k, 16, 0)), KMM_OK);

@@ -4,6 +4,7 @@
  * says; a caller compiled against a larger structure gets its unknown parts
  * zeroed; bad inputs are refused with a clear error and change nothing.
  */
+#include "call_sites.h"
 #include "ktest.h"
 #include "env.h"
 #include "fixture.h"
@@ -257,29 +258,6 @@ KTEST(stats, an_instance_that_is_gone_or_null_is_refused_and_nothing_is_written)
 
 /* --- the report's sections against the figures -------------------------------------------- */
 
-#define SITE       __attribute__((noinline))
-#define SITE_BYTES 256u
-
-SITE static void *alloc_at_a(struct kmm *k, size_t n)
-{
-    void *p = kmm_malloc(k, n, 0);
-    __asm__ volatile("" ::: "memory");
-    return p;
-}
-
-SITE static void *alloc_at_b(struct kmm *k, size_t n)
-{
-    void *p = kmm_malloc(k, n, 0);
-    __asm__ volatile("" ::: "memory");
-    return p;
-}
-
-static bool inside(const void *caller, const void *fn)
-{
-    uintptr_t c = (uintptr_t)caller, f = (uintptr_t)fn;
-    return c > f && c < f + SITE_BYTES;
-}
-
 /* Where needle starts in hay, or NULL. */
 static const char *find(const char *hay, const char *needle)
 {
@@ -402,13 +380,13 @@ KTEST(stats, the_reports_top_allocation_sites_group_live_objects_by_caller_large
     KT_ASSERT_EQ(t, kmm_heap_debug(k, KMM_HEAP_DEBUG_TRACK), 0);
     void *a[3], *b;
     for (unsigned i = 0; i < 3; i++)
-        a[i] = alloc_at_a(k, 300); /* 900 bytes at a */
-    b = alloc_at_b(k, 1000);       /* 1000 bytes at b: first */
+        a[i] = kt_malloc_at_a(k, 300); /* 900 bytes at a */
+    b = kt_malloc_at_b(k, 1000);       /* 1000 bytes at b: first */
     KT_ASSERT(t, a[0] && a[1] && a[2] && b);
     struct kmm_heap_site site[4];
     KT_ASSERT_EQ(t, kmm_heap_leak_sites(k, 0, site, 4), 2);
-    KT_EXPECT(t, inside(site[0].caller, (const void *)alloc_at_b));
-    KT_EXPECT(t, inside(site[1].caller, (const void *)alloc_at_a));
+    KT_EXPECT(t, kt_inside(site[0].caller, (const void *)kt_malloc_at_b));
+    KT_EXPECT(t, kt_inside(site[1].caller, (const void *)kt_malloc_at_a));
     static struct kmm_stats s = KMM_STATS_INIT;
     KT_ASSERT_EQ(t, kmm_stats(k, &s), KMM_OK);
     KT_EXPECT_EQ(t, s.heap_debug.tracked, 4);
