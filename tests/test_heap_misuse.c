@@ -521,6 +521,15 @@ KTEST(heap_misuse, destroy_refuses_null_a_size_class_and_a_destroyed_cache)
                           DEAD_CACHE, "kmm_cache_destroy");
     struct kmm_cache *c = kmm_cache_create(k, "kt-dead", 64, 0, NULL, 0);
     KT_ASSERT(t, c != NULL);
+    /* A cache starts at a line of its page (its colour), so a handle a
+     * line or a byte away from a live one lies in the same allocated page:
+     * refused all the same, and the cache untouched. */
+    static const intptr_t off[] = {64, -64, 8, 1};
+    for (size_t i = 0; i < sizeof(off) / sizeof(off[0]); i++) {
+        struct kmm_cache *near = (struct kmm_cache *)((uintptr_t)c + (uintptr_t)off[i]);
+        KT_EXPECT_HEAP_MISUSE(t, &h, KT_NULL_AS(kmm_cache_alloc(k, near, 0), KMM_EINVAL),
+                              KMM_EINVAL, DEAD_CACHE, "kmm_cache_alloc");
+    }
     void *o = kmm_cache_alloc(k, c, 0);
     KT_ASSERT(t, o != NULL);
     KT_EXPECT_EQ(t, kmm_cache_free(k, c, o), KMM_OK);

@@ -359,14 +359,21 @@ static void drop_bad_top(struct kmm *k, struct kmm_cache *c, struct heap_cpu *hc
              c->name, (unsigned long long)obj);
 }
 
-/* Takes room for a magazine of c's in the heap's depot budget
- * (HEAP_DEPOT_TOTAL): true if there was room. Any lock. */
+/* Whether the heap's depot budget (HEAP_DEPOT_TOTAL) has room for a
+ * magazine of c's on top of `held` bytes. */
+static bool depot_budget_fits(const struct kmm_cache *c, uint64_t held)
+{
+    return held + (uint64_t)c->batch * c->size <= HEAP_DEPOT_TOTAL;
+}
+
+/* Takes room for a magazine of c's in the heap's depot budget: true if
+ * there was room. Any lock. */
 static bool depot_budget_take(struct kmm *k, const struct kmm_cache *c)
 {
     uint64_t bytes = (uint64_t)c->batch * c->size;
     unsigned long seen = atomic_load_explicit(&k->heap.depot_bytes, memory_order_relaxed);
     do {
-        if (seen + bytes > HEAP_DEPOT_TOTAL)
+        if (!depot_budget_fits(c, seen))
             return false;
     } while (!atomic_compare_exchange_weak_explicit(&k->heap.depot_bytes, &seen, seen + bytes,
                                                     memory_order_relaxed, memory_order_relaxed));
@@ -504,9 +511,8 @@ int heap_free_slow(struct kmm *k, struct kmm_cache *c, uintptr_t obj)
                 m = fresh;
                 fresh = NULL;
             } else if (!tried && c->nfull < c->depot_max &&
-                       atomic_load_explicit(&k->heap.depot_bytes, memory_order_relaxed) +
-                               (uint64_t)c->batch * c->size <=
-                           HEAP_DEPOT_TOTAL) {
+                       depot_budget_fits(
+                           c, atomic_load_explicit(&k->heap.depot_bytes, memory_order_relaxed))) {
                 /* A magazine comes from the magazine cache, which takes
                  * its own lock: get it with this one dropped. */
                 kmm_unlock_irqrestore(&c->lock, s);
