@@ -35,6 +35,7 @@ typedef struct {
 
 /* RFLAGS as it was before kmm_lock_irqsave or kmm_irq_save (bit 9 is IF). */
 typedef uint64_t kmm_irqstate_t;
+#define KMM_X86_RFLAGS_IF (UINT64_C(1) << 9)
 
 /* Spins until l is free, then takes it; panics if that takes implausibly
  * long (on one CPU with IRQs off, a held lock is never released: it was
@@ -59,9 +60,16 @@ static inline kmm_irqstate_t kmm_irq_save(void)
     return flags;
 }
 
+/* Interrupts back on if they were on at kmm_irq_save: since it cleared IF
+ * and left every other flag alone, that is all a restore has to do (as
+ * Linux's arch_local_irq_restore). Not popfq: it is microcoded on real
+ * CPUs, and under QEMU's TCG it ends the translation block and returns to
+ * the main loop on every call, which made each heap and page-cache
+ * operation in the demo kernel pay for a trip through QEMU. */
 static inline void kmm_irq_restore(kmm_irqstate_t s)
 {
-    __asm__ volatile("pushq %0\n\tpopfq" : : "r"(s) : "memory", "cc");
+    if (s & KMM_X86_RFLAGS_IF)
+        __asm__ volatile("sti" : : : "memory");
 }
 
 static inline kmm_irqstate_t kmm_lock_irqsave(kmm_lock_t *l)
