@@ -90,4 +90,50 @@ trap_catch_arm:
     xorl %eax, %eax
     ret
 
+
+/* void user_enter(struct user_ctx *ctx, const struct trap_frame *regs):
+ * save what a return needs in ctx (struct user_ctx: the callee-saved
+ * registers, RSP and the return address as trap_catch_arm does, then
+ * RFLAGS), load every general register from regs and iretq to regs' RIP,
+ * CS, RFLAGS, RSP and SS: ring 3. It "returns" when user.c rewrites a trap
+ * frame to resume at the saved point (with RAX as the return value). */
+    .globl user_enter
+    .type user_enter, @function
+user_enter:
+    movq %rbx, 0(%rdi)
+    movq %rbp, 8(%rdi)
+    movq %r12, 16(%rdi)
+    movq %r13, 24(%rdi)
+    movq %r14, 32(%rdi)
+    movq %r15, 40(%rdi)
+    leaq 8(%rsp), %rax
+    movq %rax, 48(%rdi)
+    movq (%rsp), %rax
+    movq %rax, 56(%rdi)
+    pushfq
+    popq %rax
+    movq %rax, 64(%rdi)
+    movq %rsi, %rax
+    pushq 168(%rax) /* ss */
+    pushq 160(%rax) /* rsp */
+    pushq 152(%rax) /* rflags */
+    pushq 144(%rax) /* cs */
+    pushq 136(%rax) /* rip */
+    movq 0(%rax), %r15
+    movq 8(%rax), %r14
+    movq 16(%rax), %r13
+    movq 24(%rax), %r12
+    movq 32(%rax), %r11
+    movq 40(%rax), %r10
+    movq 48(%rax), %r9
+    movq 56(%rax), %r8
+    movq 64(%rax), %rbp
+    movq 72(%rax), %rdi
+    movq 80(%rax), %rsi
+    movq 88(%rax), %rdx
+    movq 96(%rax), %rcx
+    movq 104(%rax), %rbx
+    movq 112(%rax), %rax
+    iretq
+
     .section .note.GNU-stack, "", @progbits

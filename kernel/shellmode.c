@@ -17,9 +17,11 @@
 #include "selftest.h"
 #include "shell.h"
 #include "shellmode.h"
+#include "user_cmd.h"
 
 /* The PIT's channel 2, gated through port 0x61, counts down from
  * PIT_CAL_TICKS at PIT_HZ; its OUT pin rises when it reaches 0. */
+#define SHELL_EXTRA_MAX  8u /* the shell's commands beyond the built-in ones */
 #define PIT_HZ           1193182u
 #define PIT_CAL_TICKS    11932u /* ~10 ms */
 #define CAL_TRIES        5u     /* countdowns measured; the shortest counts */
@@ -164,6 +166,12 @@ noreturn void shell_main(void)
         kprintf("# kmm kernel: the Boruix interface is not available: %s\n", kmm_strerror(err));
     size_t boruix_count = 0;
     const struct kshell_cmd *boruix = err ? NULL : kshell_boruix_commands(&boruix_count);
+    /* The kernel's own commands after Boruix's: `user` (ring 3). */
+    static struct kshell_cmd extra[SHELL_EXTRA_MAX];
+    size_t extra_count = 0;
+    for (size_t i = 0; i < boruix_count && extra_count < SHELL_EXTRA_MAX - 1; i++)
+        extra[extra_count++] = boruix[i];
+    extra[extra_count++] = *kshell_user_command();
     static struct kshell sh; /* ~3 KiB: off the boot stack */
     struct kshell_config cfg = {
         .k = kernel_kmm,
@@ -174,8 +182,8 @@ noreturn void shell_main(void)
         .selftest = run_selftest,
         .reboot = reboot,
         .halt = halt,
-        .extra = boruix,
-        .extra_count = boruix_count,
+        .extra = extra,
+        .extra_count = extra_count,
     };
     kshell_init(&sh, &cfg);
     kprintf("kmm shell: the kernel's own instance; help lists the commands\n");

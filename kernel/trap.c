@@ -8,11 +8,12 @@
 #include "console.h"
 #include "kernel.h"
 #include "trap.h"
+#include "user.h"
 
 /* --- GDT and TSS ------------------------------------------------------------------ */
 
-#define GDT_CODE64     0x08
-#define GDT_DATA       0x10
+#define GDT_CODE64     TRAP_KERNEL_CS
+#define GDT_DATA       TRAP_KERNEL_SS
 #define GDT_TSS        0x18
 #define IST_DOUBLE     1 /* the double fault's IST slot */
 #define IST_STACK_SIZE ((size_t)16 << 10)
@@ -31,15 +32,21 @@ _Static_assert(sizeof(struct tss) == 104, "the 64-bit TSS is 104 bytes");
 
 static struct tss tss;
 
-/* Null, code, data (accessed bits preset: the CPU never writes them), and
- * the TSS's 16-byte descriptor, filled in by trap_init. */
-static uint64_t gdt[5] = {
+/* Null, code, data (accessed bits preset: the CPU never writes them), the
+ * TSS's 16-byte descriptor, filled in by trap_init, then ring 3's data and
+ * code (user.c). */
+static uint64_t gdt[7] = {
     0,
     0x00AF9B000000FFFF, /* 0x08: 64-bit code, DPL 0 */
     0x00CF93000000FFFF, /* 0x10: data, DPL 0 */
     0,
     0,
+    0x00CFF3000000FFFF, /* 0x28: data, DPL 3 (TRAP_USER_SS) */
+    0x00AFFB000000FFFF, /* 0x30: 64-bit code, DPL 3 (TRAP_USER_CS) */
 };
+
+_Static_assert((TRAP_USER_SS & ~3) == 5 * 8 && (TRAP_USER_CS & ~3) == 6 * 8,
+               "the user selectors index the GDT's last two entries");
 
 /* The double fault's stack, with a page below it that the library's tables
  * leave unmapped: an overflow of this stack faults too (and resets the
@@ -52,6 +59,13 @@ static struct {
 const void *trap_ist_guard(void)
 {
     return ist_area.guard;
+}
+
+uint64_t trap_set_kernel_stack(uint64_t rsp0)
+{
+    uint64_t old = tss.rsp[0];
+    tss.rsp[0] = rsp0;
+    return old;
 }
 
 static void gdt_init(void)
@@ -102,6 +116,7 @@ _Static_assert(sizeof(struct idt_gate) == 16, "an IDT gate is 16 bytes");
 #define IDT_VECTORS   256
 #define IDT_STUB_SIZE 16 /* isr.S spaces the stubs this far apart */
 #define IDT_INTERRUPT 0x8E
+#define IDT_USER_GATE 0xEE /* present, DPL 3: ring 3 may raise it with int */
 
 extern const char isr_stubs[]; /* isr.S: IDT_VECTORS stubs */
 
@@ -115,7 +130,7 @@ static void idt_init(void)
             .offset_lo = (uint16_t)a,
             .selector = GDT_CODE64,
             .ist = v == TRAP_DF ? IST_DOUBLE : 0,
-            .type = IDT_INTERRUPT,
+            .type = v == TRAP_SYSCALL ? IDT_USER_GATE : IDT_INTERRUPT,
             .offset_mid = (uint16_t)(a >> 16),
             .offset_hi = (uint32_t)(a >> 32),
         };
@@ -283,7 +298,12 @@ static const char *address_note(uint64_t va)
     return NULL;
 }
 
-static void report_page_fault(uint64_t addr, uint64_t err)
+const char *trap_name(uint64_t vector)
+{
+    return vector < TRAP_EXCEPTIONS ? exception_names[vector] : "interrupt";
+}
+
+void trap_report_page_fault(uint64_t addr, uint64_t err)
 {
     kprintf("  page fault: %s %s at 0x%llx, %s page\n", (err & PF_USER) ? "user" : "kernel",
             (err & PF_FETCH)   ? "instruction fetch"
@@ -346,6 +366,12 @@ static void resume(struct trap_frame *f, struct trap_catch *c)
 void trap_dispatch(struct trap_frame *f)
 {
     uint64_t cr2 = read_cr(2); /* first: nothing may fault before it is read */
+    if ((f->cs & 3) == 3) {
+        /* Ring 3: its own handler (a program's fault never ends the run,
+         * nor reaches a recovery point the kernel armed for itself). */
+        user_trap(f, cr2);
+        return;
+    }
     struct trap_catch *c = trap_armed;
     if (c && f->vector < TRAP_EXCEPTIONS && f->vector != 2 /* NMI */) {
         trap_armed = NULL;
@@ -365,7 +391,7 @@ void trap_dispatch(struct trap_frame *f)
         kprintf("kmm kernel: unexpected interrupt, vector %llu at rip 0x%llx\n",
                 (unsigned long long)f->vector, (unsigned long long)f->rip);
     if (f->vector == TRAP_PF)
-        report_page_fault(cr2, f->error);
+        trap_report_page_fault(cr2, f->error);
     if (f->vector == TRAP_DF) {
         /* A double fault's own frame says little; CR2 still holds the
          * address of the page fault that could not be delivered. */

@@ -33,6 +33,13 @@ struct trap_frame {
 #define TRAP_GP         13 /* general protection */
 #define TRAP_PF         14 /* page fault */
 #define TRAP_EXCEPTIONS 32
+#define TRAP_SYSCALL    0x80 /* int $0x80: the only gate ring 3 may use (user.h) */
+
+/* Segment selectors (trap.c's GDT). The user ones carry RPL 3. */
+#define TRAP_KERNEL_CS 0x08
+#define TRAP_KERNEL_SS 0x10
+#define TRAP_USER_SS   0x2B
+#define TRAP_USER_CS   0x33
 
 /* Page-fault error code bits. */
 #define PF_PRESENT (1u << 0) /* a protection violation (else: not present) */
@@ -49,6 +56,20 @@ void trap_init(void);
 /* The first byte of the page below the double-fault stack: never mapped in
  * the library's tables (takeover.c). */
 const void *trap_ist_guard(void);
+
+/* Sets the stack the CPU switches to when ring 3 traps (the TSS's RSP0) and
+ * returns the previous one (user.c: each program's traps land below the
+ * kernel frames that started it). */
+uint64_t trap_set_kernel_stack(uint64_t rsp0);
+
+/* The exception's name ("#PF page fault"), or "interrupt" for vectors from
+ * TRAP_EXCEPTIONS up. */
+const char *trap_name(uint64_t vector);
+
+/* Prints what a page fault at addr with error code err was: the access,
+ * each level of the live tables' walk and the reason, and what is known of
+ * the address. */
+void trap_report_page_fault(uint64_t addr, uint64_t err);
 
 /* --- expected faults -------------------------------------------------------------- */
 
@@ -88,7 +109,9 @@ bool trap_probe_exec(const void *p, struct trap_fault *f);
  * true, with *f, if the run survived that. */
 bool trap_probe_stack_overflow(struct trap_fault *f);
 
-/* Called by isr.S for every vector. */
+/* Called by isr.S for every vector. A trap from ring 3 goes to user_trap
+ * (user.h); one from the kernel to an armed recovery point, else to the
+ * report that ends the run. */
 void trap_dispatch(struct trap_frame *f);
 
 #endif /* KMM_KERNEL_TRAP_H */

@@ -39,7 +39,7 @@ HEAP_END = 0xFFFFFFFFA0000000
 ALL_COMMANDS = ("help", "meminfo", "buddyinfo", "zoneinfo", "slabinfo", "vmallocinfo",
                 "pagetables", "report", "misuse", "check", "leaks", "events", "selftest",
                 "stress", "bench", "reboot", "halt", "memtest", "heaptest", "pgtest", "vmmtest",
-                "memprottest")
+                "memprottest", "user")
 
 if not IMAGES:
     print(f"1..0 # SKIP no kernel image is built ({os.environ.get('KMM_KERNEL', DEFAULT_IMAGES)}:"
@@ -278,6 +278,38 @@ def diag_checks(b, t):
        "everything given back, PASS", out)
 
 
+def user_checks(b, t):
+    """Programs in ring 3 (kernel/user.h): listed, run, ended as their
+    exceptions say, every page back."""
+    out = b.send("user\r")
+    names = re.findall(r"^  ([a-z]+) +\S", out, re.M)
+    ok({"hello", "stack", "kread", "priv", "badwrite"} <= set(names),
+       f"{t}: user lists the ring-3 programs ({names})", out)
+
+    out = b.send("user hello\r")
+    ok("hello from ring 3\n" in out
+       and re.search(r"^user: hello exited with status 0$", out, re.M) is not None
+       and re.search(r"^user: 2 system calls, .*: all back$", out, re.M) is not None,
+       f"{t}: user hello writes its line from ring 3, exits 0, and its space's pages all come "
+       "back", out)
+
+    out = b.send("user kread\r")
+    m = re.search(r"^user: kread killed by #PF page fault at rip 0x400000 "
+                  r"\(address 0x(ffffffff8[0-9a-f]+)\)$", out, re.M)
+    ok(m is not None and "reason: user access to a kernel page" in out
+       and re.search(r"^user: .*: all back$", out, re.M) is not None,
+       f"{t}: user kread, reading kernel text from ring 3, is killed by a page fault that "
+       "names the reason, and the kernel goes on", out)
+
+    out = b.send("user priv\r")
+    ok(re.search(r"^user: priv killed by #GP general protection at rip 0x400000$", out, re.M)
+       is not None, f"{t}: user priv (cli in ring 3) is killed by a general protection fault",
+       out)
+
+    out = b.send("user nosuch\r")
+    ok("user: nosuch: no such program" in out, f"{t}: user refuses an unknown program", out)
+
+
 def session(image, t):
     b = Boot(image, "shell")
     try:
@@ -297,6 +329,7 @@ def session(image, t):
            f"{t}: the serial line gets CR LF line ends")
 
         boruix_checks(b, t)
+        user_checks(b, t)
         diag_checks(b, t)
 
         out = b.send("stress 2000 5\r")

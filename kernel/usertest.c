@@ -1,0 +1,89 @@
+/*
+ * usertest.c - the ring-3 checks of the self-test mode (user.h): each runs
+ * a program in a space of its own and checks how it ended, what the CPU
+ * reported, and that every page came back once its space was destroyed.
+ */
+#include <kmm/check.h>
+#include <kmm/kmm.h>
+#include <kmm/page.h>
+
+#include "hwtest.h"
+#include "kernel.h"
+#include "trap.h"
+#include "user.h"
+
+static uint64_t free_pages(void)
+{
+    struct kmm_page_stats s;
+    kmm_page_stats(kernel_kmm, &s);
+    return s.free_pages;
+}
+
+/* Runs the program called name; *r says how it ended. Expects it to start,
+ * every page back afterwards and kmm_check clean. */
+static void run(struct ktest *t, const char *name, struct user_result *r)
+{
+    const struct user_prog *p = user_prog_find(name);
+    KT_ASSERT(t, p != NULL);
+    uint64_t before = free_pages();
+    KT_ASSERT_EQ(t, user_run(kernel_kmm, p, r), KMM_OK);
+    KT_EXPECT_EQ(t, free_pages(), before);
+    struct kmm_check_result cr;
+    KT_EXPECT_EQ(t, kmm_check(kernel_kmm, &cr), KMM_CHECK_OK);
+}
+
+KHW_TEST(user, a_program_in_ring_3_writes_through_a_system_call_and_exits_0)
+{
+    struct user_result r = {0};
+    run(t, "hello", &r);
+    KT_EXPECT(t, !r.killed);
+    KT_EXPECT_EQ(t, r.status, 0);
+    KT_EXPECT_EQ(t, r.syscalls, 2u);
+}
+
+KHW_TEST(user, a_program_uses_8_kib_of_its_own_stack)
+{
+    struct user_result r = {0};
+    run(t, "stack", &r);
+    KT_EXPECT(t, !r.killed);
+    KT_EXPECT_EQ(t, r.status, 0);
+}
+
+KHW_TEST(user, a_read_of_kernel_memory_from_ring_3_is_a_page_fault_that_kills_only_the_program)
+{
+    struct user_result r = {0};
+    run(t, "kread", &r);
+    KT_EXPECT(t, r.killed);
+    KT_EXPECT_EQ(t, r.status, -1);
+    KT_EXPECT_EQ(t, r.fault.vector, (uint64_t)TRAP_PF);
+    /* Present (the kernel's text is mapped), a read, from user mode. */
+    KT_EXPECT_EQ(t, r.fault.error, (uint64_t)(PF_PRESENT | PF_USER));
+    KT_EXPECT_EQ(t, r.fault.addr, (uint64_t)(uintptr_t)&user_run);
+    KT_EXPECT_EQ(t, r.fault.rip, USER_CODE_VA);
+}
+
+KHW_TEST(user, a_privileged_instruction_in_ring_3_is_a_general_protection_fault)
+{
+    struct user_result r = {0};
+    run(t, "priv", &r);
+    KT_EXPECT(t, r.killed);
+    KT_EXPECT_EQ(t, r.fault.vector, (uint64_t)TRAP_GP);
+    KT_EXPECT_EQ(t, r.fault.rip, USER_CODE_VA);
+}
+
+KHW_TEST(user, write_refuses_a_buffer_in_kernel_memory_with_efault)
+{
+    struct user_result r = {0};
+    run(t, "badwrite", &r);
+    KT_EXPECT(t, !r.killed);
+    KT_EXPECT_EQ(t, r.status, 0);
+}
+
+KHW_TEST(user, user_run_refuses_a_missing_program_and_leaves_nothing)
+{
+    struct user_result r = {0};
+    uint64_t before = free_pages();
+    KT_EXPECT_EQ(t, user_run(kernel_kmm, NULL, &r), KMM_EINVAL);
+    KT_EXPECT(t, user_prog_find("no such program") == NULL);
+    KT_EXPECT_EQ(t, free_pages(), before);
+}
