@@ -70,12 +70,11 @@ isr_common:
     addq $16, %rsp /* vector, error code */
     iretq
 
-/* int trap_catch_arm(struct trap_catch *c): save what a return needs
- * (struct trap_catch's first eight words), arm c, return 0. trap.c resumes
- * a fault here by loading these into the frame with RAX = 1. */
-    .globl trap_catch_arm
-    .type trap_catch_arm, @function
-trap_catch_arm:
+/* What a later "return" from the calling function needs, into the eight
+ * words at RDI: the callee-saved registers, RSP after the return, and the
+ * return address (struct trap_catch's and struct user_ctx's first words).
+ * Clobbers RAX. */
+.macro SAVE_RETURN_POINT
     movq %rbx, 0(%rdi)
     movq %rbp, 8(%rdi)
     movq %r12, 16(%rdi)
@@ -86,6 +85,15 @@ trap_catch_arm:
     movq %rax, 48(%rdi)
     movq (%rsp), %rax  /* the return address */
     movq %rax, 56(%rdi)
+.endm
+
+/* int trap_catch_arm(struct trap_catch *c): save what a return needs
+ * (struct trap_catch's first eight words), arm c, return 0. trap.c resumes
+ * a fault here by loading these into the frame with RAX = 1. */
+    .globl trap_catch_arm
+    .type trap_catch_arm, @function
+trap_catch_arm:
+    SAVE_RETURN_POINT
     movq %rdi, trap_armed(%rip)
     xorl %eax, %eax
     ret
@@ -100,16 +108,7 @@ trap_catch_arm:
     .globl user_enter
     .type user_enter, @function
 user_enter:
-    movq %rbx, 0(%rdi)
-    movq %rbp, 8(%rdi)
-    movq %r12, 16(%rdi)
-    movq %r13, 24(%rdi)
-    movq %r14, 32(%rdi)
-    movq %r15, 40(%rdi)
-    leaq 8(%rsp), %rax
-    movq %rax, 48(%rdi)
-    movq (%rsp), %rax
-    movq %rax, 56(%rdi)
+    SAVE_RETURN_POINT
     pushfq
     popq %rax
     movq %rax, 64(%rdi)

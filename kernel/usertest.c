@@ -32,21 +32,26 @@ static void run(struct ktest *t, const char *name, struct user_result *r)
     KT_EXPECT_EQ(t, kmm_check(kernel_kmm, &cr), KMM_CHECK_OK);
 }
 
+/* Runs name and expects it to exit with status 0 (its checks held); *r
+ * for more. */
+static void expect_exit_0(struct ktest *t, const char *name, struct user_result *r)
+{
+    run(t, name, r);
+    KT_EXPECT(t, !r->killed);
+    KT_EXPECT_EQ(t, r->status, 0);
+}
+
 KHW_TEST(user, a_program_in_ring_3_writes_through_a_system_call_and_exits_0)
 {
     struct user_result r = {0};
-    run(t, "hello", &r);
-    KT_EXPECT(t, !r.killed);
-    KT_EXPECT_EQ(t, r.status, 0);
+    expect_exit_0(t, "hello", &r);
     KT_EXPECT_EQ(t, r.syscalls, 2u);
 }
 
 KHW_TEST(user, a_program_uses_8_kib_of_its_own_stack)
 {
     struct user_result r = {0};
-    run(t, "stack", &r);
-    KT_EXPECT(t, !r.killed);
-    KT_EXPECT_EQ(t, r.status, 0);
+    expect_exit_0(t, "stack", &r);
 }
 
 KHW_TEST(user, a_read_of_kernel_memory_from_ring_3_is_a_page_fault_that_kills_only_the_program)
@@ -74,9 +79,7 @@ KHW_TEST(user, a_privileged_instruction_in_ring_3_is_a_general_protection_fault)
 KHW_TEST(user, write_refuses_a_buffer_in_kernel_memory_with_efault)
 {
     struct user_result r = {0};
-    run(t, "badwrite", &r);
-    KT_EXPECT(t, !r.killed);
-    KT_EXPECT_EQ(t, r.status, 0);
+    expect_exit_0(t, "badwrite", &r);
 }
 
 KHW_TEST(user, user_run_refuses_a_missing_program_and_leaves_nothing)
