@@ -26,6 +26,7 @@
 #define USER_PROT_CODE     (KMM_PROT_READ | KMM_PROT_EXEC | KMM_PROT_USER)
 #define USER_PROT_DATA     (KMM_PROT_READ | KMM_PROT_WRITE | KMM_PROT_USER)
 #define USER_STATUS_KILLED (-1)
+#define USER_HALF_END      UINT64_C(0x0000800000000000) /* 4-level; 5-level's is higher */
 
 /* isr.S: what user_enter saves, in this order. */
 struct user_ctx {
@@ -148,7 +149,10 @@ static int64_t sys_write(struct user_proc *p, uint64_t buf, uint64_t len)
     for (uint64_t done = 0; done < len;) {
         struct kmm_vm_translation tr;
         uint64_t va = buf + done;
-        if (va < buf || kmm_vm_translate(p->as, va, &tr) != KMM_OK ||
+        /* The lower half only: the library would count a non-canonical
+         * address as the kernel's own mistake (and log it), and the upper
+         * half is never the program's. */
+        if (va < buf || va >= USER_HALF_END || kmm_vm_translate(p->as, va, &tr) != KMM_OK ||
             (tr.prot & (KMM_PROT_USER | KMM_PROT_READ)) != (KMM_PROT_USER | KMM_PROT_READ))
             return -USER_EFAULT;
         uint64_t in_page = PAGE - (va & (PAGE - 1));
@@ -285,7 +289,8 @@ static const struct user_prog progs[] = {
     USER_PROG(stack, "pushes 1..1024 on its stack, pops and sums them: exits 0 if 524800"),
     USER_PROG(kread, "reads the kernel image: killed by a page fault (user access, present)"),
     USER_PROG(priv, "executes cli: killed by a general protection fault"),
-    USER_PROG(badwrite, "asks write to print kernel memory: exits 0 if refused with -EFAULT"),
+    USER_PROG(badwrite, "asks write for kernel memory, a non-canonical address and a buffer "
+                        "off its data page: exits 0 if each is refused with -EFAULT"),
 };
 #undef USER_PROG
 

@@ -77,16 +77,33 @@ PROGRAM(priv)
     EXIT
 END(priv)
 
-/* badwrite: write(the kernel's text (RDI at the start), 16) must fail with
- * -EFAULT: exit 0 if it did, 1 if it printed anything. */
+/* badwrite: write must refuse with -EFAULT the kernel's text (RDI at the
+ * start), a non-canonical address, and a buffer running off the end of the
+ * data page into nothing: exit 0 if it refused all three, else the number
+ * of the first it did not. */
 PROGRAM(badwrite)
     movl $16, %esi
     movl $SYS_WRITE, %eax
     int $0x80
-    xorl %edi, %edi
+    movl $1, %edi
     cmpq $-EFAULT, %rax
-    setne %dil
-    EXIT
+    jne 1f
+    movabsq $0x8000000000000000, %rdi
+    movl $16, %esi
+    movl $SYS_WRITE, %eax
+    int $0x80
+    movl $2, %edi
+    cmpq $-EFAULT, %rax
+    jne 1f
+    movl $0x600ff8, %edi
+    movl $16, %esi
+    movl $SYS_WRITE, %eax
+    int $0x80
+    movl $3, %edi
+    cmpq $-EFAULT, %rax
+    jne 1f
+    xorl %edi, %edi
+1:  EXIT
 END(badwrite)
 
     .section .note.GNU-stack, "", @progbits

@@ -6,6 +6,7 @@
 #include <kmm/check.h>
 #include <kmm/kmm.h>
 #include <kmm/page.h>
+#include <kmm/vm.h>
 
 #include "hwtest.h"
 #include "kernel.h"
@@ -19,15 +20,26 @@ static uint64_t free_pages(void)
     return s.free_pages;
 }
 
+/* The calls the library refused as the kernel's mistakes: a program's bad
+ * pointer must never become one (user.c checks before it asks). */
+static uint64_t vm_misuse(void)
+{
+    struct kmm_vm_stats s;
+    kmm_vm_stats(kmm_kernel_aspace(kernel_kmm), &s);
+    return s.misuse;
+}
+
 /* Runs the program called name; *r says how it ended. Expects it to start,
- * every page back afterwards and kmm_check clean. */
+ * every page back afterwards, no call refused as misuse, and kmm_check
+ * clean. */
 static void run(struct ktest *t, const char *name, struct user_result *r)
 {
     const struct user_prog *p = user_prog_find(name);
     KT_ASSERT(t, p != NULL);
-    uint64_t before = free_pages();
+    uint64_t before = free_pages(), misuse = vm_misuse();
     KT_ASSERT_EQ(t, user_run(kernel_kmm, p, r), KMM_OK);
     KT_EXPECT_EQ(t, free_pages(), before);
+    KT_EXPECT_EQ(t, vm_misuse(), misuse);
     struct kmm_check_result cr;
     KT_EXPECT_EQ(t, kmm_check(kernel_kmm, &cr), KMM_CHECK_OK);
 }
@@ -76,7 +88,7 @@ KHW_TEST(user, a_privileged_instruction_in_ring_3_is_a_general_protection_fault)
     KT_EXPECT_EQ(t, r.fault.rip, USER_CODE_VA);
 }
 
-KHW_TEST(user, write_refuses_a_buffer_in_kernel_memory_with_efault)
+KHW_TEST(user, write_refuses_kernel_non_canonical_and_unmapped_buffers_with_efault)
 {
     struct user_result r = {0};
     expect_exit_0(t, "badwrite", &r);
