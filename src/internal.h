@@ -55,6 +55,9 @@ struct kmm {
     uint64_t meta_size; /* bytes reserved for it, page multiple */
     size_t map_count;
     struct kmm_region map[KMM_MAP_CAP];
+    /* The range pmm_ram_bytes found last: a guess it checks before it
+     * believes (pmm/map.c), written by any CPU with relaxed stores. */
+    size_t map_hint;
     struct kmm_memmap_totals totals;
     struct kmm_pmm pmm;
     struct kmm_vm vm;

@@ -16,6 +16,7 @@
 #include <kmm/check.h>
 #include <kmm/kmm.h>
 #include <kmm/page.h>
+#include <kmm/vm.h>
 
 #define N(a)            (sizeof(a) / sizeof((a)[0]))
 #define KIB             (UINT64_C(1) << 10)
@@ -438,6 +439,36 @@ KTEST(grow, acpi_reclaimable_memory_is_reclaimed_next_to_ram_and_in_a_section_of
 }
 
 /* --- hot-add --------------------------------------------------------------------------- */
+
+/* The vmm asks the map what is RAM (pmm_ram_bytes), starting from the range
+ * it found last: that hint must never outlive a change of the map. A map
+ * of the low RAM sets it; the add inserts a range and moves indexes; then
+ * the new RAM maps, the hole between refuses, the low RAM still maps. */
+KTEST(grow, the_mappable_ram_follows_the_map_as_memory_is_added)
+{
+    static const struct kmm_region machine[] = {
+        {1 * MIB, 63 * MIB, KMM_MEM_USABLE},
+        {128 * MIB, 64 * MIB, KMM_MEM_USABLE},
+    };
+    static const uint64_t va = UINT64_C(0xffffffff90000000);
+    const unsigned rw = KMM_PROT_READ | KMM_PROT_WRITE;
+    struct fixture f;
+    if (!setup_with(t, &f, machine, N(machine), machine, 1, 192 * MIB))
+        return;
+    struct kmm_aspace *ks = kmm_kernel_aspace(f.k);
+    KT_EXPECT_EQ(t, kmm_vm_map(ks, va, 2 * MIB, PAGE, rw), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(ks, va, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_map(ks, va, 160 * MIB, PAGE, rw), KMM_ERANGE); /* not RAM yet */
+    KT_ASSERT_EQ(t, kmm_page_add_memory(f.k, 128 * MIB, 64 * MIB, KMM_MEM_USABLE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_map(ks, va, 160 * MIB, PAGE, rw), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(ks, va, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_map(ks, va, 100 * MIB, PAGE, rw), KMM_ERANGE);    /* the hole */
+    KT_EXPECT_EQ(t, kmm_vm_map(ks, va, 127 * MIB, 2 * MIB, rw), KMM_ERANGE); /* half in it */
+    KT_EXPECT_EQ(t, kmm_vm_map(ks, va, 2 * MIB, PAGE, rw), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(ks, va, PAGE), KMM_OK);
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+}
 
 KTEST(grow, hot_add_in_a_new_section_takes_its_descriptors_from_the_range_itself)
 {

@@ -125,10 +125,26 @@ static inline bool is_ram_type(uint32_t type)
 
 uint64_t pmm_ram_bytes(const struct kmm *k, uint64_t pa, uint64_t size)
 {
+    uint64_t end = pa + size < pa ? UINT64_MAX : pa + size, n = 0;
+    /* The common case first: [pa, end) inside the range the last call
+     * found, as a run of maps over the same memory asks again and again
+     * (a binary search costs more than the rest of a one-page map's
+     * checks). The hint is only a guess, believed after its bounds are
+     * checked. It is the one thing this call writes: a cache, not the
+     * map's state, so k stays const for the callers. */
+    size_t *hint = (size_t *)&k->map_hint;
+    size_t h = __atomic_load_n(hint, __ATOMIC_RELAXED);
+    if (h < k->map_count) {
+        const struct kmm_region *r = &k->map[h];
+        if (r->base <= pa && end - r->base <= r->length)
+            return is_ram_type(r->type) ? size : 0;
+    }
     /* The map is sorted and without overlaps; the common case, one range
      * holding all of [pa, pa + size), ends the loop at once. */
-    uint64_t end = pa + size < pa ? UINT64_MAX : pa + size, n = 0;
-    for (size_t i = find(k, pa); i < k->map_count; i++) {
+    size_t first = find(k, pa);
+    if (first < k->map_count)
+        __atomic_store_n(hint, first, __ATOMIC_RELAXED);
+    for (size_t i = first; i < k->map_count; i++) {
         const struct kmm_region *r = &k->map[i];
         if (r->base >= end)
             break;
