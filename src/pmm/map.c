@@ -142,7 +142,7 @@ uint64_t pmm_ram_bytes(const struct kmm *k, uint64_t pa, uint64_t size)
     /* The map is sorted and without overlaps; the common case, one range
      * holding all of [pa, pa + size), ends the loop at once. */
     size_t first = find(k, pa);
-    if (first < k->map_count)
+    if (first < k->map_count && first != h) /* a store only when it moves: a shared line */
         __atomic_store_n(hint, first, __ATOMIC_RELAXED);
     for (size_t i = first; i < k->map_count; i++) {
         const struct kmm_region *r = &k->map[i];
