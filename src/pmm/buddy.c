@@ -183,6 +183,20 @@ static __attribute__((noinline)) uint64_t page_alloc(struct kmm *k, unsigned ord
         pmm_misuse(k, KMM_MISUSE_BAD_FLAGS, fn, 0, order, -1, caller);
         return 0;
     }
+    if (order == 0 && (flags & KMM_GFP_ZERO)) {
+        /* Zeroed, as every page table is: a hit in this CPU's cache first,
+         * as kmm_page_alloc's common case (nothing to verify or record:
+         * the caches hold nothing while pages are poisoned or page events
+         * recorded, pcp.c), and a page a freed table left there
+         * (pmm_table_free_zero) needs no zeroing at all. */
+        uint64_t pa = pmm_pcp_alloc_fast(k, flags, true);
+        if (pa & PMM_PCP_ZEROED)
+            return pa - PMM_PCP_ZEROED;
+        if (pa) {
+            __builtin_memset(kmm_phys_to_virt(k, pa), 0, KMM_PAGE_SIZE);
+            return pa;
+        }
+    }
     unsigned poison = pmm_poison_begin(&k->pmm); /* before the request: poison.c */
     uint64_t pa = order == 0 ? pmm_pcp_alloc(k, flags) : 0;
     /* Known zeros (pmm_table_free_zero): nothing to zero, and nothing to
@@ -206,10 +220,12 @@ static __attribute__((noinline)) uint64_t page_alloc(struct kmm *k, unsigned ord
 
 uint64_t kmm_page_alloc(struct kmm *k, unsigned order, kmm_gfp_t flags)
 {
-    /* The common case first: one page, valid non-zeroing flags, a hit in
-     * this CPU's cache. Anything else takes the full path. */
+    /* The common case first: one page, valid flags, a hit in this CPU's
+     * cache. Anything else takes the full path. The caches hold nothing
+     * while pages are poisoned or page events recorded (pcp.c), so a hit
+     * has nothing to verify or record. */
     if (order == 0 && pmm_flags_valid(flags, KMM_GFP_VALID & ~KMM_GFP_ZERO)) {
-        uint64_t pa = pmm_pcp_alloc_fast(k, flags);
+        uint64_t pa = pmm_pcp_alloc_fast(k, flags, false);
         if (pa)
             return pa;
     }

@@ -92,11 +92,7 @@ static inline uint32_t zone_high(const struct kmm_zone *z)
  * (a page taken from or put on a non-empty cache) stays a short leaf. */
 #define PCP_SLOW __attribute__((noinline, cold))
 
-/* A cached page's count while it is known to hold zeros
- * (pmm_pcp_free_zeroed). Every other cached page's count is 0, and
- * whatever takes a page out of a cache (pcp_pop, a batch back to the zone)
- * rewrites its count, so the mark never outlives the zeros. */
-#define PCP_ZEROED 1u
+/* PCP_ZEROED (pcp.h) marks a cached page known to hold zeros. */
 
 /* Gives up to n pages of cache p (of zone z) back to the zone. Returns how
  * many. The cache's owner, interrupts off. */

@@ -58,7 +58,18 @@ static inline uint64_t pcp_pop(struct kmm_pmm *pm, struct kmm_pcp *p)
  * costs no register saves. Whatever needs a batch move (an empty cache, a
  * cache over its bound, a drain request) is left to the full functions. */
 
-static inline uint64_t pmm_pcp_alloc_fast(struct kmm *k, kmm_gfp_t flags)
+/* The count of a cached page known to hold zeros: the table page
+ * pmm_pcp_free_zeroed cached. Every other cached page's count is 0, and
+ * whatever takes a page out of a cache rewrites its count (pcp_pop, a
+ * batch back to the zone), so the mark never outlives the zeros. */
+#define PCP_ZEROED 1u
+
+/* A page off this CPU's cache of the first zone flags allow, or 0. With
+ * zero (a constant at each call), PMM_PCP_ZEROED is set in the answer when
+ * the page is known to hold zeros: the mark is read before the pop
+ * rewrites the count. */
+static inline __attribute__((always_inline)) uint64_t pmm_pcp_alloc_fast(struct kmm *k,
+                                                                         kmm_gfp_t flags, bool zero)
 {
     struct kmm_pmm *pm = &k->pmm;
     uint64_t pa = 0;
@@ -68,8 +79,11 @@ static inline uint64_t pmm_pcp_alloc_fast(struct kmm *k, kmm_gfp_t flags)
     unsigned first = atomic_load_explicit(&pc->first[pmm_top_zone(flags)], memory_order_relaxed);
     if (__builtin_expect(first != PCP_NO_ZONE && pcp_count(&pc->zone[first]) != 0 &&
                              !atomic_load_explicit(&pc->drain, memory_order_relaxed),
-                         1))
-        pa = pcp_pop(pm, &pc->zone[first]);
+                         1)) {
+        struct kmm_pcp *p = &pc->zone[first];
+        uint64_t tag = zero && pmm_frame(pm, p->head)->count == PCP_ZEROED ? PMM_PCP_ZEROED : 0;
+        pa = pcp_pop(pm, p) | tag;
+    }
     kmm_irq_restore(s);
     kmm_preempt_enable();
     return pa;
