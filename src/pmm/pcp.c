@@ -228,12 +228,22 @@ bool pmm_pcp_free_zeroed(struct kmm *k, struct kmm_frame *f, uint64_t pfn)
     kmm_preempt_disable();
     kmm_irqstate_t s = kmm_irq_save();
     struct kmm_pcp_cpu *pc = pcp_this_cpu(k);
-    if (!atomic_load_explicit(&pc->drain, memory_order_relaxed) &&
-        pcp_cache_page(pc, f, pfn, &over)) {
-        /* Marked with IRQs still off: nothing on this CPU can take the
-         * page in between, and other CPUs only ever compare-exchange an
-         * allocated page's word, which this one no longer is. */
-        frame_set(f, FRAME_PCP, 0, PCP_ZEROED);
+    union frame_meta m = frame_meta_get(f);
+    if (!atomic_load_explicit(&pc->drain, memory_order_relaxed) && m.node == pc->node) {
+        /* A table page goes from PAGETABLE to the cache with plain stores:
+         * no other CPU writes its word (a stale kmm_page_free claims only
+         * an allocated page, and is refused a table), so there is no claim
+         * to race, and IRQs off keep this CPU's cache to itself. */
+        struct kmm_pcp *p = &pc->zone[m.zone];
+        m.state = FRAME_PCP;
+        m.order = 0;
+        m.count = PCP_ZEROED;
+        __atomic_store_n(&f->next, p->head, __ATOMIC_RELAXED);
+        __atomic_store_n(&f->meta, m.word, __ATOMIC_RELAXED);
+        p->head = (uint32_t)pfn;
+        pcp_own_add(&p->count, 1);
+        pcp_own_inc(&p->frees);
+        over = pcp_count(p) > __atomic_load_n(&p->high, __ATOMIC_RELAXED);
         cached = true;
     }
     kmm_irq_restore(s);

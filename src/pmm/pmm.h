@@ -120,11 +120,13 @@ uint64_t pmm_pcp_alloc(struct kmm *k, kmm_gfp_t flags);
  * flags ask for KMM_GFP_ZERO and the page is known to hold zeros already. */
 #define PMM_PCP_ZEROED UINT64_C(1)
 
-/* pmm_pcp_free_fast for a page known to hold zeros (pmm_table_free_zero):
- * cached, it is marked so (its count PCP_ZEROED, pcp.c) until it leaves
- * the cache, and pmm_pcp_alloc says so (PMM_PCP_ZEROED) when it hands it out.
- * Returns whether it cached the page (nothing changed otherwise); trims
- * the cache if that put it over its bound. */
+/* Caches the emptied page table f (at pfn: state PAGETABLE, every entry
+ * clear; pmm_table_free_zero) on this CPU, marked as holding zeros (its
+ * count PCP_ZEROED, pcp.h) until it leaves the cache; pmm_pcp_alloc and
+ * pmm_pcp_alloc_fast say so (PMM_PCP_ZEROED) when they hand it out.
+ * Returns whether it cached the page (nothing changed otherwise: a drain
+ * pending, or a page of another node); trims the cache if that put it
+ * over its bound. */
 bool pmm_pcp_free_zeroed(struct kmm *k, struct kmm_frame *f, uint64_t pfn);
 
 /* The common path of a single-page free: if f (at pfn) is an allocated

@@ -57,11 +57,11 @@ void pmm_table_free_zero(struct kmm *k, uint64_t pa)
 {
     struct kmm_frame *f = pmm_frame(&k->pmm, pa >> KMM_PAGE_SHIFT);
     KMM_ASSERT(k->port, frame_state_get(f) == FRAME_PAGETABLE && f->count == 0);
-    frame_set(f, FRAME_ALLOCATED, 0, 1);
     if (pmm_pcp_free_zeroed(k, f, pa >> KMM_PAGE_SHIFT))
         return;
-    /* Not cached (a drain pending, or the stale free of pmm_table_free's
-     * comment claimed it): the common free judges it, zeroes forgotten. */
+    /* Not cached (a drain pending, or a page of another node): the common
+     * free judges it, zeroes forgotten. */
+    frame_set(f, FRAME_ALLOCATED, 0, 1);
     int err = kmm_page_free(k, pa, 0);
     KMM_ASSERT(k->port, err == KMM_OK || err == KMM_ESTATE);
 }
