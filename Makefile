@@ -121,7 +121,7 @@ KERNEL_VARIANTS := build/kernel:gcc build/clang/kernel:clang
 # The self-test boots of each kernel variant (tools/run-tests.sh: path-levels-RAM):
 # between the two compilers, both boot paths (QEMU -kernel with Multiboot1,
 # the GRUB ISO with Multiboot2), 4 and 5 paging levels, 128 MiB and 4 GiB.
-KERNEL_BOOTS := build/kernel:elf-4-128M,iso-5-4G build/clang/kernel:elf-5-4G,iso-4-128M
+KERNEL_BOOTS := build/kernel:elf-4-128M,iso-5-4G,efi-5-512M build/clang/kernel:elf-5-4G,iso-4-128M
 
 hosted-tests:
 	@set -e; for v in $(TEST_VARIANTS); do \

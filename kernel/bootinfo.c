@@ -53,6 +53,9 @@ struct mb1_module {
 #define MB2_TAG_MMAP        6
 #define MB2_TAG_ACPI_OLD    14 /* a copy of the ACPI 1.0 RSDP */
 #define MB2_TAG_ACPI_NEW    15 /* a copy of the ACPI 2.0+ RSDP */
+#define MB2_TAG_EFI32       11 /* the EFI system table: UEFI firmware booted us */
+#define MB2_TAG_EFI64       12
+#define MB2_TAG_EFI_MMAP    17
 #define MB2_TAG_ALIGN       8
 #define MB2_INFO_HEADER     8  /* total_size, reserved */
 #define MB2_TAG_HEADER      8  /* type, size */
@@ -198,6 +201,11 @@ static void parse_mb2(uint32_t info_pa, struct boot_info *bi)
         case MB2_TAG_MMAP:
             take_map(bi, kmm_bootmap_multiboot2(tag, bi->map, BOOT_MAX_MAP));
             have_map = true;
+            break;
+        case MB2_TAG_EFI32:
+        case MB2_TAG_EFI64:
+        case MB2_TAG_EFI_MMAP:
+            bi->uefi = true;
             break;
         case MB2_TAG_ACPI_OLD:
         case MB2_TAG_ACPI_NEW:

@@ -47,6 +47,8 @@ struct boot_info {
     uint8_t rsdp[BOOT_RSDP_MAX]; /* a copy of the ACPI RSDP (Multiboot2 tags 14/15) */
     size_t rsdp_len;             /* 0: the loader gave none (acpi.c searches the BIOS area) */
     uint64_t ram_end;            /* the end of the highest RAM the map describes */
+    bool uefi;                   /* booted from UEFI firmware (Multiboot2's EFI tags):
+                                    no VGA text screen, ACPI tables in reclaimable RAM */
 };
 
 /*

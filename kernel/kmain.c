@@ -70,8 +70,8 @@ static const struct boot_mode *choose_mode(const struct boot_info *bi)
 
 static void print_boot(const struct boot_info *bi, const struct acpi_info *ai)
 {
-    kprintf("# kmm kernel: Multiboot%u from \"%s\", command line \"%s\", %u-level paging\n",
-            bi->protocol, bi->loader, bi->cmdline, boot_paging_levels);
+    kprintf("# kmm kernel: Multiboot%u from \"%s\"%s, command line \"%s\", %u-level paging\n",
+            bi->protocol, bi->loader, bi->uefi ? " on UEFI" : "", bi->cmdline, boot_paging_levels);
     for (size_t i = 0; i < bi->map_count; i++) {
         uint64_t end = bi->map[i].base + bi->map[i].length;
         kprintf("#   map 0x%016llx - 0x%016llx %s\n", (unsigned long long)bi->map[i].base,
@@ -99,6 +99,11 @@ noreturn void kmain(uint32_t magic, uint32_t info_phys)
     console_init();
     trap_init();
     bootinfo_parse(magic, info_phys, &kernel_boot);
+    /* UEFI leaves the display in a graphics mode: there is no text screen
+     * at 0xB8000 to mirror to (what was written there so far went to the
+     * VGA device's memory, harmlessly). */
+    if (kernel_boot.uefi)
+        console_vga_enable(false);
     /* Chosen now (it reads only the command line) so that the boot lines
      * already reach a terminal with its line ends. */
     const struct boot_mode *mode = choose_mode(&kernel_boot);

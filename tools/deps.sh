@@ -13,6 +13,7 @@ packages=(
     libjemalloc-dev libmimalloc-dev  # make bench: the heap's peers (H1, H2)
     qemu-system-x86                  # boots the kernel image under TCG
     grub-pc-bin grub-common xorriso mtools # the demo kernel's GRUB ISO
+    grub-efi-amd64-bin ovmf          # the same ISO booted on UEFI firmware (make test)
     git
     python3 sqlite3 xz-utils jq      # real programs on the preloadable malloc (tests/malloc/programs.t)
     python3-matplotlib               # tools/mempicture.py: pictures of a dump (make demo, tools/dump-test.t)

@@ -10,7 +10,7 @@
 # BOOTS is a comma-separated list of PATH-LEVELS-MEM boots (default
 # elf-4-128M,iso-5-4G): PATH elf boots KERNEL_DIR/kmm-test.elf32 through
 # QEMU's -kernel (Multiboot1), iso boots KERNEL_DIR/kmm-selftest.iso through
-# GRUB (Multiboot2); LEVELS is 4 or 5 paging levels; MEM the guest's RAM
+# GRUB (Multiboot2), efi the same ISO through GRUB on UEFI firmware (OVMF); LEVELS is 4 or 5 paging levels; MEM the guest's RAM
 # (tools/boot-test.sh); every boot carries one Multiboot module (the ELF64
 # image: QEMU's -initrd, the ISO's module2). Each boot is one prove test, KERNEL_DIR/boot-BOOT.t;
 # KERNEL_DIR/crash.t checks the trap reports (tools/crash-test.sh).
@@ -51,7 +51,8 @@ for arg in "$@"; do
             case $path in
             elf) image=$dir/kmm-test.elf32 module="-i $dir/kmm-test.elf" ;;
             iso) image=$dir/kmm-selftest.iso ;;
-            *) echo "run-tests.sh: unknown boot path in $b (elf or iso)" >&2; exit 2 ;;
+            efi) image=$dir/kmm-selftest.iso module=-u ;;
+            *) echo "run-tests.sh: unknown boot path in $b (elf, iso or efi)" >&2; exit 2 ;;
             esac
             wrapper="$dir/boot-$b.t"
             printf '#!/bin/sh\nexec tools/boot-test.sh -n %s -l %s -m %s %s %s\n' \
