@@ -222,14 +222,10 @@ static struct kva_refusal bad_vmap(const struct kmm *k, const uint64_t *pages, s
     return KVA_ACCEPTED;
 }
 
-void *kmm_vmap(struct kmm *k, const uint64_t *pages, size_t count, unsigned prot)
+/* A vmap area for count checked pages: its first address, or 0. */
+static uint64_t vmap_area(struct kmm *k, const uint64_t *pages, size_t count, unsigned prot,
+                          const void *caller)
 {
-    const void *caller = __builtin_return_address(0);
-    struct kva_refusal no = bad_vmap(k, pages, count, prot);
-    if (no.why) {
-        kva_misuse(k, no.err, no.cls, "kmm_vmap", 0, (uint64_t)count * PAGE, no.why, caller);
-        return 0;
-    }
     uint64_t va;
     if (kva_reserve(k, count, KVA_VMAP, caller, &va) != KMM_OK)
         return 0;
@@ -238,7 +234,18 @@ void *kmm_vmap(struct kmm *k, const uint64_t *pages, size_t count, unsigned prot
         return 0;
     }
     kva_publish(k, va);
-    return to_ptr(va);
+    return va;
+}
+
+void *kmm_vmap(struct kmm *k, const uint64_t *pages, size_t count, unsigned prot)
+{
+    const void *caller = __builtin_return_address(0);
+    struct kva_refusal no = bad_vmap(k, pages, count, prot);
+    if (no.why) {
+        kva_misuse(k, no.err, no.cls, "kmm_vmap", 0, (uint64_t)count * PAGE, no.why, caller);
+        return 0;
+    }
+    return to_ptr(vmap_area(k, pages, count, prot, caller));
 }
 
 int kmm_vunmap(struct kmm *k, const void *addr)
@@ -246,6 +253,61 @@ int kmm_vunmap(struct kmm *k, const void *addr)
     if (!addr)
         return KMM_OK;
     return free_area(k, from_ptr(addr), KVA_VMAP, "kmm_vunmap", __builtin_return_address(0));
+}
+
+/* --- vm_map_ram: vmap blocks (vblock.c), or an area ------------------------------------ */
+
+void *kmm_vm_map_ram(struct kmm *k, const uint64_t *pages, size_t count, unsigned prot)
+{
+    const void *caller = __builtin_return_address(0);
+    struct kva_refusal no = bad_vmap(k, pages, count, prot);
+    if (no.why) {
+        kva_misuse(k, no.err, no.cls, "kmm_vm_map_ram", 0, (uint64_t)count * PAGE, no.why, caller);
+        return 0;
+    }
+    uint64_t va;
+    if (count <= KMM_MAP_RAM_MAX && vb_map(k, pages, count, prot, caller, &va))
+        return to_ptr(va);
+    return to_ptr(vmap_area(k, pages, count, prot, caller));
+}
+
+int kmm_vm_unmap_ram(struct kmm *k, const void *addr, size_t count)
+{
+    const void *caller = __builtin_return_address(0);
+    uint64_t va = from_ptr(addr);
+    const char *fn = "kmm_vm_unmap_ram";
+    if (!addr || !count || (va & (PAGE - 1)))
+        return kva_misuse(k, KMM_EINVAL,
+                          !addr || !count ? KMM_MISUSE_BAD_ARG : KMM_MISUSE_UNALIGNED, fn, va,
+                          (uint64_t)count * PAGE,
+                          !addr    ? "NULL address"
+                          : !count ? "count 0"
+                                   : "not page aligned: not a range's start",
+                          caller);
+    if (!kva_window_meets(&k->kva, va, PAGE))
+        return kva_misuse(k, KMM_ERANGE, KMM_MISUSE_OUTSIDE, fn, va, (uint64_t)count * PAGE,
+                          "not in the kernel virtual area window", caller);
+    int err = count <= KMM_MAP_RAM_MAX ? vb_unmap(k, va, count, fn, caller) : VB_NOT_A_BLOCK;
+    if (err != VB_NOT_A_BLOCK)
+        return err;
+    /* Not in a block: an area of its own (a vmap area), or a mistake. */
+    uint64_t pages;
+    err = kva_begin_free(k, va, KVA_VMAP, fn, caller, &pages);
+    if (err)
+        return err;
+    if (pages != count) {
+        kva_abort_free(k, va);
+        return kva_misuse(k, KMM_EINVAL, KMM_MISUSE_BAD_ORDER, fn, va, (uint64_t)count * PAGE,
+                          "count is not the range's page count", caller);
+    }
+    unmap_area(k, va, pages, fn);
+    kva_release(k, va);
+    return KMM_OK;
+}
+
+uint64_t kmm_vm_map_ram_drain(struct kmm *k)
+{
+    return vb_drain(k);
 }
 
 /* --- raw ranges ------------------------------------------------------------------------ */
