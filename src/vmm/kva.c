@@ -49,7 +49,9 @@
  *    lock is dropped for the allocation (which may reclaim), and the larger
  *    array replaces the current one only if it is still larger when the
  *    lock is back. It goes back to the allocator when no area is left, so
- *    an idle window holds no memory.
+ *    an idle window holds no memory; a one-page array is a single page of
+ *    this CPU's page cache (array_alloc), so an area that comes and goes
+ *    alone costs no run allocation.
  */
 #include "internal.h"
 
@@ -269,9 +271,20 @@ static struct detached detach_if_idle_locked(struct kmm_kva *v)
     return d;
 }
 
+/* The record array's run of pages: a one-page array (the common case: up
+ * to RECS_PER_PAGE records) is a single page, taken and given back through
+ * this CPU's page cache, as an idle window frees it and the next area
+ * takes it again; a larger one a run. */
+static uint64_t array_alloc(struct kmm *k, uint32_t pages)
+{
+    return pages == 1 ? kmm_page_alloc(k, 0, 0) : kmm_run_alloc(k, pages, 0, 0, 0);
+}
+
 static void free_detached(struct kmm *k, struct detached d)
 {
-    if (d.pa)
+    if (d.pa && d.pages == 1)
+        KMM_MUST(k->port, kmm_page_free(k, d.pa, 0));
+    else if (d.pa)
         KMM_MUST(k->port, kmm_run_free(k, d.pa, d.pages));
 }
 
@@ -286,7 +299,7 @@ static bool grow(struct kmm *k)
     kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
     uint32_t pages = v->run_pages ? 2 * v->run_pages : 1;
     kmm_unlock_irqrestore(&v->lock, irq);
-    uint64_t pa = kmm_run_alloc(k, pages, 0, 0, 0);
+    uint64_t pa = array_alloc(k, pages);
     if (!pa)
         return false;
     struct detached old = {pa, pages}; /* the smaller of the two goes */
@@ -319,8 +332,10 @@ static uint64_t held_until_locked(const struct kmm_kva *v, uint64_t from, uint64
 
 /* The first window page at or after page whose address is a multiple of
  * align pages (a power of two; 1: page itself). */
-static uint64_t align_page(const struct kmm_kva *v, uint64_t page, uint64_t align)
+static inline uint64_t align_page(const struct kmm_kva *v, uint64_t page, uint64_t align)
 {
+    if (align == 1)
+        return page;
     uint64_t abs = (v->base >> KMM_PAGE_SHIFT) + page;
     return ((abs + align - 1) & ~(align - 1)) - (v->base >> KMM_PAGE_SHIFT);
 }
