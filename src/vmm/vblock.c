@@ -119,9 +119,27 @@ static void mark(struct vblock *b, unsigned p, unsigned n, bool clear)
     }
 }
 
-/* First fit: the first page from hint where need pages are free, or -1. */
+/* Whether the n bits from p are all clear. */
+static bool all_clear(const struct vblock *b, unsigned p, unsigned n)
+{
+    while (n) {
+        unsigned bit = p % 64, k = 64 - bit < n ? 64 - bit : n;
+        uint64_t m = (k == 64 ? ~UINT64_C(0) : ((UINT64_C(1) << k) - 1)) << bit;
+        if (b->map[p / 64] & m)
+            return false;
+        p += k;
+        n -= k;
+    }
+    return true;
+}
+
+/* First fit: the first page from hint where need pages are free, or -1.
+ * Ranges that come and go in LIFO order find room at hint itself: one look
+ * at a word or two. */
 static int find_locked(const struct vblock *b, unsigned need)
 {
+    if (b->hint + need <= VB_GUARD && all_clear(b, b->hint, need))
+        return (int)b->hint;
     unsigned run = 0;
     for (unsigned p = b->hint; p < VB_PAGES; p++) {
         if (p % 64 == 0 && b->map[p / 64] == ~UINT64_C(0)) { /* a full word */
