@@ -7,8 +7,10 @@
  * until a drain or a shrinker), a long range gets an area of its own, a
  * memory shortage at any step leaves nothing behind, kmm_check compares
  * every block's bitmap with its page table, and every bad input is
- * refused, counted and changes nothing. Cross-CPU unmaps: hosted/
- * test_map_ram_cpus.c.
+ * refused, counted and changes nothing. And the raw areas whose page
+ * tables a kernel keeps (kmm_kva_populate): maps and unmaps in them never
+ * build or free a table, and the tables go with the area. Cross-CPU
+ * unmaps: hosted/test_map_ram_cpus.c.
  */
 #include "ktest.h"
 #include "env.h"
@@ -525,6 +527,123 @@ KTEST_LEVELS(map_ram, every_bad_input_is_refused_counted_logged_and_changes_noth
     KT_EXPECT_EQ(t, kmm_vfree(k, area), KMM_OK);
     kmm_vm_map_ram_drain(k);
     free_pages(&x, pg, 2);
+    KT_EXPECT_HEALTHY(t, k);
+    teardown(&x);
+}
+
+/* --- populated raw areas (kmm_kva_populate) ------------------------------------------------ */
+
+static uint64_t tables_now(struct fixture *x)
+{
+    struct kmm_vm_stats s;
+    kmm_vm_stats(x->ks, &s);
+    uint64_t n = 0;
+    for (unsigned l = 0; l < 6; l++)
+        n += s.tables[l];
+    return n;
+}
+
+KTEST_LEVELS(map_ram, a_populated_raw_area_keeps_its_page_tables_until_it_is_freed)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 8 * MIB, levels));
+    struct kmm_page_stats before = pstats(&x);
+    uint64_t tables0 = tables_now(&x), raw;
+    KT_ASSERT_EQ(t, kmm_kva_alloc(x.f.k, 3 * MIB, &raw), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_kva_populate(x.f.k, raw), KMM_OK);
+    uint64_t spans = ((raw + 3 * MIB - 1) >> 21) - (raw >> 21) + 1;
+    uint64_t tables1 = tables_now(&x);
+    KT_EXPECT(t, tables1 >= tables0 + spans); /* every page table, and maybe a table above */
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    uint64_t pg;
+    KT_ASSERT(t, alloc_pages(&x, &pg, 1, 1));
+    /* A map and unmap in each span: no table comes or goes. */
+    for (uint64_t at = raw; at < raw + 3 * MIB; at += MIB) {
+        KT_ASSERT_EQ(t, kmm_vm_map(x.ks, at, pg, PAGE, KMM_PROT_READ), KMM_OK);
+        KT_EXPECT_EQ(t, tables_now(&x), tables1);
+        KT_ASSERT_EQ(t, kmm_vm_unmap(x.ks, at, PAGE), KMM_OK);
+        KT_EXPECT(t, unmapped(&x, at));
+        KT_EXPECT_EQ(t, tables_now(&x), tables1);
+    }
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    /* Still the rule of kmm_kva_free: mapped pages keep it. */
+    KT_ASSERT_EQ(t, kmm_vm_map(x.ks, raw, pg, PAGE, KMM_PROT_READ), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_kva_free(x.f.k, raw), KMM_EBUSY);
+    KT_EXPECT_EQ(t, tables_now(&x), tables1);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(x.ks, raw, PAGE), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_kva_free(x.f.k, raw), KMM_OK);
+    KT_EXPECT_EQ(t, tables_now(&x), tables0);
+    free_pages(&x, &pg, 1);
+    struct kmm_page_stats after = pstats(&x);
+    KT_EXPECT(t, kt_same_buddyinfo(&before, &after));
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    teardown(&x);
+}
+
+KTEST_LEVELS(map_ram, two_populated_areas_sharing_a_page_table_each_hold_it)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 8 * MIB, levels));
+    uint64_t tables0 = tables_now(&x), a, b;
+    KT_ASSERT_EQ(t, kmm_kva_alloc(x.f.k, 2 * PAGE, &a), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_kva_alloc(x.f.k, 2 * PAGE, &b), KMM_OK);
+    KT_ASSERT_EQ(t, a >> 21, b >> 21);
+    KT_ASSERT_EQ(t, kmm_kva_populate(x.f.k, a), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_kva_populate(x.f.k, b), KMM_OK);
+    uint64_t tables1 = tables_now(&x);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    KT_ASSERT_EQ(t, kmm_kva_free(x.f.k, a), KMM_OK);
+    KT_EXPECT_EQ(t, tables_now(&x), tables1); /* b holds it still */
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    KT_ASSERT_EQ(t, kmm_kva_free(x.f.k, b), KMM_OK);
+    KT_EXPECT_EQ(t, tables_now(&x), tables0);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    teardown(&x);
+}
+
+KTEST_LEVELS(map_ram, a_populate_without_memory_or_over_a_huge_page_changes_nothing)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 16 * MIB, levels));
+    struct kmm *k = x.f.k;
+    uint64_t raw;
+    KT_ASSERT_EQ(t, kmm_kva_alloc(k, 6 * MIB, &raw), KMM_OK);
+    uint64_t tables0 = tables_now(&x);
+    /* No memory at all: nothing is built, nothing is held. */
+    static uint64_t held[32 * MIB / PAGE];
+    size_t n = hold_all_but(&x, held, N(held), 0);
+    struct kmm_page_stats before = pstats(&x);
+    KT_EXPECT_EQ(t, kmm_kva_populate(k, raw), KMM_ENOMEM);
+    struct kmm_page_stats after = pstats(&x);
+    KT_EXPECT(t, kt_same_buddyinfo(&before, &after));
+    KT_EXPECT_EQ(t, tables_now(&x), tables0);
+    KT_EXPECT_HEALTHY(t, k);
+    free_pages(&x, held, (unsigned)n);
+    /* A 2 MiB page the kernel mapped in the area's middle span: refused,
+     * and the spans before it are let go again. */
+    uint64_t huge_va = ((raw >> 21) + 1) << 21;
+    KT_ASSERT(t, huge_va + 2 * MIB <= raw + 6 * MIB && huge_va > raw);
+    uint64_t huge_pa = kmm_page_alloc(k, 9, 0);
+    KT_ASSERT(t, huge_pa != 0);
+    KT_ASSERT_EQ(t, kmm_vm_map(x.ks, huge_va, huge_pa, 2 * MIB, KMM_PROT_READ | KMM_MAP_HUGE),
+                 KMM_OK);
+    uint64_t tables1 = tables_now(&x);
+    REFUSED(t, &x, kmm_kva_populate(k, raw), KMM_EBUSY, "huge page");
+    KT_EXPECT_EQ(t, tables_now(&x), tables1);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(x.ks, huge_va, 2 * MIB), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(k, huge_pa, 9), KMM_OK);
+    /* Bad handles, and a second populate. */
+    void *area = kmm_vmalloc(k, PAGE, 0);
+    KT_ASSERT(t, area != NULL);
+    REFUSED(t, &x, kmm_kva_populate(k, va_of(area)), KMM_EINVAL, "kmm_vfree");
+    REFUSED(t, &x, kmm_kva_populate(k, raw + PAGE), KMM_EINVAL, "inside an area");
+    REFUSED(t, &x, kmm_kva_populate(k, raw + 1), KMM_EINVAL, "not page aligned");
+    REFUSED(t, &x, kmm_kva_populate(k, x.base + x.size), KMM_ERANGE, "window");
+    REFUSED(t, &x, kmm_kva_populate(k, x.base + x.size - PAGE), KMM_ENOENT, "no area starts");
+    KT_ASSERT_EQ(t, kmm_kva_populate(k, raw), KMM_OK);
+    REFUSED(t, &x, kmm_kva_populate(k, raw), KMM_ESTATE, "populated already");
+    KT_EXPECT_EQ(t, kmm_vfree(k, area), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_kva_free(k, raw), KMM_OK);
     KT_EXPECT_HEALTHY(t, k);
     teardown(&x);
 }

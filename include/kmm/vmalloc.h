@@ -26,7 +26,12 @@
  *   kmm_vmap     pages the caller owns, mapped contiguously; kmm_vunmap
  *                unmaps them and leaves them to the caller;
  *   kmm_kva_alloc  a bare range the caller maps itself (kmm_vm_map on
- *                the kernel space) and must unmap before kmm_kva_free.
+ *                the kernel space) and must unmap before kmm_kva_free;
+ *                kmm_kva_populate keeps its page tables while it lives;
+ *   kmm_vm_map_ram  a short mapping of the caller's pages carved from a
+ *                per-CPU vmap block (an area of its own kind, 2 MiB,
+ *                whose page table stays while it lives), unmapped with
+ *                kmm_vm_unmap_ram.
  *
  * The window keeps what is its own: kmm_vm_map, kmm_vm_unmap and
  * kmm_vm_protect (and their _g forms) on the kernel space refuse (KMM_EBUSY,
@@ -158,6 +163,23 @@ int kmm_kva_alloc_caller(struct kmm *k, uint64_t size, uint64_t *va, const void 
  * its guard page is still mapped. IRQs on; O(areas + pages).
  */
 int kmm_kva_free(struct kmm *k, uint64_t va);
+
+/*
+ * kmm_kva_populate - build the page tables of the raw area kmm_kva_alloc
+ * returned at va and keep them while the area lives (Linux's populated
+ * get_vm_area): kmm_vm_map and kmm_vm_unmap of its pages then never
+ * allocate or free a page table, the unmap leaves them in place however
+ * empty, and kmm_kva_free gives them back. The one kind of page table kept
+ * empty besides a vmap block's (SPEC §4), bounded by the populated areas;
+ * kmm_vm_stats counts them among the tables. Returns KMM_OK, or with
+ * nothing changed (counted and logged but KMM_ENOMEM):
+ *   as kmm_kva_free: KMM_ERANGE, KMM_EINVAL, KMM_ENOENT, KMM_ESTATE;
+ *   KMM_ESTATE  its page tables are populated already;
+ *   KMM_EBUSY   a huge page maps part of the area;
+ *   KMM_ENOMEM  no memory for a table.
+ * IRQs on; O(areas + tables).
+ */
+int kmm_kva_populate(struct kmm *k, uint64_t va);
 
 /* Kinds of area, as kmm_kva_lookup reports them. */
 enum kmm_kva_kind {

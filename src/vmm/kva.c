@@ -591,6 +591,40 @@ int kva_begin_free(struct kmm *k, uint64_t va, enum kva_kind kind, const char *f
     return no.why ? kva_misuse(k, no.err, no.cls, fn, va, 0, no.why, caller) : KMM_OK;
 }
 
+bool kva_held(struct kmm *k, uint64_t va)
+{
+    struct kmm_kva *v = &k->kva;
+    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    const struct kva_rec *r = area_at_locked(v, va);
+    KMM_ASSERT(k->port, r && r->kind == KVA_RAW && r->state == KVA_DYING);
+    bool held = r->held != 0;
+    kmm_unlock_irqrestore(&v->lock, irq);
+    return held;
+}
+
+void kva_set_held(struct kmm *k, uint64_t va, bool held)
+{
+    struct kmm_kva *v = &k->kva;
+    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    struct kva_rec *r = area_at_locked(v, va);
+    KMM_ASSERT(k->port, r && r->kind == KVA_RAW && r->state == KVA_DYING);
+    r->held = held;
+    kmm_unlock_irqrestore(&v->lock, irq);
+}
+
+uint64_t kva_raw_holds(struct kmm *k)
+{
+    struct kmm_kva *v = &k->kva;
+    uint64_t n = 0;
+    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    for (uint32_t i = 0; v->recs && i < v->count; i++)
+        if (v->recs[i].held)
+            n += kva_spans(page_va(v, v->recs[i].first), ((uint64_t)v->recs[i].pages - 1)
+                                                             << KMM_PAGE_SHIFT);
+    kmm_unlock_irqrestore(&v->lock, irq);
+    return n;
+}
+
 void kva_abort_free(struct kmm *k, uint64_t va)
 {
     struct kmm_kva *v = &k->kva;

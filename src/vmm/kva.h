@@ -67,6 +67,20 @@ int kva_begin_free(struct kmm *k, uint64_t va, enum kva_kind kind, const char *f
  * READY again. */
 void kva_abort_free(struct kmm *k, uint64_t va);
 
+/* Whether the raw area at va (DYING: the caller's) holds its page tables
+ * (kmm_kva_populate); kva_set_held says it does, or not. */
+bool kva_held(struct kmm *k, uint64_t va);
+void kva_set_held(struct kmm *k, uint64_t va, bool held);
+
+/* The holds that populated raw areas keep on page tables (kmm_check). */
+uint64_t kva_raw_holds(struct kmm *k);
+
+/* The 2 MiB spans (page tables) [va, va + size) meets. */
+static inline uint64_t kva_spans(uint64_t va, uint64_t size)
+{
+    return ((va + size - 1) >> 21) - (va >> 21) + 1;
+}
+
 /* Why a call is refused: the text (NULL: it is not), its error value and
  * the class it is counted under. */
 struct kva_refusal {
@@ -155,6 +169,15 @@ bool vb_map(struct kmm *k, const uint64_t *pages, uint64_t n, unsigned prot, con
  * a range or n is not its count, KMM_ESTATE it is being unmapped). IRQs
  * on. */
 int vb_unmap(struct kmm *k, uint64_t va, uint64_t n, const char *fn, const void *caller);
+
+/* vb_hold_table - build the page table of va's 2 MiB span and add a hold
+ * to it (pt_held.c), allocating tables with reclaim; its physical address
+ * in *table if table is not NULL. Returns KMM_OK, KMM_ENOMEM, or KMM_EBUSY
+ * (a huge page maps the span). vb_unhold_table drops one hold, freeing
+ * the table (after its invalidation) if it was the last and nothing is
+ * mapped. IRQs on, no lock held. */
+int vb_hold_table(struct kmm *k, uint64_t va, uint64_t *table);
+void vb_unhold_table(struct kmm *k, uint64_t va);
 
 /* vb_drain - give back every vmap block that holds no range; returns the
  * pages that freed. IRQs on, no kmm lock held (a shrinker may call it). */

@@ -49,7 +49,7 @@ struct mmu_counts {
     uint64_t tables[MMU_LEVELS];     /* the space's own tables per level */
     uint64_t leaves[MMU_PAGE_SIZES]; /* present leaves per page size */
     uint64_t owned;                  /* leaves holding a frame reference (all 4 KiB) */
-    uint64_t held;                   /* page tables a vmap block holds (pt_held.c) */
+    uint64_t held;                   /* holds on page tables (pt_held.c) */
 };
 
 /* struct mmu_space, struct mmu_cursor and the address-format questions. */
@@ -229,20 +229,21 @@ void mmu_protect_locked(struct mmu_space *s, uint64_t va, uint64_t size, unsigne
 
 /* mmu_hold_count_locked - how many tables mmu_hold_table_locked takes to
  * build the path to va's page table, or KMM_EBUSY if a huge leaf maps its
- * span or the table is held already. O(levels). */
+ * span (or the table carries as many holds as its count takes). A table
+ * may carry several holds. O(levels). */
 int mmu_hold_count_locked(const struct mmu_space *s, uint64_t va);
 
-/* mmu_hold_table_locked - build va's page table (tables from t) and hold
- * it; returns its physical address. Cannot fail. O(levels). */
+/* mmu_hold_table_locked - build va's page table (tables from t) and add a
+ * hold to it; returns its physical address. Cannot fail. O(levels). */
 uint64_t mmu_hold_table_locked(struct mmu_space *s, uint64_t va, struct vmm_tables *t);
 
-/* mmu_unhold_table_locked - drop the hold of va's page table, whose
- * entries are all clear: it and the tables that empty above it are queued
- * in g (a fresh gather: it has room). O(levels). */
+/* mmu_unhold_table_locked - drop a hold of va's page table: if it was the
+ * last and no entry is present, the table and the tables that empty above
+ * it are queued in g (a fresh gather: it has room). O(levels). */
 void mmu_unhold_table_locked(struct mmu_space *s, uint64_t va, struct kmm_tlb_gather *g);
 
 /* mmu_held_table_locked - the held page table of va's span, or 0 if that
- * span has no page table or it is not held (kmm_check). O(levels). */
+ * span has no page table or it carries no hold (kmm_check). O(levels). */
 uint64_t mmu_held_table_locked(const struct mmu_space *s, uint64_t va);
 
 /* mmu_held_map_locked - write m's pages (not owned, all inside the held

@@ -87,6 +87,7 @@ struct kva_rec {
     uint32_t pages;  /* pages covered, guard page included */
     uint8_t kind;    /* enum kva_kind */
     uint8_t state;   /* enum kva_state */
+    uint8_t held;    /* a raw area's page tables are held (kmm_kva_populate) */
 };
 
 /*

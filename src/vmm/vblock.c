@@ -33,8 +33,10 @@
  *   - a range's pages are mapped (not owned), every other page of the block
  *     is unmapped; the block's page table is held, and table is it;
  *   - the list holds exactly the window's KVA_VBLOCK areas (nblocks of
- *     them), the kernel space holds as many tables, and each CPU's current
- *     block is on the list with cpu naming that CPU.
+ *     them), the kernel space's page tables carry one hold per block and
+ *     one per page table of each populated raw area (kmm_kva_populate),
+ *     and each CPU's current block is on the list with cpu naming that
+ *     CPU.
  *
  * Lock order (docs/architecture.md): a CPU slot's lock (vb_cpu[c].lock) ->
  * a block's lock; the block list lock (vb_lock) -> a block's lock. Never
@@ -217,27 +219,49 @@ static int count_hold(const struct mmu_space *s, const void *op)
     return mmu_hold_count_locked(s, *(const uint64_t *)op);
 }
 
+int vb_hold_table(struct kmm *k, uint64_t va, uint64_t *table)
+{
+    struct kmm_aspace *ks = kmm_kernel_aspace(k);
+    struct vmm_tables t = {0, 0};
+    kmm_irqstate_t irq;
+    int err = vmm_lock_with_tables(ks, &t, count_hold, &va, &irq);
+    if (err)
+        return err;
+    uint64_t pa = mmu_hold_table_locked(&ks->mmu, va, &t);
+    kmm_unlock_irqrestore(&ks->lock, irq);
+    vmm_tables_release(k, &t);
+    if (table)
+        *table = pa;
+    return KMM_OK;
+}
+
+void vb_unhold_table(struct kmm *k, uint64_t va)
+{
+    struct kmm_aspace *ks = kmm_kernel_aspace(k);
+    struct kmm_tlb_gather g;
+    kmm_tlb_gather_init(&g, ks);
+    kmm_irqstate_t irq = kmm_lock_irqsave(&ks->lock);
+    mmu_unhold_table_locked(&ks->mmu, va, &g);
+    kmm_unlock_irqrestore(&ks->lock, irq);
+    kmm_tlb_finish(&g);
+}
+
 /* A new block, on the list, no CPU's; NULL if the window has no free
  * aligned 2 MiB or memory is short (nothing left behind). IRQs on. */
 static struct vblock *make_block(struct kmm *k, const void *caller)
 {
     struct kmm_kva *v = &k->kva;
-    struct kmm_aspace *ks = kmm_kernel_aspace(k);
-    uint64_t va;
+    uint64_t va, table;
     if (kva_reserve_aligned(k, VB_PAGES - 1, VB_PAGES, KVA_VBLOCK, caller, &va) != KMM_OK)
         return 0;
     uint64_t self = kmm_page_alloc(k, 0, 0);
-    struct vmm_tables t = {0, 0};
-    kmm_irqstate_t irq;
-    if (!self || vmm_lock_with_tables(ks, &t, count_hold, &va, &irq) != KMM_OK) {
+    if (!self || vb_hold_table(k, va, &table) != KMM_OK) {
         if (self)
             KMM_MUST(k->port, kmm_page_free(k, self, 0));
         kva_release(k, va);
         return 0;
     }
-    uint64_t table = mmu_hold_table_locked(&ks->mmu, va, &t);
-    kmm_unlock_irqrestore(&ks->lock, irq);
-    vmm_tables_release(k, &t);
+    kmm_irqstate_t irq;
 
     struct vblock *b = kmm_phys_to_virt(k, self);
     __builtin_memset(b, 0, sizeof(*b));
@@ -283,16 +307,15 @@ static uint64_t free_block(struct kmm *k, struct vblock *b)
 
     uint64_t va = b->va, pages;
     KMM_MUST(k->port, kva_begin_free(k, va, KVA_VBLOCK, "kmm_vm_unmap_ram", 0, &pages));
-    struct kmm_tlb_gather g;
-    kmm_tlb_gather_init(&g, ks);
     irq = kmm_lock_irqsave(&ks->lock);
     uint64_t tables = ks->mmu.counts.tables[MMU_PT] + ks->mmu.counts.tables[MMU_PD] +
                       ks->mmu.counts.tables[MMU_PDPT];
-    mmu_unhold_table_locked(&ks->mmu, va, &g);
+    kmm_unlock_irqrestore(&ks->lock, irq);
+    vb_unhold_table(k, va);
+    irq = kmm_lock_irqsave(&ks->lock);
     tables -= ks->mmu.counts.tables[MMU_PT] + ks->mmu.counts.tables[MMU_PD] +
               ks->mmu.counts.tables[MMU_PDPT];
     kmm_unlock_irqrestore(&ks->lock, irq);
-    kmm_tlb_finish(&g);
     kva_release(k, va);
     b->canary = 0;
     KMM_MUST(k->port, kmm_page_free(k, b->self, 0));
@@ -670,11 +693,13 @@ void vb_check(struct kmm *k, struct kmm_check_result *r)
         }
         kmm_unlock_irqrestore(&c->lock, cs);
     }
-    if (listed != nblocks || areas != nblocks || held != nblocks || !slots_ok)
+    uint64_t raw_holds = kva_raw_holds(k);
+    if (listed != nblocks || areas != nblocks || held != nblocks + raw_holds || !slots_ok)
         kmm_check_problem(r, KMM_CHECK_CORRUPT,
-                          "vmap blocks: %llu listed, %llu counted, %llu areas, %llu held page "
-                          "tables%s",
+                          "vmap blocks: %llu listed, %llu counted, %llu areas; %llu holds on page "
+                          "tables for them and %llu for populated raw areas%s",
                           (unsigned long long)listed, (unsigned long long)nblocks,
                           (unsigned long long)areas, (unsigned long long)held,
+                          (unsigned long long)raw_holds,
                           slots_ok ? "" : "; a CPU's current block names another CPU");
 }

@@ -336,6 +336,13 @@ int kmm_kva_alloc_caller(struct kmm *k, uint64_t size, uint64_t *va, const void 
     return KMM_OK;
 }
 
+/* Drops the holds on the page tables of [va, to) (2 MiB spans from va's). */
+static void unhold_spans(struct kmm *k, uint64_t va, uint64_t to)
+{
+    for (uint64_t at = va; at < to; at = (at | (KMM_PAGE_2M - 1)) + 1)
+        vb_unhold_table(k, at);
+}
+
 int kmm_kva_free(struct kmm *k, uint64_t va)
 {
     const void *caller = __builtin_return_address(0);
@@ -351,6 +358,46 @@ int kmm_kva_free(struct kmm *k, uint64_t va)
         return kva_misuse(k, KMM_EBUSY, KMM_MISUSE_BUSY, "kmm_kva_free", va, pages * PAGE,
                           "a page of the area or its guard page is still mapped", caller);
     }
+    if (kva_held(k, va))
+        unhold_spans(k, va, va + pages * PAGE);
     kva_release(k, va);
+    return KMM_OK;
+}
+
+int kmm_kva_populate(struct kmm *k, uint64_t va)
+{
+    const void *caller = __builtin_return_address(0);
+    const char *fn = "kmm_kva_populate";
+    uint64_t pages;
+    int err = kva_begin_free(k, va, KVA_RAW, fn, caller, &pages); /* DYING: ours meanwhile */
+    if (err)
+        return err;
+    if (kva_held(k, va)) {
+        kva_abort_free(k, va);
+        return kva_misuse(k, KMM_ESTATE, KMM_MISUSE_BUSY, fn, va, pages * PAGE,
+                          "its page tables are populated already", caller);
+    }
+    /* First the check (a huge leaf covers a whole span, so one look per
+     * span finds it; nobody maps in the area while it is DYING), then the
+     * holds, which can only run out of memory. */
+    uint64_t at, end = va + pages * PAGE;
+    for (at = va; at < end; at = (at | (KMM_PAGE_2M - 1)) + 1) {
+        struct kmm_vm_translation tr;
+        if (kmm_vm_translate(kmm_kernel_aspace(k), at, &tr) == KMM_OK &&
+            tr.page_size != KMM_PAGE_4K) {
+            kva_abort_free(k, va);
+            return kva_misuse(k, KMM_EBUSY, KMM_MISUSE_BUSY, fn, va, pages * PAGE,
+                              "a huge page maps part of it", caller);
+        }
+    }
+    for (at = va; at < end && (err = vb_hold_table(k, at, 0)) == KMM_OK;)
+        at = (at | (KMM_PAGE_2M - 1)) + 1;
+    if (err) {
+        unhold_spans(k, va, at); /* the spans before the one that failed */
+        kva_abort_free(k, va);
+        return err;
+    }
+    kva_set_held(k, va, true);
+    kva_abort_free(k, va); /* READY again */
     return KMM_OK;
 }

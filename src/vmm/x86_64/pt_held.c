@@ -1,16 +1,17 @@
 /*
- * pt_held.c - page tables a vmap block holds (vmm/vblock.c): the page
- * table of one 2 MiB span that stays allocated while the block lives,
- * whether or not any of its entries is present, and the writes of its
- * leaves without a walk.
+ * pt_held.c - held page tables: the page table of a 2 MiB span that stays
+ * allocated while its holder lives, whether or not any of its entries is
+ * present. The holders are vmap blocks (vmm/vblock.c), whose held table is
+ * theirs alone and whose leaves are written here without a walk, and raw
+ * areas a kernel populated (kmm_kva_populate), which may share a table
+ * with a neighbour: a table may carry several holds.
  *
  * A hold is MMU_TABLE_HOLD added to the table's entry count: the count
- * never falls to 0 while it is there, so no unmap frees the table, and
- * counts.held says how many tables carry one. This is the one exception
- * to "a table is freed the moment it empties" (SPEC §4), bounded by the
- * live vmap blocks (kva_check compares the two), as Linux keeps the page
- * tables of its vmalloc space. The held table's span belongs to its block
- * alone: the window keeps it from every other call (kva_map_conflict).
+ * never falls to 0 while one is there, so no unmap frees the table, and
+ * counts.held counts the holds. This is the one exception to "a table is
+ * freed the moment it empties" (SPEC §4), bounded by the live holders
+ * (kva_check compares the two), as Linux keeps the page tables of its
+ * vmalloc space.
  */
 #include "vmm/x86_64/pt.h"
 
@@ -22,8 +23,8 @@ int mmu_hold_count_locked(const struct mmu_space *s, uint64_t va)
     unsigned l = pt_walk(s, va, &p);
     if (l != PT_LEVEL_PT && pte_present(*pt_slot(s, &p, l, va)))
         return KMM_EBUSY; /* a huge leaf maps the span */
-    if (l == PT_LEVEL_PT && pt_count(s, p.table[pt_ix(PT_LEVEL_PT)]) >= MMU_TABLE_HOLD)
-        return KMM_EBUSY; /* held already */
+    if (l == PT_LEVEL_PT && pt_count(s, p.table[pt_ix(PT_LEVEL_PT)]) > UINT32_MAX - MMU_TABLE_HOLD)
+        return KMM_EBUSY; /* as many holds as a count takes */
     return (int)(l - PT_LEVEL_PT);
 }
 

@@ -157,9 +157,9 @@ static void recount_table(const struct mmu_space *s, uint64_t t, unsigned level,
             recount_leaf(s, e[i], level, sub, c);
     }
     uint32_t count = pt_count(s, t);
-    if (level == PT_LEVEL_PT && count >= MMU_TABLE_HOLD) { /* a vmap block's (pt_held.c) */
-        c->counts.held++;
-        count -= MMU_TABLE_HOLD;
+    if (level == PT_LEVEL_PT) { /* holds (pt_held.c) */
+        c->counts.held += count / MMU_TABLE_HOLD;
+        count %= MMU_TABLE_HOLD;
     }
     if (count != present)
         kmm_check_problem(c->r, KMM_CHECK_CORRUPT,
