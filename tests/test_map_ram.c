@@ -173,6 +173,12 @@ KTEST_LEVELS(map_ram, a_range_shows_the_callers_pages_and_its_unmap_leaves_them_
     KT_EXPECT_EQ(t, a.kind, KMM_KVA_VMAP_BLOCK);
     KT_EXPECT_EQ(t, a.va & (BLOCK - 1), 0);
     KT_EXPECT_EQ(t, a.size, BLOCK - PAGE);
+    static struct kt_text tx; /* the report's vmallocinfo shows the block */
+    tx.len = 0;
+    kmm_report(x.f.k, &(struct kmm_sink){kt_text_write, &tx});
+    KT_EXPECT(t,
+              ktest_contains(tx.buf, "vmap blocks 1: 1 ranges mapping 3 pages, 507 block pages"));
+    KT_EXPECT(t, ktest_contains(tx.buf, "vmap-block pages=511"));
     KT_EXPECT_HEALTHY(t, x.f.k);
 
     KT_ASSERT_EQ(t, kmm_vm_unmap_ram(x.f.k, v, 3), KMM_OK);
