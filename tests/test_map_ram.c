@@ -653,3 +653,98 @@ KTEST_LEVELS(map_ram, a_populate_without_memory_or_over_a_huge_page_changes_noth
     KT_EXPECT_HEALTHY(t, k);
     teardown(&x);
 }
+
+/* --- a random mix ----------------------------------------------------------------------------- */
+
+/* One slot of the mix: a map_ram range, a vmalloc area or a populated raw area. */
+struct slot {
+    int kind;          /* 0 empty, 1 map_ram, 2 vmalloc, 3 populated raw */
+    uint64_t va, span; /* the range with its guard page */
+    unsigned n;        /* map_ram's page count */
+    void *p;
+};
+
+static bool slots_disjoint(const struct slot *s, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        for (unsigned j = i + 1; j < n; j++)
+            if (s[i].kind && s[j].kind && s[i].va < s[j].va + s[j].span &&
+                s[j].va < s[i].va + s[i].span)
+                return false;
+    return true;
+}
+
+static void free_slot(struct ktest *t, struct fixture *x, struct slot *s)
+{
+    if (s->kind == 1)
+        KT_EXPECT_EQ(t, kmm_vm_unmap_ram(x->f.k, s->p, s->n), KMM_OK);
+    else if (s->kind == 2)
+        KT_EXPECT_EQ(t, kmm_vfree(x->f.k, s->p), KMM_OK);
+    else if (s->kind == 3)
+        KT_EXPECT_EQ(t, kmm_kva_free(x->f.k, s->va), KMM_OK);
+    s->kind = 0;
+}
+
+#define MIX_SLOTS 32u
+#define MIX_PAGES (KMM_MAP_RAM_MAX + 6) /* a few longer than a block serves */
+
+KTEST_LEVELS(map_ram, a_random_mix_with_areas_stays_disjoint_and_exact)
+{
+    struct fixture x;
+    /* Room for every slot at its largest: 32 raw areas of 101 pages, or
+     * blocks, each 2 MiB and aligned. */
+    KT_ASSERT(t, setup(t, &x, 32 * MIB, levels));
+    static uint64_t pg[MIX_PAGES];
+    KT_ASSERT(t, alloc_pages(&x, pg, MIX_PAGES, 0x20));
+    struct kmm_page_stats before = pstats(&x);
+    uint64_t tables0 = tables_now(&x);
+    struct slot s[MIX_SLOTS] = {{0}};
+    struct kt_chooser c = {.seed = 0x3a9};
+    for (int step = 0; step < 500; step++) {
+        struct slot *sl = &s[kt_choose(&c, MIX_SLOTS)];
+        if (sl->kind) {
+            free_slot(t, &x, sl);
+            continue;
+        }
+        int kind = 1 + (int)kt_choose(&c, 3);
+        if (kind == 1) {
+            unsigned n = 1 + (unsigned)kt_choose(&c, MIX_PAGES);
+            unsigned first = (unsigned)kt_choose(&c, MIX_PAGES - n + 1);
+            sl->p = kmm_vm_map_ram(x.f.k, pg + first, n, KMM_PROT_READ);
+            KT_ASSERT(t, sl->p != NULL);
+            KT_ASSERT(t, shows_pages(&x, va_of(sl->p), pg + first, n, KMM_PROT_READ));
+            sl->n = n;
+            sl->va = va_of(sl->p);
+            sl->span = (uint64_t)(n + 1) * PAGE;
+        } else if (kind == 2) {
+            uint64_t pages = 1 + kt_choose(&c, 12);
+            sl->p = kmm_vmalloc(x.f.k, pages * PAGE, 0);
+            KT_ASSERT(t, sl->p != NULL);
+            sl->va = va_of(sl->p);
+            sl->span = (pages + 1) * PAGE;
+        } else {
+            uint64_t pages = 1 + kt_choose(&c, 100);
+            KT_ASSERT_EQ(t, kmm_kva_alloc(x.f.k, pages * PAGE, &sl->va), KMM_OK);
+            KT_ASSERT_EQ(t, kmm_kva_populate(x.f.k, sl->va), KMM_OK);
+            sl->span = (pages + 1) * PAGE;
+        }
+        sl->kind = kind;
+        KT_ASSERT(t, sl->va >= x.base && sl->va + sl->span <= x.base + x.size);
+        KT_ASSERT(t, slots_disjoint(s, MIX_SLOTS));
+        if (step % 25 == 0)
+            KT_EXPECT_HEALTHY(t, x.f.k);
+    }
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    for (unsigned i = 0; i < MIX_SLOTS; i++)
+        free_slot(t, &x, &s[i]);
+    kmm_vm_map_ram_drain(x.f.k);
+    struct kmm_vmalloc_stats v = vstats(&x);
+    KT_EXPECT_EQ(t, v.areas + v.used_pages + v.vmap_blocks + v.metadata_pages, 0);
+    KT_EXPECT_EQ(t, v.misuse, 0);
+    KT_EXPECT_EQ(t, tables_now(&x), tables0);
+    struct kmm_page_stats after = pstats(&x);
+    KT_EXPECT(t, kt_same_buddyinfo(&before, &after));
+    free_pages(&x, pg, MIX_PAGES);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    teardown(&x);
+}
