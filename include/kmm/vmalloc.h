@@ -177,7 +177,9 @@ int kmm_kva_free(struct kmm *k, uint64_t va);
  *   KMM_ESTATE  its page tables are populated already;
  *   KMM_EBUSY   a huge page maps part of the area;
  *   KMM_ENOMEM  no memory for a table.
- * IRQs on; O(areas + tables).
+ * While it runs the area counts as being set up: a kmm_vm_map, unmap or
+ * protect of its pages meanwhile is refused (KMM_EBUSY), so populate a
+ * range before using it. IRQs on; O(areas + tables).
  */
 int kmm_kva_populate(struct kmm *k, uint64_t va);
 
