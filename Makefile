@@ -98,13 +98,17 @@ bench: bench-instr
 # unless every workload ran without a failure. BENCH_QEMU adds QEMU options:
 # BENCH_QEMU='-icount shift=0' makes the guest's clock count instructions
 # (1 ns each), so ns/op reads as guest instructions per op, whatever the load.
+# BENCH_ARGS adds the Linux module's parameters to the kernel command line:
+# BENCH_ARGS='mmbench.tests=0x1c0 mmbench.reps=1 mmbench.scale_div=4' runs
+# M1 alone (bits of kernel/shell/mmbench.h), once, at a quarter size.
 BENCH_QEMU ?=
+BENCH_ARGS ?=
 bench-kernel: SHELL := /bin/bash
 bench-kernel: deps
 	$(VARIANT) O=build/kernel CC=gcc WORLD=kernel build/kernel/kmm-test.elf32
 	@mkdir -p build/bench
 	$(QEMU_RUN) -cpu max,la57=off -m 2G -smp 1 $(BENCH_QEMU) -display none -monitor none \
-	  -serial stdio </dev/null -kernel build/kernel/kmm-test.elf32 -append bench | tee build/bench/kernel-bench.log; \
+	  -serial stdio </dev/null -kernel build/kernel/kmm-test.elf32 -append "bench $(BENCH_ARGS)" | tee build/bench/kernel-bench.log; \
 	  [ $${PIPESTATUS[0]} = 33 ]
 
 bench-instr: deps

@@ -9,6 +9,8 @@
 #include <kmm/kmm.h>
 #include <kmm/port.h>
 
+#include "boot.h"
+#include "bootinfo.h"
 #include "boruix_cmds.h"
 #include "boruix_world.h"
 #include "console.h"
@@ -16,6 +18,7 @@
 #include "mmbench.h"
 #include "selftest.h"
 #include "shell.h"
+#include "shell_util.h"
 #include "shellmode.h"
 #include "user_cmd.h"
 
@@ -195,15 +198,32 @@ noreturn void shell_main(void)
     }
 }
 
+/* The number of the command line's key=value (decimal, or hex after 0x),
+ * or dflt when the key is absent or its value is not a number. */
+static unsigned boot_number(const char *key, unsigned dflt)
+{
+    char text[24];
+    uint64_t v;
+    if (!bootinfo_option(&kernel_boot, key, text, sizeof(text)) || !parse_u64(text, &v) ||
+        v > UINT32_MAX)
+        return dflt;
+    return (unsigned)v;
+}
+
 noreturn void bench_main(void)
 {
     clock_init();
+    /* The Linux module's parameter names pick workloads and sizes (make
+     * bench-kernel BENCH_ARGS='mmbench.tests=0x1c0 mmbench.reps=1'). */
     struct mmbench_config cfg = {
         .k = kernel_kmm,
         .now_ns = tsc_ns,
         .out = {console_sink_write, NULL},
         .live_mappings = true,
         .tsc_khz = tsc_khz,
+        .reps = boot_number("mmbench.reps", 0),
+        .tests = boot_number("mmbench.tests", 0),
+        .scale_div = boot_number("mmbench.scale_div", 0),
     };
     struct mmbench_summary sum = {0};
     int err = mmbench_run(&cfg, &sum);

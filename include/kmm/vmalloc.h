@@ -26,7 +26,12 @@
  *   kmm_vmap     pages the caller owns, mapped contiguously; kmm_vunmap
  *                unmaps them and leaves them to the caller;
  *   kmm_kva_alloc  a bare range the caller maps itself (kmm_vm_map on
- *                the kernel space) and must unmap before kmm_kva_free.
+ *                the kernel space) and must unmap before kmm_kva_free;
+ *                kmm_kva_populate keeps its page tables while it lives;
+ *   kmm_vm_map_ram  a short mapping of the caller's pages carved from a
+ *                per-CPU vmap block (an area of its own kind, 2 MiB,
+ *                whose page table stays while it lives), unmapped with
+ *                kmm_vm_unmap_ram.
  *
  * The window keeps what is its own: kmm_vm_map, kmm_vm_unmap and
  * kmm_vm_protect (and their _g forms) on the kernel space refuse (KMM_EBUSY,
@@ -159,8 +164,32 @@ int kmm_kva_alloc_caller(struct kmm *k, uint64_t size, uint64_t *va, const void 
  */
 int kmm_kva_free(struct kmm *k, uint64_t va);
 
+/*
+ * kmm_kva_populate - build the page tables of the raw area kmm_kva_alloc
+ * returned at va and keep them while the area lives (Linux's populated
+ * get_vm_area): kmm_vm_map and kmm_vm_unmap of its pages then never
+ * allocate or free a page table, the unmap leaves them in place however
+ * empty, and kmm_kva_free gives them back. The one kind of page table kept
+ * empty besides a vmap block's (SPEC §4), bounded by the populated areas;
+ * kmm_vm_stats counts them among the tables. Returns KMM_OK, or with
+ * nothing changed (counted and logged but KMM_ENOMEM):
+ *   as kmm_kva_free: KMM_ERANGE, KMM_EINVAL, KMM_ENOENT, KMM_ESTATE;
+ *   KMM_ESTATE  its page tables are populated already;
+ *   KMM_EBUSY   a huge page maps part of the area;
+ *   KMM_ENOMEM  no memory for a table.
+ * While it runs the area counts as being set up: a kmm_vm_map, unmap or
+ * protect of its pages meanwhile is refused (KMM_EBUSY), so populate a
+ * range before using it. IRQs on; O(areas + tables).
+ */
+int kmm_kva_populate(struct kmm *k, uint64_t va);
+
 /* Kinds of area, as kmm_kva_lookup reports them. */
-enum kmm_kva_kind { KMM_KVA_RAW = 1, KMM_KVA_VMALLOC = 2, KMM_KVA_VMAP = 3 };
+enum kmm_kva_kind {
+    KMM_KVA_RAW = 1,
+    KMM_KVA_VMALLOC = 2,
+    KMM_KVA_VMAP = 3,
+    KMM_KVA_VMAP_BLOCK = 4 /* a vmap block: kmm_vm_map_ram's ranges */
+};
 
 /* One area, as kmm_kva_lookup describes it. */
 struct kmm_kva_area {
@@ -169,6 +198,60 @@ struct kmm_kva_area {
     enum kmm_kva_kind kind;
     const void *caller; /* who allocated it */
 };
+
+/* The most pages kmm_vm_map_ram maps in a vmap block; a longer range gets
+ * an area of its own (a kmm_vmap area). */
+#define KMM_MAP_RAM_MAX 64u
+
+/*
+ * kmm_vm_map_ram - map count pages the caller owns contiguously, as
+ * kmm_vmap does (same pages and prot rules, no reference taken), made for
+ * short-lived mappings of a few pages (Linux's vm_map_ram): up to
+ * KMM_MAP_RAM_MAX pages are carved from this CPU's vmap block, a 2 MiB
+ * area of the window reserved once, whose page table stays allocated while
+ * the block lives, so the common path takes no window lock and allocates
+ * nothing: this CPU's block, then the kernel space's lock for the leaves.
+ * Each range is followed by a guard page that is never mapped. A block is
+ * made when this CPU has none or it is full; a longer request, or one for
+ * which no block can be made (the window has no free aligned 2 MiB, or no
+ * memory), gets a kmm_vmap area instead (counted in vmap_areas).
+ * Returns the first address, or NULL iff
+ *   - pages is NULL, count is 0 or larger than the window minus its guard
+ *     page, prot is not READ with optional WRITE, EXEC and GLOBAL, or a
+ *     page is unaligned or not RAM (misuse, counted and logged);
+ *   - neither a block nor an area can be had: nothing is left mapped.
+ * Unmap with kmm_vm_unmap_ram(k, va, count), from any CPU. IRQs on;
+ * O(count) on the common path (plus O(blocks) to make a block, O(areas)
+ * for an area).
+ */
+void *kmm_vm_map_ram(struct kmm *k, const uint64_t *pages, size_t count, unsigned prot);
+
+/*
+ * kmm_vm_unmap_ram - unmap the count pages kmm_vm_map_ram mapped at addr
+ * and give the range back; the pages stay the caller's. The TLB
+ * invalidations are complete when it returns (per page up to the gather's
+ * threshold), and only then may the range be handed out again. A block that
+ * holds no range any more goes back to the window unless it is a CPU's
+ * current block (those go under memory pressure, or kmm_vm_map_ram_drain).
+ * Returns KMM_OK, or with nothing changed, counted and logged:
+ *   KMM_EINVAL  addr is NULL or not page aligned, count is 0 or not the
+ *               range's count, or addr is inside a range or area, or
+ *               starts an area of another kind (kmm_vmalloc, kmm_kva_alloc);
+ *   KMM_ERANGE  addr is outside the window;
+ *   KMM_ENOENT  no range starts at addr: never mapped, or unmapped already;
+ *   KMM_ESTATE  another CPU is unmapping it at this moment (double unmap).
+ * IRQs on; O(count) for a range in this CPU's block, plus O(blocks) in
+ * another CPU's, O(areas + count) for an area.
+ */
+int kmm_vm_unmap_ram(struct kmm *k, const void *addr, size_t count);
+
+/*
+ * kmm_vm_map_ram_drain - give back every vmap block that holds no range
+ * (CPUs' current blocks included): their areas, page tables and records.
+ * Returns the pages freed. The "vmap-blocks" shrinker does the same when
+ * the page allocator runs short. IRQs on; O(blocks).
+ */
+uint64_t kmm_vm_map_ram_drain(struct kmm *k);
 
 /*
  * kmm_kva_lookup - the area whose pages or guard page hold addr, for a
@@ -197,6 +280,11 @@ struct kmm_vmalloc_stats {
     uint64_t metadata_pages;     /* pages holding the area records (0 while no area exists) */
     uint64_t failed_allocs;      /* allocations that found no room; never decreases */
     uint64_t misuse;             /* rejected calls; never decreases */
+    /* kmm_vm_map_ram's vmap blocks (their areas are in areas and used_pages). */
+    uint64_t vmap_blocks;     /* live blocks */
+    uint64_t map_ram_ranges;  /* ranges mapped in them */
+    uint64_t map_ram_pages;   /* pages those ranges map (the callers' own) */
+    uint64_t vmap_block_free; /* pages of the live blocks no range or guard page takes */
 };
 
 /* kmm_vmalloc_stats - fill *out. Takes the window's lock. IRQs on or off;

@@ -12,8 +12,8 @@
  *   alloc_pages(gfp, o) / __free_pages kmm_page_alloc(k, o, 0) / kmm_page_free
  *   kmalloc(n, GFP_KERNEL) / kfree     kmm_malloc(k, n, 0) / kmm_free
  *   vmap / vunmap                      kmm_vmap / kmm_vunmap
- *   vm_map_ram / vm_unmap_ram          kmm_kva_alloc + kmm_vm_map per page /
- *                                      kmm_vm_unmap + kmm_kva_free
+ *   vm_map_ram / vm_unmap_ram          kmm_vm_map_ram / kmm_vm_unmap_ram
+ *   get_vm_area + populated tables     kmm_kva_alloc + kmm_kva_populate
  *   apply_to_page_range (set_pte)      kmm_vm_map of one page
  *   apply_to_existing_page_range       kmm_vm_unmap (which also invalidates
  *     + flush_tlb_kernel_range           the TLB, as flush_tlb_kernel_range)
@@ -420,25 +420,22 @@ static uint64_t m1_map_each(struct bench *b, uint64_t va, unsigned off, unsigned
     return fails;
 }
 
-/* M1b: vm_map_ram's counterpart: a bare range, its pages mapped one by
- * one, unmapped in one call, the range freed; ns per page. */
+/* M1b: kmm_vm_map_ram of npg pages (this CPU's vmap block) +
+ * kmm_vm_unmap_ram, ns per page. The block it leaves behind goes back
+ * afterwards, untimed, so the run ends with nothing held. */
 static void bench_m1_vmram(struct bench *b, unsigned npg)
 {
     uint64_t ps[MMBENCH_REPS_MAX] = {0}, fails = 0, iters = scaled(b, M1_TOTAL_PAGES) / npg;
-    struct kmm_aspace *ks = kmm_kernel_aspace(b->k);
     for (unsigned r = 0; r < b->reps; r++) {
         unsigned off = 0;
         uint64_t t0 = now(b);
         for (uint64_t it = 0; it < iters; it++) {
-            uint64_t va;
-            if (__builtin_expect(kmm_kva_alloc(b->k, (uint64_t)npg * KMM_PAGE_SIZE, &va) != KMM_OK,
-                                 0)) {
+            void *va = kmm_vm_map_ram(b->k, b->m1_pages + off, npg, M1_PROT);
+            if (__builtin_expect(!va, 0)) {
                 fails++;
                 continue;
             }
-            fails += m1_map_each(b, va, off, npg);
-            kmm_vm_unmap(ks, va, (uint64_t)npg * KMM_PAGE_SIZE);
-            kmm_kva_free(b->k, va);
+            kmm_vm_unmap_ram(b->k, va, npg);
             off += npg;
             if (off + npg > M1_PAGES)
                 off = 0;
@@ -446,6 +443,7 @@ static void bench_m1_vmram(struct bench *b, unsigned npg)
         uint64_t t1 = now(b);
         ps[r] = ps_per_op(t1 - t0, iters * npg);
     }
+    kmm_vm_map_ram_drain(b->k);
     char nm[64];
     kmm_snprintf(nm, sizeof(nm), "M1b_vm_map_ram_%u_per_page", npg);
     report(b, nm, ps, iters * npg, fails);
@@ -483,9 +481,13 @@ static void bench_m1_pte(struct bench *b)
         skip(b, "M1c/M1d", "no room for a 2 MiB range in the kernel virtual area window");
         return;
     }
-    /* Populate the range's page tables once (untimed), as the module does. */
+    /* Populate the range's page tables once (untimed), as the module does:
+     * they stay until the range is freed (kmm_kva_populate). A map and an
+     * unmap first, so a failing map is seen here. */
     uint64_t populate = m1_map_each(b, base, 0, M1D_RANGE);
     kmm_vm_unmap(ks, base, (uint64_t)M1D_RANGE * KMM_PAGE_SIZE);
+    if (!populate && kmm_kva_populate(b->k, base) != KMM_OK)
+        populate = 1;
     if (populate) {
         skip(b, "M1c/M1d", "mapping the range failed");
         kmm_kva_free(b->k, base);

@@ -213,6 +213,11 @@ static void report_vmalloc(struct kmm *k, const struct kmm_sink *s)
                 (unsigned long long)vs.vmalloc_pages, a, (unsigned long long)vs.vmap_pages,
                 (unsigned long long)vs.metadata_pages, (unsigned long long)vs.failed_allocs,
                 (unsigned long long)vs.misuse);
+    if (vs.vmap_blocks) /* kmm_vm_map_ram's, counted among the areas above */
+        sink_printf(s,
+                    "  vmap blocks %llu: %llu ranges mapping %llu pages, %llu block pages free\n",
+                    (unsigned long long)vs.vmap_blocks, (unsigned long long)vs.map_ram_ranges,
+                    (unsigned long long)vs.map_ram_pages, (unsigned long long)vs.vmap_block_free);
     struct kmm_kva_area area;
     uint64_t from = vs.window_base, listed = 0;
     while (listed < REPORT_AREAS && kva_next_area(k, &from, &area)) {

@@ -49,7 +49,9 @@
  *    lock is dropped for the allocation (which may reclaim), and the larger
  *    array replaces the current one only if it is still larger when the
  *    lock is back. It goes back to the allocator when no area is left, so
- *    an idle window holds no memory.
+ *    an idle window holds no memory; a one-page array is a single page of
+ *    this CPU's page cache (array_alloc), so an area that comes and goes
+ *    alone costs no run allocation.
  */
 #include "internal.h"
 
@@ -136,6 +138,7 @@ KMM_INIT void kva_init(struct kmm *k, const struct kmm_config *cfg)
     v->canary = KMM_KVA_CANARY;
     k->vm.kernel.kva_base = v->base; /* where the range calls ask about it */
     k->vm.kernel.kva_span = v->pages << KMM_PAGE_SHIFT;
+    vb_init(k);
 }
 
 uint64_t kva_pages_for(const struct kmm *k, uint64_t size)
@@ -221,6 +224,15 @@ static void remove_locked(struct kmm *k, uint32_t at)
     v->count--;
 }
 
+/* The live areas of every kind. */
+static uint64_t areas_locked(const struct kmm_kva *v)
+{
+    uint64_t n = 0;
+    for (unsigned kd = KVA_RAW; kd < KVA_KINDS; kd++)
+        n += v->nrec[kd];
+    return n;
+}
+
 /* Forgets every foreign record. Returns whether there was one. */
 static bool forget_foreign_locked(struct kmm_kva *v)
 {
@@ -248,7 +260,7 @@ struct detached {
 static struct detached detach_if_idle_locked(struct kmm_kva *v)
 {
     struct detached d = {0, 0};
-    if (!v->recs || v->nrec[KVA_RAW] + v->nrec[KVA_VMALLOC] + v->nrec[KVA_VMAP])
+    if (!v->recs || areas_locked(v))
         return d;
     forget_foreign_locked(v);
     d = (struct detached){v->recs_pa, v->run_pages};
@@ -259,9 +271,20 @@ static struct detached detach_if_idle_locked(struct kmm_kva *v)
     return d;
 }
 
+/* The record array's run of pages: a one-page array (the common case: up
+ * to RECS_PER_PAGE records) is a single page, taken and given back through
+ * this CPU's page cache, as an idle window frees it and the next area
+ * takes it again; a larger one a run. */
+static uint64_t array_alloc(struct kmm *k, uint32_t pages)
+{
+    return pages == 1 ? kmm_page_alloc(k, 0, 0) : kmm_run_alloc(k, pages, 0, 0, 0);
+}
+
 static void free_detached(struct kmm *k, struct detached d)
 {
-    if (d.pa)
+    if (d.pa && d.pages == 1)
+        KMM_MUST(k->port, kmm_page_free(k, d.pa, 0));
+    else if (d.pa)
         KMM_MUST(k->port, kmm_run_free(k, d.pa, d.pages));
 }
 
@@ -276,7 +299,7 @@ static bool grow(struct kmm *k)
     kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
     uint32_t pages = v->run_pages ? 2 * v->run_pages : 1;
     kmm_unlock_irqrestore(&v->lock, irq);
-    uint64_t pa = kmm_run_alloc(k, pages, 0, 0, 0);
+    uint64_t pa = array_alloc(k, pages);
     if (!pa)
         return false;
     struct detached old = {pa, pages}; /* the smaller of the two goes */
@@ -307,15 +330,28 @@ static uint64_t held_until_locked(const struct kmm_kva *v, uint64_t from, uint64
     return 0;
 }
 
-/* First fit: the lowest page where need pages lie between two records (or
- * the window's ends) and meet no hold; *at gets the index to insert its
- * record at. Each hold met moves the search past it. */
-static bool find_gap_locked(const struct kmm_kva *v, uint64_t need, uint64_t *first, uint32_t *at)
+/* The first window page at or after page whose address is a multiple of
+ * align pages (a power of two; 1: page itself). */
+static inline uint64_t align_page(const struct kmm_kva *v, uint64_t page, uint64_t align)
+{
+    if (align == 1)
+        return page;
+    uint64_t abs = (v->base >> KMM_PAGE_SHIFT) + page;
+    return ((abs + align - 1) & ~(align - 1)) - (v->base >> KMM_PAGE_SHIFT);
+}
+
+/* First fit: the lowest page, at an address that is a multiple of align
+ * pages, where need pages lie between two records (or the window's ends)
+ * and meet no hold; *at gets the index to insert its record at. Each hold
+ * met moves the search past it. */
+static bool find_gap_locked(const struct kmm_kva *v, uint64_t need, uint64_t align, uint64_t *first,
+                            uint32_t *at)
 {
     uint64_t from = 0;
     for (uint32_t i = 0; i <= v->count; i++) {
         uint64_t to = i < v->count ? v->recs[i].first : v->pages;
-        for (uint64_t held; from < to && to - from >= need; from = held) {
+        for (uint64_t held; (from = align_page(v, from, align)) < to && to - from >= need;
+             from = held) {
             held = held_until_locked(v, from, need);
             if (!held) {
                 *first = from;
@@ -407,14 +443,14 @@ enum pass { PASS_RESERVED, PASS_GROW, PASS_RETRY, PASS_FULL };
 
 /* One search under the lock: reserve the first gap with room (its first
  * page in *first), or say why not. */
-static enum pass reserve_pass_locked(struct kmm *k, uint64_t need, struct kva_rec proto,
-                                     bool *forgot, uint64_t *first)
+static enum pass reserve_pass_locked(struct kmm *k, uint64_t need, uint64_t align,
+                                     struct kva_rec proto, bool *forgot, uint64_t *first)
 {
     struct kmm_kva *v = &k->kva;
     if (v->count == v->cap)
         return PASS_GROW;
     uint32_t at;
-    if (!find_gap_locked(v, need, first, &at)) {
+    if (!find_gap_locked(v, need, align, first, &at)) {
         if (!*forgot && forget_foreign_locked(v)) {
             *forgot = true; /* the kernel may have unmapped them since: look again */
             return PASS_RETRY;
@@ -442,6 +478,12 @@ static int reserve_failed(struct kmm *k, bool full)
 
 int kva_reserve(struct kmm *k, uint64_t pages, enum kva_kind kind, const void *caller, uint64_t *va)
 {
+    return kva_reserve_aligned(k, pages, 1, kind, caller, va);
+}
+
+int kva_reserve_aligned(struct kmm *k, uint64_t pages, uint64_t align, enum kva_kind kind,
+                        const void *caller, uint64_t *va)
+{
     struct kmm_kva *v = &k->kva;
     uint64_t need = pages + 1; /* and the guard page */
     struct kva_rec proto = {.caller = (uint64_t)(uintptr_t)caller,
@@ -452,7 +494,7 @@ int kva_reserve(struct kmm *k, uint64_t pages, enum kva_kind kind, const void *c
     for (;;) {
         uint64_t first = 0, m0, m1;
         kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
-        enum pass p = reserve_pass_locked(k, need, proto, &forgot, &first);
+        enum pass p = reserve_pass_locked(k, need, align, proto, &forgot, &first);
         kmm_unlock_irqrestore(&v->lock, irq);
         if (p == PASS_FULL)
             return reserve_failed(k, true);
@@ -495,16 +537,15 @@ void kva_release(struct kmm *k, uint64_t va)
 }
 
 static const char *const kind_text[KVA_KINDS] = {
-    [KVA_FOREIGN] = "foreign",
-    [KVA_RAW] = "raw",
-    [KVA_VMALLOC] = "vmalloc",
-    [KVA_VMAP] = "vmap",
+    [KVA_FOREIGN] = "foreign", [KVA_RAW] = "raw",           [KVA_VMALLOC] = "vmalloc",
+    [KVA_VMAP] = "vmap",       [KVA_VBLOCK] = "vmap-block",
 };
 
 static const char *const wrong_kind_text[KVA_KINDS] = {
     [KVA_RAW] = "a raw area: free it with kmm_kva_free",
     [KVA_VMALLOC] = "a vmalloc area: free it with kmm_vfree",
     [KVA_VMAP] = "a vmap area: free it with kmm_vunmap",
+    [KVA_VBLOCK] = "a vmap block: free its ranges with kmm_vm_unmap_ram",
 };
 
 /* Judges a free of the area at page of kind: why NULL if it may go (then
@@ -548,6 +589,40 @@ int kva_begin_free(struct kmm *k, uint64_t va, enum kva_kind kind, const char *f
     struct kva_refusal no = judge_free_locked(v, page, kind, pages);
     kmm_unlock_irqrestore(&v->lock, irq);
     return no.why ? kva_misuse(k, no.err, no.cls, fn, va, 0, no.why, caller) : KMM_OK;
+}
+
+bool kva_held(struct kmm *k, uint64_t va)
+{
+    struct kmm_kva *v = &k->kva;
+    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    const struct kva_rec *r = area_at_locked(v, va);
+    KMM_ASSERT(k->port, r && r->kind == KVA_RAW && r->state == KVA_DYING);
+    bool held = r->held != 0;
+    kmm_unlock_irqrestore(&v->lock, irq);
+    return held;
+}
+
+void kva_set_held(struct kmm *k, uint64_t va, bool held)
+{
+    struct kmm_kva *v = &k->kva;
+    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    struct kva_rec *r = area_at_locked(v, va);
+    KMM_ASSERT(k->port, r && r->kind == KVA_RAW && r->state == KVA_DYING);
+    r->held = held;
+    kmm_unlock_irqrestore(&v->lock, irq);
+}
+
+uint64_t kva_raw_holds(struct kmm *k)
+{
+    struct kmm_kva *v = &k->kva;
+    uint64_t n = 0;
+    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    for (uint32_t i = 0; v->recs && i < v->count; i++)
+        if (v->recs[i].held)
+            n += kva_spans(page_va(v, v->recs[i].first), ((uint64_t)v->recs[i].pages - 1)
+                                                             << KMM_PAGE_SHIFT);
+    kmm_unlock_irqrestore(&v->lock, irq);
+    return n;
 }
 
 void kva_abort_free(struct kmm *k, uint64_t va)
@@ -669,7 +744,7 @@ void kmm_vmalloc_stats(struct kmm *k, struct kmm_vmalloc_stats *out)
     *out = (struct kmm_vmalloc_stats){
         .window_base = v->base,
         .window_size = v->pages << KMM_PAGE_SHIFT,
-        .areas = v->nrec[KVA_RAW] + v->nrec[KVA_VMALLOC] + v->nrec[KVA_VMAP],
+        .areas = areas_locked(v),
         .vmalloc_areas = v->nrec[KVA_VMALLOC],
         .vmap_areas = v->nrec[KVA_VMAP],
         .raw_areas = v->nrec[KVA_RAW],
@@ -682,6 +757,7 @@ void kmm_vmalloc_stats(struct kmm *k, struct kmm_vmalloc_stats *out)
     };
     kmm_unlock_irqrestore(&v->lock, irq);
     out->failed_allocs = atomic_load_explicit(&v->failed, memory_order_relaxed);
+    vb_stats(k, out);
     out->misuse = kmm_misuse_layer_total(k, KMM_LAYER_KVA);
 }
 
@@ -738,7 +814,7 @@ static void check_counters_locked(const struct kmm_kva *v, struct kmm_check_resu
                           "%llu, foreign %llu)",
                           (unsigned long long)v->used_pages, (unsigned long long)v->foreign_pages,
                           (unsigned long long)used, (unsigned long long)foreign);
-    if (v->recs && nrec[KVA_RAW] + nrec[KVA_VMALLOC] + nrec[KVA_VMAP] == 0)
+    if (v->recs && nrec[KVA_RAW] + nrec[KVA_VMALLOC] + nrec[KVA_VMAP] + nrec[KVA_VBLOCK] == 0)
         kmm_check_problem(r, KMM_CHECK_LEAK, "kva: a record array of %u pages and no area",
                           v->run_pages);
 }
@@ -768,7 +844,9 @@ static void check_mapped(struct kmm *k, const struct kmm_kva_area *a, struct kmm
 static void check_area_tables(struct kmm *k, const struct kmm_kva_area *a,
                               struct kmm_check_result *r)
 {
-    if (a->kind != KMM_KVA_RAW)
+    if (a->kind == KMM_KVA_VMAP_BLOCK)
+        vb_check_area(k, a, r); /* its ranges' pages against its bitmap */
+    else if (a->kind != KMM_KVA_RAW)
         check_mapped(k, a, r);
     struct kmm_vm_translation tr;
     if (kmm_vm_translate(kmm_kernel_aspace(k), a->va + a->size, &tr) != KMM_ENOENT)
@@ -797,4 +875,5 @@ void kva_check(struct kmm *k, struct kmm_check_result *r)
     struct kmm_kva_area a;
     for (uint64_t from = v->base; kva_next_area(k, &from, &a);)
         check_area_tables(k, &a, r);
+    vb_check(k, r);
 }

@@ -42,6 +42,11 @@ KMM_INIT void kva_init(struct kmm *k, const struct kmm_config *cfg);
 int kva_reserve(struct kmm *k, uint64_t pages, enum kva_kind kind, const void *caller,
                 uint64_t *va);
 
+/* kva_reserve_aligned - kva_reserve at an address that is a multiple of
+ * align pages (a power of two). */
+int kva_reserve_aligned(struct kmm *k, uint64_t pages, uint64_t align, enum kva_kind kind,
+                        const void *caller, uint64_t *va);
+
 /* kva_publish - the area at va (SETUP) is handed out: READY. */
 void kva_publish(struct kmm *k, uint64_t va);
 
@@ -61,6 +66,20 @@ int kva_begin_free(struct kmm *k, uint64_t va, enum kva_kind kind, const char *f
 /* kva_abort_free - the free of the DYING area at va is refused after all:
  * READY again. */
 void kva_abort_free(struct kmm *k, uint64_t va);
+
+/* Whether the raw area at va (DYING: the caller's) holds its page tables
+ * (kmm_kva_populate); kva_set_held says it does, or not. */
+bool kva_held(struct kmm *k, uint64_t va);
+void kva_set_held(struct kmm *k, uint64_t va, bool held);
+
+/* The holds that populated raw areas keep on page tables (kmm_check). */
+uint64_t kva_raw_holds(struct kmm *k);
+
+/* The 2 MiB spans (page tables) [va, va + size) meets. */
+static inline uint64_t kva_spans(uint64_t va, uint64_t size)
+{
+    return ((va + size - 1) >> 21) - (va >> 21) + 1;
+}
 
 /* Why a call is refused: the text (NULL: it is not), its error value and
  * the class it is counted under. */
@@ -125,5 +144,52 @@ const char *kva_kind_name(unsigned kind);
 
 /* kmm_check's part. */
 void kva_check(struct kmm *k, struct kmm_check_result *r);
+
+/* --- vmap blocks (vblock.c): kmm_vm_map_ram's per-CPU fast path ------------------------ */
+
+/* kmm_init's part (after kva_init): the block list and the CPU slots. */
+KMM_INIT void vb_init(struct kmm *k);
+
+/* vb_map - map pages[0 .. n) (checked: page aligned RAM; 1 <= n <=
+ * KMM_MAP_RAM_MAX) with prot in a range of this CPU's vmap block, making a
+ * block if it has none or it is full. Returns true and *va, or false (no
+ * room for a block in the window, or no memory for one): nothing changed,
+ * and the caller maps an area of its own instead. IRQs on. */
+bool vb_map(struct kmm *k, const uint64_t *pages, uint64_t n, unsigned prot, const void *caller,
+            uint64_t *va);
+
+/* What vb_unmap returns when va lies in no vmap block. */
+#define VB_NOT_A_BLOCK 1
+
+/* vb_unmap - unmap the n-page range vb_map returned at va (page aligned,
+ * in the window) and give it back to its block, whichever CPU's it is.
+ * Returns KMM_OK once the invalidations are complete, VB_NOT_A_BLOCK
+ * (nothing done, nothing counted), or a refusal counted and logged with fn
+ * and caller (KMM_ENOENT no range starts at va, KMM_EINVAL va is inside
+ * a range or n is not its count, KMM_ESTATE it is being unmapped). IRQs
+ * on. */
+int vb_unmap(struct kmm *k, uint64_t va, uint64_t n, const char *fn, const void *caller);
+
+/* vb_hold_table - build the page table of va's 2 MiB span and add a hold
+ * to it (pt_held.c), allocating tables with reclaim; its physical address
+ * in *table if table is not NULL. Returns KMM_OK, KMM_ENOMEM, or KMM_EBUSY
+ * (a huge page maps the span). vb_unhold_table drops one hold, freeing
+ * the table (after its invalidation) if it was the last and nothing is
+ * mapped. IRQs on, no lock held. */
+int vb_hold_table(struct kmm *k, uint64_t va, uint64_t *table);
+void vb_unhold_table(struct kmm *k, uint64_t va);
+
+/* vb_drain - give back every vmap block that holds no range; returns the
+ * pages that freed. IRQs on, no kmm lock held (a shrinker may call it). */
+uint64_t vb_drain(struct kmm *k);
+
+/* kmm_vmalloc_stats' part: the block figures of *out. */
+void vb_stats(struct kmm *k, struct kmm_vmalloc_stats *out);
+
+/* kmm_check's part: the block whose area is a (a ready KVA_VBLOCK area)
+ * against its bitmap and the tables; then the list against the window's
+ * records, the CPU slots and the kernel space's held tables. */
+void vb_check_area(struct kmm *k, const struct kmm_kva_area *a, struct kmm_check_result *r);
+void vb_check(struct kmm *k, struct kmm_check_result *r);
 
 #endif /* KMM_VMM_KVA_H */

@@ -49,6 +49,7 @@ struct mmu_counts {
     uint64_t tables[MMU_LEVELS];     /* the space's own tables per level */
     uint64_t leaves[MMU_PAGE_SIZES]; /* present leaves per page size */
     uint64_t owned;                  /* leaves holding a frame reference (all 4 KiB) */
+    uint64_t held;                   /* holds on page tables (pt_held.c) */
 };
 
 /* struct mmu_space, struct mmu_cursor and the address-format questions. */
@@ -219,6 +220,42 @@ uint64_t mmu_unmap_locked(struct mmu_space *s, uint64_t va, uint64_t size, uint6
  * the port of each (vmm_mapping_changed). O(leaves). */
 void mmu_protect_locked(struct mmu_space *s, uint64_t va, uint64_t size, unsigned prot,
                         struct kmm_tlb_gather *g);
+
+/* --- held page tables (vmap blocks, vmm/vblock.c; x86_64/pt_held.c) ------------------ */
+
+/* What a hold adds to a page table's entry count: the count never reaches
+ * 0 while the hold is there, so the table is never freed by an unmap. */
+#define MMU_TABLE_HOLD (UINT32_C(1) << 16)
+
+/* mmu_hold_count_locked - how many tables mmu_hold_table_locked takes to
+ * build the path to va's page table, or KMM_EBUSY if a huge leaf maps its
+ * span (or the table carries as many holds as its count takes). A table
+ * may carry several holds. O(levels). */
+int mmu_hold_count_locked(const struct mmu_space *s, uint64_t va);
+
+/* mmu_hold_table_locked - build va's page table (tables from t) and add a
+ * hold to it; returns its physical address. Cannot fail. O(levels). */
+uint64_t mmu_hold_table_locked(struct mmu_space *s, uint64_t va, struct vmm_tables *t);
+
+/* mmu_unhold_table_locked - drop a hold of va's page table: if it was the
+ * last and no entry is present, the table and the tables that empty above
+ * it are queued in g (a fresh gather: it has room). O(levels). */
+void mmu_unhold_table_locked(struct mmu_space *s, uint64_t va, struct kmm_tlb_gather *g);
+
+/* mmu_held_table_locked - the held page table of va's span, or 0 if that
+ * span has no page table or it carries no hold (kmm_check). O(levels). */
+uint64_t mmu_held_table_locked(const struct mmu_space *s, uint64_t va);
+
+/* mmu_held_map_locked - write m's pages (not owned, all inside the held
+ * page table `table`, their entries clear) as 4 KiB leaves, without a
+ * walk. Cannot fail. O(pages). */
+void mmu_held_map_locked(struct mmu_space *s, uint64_t table, const struct mmu_pages *m);
+
+/* mmu_held_unmap_locked - clear the n present, unowned 4 KiB leaves from va
+ * inside the held page table `table`, their invalidation recorded in g as
+ * one run; frees nothing (the table stays held). O(n). */
+void mmu_held_unmap_locked(struct mmu_space *s, uint64_t table, uint64_t va, uint64_t n,
+                           struct kmm_tlb_gather *g);
 
 /* --- looking -------------------------------------------------------------------------------- */
 

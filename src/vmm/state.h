@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <kmm/page.h>
 #include <kmm/port.h>
 #include <kmm/vm.h>
 #include <kmm/vmalloc.h>
@@ -60,8 +61,16 @@ struct kmm_vm {
 #define KMM_KVA_CANARY UINT64_C(0x6b6d6d2d6b766177)
 
 /* What a record describes. FOREIGN: pages found mapped by someone else, a
- * hint; the others are areas (enum kmm_kva_kind's values). */
-enum kva_kind { KVA_FOREIGN = 0, KVA_RAW = 1, KVA_VMALLOC = 2, KVA_VMAP = 3, KVA_KINDS = 4 };
+ * hint; the others are areas (enum kmm_kva_kind's values); VBLOCK: a vmap
+ * block, kmm_vm_map_ram's (vblock.c). */
+enum kva_kind {
+    KVA_FOREIGN = 0,
+    KVA_RAW = 1,
+    KVA_VMALLOC = 2,
+    KVA_VMAP = 3,
+    KVA_VBLOCK = 4,
+    KVA_KINDS = 5
+};
 
 /* An area's life: reserved and being looked up or mapped (SETUP), handed
  * out (READY), being unmapped (DYING). Foreign records are always READY. */
@@ -78,6 +87,7 @@ struct kva_rec {
     uint32_t pages;  /* pages covered, guard page included */
     uint8_t kind;    /* enum kva_kind */
     uint8_t state;   /* enum kva_state */
+    uint8_t held;    /* a raw area's page tables are held (kmm_kva_populate) */
 };
 
 /*
@@ -92,6 +102,15 @@ struct kva_rec {
 struct kva_hold {
     uint64_t first, end;   /* window pages [first, end); end 0: not held */
     struct kva_hold *next; /* the window's other holds */
+};
+
+struct vblock; /* a vmap block: private to vblock.c */
+
+/* One CPU's vmap block slot: the block that CPU carves kmm_vm_map_ram's
+ * ranges from (NULL: none yet), under lock (vblock.c). */
+struct kva_vb_cpu {
+    kmm_lock_t lock;
+    struct vblock *cur;
 };
 
 /*
@@ -130,6 +149,15 @@ struct kmm_kva {
     uint64_t backed[KVA_KINDS];
     struct kva_hold *holds;      /* ranges replacing maps hold (few: one per running replace) */
     atomic_uint_fast64_t failed; /* allocations that found no room; never decreases */
+    /* vmap blocks (vblock.c, which lists their invariants): the list of
+     * live blocks under vb_lock, each CPU's current one, and the shrinker
+     * that gives back empty ones (registered with the first block). */
+    kmm_lock_t vb_lock;
+    struct vblock *blocks;
+    uint64_t nblocks;
+    bool vb_shrinker_on;
+    struct kmm_shrinker vb_shrinker;
+    struct kva_vb_cpu vb_cpu[KMM_MAX_CPUS];
 };
 
 #endif /* KMM_VMM_STATE_H */

@@ -222,14 +222,10 @@ static struct kva_refusal bad_vmap(const struct kmm *k, const uint64_t *pages, s
     return KVA_ACCEPTED;
 }
 
-void *kmm_vmap(struct kmm *k, const uint64_t *pages, size_t count, unsigned prot)
+/* A vmap area for count checked pages: its first address, or 0. */
+static uint64_t vmap_area(struct kmm *k, const uint64_t *pages, size_t count, unsigned prot,
+                          const void *caller)
 {
-    const void *caller = __builtin_return_address(0);
-    struct kva_refusal no = bad_vmap(k, pages, count, prot);
-    if (no.why) {
-        kva_misuse(k, no.err, no.cls, "kmm_vmap", 0, (uint64_t)count * PAGE, no.why, caller);
-        return 0;
-    }
     uint64_t va;
     if (kva_reserve(k, count, KVA_VMAP, caller, &va) != KMM_OK)
         return 0;
@@ -238,7 +234,18 @@ void *kmm_vmap(struct kmm *k, const uint64_t *pages, size_t count, unsigned prot
         return 0;
     }
     kva_publish(k, va);
-    return to_ptr(va);
+    return va;
+}
+
+void *kmm_vmap(struct kmm *k, const uint64_t *pages, size_t count, unsigned prot)
+{
+    const void *caller = __builtin_return_address(0);
+    struct kva_refusal no = bad_vmap(k, pages, count, prot);
+    if (no.why) {
+        kva_misuse(k, no.err, no.cls, "kmm_vmap", 0, (uint64_t)count * PAGE, no.why, caller);
+        return 0;
+    }
+    return to_ptr(vmap_area(k, pages, count, prot, caller));
 }
 
 int kmm_vunmap(struct kmm *k, const void *addr)
@@ -246,6 +253,61 @@ int kmm_vunmap(struct kmm *k, const void *addr)
     if (!addr)
         return KMM_OK;
     return free_area(k, from_ptr(addr), KVA_VMAP, "kmm_vunmap", __builtin_return_address(0));
+}
+
+/* --- vm_map_ram: vmap blocks (vblock.c), or an area ------------------------------------ */
+
+void *kmm_vm_map_ram(struct kmm *k, const uint64_t *pages, size_t count, unsigned prot)
+{
+    const void *caller = __builtin_return_address(0);
+    struct kva_refusal no = bad_vmap(k, pages, count, prot);
+    if (no.why) {
+        kva_misuse(k, no.err, no.cls, "kmm_vm_map_ram", 0, (uint64_t)count * PAGE, no.why, caller);
+        return 0;
+    }
+    uint64_t va;
+    if (count <= KMM_MAP_RAM_MAX && vb_map(k, pages, count, prot, caller, &va))
+        return to_ptr(va);
+    return to_ptr(vmap_area(k, pages, count, prot, caller));
+}
+
+int kmm_vm_unmap_ram(struct kmm *k, const void *addr, size_t count)
+{
+    const void *caller = __builtin_return_address(0);
+    uint64_t va = from_ptr(addr);
+    const char *fn = "kmm_vm_unmap_ram";
+    if (!addr || !count || (va & (PAGE - 1)))
+        return kva_misuse(k, KMM_EINVAL,
+                          !addr || !count ? KMM_MISUSE_BAD_ARG : KMM_MISUSE_UNALIGNED, fn, va,
+                          (uint64_t)count * PAGE,
+                          !addr    ? "NULL address"
+                          : !count ? "count 0"
+                                   : "not page aligned: not a range's start",
+                          caller);
+    if (!kva_window_meets(&k->kva, va, PAGE))
+        return kva_misuse(k, KMM_ERANGE, KMM_MISUSE_OUTSIDE, fn, va, (uint64_t)count * PAGE,
+                          "not in the kernel virtual area window", caller);
+    int err = count <= KMM_MAP_RAM_MAX ? vb_unmap(k, va, count, fn, caller) : VB_NOT_A_BLOCK;
+    if (err != VB_NOT_A_BLOCK)
+        return err;
+    /* Not in a block: an area of its own (a vmap area), or a mistake. */
+    uint64_t pages;
+    err = kva_begin_free(k, va, KVA_VMAP, fn, caller, &pages);
+    if (err)
+        return err;
+    if (pages != count) {
+        kva_abort_free(k, va);
+        return kva_misuse(k, KMM_EINVAL, KMM_MISUSE_BAD_ORDER, fn, va, (uint64_t)count * PAGE,
+                          "count is not the range's page count", caller);
+    }
+    unmap_area(k, va, pages, fn);
+    kva_release(k, va);
+    return KMM_OK;
+}
+
+uint64_t kmm_vm_map_ram_drain(struct kmm *k)
+{
+    return vb_drain(k);
 }
 
 /* --- raw ranges ------------------------------------------------------------------------ */
@@ -274,6 +336,13 @@ int kmm_kva_alloc_caller(struct kmm *k, uint64_t size, uint64_t *va, const void 
     return KMM_OK;
 }
 
+/* Drops the holds on the page tables of [va, to) (2 MiB spans from va's). */
+static void unhold_spans(struct kmm *k, uint64_t va, uint64_t to)
+{
+    for (uint64_t at = va; at < to; at = (at | (KMM_PAGE_2M - 1)) + 1)
+        vb_unhold_table(k, at);
+}
+
 int kmm_kva_free(struct kmm *k, uint64_t va)
 {
     const void *caller = __builtin_return_address(0);
@@ -289,6 +358,46 @@ int kmm_kva_free(struct kmm *k, uint64_t va)
         return kva_misuse(k, KMM_EBUSY, KMM_MISUSE_BUSY, "kmm_kva_free", va, pages * PAGE,
                           "a page of the area or its guard page is still mapped", caller);
     }
+    if (kva_held(k, va))
+        unhold_spans(k, va, va + pages * PAGE);
     kva_release(k, va);
+    return KMM_OK;
+}
+
+int kmm_kva_populate(struct kmm *k, uint64_t va)
+{
+    const void *caller = __builtin_return_address(0);
+    const char *fn = "kmm_kva_populate";
+    uint64_t pages;
+    int err = kva_begin_free(k, va, KVA_RAW, fn, caller, &pages); /* DYING: ours meanwhile */
+    if (err)
+        return err;
+    if (kva_held(k, va)) {
+        kva_abort_free(k, va);
+        return kva_misuse(k, KMM_ESTATE, KMM_MISUSE_BUSY, fn, va, pages * PAGE,
+                          "its page tables are populated already", caller);
+    }
+    /* First the check (a huge leaf covers a whole span, so one look per
+     * span finds it; nobody maps in the area while it is DYING), then the
+     * holds, which can only run out of memory. */
+    uint64_t at, end = va + pages * PAGE;
+    for (at = va; at < end; at = (at | (KMM_PAGE_2M - 1)) + 1) {
+        struct kmm_vm_translation tr;
+        if (kmm_vm_translate(kmm_kernel_aspace(k), at, &tr) == KMM_OK &&
+            tr.page_size != KMM_PAGE_4K) {
+            kva_abort_free(k, va);
+            return kva_misuse(k, KMM_EBUSY, KMM_MISUSE_BUSY, fn, va, pages * PAGE,
+                              "a huge page maps part of it", caller);
+        }
+    }
+    for (at = va; at < end && (err = vb_hold_table(k, at, 0)) == KMM_OK;)
+        at = (at | (KMM_PAGE_2M - 1)) + 1;
+    if (err) {
+        unhold_spans(k, va, at); /* the spans before the one that failed */
+        kva_abort_free(k, va);
+        return err;
+    }
+    kva_set_held(k, va, true);
+    kva_abort_free(k, va); /* READY again */
     return KMM_OK;
 }

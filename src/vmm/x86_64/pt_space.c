@@ -156,7 +156,12 @@ static void recount_table(const struct mmu_space *s, uint64_t t, unsigned level,
         else
             recount_leaf(s, e[i], level, sub, c);
     }
-    if (pt_count(s, t) != present)
+    uint32_t count = pt_count(s, t);
+    if (level == PT_LEVEL_PT) { /* holds (pt_held.c) */
+        c->counts.held += count / MMU_TABLE_HOLD;
+        count %= MMU_TABLE_HOLD;
+    }
+    if (count != present)
         kmm_check_problem(c->r, KMM_CHECK_CORRUPT,
                           "space %p: level-%u table at 0x%llx counts %u entries, holds %u", c->tag,
                           level, (unsigned long long)t, pt_count(s, t), present);
@@ -164,7 +169,7 @@ static void recount_table(const struct mmu_space *s, uint64_t t, unsigned level,
 
 static bool same_counts(const struct mmu_counts *a, const struct mmu_counts *b)
 {
-    bool same = a->owned == b->owned;
+    bool same = a->owned == b->owned && a->held == b->held;
     for (unsigned i = 0; i < MMU_PAGE_SIZES; i++)
         same &= a->leaves[i] == b->leaves[i];
     for (unsigned i = 0; i < MMU_LEVELS; i++)

@@ -37,6 +37,23 @@ free_empty_tables(struct mmu_space *s, uint64_t va, const struct pt_path *p, uns
     }
 }
 
+/* Drops one hold of the page table of va's span (pt_held.c): if that was
+ * the last and no entry is present, the table and the tables above it
+ * that empty with it are queued in g, which has room for them (a fresh
+ * gather). */
+void mmu_unhold_table_locked(struct mmu_space *s, uint64_t va, struct kmm_tlb_gather *g)
+{
+    struct pt_path p;
+    unsigned l = pt_walk(s, va, &p);
+    KMM_ASSERT(s->k->port, l == PT_LEVEL_PT && vmm_gather_room(g, drop_frees(s)));
+    uint64_t table = p.table[pt_ix(PT_LEVEL_PT)];
+    KMM_ASSERT(s->k->port, pt_count(s, table) >= MMU_TABLE_HOLD);
+    /* One count left for free_empty_tables to take, as for a last leaf. */
+    pt_count_sub(s, table, MMU_TABLE_HOLD - 1);
+    s->counts.held--;
+    free_empty_tables(s, va, &p, PT_LEVEL_PT, g);
+}
+
 /* Removes the leaf of level l at va (its first address, present) and every
  * table that empties, recording the invalidation and the releases in g. */
 static void drop_leaf(struct mmu_space *s, uint64_t va, const struct pt_path *p, unsigned l,

@@ -1,0 +1,78 @@
+/*
+ * pt_held.c - held page tables: the page table of a 2 MiB span that stays
+ * allocated while its holder lives, whether or not any of its entries is
+ * present. The holders are vmap blocks (vmm/vblock.c), whose held table is
+ * theirs alone and whose leaves are written here without a walk, and raw
+ * areas a kernel populated (kmm_kva_populate), which may share a table
+ * with a neighbour: a table may carry several holds.
+ *
+ * A hold is MMU_TABLE_HOLD added to the table's entry count: the count
+ * never falls to 0 while one is there, so no unmap frees the table, and
+ * counts.held counts the holds. This is the one exception to "a table is
+ * freed the moment it empties" (SPEC §4), bounded by the live holders
+ * (kva_check compares the two), as Linux keeps the page tables of its
+ * vmalloc space.
+ */
+#include "vmm/x86_64/pt.h"
+
+_Static_assert(MMU_TABLE_HOLD > PTE_ENTRIES, "a held count is never a count of entries");
+
+int mmu_hold_count_locked(const struct mmu_space *s, uint64_t va)
+{
+    struct pt_path p;
+    unsigned l = pt_walk(s, va, &p);
+    if (l != PT_LEVEL_PT && pte_present(*pt_slot(s, &p, l, va)))
+        return KMM_EBUSY; /* a huge leaf maps the span */
+    if (l == PT_LEVEL_PT && pt_count(s, p.table[pt_ix(PT_LEVEL_PT)]) > UINT32_MAX - MMU_TABLE_HOLD)
+        return KMM_EBUSY; /* as many holds as a count takes */
+    return (int)(l - PT_LEVEL_PT);
+}
+
+uint64_t mmu_hold_table_locked(struct mmu_space *s, uint64_t va, struct vmm_tables *t)
+{
+    uint64_t table = pt_make_path(s, va, PT_LEVEL_PT, t);
+    pt_count_add(s, table, MMU_TABLE_HOLD);
+    s->counts.held++;
+    return table;
+}
+
+uint64_t mmu_held_table_locked(const struct mmu_space *s, uint64_t va)
+{
+    struct pt_path p;
+    if (pt_walk(s, va, &p) != PT_LEVEL_PT)
+        return 0;
+    uint64_t table = p.table[pt_ix(PT_LEVEL_PT)];
+    return pt_count(s, table) >= MMU_TABLE_HOLD ? table : 0;
+}
+
+void mmu_held_map_locked(struct mmu_space *s, uint64_t table, const struct mmu_pages *m)
+{
+    const pte_t bits = pte_make_leaf(0, m->prot, m->cache, PT_LEVEL_PT);
+    pte_t *e = &pt_table(s, table)[pte_index(m->va, PT_LEVEL_PT)];
+    KMM_ASSERT(s->k->port, !m->owned && pte_index(m->va, PT_LEVEL_PT) + m->n <= PTE_ENTRIES);
+    for (uint64_t i = 0; i < m->n; i++) {
+        KMM_ASSERT(s->k->port, !pte_present(e[i]));
+        pte_set(&e[i], m->pages[i] | bits);
+    }
+    pt_count_add(s, table, (uint32_t)m->n);
+    s->counts.leaves[pt_ix(PT_LEVEL_PT)] += m->n;
+}
+
+void mmu_held_unmap_locked(struct mmu_space *s, uint64_t table, uint64_t va, uint64_t n,
+                           struct kmm_tlb_gather *g)
+{
+    pte_t *e = &pt_table(s, table)[pte_index(va, PT_LEVEL_PT)];
+    KMM_ASSERT(s->k->port, pte_index(va, PT_LEVEL_PT) + n <= PTE_ENTRIES);
+    bool global = false;
+    for (uint64_t i = 0; i < n; i++) {
+        pte_t old = e[i];
+        KMM_ASSERT(s->k->port, pte_present(old) && !pte_owned(old));
+        global |= pt_global(s, va + i * KMM_PAGE_SIZE, old);
+        pte_set(&e[i], 0);
+    }
+    vmm_gather_run(g, va, n, global);
+    uint32_t left = pt_count_sub(s, table, (uint32_t)n);
+    KMM_ASSERT(s->k->port, left >= MMU_TABLE_HOLD);
+    (void)left;
+    s->counts.leaves[pt_ix(PT_LEVEL_PT)] -= n;
+}
