@@ -34,6 +34,7 @@ struct kmm_port;
 #define KMM_EBUSY  (-4) /* the target is in use (mapped, allocated) */
 #define KMM_ENOENT (-5) /* nothing there (not mapped, not allocated) */
 #define KMM_ESTATE (-6) /* the object is in the wrong state (double free) */
+#define KMM_EACCES (-7) /* the mapping does not allow the access (kmm_vm_fault) */
 
 /* Log levels of the lines the library writes through the port. */
 #define KMM_LOG_ERR   0 /* a misuse was rejected, or memory ran out */

@@ -85,6 +85,21 @@ struct kmm_aspace;
 #define KMM_MAP_HUGE    0x400u  /* 2 MiB pages where va and pa are 2 MiB aligned */
 #define KMM_MAP_HUGE_1G 0x800u  /* 1 GiB pages where aligned (and 2 MiB ones where not) */
 #define KMM_MAP_ALIAS   0x1000u /* RAM in a cache mode other than write-back (see below) */
+#define KMM_MAP_DEMAND  0x2000u /* demand-zero: no frame until first touched (see below) */
+
+/*
+ * Demand-zero pages (KMM_MAP_DEMAND): kmm_vm_map reserves [va, va + size)
+ * with the protection given and pa 0, and maps no frame. The first access
+ * faults (the CPU's page-fault handler calls kmm_vm_fault), which maps a
+ * zeroed page there, owned (as KMM_MAP_OWNED). Until then the page is in
+ * use as far as the range calls go: a map over it is KMM_EBUSY, unmap
+ * removes it (no frame to drop), protect changes what the first touch will
+ * map; kmm_vm_translate says KMM_ENOENT (no frame translates it), and
+ * kmm_vm_query shows it as mapped with demand set and pa 0. With DEMAND,
+ * OWNED, REPLACE, HUGE, HUGE_1G and ALIAS are refused, and so is a cache
+ * mode other than KMM_CACHE_WB (the page will be RAM). Stored in a
+ * non-present entry, it costs no memory but its page table.
+ */
 
 /*
  * Cache modes (memory types), one of them or-ed into kmm_vm_map's flags.
@@ -159,6 +174,42 @@ int kmm_aspace_create(struct kmm *k, struct kmm_aspace **out);
  * IRQs on; O(tables + mapped pages).
  */
 int kmm_aspace_destroy(struct kmm *k, struct kmm_aspace *as);
+
+/*
+ * kmm_aspace_clone - a new user space of parent's instance whose lower half
+ * is a copy of the user space parent's, for fork. Owned 4 KiB pages
+ * (KMM_MAP_OWNED, demand-zero pages touched, earlier clones' copies) are
+ * shared copy-on-write: each becomes read-only in both spaces, marked COW,
+ * and the child's entry takes a reference on the frame; the first write in
+ * either space faults and kmm_vm_fault gives that space a private copy (or
+ * the frame itself back, writable, when no other mapping holds it). The
+ * parent's pages that lose their write right this way are invalidated on
+ * every CPU before the call returns. An owned page is private to the space
+ * that maps it: memory to share writable between spaces is mapped without
+ * KMM_MAP_OWNED. Demand-zero pages are copied as demand-zero pages.
+ * Everything else (the caller's frames, device memory, huge pages) is
+ * copied as it is: the child maps the same frames with the same rights, and
+ * they stay the caller's. The kernel half is the shared one, as in every
+ * space.
+ *
+ * Returns KMM_OK and *out (the child: active on no CPU, freed with
+ * kmm_aspace_destroy), or, with parent exactly as it was and *out
+ * untouched:
+ *   KMM_ENOMEM  no memory for the child's space or tables (they are counted
+ *               and set aside, then the child is built under the parent's
+ *               lock with code that cannot fail, and only then is the
+ *               parent marked);
+ *   KMM_ESTATE  an owned frame already has the most owned mappings a frame
+ *               can (UINT32_MAX - 1);
+ *   KMM_EINVAL  parent is NULL, not a live space, or the kernel space, or
+ *               out is NULL (counted and logged; NULL or a dead parent
+ *               unlogged, as there is no instance).
+ * Calls on the parent at the same time wait for its lock; the parent's
+ * other CPUs may keep running its threads (their writes until the
+ * invalidation reach the shared frames, as with fork anywhere). IRQs on (it
+ * may reclaim and waits for shootdowns); O(parent's tables + entries).
+ */
+int kmm_aspace_clone(struct kmm_aspace *parent, struct kmm_aspace **out);
 
 /*
  * kmm_aspace_activate - make the live space as the current one of this CPU:
@@ -239,10 +290,14 @@ struct kmm_vm_translation {
     unsigned cache;     /* its KMM_CACHE_* mode */
     uint64_t page_size; /* KMM_PAGE_4K, KMM_PAGE_2M or KMM_PAGE_1G */
     bool owned;         /* the mapping holds a reference on its frame */
+    bool cow;           /* copy-on-write (kmm_aspace_clone): prot says what the mapping
+                           allows, but the CPU sees it read-only until a write fault
+                           copies the frame (kmm_vm_fault) */
 };
 
 /* kmm_vm_translate - fill *out for va. Returns KMM_OK, KMM_ENOENT if va is
- * not mapped (an answer, not a mistake: not counted; *out untouched), or
+ * not mapped or is a demand-zero page not touched yet (no frame: an
+ * answer, not a mistake: not counted; *out untouched), or
  * KMM_EINVAL if va is not canonical or out is NULL (counted in
  * kmm_vm_stats.misuse and logged with the caller). What it says may be
  * stale as soon as it returns if another CPU changes the page. IRQs on or
@@ -264,8 +319,9 @@ int kmm_vm_translate_caller(struct kmm_aspace *as, uint64_t va, struct kmm_vm_tr
 /*
  * kmm_vm_query - describe the mapping state from va up to limit: *out gets
  * the longest run starting at va of pages that are all unmapped, or all
- * mapped with the same protection, cache mode and ownership to consecutive
- * frames (whatever their page sizes), cut at limit. out->va is va,
+ * mapped with the same protection, cache mode, ownership and copy-on-write
+ * state to consecutive frames (whatever their page sizes), or all
+ * demand-zero with the same protection and cache mode, cut at limit. out->va is va,
  * out->size the run's bytes (> 0); pa, prot, cache and owned are set for a
  * mapped run and 0 for an unmapped one. Returns KMM_OK, or KMM_EINVAL
  * (counted and logged; *out untouched) when out is NULL, va is not page
@@ -286,8 +342,65 @@ struct kmm_vm_run {
     unsigned prot;
     unsigned cache; /* KMM_CACHE_* */
     bool owned;
+    bool demand; /* demand-zero pages not touched yet (mapped, pa 0, not owned) */
+    bool cow;    /* copy-on-write pages (see kmm_vm_translation.cow) */
 };
 int kmm_vm_query(struct kmm_aspace *as, uint64_t va, uint64_t limit, struct kmm_vm_run *out);
+
+/* --- faults ------------------------------------------------------------------------ */
+
+/* What the faulting access was, for kmm_vm_fault (a read is none of them).
+ * On x86_64 they are the page-fault error code's bits W (1), U/S (2) and
+ * I/D (4) as they are: kmm_vm_fault(as, cr2, err & KMM_FAULT_MASK, &how). */
+#define KMM_FAULT_WRITE 0x2u  /* a write */
+#define KMM_FAULT_USER  0x4u  /* from user mode */
+#define KMM_FAULT_EXEC  0x10u /* an instruction fetch */
+#define KMM_FAULT_MASK  (KMM_FAULT_WRITE | KMM_FAULT_USER | KMM_FAULT_EXEC)
+
+/* What kmm_vm_fault did about a fault it handled. */
+enum kmm_vm_fault_kind {
+    KMM_FAULT_NONE = 0,    /* not handled */
+    KMM_FAULT_DEMAND_ZERO, /* a demand-zero page got a zeroed frame */
+    KMM_FAULT_COW_COPY,    /* a copy-on-write page got a private copy of its frame */
+    KMM_FAULT_COW_REUSE,   /* a copy-on-write page was the frame's last mapping: made
+                              writable again in place */
+    KMM_FAULT_SPURIOUS,    /* the entry allows the access already (another CPU resolved
+                              it, or a stale TLB entry): this CPU's entry invalidated */
+};
+
+/*
+ * kmm_vm_fault - resolve a page fault at va in the space as (the space
+ * active on the faulting CPU; a fault in the kernel half is resolved in the
+ * kernel space, whichever space as is), for an access of kind access
+ * (KMM_FAULT_*). Handles a demand-zero page (maps a zeroed page, owned) and
+ * a write to a copy-on-write page that allows writing (a private copy,
+ * owned and writable, the shared frame's reference dropped once every CPU's
+ * TLB has let go of it; or the frame itself made writable when this is its
+ * only mapping). The entry is looked at again under the space's lock after
+ * the page is allocated, so two CPUs faulting on one page at once both
+ * return handled, one of them SPURIOUS.
+ *
+ * Returns KMM_OK iff the fault is handled: the faulting instruction can be
+ * run again; *how (if not NULL) says what was done. Otherwise *how is
+ * KMM_FAULT_NONE and the return value is why, with nothing changed:
+ *   KMM_ENOENT  nothing maps va (a kernel's own bug, or a user program's:
+ *               SIGSEGV): an answer, neither counted nor logged;
+ *   KMM_EACCES  the mapping does not allow the access and it is not
+ *               copy-on-write: a write to a read-only page, a fetch from a
+ *               no-execute page, a user access to a kernel page (SIGSEGV);
+ *               not counted either;
+ *   KMM_ENOMEM  no page for the zeroed page or the copy (the kernel may
+ *               wait and retry, or kill the faulting program);
+ *   KMM_EINVAL  as is not a live space (unlogged), va is not canonical (the
+ *               CPU raises #GP there, never #PF), or access has unknown
+ *               bits: counted in kmm_vm_stats.misuse and logged.
+ * It allocates with reclaim allowed and with no lock held, and a copy's
+ * invalidation waits for other CPUs: call it with IRQs on (a #PF handler
+ * turns them back on if the faulting code had them on; see
+ * docs/architecture.md, "Faults"), never while holding a kmm lock.
+ * O(levels) + one page's zeroing or copy.
+ */
+int kmm_vm_fault(struct kmm_aspace *as, uint64_t va, unsigned access, enum kmm_vm_fault_kind *how);
 
 /* --- TLB batching ---------------------------------------------------------------- */
 
@@ -389,6 +502,25 @@ struct kmm_vm_stats {
     uint64_t table_bytes;  /* memory in page tables */
     uint64_t misuse;       /* calls rejected on any space of the instance; never decreases */
 };
+
+/*
+ * Copy-on-write and demand-zero figures of one space (kmm_vm_fault_stats).
+ * A separate structure from kmm_vm_stats, whose layout struct kmm_stats
+ * embeds (kmm/stats.h grows at its end only).
+ */
+struct kmm_vm_fault_stats {
+    uint64_t cow_pages;    /* owned 4 KiB leaves marked copy-on-write now */
+    uint64_t demand_pages; /* demand-zero pages not touched yet */
+    /* Faults kmm_vm_fault handled in this space, by enum kmm_vm_fault_kind;
+     * each never decreases. */
+    uint64_t demand_zero, cow_copy, cow_reuse, spurious;
+    uint64_t refused; /* faults it did not handle (ENOENT, EACCES, ENOMEM); never decreases */
+    uint64_t clones;  /* kmm_aspace_clone calls that cloned this space; never decreases */
+};
+
+/* kmm_vm_fault_stats - the figures of the live space as, taken under its
+ * lock. Cannot fail. IRQs on or off, interrupt handlers too; O(1). */
+void kmm_vm_fault_stats(struct kmm_aspace *as, struct kmm_vm_fault_stats *out);
 
 /* kmm_vm_stats - the figures of the live space as (the kernel space's count
  * its shared kernel-half tables; a user space's count only its own), taken

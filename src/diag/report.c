@@ -166,6 +166,8 @@ static void report_page_tables(struct kmm *k, const struct kmm_sink *s)
     format_size(sz, sizeof(sz), ks.table_bytes);
     sink_printf(s, ", %s\n", sz);
     uint64_t spaces = 0, mapped[3] = {0, 0, 0}, bytes = 0;
+    struct kmm_vm_fault_stats fs, sum;
+    kmm_vm_fault_stats(kmm_kernel_aspace(k), &sum);
     kmm_irqstate_t irq = kmm_lock_irqsave(&k->vm.list_lock);
     for (struct kmm_aspace *as = k->vm.spaces; as; as = as->next) {
         struct kmm_vm_stats us;
@@ -175,12 +177,29 @@ static void report_page_tables(struct kmm *k, const struct kmm_sink *s)
         mapped[1] += us.mapped_2m;
         mapped[2] += us.mapped_1g;
         bytes += us.table_bytes;
+        kmm_vm_fault_stats(as, &fs);
+        sum.cow_pages += fs.cow_pages;
+        sum.demand_pages += fs.demand_pages;
+        sum.demand_zero += fs.demand_zero;
+        sum.cow_copy += fs.cow_copy;
+        sum.cow_reuse += fs.cow_reuse;
+        sum.spurious += fs.spurious;
+        sum.refused += fs.refused;
+        sum.clones += fs.clones;
     }
     kmm_unlock_irqrestore(&k->vm.list_lock, irq);
     format_size(sz, sizeof(sz), bytes);
     sink_printf(s, "  user spaces: %llu, mapped 4K %llu, 2M %llu, 1G %llu; tables %s\n",
                 (unsigned long long)spaces, (unsigned long long)mapped[0],
                 (unsigned long long)mapped[1], (unsigned long long)mapped[2], sz);
+    sink_printf(s,
+                "  every space: copy-on-write pages %llu, demand-zero pages %llu, clones %llu; "
+                "faults resolved: demand-zero %llu, cow copy %llu, cow reuse %llu, spurious "
+                "%llu; refused %llu\n",
+                (unsigned long long)sum.cow_pages, (unsigned long long)sum.demand_pages,
+                (unsigned long long)sum.clones, (unsigned long long)sum.demand_zero,
+                (unsigned long long)sum.cow_copy, (unsigned long long)sum.cow_reuse,
+                (unsigned long long)sum.spurious, (unsigned long long)sum.refused);
     sink_printf(s, "  rejected misuse %llu\n", (unsigned long long)ks.misuse);
 }
 

@@ -61,6 +61,8 @@ const char *kmm_strerror(int err)
         return "ENOENT";
     case KMM_ESTATE:
         return "ESTATE";
+    case KMM_EACCES:
+        return "EACCES";
     default:
         return "E?";
     }

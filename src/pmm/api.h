@@ -224,6 +224,14 @@ bool pmm_page_map_get(struct kmm *k, uint64_t pa);
  */
 void pmm_page_map_put(struct kmm *k, uint64_t pa);
 
+/* pmm_page_map_count - how many owned mappings hold the page at pa (its
+ * mapcount; 0 if none, or if pa is no allocated single page), read under
+ * its zone lock. Exact for as long as the caller keeps every mapping it
+ * counts from changing (kmm_vm_fault: its space's lock over its own
+ * mapping, which keeps the count from reaching 0; a count of 1 is then that
+ * mapping alone). Takes the page's zone lock (a leaf). Any context. */
+uint32_t pmm_page_map_count(struct kmm *k, uint64_t pa);
+
 /* Whether the page at pa holds an owned mapping's reference (kmm_check).
  * Racy by nature. */
 bool pmm_page_mapped(struct kmm *k, uint64_t pa);

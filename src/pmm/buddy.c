@@ -491,6 +491,18 @@ void pmm_page_map_put(struct kmm *k, uint64_t pa)
     kmm_unlock_irqrestore(&z->lock, s);
 }
 
+uint32_t pmm_page_map_count(struct kmm *k, uint64_t pa)
+{
+    struct kmm_frame *f = mappable_frame(k, pa);
+    if (!f)
+        return 0;
+    struct kmm_zone *z = pmm_zone_of(&k->pmm, f);
+    kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
+    uint32_t n = (__atomic_load_n(&f->count, __ATOMIC_RELAXED) & FRAME_MAPPED) ? f->prev : 0;
+    kmm_unlock_irqrestore(&z->lock, s);
+    return n;
+}
+
 bool pmm_page_mapped(struct kmm *k, uint64_t pa)
 {
     const struct kmm_frame *f = mappable_frame(k, pa);

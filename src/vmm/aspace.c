@@ -15,6 +15,7 @@
 #include <kmm/page.h>
 
 #include "pmm/api.h"
+#include "vmm/validate.h"
 #include "vmm/vmm.h"
 
 KMM_INIT unsigned vmm_init_pages(void)
@@ -49,7 +50,9 @@ struct kmm_aspace *kmm_kernel_aspace(struct kmm *k)
     return &k->vm.kernel;
 }
 
-int kmm_aspace_create(struct kmm *k, struct kmm_aspace **out)
+/* A new user space, on no list yet: nobody else can reach it. Returns it,
+ * or NULL (nothing allocated). */
+static struct kmm_aspace *space_new(struct kmm *k)
 {
     struct vmm_tables t = {0, 0};
     uint64_t self = kmm_page_alloc(k, 0, KMM_GFP_ZERO);
@@ -57,17 +60,97 @@ int kmm_aspace_create(struct kmm *k, struct kmm_aspace **out)
         vmm_tables_release(k, &t);
         if (self)
             KMM_MUST(k->port, kmm_page_free(k, self, 0));
-        return KMM_ENOMEM;
+        return 0;
     }
     struct kmm_aspace *as = kmm_phys_to_virt(k, self);
     aspace_init(as, k);
     as->self_pa = self;
     mmu_init_user(&as->mmu, &k->vm.kernel.mmu, &t);
+    return as;
+}
+
+/* Frees a space that is on no list (its tables, owned frames' references,
+ * and itself). Nothing is invalidated: no CPU has used it. */
+static void space_free(struct kmm *k, struct kmm_aspace *as)
+{
+    mmu_destroy(&as->mmu);
+    as->canary = 0;
+    KMM_MUST(k->port, kmm_page_free(k, as->self_pa, 0));
+}
+
+static void space_link(struct kmm *k, struct kmm_aspace *as)
+{
     kmm_irqstate_t s = kmm_lock_irqsave(&k->vm.list_lock);
     as->next = k->vm.spaces;
     k->vm.spaces = as;
     kmm_unlock_irqrestore(&k->vm.list_lock, s);
+}
+
+int kmm_aspace_create(struct kmm *k, struct kmm_aspace **out)
+{
+    struct kmm_aspace *as = space_new(k);
+    if (!as)
+        return KMM_ENOMEM;
+    space_link(k, as);
     *out = as;
+    return KMM_OK;
+}
+
+/* --- clone ---------------------------------------------------------------------------------- */
+
+bool vmm_share_owned(struct kmm *k, uint64_t pa)
+{
+    return pmm_page_map_get(k, pa);
+}
+
+static int count_clone(const struct mmu_space *s, const void *op)
+{
+    (void)op;
+    return (int)mmu_clone_tables(s);
+}
+
+/*
+ * seL4's order: everything that can fail first, with the parent untouched
+ * (the child's space and root, then its tables, counted under the parent's
+ * lock and set aside, then under that same lock hold the copy, whose only
+ * failure is a frame's mapping limit and leaves the parent as it was);
+ * then the parent's marking, which cannot fail. The child is linked on
+ * the space list only at the end, so nobody sees it half built.
+ */
+int kmm_aspace_clone(struct kmm_aspace *parent, struct kmm_aspace **out)
+{
+    const void *caller = __builtin_return_address(0);
+    enum vm_why why = !vm_is_space(parent)              ? VM_NOT_A_SPACE
+                      : parent == &parent->k->vm.kernel ? VM_KERNEL_SPACE
+                      : !out                            ? VM_NULL_RESULT
+                                                        : VM_VALID;
+    if (why)
+        return vm_refuse(parent, why, "kmm_aspace_clone", 0, 0, caller);
+    struct kmm *k = parent->k;
+    struct kmm_aspace *child = space_new(k);
+    if (!child)
+        return KMM_ENOMEM;
+    struct vmm_tables t = {0, 0};
+    kmm_irqstate_t irq;
+    if (vmm_lock_with_tables(parent, &t, count_clone, 0, &irq) != KMM_OK) {
+        space_free(k, child);
+        return KMM_ENOMEM;
+    }
+    if (!mmu_clone_copy_locked(&parent->mmu, &child->mmu, &t)) {
+        kmm_unlock_irqrestore(&parent->lock, irq);
+        vmm_tables_release(k, &t);
+        space_free(k, child);
+        return vm_refuse(parent, VM_FRAME_MAPS_MAX, "kmm_aspace_clone", 0, 0, caller);
+    }
+    struct kmm_tlb_gather g;
+    kmm_tlb_gather_init(&g, parent);
+    mmu_clone_mark_locked(&parent->mmu, &g);
+    parent->faults.clones++;
+    kmm_unlock_irqrestore(&parent->lock, irq);
+    vmm_tables_release(k, &t); /* more than needed if the parent lost tables meanwhile */
+    kmm_tlb_finish(&g);
+    space_link(k, child);
+    *out = child;
     return KMM_OK;
 }
 
@@ -125,9 +208,7 @@ int kmm_aspace_destroy(struct kmm *k, struct kmm_aspace *as)
                          (uint64_t)(uintptr_t)as, 0, why, caller);
     if (why)
         return vm_misuse_handle(k, "kmm_aspace_destroy", (uint64_t)(uintptr_t)as, 0, why, caller);
-    mmu_destroy(&as->mmu);
-    as->canary = 0;
-    KMM_MUST(k->port, kmm_page_free(k, as->self_pa, 0));
+    space_free(k, as);
     return KMM_OK;
 }
 
@@ -156,6 +237,20 @@ void kmm_vm_stats(struct kmm_aspace *as, struct kmm_vm_stats *out)
         n += c->tables[i];
     }
     out->table_bytes = n * KMM_PAGE_SIZE;
+    kmm_unlock_irqrestore(&as->lock, s);
+}
+
+void kmm_vm_fault_stats(struct kmm_aspace *as, struct kmm_vm_fault_stats *out)
+{
+    kmm_irqstate_t s = kmm_lock_irqsave(&as->lock);
+    *out = (struct kmm_vm_fault_stats){.cow_pages = as->mmu.counts.cow,
+                                       .demand_pages = as->mmu.counts.demand,
+                                       .demand_zero = as->faults.demand_zero,
+                                       .cow_copy = as->faults.cow_copy,
+                                       .cow_reuse = as->faults.cow_reuse,
+                                       .spurious = as->faults.spurious,
+                                       .refused = as->faults.refused,
+                                       .clones = as->faults.clones};
     kmm_unlock_irqrestore(&as->lock, s);
 }
 

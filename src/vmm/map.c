@@ -117,7 +117,7 @@ map_page(struct kmm_aspace *as, const struct mmu_map *m, bool area, const void *
         }
         mmu_map_page_commit_locked(&as->mmu, m, &cur);
     }
-    if (r == KMM_OK)
+    if (r == KMM_OK && !m->demand) /* a demand-zero page shows nothing until touched */
         vmm_mapping_changed(&as->mmu, m->va, m->size, m->pa, m->prot | KMM_PROT_READ);
     kmm_unlock_irqrestore(&as->lock, irq);
     if (r == KMM_EBUSY)
@@ -163,7 +163,8 @@ static int map_range(struct kmm_aspace *as, const struct mmu_map *m, bool replac
         vmm_replace_locked(as, m, &t, &g, &irq);
     else
         mmu_map_locked(&as->mmu, m, &t);
-    vmm_mapping_changed(&as->mmu, m->va, m->size, m->pa, m->prot | KMM_PROT_READ);
+    if (!m->demand) /* a demand-zero page shows nothing until touched */
+        vmm_mapping_changed(&as->mmu, m->va, m->size, m->pa, m->prot | KMM_PROT_READ);
     kmm_unlock_irqrestore(&as->lock, irq);
     if (hold.end)
         kva_unhold(k, &hold);
@@ -173,10 +174,11 @@ static int map_range(struct kmm_aspace *as, const struct mmu_map *m, bool replac
 }
 
 /* The largest leaf the flags allow: owned mappings take a reference per
- * single page, so they use 4 KiB pages only. */
+ * single page, so they use 4 KiB pages only, and so do demand-zero ones,
+ * which become owned. */
 static inline uint64_t max_page(unsigned flags)
 {
-    if (flags & KMM_MAP_OWNED)
+    if (flags & (KMM_MAP_OWNED | KMM_MAP_DEMAND))
         return KMM_PAGE_4K;
     return flags & KMM_MAP_HUGE_1G ? KMM_PAGE_1G : flags & KMM_MAP_HUGE ? KMM_PAGE_2M : KMM_PAGE_4K;
 }
@@ -196,7 +198,8 @@ static inline __attribute__((always_inline)) int vm_map(struct kmm_aspace *as, u
                         .max_page = max_page(flags),
                         .prot = flags & KMM_PROT_MASK,
                         .cache = flags & KMM_CACHE_MASK,
-                        .owned = (flags & KMM_MAP_OWNED) != 0};
+                        .owned = (flags & KMM_MAP_OWNED) != 0,
+                        .demand = (flags & KMM_MAP_DEMAND) != 0};
     bool replace = (flags & KMM_MAP_REPLACE) != 0;
     if (size == KMM_PAGE_SIZE && !replace) {
         int err = map_page(as, &m, area, caller);

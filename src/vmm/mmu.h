@@ -50,6 +50,8 @@ struct mmu_counts {
     uint64_t leaves[MMU_PAGE_SIZES]; /* present leaves per page size */
     uint64_t owned;                  /* leaves holding a frame reference (all 4 KiB) */
     uint64_t held;                   /* holds on page tables (pt_held.c) */
+    uint64_t cow;                    /* owned leaves marked copy-on-write */
+    uint64_t demand;                 /* demand-zero entries (not present, not in leaves) */
 };
 
 /* struct mmu_space, struct mmu_cursor and the address-format questions. */
@@ -88,6 +90,11 @@ bool vmm_gather_room(const struct kmm_tlb_gather *g, unsigned frees);
 void vmm_free_table(struct kmm *k, uint64_t pa);
 void vmm_drop_owned(struct kmm *k, uint64_t pa);
 
+/* Takes one more owned-mapping reference on the frame at pa, which an owned
+ * leaf maps (a clone's copy of that leaf): false, nothing taken, if the
+ * frame has the most mappings it can (aspace.c). */
+bool vmm_share_owned(struct kmm *k, uint64_t pa);
+
 /* The port's hook after entries changed (a port may mirror mappings with it): [va, va + size)
  * now maps pa with prot (KMM_PROT_*), or nothing when prot is 0 (map.c). */
 void vmm_mapping_changed(const struct mmu_space *s, uint64_t va, uint64_t size, uint64_t pa,
@@ -123,6 +130,7 @@ struct mmu_map {
     unsigned prot;     /* KMM_PROT_* */
     unsigned cache;    /* KMM_CACHE_*, 0 for write-back */
     bool owned;        /* the leaves hold frame references (max_page is 4 KiB) */
+    bool demand;       /* demand-zero entries instead (pa ignored, max_page 4 KiB) */
 };
 
 /*
@@ -256,6 +264,68 @@ void mmu_held_map_locked(struct mmu_space *s, uint64_t table, const struct mmu_p
  * one run; frees nothing (the table stays held). O(n). */
 void mmu_held_unmap_locked(struct mmu_space *s, uint64_t table, uint64_t va, uint64_t n,
                            struct kmm_tlb_gather *g);
+
+/* --- faults and clones (pt_fork.c) --------------------------------------------------- */
+
+/* What the entry of a faulting address needs (mmu_fault_look_locked). */
+enum mmu_fault_need {
+    MMU_FAULT_UNMAPPED, /* nothing maps the address */
+    MMU_FAULT_DENIED,   /* the mapping does not allow the access (and it is no COW write) */
+    MMU_FAULT_ALLOWED,  /* the entry allows the access already */
+    MMU_FAULT_DEMAND,   /* a demand-zero page: a zeroed frame (mmu_fault_fill_locked) */
+    MMU_FAULT_COW,      /* a write to a COW page that may be written (mmu_fault_cow_locked) */
+};
+
+/* What mmu_fault_look_locked found, for the commit under the same lock hold. */
+struct mmu_fault {
+    enum mmu_fault_need need;
+    uint64_t frame;        /* MMU_FAULT_COW: the shared frame */
+    struct mmu_cursor cur; /* the entry */
+};
+
+/* mmu_fault_look_locked - what a fault at va (page aligned, canonical, in
+ * s's own half) by an access of kind access (KMM_FAULT_*) needs, as s's
+ * entry for va says now. Changes nothing. O(levels). */
+void mmu_fault_look_locked(const struct mmu_space *s, uint64_t va, unsigned access,
+                           struct mmu_fault *f);
+
+/* mmu_fault_fill_locked - the demand-zero page f found at va becomes a
+ * present owned leaf of frame pa (zeroed, its owned-mapping reference
+ * taken by the caller), and the port is told. Nothing to invalidate: the
+ * entry was not present. O(1). */
+void mmu_fault_fill_locked(struct mmu_space *s, uint64_t va, const struct mmu_fault *f,
+                           uint64_t pa);
+
+/* mmu_fault_cow_locked - the COW leaf f found at va becomes private and
+ * writable (if the mapping may write): with pa 0 on its own frame (the
+ * last mapping of it: nothing to invalidate, its rights only grow), else
+ * on frame pa (a copy, its reference taken by the caller), the old
+ * translation's invalidation and the shared frame's release recorded in
+ * g. The port is told. O(1). */
+void mmu_fault_cow_locked(struct mmu_space *s, uint64_t va, const struct mmu_fault *f, uint64_t pa,
+                          struct kmm_tlb_gather *g);
+
+/* mmu_clone_tables - the tables a copy of the user space s's lower half
+ * takes: its own, but the root. Under s's lock; O(1). */
+unsigned mmu_clone_tables(const struct mmu_space *s);
+
+/*
+ * mmu_clone_copy_locked - make the empty lower half of child (a new user
+ * space nobody else knows) a copy of s's, with tables from t (as many as
+ * mmu_clone_tables said): every entry as it is, except that an owned leaf
+ * takes a reference for the child (vmm_share_owned) and is marked COW in
+ * the child. s does not change. Returns false if a reference could not be
+ * taken: child then holds a consistent part of the copy, which
+ * mmu_destroy takes apart (dropping the references taken). O(tables +
+ * entries).
+ */
+bool mmu_clone_copy_locked(const struct mmu_space *s, struct mmu_space *child,
+                           struct vmm_tables *t);
+
+/* mmu_clone_mark_locked - after mmu_clone_copy_locked succeeded, mark s's
+ * owned leaves COW as the child's are, recording in g each that loses its
+ * write right and telling the port. Cannot fail. O(tables + entries). */
+void mmu_clone_mark_locked(struct mmu_space *s, struct kmm_tlb_gather *g);
 
 /* --- looking -------------------------------------------------------------------------------- */
 

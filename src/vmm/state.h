@@ -44,6 +44,11 @@ struct kmm_aspace {
     uint64_t kva_base, kva_span;
     struct mmu_space mmu;    /* its tables */
     struct kmm_aspace *next; /* on the space list */
+    /* kmm_vm_fault's and kmm_aspace_clone's figures (kmm_vm_fault_stats),
+     * under lock; cow_pages and demand_pages are mmu.counts'. */
+    struct {
+        uint64_t demand_zero, cow_copy, cow_reuse, spurious, refused, clones;
+    } faults;
     /* Callers' gathers holding work of this space that a _g call left in
      * them (kmm_tlb_finish not called yet): destroying the space then
      * would leave them pointing at freed memory (tlb.c). */

@@ -50,6 +50,12 @@ static const struct {
     BAD(VM_NULL_RESULT, "NULL result pointer", KMM_MISUSE_BAD_ARG),
     BAD(VM_VA_UNALIGNED, "address not page aligned", KMM_MISUSE_UNALIGNED),
     BAD(VM_LIMIT_NOT_ABOVE, "limit not above the address", KMM_MISUSE_BAD_ARG),
+    BAD(VM_DEMAND_FLAGS,
+        "KMM_MAP_DEMAND maps no frame: pa 0, and no OWNED, REPLACE, HUGE, ALIAS or cache mode "
+        "other than write-back",
+        KMM_MISUSE_BAD_FLAGS),
+    BAD(VM_UNKNOWN_ACCESS, "unknown access bits (KMM_FAULT_*)", KMM_MISUSE_BAD_FLAGS),
+    BAD(VM_KERNEL_SPACE, "the kernel space cannot be cloned", KMM_MISUSE_BAD_HANDLE),
     BAD(VM_ALIAS,
         "RAM in a cache mode other than write-back aliases the direct map (KMM_MAP_ALIAS "
         "accepts that)",
@@ -60,6 +66,8 @@ static const struct {
     [VM_OWNED_NOT_RAM] = {"owned frames must be RAM", KMM_MISUSE_OUTSIDE, KMM_ERANGE},
     [VM_OWNED_NOT_PAGE] = {"an owned frame is not an allocated single page", KMM_MISUSE_NOT_BLOCK,
                            KMM_ESTATE},
+    [VM_FRAME_MAPS_MAX] = {"an owned frame has the most owned mappings a frame can",
+                           KMM_MISUSE_LIMIT, KMM_ESTATE},
 };
 
 int vm_refuse(const struct kmm_aspace *as, enum vm_why why, const char *fn, uint64_t va,

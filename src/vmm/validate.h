@@ -59,6 +59,10 @@ enum vm_why {
     VM_OWNED_NOT_RAM,
     VM_ALIAS,
     VM_OWNED_NOT_PAGE,
+    VM_DEMAND_FLAGS,
+    VM_UNKNOWN_ACCESS,
+    VM_KERNEL_SPACE,
+    VM_FRAME_MAPS_MAX,
     VM_WHYS
 };
 
@@ -117,7 +121,12 @@ static inline enum vm_why bad_prot(const struct kmm_aspace *as, uint64_t va, uns
 
 #define MAP_FLAGS                                                                                  \
     (KMM_PROT_MASK | KMM_MAP_OWNED | KMM_MAP_REPLACE | KMM_MAP_HUGE | KMM_MAP_HUGE_1G |            \
-     KMM_MAP_ALIAS | KMM_CACHE_MASK)
+     KMM_MAP_ALIAS | KMM_MAP_DEMAND | KMM_CACHE_MASK)
+
+/* What KMM_MAP_DEMAND refuses beside it: it maps no frame now, and RAM
+ * (write-back) later. */
+#define DEMAND_REFUSES                                                                             \
+    (KMM_MAP_OWNED | KMM_MAP_REPLACE | KMM_MAP_HUGE | KMM_MAP_HUGE_1G | KMM_MAP_ALIAS)
 
 /* The largest physical address an entry can hold (MAXPHYADDR at most 52). */
 #define PHYS_LIMIT (UINT64_C(1) << 52)
@@ -130,6 +139,9 @@ static inline enum vm_why bad_map(const struct kmm_aspace *as, uint64_t va, uint
     enum vm_why why = bad_range(as, va, size);
     if (why)
         return why;
+    if ((flags & KMM_MAP_DEMAND) &&
+        (pa || (flags & DEMAND_REFUSES) || (flags & KMM_CACHE_MASK & ~KMM_CACHE_WB)))
+        return VM_DEMAND_FLAGS;
     if (pa & (KMM_PAGE_SIZE - 1))
         return VM_PA_UNALIGNED;
     if (pa >= PHYS_LIMIT || size > PHYS_LIMIT - pa)
@@ -149,6 +161,8 @@ static inline __attribute__((always_inline)) enum vm_why
 bad_frames(const struct kmm_aspace *as, uint64_t pa, uint64_t size, unsigned flags)
 {
     unsigned cache = flags & KMM_CACHE_MASK;
+    if (flags & KMM_MAP_DEMAND)
+        return VM_VALID; /* no frame now; a zeroed page of RAM at the first touch */
     uint64_t ram = pmm_ram_bytes(as->k, pa, size);
     if (!cache && ram != size)
         return VM_NOT_RAM;

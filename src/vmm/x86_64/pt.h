@@ -25,6 +25,9 @@
 
 enum { PT_LEVEL_PT = 1, PT_LEVEL_PD = 2, PT_LEVEL_PDPT = 3 };
 
+#define KERNEL_HALF_FIRST  (PTE_ENTRIES / 2) /* the top-level index of the kernel half */
+#define KERNEL_HALF_TABLES (PTE_ENTRIES - KERNEL_HALF_FIRST)
+
 /* The array index of level l's figures (enum mmu_table_ix, mmu_page_ix). */
 static inline unsigned pt_ix(unsigned level)
 {
@@ -165,14 +168,32 @@ static inline pte_t *pt_find(const struct mmu_space *s, uint64_t va, uint64_t *t
 
 /* --- changing ---------------------------------------------------------------------------- */
 
-/* Writes the empty entry e of table t (level l) as leaf v: the count of t
- * and of the space's leaves of that size go up. */
+/* Writes the empty entry e of table t (level l) as leaf v (or as a
+ * demand-zero entry, level 1): the count of t and of the space's leaves of
+ * that size (or demand-zero entries) go up. */
 static inline void pt_add_leaf(struct mmu_space *s, uint64_t t, pte_t *e, pte_t v, unsigned l)
 {
     pte_set(e, v);
     pt_count_inc(s, t);
-    s->counts.leaves[pt_ix(l)]++;
+    s->counts.leaves[pt_ix(l)] += pte_present(v);
+    s->counts.demand += !pte_present(v);
     s->counts.owned += pte_owned(v); /* owned leaves are single pages */
+}
+
+/* The space's counts for a used entry e that goes away (or is replaced):
+ * a leaf of level l, or a demand-zero entry. The table's count is the
+ * caller's. */
+static inline void pt_forget_entry(struct mmu_space *s, pte_t e, unsigned l)
+{
+    if (pte_demand(e)) {
+        s->counts.demand--;
+        return;
+    }
+    s->counts.leaves[pt_ix(l)]--;
+    if (pte_owned(e)) {
+        s->counts.owned--;
+        s->counts.cow -= pte_cow(e);
+    }
 }
 
 /* Creates the missing tables on the way to va's level-`level` entry, from

@@ -51,7 +51,7 @@ void mmu_held_map_locked(struct mmu_space *s, uint64_t table, const struct mmu_p
     pte_t *e = &pt_table(s, table)[pte_index(m->va, PT_LEVEL_PT)];
     KMM_ASSERT(s->k->port, !m->owned && pte_index(m->va, PT_LEVEL_PT) + m->n <= PTE_ENTRIES);
     for (uint64_t i = 0; i < m->n; i++) {
-        KMM_ASSERT(s->k->port, !pte_present(e[i]));
+        KMM_ASSERT(s->k->port, !pte_used(e[i])); /* nor a demand-zero page */
         pte_set(&e[i], m->pages[i] | bits);
     }
     pt_count_add(s, table, (uint32_t)m->n);

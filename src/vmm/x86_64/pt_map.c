@@ -41,6 +41,8 @@ static inline unsigned piece_at(const struct mmu_map *m, uint64_t at, unsigned t
 /* The leaf of level l for m's piece at `at`. */
 static inline pte_t piece_leaf(const struct mmu_map *m, uint64_t at, unsigned l)
 {
+    if (m->demand)
+        return pte_make_demand(m->prot, m->cache);
     return pte_make_leaf(m->pa + (at - m->va), m->prot, m->cache, l) |
            (m->owned ? PTE_SW_OWNED : 0);
 }
@@ -70,7 +72,7 @@ int mmu_map_page_locked(struct mmu_space *s, const struct mmu_map *m, struct mmu
     uint64_t t;
     unsigned l;
     pte_t *e = pt_find(s, m->va, &t, &l);
-    if (pte_present(*e))
+    if (pte_used(*e))
         return KMM_EBUSY;
     if (l != PT_LEVEL_PT)
         return MMU_SLOW;
@@ -128,7 +130,7 @@ int mmu_map_count_locked(const struct mmu_space *s, const struct mmu_map *m)
         unsigned piece = piece_at(m, at, top);
         struct pt_path p;
         unsigned l = pt_walk(s, at, &p);
-        if (l < piece || pte_present(*pt_slot(s, &p, l, at)))
+        if (l < piece || pte_used(*pt_slot(s, &p, l, at)))
             return KMM_EBUSY;
         missing += new_tables(&seen, at, piece, l); /* levels piece .. l-1 are missing */
         at += pte_level_size(piece);
@@ -170,7 +172,7 @@ int mmu_map_pages_count_locked(const struct mmu_space *s, const struct mmu_pages
         unsigned l = pt_walk(s, at, &p);
         if (l == PT_LEVEL_PT) { /* the table exists: each entry must be free */
             for (const pte_t *e = pt_slot(s, &p, l, at); at != stop; at += KMM_PAGE_SIZE, e++)
-                if (pte_present(*e))
+                if (pte_used(*e))
                     return KMM_EBUSY;
             continue;
         }
@@ -241,14 +243,17 @@ static uint64_t replace_piece(struct mmu_space *s, const struct mmu_map *m, uint
     uint64_t table = l > piece ? pt_make_path(s, at, piece, t) : p.table[pt_ix(piece)];
     pte_t *e = &pt_table(s, table)[pte_index(at, piece)];
     pte_t old = *e;
-    if (pte_present(old)) {
-        vmm_gather_range(g, at, pte_level_size(piece), pt_global(s, at, old));
-        if (pte_owned(old)) {
-            s->counts.owned--;
+    if (pte_used(old)) {
+        /* Counts kept exact: the lock may drop between chunks. A
+         * demand-zero entry has nothing to invalidate or release. */
+        pt_forget_entry(s, old, piece);
+        if (pte_present(old))
+            vmm_gather_range(g, at, pte_level_size(piece), pt_global(s, at, old));
+        if (pte_owned(old))
             vmm_gather_frame(g, pte_frame(old));
-        }
         pte_set(e, piece_leaf(m, at, piece));
-        s->counts.owned += m->owned; /* kept exact: the lock may drop between chunks */
+        s->counts.leaves[pt_ix(piece)]++;
+        s->counts.owned += m->owned;
     } else {
         pt_add_leaf(s, table, e, piece_leaf(m, at, piece), piece);
     }

@@ -26,19 +26,22 @@ int mmu_translate(const struct mmu_space *s, kmm_lock_t *lock, uint64_t va,
     }
     out->prot = pte_prot(e);
     out->owned = pte_owned(e);
+    out->cow = pte_cow(e);
     return KMM_OK;
 }
 
 /* What the walk's stop at `at` (level l, entry e) says about the page
- * there; an unmapped one is all zeros but its size. */
+ * there; an unmapped one is all zeros but its size; a demand-zero one is
+ * mapped with its protection and cache mode, pa 0. */
 static struct kmm_vm_run run_at(uint64_t at, unsigned l, pte_t e)
 {
-    struct kmm_vm_run here = {.mapped = pte_present(e)};
+    struct kmm_vm_run here = {.mapped = pte_used(e), .demand = pte_demand(e)};
     if (here.mapped) {
-        here.pa = pte_leaf_frame(e, l) + (at - pt_base(at, l));
+        here.pa = here.demand ? 0 : pte_leaf_frame(e, l) + (at - pt_base(at, l));
         here.prot = pte_prot(e);
         here.cache = pte_cache(e, l);
         here.owned = pte_owned(e);
+        here.cow = pte_cow(e);
     }
     return here;
 }
@@ -48,10 +51,13 @@ static struct kmm_vm_run run_at(uint64_t at, unsigned l, pte_t e)
 static bool continues(const struct kmm_vm_run *out, const struct kmm_vm_run *here, uint64_t va,
                       uint64_t at)
 {
-    if (here->mapped != out->mapped)
+    if (here->mapped != out->mapped || here->demand != out->demand)
         return false;
-    return !here->mapped || (here->pa == out->pa + (at - va) && here->prot == out->prot &&
-                             here->cache == out->cache && here->owned == out->owned);
+    if (!here->mapped)
+        return true;
+    bool frames = here->demand || here->pa == out->pa + (at - va); /* demand-zero: no frames */
+    return frames && here->prot == out->prot && here->cache == out->cache &&
+           here->owned == out->owned && here->cow == out->cow;
 }
 
 /* The address after the part of the address space that the walk's stop at

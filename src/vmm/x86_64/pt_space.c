@@ -13,9 +13,6 @@
 
 #include <kmm/check.h>
 
-#define KERNEL_HALF_FIRST  (PTE_ENTRIES / 2) /* the top-level index of the kernel half */
-#define KERNEL_HALF_TABLES (PTE_ENTRIES - KERNEL_HALF_FIRST)
-
 unsigned mmu_kernel_tables(void)
 {
     return 1 + KERNEL_HALF_TABLES; /* the root and the shared kernel-half tables */
@@ -64,7 +61,7 @@ static void free_below(struct mmu_space *s, uint64_t t, unsigned level)
 {
     pte_t *e = pt_table(s, t);
     for (unsigned i = 0; i < PTE_ENTRIES; i++) {
-        if (!pte_present(e[i]))
+        if (!pte_used(e[i]))
             continue;
         if (level > 1 && pte_links_table(e[i])) {
             uint64_t sub = pte_frame(e[i]);
@@ -103,29 +100,45 @@ struct recount {
     struct kmm_check_result *r;
 };
 
-/* Whether leaf e of the level is malformed: too high a level, or a huge
- * leaf with an owned bit or frame bits below its size (bit 12 is its PAT). */
+/* Whether leaf e of the level is malformed: too high a level; a huge leaf
+ * with a software bit or frame bits below its size (bit 12 is its PAT); a
+ * COW leaf that is not owned or is writable; a write right outside a COW
+ * leaf; a demand-zero entry above level 1 or with a frame or another
+ * software bit. */
 static bool leaf_malformed(pte_t e, unsigned level)
 {
+    const pte_t sw = PTE_SW_OWNED | PTE_SW_COW | PTE_SW_WRITE;
     if (level > PTE_MAX_LEAF_LEVEL)
         return true;
-    pte_t below_size = PTE_FRAME & (pte_level_size(level) - 1) & ~PTE_PATPS;
-    return level > 1 && (e & (PTE_SW_OWNED | below_size)) != 0;
+    if (pte_demand(e))
+        return level != 1 || (e & (PTE_FRAME | sw)) != 0;
+    if (level > 1) {
+        pte_t below_size = PTE_FRAME & (pte_level_size(level) - 1) & ~PTE_PATPS;
+        return (e & (sw | PTE_SW_DEMAND | below_size)) != 0;
+    }
+    if (e & PTE_SW_DEMAND)
+        return true;
+    if (pte_cow(e))
+        return !pte_owned(e) || (e & PTE_RW) != 0;
+    return (e & PTE_SW_WRITE) != 0;
 }
 
 /* Counts leaf e of the level at va, and checks its form and its frame. */
 static void recount_leaf(const struct mmu_space *s, pte_t e, unsigned level, uint64_t va,
                          struct recount *c)
 {
-    if (level <= PTE_MAX_LEAF_LEVEL)
+    if (pte_demand(e))
+        c->counts.demand++;
+    else if (level <= PTE_MAX_LEAF_LEVEL)
         c->counts.leaves[pt_ix(level)]++;
     if (leaf_malformed(e, level))
         kmm_check_problem(c->r, KMM_CHECK_CORRUPT,
                           "space %p: level-%u leaf at 0x%llx is malformed (0x%llx)", c->tag, level,
                           (unsigned long long)va, (unsigned long long)e);
-    if (!pte_owned(e))
+    if (!pte_present(e) || !pte_owned(e))
         return;
     c->counts.owned++;
+    c->counts.cow += pte_cow(e);
     if (!pmm_page_mapped(s->k, pte_frame(e)))
         kmm_check_problem(c->r, KMM_CHECK_CORRUPT,
                           "space %p: page 0x%llx owns frame 0x%llx, which holds no mapping "
@@ -145,9 +158,9 @@ static void recount_table(const struct mmu_space *s, uint64_t t, unsigned level,
     }
     c->counts.tables[pt_ix(level)]++;
     const pte_t *e = pt_table(s, t);
-    uint32_t present = 0;
+    uint32_t present = 0; /* entries in use: present or demand-zero */
     for (unsigned i = 0; i < PTE_ENTRIES; i++) {
-        if (!pte_present(e[i]))
+        if (!pte_used(e[i]))
             continue;
         present++;
         uint64_t sub = va | ((uint64_t)i << pte_level_shift(level));
@@ -169,7 +182,8 @@ static void recount_table(const struct mmu_space *s, uint64_t t, unsigned level,
 
 static bool same_counts(const struct mmu_counts *a, const struct mmu_counts *b)
 {
-    bool same = a->owned == b->owned && a->held == b->held;
+    bool same =
+        a->owned == b->owned && a->held == b->held && a->cow == b->cow && a->demand == b->demand;
     for (unsigned i = 0; i < MMU_PAGE_SIZES; i++)
         same &= a->leaves[i] == b->leaves[i];
     for (unsigned i = 0; i < MMU_LEVELS; i++)
@@ -218,10 +232,12 @@ void mmu_check_locked(const struct mmu_space *s, const struct mmu_space *kernel,
     const struct mmu_counts *a = &c.counts, *b = &s->counts;
     kmm_check_problem(
         r, KMM_CHECK_CORRUPT,
-        "space %p: tables hold %llu/%llu/%llu leaves of 4K/2M/1G (%llu owned), "
-        "counters say %llu/%llu/%llu (%llu)",
+        "space %p: tables hold %llu/%llu/%llu leaves of 4K/2M/1G (%llu owned, %llu cow, "
+        "%llu demand-zero), counters say %llu/%llu/%llu (%llu, %llu, %llu)",
         tag, (unsigned long long)a->leaves[MMU_PAGE_4K], (unsigned long long)a->leaves[MMU_PAGE_2M],
         (unsigned long long)a->leaves[MMU_PAGE_1G], (unsigned long long)a->owned,
+        (unsigned long long)a->cow, (unsigned long long)a->demand,
         (unsigned long long)b->leaves[MMU_PAGE_4K], (unsigned long long)b->leaves[MMU_PAGE_2M],
-        (unsigned long long)b->leaves[MMU_PAGE_1G], (unsigned long long)b->owned);
+        (unsigned long long)b->leaves[MMU_PAGE_1G], (unsigned long long)b->owned,
+        (unsigned long long)b->cow, (unsigned long long)b->demand);
 }

@@ -84,7 +84,7 @@ int mmu_cut_count_locked(const struct mmu_space *s, uint64_t va, uint64_t size)
             uint64_t left = (size - (at - va)) >> KMM_PAGE_SHIFT;
             const pte_t *e = pt_slot(s, &p, l, at);
             for (uint64_t i = pte_index(at, l); i < PTE_ENTRIES && left; i++, left--, e++) {
-                if (!pte_present(*e))
+                if (!pte_used(*e)) /* a demand-zero page counts as mapped */
                     return KMM_ENOENT;
                 at += KMM_PAGE_SIZE;
             }

@@ -54,20 +54,21 @@ void mmu_unhold_table_locked(struct mmu_space *s, uint64_t va, struct kmm_tlb_ga
     free_empty_tables(s, va, &p, PT_LEVEL_PT, g);
 }
 
-/* Removes the leaf of level l at va (its first address, present) and every
- * table that empties, recording the invalidation and the releases in g. */
+/* Removes the leaf of level l at va (its first address, present, or a
+ * demand-zero entry, which the TLB cannot hold and which holds no frame)
+ * and every table that empties, recording the invalidation and the
+ * releases in g. */
 static void drop_leaf(struct mmu_space *s, uint64_t va, const struct pt_path *p, unsigned l,
                       struct kmm_tlb_gather *g)
 {
     pte_t *e = pt_slot(s, p, l, va);
     pte_t old = *e;
     pte_set(e, 0);
-    s->counts.leaves[pt_ix(l)]--;
-    vmm_gather_range(g, va, pte_level_size(l), pt_global(s, va, old));
-    if (pte_owned(old)) {
-        s->counts.owned--;
+    pt_forget_entry(s, old, l);
+    if (pte_present(old))
+        vmm_gather_range(g, va, pte_level_size(l), pt_global(s, va, old));
+    if (pte_owned(old))
         vmm_gather_frame(g, pte_frame(old));
-    }
     free_empty_tables(s, va, p, l, g);
 }
 
@@ -77,7 +78,7 @@ int mmu_unmap_page_locked(struct mmu_space *s, uint64_t va, struct kmm_tlb_gathe
         return MMU_SLOW;
     struct pt_path p;
     unsigned l = pt_walk(s, va, &p);
-    if (!pte_present(*pt_slot(s, &p, l, va)))
+    if (!pte_used(*pt_slot(s, &p, l, va)))
         return KMM_ENOENT;
     if (l != PT_LEVEL_PT)
         return MMU_SLOW;
@@ -106,19 +107,24 @@ static uint64_t drop_table_run(struct mmu_space *s, uint64_t va, uint64_t size, 
 {
     uint64_t n = table_run(va, size, at), i, run = 0;
     pte_t *e = pt_slot(s, p, PT_LEVEL_PT, at);
-    uint32_t cleared = 0;
+    uint32_t cleared = 0, demand = 0;
     bool global = false;
     for (i = 0; i < n; i++) {
         pte_t old = e[i];
-        if (!pte_present(old)) { /* only a caller racing on the range gets here */
+        if (!pte_present(old)) { /* nothing for the TLB: the run of invalidations ends */
             vmm_gather_run(g, at + (i - run) * KMM_PAGE_SIZE, run, global);
             run = 0;
+            if (pte_demand(old)) { /* a demand-zero page: no frame either */
+                pte_set(&e[i], 0);
+                demand++;
+            } /* else: only a caller racing on the range gets here */
             continue;
         }
         if (pte_owned(old)) { /* its frame, and the tables that may empty above it */
             if (!vmm_gather_room(g, drop_frees(s)))
                 break;
             s->counts.owned--;
+            s->counts.cow -= pte_cow(old);
             vmm_gather_frame(g, pte_frame(old));
         }
         pte_set(&e[i], 0);
@@ -127,9 +133,10 @@ static uint64_t drop_table_run(struct mmu_space *s, uint64_t va, uint64_t size, 
         cleared++;
     }
     vmm_gather_run(g, at + (i - run) * KMM_PAGE_SIZE, run, global);
-    if (cleared) {
+    if (cleared + demand) {
         s->counts.leaves[pt_ix(PT_LEVEL_PT)] -= cleared;
-        pt_count_sub(s, p->table[pt_ix(PT_LEVEL_PT)], cleared - 1);
+        s->counts.demand -= demand;
+        pt_count_sub(s, p->table[pt_ix(PT_LEVEL_PT)], cleared + demand - 1);
         free_empty_tables(s, at, p, PT_LEVEL_PT, g); /* the last one, and the frees */
     }
     return at + i * KMM_PAGE_SIZE;
@@ -170,7 +177,8 @@ void mmu_protect_locked(struct mmu_space *s, uint64_t va, uint64_t size, unsigne
         if (pte_downgrade(*e, new))
             vmm_gather_range(g, at, pte_level_size(l), pt_global(s, at, *e));
         pte_set(e, new);
-        vmm_mapping_changed(s, at, pte_level_size(l), pte_leaf_frame(new, l), prot | KMM_PROT_READ);
+        if (pte_present(new)) /* a demand-zero page shows nothing until touched */
+            vmm_mapping_changed(s, at, pte_level_size(l), pte_leaf_frame(new, l), pte_hw_prot(new));
         at += pte_level_size(l);
     }
 }

@@ -20,8 +20,8 @@
  *   bit 0 P present       bit 1 RW writable      bit 2 US user
  *   bit 3 PWT             bit 4 PCD              bit 5 A accessed
  *   bit 6 D dirty         bit 7 PS (levels 2, 3) / PAT (level 1)
- *   bit 8 G global        bit 9 (ignored by the CPU) OWNED, kmm's own
- *   bits 12..51 frame     bit 63 XD execute-disable
+ *   bit 8 G global        bits 9..11 (ignored by the CPU): kmm's own, below
+ *   bits 12..51 frame     bit 52 (ignored) kmm's own     bit 63 XD execute-disable
  * A leaf with PS (a 2 MiB or 1 GiB page) has its PAT bit at 12 instead, and
  * its frame from bit 21 (30) up. Access rights combine across levels: user
  * needs US everywhere, write needs RW everywhere, XD anywhere forbids
@@ -54,9 +54,32 @@ typedef uint64_t pte_t;
 #define PTE_PATPS (UINT64_C(1) << 12)          /* PAT in a 2 MiB or 1 GiB leaf */
 #define PTE_FRAME UINT64_C(0x000ffffffffff000) /* bits 12..51 */
 
-/* A software bit (the CPU ignores bits 9..11): the leaf holds a reference on
- * its frame (KMM_MAP_OWNED). Only 4 KiB leaves carry it. */
-#define PTE_SW_OWNED (UINT64_C(1) << 9)
+/*
+ * Software bits: the CPU ignores bits 9..11 and 52..58 of a present leaf,
+ * and every bit but P of an entry that is not present.
+ *
+ *   OWNED  (9)   present 4 KiB leaf: it holds a reference on its frame
+ *                (KMM_MAP_OWNED, a fault's page, a clone's share).
+ *   COW    (10)  present owned 4 KiB leaf whose frame a clone may share:
+ *                RW is clear whatever the protection, and a write faults
+ *                into kmm_vm_fault, which copies the frame (or, the last
+ *                mapping of it, takes it back writable).
+ *   WRITE  (52)  on a COW leaf only: the mapping's write right, which RW
+ *                cannot show while the frame may be shared.
+ *   DEMAND (11)  an entry that is NOT present: a demand-zero page
+ *                (KMM_MAP_DEMAND). No frame; RW, US, G, XD and the cache
+ *                bits hold what the first touch maps (an owned zeroed page).
+ *
+ *   present 4 KiB leaf:   | XD | .. | W52 | frame | .. | COW | OWNED | G | .. | P=1 |
+ *   demand-zero entry:    | XD | 0  | 0   | 0     | DEMAND=1 | 0 | 0 | G | .. | P=0 |
+ *
+ * An entry is in use (counted in its table, refused by a map, removed by
+ * an unmap) when it is present or demand-zero; every other entry is 0.
+ */
+#define PTE_SW_OWNED  (UINT64_C(1) << 9)
+#define PTE_SW_COW    (UINT64_C(1) << 10)
+#define PTE_SW_DEMAND (UINT64_C(1) << 11)
+#define PTE_SW_WRITE  (UINT64_C(1) << 52)
 
 #define PTE_ENTRIES     512
 #define PTE_LEVEL_SHIFT 9
@@ -100,6 +123,24 @@ static inline void pte_publish(pte_t *e, pte_t v)
 static inline bool pte_present(pte_t e)
 {
     return (e & PTE_P) != 0;
+}
+
+/* Whether e is in use: present, or a demand-zero page (PTE_SW_DEMAND). */
+static inline bool pte_used(pte_t e)
+{
+    return (e & (PTE_P | PTE_SW_DEMAND)) != 0;
+}
+
+/* Whether e is a demand-zero page not touched yet. */
+static inline bool pte_demand(pte_t e)
+{
+    return (e & (PTE_P | PTE_SW_DEMAND)) == PTE_SW_DEMAND;
+}
+
+/* Whether e is a present copy-on-write leaf. */
+static inline bool pte_cow(pte_t e)
+{
+    return (e & (PTE_P | PTE_SW_COW)) == (PTE_P | PTE_SW_COW);
 }
 
 /* Whether entry e of a level above 1 links a lower table: present, and no
@@ -182,11 +223,44 @@ static inline pte_t pte_make_leaf(uint64_t pa, unsigned prot, unsigned cache, un
     return pte_leaf(pa, prot) | pte_cache_bits(cache, level) | (level > 1 ? PTE_PS : 0);
 }
 
-/* A leaf with its rights (RW, US, G, XD) replaced by prot's: frame, size,
- * cache mode and software bits stay. */
+/* A leaf (or demand-zero entry) with its rights (RW, US, G, XD) replaced
+ * by prot's: frame, size, cache mode and software bits stay. A COW leaf
+ * keeps RW clear and its write right goes to PTE_SW_WRITE. */
 static inline pte_t pte_with_prot(pte_t e, unsigned prot)
 {
-    return (e & ~(PTE_RW | PTE_US | PTE_G | PTE_XD)) | (pte_leaf(0, prot) & ~PTE_P);
+    pte_t rights = pte_leaf(0, prot) & ~PTE_P;
+    if (pte_cow(e))
+        rights = (rights & ~PTE_RW) | ((prot & KMM_PROT_WRITE) ? PTE_SW_WRITE : 0);
+    return (e & ~(PTE_RW | PTE_US | PTE_G | PTE_XD | PTE_SW_WRITE)) | rights;
+}
+
+/* The demand-zero entry for prot and cache mode (4 KiB). */
+static inline pte_t pte_make_demand(unsigned prot, unsigned cache)
+{
+    return (pte_make_leaf(0, prot, cache, 1) & ~PTE_P) | PTE_SW_DEMAND;
+}
+
+/* The present owned leaf a demand-zero entry d becomes with frame pa. */
+static inline pte_t pte_demand_filled(pte_t d, uint64_t pa)
+{
+    return (d & ~PTE_SW_DEMAND) | (pa & PTE_FRAME) | PTE_P | PTE_SW_OWNED;
+}
+
+/* Leaf e (present, owned, 4 KiB) marked copy-on-write: RW moves to
+ * PTE_SW_WRITE. A COW leaf stays as it is. */
+static inline pte_t pte_make_cow(pte_t e)
+{
+    if (pte_cow(e))
+        return e;
+    return (e & ~PTE_RW) | PTE_SW_COW | ((e & PTE_RW) ? PTE_SW_WRITE : 0);
+}
+
+/* COW leaf e made private again with frame pa: writable if it has the
+ * write right, no longer COW. */
+static inline pte_t pte_cow_resolved(pte_t e, uint64_t pa)
+{
+    pte_t w = (e & PTE_SW_WRITE) ? PTE_RW : 0;
+    return (e & ~(PTE_FRAME | PTE_SW_COW | PTE_SW_WRITE)) | (pa & PTE_FRAME) | w;
 }
 
 /* The first of the 512 entries a leaf of the level splits into (level - 1
@@ -203,11 +277,28 @@ static inline pte_t pte_split_first(pte_t e, unsigned level)
     return child;
 }
 
-/* The protection (KMM_PROT_*) of a leaf entry. */
-static inline unsigned pte_prot(pte_t e)
+/* The protection (KMM_PROT_*) of a leaf entry as the CPU applies it (a
+ * COW leaf's write right not included). */
+static inline unsigned pte_hw_prot(pte_t e)
 {
     unsigned prot = KMM_PROT_READ;
     if (e & PTE_RW)
+        prot |= KMM_PROT_WRITE;
+    if (e & PTE_US)
+        prot |= KMM_PROT_USER;
+    if (e & PTE_G)
+        prot |= KMM_PROT_GLOBAL;
+    if (!(e & PTE_XD))
+        prot |= KMM_PROT_EXEC;
+    return prot;
+}
+
+/* The protection (KMM_PROT_*) of a leaf or demand-zero entry: the
+ * mapping's, a COW leaf's write right included. */
+static inline unsigned pte_prot(pte_t e)
+{
+    unsigned prot = KMM_PROT_READ;
+    if (e & (PTE_RW | PTE_SW_WRITE))
         prot |= KMM_PROT_WRITE;
     if (e & PTE_US)
         prot |= KMM_PROT_USER;
