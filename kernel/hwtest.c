@@ -339,6 +339,106 @@ KHW_TEST(hw, an_access_after_unmapping_part_of_a_1g_page_faults_there_only)
     unmap_then_probe(t, 0, PAGE_1G, KMM_MAP_HUGE_1G, PAGE_1G, PAGE_2M + 3 * PAGE, 2 * PAGE);
 }
 
+/* --- the fault entry ------------------------------------------------------------------- */
+
+#define USER_VA UINT64_C(0x400000) /* a user-half address for the clone checks */
+#define URW     (KMM_PROT_READ | KMM_PROT_WRITE | KMM_PROT_USER)
+
+static uint64_t free_pages_now(void)
+{
+    kmm_page_drain_cpu(kernel_kmm);
+    struct kmm_page_stats s;
+    kmm_page_stats(kernel_kmm, &s);
+    return s.free_pages;
+}
+
+static struct kmm_vm_fault_stats fault_stats(struct kmm_aspace *as)
+{
+    struct kmm_vm_fault_stats s;
+    kmm_vm_fault_stats(as, &s);
+    return s;
+}
+
+/* A real load and a real store to pages that have no frame yet: the CPU
+ * faults, the handler's kmm_vm_fault maps a zeroed page, and the access
+ * completes (a probe catches only a fault the handler leaves). */
+KHW_TEST(hw, a_load_and_a_store_to_demand_zero_pages_complete_after_the_fault)
+{
+    struct kmm_aspace *ks = kspace();
+    uint64_t va = SCRATCH_BASE, before = free_pages_now();
+    struct kmm_vm_fault_stats fs0 = fault_stats(ks);
+    uint64_t resolved0 = trap_faults_resolved();
+    KT_ASSERT_EQ(t, kmm_vm_map(ks, va, 0, 2 * PAGE, RW_GLOBAL | KMM_MAP_DEMAND), KMM_OK);
+    struct trap_fault f;
+    KT_EXPECT(t, !trap_probe_read((const void *)(uintptr_t)(va + 16), &f));
+    KT_EXPECT_EQ(t, at(va)[2], 0);
+    struct trap_catch c;
+    if (trap_catch_arm(&c) == 0) { /* a plain store, no read before it */
+        at(va + PAGE)[3] = PATTERN;
+        trap_catch_disarm();
+    } else {
+        ktest_fail_at(t, __FILE__, __LINE__, "the store faulted at 0x%llx, error 0x%llx",
+                      (unsigned long long)c.fault.addr, (unsigned long long)c.fault.error);
+    }
+    struct kmm_vm_translation tr;
+    KT_ASSERT_EQ(t, kmm_vm_translate(ks, va + PAGE, &tr), KMM_OK);
+    KT_EXPECT(t, tr.owned);
+    const volatile uint64_t *direct = phys_to_virt(tr.pa);
+    KT_EXPECT_EQ(t, direct[3], PATTERN);
+    KT_EXPECT_EQ(t, direct[4], 0);
+    struct kmm_vm_fault_stats fs = fault_stats(ks);
+    KT_EXPECT_EQ(t, fs.demand_zero - fs0.demand_zero, 2);
+    KT_EXPECT_EQ(t, trap_faults_resolved() - resolved0, 2);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(ks, va, 2 * PAGE), KMM_OK);
+    /* Gone: a fault the handler leaves, which the probe catches. */
+    bool faulted = trap_probe_read((const void *)(uintptr_t)va, &f);
+    expect_pf(t, faulted, &f, va, 0, PF_PRESENT, "read after unmap");
+    KT_EXPECT_EQ(t, free_pages_now(), before);
+}
+
+/* fork as a kernel does it: a user space cloned, the child switched to
+ * with CR3, and a kernel-mode store to a user page (CR0.WP holds the
+ * kernel to read-only pages; SMAP is off) faults on the copy-on-write
+ * page; the handler copies it and the store completes in the child only. */
+KHW_TEST(hw, a_store_to_a_copy_on_write_page_after_a_clone_copies_it_for_that_space_only)
+{
+    uint64_t before = free_pages_now();
+    struct kmm_aspace *parent, *child;
+    KT_ASSERT_EQ(t, kmm_aspace_create(kernel_kmm, &parent), KMM_OK);
+    uint64_t pa = kmm_page_alloc(kernel_kmm, 0, KMM_GFP_ZERO);
+    KT_ASSERT(t, pa != 0);
+    *(volatile uint64_t *)phys_to_virt(pa) = PATTERN;
+    KT_ASSERT_EQ(t, kmm_vm_map(parent, USER_VA, pa, PAGE, URW | KMM_MAP_OWNED), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_page_free(kernel_kmm, pa, 0), KMM_OK); /* the mapping's now */
+    KT_ASSERT_EQ(t, kmm_aspace_clone(parent, &child), KMM_OK);
+    struct trap_fault f;
+    trap_activate_space(child);
+    KT_EXPECT_EQ(t, at(USER_VA)[0], PATTERN); /* shared, readable */
+    bool faulted = trap_probe_write((void *)(uintptr_t)USER_VA, &f);
+    if (!faulted)
+        at(USER_VA)[0] = PATTERN + 1;
+    trap_activate_space(parent);
+    KT_EXPECT(t, !faulted);
+    KT_EXPECT_EQ(t, at(USER_VA)[0], PATTERN); /* the parent's is unchanged */
+    /* The parent's page is its frame's last mapping now: made writable in place. */
+    bool parent_faulted = trap_probe_write((void *)(uintptr_t)USER_VA, &f);
+    if (!parent_faulted)
+        at(USER_VA)[1] = PATTERN;
+    trap_activate_space(NULL);
+    KT_EXPECT(t, !parent_faulted);
+    struct kmm_vm_translation pt, ct;
+    KT_ASSERT_EQ(t, kmm_vm_translate(parent, USER_VA, &pt), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_translate(child, USER_VA, &ct), KMM_OK);
+    KT_EXPECT(t, pt.pa == pa && !pt.cow && ct.pa != pa && !ct.cow);
+    KT_EXPECT_EQ(t, *(const volatile uint64_t *)phys_to_virt(ct.pa), PATTERN + 1);
+    KT_EXPECT_EQ(t, ((const volatile uint64_t *)phys_to_virt(pa))[1], PATTERN);
+    KT_EXPECT_EQ(t, fault_stats(child).cow_copy, 1);
+    KT_EXPECT_EQ(t, fault_stats(parent).cow_reuse, 1);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(kernel_kmm, child), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(kernel_kmm, parent), KMM_OK);
+    KT_EXPECT_EQ(t, free_pages_now(), before);
+}
+
 /* --- guard pages ------------------------------------------------------------------------- */
 
 KHW_TEST(hw, a_vmalloc_guard_page_faults_and_a_freed_area_too)

@@ -3,6 +3,7 @@
  * (contract: trap.h).
  */
 #include <kmm/kmm.h>
+#include <kmm/vm.h>
 #include <kmm/vmalloc.h>
 
 #include "console.h"
@@ -338,10 +339,47 @@ static void report_registers(const struct trap_frame *f, uint64_t cr2)
             (unsigned long long)read_cr(4));
 }
 
-/* --- dispatch -------------------------------------------------------------------- */
-
 struct trap_catch *trap_armed; /* isr.S's trap_catch_arm sets it */
 static unsigned trap_depth;    /* reports in progress: a fault inside one */
+
+/* --- the page-fault entry ----------------------------------------------------------- */
+
+_Static_assert(PF_WRITE == KMM_FAULT_WRITE && PF_USER == KMM_FAULT_USER &&
+                   PF_FETCH == KMM_FAULT_EXEC,
+               "the error code's access bits are the library's KMM_FAULT_* bits");
+
+static struct kmm_aspace *fault_space; /* NULL: the kernel space */
+static uint64_t faults_resolved;
+
+void trap_activate_space(struct kmm_aspace *as)
+{
+    kmm_aspace_activate(as ? as : kmm_kernel_aspace(kernel_kmm));
+    fault_space = as;
+}
+
+uint64_t trap_faults_resolved(void)
+{
+    return faults_resolved;
+}
+
+/* Whether the library resolved the page fault at addr with error code err
+ * (a demand-zero page got its frame, a copy-on-write page its copy): the
+ * faulting instruction can run again. The error code's W, U/S and I/D bits
+ * are the library's KMM_FAULT_* bits. Not while a report is running (a
+ * fault inside the library would meet its own locks), nor for a reserved
+ * bit, which no mapping change repairs. */
+static bool resolve_page_fault(uint64_t addr, uint64_t err)
+{
+    if (!kernel_kmm || trap_depth > 0 || (err & PF_RSVD))
+        return false;
+    struct kmm_aspace *as = fault_space ? fault_space : kmm_kernel_aspace(kernel_kmm);
+    if (kmm_vm_fault(as, addr, (unsigned)err & KMM_FAULT_MASK, NULL) != KMM_OK)
+        return false;
+    faults_resolved++;
+    return true;
+}
+
+/* --- dispatch -------------------------------------------------------------------- */
 
 void trap_catch_disarm(void)
 {
@@ -372,6 +410,8 @@ void trap_dispatch(struct trap_frame *f)
         user_trap(f, cr2);
         return;
     }
+    if (f->vector == TRAP_PF && resolve_page_fault(cr2, f->error))
+        return; /* mapped now: the instruction runs again */
     struct trap_catch *c = trap_armed;
     if (c && f->vector < TRAP_EXCEPTIONS && f->vector != 2 /* NMI */) {
         trap_armed = NULL;

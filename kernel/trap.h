@@ -109,6 +109,27 @@ bool trap_probe_exec(const void *p, struct trap_fault *f);
  * true, with *f, if the run survived that. */
 bool trap_probe_stack_overflow(struct trap_fault *f);
 
+/* --- the page-fault entry ---------------------------------------------------------- */
+
+struct kmm_aspace;
+
+/*
+ * trap_activate_space - make as the space active on this CPU (its root in
+ * CR3: kmm_aspace_activate) and the one whose faults the page-fault handler
+ * resolves; NULL for the kernel space. A page fault goes to the library's
+ * fault entry first (kmm_vm_fault on that space, which resolves demand-zero
+ * and copy-on-write faults; one in the kernel half is the kernel space's);
+ * when it is handled, the handler returns to the faulting instruction, and
+ * only a fault it does not handle reaches an armed recovery point or the
+ * report. The demo kernel runs on one CPU with IRQs off in the handler: a
+ * kernel with more CPUs turns IRQs back on first (kmm_vm_fault may wait for
+ * a TLB shootdown).
+ */
+void trap_activate_space(struct kmm_aspace *as);
+
+/* How many page faults the library's fault entry has resolved. */
+uint64_t trap_faults_resolved(void);
+
 /* Called by isr.S for every vector. A trap from ring 3 goes to user_trap
  * (user.h); one from the kernel to an armed recovery point, else to the
  * report that ends the run. */
