@@ -12,6 +12,7 @@
 #include "env.h"
 #include "fixture.h"
 #include "ktest_levels.h"
+#include "soft_mmu.h"
 
 #include <kmm/check.h>
 #include <kmm/kmm.h>
@@ -66,6 +67,20 @@ static bool up(struct ktest *t, struct fx *x, unsigned levels)
 static void down(struct fx *x)
 {
     kt_kmm_down(&x->f);
+}
+
+static const void *fx_phys(void *ctx, uint64_t pa)
+{
+    return pa >= 1 * MIB && pa < 32 * MIB ? kt_machine_phys(ctx, pa) : 0;
+}
+
+/* Whether the CPU (the tests' software MMU: NX on, CR0.WP on) lets a user
+ * access of kind acc at va of as through. */
+static bool cpu_allows(struct fx *x, struct kmm_aspace *as, uint64_t va, enum smmu_access acc,
+                       unsigned levels)
+{
+    struct smmu m = {.phys = fx_phys, .ctx = x->f.m, .la57 = levels == 5, .nxe = true, .wp = true};
+    return smmu_translate(&m, kmm_aspace_root(as), va, acc, true).ok;
 }
 
 /* The byte at va of as through the direct map; NULL if no frame maps it. */
@@ -401,11 +416,21 @@ KTEST_LEVELS(vm_fault, a_clone_shares_owned_pages_until_a_write_copies_them)
         KT_EXPECT_EQ(t, fs.demand_pages, 1);
     }
     KT_EXPECT_EQ(t, fstats(p.as).clones, 1);
+    /* The CPU, walking the tables: reads go through, writes fault on both
+     * sides, the caller's frame stays writable. */
+    for (unsigned i = 0; i < 2; i++) {
+        KT_EXPECT(t, cpu_allows(&x, both[i], va, SMMU_READ, levels));
+        KT_EXPECT(t, !cpu_allows(&x, both[i], va, SMMU_WRITE, levels));
+        KT_EXPECT(t, !cpu_allows(&x, both[i], va + 2 * PAGE, SMMU_READ, levels));
+        KT_EXPECT(t, cpu_allows(&x, both[i], va + 3 * PAGE, SMMU_WRITE, levels));
+    }
     /* The frames only mappings hold cannot be freed under them. */
     KT_EXPECT_EQ(t, kmm_page_free(x.f.k, p.a, 0), KMM_EBUSY);
 
     /* The child writes: a copy of its own. */
     KT_EXPECT_EQ(t, fault(c, va + 5, UWR), KMM_FAULT_COW_COPY);
+    KT_EXPECT(t, cpu_allows(&x, c, va, SMMU_WRITE, levels));
+    KT_EXPECT(t, !cpu_allows(&x, p.as, va, SMMU_WRITE, levels));
     struct look ca = look(c, va);
     KT_EXPECT(t, ca.pa != p.a && ca.owned && !ca.cow && ca.prot == URW);
     uint8_t *cp = byte_at(&x, c, va);
@@ -634,6 +659,46 @@ KTEST_LEVELS(vm_fault, a_fault_without_memory_changes_nothing_and_can_be_retried
     KT_EXPECT_EQ(t, fault(c, va + 2 * PAGE, UWR), KMM_FAULT_DEMAND_ZERO);
     KT_EXPECT_HEALTHY(t, x.f.k);
     KT_EXPECT_EQ(t, kmm_aspace_destroy(x.f.k, c), KMM_OK);
+    free_parent_frames(t, &x, &p);
+    KT_EXPECT_EQ(t, free_pages(x.f.k), x.free0);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    down(&x);
+}
+
+KTEST_LEVELS(vm_fault, demand_zero_and_copy_on_write_pages_can_be_replaced_and_unmapped_one_by_one)
+{
+    struct fx x;
+    if (!up(t, &x, levels))
+        return;
+    struct parent p;
+    KT_ASSERT(t, make_parent(t, &x, &p));
+    uint64_t va = x.user;
+    struct kmm_aspace *c;
+    KT_ASSERT_EQ(t, kmm_aspace_clone(p.as, &c), KMM_OK);
+    uint64_t q = kmm_page_alloc(x.f.k, 0, 0);
+    KT_ASSERT(t, q != 0);
+    /* A replacing map over a demand-zero page and over a COW page. */
+    KT_ASSERT_EQ(t, kmm_vm_map(c, va + 2 * PAGE, q, PAGE, UR | KMM_MAP_REPLACE), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_map(c, va, q, PAGE, UR | KMM_MAP_REPLACE), KMM_OK);
+    KT_EXPECT(t, look(c, va).pa == q && !look(c, va).cow && !look(c, va).owned);
+    KT_EXPECT(t, look(c, va + 2 * PAGE).pa == q);
+    struct kmm_vm_fault_stats fs = fstats(c);
+    KT_EXPECT_EQ(t, fs.cow_pages, 1);
+    KT_EXPECT_EQ(t, fs.demand_pages, 0);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    /* The parent's page is the frame's last mapping now. */
+    KT_EXPECT_EQ(t, fault(p.as, va, UWR), KMM_FAULT_COW_REUSE);
+    /* Single pages: a demand-zero one and a COW one. */
+    KT_ASSERT_EQ(t, kmm_vm_unmap(p.as, va + 2 * PAGE, PAGE), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(c, va + PAGE, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, fstats(p.as).demand_pages, 0);
+    KT_EXPECT_EQ(t, fstats(c).cow_pages, 0);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(p.as, va + 2 * PAGE, PAGE), KMM_ENOENT);
+    KT_EXPECT_EQ(t, kmm_vm_fault(p.as, va + 2 * PAGE, 0, 0), KMM_ENOENT);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(x.f.k, c), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(x.f.k, p.as), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(x.f.k, q, 0), KMM_OK);
     free_parent_frames(t, &x, &p);
     KT_EXPECT_EQ(t, free_pages(x.f.k), x.free0);
     KT_EXPECT_HEALTHY(t, x.f.k);

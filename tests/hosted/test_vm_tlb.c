@@ -573,3 +573,91 @@ KTEST_LEVELS(vm_tlb, kernel_mappings_in_the_mirror_window_are_real_memory)
     KT_EXPECT_EQ(t, kmm_page_free(f.k, b, 0), KMM_OK);
     teardown(&f);
 }
+
+/* --- clones and faults ------------------------------------------------------------------ */
+
+KTEST_LEVELS(vm_tlb, a_clone_invalidates_the_parents_pages_that_lose_their_write_right)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup(&f, levels));
+    uint64_t win, size;
+    hosted_machine_mirror_window(f.m, &win, &size);
+    KT_ASSERT(t, size >= 4 * PAGE);
+    struct kmm_aspace *parent, *child;
+    KT_ASSERT_EQ(t, kmm_aspace_create(f.k, &parent), KMM_OK);
+    kmm_aspace_activate(parent);
+    unsigned urw = KMM_PROT_READ | KMM_PROT_WRITE | KMM_PROT_USER;
+    uint64_t a = kmm_page_alloc(f.k, 0, 0), b = kmm_page_alloc(f.k, 0, 0);
+    KT_ASSERT_EQ(t, kmm_vm_map(parent, win, a, PAGE, urw | KMM_MAP_OWNED), KMM_OK);
+    KT_ASSERT_EQ(t,
+                 kmm_vm_map(parent, win + PAGE, b, PAGE, (urw & ~KMM_PROT_WRITE) | KMM_MAP_OWNED),
+                 KMM_OK);
+    KT_ASSERT_EQ(t, kmm_page_free(f.k, a, 0), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_page_free(f.k, b, 0), KMM_OK);
+    volatile uint8_t *va = (volatile uint8_t *)(uintptr_t)win;
+    KT_EXPECT(t, !kt_write_faults(va)); /* writable before */
+    size_t from = hosted_tlb_log_count(f.m);
+    KT_ASSERT_EQ(t, kmm_aspace_clone(parent, &child), KMM_OK);
+    bool global = true;
+    KT_EXPECT(t, invalidated(f.m, from, win, &global));
+    KT_EXPECT(t, !global);
+    struct hosted_tlb_event last = hosted_tlb_log_get(f.m, hosted_tlb_log_count(f.m) - 1);
+    KT_EXPECT_EQ(t, last.root, kmm_aspace_root(parent));
+    /* The read-only page kept its rights: nothing to invalidate for it. */
+    for (size_t i = from; i < hosted_tlb_log_count(f.m); i++) {
+        struct hosted_tlb_event e = hosted_tlb_log_get(f.m, i);
+        KT_EXPECT(t, !(e.op == HOSTED_TLB_FLUSH_PAGE && e.va == win + PAGE));
+    }
+    /* The mirror holds the parent to it: a write faults now; the fault
+     * entry takes the frame back (its last mapping once the child is
+     * gone) and the write goes through. */
+    KT_EXPECT(t, kt_write_faults(va));
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(f.k, child), KMM_OK);
+    enum kmm_vm_fault_kind how;
+    KT_EXPECT_EQ(t, kmm_vm_fault(parent, win, KMM_FAULT_WRITE | KMM_FAULT_USER, &how), KMM_OK);
+    KT_EXPECT_EQ(t, how, KMM_FAULT_COW_REUSE);
+    KT_EXPECT(t, !kt_write_faults(va));
+    kmm_aspace_activate(f.ks);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(f.k, parent), KMM_OK);
+    struct kmm_check_result r;
+    KT_EXPECT_EQ(t, kmm_check(f.k, &r), KMM_CHECK_OK);
+    teardown(&f);
+}
+
+KTEST_LEVELS(vm_tlb, a_copy_on_write_copy_invalidates_the_old_entry_here_and_on_other_cpus)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup(&f, levels));
+    struct kmm_aspace *parent, *child;
+    KT_ASSERT_EQ(t, kmm_aspace_create(f.k, &parent), KMM_OK);
+    unsigned urw = KMM_PROT_READ | KMM_PROT_WRITE | KMM_PROT_USER;
+    uint64_t a = kmm_page_alloc(f.k, 0, 0);
+    KT_ASSERT_EQ(t, kmm_vm_map(parent, USER, a, PAGE, urw | KMM_MAP_OWNED), KMM_OK);
+    KT_ASSERT(t, a != 0);
+    KT_ASSERT_EQ(t, kmm_aspace_clone(parent, &child), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_page_free(f.k, a, 0), KMM_OK); /* the mappings hold it now */
+    /* The child's copy: its read-only entry of the shared frame is
+     * invalidated here and on the other CPUs (its own root, no global
+     * entry), and the frame stays, held by the parent's mapping. */
+    size_t from = hosted_tlb_log_count(f.m);
+    KT_EXPECT_EQ(t, kmm_vm_fault(child, USER, KMM_FAULT_WRITE, 0), KMM_OK);
+    bool global = true;
+    KT_EXPECT(t, invalidated(f.m, from, USER, &global));
+    KT_EXPECT(t, !global);
+    struct hosted_tlb_event last = hosted_tlb_log_get(f.m, hosted_tlb_log_count(f.m) - 1);
+    KT_EXPECT_EQ(t, last.root, kmm_aspace_root(child));
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, a, 0), KMM_EBUSY); /* a mapping's, not ours */
+    struct kmm_vm_translation tr;
+    KT_ASSERT_EQ(t, kmm_vm_translate(child, USER, &tr), KMM_OK);
+    KT_EXPECT(t, tr.pa != a && !tr.cow);
+    /* A reuse only grows rights: nothing to invalidate elsewhere. */
+    from = hosted_tlb_log_count(f.m);
+    KT_EXPECT_EQ(t, kmm_vm_fault(parent, USER, KMM_FAULT_WRITE, 0), KMM_OK);
+    for (size_t i = from; i < hosted_tlb_log_count(f.m); i++)
+        KT_EXPECT(t, hosted_tlb_log_get(f.m, i).op != HOSTED_TLB_SHOOTDOWN);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(f.k, child), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(f.k, parent), KMM_OK);
+    struct kmm_check_result r;
+    KT_EXPECT_EQ(t, kmm_check(f.k, &r), KMM_CHECK_OK);
+    teardown(&f);
+}
