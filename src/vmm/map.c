@@ -117,7 +117,7 @@ map_page(struct kmm_aspace *as, const struct mmu_map *m, bool area, const void *
         }
         mmu_map_page_commit_locked(&as->mmu, m, &cur);
     }
-    if (r == KMM_OK && !m->demand) /* a demand-zero page shows nothing until touched */
+    if (r == KMM_OK)
         vmm_mapping_changed(&as->mmu, m->va, m->size, m->pa, m->prot | KMM_PROT_READ);
     kmm_unlock_irqrestore(&as->lock, irq);
     if (r == KMM_EBUSY)
@@ -174,19 +174,41 @@ static int map_range(struct kmm_aspace *as, const struct mmu_map *m, bool replac
 }
 
 /* The largest leaf the flags allow: owned mappings take a reference per
- * single page, so they use 4 KiB pages only, and so do demand-zero ones,
- * which become owned. */
+ * single page, so they use 4 KiB pages only (and so do demand-zero ones,
+ * which become owned: map_demand). */
 static inline uint64_t max_page(unsigned flags)
 {
-    if (flags & (KMM_MAP_OWNED | KMM_MAP_DEMAND))
+    if (flags & KMM_MAP_OWNED)
         return KMM_PAGE_4K;
     return flags & KMM_MAP_HUGE_1G ? KMM_PAGE_1G : flags & KMM_MAP_HUGE ? KMM_PAGE_2M : KMM_PAGE_4K;
+}
+
+/* A demand-zero map (KMM_MAP_DEMAND): no frame to check, always the range
+ * path (whose map counts demand-zero entries apart from leaves). Out of
+ * line, so that the common map pays one test for it. */
+static __attribute__((noinline)) int map_demand(struct kmm_aspace *as, uint64_t va, uint64_t pa,
+                                                uint64_t size, unsigned flags, bool area,
+                                                const void *caller)
+{
+    enum vm_why why = bad_map(as, va, pa, size, flags);
+    if (!why && (pa || (flags & DEMAND_REFUSES) || (flags & KMM_CACHE_MASK & ~KMM_CACHE_WB)))
+        why = VM_DEMAND_FLAGS;
+    if (why)
+        return vm_refuse(as, why, "kmm_vm_map", va, size, caller);
+    struct mmu_map m = {.va = va,
+                        .size = size,
+                        .max_page = KMM_PAGE_4K,
+                        .prot = flags & KMM_PROT_MASK,
+                        .demand = true};
+    return map_range(as, &m, false, area, caller);
 }
 
 static inline __attribute__((always_inline)) int vm_map(struct kmm_aspace *as, uint64_t va,
                                                         uint64_t pa, uint64_t size, unsigned flags,
                                                         bool area, const void *caller)
 {
+    if (__builtin_expect((flags & KMM_MAP_DEMAND) != 0, 0))
+        return map_demand(as, va, pa, size, flags, area, caller);
     enum vm_why why = bad_map(as, va, pa, size, flags);
     if (!why)
         why = bad_frames(as, pa, size, flags);
@@ -198,8 +220,7 @@ static inline __attribute__((always_inline)) int vm_map(struct kmm_aspace *as, u
                         .max_page = max_page(flags),
                         .prot = flags & KMM_PROT_MASK,
                         .cache = flags & KMM_CACHE_MASK,
-                        .owned = (flags & KMM_MAP_OWNED) != 0,
-                        .demand = (flags & KMM_MAP_DEMAND) != 0};
+                        .owned = (flags & KMM_MAP_OWNED) != 0};
     bool replace = (flags & KMM_MAP_REPLACE) != 0;
     if (size == KMM_PAGE_SIZE && !replace) {
         int err = map_page(as, &m, area, caller);

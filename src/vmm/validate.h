@@ -124,7 +124,7 @@ static inline enum vm_why bad_prot(const struct kmm_aspace *as, uint64_t va, uns
      KMM_MAP_ALIAS | KMM_MAP_DEMAND | KMM_CACHE_MASK)
 
 /* What KMM_MAP_DEMAND refuses beside it: it maps no frame now, and RAM
- * (write-back) later. */
+ * (write-back) later (map.c's map_demand checks, after bad_map). */
 #define DEMAND_REFUSES                                                                             \
     (KMM_MAP_OWNED | KMM_MAP_REPLACE | KMM_MAP_HUGE | KMM_MAP_HUGE_1G | KMM_MAP_ALIAS)
 
@@ -139,9 +139,6 @@ static inline enum vm_why bad_map(const struct kmm_aspace *as, uint64_t va, uint
     enum vm_why why = bad_range(as, va, size);
     if (why)
         return why;
-    if ((flags & KMM_MAP_DEMAND) &&
-        (pa || (flags & DEMAND_REFUSES) || (flags & KMM_CACHE_MASK & ~KMM_CACHE_WB)))
-        return VM_DEMAND_FLAGS;
     if (pa & (KMM_PAGE_SIZE - 1))
         return VM_PA_UNALIGNED;
     if (pa >= PHYS_LIMIT || size > PHYS_LIMIT - pa)
@@ -161,8 +158,6 @@ static inline __attribute__((always_inline)) enum vm_why
 bad_frames(const struct kmm_aspace *as, uint64_t pa, uint64_t size, unsigned flags)
 {
     unsigned cache = flags & KMM_CACHE_MASK;
-    if (flags & KMM_MAP_DEMAND)
-        return VM_VALID; /* no frame now; a zeroed page of RAM at the first touch */
     uint64_t ram = pmm_ram_bytes(as->k, pa, size);
     if (!cache && ram != size)
         return VM_NOT_RAM;

@@ -168,16 +168,22 @@ static inline pte_t *pt_find(const struct mmu_space *s, uint64_t va, uint64_t *t
 
 /* --- changing ---------------------------------------------------------------------------- */
 
-/* Writes the empty entry e of table t (level l) as leaf v (or as a
- * demand-zero entry, level 1): the count of t and of the space's leaves of
- * that size (or demand-zero entries) go up. */
+/* Writes the empty entry e of table t (level l) as leaf v (present): the
+ * count of t and of the space's leaves of that size go up. */
 static inline void pt_add_leaf(struct mmu_space *s, uint64_t t, pte_t *e, pte_t v, unsigned l)
 {
     pte_set(e, v);
     pt_count_inc(s, t);
-    s->counts.leaves[pt_ix(l)] += pte_present(v);
-    s->counts.demand += !pte_present(v);
+    s->counts.leaves[pt_ix(l)]++;
     s->counts.owned += pte_owned(v); /* owned leaves are single pages */
+}
+
+/* Writes the empty entry e of page table t as the demand-zero entry v. */
+static inline void pt_add_demand(struct mmu_space *s, uint64_t t, pte_t *e, pte_t v)
+{
+    pte_set(e, v);
+    pt_count_inc(s, t);
+    s->counts.demand++;
 }
 
 /* The space's counts for a used entry e that goes away (or is replaced):

@@ -118,7 +118,10 @@ static bool copy_table(const struct mmu_space *s, struct mmu_space *child, uint6
             e = pte_make_cow(e);
             child->counts.cow++;
         }
-        pt_add_leaf(child, to, &dst[i], e, level);
+        if (pte_demand(e))
+            pt_add_demand(child, to, &dst[i], e);
+        else
+            pt_add_leaf(child, to, &dst[i], e, level);
     }
     return true;
 }

@@ -41,8 +41,6 @@ static inline unsigned piece_at(const struct mmu_map *m, uint64_t at, unsigned t
 /* The leaf of level l for m's piece at `at`. */
 static inline pte_t piece_leaf(const struct mmu_map *m, uint64_t at, unsigned l)
 {
-    if (m->demand)
-        return pte_make_demand(m->prot, m->cache);
     return pte_make_leaf(m->pa + (at - m->va), m->prot, m->cache, l) |
            (m->owned ? PTE_SW_OWNED : 0);
 }
@@ -138,8 +136,22 @@ int mmu_map_count_locked(const struct mmu_space *s, const struct mmu_map *m)
     return (int)missing;
 }
 
+/* mmu_map_locked for a demand-zero map: 4 KiB entries, none present. */
+static void map_demand_locked(struct mmu_space *s, const struct mmu_map *m, struct vmm_tables *t)
+{
+    const pte_t v = pte_make_demand(m->prot, m->cache);
+    for (uint64_t at = m->va; at - m->va < m->size; at += KMM_PAGE_SIZE) {
+        uint64_t table = pt_make_path(s, at, PT_LEVEL_PT, t);
+        pt_add_demand(s, table, &pt_table(s, table)[pte_index(at, PT_LEVEL_PT)], v);
+    }
+}
+
 void mmu_map_locked(struct mmu_space *s, const struct mmu_map *m, struct vmm_tables *t)
 {
+    if (m->demand) {
+        map_demand_locked(s, m, t);
+        return;
+    }
     unsigned top = top_level(m);
     for (uint64_t at = m->va; at - m->va < m->size;) {
         unsigned piece = piece_at(m, at, top);

@@ -64,11 +64,17 @@ static void drop_leaf(struct mmu_space *s, uint64_t va, const struct pt_path *p,
     pte_t *e = pt_slot(s, p, l, va);
     pte_t old = *e;
     pte_set(e, 0);
-    pt_forget_entry(s, old, l);
-    if (pte_present(old))
+    if (__builtin_expect(pte_demand(old), 0)) {
+        s->counts.demand--;
+    } else {
+        s->counts.leaves[pt_ix(l)]--;
         vmm_gather_range(g, va, pte_level_size(l), pt_global(s, va, old));
-    if (pte_owned(old))
-        vmm_gather_frame(g, pte_frame(old));
+        if (pte_owned(old)) {
+            s->counts.owned--;
+            s->counts.cow -= pte_cow(old);
+            vmm_gather_frame(g, pte_frame(old));
+        }
+    }
     free_empty_tables(s, va, p, l, g);
 }
 
