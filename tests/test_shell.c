@@ -399,6 +399,16 @@ KTEST(shell, pagetables_shows_the_figures_and_translates_an_address)
     kmm_vfree(k, area);
     out = type(line, str_len_for_test(line));
     KT_EXPECT(t, ktest_contains(out, "not mapped in the kernel space"));
+    /* A demand-zero page has no frame yet, and says so. */
+    const uint64_t demand = UINT64_C(0xffffffffc0000000);
+    KT_ASSERT_EQ(t,
+                 kmm_vm_map(kmm_kernel_aspace(k), demand, 0, KT_PAGE,
+                            KMM_PROT_READ | KMM_PROT_WRITE | KMM_MAP_DEMAND),
+                 KMM_OK);
+    out = TYPE("pagetables 0xffffffffc0000010\n");
+    KT_EXPECT(t, ktest_contains(out, "0xffffffffc0000010: a demand-zero page of the kernel "
+                                     "space, no frame until first touched"));
+    KT_EXPECT_EQ(t, kmm_vm_unmap(kmm_kernel_aspace(k), demand, KT_PAGE), KMM_OK);
     out = TYPE("pagetables 0x800000000000\n");
     KT_EXPECT(t, ktest_contains(out, "error: pagetables: 0x800000000000 is not a canonical"));
     out = TYPE("pagetables banana\n");

@@ -199,7 +199,16 @@ static int cmd_pagetables(struct kshell *sh, unsigned argc, char **argv)
     struct kmm_vm_translation tr;
     int err = kmm_vm_translate(kmm_kernel_aspace(sh->cfg.k), va, &tr);
     if (err == KMM_ENOENT) {
-        kshell_printf(sh, "0x%016llx: not mapped in the kernel space\n", (unsigned long long)va);
+        /* No frame: nothing there, or a demand-zero page not touched yet. */
+        struct kmm_vm_run run;
+        uint64_t page = va & ~(KMM_PAGE_4K - 1);
+        bool demand =
+            kmm_vm_query(kmm_kernel_aspace(sh->cfg.k), page, page + KMM_PAGE_4K, &run) == KMM_OK &&
+            run.demand;
+        kshell_printf(sh, "0x%016llx: %s\n", (unsigned long long)va,
+                      demand
+                          ? "a demand-zero page of the kernel space, no frame until first touched"
+                          : "not mapped in the kernel space");
         return 0;
     }
     if (err) {
@@ -207,7 +216,7 @@ static int cmd_pagetables(struct kshell *sh, unsigned argc, char **argv)
                       (unsigned long long)va, kmm_strerror(err));
         return 1;
     }
-    kshell_printf(sh, "0x%016llx -> physical 0x%llx, %s page, %c%c%c%s%s, %s%s\n",
+    kshell_printf(sh, "0x%016llx -> physical 0x%llx, %s page, %c%c%c%s%s, %s%s%s\n",
                   (unsigned long long)va, (unsigned long long)tr.pa,
                   tr.page_size == KMM_PAGE_1G   ? "1 GiB"
                   : tr.page_size == KMM_PAGE_2M ? "2 MiB"
@@ -215,7 +224,7 @@ static int cmd_pagetables(struct kshell *sh, unsigned argc, char **argv)
                   'r', (tr.prot & KMM_PROT_WRITE) ? 'w' : '-',
                   (tr.prot & KMM_PROT_EXEC) ? 'x' : '-', (tr.prot & KMM_PROT_USER) ? " user" : "",
                   (tr.prot & KMM_PROT_GLOBAL) ? " global" : "", cache_name(tr.cache),
-                  tr.owned ? ", owns its frame" : "");
+                  tr.owned ? ", owns its frame" : "", tr.cow ? ", copy-on-write" : "");
     return 0;
 }
 
