@@ -88,6 +88,9 @@ static int space_build(struct user_proc *p)
     }
     if (!err)
         err = map_page(p, USER_DATA_VA, USER_PROT_DATA, NULL, 0);
+    if (!err) /* the heap: no frame until the program touches a page */
+        err = kmm_vm_map(p->as, USER_HEAP_VA, 0, (uint64_t)USER_HEAP_PAGES * PAGE,
+                         USER_PROT_DATA | KMM_MAP_DEMAND);
     for (unsigned i = 1; !err && i <= USER_STACK_PAGES; i++)
         err = map_page(p, USER_STACK_TOP - i * PAGE, USER_PROT_DATA, NULL, 0);
     if (err) {
@@ -194,24 +197,34 @@ static void syscall(struct user_proc *p, struct trap_frame *f)
  * child's id. */
 static int64_t sys_fork(struct user_proc *p, const struct trap_frame *f)
 {
-    (void)f;
     if (p->depth + 1 >= USER_FORK_DEPTH)
         return -USER_EAGAIN;
-    /* Needs the library's address-space clone (SPEC §4), which it does
-     * not have yet. */
-    return -USER_ENOSYS;
+    struct user_proc child = {.k = p->k, .prog = p->prog, .res = p->res, .depth = p->depth + 1};
+    if (kmm_aspace_clone(p->as, &child.as) != KMM_OK)
+        return -USER_ENOMEM;
+    struct trap_frame regs = *f; /* the child returns from the same call, with 0 */
+    regs.rax = 0;
+    p->res->forks++;
+    proc_run(&child, &regs); /* back in p's space when the child ends */
+    p->child_done = true;
+    p->child_status = child.killed ? USER_STATUS_KILLED : child.status;
+    int err = kmm_aspace_destroy(p->k, child.as);
+    if (err)
+        kernel_panic("user: a child's space could not be destroyed");
+    return (int64_t)child.depth; /* the child's id: its depth (one child at a time) */
 }
 
 /* --- traps ---------------------------------------------------------------------------- */
 
-/* Whether the library resolves the page fault (demand zero, copy on
- * write). It has no fault entry yet (SPEC §4): none is. */
+/* Whether the library's fault entry resolves the page fault in p's space
+ * (a demand-zero heap page, a copy-on-write page after a fork); the error
+ * code's W, U/S and I/D bits are its KMM_FAULT_* bits. A fault it leaves
+ * (nothing mapped, a right the mapping does not give) kills p. */
 static bool fault_resolved(struct user_proc *p, uint64_t addr, uint64_t err)
 {
-    (void)p;
-    (void)addr;
-    (void)err;
-    return false;
+    if (err & PF_RSVD)
+        return false;
+    return kmm_vm_fault(p->as, addr, (unsigned)err & KMM_FAULT_MASK, NULL) == KMM_OK;
 }
 
 static void kill(struct user_proc *p, struct trap_frame *f, uint64_t cr2)
@@ -278,6 +291,8 @@ USER_PROG_BYTES(stack);
 USER_PROG_BYTES(kread);
 USER_PROG_BYTES(priv);
 USER_PROG_BYTES(badwrite);
+USER_PROG_BYTES(heap);
+USER_PROG_BYTES(fork);
 #undef USER_PROG_BYTES
 
 #define USER_PROG(name, what)                                                                      \
@@ -291,6 +306,10 @@ static const struct user_prog progs[] = {
     USER_PROG(priv, "executes cli: killed by a general protection fault"),
     USER_PROG(badwrite, "asks write for kernel memory, a non-canonical address and a buffer "
                         "off its data page: exits 0 if each is refused with -EFAULT"),
+    USER_PROG(heap, "reads and writes each page of its demand-zero heap: exits 0 if each read "
+                    "zeros first and what it wrote back"),
+    USER_PROG(fork, "forks; the child writes its copy-on-write data and stack pages and exits 7; "
+                    "the parent exits 0 if wait says 7 and its own data is unchanged"),
 };
 #undef USER_PROG
 

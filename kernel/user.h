@@ -15,9 +15,9 @@
  *
  *   USER_CODE_VA   the program's bytes, read-execute
  *   USER_DATA_VA   one zeroed page, read-write
- *   USER_HEAP_VA   USER_HEAP_PAGES of demand-zero memory, read-write, once
- *                  the library has a fault entry (absent before: a touch
- *                  kills the program)
+ *   USER_HEAP_VA   USER_HEAP_PAGES of demand-zero memory, read-write: a
+ *                  page gets a zeroed frame at its first touch (the
+ *                  library's fault entry, kmm_vm_fault)
  *   USER_STACK_TOP USER_STACK_PAGES below it, read-write; RSP starts here
  *
  * System calls: RAX the number, RDI, RSI the arguments, the result in RAX

@@ -106,4 +106,75 @@ PROGRAM(badwrite)
 1:  EXIT
 END(badwrite)
 
+/* heap: reads the first word of each of the 64 demand-zero heap pages at
+ * 0x10000000 (each read is the page's first touch: it must see 0) and
+ * writes the page's countdown number after it, then reads those back: exit
+ * 0 if every read saw 0 and the numbers sum to 64 * 65 / 2, 1 if a read did
+ * not see 0, 2 if the sum is wrong. */
+PROGRAM(heap)
+    movl $0x10000000, %ebx
+    movl $64, %ecx
+    xorl %eax, %eax
+1:  addq (%rbx), %rax
+    movq %rcx, 8(%rbx)
+    addq $4096, %rbx
+    loop 1b
+    movl $1, %edi
+    testq %rax, %rax
+    jnz 2f
+    movl $0x10000000, %ebx
+    movl $64, %ecx
+3:  addq 8(%rbx), %rax
+    addq $4096, %rbx
+    loop 3b
+    movl $2, %edi
+    cmpq $2080, %rax
+    jne 2f
+    xorl %edi, %edi
+2:  EXIT
+END(heap)
+
+/* fork: stores 0x1111 in its data page (0x600000) and forks. The child
+ * finds 0x1111, stores 0x2222 (a write to a copy-on-write page: its own
+ * copy), pushes and pops on its stack (copy-on-write too) and exits 7 (6
+ * if it did not find 0x1111). The parent waits: exit 0 if the child's
+ * status is 7, its own word still 0x1111, and a store of 0x3333 to it
+ * (its frame's last mapping now) reads back; else 1, 2 or 3 for the first
+ * check that failed, 4 if fork failed. */
+PROGRAM(fork)
+    movl $0x600000, %ebx
+    movq $0x1111, (%rbx)
+    movl $SYS_FORK, %eax
+    int $0x80
+    testq %rax, %rax
+    js 9f
+    jnz 1f
+    movl $6, %edi
+    cmpq $0x1111, (%rbx)
+    jne 8f
+    movq $0x2222, (%rbx)
+    pushq $7
+    popq %rdi
+    cmpq $0x2222, (%rbx)
+    je 8f
+    movl $6, %edi
+8:  EXIT
+1:  movl $SYS_WAIT, %eax
+    int $0x80
+    movl $1, %edi
+    cmpq $7, %rax
+    jne 2f
+    movl $2, %edi
+    cmpq $0x1111, (%rbx)
+    jne 2f
+    movq $0x3333, (%rbx)
+    movl $3, %edi
+    cmpq $0x3333, (%rbx)
+    jne 2f
+    xorl %edi, %edi
+2:  EXIT
+9:  movl $4, %edi
+    EXIT
+END(fork)
+
     .section .note.GNU-stack, "", @progbits

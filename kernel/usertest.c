@@ -102,3 +102,21 @@ KHW_TEST(user, user_run_refuses_a_missing_program_and_leaves_nothing)
     KT_EXPECT(t, user_prog_find("no such program") == NULL);
     KT_EXPECT_EQ(t, free_pages(), before);
 }
+
+KHW_TEST(user, a_program_reads_zeros_from_its_demand_zero_heap_and_keeps_what_it_writes)
+{
+    struct user_result r = {0};
+    expect_exit_0(t, "heap", &r);
+    KT_EXPECT_EQ(t, r.faults_resolved, (uint64_t)USER_HEAP_PAGES); /* one first touch a page */
+}
+
+KHW_TEST(user, a_forked_child_writes_its_own_copies_and_the_parent_keeps_its_pages)
+{
+    struct user_result r = {0};
+    expect_exit_0(t, "fork", &r);
+    KT_EXPECT_EQ(t, r.forks, 1u);
+    /* The child's data and stack pages copied, the parent's data page taken
+     * back in place: three faults at least (its code pages are read-only). */
+    KT_EXPECT(t, r.faults_resolved >= 3);
+    ktest_diag(t, "%llu page faults resolved", (unsigned long long)r.faults_resolved);
+}

@@ -306,6 +306,19 @@ def user_checks(b, t):
        is not None, f"{t}: user priv (cli in ring 3) is killed by a general protection fault",
        out)
 
+    out = b.send("user heap\r")
+    ok(re.search(r"^user: heap exited with status 0$", out, re.M) is not None
+       and re.search(r"^user: \d+ system calls, 64 page faults resolved, .*: all back$", out,
+                     re.M) is not None,
+       f"{t}: user heap reads zeros at each demand-zero page's first touch (64 faults resolved), "
+       "every page back", out)
+
+    out = b.send("user fork\r")
+    ok(re.search(r"^user: fork exited with status 0$", out, re.M) is not None
+       and re.search(r"^user: .*, 1 children; .*: all back$", out, re.M) is not None,
+       f"{t}: user fork: the child's copy-on-write pages are its own, the parent's unchanged, "
+       "every page back", out)
+
     out = b.send("user nosuch\r")
     ok("user: nosuch: no such program" in out, f"{t}: user refuses an unknown program", out)
 
