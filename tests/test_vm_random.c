@@ -3,7 +3,8 @@
  * after every step against a shadow model through the independent software
  * MMU (tests/ktest/soft_mmu.h), in 4- and 5-level mode, in the kernel half
  * and in a user space; with page accounting: no leaked table, no leaked
- * owned frame. First with 4 KiB pages only, then with every page size.
+ * owned frame. First with 4 KiB pages only (and a variant that also maps
+ * demand-zero ranges and takes faults on them), then with every page size.
  */
 #include "ktest.h"
 #include "env.h"
@@ -25,10 +26,29 @@
 static const struct kmm_region map32[] = {{1 * MIB, 31 * MIB, KMM_MEM_USABLE}};
 
 static struct {
-    uint64_t pa[WINDOW_PAGES]; /* 0: unmapped */
+    uint64_t pa[WINDOW_PAGES]; /* 0: unmapped (or demand-zero) */
     unsigned prot[WINDOW_PAGES];
     bool owned[WINDOW_PAGES];
+    bool demand[WINDOW_PAGES]; /* a demand-zero page not touched yet (pa 0) */
 } shadow;
+
+/* Whether page i is in use: mapped, or demand-zero. */
+static bool in_use(unsigned i)
+{
+    return shadow.pa[i] != 0 || shadow.demand[i];
+}
+
+/* What kmm_vm_fault must answer for an access (KMM_FAULT_*) to page i. */
+static int fault_answer(unsigned i, unsigned access)
+{
+    if (!in_use(i))
+        return KMM_ENOENT;
+    unsigned p = shadow.prot[i];
+    if (((access & KMM_FAULT_WRITE) && !(p & KMM_PROT_WRITE)) ||
+        ((access & KMM_FAULT_EXEC) && !(p & KMM_PROT_EXEC)))
+        return KMM_EACCES;
+    return KMM_OK;
+}
 
 static const void *phys(void *ctx, uint64_t pa)
 {
@@ -62,7 +82,8 @@ static void count_leaf(void *ctx, uint64_t va, const struct smmu_result *r)
     c->leaves += r->ok;
 }
 
-static void run_random(struct ktest *t, unsigned levels, bool user_space, uint64_t seed)
+static void run_random(struct ktest *t, unsigned levels, bool user_space, uint64_t seed,
+                       bool faults)
 {
     struct kt_machine *m = kt_machine_create(t, map32, 1);
     if (!m)
@@ -103,8 +124,9 @@ static void run_random(struct ktest *t, unsigned levels, bool user_space, uint64
         uint64_t va = base + (uint64_t)i * PAGE;
         unsigned mapped = 0;
         for (unsigned j = 0; j < n; j++)
-            mapped += shadow.pa[i + j] != 0;
-        unsigned op = (unsigned)(kt_rng(&seed) % 3);
+            mapped += in_use(i + j);
+        /* Without faults the stream of choices is the one it always was. */
+        unsigned op = (unsigned)(kt_rng(&seed) % (faults ? 5 : 3));
         unsigned prot = KMM_PROT_READ | user | (unsigned)(kt_rng(&seed) % 2) * KMM_PROT_WRITE |
                         (unsigned)(kt_rng(&seed) % 2) * KMM_PROT_EXEC;
         if (!user_space && kt_rng(&seed) % 4 == 0)
@@ -119,9 +141,9 @@ static void run_random(struct ktest *t, unsigned levels, bool user_space, uint64
             bool owned = kt_rng(&seed) % 2;
             int err = kmm_vm_map(as, va, pool[from], (uint64_t)n * PAGE,
                                  prot | (owned ? KMM_MAP_OWNED : 0));
-            bool busy = false;
+            bool busy = false; /* over n as it is now */
             for (unsigned j = 0; j < n; j++)
-                busy |= shadow.pa[i + j] != 0;
+                busy |= in_use(i + j);
             KT_ASSERT_EQ(t, err, busy ? KMM_EBUSY : KMM_OK);
             for (unsigned j = 0; !busy && j < n; j++) {
                 shadow.pa[i + j] = pool[from] + j * PAGE;
@@ -131,8 +153,40 @@ static void run_random(struct ktest *t, unsigned levels, bool user_space, uint64
         } else if (op == 1) {
             int err = kmm_vm_unmap(as, va, (uint64_t)n * PAGE);
             KT_ASSERT_EQ(t, err, mapped == n ? KMM_OK : KMM_ENOENT);
-            for (unsigned j = 0; mapped == n && j < n; j++)
+            for (unsigned j = 0; mapped == n && j < n; j++) {
                 shadow.pa[i + j] = 0;
+                shadow.demand[i + j] = false;
+            }
+        } else if (op == 3) { /* reserve a demand-zero range */
+            int err = kmm_vm_map(as, va, 0, (uint64_t)n * PAGE, prot | KMM_MAP_DEMAND);
+            KT_ASSERT_EQ(t, err, mapped ? KMM_EBUSY : KMM_OK);
+            for (unsigned j = 0; !mapped && j < n; j++) {
+                shadow.demand[i + j] = true;
+                shadow.prot[i + j] = prot;
+            }
+        } else if (op == 4) { /* a fault on the range's first page */
+            unsigned access = (unsigned)(kt_rng(&seed) % 3);
+            access = access == 1 ? KMM_FAULT_WRITE : access == 2 ? KMM_FAULT_EXEC : 0;
+            access |= user_space ? KMM_FAULT_USER : 0;
+            enum kmm_vm_fault_kind how;
+            int err = kmm_vm_fault(as, va + 0x10, access, &how);
+            KT_ASSERT_EQ(t, err, fault_answer(i, access));
+            if (err == KMM_OK) {
+                KT_ASSERT_EQ(t, how, shadow.demand[i] ? KMM_FAULT_DEMAND_ZERO : KMM_FAULT_SPURIOUS);
+                struct kmm_vm_translation tr;
+                KT_ASSERT_EQ(t, kmm_vm_translate(as, va, &tr), KMM_OK);
+                if (shadow.demand[i]) { /* a zeroed frame of its own, owned */
+                    const uint8_t *z = kt_machine_phys(m, tr.pa);
+                    bool zero = true;
+                    for (unsigned b = 0; b < PAGE; b++)
+                        zero &= z[b] == 0;
+                    KT_ASSERT(t, zero && tr.owned);
+                    shadow.pa[i] = tr.pa;
+                    shadow.owned[i] = true;
+                    shadow.demand[i] = false;
+                }
+                KT_ASSERT_EQ(t, tr.pa, shadow.pa[i]);
+            }
         } else {
             int err = kmm_vm_protect(as, va, (uint64_t)n * PAGE, prot);
             KT_ASSERT_EQ(t, err, mapped == n ? KMM_OK : KMM_ENOENT);
@@ -150,19 +204,32 @@ static void run_random(struct ktest *t, unsigned levels, bool user_space, uint64
         }
         struct count c = {0};
         smmu_collect(&mmu, kmm_aspace_root(as), base, base + WINDOW_PAGES * PAGE, count_leaf, &c);
-        unsigned want = 0;
-        for (unsigned p = 0; p < WINDOW_PAGES; p++)
+        unsigned want = 0, demand = 0;
+        for (unsigned p = 0; p < WINDOW_PAGES; p++) {
             want += shadow.pa[p] != 0;
+            demand += shadow.demand[p];
+        }
         KT_ASSERT_EQ(t, c.leaves, want);
+        struct kmm_vm_fault_stats fs;
+        kmm_vm_fault_stats(as, &fs);
+        KT_ASSERT_EQ(t, fs.demand_pages, demand);
         if (step % 50 == 0) {
             struct kmm_check_result r;
             if (kmm_check(k, &r) != KMM_CHECK_OK)
                 ktest_fail_at(t, __FILE__, __LINE__, "step %d: %s", step, r.first);
         }
     }
+    if (faults) { /* the run took faults of each kind */
+        struct kmm_vm_fault_stats fs;
+        kmm_vm_fault_stats(as, &fs);
+        ktest_diag(t, "faults: demand-zero %llu, spurious %llu, refused %llu",
+                   (unsigned long long)fs.demand_zero, (unsigned long long)fs.spurious,
+                   (unsigned long long)fs.refused);
+        KT_EXPECT(t, fs.demand_zero > 0 && fs.spurious > 0 && fs.refused > 0);
+    }
     /* Unmap what is left: every table and owned frame must come back. */
     for (unsigned p = 0; p < WINDOW_PAGES; p++)
-        if (shadow.pa[p])
+        if (in_use(p))
             KT_ASSERT_EQ(t, kmm_vm_unmap(as, base + (uint64_t)p * PAGE, PAGE), KMM_OK);
     kmm_vm_stats(as, &vs);
     KT_EXPECT_EQ(t, vs.table_bytes, vs0.table_bytes);
@@ -182,22 +249,32 @@ static void run_random(struct ktest *t, unsigned levels, bool user_space, uint64
 
 KTEST(vm_random, kernel_half_four_levels_matches_the_shadow_at_every_step)
 {
-    run_random(t, 4, false, 0x4b1);
+    run_random(t, 4, false, 0x4b1, false);
 }
 
 KTEST(vm_random, user_space_four_levels_matches_the_shadow_at_every_step)
 {
-    run_random(t, 4, true, 0x4b2);
+    run_random(t, 4, true, 0x4b2, false);
 }
 
 KTEST(vm_random, kernel_half_five_levels_matches_the_shadow_at_every_step)
 {
-    run_random(t, 5, false, 0x5b1);
+    run_random(t, 5, false, 0x5b1, false);
 }
 
 KTEST(vm_random, user_space_five_levels_matches_the_shadow_at_every_step)
 {
-    run_random(t, 5, true, 0x5b2);
+    run_random(t, 5, true, 0x5b2, false);
+}
+
+KTEST(vm_random, kernel_half_with_demand_zero_faults_four_levels_matches_the_shadow)
+{
+    run_random(t, 4, false, 0xdf41, true);
+}
+
+KTEST(vm_random, user_space_with_demand_zero_faults_five_levels_matches_the_shadow)
+{
+    run_random(t, 5, true, 0xdf52, true);
 }
 
 /* --- mixed page sizes ------------------------------------------------------------------- */
