@@ -143,6 +143,63 @@ static void idt_init(void)
     __asm__ volatile("lidt %0" : : "m"(idtr));
 }
 
+/* --- SMEP and SMAP ---------------------------------------------------------------- */
+
+#define CPUID_EXT_FEATURES 7u
+#define CPUID7_EBX_SMEP    (1u << 7)
+#define CPUID7_EBX_SMAP    (1u << 20)
+#define CR4_SMEP           (UINT64_C(1) << 20)
+#define CR4_SMAP           (UINT64_C(1) << 21)
+#define RFLAGS_AC          (UINT64_C(1) << 18)
+#define USER_HALF_END      UINT64_C(0x0100000000000000) /* 5-level's; 4-level's is within it */
+
+static bool smep_on, smap_on;
+
+/* The kernel's own guard against user memory: with SMEP a jump into a user
+ * page faults instead of running the program's bytes with the kernel's
+ * rights; with SMAP a stray kernel read or write of a user address faults
+ * instead of trusting what the program put there. The user-access paths
+ * (user.c) read user memory through the direct map after checking the
+ * program's tables, so they need no window. */
+static void protect_init(void)
+{
+    uint32_t a = 0, b = 0, c = 0, d = 0;
+    __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
+    if (a < CPUID_EXT_FEATURES)
+        return;
+    a = CPUID_EXT_FEATURES;
+    c = 0;
+    __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
+    uint64_t cr4;
+    __asm__ volatile("mov %%cr4, %0" : "=r"(cr4));
+    smep_on = (b & CPUID7_EBX_SMEP) != 0;
+    smap_on = (b & CPUID7_EBX_SMAP) != 0;
+    cr4 |= (smep_on ? CR4_SMEP : 0) | (smap_on ? CR4_SMAP : 0);
+    __asm__ volatile("mov %0, %%cr4" : : "r"(cr4) : "memory");
+}
+
+bool trap_smep_on(void)
+{
+    return smep_on;
+}
+
+bool trap_smap_on(void)
+{
+    return smap_on;
+}
+
+void trap_user_access_begin(void)
+{
+    if (smap_on)
+        __asm__ volatile("stac" : : : "memory");
+}
+
+void trap_user_access_end(void)
+{
+    if (smap_on)
+        __asm__ volatile("clac" : : : "memory");
+}
+
 #define PIC1_DATA    0x21
 #define PIC2_DATA    0xA1
 #define PIC_MASK_ALL 0xFF
@@ -151,6 +208,7 @@ void trap_init(void)
 {
     gdt_init();
     idt_init();
+    protect_init();
     /* The legacy PICs still deliver IRQs 0-15 at vectors 8-15 and 0x70-0x77
      * as the BIOS left them: masked, so that interrupts turned on one day
      * cannot arrive disguised as a double fault or a general protection. */
@@ -259,6 +317,10 @@ static const char *walk_reason(uint64_t va, uint64_t err)
                 return "write to a read-only page";
             if ((err & PF_USER) && !user)
                 return "user access to a kernel page";
+            if (!(err & PF_USER) && user && (err & PF_FETCH) && smep_on)
+                return "kernel instruction fetch from a user page (SMEP)";
+            if (!(err & PF_USER) && user && smap_on)
+                return "kernel access to a user page outside trap_user_access_begin (SMAP)";
             return "the tables allow this access now (a stale TLB entry?)";
         }
         table = e & PTE_ADDR;
@@ -362,15 +424,30 @@ uint64_t trap_faults_resolved(void)
     return faults_resolved;
 }
 
+/* Whether a kernel-mode fault at a user address is SMEP's or SMAP's: a
+ * fetch from a user page, or a data access to one with RFLAGS.AC clear
+ * (outside trap_user_access_begin). The tables allow it; the CPU does not,
+ * and no mapping change will: the library must not be asked, or it would
+ * call the fault spurious and the instruction would fault again forever. */
+static bool smep_smap_fault(uint64_t addr, uint64_t err, uint64_t rflags)
+{
+    if ((err & PF_USER) || addr >= USER_HALF_END)
+        return false;
+    if (err & PF_FETCH)
+        return smep_on;
+    return smap_on && !(rflags & RFLAGS_AC);
+}
+
 /* Whether the library resolved the page fault at addr with error code err
  * (a demand-zero page got its frame, a copy-on-write page its copy): the
  * faulting instruction can run again. The error code's W, U/S and I/D bits
  * are the library's KMM_FAULT_* bits. Not while a report is running (a
  * fault inside the library would meet its own locks), nor for a reserved
- * bit, which no mapping change repairs. */
-static bool resolve_page_fault(uint64_t addr, uint64_t err)
+ * bit, which no mapping change repairs, nor for SMEP's and SMAP's faults
+ * (rflags: the faulting code's). */
+static bool resolve_page_fault(uint64_t addr, uint64_t err, uint64_t rflags)
 {
-    if (!kernel_kmm || trap_depth > 0 || (err & PF_RSVD))
+    if (!kernel_kmm || trap_depth > 0 || (err & PF_RSVD) || smep_smap_fault(addr, err, rflags))
         return false;
     struct kmm_aspace *as = fault_space ? fault_space : kmm_kernel_aspace(kernel_kmm);
     if (kmm_vm_fault(as, addr, (unsigned)err & KMM_FAULT_MASK, NULL) != KMM_OK)
@@ -410,7 +487,7 @@ void trap_dispatch(struct trap_frame *f)
         user_trap(f, cr2);
         return;
     }
-    if (f->vector == TRAP_PF && resolve_page_fault(cr2, f->error))
+    if (f->vector == TRAP_PF && resolve_page_fault(cr2, f->error, f->rflags))
         return; /* mapped now: the instruction runs again */
     struct trap_catch *c = trap_armed;
     if (c && f->vector < TRAP_EXCEPTIONS && f->vector != 2 /* NMI */) {

@@ -49,13 +49,25 @@ struct trap_frame {
 #define PF_FETCH   (1u << 4) /* an instruction fetch */
 
 /* Load the kernel's GDT (code, data, TSS with the double fault's stack),
- * the TSS and a full IDT, and mask the legacy PICs' IRQs. Once, early in kmain, before anything can
+ * the TSS and a full IDT, turn SMEP and SMAP on where the CPU has them, and
+ * mask the legacy PICs' IRQs. Once, early in kmain, before anything can
  * fault usefully; the GDT and IDT live in .data, so the library's tables map them. */
 void trap_init(void);
 
 /* The first byte of the page below the double-fault stack: never mapped in
  * the library's tables (takeover.c). */
 const void *trap_ist_guard(void);
+
+/* Whether the CPU enforces SMEP (the kernel never executes a user page)
+ * and SMAP (the kernel never reads or writes one unless it says so):
+ * trap_init turns both on where CPUID offers them (-cpu max does). */
+bool trap_smep_on(void);
+bool trap_smap_on(void);
+
+/* A deliberate kernel access to user pages: between these, SMAP lets it
+ * through (stac / clac; nothing without SMAP). Keep the window short. */
+void trap_user_access_begin(void);
+void trap_user_access_end(void);
 
 /* Sets the stack the CPU switches to when ring 3 traps (the TSS's RSP0) and
  * returns the previous one (user.c: each program's traps land below the

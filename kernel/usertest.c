@@ -13,6 +13,8 @@
 #include "trap.h"
 #include "user.h"
 
+#define X86_RET 0xC3
+
 static uint64_t free_pages(void)
 {
     struct kmm_page_stats s;
@@ -119,4 +121,47 @@ KHW_TEST(user, a_forked_child_writes_its_own_copies_and_the_parent_keeps_its_pag
      * back in place: three faults at least (its code pages are read-only). */
     KT_EXPECT(t, r.faults_resolved >= 3);
     ktest_diag(t, "%llu page faults resolved", (unsigned long long)r.faults_resolved);
+}
+
+/* SMEP and SMAP (trap.c): with a user space active, the kernel's fetch from
+ * a user page and its read of one fault, as present pages accessed by the
+ * kernel (no user bit in the error code); the read goes through inside
+ * trap_user_access_begin/end. */
+KHW_TEST(user, the_kernel_neither_runs_nor_reads_a_user_page_unless_it_says_so)
+{
+    if (!trap_smep_on() || !trap_smap_on()) {
+        ktest_skip(t, "the CPU has no SMEP or no SMAP (QEMU -cpu max has both)");
+        return;
+    }
+    uint64_t before = free_pages();
+    struct kmm_aspace *as;
+    KT_ASSERT_EQ(t, kmm_aspace_create(kernel_kmm, &as), KMM_OK);
+    uint64_t pa = kmm_page_alloc(kernel_kmm, 0, KMM_GFP_ZERO);
+    KT_ASSERT(t, pa != 0);
+    *(volatile uint8_t *)phys_to_virt(pa) = X86_RET;
+    KT_EXPECT_EQ(t,
+                 kmm_vm_map(as, USER_CODE_VA, pa, KMM_PAGE_4K,
+                            KMM_PROT_READ | KMM_PROT_EXEC | KMM_PROT_USER | KMM_MAP_OWNED),
+                 KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(kernel_kmm, pa, 0), KMM_OK); /* the mapping's now */
+    const void *code = (const void *)(uintptr_t)USER_CODE_VA;
+    struct trap_fault fetch, read;
+    /* The space the page-fault handler resolves in too: it must leave
+     * these faults alone (trap.c), not call them spurious and loop. */
+    trap_activate_space(as);
+    bool fetch_faulted = trap_probe_exec(code, &fetch);
+    bool read_faulted = trap_probe_read(code, &read);
+    trap_user_access_begin();
+    uint8_t byte = *(const volatile uint8_t *)code;
+    trap_user_access_end();
+    trap_activate_space(NULL);
+    KT_EXPECT(t, fetch_faulted);
+    KT_EXPECT_EQ(t, fetch.vector, (uint64_t)TRAP_PF);
+    KT_EXPECT_EQ(t, fetch.error, (uint64_t)(PF_PRESENT | PF_FETCH));
+    KT_EXPECT(t, read_faulted);
+    KT_EXPECT_EQ(t, read.vector, (uint64_t)TRAP_PF);
+    KT_EXPECT_EQ(t, read.error, (uint64_t)PF_PRESENT);
+    KT_EXPECT_EQ(t, byte, X86_RET);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(kernel_kmm, as), KMM_OK);
+    KT_EXPECT_EQ(t, free_pages(), before);
 }
