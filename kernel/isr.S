@@ -34,6 +34,15 @@ isr_stubs:
  * the vector and 15 registers the frame is 22 words, so RSP is aligned
  * again at the call. */
 isr_common:
+    /* SMAP's guard must hold in the kernel whatever the interrupted code
+     * left in RFLAGS.AC: ring 3 may set it (popfq), and an exception does
+     * not clear it (Linux's entry code clears it the same way). clac
+     * exists only with SMAP (trap.c sets trap_smap_clac then); the frame
+     * keeps the interrupted code's flags for iretq. */
+    testb $1, trap_smap_clac(%rip)
+    jz 1f
+    clac
+1:
     pushq %rax
     pushq %rbx
     pushq %rcx

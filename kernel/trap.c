@@ -154,6 +154,8 @@ static void idt_init(void)
 #define USER_HALF_END      UINT64_C(0x0100000000000000) /* 5-level's; 4-level's is within it */
 
 static bool smep_on, smap_on;
+/* isr.S clears RFLAGS.AC on every entry while this is 1 (SMAP on). */
+uint8_t trap_smap_clac;
 
 /* The kernel's own guard against user memory: with SMEP a jump into a user
  * page faults instead of running the program's bytes with the kernel's
@@ -176,6 +178,7 @@ static void protect_init(void)
     smap_on = (b & CPUID7_EBX_SMAP) != 0;
     cr4 |= (smep_on ? CR4_SMEP : 0) | (smap_on ? CR4_SMAP : 0);
     __asm__ volatile("mov %0, %%cr4" : : "r"(cr4) : "memory");
+    trap_smap_clac = smap_on;
 }
 
 bool trap_smep_on(void)

@@ -26,6 +26,7 @@
 #define USER_PROT_CODE     (KMM_PROT_READ | KMM_PROT_EXEC | KMM_PROT_USER)
 #define USER_PROT_DATA     (KMM_PROT_READ | KMM_PROT_WRITE | KMM_PROT_USER)
 #define USER_STATUS_KILLED (-1)
+#define RFLAGS_AC          (UINT64_C(1) << 18) /* alignment check; with SMAP: user access allowed */
 #define USER_HALF_END      UINT64_C(0x0000800000000000) /* 4-level; 5-level's is higher */
 
 /* isr.S: what user_enter saves, in this order. */
@@ -242,6 +243,10 @@ void user_trap(struct trap_frame *f, uint64_t cr2)
     struct user_proc *p = current;
     if (!p)
         kernel_panic("a trap from ring 3 with no program running");
+    uint64_t flags;
+    __asm__ volatile("pushfq\n\tpopq %0" : "=r"(flags));
+    if (flags & RFLAGS_AC)
+        p->res->kernel_ac++;
     if (f->vector == TRAP_SYSCALL) {
         syscall(p, f);
         return;
@@ -293,6 +298,7 @@ USER_PROG_BYTES(priv);
 USER_PROG_BYTES(badwrite);
 USER_PROG_BYTES(heap);
 USER_PROG_BYTES(fork);
+USER_PROG_BYTES(acflag);
 #undef USER_PROG_BYTES
 
 #define USER_PROG(name, what)                                                                      \
@@ -310,6 +316,8 @@ static const struct user_prog progs[] = {
                     "zeros first and what it wrote back"),
     USER_PROG(fork, "forks; the child writes its copy-on-write data and stack pages and exits 7; "
                     "the parent exits 0 if wait says 7 and its own data is unchanged"),
+    USER_PROG(acflag, "sets RFLAGS.AC (SMAP's window) and writes a line: the kernel must run "
+                      "with it clear, the program get it back; exits 0 if it did"),
 };
 #undef USER_PROG
 

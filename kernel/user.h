@@ -79,6 +79,8 @@ struct user_result {
     uint64_t syscalls;        /* system calls made, its children's included */
     uint64_t faults_resolved; /* page faults the library's fault entry resolved */
     uint64_t forks;           /* children run */
+    uint64_t kernel_ac;       /* traps the kernel handled with RFLAGS.AC set, SMAP's
+                                 window open: 0 wherever the CPU has SMAP (isr.S) */
 };
 
 struct kmm;

@@ -177,4 +177,27 @@ PROGRAM(fork)
     EXIT
 END(fork)
 
+/* acflag: RFLAGS.AC set in ring 3 (allowed: popfq at CPL 3 sets it), then
+ * a write; AC must still be set after the call (the kernel's iretq gives
+ * the flags back): exit 0, or 1 if it was lost. Whether the kernel ran the
+ * call with it clear is user.c's to see (user_result.kernel_ac). */
+#define RFLAGS_AC 0x40000
+PROGRAM(acflag)
+    pushfq
+    orq $RFLAGS_AC, (%rsp)
+    popfq
+    leaq 1f(%rip), %rdi
+    movl $(2f - 1f), %esi
+    movl $SYS_WRITE, %eax
+    int $0x80
+    pushfq
+    popq %rax
+    xorl %edi, %edi
+    testl $RFLAGS_AC, %eax
+    setz %dil
+    EXIT
+1:  .ascii "RFLAGS.AC set in ring 3\n"
+2:
+END(acflag)
+
     .section .note.GNU-stack, "", @progbits

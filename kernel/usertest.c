@@ -96,6 +96,18 @@ KHW_TEST(user, write_refuses_kernel_non_canonical_and_unmapped_buffers_with_efau
     expect_exit_0(t, "badwrite", &r);
 }
 
+/* Ring 3 may set RFLAGS.AC, SMAP's window, and an exception does not clear
+ * it: isr.S does, so the kernel never handles a program's trap with user
+ * pages open to it; the program gets its flag back on return. */
+KHW_TEST(user, a_program_s_rflags_ac_never_opens_smap_s_window_in_the_kernel)
+{
+    struct user_result r = {0};
+    expect_exit_0(t, "acflag", &r);
+    KT_EXPECT_EQ(t, r.syscalls, 2u);
+    if (trap_smap_on())
+        KT_EXPECT_EQ(t, r.kernel_ac, 0u);
+}
+
 KHW_TEST(user, user_run_refuses_a_missing_program_and_leaves_nothing)
 {
     struct user_result r = {0};
