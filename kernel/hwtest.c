@@ -398,7 +398,7 @@ KHW_TEST(hw, a_load_and_a_store_to_demand_zero_pages_complete_after_the_fault)
 
 /* fork as a kernel does it: a user space cloned, the child switched to
  * with CR3, and a kernel-mode store to a user page (CR0.WP holds the
- * kernel to read-only pages; SMAP is off) faults on the copy-on-write
+ * kernel to read-only pages; inside SMAP's window) faults on the copy-on-write
  * page; the handler copies it and the store completes in the child only. */
 KHW_TEST(hw, a_store_to_a_copy_on_write_page_after_a_clone_copies_it_for_that_space_only)
 {
@@ -412,19 +412,26 @@ KHW_TEST(hw, a_store_to_a_copy_on_write_page_after_a_clone_copies_it_for_that_sp
     KT_ASSERT_EQ(t, kmm_page_free(kernel_kmm, pa, 0), KMM_OK); /* the mapping's now */
     KT_ASSERT_EQ(t, kmm_aspace_clone(parent, &child), KMM_OK);
     struct trap_fault f;
+    /* The user page's accesses inside SMAP's window (trap.h). */
     trap_activate_space(child);
-    KT_EXPECT_EQ(t, at(USER_VA)[0], PATTERN); /* shared, readable */
+    trap_user_access_begin();
+    uint64_t shared = at(USER_VA)[0];
     bool faulted = trap_probe_write((void *)(uintptr_t)USER_VA, &f);
     if (!faulted)
         at(USER_VA)[0] = PATTERN + 1;
+    trap_user_access_end();
     trap_activate_space(parent);
-    KT_EXPECT(t, !faulted);
-    KT_EXPECT_EQ(t, at(USER_VA)[0], PATTERN); /* the parent's is unchanged */
+    trap_user_access_begin();
+    uint64_t parents = at(USER_VA)[0];
     /* The parent's page is its frame's last mapping now: made writable in place. */
     bool parent_faulted = trap_probe_write((void *)(uintptr_t)USER_VA, &f);
     if (!parent_faulted)
         at(USER_VA)[1] = PATTERN;
+    trap_user_access_end();
     trap_activate_space(NULL);
+    KT_EXPECT_EQ(t, shared, PATTERN); /* shared, readable */
+    KT_EXPECT(t, !faulted);
+    KT_EXPECT_EQ(t, parents, PATTERN); /* the parent's is unchanged */
     KT_EXPECT(t, !parent_faulted);
     struct kmm_vm_translation pt, ct;
     KT_ASSERT_EQ(t, kmm_vm_translate(parent, USER_VA, &pt), KMM_OK);
