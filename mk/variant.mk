@@ -222,7 +222,7 @@ $(HEAP_PEER_EXES): $(O)/kmm-heap-%: $(O)/obj/bench/peers/heap_peer-%.o \
 # file whose randomised run it drives and the test support, without the test
 # runner's main.
 FUZZ_SUPPORT_OBJS := $(call obj,$(KTEST_LIB_SRCS) tests/ktest/env_hosted.c)
-fuzz: $(O)/fuzz-vm $(O)/fuzz-page $(O)/fuzz-vmalloc $(O)/fuzz-heap
+fuzz: $(O)/fuzz-vm $(O)/fuzz-page $(O)/fuzz-vmalloc $(O)/fuzz-heap $(O)/fuzz-fork
 # Coverage guides the fuzzer through the library only: the tests' own loops
 # (the shadow models, the software MMU) and kmm_check's walks over every
 # frame would drown it and slow every run.
@@ -232,6 +232,7 @@ $(O)/fuzz-vm: $(call obj,tests/fuzz/fuzz_vm.c tests/test_vm_random.c)
 $(O)/fuzz-page: $(call obj,tests/fuzz/fuzz_page.c tests/test_page.c)
 $(O)/fuzz-vmalloc: $(call obj,tests/fuzz/fuzz_vmalloc.c tests/test_vmalloc.c)
 $(O)/fuzz-heap: $(call obj,tests/fuzz/fuzz_heap.c tests/test_heap_random.c)
+$(O)/fuzz-fork: $(call obj,tests/fuzz/fuzz_fork.c tests/test_vm_fork_random.c)
 $(O)/fuzz-%: $(FUZZ_SUPPORT_OBJS) $(LIBKMM)
 	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $(filter-out $(LIBKMM),$^) $(LIBKMM)
 endif
