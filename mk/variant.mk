@@ -37,6 +37,13 @@ KERNEL_CFLAGS := -std=c11 -O2 -g $(WARN) -ffreestanding -nostdinc \
         -mno-red-zone -mcmodel=kernel -mgeneral-regs-only -fno-pic -fno-pie \
         -fno-stack-protector -nostdlib -fno-asynchronous-unwind-tables \
         -Iinclude -Isrc -Ikernel/port -Iport/x86_64 -Itests/ktest -Ikernel/shell -Icompat -MMD -MP
+# gcc inlines a memset of a known size above a few hundred bytes (a zeroed
+# page) as `rep stosq`, which under QEMU's TCG runs an iteration at a time
+# (a zeroed page cost 1.4x of the kernel's own memset, kernel/lib.c): small
+# ones stay inline, larger ones call memset, as clang does anyway.
+ifneq ($(findstring gcc,$(CC)),)
+KERNEL_CFLAGS += -mmemset-strategy=unrolled_loop:256:noalign,libcall:-1:noalign
+endif
 ifeq ($(WORLD),kernel)
 CFLAGS := $(KERNEL_CFLAGS)
 LIB_SRCS := $(CORE_SRCS)
