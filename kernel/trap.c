@@ -150,7 +150,6 @@ static void idt_init(void)
 #define CPUID7_EBX_SMAP    (1u << 20)
 #define CR4_SMEP           (UINT64_C(1) << 20)
 #define CR4_SMAP           (UINT64_C(1) << 21)
-#define RFLAGS_AC          (UINT64_C(1) << 18)
 #define USER_HALF_END      UINT64_C(0x0100000000000000) /* 5-level's; 4-level's is within it */
 
 static bool smep_on, smap_on;
@@ -438,7 +437,7 @@ static bool smep_smap_fault(uint64_t addr, uint64_t err, uint64_t rflags)
         return false;
     if (err & PF_FETCH)
         return smep_on;
-    return smap_on && !(rflags & RFLAGS_AC);
+    return smap_on && !(rflags & TRAP_RFLAGS_AC);
 }
 
 /* Whether the library resolved the page fault at addr with error code err

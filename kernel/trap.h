@@ -35,6 +35,10 @@ struct trap_frame {
 #define TRAP_EXCEPTIONS 32
 #define TRAP_SYSCALL    0x80 /* int $0x80: the only gate ring 3 may use (user.h) */
 
+/* RFLAGS.AC: alignment check; with SMAP on, kernel access to user pages
+ * allowed (stac sets it, clac clears it). */
+#define TRAP_RFLAGS_AC (UINT64_C(1) << 18)
+
 /* Segment selectors (trap.c's GDT). The user ones carry RPL 3. */
 #define TRAP_KERNEL_CS 0x08
 #define TRAP_KERNEL_SS 0x10

@@ -26,7 +26,6 @@
 #define USER_PROT_CODE     (KMM_PROT_READ | KMM_PROT_EXEC | KMM_PROT_USER)
 #define USER_PROT_DATA     (KMM_PROT_READ | KMM_PROT_WRITE | KMM_PROT_USER)
 #define USER_STATUS_KILLED (-1)
-#define RFLAGS_AC          (UINT64_C(1) << 18) /* alignment check; with SMAP: user access allowed */
 #define USER_HALF_END      UINT64_C(0x0000800000000000) /* 4-level; 5-level's is higher */
 
 /* isr.S: what user_enter saves, in this order. */
@@ -245,7 +244,7 @@ void user_trap(struct trap_frame *f, uint64_t cr2)
         kernel_panic("a trap from ring 3 with no program running");
     uint64_t flags;
     __asm__ volatile("pushfq\n\tpopq %0" : "=r"(flags));
-    if (flags & RFLAGS_AC)
+    if (flags & TRAP_RFLAGS_AC)
         p->res->kernel_ac++;
     if (f->vector == TRAP_SYSCALL) {
         syscall(p, f);

@@ -189,13 +189,9 @@ static __attribute__((noinline)) uint64_t page_alloc(struct kmm *k, unsigned ord
          * the caches hold nothing while pages are poisoned or page events
          * recorded, pcp.c), and a page a freed table left there
          * (pmm_table_free_zero) needs no zeroing at all. */
-        uint64_t pa = pmm_pcp_alloc_fast(k, flags, true);
-        if (pa & PMM_PCP_ZEROED)
-            return pa - PMM_PCP_ZEROED;
-        if (pa) {
-            __builtin_memset(kmm_phys_to_virt(k, pa), 0, KMM_PAGE_SIZE);
+        uint64_t pa = pmm_pcp_alloc_zeroed(k, flags);
+        if (pa)
             return pa;
-        }
     }
     unsigned poison = pmm_poison_begin(&k->pmm); /* before the request: poison.c */
     uint64_t pa = order == 0 ? pmm_pcp_alloc(k, flags) : 0;

@@ -89,6 +89,20 @@ static inline __attribute__((always_inline)) uint64_t pmm_pcp_alloc_fast(struct 
     return pa;
 }
 
+/* A zeroed single page off this CPU's cache (as pmm_pcp_alloc_fast), or 0.
+ * A page known to hold zeros (a freed page table, pmm_table_free_zero) is
+ * not zeroed again. */
+static inline __attribute__((always_inline)) uint64_t pmm_pcp_alloc_zeroed(struct kmm *k,
+                                                                           kmm_gfp_t flags)
+{
+    uint64_t pa = pmm_pcp_alloc_fast(k, flags, true);
+    if (pa & PMM_PCP_ZEROED)
+        return pa - PMM_PCP_ZEROED;
+    if (pa)
+        __builtin_memset(kmm_phys_to_virt(k, pa), 0, KMM_PAGE_SIZE);
+    return pa;
+}
+
 /* Puts f (at pfn) on this CPU's cache if it may go there; returns true if
  * it did. *over is set when the cache now holds more than its bound. */
 static inline bool pcp_cache_page(struct kmm_pcp_cpu *pc, struct kmm_frame *f, uint64_t pfn,

@@ -19,12 +19,8 @@ uint64_t pmm_table_alloc(struct kmm *k, kmm_gfp_t flags)
         /* This CPU's cache first, where the table an unmap freed waits
          * still zeroed (pmm_table_free_zero): a map that comes and goes at
          * one address takes the same page back with nothing to zero. */
-        uint64_t pa = pmm_pcp_alloc_fast(k, keep | KMM_GFP_ZERO, true);
-        if (pa & PMM_PCP_ZEROED)
-            pa -= PMM_PCP_ZEROED;
-        else if (pa)
-            __builtin_memset(kmm_phys_to_virt(k, pa), 0, KMM_PAGE_SIZE);
-        else
+        uint64_t pa = pmm_pcp_alloc_zeroed(k, keep | KMM_GFP_ZERO);
+        if (!pa)
             pa = kmm_page_alloc(k, 0, keep | KMM_GFP_ZERO);
         if (!pa)
             return 0;
