@@ -298,6 +298,8 @@ USER_PROG_BYTES(badwrite);
 USER_PROG_BYTES(heap);
 USER_PROG_BYTES(fork);
 USER_PROG_BYTES(acflag);
+USER_PROG_BYTES(badcall);
+USER_PROG_BYTES(deep);
 #undef USER_PROG_BYTES
 
 #define USER_PROG(name, what)                                                                      \
@@ -317,6 +319,10 @@ static const struct user_prog progs[] = {
                     "the parent exits 0 if wait says 7 and its own data is unchanged"),
     USER_PROG(acflag, "sets RFLAGS.AC (SMAP's window) and writes a line: the kernel must run "
                       "with it clear, the program get it back; exits 0 if it did"),
+    USER_PROG(badcall, "makes a system call the kernel does not have: exits 0 if it gets "
+                       "-ENOSYS back"),
+    USER_PROG(deep, "forks from each child until the kernel refuses: exits 0 if the deepest "
+                    "gets -EAGAIN"),
 };
 #undef USER_PROG
 

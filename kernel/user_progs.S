@@ -13,6 +13,8 @@
 #define SYS_FORK  2
 #define SYS_WAIT  3
 #define EFAULT    14
+#define EAGAIN    11
+#define ENOSYS    38
 
 #define PROGRAM(name) \
     .globl user_prog_##name##_start; \
@@ -199,5 +201,35 @@ PROGRAM(acflag)
 1:  .ascii "RFLAGS.AC set in ring 3\n"
 2:
 END(acflag)
+
+/* badcall: a system call number the kernel does not have must come back
+ * -ENOSYS, and the program goes on: exit 0 if it did, 1 if not. */
+PROGRAM(badcall)
+    movl $99, %eax
+    int $0x80
+    xorl %edi, %edi
+    cmpq $-ENOSYS, %rax
+    setne %dil
+    EXIT
+END(badcall)
+
+/* deep: each child forks again until the kernel refuses (-EAGAIN at
+ * USER_FORK_DEPTH); the deepest exits 0 if the refusal was -EAGAIN, 1 if
+ * not, and every parent exits with its child's status. */
+PROGRAM(deep)
+1:  movl $SYS_FORK, %eax
+    int $0x80
+    testq %rax, %rax
+    jz 1b
+    js 2f
+    movl $SYS_WAIT, %eax
+    int $0x80
+    movq %rax, %rdi
+    EXIT
+2:  xorl %edi, %edi
+    cmpq $-EAGAIN, %rax
+    setne %dil
+    EXIT
+END(deep)
 
     .section .note.GNU-stack, "", @progbits

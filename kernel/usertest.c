@@ -108,6 +108,23 @@ KHW_TEST(user, a_program_s_rflags_ac_never_opens_smap_s_window_in_the_kernel)
         KT_EXPECT_EQ(t, r.kernel_ac, 0u);
 }
 
+/* A hostile program's calls: a number the kernel does not have, and forks
+ * from every child until the kernel's depth bound refuses one. Each gets
+ * its error back, the program goes on, and every page comes back. */
+KHW_TEST(user, an_unknown_system_call_is_enosys_and_the_program_goes_on)
+{
+    struct user_result r = {0};
+    expect_exit_0(t, "badcall", &r);
+    KT_EXPECT_EQ(t, r.syscalls, 2u);
+}
+
+KHW_TEST(user, forks_past_the_depth_bound_are_refused_with_eagain)
+{
+    struct user_result r = {0};
+    expect_exit_0(t, "deep", &r);
+    KT_EXPECT_EQ(t, r.forks, (uint64_t)(USER_FORK_DEPTH - 1));
+}
+
 KHW_TEST(user, user_run_refuses_a_missing_program_and_leaves_nothing)
 {
     struct user_result r = {0};
