@@ -41,6 +41,7 @@
 #include <kmm/kmm.h>
 #include <kmm/page.h>
 #include <kmm/vm.h>
+#include <kmm/vmalloc.h>
 
 #define M1_PAGES       262144u
 #define M1_FIXED_PAIRS 65536u /* the map + unmap pairs at one address (--instr) */
@@ -92,6 +93,35 @@ static double m1_huge(struct kmm_aspace *ks, unsigned flag, uint64_t page, const
 }
 
 /* One run on a fresh instance. */
+/* The Linux anchor's M1d, counted only: in a 2 MiB area of the kernel
+ * virtual area window whose page table is held (kmm_kva_populate), 512
+ * pages mapped one kmm_vm_map call each, then unmapped with one call;
+ * M1D_ROUNDS times. Per page. */
+#define M1D_PAGES  512u
+#define M1D_ROUNDS 64u
+static void m1_instr_window(struct kmm *k, const uint64_t *pa, const struct bench_mode *mode,
+                            struct m1_run *out)
+{
+    struct kmm_aspace *ks = kmm_kernel_aspace(k);
+    uint64_t base;
+    if (kmm_kva_alloc(k, (uint64_t)M1D_PAGES * KMM_PAGE_SIZE, &base) != KMM_OK ||
+        kmm_kva_populate(k, base) != KMM_OK) {
+        out->failures++;
+        return;
+    }
+    bench_instr_begin();
+    for (uint64_t r = 0; r < M1D_ROUNDS; r++) {
+        for (uint64_t i = 0; i < M1D_PAGES; i++)
+            if (kmm_vm_map(ks, base + (i << 12), pa[r * M1D_PAGES + i], 4096,
+                           KMM_PROT_READ | KMM_PROT_WRITE) != KMM_OK)
+                out->failures++;
+        if (kmm_vm_unmap(ks, base, (uint64_t)M1D_PAGES * KMM_PAGE_SIZE) != KMM_OK)
+            out->failures++;
+    }
+    m1_instr_end(mode, "instr_window_map512_unmap", (uint64_t)M1D_ROUNDS * M1D_PAGES);
+    kmm_kva_free(k, base);
+}
+
 static int m1_once(struct hosted_machine *m, const struct kmm_region *ram, uint64_t *pa,
                    const struct bench_mode *mode, struct m1_run *out)
 {
@@ -142,6 +172,7 @@ static int m1_once(struct hosted_machine *m, const struct kmm_region *ram, uint6
                 kmm_vm_unmap(ks, M1_WINDOW, 4096) != KMM_OK)
                 out->failures++;
         m1_instr_end(mode, "instr_map_unmap_fixed", M1_FIXED_PAIRS);
+        m1_instr_window(k, pa, mode, out);
     }
     out->huge_2m = m1_huge(ks, KMM_MAP_HUGE, KMM_PAGE_2M, "instr_huge_2m", mode, out);
     out->huge_1g = m1_huge(ks, KMM_MAP_HUGE_1G, KMM_PAGE_1G, "instr_huge_1g", mode, out);

@@ -936,6 +936,56 @@ KTEST_LEVELS(vmalloc, a_plain_map_over_an_areas_pages_or_guard_page_is_refused)
     teardown(&x);
 }
 
+/* kmm_vm_map answers a page of a raw area from the last look while no area
+ * changed (kva_map_conflict's hint): every change of the window must end
+ * that answer. Each step maps into a raw area first, so the answer is
+ * there, then changes the window, then maps what the window now keeps. */
+KTEST_LEVELS(vmalloc, a_raw_areas_answer_ends_when_the_window_changes)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 4 * MIB, levels));
+    struct kmm *k = x.f.k;
+    unsigned r = KMM_PROT_READ;
+    uint64_t pa = kmm_page_alloc(k, 0, 0), raw = 0, other = 0;
+    KT_ASSERT(t, pa != 0);
+    KT_ASSERT_EQ(t, kmm_kva_alloc(k, 4 * PAGE, &raw), KMM_OK);
+    for (uint64_t i = 0; i < 4; i++) /* every page of it, one call each */
+        KT_EXPECT_EQ(t, kmm_vm_map(x.ks, raw + i * PAGE, pa, PAGE, r), KMM_OK);
+    /* Its guard page lies beyond the answer. */
+    EXPECT_MAP_REFUSED(t, &x, raw + 4 * PAGE, pa, PAGE, r);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(x.ks, raw, 4 * PAGE), KMM_OK);
+
+    /* The area freed and its start a two-page vmalloc area's now: the
+     * area's guard page, unmapped and inside the old answer, is refused. */
+    KT_EXPECT_EQ(t, kmm_vm_map(x.ks, raw, pa, PAGE, r), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(x.ks, raw, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_kva_free(k, raw), KMM_OK);
+    void *p = kmm_vmalloc(k, 2 * PAGE, 0);
+    KT_ASSERT(t, p != 0);
+    KT_EXPECT_EQ(t, va_of(p), raw); /* first fit: the same range */
+    EXPECT_MAP_REFUSED(t, &x, va_of(p) + 2 * PAGE, pa, PAGE, r);
+    KT_EXPECT_EQ(t, kmm_vfree(k, p), KMM_OK);
+
+    /* A raw area again, answered, then one more area: still the caller's
+     * (an answer found again under the lock), and the new one's guard page
+     * is kept. */
+    KT_ASSERT_EQ(t, kmm_kva_alloc(k, 2 * PAGE, &raw), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_map(x.ks, raw, pa, PAGE, r), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_kva_alloc(k, PAGE, &other), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_map(x.ks, raw + PAGE, pa, PAGE, r), KMM_OK);
+    EXPECT_MAP_REFUSED(t, &x, other + PAGE, pa, PAGE, r);
+    KT_EXPECT_EQ(t, kmm_vm_map(x.ks, other, pa, PAGE, r), KMM_OK);
+    /* A range across both areas meets a guard page. */
+    EXPECT_MAP_REFUSED(t, &x, raw + PAGE, pa, 2 * PAGE, r | KMM_MAP_REPLACE);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(x.ks, raw, 2 * PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(x.ks, other, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_kva_free(k, other), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_kva_free(k, raw), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(k, pa, 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, k);
+    teardown(&x);
+}
+
 /* A call (an unmap or protect) on pages the window keeps: refused with
  * KMM_EBUSY, counted, logged with the call's name, and the range mapped
  * exactly as before. */

@@ -9,8 +9,8 @@
  * and the one-CPU answers (CPU 0, pinning is a compiler barrier). The
  * out-of-line x86 work both ports call (the contended lock, INVLPG, CR3 and
  * CR4.PGE flushes) and the hooks a one-node machine answers the same way
- * are in port/x86_64/x86_64.c. What differs stays in each port: when the
- * hardware is touched, shootdowns, logging, panic, the clock.
+ * are in port/x86_64/x86_64.c; the mapping hook, empty, is here. What differs stays in each port:
+ * when the hardware is touched, shootdowns, logging, panic, the clock.
  *
  * Only freestanding headers, as everywhere the library is compiled.
  */
@@ -122,9 +122,18 @@ void kmm_x86_flush_range(uint64_t va, uint64_t len);
 void kmm_x86_flush_all(bool global);
 void kmm_x86_load_cr3(uint64_t root);
 
-/* The port hooks out of line: the TLB, root and log hooks, panic and the
- * clock in the port's own port.c; mapping_changed and the NUMA answers of
- * one node in x86_64.c. */
+/* The mapping hook: on a live machine the library's tables are used
+ * directly, with nothing to mirror. Inline and empty, so that a change of
+ * the tables pays nothing for it. */
+static inline void kmm_port_mapping_changed(struct kmm_port *p, const struct kmm_port_mapping *m)
+{
+    (void)p;
+    (void)m;
+}
+
+/* The other port hooks out of line: the TLB, root and log hooks, panic and
+ * the clock in the port's own port.c; the NUMA answers of one node in
+ * x86_64.c. */
 #define KMM_PORT_HAS_CLOCK 1
 uint64_t kmm_port_clock_ns(void);
 void kmm_port_tlb_flush_page(struct kmm_port *p, uint64_t va);
@@ -133,7 +142,6 @@ void kmm_port_tlb_flush_all(struct kmm_port *p, bool global);
 void kmm_port_tlb_shootdown(struct kmm_port *p, uint64_t root, uint64_t va, uint64_t len,
                             bool global);
 void kmm_port_load_root(struct kmm_port *p, uint64_t root);
-void kmm_port_mapping_changed(struct kmm_port *p, const struct kmm_port_mapping *m);
 unsigned kmm_port_node_count(const struct kmm_port *p);
 unsigned kmm_port_node_of_phys(const struct kmm_port *p, uint64_t pa);
 unsigned kmm_port_node_of_cpu(const struct kmm_port *p, unsigned cpu);

@@ -73,13 +73,6 @@ void kmm_x86_load_cr3(uint64_t root)
     __asm__ volatile("mov %0, %%cr3" : : "r"(root) : "memory");
 }
 
-/* The library's mappings are used directly; nothing to mirror. */
-void kmm_port_mapping_changed(struct kmm_port *p, const struct kmm_port_mapping *m)
-{
-    (void)p;
-    (void)m;
-}
-
 /* One node: every frame and the one CPU are on node 0. */
 unsigned kmm_port_node_count(const struct kmm_port *p)
 {

@@ -296,14 +296,14 @@ static void free_detached(struct kmm *k, struct detached d)
 static bool grow(struct kmm *k)
 {
     struct kmm_kva *v = &k->kva;
-    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    kmm_irqstate_t irq = kva_lock(v);
     uint32_t pages = v->run_pages ? 2 * v->run_pages : 1;
-    kmm_unlock_irqrestore(&v->lock, irq);
+    kva_unlock(v, irq);
     uint64_t pa = array_alloc(k, pages);
     if (!pa)
         return false;
     struct detached old = {pa, pages}; /* the smaller of the two goes */
-    irq = kmm_lock_irqsave(&v->lock);
+    irq = kva_lock(v);
     if (v->run_pages < pages) {
         struct kva_rec *recs = kmm_phys_to_virt(k, pa);
         if (v->count)
@@ -314,7 +314,7 @@ static bool grow(struct kmm *k)
         v->run_pages = pages;
         v->cap = pages * RECS_PER_PAGE;
     }
-    kmm_unlock_irqrestore(&v->lock, irq);
+    kva_unlock(v, irq);
     free_detached(k, old);
     return true;
 }
@@ -467,9 +467,9 @@ static enum pass reserve_pass_locked(struct kmm *k, uint64_t need, uint64_t alig
 static int reserve_failed(struct kmm *k, bool full)
 {
     struct kmm_kva *v = &k->kva;
-    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    kmm_irqstate_t irq = kva_lock(v);
     struct detached d = detach_if_idle_locked(v);
-    kmm_unlock_irqrestore(&v->lock, irq);
+    kva_unlock(v, irq);
     free_detached(k, d);
     if (full)
         atomic_fetch_add_explicit(&v->failed, 1, memory_order_relaxed);
@@ -493,9 +493,9 @@ int kva_reserve_aligned(struct kmm *k, uint64_t pages, uint64_t align, enum kva_
     bool forgot = false;
     for (;;) {
         uint64_t first = 0, m0, m1;
-        kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+        kmm_irqstate_t irq = kva_lock(v);
         enum pass p = reserve_pass_locked(k, need, align, proto, &forgot, &first);
-        kmm_unlock_irqrestore(&v->lock, irq);
+        kva_unlock(v, irq);
         if (p == PASS_FULL)
             return reserve_failed(k, true);
         if (p == PASS_GROW && !grow(k))
@@ -506,9 +506,9 @@ int kva_reserve_aligned(struct kmm *k, uint64_t pages, uint64_t align, enum kva_
             *va = page_va(v, first);
             return KMM_OK;
         }
-        irq = kmm_lock_irqsave(&v->lock);
+        irq = kva_lock(v);
         note_foreign_locked(k, first, m0, m1);
-        kmm_unlock_irqrestore(&v->lock, irq);
+        kva_unlock(v, irq);
     }
 }
 
@@ -517,22 +517,22 @@ int kva_reserve_aligned(struct kmm *k, uint64_t pages, uint64_t align, enum kva_
 void kva_publish(struct kmm *k, uint64_t va)
 {
     struct kmm_kva *v = &k->kva;
-    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    kmm_irqstate_t irq = kva_lock(v);
     struct kva_rec *r = area_at_locked(v, va);
     KMM_ASSERT(k->port, r && r->state == KVA_SETUP);
     r->state = KVA_READY;
-    kmm_unlock_irqrestore(&v->lock, irq);
+    kva_unlock(v, irq);
 }
 
 void kva_release(struct kmm *k, uint64_t va)
 {
     struct kmm_kva *v = &k->kva;
-    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    kmm_irqstate_t irq = kva_lock(v);
     struct kva_rec *r = area_at_locked(v, va);
     KMM_ASSERT(k->port, r && r->state != KVA_READY);
     remove_locked(k, (uint32_t)(r - v->recs));
     struct detached d = detach_if_idle_locked(v);
-    kmm_unlock_irqrestore(&v->lock, irq);
+    kva_unlock(v, irq);
     free_detached(k, d);
 }
 
@@ -585,54 +585,54 @@ int kva_begin_free(struct kmm *k, uint64_t va, enum kva_kind kind, const char *f
     if (va & (KMM_PAGE_SIZE - 1))
         return kva_misuse(k, KMM_EINVAL, KMM_MISUSE_UNALIGNED, fn, va, 0,
                           "not page aligned: not an area's start", caller);
-    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    kmm_irqstate_t irq = kva_lock(v);
     struct kva_refusal no = judge_free_locked(v, page, kind, pages);
-    kmm_unlock_irqrestore(&v->lock, irq);
+    kva_unlock(v, irq);
     return no.why ? kva_misuse(k, no.err, no.cls, fn, va, 0, no.why, caller) : KMM_OK;
 }
 
 bool kva_held(struct kmm *k, uint64_t va)
 {
     struct kmm_kva *v = &k->kva;
-    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    kmm_irqstate_t irq = kva_lock(v);
     const struct kva_rec *r = area_at_locked(v, va);
     KMM_ASSERT(k->port, r && r->kind == KVA_RAW && r->state == KVA_DYING);
     bool held = r->held != 0;
-    kmm_unlock_irqrestore(&v->lock, irq);
+    kva_unlock(v, irq);
     return held;
 }
 
 void kva_set_held(struct kmm *k, uint64_t va, bool held)
 {
     struct kmm_kva *v = &k->kva;
-    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    kmm_irqstate_t irq = kva_lock(v);
     struct kva_rec *r = area_at_locked(v, va);
     KMM_ASSERT(k->port, r && r->kind == KVA_RAW && r->state == KVA_DYING);
     r->held = held;
-    kmm_unlock_irqrestore(&v->lock, irq);
+    kva_unlock(v, irq);
 }
 
 uint64_t kva_raw_holds(struct kmm *k)
 {
     struct kmm_kva *v = &k->kva;
     uint64_t n = 0;
-    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    kmm_irqstate_t irq = kva_lock(v);
     for (uint32_t i = 0; v->recs && i < v->count; i++)
         if (v->recs[i].held)
             n += kva_spans(page_va(v, v->recs[i].first), ((uint64_t)v->recs[i].pages - 1)
                                                              << KMM_PAGE_SHIFT);
-    kmm_unlock_irqrestore(&v->lock, irq);
+    kva_unlock(v, irq);
     return n;
 }
 
 void kva_abort_free(struct kmm *k, uint64_t va)
 {
     struct kmm_kva *v = &k->kva;
-    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    kmm_irqstate_t irq = kva_lock(v);
     struct kva_rec *r = area_at_locked(v, va);
     KMM_ASSERT(k->port, r && r->state == KVA_DYING);
     r->state = KVA_READY;
-    kmm_unlock_irqrestore(&v->lock, irq);
+    kva_unlock(v, irq);
 }
 
 /* --- what the window keeps from plain mappings ------------------------------------------ */
@@ -651,6 +651,58 @@ static const char *area_keeps(const struct kva_rec *r, uint64_t first, uint64_t 
     return 0;
 }
 
+/* Whether window pages [first, last] lie in the hint (state.h) while no
+ * record has changed: the seqlock read, with no store. */
+static inline bool hint_covers(const struct kmm_kva *v, uint64_t first, uint64_t last)
+{
+    /* Acquire loads throughout (plain loads on x86): a hint read here that
+     * a later hold wrote makes that hold's odd generation visible to the
+     * recheck, which then fails. */
+    uint64_t gen = __atomic_load_n(&v->gen, __ATOMIC_ACQUIRE);
+    if (gen != __atomic_load_n(&v->hint_gen, __ATOMIC_ACQUIRE))
+        return false; /* a hold ran since the hint was set, or runs now (odd) */
+    bool in = first >= __atomic_load_n(&v->hint_first, __ATOMIC_ACQUIRE) &&
+              last <= __atomic_load_n(&v->hint_last, __ATOMIC_ACQUIRE);
+    return in && __atomic_load_n(&v->gen, __ATOMIC_RELAXED) == gen;
+}
+
+/* Makes the usable pages of the ready raw area r the hint, valid from the
+ * end of this hold (lock held: the generation is odd, and even again, one
+ * more, after kva_unlock). */
+static void hint_set_locked(struct kmm_kva *v, const struct kva_rec *r)
+{
+    __atomic_store_n(&v->hint_first, r->first, __ATOMIC_RELEASE);
+    __atomic_store_n(&v->hint_last, rec_end(r) - 2, __ATOMIC_RELEASE); /* before the guard */
+    __atomic_store_n(&v->hint_gen, v->gen + 1, __ATOMIC_RELEASE);
+}
+
+/* kva_map_conflict's look under the lock at window pages [first, last],
+ * which leaves the hint behind when one ready raw area holds them all. Out
+ * of line, so that the hint's path saves no register. */
+static __attribute__((noinline)) const char *conflict_look(struct kmm_kva *v, uint64_t first,
+                                                           uint64_t last, struct kva_hold *hold)
+{
+    const char *why = 0;
+    const struct kva_rec *only = 0; /* the one area met, if it lets the caller map */
+    unsigned met = 0;
+    kmm_irqstate_t irq = kva_lock(v);
+    for (uint32_t i = search_locked(v, first); !why && i < v->count && v->recs[i].first <= last;
+         i++)
+        if (is_area(&v->recs[i])) {
+            why = area_keeps(&v->recs[i], first, last);
+            only = &v->recs[i];
+            met++;
+        }
+    if (!why && met == 1 && only->first <= first)
+        hint_set_locked(v, only);
+    if (!why && hold) {
+        *hold = (struct kva_hold){.first = first, .end = last + 1, .next = v->holds};
+        v->holds = hold;
+    }
+    kva_unlock(v, irq);
+    return why;
+}
+
 const char *kva_map_conflict(struct kmm *k, uint64_t va, uint64_t size, struct kva_hold *hold)
 {
     struct kmm_kva *v = &k->kva;
@@ -661,31 +713,28 @@ const char *kva_map_conflict(struct kmm *k, uint64_t va, uint64_t size, struct k
     uint64_t last_va = va + (size - 1), end_va = page_va(v, v->pages) - 1;
     uint64_t first = va < v->base ? 0 : (va - v->base) >> KMM_PAGE_SHIFT;
     uint64_t last = ((last_va < end_va ? last_va : end_va) - v->base) >> KMM_PAGE_SHIFT;
-    const char *why = 0;
-    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
-    for (uint32_t i = search_locked(v, first); !why && i < v->count && v->recs[i].first <= last;
-         i++)
-        if (is_area(&v->recs[i]))
-            why = area_keeps(&v->recs[i], first, last);
-    if (!why && hold) {
-        *hold = (struct kva_hold){.first = first, .end = last + 1, .next = v->holds};
-        v->holds = hold;
-    }
-    kmm_unlock_irqrestore(&v->lock, irq);
-    return why;
+    /* The common case, a caller mapping page after page of its own raw
+     * area: the answer of the last look, if no record changed since. The
+     * caller holds the kernel space's lock, so this is as exact as the
+     * look under the window lock (a reservation starting now looks its
+     * range up under that lock, after we mapped). A hold must be taken
+     * under the lock. */
+    if (!hold && hint_covers(v, first, last))
+        return 0;
+    return conflict_look(v, first, last, hold);
 }
 
 void kva_unhold(struct kmm *k, struct kva_hold *hold)
 {
     struct kmm_kva *v = &k->kva;
-    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    kmm_irqstate_t irq = kva_lock(v);
     struct kva_hold **link = &v->holds;
     while (*link != hold) {
         KMM_ASSERT(k->port, *link != 0); /* a hold the window does not have */
         link = &(*link)->next;
     }
     *link = hold->next;
-    kmm_unlock_irqrestore(&v->lock, irq);
+    kva_unlock(v, irq);
     hold->end = 0;
 }
 
@@ -705,12 +754,12 @@ int kmm_kva_lookup(struct kmm *k, uint64_t addr, struct kmm_kva_area *out)
     uint64_t page;
     if (!window_page(v, addr, &page))
         return KMM_ENOENT;
-    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    kmm_irqstate_t irq = kva_lock(v);
     const struct kva_rec *r = holding_locked(v, page);
     bool found = r && is_area(r) && r->state == KVA_READY;
     if (found)
         describe(v, r, out);
-    kmm_unlock_irqrestore(&v->lock, irq);
+    kva_unlock(v, irq);
     return found ? KMM_OK : KMM_ENOENT;
 }
 
@@ -719,7 +768,7 @@ bool kva_next_area(struct kmm *k, uint64_t *from, struct kmm_kva_area *out)
     struct kmm_kva *v = &k->kva;
     uint64_t page = *from < v->base ? 0 : (*from - v->base) >> KMM_PAGE_SHIFT;
     bool found = false;
-    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    kmm_irqstate_t irq = kva_lock(v);
     for (uint32_t i = search_locked(v, page); i < v->count && !found; i++) {
         const struct kva_rec *r = &v->recs[i];
         if (r->first >= page && is_area(r) && r->state == KVA_READY) {
@@ -728,7 +777,7 @@ bool kva_next_area(struct kmm *k, uint64_t *from, struct kmm_kva_area *out)
             found = true;
         }
     }
-    kmm_unlock_irqrestore(&v->lock, irq);
+    kva_unlock(v, irq);
     return found;
 }
 
@@ -740,7 +789,7 @@ const char *kva_kind_name(unsigned kind)
 void kmm_vmalloc_stats(struct kmm *k, struct kmm_vmalloc_stats *out)
 {
     struct kmm_kva *v = &k->kva;
-    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    kmm_irqstate_t irq = kva_lock(v);
     *out = (struct kmm_vmalloc_stats){
         .window_base = v->base,
         .window_size = v->pages << KMM_PAGE_SHIFT,
@@ -755,7 +804,7 @@ void kmm_vmalloc_stats(struct kmm *k, struct kmm_vmalloc_stats *out)
         .largest_free_pages = largest_gap_locked(v),
         .metadata_pages = v->run_pages,
     };
-    kmm_unlock_irqrestore(&v->lock, irq);
+    kva_unlock(v, irq);
     out->failed_allocs = atomic_load_explicit(&v->failed, memory_order_relaxed);
     vb_stats(k, out);
     out->misuse = kmm_misuse_layer_total(k, KMM_LAYER_KVA);
@@ -863,11 +912,11 @@ void kva_check(struct kmm *k, struct kmm_check_result *r)
         return;
     }
     unsigned long before = r->problems;
-    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    kmm_irqstate_t irq = kva_lock(v);
     check_array_locked(v, r);
     if (r->problems == before)
         check_counters_locked(v, r);
-    kmm_unlock_irqrestore(&v->lock, irq);
+    kva_unlock(v, irq);
     if (r->problems != before)
         return;
     /* One area at a time, the lock dropped for the table walk: exact at a

@@ -75,6 +75,25 @@ void kva_set_held(struct kmm *k, uint64_t va, bool held);
 /* The holds that populated raw areas keep on page tables (kmm_check). */
 uint64_t kva_raw_holds(struct kmm *k);
 
+/* kva_lock / kva_unlock - take and drop the window lock. Every hold of it
+ * goes through these, which step the window's generation (state.h) to odd
+ * and back to even, so that a reader without the lock can tell that no
+ * record changed while it looked (kva_map_conflict's hint). */
+static inline kmm_irqstate_t kva_lock(struct kmm_kva *v)
+{
+    kmm_irqstate_t irq = kmm_lock_irqsave(&v->lock);
+    /* Odd: seen by anyone who sees a hint this hold writes (hint_set_locked
+     * stores with release). */
+    __atomic_store_n(&v->gen, v->gen + 1, __ATOMIC_RELAXED);
+    return irq;
+}
+
+static inline void kva_unlock(struct kmm_kva *v, kmm_irqstate_t irq)
+{
+    __atomic_store_n(&v->gen, v->gen + 1, __ATOMIC_RELEASE); /* after what the hold wrote */
+    kmm_unlock_irqrestore(&v->lock, irq);
+}
+
 /* The 2 MiB spans (page tables) [va, va + size) meets. */
 static inline uint64_t kva_spans(uint64_t va, uint64_t size)
 {

@@ -203,9 +203,39 @@ static __attribute__((noinline)) int map_demand(struct kmm_aspace *as, uint64_t 
     return map_range(as, &m, false, area, caller);
 }
 
-static inline __attribute__((always_inline)) int vm_map(struct kmm_aspace *as, uint64_t va,
-                                                        uint64_t pa, uint64_t size, unsigned flags,
-                                                        bool area, const void *caller)
+/* The flags a single page takes the shortcut with: rights and a cache
+ * mode. Anything else (owned, replace, huge, alias, demand, unknown bits)
+ * goes the whole way. */
+#define ONE_PAGE_FLAGS (KMM_PROT_MASK | KMM_CACHE_MASK)
+
+/* The common map, one page with ONE_PAGE_FLAGS: the same checks as any map
+ * (bad_map, bad_frames), which fold with the size known, then one walk
+ * under the lock if the page table exists. */
+static __attribute__((noinline)) int map_one(struct kmm_aspace *as, uint64_t va, uint64_t pa,
+                                             unsigned flags, bool area, const void *caller)
+{
+    enum vm_why why = bad_map(as, va, pa, KMM_PAGE_SIZE, flags);
+    if (!why)
+        why = bad_frames(as, pa, KMM_PAGE_SIZE, flags);
+    if (why)
+        return vm_refuse(as, why, "kmm_vm_map", va, KMM_PAGE_SIZE, caller);
+    struct mmu_map m = {.va = va,
+                        .pa = pa,
+                        .size = KMM_PAGE_SIZE,
+                        .max_page = KMM_PAGE_4K,
+                        .prot = flags & KMM_PROT_MASK,
+                        .cache = flags & KMM_CACHE_MASK};
+    int err = map_page(as, &m, area, caller);
+    if (err != MMU_SLOW)
+        return err;
+    return map_range(as, &m, false, area, caller);
+}
+
+/* Any other map: a range, huge pages, an owned page, a replace, demand
+ * zero, or flags to refuse. */
+static __attribute__((noinline)) int map_any(struct kmm_aspace *as, uint64_t va, uint64_t pa,
+                                             uint64_t size, unsigned flags, bool area,
+                                             const void *caller)
 {
     if (__builtin_expect((flags & KMM_MAP_DEMAND) != 0, 0))
         return map_demand(as, va, pa, size, flags, area, caller);
@@ -222,12 +252,23 @@ static inline __attribute__((always_inline)) int vm_map(struct kmm_aspace *as, u
                         .cache = flags & KMM_CACHE_MASK,
                         .owned = (flags & KMM_MAP_OWNED) != 0};
     bool replace = (flags & KMM_MAP_REPLACE) != 0;
-    if (size == KMM_PAGE_SIZE && !replace) {
+    if (size == KMM_PAGE_SIZE && !replace) { /* an owned page */
         int err = map_page(as, &m, area, caller);
         if (err != MMU_SLOW)
             return err;
     }
     return map_range(as, &m, replace, area, caller);
+}
+
+/* Both end in a tail call, so that the common page saves no register
+ * here. */
+static inline __attribute__((always_inline)) int vm_map(struct kmm_aspace *as, uint64_t va,
+                                                        uint64_t pa, uint64_t size, unsigned flags,
+                                                        bool area, const void *caller)
+{
+    if (size == KMM_PAGE_SIZE && !(flags & ~ONE_PAGE_FLAGS))
+        return map_one(as, va, pa, flags, area, caller);
+    return map_any(as, va, pa, size, flags, area, caller);
 }
 
 int kmm_vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, unsigned flags)

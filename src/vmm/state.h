@@ -152,7 +152,16 @@ struct kmm_kva {
     uint64_t used_pages;
     uint64_t foreign_pages;
     uint64_t backed[KVA_KINDS];
-    struct kva_hold *holds;      /* ranges replacing maps hold (few: one per running replace) */
+    struct kva_hold *holds; /* ranges replacing maps hold (few: one per running replace) */
+    /* The window's generation, a sequence count: odd while a CPU holds the
+     * lock (kva_lock), even between holds, so an unchanged even value means
+     * no record has changed. The hint is a run of window pages [hint_first,
+     * hint_last] that the window keeps from nobody (the pages of a ready
+     * raw area), valid while the generation is hint_gen: kva_map_conflict
+     * answers a call inside it without the lock. All four are written only
+     * under the lock and read without it (__atomic builtins). */
+    uint64_t gen;
+    uint64_t hint_gen, hint_first, hint_last;
     atomic_uint_fast64_t failed; /* allocations that found no room; never decreases */
     /* vmap blocks (vblock.c, which lists their invariants): the list of
      * live blocks under vb_lock, each CPU's current one, and the shrinker

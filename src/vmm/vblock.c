@@ -676,9 +676,9 @@ void vb_check(struct kmm *k, struct kmm_check_result *r)
         listed++;
     uint64_t nblocks = v->nblocks;
     kmm_unlock_irqrestore(&v->vb_lock, irq);
-    irq = kmm_lock_irqsave(&v->lock);
+    irq = kva_lock(v);
     areas = v->nrec[KVA_VBLOCK];
-    kmm_unlock_irqrestore(&v->lock, irq);
+    kva_unlock(v, irq);
     struct kmm_aspace *ks = kmm_kernel_aspace(k);
     irq = kmm_lock_irqsave(&ks->lock);
     uint64_t held = ks->mmu.counts.held;

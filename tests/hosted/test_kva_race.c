@@ -249,3 +249,92 @@ KTEST(kva_race, a_second_vfree_while_the_first_one_unmaps_is_counted_as_a_double
     KT_EXPECT_HEALTHY(t, f.k);
     teardown(&f);
 }
+
+/* --- the raw-area answer against a window that changes ------------------------------ */
+
+#define HINT_ROUNDS   3000
+#define HINT_RAW_PAGE 8 /* the mapping CPU's raw area */
+
+struct hint_cpu {
+    struct fixture *f;
+    unsigned cpu;
+    uint64_t raw, pa;
+    unsigned long wrong; /* calls whose answer was not the one the window gives */
+    bool done;
+};
+
+/* CPU 0: each page of its raw area mapped and unmapped, one call each,
+ * over and over; the window's answer is its own every time. */
+static void *map_own_area(void *arg)
+{
+    struct hint_cpu *c = arg;
+    if (!hosted_cpu_enter(c->cpu)) {
+        c->wrong++;
+        return NULL;
+    }
+    for (unsigned r = 0; r < HINT_ROUNDS; r++)
+        for (uint64_t i = 0; i < HINT_RAW_PAGE; i++) {
+            uint64_t va = c->raw + i * PAGE;
+            c->wrong += kmm_vm_map(c->f->ks, va, c->pa, PAGE, KMM_PROT_READ) != KMM_OK;
+            c->wrong += kmm_vm_unmap(c->f->ks, va, PAGE) != KMM_OK;
+        }
+    kmm_page_drain_cpu(c->f->k);
+    hosted_cpu_exit();
+    return NULL;
+}
+
+/* CPU 1: areas come and go beside it; a map onto a new area's guard page
+ * is refused every time. */
+static void *change_the_window(void *arg)
+{
+    struct hint_cpu *c = arg;
+    if (!hosted_cpu_enter(c->cpu)) {
+        c->wrong++;
+        return NULL;
+    }
+    for (unsigned r = 0; r < HINT_ROUNDS; r++) {
+        void *p = kmm_vmalloc(c->f->k, PAGE, 0);
+        uint64_t raw = 0;
+        if (!p || kmm_kva_alloc(c->f->k, PAGE, &raw) != KMM_OK) {
+            c->wrong++;
+            kmm_vfree(c->f->k, p);
+            break;
+        }
+        uint64_t guard = (uint64_t)(uintptr_t)p + PAGE;
+        c->wrong += kmm_vm_map(c->f->ks, guard, c->pa, PAGE, KMM_PROT_READ) != KMM_EBUSY;
+        c->wrong += kmm_vm_map(c->f->ks, raw, c->pa, PAGE, KMM_PROT_READ) != KMM_OK;
+        c->wrong += kmm_vm_unmap(c->f->ks, raw, PAGE) != KMM_OK;
+        c->wrong += kmm_kva_free(c->f->k, raw) != KMM_OK;
+        c->wrong += kmm_vfree(c->f->k, p) != KMM_OK;
+    }
+    kmm_page_drain_cpu(c->f->k);
+    hosted_cpu_exit();
+    return NULL;
+}
+
+KTEST(kva_race, a_raw_areas_answer_holds_while_another_cpu_changes_the_window)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup(&f));
+    struct kmm_page_stats before = pstats(f.k);
+    uint64_t raw = 0, pa = kmm_page_alloc(f.k, 0, 0);
+    KT_ASSERT(t, pa != 0);
+    KT_ASSERT_EQ(t, kmm_kva_alloc(f.k, HINT_RAW_PAGE * PAGE, &raw), KMM_OK);
+    struct hint_cpu c[2] = {{.f = &f, .cpu = 0, .raw = raw, .pa = pa},
+                            {.f = &f, .cpu = 1, .pa = pa}};
+    pthread_t th[2];
+    pthread_create(&th[0], NULL, map_own_area, &c[0]);
+    pthread_create(&th[1], NULL, change_the_window, &c[1]);
+    pthread_join(th[0], NULL);
+    pthread_join(th[1], NULL);
+    KT_EXPECT_EQ(t, c[0].wrong, 0);
+    KT_EXPECT_EQ(t, c[1].wrong, 0);
+    struct kmm_vm_stats vs;
+    kmm_vm_stats(f.ks, &vs);
+    KT_EXPECT_EQ(t, vs.misuse, HINT_ROUNDS); /* the guard-page maps, each counted */
+    KT_EXPECT_EQ(t, kmm_kva_free(f.k, raw), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, f.k);
+    KT_EXPECT_EQ(t, pstats(f.k).free_pages, before.free_pages);
+    teardown(&f);
+}

@@ -177,6 +177,8 @@ static inline uint64_t pte_leaf_frame(pte_t e, unsigned level)
 /* The PAT:PCD:PWT bits of a cache mode in a leaf of the level. */
 static inline pte_t pte_cache_bits(unsigned cache, unsigned level)
 {
+    if (cache <= KMM_CACHE_WB) /* the common case: PAT entry 0 */
+        return 0;
     switch (cache) {
     case KMM_CACHE_WT:
         return PTE_PWT;
@@ -204,16 +206,14 @@ static inline unsigned pte_cache(pte_t e, unsigned level)
  * present: x86 has no write-only or execute-only pages. */
 static inline pte_t pte_leaf(uint64_t pa, unsigned prot)
 {
-    pte_t e = (pa & PTE_FRAME) | PTE_P;
-    if (prot & KMM_PROT_WRITE)
-        e |= PTE_RW;
-    if (prot & KMM_PROT_USER)
-        e |= PTE_US;
-    if (prot & KMM_PROT_GLOBAL)
-        e |= PTE_G;
-    if (!(prot & KMM_PROT_EXEC))
-        e |= PTE_XD;
-    return e;
+    /* Each right moved to its bit without a branch (the asserts hold the
+     * distances the shifts assume). */
+    _Static_assert(KMM_PROT_WRITE == PTE_RW, "write is RW");
+    _Static_assert(KMM_PROT_USER == PTE_US << 1, "user is US, one bit up");
+    _Static_assert(KMM_PROT_GLOBAL << 4 == PTE_G, "global is G, four bits down");
+    _Static_assert((pte_t)KMM_PROT_EXEC << 61 == PTE_XD, "not exec is XD, 61 bits down");
+    return (pa & PTE_FRAME) | PTE_P | (prot & KMM_PROT_WRITE) | (prot & KMM_PROT_USER) >> 1 |
+           (pte_t)(prot & KMM_PROT_GLOBAL) << 4 | (pte_t)(~prot & KMM_PROT_EXEC) << 61;
 }
 
 /* A leaf of the level (1: 4 KiB, 2: 2 MiB, 3: 1 GiB) mapping pa with prot
