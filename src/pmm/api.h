@@ -94,6 +94,31 @@ bool pmm_shrinker_info(struct kmm_pmm *pm, uint64_t after_seq, struct pmm_shrink
  */
 uint64_t pmm_ram_bytes(const struct kmm *k, uint64_t pa, uint64_t size);
 
+/* The memory types pmm_ram_bytes counts as RAM, a bit each. */
+#define PMM_RAM_TYPES                                                                              \
+    (1u << KMM_MEM_USABLE | 1u << KMM_MEM_KMM_META | 1u << KMM_MEM_KERNEL |                        \
+     1u << KMM_MEM_ACPI_RECLAIMABLE | 1u << KMM_MEM_ACPI_NVS |                                     \
+     1u << KMM_MEM_BOOTLOADER_RECLAIMABLE)
+
+static inline bool pmm_is_ram_type(uint32_t type)
+{
+    return type < KMM_MEM_TYPE_LIMIT && ((PMM_RAM_TYPES >> type) & 1u);
+}
+
+/* pmm_ram_bytes of the one page at pa (page aligned, below 2^52): the
+ * range the last answer came from is tried here, inline, as a run of maps
+ * over the same memory asks again and again. */
+static inline uint64_t pmm_ram_page(const struct kmm *k, uint64_t pa)
+{
+    size_t h = __atomic_load_n(&k->map_hint, __ATOMIC_RELAXED);
+    if (h < k->map_count) {
+        const struct kmm_region *r = &k->map[h];
+        if (pa - r->base < r->length && r->length - (pa - r->base) >= KMM_PAGE_SIZE)
+            return pmm_is_ram_type(r->type) ? KMM_PAGE_SIZE : 0;
+    }
+    return pmm_ram_bytes(k, pa, KMM_PAGE_SIZE);
+}
+
 /* --- page-table pages (table.c), for the vmm ----------------------------------- */
 
 /* A zeroed single page for a page table: state PAGETABLE, entry count 0.

@@ -111,17 +111,7 @@ bool map_walk_next(const struct kmm *k, struct map_walk *w, struct map_frames *o
 
 /* The types of RAM: memory a mapping may treat as ordinary write-back
  * memory (the direct map covers it), one bit per type. */
-#define RAM_TYPES                                                                                  \
-    (1u << KMM_MEM_USABLE | 1u << KMM_MEM_KMM_META | 1u << KMM_MEM_KERNEL |                        \
-     1u << KMM_MEM_ACPI_RECLAIMABLE | 1u << KMM_MEM_ACPI_NVS |                                     \
-     1u << KMM_MEM_BOOTLOADER_RECLAIMABLE)
-
-_Static_assert(KMM_MEM_TYPE_LIMIT <= 32, "a type is a bit of RAM_TYPES");
-
-static inline bool is_ram_type(uint32_t type)
-{
-    return type < KMM_MEM_TYPE_LIMIT && ((RAM_TYPES >> type) & 1u);
-}
+_Static_assert(KMM_MEM_TYPE_LIMIT <= 32, "a type is a bit of PMM_RAM_TYPES");
 
 uint64_t pmm_ram_bytes(const struct kmm *k, uint64_t pa, uint64_t size)
 {
@@ -137,7 +127,7 @@ uint64_t pmm_ram_bytes(const struct kmm *k, uint64_t pa, uint64_t size)
     if (h < k->map_count) {
         const struct kmm_region *r = &k->map[h];
         if (r->base <= pa && end - r->base <= r->length)
-            return is_ram_type(r->type) ? size : 0;
+            return pmm_is_ram_type(r->type) ? size : 0;
     }
     /* The map is sorted and without overlaps; the common case, one range
      * holding all of [pa, pa + size), ends the loop at once. */
@@ -150,7 +140,7 @@ uint64_t pmm_ram_bytes(const struct kmm *k, uint64_t pa, uint64_t size)
             break;
         uint64_t lo = r->base > pa ? r->base : pa;
         uint64_t hi = r->base + r->length < end ? r->base + r->length : end;
-        if (lo < hi && is_ram_type(r->type))
+        if (lo < hi && pmm_is_ram_type(r->type))
             n += hi - lo;
         if (n == size)
             break;

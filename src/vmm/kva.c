@@ -651,28 +651,14 @@ static const char *area_keeps(const struct kva_rec *r, uint64_t first, uint64_t 
     return 0;
 }
 
-/* Whether window pages [first, last] lie in the hint (state.h) while no
- * record has changed: the seqlock read, with no store. */
-static inline bool hint_covers(const struct kmm_kva *v, uint64_t first, uint64_t last)
-{
-    /* Acquire loads throughout (plain loads on x86): a hint read here that
-     * a later hold wrote makes that hold's odd generation visible to the
-     * recheck, which then fails. */
-    uint64_t gen = __atomic_load_n(&v->gen, __ATOMIC_ACQUIRE);
-    if (gen != __atomic_load_n(&v->hint_gen, __ATOMIC_ACQUIRE))
-        return false; /* a hold ran since the hint was set, or runs now (odd) */
-    bool in = first >= __atomic_load_n(&v->hint_first, __ATOMIC_ACQUIRE) &&
-              last <= __atomic_load_n(&v->hint_last, __ATOMIC_ACQUIRE);
-    return in && __atomic_load_n(&v->gen, __ATOMIC_RELAXED) == gen;
-}
-
 /* Makes the usable pages of the ready raw area r the hint, valid from the
  * end of this hold (lock held: the generation is odd, and even again, one
  * more, after kva_unlock). */
 static void hint_set_locked(struct kmm_kva *v, const struct kva_rec *r)
 {
-    __atomic_store_n(&v->hint_first, r->first, __ATOMIC_RELEASE);
-    __atomic_store_n(&v->hint_last, rec_end(r) - 2, __ATOMIC_RELEASE); /* before the guard */
+    __atomic_store_n(&v->hint_first, page_va(v, r->first), __ATOMIC_RELEASE);
+    __atomic_store_n(&v->hint_last, page_va(v, rec_end(r) - 1) - 1,
+                     __ATOMIC_RELEASE); /* before the guard */
     __atomic_store_n(&v->hint_gen, v->gen + 1, __ATOMIC_RELEASE);
 }
 
@@ -713,14 +699,6 @@ const char *kva_map_conflict(struct kmm *k, uint64_t va, uint64_t size, struct k
     uint64_t last_va = va + (size - 1), end_va = page_va(v, v->pages) - 1;
     uint64_t first = va < v->base ? 0 : (va - v->base) >> KMM_PAGE_SHIFT;
     uint64_t last = ((last_va < end_va ? last_va : end_va) - v->base) >> KMM_PAGE_SHIFT;
-    /* The common case, a caller mapping page after page of its own raw
-     * area: the answer of the last look, if no record changed since. The
-     * caller holds the kernel space's lock, so this is as exact as the
-     * look under the window lock (a reservation starting now looks its
-     * range up under that lock, after we mapped). A hold must be taken
-     * under the lock. */
-    if (!hold && hint_covers(v, first, last))
-        return 0;
     return conflict_look(v, first, last, hold);
 }
 

@@ -128,6 +128,28 @@ static inline bool kva_window_meets(const struct kmm_kva *v, uint64_t va, uint64
 }
 
 /*
+ * kva_hint_covers - whether [va, last] lies in the window's hint (state.h)
+ * while no record has changed: then kva_map_conflict would answer NULL.
+ * The seqlock read: no store, no lock. For the common case, a caller
+ * mapping page after page of its own raw area; the caller holds the kernel
+ * space's lock, so the answer is as exact as kva_map_conflict's (a
+ * reservation starting now looks its range up under that lock, after the
+ * caller's change).
+ */
+static inline bool kva_hint_covers(const struct kmm_kva *v, uint64_t va, uint64_t last)
+{
+    /* Acquire loads throughout (plain loads on x86): a hint read here that
+     * a later hold wrote makes that hold's odd generation visible to the
+     * recheck, which then fails. */
+    uint64_t gen = __atomic_load_n(&v->gen, __ATOMIC_ACQUIRE);
+    if (gen != __atomic_load_n(&v->hint_gen, __ATOMIC_ACQUIRE))
+        return false; /* a hold ran since the hint was set, or runs now (odd) */
+    bool in = va >= __atomic_load_n(&v->hint_first, __ATOMIC_ACQUIRE) &&
+              last <= __atomic_load_n(&v->hint_last, __ATOMIC_ACQUIRE);
+    return in && __atomic_load_n(&v->gen, __ATOMIC_RELAXED) == gen;
+}
+
+/*
  * kva_map_conflict - why a plain kmm_vm_map, kmm_vm_unmap or kmm_vm_protect
  * of [va, va + size) on the kernel space would touch pages the window
  * keeps, or NULL if it would not.

@@ -74,6 +74,8 @@ static inline const char *window_keeps_locked(const struct kmm_aspace *as, uint6
 {
     if (!window_asked(as, va, size, area))
         return 0;
+    if (!hold && kva_hint_covers(&as->k->kva, va, va + (size - 1)))
+        return 0;
     return kva_map_conflict(as->k, va, size, hold);
 }
 
@@ -95,9 +97,9 @@ static bool take_owned_refs(struct kmm *k, uint64_t pa, uint64_t n)
     return true;
 }
 
-/* One page whose page table exists: validate and change in one walk.
- * Returns KMM_OK, the refusal, or MMU_SLOW (nothing done: a table is
- * missing). */
+/* One owned page whose page table exists (map_one takes the plain ones):
+ * validate and change in one walk. Returns KMM_OK, the refusal, or
+ * MMU_SLOW (nothing done: a table is missing). */
 static inline __attribute__((always_inline)) int
 map_page(struct kmm_aspace *as, const struct mmu_map *m, bool area, const void *caller)
 {
@@ -219,15 +221,25 @@ static __attribute__((noinline)) int map_one(struct kmm_aspace *as, uint64_t va,
         why = bad_frames(as, pa, KMM_PAGE_SIZE, flags);
     if (why)
         return vm_refuse(as, why, "kmm_vm_map", va, KMM_PAGE_SIZE, caller);
+    unsigned prot = flags & KMM_PROT_MASK, cache = flags & KMM_CACHE_MASK;
+    kmm_irqstate_t irq = kmm_lock_irqsave(&as->lock);
+    const char *kept = window_keeps_locked(as, va, KMM_PAGE_SIZE, area, 0);
+    int r = kept ? KMM_EBUSY : mmu_map_one_locked(&as->mmu, va, pa, prot, cache);
+    if (r == KMM_OK)
+        vmm_mapping_changed(&as->mmu, va, KMM_PAGE_SIZE, pa, prot | KMM_PROT_READ);
+    kmm_unlock_irqrestore(&as->lock, irq);
+    if (r == KMM_OK)
+        return KMM_OK;
+    if (r == KMM_EBUSY)
+        return vm_misuse(as->k, KMM_EBUSY, KMM_MISUSE_BUSY, "kmm_vm_map", va, KMM_PAGE_SIZE,
+                         kept ? kept : "a page of the range is mapped already", caller);
+    /* MMU_SLOW: the page table is missing. */
     struct mmu_map m = {.va = va,
                         .pa = pa,
                         .size = KMM_PAGE_SIZE,
                         .max_page = KMM_PAGE_4K,
-                        .prot = flags & KMM_PROT_MASK,
-                        .cache = flags & KMM_CACHE_MASK};
-    int err = map_page(as, &m, area, caller);
-    if (err != MMU_SLOW)
-        return err;
+                        .prot = prot,
+                        .cache = cache};
     return map_range(as, &m, false, area, caller);
 }
 

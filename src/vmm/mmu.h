@@ -141,6 +141,14 @@ struct mmu_map {
  * the caller can take the frame's reference in between, under the same lock hold. O(levels).
  */
 int mmu_map_page_locked(struct mmu_space *s, const struct mmu_map *m, struct mmu_cursor *cur);
+
+/*
+ * mmu_map_one_locked - mmu_map_page_locked for the commonest map: one page
+ * at va onto pa with prot and cache (KMM_CACHE_*, 0 for write-back), not
+ * owned, no cursor; the arguments in registers. Same answers.
+ */
+int mmu_map_one_locked(struct mmu_space *s, uint64_t va, uint64_t pa, unsigned prot,
+                       unsigned cache);
 void mmu_map_page_commit_locked(struct mmu_space *s, const struct mmu_map *m,
                                 const struct mmu_cursor *cur);
 

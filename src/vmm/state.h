@@ -155,11 +155,11 @@ struct kmm_kva {
     struct kva_hold *holds; /* ranges replacing maps hold (few: one per running replace) */
     /* The window's generation, a sequence count: odd while a CPU holds the
      * lock (kva_lock), even between holds, so an unchanged even value means
-     * no record has changed. The hint is a run of window pages [hint_first,
+     * no record has changed. The hint is a range of addresses [hint_first,
      * hint_last] that the window keeps from nobody (the pages of a ready
-     * raw area), valid while the generation is hint_gen: kva_map_conflict
-     * answers a call inside it without the lock. All four are written only
-     * under the lock and read without it (__atomic builtins). */
+     * raw area), valid while the generation is hint_gen: a call inside it
+     * needs no look under the lock (kva_hint_covers). All four are written
+     * only under the lock and read without it (__atomic builtins). */
     uint64_t gen;
     uint64_t hint_gen, hint_first, hint_last;
     atomic_uint_fast64_t failed; /* allocations that found no room; never decreases */

@@ -158,7 +158,7 @@ static inline __attribute__((always_inline)) enum vm_why
 bad_frames(const struct kmm_aspace *as, uint64_t pa, uint64_t size, unsigned flags)
 {
     unsigned cache = flags & KMM_CACHE_MASK;
-    uint64_t ram = pmm_ram_bytes(as->k, pa, size);
+    uint64_t ram = size == KMM_PAGE_SIZE ? pmm_ram_page(as->k, pa) : pmm_ram_bytes(as->k, pa, size);
     if (!cache && ram != size)
         return VM_NOT_RAM;
     if ((flags & KMM_MAP_OWNED) && ram != size)

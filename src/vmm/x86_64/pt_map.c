@@ -82,6 +82,21 @@ int mmu_map_page_locked(struct mmu_space *s, const struct mmu_map *m, struct mmu
     return KMM_OK;
 }
 
+int mmu_map_one_locked(struct mmu_space *s, uint64_t va, uint64_t pa, unsigned prot, unsigned cache)
+{
+    uint64_t t;
+    unsigned l;
+    pte_t *e = pt_find(s, va, &t, &l);
+    if (pte_used(*e))
+        return KMM_EBUSY;
+    if (l != PT_LEVEL_PT)
+        return MMU_SLOW;
+    pte_set(e, pte_make_leaf(pa, prot, cache, PT_LEVEL_PT));
+    pt_count_inc(s, t);
+    s->counts.leaves[pt_ix(PT_LEVEL_PT)]++;
+    return KMM_OK;
+}
+
 void mmu_map_page_commit_locked(struct mmu_space *s, const struct mmu_map *m,
                                 const struct mmu_cursor *cur)
 {
