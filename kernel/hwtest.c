@@ -299,6 +299,44 @@ static void unmap_then_probe(struct ktest *t, uint64_t pa, uint64_t size, unsign
         KT_EXPECT_EQ(t, kmm_vm_unmap(as, va + off + len, size - off - len), KMM_OK);
 }
 
+/* The CPU sets a leaf's accessed flag before it caches the translation
+ * (SDM Vol. 3A §4.10.2.3), so the library removes a page never read
+ * without an invalidation (kmm_port_tlb_skip_unaccessed) and one read with
+ * it; either way an access afterwards faults, and a page mapped there next
+ * reads its own frame. (QEMU walks the tables only for an access; a real
+ * CPU may walk speculatively, set the flag and so earn the page an
+ * invalidation, which would fail the count here and be just as correct.) */
+KHW_TEST(hw, a_page_never_read_is_unmapped_without_an_invalidation)
+{
+    struct kmm_aspace *as = kspace();
+    uint64_t va = SCRATCH_BASE, a = kmm_page_alloc(kernel_kmm, 0, 0),
+             b = kmm_page_alloc(kernel_kmm, 0, 0);
+    KT_ASSERT(t, a && b);
+    *(volatile uint64_t *)phys_to_virt(a) = 0xa;
+    *(volatile uint64_t *)phys_to_virt(b) = 0xb;
+    /* Read, then unmapped: one invalidation at least. */
+    KT_ASSERT_EQ(t, kmm_vm_map(as, va, a, PAGE, RO_GLOBAL), KMM_OK);
+    KT_EXPECT_EQ(t, *at(va), 0xa);
+    unsigned long before = kernel_tlb_flushes();
+    KT_ASSERT_EQ(t, kmm_vm_unmap(as, va, PAGE), KMM_OK);
+    KT_EXPECT(t, kernel_tlb_flushes() > before);
+    /* Never read: none. */
+    KT_ASSERT_EQ(t, kmm_vm_map(as, va, b, PAGE, RO_GLOBAL), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_map(as, va + PAGE, a, PAGE, RO_GLOBAL), KMM_OK); /* keeps the table */
+    before = kernel_tlb_flushes();
+    KT_ASSERT_EQ(t, kmm_vm_unmap(as, va, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kernel_tlb_flushes(), before);
+    struct trap_fault f;
+    bool faulted = trap_probe_read((const void *)(uintptr_t)va, &f);
+    expect_pf(t, faulted, &f, va, 0, PF_PRESENT | PF_WRITE | PF_FETCH, "read after unmap");
+    /* Mapped again to the other frame: that frame is what a read sees. */
+    KT_ASSERT_EQ(t, kmm_vm_map(as, va, a, PAGE, RO_GLOBAL), KMM_OK);
+    KT_EXPECT_EQ(t, *at(va), 0xa);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(as, va, 2 * PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(kernel_kmm, a, 0), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(kernel_kmm, b, 0), KMM_OK);
+}
+
 KHW_TEST(hw, an_access_after_unmap_faults_for_a_4k_page)
 {
     unmap_then_probe(t, 0, 4 * PAGE, 0, PAGE, PAGE, PAGE);

@@ -250,6 +250,11 @@ void takeover(const struct boot_info *bi, const struct acpi_info *ai)
             (unsigned long long)vs.mapped_pages, (unsigned long long)(vs.table_bytes >> 10));
 }
 
+unsigned long kernel_tlb_flushes(void)
+{
+    return kernel_port.tlb_flushes;
+}
+
 void *kalloc(size_t size)
 {
     return kmm_malloc(kernel_kmm, size, 0);

@@ -39,6 +39,10 @@ void takeover(const struct boot_info *bi, const struct acpi_info *ai);
 /* The sections as takeover() mapped them (for the W^X check). */
 const struct kernel_section *kernel_sections(void);
 
+/* The local TLB invalidations the library has had the machine do so far
+ * (kernel/port: tlb_flushes). */
+unsigned long kernel_tlb_flushes(void);
+
 /* The kernel's heap: kmm_malloc / kmm_free on kernel_kmm (kmm/heap.h);
  * kalloc returns NULL when out of memory. IRQs on. */
 void *kalloc(size_t size);

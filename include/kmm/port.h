@@ -71,6 +71,15 @@
  *       other CPUs' acknowledgements).
  *   void kmm_port_load_root(struct kmm_port *p, uint64_t root)
  *       Make the address space at root current on this CPU (write CR3).
+ *   bool kmm_port_tlb_skip_unaccessed(const struct kmm_port *p)
+ *       Whether the tables are the MMU's and the MMU caches a translation
+ *       only after setting the accessed flag of every entry it used (x86:
+ *       Intel SDM Vol. 3A §4.10.2.3, "Details of TLB Use"). Then a leaf that
+ *       is cleared with its accessed flag still clear was never in any TLB,
+ *       and its removal needs no invalidation, here or on another CPU
+ *       (illumos' x86 HAT relies on the same rule). Read once, at kmm_init.
+ *       A port whose tables no MMU walks (a simulation) answers false, so
+ *       that every removal is invalidated. Any context.
  *   void kmm_port_mapping_changed(struct kmm_port *p, const struct kmm_port_mapping *m)
  *       Optional (may do nothing): called after the entries covering
  *       [m->va, m->va + m->len) changed, with what they map now. The hosted

@@ -36,11 +36,19 @@ struct kmm_port {
     unsigned long log_count[KPORT_LOG_LEVELS]; /* lines logged, per level; never decreases */
     char last_error[KPORT_LAST_ERROR];         /* the last KMM_LOG_ERR line, "" if none */
     unsigned long tlb_requests; /* TLB/CR3 requests a test port ignored; never decreases */
+    unsigned long tlb_flushes;  /* local invalidations the real machine did; never decreases */
     uint64_t last_root;         /* root of the last load_root request (0: none) */
 };
 
 /* Set up p for the real machine (real) or a test machine; counters zeroed. */
 void kport_init(struct kmm_port *p, uintptr_t direct_map, bool real);
+
+/* The real machine's tables are the MMU's, which caches only accessed
+ * leaves (kmm/port.h); a test machine's are never walked by it. */
+static inline bool kmm_port_tlb_skip_unaccessed(const struct kmm_port *p)
+{
+    return p->real;
+}
 
 /* Locks, IRQs, the TSC, one CPU; the x86 work behind the TLB hooks. The
  * clock is the TSC in nanoseconds, once a boot mode that keeps time (shell,

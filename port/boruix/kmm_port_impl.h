@@ -24,6 +24,13 @@ struct kmm_port {
     uintptr_t direct_map;
 };
 
+/* The tables are the MMU's, which caches only accessed leaves (kmm/port.h). */
+static inline bool kmm_port_tlb_skip_unaccessed(const struct kmm_port *p)
+{
+    (void)p;
+    return true;
+}
+
 /* Locks, IRQs, the TSC, one CPU; the x86 work behind the TLB hooks. The
  * clock is the TSC, calibrated once against the PIT's channel 2 (port.c),
  * where the other out-of-line hooks are too. */

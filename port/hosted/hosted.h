@@ -95,6 +95,14 @@ void hosted_machine_destroy(struct hosted_machine *m);
 /* The port context for kmm_config.port. */
 struct kmm_port *hosted_machine_port(struct hosted_machine *m);
 
+/* Makes the machine play an MMU that caches only accessed leaves
+ * (kmm_port_tlb_skip_unaccessed, kmm/port.h): the library then skips the
+ * invalidation of a leaf it clears with the accessed flag clear. No MMU
+ * walks the simulated tables, so a test that asks for the rule sets the
+ * accessed flags itself where an access would (tests/ktest/soft_mmu.h,
+ * smmu_touch). Takes effect at the next kmm_init on the machine. */
+void hosted_machine_accessed_rule(struct hosted_machine *m, bool on);
+
 /* Where physical address 0 is mapped, and the memfd's size. */
 uintptr_t hosted_machine_direct_map(const struct hosted_machine *m);
 uint64_t hosted_machine_phys_end(const struct hosted_machine *m);

@@ -30,7 +30,18 @@ struct kmm_port_mapping;
 struct kmm_port {
     uintptr_t direct_map; /* where physical address 0 is mapped */
     struct hosted_machine *machine;
+    /* Whether the machine plays an MMU that caches only accessed leaves
+     * (hosted_machine_config.accessed_rule): false unless a test asks. */
+    bool skip_unaccessed;
 };
+
+/* No MMU walks the simulated tables: every removal is invalidated, unless
+ * a test sets the accessed flags itself as an MMU would and asks for the
+ * rule (kmm/port.h). */
+static inline bool kmm_port_tlb_skip_unaccessed(const struct kmm_port *p)
+{
+    return p->skip_unaccessed;
+}
 
 /* A spinlock. Spinning threads yield after a while, because here a "CPU" can
  * be preempted while holding a lock, which a real CPU with IRQs off cannot. */

@@ -231,6 +231,11 @@ struct kmm_port *hosted_machine_port(struct hosted_machine *m)
     return &m->port;
 }
 
+void hosted_machine_accessed_rule(struct hosted_machine *m, bool on)
+{
+    m->port.skip_unaccessed = on;
+}
+
 uintptr_t hosted_machine_direct_map(const struct hosted_machine *m)
 {
     return m->port.direct_map;

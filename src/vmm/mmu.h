@@ -76,13 +76,15 @@ uint64_t vmm_tables_take(struct kmm *k, struct vmm_tables *t);
 
 /* The gather (tlb.c): record the invalidation of one leaf [va, va + size)
  * (global: the TLB may hold it as a global entry); queue a frame or a table
- * page for release once the invalidations are done; whether frees more
- * releases fit. */
+ * page for release once the invalidations are done (a table that mapped
+ * va: its release needs some invalidation on every CPU, which drops the
+ * paging-structure caches, so if none is recorded yet va's page is);
+ * whether frees more releases fit. */
 void vmm_gather_range(struct kmm_tlb_gather *g, uint64_t va, uint64_t size, bool global);
 /* As n calls of vmm_gather_range for the 4 KiB leaves from va on. */
 void vmm_gather_run(struct kmm_tlb_gather *g, uint64_t va, uint64_t n, bool global);
 void vmm_gather_frame(struct kmm_tlb_gather *g, uint64_t pa);
-void vmm_gather_table(struct kmm_tlb_gather *g, uint64_t pa);
+void vmm_gather_table(struct kmm_tlb_gather *g, uint64_t pa, uint64_t va, bool global);
 bool vmm_gather_room(const struct kmm_tlb_gather *g, unsigned frees);
 
 /* Releases at once, for tables no CPU can be using (mmu_destroy): a table

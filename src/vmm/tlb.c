@@ -101,9 +101,11 @@ void vmm_gather_frame(struct kmm_tlb_gather *g, uint64_t pa)
     g->priv.free[g->priv.nfree++] = pa;
 }
 
-void vmm_gather_table(struct kmm_tlb_gather *g, uint64_t pa)
+void vmm_gather_table(struct kmm_tlb_gather *g, uint64_t pa, uint64_t va, bool global)
 {
     struct kmm_tlb_gather_private *p = &g->priv;
+    if (!p->npages && !p->all) /* its leaves were never cached (pt_leaf_cached) */
+        vmm_gather_range(g, va, KMM_PAGE_SIZE, global);
     p->table_mask |= UINT64_C(1) << p->nfree;
     p->free[p->nfree++] = pa;
 }

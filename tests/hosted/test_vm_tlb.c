@@ -12,14 +12,17 @@
 #include <string.h>
 
 #include "faults_hosted.h"
+#include "fixture.h"
 #include "hosted.h"
 #include "ktest.h"
 #include "ktest_levels.h"
+#include "soft_mmu.h"
 
 #include <kmm/check.h>
 #include <kmm/kmm.h>
 #include <kmm/page.h>
 #include <kmm/vm.h>
+#include <kmm/vmalloc.h>
 
 #define MIB  (UINT64_C(1) << 20)
 #define PAGE UINT64_C(4096)
@@ -659,5 +662,167 @@ KTEST_LEVELS(vm_tlb, a_copy_on_write_copy_invalidates_the_old_entry_here_and_on_
     KT_EXPECT_EQ(t, kmm_aspace_destroy(f.k, parent), KMM_OK);
     struct kmm_check_result r;
     KT_EXPECT_EQ(t, kmm_check(f.k, &r), KMM_CHECK_OK);
+    teardown(&f);
+}
+
+/* --- the accessed rule (kmm_port_tlb_skip_unaccessed) -------------------------------- */
+
+/* A machine that plays an MMU caching only accessed leaves: the tests set
+ * the accessed flags as the CPU would (smmu_touch). */
+static bool setup_accessed(struct fixture *f, unsigned levels)
+{
+    f->m = hosted_machine_from_map(ram, 1, 16 * MIB);
+    if (!f->m)
+        return false;
+    hosted_machine_accessed_rule(f->m, true);
+    struct kmm_config cfg = {.port = hosted_machine_port(f->m),
+                             .regions = ram,
+                             .region_count = 1,
+                             .cpu_count = 1,
+                             .paging_levels = levels};
+    if (kmm_init(&cfg, &f->k) != KMM_OK)
+        return false;
+    f->ks = kmm_kernel_aspace(f->k);
+    return true;
+}
+
+static const void *machine_phys(void *ctx, uint64_t pa)
+{
+    struct hosted_machine *m = ctx;
+    if (pa >= hosted_machine_phys_end(m))
+        return 0;
+    return (const void *)(hosted_machine_direct_map(m) + (uintptr_t)pa);
+}
+
+/* The CPU reading va through space as: the accessed flags on its walk. */
+static bool touch(struct fixture *f, struct kmm_aspace *as, uint64_t va, unsigned levels)
+{
+    struct smmu mmu = {.phys = machine_phys, .ctx = f->m, .la57 = levels == 5, .nxe = true};
+    return smmu_touch(&mmu, kmm_aspace_root(as), va);
+}
+
+/* How many local invalidations since index from reach va (a page flush
+ * of it, a range flush covering it, or a full flush). A shootdown names
+ * one range from the lowest page to the highest, so it may cover pages
+ * between them that needed nothing. */
+static unsigned events_for(struct hosted_machine *m, size_t from, uint64_t va)
+{
+    unsigned n = 0;
+    for (size_t i = from; i < hosted_tlb_log_count(m); i++) {
+        struct hosted_tlb_event e = hosted_tlb_log_get(m, i);
+        bool covers = e.len == 0 || (va >= e.va && va - e.va < e.len);
+        if ((e.op == HOSTED_TLB_FLUSH_PAGE && e.va == va) ||
+            (e.op == HOSTED_TLB_FLUSH_RANGE && covers) || e.op == HOSTED_TLB_FLUSH_ALL)
+            n++;
+    }
+    return n;
+}
+
+KTEST_LEVELS(vm_tlb, with_the_accessed_rule_only_accessed_leaves_are_invalidated)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup_accessed(&f, levels));
+    enum { N = 8 };
+    uint64_t pa[N + 1];
+    for (unsigned i = 0; i <= N; i++) {
+        pa[i] = kmm_page_alloc(f.k, 0, 0);
+        KT_ASSERT(t, pa[i] != 0);
+        KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP + i * PAGE, pa[i], PAGE, KMM_PROT_READ), KMM_OK);
+    }
+    /* Pages 1, 4 and 5 were read; page N keeps the page table alive. */
+    KT_ASSERT(t, touch(&f, f.ks, HEAP + 1 * PAGE, levels));
+    KT_ASSERT(t, touch(&f, f.ks, HEAP + 4 * PAGE, levels));
+    KT_ASSERT(t, touch(&f, f.ks, HEAP + 5 * PAGE, levels));
+    size_t from = hosted_tlb_log_count(f.m);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, HEAP, N * PAGE), KMM_OK);
+    for (unsigned i = 0; i < N; i++) {
+        bool accessed = i == 1 || i == 4 || i == 5;
+        KT_EXPECT(t, invalidated(f.m, from, HEAP + i * PAGE, NULL) == accessed);
+        if (!accessed)
+            KT_EXPECT_EQ(t, events_for(f.m, from, HEAP + i * PAGE), 0);
+    }
+    /* One page, never read, alone: nothing to invalidate at all. */
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, pa[0], PAGE, KMM_PROT_READ), KMM_OK);
+    from = hosted_tlb_log_count(f.m);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, HEAP, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, hosted_tlb_log_count(f.m), from);
+    /* Read, it is invalidated as ever. */
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, pa[0], PAGE, KMM_PROT_READ), KMM_OK);
+    KT_ASSERT(t, touch(&f, f.ks, HEAP, levels));
+    from = hosted_tlb_log_count(f.m);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, HEAP, PAGE), KMM_OK);
+    KT_EXPECT(t, invalidated(f.m, from, HEAP, NULL));
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, HEAP + N * PAGE, PAGE), KMM_OK);
+    for (unsigned i = 0; i <= N; i++)
+        KT_EXPECT_EQ(t, kmm_page_free(f.k, pa[i], 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+}
+
+KTEST_LEVELS(vm_tlb, with_the_accessed_rule_a_freed_table_is_still_invalidated_first)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup_accessed(&f, levels));
+    /* An owned page never read: its frame and its tables go back, and the
+     * tables may sit in the paging-structure caches whatever the leaf. */
+    uint64_t pa = kmm_page_alloc(f.k, 0, 0);
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, pa, PAGE, KMM_PROT_READ | KMM_MAP_OWNED), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
+    uint64_t before = free_pages(f.k);
+    struct watch w = {.k = f.k};
+    hosted_tlb_observe(f.m, on_event, &w);
+    size_t from = hosted_tlb_log_count(f.m);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, HEAP, PAGE), KMM_OK);
+    hosted_tlb_observe(f.m, NULL, NULL);
+    KT_EXPECT(t, invalidated(f.m, from, HEAP, NULL));
+    KT_EXPECT_EQ(t, w.free_at_first, before); /* nothing freed before the flush */
+    KT_EXPECT(t, free_pages(f.k) > before);
+    /* In a user space too. */
+    struct kmm_aspace *us = 0;
+    KT_ASSERT_EQ(t, kmm_aspace_create(f.k, &us), KMM_OK);
+    pa = kmm_page_alloc(f.k, 0, 0);
+    KT_ASSERT_EQ(t, kmm_vm_map(us, USER, pa, PAGE, KMM_PROT_READ | KMM_PROT_USER), KMM_OK);
+    from = hosted_tlb_log_count(f.m);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(us, USER, PAGE), KMM_OK);
+    KT_EXPECT(t, invalidated(f.m, from, USER, NULL));
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(f.k, us), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+}
+
+KTEST_LEVELS(vm_tlb, with_the_accessed_rule_map_ram_invalidates_only_what_was_read)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup_accessed(&f, levels));
+    enum { N = 6 };
+    uint64_t pages[N];
+    for (unsigned i = 0; i < N; i++) {
+        pages[i] = kmm_page_alloc(f.k, 0, 0);
+        KT_ASSERT(t, pages[i] != 0);
+    }
+    void *p = kmm_vm_map_ram(f.k, pages, N, KMM_PROT_READ);
+    KT_ASSERT(t, p != 0);
+    uint64_t va = (uint64_t)(uintptr_t)p;
+    KT_ASSERT(t, touch(&f, f.ks, va + 2 * PAGE, levels));
+    size_t from = hosted_tlb_log_count(f.m);
+    KT_ASSERT_EQ(t, kmm_vm_unmap_ram(f.k, p, N), KMM_OK);
+    for (unsigned i = 0; i < N; i++) {
+        KT_EXPECT(t, invalidated(f.m, from, va + i * PAGE, NULL) == (i == 2));
+        if (i != 2)
+            KT_EXPECT_EQ(t, events_for(f.m, from, va + i * PAGE), 0);
+    }
+    /* And vmap, whose pages and tables go back with the area. */
+    p = kmm_vmap(f.k, pages, N, KMM_PROT_READ);
+    KT_ASSERT(t, p != 0);
+    va = (uint64_t)(uintptr_t)p;
+    KT_ASSERT(t, touch(&f, f.ks, va + 5 * PAGE, levels));
+    from = hosted_tlb_log_count(f.m);
+    KT_ASSERT_EQ(t, kmm_vunmap(f.k, p), KMM_OK);
+    KT_EXPECT(t, invalidated(f.m, from, va + 5 * PAGE, NULL));
+    kmm_vm_map_ram_drain(f.k);
+    for (unsigned i = 0; i < N; i++)
+        KT_EXPECT_EQ(t, kmm_page_free(f.k, pages[i], 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, f.k);
     teardown(&f);
 }

@@ -25,6 +25,7 @@
 #define E_US       BIT(2)
 #define E_PWT      BIT(3)
 #define E_PCD      BIT(4)
+#define E_A        BIT(5)
 #define E_PS       BIT(7) /* levels 3 and 2 */
 #define E_PAT_4K   BIT(7) /* level 1 */
 #define E_G        BIT(8)
@@ -195,6 +196,25 @@ struct smmu_result smmu_translate(const struct smmu *m, uint64_t root, uint64_t 
         r.fault = SMMU_FAULT_PROTECTION;
     }
     return r;
+}
+
+bool smmu_touch(const struct smmu *m, uint64_t root, uint64_t va)
+{
+    struct smmu_result r = smmu_translate(m, root, va, SMMU_READ, false);
+    if (!r.ok)
+        return false;
+    unsigned level = top_level(m);
+    uint64_t table;
+    (void)root_table(m, root, &table); /* smmu_translate read it */
+    for (;; level--) {
+        unsigned idx = (unsigned)(va >> level_shift(level)) & (ENTRIES - 1);
+        /* The machine's memory is the caller's: writable behind phys(). */
+        uint64_t *e = (uint64_t *)(uintptr_t)m->phys(m->ctx, table + (uint64_t)idx * 8);
+        *e |= E_A;
+        if (is_leaf(*e, level))
+            return true;
+        table = *e & E_ADDR;
+    }
 }
 
 /* --- smmu_collect ----------------------------------------------------------------------- */

@@ -125,10 +125,20 @@ struct smmu_result {
  *                    and not a user address under SMAP
  *   supervisor fetch executable, and not a user address under SMEP
  *
- * Reads at most la57 ? 5 : 4 entries; no side effects (A/D bits are not set).
+ * Reads at most la57 ? 5 : 4 entries; no side effects (A/D bits are not set:
+ * smmu_touch below does that).
  */
 struct smmu_result smmu_translate(const struct smmu *m, uint64_t root, uint64_t va,
                                   enum smmu_access access, bool user);
+
+/*
+ * smmu_touch - what the CPU does to the tables when it caches the
+ * translation of va for a supervisor read (§4.8, §4.10.2.3): sets the
+ * accessed flag of every entry the walk uses. Returns false, changing
+ * nothing, if such a read would fault. The one call here with a side
+ * effect: it writes through phys(), whose memory must be writable.
+ */
+bool smmu_touch(const struct smmu *m, uint64_t root, uint64_t va);
 
 /* smmu_canonical - va sign-extended from bit 47 (bit 56 with la57). */
 uint64_t smmu_canonical(uint64_t va, bool la57);

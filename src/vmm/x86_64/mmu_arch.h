@@ -30,11 +30,14 @@ struct kmm;
  */
 struct mmu_space {
     struct kmm *k;
-    uint64_t root;            /* physical address of the top-level table (CR3) */
-    uint64_t lower_end;       /* the first address above the lower half */
-    uint64_t kernel_half;     /* the first address of the kernel half */
-    unsigned levels;          /* 4, or 5 with LA57 */
-    bool kernel;              /* the kernel space */
+    uint64_t root;        /* physical address of the top-level table (CR3) */
+    uint64_t lower_end;   /* the first address above the lower half */
+    uint64_t kernel_half; /* the first address of the kernel half */
+    unsigned levels;      /* 4, or 5 with LA57 */
+    bool kernel;          /* the kernel space */
+    /* The port's kmm_port_tlb_skip_unaccessed, read at init: a leaf
+     * cleared with its accessed flag clear needs no invalidation. */
+    bool skip_unaccessed;
     struct mmu_counts counts; /* what its own tables hold (vmm/mmu.h) */
 };
 

@@ -108,6 +108,23 @@ static inline bool pt_global(const struct mmu_space *s, uint64_t va, pte_t e)
     return (e & PTE_G) != 0 || mmu_in_kernel_half(s, va);
 }
 
+/* Clears the present leaf e and returns what it held, in one atomic
+ * exchange: an accessed flag an MMU sets up to that instant is in the
+ * answer, and none after it (an MMU sets the flag with a locked update of
+ * the entry it walked, which fails once the entry changed). */
+static inline pte_t pt_take_leaf(pte_t *e)
+{
+    return __atomic_exchange_n(e, 0, __ATOMIC_RELAXED);
+}
+
+/* Whether the leaf old, just taken away, may sit in a TLB: unless the MMU
+ * caches only accessed leaves (mmu_space.skip_unaccessed) and old was never
+ * accessed, it may, and its removal needs an invalidation. */
+static inline bool pt_leaf_cached(const struct mmu_space *s, pte_t old)
+{
+    return (old & PTE_A) || !s->skip_unaccessed;
+}
+
 /* --- walking ---------------------------------------------------------------------------- */
 
 /* The tables on the way from the root to an address: table[pt_ix(l)] is the

@@ -64,13 +64,20 @@ void mmu_held_unmap_locked(struct mmu_space *s, uint64_t table, uint64_t va, uin
     pte_t *e = &pt_table(s, table)[pte_index(va, PT_LEVEL_PT)];
     KMM_ASSERT(s->k->port, pte_index(va, PT_LEVEL_PT) + n <= PTE_ENTRIES);
     bool global = false;
+    uint64_t run = 0; /* leaves before i that may be cached, in a row */
     for (uint64_t i = 0; i < n; i++) {
-        pte_t old = e[i];
+        pte_t old = pt_take_leaf(&e[i]);
         KMM_ASSERT(s->k->port, pte_present(old) && !pte_owned(old));
+        if (!pt_leaf_cached(s, old)) { /* never in a TLB */
+            if (run)
+                vmm_gather_run(g, va + (i - run) * KMM_PAGE_SIZE, run, global);
+            run = 0;
+            continue;
+        }
         global |= pt_global(s, va + i * KMM_PAGE_SIZE, old);
-        pte_set(&e[i], 0);
+        run++;
     }
-    vmm_gather_run(g, va, n, global);
+    vmm_gather_run(g, va + (n - run) * KMM_PAGE_SIZE, run, global);
     uint32_t left = pt_count_sub(s, table, (uint32_t)n);
     KMM_ASSERT(s->k->port, left >= MMU_TABLE_HOLD);
     (void)left;

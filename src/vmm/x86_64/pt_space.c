@@ -26,7 +26,8 @@ static void space_init(struct mmu_space *s, struct kmm *k, unsigned levels, uint
                             .lower_end = mmu_half_size(levels),
                             .kernel_half = mmu_kernel_half_for(levels),
                             .levels = levels,
-                            .kernel = kernel};
+                            .kernel = kernel,
+                            .skip_unaccessed = kmm_port_tlb_skip_unaccessed(k->port)};
     s->counts.tables[pt_ix(levels)] = 1;
 }
 

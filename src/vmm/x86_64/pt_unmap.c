@@ -29,7 +29,7 @@ free_empty_tables(struct mmu_space *s, uint64_t va, const struct pt_path *p, uns
             return;
         pte_set(pt_slot(s, p, lvl + 1, va), 0);
         s->counts.tables[pt_ix(lvl)]--;
-        vmm_gather_table(g, table);
+        vmm_gather_table(g, table, va, pt_global(s, va, 0));
         if (lvl + 1 == s->levels) { /* the root keeps its count too */
             pt_count_dec(s, p->table[pt_ix(lvl + 1)]);
             return;
@@ -56,19 +56,18 @@ void mmu_unhold_table_locked(struct mmu_space *s, uint64_t va, struct kmm_tlb_ga
 
 /* Removes the leaf of level l at va (its first address, present, or a
  * demand-zero entry, which the TLB cannot hold and which holds no frame)
- * and every table that empties, recording the invalidation and the
- * releases in g. */
+ * and every table that empties, recording the invalidation (if the leaf
+ * may be cached: pt_leaf_cached) and the releases in g. */
 static void drop_leaf(struct mmu_space *s, uint64_t va, const struct pt_path *p, unsigned l,
                       struct kmm_tlb_gather *g)
 {
-    pte_t *e = pt_slot(s, p, l, va);
-    pte_t old = *e;
-    pte_set(e, 0);
+    pte_t old = pt_take_leaf(pt_slot(s, p, l, va));
     if (__builtin_expect(pte_demand(old), 0)) {
         s->counts.demand--;
     } else {
         s->counts.leaves[pt_ix(l)]--;
-        vmm_gather_range(g, va, pte_level_size(l), pt_global(s, va, old));
+        if (pt_leaf_cached(s, old))
+            vmm_gather_range(g, va, pte_level_size(l), pt_global(s, va, old));
         if (pte_owned(old)) {
             s->counts.owned--;
             s->counts.cow -= pte_cow(old);
@@ -104,7 +103,7 @@ static inline uint64_t table_run(uint64_t va, uint64_t size, uint64_t at)
 /*
  * drop_leaf for the run of 4 KiB leaves from at (p reaches its page table)
  * to the table's end or the range's, as long as g has room for the
- * releases: each run of present leaves is recorded with one
+ * releases: each run of leaves that may be cached is recorded with one
  * vmm_gather_run, the table's count goes down once, and the table is freed
  * if it empties. Returns where it stopped.
  */
@@ -133,10 +132,16 @@ static uint64_t drop_table_run(struct mmu_space *s, uint64_t va, uint64_t size, 
             s->counts.cow -= pte_cow(old);
             vmm_gather_frame(g, pte_frame(old));
         }
-        pte_set(&e[i], 0);
+        old = pt_take_leaf(&e[i]);
+        cleared++;
+        if (!pt_leaf_cached(s, old)) { /* never in a TLB: the run ends here too */
+            if (run)
+                vmm_gather_run(g, at + (i - run) * KMM_PAGE_SIZE, run, global);
+            run = 0;
+            continue;
+        }
         global |= pt_global(s, at + i * KMM_PAGE_SIZE, old);
         run++;
-        cleared++;
     }
     vmm_gather_run(g, at + (i - run) * KMM_PAGE_SIZE, run, global);
     if (cleared + demand) {
