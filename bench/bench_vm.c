@@ -19,8 +19,14 @@
  * frame) and unmapped untimed; a wrong answer fails the run.
  *
  * With --instr there is one run, each loop marked for callgrind, and each
- * huge-page map call too, plus a loop of its own: one page mapped and
- * unmapped at one address (the Linux anchor's M1c, page table included). It is not reduced: fewer
+ * huge-page map call too, plus loops of their own, after the Linux
+ * anchor's M1 workloads: one page mapped and unmapped at one address (M1c,
+ * page table included); 512 pages mapped one call each in a populated raw
+ * area of the kernel virtual area window, then unmapped in one call (M1d);
+ * kmm_vmap + kmm_vunmap and kmm_vm_map_ram + kmm_vm_unmap_ram of 1 and 16
+ * pages (M1a, M1b). The hosted port invalidates every removed leaf (no MMU
+ * sets accessed flags here), which the demo kernel skips for leaves never
+ * read. The first loop is not reduced: fewer
  * pages give back frames that merge less deeply in the buddy allocator, and count about 5 % fewer
  * instructions per unmap (622 for 32,768 pages, 654 for all of them).
  *
@@ -122,6 +128,37 @@ static void m1_instr_window(struct kmm *k, const uint64_t *pa, const struct benc
     kmm_kva_free(k, base);
 }
 
+/* The Linux anchor's M1a, counted only: kmm_vmap of n of the pages and
+ * kmm_vunmap, M1A_CALLS times. Per page. */
+#define M1A_CALLS 2048u
+static void m1_instr_vmap(struct kmm *k, const uint64_t *pa, unsigned n, const char *key,
+                          const struct bench_mode *mode, struct m1_run *out)
+{
+    bench_instr_begin();
+    for (uint64_t i = 0; i < M1A_CALLS; i++) {
+        void *p = kmm_vmap(k, pa + (i * n) % (M1_PAGES - n), n, KMM_PROT_READ | KMM_PROT_WRITE);
+        if (!p || kmm_vunmap(k, p) != KMM_OK)
+            out->failures++;
+    }
+    m1_instr_end(mode, key, (uint64_t)M1A_CALLS * n);
+}
+
+/* The Linux anchor's M1b, counted only: kmm_vm_map_ram of n of the pages
+ * and kmm_vm_unmap_ram, M1A_CALLS times. Per page. */
+static void m1_instr_map_ram(struct kmm *k, const uint64_t *pa, unsigned n, const char *key,
+                             const struct bench_mode *mode, struct m1_run *out)
+{
+    bench_instr_begin();
+    for (uint64_t i = 0; i < M1A_CALLS; i++) {
+        const uint64_t *pages = pa + (i * n) % (M1_PAGES - n);
+        void *p = kmm_vm_map_ram(k, pages, n, KMM_PROT_READ | KMM_PROT_WRITE);
+        if (!p || kmm_vm_unmap_ram(k, p, n) != KMM_OK)
+            out->failures++;
+    }
+    m1_instr_end(mode, key, (uint64_t)M1A_CALLS * n);
+    kmm_vm_map_ram_drain(k);
+}
+
 static int m1_once(struct hosted_machine *m, const struct kmm_region *ram, uint64_t *pa,
                    const struct bench_mode *mode, struct m1_run *out)
 {
@@ -173,6 +210,10 @@ static int m1_once(struct hosted_machine *m, const struct kmm_region *ram, uint6
                 out->failures++;
         m1_instr_end(mode, "instr_map_unmap_fixed", M1_FIXED_PAIRS);
         m1_instr_window(k, pa, mode, out);
+        m1_instr_vmap(k, pa, 1, "instr_vmap_vunmap_1", mode, out);
+        m1_instr_vmap(k, pa, 16, "instr_vmap_vunmap_16", mode, out);
+        m1_instr_map_ram(k, pa, 1, "instr_map_ram_1", mode, out);
+        m1_instr_map_ram(k, pa, 16, "instr_map_ram_16", mode, out);
     }
     out->huge_2m = m1_huge(ks, KMM_MAP_HUGE, KMM_PAGE_2M, "instr_huge_2m", mode, out);
     out->huge_1g = m1_huge(ks, KMM_MAP_HUGE_1G, KMM_PAGE_1G, "instr_huge_1g", mode, out);
