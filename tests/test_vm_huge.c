@@ -805,6 +805,41 @@ KTEST_LEVELS(vm_huge, a_map_over_any_part_of_a_huge_page_is_busy_and_changes_not
 
 /* --- splits by unmap, at every kind of position ----------------------------------------- */
 
+/* An unmap whose pages all lie in page tables cuts nothing, whatever huge
+ * page begins right after its end or ends right before its start (the
+ * count stops at the page tables it walked: mmu_cut_count_locked). */
+KTEST_LEVELS(vm_huge, unmap_of_4k_pages_next_to_huge_pages_splits_nothing)
+{
+    struct hx x;
+    if (!up(t, &x, levels))
+        return;
+    struct kmm_vm_stats s0 = vstats(x.ks);
+    unsigned r = RW | KMM_CACHE_UC, p = RW;
+    KT_ASSERT_EQ(t, kmm_vm_map(x.ks, KVA + M2 - 2 * K4, MMIO, 2 * K4, r), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_map(x.ks, KVA + M2, MMIO + M2, M2, r | KMM_MAP_HUGE), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_map(x.ks, KVA + 2 * M2, MMIO, 2 * K4, r), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_map(x.ks, KVA + G1 - 2 * K4, MMIO, 2 * K4, r), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_map(x.ks, KVA + G1, MMIO + G1, G1, r | KMM_MAP_HUGE_1G), KMM_OK);
+    /* The 4 KiB pages before the 2 MiB page, those after it, those before
+     * the 1 GiB page (two each: a range, not the one-page path): each huge
+     * page stays one leaf. */
+    KT_EXPECT_EQ(t, kmm_vm_unmap(x.ks, KVA + M2 - 2 * K4, 2 * K4), KMM_OK);
+    PAGE_IS(t, &x, x.ks, KVA + M2, MMIO + M2, M2, p, KMM_CACHE_UC);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(x.ks, KVA + 2 * M2, 2 * K4), KMM_OK);
+    PAGE_IS(t, &x, x.ks, KVA + 2 * M2 - K4, MMIO + 2 * M2 - K4, M2, p, KMM_CACHE_UC);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(x.ks, KVA + G1 - 2 * K4, 2 * K4), KMM_OK);
+    PAGE_IS(t, &x, x.ks, KVA + G1, MMIO + G1, G1, p, KMM_CACHE_UC);
+    UNMAPPED(t, &x, x.ks, KVA + M2 - K4);
+    UNMAPPED(t, &x, x.ks, KVA + 2 * M2);
+    UNMAPPED(t, &x, x.ks, KVA + G1 - K4);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(x.ks, KVA + M2, M2), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(x.ks, KVA + G1, G1), KMM_OK);
+    STATS_MOVED(t, &s0, x.ks, 0, 0, 0, NULL);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    down(&x);
+}
+
 KTEST_LEVELS(vm_huge, unmap_of_the_first_4k_of_a_2m_page_splits_it)
 {
     CUT_2M(0, K4, true);

@@ -136,8 +136,10 @@ int vmm_lock_and_cut(struct kmm_aspace *as, uint64_t va, uint64_t size, bool win
     int err = vmm_lock_with_tables(as, &t, count_cuts, &op, irq);
     if (err)
         return err;
-    mmu_cut_locked(&as->mmu, va, size, &t, g);
-    vmm_tables_release(as->k, &t); /* more than needed if the count fell on a retry */
+    if (t.n) { /* none set aside: the count under the lock found no cut */
+        mmu_cut_locked(&as->mmu, va, size, &t, g);
+        vmm_tables_release(as->k, &t); /* more than needed if the count fell on a retry */
+    }
     return KMM_OK;
 }
 

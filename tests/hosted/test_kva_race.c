@@ -260,7 +260,6 @@ struct hint_cpu {
     unsigned cpu;
     uint64_t raw, pa;
     unsigned long wrong; /* calls whose answer was not the one the window gives */
-    bool done;
 };
 
 /* CPU 0: each page of its raw area mapped and unmapped, one call each,

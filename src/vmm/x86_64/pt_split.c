@@ -77,9 +77,11 @@ static unsigned cut_tables(const struct mmu_space *s, uint64_t va, uint64_t size
 
 int mmu_cut_count_locked(const struct mmu_space *s, uint64_t va, uint64_t size)
 {
+    bool small = true; /* every walk so far ended in a page table */
     for (uint64_t at = va; at - va < size;) {
         struct pt_path p;
         unsigned l = pt_walk(s, at, &p);
+        small &= l == PT_LEVEL_PT;
         if (l == PT_LEVEL_PT) { /* the table's entries in the range, in a row */
             uint64_t left = (size - (at - va)) >> KMM_PAGE_SHIFT;
             const pte_t *e = pt_slot(s, &p, l, at);
@@ -98,6 +100,13 @@ int mmu_cut_count_locked(const struct mmu_space *s, uint64_t va, uint64_t size)
         if (at == 0)
             break; /* the top of the address space */
     }
+    /* Both ends in page tables: no huge leaf to cut. The end address is
+     * then in that same table, or starts a new table, 2 MiB leaf or 1 GiB
+     * leaf (a page table below covers the address before it, so the
+     * larger entries above are tables too), and a leaf starting there is
+     * no cut. */
+    if (small)
+        return 0;
     return (int)cut_tables(s, va, size);
 }
 
