@@ -39,11 +39,14 @@ struct fixture {
     struct kmm_aspace *ks;
 };
 
-static bool setup(struct fixture *f, unsigned levels)
+/* A machine and an instance on it; with accessed, the machine plays an
+ * MMU that caches only accessed leaves (hosted_machine_accessed_rule). */
+static bool setup_with(struct fixture *f, unsigned levels, bool accessed)
 {
     f->m = hosted_machine_from_map(ram, 1, 16 * MIB);
     if (!f->m)
         return false;
+    hosted_machine_accessed_rule(f->m, accessed);
     struct kmm_config cfg = {.port = hosted_machine_port(f->m),
                              .regions = ram,
                              .region_count = 1,
@@ -53,6 +56,11 @@ static bool setup(struct fixture *f, unsigned levels)
         return false;
     f->ks = kmm_kernel_aspace(f->k);
     return true;
+}
+
+static bool setup(struct fixture *f, unsigned levels)
+{
+    return setup_with(f, levels, false);
 }
 
 static void teardown(struct fixture *f)
@@ -103,10 +111,13 @@ static void on_event(void *ctx, const struct hosted_tlb_event *e)
         w->free_at_first = free_pages(w->k);
 }
 
-KTEST_LEVELS(vm_tlb, an_unmap_invalidates_before_its_frame_and_tables_are_freed)
+/* An owned page mapped alone, never read, unmapped: its invalidation (with
+ * accessed, the MMU rule makes the leaf need none, but its freed tables
+ * still do) comes before its frame and tables go back. */
+static void expect_owned_unmap_invalidates_first(struct ktest *t, unsigned levels, bool accessed)
 {
     struct fixture f;
-    KT_ASSERT(t, setup(&f, levels));
+    KT_ASSERT(t, setup_with(&f, levels, accessed));
     uint64_t pa = kmm_page_alloc(f.k, 0, 0);
     KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, pa, PAGE, KMM_PROT_READ | KMM_MAP_OWNED), KMM_OK);
     KT_ASSERT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK); /* the mapping owns it */
@@ -123,7 +134,13 @@ KTEST_LEVELS(vm_tlb, an_unmap_invalidates_before_its_frame_and_tables_are_freed)
     KT_EXPECT_EQ(t, w.free_at_first, before); /* nothing freed before the flush */
     /* After it: the frame, a PT, a PD (and with 5 levels a PDPT). */
     KT_EXPECT_EQ(t, free_pages(f.k), before + 1 + (levels - 2));
+    KT_EXPECT_HEALTHY(t, f.k);
     teardown(&f);
+}
+
+KTEST_LEVELS(vm_tlb, an_unmap_invalidates_before_its_frame_and_tables_are_freed)
+{
+    expect_owned_unmap_invalidates_first(t, levels, false);
 }
 
 KTEST_LEVELS(vm_tlb, a_downgrade_invalidates_and_an_upgrade_does_not)
@@ -667,25 +684,6 @@ KTEST_LEVELS(vm_tlb, a_copy_on_write_copy_invalidates_the_old_entry_here_and_on_
 
 /* --- the accessed rule (kmm_port_tlb_skip_unaccessed) -------------------------------- */
 
-/* A machine that plays an MMU caching only accessed leaves: the tests set
- * the accessed flags as the CPU would (smmu_touch). */
-static bool setup_accessed(struct fixture *f, unsigned levels)
-{
-    f->m = hosted_machine_from_map(ram, 1, 16 * MIB);
-    if (!f->m)
-        return false;
-    hosted_machine_accessed_rule(f->m, true);
-    struct kmm_config cfg = {.port = hosted_machine_port(f->m),
-                             .regions = ram,
-                             .region_count = 1,
-                             .cpu_count = 1,
-                             .paging_levels = levels};
-    if (kmm_init(&cfg, &f->k) != KMM_OK)
-        return false;
-    f->ks = kmm_kernel_aspace(f->k);
-    return true;
-}
-
 static const void *machine_phys(void *ctx, uint64_t pa)
 {
     struct hosted_machine *m = ctx;
@@ -721,7 +719,7 @@ static unsigned events_for(struct hosted_machine *m, size_t from, uint64_t va)
 KTEST_LEVELS(vm_tlb, with_the_accessed_rule_only_accessed_leaves_are_invalidated)
 {
     struct fixture f;
-    KT_ASSERT(t, setup_accessed(&f, levels));
+    KT_ASSERT(t, setup_with(&f, levels, true));
     enum { N = 8 };
     uint64_t pa[N + 1];
     for (unsigned i = 0; i <= N; i++) {
@@ -761,28 +759,15 @@ KTEST_LEVELS(vm_tlb, with_the_accessed_rule_only_accessed_leaves_are_invalidated
 
 KTEST_LEVELS(vm_tlb, with_the_accessed_rule_a_freed_table_is_still_invalidated_first)
 {
+    expect_owned_unmap_invalidates_first(t, levels, true);
+    /* A user space's page never read: its page table is freed too. */
     struct fixture f;
-    KT_ASSERT(t, setup_accessed(&f, levels));
-    /* An owned page never read: its frame and its tables go back, and the
-     * tables may sit in the paging-structure caches whatever the leaf. */
-    uint64_t pa = kmm_page_alloc(f.k, 0, 0);
-    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, HEAP, pa, PAGE, KMM_PROT_READ | KMM_MAP_OWNED), KMM_OK);
-    KT_ASSERT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
-    uint64_t before = free_pages(f.k);
-    struct watch w = {.k = f.k};
-    hosted_tlb_observe(f.m, on_event, &w);
-    size_t from = hosted_tlb_log_count(f.m);
-    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, HEAP, PAGE), KMM_OK);
-    hosted_tlb_observe(f.m, NULL, NULL);
-    KT_EXPECT(t, invalidated(f.m, from, HEAP, NULL));
-    KT_EXPECT_EQ(t, w.free_at_first, before); /* nothing freed before the flush */
-    KT_EXPECT(t, free_pages(f.k) > before);
-    /* In a user space too. */
+    KT_ASSERT(t, setup_with(&f, levels, true));
     struct kmm_aspace *us = 0;
     KT_ASSERT_EQ(t, kmm_aspace_create(f.k, &us), KMM_OK);
-    pa = kmm_page_alloc(f.k, 0, 0);
+    uint64_t pa = kmm_page_alloc(f.k, 0, 0);
     KT_ASSERT_EQ(t, kmm_vm_map(us, USER, pa, PAGE, KMM_PROT_READ | KMM_PROT_USER), KMM_OK);
-    from = hosted_tlb_log_count(f.m);
+    size_t from = hosted_tlb_log_count(f.m);
     KT_ASSERT_EQ(t, kmm_vm_unmap(us, USER, PAGE), KMM_OK);
     KT_EXPECT(t, invalidated(f.m, from, USER, NULL));
     KT_EXPECT_EQ(t, kmm_aspace_destroy(f.k, us), KMM_OK);
@@ -794,7 +779,7 @@ KTEST_LEVELS(vm_tlb, with_the_accessed_rule_a_freed_table_is_still_invalidated_f
 KTEST_LEVELS(vm_tlb, with_the_accessed_rule_map_ram_invalidates_only_what_was_read)
 {
     struct fixture f;
-    KT_ASSERT(t, setup_accessed(&f, levels));
+    KT_ASSERT(t, setup_with(&f, levels, true));
     enum { N = 6 };
     uint64_t pages[N];
     for (unsigned i = 0; i < N; i++) {
