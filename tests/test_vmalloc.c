@@ -780,8 +780,11 @@ static bool mix_disjoint(const struct mix_slot *s, unsigned n)
  * vmalloc, vmap and raw areas of random sizes allocated and freed in 24
  * slots, choices from c (a seed or a fuzzer's bytes), for at most `steps`
  * steps: every area lands in the window, never overlaps another one or its
- * guard page, and its first page holds its own bytes; at the end every
- * page, table and record is back.
+ * guard page, and its first page holds its own bytes; a raw area's pages
+ * are mapped one call each (the window's answer without its lock) and
+ * unmapped in one before it goes; after each step a plain map of some
+ * area's guard page, or of a vmalloc or vmap area's page, is refused; at
+ * the end every page, table and record is back.
  */
 static void run_vmalloc_random(struct ktest *t, unsigned levels, struct kt_chooser *c, int steps)
 {
@@ -792,6 +795,9 @@ static void run_vmalloc_random(struct ktest *t, unsigned levels, struct kt_choos
     kmm_vm_stats(x.ks, &kbefore);
     enum { SLOTS = 24 };
     struct mix_slot s[SLOTS] = {{0}};
+    uint64_t frame = kmm_page_alloc(x.f.k, 0, 0); /* what raw areas map */
+    KT_ASSERT(t, frame != 0);
+    uint64_t frame_free = pstats(&x).free_pages;
     for (int step = 0; step < steps && !c->ended; step++) {
         unsigned i = (unsigned)kt_choose(c, SLOTS);
         if (s[i].kind == 1)
@@ -800,7 +806,8 @@ static void run_vmalloc_random(struct ktest *t, unsigned levels, struct kt_choos
             KT_ASSERT(t, kmm_vunmap(x.f.k, s[i].p) == KMM_OK &&
                              kmm_page_free(x.f.k, s[i].pg, 0) == KMM_OK);
         else if (s[i].kind == 3)
-            KT_ASSERT_EQ(t, kmm_kva_free(x.f.k, s[i].va), KMM_OK);
+            KT_ASSERT(t, kmm_vm_unmap(x.ks, s[i].va, s[i].span - PAGE) == KMM_OK &&
+                             kmm_kva_free(x.f.k, s[i].va) == KMM_OK);
         if (s[i].kind) {
             s[i].kind = 0;
             continue;
@@ -822,11 +829,20 @@ static void run_vmalloc_random(struct ktest *t, unsigned levels, struct kt_choos
             pages = 1;
         } else {
             KT_ASSERT_EQ(t, kmm_kva_alloc(x.f.k, size, &s[i].va), KMM_OK);
+            for (uint64_t p = 0; p < pages; p++)
+                KT_ASSERT_EQ(t, kmm_vm_map(x.ks, s[i].va + p * PAGE, frame, PAGE, KMM_PROT_READ),
+                             KMM_OK);
         }
         s[i].span = (pages + 1) * PAGE;
         s[i].kind = (int)kind;
         KT_ASSERT(t, s[i].va >= x.base && s[i].va + s[i].span <= x.base + x.size);
         KT_ASSERT(t, mix_disjoint(s, SLOTS));
+        unsigned j = (unsigned)kt_choose(c, SLOTS);
+        if (s[j].kind) { /* the guard page, or the first page of an area that is not raw */
+            uint64_t kept =
+                s[j].kind == 3 || kt_choose(c, 2) ? s[j].va + s[j].span - PAGE : s[j].va;
+            KT_ASSERT_EQ(t, kmm_vm_map(x.ks, kept, frame, PAGE, KMM_PROT_READ), KMM_EBUSY);
+        }
         if (step % 50 == 0)
             KT_EXPECT_HEALTHY(t, x.f.k);
     }
@@ -837,8 +853,11 @@ static void run_vmalloc_random(struct ktest *t, unsigned levels, struct kt_choos
             KT_EXPECT(t, kmm_vunmap(x.f.k, s[i].p) == KMM_OK &&
                              kmm_page_free(x.f.k, s[i].pg, 0) == KMM_OK);
         if (s[i].kind == 3)
-            KT_EXPECT_EQ(t, kmm_kva_free(x.f.k, s[i].va), KMM_OK);
+            KT_EXPECT(t, kmm_vm_unmap(x.ks, s[i].va, s[i].span - PAGE) == KMM_OK &&
+                             kmm_kva_free(x.f.k, s[i].va) == KMM_OK);
     }
+    KT_EXPECT_EQ(t, pstats(&x).free_pages, frame_free); /* every table back, the frame held */
+    KT_EXPECT_EQ(t, kmm_page_free(x.f.k, frame, 0), KMM_OK);
     struct kmm_page_stats after = pstats(&x);
     KT_EXPECT(t, kt_same_buddyinfo(&before, &after));
     KT_EXPECT_EQ(t, after.allocated_pages, before.allocated_pages);
