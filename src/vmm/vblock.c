@@ -109,12 +109,23 @@ static inline bool taken(const struct vblock *b, unsigned p)
     return (b->map[p / 64] >> (p % 64)) & 1;
 }
 
+/* The n bits from bit (n + bit <= 64) of one word. */
+static inline uint64_t word_mask(unsigned bit, unsigned n)
+{
+    return (n == 64 ? ~UINT64_C(0) : ((UINT64_C(1) << n) - 1)) << bit;
+}
+
 /* Sets (or with clear, clears) the n bits from p. */
 static void mark(struct vblock *b, unsigned p, unsigned n, bool clear)
 {
+    if (p % 64 + n <= 64) { /* the common range: within one word */
+        uint64_t m = word_mask(p % 64, n);
+        b->map[p / 64] = clear ? b->map[p / 64] & ~m : b->map[p / 64] | m;
+        return;
+    }
     while (n) {
         unsigned bit = p % 64, k = 64 - bit < n ? 64 - bit : n;
-        uint64_t m = (k == 64 ? ~UINT64_C(0) : ((UINT64_C(1) << k) - 1)) << bit;
+        uint64_t m = word_mask(bit, k);
         b->map[p / 64] = clear ? b->map[p / 64] & ~m : b->map[p / 64] | m;
         p += k;
         n -= k;
@@ -124,9 +135,11 @@ static void mark(struct vblock *b, unsigned p, unsigned n, bool clear)
 /* Whether the n bits from p are all clear. */
 static bool all_clear(const struct vblock *b, unsigned p, unsigned n)
 {
+    if (p % 64 + n <= 64) /* within one word */
+        return !(b->map[p / 64] & word_mask(p % 64, n));
     while (n) {
         unsigned bit = p % 64, k = 64 - bit < n ? 64 - bit : n;
-        uint64_t m = (k == 64 ? ~UINT64_C(0) : ((UINT64_C(1) << k) - 1)) << bit;
+        uint64_t m = word_mask(bit, k);
         if (b->map[p / 64] & m)
             return false;
         p += k;
