@@ -135,6 +135,7 @@ KMM_INIT void kva_init(struct kmm *k, const struct kmm_config *cfg)
     v->pages = (dflt ? KMM_KVA_DEFAULT_SIZE : cfg->kva_size) >> KMM_PAGE_SHIFT;
     kmm_lock_init(&v->lock);
     atomic_init(&v->failed, 0);
+    v->hint_gen = 1; /* odd: no generation matches, no hint yet */
     v->canary = KMM_KVA_CANARY;
     k->vm.kernel.kva_base = v->base; /* where the range calls ask about it */
     k->vm.kernel.kva_span = v->pages << KMM_PAGE_SHIFT;
