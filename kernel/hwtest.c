@@ -299,13 +299,28 @@ static void unmap_then_probe(struct ktest *t, uint64_t pa, uint64_t size, unsign
         KT_EXPECT_EQ(t, kmm_vm_unmap(as, va + off + len, size - off - len), KMM_OK);
 }
 
+/* Whether QEMU's TCG runs us: its hypervisor leaf says "TCGTCGTCGTCG". */
+static bool under_tcg(void)
+{
+    uint32_t a = 1, b, c = 0, d;
+    __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
+    if (!(c & (1u << 31))) /* no hypervisor */
+        return false;
+    a = 0x40000000u;
+    c = 0;
+    __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
+    /* The signature's twelve bytes in EBX, ECX, EDX, little-endian. */
+    return b == 0x54474354u && c == 0x43544743u && d == 0x47435447u; /* TCGT CGTC GTCG */
+}
+
 /* The CPU sets a leaf's accessed flag before it caches the translation
  * (SDM Vol. 3A §4.10.2.3), so the library removes a page never read
  * without an invalidation (kmm_port_tlb_skip_unaccessed) and one read with
  * it; either way an access afterwards faults, and a page mapped there next
- * reads its own frame. (QEMU walks the tables only for an access; a real
- * CPU may walk speculatively, set the flag and so earn the page an
- * invalidation, which would fail the count here and be just as correct.) */
+ * reads its own frame. The count of invalidations is checked under QEMU's
+ * TCG only, which walks the tables only for an access: a real CPU (or KVM)
+ * may walk speculatively, set the flag and so earn the page an
+ * invalidation, just as correct. */
 KHW_TEST(hw, a_page_never_read_is_unmapped_without_an_invalidation)
 {
     struct kmm_aspace *as = kspace();
@@ -325,7 +340,8 @@ KHW_TEST(hw, a_page_never_read_is_unmapped_without_an_invalidation)
     KT_ASSERT_EQ(t, kmm_vm_map(as, va + PAGE, a, PAGE, RO_GLOBAL), KMM_OK); /* keeps the table */
     before = kernel_tlb_flushes();
     KT_ASSERT_EQ(t, kmm_vm_unmap(as, va, PAGE), KMM_OK);
-    KT_EXPECT_EQ(t, kernel_tlb_flushes(), before);
+    if (under_tcg())
+        KT_EXPECT_EQ(t, kernel_tlb_flushes(), before);
     struct trap_fault f;
     bool faulted = trap_probe_read((const void *)(uintptr_t)va, &f);
     expect_pf(t, faulted, &f, va, 0, PF_PRESENT | PF_WRITE | PF_FETCH, "read after unmap");

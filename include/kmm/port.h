@@ -74,12 +74,20 @@
  *   bool kmm_port_tlb_skip_unaccessed(const struct kmm_port *p)
  *       Whether the tables are the MMU's and the MMU caches a translation
  *       only after setting the accessed flag of every entry it used (x86:
- *       Intel SDM Vol. 3A §4.10.2.3, "Details of TLB Use"). Then a leaf that
- *       is cleared with its accessed flag still clear was never in any TLB,
- *       and its removal needs no invalidation, here or on another CPU
- *       (illumos' x86 HAT relies on the same rule). Read once, at kmm_init.
- *       A port whose tables no MMU walks (a simulation) answers false, so
- *       that every removal is invalidated. Any context.
+ *       Intel SDM Vol. 3A §4.10.2.3, "Details of TLB Use"; AMD's manual
+ *       describes the same accessed flag). Then a leaf that is cleared with
+ *       its accessed flag still clear was never in any TLB, and its removal
+ *       needs no invalidation, here or on another CPU (illumos' x86 HAT
+ *       relies on the same rule). With several CPUs it also takes that a
+ *       CPU's locked update of the flag does not land on an entry changed
+ *       since its walk, which the manuals imply but do not state, and which
+ *       some parts break as an erratum (Knights Landing sets A/D bits in
+ *       entries already cleared): a port for such a CPU answers false. Every
+ *       TLB entry the port inherits from tables the library did not build
+ *       (a boot loader's global pages) must be gone before the library's
+ *       tables are used. Read once, at kmm_init. A port whose tables no MMU
+ *       walks (a simulation) answers false, so that every removal is
+ *       invalidated. Any context.
  *   void kmm_port_mapping_changed(struct kmm_port *p, const struct kmm_port_mapping *m)
  *       Optional (may do nothing): called after the entries covering
  *       [m->va, m->va + m->len) changed, with what they map now. The hosted

@@ -226,5 +226,9 @@ int kmm_boruix_world_ready(struct kmm *k)
     }
     write_msr(IA32_PAT, KMM_PAT_VALUE);
     kmm_aspace_activate(ks);
+    /* The copies are fresh leaves, never accessed: the library would unmap
+     * them without an invalidation (kmm_port_tlb_skip_unaccessed), while
+     * the boot tables' global entries survive the CR3 write. Drop those. */
+    kmm_x86_flush_all(true);
     return KMM_OK;
 }

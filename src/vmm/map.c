@@ -97,7 +97,8 @@ static bool take_owned_refs(struct kmm *k, uint64_t pa, uint64_t n)
     return true;
 }
 
-/* One owned page whose page table exists (map_one takes the plain ones):
+/* One page whose page table exists, with a flag map_one does not take
+ * (owned, or a huge or alias flag that changes nothing for one page):
  * validate and change in one walk. Returns KMM_OK, the refusal, or
  * MMU_SLOW (nothing done: a table is missing). */
 static inline __attribute__((always_inline)) int
@@ -264,7 +265,7 @@ static __attribute__((noinline)) int map_any(struct kmm_aspace *as, uint64_t va,
                         .cache = flags & KMM_CACHE_MASK,
                         .owned = (flags & KMM_MAP_OWNED) != 0};
     bool replace = (flags & KMM_MAP_REPLACE) != 0;
-    if (size == KMM_PAGE_SIZE && !replace) { /* an owned page */
+    if (size == KMM_PAGE_SIZE && !replace) { /* one page map_one did not take */
         int err = map_page(as, &m, area, caller);
         if (err != MMU_SLOW)
             return err;

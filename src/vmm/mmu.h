@@ -77,8 +77,10 @@ uint64_t vmm_tables_take(struct kmm *k, struct vmm_tables *t);
 /* The gather (tlb.c): record the invalidation of one leaf [va, va + size)
  * (global: the TLB may hold it as a global entry); queue a frame or a table
  * page for release once the invalidations are done (a table that mapped
- * va: its release needs some invalidation on every CPU, which drops the
- * paging-structure caches, so if none is recorded yet va's page is);
+ * va: its release needs some invalidation on every CPU, so if none is
+ * recorded yet va's page is: an INVLPG of any address drops every
+ * paging-structure cache entry of the current PCID, Intel SDM Vol. 3A
+ * §4.10.4.1, and the library uses no other PCID);
  * whether frees more releases fit. */
 void vmm_gather_range(struct kmm_tlb_gather *g, uint64_t va, uint64_t size, bool global);
 /* As n calls of vmm_gather_range for the 4 KiB leaves from va on. */

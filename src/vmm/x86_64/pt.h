@@ -110,8 +110,10 @@ static inline bool pt_global(const struct mmu_space *s, uint64_t va, pte_t e)
 
 /* Clears the present leaf e and returns what it held, in one atomic
  * exchange: an accessed flag an MMU sets up to that instant is in the
- * answer, and none after it (an MMU sets the flag with a locked update of
- * the entry it walked, which fails once the entry changed). */
+ * answer. One set after it would land on a cleared entry, which x86 CPUs
+ * do not do but as an erratum (kmm/port.h, kmm_port_tlb_skip_unaccessed:
+ * the walk's locked update of the flag finds the entry changed and walks
+ * again). */
 static inline pte_t pt_take_leaf(pte_t *e)
 {
     return __atomic_exchange_n(e, 0, __ATOMIC_RELAXED);
@@ -119,10 +121,23 @@ static inline pte_t pt_take_leaf(pte_t *e)
 
 /* Whether the leaf old, just taken away, may sit in a TLB: unless the MMU
  * caches only accessed leaves (mmu_space.skip_unaccessed) and old was never
- * accessed, it may, and its removal needs an invalidation. */
+ * accessed, it may, and its removal needs an invalidation. The rule holds
+ * only while a leaf's accessed flag is never cleared behind a TLB that
+ * holds it: every store that rewrites a present leaf in place, or writes
+ * one whose predecessor a TLB may still hold (a replace, a split's
+ * children, a copy-on-write copy), marks it accessed (pt_cached_leaf). */
 static inline bool pt_leaf_cached(const struct mmu_space *s, pte_t old)
 {
     return (old & PTE_A) || !s->skip_unaccessed;
+}
+
+/* v, the new value of a leaf some TLB may hold (or hold its predecessor)
+ * until a gather is finished: marked accessed, so that its removal is
+ * invalidated whatever happens meanwhile. A plain read then store of a
+ * live leaf would also lose an accessed flag an MMU set in between. */
+static inline pte_t pt_cached_leaf(pte_t v)
+{
+    return v | PTE_A;
 }
 
 /* --- walking ---------------------------------------------------------------------------- */

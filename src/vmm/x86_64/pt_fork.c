@@ -65,7 +65,7 @@ void mmu_fault_cow_locked(struct mmu_space *s, uint64_t va, const struct mmu_fau
     pte_t old = *e;
     KMM_ASSERT(s->k->port, f->need == MMU_FAULT_COW && pte_cow(old) && pte_frame(old) == f->frame);
     pte_t v = pte_cow_resolved(old, pa ? pa : f->frame);
-    pte_set(e, v);
+    pte_set(e, pt_cached_leaf(v));
     s->counts.cow--;
     if (pa) { /* another frame: the old translation must go before the frame does */
         vmm_gather_range(g, va, KMM_PAGE_SIZE, pt_global(s, va, old));
@@ -149,7 +149,7 @@ static void mark_table(struct mmu_space *s, uint64_t t, unsigned level, uint64_t
         if (!pte_owned(v) || pte_cow(v))
             continue;
         pte_t cow = pte_make_cow(v);
-        pte_set(&e[i], cow);
+        pte_set(&e[i], pt_cached_leaf(cow));
         s->counts.cow++;
         if (v & PTE_RW) { /* the write right goes: a TLB may still hold it */
             vmm_gather_range(g, at, KMM_PAGE_SIZE, pt_global(s, at, v));

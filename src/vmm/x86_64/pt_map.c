@@ -278,7 +278,8 @@ static uint64_t replace_piece(struct mmu_space *s, const struct mmu_map *m, uint
             vmm_gather_range(g, at, pte_level_size(piece), pt_global(s, at, old));
         if (pte_owned(old))
             vmm_gather_frame(g, pte_frame(old));
-        pte_set(e, piece_leaf(m, at, piece));
+        pte_t v = piece_leaf(m, at, piece);
+        pte_set(e, pte_present(old) ? pt_cached_leaf(v) : v); /* until g is finished */
         s->counts.leaves[pt_ix(piece)]++;
         s->counts.owned += m->owned;
     } else {

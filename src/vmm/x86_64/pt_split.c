@@ -25,7 +25,7 @@ void pt_split_leaf(struct mmu_space *s, const struct pt_path *p, unsigned l, uin
     pte_t old = *e;
     uint64_t nt = vmm_tables_take(s->k, tables);
     pte_t *child = pt_table(s, nt);
-    pte_t first = pte_split_first(old, l);
+    pte_t first = pt_cached_leaf(pte_split_first(old, l)); /* the huge one may be cached */
     uint64_t step = pte_level_size(l - 1);
     for (unsigned i = 0; i < PTE_ENTRIES; i++)
         pte_set(&child[i], first + i * step);

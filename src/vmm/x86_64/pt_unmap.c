@@ -187,7 +187,7 @@ void mmu_protect_locked(struct mmu_space *s, uint64_t va, uint64_t size, unsigne
         pte_t new = pte_with_prot(*e, prot);
         if (pte_downgrade(*e, new))
             vmm_gather_range(g, at, pte_level_size(l), pt_global(s, at, *e));
-        pte_set(e, new);
+        pte_set(e, pte_present(new) ? pt_cached_leaf(new) : new);
         if (pte_present(new)) /* a demand-zero page shows nothing until touched */
             vmm_mapping_changed(s, at, pte_level_size(l), pte_leaf_frame(new, l), pte_hw_prot(new));
         at += pte_level_size(l);
