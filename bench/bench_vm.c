@@ -130,7 +130,7 @@ static void m1_instr_window(struct kmm *k, const uint64_t *pa, const struct benc
 
 /* The Linux anchor's M1a, counted only: kmm_vmap of n of the pages and
  * kmm_vunmap, M1A_CALLS times. Per page. */
-#define M1A_CALLS 2048u
+#define M1A_CALLS 512u
 static void m1_instr_vmap(struct kmm *k, const uint64_t *pa, unsigned n, const char *key,
                           const struct bench_mode *mode, struct m1_run *out)
 {
@@ -212,6 +212,7 @@ static int m1_once(struct hosted_machine *m, const struct kmm_region *ram, uint6
         m1_instr_window(k, pa, mode, out);
         m1_instr_vmap(k, pa, 1, "instr_vmap_vunmap_1", mode, out);
         m1_instr_vmap(k, pa, 16, "instr_vmap_vunmap_16", mode, out);
+        m1_instr_vmap(k, pa, 512, "instr_vmap_vunmap_512", mode, out);
         m1_instr_map_ram(k, pa, 1, "instr_map_ram_1", mode, out);
         m1_instr_map_ram(k, pa, 16, "instr_map_ram_16", mode, out);
     }

@@ -93,6 +93,10 @@
  *       [m->va, m->va + m->len) changed, with what they map now. The hosted
  *       port mirrors such mappings into the test process so that memory the
  *       library hands out through mappings is usable at its address (docs/porting.md).
+ *   bool kmm_port_mirrors_mappings(const struct kmm_port *p)
+ *       Whether kmm_port_mapping_changed does anything: false lets the
+ *       library skip describing a change of many scattered pages (a pass
+ *       over their frames to find the runs). Any context.
  *
  * NUMA topology (optional: a host without it reports one node)
  *   unsigned kmm_port_node_count(const struct kmm_port *p)       1 <= n <= KMM_MAX_NODES

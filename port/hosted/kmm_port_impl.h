@@ -43,6 +43,13 @@ static inline bool kmm_port_tlb_skip_unaccessed(const struct kmm_port *p)
     return p->skip_unaccessed;
 }
 
+/* The mirror window follows every mapping (kmm_port_mapping_changed). */
+static inline bool kmm_port_mirrors_mappings(const struct kmm_port *p)
+{
+    (void)p;
+    return true;
+}
+
 /* A spinlock. Spinning threads yield after a while, because here a "CPU" can
  * be preempted while holding a lock, which a real CPU with IRQs off cannot. */
 typedef struct {

@@ -131,6 +131,12 @@ static inline void kmm_port_mapping_changed(struct kmm_port *p, const struct kmm
     (void)m;
 }
 
+static inline bool kmm_port_mirrors_mappings(const struct kmm_port *p)
+{
+    (void)p;
+    return false;
+}
+
 /* The other port hooks out of line: the TLB, root and log hooks, panic and
  * the clock in the port's own port.c; the NUMA answers of one node in
  * x86_64.c. */

@@ -51,6 +51,18 @@ void vmm_mapping_changed(const struct mmu_space *s, uint64_t va, uint64_t size, 
     kmm_port_mapping_changed(s->k->port, &m);
 }
 
+void vmm_pages_changed(const struct mmu_space *s, uint64_t va, const uint64_t *pages, uint64_t n,
+                       unsigned prot)
+{
+    if (!kmm_port_mirrors_mappings(s->k->port))
+        return;
+    for (uint64_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && pages[j] == pages[i] + (j - i) * KMM_PAGE_SIZE; j++)
+            ;
+        vmm_mapping_changed(s, va + i * KMM_PAGE_SIZE, (j - i) * KMM_PAGE_SIZE, pages[i], prot);
+    }
+}
+
 /* --- map ----------------------------------------------------------------------- */
 
 /* Whether a call on [va, va + size) of as must ask the kernel virtual area
@@ -344,14 +356,7 @@ int vmm_map_pages_area(struct kmm *k, uint64_t va, const uint64_t *pages, uint64
         return vm_refuse(as, VM_OWNED_NOT_PAGE, "kmm_vm_map", va, size, caller);
     }
     mmu_map_pages_locked(&as->mmu, &m, &t);
-    /* The port hears of each run of consecutive frames, as if each had
-     * been mapped with one kmm_vm_map. */
-    for (uint64_t i = 0, j; i < n; i = j) {
-        for (j = i + 1; j < n && pages[j] == pages[i] + (j - i) * KMM_PAGE_SIZE; j++)
-            ;
-        vmm_mapping_changed(&as->mmu, va + i * KMM_PAGE_SIZE, (j - i) * KMM_PAGE_SIZE, pages[i],
-                            m.prot | KMM_PROT_READ);
-    }
+    vmm_pages_changed(&as->mmu, va, pages, n, m.prot | KMM_PROT_READ);
     kmm_unlock_irqrestore(&as->lock, irq);
     vmm_tables_release(k, &t);
     return KMM_OK;

@@ -104,6 +104,13 @@ bool vmm_share_owned(struct kmm *k, uint64_t pa);
 void vmm_mapping_changed(const struct mmu_space *s, uint64_t va, uint64_t size, uint64_t pa,
                          unsigned prot);
 
+/* The same for pages[0 .. n) just mapped from va with prot: one call per
+ * run of consecutive frames, as if each run had been mapped with one
+ * kmm_vm_map; nothing at all where the port's hook does nothing
+ * (kmm_port_mirrors_mappings), which spares a pass over the array (map.c). */
+void vmm_pages_changed(const struct mmu_space *s, uint64_t va, const uint64_t *pages, uint64_t n,
+                       unsigned prot);
+
 /* --- setting up and tearing down ------------------------------------------------ */
 
 /* The table pages mmu_init_kernel takes: the root and the shared tables of

@@ -413,12 +413,7 @@ bool vb_map(struct kmm *k, const uint64_t *pages, uint64_t n, unsigned prot, con
         .va = b->va + (uint64_t)first * PAGE, .pages = pages, .n = n, .prot = prot};
     kmm_irqstate_t irq = kmm_lock_irqsave(&ks->lock);
     mmu_held_map_locked(&ks->mmu, b->table, &m);
-    for (uint64_t i = 0, j; i < n; i = j) { /* the port hears of each run of frames */
-        for (j = i + 1; j < n && pages[j] == pages[i] + (j - i) * PAGE; j++)
-            ;
-        vmm_mapping_changed(&ks->mmu, m.va + i * PAGE, (j - i) * PAGE, pages[i],
-                            prot | KMM_PROT_READ);
-    }
+    vmm_pages_changed(&ks->mmu, m.va, pages, n, prot | KMM_PROT_READ);
     kmm_unlock_irqrestore(&ks->lock, irq);
     *va = m.va;
     return true;
