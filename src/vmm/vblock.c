@@ -338,10 +338,10 @@ static uint64_t free_block(struct kmm *k, struct vblock *b)
 /* --- mapping a range --------------------------------------------------------------------- */
 
 /* Takes need pages (a range and its guard page) from this CPU's current
- * block: true with *out and *first; false if it has none or it is full. */
+ * block: true with *out and *first; false if it has none or it is full.
+ * IRQs off (the caller's), so that this stays this CPU. */
 static bool take_from_current(struct kmm *k, unsigned need, struct vblock **out, unsigned *first)
 {
-    kmm_irqstate_t irq = kmm_irq_save();
     struct kva_vb_cpu *c = &k->kva.vb_cpu[kmm_port_cpu_id()];
     kmm_irqstate_t cs = kmm_lock_irqsave(&c->lock);
     struct vblock *b = c->cur;
@@ -358,7 +358,6 @@ static bool take_from_current(struct kmm *k, unsigned need, struct vblock **out,
         kmm_unlock_irqrestore(&b->lock, bs);
     }
     kmm_unlock_irqrestore(&c->lock, cs);
-    kmm_irq_restore(irq);
     return ok;
 }
 
@@ -404,17 +403,26 @@ bool vb_map(struct kmm *k, const uint64_t *pages, uint64_t n, unsigned prot, con
     struct vblock *b;
     unsigned first;
     unsigned need = (unsigned)n + 1; /* and its guard page */
-    if (!take_from_current(k, need, &b, &first) && !take_from_new(k, need, caller, &b, &first))
-        return false;
+    /* IRQs stay off from the take to the leaves, the locks taken and
+     * dropped inside: one restore, not one a lock (each costs, and under
+     * QEMU's TCG each sti ends a translation block). */
+    kmm_irqstate_t irq = kmm_irq_save();
+    if (!take_from_current(k, need, &b, &first)) {
+        kmm_irq_restore(irq);
+        if (!take_from_new(k, need, caller, &b, &first))
+            return false;
+        irq = kmm_irq_save();
+    }
     /* The range is ours and its table held: the leaves are written with
      * no check left that could fail. */
     struct kmm_aspace *ks = kmm_kernel_aspace(k);
     struct mmu_pages m = {
         .va = b->va + (uint64_t)first * PAGE, .pages = pages, .n = n, .prot = prot};
-    kmm_irqstate_t irq = kmm_lock_irqsave(&ks->lock);
+    kmm_irqstate_t ls = kmm_lock_irqsave(&ks->lock);
     mmu_held_map_locked(&ks->mmu, b->table, &m);
     vmm_pages_changed(&ks->mmu, m.va, pages, n, prot | KMM_PROT_READ);
-    kmm_unlock_irqrestore(&ks->lock, irq);
+    kmm_unlock_irqrestore(&ks->lock, ls);
+    kmm_irq_restore(irq);
     *va = m.va;
     return true;
 }
@@ -453,11 +461,10 @@ static struct kva_refusal judge_locked(struct vblock *b, uint64_t va, uint64_t n
 
 /* The block holding va, with the unmap judged under its lock (*no): this
  * CPU's current block first, without the list lock; else the list. NULL if
- * va lies in no block. */
+ * va lies in no block. IRQs off (the caller's: this CPU's slot). */
 static struct vblock *find_and_judge(struct kmm *k, uint64_t va, uint64_t n, struct kva_refusal *no)
 {
     struct kmm_kva *v = &k->kva;
-    kmm_irqstate_t irq = kmm_irq_save();
     struct kva_vb_cpu *c = &v->vb_cpu[kmm_port_cpu_id()];
     kmm_irqstate_t cs = kmm_lock_irqsave(&c->lock);
     struct vblock *b = c->cur;
@@ -469,10 +476,9 @@ static struct vblock *find_and_judge(struct kmm *k, uint64_t va, uint64_t n, str
         b = 0;
     }
     kmm_unlock_irqrestore(&c->lock, cs);
-    kmm_irq_restore(irq);
     if (b)
         return b;
-    irq = kmm_lock_irqsave(&v->vb_lock);
+    kmm_irqstate_t irq = kmm_lock_irqsave(&v->vb_lock);
     for (b = v->blocks; b && !in_block(b, va); b = b->next)
         ;
     if (b) {
@@ -487,20 +493,25 @@ static struct vblock *find_and_judge(struct kmm *k, uint64_t va, uint64_t n, str
 int vb_unmap(struct kmm *k, uint64_t va, uint64_t n, const char *fn, const void *caller)
 {
     struct kva_refusal no = KVA_ACCEPTED;
+    /* IRQs off from the judgement to the leaves, as in vb_map; on again
+     * for the gather, whose shootdown may wait for other CPUs. */
+    kmm_irqstate_t irq = kmm_irq_save();
     struct vblock *b = find_and_judge(k, va, n, &no);
-    if (!b)
-        return VB_NOT_A_BLOCK;
-    if (no.why)
-        return kva_misuse(k, no.err, no.cls, fn, va, n * PAGE, no.why, caller);
+    if (!b || no.why) {
+        kmm_irq_restore(irq);
+        return !b ? VB_NOT_A_BLOCK
+                  : kva_misuse(k, no.err, no.cls, fn, va, n * PAGE, no.why, caller);
+    }
     /* DYING: the range stays taken, and the block alive, until its
      * invalidation is complete. */
     struct kmm_aspace *ks = kmm_kernel_aspace(k);
     struct kmm_tlb_gather g;
     kmm_tlb_gather_init(&g, ks);
-    kmm_irqstate_t irq = kmm_lock_irqsave(&ks->lock);
+    kmm_irqstate_t ls = kmm_lock_irqsave(&ks->lock);
     mmu_held_unmap_locked(&ks->mmu, b->table, va, n, &g);
     vmm_mapping_changed(&ks->mmu, va, n * PAGE, 0, 0);
-    kmm_unlock_irqrestore(&ks->lock, irq);
+    kmm_unlock_irqrestore(&ks->lock, ls);
+    kmm_irq_restore(irq);
     kmm_tlb_finish(&g);
     irq = kmm_lock_irqsave(&b->lock);
     give_locked(b, (unsigned)((va - b->va) / PAGE), (unsigned)n);
