@@ -640,3 +640,59 @@ KTEST_LEVELS(vm_attack, unmap_ram_refuses_every_address_but_a_ranges_start_with_
     free_n(&x, pg, LONG);
     down(t, &x);
 }
+
+/* --- populated raw areas ---------------------------------------------------------------------- */
+
+static uint64_t tables_now(struct fx *x)
+{
+    struct kmm_vm_stats s;
+    kmm_vm_stats(x->ks, &s);
+    return s.table_bytes / PAGE;
+}
+
+KTEST_LEVELS(vm_attack, a_populated_area_takes_demand_zero_and_huge_maps_and_keeps_its_tables)
+{
+    struct fx x;
+    if (!up(t, &x, levels))
+        return;
+    const char *fn = "kmm_kva_populate";
+    uint64_t tables0 = tables_now(&x), raw;
+    KT_ASSERT_EQ(t, kmm_kva_alloc(x.k, 4 * MIB, &raw), KMM_OK);
+    uint64_t span = (raw | (M2 - 1)) + 1; /* a whole 2 MiB span in the area, a page before it */
+    KT_ASSERT(t, span + M2 <= raw + 4 * MIB);
+    KT_ASSERT_EQ(t, site_populate(x.k, raw), KMM_OK);
+    uint64_t tables1 = tables_now(&x);
+    REFUSED(site_populate(x.k, raw), KMM_ESTATE, KVA, KMM_MISUSE_BUSY, fn, site_populate);
+    /* Demand-zero pages in it, touched through the kernel space. */
+    KT_ASSERT_EQ(t, kmm_vm_map(x.ks, raw, 0, 3 * PAGE, RW | KMM_MAP_DEMAND), KMM_OK);
+    KT_EXPECT_EQ(t, fault(x.ks, raw + PAGE, KMM_FAULT_WRITE), KMM_FAULT_DEMAND_ZERO);
+    KT_EXPECT_EQ(t, tables_now(&x), tables1);
+    REFUSED(kmm_kva_free(x.k, raw), KMM_EBUSY, KVA, KMM_MISUSE_BUSY, "kmm_kva_free", 0);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(x.ks, raw, 3 * PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, tables_now(&x), tables1);
+    /* A map allowing 2 MiB pages over a span whose page table the area
+     * holds: 4 KiB pages there (the table stays), a plain map as a
+     * replacing one. From the page before the span on. */
+    uint64_t huge = kmm_page_alloc(x.k, 9, 0);
+    KT_ASSERT(t, huge != 0);
+    const unsigned hflags = KMM_PROT_READ | KMM_MAP_HUGE;
+    for (unsigned replace = 0; replace < 2; replace++) {
+        unsigned fl = hflags | (replace ? KMM_MAP_REPLACE : 0);
+        KT_ASSERT_EQ(t, kmm_vm_map(x.ks, span - PAGE, huge - PAGE, M2 + PAGE, fl), KMM_OK);
+        struct kmm_vm_translation tr;
+        KT_ASSERT_EQ(t, kmm_vm_translate(x.ks, span + 5 * PAGE, &tr), KMM_OK);
+        KT_EXPECT_EQ(t, tr.pa, huge + 5 * PAGE);
+        KT_EXPECT_EQ(t, tr.page_size, KMM_PAGE_4K);
+        KT_EXPECT_EQ(t, tables_now(&x), tables1);
+        KT_EXPECT_HEALTHY(t, x.k);
+        REFUSED(site_map(x.ks, span, huge, M2, hflags), KMM_EBUSY, VM, KMM_MISUSE_BUSY,
+                "kmm_vm_map", site_map);
+        KT_ASSERT_EQ(t, kmm_vm_unmap(x.ks, span - PAGE, M2 + PAGE), KMM_OK);
+    }
+    KT_EXPECT_EQ(t, tables_now(&x), tables1);
+    KT_EXPECT_EQ(t, kmm_page_free(x.k, huge, 9), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_kva_free(x.k, raw), KMM_OK);
+    KT_EXPECT_EQ(t, tables_now(&x), tables0);
+    REFUSED(site_populate(x.k, raw), KMM_ENOENT, KVA, KMM_MISUSE_ABSENT, fn, site_populate);
+    down(t, &x);
+}

@@ -17,7 +17,8 @@
  * Huge pages: with KMM_MAP_HUGE (KMM_MAP_HUGE_1G), map uses a 2 MiB (1 GiB)
  * page for each part of the range where va and pa are both aligned to it
  * and the range covers it whole, and 4 KiB pages elsewhere. Owned mappings
- * always use 4 KiB pages (a reference is per single page). An unmap or
+ * always use 4 KiB pages (a reference is per single page), and so does a
+ * span whose page table is kept (a populated raw area's: kmm/vmalloc.h). An unmap or
  * protect (or a replacing map) that covers only part of a huge page first
  * splits it into a table of the next smaller size, every other byte keeping
  * its frame, protection and cache mode; the tables a split needs are

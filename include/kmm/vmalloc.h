@@ -169,7 +169,8 @@ int kmm_kva_free(struct kmm *k, uint64_t va);
  * returned at va and keep them while the area lives (Linux's populated
  * get_vm_area): kmm_vm_map and kmm_vm_unmap of its pages then never
  * allocate or free a page table, the unmap leaves them in place however
- * empty, and kmm_kva_free gives them back. The one kind of page table kept
+ * empty, and kmm_kva_free gives them back. A map there with KMM_MAP_HUGE
+ * gets 4 KiB pages in the spans whose tables are kept. The one kind of page table kept
  * empty besides a vmap block's (SPEC §4), bounded by the populated areas;
  * kmm_vm_stats counts them among the tables. Returns KMM_OK, or with
  * nothing changed (counted and logged but KMM_ENOMEM):
