@@ -1,0 +1,419 @@
+/*
+ * test_vm_attack_threads.c - the newest calls attacked where only a hosted
+ * build can: threads acting as CPUs that fault on the two sides of one
+ * copy-on-write frame at once, clone a space while its pages are being
+ * faulted in, and unmap one kmm_vm_map_ram range twice at once; and a
+ * clone that meets a frame already at the most owned mappings a frame can
+ * have (set through the library's private headers, as test_page_refs.c
+ * does: 2^32 real mappings would take too long). Each ends with every
+ * frame back and kmm_check clean; meant to run under ThreadSanitizer too.
+ */
+#include <pthread.h>
+
+#include "fixture.h"
+#include "hosted.h"
+#include "ktest.h"
+#include "ktest_levels.h"
+#include "spin_barrier.h"
+
+#include <kmm/check.h>
+#include <kmm/kmm.h>
+#include <kmm/misuse.h>
+#include <kmm/page.h>
+#include <kmm/vm.h>
+#include <kmm/vmalloc.h>
+
+#include "internal.h"
+#include "pmm/pmm.h"
+
+#define MIB    (UINT64_C(1) << 20)
+#define PAGE   UINT64_C(4096)
+#define USER   UINT64_C(0x0000000040000000)
+#define URW    (KMM_PROT_READ | KMM_PROT_WRITE | KMM_PROT_USER)
+#define UWR    (KMM_FAULT_WRITE | KMM_FAULT_USER)
+#define ROUNDS 200u
+
+static const struct kmm_region ram[] = {{1 * MIB, 63 * MIB, KMM_MEM_USABLE}};
+
+struct fx {
+    struct hosted_machine *m;
+    struct kmm *k;
+    uint64_t free0;
+};
+
+static uint64_t free_pages(struct kmm *k)
+{
+    kmm_page_drain_cpu(k);
+    struct kmm_page_stats s;
+    kmm_page_stats(k, &s);
+    return s.free_pages;
+}
+
+/* An instance with 3 CPUs (the main thread is CPU 0) and, where the
+ * machine has a mirror window, a kernel virtual area window in it. */
+static bool up(struct fx *x, unsigned levels)
+{
+    x->m = hosted_machine_from_map(ram, 1, 16 * MIB);
+    if (!x->m)
+        return false;
+    uint64_t base, mirror;
+    hosted_machine_mirror_window(x->m, &base, &mirror);
+    struct kmm_config cfg = {.port = hosted_machine_port(x->m),
+                             .regions = ram,
+                             .region_count = 1,
+                             .cpu_count = 3,
+                             .paging_levels = levels,
+                             .kva_base = mirror ? base : 0,
+                             .kva_size = mirror ? 8 * MIB : 0};
+    if (kmm_init(&cfg, &x->k) != KMM_OK) {
+        hosted_machine_destroy(x->m);
+        return false;
+    }
+    x->free0 = free_pages(x->k);
+    return true;
+}
+
+static void down(struct ktest *t, struct fx *x)
+{
+    kmm_vm_map_ram_drain(x->k);
+    KT_EXPECT_EQ(t, free_pages(x->k), x->free0);
+    KT_EXPECT_HEALTHY(t, x->k);
+    kmm_fini(x->k);
+    hosted_machine_destroy(x->m);
+}
+
+/* n owned pages at USER of as, page i filled with fill + i. */
+static bool map_owned(struct fx *x, struct kmm_aspace *as, unsigned n, uint8_t fill)
+{
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t pa = kmm_page_alloc(x->k, 0, 0);
+        if (!pa)
+            return false;
+        kt_fill(kmm_phys_to_virt(x->k, pa), (uint8_t)(fill + i), PAGE);
+        if (kmm_vm_map(as, USER + i * PAGE, pa, PAGE, URW | KMM_MAP_OWNED) != KMM_OK)
+            return false;
+        kmm_page_free(x->k, pa, 0);
+    }
+    return true;
+}
+
+static struct kmm_vm_translation tr_of(struct kmm_aspace *as, uint64_t va)
+{
+    struct kmm_vm_translation tr = {0};
+    kmm_vm_translate(as, va, &tr);
+    return tr;
+}
+
+/* --- the two sides of one COW frame ---------------------------------------------------------- */
+
+struct side {
+    struct kmm *k;
+    struct kmm_aspace *as;
+    unsigned cpu;
+    struct spin_barrier *go;
+    unsigned kinds[KMM_FAULT_SPURIOUS + 1];
+    unsigned refused;
+};
+
+static void *write_each_page(void *arg)
+{
+    struct side *s = arg;
+    if (!hosted_cpu_enter(s->cpu)) {
+        s->refused = ROUNDS;
+        return NULL;
+    }
+    for (unsigned r = 0; r < ROUNDS; r++) {
+        spin_wait(s->go);
+        enum kmm_vm_fault_kind how;
+        if (kmm_vm_fault(s->as, USER + r * PAGE, UWR, &how) == KMM_OK)
+            s->kinds[how]++;
+        else
+            s->refused++;
+    }
+    kmm_page_drain_cpu(s->k);
+    hosted_cpu_exit();
+    return NULL;
+}
+
+/*
+ * A parent and its child write the same COW page at once, round after
+ * round, each on its own CPU (two spaces, two locks, one frame). Each
+ * fault is handled; a page ends up private on both sides with the bytes
+ * it had; the frame is reused by at most one side (a copy by the other),
+ * and every frame comes back.
+ */
+KTEST_LEVELS(vm_attack_threads, parent_and_child_writing_one_cow_frame_at_once_each_get_their_own)
+{
+    struct fx x;
+    KT_ASSERT(t, up(&x, levels));
+    struct kmm_aspace *p, *c;
+    KT_ASSERT_EQ(t, kmm_aspace_create(x.k, &p), KMM_OK);
+    KT_ASSERT(t, map_owned(&x, p, ROUNDS, 'a'));
+    KT_ASSERT_EQ(t, kmm_aspace_clone(p, &c), KMM_OK);
+    static struct spin_barrier go;
+    static struct side s[2];
+    struct kmm_aspace *as[2] = {p, c};
+    pthread_t th[2];
+    for (unsigned i = 0; i < 2; i++) {
+        s[i] = (struct side){.k = x.k, .as = as[i], .cpu = i + 1, .go = &go};
+        pthread_create(&th[i], NULL, write_each_page, &s[i]);
+    }
+    for (unsigned i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    KT_EXPECT_EQ(t, s[0].refused + s[1].refused, 0);
+    unsigned reuse = s[0].kinds[KMM_FAULT_COW_REUSE] + s[1].kinds[KMM_FAULT_COW_REUSE];
+    unsigned copy = s[0].kinds[KMM_FAULT_COW_COPY] + s[1].kinds[KMM_FAULT_COW_COPY];
+    KT_EXPECT_EQ(t, reuse + copy, 2 * ROUNDS);
+    KT_EXPECT(t, copy >= ROUNDS);
+    for (unsigned r = 0; r < ROUNDS; r++) {
+        uint64_t va = USER + r * PAGE;
+        struct kmm_vm_translation a = tr_of(p, va), b = tr_of(c, va);
+        KT_EXPECT(t, !a.cow && !b.cow && a.owned && b.owned && a.pa != b.pa);
+        const uint8_t *pa = kmm_phys_to_virt(x.k, a.pa), *pb = kmm_phys_to_virt(x.k, b.pa);
+        KT_EXPECT(t, pa[0] == (uint8_t)('a' + r) && pb[PAGE - 1] == (uint8_t)('a' + r));
+    }
+    KT_EXPECT_HEALTHY(t, x.k);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(x.k, p), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(x.k, c), KMM_OK);
+    down(t, &x);
+}
+
+/* --- a clone while the parent's pages are faulted in ------------------------------------- */
+
+struct cloner {
+    struct kmm *k;
+    struct kmm_aspace *p;
+    unsigned cpu;
+    atomic_bool *stop;
+    unsigned clones, failed;
+};
+
+static void *clone_again_and_again(void *arg)
+{
+    struct cloner *w = arg;
+    if (!hosted_cpu_enter(w->cpu)) {
+        w->failed++;
+        return NULL;
+    }
+    while (!atomic_load(w->stop)) {
+        struct kmm_aspace *c;
+        if (kmm_aspace_clone(w->p, &c) != KMM_OK || kmm_aspace_destroy(w->k, c) != KMM_OK)
+            w->failed++;
+        w->clones++;
+    }
+    kmm_page_drain_cpu(w->k);
+    hosted_cpu_exit();
+    return NULL;
+}
+
+struct toucher {
+    struct kmm *k;
+    struct kmm_aspace *p;
+    unsigned cpu;
+    atomic_bool *stop;
+    unsigned kinds[KMM_FAULT_SPURIOUS + 1];
+    unsigned refused;
+};
+
+/* Faults each demand-zero page of the parent in for a write twice: the
+ * first maps it, the second finds it writable (SPURIOUS) or, if a clone
+ * came in between, COW (a copy while the child lives, else the frame
+ * back). */
+static void *touch_each_page(void *arg)
+{
+    struct toucher *w = arg;
+    if (hosted_cpu_enter(w->cpu)) {
+        for (unsigned r = 0; r < 2 * ROUNDS; r++) {
+            enum kmm_vm_fault_kind how;
+            if (kmm_vm_fault(w->p, USER + (r / 2) * PAGE, UWR, &how) == KMM_OK)
+                w->kinds[how]++;
+            else
+                w->refused++;
+        }
+        kmm_page_drain_cpu(w->k);
+        hosted_cpu_exit();
+    } else {
+        w->refused++;
+    }
+    atomic_store(w->stop, true);
+    return NULL;
+}
+
+/*
+ * One CPU clones a space (and destroys the child) over and over while
+ * another faults the space's demand-zero pages in for writes: every
+ * fault is handled, the parent ends with every page its own and zeroed,
+ * and every frame comes back.
+ */
+KTEST_LEVELS(vm_attack_threads, a_space_cloned_over_and_over_while_it_faults_keeps_every_page)
+{
+    struct fx x;
+    KT_ASSERT(t, up(&x, levels));
+    struct kmm_aspace *p;
+    KT_ASSERT_EQ(t, kmm_aspace_create(x.k, &p), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_map(p, USER, 0, ROUNDS * PAGE, URW | KMM_MAP_DEMAND), KMM_OK);
+    static atomic_bool stop;
+    atomic_store(&stop, false);
+    static struct cloner cl;
+    static struct toucher to;
+    cl = (struct cloner){.k = x.k, .p = p, .cpu = 1, .stop = &stop};
+    to = (struct toucher){.k = x.k, .p = p, .cpu = 2, .stop = &stop};
+    pthread_t th[2];
+    pthread_create(&th[0], NULL, clone_again_and_again, &cl);
+    pthread_create(&th[1], NULL, touch_each_page, &to);
+    for (unsigned i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    KT_EXPECT_EQ(t, cl.failed, 0);
+    KT_EXPECT_EQ(t, to.refused, 0);
+    KT_EXPECT_EQ(t, to.kinds[KMM_FAULT_DEMAND_ZERO], ROUNDS);
+    ktest_diag(t, "%u clones; second writes: %u spurious, %u reuses, %u copies", cl.clones,
+               to.kinds[KMM_FAULT_SPURIOUS], to.kinds[KMM_FAULT_COW_REUSE],
+               to.kinds[KMM_FAULT_COW_COPY]);
+    KT_EXPECT_EQ(t,
+                 to.kinds[KMM_FAULT_SPURIOUS] + to.kinds[KMM_FAULT_COW_REUSE] +
+                     to.kinds[KMM_FAULT_COW_COPY],
+                 ROUNDS);
+    /* Every child is gone: each page is its frame's only mapping, owned,
+     * zero but for nothing written. */
+    for (unsigned r = 0; r < ROUNDS; r++) {
+        struct kmm_vm_translation tr = tr_of(p, USER + r * PAGE);
+        const uint8_t *b = kmm_phys_to_virt(x.k, tr.pa);
+        KT_EXPECT(t, tr.owned && b[0] == 0 && b[PAGE - 1] == 0);
+        if (tr.cow) /* a clone after its last write: its next write takes it back */
+            KT_EXPECT_EQ(t, kmm_vm_fault(p, USER + r * PAGE, UWR, NULL), KMM_OK);
+        KT_EXPECT(t, !tr_of(p, USER + r * PAGE).cow);
+    }
+    KT_EXPECT_HEALTHY(t, x.k);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(x.k, p), KMM_OK);
+    down(t, &x);
+}
+
+/* --- one range unmapped twice at once ------------------------------------------------------ */
+
+struct unmapper {
+    struct kmm *k;
+    unsigned cpu;
+    const uint64_t *pages; /* the first one maps each round's range (NULL: the other) */
+    struct spin_barrier *go;
+    void **range; /* the round's range */
+    unsigned ok, absent, busy, other;
+};
+
+static void *unmap_each_round(void *arg)
+{
+    struct unmapper *w = arg;
+    bool in = hosted_cpu_enter(w->cpu);
+    for (unsigned r = 0; r < ROUNDS; r++) {
+        if (w->pages)
+            *w->range = in ? kmm_vm_map_ram(w->k, w->pages, 2, KMM_PROT_READ) : 0;
+        spin_wait(w->go); /* the range is mapped */
+        int err = *w->range ? kmm_vm_unmap_ram(w->k, *w->range, 2) : KMM_EINVAL;
+        if (err == KMM_OK)
+            w->ok++;
+        else if (err == KMM_ENOENT)
+            w->absent++;
+        else if (err == KMM_ESTATE)
+            w->busy++;
+        else
+            w->other++;
+        spin_wait(w->go); /* both are done with it */
+    }
+    if (in) {
+        kmm_page_drain_cpu(w->k);
+        hosted_cpu_exit();
+    }
+    return NULL;
+}
+
+/*
+ * Two CPUs unmap the same two-page range at once, round after round (the
+ * first maps it each time): one of them unmaps it, the other is refused
+ * as a double unmap (KMM_ESTATE while the first is at work, KMM_ENOENT
+ * after), counted once in the window's misuse; the blocks stay exact.
+ */
+KTEST_LEVELS(vm_attack_threads, two_cpus_unmapping_one_map_ram_range_at_once_unmap_it_once)
+{
+    struct fx x;
+    KT_ASSERT(t, up(&x, levels));
+    uint64_t pg[2] = {kmm_page_alloc(x.k, 0, 0), kmm_page_alloc(x.k, 0, 0)};
+    KT_ASSERT(t, pg[0] && pg[1]);
+    struct kmm_vmalloc_stats v0, v1;
+    kmm_vmalloc_stats(x.k, &v0);
+    static struct spin_barrier go;
+    static void *range;
+    static struct unmapper w[2];
+    pthread_t th[2];
+    for (unsigned i = 0; i < 2; i++) {
+        w[i] = (struct unmapper){
+            .k = x.k, .cpu = i + 1, .pages = i ? 0 : pg, .go = &go, .range = &range};
+        pthread_create(&th[i], NULL, unmap_each_round, &w[i]);
+    }
+    for (unsigned i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    KT_EXPECT_EQ(t, w[0].ok + w[1].ok, ROUNDS);
+    KT_EXPECT_EQ(t, w[0].absent + w[1].absent + w[0].busy + w[1].busy, ROUNDS);
+    KT_EXPECT_EQ(t, w[0].other + w[1].other, 0);
+    ktest_diag(t, "double unmaps: %u while the first was at work, %u after", w[0].busy + w[1].busy,
+               w[0].absent + w[1].absent);
+    kmm_vmalloc_stats(x.k, &v1);
+    KT_EXPECT_EQ(t, v1.misuse - v0.misuse, ROUNDS);
+    KT_EXPECT_EQ(t, v1.map_ram_ranges, 0);
+    KT_EXPECT_HEALTHY(t, x.k);
+    kmm_page_free(x.k, pg[0], 0);
+    kmm_page_free(x.k, pg[1], 0);
+    down(t, &x);
+}
+
+/* --- a clone at the mapping limit --------------------------------------------------------------
+ */
+
+/* A mapped frame's mapcount, set under the zone lock as the library would. */
+static void set_mapcount(struct kmm *k, uint64_t pa, uint32_t n)
+{
+    struct kmm_frame *f = pmm_frame(&k->pmm, pa >> KMM_PAGE_SHIFT);
+    struct kmm_zone *z = pmm_zone_of(&k->pmm, f);
+    kmm_irqstate_t s = kmm_lock_irqsave(&z->lock);
+    f->prev = n;
+    kmm_unlock_irqrestore(&z->lock, s);
+}
+
+/*
+ * The parent's second owned page has the most owned mappings a frame can:
+ * the clone is refused (KMM_ESTATE, counted as a limit and logged) after
+ * it took the first page's reference, which goes back with the half-built
+ * child; the parent is left as it was (nothing COW), and with the count
+ * back, a clone works.
+ */
+KTEST_LEVELS(vm_attack_threads, a_clone_meeting_a_frame_at_the_mapping_limit_changes_nothing)
+{
+    struct fx x;
+    KT_ASSERT(t, up(&x, levels));
+    struct kmm_aspace *p, *c = 0;
+    KT_ASSERT_EQ(t, kmm_aspace_create(x.k, &p), KMM_OK);
+    KT_ASSERT(t, map_owned(&x, p, 3, 'a'));
+    uint64_t a = tr_of(p, USER).pa, b = tr_of(p, USER + PAGE).pa;
+    set_mapcount(x.k, b, UINT32_MAX - 1);
+    struct kmm_misuse_stats m0, m1;
+    kmm_misuse_stats(x.k, &m0);
+    uint64_t free0 = free_pages(x.k);
+    KT_EXPECT_EQ(t, kmm_aspace_clone(p, &c), KMM_ESTATE);
+    kmm_misuse_stats(x.k, &m1);
+    KT_EXPECT(t, c == 0);
+    KT_EXPECT_EQ(
+        t, m1.count[KMM_LAYER_VM][KMM_MISUSE_LIMIT] - m0.count[KMM_LAYER_VM][KMM_MISUSE_LIMIT], 1);
+    KT_EXPECT_EQ(t, m1.total - m0.total, 1);
+    KT_EXPECT_EQ(t, free_pages(x.k), free0);
+    struct kmm_vm_fault_stats fs;
+    kmm_vm_fault_stats(p, &fs);
+    KT_EXPECT(t, fs.cow_pages == 0 && fs.clones == 0);
+    for (unsigned i = 0; i < 3; i++)
+        KT_EXPECT(t, !tr_of(p, USER + i * PAGE).cow);
+    set_mapcount(x.k, b, 1);
+    KT_EXPECT_HEALTHY(t, x.k);
+    KT_ASSERT_EQ(t, kmm_aspace_clone(p, &c), KMM_OK);
+    KT_EXPECT(t, tr_of(c, USER).pa == a && tr_of(c, USER + PAGE).cow);
+    KT_EXPECT_HEALTHY(t, x.k);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(x.k, c), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(x.k, p), KMM_OK);
+    down(t, &x);
+}
