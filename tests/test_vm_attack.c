@@ -696,3 +696,97 @@ KTEST_LEVELS(vm_attack, a_populated_area_takes_demand_zero_and_huge_maps_and_kee
     REFUSED(site_populate(x.k, raw), KMM_ENOENT, KVA, KMM_MISUSE_ABSENT, fn, site_populate);
     down(t, &x);
 }
+
+/* --- out of memory at every step ------------------------------------------------------------- */
+
+static uint64_t taken[32 * MIB / PAGE];
+
+/* Allocates every free page but `spare` into taken[]; returns how many. */
+static size_t take_all_but(struct fx *x, size_t spare)
+{
+    kmm_page_drain_cpu(x->k);
+    size_t n = 0;
+    while (n < N(taken) && (taken[n] = kmm_page_alloc(x->k, 0, 0)) != 0)
+        n++;
+    for (size_t i = 0; i < spare && n > 0; i++)
+        kmm_page_free(x->k, taken[--n], 0);
+    return n;
+}
+
+static void give_back(struct fx *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        kmm_page_free(x->k, taken[i], 0);
+}
+
+KTEST_LEVELS(vm_attack, demand_zero_maps_populates_and_kernel_faults_without_memory_change_nothing)
+{
+    struct fx x;
+    if (!up(t, &x, levels))
+        return;
+    struct kmm_aspace *us;
+    KT_ASSERT_EQ(t, kmm_aspace_create(x.k, &us), KMM_OK);
+    /* A demand-zero map whose tables outgrow memory: 16 GiB takes 8192
+     * page tables (32 MiB). */
+    struct before b = before_now(&x);
+    KT_EXPECT_EQ(t, kmm_vm_map(us, USER, 0, UINT64_C(16) << 30, URW | KMM_MAP_DEMAND), KMM_ENOMEM);
+    expect_refused_at(t, &x, &b, KMM_ENOMEM, KMM_ENOMEM, -1, 0, "", 0, "16 GiB demand-zero map",
+                      __LINE__);
+    KT_EXPECT_EQ(t, fstats(us).demand_pages, 0);
+    /* Small ones, across a 1 GiB boundary (two of each table below the
+     * top), with 0, 1, 2, ... pages to spare. */
+    const uint64_t va = (UINT64_C(1) << 30) - 2 * PAGE;
+    int err = KMM_ENOMEM;
+    unsigned failures = 0;
+    for (size_t spare = 0; err == KMM_ENOMEM && spare < 16; spare++) {
+        size_t n = take_all_but(&x, spare);
+        b = before_now(&x);
+        err = kmm_vm_map(us, va, 0, 4 * PAGE, URW | KMM_MAP_DEMAND);
+        if (err == KMM_ENOMEM) {
+            failures++;
+            expect_refused_at(t, &x, &b, err, KMM_ENOMEM, -1, 0, "", 0, "demand-zero map",
+                              __LINE__);
+            KT_EXPECT_EQ(t, look(us, va).err, KMM_ENOENT);
+        }
+        give_back(&x, n);
+    }
+    KT_EXPECT_EQ(t, err, KMM_OK);
+    KT_EXPECT(t, failures >= levels + 1); /* the tables below the root, two of them twice */
+    KT_EXPECT_EQ(t, fstats(us).demand_pages, 4);
+    /* A kernel demand-zero page faulted without a page: refused, counted
+     * in the kernel space's figures, retried with one. */
+    KT_ASSERT_EQ(t, kmm_vm_map(x.ks, kernel_bottom(levels), 0, PAGE, RW | KMM_MAP_DEMAND), KMM_OK);
+    size_t n = take_all_but(&x, 0);
+    b = before_now(&x);
+    KT_EXPECT_EQ(t, kmm_vm_fault(us, kernel_bottom(levels), KMM_FAULT_WRITE, 0), KMM_ENOMEM);
+    expect_refused_at(t, &x, &b, KMM_ENOMEM, KMM_ENOMEM, -1, 0, "", 0, "kernel fault", __LINE__);
+    KT_EXPECT_EQ(t, fstats(x.ks).refused, 1);
+    KT_EXPECT_EQ(t, fstats(us).refused, 0);
+    give_back(&x, n);
+    KT_EXPECT_EQ(t, fault(us, kernel_bottom(levels), KMM_FAULT_WRITE), KMM_FAULT_DEMAND_ZERO);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(x.ks, kernel_bottom(levels), PAGE), KMM_OK);
+    /* A populate of an area over three spans, with 0, 1, 2, ... pages to
+     * spare: each failure gives back the spans it held. */
+    uint64_t raw, tables0 = tables_now(&x);
+    KT_ASSERT_EQ(t, kmm_kva_alloc(x.k, 4 * MIB, &raw), KMM_OK);
+    err = KMM_ENOMEM;
+    failures = 0;
+    for (size_t spare = 0; err == KMM_ENOMEM && spare < 16; spare++) {
+        n = take_all_but(&x, spare);
+        b = before_now(&x);
+        err = kmm_kva_populate(x.k, raw);
+        if (err == KMM_ENOMEM) {
+            failures++;
+            expect_refused_at(t, &x, &b, err, KMM_ENOMEM, -1, 0, "", 0, "populate", __LINE__);
+            KT_EXPECT_EQ(t, tables_now(&x), tables0);
+        }
+        give_back(&x, n);
+    }
+    KT_EXPECT_EQ(t, err, KMM_OK);
+    KT_EXPECT(t, failures >= 2);
+    KT_EXPECT_EQ(t, kmm_kva_free(x.k, raw), KMM_OK);
+    KT_EXPECT_EQ(t, tables_now(&x), tables0);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(us, va, 4 * PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(x.k, us), KMM_OK);
+    down(t, &x);
+}
