@@ -379,6 +379,41 @@ KTEST_LEVELS(vm_attack, a_destroyed_space_is_neither_faulted_nor_cloned)
     down(t, &x);
 }
 
+KT_SITE int site_fault_stats(struct kmm_aspace *as, struct kmm_vm_fault_stats *out)
+{
+    int err = kmm_vm_fault_stats(as, out);
+    __asm__ volatile("" ::: "memory");
+    return err;
+}
+
+KTEST_LEVELS(vm_attack, the_fault_figures_of_a_destroyed_space_are_refused_not_read)
+{
+    struct fx x;
+    if (!up(t, &x, levels))
+        return;
+    /* Poisoned, the destroyed space's page holds no lock a reader could
+     * take: one that did would spin on it for ever. */
+    KT_ASSERT_EQ(t, kmm_page_debug(x.k, KMM_PAGE_DEBUG_POISON), 0);
+    struct kmm_aspace *us;
+    KT_ASSERT_EQ(t, kmm_aspace_create(x.k, &us), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_map(us, USER, 0, PAGE, URW | KMM_MAP_DEMAND), KMM_OK);
+    struct kmm_vm_fault_stats s;
+    KT_ASSERT_EQ(t, kmm_vm_fault_stats(us, &s), KMM_OK);
+    KT_EXPECT_EQ(t, s.demand_pages, 1);
+    KT_ASSERT_EQ(t, kmm_aspace_destroy(x.k, us), KMM_OK);
+    kmm_page_drain_cpu(x.k); /* its page back in the zone, poisoned */
+    s.demand_pages = 7;
+    ANSWERED(site_fault_stats(us, &s), KMM_EINVAL);
+    KT_EXPECT_EQ(t, s.demand_pages, 0); /* zeroed, never read */
+    s.clones = 7;
+    ANSWERED(site_fault_stats(0, &s), KMM_EINVAL);
+    KT_EXPECT_EQ(t, s.clones, 0);
+    REFUSED(site_fault_stats(x.ks, 0), KMM_EINVAL, VM, KMM_MISUSE_BAD_ARG, "kmm_vm_fault_stats",
+            site_fault_stats);
+    KT_EXPECT_EQ(t, kmm_page_debug(x.k, 0), KMM_PAGE_DEBUG_POISON);
+    down(t, &x);
+}
+
 /* --- protect and unmap of part of a range, then faults -------------------------------------- */
 
 KTEST_LEVELS(vm_attack, a_demand_zero_range_cut_up_by_protect_and_unmap_faults_as_each_piece_says)

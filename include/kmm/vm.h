@@ -520,8 +520,11 @@ struct kmm_vm_fault_stats {
 };
 
 /* kmm_vm_fault_stats - the figures of the live space as, taken under its
- * lock. Cannot fail. IRQs on or off, interrupt handlers too; O(1). */
-void kmm_vm_fault_stats(struct kmm_aspace *as, struct kmm_vm_fault_stats *out);
+ * lock. Returns KMM_OK, or KMM_EINVAL when as is not a live space (NULL,
+ * destroyed, scribbled: *out zeroed, unlogged, as there is no instance)
+ * or out is NULL (counted in kmm_vm_stats.misuse and logged). IRQs on or
+ * off, interrupt handlers too; O(1). */
+int kmm_vm_fault_stats(struct kmm_aspace *as, struct kmm_vm_fault_stats *out);
 
 /* kmm_vm_stats - the figures of the live space as (the kernel space's count
  * its shared kernel-half tables; a user space's count only its own), taken
