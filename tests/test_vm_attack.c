@@ -659,8 +659,12 @@ KTEST_LEVELS(vm_attack, unmap_ram_refuses_every_address_but_a_ranges_start_with_
     REFUSED(site_populate(x.k, vm), KMM_EINVAL, KVA, KMM_MISUSE_BAD_HANDLE, "kmm_kva_populate",
             site_populate);
 
-    /* A long range is a vmap area: kmm_vunmap takes it as well; and
+    /* A range in a block is no area of its own (this one starts the
+     * block's); a long range is a vmap area, which kmm_vunmap takes, and
      * kmm_vm_unmap_ram takes a kmm_vmap area given its count. */
+    KT_EXPECT_EQ(t, r3, blk.va);
+    REFUSED(kmm_vunmap(x.k, (void *)(uintptr_t)r3), KMM_EINVAL, KVA, KMM_MISUSE_BAD_HANDLE,
+            "kmm_vunmap", 0);
     KT_EXPECT_EQ(t, kmm_vunmap(x.k, (void *)(uintptr_t)rl), KMM_OK);
     KT_EXPECT_EQ(t, kmm_vm_unmap_ram(x.k, (void *)(uintptr_t)vm, 2), KMM_OK);
     /* Gone: a second unmap, also after the block itself went back. */

@@ -512,10 +512,12 @@ struct kmm_vm_stats {
 struct kmm_vm_fault_stats {
     uint64_t cow_pages;    /* owned 4 KiB leaves marked copy-on-write now */
     uint64_t demand_pages; /* demand-zero pages not touched yet */
-    /* Faults kmm_vm_fault handled in this space, by enum kmm_vm_fault_kind;
-     * each never decreases. */
+    /* Faults kmm_vm_fault handled in this space, by enum kmm_vm_fault_kind
+     * (a kernel-half fault counts in the kernel space's, whichever space
+     * the call named); each never decreases. */
     uint64_t demand_zero, cow_copy, cow_reuse, spurious;
-    uint64_t refused; /* faults it did not handle (ENOENT, EACCES, ENOMEM); never decreases */
+    uint64_t refused; /* faults it did not handle (ENOENT, EACCES, ENOMEM; not the
+                         misuses, KMM_EINVAL); never decreases */
     uint64_t clones;  /* kmm_aspace_clone calls that cloned this space; never decreases */
 };
 
