@@ -827,3 +827,46 @@ KTEST_LEVELS(vm_attack, demand_zero_maps_populates_and_kernel_faults_without_mem
     KT_EXPECT_EQ(t, kmm_aspace_destroy(x.k, us), KMM_OK);
     down(t, &x);
 }
+
+/* --- the kernel's own pages in the window ------------------------------------------------------
+ */
+
+KTEST_LEVELS(vm_attack, demand_zero_pages_the_kernel_maps_in_the_window_are_never_handed_out)
+{
+    struct fx x;
+    if (!up(t, &x, levels))
+        return;
+    /* The kernel reserves the window's first page and a 2 MiB-aligned one
+     * in the middle for itself, demand-zero (not touched: no frame). */
+    const uint64_t mid = ((x.base + x.size / 2) | (M2 - 1)) + 1;
+    KT_ASSERT_EQ(t, kmm_vm_map(x.ks, x.base, 0, PAGE, RW | KMM_MAP_DEMAND), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_map(x.ks, mid, 0, PAGE, RW | KMM_MAP_DEMAND), KMM_OK);
+    /* Neither a raw area, nor vmalloc, nor a vmap block takes them. */
+    uint64_t raw;
+    KT_ASSERT_EQ(t, kmm_kva_alloc(x.k, PAGE, &raw), KMM_OK);
+    void *v = kmm_vmalloc(x.k, x.size / 2 - M2, 0);
+    uint64_t pg[1];
+    KT_ASSERT(t, alloc_n(&x, pg, 1));
+    void *r = kmm_vm_map_ram(x.k, pg, 1, KMM_PROT_READ);
+    KT_ASSERT(t, v != 0 && r != 0);
+    const uint64_t starts[3] = {raw, va_of(v), va_of(r)};
+    const uint64_t ends[3] = {raw + 2 * PAGE, va_of(v) + x.size / 2 - M2 + PAGE, va_of(r) + M2};
+    for (unsigned i = 0; i < 3; i++) {
+        KT_EXPECT(t, !(x.base >= starts[i] && x.base < ends[i]));
+        KT_EXPECT(t, !(mid >= starts[i] && mid < ends[i]));
+    }
+    /* They are nobody's to free, and still the kernel's to fault in. */
+    REFUSED(site_unmap_ram(x.k, mid, 1), KMM_ENOENT, KVA, KMM_MISUSE_ABSENT, "kmm_vm_unmap_ram",
+            site_unmap_ram);
+    REFUSED(site_populate(x.k, x.base), KMM_ENOENT, KVA, KMM_MISUSE_ABSENT, "kmm_kva_populate",
+            site_populate);
+    KT_EXPECT_EQ(t, fault(x.ks, mid, KMM_FAULT_WRITE), KMM_FAULT_DEMAND_ZERO);
+    KT_EXPECT_HEALTHY(t, x.k);
+    KT_EXPECT_EQ(t, kmm_vm_unmap_ram(x.k, r, 1), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vfree(x.k, v), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_kva_free(x.k, raw), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(x.ks, x.base, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(x.ks, mid, PAGE), KMM_OK);
+    free_n(&x, pg, 1);
+    down(t, &x);
+}
