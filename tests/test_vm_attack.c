@@ -333,6 +333,14 @@ KTEST_LEVELS(vm_attack, faults_at_the_edges_of_the_halves_and_with_odd_access_bi
     REFUSED(site_fault(us, top, 0x8), KMM_EINVAL, VM, KMM_MISUSE_BAD_FLAGS, fn, site_fault);
     REFUSED(site_fault(us, top, 0x20 | UWR), KMM_EINVAL, VM, KMM_MISUSE_BAD_FLAGS, fn, site_fault);
     REFUSED(site_fault(us, top, ~0u), KMM_EINVAL, VM, KMM_MISUSE_BAD_FLAGS, fn, site_fault);
+    /* A user space cannot put a demand-zero page in the kernel half, nor
+     * one across the hole. */
+    REFUSED(site_map(us, bottom, 0, PAGE, RW | KMM_MAP_DEMAND), KMM_EINVAL, VM, KMM_MISUSE_OUTSIDE,
+            "kmm_vm_map", site_map);
+    REFUSED(site_map(us, top, 0, 2 * PAGE, URW | KMM_MAP_DEMAND), KMM_EINVAL, VM,
+            KMM_MISUSE_OUTSIDE, "kmm_vm_map", site_map);
+    REFUSED(site_map(x.ks, bottom - PAGE, 0, 2 * PAGE, RW | KMM_MAP_DEMAND), KMM_EINVAL, VM,
+            KMM_MISUSE_OUTSIDE, "kmm_vm_map", site_map);
     /* Answers: nothing there, or not allowed. Neither counted nor logged. */
     ANSWERED(site_fault(us, top - PAGE, UWR), KMM_ENOENT);
     ANSWERED(site_fault(x.ks, USER, KMM_FAULT_WRITE), KMM_ENOENT); /* the kernel's lower half */
