@@ -417,3 +417,165 @@ KTEST_LEVELS(vm_attack_threads, a_clone_meeting_a_frame_at_the_mapping_limit_cha
     KT_EXPECT_EQ(t, kmm_aspace_destroy(x.k, p), KMM_OK);
     down(t, &x);
 }
+
+/* --- a populate and a free of one area at once, a drain among maps ------------------------- */
+
+struct racer {
+    struct kmm *k;
+    unsigned cpu;
+    struct spin_barrier *go;
+    uint64_t *area; /* the round's raw area, made by the first racer */
+    int results[ROUNDS];
+};
+
+static void *populate_each_round(void *arg)
+{
+    struct racer *w = arg;
+    bool in = hosted_cpu_enter(w->cpu);
+    for (unsigned r = 0; r < ROUNDS; r++) {
+        if (kmm_kva_alloc(w->k, 3 * MIB, w->area) != KMM_OK)
+            *w->area = 0;
+        spin_wait(w->go); /* the area is there */
+        w->results[r] = *w->area ? kmm_kva_populate(w->k, *w->area) : KMM_EINVAL;
+        spin_wait(w->go); /* the other has tried to free it */
+    }
+    if (in) {
+        kmm_page_drain_cpu(w->k);
+        hosted_cpu_exit();
+    }
+    return NULL;
+}
+
+static void *free_each_round(void *arg)
+{
+    struct racer *w = arg;
+    bool in = hosted_cpu_enter(w->cpu);
+    for (unsigned r = 0; r < ROUNDS; r++) {
+        spin_wait(w->go);
+        int err = *w->area ? kmm_kva_free(w->k, *w->area) : KMM_EINVAL;
+        /* Refused while the populate ran: free it once it is done. */
+        while (err == KMM_ESTATE)
+            err = kmm_kva_free(w->k, *w->area);
+        w->results[r] = err;
+        spin_wait(w->go);
+    }
+    if (in) {
+        kmm_page_drain_cpu(w->k);
+        hosted_cpu_exit();
+    }
+    return NULL;
+}
+
+/*
+ * Round after round, one CPU makes a 3 MiB raw area and populates it while
+ * another frees it: the free comes after the populate (and gives its
+ * tables back), or meets it at work and is refused KMM_ESTATE until it is
+ * done; the populate meets the free at work (KMM_ESTATE) or comes after it
+ * (KMM_ENOENT). Every area is freed, every table comes back, and
+ * kmm_check is clean.
+ */
+KTEST_LEVELS(vm_attack_threads, a_populate_and_a_free_of_one_area_at_once_leave_no_table_behind)
+{
+    struct fx x;
+    KT_ASSERT(t, up(&x, levels));
+    struct kmm_vm_stats s0, s1;
+    kmm_vm_stats(kmm_kernel_aspace(x.k), &s0);
+    static struct spin_barrier go;
+    static uint64_t area;
+    static struct racer w[2];
+    pthread_t th[2];
+    for (unsigned i = 0; i < 2; i++) {
+        w[i] = (struct racer){.k = x.k, .cpu = i + 1, .go = &go, .area = &area};
+        pthread_create(&th[i], NULL, i ? free_each_round : populate_each_round, &w[i]);
+    }
+    for (unsigned i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    unsigned populated = 0, absent = 0, busy = 0;
+    for (unsigned r = 0; r < ROUNDS; r++) {
+        KT_EXPECT_EQ(t, w[1].results[r], KMM_OK);
+        populated += w[0].results[r] == KMM_OK;
+        absent += w[0].results[r] == KMM_ENOENT;
+        busy += w[0].results[r] == KMM_ESTATE;
+    }
+    KT_EXPECT_EQ(t, populated + absent + busy, ROUNDS);
+    ktest_diag(t, "%u populated before the free, %u met the free at work, %u after it", populated,
+               busy, absent);
+    kmm_vm_stats(kmm_kernel_aspace(x.k), &s1);
+    KT_EXPECT_EQ(t, s1.table_bytes, s0.table_bytes);
+    KT_EXPECT_HEALTHY(t, x.k);
+    down(t, &x);
+}
+
+struct churner {
+    struct kmm *k;
+    unsigned cpu;
+    atomic_bool *stop;
+    const uint64_t *pages;
+    unsigned maps, failed;
+    uint64_t drained;
+};
+
+static void *map_and_unmap(void *arg)
+{
+    struct churner *w = arg;
+    if (hosted_cpu_enter(w->cpu)) {
+        for (unsigned r = 0; r < 20 * ROUNDS; r++) {
+            size_t n = 1 + r % 5;
+            void *v = kmm_vm_map_ram(w->k, w->pages, n, KMM_PROT_READ);
+            if (!v || kmm_vm_unmap_ram(w->k, v, n) != KMM_OK)
+                w->failed++;
+            w->maps++;
+        }
+        kmm_page_drain_cpu(w->k);
+        hosted_cpu_exit();
+    } else {
+        w->failed++;
+    }
+    atomic_store(w->stop, true);
+    return NULL;
+}
+
+static void *drain_again_and_again(void *arg)
+{
+    struct churner *w = arg;
+    if (!hosted_cpu_enter(w->cpu)) {
+        w->failed++;
+        return NULL;
+    }
+    while (!atomic_load(w->stop))
+        w->drained += kmm_vm_map_ram_drain(w->k);
+    kmm_page_drain_cpu(w->k);
+    hosted_cpu_exit();
+    return NULL;
+}
+
+/*
+ * One CPU maps and unmaps short ranges while another drains the vmap
+ * blocks over and over: the drain takes the first CPU's current block
+ * whenever it is empty, the maps make new ones, nothing fails, and no
+ * block is left behind.
+ */
+KTEST(vm_attack_threads, a_drain_over_and_over_among_maps_and_unmaps_on_another_cpu)
+{
+    struct fx x;
+    KT_ASSERT(t, up(&x, 4));
+    uint64_t pg[5];
+    for (unsigned i = 0; i < 5; i++)
+        KT_ASSERT((t), (pg[i] = kmm_page_alloc(x.k, 0, 0)) != 0);
+    static atomic_bool stop;
+    atomic_store(&stop, false);
+    static struct churner w[2];
+    pthread_t th[2];
+    for (unsigned i = 0; i < 2; i++) {
+        w[i] = (struct churner){.k = x.k, .cpu = i + 1, .stop = &stop, .pages = pg};
+        pthread_create(&th[i], NULL, i ? drain_again_and_again : map_and_unmap, &w[i]);
+    }
+    for (unsigned i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    KT_EXPECT_EQ(t, w[0].failed + w[1].failed, 0);
+    ktest_diag(t, "%u maps, %llu pages drained", w[0].maps, (unsigned long long)w[1].drained);
+    KT_EXPECT_HEALTHY(t, x.k);
+    for (unsigned i = 0; i < 5; i++)
+        kmm_page_free(x.k, pg[i], 0);
+    down(t, &x);
+}
