@@ -48,12 +48,12 @@
  * for the leaves, as every change of the kernel's tables does.
  *
  * Lifetime: a block lives while it is a CPU's current block or holds a
- * range. Whoever finds it holding no range and being no CPU's, under its
- * lock, dooms it (the unmap that empties a block no CPU takes from any
- * more, a map that replaces a CPU's empty current block, a drain): only
- * that caller unlinks it from the list and frees it, and nothing takes a
- * range from a doomed block, as only current blocks hand ranges out. The
- * list lock keeps a listed block's memory valid for a lookup.
+ * range; it goes on the list holding its maker's range already, so it is
+ * never idle before it becomes current. Whoever finds it holding no range and being no CPU's, under
+ * its lock, dooms it (the unmap that empties a block no CPU takes from any more, a map that
+ * replaces a CPU's empty current block, a drain): only that caller unlinks it from the list and
+ * frees it, and nothing takes a range from a doomed block, as only current blocks hand ranges out.
+ * The list lock keeps a listed block's memory valid for a lookup.
  */
 #include "internal.h"
 
