@@ -248,7 +248,8 @@ uint64_t kmm_aspace_root(const struct kmm_aspace *as);
  *   KMM_ESTATE  OWNED and a frame is not an allocated single page (or is a
  *               run's first page), also when another CPU frees it while
  *               this call maps it: the references are taken, under the
- *               frame's zone lock, before any entry changes;
+ *               frame's zone lock, before any entry changes; or a frame has
+ *               the most owned mappings a frame can (UINT32_MAX - 1);
  *   KMM_ENOMEM  no memory for the tables.
  * With KMM_MAP_REPLACE, what is replaced is invalidated and (if owned)
  * released through a gather that is finished whenever it fills, with the
