@@ -587,3 +587,90 @@ KTEST(vm_attack_threads, a_drain_over_and_over_among_maps_and_unmaps_on_another_
         kmm_page_free(x.k, pg[i], 0);
     down(t, &x);
 }
+
+/* --- a clone while a replacing map drops the parent's lock between chunks ----------------------
+ */
+
+#define REPLACE_PAGES                                                                              \
+    200u /* over KMM_TLB_GATHER_FREES: the replace drops its lock between chunks */
+
+struct replacer {
+    struct kmm *k;
+    struct kmm_aspace *p;
+    unsigned cpu;
+    atomic_bool *stop;
+    uint64_t run; /* the caller's 256 pages, mapped unowned over the owned ones */
+    unsigned rounds, failed;
+};
+
+static void *replace_again_and_again(void *arg)
+{
+    struct replacer *w = arg;
+    if (hosted_cpu_enter(w->cpu)) {
+        for (unsigned r = 0; r < 30; r++) {
+            /* A fresh owned frame for each page, written with the round. */
+            bool ok = true;
+            for (unsigned i = 0; i < REPLACE_PAGES && ok; i++) {
+                uint64_t pa = kmm_page_alloc(w->k, 0, 0);
+                ok = pa != 0;
+                if (!ok)
+                    break;
+                kt_fill(kmm_phys_to_virt(w->k, pa), (uint8_t)r, PAGE);
+                ok = kmm_vm_map(w->p, USER + i * PAGE, pa, PAGE,
+                                URW | KMM_MAP_OWNED | KMM_MAP_REPLACE) == KMM_OK;
+                kmm_page_free(w->k, pa, 0);
+            }
+            /* Then the whole range at once by the caller's run: its 200
+             * owned frames go in chunks, the lock dropped in between; then
+             * back to demand-zero pages (DEMAND takes no REPLACE). */
+            ok = ok &&
+                 kmm_vm_map(w->p, USER, w->run, REPLACE_PAGES * PAGE, URW | KMM_MAP_REPLACE) ==
+                     KMM_OK &&
+                 kmm_vm_unmap(w->p, USER, REPLACE_PAGES * PAGE) == KMM_OK &&
+                 kmm_vm_map(w->p, USER, 0, REPLACE_PAGES * PAGE, URW | KMM_MAP_DEMAND) == KMM_OK;
+            w->failed += !ok;
+            w->rounds++;
+        }
+        kmm_page_drain_cpu(w->k);
+        hosted_cpu_exit();
+    } else {
+        w->failed++;
+    }
+    atomic_store(w->stop, true);
+    return NULL;
+}
+
+/*
+ * One CPU replaces a space's pages by fresh owned ones, then all of them
+ * at once by a run of its own (a replace that drops the space's lock
+ * between chunks), unmaps and remaps them demand-zero, over and over,
+ * while another clones the space (and destroys the child): nothing
+ * fails, no frame is lost or freed twice, and kmm_check stays clean.
+ */
+KTEST_LEVELS(vm_attack_threads, a_space_cloned_while_its_pages_are_replaced_loses_no_frame)
+{
+    struct fx x;
+    KT_ASSERT(t, up(&x, levels));
+    struct kmm_aspace *p;
+    KT_ASSERT_EQ(t, kmm_aspace_create(x.k, &p), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_map(p, USER, 0, REPLACE_PAGES * PAGE, URW | KMM_MAP_DEMAND), KMM_OK);
+    static atomic_bool stop;
+    atomic_store(&stop, false);
+    static struct cloner cl;
+    static struct replacer rp;
+    cl = (struct cloner){.k = x.k, .p = p, .cpu = 1, .stop = &stop};
+    uint64_t run = kmm_pages_alloc(x.k, 256, 0);
+    KT_ASSERT(t, run != 0);
+    rp = (struct replacer){.k = x.k, .p = p, .cpu = 2, .stop = &stop, .run = run};
+    pthread_t th[2];
+    pthread_create(&th[0], NULL, clone_again_and_again, &cl);
+    pthread_create(&th[1], NULL, replace_again_and_again, &rp);
+    for (unsigned i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    KT_EXPECT_EQ(t, cl.failed + rp.failed, 0);
+    ktest_diag(t, "%u clones during %u rounds of replaces", cl.clones, rp.rounds);
+    KT_EXPECT_HEALTHY(t, x.k);
+    KT_EXPECT_EQ(t, kmm_aspace_destroy(x.k, p), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_pages_free(x.k, run, 256), KMM_OK);
+    down(t, &x);
+}
