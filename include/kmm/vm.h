@@ -164,8 +164,10 @@ int kmm_aspace_create(struct kmm *k, struct kmm_aspace **out);
  *               must be finished first, since kmm_tlb_finish reads its
  *               space.
  * k NULL: KMM_EINVAL, unlogged. The space must be active on no CPU (nothing
- * is invalidated). A gather begun on it that holds no work is not seen: it
- * must not be used or finished once the space is gone (kmm_tlb_finish
+ * is invalidated), and no other call may be using it: a clone, fault, map
+ * or query on another CPU meanwhile would read freed tables (the refusal
+ * of a destroyed space holds only for calls that start after destroy). A gather begun on it that
+ * holds no work is not seen: it must not be used or finished once the space is gone (kmm_tlb_finish
  * would read freed memory). as is invalid afterwards.
  * Stale handles: the space's page goes back to the page allocator, and a
  * later kmm_aspace_create may make a space of that same page, with the
