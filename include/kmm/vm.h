@@ -17,7 +17,8 @@
  * Huge pages: with KMM_MAP_HUGE (KMM_MAP_HUGE_1G), map uses a 2 MiB (1 GiB)
  * page for each part of the range where va and pa are both aligned to it
  * and the range covers it whole, and 4 KiB pages elsewhere. Owned mappings
- * always use 4 KiB pages (a reference is per single page). An unmap or
+ * always use 4 KiB pages (a reference is per single page), and so does a
+ * span whose page table is kept (a populated raw area's: kmm/vmalloc.h). An unmap or
  * protect (or a replacing map) that covers only part of a huge page first
  * splits it into a table of the next smaller size, every other byte keeping
  * its frame, protection and cache mode; the tables a split needs are
@@ -163,8 +164,10 @@ int kmm_aspace_create(struct kmm *k, struct kmm_aspace **out);
  *               must be finished first, since kmm_tlb_finish reads its
  *               space.
  * k NULL: KMM_EINVAL, unlogged. The space must be active on no CPU (nothing
- * is invalidated). A gather begun on it that holds no work is not seen: it
- * must not be used or finished once the space is gone (kmm_tlb_finish
+ * is invalidated), and no other call may be using it: a clone, fault, map
+ * or query on another CPU meanwhile would read freed tables (the refusal
+ * of a destroyed space holds only for calls that start after destroy). A gather begun on it that
+ * holds no work is not seen: it must not be used or finished once the space is gone (kmm_tlb_finish
  * would read freed memory). as is invalid afterwards.
  * Stale handles: the space's page goes back to the page allocator, and a
  * later kmm_aspace_create may make a space of that same page, with the
@@ -247,7 +250,8 @@ uint64_t kmm_aspace_root(const struct kmm_aspace *as);
  *   KMM_ESTATE  OWNED and a frame is not an allocated single page (or is a
  *               run's first page), also when another CPU frees it while
  *               this call maps it: the references are taken, under the
- *               frame's zone lock, before any entry changes;
+ *               frame's zone lock, before any entry changes; or a frame has
+ *               the most owned mappings a frame can (UINT32_MAX - 1);
  *   KMM_ENOMEM  no memory for the tables.
  * With KMM_MAP_REPLACE, what is replaced is invalidated and (if owned)
  * released through a gather that is finished whenever it fills, with the
@@ -511,16 +515,21 @@ struct kmm_vm_stats {
 struct kmm_vm_fault_stats {
     uint64_t cow_pages;    /* owned 4 KiB leaves marked copy-on-write now */
     uint64_t demand_pages; /* demand-zero pages not touched yet */
-    /* Faults kmm_vm_fault handled in this space, by enum kmm_vm_fault_kind;
-     * each never decreases. */
+    /* Faults kmm_vm_fault handled in this space, by enum kmm_vm_fault_kind
+     * (a kernel-half fault counts in the kernel space's, whichever space
+     * the call named); each never decreases. */
     uint64_t demand_zero, cow_copy, cow_reuse, spurious;
-    uint64_t refused; /* faults it did not handle (ENOENT, EACCES, ENOMEM); never decreases */
+    uint64_t refused; /* faults it did not handle (ENOENT, EACCES, ENOMEM; not the
+                         misuses, KMM_EINVAL); never decreases */
     uint64_t clones;  /* kmm_aspace_clone calls that cloned this space; never decreases */
 };
 
 /* kmm_vm_fault_stats - the figures of the live space as, taken under its
- * lock. Cannot fail. IRQs on or off, interrupt handlers too; O(1). */
-void kmm_vm_fault_stats(struct kmm_aspace *as, struct kmm_vm_fault_stats *out);
+ * lock. Returns KMM_OK, or KMM_EINVAL when as is not a live space (NULL,
+ * destroyed, scribbled: *out zeroed, unlogged, as there is no instance)
+ * or out is NULL (counted in kmm_vm_stats.misuse and logged). IRQs on or
+ * off, interrupt handlers too; O(1). */
+int kmm_vm_fault_stats(struct kmm_aspace *as, struct kmm_vm_fault_stats *out);
 
 /* kmm_vm_stats - the figures of the live space as (the kernel space's count
  * its shared kernel-half tables; a user space's count only its own), taken

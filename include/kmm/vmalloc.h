@@ -159,8 +159,9 @@ int kmm_kva_alloc_caller(struct kmm *k, uint64_t size, uint64_t *va, const void 
 /*
  * kmm_kva_free - release the range kmm_kva_alloc returned at va. Every page
  * of it must be unmapped again. Returns KMM_OK, or with nothing changed,
- * counted and logged: as kmm_vfree, and KMM_EBUSY if a page of the area or
- * its guard page is still mapped. IRQs on; O(areas + pages).
+ * counted and logged: as kmm_vfree (KMM_ESTATE also while kmm_kva_populate
+ * runs on it), and KMM_EBUSY if a page of the area or its guard page is
+ * still mapped (a demand-zero page included). IRQs on; O(areas + pages).
  */
 int kmm_kva_free(struct kmm *k, uint64_t va);
 
@@ -169,11 +170,13 @@ int kmm_kva_free(struct kmm *k, uint64_t va);
  * returned at va and keep them while the area lives (Linux's populated
  * get_vm_area): kmm_vm_map and kmm_vm_unmap of its pages then never
  * allocate or free a page table, the unmap leaves them in place however
- * empty, and kmm_kva_free gives them back. The one kind of page table kept
+ * empty, and kmm_kva_free gives them back. A map there with KMM_MAP_HUGE
+ * gets 4 KiB pages in the spans whose tables are kept. The one kind of page table kept
  * empty besides a vmap block's (SPEC §4), bounded by the populated areas;
  * kmm_vm_stats counts them among the tables. Returns KMM_OK, or with
  * nothing changed (counted and logged but KMM_ENOMEM):
- *   as kmm_kva_free: KMM_ERANGE, KMM_EINVAL, KMM_ENOENT, KMM_ESTATE;
+ *   as kmm_kva_free: KMM_ERANGE, KMM_EINVAL, KMM_ENOENT, KMM_ESTATE (also
+ *               while another CPU populates it);
  *   KMM_ESTATE  its page tables are populated already;
  *   KMM_EBUSY   a huge page maps part of the area;
  *   KMM_ENOMEM  no memory for a table.
@@ -220,7 +223,10 @@ struct kmm_kva_area {
  *     page, prot is not READ with optional WRITE, EXEC and GLOBAL, or a
  *     page is unaligned or not RAM (misuse, counted and logged);
  *   - neither a block nor an area can be had: nothing is left mapped.
- * Unmap with kmm_vm_unmap_ram(k, va, count), from any CPU. IRQs on;
+ * Unmap with kmm_vm_unmap_ram(k, va, count), from any CPU. A range that
+ * got an area is a kmm_vmap area in every respect: kmm_vunmap frees it
+ * too, and kmm_vm_unmap_ram frees any kmm_vmap area given its count (a
+ * range in a block is no area: kmm_vunmap refuses it). IRQs on;
  * O(count) on the common path (plus O(blocks) to make a block, O(areas)
  * for an area).
  */
@@ -235,8 +241,11 @@ void *kmm_vm_map_ram(struct kmm *k, const uint64_t *pages, size_t count, unsigne
  * current block (those go under memory pressure, or kmm_vm_map_ram_drain).
  * Returns KMM_OK, or with nothing changed, counted and logged:
  *   KMM_EINVAL  addr is NULL or not page aligned, count is 0 or not the
- *               range's count, or addr is inside a range or area, or
- *               starts an area of another kind (kmm_vmalloc, kmm_kva_alloc);
+ *               range's count, or addr is inside a range or area, or is a
+ *               range's guard page, or starts an area of another kind
+ *               (kmm_vmalloc, kmm_kva_alloc; a count above KMM_MAP_RAM_MAX
+ *               looks for an area at addr, so a block's range is inside
+ *               the block's area then, or starts it);
  *   KMM_ERANGE  addr is outside the window;
  *   KMM_ENOENT  no range starts at addr: never mapped, or unmapped already;
  *   KMM_ESTATE  another CPU is unmapping it at this moment (double unmap).

@@ -240,8 +240,14 @@ void kmm_vm_stats(struct kmm_aspace *as, struct kmm_vm_stats *out)
     kmm_unlock_irqrestore(&as->lock, s);
 }
 
-void kmm_vm_fault_stats(struct kmm_aspace *as, struct kmm_vm_fault_stats *out)
+int kmm_vm_fault_stats(struct kmm_aspace *as, struct kmm_vm_fault_stats *out)
 {
+    if (!vm_is_space(as) || !out) { /* a stale handle's lock may be anything now */
+        if (out)
+            *out = (struct kmm_vm_fault_stats){0};
+        return vm_refuse(as, VM_NULL_RESULT, "kmm_vm_fault_stats", 0, 0,
+                         __builtin_return_address(0));
+    }
     kmm_irqstate_t s = kmm_lock_irqsave(&as->lock);
     *out = (struct kmm_vm_fault_stats){.cow_pages = as->mmu.counts.cow,
                                        .demand_pages = as->mmu.counts.demand,
@@ -252,6 +258,7 @@ void kmm_vm_fault_stats(struct kmm_aspace *as, struct kmm_vm_fault_stats *out)
                                        .refused = as->faults.refused,
                                        .clones = as->faults.clones};
     kmm_unlock_irqrestore(&as->lock, s);
+    return KMM_OK;
 }
 
 /* --- kmm_check's part -------------------------------------------------------------- */

@@ -48,12 +48,12 @@
  * for the leaves, as every change of the kernel's tables does.
  *
  * Lifetime: a block lives while it is a CPU's current block or holds a
- * range. Whoever finds it holding no range and being no CPU's, under its
- * lock, dooms it (the unmap that empties a block no CPU takes from any
- * more, a map that replaces a CPU's empty current block, a drain): only
- * that caller unlinks it from the list and frees it, and nothing takes a
- * range from a doomed block, as only current blocks hand ranges out. The
- * list lock keeps a listed block's memory valid for a lookup.
+ * range; it goes on the list holding its maker's range already, so it is
+ * never idle before it becomes current. Whoever finds it holding no range and being no CPU's, under
+ * its lock, dooms it (the unmap that empties a block no CPU takes from any more, a map that
+ * replaces a CPU's empty current block, a drain): only that caller unlinks it from the list and
+ * frees it, and nothing takes a range from a doomed block, as only current blocks hand ranges out.
+ * The list lock keeps a listed block's memory valid for a lookup.
  */
 #include "internal.h"
 
@@ -259,9 +259,12 @@ void vb_unhold_table(struct kmm *k, uint64_t va)
     kmm_tlb_finish(&g);
 }
 
-/* A new block, on the list, no CPU's; NULL if the window has no free
- * aligned 2 MiB or memory is short (nothing left behind). IRQs on. */
-static struct vblock *make_block(struct kmm *k, const void *caller)
+/* A new block, on the list, no CPU's, with its first need pages (a range
+ * and its guard page) taken before anybody can see it: a listed block that
+ * holds no range and is no CPU's is idle, and a drain or the shrinker on
+ * another CPU would free it under its maker. NULL if the window has no
+ * free aligned 2 MiB or memory is short (nothing left behind). IRQs on. */
+static struct vblock *make_block(struct kmm *k, unsigned need, const void *caller)
 {
     struct kmm_kva *v = &k->kva;
     uint64_t va, table;
@@ -285,6 +288,7 @@ static struct vblock *make_block(struct kmm *k, const void *caller)
     b->cpu = VB_NO_CPU;
     mark(b, VB_GUARD, 1, false);
     b->used = 1;
+    take_locked(b, 0, need - 1); /* nobody else sees it yet */
     b->canary = VB_CANARY;
     kva_publish(k, va);
 
@@ -361,14 +365,14 @@ static bool take_from_current(struct kmm *k, unsigned need, struct vblock **out,
     return ok;
 }
 
-/* Makes a block, takes need pages from its start, and makes it the
+/* Makes a block with need pages taken from its start, and makes it the
  * current block of the CPU this runs on now; the block it replaces is no
  * CPU's any more and is freed if it holds no range. False if no block can
  * be made. IRQs on. */
 static bool take_from_new(struct kmm *k, unsigned need, const void *caller, struct vblock **out,
                           unsigned *first)
 {
-    struct vblock *b = make_block(k, caller);
+    struct vblock *b = make_block(k, need, caller);
     if (!b)
         return false;
     kmm_irqstate_t irq = kmm_irq_save();
@@ -376,7 +380,6 @@ static bool take_from_new(struct kmm *k, unsigned need, const void *caller, stru
     struct kva_vb_cpu *c = &k->kva.vb_cpu[cpu];
     kmm_irqstate_t cs = kmm_lock_irqsave(&c->lock);
     kmm_irqstate_t bs = kmm_lock_irqsave(&b->lock);
-    take_locked(b, 0, need - 1);
     b->cpu = cpu;
     kmm_unlock_irqrestore(&b->lock, bs);
     struct vblock *old = c->cur;

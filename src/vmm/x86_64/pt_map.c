@@ -132,8 +132,11 @@ static unsigned new_tables(struct seen_tables *seen, uint64_t at, unsigned from,
     return n;
 }
 
-/* A table below a piece's entry would hold something mapped inside the
- * piece (tables do not stay empty), so the range is busy then too. */
+/* A table below a piece's entry shrinks the piece to the level where the
+ * walk ends, as a replace does: tables do not stay empty, so one with
+ * something mapped in the piece makes the range busy a few pieces on, and
+ * an empty one is a held page table (pt_held.c: a populated raw area's),
+ * which 4 KiB leaves fill (mmu_map_locked does the same). */
 int mmu_map_count_locked(const struct mmu_space *s, const struct mmu_map *m)
 {
     struct seen_tables seen;
@@ -143,7 +146,9 @@ int mmu_map_count_locked(const struct mmu_space *s, const struct mmu_map *m)
         unsigned piece = piece_at(m, at, top);
         struct pt_path p;
         unsigned l = pt_walk(s, at, &p);
-        if (l < piece || pte_used(*pt_slot(s, &p, l, at)))
+        if (l < piece)
+            piece = l;
+        if (pte_used(*pt_slot(s, &p, l, at)))
             return KMM_EBUSY;
         missing += new_tables(&seen, at, piece, l); /* levels piece .. l-1 are missing */
         at += pte_level_size(piece);
@@ -171,8 +176,12 @@ void mmu_map_locked(struct mmu_space *s, const struct mmu_map *m, struct vmm_tab
     for (uint64_t at = m->va; at - m->va < m->size;) {
         unsigned piece = piece_at(m, at, top);
         uint64_t table = pt_make_path(s, at, piece, t);
-        pt_add_leaf(s, table, &pt_table(s, table)[pte_index(at, piece)], piece_leaf(m, at, piece),
-                    piece);
+        pte_t *e = &pt_table(s, table)[pte_index(at, piece)];
+        while (piece > PT_LEVEL_PT && pte_links_table(*e)) { /* a held table below */
+            table = pte_frame(*e);
+            e = &pt_table(s, table)[pte_index(at, --piece)];
+        }
+        pt_add_leaf(s, table, e, piece_leaf(m, at, piece), piece);
         at += pte_level_size(piece);
     }
 }
