@@ -392,7 +392,14 @@ KT_SITE int site_fault_stats(struct kmm_aspace *as, struct kmm_vm_fault_stats *o
     return err;
 }
 
-KTEST_LEVELS(vm_attack, the_fault_figures_of_a_destroyed_space_are_refused_not_read)
+KT_SITE int site_vm_stats(struct kmm_aspace *as, struct kmm_vm_stats *out)
+{
+    int err = kmm_vm_stats(as, out);
+    __asm__ volatile("" ::: "memory");
+    return err;
+}
+
+KTEST_LEVELS(vm_attack, the_figures_of_a_destroyed_space_are_refused_not_read)
 {
     struct fx x;
     if (!up(t, &x, levels))
@@ -411,6 +418,12 @@ KTEST_LEVELS(vm_attack, the_fault_figures_of_a_destroyed_space_are_refused_not_r
     s.demand_pages = 7;
     ANSWERED(site_fault_stats(us, &s), KMM_EINVAL);
     KT_EXPECT_EQ(t, s.demand_pages, 0); /* zeroed, never read */
+    struct kmm_vm_stats v = {.mapped_pages = 7};
+    ANSWERED(site_vm_stats(us, &v), KMM_EINVAL); /* the same for kmm_vm_stats */
+    KT_EXPECT_EQ(t, v.mapped_pages, 0);
+    REFUSED(site_vm_stats(x.ks, 0), KMM_EINVAL, VM, KMM_MISUSE_BAD_ARG, "kmm_vm_stats",
+            site_vm_stats);
+    KT_EXPECT_EQ(t, site_vm_stats(x.ks, &v), KMM_OK);
     s.clones = 7;
     ANSWERED(site_fault_stats(0, &s), KMM_EINVAL);
     KT_EXPECT_EQ(t, s.clones, 0);

@@ -533,8 +533,10 @@ int kmm_vm_fault_stats(struct kmm_aspace *as, struct kmm_vm_fault_stats *out);
 
 /* kmm_vm_stats - the figures of the live space as (the kernel space's count
  * its shared kernel-half tables; a user space's count only its own), taken
- * under its lock, so they agree with each other. Cannot fail. IRQs on or
- * off, interrupt handlers too; O(1). */
-void kmm_vm_stats(struct kmm_aspace *as, struct kmm_vm_stats *out);
+ * under its lock, so they agree with each other. Returns KMM_OK, or
+ * KMM_EINVAL as kmm_vm_fault_stats does: as not a live space (*out zeroed,
+ * unlogged), out NULL (counted and logged). IRQs on or off, interrupt
+ * handlers too; O(1). */
+int kmm_vm_stats(struct kmm_aspace *as, struct kmm_vm_stats *out);
 
 #endif /* KMM_VM_H */

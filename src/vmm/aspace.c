@@ -222,8 +222,13 @@ uint64_t kmm_aspace_root(const struct kmm_aspace *as)
     return mmu_root(&as->mmu);
 }
 
-void kmm_vm_stats(struct kmm_aspace *as, struct kmm_vm_stats *out)
+int kmm_vm_stats(struct kmm_aspace *as, struct kmm_vm_stats *out)
 {
+    if (!vm_is_space(as) || !out) { /* a stale handle's lock may be anything now */
+        if (out)
+            *out = (struct kmm_vm_stats){0};
+        return vm_refuse(as, VM_NULL_RESULT, "kmm_vm_stats", 0, 0, __builtin_return_address(0));
+    }
     kmm_irqstate_t s = kmm_lock_irqsave(&as->lock);
     const struct mmu_counts *c = &as->mmu.counts;
     *out = (struct kmm_vm_stats){.mapped_pages = c->leaves[MMU_PAGE_4K],
@@ -238,6 +243,7 @@ void kmm_vm_stats(struct kmm_aspace *as, struct kmm_vm_stats *out)
     }
     out->table_bytes = n * KMM_PAGE_SIZE;
     kmm_unlock_irqrestore(&as->lock, s);
+    return KMM_OK;
 }
 
 int kmm_vm_fault_stats(struct kmm_aspace *as, struct kmm_vm_fault_stats *out)
