@@ -149,7 +149,8 @@ struct mmu_map {
  * demand-zero: those take mmu_map_locked) whose page table exists: KMM_OK, mapped; KMM_EBUSY, a
  * page is mapped there (nothing changed); MMU_SLOW, there is no page table (nothing changed). With
  * cur, KMM_OK only finds the free entry and stores it in *cur for mmu_map_page_commit_locked, so
- * the caller can take the frame's reference in between, under the same lock hold. O(levels).
+ * the caller can take the frame's reference in between, under the same lock hold; an owned page
+ * takes that way, and without cur the page is plain (mmu_map_one_locked). O(levels).
  */
 int mmu_map_page_locked(struct mmu_space *s, const struct mmu_map *m, struct mmu_cursor *cur);
 

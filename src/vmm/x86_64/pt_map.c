@@ -67,6 +67,10 @@ uint64_t pt_make_path(struct mmu_space *s, uint64_t va, unsigned level, struct v
 
 int mmu_map_page_locked(struct mmu_space *s, const struct mmu_map *m, struct mmu_cursor *cur)
 {
+    if (!cur) { /* a plain page: the owned ones take the cursor */
+        KMM_ASSERT(s->k->port, !m->owned);
+        return mmu_map_one_locked(s, m->va, m->pa, m->prot, m->cache);
+    }
     uint64_t t;
     unsigned l;
     pte_t *e = pt_find(s, m->va, &t, &l);
@@ -74,11 +78,7 @@ int mmu_map_page_locked(struct mmu_space *s, const struct mmu_map *m, struct mmu
         return KMM_EBUSY;
     if (l != PT_LEVEL_PT)
         return MMU_SLOW;
-    if (cur) {
-        *cur = (struct mmu_cursor){e, t};
-        return KMM_OK;
-    }
-    pt_add_leaf(s, t, e, piece_leaf(m, m->va, PT_LEVEL_PT), PT_LEVEL_PT);
+    *cur = (struct mmu_cursor){e, t};
     return KMM_OK;
 }
 

@@ -297,16 +297,7 @@ static inline unsigned pte_hw_prot(pte_t e)
  * mapping's, a COW leaf's write right included. */
 static inline unsigned pte_prot(pte_t e)
 {
-    unsigned prot = KMM_PROT_READ;
-    if (e & (PTE_RW | PTE_SW_WRITE))
-        prot |= KMM_PROT_WRITE;
-    if (e & PTE_US)
-        prot |= KMM_PROT_USER;
-    if (e & PTE_G)
-        prot |= KMM_PROT_GLOBAL;
-    if (!(e & PTE_XD))
-        prot |= KMM_PROT_EXEC;
-    return prot;
+    return pte_hw_prot(e) | ((e & PTE_SW_WRITE) ? KMM_PROT_WRITE : 0);
 }
 
 /* The entry linking to a lower table. Intermediate entries grant writing
