@@ -90,6 +90,7 @@ static bool up(struct ktest *t, struct fx *x, unsigned levels)
 static void down(struct ktest *t, struct fx *x)
 {
     kmm_vm_map_ram_drain(x->k);
+    kmm_kva_purge(x->k);
     KT_EXPECT_EQ(t, free_pages(x->k), x->free0);
     KT_EXPECT_HEALTHY(t, x->k);
     kt_kmm_down(&x->f);

@@ -90,6 +90,7 @@ static struct kmm_vmalloc_stats vstats(struct fixture *x)
 static struct kmm_page_stats pstats(struct fixture *x)
 {
     struct kmm_page_stats s;
+    kmm_kva_purge(x->f.k); /* parked areas keep tables: what frees gave back is counted after */
     kmm_page_drain_cpu(x->f.k);
     kmm_page_stats(x->f.k, &s);
     return s;
@@ -352,9 +353,12 @@ KTEST_LEVELS(vmalloc, areas_step_over_pages_the_kernel_mapped_itself_in_the_wind
     KT_EXPECT(t, kmm_vm_translate(x.ks, x.base + PAGE, &tr) == KMM_OK && tr.pa == a && !tr.owned);
     KT_EXPECT(t, kmm_vm_translate(x.ks, x.base + 6 * PAGE, &tr) == KMM_OK && tr.pa == b);
     KT_EXPECT_HEALTHY(t, x.f.k);
-    /* Once the kernel unmaps them and the window is idle, they are free again. */
+    /* Once the kernel unmaps them and the window is idle (its parked areas
+     * given back), they are free again. */
     KT_EXPECT_EQ(t, kmm_vfree(x.f.k, p), KMM_OK);
     KT_EXPECT_EQ(t, kmm_vfree(x.f.k, q), KMM_OK);
+    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 2);
+    kmm_kva_purge(x.f.k);
     KT_ASSERT_EQ(t, kmm_vm_unmap(x.ks, x.base + PAGE, PAGE), KMM_OK);
     KT_ASSERT_EQ(t, kmm_vm_unmap(x.ks, x.base + 6 * PAGE, PAGE), KMM_OK);
     KT_EXPECT_EQ(t, vstats(&x).foreign_pages, 0);
@@ -552,7 +556,15 @@ KTEST_LEVELS(vmalloc,
     KT_ASSERT_EQ(t, kmm_vunmap(x.f.k, v), KMM_OK);
     for (unsigned i = 0; i < VMAP_MANY; i += VMAP_MANY / 7)
         KT_EXPECT(t, unmapped(&x, va_of(v) + (uint64_t)i * PAGE));
+    /* The small area is parked with the table it shared (the large one is
+     * too large to park); given back, that table goes too. */
     struct kmm_vm_stats after;
+    kmm_vm_stats(x.ks, &after);
+    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 1);
+    KT_EXPECT_EQ(t, after.tables[KMM_VM_PT], before.tables[KMM_VM_PT] + 1);
+    KT_EXPECT_HEALTHY(t, x.f.k);
+    KT_EXPECT(t, kmm_kva_purge(x.f.k) >= 1);
+    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 0);
     kmm_vm_stats(x.ks, &after);
     KT_EXPECT_EQ(t, after.mapped_pages, before.mapped_pages);
     for (unsigned l = 0; l < 6; l++)
@@ -1166,5 +1178,287 @@ KTEST_LEVELS(vmalloc, the_report_lists_the_window_and_its_areas)
     KT_EXPECT_EQ(t, kmm_vfree(x.f.k, p), KMM_OK);
     KT_EXPECT_EQ(t, kmm_vunmap(x.f.k, v), KMM_OK);
     KT_EXPECT_EQ(t, kmm_page_free(x.f.k, pg, 0), KMM_OK);
+    teardown(&x);
+}
+
+/* --- parked areas --------------------------------------------------------------------------- */
+
+static uint64_t page_tables(struct fixture *x)
+{
+    struct kmm_vm_stats s;
+    kmm_vm_stats(x->ks, &s);
+    return s.tables[KMM_VM_PT];
+}
+
+/* Free pages now, without giving the parked areas back (pstats would). */
+static uint64_t free_now(struct fixture *x)
+{
+    struct kmm_page_stats s;
+    kmm_page_drain_cpu(x->f.k);
+    kmm_page_stats(x->f.k, &s);
+    return s.free_pages;
+}
+
+KTEST_LEVELS(vmalloc, a_freed_area_is_parked_with_its_table_and_the_next_of_its_size_takes_it)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 4 * MIB, levels));
+    struct kmm *k = x.f.k;
+    struct kmm_page_stats before = pstats(&x);
+    uint64_t tables0 = page_tables(&x), pg[3];
+    for (unsigned i = 0; i < 3; i++)
+        KT_ASSERT(t, (pg[i] = kmm_page_alloc(k, 0, 0)) != 0);
+    void *v = kmm_vmap(k, pg, 3, KMM_PROT_READ | KMM_PROT_WRITE);
+    KT_ASSERT(t, v != NULL);
+    uint64_t tables = page_tables(&x);
+    KT_ASSERT_EQ(t, kmm_vunmap(k, v), KMM_OK);
+    /* Unmapped at once; its range and its page table stay. */
+    for (unsigned i = 0; i < 3; i++)
+        KT_EXPECT(t, unmapped(&x, va_of(v) + i * PAGE));
+    struct kmm_vmalloc_stats s = vstats(&x);
+    KT_EXPECT_EQ(t, s.areas + s.vmap_areas + s.used_pages, 0);
+    KT_EXPECT_EQ(t, s.parked_areas, 1);
+    KT_EXPECT_EQ(t, s.parked_pages, 3);
+    KT_EXPECT_EQ(t, page_tables(&x), tables);
+    struct kmm_kva_area a;
+    KT_EXPECT_EQ(t, kmm_kva_lookup(k, va_of(v), &a), KMM_ENOENT);
+    KT_EXPECT_HEALTHY(t, k);
+    /* It is no area to free again, and no range for the caller to map. */
+    KT_EXPECT_EQ(t, kmm_vunmap(k, v), KMM_ENOENT);
+    KT_EXPECT_EQ(t, kmm_vfree(k, v), KMM_ENOENT);
+    KT_EXPECT_EQ(t, kmm_vm_unmap_ram(k, v, 3), KMM_ENOENT);
+    KT_EXPECT_EQ(t, vstats(&x).misuse, s.misuse + 3);
+    KT_EXPECT_EQ(t, kmm_vm_map(x.ks, va_of(v) + PAGE, pg[0], PAGE, KMM_PROT_READ), KMM_EBUSY);
+    KT_EXPECT(t, unmapped(&x, va_of(v) + PAGE));
+    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 1);
+    KT_EXPECT_HEALTHY(t, k);
+    /* A vmap of another size goes elsewhere; one of its size takes it, with
+     * its table, and so does a vmalloc. */
+    void *w = kmm_vmap(k, pg, 2, KMM_PROT_READ);
+    KT_ASSERT(t, w != NULL);
+    KT_EXPECT(t, va_of(w) >= va_of(v) + 4 * PAGE);
+    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 1);
+    tables = page_tables(&x);
+    void *u = kmm_vmap(k, pg, 3, KMM_PROT_READ | KMM_PROT_WRITE);
+    KT_EXPECT_EQ(t, va_of(u), va_of(v));
+    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 0);
+    KT_EXPECT_EQ(t, vstats(&x).vmap_areas, 2);
+    KT_EXPECT_EQ(t, page_tables(&x), tables);
+    for (unsigned i = 0; i < 3; i++) {
+        struct kmm_vm_translation tr;
+        KT_EXPECT(t, kmm_vm_translate(x.ks, va_of(u) + i * PAGE, &tr) == KMM_OK && tr.pa == pg[i] &&
+                         !tr.owned);
+    }
+    KT_EXPECT_HEALTHY(t, k);
+    KT_ASSERT_EQ(t, kmm_vunmap(k, u), KMM_OK);
+    void *m = kmm_vmalloc(k, 3 * PAGE, 0);
+    KT_EXPECT_EQ(t, va_of(m), va_of(v));
+    KT_EXPECT_EQ(t, vstats(&x).vmalloc_areas, 1);
+    KT_EXPECT(t, pages_hold_their_own_bytes(&x, va_of(m), 3 * PAGE, 0x31));
+    KT_EXPECT_HEALTHY(t, k);
+    KT_ASSERT_EQ(t, kmm_vfree(k, m), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vunmap(k, w), KMM_OK);
+    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 2);
+    KT_EXPECT_HEALTHY(t, k);
+    /* Given back: the ranges, every table, and the records. */
+    KT_EXPECT(t, kmm_kva_purge(k) >= 2);
+    s = vstats(&x);
+    KT_EXPECT_EQ(t, s.parked_areas + s.parked_pages + s.metadata_pages, 0);
+    KT_EXPECT_EQ(t, page_tables(&x), tables0);
+    KT_EXPECT_EQ(t, kmm_kva_purge(k), 0);
+    for (unsigned i = 0; i < 3; i++)
+        KT_EXPECT_EQ(t, kmm_page_free(k, pg[i], 0), KMM_OK);
+    struct kmm_page_stats after = pstats(&x);
+    KT_EXPECT(t, kt_same_buddyinfo(&before, &after));
+    KT_EXPECT_EQ(t, after.allocated_pages, before.allocated_pages);
+    KT_EXPECT_HEALTHY(t, k);
+    teardown(&x);
+}
+
+KTEST_LEVELS(vmalloc, at_most_sixteen_areas_are_parked_and_the_oldest_goes_first)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 4 * MIB, levels));
+    struct kmm *k = x.f.k;
+    struct kmm_page_stats before = pstats(&x);
+    void *p[KMM_KVA_PARKED + 1];
+    for (unsigned i = 0; i < N(p); i++)
+        KT_ASSERT(t, (p[i] = kmm_vmalloc(k, (i + 1) * PAGE, 0)) != NULL);
+    for (unsigned i = 0; i < N(p); i++)
+        KT_ASSERT_EQ(t, kmm_vfree(k, p[i]), KMM_OK);
+    struct kmm_vmalloc_stats s = vstats(&x);
+    KT_EXPECT_EQ(t, s.parked_areas, KMM_KVA_PARKED);
+    KT_EXPECT_EQ(t, s.parked_pages, (N(p) * (N(p) + 1)) / 2 - 1); /* all but the 1-page one */
+    KT_EXPECT_HEALTHY(t, k);
+    /* Each size is taken by its own; the oldest one's range is a free gap
+     * again, which a 1-page area finds first. */
+    void *q = kmm_vmalloc(k, N(p) * PAGE, 0), *r = kmm_vmalloc(k, 2 * PAGE, 0);
+    void *o = kmm_vmalloc(k, PAGE, 0);
+    KT_EXPECT(t, va_of(q) == va_of(p[N(p) - 1]) && va_of(r) == va_of(p[1]));
+    KT_EXPECT_EQ(t, va_of(o), va_of(p[0]));
+    KT_EXPECT_EQ(t, vstats(&x).parked_areas, KMM_KVA_PARKED - 2);
+    KT_EXPECT_HEALTHY(t, k);
+    KT_EXPECT(t,
+              kmm_vfree(k, q) == KMM_OK && kmm_vfree(k, r) == KMM_OK && kmm_vfree(k, o) == KMM_OK);
+    struct kmm_page_stats after = pstats(&x);
+    KT_EXPECT(t, kt_same_buddyinfo(&before, &after));
+    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 0);
+    KT_EXPECT_HEALTHY(t, k);
+    teardown(&x);
+}
+
+KTEST_LEVELS(vmalloc, only_areas_up_to_the_park_size_unmapped_cleanly_are_parked)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 8 * MIB, levels));
+    struct kmm *k = x.f.k;
+    uint64_t tables0 = page_tables(&x);
+    void *big = kmm_vmalloc(k, (KMM_KVA_PARK_PAGES + 1) * PAGE, 0);
+    void *most = kmm_vmalloc(k, KMM_KVA_PARK_PAGES * PAGE, 0);
+    KT_ASSERT(t, big && most);
+    KT_ASSERT_EQ(t, kmm_vfree(k, big), KMM_OK);
+    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 0);
+    KT_ASSERT_EQ(t, kmm_vfree(k, most), KMM_OK);
+    KT_EXPECT_EQ(t, vstats(&x).parked_pages, KMM_KVA_PARK_PAGES);
+    KT_EXPECT_HEALTHY(t, k);
+    kmm_kva_purge(k);
+    KT_EXPECT_EQ(t, page_tables(&x), tables0);
+    /* An area whose pages someone unmapped behind the allocator's back is
+     * unmapped run by run with a warning, and released, not parked. */
+    void *p = kmm_vmalloc(k, 2 * PAGE, 0);
+    KT_ASSERT(t, p != NULL);
+    uint64_t spare = va_of(p) + 8 * PAGE; /* in the same page table */
+    uint64_t *v = pte_of(&x, va_of(p) + PAGE, levels), *sp = pte_of(&x, spare, levels);
+    KT_ASSERT(t, *v != 0 && *sp == 0);
+    *sp = *v; /* the area's second page moves out to the spare page */
+    *v = 0;
+    unsigned long warns = kt_machine_log_count(x.f.m, KMM_LOG_WARN);
+    KT_EXPECT_EQ(t, kmm_vfree(k, p), KMM_OK);
+    KT_EXPECT_EQ(t, kt_machine_log_count(x.f.m, KMM_LOG_WARN), warns + 1);
+    KT_EXPECT_EQ(t, vstats(&x).parked_areas + vstats(&x).areas, 0);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(x.ks, spare, PAGE), KMM_OK); /* owned: frees the area's page */
+    KT_EXPECT_HEALTHY(t, k);
+    teardown(&x);
+}
+
+KTEST_LEVELS(vmalloc, a_window_without_room_gives_its_parked_areas_back_first)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 1 * MIB, levels)); /* 256 pages */
+    struct kmm *k = x.f.k;
+    struct kmm_page_stats before = pstats(&x);
+    void *p = kmm_vmalloc(k, 100 * PAGE, 0);
+    KT_ASSERT(t, p != NULL);
+    KT_ASSERT_EQ(t, kmm_vfree(k, p), KMM_OK);
+    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 1);
+    uint64_t failed = vstats(&x).failed_allocs;
+    void *q = kmm_vmalloc(k, 200 * PAGE, 0); /* only fits where p was */
+    KT_ASSERT(t, q != NULL);
+    KT_EXPECT_EQ(t, va_of(q), x.base);
+    struct kmm_vmalloc_stats s = vstats(&x);
+    KT_EXPECT(t, s.parked_areas == 0 && s.failed_allocs == failed);
+    KT_EXPECT_HEALTHY(t, k);
+    /* With no room even then, it fails as before, counted. */
+    KT_EXPECT(t, kmm_vmalloc(k, 100 * PAGE, 0) == NULL);
+    KT_EXPECT_EQ(t, vstats(&x).failed_allocs, failed + 1);
+    KT_ASSERT_EQ(t, kmm_vfree(k, q), KMM_OK);
+    struct kmm_page_stats after = pstats(&x);
+    KT_EXPECT(t, kt_same_buddyinfo(&before, &after));
+    KT_EXPECT_HEALTHY(t, k);
+    teardown(&x);
+}
+
+KTEST_LEVELS(vmalloc, parked_areas_go_when_memory_runs_out_and_a_failed_reuse_parks_again)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 4 * MIB, levels));
+    struct kmm *k = x.f.k;
+    static uint64_t held[32 * MIB / PAGE];
+    void *p = kmm_vmalloc(k, 3 * PAGE, 0);
+    KT_ASSERT(t, p != NULL);
+    KT_ASSERT_EQ(t, kmm_vfree(k, p), KMM_OK);
+    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 1);
+    /* Taking every page runs the "kva-parked" shrinker first. */
+    size_t n = 0;
+    while (n < N(held) && (held[n] = kmm_page_alloc(k, 0, 0)) != 0)
+        n++;
+    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 0);
+    for (unsigned i = 0; i < 16 && n > 0; i++) /* room for an area of 3 pages */
+        KT_EXPECT_EQ(t, kmm_page_free(k, held[--n], 0), KMM_OK);
+    p = kmm_vmalloc(k, 3 * PAGE, 0);
+    KT_ASSERT(t, p != NULL);
+    KT_ASSERT_EQ(t, kmm_vfree(k, p), KMM_OK);
+    KT_ASSERT_EQ(t, vstats(&x).parked_areas, 1);
+    /* One page left: taking the parked area again, the vmalloc cannot back
+     * it, and parks it again, nothing else changed. */
+    for (uint64_t left = free_now(&x); left > 1; left--)
+        KT_ASSERT(t, n < N(held) && (held[n++] = kmm_page_alloc(k, 0, 0)) != 0);
+    KT_EXPECT(t, kmm_vmalloc(k, 3 * PAGE, 0) == NULL);
+    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 1);
+    KT_EXPECT_EQ(t, vstats(&x).areas, 0);
+    KT_EXPECT_EQ(t, free_now(&x), 1);
+    KT_EXPECT_HEALTHY(t, k);
+    while (n > 0)
+        KT_EXPECT_EQ(t, kmm_page_free(k, held[--n], 0), KMM_OK);
+    void *q = kmm_vmalloc(k, 3 * PAGE, 0);
+    KT_EXPECT_EQ(t, va_of(q), va_of(p));
+    KT_EXPECT_EQ(t, kmm_vfree(k, q), KMM_OK);
+    KT_EXPECT_HEALTHY(t, k);
+    teardown(&x);
+}
+
+KTEST_LEVELS(vmalloc, a_map_ram_area_is_parked_and_taken_again_by_the_next_of_its_count)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 8 * MIB, levels));
+    struct kmm *k = x.f.k;
+    enum { COUNT = KMM_MAP_RAM_MAX + 1 }; /* beyond a block: an area */
+    static uint64_t pg[COUNT];
+    uint64_t one = kmm_page_alloc(k, 0, 0);
+    KT_ASSERT(t, one != 0);
+    for (unsigned i = 0; i < COUNT; i++)
+        pg[i] = one; /* repeats allowed */
+    void *v = kmm_vm_map_ram(k, pg, COUNT, KMM_PROT_READ);
+    KT_ASSERT(t, v != NULL);
+    KT_ASSERT_EQ(t, kmm_vm_unmap_ram(k, v, COUNT), KMM_OK);
+    KT_EXPECT_EQ(t, vstats(&x).parked_pages, COUNT);
+    void *w = kmm_vm_map_ram(k, pg, COUNT, KMM_PROT_READ);
+    KT_EXPECT_EQ(t, va_of(w), va_of(v));
+    KT_EXPECT_HEALTHY(t, k);
+    /* A wrong count is refused, and the area stays live. */
+    KT_EXPECT_EQ(t, kmm_vm_unmap_ram(k, w, COUNT - 1), KMM_EINVAL);
+    KT_EXPECT_EQ(t, vstats(&x).vmap_areas, 1);
+    KT_EXPECT_EQ(t, kmm_vm_unmap_ram(k, w, COUNT), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(k, one, 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, k);
+    teardown(&x);
+}
+
+KTEST_LEVELS(vmalloc, kmm_check_reports_a_parked_area_someone_mapped)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 4 * MIB, levels));
+    struct kmm *k = x.f.k;
+    void *p = kmm_vmalloc(k, 2 * PAGE, 0);
+    uint64_t pa = kmm_page_alloc(k, 0, 0);
+    KT_ASSERT(t, p && pa);
+    KT_ASSERT_EQ(t, kmm_vfree(k, p), KMM_OK);
+    /* A kernel writing its tables behind the library's back: a page mapped
+     * in the free part of the window moves into the parked area. */
+    uint64_t spare = va_of(p) + 8 * PAGE;
+    KT_ASSERT_EQ(t, kmm_vm_map(x.ks, spare, pa, PAGE, KMM_PROT_READ), KMM_OK);
+    uint64_t *e = pte_of(&x, va_of(p) + PAGE, levels), *s = pte_of(&x, spare, levels);
+    KT_ASSERT(t, *e == 0 && *s != 0);
+    *e = *s;
+    *s = 0;
+    struct kmm_check_result r;
+    KT_EXPECT_EQ(t, kmm_check(k, &r), KMM_CHECK_CORRUPT);
+    KT_EXPECT(t, ktest_contains(r.first, "parked area"));
+    *s = *e;
+    *e = 0;
+    KT_EXPECT_HEALTHY(t, k);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(x.ks, spare, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(k, pa, 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, k);
     teardown(&x);
 }

@@ -36,9 +36,22 @@
  * The window keeps what is its own: kmm_vm_map, kmm_vm_unmap and
  * kmm_vm_protect (and their _g forms) on the kernel space refuse (KMM_EBUSY,
  * counted in kmm_vm_stats.misuse) a range that holds a guard page, a page
- * of a vmalloc or vmap area, or a page of an area being set up or freed;
- * only a ready raw area's own pages, and pages outside every area, are the
- * caller's to map, unmap and protect.
+ * of a vmalloc or vmap area, a page of an area being set up or freed, or
+ * a page of a parked area (below); only a ready raw area's own pages, and
+ * pages outside every area, are the caller's to map, unmap and protect.
+ *
+ * Parked areas: kmm_vfree, kmm_vunmap and kmm_vm_unmap_ram of an area
+ * unmap its pages (their TLB invalidations complete before they return)
+ * but may leave its range to the window, parked with its page tables, so
+ * that the next kmm_vmalloc, kmm_vmap or kmm_vm_map_ram area of exactly
+ * its size takes it again without a search, a table lookup or a page
+ * table allocation (Linux defers the same work for its lazily freed vmap
+ * areas). At most KMM_KVA_PARKED areas of at most KMM_KVA_PARK_PAGES pages
+ * each are parked; the oldest goes when one more would be, and all go with
+ * kmm_kva_purge, under memory pressure, and when the window has no room
+ * for a new area. A parked area is no area: freeing it again is
+ * KMM_ENOENT, as for any area freed already, and kmm_kva_lookup does not
+ * find it.
  *
  * Addresses: in a kernel the window is kernel-half memory of every address
  * space. In the hosted build, hosted tests put the window inside the
@@ -72,6 +85,9 @@
 #define KMM_KVA_DEFAULT_SIZE (UINT64_C(256) << 20)
 /* The largest window kmm_init accepts. */
 #define KMM_KVA_MAX_SIZE     (UINT64_C(64) << 30)
+/* Parked areas (above): at most this many, of at most this many pages. */
+#define KMM_KVA_PARKED       16u
+#define KMM_KVA_PARK_PAGES   512u
 
 /* The protection of vmalloc areas: kernel read/write, no execute, global. */
 #define KMM_VMALLOC_PROT (KMM_PROT_READ | KMM_PROT_WRITE | KMM_PROT_GLOBAL)
@@ -294,7 +310,21 @@ struct kmm_vmalloc_stats {
     uint64_t map_ram_ranges;  /* ranges mapped in them */
     uint64_t map_ram_pages;   /* pages those ranges map (the callers' own) */
     uint64_t vmap_block_free; /* pages of the live blocks no range or guard page takes */
+    /* Freed vmalloc and vmap areas the window keeps for reuse (kmm_kva_purge):
+     * free pages, in neither areas nor used_pages, but not in free runs
+     * (largest_free_pages) either. */
+    uint64_t parked_areas;
+    uint64_t parked_pages; /* their usable pages (none mapped) */
 };
+
+/*
+ * kmm_kva_purge - give back every parked area: its range, and the page
+ * tables it kept. Returns the pages freed (tables, and the window's record
+ * array if no area is left). The "kva-parked" shrinker does the same when
+ * the page allocator runs short, and a reservation that finds no room does
+ * it before it fails. IRQs on; O(parked areas * (areas + tables)).
+ */
+uint64_t kmm_kva_purge(struct kmm *k);
 
 /* kmm_vmalloc_stats - fill *out. Takes the window's lock. IRQs on or off;
  * O(areas). */

@@ -615,6 +615,7 @@ static struct footprint footprint(struct kmm *k)
     struct kmm_vmalloc_stats vs;
     kmm_heap_drain_cpu(k); /* this CPU's cached objects and pages go home first */
     kmm_heap_shrink(k);
+    kmm_kva_purge(k); /* freed areas the window parked, with their page tables */
     kmm_page_drain_cpu(k);
     kmm_page_stats(k, &ps);
     kmm_heap_stats(k, &hs);

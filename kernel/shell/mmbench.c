@@ -378,6 +378,16 @@ static void m1_free_backing(struct bench *b, uint64_t arr)
     b->m1_pages = NULL;
 }
 
+/* The module's vm_unmap_aliases(), untimed before every repetition of
+ * M1a and M1b and after the last: the parked areas and the idle vmap
+ * blocks given back, so each repetition starts from an empty window and
+ * the run ends with nothing held. */
+static void unmap_aliases(struct bench *b)
+{
+    kmm_kva_purge(b->k);
+    kmm_vm_map_ram_drain(b->k);
+}
+
 /* M1a: kmm_vmap of npg pages + kmm_vunmap, ns per page. */
 static void bench_m1_vmap(struct bench *b, unsigned npg)
 {
@@ -386,6 +396,7 @@ static void bench_m1_vmap(struct bench *b, unsigned npg)
         iters = 1;
     for (unsigned r = 0; r < b->reps; r++) {
         unsigned off = 0;
+        unmap_aliases(b);
         uint64_t t0 = now(b);
         for (uint64_t it = 0; it < iters; it++) {
             void *va = kmm_vmap(b->k, b->m1_pages + off, npg, M1_PROT);
@@ -401,6 +412,7 @@ static void bench_m1_vmap(struct bench *b, unsigned npg)
         uint64_t t1 = now(b);
         ps[r] = ps_per_op(t1 - t0, iters * npg);
     }
+    unmap_aliases(b);
     char nm[64];
     kmm_snprintf(nm, sizeof(nm), "M1a_vmap_vunmap_%u_per_page", npg);
     report(b, nm, ps, iters * npg, fails);
@@ -421,13 +433,13 @@ static uint64_t m1_map_each(struct bench *b, uint64_t va, unsigned off, unsigned
 }
 
 /* M1b: kmm_vm_map_ram of npg pages (this CPU's vmap block) +
- * kmm_vm_unmap_ram, ns per page. The block it leaves behind goes back
- * afterwards, untimed, so the run ends with nothing held. */
+ * kmm_vm_unmap_ram, ns per page. */
 static void bench_m1_vmram(struct bench *b, unsigned npg)
 {
     uint64_t ps[MMBENCH_REPS_MAX] = {0}, fails = 0, iters = scaled(b, M1_TOTAL_PAGES) / npg;
     for (unsigned r = 0; r < b->reps; r++) {
         unsigned off = 0;
+        unmap_aliases(b);
         uint64_t t0 = now(b);
         for (uint64_t it = 0; it < iters; it++) {
             void *va = kmm_vm_map_ram(b->k, b->m1_pages + off, npg, M1_PROT);
@@ -443,7 +455,7 @@ static void bench_m1_vmram(struct bench *b, unsigned npg)
         uint64_t t1 = now(b);
         ps[r] = ps_per_op(t1 - t0, iters * npg);
     }
-    kmm_vm_map_ram_drain(b->k);
+    unmap_aliases(b);
     char nm[64];
     kmm_snprintf(nm, sizeof(nm), "M1b_vm_map_ram_%u_per_page", npg);
     report(b, nm, ps, iters * npg, fails);

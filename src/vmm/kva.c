@@ -73,9 +73,16 @@ static inline uint64_t rec_end(const struct kva_rec *r)
     return (uint64_t)r->first + r->pages;
 }
 
+/* An area takes its pages and a guard page, live or parked. */
 static inline bool is_area(const struct kva_rec *r)
 {
     return r->kind != KVA_FOREIGN;
+}
+
+/* An area somebody holds: not a foreign run, not parked. */
+static inline bool is_live(const struct kva_rec *r)
+{
+    return is_area(r) && r->kind != KVA_PARKED;
 }
 
 static inline uint64_t page_va(const struct kmm_kva *v, uint64_t page)
@@ -93,6 +100,8 @@ static bool window_page(const struct kmm_kva *v, uint64_t va, uint64_t *page)
 }
 
 /* --- the window: configuration and init ------------------------------------------ */
+
+static uint64_t park_scan(struct kmm *k, void *ctx, uint64_t want_pages, kmm_gfp_t flags);
 
 /* Why [base, base + size) cannot be the window, or NULL if it can. */
 static const char *bad_window(uint64_t base, uint64_t size, unsigned levels)
@@ -136,6 +145,7 @@ KMM_INIT void kva_init(struct kmm *k, const struct kmm_config *cfg)
     kmm_lock_init(&v->lock);
     atomic_init(&v->failed, 0);
     v->hint_gen = 1; /* odd: no generation matches, no hint yet */
+    v->park_shrinker = (struct kmm_shrinker){.scan = park_scan, .name = "kva-parked"};
     v->canary = KMM_KVA_CANARY;
     k->vm.kernel.kva_base = v->base; /* where the range calls ask about it */
     k->vm.kernel.kva_span = v->pages << KMM_PAGE_SHIFT;
@@ -191,17 +201,22 @@ static struct kva_rec *area_at_locked(struct kmm_kva *v, uint64_t va)
     return r && is_area(r) && r->first == page ? r : 0;
 }
 
-/* Adds (or with remove, takes away) r's share of the counters. */
+/* Adds (or with remove, takes away) r's share of the counters. A parked
+ * area's pages are not used ones: free pages the window keeps for reuse,
+ * counted apart (nrec, backed). */
 static void account_locked(struct kmm_kva *v, const struct kva_rec *r, bool remove)
 {
     uint64_t pages = r->pages, backed = is_area(r) ? pages - 1 : 0;
+    uint64_t used = is_live(r) ? pages : 0, foreign = is_area(r) ? 0 : pages;
     if (remove) {
         v->nrec[r->kind]--;
-        *(is_area(r) ? &v->used_pages : &v->foreign_pages) -= pages;
+        v->used_pages -= used;
+        v->foreign_pages -= foreign;
         v->backed[r->kind] -= backed;
     } else {
         v->nrec[r->kind]++;
-        *(is_area(r) ? &v->used_pages : &v->foreign_pages) += pages;
+        v->used_pages += used;
+        v->foreign_pages += foreign;
         v->backed[r->kind] += backed;
     }
 }
@@ -229,7 +244,7 @@ static void remove_locked(struct kmm *k, uint32_t at)
 static uint64_t areas_locked(const struct kmm_kva *v)
 {
     uint64_t n = 0;
-    for (unsigned kd = KVA_RAW; kd < KVA_KINDS; kd++)
+    for (unsigned kd = KVA_RAW; kd <= KVA_VBLOCK; kd++)
         n += v->nrec[kd];
     return n;
 }
@@ -256,12 +271,12 @@ struct detached {
     uint32_t pages;
 };
 
-/* When no area is left, forgets the foreign hints and takes the array out
- * (an idle window holds no memory). */
+/* When no area is left, live or parked, forgets the foreign hints and
+ * takes the array out (an idle window holds no memory). */
 static struct detached detach_if_idle_locked(struct kmm_kva *v)
 {
     struct detached d = {0, 0};
-    if (!v->recs || areas_locked(v))
+    if (!v->recs || areas_locked(v) || v->nparked)
         return d;
     forget_foreign_locked(v);
     d = (struct detached){v->recs_pa, v->run_pages};
@@ -318,6 +333,176 @@ static bool grow(struct kmm *k)
     kva_unlock(v, irq);
     free_detached(k, old);
     return true;
+}
+
+/* --- parked areas ---------------------------------------------------------------------- */
+
+/*
+ * A vmalloc or vmap area that its owner frees is unmapped at once (its
+ * invalidations are complete before the free returns, SPEC §4), but its
+ * range need not go back at once: the window parks it (kind PARKED), with
+ * a hold on the page tables of its spans (pt_held.c), so that the next
+ * vmalloc or vmap of exactly its size takes it again (kva_reserve) with no
+ * gap search, no table lookup and no page table made, and that area's free
+ * frees no table. No lookup is needed because the window kept the range:
+ * kva_map_conflict refuses plain maps there, as in any area. Linux defers
+ * the same work for its lazily freed vmap areas and keeps its vmalloc page
+ * tables for ever; here at most KVA_PARK_MAX areas of at most
+ * KVA_PARK_PAGES pages are parked, the oldest goes when one more is, and
+ * all go (kva_purge) when a reservation finds no room, when the page
+ * allocator runs short (the "kva-parked" shrinker) or on kmm_kva_purge.
+ */
+
+static void park_list_remove(struct kmm_kva *v, uint32_t i)
+{
+    __builtin_memmove(&v->parked[i], &v->parked[i + 1],
+                      (v->nparked - i - 1) * sizeof(v->parked[0]));
+    v->nparked--;
+}
+
+/* Changes r's kind (and so its share of the counters). */
+static void set_kind_locked(struct kmm_kva *v, struct kva_rec *r, enum kva_kind kind)
+{
+    account_locked(v, r, true);
+    r->kind = (uint8_t)kind;
+    account_locked(v, r, false);
+}
+
+/* Takes the newest parked area of need pages (guard page included) for a
+ * new area like proto: SETUP, of proto's kind and caller. Returns whether
+ * there was one, its first page in *first. */
+static bool unpark_locked(struct kmm *k, uint64_t need, struct kva_rec proto, uint64_t *first)
+{
+    struct kmm_kva *v = &k->kva;
+    for (uint32_t i = v->nparked; i-- > 0;) {
+        if (v->parked[i].pages != need)
+            continue;
+        *first = v->parked[i].first;
+        park_list_remove(v, i);
+        struct kva_rec *r = &v->recs[search_locked(v, *first)];
+        KMM_ASSERT(k->port, r->first == *first && r->kind == KVA_PARKED && r->held);
+        set_kind_locked(v, r, (enum kva_kind)proto.kind);
+        r->caller = proto.caller;
+        r->state = KVA_SETUP;
+        return true;
+    }
+    return false;
+}
+
+/* Takes the oldest parked area out of the list and the records. The holds
+ * on its tables are the caller's to drop (unhold_parked) once the lock is
+ * dropped: its range may be reserved before that, which is harmless, as a
+ * hold only keeps a table that would otherwise be freed. */
+static struct kva_park evict_oldest_locked(struct kmm *k)
+{
+    struct kmm_kva *v = &k->kva;
+    struct kva_park p = v->parked[0];
+    park_list_remove(v, 0);
+    uint32_t at = search_locked(v, p.first);
+    KMM_ASSERT(k->port,
+               at < v->count && v->recs[at].first == p.first && v->recs[at].kind == KVA_PARKED);
+    remove_locked(k, at);
+    return p;
+}
+
+/* Drops the holds of an area taken out of the records (pages: its record's,
+ * guard page included), freeing the tables that empty. No lock held. */
+static void unhold_parked(struct kmm *k, struct kva_park p)
+{
+    uint64_t va = page_va(&k->kva, p.first);
+    kva_unhold_spans(k, va, va + (((uint64_t)p.pages - 1) << KMM_PAGE_SHIFT));
+}
+
+/* The kernel space's page tables below the top level. */
+static uint64_t kernel_tables(struct kmm *k)
+{
+    struct kmm_aspace *ks = kmm_kernel_aspace(k);
+    kmm_irqstate_t irq = kmm_lock_irqsave(&ks->lock);
+    uint64_t n = ks->mmu.counts.tables[MMU_PT] + ks->mmu.counts.tables[MMU_PD] +
+                 ks->mmu.counts.tables[MMU_PDPT];
+    kmm_unlock_irqrestore(&ks->lock, irq);
+    return n;
+}
+
+uint64_t kmm_kva_purge(struct kmm *k)
+{
+    struct kmm_kva *v = &k->kva;
+    struct kva_park gone[KVA_PARK_MAX];
+    kmm_irqstate_t irq = kva_lock(v);
+    uint32_t n = v->nparked;
+    for (uint32_t i = 0; i < n; i++)
+        gone[i] = evict_oldest_locked(k);
+    struct detached d = detach_if_idle_locked(v);
+    kva_unlock(v, irq);
+    if (!n)
+        return 0;
+    uint64_t tables = kernel_tables(k);
+    for (uint32_t i = 0; i < n; i++)
+        unhold_parked(k, gone[i]);
+    tables -= kernel_tables(k); /* what the drops freed (others may map meanwhile: a figure) */
+    free_detached(k, d);
+    return (tables < UINT64_MAX / 2 ? tables : 0) + d.pages;
+}
+
+static uint64_t park_scan(struct kmm *k, void *ctx, uint64_t want_pages, kmm_gfp_t flags)
+{
+    (void)ctx;
+    (void)want_pages;
+    (void)flags;
+    return kmm_kva_purge(k);
+}
+
+void kva_retire(struct kmm *k, uint64_t va, bool held, bool park)
+{
+    struct kmm_kva *v = &k->kva;
+    struct kva_park gone = {0, 0}; /* an area whose holds go */
+    bool first_park = false;
+    kmm_irqstate_t irq = kva_lock(v);
+    struct kva_rec *r = area_at_locked(v, va);
+    KMM_ASSERT(k->port,
+               r && r->state != KVA_READY && (r->kind == KVA_VMALLOC || r->kind == KVA_VMAP));
+    r->held |= held;
+    if (park && r->held && r->pages - 1u <= KVA_PARK_PAGES) {
+        if (v->nparked == KVA_PARK_MAX) {
+            gone = evict_oldest_locked(k);
+            r = area_at_locked(v, va); /* the records moved */
+        }
+        v->parked[v->nparked++] = (struct kva_park){r->first, r->pages};
+        set_kind_locked(v, r, KVA_PARKED);
+        r->state = KVA_READY;
+        first_park = !v->park_shrinker_on;
+        v->park_shrinker_on = true;
+    } else {
+        if (r->held)
+            gone = (struct kva_park){r->first, r->pages};
+        remove_locked(k, (uint32_t)(r - v->recs));
+    }
+    struct detached d = detach_if_idle_locked(v);
+    kva_unlock(v, irq);
+    if (gone.pages)
+        unhold_parked(k, gone);
+    free_detached(k, d);
+    if (first_park) /* once per instance, as the heap's: never unregistered */
+        KMM_MUST(k->port, kmm_shrinker_register(k, &v->park_shrinker));
+}
+
+/* --- holding an area's page tables ------------------------------------------------------ */
+
+int kva_hold_spans(struct kmm *k, uint64_t va, uint64_t end)
+{
+    uint64_t at;
+    int err = KMM_OK;
+    for (at = va; at < end && (err = vb_hold_table(k, at, 0)) == KMM_OK;)
+        at = (at | (KMM_PAGE_2M - 1)) + 1;
+    if (err)
+        kva_unhold_spans(k, va, at); /* the spans before the one that failed */
+    return err;
+}
+
+void kva_unhold_spans(struct kmm *k, uint64_t va, uint64_t end)
+{
+    for (uint64_t at = va; at < end; at = (at | (KMM_PAGE_2M - 1)) + 1)
+        vb_unhold_table(k, at);
 }
 
 /* --- reserving a range ------------------------------------------------------------- */
@@ -440,14 +625,19 @@ static void note_foreign_locked(struct kmm *k, uint64_t first, uint64_t m0, uint
 }
 
 /* Outcome of one pass of the search under the lock. */
-enum pass { PASS_RESERVED, PASS_GROW, PASS_RETRY, PASS_FULL };
+enum pass { PASS_RESERVED, PASS_UNPARKED, PASS_GROW, PASS_RETRY, PASS_PURGE, PASS_FULL };
 
-/* One search under the lock: reserve the first gap with room (its first
- * page in *first), or say why not. */
+/* One search under the lock: take a parked area of the size (a vmalloc or
+ * vmap area) or reserve the first gap with room (its first page in
+ * *first), or say why not. */
 static enum pass reserve_pass_locked(struct kmm *k, uint64_t need, uint64_t align,
-                                     struct kva_rec proto, bool *forgot, uint64_t *first)
+                                     struct kva_rec proto, bool *forgot, bool purged,
+                                     uint64_t *first)
 {
     struct kmm_kva *v = &k->kva;
+    if (align == 1 && (proto.kind == KVA_VMALLOC || proto.kind == KVA_VMAP) &&
+        unpark_locked(k, need, proto, first))
+        return PASS_UNPARKED;
     if (v->count == v->cap)
         return PASS_GROW;
     uint32_t at;
@@ -456,7 +646,7 @@ static enum pass reserve_pass_locked(struct kmm *k, uint64_t need, uint64_t alig
             *forgot = true; /* the kernel may have unmapped them since: look again */
             return PASS_RETRY;
         }
-        return PASS_FULL;
+        return !purged && v->nparked ? PASS_PURGE : PASS_FULL;
     }
     proto.first = (uint32_t)*first;
     insert_locked(k, at, proto);
@@ -491,16 +681,24 @@ int kva_reserve_aligned(struct kmm *k, uint64_t pages, uint64_t align, enum kva_
                             .pages = (uint32_t)need,
                             .kind = (uint8_t)kind,
                             .state = KVA_SETUP};
-    bool forgot = false;
+    bool forgot = false, purged = false;
     for (;;) {
         uint64_t first = 0, m0, m1;
         kmm_irqstate_t irq = kva_lock(v);
-        enum pass p = reserve_pass_locked(k, need, align, proto, &forgot, &first);
+        enum pass p = reserve_pass_locked(k, need, align, proto, &forgot, purged, &first);
         kva_unlock(v, irq);
+        if (p == PASS_UNPARKED) { /* the window kept it: unmapped, no lookup */
+            *va = page_va(v, first);
+            return KMM_OK;
+        }
         if (p == PASS_FULL)
             return reserve_failed(k, true);
         if (p == PASS_GROW && !grow(k))
             return reserve_failed(k, false);
+        if (p == PASS_PURGE) {
+            kmm_kva_purge(k); /* parked ranges are free ones, kept for speed */
+            purged = true;
+        }
         if (p != PASS_RESERVED)
             continue;
         if (range_unmapped(k, first, need, &m0, &m1)) {
@@ -539,7 +737,7 @@ void kva_release(struct kmm *k, uint64_t va)
 
 static const char *const kind_text[KVA_KINDS] = {
     [KVA_FOREIGN] = "foreign", [KVA_RAW] = "raw",           [KVA_VMALLOC] = "vmalloc",
-    [KVA_VMAP] = "vmap",       [KVA_VBLOCK] = "vmap-block",
+    [KVA_VMAP] = "vmap",       [KVA_VBLOCK] = "vmap-block", [KVA_PARKED] = "parked",
 };
 
 static const char *const wrong_kind_text[KVA_KINDS] = {
@@ -554,10 +752,10 @@ static const char *const wrong_kind_text[KVA_KINDS] = {
  * already cannot be told from one never handed out (the window keeps no
  * history): ABSENT; one being freed at this moment is a double free. */
 static struct kva_refusal judge_free_locked(struct kmm_kva *v, uint64_t page, enum kva_kind kind,
-                                            uint64_t *pages)
+                                            uint64_t *pages, bool *held)
 {
     struct kva_rec *r = holding_locked(v, page);
-    if (!r || !is_area(r) || r->state == KVA_SETUP)
+    if (!r || !is_live(r) || r->state == KVA_SETUP)
         return (struct kva_refusal){"no area starts here (never allocated, or freed already)",
                                     KMM_ENOENT, KMM_MISUSE_ABSENT};
     if (r->first != page)
@@ -572,11 +770,13 @@ static struct kva_refusal judge_free_locked(struct kmm_kva *v, uint64_t page, en
         return (struct kva_refusal){wrong_kind_text[r->kind], KMM_EINVAL, KMM_MISUSE_BAD_HANDLE};
     r->state = KVA_DYING;
     *pages = r->pages - 1u;
+    if (held)
+        *held = r->held != 0;
     return KVA_ACCEPTED;
 }
 
 int kva_begin_free(struct kmm *k, uint64_t va, enum kva_kind kind, const char *fn,
-                   const void *caller, uint64_t *pages)
+                   const void *caller, uint64_t *pages, bool *held)
 {
     struct kmm_kva *v = &k->kva;
     uint64_t page;
@@ -587,20 +787,9 @@ int kva_begin_free(struct kmm *k, uint64_t va, enum kva_kind kind, const char *f
         return kva_misuse(k, KMM_EINVAL, KMM_MISUSE_UNALIGNED, fn, va, 0,
                           "not page aligned: not an area's start", caller);
     kmm_irqstate_t irq = kva_lock(v);
-    struct kva_refusal no = judge_free_locked(v, page, kind, pages);
+    struct kva_refusal no = judge_free_locked(v, page, kind, pages, held);
     kva_unlock(v, irq);
     return no.why ? kva_misuse(k, no.err, no.cls, fn, va, 0, no.why, caller) : KMM_OK;
-}
-
-bool kva_held(struct kmm *k, uint64_t va)
-{
-    struct kmm_kva *v = &k->kva;
-    kmm_irqstate_t irq = kva_lock(v);
-    const struct kva_rec *r = area_at_locked(v, va);
-    KMM_ASSERT(k->port, r && r->kind == KVA_RAW && r->state == KVA_DYING);
-    bool held = r->held != 0;
-    kva_unlock(v, irq);
-    return held;
 }
 
 void kva_set_held(struct kmm *k, uint64_t va, bool held)
@@ -613,7 +802,7 @@ void kva_set_held(struct kmm *k, uint64_t va, bool held)
     kva_unlock(v, irq);
 }
 
-uint64_t kva_raw_holds(struct kmm *k)
+uint64_t kva_area_holds(struct kmm *k)
 {
     struct kmm_kva *v = &k->kva;
     uint64_t n = 0;
@@ -645,6 +834,9 @@ static const char *area_keeps(const struct kva_rec *r, uint64_t first, uint64_t 
     uint64_t guard = rec_end(r) - 1;
     if (guard >= first && guard <= last)
         return "the guard page of a kernel virtual area, which stays unmapped";
+    if (r->kind == KVA_PARKED)
+        return "a page of a freed area that the window keeps for reuse (kmm_kva_purge gives it "
+               "back)";
     if (r->kind != KVA_RAW)
         return "a page of a vmalloc or vmap area, which only its allocator maps and unmaps";
     if (r->state != KVA_READY)
@@ -735,7 +927,7 @@ int kmm_kva_lookup(struct kmm *k, uint64_t addr, struct kmm_kva_area *out)
         return KMM_ENOENT;
     kmm_irqstate_t irq = kva_lock(v);
     const struct kva_rec *r = holding_locked(v, page);
-    bool found = r && is_area(r) && r->state == KVA_READY;
+    bool found = r && is_live(r) && r->state == KVA_READY;
     if (found)
         describe(v, r, out);
     kva_unlock(v, irq);
@@ -750,7 +942,7 @@ bool kva_next_area(struct kmm *k, uint64_t *from, struct kmm_kva_area *out)
     kmm_irqstate_t irq = kva_lock(v);
     for (uint32_t i = search_locked(v, page); i < v->count && !found; i++) {
         const struct kva_rec *r = &v->recs[i];
-        if (r->first >= page && is_area(r) && r->state == KVA_READY) {
+        if (r->first >= page && is_live(r) && r->state == KVA_READY) {
             describe(v, r, out);
             *from = page_va(v, rec_end(r));
             found = true;
@@ -782,6 +974,8 @@ void kmm_vmalloc_stats(struct kmm *k, struct kmm_vmalloc_stats *out)
         .foreign_pages = v->foreign_pages,
         .largest_free_pages = largest_gap_locked(v),
         .metadata_pages = v->run_pages,
+        .parked_areas = v->nrec[KVA_PARKED],
+        .parked_pages = v->backed[KVA_PARKED],
     };
     kva_unlock(v, irq);
     out->failed_allocs = atomic_load_explicit(&v->failed, memory_order_relaxed);
@@ -810,6 +1004,7 @@ static void check_array_locked(const struct kmm_kva *v, struct kmm_check_result 
         bool area = is_area(x);
         if (x->kind >= KVA_KINDS || x->state < KVA_SETUP || x->state > KVA_DYING ||
             (!area && x->state != KVA_READY) || x->pages < (area ? 2u : 1u) ||
+            (x->kind == KVA_PARKED && (x->state != KVA_READY || !x->held)) ||
             rec_end(x) > v->pages || x->first < prev_end ||
             (!area && prev_foreign && x->first == prev_end)) {
             kmm_check_problem(r, KMM_CHECK_CORRUPT,
@@ -830,7 +1025,8 @@ static void check_counters_locked(const struct kmm_kva *v, struct kmm_check_resu
     for (uint32_t i = 0; v->recs && i < v->count; i++) {
         const struct kva_rec *x = &v->recs[i];
         nrec[x->kind]++;
-        *(is_area(x) ? &used : &foreign) += x->pages;
+        used += is_live(x) ? x->pages : 0;
+        foreign += is_area(x) ? 0 : x->pages;
         backed[x->kind] += is_area(x) ? x->pages - 1u : 0;
     }
     bool same = used == v->used_pages && foreign == v->foreign_pages;
@@ -842,9 +1038,38 @@ static void check_counters_locked(const struct kmm_kva *v, struct kmm_check_resu
                           "%llu, foreign %llu)",
                           (unsigned long long)v->used_pages, (unsigned long long)v->foreign_pages,
                           (unsigned long long)used, (unsigned long long)foreign);
-    if (v->recs && nrec[KVA_RAW] + nrec[KVA_VMALLOC] + nrec[KVA_VMAP] + nrec[KVA_VBLOCK] == 0)
+    if (v->recs && areas_locked(v) + nrec[KVA_PARKED] == 0)
         kmm_check_problem(r, KMM_CHECK_LEAK, "kva: a record array of %u pages and no area",
                           v->run_pages);
+}
+
+/* The park list against the records: each entry a parked record of its
+ * size, every parked record listed once (they are as many). */
+static void check_parked_locked(struct kmm_kva *v, struct kmm_check_result *r)
+{
+    bool ok = v->nparked <= KVA_PARK_MAX && v->nparked == v->nrec[KVA_PARKED];
+    for (uint32_t i = 0; ok && i < v->nparked; i++) {
+        const struct kva_rec *x = holding_locked(v, v->parked[i].first);
+        ok = x && x->first == v->parked[i].first && x->kind == KVA_PARKED &&
+             x->pages == v->parked[i].pages && x->pages - 1u <= KVA_PARK_PAGES;
+    }
+    if (!ok)
+        kmm_check_problem(r, KMM_CHECK_CORRUPT,
+                          "kva: the park list (%u areas) differs from the parked records (%llu)",
+                          v->nparked, (unsigned long long)v->nrec[KVA_PARKED]);
+}
+
+/* A parked area's pages and guard page, which nobody maps (its list entry
+ * copied under the lock; checked without it, at a quiet point). */
+static void check_parked_tables(struct kmm *k, struct kva_park p, struct kmm_check_result *r)
+{
+    struct kmm_vm_run run;
+    uint64_t va = page_va(&k->kva, p.first), end = va + ((uint64_t)p.pages << KMM_PAGE_SHIFT);
+    KMM_MUST(k->port, kmm_vm_query(kmm_kernel_aspace(k), va, end, &run));
+    if (run.mapped || run.size != end - va)
+        kmm_check_problem(r, KMM_CHECK_CORRUPT, "kva: parked area 0x%llx: page 0x%llx is mapped",
+                          (unsigned long long)va,
+                          (unsigned long long)(run.mapped ? va : va + run.size));
 }
 
 /* Whether [va, va + size) is all mapped with ownership `owned` (and, for
@@ -895,9 +1120,16 @@ void kva_check(struct kmm *k, struct kmm_check_result *r)
     check_array_locked(v, r);
     if (r->problems == before)
         check_counters_locked(v, r);
+    if (r->problems == before)
+        check_parked_locked(v, r);
+    struct kva_park parked[KVA_PARK_MAX];
+    uint32_t nparked = r->problems == before ? v->nparked : 0;
+    __builtin_memcpy(parked, v->parked, nparked * sizeof(parked[0]));
     kva_unlock(v, irq);
     if (r->problems != before)
         return;
+    for (uint32_t i = 0; i < nparked; i++)
+        check_parked_tables(k, parked[i], r);
     /* One area at a time, the lock dropped for the table walk: exact at a
      * quiet point, as the rest of kmm_check. */
     struct kmm_kva_area a;

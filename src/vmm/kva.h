@@ -36,8 +36,11 @@ KMM_INIT void kva_init(struct kmm *k, const struct kmm_config *cfg);
 /*
  * kva_reserve - reserve `pages` pages plus a guard page that are all
  * unmapped in the kernel space, as an area of kind in state SETUP, for
- * caller. Returns KMM_OK and *va, or KMM_ENOMEM (no room: counted in
- * failed; or no memory for the records). IRQs on.
+ * caller: for a vmalloc or vmap area, the newest parked area of that size
+ * if there is one (its tables held: kva.c, "Parked areas"), else the first
+ * gap with room. Returns KMM_OK and *va, or KMM_ENOMEM (no room even with
+ * the parked areas given back: counted in failed; or no memory for the
+ * records). IRQs on.
  */
 int kva_reserve(struct kmm *k, uint64_t pages, enum kva_kind kind, const void *caller,
                 uint64_t *va);
@@ -51,29 +54,51 @@ int kva_reserve_aligned(struct kmm *k, uint64_t pages, uint64_t align, enum kva_
 void kva_publish(struct kmm *k, uint64_t va);
 
 /* kva_release - remove the area at va (SETUP or DYING), whose pages and
- * guard page are unmapped, and free the records' array if it was the last. */
+ * guard page are unmapped, and free the records' array if it was the last.
+ * A raw area's or a vmap block's; vmalloc and vmap areas go through
+ * kva_retire. */
 void kva_release(struct kmm *k, uint64_t va);
+
+/*
+ * kva_retire - the end of the vmalloc or vmap area at va (SETUP or DYING),
+ * whose pages are unmapped and invalidated: parked if park says its pages
+ * were all unmapped cleanly, its tables are held (held: the caller has
+ * just added the holds, kva_hold_spans; or its record says so) and it is
+ * small enough (KVA_PARK_PAGES), the oldest parked area going if
+ * KVA_PARK_MAX are; else removed as kva_release does, its holds dropped.
+ * IRQs on, no lock held.
+ */
+void kva_retire(struct kmm *k, uint64_t va, bool held, bool park);
+
+/* kva_hold_spans - add a hold (vb_hold_table) to the page table of every
+ * 2 MiB span [va, end) meets. Returns KMM_OK, or the error of the first
+ * that failed with the holds before it dropped again. kva_unhold_spans
+ * drops one from each (vb_unhold_table). IRQs on, no lock held. */
+int kva_hold_spans(struct kmm *k, uint64_t va, uint64_t end);
+void kva_unhold_spans(struct kmm *k, uint64_t va, uint64_t end);
 
 /*
  * kva_begin_free - the first step of freeing the area at va that fn's
  * caller says is of kind: marks it DYING and stores its usable page count
- * in *pages. Returns KMM_OK, or a misuse error (counted and logged with fn
- * and caller; nothing changed) as kmm_vfree lists.
+ * in *pages and, if held is not NULL, whether its tables are held in
+ * *held. Returns KMM_OK, or a misuse error (counted and logged with fn and
+ * caller; nothing changed) as kmm_vfree lists. A parked area is no area
+ * to free: KMM_ENOENT, freed already.
  */
 int kva_begin_free(struct kmm *k, uint64_t va, enum kva_kind kind, const char *fn,
-                   const void *caller, uint64_t *pages);
+                   const void *caller, uint64_t *pages, bool *held);
 
 /* kva_abort_free - the free of the DYING area at va is refused after all:
  * READY again. */
 void kva_abort_free(struct kmm *k, uint64_t va);
 
-/* Whether the raw area at va (DYING: the caller's) holds its page tables
- * (kmm_kva_populate); kva_set_held says it does, or not. */
-bool kva_held(struct kmm *k, uint64_t va);
+/* kva_set_held - the raw area at va (DYING: the caller's) holds its page
+ * tables (kmm_kva_populate), or not. */
 void kva_set_held(struct kmm *k, uint64_t va, bool held);
 
-/* The holds that populated raw areas keep on page tables (kmm_check). */
-uint64_t kva_raw_holds(struct kmm *k);
+/* The holds that areas keep on page tables, populated raw areas' and
+ * parked ones' (kmm_check). */
+uint64_t kva_area_holds(struct kmm *k);
 
 /* kva_lock / kva_unlock - take and drop the window lock. Every hold of it
  * goes through these, which step the window's generation (state.h) to odd

@@ -66,16 +66,26 @@ struct kmm_vm {
 #define KMM_KVA_CANARY UINT64_C(0x6b6d6d2d6b766177)
 
 /* What a record describes. FOREIGN: pages found mapped by someone else, a
- * hint; the others are areas (enum kmm_kva_kind's values); VBLOCK: a vmap
- * block, kmm_vm_map_ram's (vblock.c). */
+ * hint; RAW to VBLOCK are live areas (enum kmm_kva_kind's values); VBLOCK:
+ * a vmap block, kmm_vm_map_ram's (vblock.c); PARKED: a vmalloc or vmap
+ * area freed by its owner whose range and page tables the window keeps for
+ * the next area of the same size (kva.c, "Parked areas"). */
 enum kva_kind {
     KVA_FOREIGN = 0,
     KVA_RAW = 1,
     KVA_VMALLOC = 2,
     KVA_VMAP = 3,
     KVA_VBLOCK = 4,
-    KVA_KINDS = 5
+    KVA_PARKED = 5,
+    KVA_KINDS = 6
 };
+
+/* How many parked areas the window keeps at most (the oldest goes when a
+ * free would park one more), and the most usable pages an area may have
+ * to be parked: one 2 MiB page table's worth, so a parked area holds at
+ * most three tables (its range may straddle two span boundaries). */
+#define KVA_PARK_MAX   KMM_KVA_PARKED
+#define KVA_PARK_PAGES KMM_KVA_PARK_PAGES
 
 /* An area's life: reserved and being looked up or mapped (SETUP), handed
  * out (READY), being unmapped (DYING). Foreign records are always READY. */
@@ -92,7 +102,11 @@ struct kva_rec {
     uint32_t pages;  /* pages covered, guard page included */
     uint8_t kind;    /* enum kva_kind */
     uint8_t state;   /* enum kva_state */
-    uint8_t held;    /* a raw area's page tables are held (kmm_kva_populate) */
+    /* The page tables of the area's 2 MiB spans carry one hold of this
+     * record's (pt_held.c): a raw area's since kmm_kva_populate, a vmalloc
+     * or vmap area's since its range was first parked, a parked one's
+     * always. */
+    uint8_t held;
 };
 
 /*
@@ -125,13 +139,17 @@ struct kva_vb_cpu {
  *   - recs[0 .. count) is sorted by first and disjoint, every record lies
  *     inside [0, pages), an area has at least 2 pages, a foreign run at
  *     least 1, and two foreign runs never touch (they merge);
- *   - recs is NULL and count == cap == 0 iff no area exists: the array
- *     (a run of run_pages pages of the page allocator, cap records) goes
- *     back when the last area does, and the foreign hints with it;
+ *   - recs is NULL and count == cap == 0 iff no area, live or parked,
+ *     exists: the array (a run of run_pages pages of the page allocator,
+ *     cap records) goes back when the last area does, and the foreign
+ *     hints with it;
+ *   - parked[0 .. nparked) are the PARKED records (first page and pages),
+ *     oldest first, at most KVA_PARK_MAX; a parked record is READY and
+ *     held, and its pages and guard page are unmapped;
  *   - nrec[kind] counts the records of each kind; used_pages is the sum of
- *     the areas' pages (guards included), foreign_pages of the foreign
+ *     the live areas' pages (guards included), foreign_pages of the foreign
  *     runs' pages, backed[VMALLOC] of vmalloc areas' pages - 1, backed[VMAP]
- *     of vmap areas' pages - 1;
+ *     of vmap areas' pages - 1, backed[PARKED] of parked areas' pages - 1;
  *   - no two areas share a page, so an area's pages and guard page are
  *     mapped only by their owner: at a quiet point, a READY vmalloc area's
  *     pages are mapped and owned, a READY vmap area's mapped and not owned,
@@ -153,6 +171,12 @@ struct kmm_kva {
     uint64_t foreign_pages;
     uint64_t backed[KVA_KINDS];
     struct kva_hold *holds; /* ranges replacing maps hold (few: one per running replace) */
+    struct kva_park {
+        uint32_t first, pages; /* a parked record's: its place in the list */
+    } parked[KVA_PARK_MAX];    /* oldest first */
+    uint32_t nparked;
+    bool park_shrinker_on; /* registered with the first park, never unregistered */
+    struct kmm_shrinker park_shrinker;
     /* The window's generation, a sequence count: odd while a CPU holds the
      * lock (kva_lock), even between holds, so an unchanged even value means
      * no record has changed. The hint is a range of addresses [hint_first,

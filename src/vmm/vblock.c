@@ -323,7 +323,7 @@ static uint64_t free_block(struct kmm *k, struct vblock *b)
     kmm_unlock_irqrestore(&v->vb_lock, irq);
 
     uint64_t va = b->va, pages;
-    KMM_MUST(k->port, kva_begin_free(k, va, KVA_VBLOCK, "kmm_vm_unmap_ram", 0, &pages));
+    KMM_MUST(k->port, kva_begin_free(k, va, KVA_VBLOCK, "kmm_vm_unmap_ram", 0, &pages, 0));
     irq = kmm_lock_irqsave(&ks->lock);
     uint64_t tables = ks->mmu.counts.tables[MMU_PT] + ks->mmu.counts.tables[MMU_PD] +
                       ks->mmu.counts.tables[MMU_PDPT];
@@ -715,7 +715,7 @@ void vb_check(struct kmm *k, struct kmm_check_result *r)
         }
         kmm_unlock_irqrestore(&c->lock, cs);
     }
-    uint64_t raw_holds = kva_raw_holds(k);
+    uint64_t raw_holds = kva_area_holds(k);
     if (listed != nblocks || areas != nblocks || held != nblocks + raw_holds || !slots_ok)
         kmm_check_problem(r, KMM_CHECK_CORRUPT,
                           "vmap blocks: %llu listed, %llu counted, %llu areas; %llu holds on page "

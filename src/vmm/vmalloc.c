@@ -11,6 +11,10 @@
  * left half-done. A free marks the area DYING under the lock, so a second
  * free of it is refused, unmaps it without the lock, then releases it.
  *
+ * A freed vmalloc or vmap area is parked (kva.c, "Parked areas"): its
+ * tables are held before its unmap, so that the next area of its size
+ * finds them in place.
+ *
  * vmalloc's pages are single pages mapped with KMM_MAP_OWNED: the mapping
  * takes a reference on each frame and the allocation's own reference is
  * dropped right after, so the mapping holds the only one and the unmap in
@@ -88,17 +92,17 @@ static int back_with_pages(struct kmm *k, uint64_t va, uint64_t n, kmm_gfp_t gfp
 /*
  * Unmaps the n pages of the area at va, with the window's own unmap
  * (vmm_unmap_area: the area's pages are refused to everyone else's
- * kmm_vm_unmap and kmm_vm_protect). An area whose tables a kernel changed
- * behind the library's back (entries written directly) is unmapped run by
- * run, whatever is still mapped, with a warning: the range is released
- * either way, and a page still mapped then is found again by the next
- * reservation's table lookup.
+ * kmm_vm_unmap and kmm_vm_protect). Returns true. An area whose tables a
+ * kernel changed behind the library's back (entries written directly) is
+ * unmapped run by run, whatever is still mapped, with a warning, and false
+ * returned: the range is released either way, not parked, and a page
+ * still mapped then is found again by the next reservation's table lookup.
  */
-static void unmap_area(struct kmm *k, uint64_t va, uint64_t n, const char *fn)
+static bool unmap_area(struct kmm *k, uint64_t va, uint64_t n, const char *fn)
 {
     struct kmm_aspace *ks = kmm_kernel_aspace(k);
     if (vmm_unmap_area(k, va, n * PAGE) == KMM_OK)
-        return;
+        return true;
     uint64_t end = va + n * PAGE;
     struct kmm_vm_run run;
     unsigned long left = 0;
@@ -111,6 +115,21 @@ static void unmap_area(struct kmm *k, uint64_t va, uint64_t n, const char *fn)
              "%s(0x%llx): the area's mappings were changed behind its back (%lu runs left "
              "mapped)",
              fn, (unsigned long long)va, left);
+    return false;
+}
+
+/* The end of the DYING vmalloc or vmap area of n pages at va (held: its
+ * tables are held already, a parked range taken again): unmaps it and
+ * hands its range to the window, which parks it if its tables are held.
+ * An area small enough to park has them held before the unmap, so that
+ * the unmap leaves them in place; a hold that cannot be had (no memory for
+ * it, which cannot happen while the area is mapped) only means that the
+ * range is released instead. */
+static void retire_area(struct kmm *k, uint64_t va, uint64_t n, bool held, const char *fn)
+{
+    bool hold = !held && n <= KVA_PARK_PAGES && kva_hold_spans(k, va, va + n * PAGE) == KMM_OK;
+    bool clean = unmap_area(k, va, n, fn);
+    kva_retire(k, va, hold, clean);
 }
 
 /* --- vmalloc ------------------------------------------------------------------------ */
@@ -145,7 +164,7 @@ static void *vmalloc_from(struct kmm *k, size_t size, kmm_gfp_t flags, const voi
     if (kva_reserve(k, pages, KVA_VMALLOC, caller, &va) != KMM_OK)
         return 0;
     if (back_with_pages(k, va, pages, flags) != KMM_OK) {
-        kva_release(k, va);
+        kva_retire(k, va, false, true); /* nothing mapped: parked again if it was */
         return 0;
     }
     kva_publish(k, va);
@@ -167,17 +186,16 @@ void *kmm_vzalloc(struct kmm *k, size_t size)
     return vmalloc_from(k, size, KMM_GFP_ZERO, __builtin_return_address(0));
 }
 
-/* The common free: judge (kva_begin_free), unmap unless raw, release. */
+/* The free of a vmalloc or vmap area: judge (kva_begin_free), retire. */
 static int free_area(struct kmm *k, uint64_t va, enum kva_kind kind, const char *fn,
                      const void *caller)
 {
     uint64_t pages;
-    int err = kva_begin_free(k, va, kind, fn, caller, &pages);
+    bool held;
+    int err = kva_begin_free(k, va, kind, fn, caller, &pages, &held);
     if (err)
         return err;
-    if (kind != KVA_RAW)
-        unmap_area(k, va, pages, fn);
-    kva_release(k, va);
+    retire_area(k, va, pages, held, fn);
     return KMM_OK;
 }
 
@@ -230,7 +248,7 @@ static uint64_t vmap_area(struct kmm *k, const uint64_t *pages, size_t count, un
     if (kva_reserve(k, count, KVA_VMAP, caller, &va) != KMM_OK)
         return 0;
     if (vmm_map_pages_area(k, va, pages, count, prot) != KMM_OK) {
-        kva_release(k, va);
+        kva_retire(k, va, false, true); /* nothing mapped: parked again if it was */
         return 0;
     }
     kva_publish(k, va);
@@ -292,7 +310,8 @@ int kmm_vm_unmap_ram(struct kmm *k, const void *addr, size_t count)
         return err;
     /* Not in a block: an area of its own (a vmap area), or a mistake. */
     uint64_t pages;
-    err = kva_begin_free(k, va, KVA_VMAP, fn, caller, &pages);
+    bool held;
+    err = kva_begin_free(k, va, KVA_VMAP, fn, caller, &pages, &held);
     if (err)
         return err;
     if (pages != count) {
@@ -300,8 +319,7 @@ int kmm_vm_unmap_ram(struct kmm *k, const void *addr, size_t count)
         return kva_misuse(k, KMM_EINVAL, KMM_MISUSE_BAD_ORDER, fn, va, (uint64_t)count * PAGE,
                           "count is not the range's page count", caller);
     }
-    unmap_area(k, va, pages, fn);
-    kva_release(k, va);
+    retire_area(k, va, pages, held, fn);
     return KMM_OK;
 }
 
@@ -336,18 +354,12 @@ int kmm_kva_alloc_caller(struct kmm *k, uint64_t size, uint64_t *va, const void 
     return KMM_OK;
 }
 
-/* Drops the holds on the page tables of [va, to) (2 MiB spans from va's). */
-static void unhold_spans(struct kmm *k, uint64_t va, uint64_t to)
-{
-    for (uint64_t at = va; at < to; at = (at | (KMM_PAGE_2M - 1)) + 1)
-        vb_unhold_table(k, at);
-}
-
 int kmm_kva_free(struct kmm *k, uint64_t va)
 {
     const void *caller = __builtin_return_address(0);
     uint64_t pages;
-    int err = kva_begin_free(k, va, KVA_RAW, "kmm_kva_free", caller, &pages);
+    bool held;
+    int err = kva_begin_free(k, va, KVA_RAW, "kmm_kva_free", caller, &pages, &held);
     if (err)
         return err;
     struct kmm_vm_run run;
@@ -358,8 +370,8 @@ int kmm_kva_free(struct kmm *k, uint64_t va)
         return kva_misuse(k, KMM_EBUSY, KMM_MISUSE_BUSY, "kmm_kva_free", va, pages * PAGE,
                           "a page of the area or its guard page is still mapped", caller);
     }
-    if (kva_held(k, va))
-        unhold_spans(k, va, va + pages * PAGE);
+    if (held)
+        kva_unhold_spans(k, va, va + pages * PAGE);
     kva_release(k, va);
     return KMM_OK;
 }
@@ -369,10 +381,11 @@ int kmm_kva_populate(struct kmm *k, uint64_t va)
     const void *caller = __builtin_return_address(0);
     const char *fn = "kmm_kva_populate";
     uint64_t pages;
-    int err = kva_begin_free(k, va, KVA_RAW, fn, caller, &pages); /* DYING: ours meanwhile */
+    bool held;
+    int err = kva_begin_free(k, va, KVA_RAW, fn, caller, &pages, &held); /* DYING: ours meanwhile */
     if (err)
         return err;
-    if (kva_held(k, va)) {
+    if (held) {
         kva_abort_free(k, va);
         return kva_misuse(k, KMM_ESTATE, KMM_MISUSE_BUSY, fn, va, pages * PAGE,
                           "its page tables are populated already", caller);
@@ -390,10 +403,8 @@ int kmm_kva_populate(struct kmm *k, uint64_t va)
                               "a huge page maps part of it", caller);
         }
     }
-    for (at = va; at < end && (err = vb_hold_table(k, at, 0)) == KMM_OK;)
-        at = (at | (KMM_PAGE_2M - 1)) + 1;
+    err = kva_hold_spans(k, va, end);
     if (err) {
-        unhold_spans(k, va, at); /* the spans before the one that failed */
         kva_abort_free(k, va);
         return err;
     }

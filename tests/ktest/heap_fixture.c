@@ -167,6 +167,7 @@ size_t kt_heap_settle(struct kt_heap *h)
     uint64_t free_before = UINT64_MAX;
     for (unsigned pass = 0; pass < KT_HEAP_SETTLE_PASSES; pass++) {
         pages += kmm_heap_shrink(h->f.k);
+        pages += kmm_kva_purge(h->f.k); /* large blocks' parked areas keep tables */
         kmm_page_drain_cpu(h->f.k);
         struct kmm_page_stats ps;
         kmm_page_stats(h->f.k, &ps);
