@@ -1462,3 +1462,42 @@ KTEST_LEVELS(vmalloc, kmm_check_reports_a_parked_area_someone_mapped)
     KT_EXPECT_HEALTHY(t, k);
     teardown(&x);
 }
+
+KTEST_LEVELS(vmalloc, a_parked_range_someone_mapped_fails_one_vmap_and_is_released)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 4 * MIB, levels));
+    struct kmm *k = x.f.k;
+    uint64_t pg[2] = {kmm_page_alloc(k, 0, 0), kmm_page_alloc(k, 0, 0)};
+    KT_ASSERT(t, pg[0] && pg[1]);
+    void *v = kmm_vmap(k, pg, 2, KMM_PROT_READ);
+    KT_ASSERT(t, v != NULL);
+    KT_ASSERT_EQ(t, kmm_vunmap(k, v), KMM_OK);
+    /* A kernel writing its tables behind the library's back puts a page
+     * into the parked range (moved from the free part of the window). */
+    uint64_t spare = va_of(v) + 8 * PAGE;
+    KT_ASSERT_EQ(t, kmm_vm_map(x.ks, spare, pg[1], PAGE, KMM_PROT_READ), KMM_OK);
+    uint64_t *e = pte_of(&x, va_of(v) + PAGE, levels), *s = pte_of(&x, spare, levels);
+    *e = *s;
+    *s = 0;
+    /* The vmap that takes the range finds the page, fails, and releases
+     * the range instead of parking it again. */
+    unsigned long errors = kt_machine_log_count(x.f.m, KMM_LOG_ERR);
+    KT_EXPECT(t, kmm_vmap(k, pg, 2, KMM_PROT_READ) == NULL);
+    KT_EXPECT(t, kt_machine_log_count(x.f.m, KMM_LOG_ERR) > errors);
+    struct kmm_vmalloc_stats st = vstats(&x);
+    KT_EXPECT_EQ(t, st.parked_areas + st.areas, 0);
+    struct kmm_vm_translation tr;
+    KT_EXPECT(t, kmm_vm_translate(x.ks, va_of(v) + PAGE, &tr) == KMM_OK && tr.pa == pg[1]);
+    /* The next one looks the range up, steps over the page, and works. */
+    void *w = kmm_vmap(k, pg, 2, KMM_PROT_READ);
+    KT_ASSERT(t, w != NULL);
+    KT_EXPECT(t, va_of(w) >= va_of(v) + 2 * PAGE);
+    KT_EXPECT_EQ(t, vstats(&x).foreign_pages, 1);
+    KT_EXPECT_EQ(t, kmm_vunmap(k, w), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(x.ks, va_of(v) + PAGE, PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(k, pg[0], 0), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_page_free(k, pg[1], 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, k);
+    teardown(&x);
+}

@@ -360,12 +360,20 @@ static void park_list_remove(struct kmm_kva *v, uint32_t i)
     v->nparked--;
 }
 
-/* Changes r's kind (and so its share of the counters). */
+/* Changes r's kind between a live area's and PARKED (and so its share of
+ * the counters: account_locked's rule, in a few stores). */
 static void set_kind_locked(struct kmm_kva *v, struct kva_rec *r, enum kva_kind kind)
 {
-    account_locked(v, r, true);
+    uint64_t backed = r->pages - 1u;
+    v->nrec[r->kind]--;
+    v->backed[r->kind] -= backed;
+    v->nrec[kind]++;
+    v->backed[kind] += backed;
+    if (kind == KVA_PARKED)
+        v->used_pages -= r->pages;
+    else
+        v->used_pages += r->pages;
     r->kind = (uint8_t)kind;
-    account_locked(v, r, false);
 }
 
 /* Takes the newest parked area of need pages (guard page included) for a

@@ -342,9 +342,17 @@ int vmm_map_pages_area(struct kmm *k, uint64_t va, const uint64_t *pages, uint64
                           .prot = flags & KMM_PROT_MASK,
                           .cache = flags & KMM_CACHE_MASK,
                           .owned = (flags & KMM_MAP_OWNED) != 0};
+    /* Most areas lie in one page table that exists (a parked range's is
+     * held): one walk checks and finds it. Else count, then map. */
     struct vmm_tables t = {0, 0};
-    kmm_irqstate_t irq;
-    int err = vmm_lock_with_tables(as, &t, count_pages, &m, &irq);
+    kmm_irqstate_t irq = kmm_lock_irqsave(&as->lock);
+    bool busy;
+    uint64_t table = mmu_map_pages_table_locked(&as->mmu, &m, &busy);
+    int err = KMM_OK;
+    if (!table) {
+        kmm_unlock_irqrestore(&as->lock, irq);
+        err = busy ? KMM_EBUSY : vmm_lock_with_tables(as, &t, count_pages, &m, &irq);
+    }
     if (err == KMM_EBUSY)
         return vm_misuse(k, KMM_EBUSY, KMM_MISUSE_BUSY, "kmm_vm_map", va, size,
                          "a page of the range is mapped already", caller);
@@ -355,7 +363,10 @@ int vmm_map_pages_area(struct kmm *k, uint64_t va, const uint64_t *pages, uint64
         vmm_tables_release(k, &t);
         return vm_refuse(as, VM_OWNED_NOT_PAGE, "kmm_vm_map", va, size, caller);
     }
-    mmu_map_pages_locked(&as->mmu, &m, &t);
+    if (table)
+        mmu_map_pages_in_locked(&as->mmu, table, &m);
+    else
+        mmu_map_pages_locked(&as->mmu, &m, &t);
     vmm_pages_changed(&as->mmu, va, pages, n, m.prot | KMM_PROT_READ);
     kmm_unlock_irqrestore(&as->lock, irq);
     vmm_tables_release(k, &t);
@@ -465,12 +476,30 @@ int kmm_vm_unmap_caller(struct kmm_aspace *as, uint64_t va, uint64_t size, const
     return err;
 }
 
+/* An area of several pages is unmapped in one pass, with no count of its
+ * entries first (vmm_unmap_area_locked): the window maps an area's pages
+ * itself, and one found missing, or a huge leaf, only comes from entries
+ * a kernel wrote behind the library's back. From such a leaf on, the
+ * general path (unmap: cut, check, unmap) does the rest. */
 int vmm_unmap_area(struct kmm *k, uint64_t va, uint64_t size)
 {
+    const void *caller = __builtin_return_address(0);
     struct kmm_aspace *ks = &k->vm.kernel;
     struct kmm_tlb_gather g;
     kmm_tlb_gather_init(&g, ks);
-    int err = unmap(ks, va, size, &g, "kmm_vm_unmap", true, __builtin_return_address(0));
+    int err;
+    if (size == KMM_PAGE_SIZE) {
+        err = unmap(ks, va, size, &g, "kmm_vm_unmap", true, caller);
+    } else {
+        uint64_t done = 0;
+        kmm_irqstate_t irq = kmm_lock_irqsave(&ks->lock);
+        err = vmm_unmap_area_locked(ks, va, size, &done, &g, &irq);
+        if (done)
+            vmm_mapping_changed(&ks->mmu, va, done, 0, 0);
+        kmm_unlock_irqrestore(&ks->lock, irq);
+        if (err == MMU_SLOW)
+            err = unmap(ks, va + done, size - done, &g, "kmm_vm_unmap", true, caller);
+    }
     kmm_tlb_finish(&g);
     return err;
 }

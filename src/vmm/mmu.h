@@ -196,6 +196,17 @@ int mmu_map_pages_count_locked(const struct mmu_space *s, const struct mmu_pages
  * O(pages + tables x levels). */
 void mmu_map_pages_locked(struct mmu_space *s, const struct mmu_pages *m, struct vmm_tables *t);
 
+/* mmu_map_pages_table_locked - the count and the walk above in one, for m
+ * within one page table that exists (an area's whose tables are held, or a
+ * neighbour's): that table's physical address if every entry of m is
+ * free; 0 with *busy if a page is mapped (or a huge leaf maps the span);
+ * 0 otherwise (m meets two tables, or its table is missing: count and map
+ * as above). mmu_map_pages_in_locked then writes m's leaves into the table
+ * it returned, with the lock held since. One walk; O(levels + pages). */
+uint64_t mmu_map_pages_table_locked(const struct mmu_space *s, const struct mmu_pages *m,
+                                    bool *busy);
+void mmu_map_pages_in_locked(struct mmu_space *s, uint64_t table, const struct mmu_pages *m);
+
 /* mmu_replace_tables - the most tables mmu_replace_locked can take,
  * whatever is mapped now: the caller sets them aside before the lock, since
  * a replace may drop the lock between chunks. Reads no table; no lock. */
@@ -240,6 +251,17 @@ int mmu_unmap_page_locked(struct mmu_space *s, uint64_t va, struct kmm_tlb_gathe
  * there. O(leaves + tables freed). */
 uint64_t mmu_unmap_locked(struct mmu_space *s, uint64_t va, uint64_t size, uint64_t done,
                           struct kmm_tlb_gather *g);
+
+/* mmu_unmap_area_locked - the window's unmap of an area (4 KiB pages that
+ * only the window maps) in one pass, with no count first: as
+ * mmu_unmap_locked from byte *done on, but a page found unmapped is added
+ * to *missing (an area whose entries a kernel changed behind the library's
+ * back; the rest is unmapped all the same), and a huge leaf, which only
+ * such entries put there, stops it at that leaf. Updates *done; returns
+ * true iff it stopped at a huge leaf (nothing changed from there on).
+ * O(leaves + tables freed). */
+bool mmu_unmap_area_locked(struct mmu_space *s, uint64_t va, uint64_t size, uint64_t *done,
+                           struct kmm_tlb_gather *g, uint64_t *missing);
 
 /* mmu_protect_locked - give every leaf of [va, va + size), mapped and cut
  * already, the protection prot (KMM_PROT_*; frame, size, cache mode and

@@ -132,6 +132,16 @@ static void retire_area(struct kmm *k, uint64_t va, uint64_t n, bool held, const
     kva_retire(k, va, hold, clean);
 }
 
+/* The end of a new area at va whose mapping failed with err, nothing left
+ * mapped: parked again if it was a parked range and only memory ran short;
+ * released if a page of it was found mapped (KMM_EBUSY: entries a kernel
+ * wrote behind the library's back into a parked range), so that the next
+ * reservation's table lookup finds that page and steps over it. */
+static void retire_unmapped(struct kmm *k, uint64_t va, int err)
+{
+    kva_retire(k, va, false, err == KMM_ENOMEM);
+}
+
 /* --- vmalloc ------------------------------------------------------------------------ */
 
 /* Why a vmalloc request is refused, or KVA_ACCEPTED. */
@@ -163,8 +173,9 @@ static void *vmalloc_from(struct kmm *k, size_t size, kmm_gfp_t flags, const voi
     uint64_t va;
     if (kva_reserve(k, pages, KVA_VMALLOC, caller, &va) != KMM_OK)
         return 0;
-    if (back_with_pages(k, va, pages, flags) != KMM_OK) {
-        kva_retire(k, va, false, true); /* nothing mapped: parked again if it was */
+    int err = back_with_pages(k, va, pages, flags);
+    if (err) {
+        retire_unmapped(k, va, err);
         return 0;
     }
     kva_publish(k, va);
@@ -247,8 +258,9 @@ static uint64_t vmap_area(struct kmm *k, const uint64_t *pages, size_t count, un
     uint64_t va;
     if (kva_reserve(k, count, KVA_VMAP, caller, &va) != KMM_OK)
         return 0;
-    if (vmm_map_pages_area(k, va, pages, count, prot) != KMM_OK) {
-        kva_retire(k, va, false, true); /* nothing mapped: parked again if it was */
+    int err = vmm_map_pages_area(k, va, pages, count, prot);
+    if (err) {
+        retire_unmapped(k, va, err);
         return 0;
     }
     kva_publish(k, va);

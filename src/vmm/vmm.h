@@ -106,6 +106,14 @@ void vmm_replace_locked(struct kmm_aspace *as, const struct mmu_map *m, struct v
 void vmm_unmap_locked(struct kmm_aspace *as, uint64_t va, uint64_t size, struct kmm_tlb_gather *g,
                       kmm_irqstate_t *irq);
 
+/* vmm_unmap_area_locked - mmu_unmap_area_locked (an area's pages in one
+ * pass, no count first) to the range's end, from byte *done on, finishing
+ * g with the lock dropped whenever it fills. Returns KMM_OK, KMM_ENOENT
+ * (pages were missing; the rest is unmapped), or MMU_SLOW: a huge leaf at
+ * *done, nothing changed from there on. */
+int vmm_unmap_area_locked(struct kmm_aspace *as, uint64_t va, uint64_t size, uint64_t *done,
+                          struct kmm_tlb_gather *g, kmm_irqstate_t *irq);
+
 /* --- gathers (tlb.c) --------------------------------------------------------------------- */
 
 /* After a _g call: if g holds work now and is not counted yet in its
@@ -130,7 +138,9 @@ int vmm_map_pages_area(struct kmm *k, uint64_t va, const uint64_t *pages, uint64
 /* kmm_vm_unmap on the kernel space for the window's allocator (vmalloc.c):
  * no window check, and a page found unmapped is not the caller's mistake
  * (the allocator unmaps what it mapped; a kernel writing the tables behind
- * its back is): KMM_ENOENT, neither counted nor logged, nothing changed. */
+ * its back is): KMM_ENOENT, neither counted nor logged, with the pages
+ * still mapped either left as they were or unmapped (the caller unmaps
+ * whatever is left, run by run). */
 int vmm_unmap_area(struct kmm *k, uint64_t va, uint64_t size);
 
 /* --- spaces (aspace.c) ---------------------------------------------------------------- */

@@ -220,24 +220,58 @@ int mmu_map_pages_count_locked(const struct mmu_space *s, const struct mmu_pages
     return (int)missing;
 }
 
-void mmu_map_pages_locked(struct mmu_space *s, const struct mmu_pages *m, struct vmm_tables *t)
+/* Writes n of m's leaves from pa, at at's entries of table (free ones). */
+static void write_run(struct mmu_space *s, const struct mmu_pages *m, uint64_t table, uint64_t at,
+                      const uint64_t *pa, uint32_t n)
 {
     const pte_t bits =
         pte_make_leaf(0, m->prot, m->cache, PT_LEVEL_PT) | (m->owned ? PTE_SW_OWNED : 0);
+    pte_t *e = &pt_table(s, table)[pte_index(at, PT_LEVEL_PT)];
+    for (uint32_t i = 0; i < n; i++)
+        pte_set(&e[i], pa[i] | bits);
+    pt_count_add(s, table, n);
+    s->counts.leaves[pt_ix(PT_LEVEL_PT)] += n;
+    s->counts.owned += m->owned ? n : 0;
+}
+
+void mmu_map_pages_locked(struct mmu_space *s, const struct mmu_pages *m, struct vmm_tables *t)
+{
     const uint64_t *pa = m->pages;
     uint64_t end = m->va + m->n * KMM_PAGE_SIZE;
     for (uint64_t at = m->va; at != end;) {
         uint64_t stop = table_stop(at, m->va, end);
-        uint64_t table = pt_make_path(s, at, PT_LEVEL_PT, t);
-        pte_t *e = &pt_table(s, table)[pte_index(at, PT_LEVEL_PT)];
         uint32_t n = (uint32_t)((stop - at) >> KMM_PAGE_SHIFT);
-        for (uint32_t i = 0; i < n; i++)
-            pte_set(&e[i], *pa++ | bits);
-        pt_count_add(s, table, n);
-        s->counts.leaves[pt_ix(PT_LEVEL_PT)] += n;
-        s->counts.owned += m->owned ? n : 0;
+        write_run(s, m, pt_make_path(s, at, PT_LEVEL_PT, t), at, pa, n);
+        pa += n;
         at = stop;
     }
+}
+
+uint64_t mmu_map_pages_table_locked(const struct mmu_space *s, const struct mmu_pages *m,
+                                    bool *busy)
+{
+    uint64_t end = m->va + m->n * KMM_PAGE_SIZE;
+    *busy = false;
+    if (table_stop(m->va, m->va, end) != end)
+        return 0; /* more than one table */
+    struct pt_path p;
+    unsigned l = pt_walk(s, m->va, &p);
+    if (l != PT_LEVEL_PT) {
+        *busy = pte_present(*pt_slot(s, &p, l, m->va)); /* a huge leaf */
+        return 0;
+    }
+    const pte_t *e = pt_slot(s, &p, l, m->va);
+    for (uint64_t i = 0; i < m->n; i++)
+        if (pte_used(e[i])) {
+            *busy = true;
+            return 0;
+        }
+    return p.table[pt_ix(PT_LEVEL_PT)];
+}
+
+void mmu_map_pages_in_locked(struct mmu_space *s, uint64_t table, const struct mmu_pages *m)
+{
+    write_run(s, m, table, m->va, m->pages, (uint32_t)m->n);
 }
 
 /* --- replacing ---------------------------------------------------------------------------- */

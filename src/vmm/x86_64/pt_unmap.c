@@ -105,10 +105,11 @@ static inline uint64_t table_run(uint64_t va, uint64_t size, uint64_t at)
  * to the table's end or the range's, as long as g has room for the
  * releases: each run of leaves that may be cached is recorded with one
  * vmm_gather_run, the table's count goes down once, and the table is freed
- * if it empties. Returns where it stopped.
+ * if it empties. Entries found empty are added to *missing. Returns where
+ * it stopped.
  */
 static uint64_t drop_table_run(struct mmu_space *s, uint64_t va, uint64_t size, uint64_t at,
-                               const struct pt_path *p, struct kmm_tlb_gather *g)
+                               const struct pt_path *p, struct kmm_tlb_gather *g, uint64_t *missing)
 {
     uint64_t n = table_run(va, size, at), i, run = 0;
     pte_t *e = pt_slot(s, p, PT_LEVEL_PT, at);
@@ -122,7 +123,9 @@ static uint64_t drop_table_run(struct mmu_space *s, uint64_t va, uint64_t size, 
             if (pte_demand(old)) { /* a demand-zero page: no frame either */
                 pte_set(&e[i], 0);
                 demand++;
-            } /* else: only a caller racing on the range gets here */
+            } else { /* a caller racing on the range, or an area changed behind its back */
+                (*missing)++;
+            }
             continue;
         }
         if (pte_owned(old)) { /* its frame, and the tables that may empty above it */
@@ -153,8 +156,11 @@ static uint64_t drop_table_run(struct mmu_space *s, uint64_t va, uint64_t size, 
     return at + i * KMM_PAGE_SIZE;
 }
 
-uint64_t mmu_unmap_locked(struct mmu_space *s, uint64_t va, uint64_t size, uint64_t done,
-                          struct kmm_tlb_gather *g)
+/* mmu_unmap_locked's loop; with area (mmu_unmap_area_locked), missing
+ * pages are counted and a huge leaf stops it. Returns the bytes done. */
+static inline __attribute__((always_inline)) uint64_t
+unmap_from(struct mmu_space *s, uint64_t va, uint64_t size, uint64_t done, struct kmm_tlb_gather *g,
+           uint64_t *missing, bool area, bool *huge)
 {
     uint64_t at = va + done;
     while (at - va < size) { /* at wraps to 0 at the top of the address space */
@@ -163,18 +169,38 @@ uint64_t mmu_unmap_locked(struct mmu_space *s, uint64_t va, uint64_t size, uint6
         struct pt_path p;
         unsigned l = pt_walk(s, at, &p);
         if (l == PT_LEVEL_PT) {
-            at = drop_table_run(s, va, size, at, &p, g);
+            at = drop_table_run(s, va, size, at, &p, g, missing);
             continue;
         }
         if (!pte_present(*pt_slot(s, &p, l, at))) {
             at = pt_end(at, PT_LEVEL_PT);
+            (*missing)++;
             continue;
+        }
+        if (area) {
+            *huge = true;
+            break;
         }
         KMM_ASSERT(s->k->port, pt_base(at, l) == at);
         drop_leaf(s, at, &p, l, g);
         at += pte_level_size(l);
     }
     return at - va;
+}
+
+uint64_t mmu_unmap_locked(struct mmu_space *s, uint64_t va, uint64_t size, uint64_t done,
+                          struct kmm_tlb_gather *g)
+{
+    uint64_t missing = 0; /* the caller's check said every page was mapped */
+    return unmap_from(s, va, size, done, g, &missing, false, 0);
+}
+
+bool mmu_unmap_area_locked(struct mmu_space *s, uint64_t va, uint64_t size, uint64_t *done,
+                           struct kmm_tlb_gather *g, uint64_t *missing)
+{
+    bool huge = false;
+    *done = unmap_from(s, va, size, *done, g, missing, true, &huge);
+    return huge;
 }
 
 void mmu_protect_locked(struct mmu_space *s, uint64_t va, uint64_t size, unsigned prot,
