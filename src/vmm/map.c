@@ -91,22 +91,32 @@ static inline const char *window_keeps_locked(const struct kmm_aspace *as, uint6
     return kva_map_conflict(as->k, va, size, hold);
 }
 
+/* Why an owned mapping's reference on the page at pa was refused: it has
+ * the most owned mappings a frame can (mapped, so an allocated single
+ * page), or it is no allocated single page (never, or no longer). */
+static enum vm_why owned_refused(struct kmm *k, uint64_t pa)
+{
+    return pmm_page_map_count(k, pa) ? VM_FRAME_MAPS_MAX : VM_OWNED_NOT_PAGE;
+}
+
 /* Takes an owned mapping's reference on each of the n pages from pa, all or
- * none: true, or false with every reference taken put back. check_frames
- * looked without a lock: a caller may have freed a frame since, which this
- * finds under the frame's zone lock. Space lock held (zone locks come after
- * it); nothing is mapped yet, so a reference put back needs no
- * invalidation (and frees the page if the caller freed it meanwhile). */
-static bool take_owned_refs(struct kmm *k, uint64_t pa, uint64_t n)
+ * none: VM_VALID, or why not with every reference taken put back.
+ * check_frames looked without a lock: a caller may have freed a frame
+ * since, which this finds under the frame's zone lock. Space lock held
+ * (zone locks come after it); nothing is mapped yet, so a reference put
+ * back needs no invalidation (and frees the page if the caller freed it
+ * meanwhile). */
+static enum vm_why take_owned_refs(struct kmm *k, uint64_t pa, uint64_t n)
 {
     for (uint64_t i = 0; i < n; i++) {
         if (!pmm_page_map_get(k, pa + i * KMM_PAGE_SIZE)) {
+            enum vm_why why = owned_refused(k, pa + i * KMM_PAGE_SIZE);
             while (i-- > 0)
                 pmm_page_map_put(k, pa + i * KMM_PAGE_SIZE);
-            return false;
+            return why;
         }
     }
-    return true;
+    return VM_VALID;
 }
 
 /* One page whose page table exists, with a flag map_one does not take
@@ -126,9 +136,10 @@ map_page(struct kmm_aspace *as, const struct mmu_map *m, bool area, const void *
     struct mmu_cursor cur;
     int r = mmu_map_page_locked(&as->mmu, m, m->owned ? &cur : 0);
     if (r == KMM_OK && m->owned) {
-        if (!take_owned_refs(k, m->pa, 1)) { /* nothing committed: nothing changed */
+        enum vm_why why = take_owned_refs(k, m->pa, 1);
+        if (why) { /* nothing committed: nothing changed */
             kmm_unlock_irqrestore(&as->lock, irq);
-            return vm_refuse(as, VM_OWNED_NOT_PAGE, "kmm_vm_map", m->va, m->size, caller);
+            return vm_refuse(as, why, "kmm_vm_map", m->va, m->size, caller);
         }
         mmu_map_page_commit_locked(&as->mmu, m, &cur);
     }
@@ -167,10 +178,11 @@ static int map_range(struct kmm_aspace *as, const struct mmu_map *m, bool replac
 
     /* The owned references first, the last step that can fail; nothing
      * below does. */
-    if (m->owned && !take_owned_refs(k, m->pa, m->size >> KMM_PAGE_SHIFT)) {
+    enum vm_why why = m->owned ? take_owned_refs(k, m->pa, m->size >> KMM_PAGE_SHIFT) : VM_VALID;
+    if (why) {
         kmm_unlock_irqrestore(&as->lock, irq);
         vmm_tables_release(k, &t);
-        return vm_refuse(as, VM_OWNED_NOT_PAGE, "kmm_vm_map", m->va, m->size, caller);
+        return vm_refuse(as, why, "kmm_vm_map", m->va, m->size, caller);
     }
     struct kmm_tlb_gather g;
     kmm_tlb_gather_init(&g, as);
@@ -308,16 +320,17 @@ int kmm_vm_map_caller(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t 
 }
 
 /* take_owned_refs for an array of single pages. */
-static bool take_page_refs(struct kmm *k, const uint64_t *pages, uint64_t n)
+static enum vm_why take_page_refs(struct kmm *k, const uint64_t *pages, uint64_t n)
 {
     for (uint64_t i = 0; i < n; i++) {
         if (!pmm_page_map_get(k, pages[i])) {
+            enum vm_why why = owned_refused(k, pages[i]);
             while (i-- > 0)
                 pmm_page_map_put(k, pages[i]);
-            return false;
+            return why;
         }
     }
-    return true;
+    return VM_VALID;
 }
 
 /* The tables a map of an array of pages needs (vmm_lock_with_tables). */
@@ -358,10 +371,11 @@ int vmm_map_pages_area(struct kmm *k, uint64_t va, const uint64_t *pages, uint64
                          "a page of the range is mapped already", caller);
     if (err)
         return err;
-    if (m.owned && !take_page_refs(k, pages, n)) { /* nothing changed yet */
+    why = m.owned ? take_page_refs(k, pages, n) : VM_VALID;
+    if (why) { /* nothing changed yet */
         kmm_unlock_irqrestore(&as->lock, irq);
         vmm_tables_release(k, &t);
-        return vm_refuse(as, VM_OWNED_NOT_PAGE, "kmm_vm_map", va, size, caller);
+        return vm_refuse(as, why, "kmm_vm_map", va, size, caller);
     }
     if (table)
         mmu_map_pages_in_locked(&as->mmu, table, &m);

@@ -30,7 +30,8 @@ static inline bool vm_is_space(const struct kmm_aspace *as)
  * kernel half from a user space) OUTSIDE; an unknown or conflicting flag,
  * protection or cache mode BAD_FLAGS; a NULL, zero or otherwise malformed
  * argument BAD_ARG; a gather of another space BAD_HANDLE; an owned frame
- * that is no allocated single page NOT_BLOCK. A plain enum, so
+ * that is no allocated single page NOT_BLOCK, one with the most owned
+ * mappings a frame can LIMIT. A plain enum, so
  * that a refusal travels in one register and the callers' common path
  * stays short.
  */

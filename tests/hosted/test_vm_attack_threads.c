@@ -409,12 +409,15 @@ KTEST_LEVELS(vm_attack_threads, a_clone_meeting_a_frame_at_the_mapping_limit_cha
     for (unsigned i = 0; i < 3; i++)
         KT_EXPECT(t, !tr_of(p, USER + i * PAGE).cow);
     /* Nor can another owned mapping of it be made, by either path (a
-     * single page, a replacing map). */
+     * single page, a replacing map), each refusal counted as a limit too. */
     struct kmm_aspace *ks = kmm_kernel_aspace(x.k);
     const uint64_t kva = UINT64_C(0xffffc00000000000);
     KT_EXPECT_EQ(t, kmm_vm_map(ks, kva, b, PAGE, KMM_PROT_READ | KMM_MAP_OWNED), KMM_ESTATE);
     KT_EXPECT_EQ(t, kmm_vm_map(p, USER + 8 * PAGE, b, PAGE, URW | KMM_MAP_OWNED | KMM_MAP_REPLACE),
                  KMM_ESTATE);
+    kmm_misuse_stats(x.k, &m0);
+    KT_EXPECT_EQ(
+        t, m0.count[KMM_LAYER_VM][KMM_MISUSE_LIMIT] - m1.count[KMM_LAYER_VM][KMM_MISUSE_LIMIT], 2);
     KT_EXPECT_EQ(t, tr_of(p, USER + 8 * PAGE).pa, 0);
     set_mapcount(x.k, b, 1);
     KT_EXPECT_HEALTHY(t, x.k);
