@@ -38,6 +38,14 @@ static inline unsigned piece_at(const struct mmu_map *m, uint64_t at, unsigned t
     return piece_level(at, m->pa + (at - m->va), m->size - (at - m->va), top);
 }
 
+/* The address after the page table's span that holds at, or end if that
+ * comes first (end is exclusive and may be 0: the top of the space). */
+static inline uint64_t table_stop(uint64_t at, uint64_t va, uint64_t end)
+{
+    uint64_t next = pt_end(at, PT_LEVEL_PT + 1); /* a page table spans one level-2 entry */
+    return next - va < end - va ? next : end;
+}
+
 /* The leaf of level l for m's piece at `at`. */
 static inline pte_t piece_leaf(const struct mmu_map *m, uint64_t at, unsigned l)
 {
@@ -151,18 +159,31 @@ int mmu_map_count_locked(const struct mmu_space *s, const struct mmu_map *m)
         if (pte_used(*pt_slot(s, &p, l, at)))
             return KMM_EBUSY;
         missing += new_tables(&seen, at, piece, l); /* levels piece .. l-1 are missing */
+        if (piece == PT_LEVEL_PT) { /* so are the rest of the table's span: one walk */
+            uint64_t stop = table_stop(at, m->va, m->va + m->size);
+            const pte_t *e = pt_slot(s, &p, l, at);
+            for (at += KMM_PAGE_SIZE, e++; at != stop && l == PT_LEVEL_PT; at += KMM_PAGE_SIZE, e++)
+                if (pte_used(*e))
+                    return KMM_EBUSY;
+            at = stop;
+            continue;
+        }
         at += pte_level_size(piece);
     }
     return (int)missing;
 }
 
-/* mmu_map_locked for a demand-zero map: 4 KiB entries, none present. */
+/* mmu_map_locked for a demand-zero map: 4 KiB entries, none present; one
+ * walk per page table. */
 static void map_demand_locked(struct mmu_space *s, const struct mmu_map *m, struct vmm_tables *t)
 {
     const pte_t v = pte_make_demand(m->prot, m->cache);
-    for (uint64_t at = m->va; at - m->va < m->size; at += KMM_PAGE_SIZE) {
+    for (uint64_t at = m->va; at - m->va < m->size;) {
+        uint64_t stop = table_stop(at, m->va, m->va + m->size);
         uint64_t table = pt_make_path(s, at, PT_LEVEL_PT, t);
-        pt_add_demand(s, table, &pt_table(s, table)[pte_index(at, PT_LEVEL_PT)], v);
+        for (pte_t *e = &pt_table(s, table)[pte_index(at, PT_LEVEL_PT)]; at != stop;
+             at += KMM_PAGE_SIZE, e++)
+            pt_add_demand(s, table, e, v);
     }
 }
 
@@ -181,20 +202,18 @@ void mmu_map_locked(struct mmu_space *s, const struct mmu_map *m, struct vmm_tab
             table = pte_frame(*e);
             e = &pt_table(s, table)[pte_index(at, --piece)];
         }
+        if (piece == PT_LEVEL_PT) { /* and 4 KiB pieces to the table's end: one walk */
+            for (uint64_t stop = table_stop(at, m->va, m->va + m->size); at != stop;
+                 at += KMM_PAGE_SIZE, e++)
+                pt_add_leaf(s, table, e, piece_leaf(m, at, PT_LEVEL_PT), PT_LEVEL_PT);
+            continue;
+        }
         pt_add_leaf(s, table, e, piece_leaf(m, at, piece), piece);
         at += pte_level_size(piece);
     }
 }
 
 /* --- an array of single pages ----------------------------------------------------------- */
-
-/* The address after the page table's span that holds at, or end if that
- * comes first (end is exclusive and may be 0: the top of the space). */
-static inline uint64_t table_stop(uint64_t at, uint64_t va, uint64_t end)
-{
-    uint64_t next = pt_end(at, PT_LEVEL_PT + 1); /* a page table spans one level-2 entry */
-    return next - va < end - va ? next : end;
-}
 
 int mmu_map_pages_count_locked(const struct mmu_space *s, const struct mmu_pages *m)
 {
