@@ -1175,8 +1175,13 @@ KTEST_LEVELS(vmalloc, the_report_lists_the_window_and_its_areas)
     KT_EXPECT(t, ktest_contains(tx.buf, "vmalloc pages 3"));
     KT_EXPECT(t, ktest_contains(tx.buf, "vmalloc pages=3"));
     KT_EXPECT(t, ktest_contains(tx.buf, "vmap    pages=1"));
+    KT_EXPECT(t, !ktest_contains(tx.buf, "parked"));
     KT_EXPECT_EQ(t, kmm_vfree(x.f.k, p), KMM_OK);
     KT_EXPECT_EQ(t, kmm_vunmap(x.f.k, v), KMM_OK);
+    tx.len = 0;
+    kmm_report(x.f.k, &(struct kmm_sink){kt_text_write, &tx});
+    KT_EXPECT(t, ktest_contains(tx.buf, "areas 0 (vmalloc 0, vmap 0, raw 0)"));
+    KT_EXPECT(t, ktest_contains(tx.buf, "parked (freed, kept for reuse) 2 areas, 4 pages"));
     KT_EXPECT_EQ(t, kmm_page_free(x.f.k, pg, 0), KMM_OK);
     teardown(&x);
 }
