@@ -132,6 +132,7 @@ KTEST_LEVELS(vm, a_range_across_table_boundaries_maps_every_page_in_order)
     uint64_t pa = kmm_pages_alloc(f.k, 1024, 0);
     KT_ASSERT(t, pa != 0);
     KT_ASSERT_EQ(t, kmm_vm_map(f.ks, va, pa, size, KMM_PROT_READ), KMM_OK);
+    uint64_t full = tables(f.ks); /* three page tables and their directories */
     bool ok = true;
     for (uint64_t off = 0; off < size; off += PAGE) {
         struct kmm_vm_translation tr;
@@ -152,6 +153,25 @@ KTEST_LEVELS(vm, a_range_across_table_boundaries_maps_every_page_in_order)
     KT_EXPECT_EQ(t, run.size, 100 * PAGE);
     KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, va, 100 * PAGE), KMM_OK);
     KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, va + 101 * PAGE, size - 101 * PAGE), KMM_OK);
+    KT_EXPECT_EQ(t, tables(f.ks), 257);
+    /* A page in the middle table makes a map of the range, plain or
+     * demand-zero, busy (found in the walk of that table), changing
+     * nothing; a demand-zero map of all of it fills every table. */
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, va + 300 * PAGE, pa, PAGE, KMM_PROT_READ), KMM_OK);
+    uint64_t t1 = tables(f.ks);
+    KT_EXPECT_EQ(t, kmm_vm_map(f.ks, va, pa, size, KMM_PROT_READ), KMM_EBUSY);
+    KT_EXPECT_EQ(t, kmm_vm_map(f.ks, va, 0, size, KMM_PROT_READ | KMM_MAP_DEMAND), KMM_EBUSY);
+    KT_EXPECT_EQ(t, tables(f.ks), t1);
+    struct kmm_vm_fault_stats fs;
+    KT_ASSERT_EQ(t, kmm_vm_fault_stats(f.ks, &fs), KMM_OK);
+    KT_EXPECT_EQ(t, fs.demand_pages, 0);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, va + 300 * PAGE, PAGE), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_map(f.ks, va, 0, size, KMM_PROT_READ | KMM_MAP_DEMAND), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_fault_stats(f.ks, &fs), KMM_OK);
+    KT_EXPECT_EQ(t, fs.demand_pages, size / PAGE);
+    KT_EXPECT_EQ(t, tables(f.ks), full);
+    KT_EXPECT_HEALTHY(t, f.k);
+    KT_ASSERT_EQ(t, kmm_vm_unmap(f.ks, va, size), KMM_OK);
     KT_EXPECT_EQ(t, tables(f.ks), 257);
     KT_EXPECT_EQ(t, kmm_pages_free(f.k, pa, 1024), KMM_OK);
     KT_EXPECT_HEALTHY(t, f.k);
