@@ -20,10 +20,14 @@
  * starts at p (0 elsewhere), with VB_DYING set while it is being unmapped.
  * A map takes the first fit from this CPU's current block, from hint on
  * (every page below hint is taken). An unmap finds the block by address
- * (this CPU's current block first, else the list), marks the range DYING,
- * clears its leaves and completes their invalidation, and only then gives
- * its pages back to the bitmap: a range is never handed out while a TLB may
- * still hold one of its pages (SPEC §4).
+ * (this CPU's current block first, else the list) and, under its lock,
+ * judges the request and clears the range's leaves. If no TLB may hold any
+ * of them (their accessed flags are clear where the MMU caches only
+ * accessed leaves: pt_leaf_cached), the pages go back to the bitmap in the
+ * same hold; else the range is marked DYING, its invalidation completed
+ * with the locks dropped, and only then are its pages given back: a range
+ * is never handed out while a TLB may still hold one of its pages
+ * (SPEC §4).
  *
  * Invariants (vb_check_area, vb_check), at a quiet point:
  *   - used is the number of bits set in map; ranges the number of non-zero
@@ -38,14 +42,16 @@
  *     and each CPU's current block is on the list with cpu naming that
  *     CPU.
  *
- * Lock order (docs/architecture.md): a CPU slot's lock (vb_cpu[c].lock) ->
- * a block's lock; the block list lock (vb_lock) -> a block's lock. Never
- * two slots, two blocks, or a slot and the list lock at once; the kernel
- * space's lock (1), the window lock (2) and the page allocator's locks are
- * taken with none of these held. On the common path a map takes this
- * CPU's slot lock and its block's lock (no other CPU takes them but a
- * reclaim or an unmap of one of its ranges), then the kernel space's lock
- * for the leaves, as every change of the kernel's tables does.
+ * Lock order (docs/architecture.md): the kernel space's lock (1) -> a CPU
+ * slot's lock (vb_cpu[c].lock) -> a block's lock; the kernel space's lock
+ * -> the block list lock (vb_lock) -> a block's lock. Never two slots, two
+ * blocks, or a slot and the list lock at once; the kernel space's lock is
+ * never taken under them, and the window lock (2) and the page allocator's
+ * locks are taken with none of these held. On the common path a map takes
+ * the kernel space's lock (every change of the kernel's tables does), then
+ * this CPU's slot lock and its block's lock (no other CPU takes them but a
+ * reclaim or an unmap of one of its ranges) for the bookkeeping, and
+ * writes the leaves; an unmap takes the same three, once each.
  *
  * Lifetime: a block lives while it is a CPU's current block or holds a
  * range; it goes on the list holding its maker's range already, so it is
@@ -115,14 +121,10 @@ static inline uint64_t word_mask(unsigned bit, unsigned n)
     return (n == 64 ? ~UINT64_C(0) : ((UINT64_C(1) << n) - 1)) << bit;
 }
 
-/* Sets (or with clear, clears) the n bits from p. */
-static void mark(struct vblock *b, unsigned p, unsigned n, bool clear)
+/* Sets (or with clear, clears) the n bits from p, across words. */
+static __attribute__((noinline)) void mark_words(struct vblock *b, unsigned p, unsigned n,
+                                                 bool clear)
 {
-    if (p % 64 + n <= 64) { /* the common range: within one word */
-        uint64_t m = word_mask(p % 64, n);
-        b->map[p / 64] = clear ? b->map[p / 64] & ~m : b->map[p / 64] | m;
-        return;
-    }
     while (n) {
         unsigned bit = p % 64, k = 64 - bit < n ? 64 - bit : n;
         uint64_t m = word_mask(bit, k);
@@ -132,8 +134,24 @@ static void mark(struct vblock *b, unsigned p, unsigned n, bool clear)
     }
 }
 
+/* Sets (or with clear, clears) the n bits from p. Inline: every caller
+ * names clear, and the common range lies within one word. */
+static inline __attribute__((always_inline)) void mark(struct vblock *b, unsigned p, unsigned n,
+                                                       bool clear)
+{
+    if (p % 64 + n > 64) {
+        mark_words(b, p, n, clear);
+        return;
+    }
+    uint64_t m = word_mask(p % 64, n);
+    if (clear)
+        b->map[p / 64] &= ~m;
+    else
+        b->map[p / 64] |= m;
+}
+
 /* Whether the n bits from p are all clear. */
-static bool all_clear(const struct vblock *b, unsigned p, unsigned n)
+static inline bool all_clear(const struct vblock *b, unsigned p, unsigned n)
 {
     if (p % 64 + n <= 64) /* within one word */
         return !(b->map[p / 64] & word_mask(p % 64, n));
@@ -148,13 +166,10 @@ static bool all_clear(const struct vblock *b, unsigned p, unsigned n)
     return true;
 }
 
-/* First fit: the first page from hint where need pages are free, or -1.
- * Ranges that come and go in LIFO order find room at hint itself: one look
- * at a word or two. */
-static int find_locked(const struct vblock *b, unsigned need)
+/* First fit from hint, past the run at hint itself: the first page where
+ * need pages are free, or -1. */
+static __attribute__((noinline)) int scan_locked(const struct vblock *b, unsigned need)
 {
-    if (b->hint + need <= VB_GUARD && all_clear(b, b->hint, need))
-        return (int)b->hint;
     unsigned run = 0;
     for (unsigned p = b->hint; p < VB_PAGES; p++) {
         if (p % 64 == 0 && b->map[p / 64] == ~UINT64_C(0)) { /* a full word */
@@ -170,8 +185,18 @@ static int find_locked(const struct vblock *b, unsigned need)
     return -1;
 }
 
+/* First fit: the first page from hint where need pages are free, or -1.
+ * Ranges that come and go in LIFO order find room at hint itself: one look
+ * at a word or two, inline. */
+static inline int find_locked(const struct vblock *b, unsigned need)
+{
+    if (b->hint + need <= VB_GUARD && all_clear(b, b->hint, need))
+        return (int)b->hint;
+    return scan_locked(b, need);
+}
+
 /* Takes the n pages of a range and its guard page from p. */
-static void take_locked(struct vblock *b, unsigned p, unsigned n)
+static inline void take_locked(struct vblock *b, unsigned p, unsigned n)
 {
     mark(b, p, n + 1, false);
     b->len[p] = (uint8_t)n;
@@ -182,7 +207,7 @@ static void take_locked(struct vblock *b, unsigned p, unsigned n)
 }
 
 /* Gives the range at p (n pages) and its guard page back. */
-static void give_locked(struct vblock *b, unsigned p, unsigned n)
+static inline void give_locked(struct vblock *b, unsigned p, unsigned n)
 {
     mark(b, p, n + 1, true);
     b->len[p] = 0;
@@ -343,8 +368,9 @@ static uint64_t free_block(struct kmm *k, struct vblock *b)
 
 /* Takes need pages (a range and its guard page) from this CPU's current
  * block: true with *out and *first; false if it has none or it is full.
- * IRQs off (the caller's), so that this stays this CPU. */
-static bool take_from_current(struct kmm *k, unsigned need, struct vblock **out, unsigned *first)
+ * The kernel space's lock held (IRQs off: this stays this CPU). */
+static inline __attribute__((always_inline)) bool
+take_from_current(struct kmm *k, unsigned need, struct vblock **out, unsigned *first)
 {
     struct kva_vb_cpu *c = &k->kva.vb_cpu[kmm_port_cpu_id()];
     kmm_irqstate_t cs = kmm_lock_irqsave(&c->lock);
@@ -369,8 +395,9 @@ static bool take_from_current(struct kmm *k, unsigned need, struct vblock **out,
  * current block of the CPU this runs on now; the block it replaces is no
  * CPU's any more and is freed if it holds no range. False if no block can
  * be made. IRQs on. */
-static bool take_from_new(struct kmm *k, unsigned need, const void *caller, struct vblock **out,
-                          unsigned *first)
+static __attribute__((noinline, cold)) bool take_from_new(struct kmm *k, unsigned need,
+                                                          const void *caller, struct vblock **out,
+                                                          unsigned *first)
 {
     struct vblock *b = make_block(k, need, caller);
     if (!b)
@@ -400,44 +427,65 @@ static bool take_from_new(struct kmm *k, unsigned need, const void *caller, stru
     return true;
 }
 
-bool vb_map(struct kmm *k, const uint64_t *pages, uint64_t n, unsigned prot, const void *caller,
-            uint64_t *va)
+/* Writes the leaves of n pages at va in b's held table. The kernel
+ * space's lock held. */
+static inline void map_locked(struct kmm *k, const struct vblock *b, uint64_t va,
+                              const uint64_t *pages, uint64_t n, unsigned prot)
 {
+    struct mmu_space *s = &k->vm.kernel.mmu;
+    mmu_held_map_locked(s, b->table, va, pages, n, prot);
+    if (kmm_port_mirrors_mappings(k->port))
+        vmm_pages_changed(s, va, pages, n, prot | KMM_PROT_READ);
+}
+
+/* vb_map, inline so that a call with a constant count folds it. */
+static inline __attribute__((always_inline)) bool map_range(struct kmm *k, const uint64_t *pages,
+                                                            uint64_t n, unsigned prot,
+                                                            const void *caller, uint64_t *va)
+{
+    struct kmm_aspace *ks = &k->vm.kernel;
     struct vblock *b;
     unsigned first;
     unsigned need = (unsigned)n + 1; /* and its guard page */
-    /* IRQs stay off from the take to the leaves, the locks taken and
-     * dropped inside: one restore, not one a lock (each costs, and under
+    /* The kernel space's lock first (lock order 1 -> 2), the slot's and the
+     * block's taken and dropped inside: IRQs stay off from the take to the
+     * leaves, with one restore, not one a lock (each costs, and under
      * QEMU's TCG each sti ends a translation block). */
-    kmm_irqstate_t irq = kmm_irq_save();
+    kmm_irqstate_t irq = kmm_lock_irqsave(&ks->lock);
     if (!take_from_current(k, need, &b, &first)) {
-        kmm_irq_restore(irq);
+        kmm_unlock_irqrestore(&ks->lock, irq);
         if (!take_from_new(k, need, caller, &b, &first))
             return false;
-        irq = kmm_irq_save();
+        irq = kmm_lock_irqsave(&ks->lock);
     }
     /* The range is ours and its table held: the leaves are written with
      * no check left that could fail. */
-    struct kmm_aspace *ks = kmm_kernel_aspace(k);
-    struct mmu_pages m = {
-        .va = b->va + (uint64_t)first * PAGE, .pages = pages, .n = n, .prot = prot};
-    kmm_irqstate_t ls = kmm_lock_irqsave(&ks->lock);
-    mmu_held_map_locked(&ks->mmu, b->table, &m);
-    vmm_pages_changed(&ks->mmu, m.va, pages, n, prot | KMM_PROT_READ);
-    kmm_unlock_irqrestore(&ks->lock, ls);
-    kmm_irq_restore(irq);
-    *va = m.va;
+    uint64_t at = b->va + (uint64_t)first * PAGE;
+    map_locked(k, b, at, pages, n, prot);
+    kmm_unlock_irqrestore(&ks->lock, irq);
+    *va = at;
     return true;
+}
+
+bool vb_map(struct kmm *k, const uint64_t *pages, uint64_t n, unsigned prot, const void *caller,
+            uint64_t *va)
+{
+    /* One page, the commonest request, with its count folded. */
+    if (n == 1)
+        return map_range(k, pages, 1, prot, caller, va);
+    return map_range(k, pages, n, prot, caller, va);
 }
 
 /* --- unmapping a range -------------------------------------------------------------------- */
 
-/* Judges an unmap of n pages at va in b: KVA_ACCEPTED (the range is marked
- * DYING), or the refusal. Block lock held. */
-static struct kva_refusal judge_locked(struct vblock *b, uint64_t va, uint64_t n)
+/* Judges an unmap of n pages at va in b: KVA_ACCEPTED, or the refusal.
+ * Block lock held. */
+static struct kva_refusal judge_locked(const struct vblock *b, uint64_t va, uint64_t n)
 {
     unsigned p = (unsigned)((va - b->va) / PAGE);
     unsigned len = b->len[p];
+    if (len == n) /* the common case: a live range of n pages starts here */
+        return KVA_ACCEPTED;
     if (!len) {
         /* A range that covers p: its start is at most KMM_MAP_RAM_MAX pages back. */
         for (unsigned q = p; q-- > 0 && p - q <= KMM_MAP_RAM_MAX;) {
@@ -455,17 +503,53 @@ static struct kva_refusal judge_locked(struct vblock *b, uint64_t va, uint64_t n
     if (len & VB_DYING)
         return (struct kva_refusal){"the range is being unmapped already (double unmap)",
                                     KMM_ESTATE, KMM_MISUSE_DOUBLE_FREE};
-    if (len != n)
-        return (struct kva_refusal){"count is not the range's page count", KMM_EINVAL,
-                                    KMM_MISUSE_BAD_ORDER};
-    b->len[p] = (uint8_t)(len | VB_DYING);
+    return (struct kva_refusal){"count is not the range's page count", KMM_EINVAL,
+                                KMM_MISUSE_BAD_ORDER};
+}
+
+/* What an unmap leaves to do once its locks are dropped. */
+enum vb_after {
+    VB_AFTER_NOTHING,    /* refused, or the range is back in its block */
+    VB_AFTER_FREE,       /* the range is back, and its block is doomed: free it */
+    VB_AFTER_INVALIDATE, /* the range is DYING: finish the gather, then give it back */
+};
+
+/* Judges an unmap of n pages at va in b and, accepted, clears its leaves
+ * into g. If none of them may sit in a TLB (the accessed rule,
+ * pt_leaf_cached), the range goes back to the block here, in the hold that
+ * judged it: SPEC §4 keeps a range until its invalidations are complete,
+ * and it has none. Otherwise it is marked DYING, so that it stays taken
+ * (and the block alive) until the caller has finished g. Block lock and
+ * the kernel space's lock held. */
+static inline __attribute__((always_inline)) struct kva_refusal
+unmap_locked(struct kmm *k, struct vblock *b, uint64_t va, uint64_t n, struct kmm_tlb_gather *g,
+             enum vb_after *after)
+{
+    struct kva_refusal no = judge_locked(b, va, n);
+    if (no.why)
+        return no;
+    struct mmu_space *s = &k->vm.kernel.mmu;
+    unsigned p = (unsigned)((va - b->va) / PAGE);
+    bool cached = mmu_held_unmap_locked(s, b->table, va, n, g);
+    if (kmm_port_mirrors_mappings(k->port))
+        vmm_mapping_changed(s, va, n * PAGE, 0, 0);
+    if (cached) {
+        b->len[p] = (uint8_t)(n | VB_DYING);
+        *after = VB_AFTER_INVALIDATE;
+    } else {
+        give_locked(b, p, (unsigned)n);
+        *after = doom_if_idle_locked(b) ? VB_AFTER_FREE : VB_AFTER_NOTHING;
+    }
     return KVA_ACCEPTED;
 }
 
-/* The block holding va, with the unmap judged under its lock (*no): this
- * CPU's current block first, without the list lock; else the list. NULL if
- * va lies in no block. IRQs off (the caller's: this CPU's slot). */
-static struct vblock *find_and_judge(struct kmm *k, uint64_t va, uint64_t n, struct kva_refusal *no)
+/* The block holding va, with the unmap judged and done under its lock
+ * (unmap_locked: *no, *after): this CPU's current block first, without the
+ * list lock; else the list. NULL if va lies in no block. The kernel space's
+ * lock held (IRQs off: this CPU's slot). */
+static inline __attribute__((always_inline)) struct vblock *
+find_and_unmap(struct kmm *k, uint64_t va, uint64_t n, struct kmm_tlb_gather *g,
+               struct kva_refusal *no, enum vb_after *after)
 {
     struct kmm_kva *v = &k->kva;
     struct kva_vb_cpu *c = &v->vb_cpu[kmm_port_cpu_id()];
@@ -473,7 +557,7 @@ static struct vblock *find_and_judge(struct kmm *k, uint64_t va, uint64_t n, str
     struct vblock *b = c->cur;
     if (b && in_block(b, va)) {
         kmm_irqstate_t bs = kmm_lock_irqsave(&b->lock);
-        *no = judge_locked(b, va, n);
+        *no = unmap_locked(k, b, va, n, g, after);
         kmm_unlock_irqrestore(&b->lock, bs);
     } else {
         b = 0;
@@ -486,43 +570,54 @@ static struct vblock *find_and_judge(struct kmm *k, uint64_t va, uint64_t n, str
         ;
     if (b) {
         kmm_irqstate_t bs = kmm_lock_irqsave(&b->lock);
-        *no = judge_locked(b, va, n);
+        *no = unmap_locked(k, b, va, n, g, after);
         kmm_unlock_irqrestore(&b->lock, bs);
     }
     kmm_unlock_irqrestore(&v->vb_lock, irq);
     return b;
 }
 
-int vb_unmap(struct kmm *k, uint64_t va, uint64_t n, const char *fn, const void *caller)
+/* vb_unmap, inline so that a call with a constant count folds it. */
+static inline __attribute__((always_inline)) int unmap_range(struct kmm *k, uint64_t va, uint64_t n,
+                                                             const char *fn, const void *caller)
 {
+    struct kmm_aspace *ks = &k->vm.kernel;
     struct kva_refusal no = KVA_ACCEPTED;
-    /* IRQs off from the judgement to the leaves, as in vb_map; on again
-     * for the gather, whose shootdown may wait for other CPUs. */
-    kmm_irqstate_t irq = kmm_irq_save();
-    struct vblock *b = find_and_judge(k, va, n, &no);
-    if (!b || no.why) {
-        kmm_irq_restore(irq);
-        return !b ? VB_NOT_A_BLOCK
-                  : kva_misuse(k, no.err, no.cls, fn, va, n * PAGE, no.why, caller);
-    }
-    /* DYING: the range stays taken, and the block alive, until its
-     * invalidation is complete. */
-    struct kmm_aspace *ks = kmm_kernel_aspace(k);
+    enum vb_after after = VB_AFTER_NOTHING;
     struct kmm_tlb_gather g;
     kmm_tlb_gather_init(&g, ks);
-    kmm_irqstate_t ls = kmm_lock_irqsave(&ks->lock);
-    mmu_held_unmap_locked(&ks->mmu, b->table, va, n, &g);
-    vmm_mapping_changed(&ks->mmu, va, n * PAGE, 0, 0);
-    kmm_unlock_irqrestore(&ks->lock, ls);
-    kmm_irq_restore(irq);
-    kmm_tlb_finish(&g);
-    irq = kmm_lock_irqsave(&b->lock);
-    give_locked(b, (unsigned)((va - b->va) / PAGE), (unsigned)n);
-    bool idle = doom_if_idle_locked(b);
-    kmm_unlock_irqrestore(&b->lock, irq);
-    if (idle)
+    /* The kernel space's lock first (lock order 1 -> 2), the slot's and the
+     * block's taken and dropped inside: the judgement, the leaves and, when
+     * no TLB may hold them, the give-back in one hold, with one interrupt
+     * restore. */
+    kmm_irqstate_t irq = kmm_lock_irqsave(&ks->lock);
+    struct vblock *b = find_and_unmap(k, va, n, &g, &no, &after);
+    kmm_unlock_irqrestore(&ks->lock, irq);
+    if (!b)
+        return VB_NOT_A_BLOCK;
+    if (no.why)
+        return kva_misuse(k, no.err, no.cls, fn, va, n * PAGE, no.why, caller);
+    if (after == VB_AFTER_INVALIDATE) {
+        /* DYING: the range stays taken, and the block alive, until its
+         * invalidation is complete (IRQs on: the shootdown may wait for
+         * other CPUs). */
+        kmm_tlb_finish(&g);
+        irq = kmm_lock_irqsave(&b->lock);
+        give_locked(b, (unsigned)((va - b->va) / PAGE), (unsigned)n);
+        after = doom_if_idle_locked(b) ? VB_AFTER_FREE : VB_AFTER_NOTHING;
+        kmm_unlock_irqrestore(&b->lock, irq);
+    }
+    if (after == VB_AFTER_FREE)
         free_block(k, b);
     return KMM_OK;
+}
+
+int vb_unmap(struct kmm *k, uint64_t va, uint64_t n, const char *fn, const void *caller)
+{
+    /* One page, the commonest request, with its count folded. */
+    if (n == 1)
+        return unmap_range(k, va, 1, fn, caller);
+    return unmap_range(k, va, n, fn, caller);
 }
 
 /* --- giving blocks back ------------------------------------------------------------------- */
