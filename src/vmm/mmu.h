@@ -309,6 +309,17 @@ void mmu_held_map_locked(struct mmu_space *s, uint64_t table, uint64_t va, const
 bool mmu_held_unmap_locked(struct mmu_space *s, uint64_t table, uint64_t va, uint64_t n,
                            struct kmm_tlb_gather *g);
 
+/* What mmu_held_unmap_one_locked found of the leaf it cleared: 0 if no TLB
+ * may hold it (nothing to invalidate), else MMU_HELD_CACHED, with
+ * MMU_HELD_GLOBAL if its translation may be global. */
+#define MMU_HELD_CACHED 1u
+#define MMU_HELD_GLOBAL 2u
+
+/* mmu_held_unmap_one_locked - mmu_held_unmap_locked of the one page at va,
+ * with no gather: the caller records the page's invalidation itself when
+ * the answer asks for one. O(1). */
+unsigned mmu_held_unmap_one_locked(struct mmu_space *s, uint64_t table, uint64_t va);
+
 /* --- faults and clones (pt_fork.c) --------------------------------------------------- */
 
 /* What the entry of a faulting address needs (mmu_fault_look_locked). */

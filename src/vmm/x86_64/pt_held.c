@@ -98,22 +98,18 @@ void mmu_held_map_locked(struct mmu_space *s, uint64_t table, uint64_t va, const
         held_map_many(s, table, va, pages, n, prot);
 }
 
-/* mmu_held_unmap_locked of one page: no run to follow. */
-static bool held_unmap_one(struct mmu_space *s, uint64_t table, uint64_t va,
-                           struct kmm_tlb_gather *g)
+unsigned mmu_held_unmap_one_locked(struct mmu_space *s, uint64_t table, uint64_t va)
 {
     pte_t old = pt_take_leaf(held_leaf(s, table, va, 1));
     KMM_ASSERT(s->k->port, pte_present(old) && !pte_owned(old));
-    bool cached = pt_leaf_cached(s, old);
-    if (cached)
-        vmm_gather_range(g, va, KMM_PAGE_SIZE, pt_global(s, va, old));
     held_count(s, table, 1, false);
-    return cached;
+    if (!pt_leaf_cached(s, old))
+        return 0;
+    return MMU_HELD_CACHED | (pt_global(s, va, old) ? MMU_HELD_GLOBAL : 0);
 }
 
-static __attribute__((noinline)) bool held_unmap_many(struct mmu_space *s, uint64_t table,
-                                                      uint64_t va, uint64_t n,
-                                                      struct kmm_tlb_gather *g)
+bool mmu_held_unmap_locked(struct mmu_space *s, uint64_t table, uint64_t va, uint64_t n,
+                           struct kmm_tlb_gather *g)
 {
     pte_t *e = held_leaf(s, table, va, n);
     bool global = false, cached = false;
@@ -134,10 +130,4 @@ static __attribute__((noinline)) bool held_unmap_many(struct mmu_space *s, uint6
     vmm_gather_run(g, va + (n - run) * KMM_PAGE_SIZE, run, global);
     held_count(s, table, n, false);
     return cached;
-}
-
-bool mmu_held_unmap_locked(struct mmu_space *s, uint64_t table, uint64_t va, uint64_t n,
-                           struct kmm_tlb_gather *g)
-{
-    return n == 1 ? held_unmap_one(s, table, va, g) : held_unmap_many(s, table, va, n, g);
 }
