@@ -229,7 +229,8 @@ struct kmm_kva_area {
  * KMM_MAP_RAM_MAX pages are carved from this CPU's vmap block, a 2 MiB
  * area of the window reserved once, whose page table stays allocated while
  * the block lives, so the common path takes no window lock and allocates
- * nothing: this CPU's block, then the kernel space's lock for the leaves.
+ * nothing: one hold of the kernel space's lock, for this CPU's block and
+ * the leaves.
  * Each range is followed by a guard page that is never mapped. A block is
  * made when this CPU has none or it is full; a longer request, or one for
  * which no block can be made (the window has no free aligned 2 MiB, or no

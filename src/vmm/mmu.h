@@ -295,16 +295,30 @@ void mmu_unhold_table_locked(struct mmu_space *s, uint64_t va, struct kmm_tlb_ga
  * span has no page table or it carries no hold (kmm_check). O(levels). */
 uint64_t mmu_held_table_locked(const struct mmu_space *s, uint64_t va);
 
-/* mmu_held_map_locked - write m's pages (not owned, all inside the held
- * page table `table`, their entries clear) as 4 KiB leaves, without a
- * walk. Cannot fail. O(pages). */
-void mmu_held_map_locked(struct mmu_space *s, uint64_t table, const struct mmu_pages *m);
+/* mmu_held_map_locked - write pages[0 .. n) (not owned, all inside the
+ * held page table `table`, their entries clear) as 4 KiB write-back leaves
+ * from va with protection prot, without a walk. Cannot fail. O(n). */
+void mmu_held_map_locked(struct mmu_space *s, uint64_t table, uint64_t va, const uint64_t *pages,
+                         uint64_t n, unsigned prot);
 
 /* mmu_held_unmap_locked - clear the n present, unowned 4 KiB leaves from va
- * inside the held page table `table`, their invalidation recorded in g as
- * one run; frees nothing (the table stays held). O(n). */
-void mmu_held_unmap_locked(struct mmu_space *s, uint64_t table, uint64_t va, uint64_t n,
+ * inside the held page table `table`, the invalidation of each that a TLB
+ * may hold (pt_leaf_cached) recorded in g; frees nothing (the table stays
+ * held). Returns whether it recorded any: if not, no TLB holds any of the
+ * n pages, and the range may be reused at once. O(n). */
+bool mmu_held_unmap_locked(struct mmu_space *s, uint64_t table, uint64_t va, uint64_t n,
                            struct kmm_tlb_gather *g);
+
+/* What mmu_held_unmap_one_locked found of the leaf it cleared: 0 if no TLB
+ * may hold it (nothing to invalidate), else MMU_HELD_CACHED, with
+ * MMU_HELD_GLOBAL if its translation may be global. */
+#define MMU_HELD_CACHED 1u
+#define MMU_HELD_GLOBAL 2u
+
+/* mmu_held_unmap_one_locked - mmu_held_unmap_locked of the one page at va,
+ * with no gather: the caller records the page's invalidation itself when
+ * the answer asks for one. O(1). */
+unsigned mmu_held_unmap_one_locked(struct mmu_space *s, uint64_t table, uint64_t va);
 
 /* --- faults and clones (pt_fork.c) --------------------------------------------------- */
 

@@ -126,9 +126,8 @@ struct kva_hold {
 struct vblock; /* a vmap block: private to vblock.c */
 
 /* One CPU's vmap block slot: the block that CPU carves kmm_vm_map_ram's
- * ranges from (NULL: none yet), under lock (vblock.c). */
+ * ranges from (NULL: none yet), under the kernel space's lock (vblock.c). */
 struct kva_vb_cpu {
-    kmm_lock_t lock;
     struct vblock *cur;
 };
 
@@ -188,9 +187,9 @@ struct kmm_kva {
     uint64_t hint_gen, hint_first, hint_last;
     atomic_uint_fast64_t failed; /* allocations that found no room; never decreases */
     /* vmap blocks (vblock.c, which lists their invariants): the list of
-     * live blocks under vb_lock, each CPU's current one, and the shrinker
-     * that gives back empty ones (registered with the first block). */
-    kmm_lock_t vb_lock;
+     * live blocks and each CPU's current one, under the kernel space's
+     * lock, and the shrinker that gives back empty ones (registered with
+     * the first block). */
     struct vblock *blocks;
     uint64_t nblocks;
     bool vb_shrinker_on;

@@ -20,10 +20,13 @@
  * starts at p (0 elsewhere), with VB_DYING set while it is being unmapped.
  * A map takes the first fit from this CPU's current block, from hint on
  * (every page below hint is taken). An unmap finds the block by address
- * (this CPU's current block first, else the list), marks the range DYING,
- * clears its leaves and completes their invalidation, and only then gives
- * its pages back to the bitmap: a range is never handed out while a TLB may
- * still hold one of its pages (SPEC §4).
+ * (this CPU's current block first, else the list), judges the request
+ * and clears the range's leaves. If no TLB may hold any of them (their
+ * accessed flags are clear where the MMU caches only accessed leaves:
+ * pt_leaf_cached), the pages go back to the bitmap in the same lock hold;
+ * else the range is marked DYING, its invalidation completed with the lock
+ * dropped, and only then are its pages given back: a range is never handed
+ * out while a TLB may still hold one of its pages (SPEC §4).
  *
  * Invariants (vb_check_area, vb_check), at a quiet point:
  *   - used is the number of bits set in map; ranges the number of non-zero
@@ -38,22 +41,23 @@
  *     and each CPU's current block is on the list with cpu naming that
  *     CPU.
  *
- * Lock order (docs/architecture.md): a CPU slot's lock (vb_cpu[c].lock) ->
- * a block's lock; the block list lock (vb_lock) -> a block's lock. Never
- * two slots, two blocks, or a slot and the list lock at once; the kernel
- * space's lock (1), the window lock (2) and the page allocator's locks are
- * taken with none of these held. On the common path a map takes this
- * CPU's slot lock and its block's lock (no other CPU takes them but a
- * reclaim or an unmap of one of its ranges), then the kernel space's lock
- * for the leaves, as every change of the kernel's tables does.
+ * Locking (docs/architecture.md): every block's record, the list and the
+ * CPUs' slots are under the kernel space's lock (1), which every change of
+ * the kernel's tables takes anyway: a map or unmap of a range holds it
+ * once, for the bookkeeping and the leaves together, and takes no other
+ * lock (each hold costs, and so does each restore of the interrupt flag).
+ * The window lock (2) and the page allocator's locks are taken with it
+ * dropped, as are the gathers finished.
  *
  * Lifetime: a block lives while it is a CPU's current block or holds a
  * range; it goes on the list holding its maker's range already, so it is
- * never idle before it becomes current. Whoever finds it holding no range and being no CPU's, under
- * its lock, dooms it (the unmap that empties a block no CPU takes from any more, a map that
- * replaces a CPU's empty current block, a drain): only that caller unlinks it from the list and
- * frees it, and nothing takes a range from a doomed block, as only current blocks hand ranges out.
- * The list lock keeps a listed block's memory valid for a lookup.
+ * never idle before it becomes current. Whoever finds it holding no range
+ * and being no CPU's dooms it (the unmap that empties a block no CPU takes
+ * from any more, a map that replaces a CPU's empty current block, a
+ * drain): only that caller unlinks it from the list and frees it, and
+ * nothing takes a range from a doomed block, as only current blocks hand
+ * ranges out. The kernel space's lock keeps a listed block's memory valid
+ * for a lookup.
  */
 #include "internal.h"
 
@@ -81,11 +85,10 @@ _Static_assert(KMM_MAP_RAM_MAX + 1 < VB_GUARD, "a range and its guard page fit i
 /* A block's record: one page of the page allocator, through the direct map. */
 struct vblock {
     uint64_t canary;
-    kmm_lock_t lock;
     uint64_t va;         /* its first address: 2 MiB aligned */
     uint64_t table;      /* its held page table */
     uint64_t self;       /* the page holding this record */
-    struct vblock *next; /* on the list (vb_lock) */
+    struct vblock *next; /* on the list */
     uint32_t cpu;        /* the CPU whose current block it is, or VB_NO_CPU */
     uint32_t used;       /* taken pages, the area's guard page included */
     uint32_t ranges;     /* live ranges, DYING ones included */
@@ -115,14 +118,10 @@ static inline uint64_t word_mask(unsigned bit, unsigned n)
     return (n == 64 ? ~UINT64_C(0) : ((UINT64_C(1) << n) - 1)) << bit;
 }
 
-/* Sets (or with clear, clears) the n bits from p. */
-static void mark(struct vblock *b, unsigned p, unsigned n, bool clear)
+/* Sets (or with clear, clears) the n bits from p, across words. */
+static __attribute__((noinline)) void mark_words(struct vblock *b, unsigned p, unsigned n,
+                                                 bool clear)
 {
-    if (p % 64 + n <= 64) { /* the common range: within one word */
-        uint64_t m = word_mask(p % 64, n);
-        b->map[p / 64] = clear ? b->map[p / 64] & ~m : b->map[p / 64] | m;
-        return;
-    }
     while (n) {
         unsigned bit = p % 64, k = 64 - bit < n ? 64 - bit : n;
         uint64_t m = word_mask(bit, k);
@@ -132,8 +131,24 @@ static void mark(struct vblock *b, unsigned p, unsigned n, bool clear)
     }
 }
 
+/* Sets (or with clear, clears) the n bits from p. Inline: every caller
+ * names clear, and the common range lies within one word. */
+static inline __attribute__((always_inline)) void mark(struct vblock *b, unsigned p, unsigned n,
+                                                       bool clear)
+{
+    if (p % 64 + n > 64) {
+        mark_words(b, p, n, clear);
+        return;
+    }
+    uint64_t m = word_mask(p % 64, n);
+    if (clear)
+        b->map[p / 64] &= ~m;
+    else
+        b->map[p / 64] |= m;
+}
+
 /* Whether the n bits from p are all clear. */
-static bool all_clear(const struct vblock *b, unsigned p, unsigned n)
+static inline bool all_clear(const struct vblock *b, unsigned p, unsigned n)
 {
     if (p % 64 + n <= 64) /* within one word */
         return !(b->map[p / 64] & word_mask(p % 64, n));
@@ -148,13 +163,10 @@ static bool all_clear(const struct vblock *b, unsigned p, unsigned n)
     return true;
 }
 
-/* First fit: the first page from hint where need pages are free, or -1.
- * Ranges that come and go in LIFO order find room at hint itself: one look
- * at a word or two. */
-static int find_locked(const struct vblock *b, unsigned need)
+/* First fit from hint, past the run at hint itself: the first page where
+ * need pages are free, or -1. */
+static __attribute__((noinline)) int scan_locked(const struct vblock *b, unsigned need)
 {
-    if (b->hint + need <= VB_GUARD && all_clear(b, b->hint, need))
-        return (int)b->hint;
     unsigned run = 0;
     for (unsigned p = b->hint; p < VB_PAGES; p++) {
         if (p % 64 == 0 && b->map[p / 64] == ~UINT64_C(0)) { /* a full word */
@@ -170,8 +182,18 @@ static int find_locked(const struct vblock *b, unsigned need)
     return -1;
 }
 
+/* First fit: the first page from hint where need pages are free, or -1.
+ * Ranges that come and go in LIFO order find room at hint itself: one look
+ * at a word or two, inline. */
+static inline int find_locked(const struct vblock *b, unsigned need)
+{
+    if (b->hint + need <= VB_GUARD && all_clear(b, b->hint, need))
+        return (int)b->hint;
+    return scan_locked(b, need);
+}
+
 /* Takes the n pages of a range and its guard page from p. */
-static void take_locked(struct vblock *b, unsigned p, unsigned n)
+static inline void take_locked(struct vblock *b, unsigned p, unsigned n)
 {
     mark(b, p, n + 1, false);
     b->len[p] = (uint8_t)n;
@@ -182,7 +204,7 @@ static void take_locked(struct vblock *b, unsigned p, unsigned n)
 }
 
 /* Gives the range at p (n pages) and its guard page back. */
-static void give_locked(struct vblock *b, unsigned p, unsigned n)
+static inline void give_locked(struct vblock *b, unsigned p, unsigned n)
 {
     mark(b, p, n + 1, true);
     b->len[p] = 0;
@@ -193,7 +215,7 @@ static void give_locked(struct vblock *b, unsigned p, unsigned n)
 }
 
 /* Whether b holds no range and is no CPU's, so its caller must free it
- * (it is doomed now). Block lock held. */
+ * (it is doomed now). The kernel space's lock held. */
 static bool doom_if_idle_locked(struct vblock *b)
 {
     if (b->ranges || b->cpu != VB_NO_CPU || b->doomed)
@@ -215,15 +237,12 @@ static uint64_t vb_scan(struct kmm *k, void *ctx, uint64_t want_pages, kmm_gfp_t
 KMM_INIT void vb_init(struct kmm *k)
 {
     struct kmm_kva *v = &k->kva;
-    kmm_lock_init(&v->vb_lock);
     v->blocks = 0;
     v->nblocks = 0;
     v->vb_shrinker_on = false;
     v->vb_shrinker = (struct kmm_shrinker){.scan = vb_scan, .name = "vmap-blocks"};
-    for (unsigned c = 0; c < KMM_MAX_CPUS; c++) {
-        kmm_lock_init(&v->vb_cpu[c].lock);
+    for (unsigned c = 0; c < KMM_MAX_CPUS; c++)
         v->vb_cpu[c].cur = 0;
-    }
 }
 
 /* The tables holding a block's page table needs (vmm_lock_with_tables). */
@@ -277,11 +296,8 @@ static struct vblock *make_block(struct kmm *k, unsigned need, const void *calle
         kva_release(k, va);
         return 0;
     }
-    kmm_irqstate_t irq;
-
     struct vblock *b = kmm_phys_to_virt(k, self);
     __builtin_memset(b, 0, sizeof(*b));
-    kmm_lock_init(&b->lock);
     b->va = va;
     b->table = table;
     b->self = self;
@@ -292,13 +308,14 @@ static struct vblock *make_block(struct kmm *k, unsigned need, const void *calle
     b->canary = VB_CANARY;
     kva_publish(k, va);
 
-    irq = kmm_lock_irqsave(&v->vb_lock);
+    struct kmm_aspace *ks = &k->vm.kernel;
+    kmm_irqstate_t irq = kmm_lock_irqsave(&ks->lock);
     b->next = v->blocks;
     v->blocks = b;
     v->nblocks++;
     bool first = !v->vb_shrinker_on;
     v->vb_shrinker_on = true;
-    kmm_unlock_irqrestore(&v->vb_lock, irq);
+    kmm_unlock_irqrestore(&ks->lock, irq);
     if (first) /* once per instance, as the heap's: never unregistered */
         KMM_MUST(k->port, kmm_shrinker_register(k, &v->vb_shrinker));
     return b;
@@ -311,8 +328,8 @@ static struct vblock *make_block(struct kmm *k, unsigned need, const void *calle
 static uint64_t free_block(struct kmm *k, struct vblock *b)
 {
     struct kmm_kva *v = &k->kva;
-    struct kmm_aspace *ks = kmm_kernel_aspace(k);
-    kmm_irqstate_t irq = kmm_lock_irqsave(&v->vb_lock);
+    struct kmm_aspace *ks = &k->vm.kernel;
+    kmm_irqstate_t irq = kmm_lock_irqsave(&ks->lock);
     struct vblock **link = &v->blocks;
     while (*link != b) {
         KMM_ASSERT(k->port, *link != 0); /* a doomed block is on the list until now */
@@ -320,7 +337,7 @@ static uint64_t free_block(struct kmm *k, struct vblock *b)
     }
     *link = b->next;
     v->nblocks--;
-    kmm_unlock_irqrestore(&v->vb_lock, irq);
+    kmm_unlock_irqrestore(&ks->lock, irq);
 
     uint64_t va = b->va, pages;
     KMM_MUST(k->port, kva_begin_free(k, va, KVA_VBLOCK, "kmm_vm_unmap_ram", 0, &pages, 0));
@@ -341,102 +358,92 @@ static uint64_t free_block(struct kmm *k, struct vblock *b)
 
 /* --- mapping a range --------------------------------------------------------------------- */
 
-/* Takes need pages (a range and its guard page) from this CPU's current
- * block: true with *out and *first; false if it has none or it is full.
- * IRQs off (the caller's), so that this stays this CPU. */
-static bool take_from_current(struct kmm *k, unsigned need, struct vblock **out, unsigned *first)
+/* Writes the leaves of n pages at va in b's held table. The kernel
+ * space's lock held. */
+static inline void map_locked(struct kmm *k, const struct vblock *b, uint64_t va,
+                              const uint64_t *pages, uint64_t n, unsigned prot)
 {
-    struct kva_vb_cpu *c = &k->kva.vb_cpu[kmm_port_cpu_id()];
-    kmm_irqstate_t cs = kmm_lock_irqsave(&c->lock);
-    struct vblock *b = c->cur;
-    bool ok = false;
-    if (b) {
-        kmm_irqstate_t bs = kmm_lock_irqsave(&b->lock);
-        int p = find_locked(b, need);
-        if (p >= 0) {
-            take_locked(b, (unsigned)p, need - 1);
-            *out = b;
-            *first = (unsigned)p;
-            ok = true;
-        }
-        kmm_unlock_irqrestore(&b->lock, bs);
-    }
-    kmm_unlock_irqrestore(&c->lock, cs);
-    return ok;
+    struct mmu_space *s = &k->vm.kernel.mmu;
+    mmu_held_map_locked(s, b->table, va, pages, n, prot);
+    if (kmm_port_mirrors_mappings(k->port))
+        vmm_pages_changed(s, va, pages, n, prot | KMM_PROT_READ);
 }
 
-/* Makes a block with need pages taken from its start, and makes it the
- * current block of the CPU this runs on now; the block it replaces is no
- * CPU's any more and is freed if it holds no range. False if no block can
- * be made. IRQs on. */
-static bool take_from_new(struct kmm *k, unsigned need, const void *caller, struct vblock **out,
-                          unsigned *first)
+/* vb_map when this CPU's current block has no room for n pages: a new
+ * block with the range at its start becomes the current block of the CPU
+ * this runs on now; the block it replaces is no CPU's any more and is
+ * freed if it holds no range. False if no block can be made. Out of line,
+ * so that the common path keeps no register for it. IRQs on. */
+static __attribute__((noinline, cold)) bool map_new(struct kmm *k, const uint64_t *pages,
+                                                    uint64_t n, unsigned prot, const void *caller,
+                                                    uint64_t *va)
 {
-    struct vblock *b = make_block(k, need, caller);
+    struct vblock *b = make_block(k, (unsigned)n + 1, caller);
     if (!b)
         return false;
-    kmm_irqstate_t irq = kmm_irq_save();
+    struct kmm_aspace *ks = &k->vm.kernel;
+    kmm_irqstate_t irq = kmm_lock_irqsave(&ks->lock); /* IRQs off: this stays this CPU */
     unsigned cpu = kmm_port_cpu_id();
     struct kva_vb_cpu *c = &k->kva.vb_cpu[cpu];
-    kmm_irqstate_t cs = kmm_lock_irqsave(&c->lock);
-    kmm_irqstate_t bs = kmm_lock_irqsave(&b->lock);
     b->cpu = cpu;
-    kmm_unlock_irqrestore(&b->lock, bs);
     struct vblock *old = c->cur;
     c->cur = b;
     bool free_old = false;
     if (old) {
-        bs = kmm_lock_irqsave(&old->lock);
         old->cpu = VB_NO_CPU;
         free_old = doom_if_idle_locked(old);
-        kmm_unlock_irqrestore(&old->lock, bs);
     }
-    kmm_unlock_irqrestore(&c->lock, cs);
-    kmm_irq_restore(irq);
+    /* The range is the maker's and the table held: the leaves are written
+     * with no check left that could fail. */
+    map_locked(k, b, b->va, pages, n, prot);
+    kmm_unlock_irqrestore(&ks->lock, irq);
     if (free_old)
         free_block(k, old);
-    *out = b;
-    *first = 0;
+    *va = b->va;
+    return true;
+}
+
+/* vb_map, inline so that a call with a constant count folds it. */
+static inline __attribute__((always_inline)) bool map_range(struct kmm *k, const uint64_t *pages,
+                                                            uint64_t n, unsigned prot,
+                                                            const void *caller, uint64_t *va)
+{
+    struct kmm_aspace *ks = &k->vm.kernel;
+    /* One hold of the kernel space's lock for the take from this CPU's
+     * current block and the leaves: one restore of the interrupt flag
+     * (each costs, and under QEMU's TCG each sti ends a translation
+     * block). IRQs off: this stays this CPU. */
+    kmm_irqstate_t irq = kmm_lock_irqsave(&ks->lock);
+    struct vblock *b = k->kva.vb_cpu[kmm_port_cpu_id()].cur;
+    int p = b ? find_locked(b, (unsigned)n + 1) : -1;
+    if (p < 0) {
+        kmm_unlock_irqrestore(&ks->lock, irq);
+        return map_new(k, pages, n, prot, caller, va);
+    }
+    take_locked(b, (unsigned)p, (unsigned)n);
+    uint64_t at = b->va + (uint64_t)p * PAGE;
+    map_locked(k, b, at, pages, n, prot);
+    kmm_unlock_irqrestore(&ks->lock, irq);
+    *va = at;
     return true;
 }
 
 bool vb_map(struct kmm *k, const uint64_t *pages, uint64_t n, unsigned prot, const void *caller,
             uint64_t *va)
 {
-    struct vblock *b;
-    unsigned first;
-    unsigned need = (unsigned)n + 1; /* and its guard page */
-    /* IRQs stay off from the take to the leaves, the locks taken and
-     * dropped inside: one restore, not one a lock (each costs, and under
-     * QEMU's TCG each sti ends a translation block). */
-    kmm_irqstate_t irq = kmm_irq_save();
-    if (!take_from_current(k, need, &b, &first)) {
-        kmm_irq_restore(irq);
-        if (!take_from_new(k, need, caller, &b, &first))
-            return false;
-        irq = kmm_irq_save();
-    }
-    /* The range is ours and its table held: the leaves are written with
-     * no check left that could fail. */
-    struct kmm_aspace *ks = kmm_kernel_aspace(k);
-    struct mmu_pages m = {
-        .va = b->va + (uint64_t)first * PAGE, .pages = pages, .n = n, .prot = prot};
-    kmm_irqstate_t ls = kmm_lock_irqsave(&ks->lock);
-    mmu_held_map_locked(&ks->mmu, b->table, &m);
-    vmm_pages_changed(&ks->mmu, m.va, pages, n, prot | KMM_PROT_READ);
-    kmm_unlock_irqrestore(&ks->lock, ls);
-    kmm_irq_restore(irq);
-    *va = m.va;
-    return true;
+    /* One page, the commonest request, with its count folded. */
+    if (n == 1)
+        return map_range(k, pages, 1, prot, caller, va);
+    return map_range(k, pages, n, prot, caller, va);
 }
 
 /* --- unmapping a range -------------------------------------------------------------------- */
 
-/* Judges an unmap of n pages at va in b: KVA_ACCEPTED (the range is marked
- * DYING), or the refusal. Block lock held. */
-static struct kva_refusal judge_locked(struct vblock *b, uint64_t va, uint64_t n)
+/* Why an unmap at page p of b is refused, when no live range of the
+ * count it names starts there. The kernel space's lock held. */
+static __attribute__((noinline, cold)) struct kva_refusal refusal_locked(const struct vblock *b,
+                                                                         unsigned p)
 {
-    unsigned p = (unsigned)((va - b->va) / PAGE);
     unsigned len = b->len[p];
     if (!len) {
         /* A range that covers p: its start is at most KMM_MAP_RAM_MAX pages back. */
@@ -455,74 +462,103 @@ static struct kva_refusal judge_locked(struct vblock *b, uint64_t va, uint64_t n
     if (len & VB_DYING)
         return (struct kva_refusal){"the range is being unmapped already (double unmap)",
                                     KMM_ESTATE, KMM_MISUSE_DOUBLE_FREE};
-    if (len != n)
-        return (struct kva_refusal){"count is not the range's page count", KMM_EINVAL,
-                                    KMM_MISUSE_BAD_ORDER};
-    b->len[p] = (uint8_t)(len | VB_DYING);
-    return KVA_ACCEPTED;
+    return (struct kva_refusal){"count is not the range's page count", KMM_EINVAL,
+                                KMM_MISUSE_BAD_ORDER};
 }
 
-/* The block holding va, with the unmap judged under its lock (*no): this
- * CPU's current block first, without the list lock; else the list. NULL if
- * va lies in no block. IRQs off (the caller's: this CPU's slot). */
-static struct vblock *find_and_judge(struct kmm *k, uint64_t va, uint64_t n, struct kva_refusal *no)
+/* The block holding va: this CPU's current block first, else the list;
+ * NULL if va lies in no block. The kernel space's lock held. */
+static inline struct vblock *block_of_locked(struct kmm *k, uint64_t va)
 {
     struct kmm_kva *v = &k->kva;
-    struct kva_vb_cpu *c = &v->vb_cpu[kmm_port_cpu_id()];
-    kmm_irqstate_t cs = kmm_lock_irqsave(&c->lock);
-    struct vblock *b = c->cur;
-    if (b && in_block(b, va)) {
-        kmm_irqstate_t bs = kmm_lock_irqsave(&b->lock);
-        *no = judge_locked(b, va, n);
-        kmm_unlock_irqrestore(&b->lock, bs);
-    } else {
-        b = 0;
-    }
-    kmm_unlock_irqrestore(&c->lock, cs);
-    if (b)
-        return b;
-    kmm_irqstate_t irq = kmm_lock_irqsave(&v->vb_lock);
-    for (b = v->blocks; b && !in_block(b, va); b = b->next)
-        ;
-    if (b) {
-        kmm_irqstate_t bs = kmm_lock_irqsave(&b->lock);
-        *no = judge_locked(b, va, n);
-        kmm_unlock_irqrestore(&b->lock, bs);
-    }
-    kmm_unlock_irqrestore(&v->vb_lock, irq);
+    struct vblock *b = v->vb_cpu[kmm_port_cpu_id()].cur;
+    if (!b || !in_block(b, va))
+        for (b = v->blocks; b && !in_block(b, va); b = b->next)
+            ;
     return b;
+}
+
+/* Gives the DYING range of n pages at va in b back, and b with it if that
+ * leaves b idle, once the invalidations in g are complete (SPEC §4). IRQs
+ * on (the shootdown may wait for other CPUs), no lock held. */
+static __attribute__((noinline)) int give_back_after(struct kmm *k, struct vblock *b, uint64_t va,
+                                                     uint64_t n, struct kmm_tlb_gather *g)
+{
+    struct kmm_aspace *ks = &k->vm.kernel;
+    kmm_tlb_finish(g);
+    kmm_irqstate_t irq = kmm_lock_irqsave(&ks->lock);
+    give_locked(b, (unsigned)((va - b->va) / PAGE), (unsigned)n);
+    bool idle = doom_if_idle_locked(b);
+    kmm_unlock_irqrestore(&ks->lock, irq);
+    if (idle)
+        free_block(k, b);
+    return KMM_OK;
+}
+
+/* give_back_after for the one page at va, whose leaf mmu_held_unmap_one_locked
+ * said a TLB may hold (gone): its invalidation gathered here, so that the
+ * common path has no gather. */
+static __attribute__((noinline)) int give_back_one_after(struct kmm *k, struct vblock *b,
+                                                         uint64_t va, unsigned gone)
+{
+    struct kmm_tlb_gather g;
+    kmm_tlb_gather_init(&g, &k->vm.kernel);
+    vmm_gather_range(&g, va, PAGE, (gone & MMU_HELD_GLOBAL) != 0);
+    return give_back_after(k, b, va, 1, &g);
+}
+
+/* vb_unmap, inline so that a call with a constant count folds it. One
+ * hold of the kernel space's lock for the judgement, the leaves and, when
+ * no TLB may hold any of them (the accessed rule, pt_leaf_cached), the
+ * give-back: SPEC §4 keeps a range until its invalidations are complete,
+ * and it has none. Otherwise the range is marked DYING, so that it stays
+ * taken (and the block alive) until they are. */
+static inline __attribute__((always_inline)) int unmap_range(struct kmm *k, uint64_t va, uint64_t n,
+                                                             const char *fn, const void *caller)
+{
+    struct kmm_aspace *ks = &k->vm.kernel;
+    struct mmu_space *s = &ks->mmu;
+    kmm_irqstate_t irq = kmm_lock_irqsave(&ks->lock);
+    struct vblock *b = block_of_locked(k, va);
+    if (!b) {
+        kmm_unlock_irqrestore(&ks->lock, irq);
+        return VB_NOT_A_BLOCK;
+    }
+    unsigned p = (unsigned)((va - b->va) / PAGE);
+    if (b->len[p] != n) { /* not a live range of n pages: DYING is above any count */
+        struct kva_refusal no = refusal_locked(b, p);
+        kmm_unlock_irqrestore(&ks->lock, irq);
+        return kva_misuse(k, no.err, no.cls, fn, va, n * PAGE, no.why, caller);
+    }
+    struct kmm_tlb_gather g;
+    unsigned gone;
+    if (n == 1) {
+        gone = mmu_held_unmap_one_locked(s, b->table, va);
+    } else {
+        kmm_tlb_gather_init(&g, ks);
+        gone = mmu_held_unmap_locked(s, b->table, va, n, &g) ? MMU_HELD_CACHED : 0;
+    }
+    if (kmm_port_mirrors_mappings(k->port))
+        vmm_mapping_changed(s, va, n * PAGE, 0, 0);
+    if (gone) {
+        b->len[p] = (uint8_t)(n | VB_DYING);
+        kmm_unlock_irqrestore(&ks->lock, irq);
+        return n == 1 ? give_back_one_after(k, b, va, gone) : give_back_after(k, b, va, n, &g);
+    }
+    give_locked(b, p, (unsigned)n);
+    bool idle = doom_if_idle_locked(b);
+    kmm_unlock_irqrestore(&ks->lock, irq);
+    if (idle)
+        free_block(k, b);
+    return KMM_OK;
 }
 
 int vb_unmap(struct kmm *k, uint64_t va, uint64_t n, const char *fn, const void *caller)
 {
-    struct kva_refusal no = KVA_ACCEPTED;
-    /* IRQs off from the judgement to the leaves, as in vb_map; on again
-     * for the gather, whose shootdown may wait for other CPUs. */
-    kmm_irqstate_t irq = kmm_irq_save();
-    struct vblock *b = find_and_judge(k, va, n, &no);
-    if (!b || no.why) {
-        kmm_irq_restore(irq);
-        return !b ? VB_NOT_A_BLOCK
-                  : kva_misuse(k, no.err, no.cls, fn, va, n * PAGE, no.why, caller);
-    }
-    /* DYING: the range stays taken, and the block alive, until its
-     * invalidation is complete. */
-    struct kmm_aspace *ks = kmm_kernel_aspace(k);
-    struct kmm_tlb_gather g;
-    kmm_tlb_gather_init(&g, ks);
-    kmm_irqstate_t ls = kmm_lock_irqsave(&ks->lock);
-    mmu_held_unmap_locked(&ks->mmu, b->table, va, n, &g);
-    vmm_mapping_changed(&ks->mmu, va, n * PAGE, 0, 0);
-    kmm_unlock_irqrestore(&ks->lock, ls);
-    kmm_irq_restore(irq);
-    kmm_tlb_finish(&g);
-    irq = kmm_lock_irqsave(&b->lock);
-    give_locked(b, (unsigned)((va - b->va) / PAGE), (unsigned)n);
-    bool idle = doom_if_idle_locked(b);
-    kmm_unlock_irqrestore(&b->lock, irq);
-    if (idle)
-        free_block(k, b);
-    return KMM_OK;
+    /* One page, the commonest request, with its count folded. */
+    if (n == 1)
+        return unmap_range(k, va, 1, fn, caller);
+    return unmap_range(k, va, n, fn, caller);
 }
 
 /* --- giving blocks back ------------------------------------------------------------------- */
@@ -530,35 +566,28 @@ int vb_unmap(struct kmm *k, uint64_t va, uint64_t n, const char *fn, const void 
 uint64_t vb_drain(struct kmm *k)
 {
     struct kmm_kva *v = &k->kva;
+    struct kmm_aspace *ks = &k->vm.kernel;
     /* CPUs' current blocks that hold no range stop being current ... */
+    kmm_irqstate_t irq = kmm_lock_irqsave(&ks->lock);
     for (unsigned cpu = 0; cpu < k->cpu_count; cpu++) {
         struct kva_vb_cpu *c = &v->vb_cpu[cpu];
-        kmm_irqstate_t cs = kmm_lock_irqsave(&c->lock);
         struct vblock *b = c->cur;
-        if (b) {
-            kmm_irqstate_t bs = kmm_lock_irqsave(&b->lock);
-            if (!b->ranges) {
-                b->cpu = VB_NO_CPU;
-                c->cur = 0;
-            }
-            kmm_unlock_irqrestore(&b->lock, bs);
+        if (b && !b->ranges) {
+            b->cpu = VB_NO_CPU;
+            c->cur = 0;
         }
-        kmm_unlock_irqrestore(&c->lock, cs);
     }
+    kmm_unlock_irqrestore(&ks->lock, irq);
     /* ... then every idle block goes, one at a time (freeing takes the
-     * kernel space's and the window's locks, which the list lock may not
-     * be held across). */
+     * kernel space's lock and the window's, one after the other). */
     uint64_t freed = 0;
     for (;;) {
         struct vblock *idle = 0;
-        kmm_irqstate_t irq = kmm_lock_irqsave(&v->vb_lock);
-        for (struct vblock *b = v->blocks; b && !idle; b = b->next) {
-            kmm_irqstate_t bs = kmm_lock_irqsave(&b->lock);
+        irq = kmm_lock_irqsave(&ks->lock);
+        for (struct vblock *b = v->blocks; b && !idle; b = b->next)
             if (doom_if_idle_locked(b))
                 idle = b;
-            kmm_unlock_irqrestore(&b->lock, bs);
-        }
-        kmm_unlock_irqrestore(&v->vb_lock, irq);
+        kmm_unlock_irqrestore(&ks->lock, irq);
         if (!idle)
             return freed;
         freed += free_block(k, idle);
@@ -570,17 +599,16 @@ uint64_t vb_drain(struct kmm *k)
 void vb_stats(struct kmm *k, struct kmm_vmalloc_stats *out)
 {
     struct kmm_kva *v = &k->kva;
+    struct kmm_aspace *ks = &k->vm.kernel;
     out->vmap_blocks = out->map_ram_ranges = out->map_ram_pages = out->vmap_block_free = 0;
-    kmm_irqstate_t irq = kmm_lock_irqsave(&v->vb_lock);
+    kmm_irqstate_t irq = kmm_lock_irqsave(&ks->lock);
     for (struct vblock *b = v->blocks; b; b = b->next) {
-        kmm_irqstate_t bs = kmm_lock_irqsave(&b->lock);
         out->vmap_blocks++;
         out->map_ram_ranges += b->ranges;
         out->map_ram_pages += b->used - 1u - b->ranges; /* less the guard pages */
         out->vmap_block_free += VB_PAGES - b->used;
-        kmm_unlock_irqrestore(&b->lock, bs);
     }
-    kmm_unlock_irqrestore(&v->vb_lock, irq);
+    kmm_unlock_irqrestore(&ks->lock, irq);
 }
 
 /* The bitmap, lengths and counters of the copy c against each other. */
@@ -661,19 +689,18 @@ static void check_pages(struct kmm *k, const struct vblock *c, struct kmm_check_
 void vb_check_area(struct kmm *k, const struct kmm_kva_area *a, struct kmm_check_result *r)
 {
     struct kmm_kva *v = &k->kva;
+    struct kmm_aspace *ks = &k->vm.kernel;
     struct vblock copy;
     bool found = false, sane = false;
-    kmm_irqstate_t irq = kmm_lock_irqsave(&v->vb_lock);
+    kmm_irqstate_t irq = kmm_lock_irqsave(&ks->lock);
     for (struct vblock *b = v->blocks; b && !found; b = b->next) {
         if (b->va != a->va)
             continue;
         found = true;
         sane = b->canary == VB_CANARY;
-        kmm_irqstate_t bs = kmm_lock_irqsave(&b->lock);
         copy = *b;
-        kmm_unlock_irqrestore(&b->lock, bs);
     }
-    kmm_unlock_irqrestore(&v->vb_lock, irq);
+    kmm_unlock_irqrestore(&ks->lock, irq);
     if (!found || !sane || a->size != (uint64_t)VB_GUARD * PAGE) {
         kmm_check_problem(r, KMM_CHECK_CORRUPT, "vmap block area 0x%llx: %s",
                           (unsigned long long)a->va,
@@ -693,28 +720,21 @@ void vb_check(struct kmm *k, struct kmm_check_result *r)
     struct kmm_kva *v = &k->kva;
     uint64_t listed = 0, areas;
     bool slots_ok = true;
-    kmm_irqstate_t irq = kmm_lock_irqsave(&v->vb_lock);
+    struct kmm_aspace *ks = &k->vm.kernel;
+    kmm_irqstate_t irq = kmm_lock_irqsave(&ks->lock);
     for (struct vblock *b = v->blocks; b; b = b->next)
         listed++;
     uint64_t nblocks = v->nblocks;
-    kmm_unlock_irqrestore(&v->vb_lock, irq);
+    uint64_t held = ks->mmu.counts.held;
+    for (unsigned cpu = 0; cpu < k->cpu_count; cpu++) {
+        const struct vblock *cur = v->vb_cpu[cpu].cur;
+        if (cur)
+            slots_ok &= cur->cpu == cpu && !cur->doomed;
+    }
+    kmm_unlock_irqrestore(&ks->lock, irq);
     irq = kva_lock(v);
     areas = v->nrec[KVA_VBLOCK];
     kva_unlock(v, irq);
-    struct kmm_aspace *ks = kmm_kernel_aspace(k);
-    irq = kmm_lock_irqsave(&ks->lock);
-    uint64_t held = ks->mmu.counts.held;
-    kmm_unlock_irqrestore(&ks->lock, irq);
-    for (unsigned cpu = 0; cpu < k->cpu_count; cpu++) {
-        struct kva_vb_cpu *c = &v->vb_cpu[cpu];
-        kmm_irqstate_t cs = kmm_lock_irqsave(&c->lock);
-        if (c->cur) {
-            kmm_irqstate_t bs = kmm_lock_irqsave(&c->cur->lock);
-            slots_ok &= c->cur->cpu == cpu && !c->cur->doomed;
-            kmm_unlock_irqrestore(&c->cur->lock, bs);
-        }
-        kmm_unlock_irqrestore(&c->lock, cs);
-    }
     uint64_t raw_holds = kva_area_holds(k);
     if (listed != nblocks || areas != nblocks || held != nblocks + raw_holds || !slots_ok)
         kmm_check_problem(r, KMM_CHECK_CORRUPT,

@@ -220,8 +220,8 @@ int kmm_vfree(struct kmm *k, const void *addr)
 /* --- vmap ---------------------------------------------------------------------------- */
 
 /* Why a vmap request is refused, or KVA_ACCEPTED. */
-static struct kva_refusal bad_vmap(const struct kmm *k, const uint64_t *pages, size_t count,
-                                   unsigned prot)
+static struct kva_refusal bad_vmap_any(const struct kmm *k, const uint64_t *pages, size_t count,
+                                       unsigned prot)
 {
     if (!pages)
         return (struct kva_refusal){"NULL page array", KMM_EINVAL, KMM_MISUSE_BAD_ARG};
@@ -249,6 +249,18 @@ static struct kva_refusal bad_vmap(const struct kmm *k, const uint64_t *pages, s
                 KMM_ERANGE, KMM_MISUSE_OUTSIDE};
     }
     return KVA_ACCEPTED;
+}
+
+/* bad_vmap_any, with a good request for one page accepted inline: the same
+ * checks folded for a count of 1, the page's RAM asked of the memory map's
+ * last range (pmm_ram_page). */
+static inline struct kva_refusal bad_vmap(const struct kmm *k, const uint64_t *pages, size_t count,
+                                          unsigned prot)
+{
+    if (count == 1 && pages && k->kva.pages > 1 && (prot & KMM_PROT_READ) && !(prot & ~VMAP_PROT) &&
+        !(pages[0] & (PAGE - 1)) && pmm_ram_page(k, pages[0]) == PAGE)
+        return KVA_ACCEPTED;
+    return bad_vmap_any(k, pages, count, prot);
 }
 
 /* A vmap area for count checked pages: its first address, or 0. */

@@ -814,6 +814,107 @@ KTEST_LEVELS(vm_tlb, with_the_accessed_rule_map_ram_invalidates_only_what_was_re
     teardown(&f);
 }
 
+/* A map_ram range whose pages were never read is in no TLB: its unmap
+ * records no TLB event and gives the range back to its block at once, so
+ * the next map of as many pages gets it again; one page (the path with the
+ * count folded) and several. */
+KTEST_LEVELS(vm_tlb, with_the_accessed_rule_a_map_ram_range_never_read_goes_back_at_once)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup_with(&f, levels, true));
+    enum { N = 3 };
+    uint64_t pages[N];
+    for (unsigned i = 0; i < N; i++) {
+        pages[i] = kmm_page_alloc(f.k, 0, 0);
+        KT_ASSERT(t, pages[i] != 0);
+    }
+    for (unsigned n = 1; n <= N; n += N - 1) {
+        void *p = kmm_vm_map_ram(f.k, pages, n, KMM_PROT_READ);
+        KT_ASSERT(t, p != 0);
+        size_t from = hosted_tlb_log_count(f.m);
+        KT_ASSERT_EQ(t, kmm_vm_unmap_ram(f.k, p, n), KMM_OK);
+        KT_EXPECT_EQ(t, hosted_tlb_log_count(f.m), from);
+        struct kmm_vmalloc_stats v;
+        kmm_vmalloc_stats(f.k, &v);
+        KT_EXPECT_EQ(t, v.map_ram_ranges, 0);
+        void *q = kmm_vm_map_ram(f.k, pages, n, KMM_PROT_READ);
+        KT_EXPECT(t, q == p);
+        KT_EXPECT_EQ(t, kmm_vm_unmap_ram(f.k, q, n), KMM_OK);
+        KT_EXPECT_HEALTHY(t, f.k);
+    }
+    kmm_vm_map_ram_drain(f.k);
+    for (unsigned i = 0; i < N; i++)
+        KT_EXPECT_EQ(t, kmm_page_free(f.k, pages[i], 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+}
+
+/* What a map_ram range's first TLB event saw: the range still taken, and
+ * a map made then given other addresses. */
+struct reuse_watch {
+    struct kmm *k;
+    const uint64_t *pages;
+    unsigned n;
+    unsigned events;
+    uint64_t ranges_at_first; /* map_ram_ranges */
+    void *mapped_at_first;    /* what a map of n pages got then */
+};
+
+static void on_range_event(void *ctx, const struct hosted_tlb_event *e)
+{
+    struct reuse_watch *w = ctx;
+    (void)e;
+    if (w->events++)
+        return;
+    struct kmm_vmalloc_stats v;
+    kmm_vmalloc_stats(w->k, &v);
+    w->ranges_at_first = v.map_ram_ranges;
+    /* No lock is held while a gather is finished: a map may run here. */
+    w->mapped_at_first = kmm_vm_map_ram(w->k, w->pages, w->n, KMM_PROT_READ);
+    if (w->mapped_at_first)
+        kmm_vm_unmap_ram(w->k, w->mapped_at_first, w->n); /* never read: no event */
+}
+
+/* A map_ram range with a page read may be in a TLB: its unmap invalidates
+ * it before the range goes back, so a map made during the invalidation
+ * gets other addresses, and only a map after the unmap gets the range
+ * again. One page and several (the last one read). */
+KTEST_LEVELS(vm_tlb, with_the_accessed_rule_a_map_ram_range_read_is_invalidated_before_reuse)
+{
+    struct fixture f;
+    KT_ASSERT(t, setup_with(&f, levels, true));
+    enum { N = 3 };
+    uint64_t pages[N];
+    for (unsigned i = 0; i < N; i++) {
+        pages[i] = kmm_page_alloc(f.k, 0, 0);
+        KT_ASSERT(t, pages[i] != 0);
+    }
+    for (unsigned n = 1; n <= N; n += N - 1) {
+        void *p = kmm_vm_map_ram(f.k, pages, n, KMM_PROT_READ);
+        KT_ASSERT(t, p != 0);
+        uint64_t va = (uint64_t)(uintptr_t)p;
+        KT_ASSERT(t, touch(&f, f.ks, va + (n - 1) * PAGE, levels));
+        struct reuse_watch w = {.k = f.k, .pages = pages, .n = n};
+        hosted_tlb_observe(f.m, on_range_event, &w);
+        size_t from = hosted_tlb_log_count(f.m);
+        KT_ASSERT_EQ(t, kmm_vm_unmap_ram(f.k, p, n), KMM_OK);
+        hosted_tlb_observe(f.m, NULL, NULL);
+        KT_EXPECT(t, invalidated(f.m, from, va + (n - 1) * PAGE, NULL));
+        KT_EXPECT(t, w.events > 0);
+        KT_EXPECT_EQ(t, w.ranges_at_first, 1);
+        KT_EXPECT(t, w.mapped_at_first != 0 && w.mapped_at_first != p);
+        void *q = kmm_vm_map_ram(f.k, pages, n, KMM_PROT_READ);
+        KT_EXPECT(t, q == p);
+        KT_EXPECT_EQ(t, kmm_vm_unmap_ram(f.k, q, n), KMM_OK);
+        KT_EXPECT_HEALTHY(t, f.k);
+    }
+    kmm_vm_map_ram_drain(f.k);
+    for (unsigned i = 0; i < N; i++)
+        KT_EXPECT_EQ(t, kmm_page_free(f.k, pages[i], 0), KMM_OK);
+    KT_EXPECT_HEALTHY(t, f.k);
+    teardown(&f);
+}
+
 /* --- an accessed flag set while the library rewrites the leaf ------------------------- */
 
 #define RACE_ROUNDS 20000

@@ -45,25 +45,74 @@ uint64_t mmu_held_table_locked(const struct mmu_space *s, uint64_t va)
     return pt_count(s, table) >= MMU_TABLE_HOLD ? table : 0;
 }
 
-void mmu_held_map_locked(struct mmu_space *s, uint64_t table, const struct mmu_pages *m)
+/* The counts of n leaves written (add) or cleared in the held table. */
+static inline void held_count(struct mmu_space *s, uint64_t table, uint64_t n, bool add)
 {
-    const pte_t bits = pte_make_leaf(0, m->prot, m->cache, PT_LEVEL_PT);
-    pte_t *e = &pt_table(s, table)[pte_index(m->va, PT_LEVEL_PT)];
-    KMM_ASSERT(s->k->port, !m->owned && pte_index(m->va, PT_LEVEL_PT) + m->n <= PTE_ENTRIES);
-    for (uint64_t i = 0; i < m->n; i++) {
-        KMM_ASSERT(s->k->port, !pte_used(e[i])); /* nor a demand-zero page */
-        pte_set(&e[i], m->pages[i] | bits);
+    if (add) {
+        pt_count_add(s, table, (uint32_t)n);
+        s->counts.leaves[pt_ix(PT_LEVEL_PT)] += n;
+        return;
     }
-    pt_count_add(s, table, (uint32_t)m->n);
-    s->counts.leaves[pt_ix(PT_LEVEL_PT)] += m->n;
+    uint32_t left = pt_count_sub(s, table, (uint32_t)n);
+    KMM_ASSERT(s->k->port, left >= MMU_TABLE_HOLD);
+    (void)left;
+    s->counts.leaves[pt_ix(PT_LEVEL_PT)] -= n;
 }
 
-void mmu_held_unmap_locked(struct mmu_space *s, uint64_t table, uint64_t va, uint64_t n,
+/* The leaf entry of va in the held table. */
+static inline pte_t *held_leaf(const struct mmu_space *s, uint64_t table, uint64_t va, uint64_t n)
+{
+    KMM_ASSERT(s->k->port, pte_index(va, PT_LEVEL_PT) + n <= PTE_ENTRIES);
+    return &pt_table(s, table)[pte_index(va, PT_LEVEL_PT)];
+}
+
+/* mmu_held_map_locked of one page: no loop, and no register to save. */
+static void held_map_one(struct mmu_space *s, uint64_t table, uint64_t va, uint64_t pa,
+                         unsigned prot)
+{
+    pte_t *e = held_leaf(s, table, va, 1);
+    KMM_ASSERT(s->k->port, !pte_used(*e)); /* nor a demand-zero page */
+    pte_set(e, pte_make_leaf(pa, prot, 0, PT_LEVEL_PT));
+    held_count(s, table, 1, true);
+}
+
+static __attribute__((noinline)) void held_map_many(struct mmu_space *s, uint64_t table,
+                                                    uint64_t va, const uint64_t *pages, uint64_t n,
+                                                    unsigned prot)
+{
+    const pte_t bits = pte_make_leaf(0, prot, 0, PT_LEVEL_PT);
+    pte_t *e = held_leaf(s, table, va, n);
+    for (uint64_t i = 0; i < n; i++) {
+        KMM_ASSERT(s->k->port, !pte_used(e[i])); /* nor a demand-zero page */
+        pte_set(&e[i], pages[i] | bits);
+    }
+    held_count(s, table, n, true);
+}
+
+void mmu_held_map_locked(struct mmu_space *s, uint64_t table, uint64_t va, const uint64_t *pages,
+                         uint64_t n, unsigned prot)
+{
+    if (n == 1)
+        held_map_one(s, table, va, pages[0], prot);
+    else
+        held_map_many(s, table, va, pages, n, prot);
+}
+
+unsigned mmu_held_unmap_one_locked(struct mmu_space *s, uint64_t table, uint64_t va)
+{
+    pte_t old = pt_take_leaf(held_leaf(s, table, va, 1));
+    KMM_ASSERT(s->k->port, pte_present(old) && !pte_owned(old));
+    held_count(s, table, 1, false);
+    if (!pt_leaf_cached(s, old))
+        return 0;
+    return MMU_HELD_CACHED | (pt_global(s, va, old) ? MMU_HELD_GLOBAL : 0);
+}
+
+bool mmu_held_unmap_locked(struct mmu_space *s, uint64_t table, uint64_t va, uint64_t n,
                            struct kmm_tlb_gather *g)
 {
-    pte_t *e = &pt_table(s, table)[pte_index(va, PT_LEVEL_PT)];
-    KMM_ASSERT(s->k->port, pte_index(va, PT_LEVEL_PT) + n <= PTE_ENTRIES);
-    bool global = false;
+    pte_t *e = held_leaf(s, table, va, n);
+    bool global = false, cached = false;
     uint64_t run = 0; /* leaves before i that may be cached, in a row */
     for (uint64_t i = 0; i < n; i++) {
         pte_t old = pt_take_leaf(&e[i]);
@@ -75,11 +124,10 @@ void mmu_held_unmap_locked(struct mmu_space *s, uint64_t table, uint64_t va, uin
             continue;
         }
         global |= pt_global(s, va + i * KMM_PAGE_SIZE, old);
+        cached = true;
         run++;
     }
     vmm_gather_run(g, va + (n - run) * KMM_PAGE_SIZE, run, global);
-    uint32_t left = pt_count_sub(s, table, (uint32_t)n);
-    KMM_ASSERT(s->k->port, left >= MMU_TABLE_HOLD);
-    (void)left;
-    s->counts.leaves[pt_ix(PT_LEVEL_PT)] -= n;
+    held_count(s, table, n, false);
+    return cached;
 }
