@@ -244,9 +244,10 @@ uint64_t kmm_aspace_root(const struct kmm_aspace *as);
  *   KMM_EBUSY   a page of the range is mapped already (without REPLACE);
  *               or, on the kernel space and with or without REPLACE, the
  *               kernel virtual area window keeps a page of it (kmm/vmalloc.h):
- *               an area's guard page, a page of a vmalloc or vmap area, or
- *               of an area being set up or freed (a raw area's own pages
- *               are its caller's to map);
+ *               an area's guard page, a page of a vmalloc or vmap area,
+ *               of an area being set up or freed, or of a freed area the
+ *               window keeps for reuse (parked; kmm_kva_purge gives it
+ *               back) (a raw area's own pages are its caller's to map);
  *   KMM_ESTATE  OWNED and a frame is not an allocated single page (or is a
  *               run's first page), also when another CPU frees it while
  *               this call maps it: the references are taken, under the
@@ -270,8 +271,8 @@ int kmm_vm_map(struct kmm_aspace *as, uint64_t va, uint64_t pa, uint64_t size, u
  * mapped. Returns KMM_OK, or with nothing changed KMM_EINVAL (alignment,
  * canonical, halves, size), KMM_EBUSY (on the kernel space, the kernel
  * virtual area window keeps a page of the range: a guard page, a page of a
- * vmalloc or vmap area, or of an area being set up or freed, as for
- * kmm_vm_map; kmm/vmalloc.h), KMM_ENOENT (a page of the range is not
+ * vmalloc or vmap area, of an area being set up or freed, or of a parked
+ * area, as for kmm_vm_map; kmm/vmalloc.h), KMM_ENOENT (a page of the range is not
  * mapped) or KMM_ENOMEM (a huge page must be split and there is no memory
  * for the table). Frames mapped without KMM_MAP_OWNED stay the caller's;
  * owned ones lose the mapping's reference after the invalidations. Tables

@@ -119,9 +119,8 @@ void *kmm_vzalloc(struct kmm *k, size_t size);
 /*
  * kmm_vfree - free the area kmm_vmalloc returned at addr: unmap it (which
  * frees its pages once the TLB invalidations are complete) and release its
- * range. addr NULL does nothing and returns KMM_OK. Returns KMM_OK, or with
- * nothing changed, counted and logged:
- *   KMM_ERANGE  addr is outside the window;
+ * range, or park it (above: "Parked areas"). addr NULL does nothing and returns KMM_OK. Returns
+ * KMM_OK, or with nothing changed, counted and logged: KMM_ERANGE  addr is outside the window;
  *   KMM_EINVAL  addr is inside an area but not its start, or starts an area
  *               of another kind (kmm_vmap, kmm_kva_alloc);
  *   KMM_ENOENT  no area starts at addr: never allocated, or freed already;
@@ -148,8 +147,8 @@ int kmm_vfree(struct kmm *k, const void *addr);
 void *kmm_vmap(struct kmm *k, const uint64_t *pages, size_t count, unsigned prot);
 
 /*
- * kmm_vunmap - unmap the area kmm_vmap returned at addr and release its
- * range; its pages stay allocated, the caller's. Returns and refuses as
+ * kmm_vunmap - unmap the area kmm_vmap returned at addr and release (or
+ * park) its range; its pages stay allocated, the caller's. Returns and refuses as
  * kmm_vfree (a vmalloc or raw area is the wrong kind). IRQs on;
  * O(areas + pages).
  */

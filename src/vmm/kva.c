@@ -249,20 +249,27 @@ static uint64_t areas_locked(const struct kmm_kva *v)
     return n;
 }
 
-/* Forgets every foreign record. Returns whether there was one. */
-static bool forget_foreign_locked(struct kmm_kva *v)
+/* Removes every record of kind (in one pass over the array). Returns
+ * whether there was one. */
+static bool drop_kind_locked(struct kmm_kva *v, enum kva_kind kind)
 {
-    if (!v->nrec[KVA_FOREIGN])
+    if (!v->nrec[kind])
         return false;
     uint32_t n = 0;
     for (uint32_t i = 0; i < v->count; i++) {
-        if (is_area(&v->recs[i]))
+        if (v->recs[i].kind != kind)
             v->recs[n++] = v->recs[i];
         else
             account_locked(v, &v->recs[i], true);
     }
     v->count = n;
     return true;
+}
+
+/* Forgets every foreign record. Returns whether there was one. */
+static bool forget_foreign_locked(struct kmm_kva *v)
+{
+    return drop_kind_locked(v, KVA_FOREIGN);
 }
 
 /* A record array taken out of the window, to free once the lock is dropped. */
@@ -438,8 +445,9 @@ uint64_t kmm_kva_purge(struct kmm *k)
     struct kva_park gone[KVA_PARK_MAX];
     kmm_irqstate_t irq = kva_lock(v);
     uint32_t n = v->nparked;
-    for (uint32_t i = 0; i < n; i++)
-        gone[i] = evict_oldest_locked(k);
+    __builtin_memcpy(gone, v->parked, n * sizeof(gone[0]));
+    drop_kind_locked(v, KVA_PARKED); /* one pass, not a move of the array per area */
+    v->nparked = 0;
     struct detached d = detach_if_idle_locked(v);
     kva_unlock(v, irq);
     if (!n)
@@ -689,7 +697,7 @@ int kva_reserve_aligned(struct kmm *k, uint64_t pages, uint64_t align, enum kva_
                             .pages = (uint32_t)need,
                             .kind = (uint8_t)kind,
                             .state = KVA_SETUP};
-    bool forgot = false, purged = false;
+    bool forgot = false, purged = false, regrown = false;
     for (;;) {
         uint64_t first = 0, m0, m1;
         kmm_irqstate_t irq = kva_lock(v);
@@ -701,8 +709,12 @@ int kva_reserve_aligned(struct kmm *k, uint64_t pages, uint64_t align, enum kva_
         }
         if (p == PASS_FULL)
             return reserve_failed(k, true);
-        if (p == PASS_GROW && !grow(k))
-            return reserve_failed(k, false);
+        if (p == PASS_GROW && !grow(k)) {
+            if (regrown) /* no memory for a larger array, twice */
+                return reserve_failed(k, false);
+            regrown = true; /* the allocation's reclaim may have purged parked records */
+            continue;
+        }
         if (p == PASS_PURGE) {
             kmm_kva_purge(k); /* parked ranges are free ones, kept for speed */
             purged = true;

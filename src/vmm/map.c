@@ -366,10 +366,7 @@ int vmm_map_pages_area(struct kmm *k, uint64_t va, const uint64_t *pages, uint64
         kmm_unlock_irqrestore(&as->lock, irq);
         err = busy ? KMM_EBUSY : vmm_lock_with_tables(as, &t, count_pages, &m, &irq);
     }
-    if (err == KMM_EBUSY)
-        return vm_misuse(k, KMM_EBUSY, KMM_MISUSE_BUSY, "kmm_vm_map", va, size,
-                         "a page of the range is mapped already", caller);
-    if (err)
+    if (err) /* KMM_EBUSY too: the window's own call, no caller's mistake (vmalloc.c warns) */
         return err;
     why = m.owned ? take_page_refs(k, pages, n) : VM_VALID;
     if (why) { /* nothing changed yet */
@@ -506,13 +503,17 @@ int vmm_unmap_area(struct kmm *k, uint64_t va, uint64_t size)
         err = unmap(ks, va, size, &g, "kmm_vm_unmap", true, caller);
     } else {
         uint64_t done = 0;
+        bool missed;
         kmm_irqstate_t irq = kmm_lock_irqsave(&ks->lock);
-        err = vmm_unmap_area_locked(ks, va, size, &done, &g, &irq);
+        err = vmm_unmap_area_locked(ks, va, size, &done, &missed, &g, &irq);
         if (done)
             vmm_mapping_changed(&ks->mmu, va, done, 0, 0);
         kmm_unlock_irqrestore(&ks->lock, irq);
-        if (err == MMU_SLOW)
+        if (err == MMU_SLOW) { /* pages missing before the huge leaf count too */
             err = unmap(ks, va + done, size - done, &g, "kmm_vm_unmap", true, caller);
+            if (err == KMM_OK && missed)
+                err = KMM_ENOENT;
+        }
     }
     kmm_tlb_finish(&g);
     return err;

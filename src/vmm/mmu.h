@@ -198,8 +198,9 @@ void mmu_map_pages_locked(struct mmu_space *s, const struct mmu_pages *m, struct
 
 /* mmu_map_pages_table_locked - the count and the walk above in one, for m
  * within one page table that exists (an area's whose tables are held, or a
- * neighbour's): that table's physical address if every entry of m is
- * free; 0 with *busy if a page is mapped (or a huge leaf maps the span);
+ * neighbour's): that table's physical address if every entry of m, and the
+ * one after them if the table holds it (an area's next page or guard
+ * page), is free; 0 with *busy if one is used (or a huge leaf maps the span);
  * 0 otherwise (m meets two tables, or its table is missing: count and map
  * as above). mmu_map_pages_in_locked then writes m's leaves into the table
  * it returned, with the lock held since. One walk; O(levels + pages). */

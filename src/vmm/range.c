@@ -165,11 +165,13 @@ void vmm_replace_locked(struct kmm_aspace *as, const struct mmu_map *m, struct v
 }
 
 int vmm_unmap_area_locked(struct kmm_aspace *as, uint64_t va, uint64_t size, uint64_t *done,
-                          struct kmm_tlb_gather *g, kmm_irqstate_t *irq)
+                          bool *missed, struct kmm_tlb_gather *g, kmm_irqstate_t *irq)
 {
     uint64_t missing = 0;
     for (;;) {
-        if (mmu_unmap_area_locked(&as->mmu, va, size, done, g, &missing))
+        bool huge = mmu_unmap_area_locked(&as->mmu, va, size, done, g, &missing);
+        *missed = missing != 0;
+        if (huge)
             return MMU_SLOW;
         if (*done == size)
             return missing ? KMM_ENOENT : KMM_OK;

@@ -83,7 +83,8 @@ enum kva_kind {
 /* How many parked areas the window keeps at most (the oldest goes when a
  * free would park one more), and the most usable pages an area may have
  * to be parked: one 2 MiB page table's worth, so a parked area holds at
- * most three tables (its range may straddle two span boundaries). */
+ * most two tables (its usable pages meet at most two spans; the guard page
+ * is not held). */
 #define KVA_PARK_MAX   KMM_KVA_PARKED
 #define KVA_PARK_PAGES KMM_KVA_PARK_PAGES
 

@@ -735,13 +735,13 @@ void vb_check(struct kmm *k, struct kmm_check_result *r)
     irq = kva_lock(v);
     areas = v->nrec[KVA_VBLOCK];
     kva_unlock(v, irq);
-    uint64_t raw_holds = kva_area_holds(k);
-    if (listed != nblocks || areas != nblocks || held != nblocks + raw_holds || !slots_ok)
+    uint64_t area_holds = kva_area_holds(k);
+    if (listed != nblocks || areas != nblocks || held != nblocks + area_holds || !slots_ok)
         kmm_check_problem(r, KMM_CHECK_CORRUPT,
                           "vmap blocks: %llu listed, %llu counted, %llu areas; %llu holds on page "
-                          "tables for them and %llu for populated raw areas%s",
+                          "tables for them and %llu for areas (populated, parked or reused)%s",
                           (unsigned long long)listed, (unsigned long long)nblocks,
                           (unsigned long long)areas, (unsigned long long)held,
-                          (unsigned long long)raw_holds,
+                          (unsigned long long)area_holds,
                           slots_ok ? "" : "; a CPU's current block names another CPU");
 }

@@ -132,14 +132,23 @@ static void retire_area(struct kmm *k, uint64_t va, uint64_t n, bool held, const
     kva_retire(k, va, hold, clean);
 }
 
-/* The end of a new area at va whose mapping failed with err, nothing left
- * mapped: parked again if it was a parked range and only memory ran short;
- * released if a page of it was found mapped (KMM_EBUSY: entries a kernel
- * wrote behind the library's back into a parked range), so that the next
- * reservation's table lookup finds that page and steps over it. */
-static void retire_unmapped(struct kmm *k, uint64_t va, int err)
+/* The end of a new area at va whose mapping (for fn) failed with err,
+ * nothing left mapped: parked again if it was a parked range and only
+ * memory ran short; released if a page of it was found mapped (KMM_EBUSY:
+ * entries a kernel wrote behind the library's back, found in a parked
+ * range, which is taken without a table lookup), with a warning, so that
+ * the next reservation's table lookup finds that page and steps over it.
+ * Returns whether the caller should reserve again (once). */
+static bool retire_unmapped(struct kmm *k, uint64_t va, int err, const char *fn)
 {
     kva_retire(k, va, false, err == KMM_ENOMEM);
+    if (err != KMM_EBUSY)
+        return false;
+    kmm_logf(k->port, KMM_LOG_WARN,
+             "%s: a page of the range 0x%llx was mapped behind the window's back: released, "
+             "reserving again",
+             fn, (unsigned long long)va);
+    return true;
 }
 
 /* --- vmalloc ------------------------------------------------------------------------ */
@@ -171,12 +180,14 @@ static void *vmalloc_from(struct kmm *k, size_t size, kmm_gfp_t flags, const voi
         return 0;
     }
     uint64_t va;
-    if (kva_reserve(k, pages, KVA_VMALLOC, caller, &va) != KMM_OK)
-        return 0;
-    int err = back_with_pages(k, va, pages, flags);
-    if (err) {
-        retire_unmapped(k, va, err);
-        return 0;
+    for (unsigned tries = 0;; tries++) {
+        if (kva_reserve(k, pages, KVA_VMALLOC, caller, &va) != KMM_OK)
+            return 0;
+        int err = back_with_pages(k, va, pages, flags);
+        if (!err)
+            break;
+        if (!retire_unmapped(k, va, err, "kmm_vmalloc") || tries)
+            return 0;
     }
     kva_publish(k, va);
     return to_ptr(va);
@@ -268,12 +279,14 @@ static uint64_t vmap_area(struct kmm *k, const uint64_t *pages, size_t count, un
                           const void *caller)
 {
     uint64_t va;
-    if (kva_reserve(k, count, KVA_VMAP, caller, &va) != KMM_OK)
-        return 0;
-    int err = vmm_map_pages_area(k, va, pages, count, prot);
-    if (err) {
-        retire_unmapped(k, va, err);
-        return 0;
+    for (unsigned tries = 0;; tries++) {
+        if (kva_reserve(k, count, KVA_VMAP, caller, &va) != KMM_OK)
+            return 0;
+        int err = vmm_map_pages_area(k, va, pages, count, prot);
+        if (!err)
+            break;
+        if (!retire_unmapped(k, va, err, "kmm_vmap") || tries)
+            return 0;
     }
     kva_publish(k, va);
     return va;

@@ -108,11 +108,12 @@ void vmm_unmap_locked(struct kmm_aspace *as, uint64_t va, uint64_t size, struct 
 
 /* vmm_unmap_area_locked - mmu_unmap_area_locked (an area's pages in one
  * pass, no count first) to the range's end, from byte *done on, finishing
- * g with the lock dropped whenever it fills. Returns KMM_OK, KMM_ENOENT
- * (pages were missing; the rest is unmapped), or MMU_SLOW: a huge leaf at
- * *done, nothing changed from there on. */
+ * g with the lock dropped whenever it fills; *missed says whether a page
+ * was found missing on the way. Returns KMM_OK, KMM_ENOENT (pages were
+ * missing; the rest is unmapped), or MMU_SLOW: a huge leaf at *done,
+ * nothing changed from there on. */
 int vmm_unmap_area_locked(struct kmm_aspace *as, uint64_t va, uint64_t size, uint64_t *done,
-                          struct kmm_tlb_gather *g, kmm_irqstate_t *irq);
+                          bool *missed, struct kmm_tlb_gather *g, kmm_irqstate_t *irq);
 
 /* --- gathers (tlb.c) --------------------------------------------------------------------- */
 
@@ -129,9 +130,10 @@ void vmm_gather_note_pending(struct kmm_tlb_gather *g);
  * the window's (kva_map_conflict), which keeps an area's pages from
  * everyone else. The caller checked that each frame is page aligned RAM
  * (and, owned, an allocated single page). Returns KMM_OK, or an error with
- * nothing mapped: KMM_EBUSY (a page of the range mapped already, counted
- * and logged), KMM_ENOMEM (no page for a table), KMM_ESTATE (owned: a page
- * was freed meanwhile). */
+ * nothing mapped: KMM_EBUSY (a page of the range, or the entry right after
+ * it in the same page table, mapped already: entries written behind the
+ * library's back; neither counted nor logged, the caller warns), KMM_ENOMEM
+ * (no page for a table), KMM_ESTATE (owned: a page was freed meanwhile). */
 int vmm_map_pages_area(struct kmm *k, uint64_t va, const uint64_t *pages, uint64_t n,
                        unsigned flags);
 

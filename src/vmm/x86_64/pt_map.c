@@ -279,8 +279,12 @@ uint64_t mmu_map_pages_table_locked(const struct mmu_space *s, const struct mmu_
         *busy = pte_present(*pt_slot(s, &p, l, m->va)); /* a huge leaf */
         return 0;
     }
+    /* The entry after the range too, when this table holds it: an area's
+     * next page or its guard page, unmapped either way; a parked range is
+     * taken without a lookup, and this is where its guard page is seen. */
     const pte_t *e = pt_slot(s, &p, l, m->va);
-    for (uint64_t i = 0; i < m->n; i++)
+    uint64_t look = m->n + (pte_index(m->va, PT_LEVEL_PT) + m->n < PTE_ENTRIES);
+    for (uint64_t i = 0; i < look; i++)
         if (pte_used(e[i])) {
             *busy = true;
             return 0;
