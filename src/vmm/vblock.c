@@ -37,9 +37,9 @@
  *     is unmapped; the block's page table is held, and table is it;
  *   - the list holds exactly the window's KVA_VBLOCK areas (nblocks of
  *     them), the kernel space's page tables carry one hold per block and
- *     one per page table of each populated raw area (kmm_kva_populate),
- *     and each CPU's current block is on the list with cpu naming that
- *     CPU.
+ *     the areas' holds (kva_area_holds: populated raw areas, parked areas
+ *     and areas that took a parked range), and each CPU's current block is
+ *     on the list with cpu naming that CPU.
  *
  * Locking (docs/architecture.md): every block's record, the list and the
  * CPUs' slots are under the kernel space's lock (1), which every change of
