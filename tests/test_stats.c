@@ -181,6 +181,34 @@ KTEST(stats, one_call_gives_every_layers_figures_as_the_layers_own_calls_do)
     kt_heap_down(&h);
 }
 
+/* Version 2 added the parked areas at the end: a caller compiled against
+ * version 1 gets version 1's parts and nothing written beyond them. */
+KTEST(stats, a_version_1_caller_gets_nothing_beyond_version_1s_parts)
+{
+    struct kt_kmm f;
+    if (!kt_kmm_up(t, &f, map64, 1, 1, 0))
+        return;
+    void *p = kmm_vmalloc(f.k, 2 * KMM_PAGE_SIZE, 0);
+    KT_ASSERT(t, p != NULL);
+    KT_ASSERT_EQ(t, kmm_vfree(f.k, p), KMM_OK); /* parked */
+    static struct kmm_stats s;
+    __builtin_memset(&s, 0x5a, sizeof(s));
+    s.size = KMM_STATS_SIZE_V1;
+    KT_ASSERT_EQ(t, kmm_stats(f.k, &s), KMM_OK);
+    KT_EXPECT_EQ(t, s.version, KMM_STATS_VERSION);
+    KT_EXPECT_EQ(t, s.kva_parked.areas, UINT64_C(0x5a5a5a5a5a5a5a5a));
+    KT_EXPECT_EQ(t, s.misuse.total, 0);
+    s.size = (uint32_t)sizeof(s);
+    KT_ASSERT_EQ(t, kmm_stats(f.k, &s), KMM_OK);
+    struct kmm_kva_park_stats ps;
+    kmm_kva_park_stats(f.k, &ps);
+    KT_EXPECT(t, s.kva_parked.areas == 1 && ps.areas == 1);
+    KT_EXPECT(t, s.kva_parked.pages == 2 && ps.pages == 2);
+    KT_EXPECT(t, kmm_kva_purge(f.k) > 0);
+    KT_EXPECT_HEALTHY(t, f.k);
+    kt_kmm_down(&f);
+}
+
 KTEST(stats, a_caller_with_a_larger_structure_gets_its_unknown_parts_zeroed)
 {
     struct kt_kmm f;

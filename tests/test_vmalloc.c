@@ -87,6 +87,13 @@ static struct kmm_vmalloc_stats vstats(struct fixture *x)
     return s;
 }
 
+static struct kmm_kva_park_stats park(struct fixture *x)
+{
+    struct kmm_kva_park_stats s;
+    kmm_kva_park_stats(x->f.k, &s);
+    return s;
+}
+
 static struct kmm_page_stats pstats(struct fixture *x)
 {
     struct kmm_page_stats s;
@@ -357,7 +364,7 @@ KTEST_LEVELS(vmalloc, areas_step_over_pages_the_kernel_mapped_itself_in_the_wind
      * given back), they are free again. */
     KT_EXPECT_EQ(t, kmm_vfree(x.f.k, p), KMM_OK);
     KT_EXPECT_EQ(t, kmm_vfree(x.f.k, q), KMM_OK);
-    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 2);
+    KT_EXPECT_EQ(t, park(&x).areas, 2);
     kmm_kva_purge(x.f.k);
     KT_ASSERT_EQ(t, kmm_vm_unmap(x.ks, x.base + PAGE, PAGE), KMM_OK);
     KT_ASSERT_EQ(t, kmm_vm_unmap(x.ks, x.base + 6 * PAGE, PAGE), KMM_OK);
@@ -560,11 +567,11 @@ KTEST_LEVELS(vmalloc,
      * too large to park); given back, that table goes too. */
     struct kmm_vm_stats after;
     kmm_vm_stats(x.ks, &after);
-    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 1);
+    KT_EXPECT_EQ(t, park(&x).areas, 1);
     KT_EXPECT_EQ(t, after.tables[KMM_VM_PT], before.tables[KMM_VM_PT] + 1);
     KT_EXPECT_HEALTHY(t, x.f.k);
     KT_EXPECT(t, kmm_kva_purge(x.f.k) >= 1);
-    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 0);
+    KT_EXPECT_EQ(t, park(&x).areas, 0);
     kmm_vm_stats(x.ks, &after);
     KT_EXPECT_EQ(t, after.mapped_pages, before.mapped_pages);
     for (unsigned l = 0; l < 6; l++)
@@ -1222,8 +1229,8 @@ KTEST_LEVELS(vmalloc, a_freed_area_is_parked_with_its_table_and_the_next_of_its_
         KT_EXPECT(t, unmapped(&x, va_of(v) + i * PAGE));
     struct kmm_vmalloc_stats s = vstats(&x);
     KT_EXPECT_EQ(t, s.areas + s.vmap_areas + s.used_pages, 0);
-    KT_EXPECT_EQ(t, s.parked_areas, 1);
-    KT_EXPECT_EQ(t, s.parked_pages, 3);
+    KT_EXPECT_EQ(t, park(&x).areas, 1);
+    KT_EXPECT_EQ(t, park(&x).pages, 3);
     KT_EXPECT_EQ(t, page_tables(&x), tables);
     struct kmm_kva_area a;
     KT_EXPECT_EQ(t, kmm_kva_lookup(k, va_of(v), &a), KMM_ENOENT);
@@ -1235,18 +1242,18 @@ KTEST_LEVELS(vmalloc, a_freed_area_is_parked_with_its_table_and_the_next_of_its_
     KT_EXPECT_EQ(t, vstats(&x).misuse, s.misuse + 3);
     KT_EXPECT_EQ(t, kmm_vm_map(x.ks, va_of(v) + PAGE, pg[0], PAGE, KMM_PROT_READ), KMM_EBUSY);
     KT_EXPECT(t, unmapped(&x, va_of(v) + PAGE));
-    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 1);
+    KT_EXPECT_EQ(t, park(&x).areas, 1);
     KT_EXPECT_HEALTHY(t, k);
     /* A vmap of another size goes elsewhere; one of its size takes it, with
      * its table, and so does a vmalloc. */
     void *w = kmm_vmap(k, pg, 2, KMM_PROT_READ);
     KT_ASSERT(t, w != NULL);
     KT_EXPECT(t, va_of(w) >= va_of(v) + 4 * PAGE);
-    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 1);
+    KT_EXPECT_EQ(t, park(&x).areas, 1);
     tables = page_tables(&x);
     void *u = kmm_vmap(k, pg, 3, KMM_PROT_READ | KMM_PROT_WRITE);
     KT_EXPECT_EQ(t, va_of(u), va_of(v));
-    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 0);
+    KT_EXPECT_EQ(t, park(&x).areas, 0);
     KT_EXPECT_EQ(t, vstats(&x).vmap_areas, 2);
     KT_EXPECT_EQ(t, page_tables(&x), tables);
     for (unsigned i = 0; i < 3; i++) {
@@ -1263,12 +1270,12 @@ KTEST_LEVELS(vmalloc, a_freed_area_is_parked_with_its_table_and_the_next_of_its_
     KT_EXPECT_HEALTHY(t, k);
     KT_ASSERT_EQ(t, kmm_vfree(k, m), KMM_OK);
     KT_ASSERT_EQ(t, kmm_vunmap(k, w), KMM_OK);
-    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 2);
+    KT_EXPECT_EQ(t, park(&x).areas, 2);
     KT_EXPECT_HEALTHY(t, k);
     /* Given back: the ranges, every table, and the records. */
     KT_EXPECT(t, kmm_kva_purge(k) >= 2);
     s = vstats(&x);
-    KT_EXPECT_EQ(t, s.parked_areas + s.parked_pages + s.metadata_pages, 0);
+    KT_EXPECT_EQ(t, park(&x).areas + park(&x).pages + s.metadata_pages, 0);
     KT_EXPECT_EQ(t, page_tables(&x), tables0);
     KT_EXPECT_EQ(t, kmm_kva_purge(k), 0);
     for (unsigned i = 0; i < 3; i++)
@@ -1291,9 +1298,9 @@ KTEST_LEVELS(vmalloc, at_most_sixteen_areas_are_parked_and_the_oldest_goes_first
         KT_ASSERT(t, (p[i] = kmm_vmalloc(k, (i + 1) * PAGE, 0)) != NULL);
     for (unsigned i = 0; i < N(p); i++)
         KT_ASSERT_EQ(t, kmm_vfree(k, p[i]), KMM_OK);
-    struct kmm_vmalloc_stats s = vstats(&x);
-    KT_EXPECT_EQ(t, s.parked_areas, KMM_KVA_PARKED);
-    KT_EXPECT_EQ(t, s.parked_pages, (N(p) * (N(p) + 1)) / 2 - 1); /* all but the 1-page one */
+    KT_EXPECT_EQ(t, vstats(&x).areas, 0);
+    KT_EXPECT_EQ(t, park(&x).areas, KMM_KVA_PARKED);
+    KT_EXPECT_EQ(t, park(&x).pages, (N(p) * (N(p) + 1)) / 2 - 1); /* all but the 1-page one */
     KT_EXPECT_HEALTHY(t, k);
     /* Each size is taken by its own; the oldest one's range is a free gap
      * again, which a 1-page area finds first. */
@@ -1301,13 +1308,13 @@ KTEST_LEVELS(vmalloc, at_most_sixteen_areas_are_parked_and_the_oldest_goes_first
     void *o = kmm_vmalloc(k, PAGE, 0);
     KT_EXPECT(t, va_of(q) == va_of(p[N(p) - 1]) && va_of(r) == va_of(p[1]));
     KT_EXPECT_EQ(t, va_of(o), va_of(p[0]));
-    KT_EXPECT_EQ(t, vstats(&x).parked_areas, KMM_KVA_PARKED - 2);
+    KT_EXPECT_EQ(t, park(&x).areas, KMM_KVA_PARKED - 2);
     KT_EXPECT_HEALTHY(t, k);
     KT_EXPECT(t,
               kmm_vfree(k, q) == KMM_OK && kmm_vfree(k, r) == KMM_OK && kmm_vfree(k, o) == KMM_OK);
     struct kmm_page_stats after = pstats(&x);
     KT_EXPECT(t, kt_same_buddyinfo(&before, &after));
-    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 0);
+    KT_EXPECT_EQ(t, park(&x).areas, 0);
     KT_EXPECT_HEALTHY(t, k);
     teardown(&x);
 }
@@ -1322,9 +1329,9 @@ KTEST_LEVELS(vmalloc, only_areas_up_to_the_park_size_unmapped_cleanly_are_parked
     void *most = kmm_vmalloc(k, KMM_KVA_PARK_PAGES * PAGE, 0);
     KT_ASSERT(t, big && most);
     KT_ASSERT_EQ(t, kmm_vfree(k, big), KMM_OK);
-    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 0);
+    KT_EXPECT_EQ(t, park(&x).areas, 0);
     KT_ASSERT_EQ(t, kmm_vfree(k, most), KMM_OK);
-    KT_EXPECT_EQ(t, vstats(&x).parked_pages, KMM_KVA_PARK_PAGES);
+    KT_EXPECT_EQ(t, park(&x).pages, KMM_KVA_PARK_PAGES);
     KT_EXPECT_HEALTHY(t, k);
     kmm_kva_purge(k);
     KT_EXPECT_EQ(t, page_tables(&x), tables0);
@@ -1340,7 +1347,7 @@ KTEST_LEVELS(vmalloc, only_areas_up_to_the_park_size_unmapped_cleanly_are_parked
     unsigned long warns = kt_machine_log_count(x.f.m, KMM_LOG_WARN);
     KT_EXPECT_EQ(t, kmm_vfree(k, p), KMM_OK);
     KT_EXPECT_EQ(t, kt_machine_log_count(x.f.m, KMM_LOG_WARN), warns + 1);
-    KT_EXPECT_EQ(t, vstats(&x).parked_areas + vstats(&x).areas, 0);
+    KT_EXPECT_EQ(t, park(&x).areas + vstats(&x).areas, 0);
     KT_EXPECT_EQ(t, kmm_vm_unmap(x.ks, spare, PAGE), KMM_OK); /* owned: frees the area's page */
     KT_EXPECT_HEALTHY(t, k);
     teardown(&x);
@@ -1355,13 +1362,13 @@ KTEST_LEVELS(vmalloc, a_window_without_room_gives_its_parked_areas_back_first)
     void *p = kmm_vmalloc(k, 100 * PAGE, 0);
     KT_ASSERT(t, p != NULL);
     KT_ASSERT_EQ(t, kmm_vfree(k, p), KMM_OK);
-    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 1);
+    KT_EXPECT_EQ(t, park(&x).areas, 1);
     uint64_t failed = vstats(&x).failed_allocs;
     void *q = kmm_vmalloc(k, 200 * PAGE, 0); /* only fits where p was */
     KT_ASSERT(t, q != NULL);
     KT_EXPECT_EQ(t, va_of(q), x.base);
     struct kmm_vmalloc_stats s = vstats(&x);
-    KT_EXPECT(t, s.parked_areas == 0 && s.failed_allocs == failed);
+    KT_EXPECT(t, park(&x).areas == 0 && s.failed_allocs == failed);
     KT_EXPECT_HEALTHY(t, k);
     /* With no room even then, it fails as before, counted. */
     KT_EXPECT(t, kmm_vmalloc(k, 100 * PAGE, 0) == NULL);
@@ -1382,24 +1389,24 @@ KTEST_LEVELS(vmalloc, parked_areas_go_when_memory_runs_out_and_a_failed_reuse_pa
     void *p = kmm_vmalloc(k, 3 * PAGE, 0);
     KT_ASSERT(t, p != NULL);
     KT_ASSERT_EQ(t, kmm_vfree(k, p), KMM_OK);
-    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 1);
+    KT_EXPECT_EQ(t, park(&x).areas, 1);
     /* Taking every page runs the "kva-parked" shrinker first. */
     size_t n = 0;
     while (n < N(held) && (held[n] = kmm_page_alloc(k, 0, 0)) != 0)
         n++;
-    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 0);
+    KT_EXPECT_EQ(t, park(&x).areas, 0);
     for (unsigned i = 0; i < 16 && n > 0; i++) /* room for an area of 3 pages */
         KT_EXPECT_EQ(t, kmm_page_free(k, held[--n], 0), KMM_OK);
     p = kmm_vmalloc(k, 3 * PAGE, 0);
     KT_ASSERT(t, p != NULL);
     KT_ASSERT_EQ(t, kmm_vfree(k, p), KMM_OK);
-    KT_ASSERT_EQ(t, vstats(&x).parked_areas, 1);
+    KT_ASSERT_EQ(t, park(&x).areas, 1);
     /* One page left: taking the parked area again, the vmalloc cannot back
      * it, and parks it again, nothing else changed. */
     for (uint64_t left = free_now(&x); left > 1; left--)
         KT_ASSERT(t, n < N(held) && (held[n++] = kmm_page_alloc(k, 0, 0)) != 0);
     KT_EXPECT(t, kmm_vmalloc(k, 3 * PAGE, 0) == NULL);
-    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 1);
+    KT_EXPECT_EQ(t, park(&x).areas, 1);
     KT_EXPECT_EQ(t, vstats(&x).areas, 0);
     KT_EXPECT_EQ(t, free_now(&x), 1);
     KT_EXPECT_HEALTHY(t, k);
@@ -1426,7 +1433,7 @@ KTEST_LEVELS(vmalloc, a_map_ram_area_is_parked_and_taken_again_by_the_next_of_it
     void *v = kmm_vm_map_ram(k, pg, COUNT, KMM_PROT_READ);
     KT_ASSERT(t, v != NULL);
     KT_ASSERT_EQ(t, kmm_vm_unmap_ram(k, v, COUNT), KMM_OK);
-    KT_EXPECT_EQ(t, vstats(&x).parked_pages, COUNT);
+    KT_EXPECT_EQ(t, park(&x).pages, COUNT);
     void *w = kmm_vm_map_ram(k, pg, COUNT, KMM_PROT_READ);
     KT_EXPECT_EQ(t, va_of(w), va_of(v));
     KT_EXPECT_HEALTHY(t, k);
@@ -1476,7 +1483,7 @@ static void parked_range_someone_mapped(struct ktest *t, unsigned levels, unsign
     kmm_vm_stats(x.ks, &vm1);
     KT_EXPECT(t, vstats(&x).misuse == misuse && vm1.misuse == vm0.misuse);
     struct kmm_vmalloc_stats st = vstats(&x);
-    KT_EXPECT(t, st.parked_areas == 0 && st.vmap_areas == 1 && st.foreign_pages == 1);
+    KT_EXPECT(t, park(&x).areas == 0 && st.vmap_areas == 1 && st.foreign_pages == 1);
     struct kmm_vm_translation tr;
     KT_EXPECT(t, kmm_vm_translate(x.ks, stray, &tr) == KMM_OK && tr.pa == pg[1]);
     KT_EXPECT_HEALTHY(t, k);
@@ -1517,7 +1524,7 @@ KTEST_LEVELS(vmalloc, a_full_record_array_with_no_memory_finds_room_the_park_shr
     for (unsigned i = 0; i < PARKED; i++)
         KT_ASSERT_EQ(t, kmm_vfree(k, p[i]), KMM_OK);
     struct kmm_vmalloc_stats s = vstats(&x);
-    KT_ASSERT(t, s.parked_areas == PARKED && s.metadata_pages == 1);
+    KT_ASSERT(t, park(&x).areas == PARKED && s.metadata_pages == 1);
     /* Every free page taken without running the shrinkers. */
     size_t n = 0;
     for (uint64_t left = free_now(&x); left > 0; left--)
@@ -1526,7 +1533,7 @@ KTEST_LEVELS(vmalloc, a_full_record_array_with_no_memory_finds_room_the_park_shr
      * the parked areas back, which makes room in the array itself. */
     uint64_t va;
     KT_EXPECT_EQ(t, kmm_kva_alloc(k, PAGE, &va), KMM_OK);
-    KT_EXPECT_EQ(t, vstats(&x).parked_areas, 0);
+    KT_EXPECT_EQ(t, park(&x).areas, 0);
     KT_EXPECT_HEALTHY(t, k);
     KT_EXPECT_EQ(t, kmm_kva_free(k, va), KMM_OK);
     while (n > 0)

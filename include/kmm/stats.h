@@ -4,7 +4,7 @@
  * kmm_stats gathers what the layers' own calls give (kmm_page_stats and
  * kmm_page_node_stats, kmm_vm_stats of the kernel space and of every user
  * space, kmm_vmalloc_stats, kmm_heap_stats, kmm_heap_debug_stats,
- * kmm_misuse_stats, kmm_events_stats) into one structure, so that a debug
+ * kmm_misuse_stats, kmm_events_stats, kmm_kva_park_stats) into one structure, so that a debug
  * shell, a dump or a test reads the whole instance at once. Each part is
  * exactly what its layer's call fills, taken one layer after the other:
  * figures of different layers may be from slightly different moments
@@ -36,8 +36,8 @@
 extern "C" {
 #endif
 
-/* The layout's version: 1 is the one below. */
-#define KMM_STATS_VERSION 1u
+/* The layout's version: 2 is the one below (1 ended with misuse). */
+#define KMM_STATS_VERSION 2u
 
 /* The user spaces' figures summed (the kernel space's are apart: it owns
  * the shared kernel-half tables). */
@@ -68,6 +68,8 @@ struct kmm_stats {
     struct kmm_events_stats events;
     /* Every rejected call, by layer and class. */
     struct kmm_misuse_stats misuse;
+    /* Version 2: the window's parked areas (kmm/vmalloc.h). */
+    struct kmm_kva_park_stats kva_parked;
 };
 
 /* A struct kmm_stats ready for kmm_stats: zeroed, with its size set. */

@@ -310,12 +310,20 @@ struct kmm_vmalloc_stats {
     uint64_t map_ram_ranges;  /* ranges mapped in them */
     uint64_t map_ram_pages;   /* pages those ranges map (the callers' own) */
     uint64_t vmap_block_free; /* pages of the live blocks no range or guard page takes */
-    /* Freed vmalloc and vmap areas the window keeps for reuse (kmm_kva_purge):
-     * free pages, in neither areas nor used_pages, but not in free runs
-     * (largest_free_pages) either. */
-    uint64_t parked_areas;
-    uint64_t parked_pages; /* their usable pages (none mapped) */
 };
+
+/* The parked areas' figures: a structure of its own, as struct kmm_stats
+ * embeds kmm_vmalloc_stats's layout, which grows no more. A parked area's
+ * pages are free pages, in neither kmm_vmalloc_stats.areas nor used_pages,
+ * nor in a free run (largest_free_pages) until it is given back. */
+struct kmm_kva_park_stats {
+    uint64_t areas; /* freed vmalloc and vmap areas the window keeps now */
+    uint64_t pages; /* their usable pages (none mapped) */
+};
+
+/* kmm_kva_park_stats - fill *out. Takes the window's lock. IRQs on or off;
+ * O(1). */
+void kmm_kva_park_stats(struct kmm *k, struct kmm_kva_park_stats *out);
 
 /*
  * kmm_kva_purge - give back every parked area: its range, and the page

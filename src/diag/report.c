@@ -232,9 +232,11 @@ static void report_vmalloc(struct kmm *k, const struct kmm_sink *s)
                 (unsigned long long)vs.vmalloc_pages, a, (unsigned long long)vs.vmap_pages,
                 (unsigned long long)vs.metadata_pages, (unsigned long long)vs.failed_allocs,
                 (unsigned long long)vs.misuse);
-    if (vs.parked_areas) /* freed areas kept for reuse, with their page tables */
+    struct kmm_kva_park_stats park;
+    kmm_kva_park_stats(k, &park);
+    if (park.areas) /* freed areas kept for reuse, with their page tables */
         sink_printf(s, "  parked (freed, kept for reuse) %llu areas, %llu pages\n",
-                    (unsigned long long)vs.parked_areas, (unsigned long long)vs.parked_pages);
+                    (unsigned long long)park.areas, (unsigned long long)park.pages);
     if (vs.vmap_blocks) /* kmm_vm_map_ram's, counted among the areas above */
         sink_printf(s,
                     "  vmap blocks %llu: %llu ranges mapping %llu pages, %llu block pages free\n",

@@ -68,9 +68,12 @@ int kmm_stats(struct kmm *k, struct kmm_stats *out)
                           "sizeof(struct kmm_stats), KMM_STATS_INIT)",
                           (void *)out, size, KMM_STATS_SIZE_V1);
     /* Version 1's parts are all within size: filled in place (no copy of
-     * 9 KiB on the stack); a newer caller's parts beyond them stay zero. */
+     * 9 KiB on the stack); a later version's parts only if the caller's
+     * layout has them, and a newer caller's parts beyond them stay zero. */
     __builtin_memset((char *)out + sizeof(out->size), 0, size - sizeof(out->size));
     gather(k, out);
+    if (size >= offsetof(struct kmm_stats, kva_parked) + sizeof(out->kva_parked))
+        kmm_kva_park_stats(k, &out->kva_parked);
     out->version = KMM_STATS_VERSION;
     return KMM_OK;
 }

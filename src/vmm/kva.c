@@ -977,6 +977,15 @@ const char *kva_kind_name(unsigned kind)
     return kind < KVA_KINDS ? kind_text[kind] : "?";
 }
 
+void kmm_kva_park_stats(struct kmm *k, struct kmm_kva_park_stats *out)
+{
+    struct kmm_kva *v = &k->kva;
+    kmm_irqstate_t irq = kva_lock(v);
+    *out =
+        (struct kmm_kva_park_stats){.areas = v->nrec[KVA_PARKED], .pages = v->backed[KVA_PARKED]};
+    kva_unlock(v, irq);
+}
+
 void kmm_vmalloc_stats(struct kmm *k, struct kmm_vmalloc_stats *out)
 {
     struct kmm_kva *v = &k->kva;
@@ -994,8 +1003,6 @@ void kmm_vmalloc_stats(struct kmm *k, struct kmm_vmalloc_stats *out)
         .foreign_pages = v->foreign_pages,
         .largest_free_pages = largest_gap_locked(v),
         .metadata_pages = v->run_pages,
-        .parked_areas = v->nrec[KVA_PARKED],
-        .parked_pages = v->backed[KVA_PARKED],
     };
     kva_unlock(v, irq);
     out->failed_allocs = atomic_load_explicit(&v->failed, memory_order_relaxed);
