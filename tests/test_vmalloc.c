@@ -16,6 +16,8 @@
 #include "fuzz_input.h"
 #include "ktest_levels.h"
 
+#include "internal.h" /* the window's park list (vmm/state.h), to corrupt it */
+
 #include <kmm/check.h>
 #include <kmm/kmm.h>
 #include <kmm/page.h>
@@ -1540,6 +1542,58 @@ KTEST_LEVELS(vmalloc, a_full_record_array_with_no_memory_finds_room_the_park_shr
         KT_EXPECT_EQ(t, kmm_page_free(k, held[--n], 0), KMM_OK);
     for (unsigned i = 0; i < RECS - PARKED; i++)
         KT_EXPECT_EQ(t, kmm_kva_free(k, raw[i]), KMM_OK);
+    KT_EXPECT_HEALTHY(t, k);
+    teardown(&x);
+}
+
+/* kmm_check against a park list and parked records written behind the
+ * library's back: each corruption is reported, and the check is clean
+ * again once it is undone. */
+KTEST_LEVELS(vmalloc, kmm_check_reports_a_corrupt_park_list_or_parked_record)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 4 * MIB, levels));
+    struct kmm *k = x.f.k;
+    struct kmm_kva *v = &k->kva;
+    void *a = kmm_vmalloc(k, 2 * PAGE, 0), *b = kmm_vmalloc(k, 2 * PAGE, 0);
+    KT_ASSERT(t, a && b);
+    KT_ASSERT(t, kmm_vfree(k, a) == KMM_OK && kmm_vfree(k, b) == KMM_OK);
+    KT_ASSERT_EQ(t, v->nparked, 2);
+    KT_EXPECT_HEALTHY(t, k);
+    struct kmm_check_result r;
+    /* The list names one parked area twice and the other not at all: as
+     * many entries as parked records, each a parked record of its size. */
+    struct kva_park saved = v->parked[1];
+    v->parked[1] = v->parked[0];
+    KT_EXPECT_EQ(t, kmm_check(k, &r), KMM_CHECK_CORRUPT);
+    KT_EXPECT(t, ktest_contains(r.first, "park list"));
+    v->parked[1] = saved;
+    KT_EXPECT_HEALTHY(t, k);
+    /* An entry whose size is not its record's. */
+    v->parked[0].pages++;
+    KT_EXPECT_EQ(t, kmm_check(k, &r), KMM_CHECK_CORRUPT);
+    KT_EXPECT(t, ktest_contains(r.first, "park list"));
+    v->parked[0].pages--;
+    /* One entry missing. */
+    v->nparked--;
+    KT_EXPECT_EQ(t, kmm_check(k, &r), KMM_CHECK_CORRUPT);
+    KT_EXPECT(t, ktest_contains(r.first, "park list"));
+    v->nparked++;
+    KT_EXPECT_HEALTHY(t, k);
+    /* A parked record that says it holds no table, or is being set up. */
+    struct kva_rec *rec = &v->recs[0];
+    KT_ASSERT(t, rec->kind == KVA_PARKED && rec->held);
+    rec->held = 0;
+    KT_EXPECT_EQ(t, kmm_check(k, &r), KMM_CHECK_CORRUPT);
+    KT_EXPECT(t, ktest_contains(r.first, "malformed"));
+    rec->held = 1;
+    rec->state = KVA_SETUP;
+    KT_EXPECT_EQ(t, kmm_check(k, &r), KMM_CHECK_CORRUPT);
+    KT_EXPECT(t, ktest_contains(r.first, "malformed"));
+    rec->state = KVA_READY;
+    KT_EXPECT_HEALTHY(t, k);
+    KT_EXPECT(t, kmm_kva_purge(k) >= 1);
+    KT_EXPECT_EQ(t, park(&x).areas, 0);
     KT_EXPECT_HEALTHY(t, k);
     teardown(&x);
 }
