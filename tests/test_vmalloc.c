@@ -1597,3 +1597,185 @@ KTEST_LEVELS(vmalloc, kmm_check_reports_a_corrupt_park_list_or_parked_record)
     KT_EXPECT_HEALTHY(t, k);
     teardown(&x);
 }
+
+/* The figures a refusal on a parked area must leave alone. */
+struct park_state {
+    struct kmm_vmalloc_stats v;
+    struct kmm_kva_park_stats park;
+    uint64_t misuse, free_pages;
+};
+
+static struct park_state park_state(struct fixture *x)
+{
+    struct kmm_misuse_stats m;
+    kmm_misuse_stats(x->f.k, &m);
+    return (struct park_state){vstats(x), park(x), m.total, free_now(x)};
+}
+
+/* A call on a parked area (or its guard page) refused with want: counted
+ * once, logged with needle, and nothing changed (the parked areas, the
+ * live ones, the free pages); kmm_check clean. */
+static void expect_park_refused_at(struct ktest *t, struct fixture *x, int got, int want,
+                                   const struct park_state *b, const char *what, const char *needle,
+                                   int line)
+{
+    struct park_state a = park_state(x);
+    const char *log = kt_machine_last_error(x->f.m);
+    if (got != want || a.misuse != b->misuse + 1 || a.free_pages != b->free_pages ||
+        a.park.areas != b->park.areas || a.park.pages != b->park.pages || a.v.areas != b->v.areas ||
+        a.v.used_pages != b->v.used_pages || a.v.foreign_pages != b->v.foreign_pages || !log ||
+        !ktest_contains(log, needle))
+        ktest_fail_at(t, __FILE__, line,
+                      "%s: got %d (want %d), misuse %llu -> %llu, parked %llu -> %llu, free "
+                      "%llu -> %llu, log \"%s\"",
+                      what, got, want, (unsigned long long)b->misuse, (unsigned long long)a.misuse,
+                      (unsigned long long)b->park.areas, (unsigned long long)a.park.areas,
+                      (unsigned long long)b->free_pages, (unsigned long long)a.free_pages,
+                      log ? log : "");
+    kt_expect_healthy_at(t, x->f.k, __FILE__, line);
+}
+
+#define PARK_REFUSED(t, x, call, want, needle)                                                     \
+    do {                                                                                           \
+        struct park_state b_ = park_state(x);                                                      \
+        int got_ = (call);                                                                         \
+        expect_park_refused_at((t), (x), got_, (want), &b_, #call, (needle), __LINE__);            \
+    } while (0)
+
+/* Whether none of the n pages at va is mapped. */
+static bool none_mapped(struct fixture *x, uint64_t va, uint64_t n)
+{
+    for (uint64_t i = 0; i < n; i++)
+        if (!unmapped(x, va + i * PAGE))
+            return false;
+    return true;
+}
+
+KTEST_LEVELS(vmalloc, every_call_on_a_parked_area_or_its_guard_page_is_refused_and_changes_nothing)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 4 * MIB, levels));
+    struct kmm *k = x.f.k;
+    uint64_t pg = kmm_page_alloc(k, 0, 0), pgs[2];
+    KT_ASSERT(t, pg != 0);
+    pgs[0] = pgs[1] = pg;
+    void *a = kmm_vmalloc(k, 3 * PAGE, 0), *b = kmm_vmap(k, pgs, 2, KMM_PROT_READ);
+    KT_ASSERT(t, a && b);
+    KT_ASSERT(t, kmm_vfree(k, a) == KMM_OK && kmm_vunmap(k, b) == KMM_OK);
+    KT_ASSERT_EQ(t, park(&x).areas, 2);
+    uint64_t va = va_of(a), guard = va + 3 * PAGE, bva = va_of(b);
+    /* Frees of its start, inside it, its guard page, with every call. */
+    PARK_REFUSED(t, &x, kmm_vfree(k, a), KMM_ENOENT, "kmm_vfree");
+    PARK_REFUSED(t, &x, kmm_vfree(k, (void *)(uintptr_t)(va + PAGE)), KMM_ENOENT, "kmm_vfree");
+    PARK_REFUSED(t, &x, kmm_vfree(k, (void *)(uintptr_t)guard), KMM_ENOENT, "kmm_vfree");
+    PARK_REFUSED(t, &x, kmm_vfree(k, (void *)(uintptr_t)(va + 1)), KMM_EINVAL, "kmm_vfree");
+    PARK_REFUSED(t, &x, kmm_vunmap(k, a), KMM_ENOENT, "kmm_vunmap");
+    PARK_REFUSED(t, &x, kmm_vunmap(k, b), KMM_ENOENT, "kmm_vunmap");
+    PARK_REFUSED(t, &x, kmm_vunmap(k, (void *)(uintptr_t)(bva + 2 * PAGE)), KMM_ENOENT,
+                 "kmm_vunmap");
+    PARK_REFUSED(t, &x, kmm_kva_free(k, va), KMM_ENOENT, "kmm_kva_free");
+    PARK_REFUSED(t, &x, kmm_kva_free(k, guard), KMM_ENOENT, "kmm_kva_free");
+    PARK_REFUSED(t, &x, kmm_kva_populate(k, va), KMM_ENOENT, "kmm_kva_populate");
+    PARK_REFUSED(t, &x, kmm_kva_populate(k, bva), KMM_ENOENT, "kmm_kva_populate");
+    PARK_REFUSED(t, &x, kmm_vm_unmap_ram(k, a, 3), KMM_ENOENT, "kmm_vm_unmap_ram");
+    PARK_REFUSED(t, &x, kmm_vm_unmap_ram(k, b, 2), KMM_ENOENT, "kmm_vm_unmap_ram");
+    PARK_REFUSED(t, &x, kmm_vm_unmap_ram(k, b, KMM_MAP_RAM_MAX + 1), KMM_ENOENT,
+                 "kmm_vm_unmap_ram");
+    /* Plain maps, unmaps and protections of its pages, its guard page, or a
+     * range of the free window that reaches into either. */
+    PARK_REFUSED(t, &x, kmm_vm_map(x.ks, va, pg, PAGE, KMM_PROT_READ), KMM_EBUSY, "kmm_vm_map");
+    PARK_REFUSED(t, &x, kmm_vm_map(x.ks, va + 2 * PAGE, pg, PAGE, KMM_PROT_READ), KMM_EBUSY,
+                 "kmm_vm_map");
+    PARK_REFUSED(t, &x, kmm_vm_map(x.ks, guard, pg, PAGE, KMM_PROT_READ), KMM_EBUSY, "kmm_vm_map");
+    PARK_REFUSED(t, &x, kmm_vm_map(x.ks, va, pg, PAGE, KMM_PROT_READ | KMM_MAP_REPLACE), KMM_EBUSY,
+                 "kmm_vm_map");
+    PARK_REFUSED(t, &x, kmm_vm_unmap(x.ks, va, 3 * PAGE), KMM_EBUSY, "kmm_vm_unmap");
+    PARK_REFUSED(t, &x, kmm_vm_unmap(x.ks, guard, PAGE), KMM_EBUSY, "kmm_vm_unmap");
+    PARK_REFUSED(t, &x, kmm_vm_unmap(x.ks, x.base + x.size - 64 * PAGE, 0), KMM_EINVAL,
+                 "kmm_vm_unmap");
+    PARK_REFUSED(t, &x, kmm_vm_protect(x.ks, bva, PAGE, KMM_PROT_READ), KMM_EBUSY,
+                 "kmm_vm_protect");
+    PARK_REFUSED(t, &x, kmm_vm_protect(x.ks, bva + 2 * PAGE, PAGE, KMM_PROT_READ), KMM_EBUSY,
+                 "kmm_vm_protect");
+    uint64_t tail = x.base + x.size - 4 * PAGE; /* free window: a range reaching into b */
+    KT_ASSERT(t, bva + 3 * PAGE < tail);
+    PARK_REFUSED(t, &x, kmm_vm_unmap(x.ks, bva + 2 * PAGE, tail - bva - 2 * PAGE), KMM_EBUSY,
+                 "kmm_vm_unmap");
+    PARK_REFUSED(t, &x, kmm_vm_map(x.ks, bva + PAGE, pg, PAGE, KMM_PROT_READ), KMM_EBUSY,
+                 "kmm_vm_map");
+    KT_EXPECT(t, none_mapped(&x, va, 4) && none_mapped(&x, bva, 3));
+    /* A lookup finds nothing and is no misuse. */
+    struct kmm_kva_area ar;
+    uint64_t misuse = vstats(&x).misuse;
+    KT_EXPECT_EQ(t, kmm_kva_lookup(k, va, &ar), KMM_ENOENT);
+    KT_EXPECT_EQ(t, kmm_kva_lookup(k, va + 2 * PAGE, &ar), KMM_ENOENT);
+    KT_EXPECT_EQ(t, kmm_kva_lookup(k, guard, &ar), KMM_ENOENT);
+    KT_EXPECT_EQ(t, kmm_kva_lookup(k, bva + PAGE, &ar), KMM_ENOENT);
+    KT_EXPECT_EQ(t, vstats(&x).misuse, misuse);
+    /* The page after b's guard page is anybody's. */
+    KT_ASSERT_EQ(t, bva, guard + PAGE);
+    KT_EXPECT_EQ(t, kmm_vm_map(x.ks, bva + 3 * PAGE, pg, PAGE, KMM_PROT_READ), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(x.ks, bva + 3 * PAGE, PAGE), KMM_OK);
+    /* Nothing changed: each size still takes its own parked range. */
+    KT_EXPECT_EQ(t, park(&x).areas, 2);
+    void *a2 = kmm_vmap(k, pgs, 3 - 1, KMM_PROT_READ), *b2 = kmm_vmalloc(k, 3 * PAGE, 0);
+    KT_EXPECT(t, va_of(a2) == bva && va_of(b2) == va);
+    KT_EXPECT_HEALTHY(t, k);
+    KT_EXPECT(t, kmm_vunmap(k, a2) == KMM_OK && kmm_vfree(k, b2) == KMM_OK);
+    kmm_kva_purge(k);
+    KT_EXPECT_EQ(t, kmm_page_free(k, pg, 0), KMM_OK);
+    KT_EXPECT_EQ(t, vstats(&x).metadata_pages, 0);
+    KT_EXPECT_HEALTHY(t, k);
+    teardown(&x);
+}
+
+/* kmm_vm_map_ram of counts around KMM_MAP_RAM_MAX + 1: beyond a block an
+ * area, parked when unmapped and taken again by kmm_vmap or kmm_vm_map_ram
+ * of its count, never by a count a block serves; its unmaps by the wrong
+ * count or twice are refused. */
+KTEST_LEVELS(vmalloc, map_ram_areas_around_the_block_limit_reuse_parked_ranges_exactly)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 8 * MIB, levels));
+    struct kmm *k = x.f.k;
+    enum { MAX = KMM_MAP_RAM_MAX };
+    static uint64_t pg[MAX + 2];
+    uint64_t one = kmm_page_alloc(k, 0, 0);
+    KT_ASSERT(t, one != 0);
+    for (unsigned i = 0; i < N(pg); i++)
+        pg[i] = one;
+    void *v1 = kmm_vm_map_ram(k, pg, MAX + 1, KMM_PROT_READ);
+    void *v2 = kmm_vm_map_ram(k, pg, MAX + 2, KMM_PROT_READ);
+    KT_ASSERT(t, v1 && v2);
+    KT_EXPECT_EQ(t, vstats(&x).vmap_areas, 2);
+    KT_ASSERT_EQ(t, kmm_vm_unmap_ram(k, v1, MAX + 1), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_unmap_ram(k, v2, MAX + 2), KMM_OK);
+    KT_EXPECT_EQ(t, park(&x).areas, 2);
+    PARK_REFUSED(t, &x, kmm_vm_unmap_ram(k, v1, MAX + 1), KMM_ENOENT, "kmm_vm_unmap_ram");
+    PARK_REFUSED(t, &x, kmm_vm_unmap_ram(k, v1, MAX), KMM_ENOENT, "kmm_vm_unmap_ram");
+    PARK_REFUSED(t, &x, kmm_vm_unmap_ram(k, v2, MAX + 1), KMM_ENOENT, "kmm_vm_unmap_ram");
+    /* MAX pages go to a block; MAX + 2 and MAX + 1 take their own ranges. */
+    void *b = kmm_vm_map_ram(k, pg, MAX, KMM_PROT_READ);
+    KT_ASSERT(t, b != NULL);
+    KT_EXPECT_EQ(t, park(&x).areas, 2);
+    void *w2 = kmm_vmap(k, pg, MAX + 2, KMM_PROT_READ);
+    void *w1 = kmm_vm_map_ram(k, pg, MAX + 1, KMM_PROT_READ);
+    KT_EXPECT(t, va_of(w2) == va_of(v2) && va_of(w1) == va_of(v1));
+    KT_EXPECT_EQ(t, park(&x).areas, 0);
+    KT_EXPECT_HEALTHY(t, k);
+    /* Wrong counts are refused and leave them live; a vmap area goes with
+     * either call. */
+    PARK_REFUSED(t, &x, kmm_vm_unmap_ram(k, w1, MAX), KMM_EINVAL, "kmm_vm_unmap_ram");
+    PARK_REFUSED(t, &x, kmm_vm_unmap_ram(k, w2, MAX + 1), KMM_EINVAL, "kmm_vm_unmap_ram");
+    KT_EXPECT_EQ(t, kmm_vm_unmap_ram(k, w2, MAX + 2), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vunmap(k, w1), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_unmap_ram(k, b, MAX), KMM_OK);
+    kmm_vm_map_ram_drain(k);
+    KT_EXPECT_EQ(t, park(&x).areas, 2);
+    KT_EXPECT_HEALTHY(t, k);
+    kmm_kva_purge(k);
+    KT_EXPECT_EQ(t, kmm_page_free(k, one, 0), KMM_OK);
+    KT_EXPECT_EQ(t, vstats(&x).metadata_pages, 0);
+    KT_EXPECT_HEALTHY(t, k);
+    teardown(&x);
+}
