@@ -1779,3 +1779,91 @@ KTEST_LEVELS(vmalloc, map_ram_areas_around_the_block_limit_reuse_parked_ranges_e
     KT_EXPECT_HEALTHY(t, k);
     teardown(&x);
 }
+
+/* Takes free pages until `leave` are left (none of the allocations needs
+ * reclaim, so no shrinker runs: parked areas stay). Returns how many the
+ * array holds now. */
+static size_t take_until(struct fixture *x, uint64_t *held, size_t n, size_t cap, uint64_t leave)
+{
+    for (uint64_t left = free_now(x); left > leave && n < cap; left--)
+        if ((held[n] = kmm_page_alloc(x->f.k, 0, 0)) != 0)
+            n++;
+    return n;
+}
+
+/* With 0 .. a few pages left, a vmalloc that takes a parked range either
+ * works or fails and parks the range again (the shrinker giving the other
+ * parked areas back meanwhile); a vmap of a parked size needs no page at
+ * all; a free parks with no page left, and the 17th evicts the oldest.
+ * Afterwards every page is back. */
+KTEST_LEVELS(vmalloc, a_shortage_at_every_step_of_parking_and_reuse_leaves_nothing_behind)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 8 * MIB, levels));
+    struct kmm *k = x.f.k;
+    static uint64_t held[32 * MIB / PAGE];
+    struct kmm_page_stats start = pstats(&x);
+    enum { BIG = 40, SMALL = 5 };
+    uint64_t pg[SMALL];
+    for (unsigned i = 0; i < SMALL; i++)
+        KT_ASSERT(t, (pg[i] = kmm_page_alloc(k, 0, 0)) != 0);
+    for (uint64_t leave = 0; leave <= BIG + 1; leave += leave < 4 ? 1 : 12) {
+        void *big = kmm_vmalloc(k, BIG * PAGE, 0), *small = kmm_vmap(k, pg, SMALL, KMM_PROT_READ);
+        KT_ASSERT(t, big && small);
+        size_t n = take_until(&x, held, 0, N(held), 0);
+        /* No page left: both frees park (their tables are there already). */
+        KT_EXPECT_EQ(t, kmm_vunmap(k, small), KMM_OK);
+        KT_EXPECT_EQ(t, kmm_vfree(k, big), KMM_OK);
+        KT_EXPECT_EQ(t, park(&x).areas, 2);
+        n = take_until(&x, held, n, N(held), 0);
+        KT_EXPECT_EQ(t, free_now(&x), 0);
+        /* A vmap of the parked size takes its range and tables: no page. */
+        void *again = kmm_vmap(k, pg, SMALL, KMM_PROT_READ);
+        KT_EXPECT_EQ(t, va_of(again), va_of(small));
+        KT_EXPECT_EQ(t, kmm_vunmap(k, again), KMM_OK);
+        KT_EXPECT_HEALTHY(t, k);
+        n = take_until(&x, held, n, N(held), 0); /* what the held table's path freed, if any */
+        while (free_now(&x) < leave && n > 0)
+            KT_EXPECT_EQ(t, kmm_page_free(k, held[--n], 0), KMM_OK);
+        void *p = kmm_vmalloc(k, BIG * PAGE, 0);
+        if (leave < BIG) {
+            KT_EXPECT(t, p == NULL);
+            /* The range went back to the park (the shrinker, run by the
+             * shortage, may have given the other one back). */
+            struct kmm_kva_park_stats s = park(&x);
+            KT_EXPECT(t, s.areas >= 1 && s.pages >= BIG && vstats(&x).areas == 0);
+            KT_EXPECT(t, free_now(&x) <= leave);
+        } else {
+            KT_EXPECT_EQ(t, va_of(p), va_of(big));
+        }
+        KT_EXPECT_HEALTHY(t, k);
+        while (n > 0)
+            KT_EXPECT_EQ(t, kmm_page_free(k, held[--n], 0), KMM_OK);
+        if (!p)
+            p = kmm_vmalloc(k, BIG * PAGE, 0);
+        KT_EXPECT_EQ(t, va_of(p), va_of(big)); /* it had gone back to the park */
+        KT_EXPECT_EQ(t, kmm_vfree(k, p), KMM_OK);
+        KT_EXPECT_HEALTHY(t, k);
+    }
+    /* Sixteen parked, then a 17th free with no page left evicts the
+     * oldest, which frees (never needs) pages. */
+    void *a[KMM_KVA_PARKED + 1];
+    for (unsigned i = 0; i < N(a); i++)
+        KT_ASSERT(t, (a[i] = kmm_vmalloc(k, (i + 1) * PAGE, 0)) != NULL);
+    for (unsigned i = 0; i < KMM_KVA_PARKED; i++)
+        KT_EXPECT_EQ(t, kmm_vfree(k, a[i]), KMM_OK);
+    size_t n = take_until(&x, held, 0, N(held), 0);
+    KT_EXPECT_EQ(t, kmm_vfree(k, a[KMM_KVA_PARKED]), KMM_OK);
+    KT_EXPECT_EQ(t, park(&x).areas, KMM_KVA_PARKED);
+    KT_EXPECT_HEALTHY(t, k);
+    while (n > 0)
+        KT_EXPECT_EQ(t, kmm_page_free(k, held[--n], 0), KMM_OK);
+    for (unsigned i = 0; i < SMALL; i++)
+        KT_EXPECT_EQ(t, kmm_page_free(k, pg[i], 0), KMM_OK);
+    struct kmm_page_stats end = pstats(&x);
+    KT_EXPECT(t, kt_same_buddyinfo(&start, &end));
+    KT_EXPECT_EQ(t, end.allocated_pages, start.allocated_pages);
+    KT_EXPECT_EQ(t, vstats(&x).metadata_pages, 0);
+    KT_EXPECT_HEALTHY(t, k);
+    teardown(&x);
+}
