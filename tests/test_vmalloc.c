@@ -797,6 +797,44 @@ static bool mix_disjoint(const struct mix_slot *s, unsigned n)
     return true;
 }
 
+/* The test's model of the window's park list: freed vmalloc and vmap
+ * areas, oldest first, at most KMM_KVA_PARKED. */
+struct mix_park {
+    uint64_t va[KMM_KVA_PARKED], pages[KMM_KVA_PARKED];
+    unsigned n;
+};
+
+static void mix_park(struct mix_park *m, uint64_t va, uint64_t pages)
+{
+    if (m->n == KMM_KVA_PARKED) { /* the oldest goes */
+        for (unsigned i = 1; i < m->n; i++) {
+            m->va[i - 1] = m->va[i];
+            m->pages[i - 1] = m->pages[i];
+        }
+        m->n--;
+    }
+    m->va[m->n] = va;
+    m->pages[m->n++] = pages;
+}
+
+/* The range a new vmalloc or vmap area of pages must take (the newest
+ * parked one of its size, out of the model now), or 0: any free gap. */
+static uint64_t mix_unpark(struct mix_park *m, uint64_t pages)
+{
+    for (unsigned i = m->n; i-- > 0;) {
+        if (m->pages[i] != pages)
+            continue;
+        uint64_t va = m->va[i];
+        for (unsigned j = i + 1; j < m->n; j++) {
+            m->va[j - 1] = m->va[j];
+            m->pages[j - 1] = m->pages[j];
+        }
+        m->n--;
+        return va;
+    }
+    return 0;
+}
+
 /*
  * vmalloc, vmap and raw areas of random sizes allocated and freed in 24
  * slots, choices from c (a seed or a fuzzer's bytes), for at most `steps`
@@ -805,7 +843,10 @@ static bool mix_disjoint(const struct mix_slot *s, unsigned n)
  * are mapped one call each (the window's answer without its lock) and
  * unmapped in one before it goes; after each step a plain map of some
  * area's guard page, or of a vmalloc or vmap area's page, is refused; at
- * the end every page, table and record is back.
+ * the end every page, table and record is back. Some steps are a
+ * kmm_kva_purge instead; a shadow park list (struct mix_park) says which
+ * range each new vmalloc or vmap area must take, and kmm_check runs after
+ * every step.
  */
 static void run_vmalloc_random(struct ktest *t, unsigned levels, struct kt_chooser *c, int steps)
 {
@@ -819,8 +860,18 @@ static void run_vmalloc_random(struct ktest *t, unsigned levels, struct kt_choos
     uint64_t frame = kmm_page_alloc(x.f.k, 0, 0); /* what raw areas map */
     KT_ASSERT(t, frame != 0);
     uint64_t frame_free = pstats(&x).free_pages;
+    struct mix_park model = {{0}, {0}, 0};
     for (int step = 0; step < steps && !c->ended; step++) {
+        KT_EXPECT_HEALTHY(t, x.f.k);
+        KT_ASSERT_EQ(t, park(&x).areas, model.n);
+        if (kt_choose(c, 10) == 9) { /* not 0: a fixed input of zeros parks and unparks */
+            kmm_kva_purge(x.f.k);
+            model.n = 0;
+            continue;
+        }
         unsigned i = (unsigned)kt_choose(c, SLOTS);
+        if (s[i].kind == 1 || s[i].kind == 2)
+            mix_park(&model, s[i].va, s[i].span / PAGE - 1);
         if (s[i].kind == 1)
             KT_ASSERT_EQ(t, kmm_vfree(x.f.k, s[i].p), KMM_OK);
         else if (s[i].kind == 2)
@@ -854,6 +905,11 @@ static void run_vmalloc_random(struct ktest *t, unsigned levels, struct kt_choos
                 KT_ASSERT_EQ(t, kmm_vm_map(x.ks, s[i].va + p * PAGE, frame, PAGE, KMM_PROT_READ),
                              KMM_OK);
         }
+        if (kind != 3) {
+            uint64_t want = mix_unpark(&model, pages);
+            if (want)
+                KT_ASSERT_EQ(t, s[i].va, want);
+        }
         s[i].span = (pages + 1) * PAGE;
         s[i].kind = (int)kind;
         KT_ASSERT(t, s[i].va >= x.base && s[i].va + s[i].span <= x.base + x.size);
@@ -864,8 +920,11 @@ static void run_vmalloc_random(struct ktest *t, unsigned levels, struct kt_choos
                 s[j].kind == 3 || kt_choose(c, 2) ? s[j].va + s[j].span - PAGE : s[j].va;
             KT_ASSERT_EQ(t, kmm_vm_map(x.ks, kept, frame, PAGE, KMM_PROT_READ), KMM_EBUSY);
         }
-        if (step % 50 == 0)
-            KT_EXPECT_HEALTHY(t, x.f.k);
+        if (model.n) { /* and a page of a parked range, or its guard page */
+            unsigned pk = (unsigned)kt_choose(c, model.n);
+            uint64_t at = model.va[pk] + kt_choose(c, model.pages[pk] + 1) * PAGE;
+            KT_ASSERT_EQ(t, kmm_vm_map(x.ks, at, frame, PAGE, KMM_PROT_READ), KMM_EBUSY);
+        }
     }
     for (unsigned i = 0; i < SLOTS; i++) {
         if (s[i].kind == 1)
