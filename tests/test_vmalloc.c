@@ -1926,3 +1926,40 @@ KTEST_LEVELS(vmalloc, a_shortage_at_every_step_of_parking_and_reuse_leaves_nothi
     KT_EXPECT_HEALTHY(t, k);
     teardown(&x);
 }
+
+/* In a window too small for a vmap block (1 MiB: no aligned 2 MiB), every
+ * kmm_vm_map_ram is an area: a count of at most KMM_MAP_RAM_MAX is parked
+ * when unmapped and taken again by the next map_ram of its count, and its
+ * unmaps by another count or twice are refused. */
+KTEST_LEVELS(vmalloc, map_ram_areas_of_a_window_without_blocks_are_parked_and_reused)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 1 * MIB, levels));
+    struct kmm *k = x.f.k;
+    uint64_t pg[3];
+    for (unsigned i = 0; i < 3; i++)
+        KT_ASSERT(t, (pg[i] = kmm_page_alloc(k, 0, 0)) != 0);
+    void *v = kmm_vm_map_ram(k, pg, 3, KMM_PROT_READ);
+    KT_ASSERT(t, v != NULL);
+    KT_EXPECT_EQ(t, vstats(&x).vmap_areas, 1);
+    KT_EXPECT_EQ(t, vstats(&x).vmap_blocks, 0);
+    KT_ASSERT_EQ(t, kmm_vm_unmap_ram(k, v, 3), KMM_OK);
+    KT_EXPECT_EQ(t, park(&x).pages, 3);
+    PARK_REFUSED(t, &x, kmm_vm_unmap_ram(k, v, 3), KMM_ENOENT, "kmm_vm_unmap_ram");
+    void *w = kmm_vm_map_ram(k, pg, 3, KMM_PROT_READ);
+    KT_EXPECT_EQ(t, va_of(w), va_of(v));
+    for (unsigned i = 0; i < 3; i++) {
+        struct kmm_vm_translation tr;
+        KT_EXPECT(t, kmm_vm_translate(x.ks, va_of(w) + i * PAGE, &tr) == KMM_OK && tr.pa == pg[i]);
+    }
+    PARK_REFUSED(t, &x, kmm_vm_unmap_ram(k, w, 2), KMM_EINVAL, "kmm_vm_unmap_ram");
+    KT_EXPECT_EQ(t, kmm_vm_unmap_ram(k, w, 3), KMM_OK);
+    KT_EXPECT(t, none_mapped(&x, va_of(w), 4));
+    KT_EXPECT_HEALTHY(t, k);
+    kmm_kva_purge(k);
+    for (unsigned i = 0; i < 3; i++)
+        KT_EXPECT_EQ(t, kmm_page_free(k, pg[i], 0), KMM_OK);
+    KT_EXPECT_EQ(t, vstats(&x).metadata_pages, 0);
+    KT_EXPECT_HEALTHY(t, k);
+    teardown(&x);
+}
