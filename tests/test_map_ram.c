@@ -84,6 +84,14 @@ static struct kmm_vmalloc_stats vstats(struct fixture *x)
     return s;
 }
 
+/* The parked areas now (kmm_kva_park_stats). */
+static uint64_t parked(struct fixture *x)
+{
+    struct kmm_kva_park_stats s;
+    kmm_kva_park_stats(x->f.k, &s);
+    return s.areas;
+}
+
 static struct kmm_page_stats pstats(struct fixture *x)
 {
     struct kmm_page_stats s;
@@ -703,6 +711,13 @@ KTEST_LEVELS(map_ram, a_random_mix_with_areas_stays_disjoint_and_exact)
     struct slot s[MIX_SLOTS] = {{0}};
     struct kt_chooser c = {.seed = 0x3a9};
     for (int step = 0; step < 500; step++) {
+        KT_EXPECT_HEALTHY(t, x.f.k);
+        KT_ASSERT(t, parked(&x) <= KMM_KVA_PARKED);
+        if (kt_choose(&c, 10) == 9) { /* the parked areas (of map_ram and vmalloc) go */
+            kmm_kva_purge(x.f.k);
+            KT_ASSERT_EQ(t, parked(&x), 0);
+            continue;
+        }
         struct slot *sl = &s[kt_choose(&c, MIX_SLOTS)];
         if (sl->kind) {
             free_slot(t, &x, sl);
@@ -733,8 +748,6 @@ KTEST_LEVELS(map_ram, a_random_mix_with_areas_stays_disjoint_and_exact)
         sl->kind = kind;
         KT_ASSERT(t, sl->va >= x.base && sl->va + sl->span <= x.base + x.size);
         KT_ASSERT(t, slots_disjoint(s, MIX_SLOTS));
-        if (step % 25 == 0)
-            KT_EXPECT_HEALTHY(t, x.f.k);
     }
     KT_EXPECT_HEALTHY(t, x.f.k);
     for (unsigned i = 0; i < MIX_SLOTS; i++)

@@ -16,6 +16,8 @@
 #include "fuzz_input.h"
 #include "ktest_levels.h"
 
+#include "internal.h" /* the window's park list (vmm/state.h), to corrupt it */
+
 #include <kmm/check.h>
 #include <kmm/kmm.h>
 #include <kmm/page.h>
@@ -795,6 +797,44 @@ static bool mix_disjoint(const struct mix_slot *s, unsigned n)
     return true;
 }
 
+/* The test's model of the window's park list: freed vmalloc and vmap
+ * areas, oldest first, at most KMM_KVA_PARKED. */
+struct mix_park {
+    uint64_t va[KMM_KVA_PARKED], pages[KMM_KVA_PARKED];
+    unsigned n;
+};
+
+static void mix_park(struct mix_park *m, uint64_t va, uint64_t pages)
+{
+    if (m->n == KMM_KVA_PARKED) { /* the oldest goes */
+        for (unsigned i = 1; i < m->n; i++) {
+            m->va[i - 1] = m->va[i];
+            m->pages[i - 1] = m->pages[i];
+        }
+        m->n--;
+    }
+    m->va[m->n] = va;
+    m->pages[m->n++] = pages;
+}
+
+/* The range a new vmalloc or vmap area of pages must take (the newest
+ * parked one of its size, out of the model now), or 0: any free gap. */
+static uint64_t mix_unpark(struct mix_park *m, uint64_t pages)
+{
+    for (unsigned i = m->n; i-- > 0;) {
+        if (m->pages[i] != pages)
+            continue;
+        uint64_t va = m->va[i];
+        for (unsigned j = i + 1; j < m->n; j++) {
+            m->va[j - 1] = m->va[j];
+            m->pages[j - 1] = m->pages[j];
+        }
+        m->n--;
+        return va;
+    }
+    return 0;
+}
+
 /*
  * vmalloc, vmap and raw areas of random sizes allocated and freed in 24
  * slots, choices from c (a seed or a fuzzer's bytes), for at most `steps`
@@ -803,7 +843,10 @@ static bool mix_disjoint(const struct mix_slot *s, unsigned n)
  * are mapped one call each (the window's answer without its lock) and
  * unmapped in one before it goes; after each step a plain map of some
  * area's guard page, or of a vmalloc or vmap area's page, is refused; at
- * the end every page, table and record is back.
+ * the end every page, table and record is back. Some steps are a
+ * kmm_kva_purge instead; a shadow park list (struct mix_park) says which
+ * range each new vmalloc or vmap area must take, and kmm_check runs after
+ * every step.
  */
 static void run_vmalloc_random(struct ktest *t, unsigned levels, struct kt_chooser *c, int steps)
 {
@@ -817,8 +860,18 @@ static void run_vmalloc_random(struct ktest *t, unsigned levels, struct kt_choos
     uint64_t frame = kmm_page_alloc(x.f.k, 0, 0); /* what raw areas map */
     KT_ASSERT(t, frame != 0);
     uint64_t frame_free = pstats(&x).free_pages;
+    struct mix_park model = {{0}, {0}, 0};
     for (int step = 0; step < steps && !c->ended; step++) {
+        KT_EXPECT_HEALTHY(t, x.f.k);
+        KT_ASSERT_EQ(t, park(&x).areas, model.n);
+        if (kt_choose(c, 10) == 9) { /* not 0: a fixed input of zeros parks and unparks */
+            kmm_kva_purge(x.f.k);
+            model.n = 0;
+            continue;
+        }
         unsigned i = (unsigned)kt_choose(c, SLOTS);
+        if (s[i].kind == 1 || s[i].kind == 2)
+            mix_park(&model, s[i].va, s[i].span / PAGE - 1);
         if (s[i].kind == 1)
             KT_ASSERT_EQ(t, kmm_vfree(x.f.k, s[i].p), KMM_OK);
         else if (s[i].kind == 2)
@@ -852,6 +905,11 @@ static void run_vmalloc_random(struct ktest *t, unsigned levels, struct kt_choos
                 KT_ASSERT_EQ(t, kmm_vm_map(x.ks, s[i].va + p * PAGE, frame, PAGE, KMM_PROT_READ),
                              KMM_OK);
         }
+        if (kind != 3) {
+            uint64_t want = mix_unpark(&model, pages);
+            if (want)
+                KT_ASSERT_EQ(t, s[i].va, want);
+        }
         s[i].span = (pages + 1) * PAGE;
         s[i].kind = (int)kind;
         KT_ASSERT(t, s[i].va >= x.base && s[i].va + s[i].span <= x.base + x.size);
@@ -862,8 +920,11 @@ static void run_vmalloc_random(struct ktest *t, unsigned levels, struct kt_choos
                 s[j].kind == 3 || kt_choose(c, 2) ? s[j].va + s[j].span - PAGE : s[j].va;
             KT_ASSERT_EQ(t, kmm_vm_map(x.ks, kept, frame, PAGE, KMM_PROT_READ), KMM_EBUSY);
         }
-        if (step % 50 == 0)
-            KT_EXPECT_HEALTHY(t, x.f.k);
+        if (model.n) { /* and a page of a parked range, or its guard page */
+            unsigned pk = (unsigned)kt_choose(c, model.n);
+            uint64_t at = model.va[pk] + kt_choose(c, model.pages[pk] + 1) * PAGE;
+            KT_ASSERT_EQ(t, kmm_vm_map(x.ks, at, frame, PAGE, KMM_PROT_READ), KMM_EBUSY);
+        }
     }
     for (unsigned i = 0; i < SLOTS; i++) {
         if (s[i].kind == 1)
@@ -1540,6 +1601,365 @@ KTEST_LEVELS(vmalloc, a_full_record_array_with_no_memory_finds_room_the_park_shr
         KT_EXPECT_EQ(t, kmm_page_free(k, held[--n], 0), KMM_OK);
     for (unsigned i = 0; i < RECS - PARKED; i++)
         KT_EXPECT_EQ(t, kmm_kva_free(k, raw[i]), KMM_OK);
+    KT_EXPECT_HEALTHY(t, k);
+    teardown(&x);
+}
+
+/* kmm_check against a park list and parked records written behind the
+ * library's back: each corruption is reported, and the check is clean
+ * again once it is undone. */
+KTEST_LEVELS(vmalloc, kmm_check_reports_a_corrupt_park_list_or_parked_record)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 4 * MIB, levels));
+    struct kmm *k = x.f.k;
+    struct kmm_kva *v = &k->kva;
+    void *a = kmm_vmalloc(k, 2 * PAGE, 0), *b = kmm_vmalloc(k, 2 * PAGE, 0);
+    KT_ASSERT(t, a && b);
+    KT_ASSERT(t, kmm_vfree(k, a) == KMM_OK && kmm_vfree(k, b) == KMM_OK);
+    KT_ASSERT_EQ(t, v->nparked, 2);
+    KT_EXPECT_HEALTHY(t, k);
+    struct kmm_check_result r;
+    /* The list names one parked area twice and the other not at all: as
+     * many entries as parked records, each a parked record of its size. */
+    struct kva_park saved = v->parked[1];
+    v->parked[1] = v->parked[0];
+    KT_EXPECT_EQ(t, kmm_check(k, &r), KMM_CHECK_CORRUPT);
+    KT_EXPECT(t, ktest_contains(r.first, "park list"));
+    v->parked[1] = saved;
+    KT_EXPECT_HEALTHY(t, k);
+    /* An entry whose size is not its record's. */
+    v->parked[0].pages++;
+    KT_EXPECT_EQ(t, kmm_check(k, &r), KMM_CHECK_CORRUPT);
+    KT_EXPECT(t, ktest_contains(r.first, "park list"));
+    v->parked[0].pages--;
+    /* One entry missing. */
+    v->nparked--;
+    KT_EXPECT_EQ(t, kmm_check(k, &r), KMM_CHECK_CORRUPT);
+    KT_EXPECT(t, ktest_contains(r.first, "park list"));
+    v->nparked++;
+    KT_EXPECT_HEALTHY(t, k);
+    /* A parked record that says it holds no table, or is being set up. */
+    struct kva_rec *rec = &v->recs[0];
+    KT_ASSERT(t, rec->kind == KVA_PARKED && rec->held);
+    rec->held = 0;
+    KT_EXPECT_EQ(t, kmm_check(k, &r), KMM_CHECK_CORRUPT);
+    KT_EXPECT(t, ktest_contains(r.first, "malformed"));
+    rec->held = 1;
+    rec->state = KVA_SETUP;
+    KT_EXPECT_EQ(t, kmm_check(k, &r), KMM_CHECK_CORRUPT);
+    KT_EXPECT(t, ktest_contains(r.first, "malformed"));
+    rec->state = KVA_READY;
+    KT_EXPECT_HEALTHY(t, k);
+    KT_EXPECT(t, kmm_kva_purge(k) >= 1);
+    KT_EXPECT_EQ(t, park(&x).areas, 0);
+    KT_EXPECT_HEALTHY(t, k);
+    teardown(&x);
+}
+
+/* The figures a refusal on a parked area must leave alone. */
+struct park_state {
+    struct kmm_vmalloc_stats v;
+    struct kmm_kva_park_stats park;
+    uint64_t misuse, free_pages;
+};
+
+static struct park_state park_state(struct fixture *x)
+{
+    struct kmm_misuse_stats m;
+    kmm_misuse_stats(x->f.k, &m);
+    return (struct park_state){vstats(x), park(x), m.total, free_now(x)};
+}
+
+/* A call on a parked area (or its guard page) refused with want: counted
+ * once, logged with needle, and nothing changed (the parked areas, the
+ * live ones, the free pages); kmm_check clean. */
+static void expect_park_refused_at(struct ktest *t, struct fixture *x, int got, int want,
+                                   const struct park_state *b, const char *what, const char *needle,
+                                   int line)
+{
+    struct park_state a = park_state(x);
+    const char *log = kt_machine_last_error(x->f.m);
+    if (got != want || a.misuse != b->misuse + 1 || a.free_pages != b->free_pages ||
+        a.park.areas != b->park.areas || a.park.pages != b->park.pages || a.v.areas != b->v.areas ||
+        a.v.used_pages != b->v.used_pages || a.v.foreign_pages != b->v.foreign_pages || !log ||
+        !ktest_contains(log, needle))
+        ktest_fail_at(t, __FILE__, line,
+                      "%s: got %d (want %d), misuse %llu -> %llu, parked %llu -> %llu, free "
+                      "%llu -> %llu, log \"%s\"",
+                      what, got, want, (unsigned long long)b->misuse, (unsigned long long)a.misuse,
+                      (unsigned long long)b->park.areas, (unsigned long long)a.park.areas,
+                      (unsigned long long)b->free_pages, (unsigned long long)a.free_pages,
+                      log ? log : "");
+    kt_expect_healthy_at(t, x->f.k, __FILE__, line);
+}
+
+#define PARK_REFUSED(t, x, call, want, needle)                                                     \
+    do {                                                                                           \
+        struct park_state b_ = park_state(x);                                                      \
+        int got_ = (call);                                                                         \
+        expect_park_refused_at((t), (x), got_, (want), &b_, #call, (needle), __LINE__);            \
+    } while (0)
+
+/* Whether none of the n pages at va is mapped. */
+static bool none_mapped(struct fixture *x, uint64_t va, uint64_t n)
+{
+    for (uint64_t i = 0; i < n; i++)
+        if (!unmapped(x, va + i * PAGE))
+            return false;
+    return true;
+}
+
+KTEST_LEVELS(vmalloc, every_call_on_a_parked_area_or_its_guard_page_is_refused_and_changes_nothing)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 4 * MIB, levels));
+    struct kmm *k = x.f.k;
+    uint64_t pg = kmm_page_alloc(k, 0, 0), pgs[2];
+    KT_ASSERT(t, pg != 0);
+    pgs[0] = pgs[1] = pg;
+    void *a = kmm_vmalloc(k, 3 * PAGE, 0), *b = kmm_vmap(k, pgs, 2, KMM_PROT_READ);
+    KT_ASSERT(t, a && b);
+    KT_ASSERT(t, kmm_vfree(k, a) == KMM_OK && kmm_vunmap(k, b) == KMM_OK);
+    KT_ASSERT_EQ(t, park(&x).areas, 2);
+    uint64_t va = va_of(a), guard = va + 3 * PAGE, bva = va_of(b);
+    /* Frees of its start, inside it, its guard page, with every call. */
+    PARK_REFUSED(t, &x, kmm_vfree(k, a), KMM_ENOENT, "kmm_vfree");
+    PARK_REFUSED(t, &x, kmm_vfree(k, (void *)(uintptr_t)(va + PAGE)), KMM_ENOENT, "kmm_vfree");
+    PARK_REFUSED(t, &x, kmm_vfree(k, (void *)(uintptr_t)guard), KMM_ENOENT, "kmm_vfree");
+    PARK_REFUSED(t, &x, kmm_vfree(k, (void *)(uintptr_t)(va + 1)), KMM_EINVAL, "kmm_vfree");
+    PARK_REFUSED(t, &x, kmm_vunmap(k, a), KMM_ENOENT, "kmm_vunmap");
+    PARK_REFUSED(t, &x, kmm_vunmap(k, b), KMM_ENOENT, "kmm_vunmap");
+    PARK_REFUSED(t, &x, kmm_vunmap(k, (void *)(uintptr_t)(bva + 2 * PAGE)), KMM_ENOENT,
+                 "kmm_vunmap");
+    PARK_REFUSED(t, &x, kmm_kva_free(k, va), KMM_ENOENT, "kmm_kva_free");
+    PARK_REFUSED(t, &x, kmm_kva_free(k, guard), KMM_ENOENT, "kmm_kva_free");
+    PARK_REFUSED(t, &x, kmm_kva_populate(k, va), KMM_ENOENT, "kmm_kva_populate");
+    PARK_REFUSED(t, &x, kmm_kva_populate(k, bva), KMM_ENOENT, "kmm_kva_populate");
+    PARK_REFUSED(t, &x, kmm_vm_unmap_ram(k, a, 3), KMM_ENOENT, "kmm_vm_unmap_ram");
+    PARK_REFUSED(t, &x, kmm_vm_unmap_ram(k, b, 2), KMM_ENOENT, "kmm_vm_unmap_ram");
+    PARK_REFUSED(t, &x, kmm_vm_unmap_ram(k, b, KMM_MAP_RAM_MAX + 1), KMM_ENOENT,
+                 "kmm_vm_unmap_ram");
+    /* Plain maps, unmaps and protections of its pages, its guard page, or a
+     * range of the free window that reaches into either. */
+    PARK_REFUSED(t, &x, kmm_vm_map(x.ks, va, pg, PAGE, KMM_PROT_READ), KMM_EBUSY, "kmm_vm_map");
+    PARK_REFUSED(t, &x, kmm_vm_map(x.ks, va + 2 * PAGE, pg, PAGE, KMM_PROT_READ), KMM_EBUSY,
+                 "kmm_vm_map");
+    PARK_REFUSED(t, &x, kmm_vm_map(x.ks, guard, pg, PAGE, KMM_PROT_READ), KMM_EBUSY, "kmm_vm_map");
+    PARK_REFUSED(t, &x, kmm_vm_map(x.ks, va, pg, PAGE, KMM_PROT_READ | KMM_MAP_REPLACE), KMM_EBUSY,
+                 "kmm_vm_map");
+    PARK_REFUSED(t, &x, kmm_vm_unmap(x.ks, va, 3 * PAGE), KMM_EBUSY, "kmm_vm_unmap");
+    PARK_REFUSED(t, &x, kmm_vm_unmap(x.ks, guard, PAGE), KMM_EBUSY, "kmm_vm_unmap");
+    PARK_REFUSED(t, &x, kmm_vm_unmap(x.ks, x.base + x.size - 64 * PAGE, 0), KMM_EINVAL,
+                 "kmm_vm_unmap");
+    PARK_REFUSED(t, &x, kmm_vm_protect(x.ks, bva, PAGE, KMM_PROT_READ), KMM_EBUSY,
+                 "kmm_vm_protect");
+    PARK_REFUSED(t, &x, kmm_vm_protect(x.ks, bva + 2 * PAGE, PAGE, KMM_PROT_READ), KMM_EBUSY,
+                 "kmm_vm_protect");
+    uint64_t tail = x.base + x.size - 4 * PAGE; /* free window: a range reaching into b */
+    KT_ASSERT(t, bva + 3 * PAGE < tail);
+    PARK_REFUSED(t, &x, kmm_vm_unmap(x.ks, bva + 2 * PAGE, tail - bva - 2 * PAGE), KMM_EBUSY,
+                 "kmm_vm_unmap");
+    PARK_REFUSED(t, &x, kmm_vm_map(x.ks, bva + PAGE, pg, PAGE, KMM_PROT_READ), KMM_EBUSY,
+                 "kmm_vm_map");
+    KT_EXPECT(t, none_mapped(&x, va, 4) && none_mapped(&x, bva, 3));
+    /* A lookup finds nothing and is no misuse. */
+    struct kmm_kva_area ar;
+    uint64_t misuse = vstats(&x).misuse;
+    KT_EXPECT_EQ(t, kmm_kva_lookup(k, va, &ar), KMM_ENOENT);
+    KT_EXPECT_EQ(t, kmm_kva_lookup(k, va + 2 * PAGE, &ar), KMM_ENOENT);
+    KT_EXPECT_EQ(t, kmm_kva_lookup(k, guard, &ar), KMM_ENOENT);
+    KT_EXPECT_EQ(t, kmm_kva_lookup(k, bva + PAGE, &ar), KMM_ENOENT);
+    KT_EXPECT_EQ(t, vstats(&x).misuse, misuse);
+    /* The page after b's guard page is anybody's. */
+    KT_ASSERT_EQ(t, bva, guard + PAGE);
+    KT_EXPECT_EQ(t, kmm_vm_map(x.ks, bva + 3 * PAGE, pg, PAGE, KMM_PROT_READ), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_unmap(x.ks, bva + 3 * PAGE, PAGE), KMM_OK);
+    /* Nothing changed: each size still takes its own parked range. */
+    KT_EXPECT_EQ(t, park(&x).areas, 2);
+    void *a2 = kmm_vmap(k, pgs, 3 - 1, KMM_PROT_READ), *b2 = kmm_vmalloc(k, 3 * PAGE, 0);
+    KT_EXPECT(t, va_of(a2) == bva && va_of(b2) == va);
+    KT_EXPECT_HEALTHY(t, k);
+    KT_EXPECT(t, kmm_vunmap(k, a2) == KMM_OK && kmm_vfree(k, b2) == KMM_OK);
+    kmm_kva_purge(k);
+    KT_EXPECT_EQ(t, kmm_page_free(k, pg, 0), KMM_OK);
+    KT_EXPECT_EQ(t, vstats(&x).metadata_pages, 0);
+    KT_EXPECT_HEALTHY(t, k);
+    teardown(&x);
+}
+
+/* kmm_vm_map_ram of counts around KMM_MAP_RAM_MAX + 1: beyond a block an
+ * area, parked when unmapped and taken again by kmm_vmap or kmm_vm_map_ram
+ * of its count, never by a count a block serves; its unmaps by the wrong
+ * count or twice are refused. */
+KTEST_LEVELS(vmalloc, map_ram_areas_around_the_block_limit_reuse_parked_ranges_exactly)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 8 * MIB, levels));
+    struct kmm *k = x.f.k;
+    enum { MAX = KMM_MAP_RAM_MAX };
+    static uint64_t pg[MAX + 2];
+    uint64_t one = kmm_page_alloc(k, 0, 0);
+    KT_ASSERT(t, one != 0);
+    for (unsigned i = 0; i < N(pg); i++)
+        pg[i] = one;
+    void *v1 = kmm_vm_map_ram(k, pg, MAX + 1, KMM_PROT_READ);
+    void *v2 = kmm_vm_map_ram(k, pg, MAX + 2, KMM_PROT_READ);
+    KT_ASSERT(t, v1 && v2);
+    KT_EXPECT_EQ(t, vstats(&x).vmap_areas, 2);
+    KT_ASSERT_EQ(t, kmm_vm_unmap_ram(k, v1, MAX + 1), KMM_OK);
+    KT_ASSERT_EQ(t, kmm_vm_unmap_ram(k, v2, MAX + 2), KMM_OK);
+    KT_EXPECT_EQ(t, park(&x).areas, 2);
+    PARK_REFUSED(t, &x, kmm_vm_unmap_ram(k, v1, MAX + 1), KMM_ENOENT, "kmm_vm_unmap_ram");
+    PARK_REFUSED(t, &x, kmm_vm_unmap_ram(k, v1, MAX), KMM_ENOENT, "kmm_vm_unmap_ram");
+    PARK_REFUSED(t, &x, kmm_vm_unmap_ram(k, v2, MAX + 1), KMM_ENOENT, "kmm_vm_unmap_ram");
+    /* MAX pages go to a block; MAX + 2 and MAX + 1 take their own ranges. */
+    void *b = kmm_vm_map_ram(k, pg, MAX, KMM_PROT_READ);
+    KT_ASSERT(t, b != NULL);
+    KT_EXPECT_EQ(t, park(&x).areas, 2);
+    void *w2 = kmm_vmap(k, pg, MAX + 2, KMM_PROT_READ);
+    void *w1 = kmm_vm_map_ram(k, pg, MAX + 1, KMM_PROT_READ);
+    KT_EXPECT(t, va_of(w2) == va_of(v2) && va_of(w1) == va_of(v1));
+    KT_EXPECT_EQ(t, park(&x).areas, 0);
+    KT_EXPECT_HEALTHY(t, k);
+    /* Wrong counts are refused and leave them live; a vmap area goes with
+     * either call. */
+    PARK_REFUSED(t, &x, kmm_vm_unmap_ram(k, w1, MAX), KMM_EINVAL, "kmm_vm_unmap_ram");
+    PARK_REFUSED(t, &x, kmm_vm_unmap_ram(k, w2, MAX + 1), KMM_EINVAL, "kmm_vm_unmap_ram");
+    KT_EXPECT_EQ(t, kmm_vm_unmap_ram(k, w2, MAX + 2), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vunmap(k, w1), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_vm_unmap_ram(k, b, MAX), KMM_OK);
+    kmm_vm_map_ram_drain(k);
+    KT_EXPECT_EQ(t, park(&x).areas, 2);
+    KT_EXPECT_HEALTHY(t, k);
+    kmm_kva_purge(k);
+    KT_EXPECT_EQ(t, kmm_page_free(k, one, 0), KMM_OK);
+    KT_EXPECT_EQ(t, vstats(&x).metadata_pages, 0);
+    KT_EXPECT_HEALTHY(t, k);
+    teardown(&x);
+}
+
+/* Takes free pages until `leave` are left (none of the allocations needs
+ * reclaim, so no shrinker runs: parked areas stay). Returns how many the
+ * array holds now. */
+static size_t take_until(struct fixture *x, uint64_t *held, size_t n, size_t cap, uint64_t leave)
+{
+    for (uint64_t left = free_now(x); left > leave && n < cap; left--)
+        if ((held[n] = kmm_page_alloc(x->f.k, 0, 0)) != 0)
+            n++;
+    return n;
+}
+
+/* With 0 .. a few pages left, a vmalloc that takes a parked range either
+ * works or fails and parks the range again (the shrinker giving the other
+ * parked areas back meanwhile); a vmap of a parked size needs no page at
+ * all; a free parks with no page left, and the 17th evicts the oldest.
+ * Afterwards every page is back. */
+KTEST_LEVELS(vmalloc, a_shortage_at_every_step_of_parking_and_reuse_leaves_nothing_behind)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 8 * MIB, levels));
+    struct kmm *k = x.f.k;
+    static uint64_t held[32 * MIB / PAGE];
+    struct kmm_page_stats start = pstats(&x);
+    enum { BIG = 40, SMALL = 5 };
+    uint64_t pg[SMALL];
+    for (unsigned i = 0; i < SMALL; i++)
+        KT_ASSERT(t, (pg[i] = kmm_page_alloc(k, 0, 0)) != 0);
+    for (uint64_t leave = 0; leave <= BIG + 1; leave += leave < 4 ? 1 : 12) {
+        void *big = kmm_vmalloc(k, BIG * PAGE, 0), *small = kmm_vmap(k, pg, SMALL, KMM_PROT_READ);
+        KT_ASSERT(t, big && small);
+        size_t n = take_until(&x, held, 0, N(held), 0);
+        /* No page left: both frees park (their tables are there already). */
+        KT_EXPECT_EQ(t, kmm_vunmap(k, small), KMM_OK);
+        KT_EXPECT_EQ(t, kmm_vfree(k, big), KMM_OK);
+        KT_EXPECT_EQ(t, park(&x).areas, 2);
+        n = take_until(&x, held, n, N(held), 0);
+        KT_EXPECT_EQ(t, free_now(&x), 0);
+        /* A vmap of the parked size takes its range and tables: no page. */
+        void *again = kmm_vmap(k, pg, SMALL, KMM_PROT_READ);
+        KT_EXPECT_EQ(t, va_of(again), va_of(small));
+        KT_EXPECT_EQ(t, kmm_vunmap(k, again), KMM_OK);
+        KT_EXPECT_HEALTHY(t, k);
+        n = take_until(&x, held, n, N(held), 0); /* what the held table's path freed, if any */
+        while (free_now(&x) < leave && n > 0)
+            KT_EXPECT_EQ(t, kmm_page_free(k, held[--n], 0), KMM_OK);
+        void *p = kmm_vmalloc(k, BIG * PAGE, 0);
+        if (leave < BIG) {
+            KT_EXPECT(t, p == NULL);
+            /* The range went back to the park (the shrinker, run by the
+             * shortage, may have given the other one back). */
+            struct kmm_kva_park_stats s = park(&x);
+            KT_EXPECT(t, s.areas >= 1 && s.pages >= BIG && vstats(&x).areas == 0);
+            KT_EXPECT(t, free_now(&x) <= leave);
+        } else {
+            KT_EXPECT_EQ(t, va_of(p), va_of(big));
+        }
+        KT_EXPECT_HEALTHY(t, k);
+        while (n > 0)
+            KT_EXPECT_EQ(t, kmm_page_free(k, held[--n], 0), KMM_OK);
+        if (!p)
+            p = kmm_vmalloc(k, BIG * PAGE, 0);
+        KT_EXPECT_EQ(t, va_of(p), va_of(big)); /* it had gone back to the park */
+        KT_EXPECT_EQ(t, kmm_vfree(k, p), KMM_OK);
+        KT_EXPECT_HEALTHY(t, k);
+    }
+    /* Sixteen parked, then a 17th free with no page left evicts the
+     * oldest, which frees (never needs) pages. */
+    void *a[KMM_KVA_PARKED + 1];
+    for (unsigned i = 0; i < N(a); i++)
+        KT_ASSERT(t, (a[i] = kmm_vmalloc(k, (i + 1) * PAGE, 0)) != NULL);
+    for (unsigned i = 0; i < KMM_KVA_PARKED; i++)
+        KT_EXPECT_EQ(t, kmm_vfree(k, a[i]), KMM_OK);
+    size_t n = take_until(&x, held, 0, N(held), 0);
+    KT_EXPECT_EQ(t, kmm_vfree(k, a[KMM_KVA_PARKED]), KMM_OK);
+    KT_EXPECT_EQ(t, park(&x).areas, KMM_KVA_PARKED);
+    KT_EXPECT_HEALTHY(t, k);
+    while (n > 0)
+        KT_EXPECT_EQ(t, kmm_page_free(k, held[--n], 0), KMM_OK);
+    for (unsigned i = 0; i < SMALL; i++)
+        KT_EXPECT_EQ(t, kmm_page_free(k, pg[i], 0), KMM_OK);
+    struct kmm_page_stats end = pstats(&x);
+    KT_EXPECT(t, kt_same_buddyinfo(&start, &end));
+    KT_EXPECT_EQ(t, end.allocated_pages, start.allocated_pages);
+    KT_EXPECT_EQ(t, vstats(&x).metadata_pages, 0);
+    KT_EXPECT_HEALTHY(t, k);
+    teardown(&x);
+}
+
+/* In a window too small for a vmap block (1 MiB: no aligned 2 MiB), every
+ * kmm_vm_map_ram is an area: a count of at most KMM_MAP_RAM_MAX is parked
+ * when unmapped and taken again by the next map_ram of its count, and its
+ * unmaps by another count or twice are refused. */
+KTEST_LEVELS(vmalloc, map_ram_areas_of_a_window_without_blocks_are_parked_and_reused)
+{
+    struct fixture x;
+    KT_ASSERT(t, setup(t, &x, 1 * MIB, levels));
+    struct kmm *k = x.f.k;
+    uint64_t pg[3];
+    for (unsigned i = 0; i < 3; i++)
+        KT_ASSERT(t, (pg[i] = kmm_page_alloc(k, 0, 0)) != 0);
+    void *v = kmm_vm_map_ram(k, pg, 3, KMM_PROT_READ);
+    KT_ASSERT(t, v != NULL);
+    KT_EXPECT_EQ(t, vstats(&x).vmap_areas, 1);
+    KT_EXPECT_EQ(t, vstats(&x).vmap_blocks, 0);
+    KT_ASSERT_EQ(t, kmm_vm_unmap_ram(k, v, 3), KMM_OK);
+    KT_EXPECT_EQ(t, park(&x).pages, 3);
+    PARK_REFUSED(t, &x, kmm_vm_unmap_ram(k, v, 3), KMM_ENOENT, "kmm_vm_unmap_ram");
+    void *w = kmm_vm_map_ram(k, pg, 3, KMM_PROT_READ);
+    KT_EXPECT_EQ(t, va_of(w), va_of(v));
+    for (unsigned i = 0; i < 3; i++) {
+        struct kmm_vm_translation tr;
+        KT_EXPECT(t, kmm_vm_translate(x.ks, va_of(w) + i * PAGE, &tr) == KMM_OK && tr.pa == pg[i]);
+    }
+    PARK_REFUSED(t, &x, kmm_vm_unmap_ram(k, w, 2), KMM_EINVAL, "kmm_vm_unmap_ram");
+    KT_EXPECT_EQ(t, kmm_vm_unmap_ram(k, w, 3), KMM_OK);
+    KT_EXPECT(t, none_mapped(&x, va_of(w), 4));
+    KT_EXPECT_HEALTHY(t, k);
+    kmm_kva_purge(k);
+    for (unsigned i = 0; i < 3; i++)
+        KT_EXPECT_EQ(t, kmm_page_free(k, pg[i], 0), KMM_OK);
+    KT_EXPECT_EQ(t, vstats(&x).metadata_pages, 0);
     KT_EXPECT_HEALTHY(t, k);
     teardown(&x);
 }

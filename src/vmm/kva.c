@@ -1071,7 +1071,8 @@ static void check_counters_locked(const struct kmm_kva *v, struct kmm_check_resu
 }
 
 /* The park list against the records: each entry a parked record of its
- * size, every parked record listed once (they are as many). */
+ * size, no record named twice, and as many entries as parked records (so
+ * every parked record is listed once). */
 static void check_parked_locked(struct kmm_kva *v, struct kmm_check_result *r)
 {
     bool ok = v->nparked <= KVA_PARK_MAX && v->nparked == v->nrec[KVA_PARKED];
@@ -1079,6 +1080,8 @@ static void check_parked_locked(struct kmm_kva *v, struct kmm_check_result *r)
         const struct kva_rec *x = holding_locked(v, v->parked[i].first);
         ok = x && x->first == v->parked[i].first && x->kind == KVA_PARKED &&
              x->pages == v->parked[i].pages && x->pages - 1u <= KVA_PARK_PAGES;
+        for (uint32_t j = 0; ok && j < i; j++) /* at most KVA_PARK_MAX squared / 2 */
+            ok = v->parked[j].first != v->parked[i].first;
     }
     if (!ok)
         kmm_check_problem(r, KMM_CHECK_CORRUPT,
