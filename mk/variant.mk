@@ -82,7 +82,7 @@ COMPAT_SRCS := compat/boruix.c compat/limine.c compat/hosted.c
 EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
 HOSTED_TEST_SRCS := $(sort $(wildcard tests/hosted/test_*.c))
 TEST_SUPPORT_SRCS := $(KTEST_LIB_SRCS) tests/ktest/main_hosted.c tests/ktest/env_hosted.c \
-        tests/ktest/faults_hosted.c
+        tests/ktest/faults_hosted.c tests/ktest/window_hosted.c
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
 HEAP_PEERS := glibc jemalloc mimalloc
 HEAP_PEER_LIBS_jemalloc := -ljemalloc

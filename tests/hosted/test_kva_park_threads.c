@@ -12,6 +12,7 @@
 
 #include "fixture.h"
 #include "hosted.h"
+#include "window_hosted.h"
 #include "ktest.h"
 #include "spin_barrier.h"
 
@@ -26,48 +27,11 @@
 
 static const struct kmm_region ram[] = {{1 * MIB, 15 * MIB, KMM_MEM_USABLE}};
 
-struct fixture {
-    struct hosted_machine *m;
-    struct kmm *k;
-};
-
-/* An instance with cpus CPUs whose window is the first `size` bytes of the
- * mirror window. */
-static bool setup(struct fixture *f, uint64_t size, unsigned cpus)
+/* An instance of cpus CPUs on ram whose window is the first `size` bytes
+ * of the mirror window (window_hosted.h). */
+static bool setup(struct kt_window *f, uint64_t size, unsigned cpus)
 {
-    f->m = hosted_machine_from_map(ram, 1, 16 * MIB);
-    if (!f->m)
-        return false;
-    uint64_t base, mirror;
-    hosted_machine_mirror_window(f->m, &base, &mirror);
-    struct kmm_config cfg = {.port = hosted_machine_port(f->m),
-                             .regions = ram,
-                             .region_count = 1,
-                             .cpu_count = cpus,
-                             .kva_base = base,
-                             .kva_size = size};
-    if (size > mirror || kmm_init(&cfg, &f->k) != KMM_OK) {
-        hosted_machine_destroy(f->m);
-        return false;
-    }
-    kmm_page_drain_cpu(f->k);
-    return true;
-}
-
-static void teardown(struct fixture *f)
-{
-    kmm_fini(f->k);
-    hosted_machine_destroy(f->m);
-}
-
-/* Page figures once every parked area and cached page is given back. */
-static struct kmm_page_stats pstats(struct kmm *k)
-{
-    struct kmm_page_stats s;
-    kmm_kva_purge(k);
-    kmm_page_drain_cpu(k);
-    kmm_page_stats(k, &s);
-    return s;
+    return kt_window_up(f, ram, size, cpus);
 }
 
 static uint64_t kernel_tables(struct kmm *k)
@@ -246,9 +210,9 @@ static void *reader(void *arg)
 
 KTEST(kva_park_threads, cpus_parking_unparking_purging_and_shrinking_conserve_every_page)
 {
-    struct fixture f;
+    struct kt_window f;
     KT_ASSERT(t, setup(&f, 8 * MIB, MAPPERS + 4));
-    struct kmm_page_stats before = pstats(f.k);
+    struct kmm_page_stats before = kt_window_pstats(f.k);
     uint64_t tables0 = kernel_tables(f.k);
     static struct pool pool;
     pool = (struct pool){0};
@@ -279,7 +243,7 @@ KTEST(kva_park_threads, cpus_parking_unparking_purging_and_shrinking_conserve_ev
     for (unsigned i = 0; i < 4; i++)
         KT_EXPECT_EQ(t, kmm_page_free(f.k, pool.pg[i], 0), KMM_OK);
     KT_EXPECT(t, healthy(f.k));
-    struct kmm_page_stats after = pstats(f.k);
+    struct kmm_page_stats after = kt_window_pstats(f.k);
     struct kmm_vmalloc_stats s;
     kmm_vmalloc_stats(f.k, &s);
     struct kmm_kva_park_stats ps;
@@ -290,7 +254,7 @@ KTEST(kva_park_threads, cpus_parking_unparking_purging_and_shrinking_conserve_ev
     KT_EXPECT(t, kt_same_buddyinfo(&before, &after));
     KT_EXPECT(t, healthy(f.k));
     pthread_mutex_destroy(&pool.lock);
-    teardown(&f);
+    kt_window_down(&f);
 }
 
 /* --- two frees of one area while a third CPU maps its size --------------------------- */
@@ -323,9 +287,9 @@ static void *race_once(void *arg)
 
 KTEST(kva_park_threads, a_double_vunmap_from_two_cpus_while_a_third_maps_its_size)
 {
-    struct fixture f;
+    struct kt_window f;
     KT_ASSERT(t, setup(&f, 4 * MIB, 4));
-    struct kmm_page_stats before = pstats(f.k);
+    struct kmm_page_stats before = kt_window_pstats(f.k);
     uint64_t pg[2] = {kmm_page_alloc(f.k, 0, 0), kmm_page_alloc(f.k, 0, 0)};
     KT_ASSERT(t, pg[0] && pg[1]);
     unsigned both_ok = 0;
@@ -370,10 +334,10 @@ KTEST(kva_park_threads, a_double_vunmap_from_two_cpus_while_a_third_maps_its_siz
     KT_EXPECT(t, healthy(f.k));
     KT_EXPECT_EQ(t, kmm_page_free(f.k, pg[0], 0), KMM_OK);
     KT_EXPECT_EQ(t, kmm_page_free(f.k, pg[1], 0), KMM_OK);
-    struct kmm_page_stats after = pstats(f.k);
+    struct kmm_page_stats after = kt_window_pstats(f.k);
     KT_EXPECT(t, kt_same_buddyinfo(&before, &after));
     KT_EXPECT(t, healthy(f.k));
-    teardown(&f);
+    kt_window_down(&f);
 }
 
 /* --- frees against a reservation that finds no room ----------------------------------- */
@@ -407,9 +371,9 @@ static void *fill_and_free(void *arg)
 
 KTEST(kva_park_threads, frees_racing_a_reservation_that_purges_a_full_window)
 {
-    struct fixture f;
+    struct kt_window f;
     KT_ASSERT(t, setup(&f, 64 * PAGE, 4)); /* 64 pages */
-    struct kmm_page_stats before = pstats(f.k);
+    struct kmm_page_stats before = kt_window_pstats(f.k);
     /* Three CPUs each need a third of the window and park what they free:
      * most reservations find no room among the others' parked areas and
      * purge them, while the others free and park again. */
@@ -437,11 +401,11 @@ KTEST(kva_park_threads, frees_racing_a_reservation_that_purges_a_full_window)
         KT_EXPECT(t, (p[i] = kmm_vmalloc(f.k, w[i].pages * PAGE, 0)) != NULL);
     for (unsigned i = 0; i < 3; i++)
         KT_EXPECT_EQ(t, kmm_vfree(f.k, p[i]), KMM_OK);
-    struct kmm_page_stats after = pstats(f.k);
+    struct kmm_page_stats after = kt_window_pstats(f.k);
     KT_EXPECT(t, kt_same_buddyinfo(&before, &after));
     kmm_vmalloc_stats(f.k, &s);
     kmm_kva_park_stats(f.k, &ps);
     KT_EXPECT_EQ(t, ps.areas + s.metadata_pages, 0);
     KT_EXPECT(t, healthy(f.k));
-    teardown(&f);
+    kt_window_down(&f);
 }

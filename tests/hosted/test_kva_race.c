@@ -8,6 +8,7 @@
 
 #include "fixture.h"
 #include "hosted.h"
+#include "window_hosted.h"
 #include "ktest.h"
 
 #include <kmm/check.h>
@@ -57,15 +58,6 @@ static void teardown(struct fixture *f)
 {
     kmm_fini(f->k);
     hosted_machine_destroy(f->m);
-}
-
-static struct kmm_page_stats pstats(struct kmm *k)
-{
-    struct kmm_page_stats s;
-    kmm_kva_purge(k); /* parked areas keep tables: what frees gave back is counted after */
-    kmm_page_drain_cpu(k);
-    kmm_page_stats(k, &s);
-    return s;
 }
 
 /* --- a second CPU that runs one job inside the first CPU's invalidation ------------ */
@@ -175,7 +167,7 @@ KTEST(kva_race, a_replace_keeps_its_window_range_from_areas_set_up_while_it_drop
 {
     struct fixture f;
     KT_ASSERT(t, setup(&f));
-    struct kmm_page_stats before = pstats(f.k);
+    struct kmm_page_stats before = kt_window_pstats(f.k);
     unsigned rw = KMM_PROT_READ | KMM_PROT_WRITE;
     /* The kernel's own owned pages at the window's start (outside any area:
      * anybody's to map), then a replacing map over them and the free tail. */
@@ -212,7 +204,7 @@ KTEST(kva_race, a_replace_keeps_its_window_range_from_areas_set_up_while_it_drop
     KT_EXPECT_EQ(t, kmm_vfree(f.k, g.result), KMM_OK);
     KT_EXPECT_EQ(t, kmm_vm_unmap(f.ks, f.base, REPLACED_PAGES * PAGE), KMM_OK);
     KT_EXPECT_EQ(t, kmm_run_free(f.k, run, REPLACED_PAGES), KMM_OK);
-    struct kmm_page_stats after = pstats(f.k);
+    struct kmm_page_stats after = kt_window_pstats(f.k);
     KT_EXPECT_EQ(t, after.allocated_pages, before.allocated_pages);
     KT_EXPECT_HEALTHY(t, f.k);
     teardown(&f);
@@ -224,7 +216,7 @@ KTEST(kva_race, a_second_vfree_while_the_first_one_unmaps_is_counted_as_a_double
 {
     struct fixture f;
     KT_ASSERT(t, setup(&f));
-    struct kmm_page_stats before = pstats(f.k);
+    struct kmm_page_stats before = kt_window_pstats(f.k);
     void *p = kmm_vmalloc(f.k, 2 * PAGE, 0);
     KT_ASSERT(t, p != NULL);
     struct kmm_misuse_stats m0, m1;
@@ -245,7 +237,7 @@ KTEST(kva_race, a_second_vfree_while_the_first_one_unmaps_is_counted_as_a_double
     struct kmm_vmalloc_stats vs;
     kmm_vmalloc_stats(f.k, &vs);
     KT_EXPECT_EQ(t, vs.areas, 0);
-    struct kmm_page_stats after = pstats(f.k);
+    struct kmm_page_stats after = kt_window_pstats(f.k);
     KT_EXPECT_EQ(t, after.allocated_pages, before.allocated_pages);
     KT_EXPECT_HEALTHY(t, f.k);
     teardown(&f);
@@ -316,7 +308,7 @@ KTEST(kva_race, a_raw_areas_answer_holds_while_another_cpu_changes_the_window)
 {
     struct fixture f;
     KT_ASSERT(t, setup(&f));
-    struct kmm_page_stats before = pstats(f.k);
+    struct kmm_page_stats before = kt_window_pstats(f.k);
     uint64_t raw = 0, pa = kmm_page_alloc(f.k, 0, 0);
     KT_ASSERT(t, pa != 0);
     KT_ASSERT_EQ(t, kmm_kva_alloc(f.k, HINT_RAW_PAGE * PAGE, &raw), KMM_OK);
@@ -335,6 +327,6 @@ KTEST(kva_race, a_raw_areas_answer_holds_while_another_cpu_changes_the_window)
     KT_EXPECT_EQ(t, kmm_kva_free(f.k, raw), KMM_OK);
     KT_EXPECT_EQ(t, kmm_page_free(f.k, pa, 0), KMM_OK);
     KT_EXPECT_HEALTHY(t, f.k);
-    KT_EXPECT_EQ(t, pstats(f.k).free_pages, before.free_pages);
+    KT_EXPECT_EQ(t, kt_window_pstats(f.k).free_pages, before.free_pages);
     teardown(&f);
 }

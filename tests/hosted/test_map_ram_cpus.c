@@ -13,6 +13,7 @@
 #include "faults_hosted.h"
 #include "fixture.h"
 #include "hosted.h"
+#include "window_hosted.h"
 #include "ktest.h"
 
 #include <kmm/check.h>
@@ -27,37 +28,11 @@
 
 static const struct kmm_region ram[] = {{1 * MIB, 63 * MIB, KMM_MEM_USABLE}};
 
-struct fixture {
-    struct hosted_machine *m;
-    struct kmm *k;
-};
-
-/* An instance with cpus CPUs whose window is the first `size` bytes of
- * the mirror window. */
-static bool setup(struct fixture *f, uint64_t size, unsigned cpus)
+/* An instance of cpus CPUs on ram whose window is the first `size` bytes
+ * of the mirror window (window_hosted.h). */
+static bool setup(struct kt_window *f, uint64_t size, unsigned cpus)
 {
-    f->m = hosted_machine_from_map(ram, 1, 16 * MIB);
-    if (!f->m)
-        return false;
-    uint64_t base, mirror;
-    hosted_machine_mirror_window(f->m, &base, &mirror);
-    struct kmm_config cfg = {.port = hosted_machine_port(f->m),
-                             .regions = ram,
-                             .region_count = 1,
-                             .cpu_count = cpus,
-                             .kva_base = base,
-                             .kva_size = size};
-    if (size > mirror || kmm_init(&cfg, &f->k) != KMM_OK) {
-        hosted_machine_destroy(f->m);
-        return false;
-    }
-    return true;
-}
-
-static void teardown(struct fixture *f)
-{
-    kmm_fini(f->k);
-    hosted_machine_destroy(f->m);
+    return kt_window_up(f, ram, size, cpus);
 }
 
 static struct kmm_vmalloc_stats vstats(struct kmm *k)
@@ -75,7 +50,7 @@ static bool healthy(struct kmm *k)
 
 KTEST(map_ram_cpus, a_range_is_real_memory_and_its_guard_page_faults)
 {
-    struct fixture f;
+    struct kt_window f;
     KT_ASSERT(t, setup(&f, 8 * MIB, 1));
     uint64_t pg[2] = {kmm_page_alloc(f.k, 0, 0), kmm_page_alloc(f.k, 0, 0)};
     KT_ASSERT(t, pg[0] && pg[1]);
@@ -90,7 +65,7 @@ KTEST(map_ram_cpus, a_range_is_real_memory_and_its_guard_page_faults)
     kmm_page_free(f.k, pg[0], 0);
     kmm_page_free(f.k, pg[1], 0);
     KT_EXPECT(t, healthy(f.k));
-    teardown(&f);
+    kt_window_down(&f);
 }
 
 /* One step run on another thread acting as a CPU. */
@@ -125,7 +100,7 @@ static void on_cpu(struct step *s)
 
 KTEST(map_ram_cpus, a_range_mapped_on_one_cpu_is_unmapped_on_another)
 {
-    struct fixture f;
+    struct kt_window f;
     KT_ASSERT(t, setup(&f, 8 * MIB, 2));
     uint64_t pg[2] = {kmm_page_alloc(f.k, 0, 0), kmm_page_alloc(f.k, 0, 0)};
     KT_ASSERT(t, pg[0] && pg[1]);
@@ -153,7 +128,7 @@ KTEST(map_ram_cpus, a_range_mapped_on_one_cpu_is_unmapped_on_another)
     kmm_page_free(f.k, pg[0], 0);
     kmm_page_free(f.k, pg[1], 0);
     KT_EXPECT(t, healthy(f.k));
-    teardown(&f);
+    kt_window_down(&f);
 }
 
 /* The threads' shared pool of live ranges: each thread maps ranges into
@@ -233,7 +208,7 @@ static void *work(void *arg)
 
 KTEST(map_ram_cpus, cpus_mapping_and_unmapping_each_others_ranges_keep_the_blocks_exact)
 {
-    struct fixture f;
+    struct kt_window f;
     KT_ASSERT(t, setup(&f, 16 * MIB, THREADS + 1));
     uint64_t pg[8];
     for (unsigned i = 0; i < 8; i++) {
@@ -270,5 +245,5 @@ KTEST(map_ram_cpus, cpus_mapping_and_unmapping_each_others_ranges_keep_the_block
         kmm_page_free(f.k, pg[i], 0);
     KT_EXPECT(t, healthy(f.k));
     pthread_mutex_destroy(&pool.lock);
-    teardown(&f);
+    kt_window_down(&f);
 }

@@ -13,6 +13,7 @@
 #include "fixture.h"
 #include "faults_hosted.h"
 #include "hosted.h"
+#include "window_hosted.h"
 #include "ktest.h"
 
 #include <kmm/check.h>
@@ -27,41 +28,16 @@
 
 static const struct kmm_region ram[] = {{1 * MIB, 63 * MIB, KMM_MEM_USABLE}};
 
-struct fixture {
-    struct hosted_machine *m;
-    struct kmm *k;
-};
-
-/* An instance whose window is the first `size` bytes of the mirror window. */
-static bool setup(struct fixture *f, uint64_t size, unsigned cpus)
+/* An instance of cpus CPUs on ram whose window is the first `size` bytes
+ * of the mirror window (window_hosted.h). */
+static bool setup(struct kt_window *f, uint64_t size, unsigned cpus)
 {
-    f->m = hosted_machine_from_map(ram, 1, 16 * MIB);
-    if (!f->m)
-        return false;
-    uint64_t base, mirror;
-    hosted_machine_mirror_window(f->m, &base, &mirror);
-    struct kmm_config cfg = {.port = hosted_machine_port(f->m),
-                             .regions = ram,
-                             .region_count = 1,
-                             .cpu_count = cpus,
-                             .kva_base = base,
-                             .kva_size = size};
-    if (size > mirror || kmm_init(&cfg, &f->k) != KMM_OK) {
-        hosted_machine_destroy(f->m);
-        return false;
-    }
-    return true;
-}
-
-static void teardown(struct fixture *f)
-{
-    kmm_fini(f->k);
-    hosted_machine_destroy(f->m);
+    return kt_window_up(f, ram, size, cpus);
 }
 
 KTEST(vmalloc_guard, writing_one_byte_past_a_vmalloc_area_faults)
 {
-    struct fixture f;
+    struct kt_window f;
     KT_ASSERT(t, setup(&f, 4 * MIB, 1));
     uint8_t *p = kmm_vmalloc(f.k, 2 * PAGE, 0);
     KT_ASSERT(t, p != NULL);
@@ -81,12 +57,12 @@ KTEST(vmalloc_guard, writing_one_byte_past_a_vmalloc_area_faults)
     KT_EXPECT_EQ(t, kmm_vfree(f.k, p), KMM_OK);
     struct kmm_check_result r;
     KT_EXPECT_EQ(t, kmm_check(f.k, &r), KMM_CHECK_OK);
-    teardown(&f);
+    kt_window_down(&f);
 }
 
 KTEST(vmalloc_guard, an_area_faults_after_it_is_freed)
 {
-    struct fixture f;
+    struct kt_window f;
     KT_ASSERT(t, setup(&f, 4 * MIB, 1));
     uint8_t *p = kmm_vzalloc(f.k, 3 * PAGE);
     KT_ASSERT(t, p != NULL);
@@ -94,7 +70,7 @@ KTEST(vmalloc_guard, an_area_faults_after_it_is_freed)
     KT_ASSERT_EQ(t, kmm_vfree(f.k, p), KMM_OK);
     KT_EXPECT(t, kt_write_faults(p));
     KT_EXPECT(t, kt_write_faults(p + 2 * PAGE));
-    teardown(&f);
+    kt_window_down(&f);
 }
 
 /* --- threads as CPUs ----------------------------------------------------------------- */
@@ -156,7 +132,7 @@ static void *work(void *arg)
 
 KTEST(vmalloc_guard, threads_allocating_at_once_never_share_a_page)
 {
-    struct fixture f;
+    struct kt_window f;
     KT_ASSERT(t, setup(&f, 16 * MIB, THREADS + 1));
     kmm_page_drain_cpu(f.k);
     struct kmm_page_stats before, after;
@@ -182,5 +158,5 @@ KTEST(vmalloc_guard, threads_allocating_at_once_never_share_a_page)
     KT_EXPECT_EQ(t, vs.misuse, 0);
     struct kmm_check_result r;
     KT_EXPECT_EQ(t, kmm_check(f.k, &r), KMM_CHECK_OK);
-    teardown(&f);
+    kt_window_down(&f);
 }
