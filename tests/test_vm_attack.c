@@ -48,14 +48,6 @@ struct fx {
     uint64_t free0;      /* free pages once set up */
 };
 
-static uint64_t free_pages(struct kmm *k)
-{
-    kmm_page_drain_cpu(k);
-    struct kmm_page_stats s;
-    kmm_page_stats(k, &s);
-    return s.free_pages;
-}
-
 /* An instance on map32, one CPU, with an 8 MiB window: in the live window
  * where the world has one, so that the window's mappings are real. */
 static bool up(struct ktest *t, struct fx *x, unsigned levels)
@@ -82,7 +74,7 @@ static bool up(struct ktest *t, struct fx *x, unsigned levels)
     }
     x->k = x->f.k;
     x->ks = kmm_kernel_aspace(x->k);
-    x->free0 = free_pages(x->k);
+    x->free0 = kt_free_pages(x->k);
     return true;
 }
 
@@ -91,7 +83,7 @@ static void down(struct ktest *t, struct fx *x)
 {
     kmm_vm_map_ram_drain(x->k);
     kmm_kva_purge(x->k);
-    KT_EXPECT_EQ(t, free_pages(x->k), x->free0);
+    KT_EXPECT_EQ(t, kt_free_pages(x->k), x->free0);
     KT_EXPECT_HEALTHY(t, x->k);
     kt_kmm_down(&x->f);
 }

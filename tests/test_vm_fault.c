@@ -43,14 +43,6 @@ struct fx {
     uint64_t free0; /* free pages once set up */
 };
 
-static uint64_t free_pages(struct kmm *k)
-{
-    kmm_page_drain_cpu(k);
-    struct kmm_page_stats s;
-    kmm_page_stats(k, &s);
-    return s.free_pages;
-}
-
 static bool up(struct ktest *t, struct fx *x, unsigned levels)
 {
     if (!kt_kmm_up(t, &x->f, map32, N(map32), 1, levels))
@@ -60,7 +52,7 @@ static bool up(struct ktest *t, struct fx *x, unsigned levels)
     kt_machine_live_window(x->f.m, &base, &size);
     x->live = size >= 4 * M2;
     x->user = x->live ? (base + M2 - 1) & ~(M2 - 1) : UINT64_C(0x400000);
-    x->free0 = free_pages(x->f.k);
+    x->free0 = kt_free_pages(x->f.k);
     return true;
 }
 
@@ -195,7 +187,7 @@ KTEST_LEVELS(vm_fault, a_demand_zero_page_reads_zeros_at_first_touch_and_keeps_w
     KT_ASSERT_EQ(t, kmm_vm_unmap(us, va, 4 * PAGE), KMM_OK);
     KT_EXPECT_EQ(t, fstats(us).demand_pages, 0);
     KT_EXPECT_EQ(t, kmm_aspace_destroy(x.f.k, us), KMM_OK);
-    KT_EXPECT_EQ(t, free_pages(x.f.k), x.free0);
+    KT_EXPECT_EQ(t, kt_free_pages(x.f.k), x.free0);
     KT_EXPECT_HEALTHY(t, x.f.k);
     down(&x);
 }
@@ -230,7 +222,7 @@ KTEST_LEVELS(vm_fault, a_demand_zero_page_keeps_its_protection_until_touched)
     KT_EXPECT_HEALTHY(t, x.f.k);
     KT_ASSERT_EQ(t, kmm_vm_unmap(x.ks, KVA, 3 * PAGE), KMM_OK);
     KT_EXPECT_EQ(t, kmm_aspace_destroy(x.f.k, us), KMM_OK);
-    KT_EXPECT_EQ(t, free_pages(x.f.k), x.free0);
+    KT_EXPECT_EQ(t, kt_free_pages(x.f.k), x.free0);
     KT_EXPECT_HEALTHY(t, x.f.k);
     down(&x);
 }
@@ -324,7 +316,7 @@ KTEST_LEVELS(vm_fault, every_bad_input_is_refused_and_changes_nothing)
     KT_EXPECT_EQ(t, fstats(us).clones, 0);
     KT_EXPECT_EQ(t, kmm_aspace_destroy(x.f.k, us), KMM_OK);
     KT_EXPECT_EQ(t, kmm_page_free(x.f.k, pa, 0), KMM_OK);
-    KT_EXPECT_EQ(t, free_pages(x.f.k), x.free0);
+    KT_EXPECT_EQ(t, kt_free_pages(x.f.k), x.free0);
     KT_EXPECT_HEALTHY(t, x.f.k);
     down(&x);
 }
@@ -484,7 +476,7 @@ KTEST_LEVELS(vm_fault, a_clone_shares_owned_pages_until_a_write_copies_them)
     KT_EXPECT_EQ(t, kmm_aspace_destroy(x.f.k, c), KMM_OK);
     KT_EXPECT_EQ(t, kmm_aspace_destroy(x.f.k, p.as), KMM_OK);
     free_parent_frames(t, &x, &p);
-    KT_EXPECT_EQ(t, free_pages(x.f.k), x.free0);
+    KT_EXPECT_EQ(t, kt_free_pages(x.f.k), x.free0);
     KT_EXPECT_HEALTHY(t, x.f.k);
     down(&x);
 }
@@ -518,7 +510,7 @@ KTEST_LEVELS(vm_fault, a_fork_of_a_fork_keeps_three_separate_copies)
     KT_EXPECT_HEALTHY(t, x.f.k);
     KT_EXPECT_EQ(t, kmm_aspace_destroy(x.f.k, g), KMM_OK);
     free_parent_frames(t, &x, &p);
-    KT_EXPECT_EQ(t, free_pages(x.f.k), x.free0);
+    KT_EXPECT_EQ(t, kt_free_pages(x.f.k), x.free0);
     KT_EXPECT_HEALTHY(t, x.f.k);
     down(&x);
 }
@@ -542,7 +534,7 @@ KTEST_LEVELS(vm_fault, the_child_outlives_its_parent_and_every_frame_comes_back)
     KT_EXPECT(t, look(c, va + PAGE).cow); /* read-only, still marked */
     KT_EXPECT_EQ(t, kmm_aspace_destroy(x.f.k, c), KMM_OK);
     free_parent_frames(t, &x, &p);
-    KT_EXPECT_EQ(t, free_pages(x.f.k), x.free0);
+    KT_EXPECT_EQ(t, kt_free_pages(x.f.k), x.free0);
     KT_EXPECT_HEALTHY(t, x.f.k);
     down(&x);
 }
@@ -626,7 +618,7 @@ KTEST_LEVELS(vm_fault, a_clone_without_memory_at_any_step_changes_nothing)
     KT_EXPECT_EQ(t, kmm_aspace_destroy(x.f.k, c), KMM_OK);
     KT_EXPECT_EQ(t, kmm_aspace_destroy(x.f.k, p.as), KMM_OK);
     free_parent_frames(t, &x, &p);
-    KT_EXPECT_EQ(t, free_pages(x.f.k), x.free0);
+    KT_EXPECT_EQ(t, kt_free_pages(x.f.k), x.free0);
     KT_EXPECT_HEALTHY(t, x.f.k);
     down(&x);
 }
@@ -660,7 +652,7 @@ KTEST_LEVELS(vm_fault, a_fault_without_memory_changes_nothing_and_can_be_retried
     KT_EXPECT_HEALTHY(t, x.f.k);
     KT_EXPECT_EQ(t, kmm_aspace_destroy(x.f.k, c), KMM_OK);
     free_parent_frames(t, &x, &p);
-    KT_EXPECT_EQ(t, free_pages(x.f.k), x.free0);
+    KT_EXPECT_EQ(t, kt_free_pages(x.f.k), x.free0);
     KT_EXPECT_HEALTHY(t, x.f.k);
     down(&x);
 }
@@ -700,7 +692,7 @@ KTEST_LEVELS(vm_fault, demand_zero_and_copy_on_write_pages_can_be_replaced_and_u
     KT_EXPECT_EQ(t, kmm_aspace_destroy(x.f.k, p.as), KMM_OK);
     KT_EXPECT_EQ(t, kmm_page_free(x.f.k, q, 0), KMM_OK);
     free_parent_frames(t, &x, &p);
-    KT_EXPECT_EQ(t, free_pages(x.f.k), x.free0);
+    KT_EXPECT_EQ(t, kt_free_pages(x.f.k), x.free0);
     KT_EXPECT_HEALTHY(t, x.f.k);
     down(&x);
 }

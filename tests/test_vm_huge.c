@@ -108,14 +108,6 @@ static struct kmm_vm_stats vstats(struct kmm_aspace *as)
     return s;
 }
 
-static uint64_t free_pages(struct kmm *k)
-{
-    struct kmm_page_stats s;
-    kmm_page_drain_cpu(k);
-    kmm_page_stats(k, &s);
-    return s.free_pages;
-}
-
 /* --- what a page looks like --------------------------------------------------------- */
 
 static unsigned memtype_of(unsigned cache)
@@ -605,7 +597,7 @@ KTEST_LEVELS(vm_huge, huge_maps_2m_leaves_where_va_and_pa_are_aligned_and_4k_pag
         return;
     uint64_t p = ram_run(&x, 4 * M2, M2);
     KT_ASSERT(t, p != 0);
-    uint64_t before = free_pages(x.f.k);
+    uint64_t before = kt_free_pages(x.f.k);
     struct kmm_vm_stats s0 = vstats(x.ks);
     uint64_t va = KVA + M2 - 3 * K4, pa = p + M2 - 3 * K4, size = 3 * K4 + 2 * M2 + 5 * K4;
     KT_ASSERT_EQ(t, kmm_vm_map(x.ks, va, pa, size, RW | KMM_MAP_HUGE), KMM_OK);
@@ -627,7 +619,7 @@ KTEST_LEVELS(vm_huge, huge_maps_2m_leaves_where_va_and_pa_are_aligned_and_4k_pag
     /* Unmapped, every table goes back and the frames stay the caller's. */
     KT_ASSERT_EQ(t, kmm_vm_unmap(x.ks, va, size), KMM_OK);
     STATS_MOVED(t, &s0, x.ks, 0, 0, 0, NULL);
-    KT_EXPECT_EQ(t, free_pages(x.f.k), before);
+    KT_EXPECT_EQ(t, kt_free_pages(x.f.k), before);
     KT_EXPECT_EQ(t, kmm_run_free(x.f.k, p, 4 * M2 / K4), KMM_OK);
     KT_EXPECT_HEALTHY(t, x.f.k);
     down(&x);
@@ -744,7 +736,7 @@ KTEST_LEVELS(vm_huge, owned_mappings_always_use_4k_pages)
     struct hx x;
     if (!up(t, &x, levels))
         return;
-    uint64_t before = free_pages(x.f.k);
+    uint64_t before = kt_free_pages(x.f.k);
     uint64_t p = aligned_single_pages(x.f.k);
     KT_ASSERT(t, p != 0);
     struct kmm_vm_stats s0 = vstats(x.ks);
@@ -763,7 +755,7 @@ KTEST_LEVELS(vm_huge, owned_mappings_always_use_4k_pages)
     KT_EXPECT(t, tr.owned);
     KT_EXPECT_HEALTHY(t, x.f.k);
     KT_ASSERT_EQ(t, kmm_vm_unmap(x.ks, KVA + M2, M2), KMM_OK);
-    KT_EXPECT_EQ(t, free_pages(x.f.k), before); /* the frames and tables came back */
+    KT_EXPECT_EQ(t, kt_free_pages(x.f.k), before); /* the frames and tables came back */
     KT_EXPECT_HEALTHY(t, x.f.k);
     down(&x);
 }
@@ -1449,7 +1441,7 @@ KTEST_LEVELS(vm_huge, destroying_a_space_with_huge_and_split_leaves_frees_every_
         return;
     uint64_t p = ram_run(&x, 4 * M2, M2);
     KT_ASSERT(t, p != 0);
-    uint64_t before = free_pages(x.f.k);
+    uint64_t before = kt_free_pages(x.f.k);
     struct kmm_aspace *us;
     KT_ASSERT_EQ(t, kmm_aspace_create(x.f.k, &us), KMM_OK);
     unsigned u = RW | KMM_PROT_USER, mmio = u | KMM_CACHE_UC | KMM_MAP_HUGE_1G;
@@ -1474,7 +1466,7 @@ KTEST_LEVELS(vm_huge, destroying_a_space_with_huge_and_split_leaves_frees_every_
     KT_EXPECT_EQ(t, s.owned_pages, 8);
     KT_EXPECT_HEALTHY(t, x.f.k);
     KT_EXPECT_EQ(t, kmm_aspace_destroy(x.f.k, us), KMM_OK);
-    KT_EXPECT_EQ(t, free_pages(x.f.k), before); /* tables, owned frames, the space itself */
+    KT_EXPECT_EQ(t, kt_free_pages(x.f.k), before); /* tables, owned frames, the space itself */
     KT_EXPECT_EQ(t, kmm_run_free(x.f.k, p, 4 * M2 / K4), KMM_OK); /* never the others' frames */
     KT_EXPECT_HEALTHY(t, x.f.k);
     down(&x);

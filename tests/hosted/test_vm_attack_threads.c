@@ -41,14 +41,6 @@ struct fx {
     uint64_t free0;
 };
 
-static uint64_t free_pages(struct kmm *k)
-{
-    kmm_page_drain_cpu(k);
-    struct kmm_page_stats s;
-    kmm_page_stats(k, &s);
-    return s.free_pages;
-}
-
 /* An instance with 3 CPUs (the main thread is CPU 0) and, where the
  * machine has a mirror window, a kernel virtual area window in it. */
 /* With accessed, the machine plays an MMU that caches only accessed
@@ -73,7 +65,7 @@ static bool up_with(struct fx *x, unsigned levels, bool accessed)
         hosted_machine_destroy(x->m);
         return false;
     }
-    x->free0 = free_pages(x->k);
+    x->free0 = kt_free_pages(x->k);
     return true;
 }
 
@@ -85,7 +77,7 @@ static bool up(struct fx *x, unsigned levels)
 static void down(struct ktest *t, struct fx *x)
 {
     kmm_vm_map_ram_drain(x->k);
-    KT_EXPECT_EQ(t, free_pages(x->k), x->free0);
+    KT_EXPECT_EQ(t, kt_free_pages(x->k), x->free0);
     KT_EXPECT_HEALTHY(t, x->k);
     kmm_fini(x->k);
     hosted_machine_destroy(x->m);
@@ -434,14 +426,14 @@ KTEST_LEVELS(vm_attack_threads, a_clone_meeting_a_frame_at_the_mapping_limit_cha
     set_mapcount(x.k, b, UINT32_MAX - 1);
     struct kmm_misuse_stats m0, m1;
     kmm_misuse_stats(x.k, &m0);
-    uint64_t free0 = free_pages(x.k);
+    uint64_t free0 = kt_free_pages(x.k);
     KT_EXPECT_EQ(t, kmm_aspace_clone(p, &c), KMM_ESTATE);
     kmm_misuse_stats(x.k, &m1);
     KT_EXPECT(t, c == 0);
     KT_EXPECT_EQ(
         t, m1.count[KMM_LAYER_VM][KMM_MISUSE_LIMIT] - m0.count[KMM_LAYER_VM][KMM_MISUSE_LIMIT], 1);
     KT_EXPECT_EQ(t, m1.total - m0.total, 1);
-    KT_EXPECT_EQ(t, free_pages(x.k), free0);
+    KT_EXPECT_EQ(t, kt_free_pages(x.k), free0);
     struct kmm_vm_fault_stats fs;
     kmm_vm_fault_stats(p, &fs);
     KT_EXPECT(t, fs.cow_pages == 0 && fs.clones == 0);

@@ -34,6 +34,14 @@ void kt_kmm_down(struct kt_kmm *f)
     kt_machine_destroy(f->m);
 }
 
+uint64_t kt_free_pages(struct kmm *k)
+{
+    struct kmm_page_stats s;
+    kmm_page_drain_cpu(k);
+    kmm_page_stats(k, &s);
+    return s.free_pages;
+}
+
 void kt_expect_healthy_at(struct ktest *t, struct kmm *k, const char *file, int line)
 {
     struct kmm_check_result r;

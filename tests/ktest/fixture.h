@@ -35,6 +35,10 @@ bool kt_kmm_up(struct ktest *t, struct kt_kmm *f, const struct kmm_region *map, 
 /* Tear down what kt_kmm_up made. */
 void kt_kmm_down(struct kt_kmm *f);
 
+/* The free pages once this CPU's page cache is drained (what frees gave
+ * back to the zones). */
+uint64_t kt_free_pages(struct kmm *k);
+
 /* Fails the test at file:line unless kmm_check finds nothing wrong. */
 void kt_expect_healthy_at(struct ktest *t, struct kmm *k, const char *file, int line);
 #define KT_EXPECT_HEALTHY(t, k) kt_expect_healthy_at((t), (k), __FILE__, __LINE__)
