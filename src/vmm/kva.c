@@ -356,8 +356,8 @@ static bool grow(struct kmm *k)
  * the same work for its lazily freed vmap areas and keeps its vmalloc page
  * tables for ever; here at most KVA_PARK_MAX areas of at most
  * KVA_PARK_PAGES pages are parked, the oldest goes when one more is, and
- * all go (kva_purge) when a reservation finds no room, when the page
- * allocator runs short (the "kva-parked" shrinker) or on kmm_kva_purge.
+ * all go (kmm_kva_purge) when a reservation finds no room, when the page
+ * allocator runs short (the "kva-parked" shrinker) or when a caller asks.
  */
 
 static void park_list_remove(struct kmm_kva *v, uint32_t i)
@@ -428,8 +428,7 @@ static void unhold_parked(struct kmm *k, struct kva_park p)
     kva_unhold_spans(k, va, va + (((uint64_t)p.pages - 1) << KMM_PAGE_SHIFT));
 }
 
-/* The kernel space's page tables below the top level. */
-static uint64_t kernel_tables(struct kmm *k)
+uint64_t kva_kernel_tables(struct kmm *k)
 {
     struct kmm_aspace *ks = kmm_kernel_aspace(k);
     kmm_irqstate_t irq = kmm_lock_irqsave(&ks->lock);
@@ -452,10 +451,10 @@ uint64_t kmm_kva_purge(struct kmm *k)
     kva_unlock(v, irq);
     if (!n)
         return 0;
-    uint64_t tables = kernel_tables(k);
+    uint64_t tables = kva_kernel_tables(k);
     for (uint32_t i = 0; i < n; i++)
         unhold_parked(k, gone[i]);
-    tables -= kernel_tables(k); /* what the drops freed (others may map meanwhile: a figure) */
+    tables -= kva_kernel_tables(k); /* what the drops freed (others may map meanwhile: a figure) */
     free_detached(k, d);
     return (tables < UINT64_MAX / 2 ? tables : 0) + d.pages;
 }

@@ -77,6 +77,11 @@ void kva_retire(struct kmm *k, uint64_t va, bool held, bool park);
 int kva_hold_spans(struct kmm *k, uint64_t va, uint64_t end);
 void kva_unhold_spans(struct kmm *k, uint64_t va, uint64_t end);
 
+/* The kernel space's page tables below the top level, read under its lock:
+ * read before and after dropping holds, what the drops freed (a figure:
+ * other CPUs may map meanwhile). */
+uint64_t kva_kernel_tables(struct kmm *k);
+
 /*
  * kva_begin_free - the first step of freeing the area at va that fn's
  * caller says is of kind: marks it DYING and stores its usable page count

@@ -341,15 +341,9 @@ static uint64_t free_block(struct kmm *k, struct vblock *b)
 
     uint64_t va = b->va, pages;
     KMM_MUST(k->port, kva_begin_free(k, va, KVA_VBLOCK, "kmm_vm_unmap_ram", 0, &pages, 0));
-    irq = kmm_lock_irqsave(&ks->lock);
-    uint64_t tables = ks->mmu.counts.tables[MMU_PT] + ks->mmu.counts.tables[MMU_PD] +
-                      ks->mmu.counts.tables[MMU_PDPT];
-    kmm_unlock_irqrestore(&ks->lock, irq);
+    uint64_t tables = kva_kernel_tables(k);
     vb_unhold_table(k, va);
-    irq = kmm_lock_irqsave(&ks->lock);
-    tables -= ks->mmu.counts.tables[MMU_PT] + ks->mmu.counts.tables[MMU_PD] +
-              ks->mmu.counts.tables[MMU_PDPT];
-    kmm_unlock_irqrestore(&ks->lock, irq);
+    tables -= kva_kernel_tables(k);
     kva_release(k, va);
     b->canary = 0;
     KMM_MUST(k->port, kmm_page_free(k, b->self, 0));

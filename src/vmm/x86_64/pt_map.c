@@ -159,12 +159,12 @@ int mmu_map_count_locked(const struct mmu_space *s, const struct mmu_map *m)
         if (pte_used(*pt_slot(s, &p, l, at)))
             return KMM_EBUSY;
         missing += new_tables(&seen, at, piece, l); /* levels piece .. l-1 are missing */
-        if (piece == PT_LEVEL_PT) { /* so are the rest of the table's span: one walk */
+        if (piece == PT_LEVEL_PT) {                 /* 4 KiB pieces to the table's end: one walk */
             uint64_t stop = table_stop(at, m->va, m->va + m->size);
-            const pte_t *e = pt_slot(s, &p, l, at);
-            for (at += KMM_PAGE_SIZE, e++; at != stop && l == PT_LEVEL_PT; at += KMM_PAGE_SIZE, e++)
-                if (pte_used(*e))
-                    return KMM_EBUSY;
+            if (l == PT_LEVEL_PT) /* the table exists: each entry must be free */
+                for (const pte_t *e = pt_slot(s, &p, l, at) + 1; (at += KMM_PAGE_SIZE) != stop; e++)
+                    if (pte_used(*e))
+                        return KMM_EBUSY;
             at = stop;
             continue;
         }
