@@ -141,6 +141,26 @@ static int debug_up(struct kmm *k)
     return 0;
 }
 
+/* KMM_BENCH_HEAP_LEND=N: kmm_heap_set_lend(k, N) right after kmm_init
+ * (docs/performance.md, "Lending"), said on the run's first line. Unset:
+ * the default. */
+static int lend_up(struct kmm *k)
+{
+    const char *lend = getenv("KMM_BENCH_HEAP_LEND");
+    if (!lend)
+        return 0;
+    unsigned n = (unsigned)strtoul(lend, NULL, 10);
+    if (kmm_heap_set_lend(k, n) != KMM_OK) {
+        fprintf(stderr, "bench: kmm_heap_set_lend(%u) failed\n", n);
+        return -1;
+    }
+    static bool said;
+    if (!said)
+        printf("heap lending: %u classes (the default is %u)\n", n, KMM_HEAP_LEND_DEFAULT);
+    said = true;
+    return 0;
+}
+
 static int instance_up(struct heap_env *e)
 {
     struct kmm_config cfg = {
@@ -155,7 +175,7 @@ static int instance_up(struct heap_env *e)
         e->k = NULL;
         return -1;
     }
-    if (debug_up(e->k) != 0)
+    if (debug_up(e->k) != 0 || lend_up(e->k) != 0)
         return -1;
     struct kmm_heap_stats hs;
     kmm_heap_stats(e->k, &hs);

@@ -3,12 +3,12 @@
  * every allocation call (kmm_malloc, the zero flag, kmm_zalloc, kmm_calloc,
  * kmm_aligned_alloc, kmm_realloc, two object caches) and every free call
  * (kmm_free, kmm_free_sized, kmm_cache_free) over slots of live blocks,
- * with drains and shrinks between. The model keeps each block's size,
- * alignment and fill pattern: every block is checked when it is freed or
- * reallocated and, every few steps, all of them (blocks that overlap or
- * move lose their pattern); the statistics must agree with the model and
- * kmm_check must pass. At the end everything is freed and every page comes
- * back.
+ * with drains, shrinks and changes of the lending setting between. The
+ * model keeps each block's size, alignment and fill pattern: every block
+ * is checked when it is freed or reallocated and, every few steps, all of
+ * them (blocks that overlap or move lose their pattern); the statistics
+ * must agree with the model and kmm_check must pass. At the end everything
+ * is freed and every page comes back.
  *
  * The same run is driven by bytes (tests/fuzz/fuzz_heap.c).
  */
@@ -265,9 +265,17 @@ static bool step(struct run *r, unsigned max_bits)
     unsigned i = (unsigned)kt_choose(c, SLOTS);
     unsigned op = (unsigned)kt_choose(c, 16);
     if (op == 15) {
-        if (kt_choose(c, 2))
+        unsigned what = (unsigned)kt_choose(c, 4);
+        if (what == 0)
             kmm_heap_drain_cpu(r->h.f.k);
-        else {
+        else if (what == 1) {
+            /* Blocks lent under the old setting stay sized-freeable. */
+            unsigned lend = (unsigned)kt_choose(c, KMM_HEAP_LEND_MAX + 1);
+            if (kmm_heap_set_lend(r->h.f.k, lend) != KMM_OK) {
+                FAIL(r, "step %d: kmm_heap_set_lend(%u) refused", r->step, lend);
+                return false;
+            }
+        } else {
             unsigned ci = (unsigned)kt_choose(c, KT_HEAP_CLASSES + 2);
             kmm_cache_shrink(r->h.f.k, kmm_heap_cache_at(r->h.f.k, ci));
         }

@@ -71,19 +71,24 @@ extern "C" {
 #endif
 
 /* The largest block served by a size class, and by whole pages. */
-#define KMM_HEAP_SLAB_MAX    ((size_t)8192)
-#define KMM_HEAP_PAGES_MAX   ((size_t)128 << 10)
+#define KMM_HEAP_SLAB_MAX     ((size_t)8192)
+#define KMM_HEAP_PAGES_MAX    ((size_t)128 << 10)
 /* Every block's alignment, at least. */
-#define KMM_HEAP_MIN_ALIGN   ((size_t)16)
+#define KMM_HEAP_MIN_ALIGN    ((size_t)16)
 /* Objects a CPU keeps per cache, at most (the upper bound of its stack),
  * and their bytes, at most, unless that is fewer than 4 objects. */
-#define KMM_HEAP_MAG_SIZE    128u
-#define KMM_HEAP_STACK_BYTES ((size_t)32 << 10)
+#define KMM_HEAP_MAG_SIZE     128u
+#define KMM_HEAP_STACK_BYTES  ((size_t)32 << 10)
 /* Bytes of free objects all caches' depots together keep, at most (beyond
  * the CPUs' stacks): what the per-CPU caching holds back from other sizes. */
-#define KMM_HEAP_DEPOT_MAX   ((size_t)128 << 10)
+#define KMM_HEAP_DEPOT_MAX    ((size_t)128 << 10)
+/* How many larger size classes lend a free object to a class that has
+ * none, before it grows (kmm_malloc, kmm_heap_set_lend): by default, and
+ * at most. */
+#define KMM_HEAP_LEND_DEFAULT 2u
+#define KMM_HEAP_LEND_MAX     3u
 /* The largest request kmm_malloc accepts: beyond it, NULL at once. */
-#define KMM_HEAP_SIZE_MAX    ((size_t)1 << 40)
+#define KMM_HEAP_SIZE_MAX     ((size_t)1 << 40)
 
 /* The largest alignment kmm_aligned_alloc honours. */
 #define KMM_HEAP_ALIGN_MAX ((size_t)4 << 20)
@@ -97,8 +102,13 @@ extern "C" {
  * NULL, with nothing changed, if memory (or the heap's limit) runs out, if
  * size exceeds KMM_HEAP_SIZE_MAX, or if flags are invalid (a misuse).
  * size 0 returns a unique 16-byte block, so that a caller can free it like
- * any other. O(1) from the CPU's cache; a refill or growth takes the
- * cache's lock and may call the page allocator.
+ * any other. The block is of size's class (kmm_usable_size: less than
+ * 12.5 % more above 128 bytes), or, when that class has no free object
+ * and would otherwise grow, a free object of one of the next classes
+ * (kmm_heap_set_lend: two by default): memory one class no longer needs
+ * then serves its neighbours instead of lying idle. O(1) from the CPU's
+ * cache; a refill or growth takes the cache's lock and may call the page
+ * allocator.
  */
 void *kmm_malloc(struct kmm *k, size_t size, kmm_gfp_t flags);
 
@@ -129,8 +139,9 @@ void *kmm_aligned_alloc(struct kmm *k, size_t align, size_t size, kmm_gfp_t flag
 
 /*
  * kmm_realloc - resizes block p to size bytes, keeping the contents up to
- * the smaller size. In place (p returned) when size is of p's size class
- * (p's power of two of whole pages, p's vmalloc'd pages; for a cache
+ * the smaller size. In place (p returned) when kmm_free_sized would
+ * accept size for p: size is of p's size class, or of one it may have been
+ * lent to (p's power of two of whole pages, p's vmalloc'd pages; for a cache
  * object, at most its size), so that a sized free with the new size
  * matches; else a new block, the contents copied, p freed. kmm_realloc(k, NULL, n, f) is
  * kmm_malloc; a size of 0 frees p and returns a unique 16-byte block as
@@ -174,9 +185,12 @@ void *kmm_realloc_caller(struct kmm *k, void *p, size_t size, kmm_gfp_t flags, c
 /*
  * kmm_free_sized - kmm_free of a block the caller believes to be size bytes
  * long (as C++'s sized delete). Also KMM_EINVAL (nothing freed, counted as
- * KMM_MISUSE_WRONG_ORDER) if size could not have produced p: it must be in
- * p's size class (for whole pages: round to the same power of two of
- * pages; for a vmalloc'd block: to the same pages). For a cache object,
+ * KMM_MISUSE_WRONG_ORDER) if size could not have produced p: it must be at
+ * most p's usable size and in p's size class, or in one of the classes
+ * below it that p's class may have lent to (as many as kmm_heap_set_lend
+ * ever allowed: two by default; set 0 at once for an exact check) (for
+ * whole pages: round to the same power of two of pages; for a vmalloc'd
+ * block: to the same pages). For a cache object,
  * size must be at most the object size. A block of kmm_aligned_alloc is
  * freed with kmm_free: its size class is its alignment's as much as its
  * size's.
@@ -279,6 +293,18 @@ int kmm_heap_drain_offline_cpu(struct kmm *k, unsigned cpu);
  * Returns the previous cap. */
 uint64_t kmm_heap_set_limit(struct kmm *k, uint64_t bytes);
 
+/*
+ * kmm_heap_set_lend - how many larger size classes may lend a free object
+ * to a request whose class has none, before that class grows (kmm_malloc):
+ * 0 .. KMM_HEAP_LEND_MAX, KMM_HEAP_LEND_DEFAULT (2) from kmm_init. 0
+ * turns lending off: every block is then of its request's class, at the
+ * cost of memory a class holds free while its neighbours grow
+ * (docs/performance.md, "Lending": H2 takes 1.35 times its live bytes
+ * without, 1.25 with two). Returns KMM_OK, or KMM_EINVAL (a misuse,
+ * counted) above KMM_HEAP_LEND_MAX, nothing changed. Any context.
+ */
+int kmm_heap_set_lend(struct kmm *k, unsigned classes);
+
 /* --- statistics ------------------------------------------------------------------------ */
 
 /* One cache, as a line of /proc/slabinfo. Objects in CPU caches count as
@@ -295,6 +321,7 @@ struct kmm_cache_stats {
     uint64_t total_slabs;
     uint64_t cpu_cached;    /* free objects in CPU caches and the depot */
     uint64_t allocs, frees; /* calls that succeeded */
+    uint64_t lent;          /* of allocs: objects lent to smaller classes' requests */
 };
 
 /* The whole heap. Bytes are as laid out (size classes, whole pages). */

@@ -26,6 +26,8 @@ KMM_INIT void heap_init(struct kmm *k)
     z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
     z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
     h->secret = (z ^ (z >> 31)) | 1;
+    atomic_init(&h->lend, KMM_HEAP_LEND_DEFAULT);
+    atomic_init(&h->lend_seen, KMM_HEAP_LEND_DEFAULT);
     heap_debug_init(k);
 }
 
@@ -538,6 +540,24 @@ uint64_t kmm_heap_set_limit(struct kmm *k, uint64_t bytes)
     return atomic_exchange_explicit(&k->heap.limit, bytes, memory_order_relaxed);
 }
 
+int kmm_heap_set_lend(struct kmm *k, unsigned classes)
+{
+    struct kmm_heap *h = &k->heap;
+    if (classes > KMM_HEAP_LEND_MAX)
+        return heap_misuse(k, KMM_MISUSE_BAD_ARG, KMM_EINVAL, __builtin_return_address(0),
+                           "kmm_heap_set_lend(%u): more than KMM_HEAP_LEND_MAX (%u) classes",
+                           classes, KMM_HEAP_LEND_MAX);
+    /* lend_seen first: a block lent under the new setting must find a
+     * sized free that accepts its size. */
+    unsigned seen = atomic_load_explicit(&h->lend_seen, memory_order_relaxed);
+    while (seen < classes &&
+           !atomic_compare_exchange_weak_explicit(&h->lend_seen, &seen, classes,
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
+    atomic_store_explicit(&h->lend, classes, memory_order_release);
+    return KMM_OK;
+}
+
 /* --- figures ------------------------------------------------------------------------------ */
 
 static void cache_stats(const struct kmm_cache *c, struct kmm_cache_stats *out)
@@ -559,6 +579,7 @@ static void cache_stats(const struct kmm_cache *c, struct kmm_cache_stats *out)
         const struct heap_cpu *hc = heap_cpu_at(c, cpu);
         out->allocs += __atomic_load_n(&hc->allocs, __ATOMIC_RELAXED);
         out->frees += __atomic_load_n(&hc->frees, __ATOMIC_RELAXED);
+        out->lent += __atomic_load_n(&hc->lent, __ATOMIC_RELAXED);
     }
 }
 

@@ -102,6 +102,11 @@ struct slab {
     uint8_t list;             /* enum slab_list */
     uint8_t self;             /* the record is the slab's own first object */
     uint64_t out[HEAP_SLAB_OBJECTS_MAX / 64];
+    /* Objects lent to a smaller class's request (kmalloc.c), by index:
+     * set with an atomic OR when lent, cleared when the object comes back
+     * to the slab, so only an object marked out may be marked lent. A
+     * sized free reads it to accept a smaller class's size. */
+    uint64_t lent[HEAP_SLAB_OBJECTS_MAX / 64];
 };
 
 enum slab_list { SLAB_PARTIAL, SLAB_FULL, SLAB_EMPTY, SLAB_LISTS };
@@ -123,6 +128,7 @@ struct heap_cpu {
     uint32_t pad;
     uint64_t allocs; /* successful allocations on this CPU */
     uint64_t frees;  /* successful frees on this CPU */
+    uint64_t lent;   /* of allocs: lent to a smaller class's request (kmalloc.c) */
     void *objs[];    /* the cache's limit of them (cpu_stride) */
 };
 
@@ -356,7 +362,8 @@ static inline struct heap_cpu *heap_this_cpu(struct kmm_cache *c)
  * callers tail-call their slow paths, so the common case needs no saved
  * register.
  */
-static inline __attribute__((always_inline)) bool heap_take(struct kmm_cache *c, uintptr_t *obj)
+static inline __attribute__((always_inline)) bool heap_take_counted(struct kmm_cache *c,
+                                                                    uintptr_t *obj, bool lend)
 {
     kmm_irqstate_t s = kmm_irq_save();
     struct heap_cpu *hc = heap_this_cpu(c);
@@ -369,6 +376,8 @@ static inline __attribute__((always_inline)) bool heap_take(struct kmm_cache *c,
             heap_tag_set(c, top, 0);
             hc->n = n - 1;
             hc->allocs++;
+            if (lend)
+                hc->lent++;
             kmm_irq_restore(s);
             *obj = top;
             return true;
@@ -376,6 +385,11 @@ static inline __attribute__((always_inline)) bool heap_take(struct kmm_cache *c,
     }
     kmm_irq_restore(s);
     return false;
+}
+
+static inline __attribute__((always_inline)) bool heap_take(struct kmm_cache *c, uintptr_t *obj)
+{
+    return heap_take_counted(c, obj, false);
 }
 
 /* heap_pop - heap_take's object, or 0. */
@@ -433,6 +447,30 @@ void heap_drain_asked(struct kmm *k);
  * memory or the heap's limit runs out; the public call that asked counts
  * the failure (kmm_heap_stats.failed), not the heap's own bookkeeping. */
 uintptr_t heap_alloc_slow(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flags);
+
+/* heap_alloc_cached - heap_alloc_slow without growing: an object of c
+ * from this CPU's stack, c's depot or its slabs, or 0 if c has no free
+ * object there; counted as lent if lend. Any context (it takes no
+ * memory). */
+uintptr_t heap_alloc_cached(struct kmm *k, struct kmm_cache *c, bool lend);
+
+/* heap_spare - whether c may have a free object outside the CPUs'
+ * stacks (a partly used or empty slab, a full magazine in its depot):
+ * read without c's lock, so a hint, for a slow path that would otherwise
+ * take the lock only to find none. */
+static inline bool heap_spare(const struct kmm_cache *c)
+{
+    return __atomic_load_n(&c->nslabs[SLAB_PARTIAL], __ATOMIC_RELAXED) |
+           __atomic_load_n(&c->nslabs[SLAB_EMPTY], __ATOMIC_RELAXED) |
+           __atomic_load_n(&c->nfull, __ATOMIC_RELAXED);
+}
+
+/* heap_lent_set - marks obj, an object of c just taken for a smaller
+ * class's request, as lent. heap_lent_test - whether obj, an allocated
+ * object of c, is so marked (it was lent when it was allocated, or lent
+ * earlier and has not been back to its slab since). Any context. */
+void heap_lent_set(struct kmm *k, struct kmm_cache *c, uintptr_t obj);
+bool heap_lent_test(struct kmm *k, struct kmm_cache *c, uintptr_t obj);
 
 /* heap_free_slow - frees obj of c (found by heap_find) when this CPU's
  * stack is full: moves a batch back to the slabs, then pushes. Returns

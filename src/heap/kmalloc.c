@@ -132,30 +132,70 @@ static void *no_memory(struct kmm *k)
 }
 
 /* alloc_checked's sizes above its plain path's. */
-static void *alloc_other(struct kmm *k, size_t size, size_t pages_max, kmm_gfp_t flags,
-                         const void *caller)
+static void *alloc_other(struct kmm *k, size_t size, kmm_gfp_t flags, const void *caller)
 {
     if (size > KMM_HEAP_SIZE_MAX)
         return no_memory(k);
     if (size > KMM_HEAP_SLAB_MAX)
-        return large_alloc(k, size, pages_max, flags);
+        return large_alloc(k, size, KMM_HEAP_PAGES_MAX, flags);
     return heap_debug_alloc_size(k, size, flags, caller);
 }
 
-/* Every allocation after its flags were checked: a class object, whole
- * pages up to pages_max bytes, or vmalloc. */
-static void *alloc_checked(struct kmm *k, size_t size, size_t pages_max, kmm_gfp_t flags,
+/* Whether cache l, a larger size class, may lend an object to a request
+ * that needs align: it has its stacks (no debugging: a debugged cache's
+ * objects take the checking paths, and their layout is another), and
+ * align divides its objects' starts. */
+static bool lends(const struct kmm_cache *l, size_t align)
+{
+    return !heap_debugged(l) && (l->size & (align - 1)) == 0;
+}
+
+/*
+ * An object for a request of size class i (cache *cp) whose CPU stack was
+ * empty. First c's own free objects (depot, slabs: not looked for under
+ * the lock when heap_spare says there are none); then, before c grows, a
+ * free object of one of the next kmm_heap_set_lend classes that exist
+ * (their stacks, depots, slabs: never a new slab), and *cp becomes that
+ * class's cache, whose object the block is. Lending lets free memory of
+ * one class serve its neighbours, where each class would otherwise peak on
+ * its own (docs/performance.md, "Lending"). Then c grows. 0 if memory
+ * runs out.
+ */
+static inline __attribute__((always_inline)) uintptr_t
+class_alloc_slow(struct kmm *k, struct kmm_cache **cp, unsigned i, size_t align, kmm_gfp_t flags)
+{
+    struct kmm_cache *c = *cp;
+    uintptr_t p = heap_spare(c) ? heap_alloc_cached(k, c, false) : 0;
+    unsigned lend = atomic_load_explicit(&k->heap.lend, memory_order_acquire);
+    for (unsigned j = 1; !p && j <= lend && i + j < HEAP_CLASSES; j++) {
+        struct kmm_cache *l = __atomic_load_n(&k->heap.classes[i + j], __ATOMIC_ACQUIRE);
+        if (!l || !lends(l, align))
+            continue;
+        if (heap_take_counted(l, &p, true) ||
+            (heap_spare(l) && (p = heap_alloc_cached(k, l, true)))) {
+            heap_lent_set(k, l, p);
+            *cp = l;
+        }
+    }
+    return p ? p : heap_alloc_slow(k, c, flags);
+}
+
+/* Every allocation after its flags were checked: a class object whose
+ * start align (a power of two, at least KMM_HEAP_MIN_ALIGN) divides, whole
+ * pages, or vmalloc. */
+static void *alloc_checked(struct kmm *k, size_t size, size_t align, kmm_gfp_t flags,
                            const void *caller)
 {
     /* plain_end is KMM_HEAP_SLAB_MAX + 1, or 0 while a size class is
      * being debugged: then every size leaves here (heap/debug.h). */
     if (size >= k->heap.debug.plain_end)
-        return alloc_other(k, size, pages_max, flags, caller);
-    struct kmm_cache *c = heap_class_cache(k, heap_class_of(&k->heap, size), flags);
+        return alloc_other(k, size, flags, caller);
+    unsigned i = heap_class_of(&k->heap, size);
+    struct kmm_cache *c = heap_class_cache(k, i, flags);
     if (!c)
         return no_memory(k);
     uintptr_t p = heap_pop(c);
-    if (!p && !(p = heap_alloc_slow(k, c, flags)))
+    if (!p && !(p = class_alloc_slow(k, &c, i, align, flags)))
         return no_memory(k);
     if (flags & KMM_GFP_ZERO)
         __builtin_memset((void *)p, 0, c->usable);
@@ -169,16 +209,19 @@ static __attribute__((noinline)) void *malloc_slow(struct kmm *k, size_t size, k
 {
     if (bad_flags(k, flags, fn, size, caller))
         return NULL;
-    return alloc_checked(k, size, KMM_HEAP_PAGES_MAX, flags, caller);
+    return alloc_checked(k, size, KMM_HEAP_MIN_ALIGN, flags, caller);
 }
 
-/* kmm_malloc's plain small request whose CPU stack was empty: few
- * arguments, so that the common case before it keeps every value in a
- * scratch register. */
+/* kmm_malloc's plain small request whose CPU stack of c (NULL: its class
+ * has no cache yet) was empty: few arguments, so that the common case
+ * before it keeps every value in a scratch register. */
 static __attribute__((noinline)) void *malloc_small_slow(struct kmm *k, size_t size,
-                                                         const void *caller)
+                                                         struct kmm_cache *c, const void *caller)
 {
-    return alloc_checked(k, size, KMM_HEAP_PAGES_MAX, 0, caller);
+    if (!c || size >= k->heap.debug.plain_end)
+        return alloc_checked(k, size, KMM_HEAP_MIN_ALIGN, 0, caller);
+    uintptr_t p = class_alloc_slow(k, &c, c->id - 1, KMM_HEAP_MIN_ALIGN, 0);
+    return p ? (void *)p : no_memory(k);
 }
 
 void *kmm_malloc(struct kmm *k, size_t size, kmm_gfp_t flags)
@@ -190,7 +233,7 @@ void *kmm_malloc(struct kmm *k, size_t size, kmm_gfp_t flags)
         uintptr_t p;
         if (__builtin_expect(c != NULL, 1) && __builtin_expect(heap_take(c, &p), 1))
             return (void *)p;
-        return malloc_small_slow(k, size, __builtin_return_address(0));
+        return malloc_small_slow(k, size, c, __builtin_return_address(0));
     }
     return malloc_slow(k, size, flags, "kmm_malloc", __builtin_return_address(0));
 }
@@ -200,7 +243,7 @@ void *kmm_zalloc(struct kmm *k, size_t size, kmm_gfp_t flags)
     const void *caller = __builtin_return_address(0);
     if (bad_flags(k, flags, "kmm_zalloc", size, caller))
         return NULL;
-    return alloc_checked(k, size, KMM_HEAP_PAGES_MAX, flags | KMM_GFP_ZERO, caller);
+    return alloc_checked(k, size, KMM_HEAP_MIN_ALIGN, flags | KMM_GFP_ZERO, caller);
 }
 
 void *kmm_calloc(struct kmm *k, size_t n, size_t size, kmm_gfp_t flags)
@@ -211,7 +254,7 @@ void *kmm_calloc(struct kmm *k, size_t n, size_t size, kmm_gfp_t flags)
         return NULL;
     if (__builtin_mul_overflow(n, size, &bytes))
         return no_memory(k);
-    return alloc_checked(k, bytes, KMM_HEAP_PAGES_MAX, flags | KMM_GFP_ZERO, caller);
+    return alloc_checked(k, bytes, KMM_HEAP_MIN_ALIGN, flags | KMM_GFP_ZERO, caller);
 }
 
 void *kmm_malloc_caller(struct kmm *k, size_t size, kmm_gfp_t flags, const void *caller)
@@ -246,7 +289,7 @@ void *kmm_aligned_alloc_caller(struct kmm *k, size_t align, size_t size, kmm_gfp
         unsigned i = heap_class_of(&k->heap, need);
         while (heap_class_size(i) % align)
             i++;
-        return alloc_checked(k, heap_class_size(i), KMM_HEAP_PAGES_MAX, flags, caller);
+        return alloc_checked(k, heap_class_size(i), align, flags, caller);
     }
     /* Whole pages, physically aligned to their size: virtually too as far
      * as the direct map's base is aligned (a kernel's is to 1 GiB or more;
@@ -261,7 +304,7 @@ void *kmm_aligned_alloc_caller(struct kmm *k, size_t align, size_t size, kmm_gfp
     if (need <= KMM_HEAP_ALIGN_MAX)
         return large_alloc(k, need, KMM_HEAP_ALIGN_MAX, flags);
     if (align <= PAGE) /* vmalloc: page-aligned */
-        return alloc_checked(k, need, KMM_HEAP_PAGES_MAX, flags, caller);
+        return alloc_checked(k, need, align, flags, caller);
     heap_misuse(k, KMM_MISUSE_BAD_ARG, KMM_EINVAL, caller,
                 "kmm_aligned_alloc(align %zu, size %zu): alignment above the page size for a "
                 "block above KMM_HEAP_ALIGN_MAX",
@@ -416,19 +459,30 @@ int kmm_free_caller(struct kmm *k, const void *p, const void *caller)
     return free_inline(k, p, caller);
 }
 
-/* Whether a block of size bytes would have been b: the same size class,
- * the same power of two of whole pages, the same vmalloc'd pages; for a
- * cache object, at most its size. kmm_realloc keeps such a size in place,
- * and kmm_free_sized accepts only such a size. */
-static bool same_class(struct kmm *k, const struct heap_block *b, size_t size)
+/* Whether a block of size bytes would have been b (at p): at most its
+ * usable bytes and of its size class, or of a smaller one if b was lent to
+ * it (class_alloc_slow; as many classes below as kmm_heap_set_lend ever
+ * allowed); the same power of two of whole pages; the same vmalloc'd
+ * pages; for a cache object, at most its size. kmm_realloc keeps such a
+ * size in place, and kmm_free_sized accepts only such a size. */
+static bool same_class(struct kmm *k, const struct heap_block *b, const void *p, size_t size)
 {
     if (size > b->bytes)
         return false;
     switch (b->kind) {
     case BLOCK_GUARDED:
-    case BLOCK_OBJECT:
-        return b->ref.cache->kind != HEAP_KIND_CLASS ||
-               heap_class_of(&k->heap, size) + 1 == b->ref.cache->id;
+    case BLOCK_OBJECT: {
+        struct kmm_cache *c = b->ref.cache;
+        if (c->kind != HEAP_KIND_CLASS)
+            return true;
+        unsigned id = heap_class_of(&k->heap, size) + 1;
+        /* A smaller class's size: only for an object lent to it (never a
+         * guarded one: a debugged heap lends nothing). */
+        return id == c->id ||
+               (b->kind == BLOCK_OBJECT &&
+                id + atomic_load_explicit(&k->heap.lend_seen, memory_order_relaxed) >= c->id &&
+                heap_lent_test(k, c, (uintptr_t)p));
+    }
     case BLOCK_PAGES:
         return size > KMM_HEAP_SLAB_MAX && pages_order(size) == b->ref.order;
     case BLOCK_VMALLOC:
@@ -446,7 +500,7 @@ int kmm_free_sized(struct kmm *k, const void *p, size_t size)
     struct heap_block b = block_of(k, p);
     if (b.kind == BLOCK_BAD)
         return bad_pointer(k, "kmm_free_sized", p, b.bad, caller);
-    if (!same_class(k, &b, size))
+    if (!same_class(k, &b, p, size))
         return heap_misuse(k, KMM_MISUSE_WRONG_ORDER, KMM_EINVAL, caller,
                            "kmm_free_sized(%p, %zu): the block holds %llu bytes, of another "
                            "size class",
@@ -565,13 +619,13 @@ void *kmm_realloc_caller(struct kmm *k, void *p, size_t size, kmm_gfp_t flags, c
                     "kmm_realloc(%p, %zu, flags 0x%x): unknown flags", p, size, flags);
         return NULL;
     }
-    if (size && same_class(k, &b, size))
+    if (size && same_class(k, &b, p, size))
         return p;
     /* Moving a vmalloc'd block frees it through the window, which takes
      * the kernel space's locks: not for an atomic caller. */
     if (b.kind == BLOCK_VMALLOC && (flags & KMM_GFP_ATOMIC))
         return no_memory(k);
-    void *n = alloc_checked(k, size, KMM_HEAP_PAGES_MAX, flags & ~KMM_GFP_ZERO, caller);
+    void *n = alloc_checked(k, size, KMM_HEAP_MIN_ALIGN, flags & ~KMM_GFP_ZERO, caller);
     if (!n)
         return NULL;
     size_t keep = size < b.bytes ? size : (size_t)b.bytes;

@@ -14,6 +14,11 @@
 
 /* --- lists -------------------------------------------------------------------------- */
 
+/* Sets a count of slabs or full magazines, which the lock's holder
+ * changes and heap_spare reads without the lock: one store, so that such
+ * a reader sees a value the count had. */
+#define COUNT_SET(count, v) __atomic_store_n(&(count), (v), __ATOMIC_RELAXED)
+
 static enum slab_list list_for(const struct kmm_cache *c, const struct slab *s)
 {
     if (s->inuse == s->self)
@@ -29,7 +34,7 @@ static void list_del(struct kmm_cache *c, struct slab *s)
         c->lists[s->list] = s->next;
     if (s->next)
         s->next->prev = s->prev;
-    c->nslabs[s->list]--;
+    COUNT_SET(c->nslabs[s->list], c->nslabs[s->list] - 1);
 }
 
 static void list_add(struct kmm_cache *c, struct slab *s, enum slab_list l)
@@ -40,7 +45,7 @@ static void list_add(struct kmm_cache *c, struct slab *s, enum slab_list l)
     if (s->next)
         s->next->prev = s;
     c->lists[l] = s;
-    c->nslabs[l]++;
+    COUNT_SET(c->nslabs[l], c->nslabs[l] + 1);
 }
 
 /* Puts s on the list its inuse says, if it is not there. Cache lock held. */
@@ -299,6 +304,63 @@ static unsigned refill_locked(struct kmm *k, struct kmm_cache *c, struct heap_cp
     return moved;
 }
 
+/* --- lent objects ------------------------------------------------------------------ */
+
+/* The slab of obj, an object of c that is out (allocated or on a stack,
+ * so its slab stays), and obj's index in it. */
+static __attribute__((cold, noinline)) void no_slab(struct kmm *k, const struct kmm_cache *c,
+                                                    uintptr_t obj)
+{
+    kmm_panicf(k->port, "heap: cache %s: object 0x%llx has no slab of its own", c->name,
+               (unsigned long long)obj);
+}
+
+/* pmm_slab_find's hops inline (the lending path takes them once per lent
+ * block): the frame, its head by the order an interior frame carries, a
+ * SLAB head of c's order and id, its record. */
+static inline __attribute__((always_inline)) struct slab *
+slab_holding(struct kmm *k, struct kmm_cache *c, uintptr_t obj, uint32_t *i)
+{
+    uint64_t pfn = (uint64_t)(obj - k->direct_map) >> KMM_PAGE_SHIFT;
+    const struct kmm_frame *f = pmm_frame_lookup(&k->pmm, pfn);
+    if (__builtin_expect(!f, 0))
+        no_slab(k, c, obj);
+    union frame_meta m = frame_meta_get(f);
+    uint64_t in = 0;
+    if (m.state == FRAME_INTERIOR && m.order <= PMM_SLAB_MAX_ORDER) {
+        in = pfn & ((UINT64_C(1) << m.order) - 1);
+        m = frame_meta_get(f - in);
+    }
+    if (__builtin_expect(m.state != FRAME_SLAB || m.order != c->order || m.count != c->id, 0))
+        no_slab(k, c, obj);
+    struct pmm_slab_ref ref = {(pfn - in) << KMM_PAGE_SHIFT, m.order, m.count, f - in};
+    struct slab *s = slab_of(k, &ref);
+    *i = slab_index(c, s, obj);
+    return s;
+}
+
+void heap_lent_set(struct kmm *k, struct kmm_cache *c, uintptr_t obj)
+{
+    uint32_t i;
+    struct slab *s = slab_holding(k, c, obj, &i);
+    __atomic_fetch_or(&s->lent[i / 64], UINT64_C(1) << (i % 64), __ATOMIC_RELAXED);
+}
+
+bool heap_lent_test(struct kmm *k, struct kmm_cache *c, uintptr_t obj)
+{
+    uint32_t i;
+    struct slab *s = slab_holding(k, c, obj, &i);
+    return (__atomic_load_n(&s->lent[i / 64], __ATOMIC_RELAXED) >> (i % 64)) & 1u;
+}
+
+/* Clears object i's lent mark, if set, as it comes back to slab s. */
+static void lent_clear(struct slab *s, uint32_t i)
+{
+    uint64_t bit = UINT64_C(1) << (i % 64);
+    if (__atomic_load_n(&s->lent[i / 64], __ATOMIC_RELAXED) & bit)
+        __atomic_fetch_and(&s->lent[i / 64], ~bit, __ATOMIC_RELAXED);
+}
+
 /* Returns object obj (free, tagged, found in c) to its slab. Lock held. */
 static void return_locked(struct kmm *k, struct kmm_cache *c, uintptr_t obj)
 {
@@ -331,6 +393,7 @@ static void return_locked(struct kmm *k, struct kmm_cache *c, uintptr_t obj)
         return;
     }
     out_flip(s, i);
+    lent_clear(s, i);
     slab_put(c, s, obj);
     c->total_inuse--;
     list_fix(c, s);
@@ -397,7 +460,7 @@ static bool depot_load_locked(struct kmm *k, struct kmm_cache *c, struct heap_cp
     if (!m || hc->n + m->n > c->limit)
         return false;
     c->full = m->next;
-    c->nfull--;
+    COUNT_SET(c->nfull, c->nfull - 1);
     c->depot_objs -= m->n;
     depot_budget_give(k, c, m->n);
     __builtin_memcpy(&hc->objs[hc->n], m->objs, m->n * sizeof(void *));
@@ -421,37 +484,52 @@ static bool drains_here(const struct kmm_cache *c)
     return c->kind == HEAP_KIND_CLASS || c->kind == HEAP_KIND_OBJECT;
 }
 
+/* An object of c from this CPU's stack, c's depot or its slabs, its tag
+ * checked and cleared; 0 if they have none. Never grows c. No lock held. */
+static uintptr_t take_cached(struct kmm *k, struct kmm_cache *c, bool lend)
+{
+    struct heap_mag *spare = NULL;
+    kmm_preempt_disable();
+    kmm_irqstate_t s = kmm_lock_irqsave(&c->lock);
+    struct heap_cpu *hc = heap_this_cpu(c);
+    uintptr_t obj = 0;
+    while (!obj && (hc->n || depot_load_locked(k, c, hc, &spare) || refill_locked(k, c, hc))) {
+        uintptr_t top = (uintptr_t)hc->objs[hc->n - 1];
+        if (heap_tag_get(c, top) != heap_tag(c, top)) {
+            drop_bad_top(k, c, hc);
+            continue;
+        }
+        heap_tag_set(c, top, 0);
+        hc->n--;
+        hc->allocs++;
+        hc->lent += lend;
+        obj = top;
+    }
+    kmm_unlock_irqrestore(&c->lock, s);
+    kmm_preempt_enable();
+    mag_free_chain(k, spare);
+    return obj;
+}
+
+uintptr_t heap_alloc_cached(struct kmm *k, struct kmm_cache *c, bool lend)
+{
+    if (drains_here(c))
+        heap_drain_asked(k);
+    return take_cached(k, c, lend);
+}
+
 uintptr_t heap_alloc_slow(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flags)
 {
     if (drains_here(c))
         heap_drain_asked(k);
-    struct heap_mag *spare = NULL;
     for (;;) {
-        kmm_preempt_disable();
-        kmm_irqstate_t s = kmm_lock_irqsave(&c->lock);
-        struct heap_cpu *hc = heap_this_cpu(c);
-        uintptr_t obj = 0;
-        while (!obj && (hc->n || depot_load_locked(k, c, hc, &spare) || refill_locked(k, c, hc))) {
-            uintptr_t top = (uintptr_t)hc->objs[hc->n - 1];
-            if (heap_tag_get(c, top) != heap_tag(c, top)) {
-                drop_bad_top(k, c, hc);
-                continue;
-            }
-            heap_tag_set(c, top, 0);
-            hc->n--;
-            hc->allocs++;
-            obj = top;
-        }
-        kmm_unlock_irqrestore(&c->lock, s);
-        kmm_preempt_enable();
-        mag_free_chain(k, spare);
-        spare = NULL;
+        uintptr_t obj = take_cached(k, c, false);
         if (obj)
             return obj;
         struct slab *fresh = slab_grow(k, c, flags);
         if (!fresh)
             return 0;
-        s = kmm_lock_irqsave(&c->lock);
+        kmm_irqstate_t s = kmm_lock_irqsave(&c->lock);
         c->grown++;
         fresh->list = SLAB_EMPTY;
         list_add(c, fresh, list_for(c, fresh));
@@ -476,7 +554,7 @@ static void depot_unload_locked(struct kmm *k, struct kmm_cache *c, struct heap_
         __builtin_memcpy(m->objs, &hc->objs[hc->n], m->n * sizeof(void *));
         m->next = c->full;
         c->full = m;
-        c->nfull++;
+        COUNT_SET(c->nfull, c->nfull + 1);
         c->depot_objs += m->n;
         return;
     }
@@ -561,7 +639,7 @@ size_t heap_depot_drain(struct kmm *k, struct kmm_cache *c)
         m->next = mags;
         mags = m;
     }
-    c->nfull = 0;
+    COUNT_SET(c->nfull, 0);
     depot_budget_give(k, c, c->depot_objs);
     c->depot_objs = 0;
     trim_empty(c, HEAP_KEEP_EMPTY, &chain);

@@ -60,6 +60,10 @@ struct kmm_heap {
     atomic_ulong large_blocks, large_bytes, large_allocs, large_frees, large_alloc_bytes,
         large_free_bytes;
     atomic_ulong failed;
+    /* How many larger classes lend to a class with no free object
+     * (kmm_heap_set_lend), and the most it ever was: a sized free accepts
+     * the sizes of as many classes below a block's (kmalloc.c). */
+    atomic_uint lend, lend_seen;
     /* The bytes of the objects in every cache's depot (the sum of their
      * depot_objs * size): at most HEAP_DEPOT_TOTAL (heap/slab.c). */
     atomic_ulong depot_bytes;

@@ -1,8 +1,9 @@
 /*
  * test_heap_threads.c - the heap across CPUs: blocks allocated on one CPU
  * and freed on another, a cache whose objects another CPU still caches,
- * CPUs passing blocks to each other all at once, and two CPUs freeing one
- * block at the same moment. Hosted (threads act as CPUs); meant to run
+ * CPUs passing blocks to each other all at once (lending between classes
+ * and its setting changing meanwhile), and two CPUs freeing one block at
+ * the same moment. Hosted (threads act as CPUs); meant to run
  * under ThreadSanitizer as well (build/tsan).
  *
  * What every test ends with: the CPUs' stacks drained (kmm_heap_drain_cpu
@@ -350,7 +351,9 @@ struct crowd_worker {
     unsigned id;
 };
 
-/* Whether block p (a struct tag, then its pattern) is intact; frees it. */
+/* Whether block p (a struct tag, then its pattern) is intact; frees it,
+ * every other one with its size (a lent block's mark, set on the CPU that
+ * was lent it, read on this one). */
 static void check_and_free(struct crowd *c, void *p)
 {
     struct tag tg = *(struct tag *)p;
@@ -361,7 +364,9 @@ static void check_and_free(struct crowd *c, void *p)
             atomic_fetch_add(&c->bad, 1);
             break;
         }
-    if (kmm_usable_size(c->h->f.k, p) < tg.size || kmm_free(c->h->f.k, p) != KMM_OK)
+    struct kmm *k = c->h->f.k;
+    if (kmm_usable_size(k, p) < tg.size ||
+        (tg.seed % 2 ? kmm_free_sized(k, p, tg.size) : kmm_free(k, p)) != KMM_OK)
         atomic_fetch_add(&c->bad, 1);
 }
 
@@ -393,6 +398,9 @@ static void *crowd_main(void *arg)
             p[sizeof(struct tag) + i] = kt_heap_pattern(tg.seed, i);
         if (!ring_put(out, p))
             check_and_free(c, p); /* the next worker is behind: free it here */
+        if (w->id == 0 && step % 500 == 0 &&
+            kmm_heap_set_lend(c->h->f.k, step / 500 % (KMM_HEAP_LEND_MAX + 1)) != KMM_OK)
+            atomic_fetch_add(&c->bad, 1);
         void *q = ring_take(in);
         if (q)
             check_and_free(c, q);
@@ -427,6 +435,11 @@ KTEST(heap_threads, cpus_passing_blocks_to_each_other_at_once_lose_nothing)
         for (void *q; (q = ring_take(&c.ring[i])) != NULL;)
             check_and_free(&c, q);
     KT_EXPECT_EQ(t, atomic_load(&c.bad), 0);
+    uint64_t lent = 0;
+    for (unsigned i = 0; i < KT_HEAP_CLASSES; i++)
+        lent += kt_cache_stats(t, &h, kmm_heap_cache_at(h.f.k, i)).lent;
+    ktest_diag(t, "%llu blocks lent between classes", (unsigned long long)lent);
+    KT_EXPECT(t, lent > 0);
     struct kmm_heap_stats s1 = kt_heap_stats(&h);
     KT_EXPECT_EQ(t, s1.allocs - s0.allocs, (uint64_t)WORKERS * STEPS);
     KT_EXPECT_EQ(t, s1.frees - s0.frees, (uint64_t)WORKERS * STEPS);
