@@ -13,10 +13,13 @@
  *                       glibc's and mimalloc's does (with THP in madvise mode, a
  *                       fault that zeroes 2 MiB on a virtual machine made run
  *                       times vary by a third: docs/performance.md)
+ *   KMM_MALLOC_LEND=n   the heap's lending between size classes, 0 .. 16
+ *                       (kmm_heap_set_lend; default KMM_HEAP_LEND_DEFAULT)
  *
  * The heap is never torn down: atexit handlers and other libraries'
- * destructors still free after ours have run. A bad KMM_MALLOC_MIB or
- * KMM_MALLOC_CPUS ends the process: the machine cannot be made without them.
+ * destructors still free after ours have run. A bad KMM_MALLOC_MIB,
+ * KMM_MALLOC_CPUS or KMM_MALLOC_LEND ends the process: the machine cannot be
+ * made as asked.
  */
 #define _GNU_SOURCE
 #include "pm.h"
@@ -156,6 +159,12 @@ static void create_instance(void)
     int err = kmm_init(&cfg, &pm_k);
     if (err)
         init_failed("kmm_init", 0);
+    /* KMM_MALLOC_LEND=N: how many larger size classes lend to one with
+     * no free object (kmm_heap_set_lend; 0 turns lending off). */
+    unsigned lend =
+        (unsigned)env_number("KMM_MALLOC_LEND", KMM_HEAP_LEND_DEFAULT, 0, KMM_HEAP_LEND_MAX);
+    if (kmm_heap_set_lend(pm_k, lend) != KMM_OK)
+        init_failed("kmm_heap_set_lend", 0);
     pm_debug_start();
 }
 

@@ -2,7 +2,8 @@
  * test_heap_lend.c - lending between size classes, against what
  * include/kmm/heap.h promises (kmm_malloc, kmm_heap_set_lend,
  * kmm_free_sized, kmm_realloc): a class with no free object takes a free
- * one of the next classes before it grows, as far as the setting reaches;
+ * one of the next classes that holds memory idle before it grows, as far
+ * as the setting reaches, and never one of a class that is growing;
  * a lent block is freed, sized and reallocated as its request's, its mark
  * lasting until it is back in its slab; lending never breaks an alignment
  * and stops while the heap is debugged; a setting beyond the bound is
@@ -28,19 +29,29 @@ static bool up(struct ktest *t, struct kt_heap *h)
     return kt_heap_up(t, h, ram16, N(ram16), 1);
 }
 
-/* Leaves n free objects of size's class on this CPU's stack: n blocks of
- * size allocated, then freed. */
-static void prime(struct ktest *t, struct kt_heap *h, size_t size, unsigned n)
+/* Leaves size's class holding memory idle (kmm/heap.h, kmm_malloc: a
+ * slab's worth of free objects or more beyond the CPUs' stacks): two slabs'
+ * worth of its blocks allocated and filled with 0xa5, freed, and this
+ * CPU's stacks drained into the slabs (a cache keeps two empty slabs). */
+static void prime(struct ktest *t, struct kt_heap *h, size_t size)
 {
-    void *p[8];
+    static void *p[2 * 256]; /* two slabs of the smallest class */
+    void *first = kmm_malloc(h->f.k, size, 0);
+    KT_ASSERT(t, first != NULL);
+    struct kmm_cache *c = kt_heap_class_cache(h, kmm_usable_size(h->f.k, first));
+    KT_ASSERT(t, c != NULL);
+    unsigned n = 2 * kt_cache_stats(t, h, c).objects_per_slab;
     KT_ASSERT(t, n <= N(p));
-    for (unsigned i = 0; i < n; i++) {
+    p[0] = first;
+    for (unsigned i = 1; i < n; i++) {
         p[i] = kmm_malloc(h->f.k, size, 0);
         KT_ASSERT(t, p[i] != NULL);
-        kt_heap_fill(h, p[i], 0, kmm_usable_size(h->f.k, p[i]), 0xa5);
     }
+    for (unsigned i = 0; i < n; i++)
+        kt_heap_fill(h, p[i], 0, kmm_usable_size(h->f.k, p[i]), 0xa5);
     for (unsigned i = n; i-- > 0;)
         KT_ASSERT_EQ(t, kmm_free(h->f.k, p[i]), KMM_OK);
+    kmm_heap_drain_cpu(h->f.k);
 }
 
 /* Class size's figures; zeroes if it has no cache yet. */
@@ -53,23 +64,25 @@ static struct kmm_cache_stats class_stats(struct ktest *t, struct kt_heap *h, si
     return s;
 }
 
-/* The first request: its class has no cache, the next one has free
- * objects. The block is the next class's, counted as lent there, and the
- * request's class took no slab. */
-KTEST(heap_lend, a_class_with_no_free_object_takes_one_of_the_next_class)
+/* The first request: its class has no cache, the next one holds memory
+ * idle. The block is the next class's, counted as lent there (an
+ * allocation of its), and the request's class took no slab. */
+KTEST(heap_lend, a_class_with_no_free_object_takes_one_of_an_idle_next_class)
 {
     struct kt_heap h;
     if (!up(t, &h))
         return;
     struct kmm *k = h.f.k;
-    prime(t, &h, 160, 2);
+    prime(t, &h, 160);
+    struct kmm_cache_stats before = class_stats(t, &h, 160);
     void *p = kmm_malloc(k, 144, 0);
     KT_ASSERT(t, p != NULL);
     KT_EXPECT_EQ(t, kmm_usable_size(k, p), 160);
     struct kmm_cache_stats lender = class_stats(t, &h, 160);
     KT_EXPECT_EQ(t, lender.lent, 1);
-    KT_EXPECT_EQ(t, lender.allocs, 3);
+    KT_EXPECT_EQ(t, lender.allocs, before.allocs + 1);
     KT_EXPECT_EQ(t, lender.active_objects, 1);
+    KT_EXPECT_EQ(t, lender.total_slabs, before.total_slabs);
     KT_EXPECT_EQ(t, class_stats(t, &h, 144).total_slabs, 0);
     KT_EXPECT_HEALTHY(t, k);
     /* Freed, it goes back to the class it came from. */
@@ -81,26 +94,58 @@ KTEST(heap_lend, a_class_with_no_free_object_takes_one_of_the_next_class)
     kt_heap_down(&h);
 }
 
-/* A request of 100 bytes (class 112): the class d steps above it lends iff
- * d is at most the setting; otherwise the request's class grows. */
+/* A class that is growing holds no memory idle: the free objects of its
+ * one slab (on this CPU's stack and in the slab) are not lent, and the
+ * smaller request's class grows instead. */
+KTEST(heap_lend, a_growing_class_lends_nothing)
+{
+    struct kt_heap h;
+    if (!up(t, &h))
+        return;
+    struct kmm *k = h.f.k;
+    void *q = kmm_malloc(k, 160, 0);
+    KT_ASSERT(t, q != NULL);
+    KT_EXPECT(t, class_stats(t, &h, 160).cpu_cached > 0);
+    void *p = kmm_malloc(k, 144, 0);
+    KT_ASSERT(t, p != NULL);
+    KT_EXPECT_EQ(t, kmm_usable_size(k, p), 144);
+    KT_EXPECT_EQ(t, class_stats(t, &h, 160).lent, 0);
+    KT_EXPECT_EQ(t, class_stats(t, &h, 144).total_slabs, 1);
+    KT_EXPECT_EQ(t, kmm_free(k, p), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_free(k, q), KMM_OK);
+    KT_EXPECT_HEALTHY(t, k);
+    kt_heap_down(&h);
+}
+
+/* A request of 100 bytes (class 112, the sixth): an idle class d classes
+ * above it lends iff d is at most the setting; otherwise the request's
+ * class grows. */
 KTEST(heap_lend, lending_reaches_as_many_classes_as_the_setting)
 {
-    for (unsigned lend = 0; lend <= KMM_HEAP_LEND_MAX; lend++)
-        for (unsigned d = 1; d <= KMM_HEAP_LEND_MAX; d++) {
+    static const unsigned lends[] = {0, 1, KMM_HEAP_LEND_DEFAULT, KMM_HEAP_LEND_MAX};
+    static const unsigned ds[] = {1,
+                                  2,
+                                  KMM_HEAP_LEND_DEFAULT,
+                                  KMM_HEAP_LEND_DEFAULT + 1,
+                                  KMM_HEAP_LEND_MAX,
+                                  KMM_HEAP_LEND_MAX + 1};
+    for (size_t a = 0; a < N(lends); a++)
+        for (size_t b = 0; b < N(ds); b++) {
+            unsigned lend = lends[a], d = ds[b];
             struct kt_heap h;
             if (!up(t, &h))
                 return;
             struct kmm *k = h.f.k;
             KT_ASSERT_EQ(t, kmm_heap_set_lend(k, lend), KMM_OK);
-            size_t lender = kt_heap_class_at(6 + d); /* 112 is class 6 */
-            prime(t, &h, lender, 1);
+            size_t lender = kt_heap_class_at(6 + d);
+            prime(t, &h, lender);
             void *p = kmm_malloc(k, 100, 0);
             KT_ASSERT(t, p != NULL);
             size_t want = d <= lend ? lender : 112;
             if (kmm_usable_size(k, p) != want)
                 ktest_fail_at(t, __FILE__, __LINE__,
-                              "lend %u, free objects in class %zu: malloc(100) holds %zu, want %zu",
-                              lend, lender, kmm_usable_size(k, p), want);
+                              "lend %u, class %zu idle: malloc(100) holds %zu, want %zu", lend,
+                              lender, kmm_usable_size(k, p), want);
             KT_EXPECT_EQ(t, class_stats(t, &h, lender).lent, d <= lend ? 1 : 0);
             KT_EXPECT_EQ(t, kmm_free(k, p), KMM_OK);
             KT_EXPECT_HEALTHY(t, k);
@@ -117,10 +162,11 @@ KTEST(heap_lend, a_lent_blocks_sized_free_takes_its_requests_size)
     if (!up(t, &h))
         return;
     struct kmm *k = h.f.k;
-    prime(t, &h, 160, 1);
+    prime(t, &h, 160);
     void *p = kmm_malloc(k, 144, 0);
     KT_ASSERT(t, p != NULL && kmm_usable_size(k, p) == 160);
-    KT_EXPECT_HEAP_MISUSE(t, &h, kmm_free_sized(k, p, 112), KMM_EINVAL,
+    /* 16 bytes: nine classes below 160, beyond the default eight. */
+    KT_EXPECT_HEAP_MISUSE(t, &h, kmm_free_sized(k, p, 16), KMM_EINVAL,
                           KT_CLASS(KMM_MISUSE_WRONG_ORDER), "kmm_free_sized");
     KT_EXPECT_EQ(t, kmm_free_sized(k, p, 144), KMM_OK);
     /* The object is on this CPU's stack, its mark still set; a drain
@@ -147,7 +193,7 @@ KTEST(heap_lend, a_lent_mark_lasts_until_the_object_is_back_in_its_slab)
     if (!up(t, &h))
         return;
     struct kmm *k = h.f.k;
-    prime(t, &h, 160, 1);
+    prime(t, &h, 160);
     void *p = kmm_malloc(k, 144, 0);
     KT_ASSERT(t, p != NULL && kmm_usable_size(k, p) == 160);
     KT_EXPECT_EQ(t, kmm_free(k, p), KMM_OK);
@@ -167,8 +213,8 @@ KTEST(heap_lend, an_aligned_request_is_lent_only_blocks_it_aligns)
     if (!up(t, &h))
         return;
     struct kmm *k = h.f.k;
-    prime(t, &h, 80, 2);
-    prime(t, &h, 96, 2);
+    prime(t, &h, 80);
+    prime(t, &h, 96);
     void *p = kmm_aligned_alloc(k, 32, 64, 0);
     KT_ASSERT(t, p != NULL);
     KT_EXPECT_EQ(t, (uintptr_t)p % 32, 0);
@@ -193,17 +239,17 @@ KTEST(heap_lend, nothing_is_lent_while_the_heap_is_debugged)
     if (!up(t, &h))
         return;
     struct kmm *k = h.f.k;
-    prime(t, &h, 160, 2);
+    prime(t, &h, 160);
     struct kmm_cache *c = kt_heap_class_cache(&h, 160);
     KT_ASSERT(t, c != NULL);
     KT_ASSERT_EQ(t, kmm_cache_debug(k, c, KMM_HEAP_DEBUG_POISON), KMM_OK);
-    prime(t, &h, 160, 2); /* free objects through the checking path */
+    prime(t, &h, 160); /* free objects through the checking path */
     void *p = kmm_malloc(k, 144, 0);
     KT_ASSERT(t, p != NULL);
     KT_EXPECT_EQ(t, kmm_usable_size(k, p), 144);
     KT_EXPECT_EQ(t, class_stats(t, &h, 160).lent, 0);
     KT_ASSERT_EQ(t, kmm_cache_debug(k, c, 0), KMM_OK);
-    prime(t, &h, 160, 2);
+    prime(t, &h, 160);
     /* Class 128 has no cache yet; 144 (p's) and 160 have free objects. */
     void *q = kmm_malloc(k, 128, 0);
     KT_ASSERT(t, q != NULL);
@@ -223,7 +269,7 @@ KTEST(heap_lend, a_lent_block_zeroed_on_request_is_zero_in_every_usable_byte)
     if (!up(t, &h))
         return;
     struct kmm *k = h.f.k;
-    prime(t, &h, 160, 1); /* filled with 0xa5 before its free */
+    prime(t, &h, 160); /* filled with 0xa5 before its free */
     void *p = kmm_zalloc(k, 144, 0);
     KT_ASSERT(t, p != NULL && kmm_usable_size(k, p) == 160);
     KT_EXPECT(t, kt_heap_all(&h, p, 0, 160, 0));
@@ -240,16 +286,17 @@ KTEST(heap_lend, realloc_keeps_a_lent_block_in_place_for_its_requests_sizes)
     if (!up(t, &h))
         return;
     struct kmm *k = h.f.k;
-    prime(t, &h, 160, 1);
+    prime(t, &h, 160);
     void *p = kmm_malloc(k, 144, 0);
     KT_ASSERT(t, p != NULL && kmm_usable_size(k, p) == 160);
     kt_heap_fill(&h, p, 0, 160, 7);
     KT_EXPECT(t, kmm_realloc(k, p, 150, 0) == p);
     KT_EXPECT(t, kmm_realloc(k, p, 130, 0) == p);
-    void *q = kmm_realloc(k, p, 100, 0);
+    KT_EXPECT(t, kmm_realloc(k, p, 17, 0) == p); /* class 32: eight below 160 */
+    void *q = kmm_realloc(k, p, 16, 0);          /* nine below: a block of its own */
     KT_ASSERT(t, q != NULL && q != p);
-    KT_EXPECT_EQ(t, kmm_usable_size(k, q), 112);
-    KT_EXPECT(t, kt_heap_holds(&h, q, 0, 100, 7));
+    KT_EXPECT_EQ(t, kmm_usable_size(k, q), 16);
+    KT_EXPECT(t, kt_heap_holds(&h, q, 0, 16, 7));
     KT_EXPECT_EQ(t, kmm_free(k, q), KMM_OK);
     KT_EXPECT_EQ(t, kt_heap_stats(&h).bytes_used, 0);
     KT_EXPECT_HEALTHY(t, k);
@@ -269,7 +316,7 @@ KTEST(heap_lend, a_setting_beyond_the_bound_is_refused_and_changes_nothing)
                           KT_CLASS(KMM_MISUSE_BAD_ARG), "kmm_heap_set_lend");
     KT_EXPECT_HEAP_MISUSE(t, &h, kmm_heap_set_lend(k, ~0u), KMM_EINVAL,
                           KT_CLASS(KMM_MISUSE_BAD_ARG), "kmm_heap_set_lend");
-    prime(t, &h, 160, 1);
+    prime(t, &h, 160);
     void *p = kmm_malloc(k, 128, 0); /* class 160 is two on: beyond the setting of 1 */
     KT_ASSERT(t, p != NULL);
     KT_EXPECT_EQ(t, kmm_usable_size(k, p), 128);

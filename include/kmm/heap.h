@@ -82,11 +82,12 @@ extern "C" {
 /* Bytes of free objects all caches' depots together keep, at most (beyond
  * the CPUs' stacks): what the per-CPU caching holds back from other sizes. */
 #define KMM_HEAP_DEPOT_MAX    ((size_t)128 << 10)
-/* How many larger size classes lend a free object to a class that has
- * none, before it grows (kmm_malloc, kmm_heap_set_lend): by default, and
- * at most. */
-#define KMM_HEAP_LEND_DEFAULT 2u
-#define KMM_HEAP_LEND_MAX     3u
+/* How many larger size classes may lend a free object to a class that
+ * has none, before it grows (kmm_malloc, kmm_heap_set_lend): by default
+ * (eight: a power of two, so a lent block is at most about twice its
+ * request's size), and at most. */
+#define KMM_HEAP_LEND_DEFAULT 8u
+#define KMM_HEAP_LEND_MAX     16u
 /* The largest request kmm_malloc accepts: beyond it, NULL at once. */
 #define KMM_HEAP_SIZE_MAX     ((size_t)1 << 40)
 
@@ -105,8 +106,9 @@ extern "C" {
  * any other. The block is of size's class (kmm_usable_size: less than
  * 12.5 % more above 128 bytes), or, when that class has no free object
  * and would otherwise grow, a free object of one of the next classes
- * (kmm_heap_set_lend: two by default): memory one class no longer needs
- * then serves its neighbours instead of lying idle. O(1) from the CPU's
+ * (kmm_heap_set_lend: eight by default) that holds memory idle (at least
+ * a slab's worth of free objects in its slabs): memory one class no longer
+ * needs then serves its neighbours instead of lying idle. O(1) from the CPU's
  * cache; a refill or growth takes the cache's lock and may call the page
  * allocator.
  */
@@ -188,7 +190,7 @@ void *kmm_realloc_caller(struct kmm *k, void *p, size_t size, kmm_gfp_t flags, c
  * KMM_MISUSE_WRONG_ORDER) if size could not have produced p: it must be at
  * most p's usable size and in p's size class, or in one of the classes
  * below it that p's class may have lent to (as many as kmm_heap_set_lend
- * ever allowed: two by default; set 0 at once for an exact check) (for
+ * ever allowed: eight by default; set 0 at once for an exact check) (for
  * whole pages: round to the same power of two of pages; for a vmalloc'd
  * block: to the same pages). For a cache object,
  * size must be at most the object size. A block of kmm_aligned_alloc is
@@ -296,11 +298,11 @@ uint64_t kmm_heap_set_limit(struct kmm *k, uint64_t bytes);
 /*
  * kmm_heap_set_lend - how many larger size classes may lend a free object
  * to a request whose class has none, before that class grows (kmm_malloc):
- * 0 .. KMM_HEAP_LEND_MAX, KMM_HEAP_LEND_DEFAULT (2) from kmm_init. 0
+ * 0 .. KMM_HEAP_LEND_MAX, KMM_HEAP_LEND_DEFAULT (8) from kmm_init. 0
  * turns lending off: every block is then of its request's class, at the
  * cost of memory a class holds free while its neighbours grow
- * (docs/performance.md, "Lending": H2 takes 1.35 times its live bytes
- * without, 1.25 with two). Returns KMM_OK, or KMM_EINVAL (a misuse,
+ * (docs/performance.md, "Lending": H2 takes 1.36 times its live bytes
+ * without, 1.28 with eight). Returns KMM_OK, or KMM_EINVAL (a misuse,
  * counted) above KMM_HEAP_LEND_MAX, nothing changed. Any context.
  */
 int kmm_heap_set_lend(struct kmm *k, unsigned classes);

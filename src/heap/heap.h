@@ -450,9 +450,13 @@ uintptr_t heap_alloc_slow(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flags);
 
 /* heap_alloc_cached - heap_alloc_slow without growing: an object of c
  * from this CPU's stack, c's depot or its slabs, or 0 if c has no free
- * object there; counted as lent if lend. Any context (it takes no
- * memory). */
-uintptr_t heap_alloc_cached(struct kmm *k, struct kmm_cache *c, bool lend);
+ * object there. Any context (it takes no memory). */
+uintptr_t heap_alloc_cached(struct kmm *k, struct kmm_cache *c);
+
+/* heap_lend_one - one object of c straight from its slabs (none moved to
+ * a stack: the rest stay idle there), counted as an allocation and as
+ * lent; 0 if its slabs have no free object. Any context. */
+uintptr_t heap_lend_one(struct kmm *k, struct kmm_cache *c);
 
 /* heap_spare - whether c may have a free object outside the CPUs'
  * stacks (a partly used or empty slab, a full magazine in its depot):
@@ -471,6 +475,21 @@ static inline bool heap_spare(const struct kmm_cache *c)
  * earlier and has not been back to its slab since). Any context. */
 void heap_lent_set(struct kmm *k, struct kmm_cache *c, uintptr_t obj);
 bool heap_lent_test(struct kmm *k, struct kmm_cache *c, uintptr_t obj);
+
+/* heap_idle - whether c holds at least a slab's worth of free objects in
+ * its slabs (its CPUs' stacks and depot not counted): memory it does not
+ * need now, which it may lend to a smaller class (kmalloc.c). A class that
+ * is growing holds less (a new slab's objects less the batch its stack
+ * took), so it never lends what it is about to need. Read without c's
+ * lock: a hint. */
+static inline bool heap_idle(const struct kmm_cache *c)
+{
+    uint64_t slabs = __atomic_load_n(&c->nslabs[SLAB_PARTIAL], __ATOMIC_RELAXED) +
+                     __atomic_load_n(&c->nslabs[SLAB_FULL], __ATOMIC_RELAXED) +
+                     __atomic_load_n(&c->nslabs[SLAB_EMPTY], __ATOMIC_RELAXED);
+    uint64_t out = __atomic_load_n(&c->total_inuse, __ATOMIC_RELAXED);
+    return slabs * c->objects >= out + c->objects;
+}
 
 /* heap_free_slow - frees obj of c (found by heap_find) when this CPU's
  * stack is full: moves a batch back to the slabs, then pushes. Returns

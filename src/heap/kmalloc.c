@@ -142,37 +142,39 @@ static void *alloc_other(struct kmm *k, size_t size, kmm_gfp_t flags, const void
 }
 
 /* Whether cache l, a larger size class, may lend an object to a request
- * that needs align: it has its stacks (no debugging: a debugged cache's
- * objects take the checking paths, and their layout is another), and
- * align divides its objects' starts. */
+ * that needs align: it holds memory idle (heap_idle: a class that is
+ * growing would only grow sooner, and the borrower's block is larger than
+ * it asked), it has its stacks (no debugging: a debugged cache's objects
+ * take the checking paths, and their layout is another), and align
+ * divides its objects' starts. */
 static bool lends(const struct kmm_cache *l, size_t align)
 {
-    return !heap_debugged(l) && (l->size & (align - 1)) == 0;
+    return !heap_debugged(l) && (l->size & (align - 1)) == 0 && heap_idle(l);
 }
 
 /*
  * An object for a request of size class i (cache *cp) whose CPU stack was
  * empty. First c's own free objects (depot, slabs: not looked for under
  * the lock when heap_spare says there are none); then, before c grows, a
- * free object of one of the next kmm_heap_set_lend classes that exist
- * (their stacks, depots, slabs: never a new slab), and *cp becomes that
- * class's cache, whose object the block is. Lending lets free memory of
- * one class serve its neighbours, where each class would otherwise peak on
- * its own (docs/performance.md, "Lending"). Then c grows. 0 if memory
- * runs out.
+ * free object of one of the next kmm_heap_set_lend classes that exist and
+ * hold memory idle (from their stack on this CPU, else one straight from
+ * their slabs: never a new slab), and
+ * *cp becomes that class's cache, whose object the block is. Lending lets
+ * memory one class no longer needs serve its neighbours, where each class
+ * would otherwise peak on its own (docs/performance.md, "Lending"). Then c
+ * grows. 0 if memory runs out.
  */
 static inline __attribute__((always_inline)) uintptr_t
 class_alloc_slow(struct kmm *k, struct kmm_cache **cp, unsigned i, size_t align, kmm_gfp_t flags)
 {
     struct kmm_cache *c = *cp;
-    uintptr_t p = heap_spare(c) ? heap_alloc_cached(k, c, false) : 0;
+    uintptr_t p = heap_spare(c) ? heap_alloc_cached(k, c) : 0;
     unsigned lend = atomic_load_explicit(&k->heap.lend, memory_order_acquire);
     for (unsigned j = 1; !p && j <= lend && i + j < HEAP_CLASSES; j++) {
         struct kmm_cache *l = __atomic_load_n(&k->heap.classes[i + j], __ATOMIC_ACQUIRE);
         if (!l || !lends(l, align))
             continue;
-        if (heap_take_counted(l, &p, true) ||
-            (heap_spare(l) && (p = heap_alloc_cached(k, l, true)))) {
+        if (heap_take_counted(l, &p, true) || (p = heap_lend_one(k, l))) {
             heap_lent_set(k, l, p);
             *cp = l;
         }

@@ -14,9 +14,9 @@
 
 /* --- lists -------------------------------------------------------------------------- */
 
-/* Sets a count of slabs or full magazines, which the lock's holder
- * changes and heap_spare reads without the lock: one store, so that such
- * a reader sees a value the count had. */
+/* Sets a count of slabs, full magazines or objects, which the lock's
+ * holder changes and heap_spare, heap_idle and the figures read without
+ * the lock: one store, so that such a reader sees a value the count had. */
 #define COUNT_SET(count, v) __atomic_store_n(&(count), (v), __ATOMIC_RELAXED)
 
 static enum slab_list list_for(const struct kmm_cache *c, const struct slab *s)
@@ -112,7 +112,7 @@ static uintptr_t slab_take(struct kmm *k, struct kmm_cache *c, struct slab *s)
                  "(written after it was freed); the slab's free objects are abandoned",
                  c->name, (unsigned long long)s->base, (unsigned long long)obj);
         s->free = 0;
-        c->total_inuse += c->objects - s->inuse;
+        COUNT_SET(c->total_inuse, c->total_inuse + (c->objects - s->inuse));
         s->inuse = c->objects;
         for (uint32_t i = 0; i < c->objects; i++)
             if (!out_test(s, i))
@@ -296,7 +296,7 @@ static unsigned refill_locked(struct kmm *k, struct kmm_cache *c, struct heap_cp
         uintptr_t obj = slab_take(k, c, s);
         if (obj) {
             hc->objs[hc->n++] = (void *)obj;
-            c->total_inuse++;
+            COUNT_SET(c->total_inuse, c->total_inuse + 1);
             moved++;
         }
         list_fix(c, s);
@@ -395,7 +395,7 @@ static void return_locked(struct kmm *k, struct kmm_cache *c, uintptr_t obj)
     out_flip(s, i);
     lent_clear(s, i);
     slab_put(c, s, obj);
-    c->total_inuse--;
+    COUNT_SET(c->total_inuse, c->total_inuse - 1);
     list_fix(c, s);
 }
 
@@ -461,7 +461,7 @@ static bool depot_load_locked(struct kmm *k, struct kmm_cache *c, struct heap_cp
         return false;
     c->full = m->next;
     COUNT_SET(c->nfull, c->nfull - 1);
-    c->depot_objs -= m->n;
+    COUNT_SET(c->depot_objs, c->depot_objs - m->n);
     depot_budget_give(k, c, m->n);
     __builtin_memcpy(&hc->objs[hc->n], m->objs, m->n * sizeof(void *));
     hc->n += m->n;
@@ -486,7 +486,7 @@ static bool drains_here(const struct kmm_cache *c)
 
 /* An object of c from this CPU's stack, c's depot or its slabs, its tag
  * checked and cleared; 0 if they have none. Never grows c. No lock held. */
-static uintptr_t take_cached(struct kmm *k, struct kmm_cache *c, bool lend)
+static uintptr_t take_cached(struct kmm *k, struct kmm_cache *c)
 {
     struct heap_mag *spare = NULL;
     kmm_preempt_disable();
@@ -502,7 +502,6 @@ static uintptr_t take_cached(struct kmm *k, struct kmm_cache *c, bool lend)
         heap_tag_set(c, top, 0);
         hc->n--;
         hc->allocs++;
-        hc->lent += lend;
         obj = top;
     }
     kmm_unlock_irqrestore(&c->lock, s);
@@ -511,11 +510,37 @@ static uintptr_t take_cached(struct kmm *k, struct kmm_cache *c, bool lend)
     return obj;
 }
 
-uintptr_t heap_alloc_cached(struct kmm *k, struct kmm_cache *c, bool lend)
+uintptr_t heap_alloc_cached(struct kmm *k, struct kmm_cache *c)
 {
     if (drains_here(c))
         heap_drain_asked(k);
-    return take_cached(k, c, lend);
+    return take_cached(k, c);
+}
+
+uintptr_t heap_lend_one(struct kmm *k, struct kmm_cache *c)
+{
+    uintptr_t obj = 0;
+    kmm_preempt_disable();
+    kmm_irqstate_t s = kmm_lock_irqsave(&c->lock);
+    for (;;) {
+        struct slab *sl = c->lists[SLAB_PARTIAL] ? c->lists[SLAB_PARTIAL] : c->lists[SLAB_EMPTY];
+        if (!sl)
+            break;
+        obj = slab_take(k, c, sl); /* 0: a corrupt free list, the slab abandoned */
+        list_fix(c, sl);
+        if (obj)
+            break;
+    }
+    if (obj) {
+        COUNT_SET(c->total_inuse, c->total_inuse + 1);
+        heap_tag_set(c, obj, 0);
+        struct heap_cpu *hc = heap_this_cpu(c);
+        hc->allocs++;
+        hc->lent++;
+    }
+    kmm_unlock_irqrestore(&c->lock, s);
+    kmm_preempt_enable();
+    return obj;
 }
 
 uintptr_t heap_alloc_slow(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flags)
@@ -523,7 +548,7 @@ uintptr_t heap_alloc_slow(struct kmm *k, struct kmm_cache *c, kmm_gfp_t flags)
     if (drains_here(c))
         heap_drain_asked(k);
     for (;;) {
-        uintptr_t obj = take_cached(k, c, false);
+        uintptr_t obj = take_cached(k, c);
         if (obj)
             return obj;
         struct slab *fresh = slab_grow(k, c, flags);
@@ -555,7 +580,7 @@ static void depot_unload_locked(struct kmm *k, struct kmm_cache *c, struct heap_
         m->next = c->full;
         c->full = m;
         COUNT_SET(c->nfull, c->nfull + 1);
-        c->depot_objs += m->n;
+        COUNT_SET(c->depot_objs, c->depot_objs + m->n);
         return;
     }
     if (m) {
@@ -641,7 +666,7 @@ size_t heap_depot_drain(struct kmm *k, struct kmm_cache *c)
     }
     COUNT_SET(c->nfull, 0);
     depot_budget_give(k, c, c->depot_objs);
-    c->depot_objs = 0;
+    COUNT_SET(c->depot_objs, 0);
     trim_empty(c, HEAP_KEEP_EMPTY, &chain);
     kmm_unlock_irqrestore(&c->lock, s);
     mag_free_chain(k, mags);

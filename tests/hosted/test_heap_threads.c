@@ -2,9 +2,9 @@
  * test_heap_threads.c - the heap across CPUs: blocks allocated on one CPU
  * and freed on another, a cache whose objects another CPU still caches,
  * CPUs passing blocks to each other all at once (lending between classes
- * and its setting changing meanwhile), and two CPUs freeing one block at
- * the same moment. Hosted (threads act as CPUs); meant to run
- * under ThreadSanitizer as well (build/tsan).
+ * and its setting changing meanwhile), blocks lent on one CPU and freed by
+ * size on another, and two CPUs freeing one block at the same moment. Hosted (threads act as CPUs);
+ * meant to run under ThreadSanitizer as well (build/tsan).
  *
  * What every test ends with: the CPUs' stacks drained (kmm_heap_drain_cpu
  * on the test's own CPU, kmm_heap_drain_offline_cpu for the threads' CPUs
@@ -439,11 +439,110 @@ KTEST(heap_threads, cpus_passing_blocks_to_each_other_at_once_lose_nothing)
     for (unsigned i = 0; i < KT_HEAP_CLASSES; i++)
         lent += kt_cache_stats(t, &h, kmm_heap_cache_at(h.f.k, i)).lent;
     ktest_diag(t, "%llu blocks lent between classes", (unsigned long long)lent);
-    KT_EXPECT(t, lent > 0);
     struct kmm_heap_stats s1 = kt_heap_stats(&h);
     KT_EXPECT_EQ(t, s1.allocs - s0.allocs, (uint64_t)WORKERS * STEPS);
     KT_EXPECT_EQ(t, s1.frees - s0.frees, (uint64_t)WORKERS * STEPS);
     KT_EXPECT_EQ(t, s1.misuse, 0);
+    expect_all_back(t, &h, &p0, &s0);
+    kt_heap_down(&h);
+}
+
+/* --- lent blocks across CPUs ---------------------------------------------------------- */
+
+#define LEND_BLOCKS 64 /* per worker */
+
+struct lending {
+    struct kt_heap *h;
+    void *p[WORKERS][LEND_BLOCKS];
+    atomic_uint ready, go;
+    atomic_ulong bad;
+};
+
+struct lending_worker {
+    struct lending *l;
+    unsigned id;
+};
+
+/* Each worker allocates its blocks of 144 bytes at once with the others
+ * (the first of them lent by class 160, which is idle, the rest of class
+ * 144 once 160 no longer is), fills them, and once all have, checks and
+ * frees the next worker's with their size: lent marks set on one CPU, read
+ * on another, while other CPUs set and clear marks in the same slabs. */
+static void *lending_main(void *arg)
+{
+    struct lending_worker *w = arg;
+    struct lending *l = w->l;
+    struct kmm *k = l->h->f.k;
+    if (!hosted_cpu_enter(1 + w->id)) {
+        atomic_fetch_add(&l->bad, 1);
+        atomic_fetch_add(&l->ready, 1);
+        return NULL;
+    }
+    while (!atomic_load(&l->go))
+        sched_yield();
+    for (unsigned i = 0; i < LEND_BLOCKS; i++) {
+        uint8_t *p = kmm_malloc(k, 144, 0);
+        if (!p) {
+            atomic_fetch_add(&l->bad, 1);
+            continue;
+        }
+        for (unsigned b = 0; b < 144; b++)
+            p[b] = kt_heap_pattern(w->id << 8 | i, b);
+        l->p[w->id][i] = p;
+    }
+    atomic_fetch_add(&l->ready, 1);
+    while (atomic_load(&l->ready) < WORKERS)
+        sched_yield();
+    unsigned from = (w->id + 1) % WORKERS;
+    for (unsigned i = 0; i < LEND_BLOCKS; i++) {
+        uint8_t *p = l->p[from][i];
+        if (!p)
+            continue;
+        for (unsigned b = 0; b < 144; b++)
+            if (p[b] != kt_heap_pattern(from << 8 | i, b)) {
+                atomic_fetch_add(&l->bad, 1);
+                break;
+            }
+        if (kmm_free_sized(k, p, 144) != KMM_OK)
+            atomic_fetch_add(&l->bad, 1);
+    }
+    hosted_cpu_exit();
+    return NULL;
+}
+
+KTEST(heap_threads, blocks_lent_on_one_cpu_are_sized_freed_on_another)
+{
+    static struct kt_heap h;
+    if (!kt_heap_up(t, &h, ram, N(ram), CPUS))
+        return;
+    struct kmm *k = h.f.k;
+    kt_heap_warm(t, &h);
+    struct kmm_page_stats p0;
+    kmm_page_stats(k, &p0);
+    struct kmm_heap_stats s0 = kt_heap_stats(&h);
+    /* Class 160 idle: two slabs' worth allocated, freed, drained back. */
+    static void *idle[64];
+    for (unsigned i = 0; i < N(idle); i++)
+        KT_ASSERT(t, (idle[i] = kmm_malloc(k, 160, 0)) != NULL);
+    for (unsigned i = 0; i < N(idle); i++)
+        KT_ASSERT_EQ(t, kmm_free(k, idle[i]), KMM_OK);
+    kmm_heap_drain_cpu(k);
+    static struct lending l;
+    l = (struct lending){.h = &h};
+    pthread_t th[WORKERS];
+    struct lending_worker w[WORKERS];
+    for (unsigned i = 0; i < WORKERS; i++) {
+        w[i] = (struct lending_worker){&l, i};
+        pthread_create(&th[i], NULL, lending_main, &w[i]);
+    }
+    atomic_store(&l.go, 1);
+    for (unsigned i = 0; i < WORKERS; i++)
+        pthread_join(th[i], NULL);
+    KT_EXPECT_EQ(t, atomic_load(&l.bad), 0);
+    struct kmm_cache_stats lender = kt_cache_stats(t, &h, kt_heap_class_cache(&h, 160));
+    ktest_diag(t, "%llu of %u blocks lent", (unsigned long long)lender.lent, WORKERS * LEND_BLOCKS);
+    KT_EXPECT(t, lender.lent > 0);
+    KT_EXPECT_EQ(t, kt_heap_stats(&h).misuse, 0);
     expect_all_back(t, &h, &p0, &s0);
     kt_heap_down(&h);
 }
