@@ -2,8 +2,9 @@
  * test_heap_lend.c - lending between size classes, against what
  * include/kmm/heap.h promises (kmm_malloc, kmm_heap_set_lend,
  * kmm_free_sized, kmm_realloc): a class with no free object takes a free
- * one of the next classes that holds memory idle before it grows, as far
- * as the setting reaches, and never one of a class that is growing;
+ * one of the next classes that holds memory idle (a slab's worth free in
+ * its slabs, or more than half a stack) before it grows, as far as the
+ * setting reaches, and never one of a class that is growing;
  * a lent block is freed, sized and reallocated as its request's, its mark
  * lasting until it is back in its slab; lending never breaks an alignment
  * and stops while the heap is debugged; a setting beyond the bound is
@@ -113,6 +114,39 @@ KTEST(heap_lend, a_growing_class_lends_nothing)
     KT_EXPECT_EQ(t, class_stats(t, &h, 144).total_slabs, 1);
     KT_EXPECT_EQ(t, kmm_free(k, p), KMM_OK);
     KT_EXPECT_EQ(t, kmm_free(k, q), KMM_OK);
+    KT_EXPECT_HEALTHY(t, k);
+    kt_heap_down(&h);
+}
+
+/* Objects freed faster than taken: more than half a stack of them on this
+ * CPU is memory the class does not need now, lent though its slabs hold
+ * less than a slab's worth free. */
+KTEST(heap_lend, a_stack_more_than_half_full_lends_from_its_top)
+{
+    struct kt_heap h;
+    if (!up(t, &h))
+        return;
+    struct kmm *k = h.f.k;
+    /* kmm/heap.h: a stack holds KMM_HEAP_STACK_BYTES of objects, at most
+     * KMM_HEAP_MAG_SIZE; half of it is what a refill brings. */
+    size_t limit = KMM_HEAP_STACK_BYTES / 160;
+    if (limit > KMM_HEAP_MAG_SIZE)
+        limit = KMM_HEAP_MAG_SIZE;
+    static void *q[KMM_HEAP_MAG_SIZE];
+    size_t n = limit / 2 + 2;
+    for (size_t i = 0; i < n; i++)
+        KT_ASSERT(t, (q[i] = kmm_malloc(k, 160, 0)) != NULL);
+    for (size_t i = n; i-- > 0;)
+        KT_ASSERT_EQ(t, kmm_free(k, q[i]), KMM_OK);
+    struct kmm_cache_stats cs = class_stats(t, &h, 160);
+    KT_ASSERT(t, cs.cpu_cached > limit / 2);
+    KT_ASSERT(t, cs.total_objects - cs.active_objects - cs.cpu_cached < cs.objects_per_slab);
+    void *p = kmm_malloc(k, 144, 0);
+    KT_ASSERT(t, p != NULL);
+    KT_EXPECT_EQ(t, kmm_usable_size(k, p), 160);
+    KT_EXPECT(t, p == q[0]); /* the top of the stack: the last freed */
+    KT_EXPECT_EQ(t, class_stats(t, &h, 160).lent, 1);
+    KT_EXPECT_EQ(t, kmm_free_sized(k, p, 144), KMM_OK);
     KT_EXPECT_HEALTHY(t, k);
     kt_heap_down(&h);
 }

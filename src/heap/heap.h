@@ -360,15 +360,17 @@ static inline struct heap_cpu *heap_this_cpu(struct kmm_cache *c)
  * checked and cleared: true; false if the stack is empty or the top
  * object's tag is wrong (the slow path then judges it). A leaf: its
  * callers tail-call their slow paths, so the common case needs no saved
- * register.
+ * register. heap_take_counted - the same, false unless more than keep
+ * objects are on the stack, and counted as lent if lend (kmalloc.c's
+ * lending; constants for heap_take, so it compiles to the same code).
  */
-static inline __attribute__((always_inline)) bool heap_take_counted(struct kmm_cache *c,
-                                                                    uintptr_t *obj, bool lend)
+static inline __attribute__((always_inline)) bool
+heap_take_counted(struct kmm_cache *c, uintptr_t *obj, bool lend, uint32_t keep)
 {
     kmm_irqstate_t s = kmm_irq_save();
     struct heap_cpu *hc = heap_this_cpu(c);
     uint32_t n = hc->n;
-    if (__builtin_expect(n != 0, 1)) {
+    if (__builtin_expect(n > keep, 1)) {
         uintptr_t top = (uintptr_t)hc->objs[n - 1];
         /* The tag compared as tag ^ obj == secret: the secret stays a
          * memory operand, one register fewer. */
@@ -389,7 +391,7 @@ static inline __attribute__((always_inline)) bool heap_take_counted(struct kmm_c
 
 static inline __attribute__((always_inline)) bool heap_take(struct kmm_cache *c, uintptr_t *obj)
 {
-    return heap_take_counted(c, obj, false);
+    return heap_take_counted(c, obj, false, 0);
 }
 
 /* heap_pop - heap_take's object, or 0. */

@@ -142,14 +142,12 @@ static void *alloc_other(struct kmm *k, size_t size, kmm_gfp_t flags, const void
 }
 
 /* Whether cache l, a larger size class, may lend an object to a request
- * that needs align: it holds memory idle (heap_idle: a class that is
- * growing would only grow sooner, and the borrower's block is larger than
- * it asked), it has its stacks (no debugging: a debugged cache's objects
- * take the checking paths, and their layout is another), and align
- * divides its objects' starts. */
+ * that needs align at all: it has its stacks (no debugging: a debugged
+ * cache's objects take the checking paths, and their layout is another),
+ * and align divides its objects' starts. */
 static bool lends(const struct kmm_cache *l, size_t align)
 {
-    return !heap_debugged(l) && (l->size & (align - 1)) == 0 && heap_idle(l);
+    return !heap_debugged(l) && (l->size & (align - 1)) == 0;
 }
 
 /*
@@ -158,7 +156,7 @@ static bool lends(const struct kmm_cache *l, size_t align)
  * the lock when heap_spare says there are none); then, before c grows, a
  * free object of one of the next kmm_heap_set_lend classes that exist and
  * hold memory idle (from their stack on this CPU, else one straight from
- * their slabs: never a new slab), and
+ * their slabs: never a new slab, never a stack refilled), and
  * *cp becomes that class's cache, whose object the block is. Lending lets
  * memory one class no longer needs serve its neighbours, where each class
  * would otherwise peak on its own (docs/performance.md, "Lending"). Then c
@@ -174,7 +172,14 @@ class_alloc_slow(struct kmm *k, struct kmm_cache **cp, unsigned i, size_t align,
         struct kmm_cache *l = __atomic_load_n(&k->heap.classes[i + j], __ATOMIC_ACQUIRE);
         if (!l || !lends(l, align))
             continue;
-        if (heap_take_counted(l, &p, true) || (p = heap_lend_one(k, l))) {
+        /* Only memory l does not need: a slab's worth free in its slabs
+         * (heap_idle), or more than half a stack here, objects freed
+         * faster than taken. A class that is growing has neither, and
+         * lending to it would only make it grow sooner while the
+         * borrower's block is larger than it asked. */
+        bool idle = heap_idle(l);
+        if (heap_take_counted(l, &p, true, idle ? 0 : l->batch) ||
+            (idle && (p = heap_lend_one(k, l)))) {
             heap_lent_set(k, l, p);
             *cp = l;
         }
