@@ -107,8 +107,9 @@ extern "C" {
  * 12.5 % more above 128 bytes), or, when that class has no free object
  * and would otherwise grow, a free object of one of the next classes
  * (kmm_heap_set_lend: eight by default) that holds memory idle (at least
- * a slab's worth of free objects in its slabs): memory one class no longer
- * needs then serves its neighbours instead of lying idle. O(1) from the CPU's
+ * a slab's worth of free objects in its slabs, or more than half a stack
+ * of them on this CPU): memory one class no longer needs then serves its
+ * neighbours instead of lying idle. O(1) from the CPU's
  * cache; a refill or growth takes the cache's lock and may call the page
  * allocator.
  */
@@ -302,7 +303,7 @@ uint64_t kmm_heap_set_limit(struct kmm *k, uint64_t bytes);
  * turns lending off: every block is then of its request's class, at the
  * cost of memory a class holds free while its neighbours grow
  * (docs/performance.md, "Lending": H2 takes 1.36 times its live bytes
- * without, 1.28 with eight). Returns KMM_OK, or KMM_EINVAL (a misuse,
+ * without, 1.26 with eight). Returns KMM_OK, or KMM_EINVAL (a misuse,
  * counted) above KMM_HEAP_LEND_MAX, nothing changed. Any context.
  */
 int kmm_heap_set_lend(struct kmm *k, unsigned classes);
