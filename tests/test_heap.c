@@ -118,6 +118,30 @@ KTEST(heap, only_size_classes_and_object_caches_are_listed_and_counted)
     kt_heap_down(&h);
 }
 
+/* With one CPU each size class's structure and stack take less than half
+ * a page, and the classes share pages (kmm/heap.h: the heap's held bytes
+ * count them): once every class is made and the heap settled, it keeps
+ * fewer pages than two for every three classes, where a page each would be
+ * more than one per class. Every structure is a live cache all the same. */
+KTEST(heap, the_size_classes_structures_share_pages)
+{
+    struct kt_heap h;
+    if (!up(t, &h))
+        return;
+    kt_heap_warm(t, &h);
+    kt_heap_settle(&h);
+    uint64_t pages = kt_heap_stats(&h).bytes_held / PAGE;
+    ktest_diag(t, "%llu pages kept for %u classes", (unsigned long long)pages, KT_HEAP_CLASSES);
+    KT_EXPECT(t, pages * 3 < 2 * KT_HEAP_CLASSES);
+    for (unsigned i = 0; i < KT_HEAP_CLASSES; i++) {
+        struct kmm_cache *c = kmm_heap_cache_at(h.f.k, i);
+        KT_ASSERT(t, c != NULL);
+        KT_EXPECT_EQ(t, kt_cache_stats(t, &h, c).object_size, kt_heap_class_at(i));
+    }
+    KT_EXPECT_HEALTHY(t, h.f.k);
+    kt_heap_down(&h);
+}
+
 /* The position of c in kmm_heap_cache_at's list, or -1. */
 static int listed_at(struct kt_heap *h, const struct kmm_cache *c)
 {

@@ -76,6 +76,89 @@ void heap_layout_set(struct kmm_cache *c, uint32_t stride, unsigned order)
     c->divm = UINT64_MAX / stride + 1;
 }
 
+/* The largest structure (with its stacks) of a size class that shares a
+ * page with others' (pack_take): with one CPU every class's does. */
+#define PACK_MAX (KMM_PAGE_SIZE / 2)
+
+/* Zeroed pages for a cache's structure and stacks, counted in what the
+ * heap holds (and against its limit), as its slabs are; 0 without memory.
+ * A class may be made by an atomic request: no reclaim then. */
+static uint64_t structure_pages(struct kmm *k, size_t pages, kmm_gfp_t flags)
+{
+    uint64_t bytes = (uint64_t)pages << KMM_PAGE_SHIFT;
+    if (!heap_held_add(k, bytes))
+        return 0;
+    uint64_t pa = kmm_pages_alloc(k, pages, KMM_GFP_ZERO | (flags & KMM_GFP_ATOMIC));
+    if (!pa)
+        heap_held_sub(k, bytes);
+    else
+        heap_held_got(k);
+    return pa;
+}
+
+/* The next colour: a line of the slack, as Bonwick's slabs colour their
+ * objects, so that the fast paths' lines of many caches (and their stacks'
+ * tops) do not all fall in the same set of a CPU's cache, as they would if
+ * every one started at a page boundary. slack: bytes a structure may start
+ * at, from 0. */
+static size_t next_colour(struct kmm *k, uint64_t slack)
+{
+    uint64_t lines = slack / 64 + 1;
+    return (size_t)(atomic_fetch_add_explicit(&k->heap.colour, 1, memory_order_relaxed) % lines) *
+           64;
+}
+
+/* Pages of its own for a structure of need bytes, at a colour (*colour)
+ * of their slack. Costs no memory: only the slack moves. */
+static uint64_t pages_take(struct kmm *k, size_t pages, uint64_t need, kmm_gfp_t flags,
+                           size_t *colour)
+{
+    *colour = next_colour(k, ((uint64_t)pages << KMM_PAGE_SHIFT) - need);
+    return structure_pages(k, pages, flags);
+}
+
+/*
+ * Room for a size class's structure of need bytes (at most PACK_MAX) in the
+ * page the classes share (h->pack_*): the page is filled from a coloured
+ * line to its end and then from its start, so the structures of
+ * successive pages start at other lines; a structure that does not fit
+ * takes a new page (the rest of the old one stays unused). Size classes are
+ * never destroyed, so nothing in the page is ever given back. Returns the
+ * page, the structure's offset in *colour; 0 without memory.
+ */
+static uint64_t pack_take(struct kmm *k, uint64_t need, kmm_gfp_t flags, size_t *colour)
+{
+    struct kmm_heap *h = &k->heap;
+    need = kmm_align_up(need, 64);
+    for (;;) {
+        kmm_irqstate_t s = kmm_lock_irqsave(&h->lock);
+        uint64_t pa = h->pack_pa;
+        if (pa && h->pack_end == KMM_PAGE_SIZE && h->pack_next + need > KMM_PAGE_SIZE) {
+            h->pack_next = 0; /* wrap to the start, up to where the page began */
+            h->pack_end = h->pack_start;
+        }
+        if (pa && h->pack_next + need <= h->pack_end) {
+            *colour = (size_t)h->pack_next;
+            h->pack_next += need;
+            kmm_unlock_irqrestore(&h->lock, s);
+            return pa;
+        }
+        kmm_unlock_irqrestore(&h->lock, s);
+        uint64_t fresh = structure_pages(k, 1, flags);
+        if (!fresh)
+            return 0;
+        size_t start = next_colour(k, KMM_PAGE_SIZE - need);
+        s = kmm_lock_irqsave(&h->lock);
+        /* Another CPU's fresh page may have come first: this one replaces
+         * it all the same (the rest of that one stays unused). */
+        h->pack_pa = fresh;
+        h->pack_start = start;
+        h->pack_next = start;
+        h->pack_end = KMM_PAGE_SIZE;
+        kmm_unlock_irqrestore(&h->lock, s);
+    }
+}
+
 struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, size_t align,
                                   kmm_ctor_t ctor, enum heap_kind kind, kmm_gfp_t flags)
 {
@@ -96,26 +179,12 @@ struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, 
         (uint32_t)kmm_align_up(sizeof(struct heap_cpu) + limit * sizeof(void *), 64);
     uint64_t head = kmm_align_up(sizeof(struct kmm_cache) + ncpu * sizeof(struct heap_cpu *), 64);
     uint64_t need = head + (uint64_t)ncpu * cpu_stride;
-    size_t pages = (size_t)((need + KMM_PAGE_SIZE - 1) >> KMM_PAGE_SHIFT);
-    /* Colouring, as Bonwick's slabs colour their objects: each cache's
-     * structure starts at another line of its pages' slack, so that the
-     * fast paths' lines of many caches (and their stacks' tops) do not all
-     * fall in the same set of a CPU's cache, as they would if every one
-     * started at a page boundary. Costs no memory: only the slack moves. */
-    uint64_t lines = (((uint64_t)pages << KMM_PAGE_SHIFT) - need) / 64 + 1;
-    size_t colour =
-        (size_t)(atomic_fetch_add_explicit(&k->heap.colour, 1, memory_order_relaxed) % lines) * 64;
-    /* The structure and its stacks count in what the heap holds (and
-     * against its limit), as its slabs do. A class may be made by an
-     * atomic request: no reclaim then. */
-    uint64_t bytes = (uint64_t)pages << KMM_PAGE_SHIFT;
-    if (!heap_held_add(k, bytes))
-        return NULL;
-    uint64_t pa = kmm_pages_alloc(k, pages, KMM_GFP_ZERO | (flags & KMM_GFP_ATOMIC));
-    if (!pa)
-        heap_held_sub(k, bytes);
-    else
-        heap_held_got(k);
+    size_t pages, colour;
+    bool packed = kind == HEAP_KIND_CLASS && need <= PACK_MAX;
+    uint64_t pa = packed ? pack_take(k, need, flags, &colour) : 0;
+    pages = packed ? 1 : (size_t)((need + KMM_PAGE_SIZE - 1) >> KMM_PAGE_SHIFT);
+    if (!packed)
+        pa = pages_take(k, pages, need, flags, &colour);
     if (!pa)
         return NULL;
     struct kmm_cache *c = (struct kmm_cache *)((uintptr_t)kmm_phys_to_virt(k, pa) + colour);
@@ -179,9 +248,11 @@ struct kmm_cache *heap_cache_make(struct kmm *k, const char *name, size_t size, 
         id = 0;
     }
     kmm_unlock_irqrestore(&h->lock, s);
-    if (!id) { /* no slot, or another CPU made this class first */
-        KMM_MUST(k->port, kmm_pages_free(k, pa, pages));
-        heap_held_sub(k, bytes);
+    if (!id) {         /* no slot, or another CPU made this class first */
+        if (!packed) { /* a packed structure's room stays unused: a rare race */
+            KMM_MUST(k->port, kmm_pages_free(k, pa, pages));
+            heap_held_sub(k, (uint64_t)pages << KMM_PAGE_SHIFT);
+        }
         if (kind == HEAP_KIND_OBJECT)
             return NULL;
         struct kmm_cache **made = kind == HEAP_KIND_CLASS  ? &h->classes[heap_class_of(h, size)]

@@ -55,6 +55,12 @@ struct kmm_heap {
     struct kmm_cache *mags;    /* the depots' magazines */
     struct kmm_cache *caches[KMM_HEAP_CACHES];
     atomic_uint colour; /* counts the caches made: the next one's colour (cache.c) */
+    /* The page the size classes' structures share (cache.c, pack_take),
+     * under lock: filled from pack_start to its end, then from 0 to
+     * pack_start; pack_next is the next free byte, pack_end where the part
+     * being filled ends. */
+    uint64_t pack_pa;
+    uint64_t pack_start, pack_next, pack_end;
     kmm_lock_t lock;
     atomic_ulong held, peak, limit;
     atomic_ulong large_blocks, large_bytes, large_allocs, large_frees, large_alloc_bytes,
