@@ -350,6 +350,33 @@ KTEST(shell, slabinfo_has_each_caches_active_objects)
     session_down(t);
 }
 
+/* The lent column: a class holding memory idle lends to a request of the
+ * class below it that has nothing free, and slabinfo's line of the lender
+ * shows it as kmm_cache_stats does. */
+KTEST(shell, slabinfo_shows_the_objects_a_class_lent)
+{
+    KT_ASSERT(t, session_up(t));
+    struct kmm *k = S.h.f.k;
+    enum { N = 16 }; /* more than two slabs of 3072 bytes (five to a slab) */
+    static void *blk[N];
+    for (unsigned i = 0; i < N; i++)
+        KT_ASSERT(t, (blk[i] = kmm_malloc(k, 3072, 0)) != NULL);
+    for (unsigned i = 0; i < N; i++)
+        kmm_free(k, blk[i]);
+    kmm_heap_drain_cpu(k);
+    void *p = kmm_malloc(k, 2700, 0); /* class 2816, below 3072: none free */
+    KT_ASSERT(t, p != NULL);
+    const char *out = TYPE("slabinfo\n");
+    struct kmm_cache_stats cs;
+    KT_ASSERT_EQ(t, kmm_cache_stats(k, kt_heap_class_cache(&S.h, 3072), &cs), KMM_OK);
+    KT_EXPECT(t, cs.lent >= 1);
+    char key[40];
+    kmm_snprintf(key, sizeof(key), "  %-23s", cs.name);
+    KT_EXPECT_EQ(t, column(out, key, 8), cs.lent);
+    kmm_free(k, p);
+    session_down(t);
+}
+
 KTEST(shell, vmallocinfo_lists_each_area_with_its_pages)
 {
     KT_ASSERT(t, session_up(t));

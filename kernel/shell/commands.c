@@ -161,7 +161,8 @@ static int cmd_slabinfo(struct kshell *sh, unsigned argc, char **argv)
 {
     NO_ARGS(sh, argc, argv);
     kshell_printf(sh, "The heap, then its caches as /proc/slabinfo (objects; objsize in bytes; "
-                      "pages per slab; cpu: free objects in CPU stacks and the depot)\n");
+                      "pages per slab; cpu: free objects in CPU stacks and the depot; lent: "
+                      "objects lent to smaller classes' requests)\n");
     return section(sh, KMM_REPORT_HEAP);
 }
 

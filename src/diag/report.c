@@ -273,18 +273,19 @@ static void report_heap(struct kmm *k, const struct kmm_sink *s)
                 (unsigned long long)hs.failed, (unsigned long long)hs.large_blocks, hs.caches);
     if (!hs.caches)
         return;
-    sink_printf(s, "Slab caches (slabinfo)\n  %-23s %10s %10s %7s %8s %5s %9s %9s %8s\n", "name",
-                "active", "total", "objsize", "objslab", "pages", "act_slabs", "slabs", "cpu");
+    sink_printf(s, "Slab caches (slabinfo)\n  %-23s %10s %10s %7s %8s %5s %9s %9s %8s %8s\n",
+                "name", "active", "total", "objsize", "objslab", "pages", "act_slabs", "slabs",
+                "cpu", "lent");
     struct kmm_cache *c;
     for (unsigned i = 0; (c = kmm_heap_cache_at(k, i)) != NULL; i++) {
         struct kmm_cache_stats cs;
         if (kmm_cache_stats(k, c, &cs) != KMM_OK || !cs.total_slabs)
             continue;
-        sink_printf(s, "  %-23s %10llu %10llu %7u %8u %5u %9llu %9llu %8llu\n", cs.name,
+        sink_printf(s, "  %-23s %10llu %10llu %7u %8u %5u %9llu %9llu %8llu %8llu\n", cs.name,
                     (unsigned long long)cs.active_objects, (unsigned long long)cs.total_objects,
                     cs.object_size, cs.objects_per_slab, cs.pages_per_slab,
                     (unsigned long long)cs.active_slabs, (unsigned long long)cs.total_slabs,
-                    (unsigned long long)cs.cpu_cached);
+                    (unsigned long long)cs.cpu_cached, (unsigned long long)cs.lent);
     }
 }
 
