@@ -55,6 +55,22 @@ static void prime(struct ktest *t, struct kt_heap *h, size_t size)
     kmm_heap_drain_cpu(h->f.k);
 }
 
+/* A fresh heap whose class 160 holds memory idle, and *p a block of 144
+ * bytes that class lent (usable 160): true; false, with the heap down, if
+ * the test was skipped or failed. */
+static bool lent_up(struct ktest *t, struct kt_heap *h, void **p)
+{
+    if (!up(t, h))
+        return false;
+    prime(t, h, 160);
+    *p = kmm_malloc(h->f.k, 144, 0);
+    if (*p && kmm_usable_size(h->f.k, *p) == 160 && !ktest_failed(t))
+        return true;
+    ktest_fail_at(t, __FILE__, __LINE__, "malloc(144), class 160 idle: %p, no lent block", *p);
+    kt_heap_down(h);
+    return false;
+}
+
 /* Class size's figures; zeroes if it has no cache yet. */
 static struct kmm_cache_stats class_stats(struct ktest *t, struct kt_heap *h, size_t size)
 {
@@ -193,12 +209,10 @@ KTEST(heap_lend, lending_reaches_as_many_classes_as_the_setting)
 KTEST(heap_lend, a_lent_blocks_sized_free_takes_its_requests_size)
 {
     struct kt_heap h;
-    if (!up(t, &h))
+    void *p;
+    if (!lent_up(t, &h, &p))
         return;
     struct kmm *k = h.f.k;
-    prime(t, &h, 160);
-    void *p = kmm_malloc(k, 144, 0);
-    KT_ASSERT(t, p != NULL && kmm_usable_size(k, p) == 160);
     /* 16 bytes: nine classes below 160, beyond the default eight. */
     KT_EXPECT_HEAP_MISUSE(t, &h, kmm_free_sized(k, p, 16), KMM_EINVAL,
                           KT_CLASS(KMM_MISUSE_WRONG_ORDER), "kmm_free_sized");
@@ -224,12 +238,10 @@ KTEST(heap_lend, a_lent_blocks_sized_free_takes_its_requests_size)
 KTEST(heap_lend, a_lent_mark_lasts_until_the_object_is_back_in_its_slab)
 {
     struct kt_heap h;
-    if (!up(t, &h))
+    void *p;
+    if (!lent_up(t, &h, &p))
         return;
     struct kmm *k = h.f.k;
-    prime(t, &h, 160);
-    void *p = kmm_malloc(k, 144, 0);
-    KT_ASSERT(t, p != NULL && kmm_usable_size(k, p) == 160);
     KT_EXPECT_EQ(t, kmm_free(k, p), KMM_OK);
     void *q = kmm_malloc(k, 160, 0);
     KT_ASSERT(t, q == p); /* the stack is LIFO */
@@ -317,12 +329,10 @@ KTEST(heap_lend, a_lent_block_zeroed_on_request_is_zero_in_every_usable_byte)
 KTEST(heap_lend, realloc_keeps_a_lent_block_in_place_for_its_requests_sizes)
 {
     struct kt_heap h;
-    if (!up(t, &h))
+    void *p;
+    if (!lent_up(t, &h, &p))
         return;
     struct kmm *k = h.f.k;
-    prime(t, &h, 160);
-    void *p = kmm_malloc(k, 144, 0);
-    KT_ASSERT(t, p != NULL && kmm_usable_size(k, p) == 160);
     kt_heap_fill(&h, p, 0, 160, 7);
     KT_EXPECT(t, kmm_realloc(k, p, 150, 0) == p);
     KT_EXPECT(t, kmm_realloc(k, p, 130, 0) == p);
