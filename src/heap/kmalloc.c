@@ -150,6 +150,21 @@ static bool lends(const struct kmm_cache *l, size_t align)
     return !heap_debugged(l) && (l->size & (align - 1)) == 0;
 }
 
+/* The alignment a request of size bytes that asked for align needs of a
+ * lent block: a plain request (align KMM_HEAP_MIN_ALIGN) of a power of two
+ * needs its size up to the page, which kmm/heap.h promises it (as Linux
+ * does of kmalloc); any other request what it asked. Only a power of two's
+ * own size: every request of a power-of-two class would keep that class
+ * from borrowing, and so its neighbours below borrowing from it one object
+ * at a time through this slow path (13 % more instructions a step on H2
+ * under lending's first version; by size, none, and 0.5 % more memory). */
+static size_t lend_align(size_t size, size_t align)
+{
+    if (align != KMM_HEAP_MIN_ALIGN || (size & (size - 1)) || size <= align)
+        return align;
+    return size < PAGE ? size : PAGE;
+}
+
 /*
  * An object for a request of size class i (cache *cp) whose CPU stack was
  * empty. First c's own free objects (depot, slabs: not looked for under
@@ -202,7 +217,7 @@ static void *alloc_checked(struct kmm *k, size_t size, size_t align, kmm_gfp_t f
     if (!c)
         return no_memory(k);
     uintptr_t p = heap_pop(c);
-    if (!p && !(p = class_alloc_slow(k, &c, i, align, flags)))
+    if (!p && !(p = class_alloc_slow(k, &c, i, lend_align(size, align), flags)))
         return no_memory(k);
     if (flags & KMM_GFP_ZERO)
         __builtin_memset((void *)p, 0, c->usable);
@@ -227,7 +242,7 @@ static __attribute__((noinline)) void *malloc_small_slow(struct kmm *k, size_t s
 {
     if (!c || size >= k->heap.debug.plain_end)
         return alloc_checked(k, size, KMM_HEAP_MIN_ALIGN, 0, caller);
-    uintptr_t p = class_alloc_slow(k, &c, c->id - 1, KMM_HEAP_MIN_ALIGN, 0);
+    uintptr_t p = class_alloc_slow(k, &c, c->id - 1, lend_align(size, KMM_HEAP_MIN_ALIGN), 0);
     return p ? (void *)p : no_memory(k);
 }
 
