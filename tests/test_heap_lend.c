@@ -371,3 +371,41 @@ KTEST(heap_lend, a_setting_beyond_the_bound_is_refused_and_changes_nothing)
     KT_EXPECT_HEALTHY(t, k);
     kt_heap_down(&h);
 }
+
+/* kmm/heap.h: a block for a request of a power-of-two size is aligned to
+ * that size up to the page (as Linux promises of kmalloc). With every
+ * class above it holding memory idle, its class growing none, each such
+ * request's blocks (plain, zeroed) are still aligned, and free with their
+ * size. */
+KTEST(heap_lend, a_power_of_two_request_is_aligned_to_its_size_with_neighbours_idle)
+{
+    enum { EACH = 16 };
+    for (size_t size = 16; size < KMM_HEAP_SLAB_MAX; size *= 2) {
+        struct kt_heap h;
+        if (!up(t, &h))
+            return;
+        struct kmm *k = h.f.k;
+        KT_ASSERT_EQ(t, kmm_heap_set_lend(k, KMM_HEAP_LEND_MAX), KMM_OK);
+        unsigned i = 0;
+        while (kt_heap_class_at(i) != size)
+            i++;
+        for (unsigned d = 1; d <= KMM_HEAP_LEND_MAX && i + d < KT_HEAP_CLASSES; d++)
+            prime(t, &h, kt_heap_class_at(i + d));
+        size_t align = size < KMM_PAGE_SIZE ? size : KMM_PAGE_SIZE;
+        void *p[EACH];
+        unsigned off = 0;
+        for (unsigned j = 0; j < EACH; j++) {
+            p[j] = j % 2 ? kmm_zalloc(k, size, 0) : kmm_malloc(k, size, 0);
+            KT_ASSERT(t, p[j] != NULL);
+            off += (uintptr_t)p[j] % align != 0;
+        }
+        if (off)
+            ktest_fail_at(t, __FILE__, __LINE__, "%u of %u blocks for %zu bytes off alignment %zu",
+                          off, (unsigned)EACH, size, align);
+        for (unsigned j = 0; j < EACH; j++)
+            KT_EXPECT_EQ(t, kmm_free_sized(k, p[j], size), KMM_OK);
+        KT_EXPECT_EQ(t, kt_heap_stats(&h).misuse, 0);
+        KT_EXPECT_HEALTHY(t, k);
+        kt_heap_down(&h);
+    }
+}
