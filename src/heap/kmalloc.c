@@ -522,7 +522,10 @@ int kmm_free_sized(struct kmm *k, const void *p, size_t size)
     struct heap_block b = block_of(k, p);
     if (b.kind == BLOCK_BAD)
         return bad_pointer(k, "kmm_free_sized", p, b.bad, caller);
-    if (!same_class(k, &b, p, size))
+    /* A free block goes on to free_from's double-free report: a lent one's
+     * mark went when it came back to its slab, so its request's size no
+     * longer matches, but the mistake is the second free, not the size. */
+    if (!same_class(k, &b, p, size) && !block_free(k, &b, p))
         return heap_misuse(k, KMM_MISUSE_WRONG_ORDER, KMM_EINVAL, caller,
                            "kmm_free_sized(%p, %zu): the block holds %llu bytes, of another "
                            "size class",
