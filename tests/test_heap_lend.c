@@ -409,3 +409,28 @@ KTEST(heap_lend, a_power_of_two_request_is_aligned_to_its_size_with_neighbours_i
         kt_heap_down(&h);
     }
 }
+
+/* A lent block sized-freed twice with its request's size: the second is
+ * a double free (KMM_ESTATE), as for any other block, also once the first
+ * free took its object back to its slab and the lent mark away; not a
+ * size of another class. */
+KTEST(heap_lend, a_lent_blocks_second_sized_free_is_a_double_free)
+{
+    struct kt_heap h;
+    if (!up(t, &h))
+        return;
+    struct kmm *k = h.f.k;
+    for (unsigned drain = 0; drain < 2; drain++) {
+        prime(t, &h, 160);
+        void *p = kmm_malloc(k, 144, 0);
+        KT_ASSERT(t, p != NULL && kmm_usable_size(k, p) == 160);
+        KT_EXPECT_EQ(t, kmm_free_sized(k, p, 144), KMM_OK);
+        if (drain)
+            kmm_heap_drain_cpu(k);
+        KT_EXPECT_HEAP_MISUSE(t, &h, kmm_free_sized(k, p, 144), KMM_ESTATE,
+                              KT_CLASS(KMM_MISUSE_DOUBLE_FREE), "kmm_free_sized");
+        KT_EXPECT_HEALTHY(t, k);
+    }
+    KT_EXPECT_EQ(t, kt_heap_stats(&h).bytes_used, 0);
+    kt_heap_down(&h);
+}
