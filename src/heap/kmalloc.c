@@ -166,8 +166,9 @@ static size_t lend_align(size_t size, size_t align)
 }
 
 /*
- * An object for a request of size class i (cache *cp) whose CPU stack was
- * empty. First c's own free objects (depot, slabs: not looked for under
+ * An object for a request of size class i (cache *cp, or NULL if the
+ * class's cache could not be made) whose CPU stack was empty. First c's
+ * own free objects (depot, slabs: not looked for under
  * the lock when heap_spare says there are none); then, before c grows, a
  * free object of one of the next kmm_heap_set_lend classes that exist and
  * hold memory idle (from their stack on this CPU, else one straight from
@@ -175,13 +176,14 @@ static size_t lend_align(size_t size, size_t align)
  * *cp becomes that class's cache, whose object the block is. Lending lets
  * memory one class no longer needs serve its neighbours, where each class
  * would otherwise peak on its own (docs/performance.md, "Lending"). Then c
- * grows. 0 if memory runs out.
+ * grows (if it exists: at the heap's limit, or for an atomic request short
+ * of pages, a class not made yet may still be lent). 0 if memory runs out.
  */
 static inline __attribute__((always_inline)) uintptr_t
 class_alloc_slow(struct kmm *k, struct kmm_cache **cp, unsigned i, size_t align, kmm_gfp_t flags)
 {
     struct kmm_cache *c = *cp;
-    uintptr_t p = heap_spare(c) ? heap_alloc_cached(k, c) : 0;
+    uintptr_t p = c && heap_spare(c) ? heap_alloc_cached(k, c) : 0;
     unsigned lend = atomic_load_explicit(&k->heap.lend, memory_order_acquire);
     for (unsigned j = 1; !p && j <= lend && i + j < HEAP_CLASSES; j++) {
         struct kmm_cache *l = __atomic_load_n(&k->heap.classes[i + j], __ATOMIC_ACQUIRE);
@@ -199,7 +201,7 @@ class_alloc_slow(struct kmm *k, struct kmm_cache **cp, unsigned i, size_t align,
             *cp = l;
         }
     }
-    return p ? p : heap_alloc_slow(k, c, flags);
+    return p || !c ? p : heap_alloc_slow(k, c, flags);
 }
 
 /* Every allocation after its flags were checked: a class object whose
@@ -214,9 +216,7 @@ static void *alloc_checked(struct kmm *k, size_t size, size_t align, kmm_gfp_t f
         return alloc_other(k, size, flags, caller);
     unsigned i = heap_class_of(&k->heap, size);
     struct kmm_cache *c = heap_class_cache(k, i, flags);
-    if (!c)
-        return no_memory(k);
-    uintptr_t p = heap_pop(c);
+    uintptr_t p = c ? heap_pop(c) : 0;
     if (!p && !(p = class_alloc_slow(k, &c, i, lend_align(size, align), flags)))
         return no_memory(k);
     if (flags & KMM_GFP_ZERO)
