@@ -434,3 +434,55 @@ KTEST(heap_lend, a_lent_blocks_second_sized_free_is_a_double_free)
     KT_EXPECT_EQ(t, kt_heap_stats(&h).bytes_used, 0);
     kt_heap_down(&h);
 }
+
+/* At the heap's limit a class can neither grow nor be made: a request of
+ * it is still lent an idle class's free objects, atomic or not, whether
+ * its class has a cache yet or not; then it fails cleanly, counted, and
+ * every figure adds up after the frees. */
+KTEST(heap_lend, at_the_heaps_limit_a_request_is_lent_what_its_class_cannot_grow)
+{
+    static const kmm_gfp_t how[] = {0, KMM_GFP_ATOMIC};
+    static void *p[512];
+    for (unsigned made = 0; made < 2; made++)
+        for (unsigned w = 0; w < N(how); w++) {
+            struct kt_heap h;
+            if (!up(t, &h))
+                return;
+            struct kmm *k = h.f.k;
+            if (made) { /* class 144 has a cache, and no object */
+                void *own = kmm_malloc(k, 144, 0);
+                KT_ASSERT(t, own != NULL);
+                KT_EXPECT_EQ(t, kmm_free(k, own), KMM_OK);
+                kt_heap_settle(&h);
+                KT_ASSERT(t, kt_heap_class_cache(&h, 144) != NULL);
+                KT_ASSERT_EQ(t, class_stats(t, &h, 144).total_objects, 0);
+            }
+            prime(t, &h, 160);
+            struct kmm_cache_stats l0 = class_stats(t, &h, 160);
+            struct kmm_heap_stats s0 = kt_heap_stats(&h);
+            kmm_heap_set_limit(k, s0.bytes_held);
+            unsigned n = 0;
+            while (n < N(p) && (p[n] = kmm_malloc(k, 144, how[w])) != NULL) {
+                KT_EXPECT_EQ(t, kmm_usable_size(k, p[n]), 160);
+                n++;
+            }
+            if (n == 0 || n == N(p))
+                ktest_fail_at(t, __FILE__, __LINE__,
+                              "class 144 %s, flags 0x%x: %u blocks lent at the limit",
+                              made ? "made" : "not made", how[w], n);
+            struct kmm_heap_stats s1 = kt_heap_stats(&h);
+            KT_EXPECT_EQ(t, s1.failed, s0.failed + 1);
+            KT_EXPECT_EQ(t, s1.misuse, s0.misuse);
+            KT_EXPECT_EQ(t, s1.bytes_held, s0.bytes_held);
+            KT_EXPECT_EQ(t, class_stats(t, &h, 160).lent, l0.lent + n);
+            for (unsigned i = 0; i < n; i++)
+                KT_EXPECT_EQ(t, kmm_free_sized(k, p[i], 144), KMM_OK);
+            kmm_heap_set_limit(k, 0);
+            struct kmm_heap_stats s2 = kt_heap_stats(&h);
+            KT_EXPECT_EQ(t, s2.bytes_used, s0.bytes_used);
+            KT_EXPECT_EQ(t, s2.allocs - s0.allocs, s2.frees - s0.frees);
+            KT_EXPECT_EQ(t, s2.misuse, 0);
+            KT_EXPECT_HEALTHY(t, k);
+            kt_heap_down(&h);
+        }
+}
