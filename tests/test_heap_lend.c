@@ -486,3 +486,115 @@ KTEST(heap_lend, at_the_heaps_limit_a_request_is_lent_what_its_class_cannot_grow
             kt_heap_down(&h);
         }
 }
+
+/* Debugging switched on for the whole heap while lent blocks are live:
+ * their lender keeps its layout (it holds them), and each is then
+ * sized-freed with its request's size, reallocated in place for it or
+ * moved for a smaller one, freed, or freed twice (caught), through the
+ * checking paths, every mark gone with its object; the check passes at
+ * every step and after the switch back. */
+KTEST(heap_lend, lent_blocks_live_across_a_switch_of_the_heaps_debugging)
+{
+    struct kt_heap h;
+    if (!up(t, &h))
+        return;
+    struct kmm *k = h.f.k;
+    prime(t, &h, 160);
+    void *p[4];
+    for (unsigned i = 0; i < N(p); i++) {
+        p[i] = kmm_malloc(k, 144, 0);
+        KT_ASSERT(t, p[i] != NULL && kmm_usable_size(k, p[i]) == 160);
+        kt_heap_fill(&h, p[i], 0, 144, (uint8_t)(i + 1));
+    }
+    KT_EXPECT_EQ(t, class_stats(t, &h, 160).lent, N(p));
+    KT_ASSERT(t, kmm_heap_debug(k, KMM_HEAP_DEBUG_ALL) >= 1);
+    KT_EXPECT_HEALTHY(t, k);
+    KT_EXPECT_EQ(t, kmm_free_sized(k, p[0], 144), KMM_OK);
+    KT_EXPECT_HEAP_MISUSE(t, &h, kmm_free_sized(k, p[0], 144), KMM_ESTATE,
+                          KT_CLASS(KMM_MISUSE_DOUBLE_FREE), "kmm_free_sized");
+    KT_EXPECT(t, kmm_realloc(k, p[1], 150, 0) == p[1]);
+    KT_EXPECT(t, kmm_realloc(k, p[1], 130, 0) == p[1]);
+    KT_EXPECT_EQ(t, kmm_free_sized(k, p[1], 130), KMM_OK);
+    /* 16 bytes: beyond the classes 160 may lend to (eight down, 32). */
+    void *q = kmm_realloc(k, p[2], 16, 0);
+    KT_ASSERT(t, q != NULL && q != p[2]);
+    KT_EXPECT(t, kt_heap_holds(&h, q, 0, 16, 3));
+    KT_EXPECT_EQ(t, kmm_free(k, p[3]), KMM_OK);
+    KT_EXPECT_HEALTHY(t, k);
+    /* q's class keeps its debug layout while it holds q. */
+    KT_ASSERT_EQ(t, kmm_heap_debug(k, 0), 1);
+    KT_EXPECT_HEALTHY(t, k);
+    KT_EXPECT_EQ(t, kmm_free_sized(k, q, 16), KMM_OK);
+    KT_EXPECT_EQ(t, kt_heap_stats(&h).bytes_used, 0);
+    KT_EXPECT_EQ(t, kt_heap_stats(&h).misuse, 1);
+    KT_EXPECT_HEALTHY(t, k);
+    kt_heap_down(&h);
+}
+
+/* In the debug layout (red zones: the caller's pointer lies past the
+ * object's start, in any page of a slab of several) a sized free with the
+ * class below's size looks for a lent mark, finds none (a debugged heap
+ * lends nothing) and is refused; the right size frees. */
+KTEST(heap_lend, a_sized_free_in_the_debug_layout_finds_no_lent_mark)
+{
+    struct kt_heap h;
+    if (!up(t, &h))
+        return;
+    struct kmm *k = h.f.k;
+    KT_ASSERT_EQ(t, kmm_heap_debug(k, KMM_HEAP_DEBUG_REDZONE), 0);
+    static const size_t sizes[] = {144, 3072, 5120, 8192};
+    enum { EACH = 12 };
+    void *p[EACH];
+    for (unsigned s = 0; s < N(sizes); s++) {
+        unsigned i = 0;
+        while (kt_heap_class_at(i) != sizes[s])
+            i++;
+        size_t below = kt_heap_class_at(i - 1);
+        for (unsigned j = 0; j < EACH; j++) {
+            p[j] = kmm_malloc(k, sizes[s], 0);
+            KT_ASSERT(t, p[j] != NULL);
+        }
+        for (unsigned j = 0; j < EACH; j++) {
+            KT_EXPECT_HEAP_MISUSE(t, &h, kmm_free_sized(k, p[j], below), KMM_EINVAL,
+                                  KT_CLASS(KMM_MISUSE_WRONG_ORDER), "kmm_free_sized");
+            KT_EXPECT_EQ(t, kmm_free_sized(k, p[j], sizes[s]), KMM_OK);
+        }
+    }
+    KT_EXPECT_HEALTHY(t, k);
+    KT_EXPECT_EQ(t, kmm_heap_debug(k, 0), 0);
+    KT_EXPECT_EQ(t, kt_heap_stats(&h).bytes_used, 0);
+    KT_EXPECT_HEALTHY(t, k);
+    kt_heap_down(&h);
+}
+
+/* Blocks lent three classes down stay freeable with their request's size
+ * after the setting was lowered to 0 (the sized free accepts as many
+ * classes as the setting ever allowed), and reallocate in place for it;
+ * new requests are then of their own class, and their sized frees exact. */
+KTEST(heap_lend, lent_blocks_keep_their_sizes_after_the_setting_is_lowered)
+{
+    struct kt_heap h;
+    if (!up(t, &h))
+        return;
+    struct kmm *k = h.f.k;
+    KT_ASSERT_EQ(t, kmm_heap_set_lend(k, 3), KMM_OK);
+    prime(t, &h, 192); /* three classes above 140's, 144 */
+    void *p = kmm_malloc(k, 140, 0), *q = kmm_malloc(k, 140, 0);
+    KT_ASSERT(t, p != NULL && q != NULL);
+    KT_EXPECT_EQ(t, kmm_usable_size(k, p), 192);
+    KT_EXPECT_EQ(t, kmm_usable_size(k, q), 192);
+    KT_ASSERT_EQ(t, kmm_heap_set_lend(k, 0), KMM_OK);
+    KT_EXPECT(t, kmm_realloc(k, q, 130, 0) == q);
+    KT_EXPECT_EQ(t, kmm_free_sized(k, p, 140), KMM_OK);
+    KT_EXPECT_EQ(t, kmm_free_sized(k, q, 130), KMM_OK);
+    void *r = kmm_malloc(k, 140, 0);
+    KT_ASSERT(t, r != NULL);
+    KT_EXPECT_EQ(t, kmm_usable_size(k, r), 144);
+    KT_EXPECT_HEAP_MISUSE(t, &h, kmm_free_sized(k, r, 128), KMM_EINVAL,
+                          KT_CLASS(KMM_MISUSE_WRONG_ORDER), "kmm_free_sized");
+    KT_EXPECT_EQ(t, kmm_free_sized(k, r, 140), KMM_OK);
+    KT_EXPECT_EQ(t, class_stats(t, &h, 192).lent, 2);
+    KT_EXPECT_EQ(t, kt_heap_stats(&h).bytes_used, 0);
+    KT_EXPECT_HEALTHY(t, k);
+    kt_heap_down(&h);
+}
