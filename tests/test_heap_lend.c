@@ -598,3 +598,40 @@ KTEST(heap_lend, lent_blocks_keep_their_sizes_after_the_setting_is_lowered)
     KT_EXPECT_HEALTHY(t, k);
     kt_heap_down(&h);
 }
+
+/* kmm_aligned_alloc for every power of two up to the page and every class
+ * size, on a heap where the request's class has no object and the next
+ * three classes hold memory idle: every block is aligned and holds the
+ * size. */
+KTEST(heap_lend, aligned_requests_stay_aligned_with_every_class_lending)
+{
+    enum { NEXT = 3 };
+    uint64_t lent = 0;
+    for (size_t align = 16; align <= KMM_PAGE_SIZE; align *= 2)
+        for (unsigned i = 0; i < KT_HEAP_CLASSES; i++) {
+            size_t size = kt_heap_class_at(i) - (i % 2 ? 1 : 0);
+            unsigned at = i; /* the class the request lands in */
+            while (kt_heap_class_at(at) < align || kt_heap_class_at(at) % align)
+                at++;
+            struct kt_heap h;
+            if (!up(t, &h))
+                return;
+            struct kmm *k = h.f.k;
+            for (unsigned d = 1; d <= NEXT && at + d < KT_HEAP_CLASSES; d++)
+                prime(t, &h, kt_heap_class_at(at + d));
+            void *p = kmm_aligned_alloc(k, align, size, 0);
+            KT_ASSERT(t, p != NULL);
+            if ((uintptr_t)p % align || kmm_usable_size(k, p) < size)
+                ktest_fail_at(t, __FILE__, __LINE__,
+                              "aligned_alloc(%zu, %zu) at %p holds %zu bytes", align, size, p,
+                              kmm_usable_size(k, p));
+            lent += kmm_usable_size(k, p) != kt_heap_class_at(at);
+            KT_EXPECT_EQ(t, kmm_free(k, p), KMM_OK);
+            KT_EXPECT_EQ(t, kt_heap_stats(&h).misuse, 0);
+            KT_EXPECT_EQ(t, kt_heap_stats(&h).bytes_used, 0);
+            KT_EXPECT_HEALTHY(t, k);
+            kt_heap_down(&h);
+        }
+    ktest_diag(t, "%llu aligned requests lent a larger class's block", (unsigned long long)lent);
+    KT_EXPECT(t, lent > 0);
+}
