@@ -132,7 +132,7 @@ KTEST(heap, the_size_classes_structures_share_pages)
     kt_heap_settle(&h);
     uint64_t pages = kt_heap_stats(&h).bytes_held / PAGE;
     ktest_diag(t, "%llu pages kept for %u classes", (unsigned long long)pages, KT_HEAP_CLASSES);
-    KT_EXPECT(t, pages * 3 < 2 * KT_HEAP_CLASSES);
+    KT_EXPECT(t, pages * 3 < 2 * (uint64_t)KT_HEAP_CLASSES);
     for (unsigned i = 0; i < KT_HEAP_CLASSES; i++) {
         struct kmm_cache *c = kmm_heap_cache_at(h.f.k, i);
         KT_ASSERT(t, c != NULL);

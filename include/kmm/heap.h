@@ -16,7 +16,9 @@
  *       atomic request this large fails.
  *
  * Every block is aligned to at least KMM_HEAP_MIN_ALIGN (16) bytes; a block
- * of a power-of-two size class is aligned to its size up to the page size.
+ * of a power-of-two size class is aligned to its size up to the page size,
+ * and so is every block for a request of a power-of-two size (as Linux
+ * promises of kmalloc), lent or not (kmm_malloc).
  *
  * Calling context. Without KMM_GFP_ATOMIC an allocation may run the
  * page allocator's reclaim hooks (shrinkers) and may take kernel virtual

@@ -3,8 +3,9 @@
  * and freed on another, a cache whose objects another CPU still caches,
  * CPUs passing blocks to each other all at once (lending between classes
  * and its setting changing meanwhile), blocks lent on one CPU and freed by
- * size on another, and two CPUs freeing one block at the same moment. Hosted (threads act as CPUs);
- * meant to run under ThreadSanitizer as well (build/tsan).
+ * size on another, two CPUs freeing one block at the same moment, and
+ * CPUs lent one class's objects while another shrinks. Hosted (threads
+ * act as CPUs); meant to run under ThreadSanitizer as well (build/tsan).
  *
  * What every test ends with: the CPUs' stacks drained (kmm_heap_drain_cpu
  * on the test's own CPU, kmm_heap_drain_offline_cpu for the threads' CPUs
@@ -646,5 +647,128 @@ KTEST(heap_threads, two_cpus_freeing_one_block_at_once_never_corrupt_the_heap)
     KT_EXPECT_EQ(t, kmm_free(h.f.k, neighbour), KMM_OK);
     /* A round with two OKs counted two frees of one block. */
     expect_all_back_but(t, &h, &p0, &s0, r.both);
+    kt_heap_down(&h);
+}
+
+/* --- lending while another CPU shrinks ---------------------------------------------------- */
+
+#define LENDERS    3    /* CPUs 1 .. 3 allocate and free; CPU 4 shrinks */
+#define LEND_BIG   96   /* blocks of 160 per round, three in four freed at once */
+#define LEND_ROUND 32   /* blocks of 144 per round */
+#define LEND_STEPS 1000 /* rounds per CPU */
+
+struct shrink_lending {
+    struct kt_heap *h;
+    struct kmm_cache *lender; /* class 160's, which lends to 144 */
+    atomic_uint running;      /* CPUs still allocating */
+    atomic_ulong bad, shrinks;
+};
+
+/* One CPU's rounds: blocks of 160 allocated and three in four freed (more
+ * than half a stack: idle; the rest stay out in the same slabs, so marks
+ * are set and cleared in words other objects share), then blocks of 144
+ * (lent the 160s' free objects when 144 has none), each checked and freed,
+ * half with its size. */
+static void lend_rounds(void *arg)
+{
+    struct shrink_lending *l = arg;
+    struct kmm *k = l->h->f.k;
+    void *big[LEND_BIG], *small[LEND_ROUND];
+    for (unsigned step = 0; step < LEND_STEPS; step++) {
+        for (unsigned i = 0; i < LEND_BIG; i++)
+            if (!(big[i] = kmm_malloc(k, 160, 0)))
+                atomic_fetch_add(&l->bad, 1);
+        for (unsigned i = 0; i < LEND_BIG; i++)
+            if (i % 4 && kmm_free_sized(k, big[i], 160) != KMM_OK)
+                atomic_fetch_add(&l->bad, 1);
+        for (unsigned i = 0; i < LEND_ROUND; i++) {
+            small[i] = kmm_malloc(k, 144, 0);
+            if (!small[i] || kmm_usable_size(k, small[i]) < 144) {
+                atomic_fetch_add(&l->bad, 1);
+                continue;
+            }
+            kt_heap_fill(l->h, small[i], 0, 144, step + i);
+        }
+        for (unsigned i = 0; i < LEND_ROUND; i++) {
+            if (!small[i])
+                continue;
+            if (!kt_heap_holds(l->h, small[i], 0, 144, step + i) ||
+                (i % 2 ? kmm_free_sized(k, small[i], 144) : kmm_free(k, small[i])) != KMM_OK)
+                atomic_fetch_add(&l->bad, 1);
+        }
+        for (unsigned i = 0; i < LEND_BIG; i += 4)
+            if (kmm_free_sized(k, big[i], 160) != KMM_OK)
+                atomic_fetch_add(&l->bad, 1);
+        if (step % 64 == 0)
+            kmm_heap_drain_cpu(k); /* this CPU's objects back to their slabs, marks away */
+    }
+    atomic_fetch_sub(&l->running, 1);
+}
+
+/* CPU 4 meanwhile: shrinks the heap (its drain requests reach the other
+ * CPUs at their next refill) and the lender, giving back the slabs whose
+ * objects the others are lent. (No kmm_check here: it reads the other
+ * CPUs' stacks without their owners' leave, a race by design.) */
+static void shrink_all(void *arg)
+{
+    struct shrink_lending *l = arg;
+    struct kmm *k = l->h->f.k;
+    while (atomic_load(&l->running)) {
+        kmm_heap_shrink(k);
+        kmm_cache_shrink(k, l->lender);
+        atomic_fetch_add(&l->shrinks, 1);
+    }
+}
+
+struct lend_thread {
+    struct shrink_lending *l;
+    unsigned cpu;
+};
+
+static void *lend_thread_main(void *arg)
+{
+    struct lend_thread *lt = arg;
+    if (!hosted_cpu_enter(lt->cpu)) {
+        atomic_fetch_add(&lt->l->bad, 1);
+        if (lt->cpu <= LENDERS)
+            atomic_fetch_sub(&lt->l->running, 1);
+        return NULL;
+    }
+    (lt->cpu <= LENDERS ? lend_rounds : shrink_all)(lt->l);
+    hosted_cpu_exit();
+    return NULL;
+}
+
+KTEST(heap_threads, cpus_lending_between_classes_while_another_shrinks_lose_nothing)
+{
+    static struct kt_heap h;
+    if (!kt_heap_up(t, &h, ram, N(ram), CPUS))
+        return;
+    kt_heap_warm(t, &h);
+    struct kmm_page_stats p0;
+    kmm_page_stats(h.f.k, &p0);
+    struct kmm_heap_stats s0 = kt_heap_stats(&h);
+    static struct shrink_lending l;
+    l = (struct shrink_lending){.h = &h, .lender = kt_heap_class_cache(&h, 160)};
+    KT_ASSERT(t, l.lender != NULL);
+    uint64_t lent0 = kt_cache_stats(t, &h, l.lender).lent;
+    atomic_store(&l.running, LENDERS);
+    pthread_t th[LENDERS + 1];
+    struct lend_thread lt[LENDERS + 1];
+    for (unsigned i = 0; i <= LENDERS; i++) {
+        lt[i] = (struct lend_thread){&l, 1 + i};
+        pthread_create(&th[i], NULL, lend_thread_main, &lt[i]);
+    }
+    for (unsigned i = 0; i <= LENDERS; i++)
+        pthread_join(th[i], NULL);
+    KT_EXPECT_EQ(t, atomic_load(&l.bad), 0);
+    uint64_t lent = kt_cache_stats(t, &h, l.lender).lent - lent0;
+    ktest_diag(t, "%llu blocks lent, %lu shrinks meanwhile", (unsigned long long)lent,
+               atomic_load(&l.shrinks));
+    KT_EXPECT(t, lent > 0);
+    struct kmm_heap_stats s1 = kt_heap_stats(&h);
+    KT_EXPECT_EQ(t, s1.misuse, 0);
+    KT_EXPECT_EQ(t, s1.allocs - s0.allocs, s1.frees - s0.frees);
+    expect_all_back(t, &h, &p0, &s0);
     kt_heap_down(&h);
 }
