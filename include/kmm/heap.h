@@ -305,7 +305,7 @@ uint64_t kmm_heap_set_limit(struct kmm *k, uint64_t bytes);
  * turns lending off: every block is then of its request's class, at the
  * cost of memory a class holds free while its neighbours grow
  * (docs/performance.md, "Lending": H2 takes 1.36 times its live bytes
- * without, 1.26 with eight). Returns KMM_OK, or KMM_EINVAL (a misuse,
+ * without, 1.25 with eight). Returns KMM_OK, or KMM_EINVAL (a misuse,
  * counted) above KMM_HEAP_LEND_MAX, nothing changed. Any context.
  */
 int kmm_heap_set_lend(struct kmm *k, unsigned classes);
