@@ -52,13 +52,16 @@ static uint64_t check_slab(struct kmm *k, const struct kmm_cache *c, const struc
      * object and the count right, the marks are exactly the objects out.
      * Bits counted by hand: the kernel links no libgcc for popcount. */
     uint32_t out = 0, past = 0;
-    for (unsigned w = 0; w < HEAP_SLAB_OBJECTS_MAX / 64; w++)
-        if (__atomic_load_n(&s->lent[w], __ATOMIC_RELAXED) & ~s->out[w])
+    for (unsigned w = 0; w < HEAP_SLAB_OBJECTS_MAX / 64; w++) {
+        /* Read once: a CPU lending an object out of this slab sets its bit
+         * without the lock. */
+        uint64_t stray = __atomic_load_n(&s->lent[w], __ATOMIC_RELAXED) & ~s->out[w];
+        if (stray)
             kmm_check_problem(r, KMM_CHECK_CORRUPT,
                               "heap: cache %s: slab 0x%llx marks objects lent that are not out "
                               "(0x%llx in word %u)",
-                              c->name, (unsigned long long)s->base,
-                              (unsigned long long)(s->lent[w] & ~s->out[w]), w);
+                              c->name, (unsigned long long)s->base, (unsigned long long)stray, w);
+    }
     for (unsigned w = 0; w < HEAP_SLAB_OBJECTS_MAX / 64; w++)
         for (uint64_t bits = s->out[w]; bits; bits &= bits - 1) {
             if (w * 64 + (unsigned)__builtin_ctzll(bits) < c->objects)
