@@ -291,6 +291,7 @@ KTEST(dump, each_cache_line_holds_its_kmm_cache_stats)
             KT_EXPECT_EQ(t, field(l, "active_slabs"), cs.active_slabs);
             KT_EXPECT_EQ(t, field(l, "total_slabs"), cs.total_slabs);
             KT_EXPECT_EQ(t, field(l, "cpu_cached"), cs.cpu_cached);
+            KT_EXPECT_EQ(t, field(l, "lent"), cs.lent);
             if (c == mine)
                 KT_EXPECT_EQ(t, cs.active_objects, 50);
             listed++;

@@ -32,7 +32,7 @@
  *   heap         the totals of kmm_heap_stats, and caches: [{name,
  *                object_size, objects_per_slab, pages_per_slab,
  *                active_objects, total_objects, active_slabs, total_slabs,
- *                cpu_cached}] for every cache kmm_heap_cache_at lists
+ *                cpu_cached, lent}] for every cache kmm_heap_cache_at lists
  *   kva          the window {base, size, used_pages, vmalloc_pages,
  *                vmap_pages} and areas: [{va, size, kind, pages, caller}] as
  *                /proc/vmallocinfo lists them

@@ -460,7 +460,10 @@ struct kmm_cache *kmm_heap_cache_at(struct kmm *k, unsigned i);
  *   KMM_ENOMEM  no memory for the heap's debugging state (its first use).
  * The calling CPU's stack and c's depot are emptied first. While c's layout
  * changes no other CPU may allocate from it (the check sees objects, not
- * an allocation in flight): change layouts at boot or before c is shared.
+ * an allocation in flight), nor from a smaller class that c may lend to
+ * (kmm_heap_set_lend): change layouts at boot or before c is shared. A
+ * request that judged c just before a mode came on may still take one
+ * object of it unchecked, as its own class's inline path may.
  * IRQs on, may block; O(c's free objects) when POISON comes on (each is
  * filled). Calls that switch modes are serialised with each other.
  */

@@ -338,10 +338,10 @@ static void dump_heap(struct kmm *k, struct dump *d)
              name, cs.object_size, cs.objects_per_slab, cs.pages_per_slab);
         putf(d,
              "\"active_objects\": %llu, \"total_objects\": %llu, \"active_slabs\": %llu, "
-             "\"total_slabs\": %llu, \"cpu_cached\": %llu}",
+             "\"total_slabs\": %llu, \"cpu_cached\": %llu, \"lent\": %llu}",
              (unsigned long long)cs.active_objects, (unsigned long long)cs.total_objects,
              (unsigned long long)cs.active_slabs, (unsigned long long)cs.total_slabs,
-             (unsigned long long)cs.cpu_cached);
+             (unsigned long long)cs.cpu_cached, (unsigned long long)cs.lent);
     }
     put(d, d->first ? "]}" : "\n  ]}");
 }

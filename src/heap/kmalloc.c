@@ -168,16 +168,16 @@ static size_t lend_align(size_t size, size_t align)
 /*
  * An object for a request of size class i (cache *cp, or NULL if the
  * class's cache could not be made) whose CPU stack was empty. First c's
- * own free objects (depot, slabs: not looked for under
- * the lock when heap_spare says there are none); then, before c grows, a
- * free object of one of the next kmm_heap_set_lend classes that exist and
- * hold memory idle (from their stack on this CPU, else one straight from
- * their slabs: never a new slab, never a stack refilled), and
- * *cp becomes that class's cache, whose object the block is. Lending lets
- * memory one class no longer needs serve its neighbours, where each class
- * would otherwise peak on its own (docs/performance.md, "Lending"). Then c
- * grows (if it exists: at the heap's limit, or for an atomic request short
- * of pages, a class not made yet may still be lent). 0 if memory runs out.
+ * own free objects (depot, slabs: not looked for under the lock when
+ * heap_spare says there are none); then, before c grows, a free object of
+ * one of the next kmm_heap_set_lend classes that exist and hold memory
+ * idle (from their stack on this CPU, else one straight from their slabs:
+ * never a new slab, never a stack refilled), and *cp becomes that class's
+ * cache, whose object the block is. Lending lets memory one class no
+ * longer needs serve its neighbours, where each class would otherwise peak
+ * on its own (docs/performance.md, "Lending"). Then c grows (if it exists:
+ * at the heap's limit, or for an atomic request short of pages, a class
+ * not made yet may still be lent). 0 if memory runs out.
  */
 static inline __attribute__((always_inline)) uintptr_t
 class_alloc_slow(struct kmm *k, struct kmm_cache **cp, unsigned i, size_t align, kmm_gfp_t flags)
