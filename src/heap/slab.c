@@ -14,7 +14,7 @@
 
 /* --- lists -------------------------------------------------------------------------- */
 
-/* Sets a count of slabs, full magazines or objects, which the lock's
+/* Sets a count of slabs, full magazines or objects out, which the lock's
  * holder changes and heap_spare, heap_idle and the figures read without
  * the lock: one store, so that such a reader sees a value the count had. */
 #define COUNT_SET(count, v) __atomic_store_n(&(count), (v), __ATOMIC_RELAXED)
@@ -306,8 +306,7 @@ static unsigned refill_locked(struct kmm *k, struct kmm_cache *c, struct heap_cp
 
 /* --- lent objects ------------------------------------------------------------------ */
 
-/* The slab of obj, an object of c that is out (allocated or on a stack,
- * so its slab stays), and obj's index in it. */
+/* An object of c that is out has no slab of c: a broken invariant. */
 static __attribute__((cold, noinline)) void no_slab(struct kmm *k, const struct kmm_cache *c,
                                                     uintptr_t obj)
 {
@@ -315,9 +314,11 @@ static __attribute__((cold, noinline)) void no_slab(struct kmm *k, const struct 
                (unsigned long long)obj);
 }
 
-/* pmm_slab_find's hops inline (the lending path takes them once per lent
- * block): the frame, its head by the order an interior frame carries, a
- * SLAB head of c's order and id, its record. */
+/* The slab of obj, an object of c that is out (allocated or on a stack,
+ * so its slab stays), and obj's index in it: pmm_slab_find's hops inline
+ * (the frame, its head by the order an interior frame carries, a SLAB head
+ * of c's order and id, its record), for the lending path and a stack's
+ * objects going back to their slabs. */
 static inline __attribute__((always_inline)) struct slab *
 slab_holding(struct kmm *k, struct kmm_cache *c, uintptr_t obj, uint32_t *i)
 {
@@ -367,12 +368,8 @@ static void return_locked(struct kmm *k, struct kmm_cache *c, uintptr_t obj)
     /* Every object on a stack was found in c when it was freed, and a slab
      * with objects out is never given back: the frame database still
      * names it. */
-    struct pmm_slab_ref ref;
-    if (!pmm_slab_find(k, obj - k->direct_map, &ref) || ref.owner != c->id)
-        kmm_panicf(k->port, "heap: cache %s: object 0x%llx on a stack has no slab of its own",
-                   c->name, (unsigned long long)obj);
-    struct slab *s = slab_of(k, &ref);
-    uint32_t i = slab_index(c, s, obj);
+    uint32_t i;
+    struct slab *s = slab_holding(k, c, obj, &i);
     if (!out_test(s, i)) {
         /* Already back: the object was freed on two CPUs at once. */
         kmm_logf(k->port, KMM_LOG_ERR,
@@ -461,7 +458,7 @@ static bool depot_load_locked(struct kmm *k, struct kmm_cache *c, struct heap_cp
         return false;
     c->full = m->next;
     COUNT_SET(c->nfull, c->nfull - 1);
-    COUNT_SET(c->depot_objs, c->depot_objs - m->n);
+    c->depot_objs -= m->n;
     depot_budget_give(k, c, m->n);
     __builtin_memcpy(&hc->objs[hc->n], m->objs, m->n * sizeof(void *));
     hc->n += m->n;
@@ -580,7 +577,7 @@ static void depot_unload_locked(struct kmm *k, struct kmm_cache *c, struct heap_
         m->next = c->full;
         c->full = m;
         COUNT_SET(c->nfull, c->nfull + 1);
-        COUNT_SET(c->depot_objs, c->depot_objs + m->n);
+        c->depot_objs += m->n;
         return;
     }
     if (m) {
@@ -666,7 +663,7 @@ size_t heap_depot_drain(struct kmm *k, struct kmm_cache *c)
     }
     COUNT_SET(c->nfull, 0);
     depot_budget_give(k, c, c->depot_objs);
-    COUNT_SET(c->depot_objs, 0);
+    c->depot_objs = 0;
     trim_empty(c, HEAP_KEEP_EMPTY, &chain);
     kmm_unlock_irqrestore(&c->lock, s);
     mag_free_chain(k, mags);
