@@ -447,16 +447,21 @@ uint64_t kmm_kva_purge(struct kmm *k)
     __builtin_memcpy(gone, v->parked, n * sizeof(gone[0]));
     drop_kind_locked(v, KVA_PARKED); /* one pass, not a move of the array per area */
     v->nparked = 0;
+    /* With nothing parked too: an array whose reservation has not put its
+     * record in yet (grow, then the next pass) is an idle window's. */
     struct detached d = detach_if_idle_locked(v);
     kva_unlock(v, irq);
-    if (!n)
-        return 0;
-    uint64_t tables = kva_kernel_tables(k);
-    for (uint32_t i = 0; i < n; i++)
-        unhold_parked(k, gone[i]);
-    tables -= kva_kernel_tables(k); /* what the drops freed (others may map meanwhile: a figure) */
+    uint64_t freed = d.pages;
+    if (n) {
+        uint64_t tables = kva_kernel_tables(k);
+        for (uint32_t i = 0; i < n; i++)
+            unhold_parked(k, gone[i]);
+        /* What the drops freed (others may map meanwhile: a figure). */
+        tables -= kva_kernel_tables(k);
+        freed += tables < UINT64_MAX / 2 ? tables : 0;
+    }
     free_detached(k, d);
-    return (tables < UINT64_MAX / 2 ? tables : 0) + d.pages;
+    return freed;
 }
 
 static uint64_t park_scan(struct kmm *k, void *ctx, uint64_t want_pages, kmm_gfp_t flags)

@@ -8,6 +8,7 @@
  * back and kmm_check is clean. Hosted only (threads); meant for TSan too.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 
 #include "fixture.h"
@@ -69,6 +70,7 @@ struct pool {
     bool vmalloc[SLOTS];
     uint64_t pg[4]; /* what vmap areas map */
     atomic_bool stop;
+    atomic_ulong made; /* areas the mappers made */
 };
 
 struct cpu {
@@ -122,6 +124,7 @@ static void *mapper(void *arg)
         if (!va) /* memory taken by CPU 5: allowed, nothing left behind (checked at the end) */
             continue;
         c->done++;
+        atomic_fetch_add(&p->made, 1);
         if (!shows(c->k, (uint64_t)(uintptr_t)va, n, vm ? NULL : p->pg))
             c->bad++;
         pthread_mutex_lock(&p->lock);
@@ -153,13 +156,17 @@ static void *purger(void *arg)
 }
 
 /* Takes every page (the last allocations run the shrinkers, the
- * "kva-parked" one among them), then gives them back, again and again. */
+ * "kva-parked" one among them), then gives them back, again and again.
+ * It starts once the mappers have made an area: on a loaded machine it
+ * could otherwise hold every page through all of their rounds. */
 static void *hog(void *arg)
 {
     struct cpu *c = arg;
     static uint64_t held[16 * MIB / PAGE];
     if (!hosted_cpu_enter(c->id))
         return NULL;
+    while (!atomic_load(&c->pool->made) && !atomic_load(&c->pool->stop))
+        sched_yield();
     while (!atomic_load(&c->pool->stop)) {
         size_t n = 0;
         while (n < sizeof(held) / sizeof(held[0]) && (held[n] = kmm_page_alloc(c->k, 0, 0)) != 0)
@@ -406,6 +413,74 @@ KTEST(kva_park_threads, frees_racing_a_reservation_that_purges_a_full_window)
     kmm_vmalloc_stats(f.k, &s);
     kmm_kva_park_stats(f.k, &ps);
     KT_EXPECT_EQ(t, ps.areas + s.metadata_pages, 0);
+    KT_EXPECT(t, healthy(f.k));
+    kt_window_down(&f);
+}
+
+/* --- purges racing the array of an empty window ----------------------------------------- */
+
+#define ARRAY_ROUNDS 20000u
+
+struct raw_cpu {
+    struct kmm *k;
+    atomic_bool *stop;
+    unsigned id;
+    unsigned bad;
+};
+
+/* Reserves and frees a raw area, again and again: in an empty window each
+ * reservation makes the record array (grow) before it puts its record in,
+ * and each free gives the array back. */
+static void *raw_cycle(void *arg)
+{
+    struct raw_cpu *r = arg;
+    if (!hosted_cpu_enter(r->id))
+        return NULL;
+    for (unsigned i = 0; i < ARRAY_ROUNDS; i++) {
+        uint64_t va;
+        if (kmm_kva_alloc(r->k, PAGE, &va) != KMM_OK) {
+            r->bad++;
+            continue;
+        }
+        r->bad += kmm_kva_free(r->k, va) != KMM_OK;
+    }
+    atomic_store(r->stop, true);
+    drain_and_exit(r->k);
+    return NULL;
+}
+
+static void *purge_until_stopped(void *arg)
+{
+    struct raw_cpu *r = arg;
+    if (!hosted_cpu_enter(r->id))
+        return NULL;
+    while (!atomic_load(r->stop))
+        kmm_kva_purge(r->k);
+    drain_and_exit(r->k);
+    return NULL;
+}
+
+/* A purge with nothing parked that finds the window empty between a
+ * reservation's new record array and its record takes the array out: it
+ * must free it (it once returned early and leaked the page). */
+KTEST(kva_park_threads, purges_between_a_reservations_array_and_its_record_free_the_array)
+{
+    struct kt_window f;
+    KT_ASSERT(t, setup(&f, 4 * MIB, 3));
+    struct kmm_page_stats before = kt_window_pstats(f.k);
+    atomic_bool stop = false;
+    struct raw_cpu r[2] = {{.k = f.k, .stop = &stop, .id = 1}, {.k = f.k, .stop = &stop, .id = 2}};
+    pthread_t th[2];
+    pthread_create(&th[0], NULL, raw_cycle, &r[0]);
+    pthread_create(&th[1], NULL, purge_until_stopped, &r[1]);
+    for (unsigned i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    KT_EXPECT_EQ(t, r[0].bad, 0);
+    struct kmm_vmalloc_stats s;
+    kmm_vmalloc_stats(f.k, &s);
+    KT_EXPECT_EQ(t, s.areas + s.metadata_pages, 0);
+    struct kmm_page_stats after = kt_window_pstats(f.k);
+    KT_EXPECT_EQ(t, after.allocated_pages, before.allocated_pages);
     KT_EXPECT(t, healthy(f.k));
     kt_window_down(&f);
 }
