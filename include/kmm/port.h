@@ -97,6 +97,14 @@
  *       Whether kmm_port_mapping_changed does anything: false lets the
  *       library skip describing a change of many scattered pages (a pass
  *       over their frames to find the runs). Any context.
+ *   bool kmm_port_mirror_needs_frames(const struct kmm_port *p)
+ *       Optional: a port header that has it defines it and
+ *       KMM_PORT_HAS_MIRROR_FRAMES; without, this header supplies one that
+ *       answers true. Whether kmm_port_mapping_changed needs the frames a
+ *       mapping names: true, and a mapping of scattered pages is described
+ *       run by run of contiguous frames; false (a mirror that shows fresh
+ *       memory wherever a range is mapped), and it is described once, its
+ *       pa the first page's. Any context.
  *
  * NUMA topology (optional: a host without it reports one node)
  *   unsigned kmm_port_node_count(const struct kmm_port *p)       1 <= n <= KMM_MAX_NODES
@@ -158,6 +166,16 @@ struct kmm_port_mapping {
 #define KMM_ASSERT_OFF(port, cond) ((void)sizeof(port), (void)sizeof((cond) ? 1 : 0))
 
 #include <kmm_port_impl.h>
+
+#ifndef KMM_PORT_HAS_MIRROR_FRAMES
+/* A port that does not say (kmm_port_mirror_needs_frames above): the
+ * frames of each run. */
+static inline bool kmm_port_mirror_needs_frames(const struct kmm_port *p)
+{
+    (void)p;
+    return true;
+}
+#endif
 
 #ifndef KMM_PORT_HAS_CLOCK
 /* A port without a clock (kmm_port_clock_ns above): "no clock". */

@@ -33,6 +33,9 @@ struct kmm_port {
     /* Whether the machine plays an MMU that caches only accessed leaves
      * (hosted_machine_config.accessed_rule): false unless a test asks. */
     bool skip_unaccessed;
+    /* Whether the mirror window maps fresh anonymous memory for a mapping
+     * rather than the frames it names (hosted_machine_config.fresh_mirror). */
+    bool fresh_mirror;
 };
 
 /* No MMU walks the simulated tables: every removal is invalidated, unless
@@ -48,6 +51,15 @@ static inline bool kmm_port_mirrors_mappings(const struct kmm_port *p)
 {
     (void)p;
     return true;
+}
+
+/* A fresh mirror shows fresh memory wherever a range is mapped, whatever
+ * frames it names: a range of scattered pages is one mmap, not one per
+ * run of contiguous frames. */
+#define KMM_PORT_HAS_MIRROR_FRAMES 1
+static inline bool kmm_port_mirror_needs_frames(const struct kmm_port *p)
+{
+    return !p->fresh_mirror;
 }
 
 /* A spinlock. Spinning threads yield after a while, because here a "CPU" can

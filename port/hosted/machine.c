@@ -130,6 +130,7 @@ struct hosted_machine *hosted_machine_create(const struct hosted_machine_config 
     m->anonymous = cfg->anonymous;
     m->no_tlb_log = cfg->no_tlb_log;
     m->fresh_mirror = cfg->fresh_mirror;
+    m->port.fresh_mirror = cfg->fresh_mirror;
     m->no_huge_hint = cfg->no_huge_hint;
     m->port.machine = m;
     for (size_t i = 0; i < cfg->ram_count; i++) {
@@ -403,7 +404,11 @@ void kmm_port_mapping_changed(struct kmm_port *p, const struct kmm_port_mapping 
             prot |= PROT_WRITE;
         if (map->prot & KMM_PORT_PROT_EXEC)
             prot |= PROT_EXEC;
-        if (map->pa > m->phys_end || map->len > m->phys_end - map->pa) {
+        /* A fresh mirror is told of scattered pages as one range, with the
+         * first page's address (kmm_port_mirror_needs_frames). */
+        bool device = m->fresh_mirror ? map->pa >= m->phys_end
+                                      : map->pa > m->phys_end || map->len > m->phys_end - map->pa;
+        if (device) {
             /* Device memory beyond the simulated RAM: there is nothing to
              * show, so the window keeps the range inaccessible. */
             atomic_fetch_add(&m->mirror_ignored, 1);

@@ -56,6 +56,10 @@ void vmm_pages_changed(const struct mmu_space *s, uint64_t va, const uint64_t *p
 {
     if (!kmm_port_mirrors_mappings(s->k->port))
         return;
+    if (!kmm_port_mirror_needs_frames(s->k->port)) {
+        vmm_mapping_changed(s, va, n * KMM_PAGE_SIZE, pages[0], prot);
+        return;
+    }
     for (uint64_t i = 0, j; i < n; i = j) {
         for (j = i + 1; j < n && pages[j] == pages[i] + (j - i) * KMM_PAGE_SIZE; j++)
             ;

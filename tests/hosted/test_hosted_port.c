@@ -200,6 +200,44 @@ KTEST(hosted_port, a_fresh_mirror_is_zeroed_private_memory_that_fork_copies)
     hosted_machine_destroy(m);
 }
 
+/* A fresh mirror needs no frames (kmm_port_mirror_needs_frames): the
+ * library describes a range of scattered pages once, with its first page's
+ * address, so that range is mapped whole even where the first frame's
+ * address plus its length runs past the RAM; a first frame beyond the RAM
+ * is device memory, kept inaccessible as before. A mirror of the RAM needs
+ * the frames, run by run. */
+KTEST(hosted_port, a_fresh_mirror_maps_a_range_of_scattered_pages_from_its_first_frame)
+{
+    const struct kmm_region ram[] = {{0, 64 * MIB, KMM_MEM_USABLE}};
+    struct hosted_machine_config mc = {.ram = ram,
+                                       .ram_count = 1,
+                                       .mirror_size = 16 * MIB,
+                                       .anonymous = true,
+                                       .fresh_mirror = true};
+    struct hosted_machine *m = hosted_machine_create(&mc);
+    KT_ASSERT(t, m != NULL);
+    KT_EXPECT(t, !kmm_port_mirror_needs_frames(hosted_machine_port(m)));
+    uint64_t win, size;
+    hosted_machine_mirror_window(m, &win, &size);
+    /* The last frame first: 4 pages from it would end 3 pages past the RAM. */
+    mirror(m, win, 64 * MIB - 4096, 4 * 4096, KMM_PORT_PROT_READ | KMM_PORT_PROT_WRITE);
+    for (unsigned i = 0; i < 4; i++) {
+        volatile uint8_t *va = (uint8_t *)(uintptr_t)(win + i * 4096);
+        KT_EXPECT_EQ(t, va[0], 0);
+        KT_EXPECT(t, !kt_access_faults(va, true));
+    }
+    KT_EXPECT_EQ(t, hosted_machine_mirror_ignored(m), 0);
+    mirror(m, win + MIB, 64 * MIB, 4096, KMM_PORT_PROT_READ); /* beyond the RAM */
+    KT_EXPECT(t, kt_access_faults((uint8_t *)(uintptr_t)(win + MIB), false));
+    KT_EXPECT_EQ(t, hosted_machine_mirror_ignored(m), 1);
+    hosted_machine_destroy(m);
+
+    struct hosted_machine *shows_ram = hosted_machine_from_map(ram, 1, 16 * MIB);
+    KT_ASSERT(t, shows_ram != NULL);
+    KT_EXPECT(t, kmm_port_mirror_needs_frames(hosted_machine_port(shows_ram)));
+    hosted_machine_destroy(shows_ram);
+}
+
 KTEST(hosted_port, a_mirror_of_anonymous_ram_must_be_fresh_and_a_fresh_one_anonymous)
 {
     const struct kmm_region ram[] = {{0, 16 * MIB, KMM_MEM_USABLE}};
