@@ -68,9 +68,11 @@ struct hosted_machine_config {
     /* With anonymous RAM: a mirror window of mirror_size bytes whose mappings
      * are fresh, zeroed private memory rather than the physical pages
      * (private memory cannot be mapped twice), so that fork copies all of
-     * the machine. What the library maps there starts zeroed on every
-     * mapping_changed call (a protection change too) and is not seen
-     * through the direct map, nor the other way round: enough for blocks
+     * the machine. What the library maps there starts zeroed (a page that
+     * an earlier mapping used is zeroed when mapped again; an unmapped one
+     * is kept, for the kernel to reclaim with MADV_FREE, so that mapping it
+     * again costs no page fault; a protection change keeps the contents)
+     * and is not seen through the direct map, nor the other way round: enough for blocks
      * that are only used through their kernel virtual addresses (vmalloc's,
      * as the preloadable malloc uses them), not for vmap of pages with
      * contents. Without anonymous, hosted_machine_create fails with EINVAL. */

@@ -40,6 +40,11 @@ struct hosted_machine {
     uintptr_t mirror; /* the mirror window, 0 if none */
     uint64_t mirror_size;
     atomic_ulong mirror_ignored;
+    /* A fresh mirror's pages that hold an earlier mapping's data: a bit per
+     * page of the window, set by an unmap, cleared (and the page zeroed) by
+     * the next map. */
+    _Atomic uint64_t *stale;
+    size_t stale_bytes;
 
     unsigned node_count;
     struct hosted_node_range *node_ranges;
@@ -184,6 +189,14 @@ struct hosted_machine *hosted_machine_create(const struct hosted_machine_config 
         if (lo + raw_len > wb + m->mirror_size)
             munmap((void *)(wb + m->mirror_size), lo + raw_len - (wb + m->mirror_size));
         m->mirror = wb;
+        if (m->fresh_mirror) {
+            m->stale_bytes = (m->mirror_size / KMM_PAGE_SIZE + 63) / 64 * 8;
+            void *bits = mmap(NULL, m->stale_bytes, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+            if (bits == MAP_FAILED)
+                goto fail;
+            m->stale = bits;
+        }
     }
     return m;
 fail:
@@ -218,6 +231,8 @@ void hosted_machine_destroy(struct hosted_machine *m)
         munmap(m->reserve, m->reserve_len);
     if (m->mirror)
         munmap((void *)m->mirror, m->mirror_size);
+    if (m->stale)
+        munmap((void *)m->stale, m->stale_bytes);
     if (m->fd >= 0)
         close(m->fd);
     pthread_mutex_destroy(&m->tlb_lock);
@@ -383,6 +398,54 @@ void hosted_tlb_log_clear(struct hosted_machine *m)
 
 /* --- Mirroring ------------------------------------------------------------- */
 
+/* The stale bits of the window's pages [first, first + n): set (an unmap),
+ * or cleared with each page that had one zeroed (a map; the range is
+ * writable by then). Atomic word by word: CPUs change disjoint ranges
+ * whose bits may share a word. */
+static void stale_mark(struct hosted_machine *m, uint64_t first, uint64_t n)
+{
+    for (uint64_t i = first; i < first + n;) {
+        unsigned bit = (unsigned)(i % 64);
+        uint64_t take = 64 - bit < first + n - i ? 64 - bit : first + n - i;
+        uint64_t mask = (take == 64 ? ~UINT64_C(0) : ((UINT64_C(1) << take) - 1)) << bit;
+        atomic_fetch_or_explicit(&m->stale[i / 64], mask, memory_order_relaxed);
+        i += take;
+    }
+}
+
+static void stale_zero(struct hosted_machine *m, uint64_t first, uint64_t n)
+{
+    for (uint64_t i = first; i < first + n;) {
+        unsigned bit = (unsigned)(i % 64);
+        uint64_t take = 64 - bit < first + n - i ? 64 - bit : first + n - i;
+        uint64_t mask = (take == 64 ? ~UINT64_C(0) : ((UINT64_C(1) << take) - 1)) << bit;
+        uint64_t had = atomic_fetch_and_explicit(&m->stale[i / 64], ~mask, memory_order_relaxed);
+        for (had &= mask; had; had &= had - 1) {
+            uint64_t page = i - bit + (unsigned)__builtin_ctzll(had);
+            memset((void *)(m->mirror + page * KMM_PAGE_SIZE), 0, KMM_PAGE_SIZE);
+        }
+        i += take;
+    }
+}
+
+/* A fresh mirror's change: the window's memory is kept, not replaced, so
+ * that a range mapped again costs no page faults (an unmap only marks it
+ * stale and lets the kernel reclaim it, MADV_FREE; a map zeroes what is
+ * stale); the contents survive a protection change. */
+static int mirror_fresh(struct hosted_machine *m, void *va, uint64_t len, int prot)
+{
+    uint64_t first = ((uintptr_t)va - m->mirror) / KMM_PAGE_SIZE, n = len / KMM_PAGE_SIZE;
+    if (prot == PROT_NONE) {
+        stale_mark(m, first, n);
+        (void)madvise(va, len, MADV_FREE); /* only a hint: older kernels lack it */
+        return mprotect(va, len, PROT_NONE);
+    }
+    if (mprotect(va, len, prot | PROT_WRITE) != 0)
+        return -1;
+    stale_zero(m, first, n);
+    return (prot & PROT_WRITE) ? 0 : mprotect(va, len, prot);
+}
+
 void kmm_port_mapping_changed(struct kmm_port *p, const struct kmm_port_mapping *map)
 {
     struct hosted_machine *m = p->machine;
@@ -394,12 +457,9 @@ void kmm_port_mapping_changed(struct kmm_port *p, const struct kmm_port_mapping 
         return;
     }
     void *va = (void *)(uintptr_t)map->va;
-    void *got;
-    if (map->prot == 0) {
-        got = mmap(va, map->len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
-                   -1, 0);
-    } else {
-        int prot = PROT_READ;
+    int prot = PROT_NONE;
+    if (map->prot) {
+        prot = PROT_READ;
         if (map->prot & KMM_PORT_PROT_WRITE)
             prot |= PROT_WRITE;
         if (map->prot & KMM_PORT_PROT_EXEC)
@@ -412,15 +472,20 @@ void kmm_port_mapping_changed(struct kmm_port *p, const struct kmm_port_mapping 
             /* Device memory beyond the simulated RAM: there is nothing to
              * show, so the window keeps the range inaccessible. */
             atomic_fetch_add(&m->mirror_ignored, 1);
-            got = mmap(va, map->len, PROT_NONE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
-        } else if (m->fresh_mirror) {
-            got = mmap(va, map->len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
-                       -1, 0);
-        } else {
-            got = mmap(va, map->len, prot, MAP_SHARED | MAP_FIXED, m->fd, (off_t)map->pa);
+            prot = PROT_NONE;
         }
     }
+    if (m->fresh_mirror) {
+        if (mirror_fresh(m, va, map->len, prot) != 0)
+            kmm_port_panic(p, "hosted: mirroring mprotect failed");
+        return;
+    }
+    void *got;
+    if (prot == PROT_NONE)
+        got = mmap(va, map->len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+                   -1, 0);
+    else
+        got = mmap(va, map->len, prot, MAP_SHARED | MAP_FIXED, m->fd, (off_t)map->pa);
     if (got != va)
         kmm_port_panic(p, "hosted: mirroring mmap failed");
 }
