@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -236,6 +237,57 @@ KTEST(hosted_port, a_fresh_mirror_maps_a_range_of_scattered_pages_from_its_first
     KT_ASSERT(t, shows_ram != NULL);
     KT_EXPECT(t, kmm_port_mirror_needs_frames(hosted_machine_port(shows_ram)));
     hosted_machine_destroy(shows_ram);
+}
+
+static long minor_faults(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_minflt;
+}
+
+/* A fresh mirror keeps the memory of a range that is unmapped: mapped
+ * again, the range reads zero (only its pages an earlier mapping wrote are
+ * zeroed), costs no page fault to write, and a protection change keeps
+ * what was written. */
+KTEST(hosted_port, a_fresh_mirror_maps_a_freed_range_again_zeroed_and_without_faults)
+{
+    enum { PAGES = 64 };
+    const struct kmm_region ram[] = {{0, 64 * MIB, KMM_MEM_USABLE}};
+    struct hosted_machine_config mc = {.ram = ram,
+                                       .ram_count = 1,
+                                       .mirror_size = 16 * MIB,
+                                       .anonymous = true,
+                                       .fresh_mirror = true};
+    struct hosted_machine *m = hosted_machine_create(&mc);
+    KT_ASSERT(t, m != NULL);
+    uint64_t win, size;
+    hosted_machine_mirror_window(m, &win, &size);
+    uint8_t *va = (uint8_t *)(uintptr_t)win;
+    const unsigned rw = KMM_PORT_PROT_READ | KMM_PORT_PROT_WRITE;
+    mirror(m, win, MIB, PAGES * 4096, rw);
+    memset(va, 0xa5, PAGES * 4096);
+    mirror(m, win, 0, PAGES * 4096, 0);
+    KT_EXPECT(t, kt_access_faults(va, false));
+
+    /* Half of it mapped again (scattered frames: one range), then all. */
+    long before = minor_faults();
+    mirror(m, win, 2 * MIB, PAGES / 2 * 4096, rw);
+    mirror(m, win + PAGES / 2 * 4096, 3 * MIB, PAGES / 2 * 4096, rw);
+    unsigned nonzero = 0;
+    for (unsigned i = 0; i < PAGES * 4096; i++)
+        nonzero += va[i] != 0;
+    memset(va, 0x3c, PAGES * 4096);
+    long faults = minor_faults() - before;
+    KT_EXPECT_EQ(t, nonzero, 0);
+    KT_EXPECT(t, faults < PAGES / 4); /* the memory was kept (64 if it were fresh) */
+    ktest_diag(t, "%ld page faults to map %u freed pages again and write them", faults, PAGES);
+
+    /* Read-only now: the contents stay, and a write faults. */
+    mirror(m, win, 2 * MIB, 4096, KMM_PORT_PROT_READ);
+    KT_EXPECT_EQ(t, va[100], 0x3c);
+    KT_EXPECT(t, kt_access_faults(va, true));
+    hosted_machine_destroy(m);
 }
 
 KTEST(hosted_port, a_mirror_of_anonymous_ram_must_be_fresh_and_a_fresh_one_anonymous)
