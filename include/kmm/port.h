@@ -102,9 +102,9 @@
  *       KMM_PORT_HAS_MIRROR_FRAMES; without, this header supplies one that
  *       answers true. Whether kmm_port_mapping_changed needs the frames a
  *       mapping names: true, and a mapping of scattered pages is described
- *       run by run of contiguous frames; false (a mirror that shows fresh
- *       memory wherever a range is mapped), and it is described once, its
- *       pa the first page's. Any context.
+ *       run by run of contiguous frames; false (a mirror that shows memory
+ *       of its own at a mapped range, not the frames), and it is described
+ *       once, its pa the first page's. Any context.
  *
  * NUMA topology (optional: a host without it reports one node)
  *   unsigned kmm_port_node_count(const struct kmm_port *p)       1 <= n <= KMM_MAX_NODES

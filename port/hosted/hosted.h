@@ -71,8 +71,10 @@ struct hosted_machine_config {
      * the machine. What the library maps there starts zeroed (a page that
      * an earlier mapping used is zeroed when mapped again; an unmapped one
      * is kept, for the kernel to reclaim with MADV_FREE, so that mapping it
-     * again costs no page fault; a protection change keeps the contents)
-     * and is not seen through the direct map, nor the other way round: enough for blocks
+     * again costs no page fault); a map over a live range (a protection
+     * change, a replacing map) keeps the contents; device memory is judged
+     * by a range's first frame. It is not seen through the direct map, nor
+     * the other way round: enough for blocks
      * that are only used through their kernel virtual addresses (vmalloc's,
      * as the preloadable malloc uses them), not for vmap of pages with
      * contents. Without anonymous, hosted_machine_create fails with EINVAL. */

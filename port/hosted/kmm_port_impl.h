@@ -53,9 +53,9 @@ static inline bool kmm_port_mirrors_mappings(const struct kmm_port *p)
     return true;
 }
 
-/* A fresh mirror shows fresh memory wherever a range is mapped, whatever
- * frames it names: a range of scattered pages is one mmap, not one per
- * run of contiguous frames. */
+/* A fresh mirror shows memory of its own at a mapped range, whatever frames
+ * it names: a range of scattered pages is one call, not one per run of
+ * contiguous frames. */
 #define KMM_PORT_HAS_MIRROR_FRAMES 1
 static inline bool kmm_port_mirror_needs_frames(const struct kmm_port *p)
 {

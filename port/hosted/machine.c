@@ -413,6 +413,19 @@ static void stale_mark(struct hosted_machine *m, uint64_t first, uint64_t n)
     }
 }
 
+static bool stale_any(struct hosted_machine *m, uint64_t first, uint64_t n)
+{
+    for (uint64_t i = first; i < first + n;) {
+        unsigned bit = (unsigned)(i % 64);
+        uint64_t take = 64 - bit < first + n - i ? 64 - bit : first + n - i;
+        uint64_t mask = (take == 64 ? ~UINT64_C(0) : ((UINT64_C(1) << take) - 1)) << bit;
+        if (atomic_load_explicit(&m->stale[i / 64], memory_order_relaxed) & mask)
+            return true;
+        i += take;
+    }
+    return false;
+}
+
 static void stale_zero(struct hosted_machine *m, uint64_t first, uint64_t n)
 {
     for (uint64_t i = first; i < first + n;) {
@@ -431,7 +444,10 @@ static void stale_zero(struct hosted_machine *m, uint64_t first, uint64_t n)
 /* A fresh mirror's change: the window's memory is kept, not replaced, so
  * that a range mapped again costs no page faults (an unmap only marks it
  * stale and lets the kernel reclaim it, MADV_FREE; a map zeroes what is
- * stale); the contents survive a protection change. */
+ * stale). A map over a live range (a protection change, a replacing map)
+ * keeps its contents. A page stale but no longer resident is faulted in
+ * to be zeroed: a cost only for a large range mapped again and little
+ * used. */
 static int mirror_fresh(struct hosted_machine *m, void *va, uint64_t len, int prot)
 {
     uint64_t first = ((uintptr_t)va - m->mirror) / KMM_PAGE_SIZE, n = len / KMM_PAGE_SIZE;
@@ -440,10 +456,13 @@ static int mirror_fresh(struct hosted_machine *m, void *va, uint64_t len, int pr
         (void)madvise(va, len, MADV_FREE); /* only a hint: older kernels lack it */
         return mprotect(va, len, PROT_NONE);
     }
-    if (mprotect(va, len, prot | PROT_WRITE) != 0)
+    if (!stale_any(m, first, n))
+        return mprotect(va, len, prot);
+    /* Writable, never executable too, while the stale pages are zeroed. */
+    if (mprotect(va, len, PROT_READ | PROT_WRITE) != 0)
         return -1;
     stale_zero(m, first, n);
-    return (prot & PROT_WRITE) ? 0 : mprotect(va, len, prot);
+    return prot == (PROT_READ | PROT_WRITE) ? 0 : mprotect(va, len, prot);
 }
 
 void kmm_port_mapping_changed(struct kmm_port *p, const struct kmm_port_mapping *map)
@@ -465,7 +484,8 @@ void kmm_port_mapping_changed(struct kmm_port *p, const struct kmm_port_mapping 
         if (map->prot & KMM_PORT_PROT_EXEC)
             prot |= PROT_EXEC;
         /* A fresh mirror is told of scattered pages as one range, with the
-         * first page's address (kmm_port_mirror_needs_frames). */
+         * first page's address (kmm_port_mirror_needs_frames), so it judges
+         * device memory by a range's first frame. */
         bool device = m->fresh_mirror ? map->pa >= m->phys_end
                                       : map->pa > m->phys_end || map->len > m->phys_end - map->pa;
         if (device) {

@@ -22,8 +22,10 @@
 
 #include <kmm/kmm.h>
 
-#define MIB (UINT64_C(1) << 20)
-#define GIB (UINT64_C(1) << 30)
+#define MIB   (UINT64_C(1) << 20)
+#define PG    UINT64_C(4096)
+#define PAGES 64u /* the fresh mirror's freed range mapped again */
+#define GIB   (UINT64_C(1) << 30)
 
 /* --- catching faults --------------------------------------------------------- */
 
@@ -221,9 +223,9 @@ KTEST(hosted_port, a_fresh_mirror_maps_a_range_of_scattered_pages_from_its_first
     uint64_t win, size;
     hosted_machine_mirror_window(m, &win, &size);
     /* The last frame first: 4 pages from it would end 3 pages past the RAM. */
-    mirror(m, win, 64 * MIB - 4096, 4 * 4096, KMM_PORT_PROT_READ | KMM_PORT_PROT_WRITE);
+    mirror(m, win, 64 * MIB - PG, 4 * PG, KMM_PORT_PROT_READ | KMM_PORT_PROT_WRITE);
     for (unsigned i = 0; i < 4; i++) {
-        volatile uint8_t *va = (uint8_t *)(uintptr_t)(win + i * 4096);
+        volatile uint8_t *va = (uint8_t *)(uintptr_t)(win + i * PG);
         KT_EXPECT_EQ(t, va[0], 0);
         KT_EXPECT(t, !kt_access_faults(va, true));
     }
@@ -244,7 +246,7 @@ static unsigned resident_pages(const void *va, unsigned n)
 {
     unsigned char vec[64];
     unsigned count = 0;
-    if (n > sizeof(vec) || mincore((void *)(uintptr_t)va, (size_t)n * 4096, vec) != 0)
+    if (n > sizeof(vec) || mincore((void *)(uintptr_t)va, (size_t)n * PG, vec) != 0)
         return 0;
     for (unsigned i = 0; i < n; i++)
         count += vec[i] & 1;
@@ -258,7 +260,6 @@ static unsigned resident_pages(const void *va, unsigned n)
  * was written. */
 KTEST(hosted_port, a_fresh_mirror_maps_a_freed_range_again_zeroed_from_memory_it_kept)
 {
-    enum { PAGES = 64 };
     const struct kmm_region ram[] = {{0, 64 * MIB, KMM_MEM_USABLE}};
     struct hosted_machine_config mc = {.ram = ram,
                                        .ram_count = 1,
@@ -271,25 +272,35 @@ KTEST(hosted_port, a_fresh_mirror_maps_a_freed_range_again_zeroed_from_memory_it
     hosted_machine_mirror_window(m, &win, &size);
     uint8_t *va = (uint8_t *)(uintptr_t)win;
     const unsigned rw = KMM_PORT_PROT_READ | KMM_PORT_PROT_WRITE;
-    mirror(m, win, MIB, PAGES * 4096, rw);
-    memset(va, 0xa5, PAGES * 4096);
-    mirror(m, win, 0, PAGES * 4096, 0);
+    mirror(m, win, MIB, PAGES * PG, rw);
+    memset(va, 0xa5, PAGES * PG);
+    mirror(m, win, 0, PAGES * PG, 0);
     KT_EXPECT(t, kt_access_faults(va, false));
     KT_EXPECT_EQ(t, resident_pages(va, PAGES), PAGES); /* a fresh mapping would hold none */
 
     /* Half of it mapped again (scattered frames: one range), then all. */
-    mirror(m, win, 2 * MIB, PAGES / 2 * 4096, rw);
-    mirror(m, win + PAGES / 2 * 4096, 3 * MIB, PAGES / 2 * 4096, rw);
+    mirror(m, win, 2 * MIB, PAGES / 2 * PG, rw);
+    mirror(m, win + PAGES / 2 * PG, 3 * MIB, PAGES / 2 * PG, rw);
     unsigned nonzero = 0;
-    for (unsigned i = 0; i < PAGES * 4096; i++)
+    for (unsigned i = 0; i < PAGES * PG; i++)
         nonzero += va[i] != 0;
     KT_EXPECT_EQ(t, nonzero, 0);
-    memset(va, 0x3c, PAGES * 4096);
+    memset(va, 0x3c, PAGES * PG);
 
-    /* Read-only now: the contents stay, and a write faults. */
-    mirror(m, win, 2 * MIB, 4096, KMM_PORT_PROT_READ);
+    /* Read-only now, then another frame: the contents stay, and a write
+     * faults. */
+    mirror(m, win, 2 * MIB, PG, KMM_PORT_PROT_READ);
     KT_EXPECT_EQ(t, va[100], 0x3c);
     KT_EXPECT(t, kt_access_faults(va, true));
+    mirror(m, win, 4 * MIB, PG, KMM_PORT_PROT_READ);
+    KT_EXPECT_EQ(t, va[100], 0x3c);
+
+    /* A stale page mapped again read-only and executable: zeroed, and
+     * still not writable. */
+    mirror(m, win + PG, 0, PG, 0);
+    mirror(m, win + PG, 5 * MIB, PG, KMM_PORT_PROT_READ | KMM_PORT_PROT_EXEC);
+    KT_EXPECT_EQ(t, va[PG + 100], 0);
+    KT_EXPECT(t, kt_access_faults(va + PG, true));
     hosted_machine_destroy(m);
 }
 
