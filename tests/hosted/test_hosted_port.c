@@ -149,6 +149,19 @@ KTEST(hosted_port, mappings_outside_the_window_are_counted_and_ignored)
     hosted_machine_destroy(m);
 }
 
+/* A machine of 64 MiB of anonymous RAM with a fresh mirror window of
+ * 16 MiB, as the preloadable malloc's (hosted.h, fresh_mirror). */
+static struct hosted_machine *fresh_machine(void)
+{
+    static const struct kmm_region ram[] = {{0, 64 * MIB, KMM_MEM_USABLE}};
+    struct hosted_machine_config mc = {.ram = ram,
+                                       .ram_count = 1,
+                                       .mirror_size = 16 * MIB,
+                                       .anonymous = true,
+                                       .fresh_mirror = true};
+    return hosted_machine_create(&mc);
+}
+
 /* What a forked child saw in a fresh window's page before writing its own
  * byte, as its exit status. */
 static int child_writes_then_reports(volatile uint8_t *va, volatile uint8_t *pa_view)
@@ -161,13 +174,7 @@ static int child_writes_then_reports(volatile uint8_t *va, volatile uint8_t *pa_
 
 KTEST(hosted_port, a_fresh_mirror_is_zeroed_private_memory_that_fork_copies)
 {
-    const struct kmm_region ram[] = {{0, 64 * MIB, KMM_MEM_USABLE}};
-    struct hosted_machine_config mc = {.ram = ram,
-                                       .ram_count = 1,
-                                       .mirror_size = 16 * MIB,
-                                       .anonymous = true,
-                                       .fresh_mirror = true};
-    struct hosted_machine *m = hosted_machine_create(&mc);
+    struct hosted_machine *m = fresh_machine();
     KT_ASSERT(t, m != NULL);
     uint64_t win, size;
     hosted_machine_mirror_window(m, &win, &size);
@@ -211,13 +218,7 @@ KTEST(hosted_port, a_fresh_mirror_is_zeroed_private_memory_that_fork_copies)
  * the frames, run by run. */
 KTEST(hosted_port, a_fresh_mirror_maps_a_range_of_scattered_pages_from_its_first_frame)
 {
-    const struct kmm_region ram[] = {{0, 64 * MIB, KMM_MEM_USABLE}};
-    struct hosted_machine_config mc = {.ram = ram,
-                                       .ram_count = 1,
-                                       .mirror_size = 16 * MIB,
-                                       .anonymous = true,
-                                       .fresh_mirror = true};
-    struct hosted_machine *m = hosted_machine_create(&mc);
+    struct hosted_machine *m = fresh_machine();
     KT_ASSERT(t, m != NULL);
     KT_EXPECT(t, !kmm_port_mirror_needs_frames(hosted_machine_port(m)));
     uint64_t win, size;
@@ -235,6 +236,7 @@ KTEST(hosted_port, a_fresh_mirror_maps_a_range_of_scattered_pages_from_its_first
     KT_EXPECT_EQ(t, hosted_machine_mirror_ignored(m), 1);
     hosted_machine_destroy(m);
 
+    const struct kmm_region ram[] = {{0, 64 * MIB, KMM_MEM_USABLE}};
     struct hosted_machine *shows_ram = hosted_machine_from_map(ram, 1, 16 * MIB);
     KT_ASSERT(t, shows_ram != NULL);
     KT_EXPECT(t, kmm_port_mirror_needs_frames(hosted_machine_port(shows_ram)));
@@ -260,13 +262,7 @@ static unsigned resident_pages(const void *va, unsigned n)
  * was written. */
 KTEST(hosted_port, a_fresh_mirror_maps_a_freed_range_again_zeroed_from_memory_it_kept)
 {
-    const struct kmm_region ram[] = {{0, 64 * MIB, KMM_MEM_USABLE}};
-    struct hosted_machine_config mc = {.ram = ram,
-                                       .ram_count = 1,
-                                       .mirror_size = 16 * MIB,
-                                       .anonymous = true,
-                                       .fresh_mirror = true};
-    struct hosted_machine *m = hosted_machine_create(&mc);
+    struct hosted_machine *m = fresh_machine();
     KT_ASSERT(t, m != NULL);
     uint64_t win, size;
     hosted_machine_mirror_window(m, &win, &size);
