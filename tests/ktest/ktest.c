@@ -17,10 +17,14 @@ extern const struct ktest_case __stop_ktest_cases[];
 
 struct ktest {
     const struct kmm_sink *out;
+    const struct ktest_case *c; /* the case running */
     bool failed;
     bool skipped;
     char skip_reason[96];
 };
+
+/* ktest_set_failure_sink's sink, or NULL. */
+static const struct kmm_sink *failure_sink;
 
 static void put(const struct kmm_sink *out, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -85,7 +89,14 @@ void ktest_fail_at(struct ktest *t, const char *file, int line, const char *fmt,
     kmm_vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     put(t->out, "    # %s:%d: %s\n", file, line, msg);
+    if (failure_sink)
+        put(failure_sink, "%s.%s: %s:%d: %s\n", t->c->suite, t->c->name, file, line, msg);
     t->failed = true;
+}
+
+void ktest_set_failure_sink(const struct kmm_sink *sink)
+{
+    failure_sink = sink;
 }
 
 void ktest_skip(struct ktest *t, const char *reason)
@@ -189,7 +200,7 @@ int ktest_run_with(const char *filter, const struct ktest_case *extra, size_t ex
         int suite_failed = 0;
         for (size_t j = 0; j < len; j++) {
             const struct ktest_case *c = order[i + j];
-            struct ktest t = {.out = out};
+            struct ktest t = {.out = out, .c = c};
             c->run(&t);
             if (t.failed) {
                 suite_failed++;

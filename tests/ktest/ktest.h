@@ -119,4 +119,13 @@ int ktest_run(const char *filter, const struct kmm_sink *out);
 int ktest_run_with(const char *filter, const struct ktest_case *extra, size_t extra_count,
                    const struct kmm_sink *out);
 
+/*
+ * ktest_set_failure_sink - where a failure is also said, as one line
+ * "suite.test: file:line: message" per failed check (NULL: nowhere, the
+ * default). The hosted runner sends it to stderr, which prove passes
+ * through: a harness that shows only a summary (CI) then still shows why
+ * a test failed, where the KTAP diagnostics are not shown.
+ */
+void ktest_set_failure_sink(const struct kmm_sink *sink);
+
 #endif /* KTEST_H */

@@ -17,9 +17,19 @@ static void write_stdout(void *ctx, const char *text, size_t len)
     fflush(stdout);
 }
 
+/* A failure, on stderr too (ktest_set_failure_sink), named by the test
+ * program. */
+static void write_failure(void *ctx, const char *text, size_t len)
+{
+    fprintf(stderr, "%s: %.*s", (const char *)ctx, (int)len, text);
+    fflush(stderr);
+}
+
 int main(int argc, char **argv)
 {
     const char *filter = argc > 1 ? argv[1] : getenv("KTEST_FILTER");
     struct kmm_sink out = {write_stdout, NULL};
+    struct kmm_sink failures = {write_failure, argv[0]};
+    ktest_set_failure_sink(&failures);
     return ktest_run(filter, &out) ? EXIT_FAILURE : EXIT_SUCCESS;
 }
