@@ -103,8 +103,10 @@
  *       answers true. Whether kmm_port_mapping_changed needs the frames a
  *       mapping names: true, and a mapping of scattered pages is described
  *       run by run of contiguous frames; false (a mirror that shows memory
- *       of its own at a mapped range, not the frames), and it is described
- *       once, its pa the first page's. Any context.
+ *       of its own at a mapped range, not the frames, and zeros where a
+ *       range is mapped anew), and it is described once, its pa the first
+ *       page's, and the library does not zero the frames of a zeroed
+ *       vmalloc (nothing shows them). Any context.
  *
  * NUMA topology (optional: a host without it reports one node)
  *   unsigned kmm_port_node_count(const struct kmm_port *p)       1 <= n <= KMM_MAX_NODES

@@ -64,6 +64,11 @@ static int back_with_pages(struct kmm *k, uint64_t va, uint64_t n, kmm_gfp_t gfp
     uint64_t batch[VMALLOC_BATCH];
     uint64_t done = 0; /* pages mapped */
     int err = KMM_OK;
+    /* A mirror that shows memory of its own, zeroed where a range is mapped
+     * anew, not the frames (kmm_port_mirror_needs_frames): zeroing them
+     * would only make them resident too. */
+    if (!kmm_port_mirror_needs_frames(k->port))
+        gfp &= ~KMM_GFP_ZERO;
     while (done < n) {
         uint64_t want = n - done, got = 0;
         if (want > VMALLOC_BATCH)

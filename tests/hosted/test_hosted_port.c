@@ -21,6 +21,9 @@
 #include "ktest.h"
 
 #include <kmm/kmm.h>
+#include <kmm/page.h>
+#include <kmm/vm.h>
+#include <kmm/vmalloc.h>
 
 #define MIB   (UINT64_C(1) << 20)
 #define PG    UINT64_C(4096)
@@ -151,10 +154,11 @@ KTEST(hosted_port, mappings_outside_the_window_are_counted_and_ignored)
 
 /* A machine of 64 MiB of anonymous RAM with a fresh mirror window of
  * 16 MiB, as the preloadable malloc's (hosted.h, fresh_mirror). */
+static const struct kmm_region fresh_ram[] = {{0, 64 * MIB, KMM_MEM_USABLE}};
+
 static struct hosted_machine *fresh_machine(void)
 {
-    static const struct kmm_region ram[] = {{0, 64 * MIB, KMM_MEM_USABLE}};
-    struct hosted_machine_config mc = {.ram = ram,
+    struct hosted_machine_config mc = {.ram = fresh_ram,
                                        .ram_count = 1,
                                        .mirror_size = 16 * MIB,
                                        .anonymous = true,
@@ -297,6 +301,51 @@ KTEST(hosted_port, a_fresh_mirror_maps_a_freed_range_again_zeroed_from_memory_it
     mirror(m, win + PG, 5 * MIB, PG, KMM_PORT_PROT_READ | KMM_PORT_PROT_EXEC);
     KT_EXPECT_EQ(t, va[PG + 100], 0);
     KT_EXPECT(t, kt_access_faults(va + PG, true));
+    hosted_machine_destroy(m);
+}
+
+/* On a fresh mirror a zeroed vmalloc reads zero at its address and leaves
+ * its frames alone: nothing shows them, and zeroing them would make them
+ * resident beside the window's own memory (twice a calloc's size). */
+KTEST(hosted_port, a_zeroed_vmalloc_on_a_fresh_mirror_leaves_its_frames_alone)
+{
+    struct hosted_machine *m = fresh_machine();
+    KT_ASSERT(t, m != NULL);
+    uint64_t win, size;
+    hosted_machine_mirror_window(m, &win, &size);
+    struct kmm_config cfg = {.port = hosted_machine_port(m),
+                             .regions = fresh_ram,
+                             .region_count = 1,
+                             .cpu_count = 1,
+                             .kva_base = win,
+                             .kva_size = size};
+    struct kmm *k;
+    KT_ASSERT_EQ(t, kmm_init(&cfg, &k), KMM_OK);
+    /* Every free page written, so that a frame not zeroed shows it. */
+    static uint64_t held[64 * MIB / PG];
+    size_t n = 0;
+    while (n < sizeof(held) / sizeof(held[0]) && (held[n] = kmm_page_alloc(k, 0, 0)) != 0)
+        memset(phys(m, held[n++]), 0xa5, PG);
+    while (n > 0)
+        KT_EXPECT_EQ(t, kmm_page_free(k, held[--n], 0), KMM_OK);
+
+    const unsigned pages = 16;
+    uint8_t *p = kmm_vzalloc(k, pages * PG);
+    KT_ASSERT(t, p != NULL);
+    unsigned nonzero = 0, zeroed_frames = 0;
+    for (unsigned i = 0; i < pages * PG; i++)
+        nonzero += p[i] != 0;
+    for (unsigned i = 0; i < pages; i++) {
+        struct kmm_vm_translation tr;
+        KT_ASSERT_EQ(t,
+                     kmm_vm_translate(kmm_kernel_aspace(k), (uint64_t)(uintptr_t)p + i * PG, &tr),
+                     KMM_OK);
+        zeroed_frames += *(uint8_t *)phys(m, tr.pa) == 0;
+    }
+    KT_EXPECT_EQ(t, nonzero, 0);
+    KT_EXPECT_EQ(t, zeroed_frames, 0);
+    KT_EXPECT_EQ(t, kmm_vfree(k, p), KMM_OK);
+    kmm_fini(k);
     hosted_machine_destroy(m);
 }
 
