@@ -32,7 +32,6 @@ struct hosted_machine {
     int fd;            /* the memfd holding physical memory, -1 if anonymous */
     bool anonymous;    /* RAM is anonymous private memory (no memfd, no mirror) */
     bool no_tlb_log;   /* TLB requests are not recorded */
-    bool fresh_mirror; /* the window maps fresh anonymous memory, not the RAM */
     bool no_huge_hint; /* anonymous RAM without MADV_HUGEPAGE */
     uint64_t phys_end; /* end of simulated physical memory (the memfd's size) */
     void *reserve;     /* the direct-map reservation as mmap returned it */
@@ -134,8 +133,7 @@ struct hosted_machine *hosted_machine_create(const struct hosted_machine_config 
     m->log_ctx = cfg->log_ctx;
     m->anonymous = cfg->anonymous;
     m->no_tlb_log = cfg->no_tlb_log;
-    m->fresh_mirror = cfg->fresh_mirror;
-    m->port.fresh_mirror = cfg->fresh_mirror;
+    m->port.fresh_mirror = cfg->fresh_mirror; /* the window shows memory of its own */
     m->no_huge_hint = cfg->no_huge_hint;
     m->port.machine = m;
     for (size_t i = 0; i < cfg->ram_count; i++) {
@@ -152,8 +150,8 @@ struct hosted_machine *hosted_machine_create(const struct hosted_machine_config 
 
     /* A window that shows the RAM maps the memfd, which anonymous RAM has
      * not; a fresh window is only for anonymous RAM. */
-    bool window_needs_memfd = m->anonymous && cfg->mirror_size && !m->fresh_mirror;
-    if (window_needs_memfd || (m->fresh_mirror && !m->anonymous)) {
+    bool window_needs_memfd = m->anonymous && cfg->mirror_size && !m->port.fresh_mirror;
+    if (window_needs_memfd || (m->port.fresh_mirror && !m->anonymous)) {
         errno = EINVAL;
         goto fail;
     }
@@ -189,7 +187,7 @@ struct hosted_machine *hosted_machine_create(const struct hosted_machine_config 
         if (lo + raw_len > wb + m->mirror_size)
             munmap((void *)(wb + m->mirror_size), lo + raw_len - (wb + m->mirror_size));
         m->mirror = wb;
-        if (m->fresh_mirror) {
+        if (m->port.fresh_mirror) {
             m->stale_bytes = (m->mirror_size / KMM_PAGE_SIZE + 63) / 64 * 8;
             void *bits = mmap(NULL, m->stale_bytes, PROT_READ | PROT_WRITE,
                               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -402,42 +400,42 @@ void hosted_tlb_log_clear(struct hosted_machine *m)
  * or cleared with each page that had one zeroed (a map; the range is
  * writable by then). Atomic word by word: CPUs change disjoint ranges
  * whose bits may share a word. */
+
+/* The mask of the bits of pages [i, end) in i's word; *next is the first
+ * page after them. */
+static uint64_t stale_run(uint64_t i, uint64_t end, uint64_t *next)
+{
+    unsigned bit = (unsigned)(i % 64);
+    uint64_t take = 64 - bit < end - i ? 64 - bit : end - i;
+    *next = i + take;
+    return (take == 64 ? ~UINT64_C(0) : ((UINT64_C(1) << take) - 1)) << bit;
+}
+
 static void stale_mark(struct hosted_machine *m, uint64_t first, uint64_t n)
 {
-    for (uint64_t i = first; i < first + n;) {
-        unsigned bit = (unsigned)(i % 64);
-        uint64_t take = 64 - bit < first + n - i ? 64 - bit : first + n - i;
-        uint64_t mask = (take == 64 ? ~UINT64_C(0) : ((UINT64_C(1) << take) - 1)) << bit;
-        atomic_fetch_or_explicit(&m->stale[i / 64], mask, memory_order_relaxed);
-        i += take;
-    }
+    for (uint64_t i = first, next; i < first + n; i = next)
+        atomic_fetch_or_explicit(&m->stale[i / 64], stale_run(i, first + n, &next),
+                                 memory_order_relaxed);
 }
 
 static bool stale_any(struct hosted_machine *m, uint64_t first, uint64_t n)
 {
-    for (uint64_t i = first; i < first + n;) {
-        unsigned bit = (unsigned)(i % 64);
-        uint64_t take = 64 - bit < first + n - i ? 64 - bit : first + n - i;
-        uint64_t mask = (take == 64 ? ~UINT64_C(0) : ((UINT64_C(1) << take) - 1)) << bit;
-        if (atomic_load_explicit(&m->stale[i / 64], memory_order_relaxed) & mask)
+    for (uint64_t i = first, next; i < first + n; i = next)
+        if (atomic_load_explicit(&m->stale[i / 64], memory_order_relaxed) &
+            stale_run(i, first + n, &next))
             return true;
-        i += take;
-    }
     return false;
 }
 
 static void stale_zero(struct hosted_machine *m, uint64_t first, uint64_t n)
 {
-    for (uint64_t i = first; i < first + n;) {
-        unsigned bit = (unsigned)(i % 64);
-        uint64_t take = 64 - bit < first + n - i ? 64 - bit : first + n - i;
-        uint64_t mask = (take == 64 ? ~UINT64_C(0) : ((UINT64_C(1) << take) - 1)) << bit;
+    for (uint64_t i = first, next; i < first + n; i = next) {
+        uint64_t mask = stale_run(i, first + n, &next);
         uint64_t had = atomic_fetch_and_explicit(&m->stale[i / 64], ~mask, memory_order_relaxed);
         for (had &= mask; had; had &= had - 1) {
-            uint64_t page = i - bit + (unsigned)__builtin_ctzll(had);
+            uint64_t page = i / 64 * 64 + (unsigned)__builtin_ctzll(had);
             memset((void *)(m->mirror + page * KMM_PAGE_SIZE), 0, KMM_PAGE_SIZE);
         }
-        i += take;
     }
 }
 
@@ -488,8 +486,9 @@ static __attribute__((noinline)) void mirror_change(struct kmm_port *p,
         /* A fresh mirror is told of scattered pages as one range, with the
          * first page's address (kmm_port_mirror_needs_frames), so it judges
          * device memory by a range's first frame. */
-        bool device = m->fresh_mirror ? map->pa >= m->phys_end
-                                      : map->pa > m->phys_end || map->len > m->phys_end - map->pa;
+        bool device = m->port.fresh_mirror
+                          ? map->pa >= m->phys_end
+                          : map->pa > m->phys_end || map->len > m->phys_end - map->pa;
         if (device) {
             /* Device memory beyond the simulated RAM: there is nothing to
              * show, so the window keeps the range inaccessible. */
@@ -497,7 +496,7 @@ static __attribute__((noinline)) void mirror_change(struct kmm_port *p,
             prot = PROT_NONE;
         }
     }
-    if (m->fresh_mirror) {
+    if (m->port.fresh_mirror) {
         if (mirror_fresh(m, va, map->len, prot) != 0)
             kmm_port_panic(p, "hosted: mirroring mprotect failed");
         return;

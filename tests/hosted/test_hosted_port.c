@@ -304,6 +304,36 @@ KTEST(hosted_port, a_fresh_mirror_maps_a_freed_range_again_zeroed_from_memory_it
     hosted_machine_destroy(m);
 }
 
+/* The stale bits by word: a range that crosses a word of the bitmap on
+ * neither boundary, mapped again in pieces, and the window's last page. */
+KTEST(hosted_port, a_fresh_mirror_zeroes_stale_ranges_across_the_bitmaps_words)
+{
+    struct hosted_machine *m = fresh_machine();
+    KT_ASSERT(t, m != NULL);
+    uint64_t win, size;
+    hosted_machine_mirror_window(m, &win, &size);
+    const unsigned rw = KMM_PORT_PROT_READ | KMM_PORT_PROT_WRITE;
+    const uint64_t spans[][2] = {{60, 10}, {size / PG - 1, 1}}; /* first page, pages */
+    for (unsigned s = 0; s < 2; s++) {
+        uint64_t va = win + spans[s][0] * PG, len = spans[s][1] * PG;
+        mirror(m, va, MIB, len, rw);
+        memset((void *)(uintptr_t)va, 0x5a, len);
+        mirror(m, va, 0, len, 0);
+    }
+    /* [62, 68) first, then the pages either side of it, then the last. */
+    mirror(m, win + 62 * PG, MIB, 6 * PG, rw);
+    mirror(m, win + 60 * PG, MIB, 2 * PG, rw);
+    mirror(m, win + 68 * PG, MIB, 2 * PG, rw);
+    mirror(m, win + size - PG, MIB, PG, rw);
+    unsigned nonzero = 0;
+    for (uint64_t b = 60 * PG; b < 70 * PG; b++)
+        nonzero += ((volatile uint8_t *)(uintptr_t)win)[b] != 0;
+    for (uint64_t b = size - PG; b < size; b++)
+        nonzero += ((volatile uint8_t *)(uintptr_t)win)[b] != 0;
+    KT_EXPECT_EQ(t, nonzero, 0);
+    hosted_machine_destroy(m);
+}
+
 /* On a fresh mirror a zeroed vmalloc reads zero at its address and leaves
  * its frames alone: nothing shows them, and zeroing them would make them
  * resident beside the window's own memory (twice a calloc's size). */
